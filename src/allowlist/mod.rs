@@ -1,0 +1,1 @@
+//! Per-vendor allowlists (placeholder until the allowlist lands).

@@ -1,0 +1,2 @@
+//! vcs-agent: VCS Agent Pools as a synchronous thread-pool proxy.
+pub mod allowlist;
