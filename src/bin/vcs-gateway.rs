@@ -1,1 +1,171 @@
-fn main(){}
+//! `vcs-gateway`: manages pools and serves the agent port and the `private://` front.
+
+use lexopt::prelude::*;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use vcs_agent::config::parse_duration;
+use vcs_agent::gateway::hub::Settings;
+use vcs_agent::gateway::store::{format_time, Store};
+use vcs_agent::gateway::Gateway;
+use vcs_agent::token::Token;
+
+const HELP: &str = "\
+vcs-gateway: the gateway side of VCS Agent Pools.
+
+USAGE:
+    vcs-gateway pool create --data-dir DIR --name NAME [--description TEXT] [--public-url URL]
+        Create a pool and print its token (one line) on stdout. NAME: 1-63 of a-z 0-9 -.
+        --public-url is the agent URL put in the token [ws://127.0.0.1:1984].
+    vcs-gateway pool list --data-dir DIR
+        List pools (name, id, created, description); keys are never shown or stored.
+    vcs-gateway serve --data-dir DIR [OPTIONS]
+        --agent-listen ADDR     agent WebSocket port [127.0.0.1:1984]
+        --api-listen ADDR       private:// front and /healthz [127.0.0.1:1985]
+        --queue-timeout DUR     how long a request waits for an idle stream [30s]
+        --keepalive DUR         ping idle agent streams; drop after 3 silent intervals [20s]
+        --exchange-timeout DUR  longest silence from an agent inside one request [120s]
+    vcs-gateway --help | --version
+
+Durations: 30, 30s, 500ms, 2m. Port 0 picks a free port; the bound addresses are logged.
+";
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("vcs-gateway: {message}");
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(message) => fail(message),
+    }
+}
+
+fn run() -> Result<ExitCode, String> {
+    let mut parser = lexopt::Parser::from_env();
+    let mut words: Vec<String> = Vec::new();
+    let mut data_dir: Option<PathBuf> = None;
+    let mut name: Option<String> = None;
+    let mut description = String::new();
+    let mut public_url = String::from("ws://127.0.0.1:1984");
+    let mut agent_listen = String::from("127.0.0.1:1984");
+    let mut api_listen = String::from("127.0.0.1:1985");
+    let mut settings = Settings::default();
+    let text = |parser: &mut lexopt::Parser| -> Result<String, String> {
+        parser
+            .value()
+            .map_err(|e| e.to_string())?
+            .into_string()
+            .map_err(|_| "a value is not valid UTF-8".to_string())
+    };
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Short('h') | Long("help") => {
+                print!("{HELP}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            Short('V') | Long("version") => {
+                println!("vcs-gateway {}", env!("CARGO_PKG_VERSION"));
+                return Ok(ExitCode::SUCCESS);
+            }
+            Long("data-dir") => data_dir = Some(PathBuf::from(text(&mut parser)?)),
+            Long("name") => name = Some(text(&mut parser)?),
+            Long("description") => description = text(&mut parser)?,
+            Long("public-url") => public_url = text(&mut parser)?,
+            Long("agent-listen") => agent_listen = text(&mut parser)?,
+            Long("api-listen") => api_listen = text(&mut parser)?,
+            Long("queue-timeout") => {
+                settings.queue_timeout = parse_duration(&text(&mut parser)?)
+                    .map_err(|e| format!("--queue-timeout: {e}"))?
+            }
+            Long("keepalive") => {
+                settings.keepalive =
+                    parse_duration(&text(&mut parser)?).map_err(|e| format!("--keepalive: {e}"))?
+            }
+            Long("exchange-timeout") => {
+                settings.exchange_timeout = parse_duration(&text(&mut parser)?)
+                    .map_err(|e| format!("--exchange-timeout: {e}"))?
+            }
+            Value(word) => words.push(
+                word.into_string()
+                    .map_err(|_| "an argument is not valid UTF-8".to_string())?,
+            ),
+            other => return Err(format!("{} (see vcs-gateway --help)", other.unexpected())),
+        }
+    }
+    let data_dir = || {
+        data_dir
+            .clone()
+            .ok_or_else(|| "--data-dir is required".to_string())
+    };
+    match words
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["pool", "create"] => {
+            let name = name.ok_or("--name is required")?;
+            if !(public_url.starts_with("ws://") || public_url.starts_with("wss://")) {
+                return Err(format!(
+                    "--public-url must start with ws:// or wss://, got \"{public_url}\""
+                ));
+            }
+            let store = Store::open(data_dir()?)?;
+            let (record, key) = store.create(&name, &description)?;
+            let token = Token {
+                host: public_url,
+                key,
+                pool_ulid: record.ulid,
+            };
+            println!("{}", token.encode());
+            Ok(ExitCode::SUCCESS)
+        }
+        ["pool", "list"] => {
+            let store = Store::open(data_dir()?)?;
+            println!("{:<24} {:<26} {:<20} DESCRIPTION", "NAME", "ID", "CREATED");
+            for pool in store.load()? {
+                println!(
+                    "{:<24} {:<26} {:<20} {}",
+                    pool.name,
+                    pool.ulid,
+                    format_time(pool.created),
+                    pool.description
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ["serve"] => serve(&data_dir()?, &agent_listen, &api_listen, settings),
+        [] => Err("a command is required: pool create, pool list or serve (see --help)".into()),
+        other => Err(format!(
+            "unknown command \"{}\" (see --help)",
+            other.join(" ")
+        )),
+    }
+}
+
+fn serve(
+    data_dir: &std::path::Path,
+    agent_listen: &str,
+    api_listen: &str,
+    settings: Settings,
+) -> Result<ExitCode, String> {
+    vcs_agent::observe::init_logging("info");
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let gateway = Gateway::start(data_dir, agent_listen, api_listen, settings)?;
+    log::info!("agent port listening on {}", gateway.agent_addr);
+    log::info!("api port listening on {}", gateway.api_addr);
+    log::info!(
+        "{} pools loaded from {}",
+        gateway.hub.pools().len(),
+        gateway.hub.store.path().display()
+    );
+    if let Some(signal) = signals.forever().next() {
+        log::info!("signal {signal} received: exiting");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,573 @@
+//! One agent stream's whole life: dial the gateway, serve requests one at a time, and dial
+//! again with backoff when the connection is lost.
+//!
+//! Everything happens on this slot's own thread and its own WebSocket, so there are no locks
+//! on the hot path. The socket's read timeout is a short tick: between ticks the slot notices
+//! a drain, sends keepalive pings and detects a silent gateway (three keepalive intervals with
+//! no frame at all). A request body is pulled from the socket as ureq reads it; the response
+//! body is read from ureq in [`MAX_CHUNK`] pieces and sent as binary messages, so memory does
+//! not grow with the body. Cancellation needs no extra thread: when the caller goes away the
+//! gateway closes the WebSocket, the next write here fails, and the upstream connection is
+//! dropped with the reader.
+
+use crate::agent::forward;
+use crate::agent::Shared;
+use crate::net::dial::{self, DialError};
+use crate::net::stream::is_timeout;
+use crate::net::Stream;
+use crate::observe::{redact_headers, redact_target};
+use crate::protocol::{self, Control, ErrorKind, Frame, Headers, MAX_CHUNK};
+use log::{debug, error, info, warn};
+use std::io::{self, Read};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tungstenite::{Bytes, Message, WebSocket};
+
+type Socket = WebSocket<Stream>;
+
+/// How often an idle slot wakes up to look at drain and keepalive.
+const TICK: Duration = Duration::from_millis(250);
+/// A connection that lasted this long resets the backoff.
+const STABLE_AFTER: Duration = Duration::from_secs(60);
+
+/// Why a stream ended.
+#[derive(Debug)]
+enum StreamEnd {
+    /// The gateway closed it (after our drain notice, or its own shutdown).
+    Closed,
+    /// The connection broke or the peer broke the protocol.
+    Lost(String),
+}
+
+impl From<tungstenite::Error> for StreamEnd {
+    fn from(e: tungstenite::Error) -> StreamEnd {
+        match e {
+            tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => {
+                StreamEnd::Closed
+            }
+            other => StreamEnd::Lost(other.to_string()),
+        }
+    }
+}
+
+/// Exponential backoff with full jitter: the next wait is uniform in `[floor, min(cap, base·2ⁿ)]`.
+#[derive(Debug)]
+pub struct Backoff {
+    attempt: u32,
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Backoff {
+        Backoff {
+            attempt: 0,
+            base: Duration::from_millis(500),
+            cap: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Backoff {
+    pub fn next_delay(&mut self) -> Duration {
+        let ceiling = self
+            .base
+            .saturating_mul(1u32 << self.attempt.min(16))
+            .min(self.cap);
+        self.attempt = self.attempt.saturating_add(1);
+        let floor = (self.base / 5).min(ceiling);
+        floor + ceiling.saturating_sub(floor).mul_f64(random_unit())
+    }
+
+    /// Jumps straight to the cap (a refused token will not fix itself soon).
+    pub fn to_cap(&mut self) {
+        self.attempt = 16;
+    }
+
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+fn random_unit() -> f64 {
+    let mut bytes = [0u8; 8];
+    if getrandom::getrandom(&mut bytes).is_err() {
+        return 0.5;
+    }
+    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Runs one slot until the agent drains.
+pub fn run(shared: &Shared, index: usize) {
+    let mut backoff = Backoff::default();
+    let mut buffer = vec![0u8; MAX_CHUNK];
+    let mut failures_in_a_row = 0u32;
+    while !shared.is_draining() {
+        let dial_timeout = shared.config.upstream_connect_timeout;
+        match dial::connect(&shared.config.token, &shared.identity, dial_timeout) {
+            Ok(mut socket) => {
+                if failures_in_a_row > 0 {
+                    info!("slot {index}: connected to the gateway again after {failures_in_a_row} failed attempts");
+                } else {
+                    debug!("slot {index}: connected to the gateway");
+                }
+                failures_in_a_row = 0;
+                let since = Instant::now();
+                shared.connected.fetch_add(1, Ordering::SeqCst);
+                let end = serve(shared, &mut socket, &mut buffer);
+                shared.connected.fetch_sub(1, Ordering::SeqCst);
+                if since.elapsed() >= STABLE_AFTER {
+                    backoff.reset();
+                }
+                match end {
+                    StreamEnd::Closed if shared.is_draining() => break,
+                    StreamEnd::Closed => {
+                        warn!("slot {index}: the gateway closed the stream; dialing again")
+                    }
+                    StreamEnd::Lost(reason) => {
+                        warn!("slot {index}: stream lost: {reason}; dialing again")
+                    }
+                }
+            }
+            Err(DialError::Unauthorized(reason)) => {
+                failures_in_a_row += 1;
+                backoff.to_cap();
+                error!("slot {index}: {}", DialError::Unauthorized(reason));
+            }
+            Err(e) => {
+                failures_in_a_row += 1;
+                // The first failure and then every tenth: a long outage must not flood the log.
+                if failures_in_a_row == 1 || failures_in_a_row % 10 == 0 {
+                    warn!(
+                        "slot {index}: cannot reach the gateway (attempt {failures_in_a_row}): {e}"
+                    );
+                } else {
+                    debug!(
+                        "slot {index}: cannot reach the gateway (attempt {failures_in_a_row}): {e}"
+                    );
+                }
+            }
+        }
+        if shared.sleep_unless_draining(backoff.next_delay()) {
+            break;
+        }
+    }
+}
+
+/// Serves requests on one connected socket until it ends.
+fn serve(shared: &Shared, socket: &mut Socket, buffer: &mut [u8]) -> StreamEnd {
+    if let Err(e) = socket.get_ref().set_read_timeout(Some(TICK)) {
+        return StreamEnd::Lost(format!("cannot set a read timeout: {e}"));
+    }
+    let keepalive = shared.config.keepalive;
+    let mut last_heard = Instant::now();
+    let mut last_ping = Instant::now();
+    let mut drain_sent: Option<Instant> = None;
+    loop {
+        if shared.is_draining() && drain_sent.is_none() {
+            if let Err(e) = socket.send(Control::Draining.to_message()) {
+                return e.into();
+            }
+            drain_sent = Some(Instant::now());
+        }
+        if let Some(at) = drain_sent {
+            if at.elapsed() > shared.config.drain_timeout {
+                let _ = socket.close(None);
+                return StreamEnd::Closed;
+            }
+        }
+        match socket.read() {
+            Ok(message) => {
+                last_heard = Instant::now();
+                match protocol::decode(message) {
+                    Ok(None) => {}
+                    Ok(Some(Frame::Control(Control::Request {
+                        id,
+                        method,
+                        target,
+                        headers,
+                        body,
+                    }))) => {
+                        let request = Request {
+                            id,
+                            method,
+                            target,
+                            headers,
+                            body,
+                        };
+                        shared.busy.fetch_add(1, Ordering::SeqCst);
+                        let outcome = handle(shared, socket, request, buffer);
+                        shared.busy.fetch_sub(1, Ordering::SeqCst);
+                        if let Err(end) = outcome {
+                            return end;
+                        }
+                        last_heard = Instant::now();
+                    }
+                    Ok(Some(Frame::Closed)) => return finish_close(socket),
+                    Ok(Some(other)) => {
+                        return StreamEnd::Lost(format!(
+                            "protocol violation: {} while idle",
+                            protocol::describe(&other)
+                        ))
+                    }
+                    Err(e) => return StreamEnd::Lost(e.to_string()),
+                }
+            }
+            Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {
+                if last_heard.elapsed() > keepalive * 3 {
+                    return StreamEnd::Lost(format!(
+                        "no frame from the gateway for {:?} (3 keepalive intervals)",
+                        last_heard.elapsed()
+                    ));
+                }
+                if last_ping.elapsed() >= keepalive {
+                    last_ping = Instant::now();
+                    if let Err(e) = socket.send(Message::Ping(Bytes::new())) {
+                        return e.into();
+                    }
+                }
+            }
+            Err(e) => return e.into(),
+        }
+    }
+}
+
+/// After the gateway's close frame: let tungstenite send its reply and see the end.
+fn finish_close(socket: &mut Socket) -> StreamEnd {
+    for _ in 0..8 {
+        match socket.read() {
+            Ok(_) => continue,
+            Err(tungstenite::Error::Io(e)) if is_timeout(&e) => continue,
+            Err(_) => break,
+        }
+    }
+    StreamEnd::Closed
+}
+
+struct Request {
+    id: String,
+    method: String,
+    target: String,
+    headers: Headers,
+    body: bool,
+}
+
+/// What the access line says about one request.
+struct Record<'a> {
+    request: &'a Request,
+    description: &'static str,
+    project: Option<String>,
+    status: Option<u16>,
+    bytes_in: u64,
+    bytes_out: u64,
+    started: Instant,
+    problem: Option<(ErrorKind, String)>,
+}
+
+impl Record<'_> {
+    fn log(&self) {
+        let line = format!(
+            "id={} method={} path={} for=\"{}\" project={} status={} bytes_in={} bytes_out={} elapsed_ms={:.1}",
+            self.request.id,
+            self.request.method,
+            redact_target(&self.request.target),
+            self.description,
+            self.project.as_deref().unwrap_or("-"),
+            self.status.map_or_else(|| "-".to_string(), |s| s.to_string()),
+            self.bytes_in,
+            self.bytes_out,
+            self.started.elapsed().as_secs_f64() * 1000.0,
+        );
+        match &self.problem {
+            None => info!(target: "access", "{line}"),
+            Some((kind, reason)) => {
+                warn!(target: "access", "{line} error={kind} reason=\"{reason}\"")
+            }
+        }
+    }
+}
+
+/// Pulls the request body out of the socket as ureq reads it.
+struct RequestBody<'a> {
+    socket: &'a mut Socket,
+    piece: Bytes,
+    offset: usize,
+    done: bool,
+    bytes: u64,
+    /// Set when the gateway side broke: the stream cannot go on.
+    broken: Option<String>,
+    idle_limit: Duration,
+}
+
+impl<'a> RequestBody<'a> {
+    fn new(socket: &'a mut Socket, expected: bool, idle_limit: Duration) -> RequestBody<'a> {
+        RequestBody {
+            socket,
+            piece: Bytes::new(),
+            offset: 0,
+            done: !expected,
+            bytes: 0,
+            broken: None,
+            idle_limit,
+        }
+    }
+
+    fn next_piece(&mut self) -> Result<(), String> {
+        let waiting_since = Instant::now();
+        loop {
+            match self.socket.read() {
+                Ok(message) => match protocol::decode(message) {
+                    Ok(None) => {}
+                    Ok(Some(Frame::Data(data))) => {
+                        self.bytes += data.len() as u64;
+                        self.piece = data;
+                        self.offset = 0;
+                        return Ok(());
+                    }
+                    Ok(Some(Frame::Control(Control::End))) => {
+                        self.done = true;
+                        return Ok(());
+                    }
+                    Ok(Some(other)) => {
+                        return Err(format!(
+                            "protocol violation: {} inside a request body",
+                            protocol::describe(&other)
+                        ))
+                    }
+                    Err(e) => return Err(e.to_string()),
+                },
+                Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {
+                    if waiting_since.elapsed() > self.idle_limit {
+                        return Err("the request body stalled".into());
+                    }
+                }
+                Err(e) => return Err(format!("gateway connection lost in a request body: {e}")),
+            }
+        }
+    }
+
+    /// Reads and drops what is left, so the socket is positioned after the body.
+    fn skip_rest(&mut self) -> Result<(), String> {
+        if let Some(reason) = &self.broken {
+            return Err(reason.clone());
+        }
+        while !self.done {
+            self.next_piece()?;
+        }
+        Ok(())
+    }
+}
+
+impl Read for RequestBody<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.offset < self.piece.len() {
+                let n = buf.len().min(self.piece.len() - self.offset);
+                buf[..n].copy_from_slice(&self.piece[self.offset..self.offset + n]);
+                self.offset += n;
+                return Ok(n);
+            }
+            if self.done {
+                return Ok(0);
+            }
+            if let Some(reason) = &self.broken {
+                return Err(io::Error::other(reason.clone()));
+            }
+            if let Err(reason) = self.next_piece() {
+                self.broken = Some(reason.clone());
+                return Err(io::Error::other(reason));
+            }
+        }
+    }
+}
+
+/// Serves one request. `Err` means the stream is unusable and must be dropped.
+fn handle(
+    shared: &Shared,
+    socket: &mut Socket,
+    request: Request,
+    buffer: &mut [u8],
+) -> Result<(), StreamEnd> {
+    let mut record = Record {
+        request: &request,
+        description: "-",
+        project: None,
+        status: None,
+        bytes_in: 0,
+        bytes_out: 0,
+        started: Instant::now(),
+        problem: None,
+    };
+    let idle_limit = shared.config.keepalive * 3;
+    let authority = shared.config.target.authority.clone();
+    if shared.config.debug_print_all {
+        info!(
+            target: "debug",
+            "request id={} {} {} headers: {}",
+            request.id,
+            request.method,
+            redact_target(&request.target),
+            redact_headers(&request.headers)
+        );
+    }
+
+    let allowed = match shared.allowlist.check(&request.method, &request.target) {
+        Ok(allowed) => allowed,
+        Err(denied) => {
+            let mut body = RequestBody::new(socket, request.body, idle_limit);
+            body.skip_rest().map_err(StreamEnd::Lost)?;
+            record.bytes_in = body.bytes;
+            record.status = Some(ErrorKind::Denied.status());
+            record.problem = Some((ErrorKind::Denied, denied.reason.clone()));
+            record.log();
+            send_error(socket, &request.id, ErrorKind::Denied, &denied.reason)?;
+            return Ok(());
+        }
+    };
+    record.description = allowed.description;
+    record.project = allowed.project.clone();
+
+    let url = if allowed.codeload {
+        shared.codeload_base().url_for(&request.target)
+    } else {
+        shared.config.target.url_for(&request.target)
+    };
+    let headers = protocol::end_to_end(request.headers.iter().cloned());
+
+    // Send the request; the body streams from the socket while ureq writes it upstream.
+    let mut body = RequestBody::new(socket, request.body, idle_limit);
+    let outcome = {
+        let reader: Option<&mut dyn Read> = if request.body { Some(&mut body) } else { None };
+        match forward::build(&request.method, &url, &headers) {
+            Ok(builder) => forward::send(&shared.http, builder, reader, &authority),
+            Err(message) => Err(forward::UpstreamError {
+                kind: ErrorKind::BadRequest,
+                message,
+            }),
+        }
+    };
+    // The gateway writes the whole body before it reads an answer: consume it first.
+    body.skip_rest().map_err(StreamEnd::Lost)?;
+    record.bytes_in = body.bytes;
+
+    let response = match outcome {
+        Ok(response) => response,
+        Err(error) => {
+            record.status = Some(error.kind.status());
+            record.problem = Some((error.kind, error.message.clone()));
+            record.log();
+            send_error(socket, &request.id, error.kind, &error.message)?;
+            return Ok(());
+        }
+    };
+
+    let status = response.status().as_u16();
+    record.status = Some(status);
+    let has_body = protocol::response_has_body(&request.method, status);
+    let headers = protocol::end_to_end(forward::response_headers(response.headers()));
+    if shared.config.debug_print_all {
+        info!(
+            target: "debug",
+            "response id={} {status} headers: {}",
+            request.id,
+            redact_headers(&headers)
+        );
+    }
+    let head = Control::Response {
+        id: request.id.clone(),
+        status,
+        headers,
+        body: has_body,
+    };
+    if let Err(e) = socket.send(head.to_message()) {
+        record.problem = Some((
+            ErrorKind::AgentLost,
+            format!("gateway connection lost: {e}"),
+        ));
+        record.log();
+        return Err(e.into());
+    }
+    if !has_body {
+        record.log();
+        return Ok(());
+    }
+
+    let mut reader = response.into_body().into_reader();
+    loop {
+        match reader.read(buffer) {
+            Ok(0) => {
+                socket
+                    .send(Control::End.to_message())
+                    .map_err(StreamEnd::from)?;
+                break;
+            }
+            Ok(n) => {
+                if let Err(e) = socket.send(Message::Binary(Bytes::copy_from_slice(&buffer[..n]))) {
+                    // The gateway hung up: the caller went away. Dropping `reader` drops the
+                    // upstream connection.
+                    record.problem = Some((
+                        ErrorKind::AgentLost,
+                        format!("cancelled: the gateway closed the stream ({e})"),
+                    ));
+                    record.log();
+                    return Err(StreamEnd::Lost("request cancelled by the gateway".into()));
+                }
+                record.bytes_out += n as u64;
+            }
+            Err(e) => {
+                let error = forward::classify_read(&e, &authority);
+                record.problem = Some((error.kind, error.message.clone()));
+                record.log();
+                let abort = Control::Abort {
+                    id: request.id.clone(),
+                    kind: error.kind,
+                    message: error.message,
+                };
+                socket.send(abort.to_message()).map_err(StreamEnd::from)?;
+                return Ok(());
+            }
+        }
+    }
+    record.log();
+    Ok(())
+}
+
+fn send_error(
+    socket: &mut Socket,
+    id: &str,
+    kind: ErrorKind,
+    message: &str,
+) -> Result<(), StreamEnd> {
+    let frame = Control::Error {
+        id: id.to_string(),
+        kind,
+        message: message.to_string(),
+    };
+    socket.send(frame.to_message()).map_err(StreamEnd::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_up_to_the_cap() {
+        let mut b = Backoff::default();
+        let first: Vec<Duration> = (0..3).map(|_| b.next_delay()).collect();
+        assert!(first
+            .iter()
+            .all(|d| *d >= Duration::from_millis(100) && *d <= Duration::from_secs(2)));
+        for _ in 0..20 {
+            let d = b.next_delay();
+            assert!(d <= Duration::from_secs(30) && d >= Duration::from_millis(100));
+        }
+        // Full jitter: many draws at the cap are not all the same.
+        let draws: Vec<Duration> = (0..20).map(|_| b.next_delay()).collect();
+        assert!(draws.iter().any(|d| *d != draws[0]));
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(500));
+        b.to_cap();
+        let capped: Vec<Duration> = (0..50).map(|_| b.next_delay()).collect();
+        assert!(capped.iter().any(|d| *d > Duration::from_secs(5)));
+    }
+}

@@ -1,0 +1,447 @@
+//! The agent's configuration: read from the environment once, at start, into typed values.
+//!
+//! Every problem is reported as one line that names the variable and says what is wrong
+//! (`SPACELIFT_VCS_AGENT_PARALLELISM: expected an integer from 1 to 256, got "abc"`); the
+//! binary prints it and exits with code 2. Secrets are held in [`Secret`] and never printed.
+
+use crate::allowlist::{self, Vendor};
+use crate::token::Token;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+pub const POOL_TOKEN: &str = "SPACELIFT_VCS_AGENT_POOL_TOKEN";
+pub const TARGET_BASE_ENDPOINT: &str = "SPACELIFT_VCS_AGENT_TARGET_BASE_ENDPOINT";
+pub const VENDOR: &str = "SPACELIFT_VCS_AGENT_VENDOR";
+pub const ALLOWED_PROJECTS: &str = "SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS";
+pub const PARALLELISM: &str = "SPACELIFT_VCS_AGENT_PARALLELISM";
+pub const METADATA_PREFIX: &str = "SPACELIFT_METADATA_";
+pub const KEEPALIVE_INTERVAL: &str = "SPACELIFT_VCS_AGENT_KEEPALIVE_INTERVAL";
+pub const UPSTREAM_CONNECT_TIMEOUT: &str = "SPACELIFT_VCS_AGENT_UPSTREAM_CONNECT_TIMEOUT";
+pub const UPSTREAM_READ_TIMEOUT: &str = "SPACELIFT_VCS_AGENT_UPSTREAM_READ_TIMEOUT";
+pub const DRAIN_TIMEOUT: &str = "SPACELIFT_VCS_AGENT_DRAIN_TIMEOUT";
+pub const DEBUG_PRINT_ALL: &str = "SPACELIFT_VCS_AGENT_DEBUG_PRINT_ALL";
+
+/// Every variable the agent reads, with its default, for `--help` and the README.
+pub const VARIABLES: &[(&str, &str, &str)] = &[
+    (
+        POOL_TOKEN,
+        "required",
+        "pool token printed by `vcs-gateway pool create`",
+    ),
+    (
+        TARGET_BASE_ENDPOINT,
+        "required",
+        "internal VCS base URL: scheme, host, optional port and sub-path",
+    ),
+    (
+        VENDOR,
+        "required",
+        "gitlab | bitbucket_datacenter | github_enterprise | azure_devops",
+    ),
+    (
+        ALLOWED_PROJECTS,
+        ".*",
+        "regex matched against the whole project (e.g. group/repo)",
+    ),
+    (
+        PARALLELISM,
+        "4",
+        "streams to the gateway (1-256); each serves one request at a time",
+    ),
+    (
+        "SPACELIFT_METADATA_<name>",
+        "none",
+        "tags shown on the gateway for this agent",
+    ),
+    (
+        KEEPALIVE_INTERVAL,
+        "20s",
+        "ping idle streams this often; drop after 3 silent intervals",
+    ),
+    (
+        UPSTREAM_CONNECT_TIMEOUT,
+        "10s",
+        "connect timeout to the VCS",
+    ),
+    (
+        UPSTREAM_READ_TIMEOUT,
+        "60s",
+        "longest silence while reading from the VCS (no total cap)",
+    ),
+    (
+        DRAIN_TIMEOUT,
+        "30s",
+        "on SIGTERM/SIGINT, how long in-flight requests may finish",
+    ),
+    (
+        DEBUG_PRINT_ALL,
+        "false",
+        "log full request and response heads, secrets redacted",
+    ),
+    ("RUST_LOG", "info", "log filter (env_logger syntax)"),
+];
+
+/// The VCS base endpoint split into what a forwarded URL is made of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseEndpoint {
+    /// `http` or `https`.
+    pub scheme: String,
+    /// `host[:port]`.
+    pub authority: String,
+    pub host: String,
+    /// Sub-path without trailing slash (`""` or `/gitlab`).
+    pub path: String,
+}
+
+impl BaseEndpoint {
+    pub fn parse(text: &str) -> Result<BaseEndpoint, String> {
+        let uri: ureq::http::Uri = text
+            .parse()
+            .map_err(|e| format!("not a URL ({e}), got \"{}\"", redact_url(text)))?;
+        let scheme = match uri.scheme_str() {
+            Some(s @ ("http" | "https")) => s.to_string(),
+            _ => {
+                return Err(format!(
+                    "expected an http:// or https:// URL, got \"{}\"",
+                    redact_url(text)
+                ))
+            }
+        };
+        let authority = uri
+            .authority()
+            .ok_or_else(|| format!("no host in \"{}\"", redact_url(text)))?;
+        if authority.as_str().contains('@') {
+            return Err("credentials in the URL are not supported: the SaaS sends its own".into());
+        }
+        if uri.query().is_some() || text.contains('#') {
+            return Err(format!(
+                "must not have a query or fragment, got \"{}\"",
+                redact_url(text)
+            ));
+        }
+        Ok(BaseEndpoint {
+            scheme,
+            authority: authority.as_str().to_string(),
+            host: authority.host().to_string(),
+            path: uri.path().trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// The URL a request for `target` (path and query) is sent to.
+    pub fn url_for(&self, target: &str) -> String {
+        format!(
+            "{}://{}{}{}",
+            self.scheme, self.authority, self.path, target
+        )
+    }
+}
+
+impl fmt::Display for BaseEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}{}", self.scheme, self.authority, self.path)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub token: Token,
+    pub target: BaseEndpoint,
+    pub vendor: Vendor,
+    /// The anchored project regex, `None` when every project is allowed.
+    pub allowed_projects: Option<regex::Regex>,
+    pub parallelism: usize,
+    pub metadata: BTreeMap<String, String>,
+    pub keepalive: Duration,
+    pub upstream_connect_timeout: Duration,
+    pub upstream_read_timeout: Duration,
+    pub drain_timeout: Duration,
+    pub debug_print_all: bool,
+}
+
+/// One line naming the variable and the problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub variable: String,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.variable, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn error(variable: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable: variable.to_string(),
+        problem: problem.into(),
+    }
+}
+
+impl AgentConfig {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<AgentConfig, ConfigError> {
+        let mut vars = BTreeMap::new();
+        for (name, value) in std::env::vars_os() {
+            let Some(name) = name.to_str().map(str::to_string) else {
+                continue;
+            };
+            if !name.starts_with("SPACELIFT_") {
+                continue;
+            }
+            let value = value
+                .into_string()
+                .map_err(|_| error(&name, "value is not valid UTF-8"))?;
+            vars.insert(name, value);
+        }
+        AgentConfig::from_vars(&vars)
+    }
+
+    /// Builds the configuration from a set of variables (the environment, or a test's map).
+    pub fn from_vars(vars: &BTreeMap<String, String>) -> Result<AgentConfig, ConfigError> {
+        let get = |name: &str| vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let required = |name: &str| get(name).ok_or_else(|| error(name, "is required but not set"));
+
+        let token = Token::decode(required(POOL_TOKEN)?).map_err(|e| error(POOL_TOKEN, e))?;
+        let target = BaseEndpoint::parse(required(TARGET_BASE_ENDPOINT)?)
+            .map_err(|e| error(TARGET_BASE_ENDPOINT, e))?;
+        let vendor: Vendor = required(VENDOR)?.parse().map_err(|e| error(VENDOR, e))?;
+        let allowed_projects = match get(ALLOWED_PROJECTS) {
+            None => None,
+            Some(pattern) => Some(allowlist::project_pattern(pattern).map_err(|e| {
+                error(
+                    ALLOWED_PROJECTS,
+                    format!("invalid regex: {}", e.to_string().replace('\n', " ")),
+                )
+            })?),
+        };
+        let parallelism = match get(PARALLELISM) {
+            None => 4,
+            Some(text) => match text.parse::<usize>() {
+                Ok(n) if (1..=256).contains(&n) => n,
+                _ => {
+                    return Err(error(
+                        PARALLELISM,
+                        format!("expected an integer from 1 to 256, got \"{text}\""),
+                    ))
+                }
+            },
+        };
+        let metadata = vars
+            .iter()
+            .filter_map(|(name, value)| {
+                let tag = name.strip_prefix(METADATA_PREFIX)?;
+                (!tag.is_empty()).then(|| (tag.to_string(), value.clone()))
+            })
+            .collect();
+        let duration = |name: &str, default: Duration| -> Result<Duration, ConfigError> {
+            match get(name) {
+                None => Ok(default),
+                Some(text) => parse_duration(text).map_err(|e| error(name, e)),
+            }
+        };
+        let flag = |name: &str| -> Result<bool, ConfigError> {
+            match get(name).map(str::to_ascii_lowercase).as_deref() {
+                None | Some("false" | "0" | "no" | "off") => Ok(false),
+                Some("true" | "1" | "yes" | "on") => Ok(true),
+                Some(other) => Err(error(
+                    name,
+                    format!("expected true or false, got \"{other}\""),
+                )),
+            }
+        };
+        Ok(AgentConfig {
+            token,
+            target,
+            vendor,
+            allowed_projects,
+            parallelism,
+            metadata,
+            keepalive: duration(KEEPALIVE_INTERVAL, Duration::from_secs(20))?,
+            upstream_connect_timeout: duration(UPSTREAM_CONNECT_TIMEOUT, Duration::from_secs(10))?,
+            upstream_read_timeout: duration(UPSTREAM_READ_TIMEOUT, Duration::from_secs(60))?,
+            drain_timeout: duration(DRAIN_TIMEOUT, Duration::from_secs(30))?,
+            debug_print_all: flag(DEBUG_PRINT_ALL)?,
+        })
+    }
+}
+
+/// `30`, `30s`, `500ms`, `2m`, `1h`: a positive duration; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("expected a duration such as 30, 30s, 500ms or 2m, got \"{text}\""))?;
+    let seconds = match unit.trim() {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "unknown unit \"{unit}\" (use ms, s, m or h), got \"{text}\""
+            ))
+        }
+    };
+    if !(seconds > 0.0 && seconds <= 7.0 * 86400.0) {
+        return Err(format!(
+            "expected a duration above 0 and at most a week, got \"{text}\""
+        ));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// A URL for logs and errors: any `user:password@` is replaced by `***@`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let host_start = scheme_end + 3;
+            if url[host_start..at].contains('/') {
+                return url.to_string();
+            }
+            format!("{}***{}", &url[..host_start], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::Secret;
+
+    fn token() -> String {
+        Token {
+            host: "ws://127.0.0.1:1984".into(),
+            key: Secret::new("k3y"),
+            pool_ulid: "01J0000000000000000000000".into(),
+        }
+        .encode()
+    }
+
+    fn vars(extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+        let mut v: BTreeMap<String, String> = [
+            (POOL_TOKEN, token().as_str()),
+            (TARGET_BASE_ENDPOINT, "https://git.internal:8443/gitlab/"),
+            (VENDOR, "gitlab"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        for (a, b) in extra {
+            v.insert(a.to_string(), b.to_string());
+        }
+        v
+    }
+
+    #[test]
+    fn defaults_and_metadata() {
+        let c = AgentConfig::from_vars(&vars(&[("SPACELIFT_METADATA_site", "eu-1")])).unwrap();
+        assert_eq!(c.parallelism, 4);
+        assert_eq!(c.keepalive, Duration::from_secs(20));
+        assert_eq!(
+            c.target.url_for("/api/v4/user?a=1"),
+            "https://git.internal:8443/gitlab/api/v4/user?a=1"
+        );
+        assert_eq!(c.metadata.get("site").map(String::as_str), Some("eu-1"));
+        assert!(c.allowed_projects.is_none());
+        assert!(!format!("{c:?}").contains("k3y"), "Debug leaks the key");
+    }
+
+    #[test]
+    fn each_error_names_its_variable() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[(PARALLELISM, "abc")],
+                "SPACELIFT_VCS_AGENT_PARALLELISM: expected an integer from 1 to 256, got \"abc\"",
+            ),
+            (
+                &[(PARALLELISM, "0")],
+                "SPACELIFT_VCS_AGENT_PARALLELISM: expected an integer from 1 to 256, got \"0\"",
+            ),
+            (
+                &[(PARALLELISM, "257")],
+                "SPACELIFT_VCS_AGENT_PARALLELISM: expected",
+            ),
+            (
+                &[(VENDOR, "gitea")],
+                "SPACELIFT_VCS_AGENT_VENDOR: expected one of",
+            ),
+            (
+                &[(TARGET_BASE_ENDPOINT, "ftp://x")],
+                "SPACELIFT_VCS_AGENT_TARGET_BASE_ENDPOINT: expected an http",
+            ),
+            (
+                &[(TARGET_BASE_ENDPOINT, "https://u:pw@x")],
+                "SPACELIFT_VCS_AGENT_TARGET_BASE_ENDPOINT: credentials",
+            ),
+            (
+                &[(ALLOWED_PROJECTS, "(")],
+                "SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS: invalid regex",
+            ),
+            (
+                &[(POOL_TOKEN, "!!")],
+                "SPACELIFT_VCS_AGENT_POOL_TOKEN: not valid base64",
+            ),
+            (
+                &[(KEEPALIVE_INTERVAL, "soon")],
+                "SPACELIFT_VCS_AGENT_KEEPALIVE_INTERVAL: expected a duration",
+            ),
+            (
+                &[(DEBUG_PRINT_ALL, "maybe")],
+                "SPACELIFT_VCS_AGENT_DEBUG_PRINT_ALL: expected true or false",
+            ),
+        ];
+        for (extra, expected) in cases {
+            let err = AgentConfig::from_vars(&vars(extra))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(expected),
+                "{err:?} should start with {expected:?}"
+            );
+            assert!(!err.contains('\n'), "{err:?} is not one line");
+            assert!(!err.contains("pw"), "{err:?} leaks a password");
+        }
+        let mut missing = vars(&[]);
+        missing.remove(POOL_TOKEN);
+        assert_eq!(
+            AgentConfig::from_vars(&missing).unwrap_err().to_string(),
+            "SPACELIFT_VCS_AGENT_POOL_TOKEN: is required but not set"
+        );
+    }
+
+    #[test]
+    fn allowed_projects_is_anchored() {
+        let c = AgentConfig::from_vars(&vars(&[(ALLOWED_PROJECTS, "group/.*")])).unwrap();
+        let re = c.allowed_projects.unwrap();
+        assert!(re.is_match("group/repo"));
+        assert!(!re.is_match("evil/group/repo"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redact_url("http://u:pw@proxy:3128"),
+            "http://***@proxy:3128"
+        );
+        assert_eq!(redact_url("http://proxy:3128/a@b"), "http://proxy:3128/a@b");
+    }
+}

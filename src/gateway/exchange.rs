@@ -1,0 +1,390 @@
+//! One request over one agent stream, run on the stream's thread: send the request head and
+//! body to the agent, then write the agent's answer straight to the caller's socket.
+//!
+//! The caller gets exactly what the frames say. A body of known length keeps its
+//! `Content-Length`; one of unknown length is sent chunked (or close-delimited to an HTTP/1.0
+//! caller). When the answer breaks off (`abort`, a lost agent) the caller's connection is
+//! closed without the terminating chunk or short of its length, so a truncated download can
+//! never look complete. When the caller goes away, the agent's WebSocket is closed: that is
+//! the cancellation signal.
+
+use crate::gateway::hub::{Caller, Job, Outcome, Settings};
+use crate::http1::{self, BodyReader, Framing};
+use crate::net::stream::is_timeout;
+use crate::net::Stream;
+use crate::protocol::{self, AnswerState, Control, ErrorKind, Frame, MAX_CHUNK};
+use log::{info, warn};
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::time::Instant;
+use tungstenite::{Bytes, Message, WebSocket};
+
+/// What is left of the agent stream after an exchange.
+pub enum StreamState {
+    Usable,
+    /// The agent said it is draining: close the stream.
+    Draining,
+    Broken(String),
+}
+
+/// How the answer's body goes to the caller.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BodyMode {
+    None,
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+/// Writes a JSON error answer.
+pub fn write_error(
+    out: &mut impl Write,
+    kind: ErrorKind,
+    message: &str,
+    keep_alive: bool,
+) -> std::io::Result<()> {
+    let body = serde_json::json!({ "error": message, "kind": kind.as_str() }).to_string();
+    http1::write_simple(
+        out,
+        kind.status(),
+        "application/json",
+        body.as_bytes(),
+        keep_alive,
+    )
+}
+
+struct Tally {
+    status: u16,
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+pub fn run(
+    socket: &mut WebSocket<Stream>,
+    job: Job,
+    settings: &Settings,
+    agent: &str,
+    agent_peer: SocketAddr,
+) -> StreamState {
+    let started = Instant::now();
+    let Job {
+        id,
+        method,
+        target,
+        headers,
+        framing,
+        version,
+        keep_alive,
+        mut caller,
+        reply,
+    } = job;
+    let mut tally = Tally {
+        status: 0,
+        bytes_in: 0,
+        bytes_out: 0,
+    };
+    let head = Control::Request {
+        id: id.clone(),
+        method: method.clone(),
+        target: target.clone(),
+        headers: headers.clone(),
+        body: framing != Framing::Empty,
+    };
+    if let Err(e) = socket.send(head.to_message()) {
+        // Nothing reached the agent: the caller's request can go to another stream.
+        let job = Job {
+            id,
+            method,
+            target,
+            headers,
+            framing,
+            version,
+            keep_alive,
+            caller,
+            reply: reply.clone(),
+        };
+        let _ = reply.send(Outcome::NotStarted(job));
+        return StreamState::Broken(format!("request head could not be sent: {e}"));
+    }
+    let (state, reusable) = relay(
+        socket,
+        &mut caller,
+        &id,
+        &method,
+        framing,
+        version,
+        keep_alive,
+        settings,
+        &mut tally,
+    );
+    let line = format!(
+        "id={id} method={method} path={} peer={} status={} bytes_in={} bytes_out={} elapsed_ms={:.1} agent={agent} agent_addr={agent_peer}",
+        crate::observe::redact_target(&target),
+        caller.peer,
+        tally.status,
+        tally.bytes_in,
+        tally.bytes_out,
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    match &state {
+        StreamState::Broken(reason) => warn!(target: "front", "{line} stream={reason}"),
+        _ => info!(target: "front", "{line}"),
+    }
+    let _ = reply.send(Outcome::Done {
+        caller: reusable.then_some(caller),
+        status: tally.status,
+        bytes_in: tally.bytes_in,
+        bytes_out: tally.bytes_out,
+        agent: agent.to_string(),
+    });
+    state
+}
+
+/// Runs the exchange; returns the stream state and whether the caller connection is reusable.
+#[allow(clippy::too_many_arguments)]
+fn relay(
+    socket: &mut WebSocket<Stream>,
+    caller: &mut Caller,
+    id: &str,
+    method: &str,
+    framing: Framing,
+    version: u8,
+    keep_alive: bool,
+    settings: &Settings,
+    tally: &mut Tally,
+) -> (StreamState, bool) {
+    // 1. The request body, in bounded pieces.
+    if framing != Framing::Empty {
+        let mut body = BodyReader::new(&mut caller.conn, framing);
+        let mut buffer = vec![0u8; MAX_CHUNK];
+        loop {
+            match body.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(n) => {
+                    tally.bytes_in += n as u64;
+                    if let Err(e) =
+                        socket.send(Message::Binary(Bytes::copy_from_slice(&buffer[..n])))
+                    {
+                        tally.status = ErrorKind::AgentLost.status();
+                        let _ = write_error(
+                            caller.conn.get_mut(),
+                            ErrorKind::AgentLost,
+                            "the agent connection was lost while sending the request body",
+                            false,
+                        );
+                        return (
+                            StreamState::Broken(format!("request body could not be sent: {e}")),
+                            false,
+                        );
+                    }
+                }
+                Err(e) => {
+                    // The caller broke off its own request: tell the agent by closing.
+                    return (
+                        StreamState::Broken(format!("caller's request body failed: {e}")),
+                        false,
+                    );
+                }
+            }
+        }
+        if let Err(e) = socket.send(Control::End.to_message()) {
+            tally.status = ErrorKind::AgentLost.status();
+            let _ = write_error(
+                caller.conn.get_mut(),
+                ErrorKind::AgentLost,
+                "the agent connection was lost",
+                false,
+            );
+            return (
+                StreamState::Broken(format!("end of body could not be sent: {e}")),
+                false,
+            );
+        }
+    }
+
+    // 2. The answer.
+    if let Err(e) = socket
+        .get_ref()
+        .set_read_timeout(Some(settings.keepalive.min(settings.exchange_timeout)))
+    {
+        return (StreamState::Broken(format!("socket error: {e}")), false);
+    }
+    let mut answer = AnswerState::AwaitingHead;
+    let mut mode = BodyMode::None;
+    let mut draining = false;
+    let mut last_heard = Instant::now();
+    let out = caller.conn.get_mut();
+    loop {
+        let frame = match socket.read() {
+            Ok(message) => {
+                last_heard = Instant::now();
+                match protocol::decode(message) {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => continue,
+                    Err(e) => return lost(out, answer, tally, keep_alive, e.to_string()),
+                }
+            }
+            Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {
+                if last_heard.elapsed() >= settings.exchange_timeout {
+                    return lost(
+                        out,
+                        answer,
+                        tally,
+                        keep_alive,
+                        format!("no answer from the agent for {:?}", last_heard.elapsed()),
+                    );
+                }
+                continue;
+            }
+            Err(e) => {
+                return lost(
+                    out,
+                    answer,
+                    tally,
+                    keep_alive,
+                    format!("connection lost: {e}"),
+                )
+            }
+        };
+        let next = match answer.next(&frame) {
+            Ok(next) => next,
+            Err(e) => return lost(out, answer, tally, keep_alive, e.to_string()),
+        };
+        match frame {
+            Frame::Control(Control::Draining) => draining = true,
+            Frame::Control(Control::Response {
+                id: answer_id,
+                status,
+                headers,
+                body,
+            }) => {
+                if answer_id != id {
+                    return lost(
+                        out,
+                        answer,
+                        tally,
+                        keep_alive,
+                        format!("answer for {answer_id} while serving {id}"),
+                    );
+                }
+                tally.status = status;
+                let mut headers = headers;
+                let length = headers
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+                    .and_then(|(_, v)| v.trim().parse::<u64>().ok());
+                mode = if !body || !protocol::response_has_body(method, status) {
+                    BodyMode::None
+                } else if let Some(n) = length {
+                    BodyMode::Length(n)
+                } else if version >= 1 {
+                    headers.push(("Transfer-Encoding".into(), "chunked".into()));
+                    BodyMode::Chunked
+                } else {
+                    BodyMode::UntilClose
+                };
+                if !keep_alive || mode == BodyMode::UntilClose {
+                    headers.push(("Connection".into(), "close".into()));
+                }
+                headers.push(("X-Vcs-Request-Id".into(), id.to_string()));
+                if let Err(e) = http1::write_head(out, status, &headers) {
+                    return cancelled(socket, e);
+                }
+                if mode == BodyMode::None {
+                    let _ = out.flush();
+                }
+            }
+            Frame::Control(Control::Error { kind, message, .. }) => {
+                tally.status = kind.status();
+                if let Err(e) = write_error(out, kind, &message, keep_alive) {
+                    return cancelled(socket, e);
+                }
+            }
+            Frame::Data(data) => {
+                tally.bytes_out += data.len() as u64;
+                let written = match mode {
+                    BodyMode::Chunked => http1::write_chunk(out, &data),
+                    BodyMode::Length(n) if tally.bytes_out > n => {
+                        return lost(
+                            out,
+                            AnswerState::Body,
+                            tally,
+                            false,
+                            "agent sent more than Content-Length".into(),
+                        );
+                    }
+                    _ => out.write_all(&data),
+                };
+                if let Err(e) = written {
+                    return cancelled(socket, e);
+                }
+            }
+            Frame::Control(Control::End) => {
+                let finished = match mode {
+                    BodyMode::Chunked => http1::write_last_chunk(out).and_then(|_| out.flush()),
+                    _ => out.flush(),
+                };
+                if let Err(e) = finished {
+                    return cancelled(socket, e);
+                }
+                if let BodyMode::Length(n) = mode {
+                    if tally.bytes_out != n {
+                        // Short of its length: closing makes the truncation visible.
+                        return (usable(draining), false);
+                    }
+                }
+            }
+            Frame::Control(Control::Abort { kind, message, .. }) => {
+                warn!(target: "front", "id={id} answer broke off ({kind}): {message}");
+                // Close the caller without ending the body: the transfer shows as failed.
+                let _ = out.flush();
+                return (usable(draining), false);
+            }
+            Frame::Closed | Frame::Control(_) => {
+                return lost(out, answer, tally, keep_alive, "unexpected frame".into());
+            }
+        }
+        answer = next;
+        if answer == AnswerState::Done {
+            let reusable = keep_alive && mode != BodyMode::UntilClose;
+            return (usable(draining), reusable);
+        }
+    }
+}
+
+fn usable(draining: bool) -> StreamState {
+    if draining {
+        StreamState::Draining
+    } else {
+        StreamState::Usable
+    }
+}
+
+/// The agent went away or broke the protocol mid-exchange.
+fn lost(
+    out: &mut Stream,
+    answer: AnswerState,
+    tally: &mut Tally,
+    _keep_alive: bool,
+    reason: String,
+) -> (StreamState, bool) {
+    if answer == AnswerState::AwaitingHead {
+        tally.status = ErrorKind::AgentLost.status();
+        let _ = write_error(
+            out,
+            ErrorKind::AgentLost,
+            "the agent serving this request was lost before it answered",
+            false,
+        );
+    }
+    (StreamState::Broken(reason), false)
+}
+
+/// The caller went away: closing the agent stream is the cancellation signal.
+fn cancelled(socket: &mut WebSocket<Stream>, error: std::io::Error) -> (StreamState, bool) {
+    let _ = socket.get_ref().tcp().shutdown(std::net::Shutdown::Both);
+    (
+        StreamState::Broken(format!("caller went away ({error}); request cancelled")),
+        false,
+    )
+}

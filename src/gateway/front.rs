@@ -1,0 +1,236 @@
+//! The api port: `private://<pool>/<path>` arrives as `/private/<pool>/<path>?<query>` and is
+//! handed to an idle stream of that pool; `/healthz` reports pools and streams.
+//!
+//! A thread per caller connection reads request heads (keep-alive), routes them, and for a
+//! tunnel request sends a [`Job`] holding the connection itself to the pool's channel. The
+//! stream thread that takes it writes the answer and gives the connection back.
+
+use crate::gateway::exchange::write_error;
+use crate::gateway::hub::{Caller, Hub, Job, Outcome, Pool};
+use crate::http1::{self, HeadError, RequestHead};
+use crate::net::Stream;
+use crate::protocol::{self, ErrorKind};
+use crossbeam_channel::SendTimeoutError;
+use log::{info, warn};
+use std::io::BufReader;
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long an idle keep-alive connection stays open.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+
+pub fn serve(listener: TcpListener, hub: Arc<Hub>) {
+    for connection in listener.incoming() {
+        match connection {
+            Ok(tcp) => {
+                let hub = Arc::clone(&hub);
+                let spawned = std::thread::Builder::new()
+                    .name("caller".into())
+                    .spawn(move || handle_connection(tcp, &hub));
+                if let Err(e) = spawned {
+                    warn!("cannot start a thread for a caller: {e}");
+                }
+            }
+            Err(e) => {
+                warn!("api port accept failed: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+fn handle_connection(tcp: TcpStream, hub: &Hub) {
+    let Ok(peer) = tcp.peer_addr() else { return };
+    let _ = tcp.set_nodelay(true);
+    let _ = tcp.set_read_timeout(Some(IDLE_TIMEOUT));
+    let _ = tcp.set_write_timeout(Some(Duration::from_secs(120)));
+    let mut caller = Caller {
+        conn: BufReader::with_capacity(16 * 1024, Stream::Plain(tcp)),
+        peer,
+    };
+    loop {
+        let head = match http1::read_request_head(&mut caller.conn) {
+            Ok(head) => head,
+            Err(HeadError::Closed) | Err(HeadError::Io(_)) => return,
+            Err(e) => {
+                let _ = write_error(
+                    caller.conn.get_mut(),
+                    ErrorKind::BadRequest,
+                    &e.to_string(),
+                    false,
+                );
+                return;
+            }
+        };
+        match route(head, caller, hub) {
+            Some(next) => caller = next,
+            None => return,
+        }
+    }
+}
+
+/// Serves one request; returns the connection when it can take another.
+fn route(head: RequestHead, mut caller: Caller, hub: &Hub) -> Option<Caller> {
+    let keep_alive = head.keep_alive();
+    let path = head.target.split('?').next().unwrap_or("");
+    if let Some(rest) = path.strip_prefix("/private/") {
+        let (pool, _) = rest.split_once('/').unwrap_or((rest, ""));
+        let pool = pool.to_string();
+        return tunnel(head, caller, hub, &pool);
+    }
+    let written = match (head.method.as_str(), path) {
+        ("GET", "/healthz") => {
+            let body = health(hub);
+            http1::write_simple(
+                caller.conn.get_mut(),
+                200,
+                "application/json",
+                body.as_bytes(),
+                keep_alive,
+            )
+        }
+        _ => write_error(
+            caller.conn.get_mut(),
+            ErrorKind::BadRequest,
+            "not found: tunnel requests go to /private/<pool>/<path>",
+            keep_alive,
+        ),
+    };
+    // A body we did not read would be taken for the next request: close instead.
+    let has_body = !matches!(head.framing(), Ok(http1::Framing::Empty));
+    (written.is_ok() && keep_alive && !has_body).then_some(caller)
+}
+
+fn health(hub: &Hub) -> String {
+    let pools: serde_json::Map<String, serde_json::Value> = hub
+        .pools()
+        .iter()
+        .map(|pool| {
+            (
+                pool.name(),
+                serde_json::json!({
+                    "agents": pool.agents().len(),
+                    "streams": pool.streams.load(Ordering::SeqCst),
+                    "busy": pool.busy.load(Ordering::SeqCst),
+                    "requests": pool.requests.load(Ordering::Relaxed),
+                }),
+            )
+        })
+        .collect();
+    serde_json::json!({ "status": "ok", "pools": pools }).to_string()
+}
+
+/// A tunnel request: validate, queue for a stream, wait for the stream to finish with it.
+fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Option<Caller> {
+    let started = Instant::now();
+    let id = ulid::Ulid::new().to_string();
+    let keep_alive = head.keep_alive();
+    let fail = |mut caller: Caller,
+                kind: ErrorKind,
+                message: &str,
+                reusable: bool|
+     -> Option<Caller> {
+        info!(
+            target: "front",
+            "id={id} method={} pool={pool_name} path={} peer={} status={} error={kind} elapsed_ms={:.1}",
+            head.method,
+            crate::observe::redact_target(&head.target),
+            caller.peer,
+            kind.status(),
+            started.elapsed().as_secs_f64() * 1000.0
+        );
+        let ok = write_error(caller.conn.get_mut(), kind, message, keep_alive && reusable).is_ok();
+        (ok && keep_alive && reusable).then_some(caller)
+    };
+
+    let framing = match head.framing() {
+        Ok(f) => f,
+        Err(reason) => {
+            return fail(
+                caller,
+                ErrorKind::BadRequest,
+                &format!("bad request: {reason}"),
+                false,
+            )
+        }
+    };
+    let no_body = framing == http1::Framing::Empty;
+    let Some(pool) = hub.pool(pool_name) else {
+        return fail(
+            caller,
+            ErrorKind::UnknownPool,
+            &format!("no pool named \"{pool_name}\""),
+            no_body,
+        );
+    };
+    // `/private/<pool>` + target: the target is what follows the pool name, query included.
+    let prefix_len = "/private/".len() + pool_name.len();
+    let target = match &head.target[prefix_len..] {
+        "" => "/".to_string(),
+        t if t.starts_with('?') => format!("/{t}"),
+        t => t.to_string(),
+    };
+    if !target.starts_with('/') {
+        return fail(
+            caller,
+            ErrorKind::BadRequest,
+            "bad request: malformed tunnel path",
+            no_body,
+        );
+    }
+    let headers = protocol::end_to_end(head.headers.iter().cloned());
+    let (reply, outcome) = crossbeam_channel::bounded(1);
+    let mut job = Job {
+        id: id.clone(),
+        method: head.method.clone(),
+        target,
+        headers,
+        framing,
+        version: head.version,
+        keep_alive,
+        caller,
+        reply,
+    };
+    let deadline = started + hub.settings.queue_timeout;
+    loop {
+        if no_agent(&pool) {
+            return fail(
+                job.caller,
+                ErrorKind::NoAgent,
+                &format!("no agent of pool \"{pool_name}\" is connected"),
+                no_body,
+            );
+        }
+        match pool.jobs.send_deadline(job, deadline) {
+            Ok(()) => {}
+            Err(SendTimeoutError::Timeout(back)) | Err(SendTimeoutError::Disconnected(back)) => {
+                let message = format!(
+                    "all streams of pool \"{pool_name}\" stayed busy for {:?}",
+                    hub.settings.queue_timeout
+                );
+                return fail(back.caller, ErrorKind::QueueTimeout, &message, no_body);
+            }
+        }
+        match outcome.recv() {
+            Ok(Outcome::Done { caller, .. }) => return caller,
+            Ok(Outcome::NotStarted(back)) => {
+                job = back;
+                if Instant::now() >= deadline {
+                    return fail(
+                        job.caller,
+                        ErrorKind::QueueTimeout,
+                        "no stream could take the request in time",
+                        no_body,
+                    );
+                }
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+fn no_agent(pool: &Pool) -> bool {
+    pool.streams.load(Ordering::SeqCst) == 0
+}

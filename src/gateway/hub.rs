@@ -1,0 +1,299 @@
+//! The gateway's live state: pools, their job channels, and who is connected.
+//!
+//! Dispatch costs nothing to write: each pool has one zero-capacity crossbeam channel of
+//! [`Job`]s shared by every stream thread of every agent in the pool. An idle stream waits in
+//! `recv`, so a caller's `send` hands the job straight to whichever stream is free; a
+//! `send_deadline` is the queue timeout. Load spreads across agents by who is idle.
+
+use crate::gateway::store::{PoolRecord, Store};
+use crate::http1::Framing;
+use crate::net::Stream;
+use crate::protocol::Headers;
+use crate::token;
+use crossbeam_channel::{Receiver, Sender};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::io::BufReader;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+/// Gateway timings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How long a request waits for an idle stream.
+    pub queue_timeout: Duration,
+    /// Ping idle agent streams this often; drop them after three silent intervals.
+    pub keepalive: Duration,
+    /// Longest silence from an agent in the middle of an exchange.
+    pub exchange_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            queue_timeout: Duration::from_secs(30),
+            keepalive: Duration::from_secs(20),
+            exchange_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// A caller's connection, handed to the stream thread that serves its request.
+pub struct Caller {
+    pub conn: BufReader<Stream>,
+    pub peer: SocketAddr,
+}
+
+/// One request waiting for a stream.
+pub struct Job {
+    pub id: String,
+    pub method: String,
+    /// Path and query relative to the VCS base endpoint.
+    pub target: String,
+    pub headers: Headers,
+    pub framing: Framing,
+    /// HTTP minor version of the caller, and whether it wants keep-alive.
+    pub version: u8,
+    pub keep_alive: bool,
+    pub caller: Caller,
+    pub reply: Sender<Outcome>,
+}
+
+/// What a stream thread hands back.
+pub enum Outcome {
+    /// The exchange ran; `reusable` says whether the caller connection can take another request.
+    Done {
+        caller: Option<Caller>,
+        status: u16,
+        bytes_in: u64,
+        bytes_out: u64,
+        agent: String,
+    },
+    /// The stream died before the agent could have seen the request: dispatch it again.
+    NotStarted(Job),
+}
+
+/// An agent process as the gateway sees it (all its streams share one instance id).
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentInfo {
+    pub instance: String,
+    pub version: String,
+    pub metadata: BTreeMap<String, String>,
+    pub remote: String,
+    pub connected_since: u64,
+    pub streams: usize,
+    pub busy: usize,
+}
+
+pub struct Pool {
+    record: RwLock<PoolRecord>,
+    pub jobs: Sender<Job>,
+    pub queue: Receiver<Job>,
+    pub streams: AtomicUsize,
+    pub busy: AtomicUsize,
+    pub requests: AtomicU64,
+    agents: Mutex<BTreeMap<String, AgentInfo>>,
+    /// Set when the pool is deleted: its streams close.
+    pub closed: AtomicBool,
+}
+
+impl Pool {
+    fn new(record: PoolRecord) -> Pool {
+        let (jobs, queue) = crossbeam_channel::bounded(0);
+        Pool {
+            record: RwLock::new(record),
+            jobs,
+            queue,
+            streams: AtomicUsize::new(0),
+            busy: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
+            agents: Mutex::new(BTreeMap::new()),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    pub fn record(&self) -> PoolRecord {
+        match self.record.read() {
+            Ok(r) => r.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn name(&self) -> String {
+        self.record().name
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Counts a stream in; the first stream of an instance registers the agent.
+    pub fn stream_joined(&self, info: &AgentInfo) {
+        self.streams.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut agents) = self.agents.lock() {
+            agents
+                .entry(info.instance.clone())
+                .or_insert_with(|| AgentInfo {
+                    streams: 0,
+                    busy: 0,
+                    ..info.clone()
+                })
+                .streams += 1;
+        }
+    }
+
+    pub fn stream_left(&self, instance: &str) {
+        self.streams.fetch_sub(1, Ordering::SeqCst);
+        if let Ok(mut agents) = self.agents.lock() {
+            if let Some(agent) = agents.get_mut(instance) {
+                agent.streams -= 1;
+                if agent.streams == 0 {
+                    agents.remove(instance);
+                }
+            }
+        }
+    }
+
+    pub fn set_busy(&self, instance: &str, busy: bool) {
+        if busy {
+            self.busy.fetch_add(1, Ordering::SeqCst);
+        } else {
+            self.busy.fetch_sub(1, Ordering::SeqCst);
+        }
+        if let Ok(mut agents) = self.agents.lock() {
+            if let Some(agent) = agents.get_mut(instance) {
+                if busy {
+                    agent.busy += 1;
+                } else {
+                    agent.busy = agent.busy.saturating_sub(1);
+                }
+            }
+        }
+    }
+
+    pub fn agents(&self) -> Vec<AgentInfo> {
+        self.agents
+            .lock()
+            .map(|a| a.values().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Why an agent's upgrade was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AuthError {
+    UnknownPool,
+    WrongKey,
+}
+
+pub struct Hub {
+    pub store: Store,
+    pub settings: Settings,
+    pools: RwLock<HashMap<String, Arc<Pool>>>,
+    seen: Mutex<Option<SystemTime>>,
+}
+
+impl Hub {
+    pub fn new(store: Store, settings: Settings) -> Result<Hub, String> {
+        let hub = Hub {
+            store,
+            settings,
+            pools: RwLock::new(HashMap::new()),
+            seen: Mutex::new(None),
+        };
+        hub.reload()?;
+        Ok(hub)
+    }
+
+    /// Brings the live pools in line with the store: new pools appear, deleted ones close,
+    /// rotated keys apply to the next upgrade.
+    pub fn reload(&self) -> Result<(), String> {
+        let records = self.store.load()?;
+        let mut pools = self
+            .pools
+            .write()
+            .map_err(|_| "pool table poisoned".to_string())?;
+        for record in &records {
+            match pools.get(&record.name) {
+                Some(pool) if pool.record().ulid == record.ulid => {
+                    if let Ok(mut r) = pool.record.write() {
+                        *r = record.clone();
+                    }
+                }
+                _ => {
+                    if let Some(old) = pools.get(&record.name) {
+                        old.closed.store(true, Ordering::SeqCst);
+                    }
+                    pools.insert(record.name.clone(), Arc::new(Pool::new(record.clone())));
+                }
+            }
+        }
+        pools.retain(|name, pool| {
+            let keep = records.iter().any(|r| &r.name == name);
+            if !keep {
+                pool.closed.store(true, Ordering::SeqCst);
+            }
+            keep
+        });
+        Ok(())
+    }
+
+    /// Reloads when another process changed the store file since the last look.
+    pub fn refresh(&self) {
+        let modified = self.store.modified();
+        let changed = match self.seen.lock() {
+            Ok(mut seen) => {
+                let changed = *seen != modified;
+                *seen = modified;
+                changed
+            }
+            Err(_) => true,
+        };
+        if changed {
+            if let Err(e) = self.reload() {
+                log::error!("{e}");
+            }
+        }
+    }
+
+    pub fn pool(&self, name: &str) -> Option<Arc<Pool>> {
+        if let Some(pool) = self.lookup(name) {
+            return Some(pool);
+        }
+        self.refresh();
+        self.lookup(name)
+    }
+
+    fn lookup(&self, name: &str) -> Option<Arc<Pool>> {
+        self.pools.read().ok()?.get(name).cloned()
+    }
+
+    pub fn pools(&self) -> Vec<Arc<Pool>> {
+        self.refresh();
+        let mut list: Vec<Arc<Pool>> = self
+            .pools
+            .read()
+            .map(|p| p.values().cloned().collect())
+            .unwrap_or_default();
+        list.sort_by_key(|p| p.name());
+        list
+    }
+
+    /// Checks an agent's pool id and key.
+    pub fn authenticate(&self, ulid: &str, key: &str) -> Result<Arc<Pool>, AuthError> {
+        self.refresh();
+        let pool = self
+            .pools
+            .read()
+            .ok()
+            .and_then(|p| p.values().find(|p| p.record().ulid == ulid).cloned())
+            .ok_or(AuthError::UnknownPool)?;
+        if token::key_matches(key, &pool.record().key_sha256) {
+            Ok(pool)
+        } else {
+            Err(AuthError::WrongKey)
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! The gateway: pools and their tokens ([`store`]), live pools and dispatch ([`hub`]), the
+//! agent port ([`agents`]) and the api port with the `private://` front ([`front`]), joined
+//! by one exchange per request ([`exchange`]).
+//!
+//! Synchronous throughout: a thread per agent stream and a thread per caller connection.
+//! A thread costs a small stack (the default 2 MiB is reserved, not used), so one gateway holds
+//! thousands of streams and callers; see the README for figures.
+
+pub mod agents;
+pub mod exchange;
+pub mod front;
+pub mod hub;
+pub mod store;
+
+use hub::{Hub, Settings};
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::sync::Arc;
+
+/// A gateway with both ports bound, serving on background threads.
+pub struct Gateway {
+    pub hub: Arc<Hub>,
+    pub agent_addr: SocketAddr,
+    pub api_addr: SocketAddr,
+}
+
+impl Gateway {
+    /// Binds both ports and starts serving.
+    pub fn start(
+        data_dir: &Path,
+        agent_listen: &str,
+        api_listen: &str,
+        settings: Settings,
+    ) -> Result<Gateway, String> {
+        let store = store::Store::open(data_dir)?;
+        let hub = Arc::new(Hub::new(store, settings)?);
+        let agent_listener = TcpListener::bind(agent_listen)
+            .map_err(|e| format!("--agent-listen {agent_listen}: cannot bind: {e}"))?;
+        let api_listener = TcpListener::bind(api_listen)
+            .map_err(|e| format!("--api-listen {api_listen}: cannot bind: {e}"))?;
+        let agent_addr = agent_listener.local_addr().map_err(|e| e.to_string())?;
+        let api_addr = api_listener.local_addr().map_err(|e| e.to_string())?;
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(f)
+                .map(|_| ())
+                .map_err(|e| format!("cannot start the {name} thread: {e}"))
+        };
+        let h = Arc::clone(&hub);
+        spawn(
+            "agent-port",
+            Box::new(move || agents::serve(agent_listener, h)),
+        )?;
+        let h = Arc::clone(&hub);
+        spawn("api-port", Box::new(move || front::serve(api_listener, h)))?;
+        Ok(Gateway {
+            hub,
+            agent_addr,
+            api_addr,
+        })
+    }
+}

@@ -1,0 +1,449 @@
+//! The HTTP/1.1 server side both binaries need (the gateway's front and api, the agent's
+//! metrics port): read a request head with `httparse`, read its body by its framing, write an
+//! answer. Client requests go through `ureq`; this is only the small part ureq does not do.
+//!
+//! Request smuggling is refused, not guessed at: a request with both `Content-Length` and
+//! `Transfer-Encoding`, an unknown transfer coding, or conflicting lengths is a `400`.
+
+use crate::protocol::Headers;
+use std::io::{self, BufRead, Read, Write};
+
+/// Largest request head accepted (request line and headers).
+pub const MAX_HEAD: usize = 64 * 1024;
+const MAX_HEADERS: usize = 128;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestHead {
+    pub method: String,
+    pub target: String,
+    /// Minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub version: u8,
+    pub headers: Headers,
+}
+
+/// How a message body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    Empty,
+    Length(u64),
+    Chunked,
+}
+
+#[derive(Debug)]
+pub enum HeadError {
+    /// The peer closed the connection before sending a byte: the normal end of keep-alive.
+    Closed,
+    Io(io::Error),
+    TooLarge,
+    Malformed(String),
+}
+
+impl std::fmt::Display for HeadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HeadError::Closed => f.write_str("connection closed"),
+            HeadError::Io(e) => write!(f, "read error: {e}"),
+            HeadError::TooLarge => write!(f, "request head over {MAX_HEAD} bytes"),
+            HeadError::Malformed(m) => write!(f, "malformed request: {m}"),
+        }
+    }
+}
+
+impl RequestHead {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn header_has_token(&self, name: &str, token: &str) -> bool {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .flat_map(|(_, v)| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    }
+
+    /// Whether the connection may carry another request after this one.
+    pub fn keep_alive(&self) -> bool {
+        if self.version == 0 {
+            self.header_has_token("connection", "keep-alive")
+        } else {
+            !self.header_has_token("connection", "close")
+        }
+    }
+
+    /// The body's framing, or why it cannot be trusted.
+    pub fn framing(&self) -> Result<Framing, String> {
+        let encodings: Vec<&str> = self
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding"))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        let lengths: Vec<&str> = self
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            .flat_map(|(_, v)| v.split(','))
+            .map(str::trim)
+            .collect();
+        if !encodings.is_empty() {
+            if !lengths.is_empty() {
+                return Err("both Content-Length and Transfer-Encoding".into());
+            }
+            let joined = encodings.join(",");
+            if joined.trim().eq_ignore_ascii_case("chunked") {
+                return Ok(Framing::Chunked);
+            }
+            return Err(format!("unsupported Transfer-Encoding \"{joined}\""));
+        }
+        let Some(first) = lengths.first() else {
+            return Ok(Framing::Empty);
+        };
+        if lengths.iter().any(|l| l != first) {
+            return Err("conflicting Content-Length values".into());
+        }
+        if first.is_empty() || !first.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("invalid Content-Length \"{first}\""));
+        }
+        match first.parse::<u64>() {
+            Ok(0) => Ok(Framing::Empty),
+            Ok(n) => Ok(Framing::Length(n)),
+            Err(_) => Err(format!("invalid Content-Length \"{first}\"")),
+        }
+    }
+}
+
+/// Reads one request head, consuming exactly its bytes from `reader`.
+pub fn read_request_head<R: BufRead>(reader: &mut R) -> Result<RequestHead, HeadError> {
+    let mut collected: Vec<u8> = Vec::new();
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(HeadError::Io(e)),
+        };
+        if available.is_empty() {
+            return Err(if collected.is_empty() {
+                HeadError::Closed
+            } else {
+                HeadError::Malformed("connection closed inside the request head".into())
+            });
+        }
+        let before = collected.len();
+        let take = available.len().min(MAX_HEAD + 1 - before);
+        collected.extend_from_slice(&available[..take]);
+        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut request = httparse::Request::new(&mut storage);
+        match request.parse(&collected) {
+            Ok(httparse::Status::Complete(used)) => {
+                reader.consume(used - before);
+                let head = RequestHead {
+                    method: request.method.unwrap_or_default().to_string(),
+                    target: request.path.unwrap_or_default().to_string(),
+                    version: request.version.unwrap_or(1),
+                    headers: request
+                        .headers
+                        .iter()
+                        .map(|h| {
+                            std::str::from_utf8(h.value)
+                                .map(|v| (h.name.to_string(), v.to_string()))
+                                .map_err(|_| {
+                                    HeadError::Malformed(format!(
+                                        "header {} is not valid UTF-8",
+                                        h.name
+                                    ))
+                                })
+                        })
+                        .collect::<Result<_, _>>()?,
+                };
+                return Ok(head);
+            }
+            Ok(httparse::Status::Partial) => {
+                reader.consume(take);
+                if collected.len() > MAX_HEAD {
+                    return Err(HeadError::TooLarge);
+                }
+            }
+            Err(httparse::Error::TooManyHeaders) => {
+                return Err(HeadError::Malformed(format!(
+                    "more than {MAX_HEADERS} headers"
+                )))
+            }
+            Err(e) => return Err(HeadError::Malformed(e.to_string())),
+        }
+    }
+}
+
+/// A request body as a `Read`, bounded by its framing; leaves the connection positioned at
+/// the next request.
+pub struct BodyReader<'a, R: BufRead> {
+    inner: &'a mut R,
+    state: BodyState,
+}
+
+enum BodyState {
+    Length(u64),
+    /// Bytes left in the current chunk; `None` before reading a size line.
+    Chunk(Option<u64>),
+    Done,
+}
+
+impl<'a, R: BufRead> BodyReader<'a, R> {
+    pub fn new(inner: &'a mut R, framing: Framing) -> BodyReader<'a, R> {
+        let state = match framing {
+            Framing::Empty => BodyState::Done,
+            Framing::Length(n) => BodyState::Length(n),
+            Framing::Chunked => BodyState::Chunk(None),
+        };
+        BodyReader { inner, state }
+    }
+
+    pub fn is_done(&self) -> bool {
+        matches!(self.state, BodyState::Done)
+    }
+
+    fn read_line(&mut self) -> io::Result<Vec<u8>> {
+        let mut line = Vec::new();
+        (&mut *self.inner).take(4096).read_until(b'\n', &mut line)?;
+        if !line.ends_with(b"\n") {
+            return Err(bad_data("chunk line too long or cut off"));
+        }
+        Ok(line)
+    }
+}
+
+fn bad_data(message: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message.to_string())
+}
+
+impl<R: BufRead> Read for BodyReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.state {
+                BodyState::Done => return Ok(0),
+                BodyState::Length(0) => {
+                    self.state = BodyState::Done;
+                }
+                BodyState::Length(left) => {
+                    let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                    let n = self.inner.read(&mut buf[..want])?;
+                    if n == 0 {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "request body shorter than its Content-Length",
+                        ));
+                    }
+                    self.state = BodyState::Length(left - n as u64);
+                    return Ok(n);
+                }
+                BodyState::Chunk(None) => {
+                    let line = self.read_line()?;
+                    let size = match httparse::parse_chunk_size(&line) {
+                        Ok(httparse::Status::Complete((_, size))) => size,
+                        _ => return Err(bad_data("invalid chunk size line")),
+                    };
+                    if size == 0 {
+                        // Trailer section: skip lines up to the empty one.
+                        loop {
+                            let line = self.read_line()?;
+                            if line == b"\r\n" || line == b"\n" {
+                                break;
+                            }
+                        }
+                        self.state = BodyState::Done;
+                    } else {
+                        self.state = BodyState::Chunk(Some(size));
+                    }
+                }
+                BodyState::Chunk(Some(0)) => {
+                    let line = self.read_line()?;
+                    if line != b"\r\n" && line != b"\n" {
+                        return Err(bad_data("chunk not followed by CRLF"));
+                    }
+                    self.state = BodyState::Chunk(None);
+                }
+                BodyState::Chunk(Some(left)) => {
+                    let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                    let n = self.inner.read(&mut buf[..want])?;
+                    if n == 0 {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "chunked request body cut off",
+                        ));
+                    }
+                    self.state = BodyState::Chunk(Some(left - n as u64));
+                    return Ok(n);
+                }
+            }
+        }
+    }
+}
+
+/// Writes a status line and headers in one write.
+pub fn write_head<W: Write>(
+    out: &mut W,
+    status: u16,
+    headers: &[(String, String)],
+) -> io::Result<()> {
+    let reason = ureq::http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Status");
+    let mut head = Vec::with_capacity(256);
+    write!(head, "HTTP/1.1 {status} {reason}\r\n")?;
+    for (name, value) in headers {
+        head.extend_from_slice(name.as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    out.write_all(&head)
+}
+
+/// Writes one piece of a chunked body; an empty piece is skipped (it would end the body).
+pub fn write_chunk<W: Write>(out: &mut W, data: &[u8]) -> io::Result<()> {
+    if data.is_empty() {
+        return Ok(());
+    }
+    let size = format!("{:x}\r\n", data.len());
+    out.write_all(size.as_bytes())?;
+    out.write_all(data)?;
+    out.write_all(b"\r\n")
+}
+
+/// Ends a chunked body.
+pub fn write_last_chunk<W: Write>(out: &mut W) -> io::Result<()> {
+    out.write_all(b"0\r\n\r\n")
+}
+
+/// A complete small answer with a body (errors, health, API replies).
+pub fn write_simple<W: Write>(
+    out: &mut W,
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    keep_alive: bool,
+) -> io::Result<()> {
+    let mut headers = vec![
+        ("Content-Type".to_string(), content_type.to_string()),
+        ("Content-Length".to_string(), body.len().to_string()),
+    ];
+    if !keep_alive {
+        headers.push(("Connection".into(), "close".into()));
+    }
+    write_head(out, status, &headers)?;
+    out.write_all(body)?;
+    out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::BufReader;
+
+    fn parse(raw: &str) -> Result<RequestHead, HeadError> {
+        read_request_head(&mut BufReader::new(raw.as_bytes()))
+    }
+
+    #[test]
+    fn reads_head_and_leaves_body() {
+        let raw = b"POST /p?q=1 HTTP/1.1\r\nHost: x\r\nLink: a\r\nLink: b\r\nContent-Length: 5\r\n\r\nhelloGET";
+        let mut r = BufReader::with_capacity(7, &raw[..]);
+        let head = read_request_head(&mut r).unwrap();
+        assert_eq!(head.method, "POST");
+        assert_eq!(head.target, "/p?q=1");
+        assert_eq!(head.headers.iter().filter(|(n, _)| n == "Link").count(), 2);
+        assert_eq!(head.framing().unwrap(), Framing::Length(5));
+        let mut body = String::new();
+        BodyReader::new(&mut r, Framing::Length(5))
+            .read_to_string(&mut body)
+            .unwrap();
+        assert_eq!(body, "hello");
+        let mut rest = String::new();
+        r.read_to_string(&mut rest).unwrap();
+        assert_eq!(rest, "GET");
+    }
+
+    #[test]
+    fn decodes_chunked_bodies_with_trailers() {
+        let raw = b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\nNEXT";
+        let mut r = BufReader::with_capacity(3, &raw[..]);
+        let mut body = String::new();
+        BodyReader::new(&mut r, Framing::Chunked)
+            .read_to_string(&mut body)
+            .unwrap();
+        assert_eq!(body, "hello world");
+        let mut rest = String::new();
+        r.read_to_string(&mut rest).unwrap();
+        assert_eq!(rest, "NEXT");
+    }
+
+    #[test]
+    fn truncated_bodies_are_errors() {
+        let mut r = BufReader::new(&b"abc"[..]);
+        let mut sink = Vec::new();
+        assert!(BodyReader::new(&mut r, Framing::Length(5))
+            .read_to_end(&mut sink)
+            .is_err());
+        let mut r = BufReader::new(&b"5\r\nab"[..]);
+        assert!(BodyReader::new(&mut r, Framing::Chunked)
+            .read_to_end(&mut sink)
+            .is_err());
+        let mut r = BufReader::new(&b"zz\r\n"[..]);
+        assert!(BodyReader::new(&mut r, Framing::Chunked)
+            .read_to_end(&mut sink)
+            .is_err());
+    }
+
+    #[test]
+    fn smuggling_shapes_are_refused() {
+        let te_cl =
+            parse("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n")
+                .unwrap();
+        assert!(te_cl.framing().is_err());
+        let two =
+            parse("POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n").unwrap();
+        assert!(two.framing().is_err());
+        let gzip = parse("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").unwrap();
+        assert!(gzip.framing().is_err());
+        let neg = parse("POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n").unwrap();
+        assert!(neg.framing().is_err());
+    }
+
+    #[test]
+    fn keep_alive_rules() {
+        assert!(parse("GET / HTTP/1.1\r\n\r\n").unwrap().keep_alive());
+        assert!(!parse("GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .unwrap()
+            .keep_alive());
+        assert!(!parse("GET / HTTP/1.0\r\n\r\n").unwrap().keep_alive());
+        assert!(parse("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .unwrap()
+            .keep_alive());
+    }
+
+    #[test]
+    fn head_errors() {
+        assert!(matches!(parse(""), Err(HeadError::Closed)));
+        assert!(matches!(parse("GET / HT"), Err(HeadError::Malformed(_))));
+        assert!(matches!(
+            parse("\x01\x02 / HTTP/1.1\r\n\r\n"),
+            Err(HeadError::Malformed(_))
+        ));
+        let huge = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(MAX_HEAD));
+        assert!(matches!(parse(&huge), Err(HeadError::TooLarge)));
+    }
+
+    #[test]
+    fn chunk_writer() {
+        let mut out = Vec::new();
+        write_chunk(&mut out, b"hello").unwrap();
+        write_chunk(&mut out, b"").unwrap();
+        write_last_chunk(&mut out).unwrap();
+        assert_eq!(out, b"5\r\nhello\r\n0\r\n\r\n");
+    }
+}

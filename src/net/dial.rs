@@ -1,0 +1,237 @@
+//! How an agent stream reaches the gateway: TCP, then the WebSocket upgrade that
+//! authenticates the stream with the pool id and key (see [`crate::protocol`]).
+
+use crate::net::Stream;
+use crate::protocol::{self, MAX_MESSAGE};
+use crate::token::Token;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+use tungstenite::client::IntoClientRequest;
+use tungstenite::handshake::HandshakeError;
+use tungstenite::protocol::WebSocketConfig;
+use tungstenite::WebSocket;
+
+/// Who is dialing: sent with every upgrade.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub metadata: BTreeMap<String, String>,
+    /// Shared by every stream of one agent process.
+    pub instance: String,
+    pub version: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DialError {
+    /// 401: the pool id or key was refused.
+    Unauthorized(String),
+    /// Any other refusal by the gateway, with its status.
+    Refused { status: u16, reason: String },
+    /// The gateway could not be reached or the upgrade broke off.
+    Failed(String),
+}
+
+impl fmt::Display for DialError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DialError::Unauthorized(reason) => write!(
+                f,
+                "the gateway refused the pool token ({reason}): the token is wrong or its key was rotated or revoked"
+            ),
+            DialError::Refused { status, reason } => {
+                write!(f, "the gateway refused the connection with {status}: {reason}")
+            }
+            DialError::Failed(reason) => f.write_str(reason),
+        }
+    }
+}
+
+/// The parts of the token's `host` URL a dial needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayAddress {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// `ws[s]://host:port/prefix/agent/v1/connect`.
+    pub connect_url: String,
+}
+
+impl GatewayAddress {
+    pub fn parse(host_url: &str) -> Result<GatewayAddress, String> {
+        let uri: ureq::http::Uri = host_url
+            .parse()
+            .map_err(|e| format!("gateway address \"{host_url}\" is not a URL ({e})"))?;
+        let tls = match uri.scheme_str() {
+            Some("ws") => false,
+            Some("wss") => true,
+            _ => {
+                return Err(format!(
+                    "gateway address \"{host_url}\" must start with ws:// or wss://"
+                ))
+            }
+        };
+        let host = uri
+            .host()
+            .ok_or_else(|| format!("gateway address \"{host_url}\" has no host"))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let authority = uri.authority().map(|a| a.as_str()).unwrap_or_default();
+        let prefix = uri.path().trim_end_matches('/');
+        Ok(GatewayAddress {
+            tls,
+            host,
+            port,
+            connect_url: format!(
+                "{}://{authority}{prefix}{}",
+                if tls { "wss" } else { "ws" },
+                protocol::CONNECT_PATH
+            ),
+        })
+    }
+}
+
+/// WebSocket limits for both sides: no message may be big, since bodies travel in pieces.
+pub fn websocket_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE))
+}
+
+/// Opens a TCP connection with a timeout on each resolved address, `TCP_NODELAY` set.
+pub fn tcp_connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, String> {
+    let addresses = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?;
+    let mut last = format!("{host} resolved to no address");
+    for address in addresses {
+        match TcpStream::connect_timeout(&address, timeout) {
+            Ok(stream) => {
+                let _ = stream.set_nodelay(true);
+                return Ok(stream);
+            }
+            Err(e) => last = format!("cannot connect to {host}:{port} ({address}): {e}"),
+        }
+    }
+    Err(last)
+}
+
+/// JSON of the metadata tags with non-ASCII escaped, so it is a valid header value.
+fn metadata_header(metadata: &BTreeMap<String, String>) -> String {
+    let json = serde_json::to_string(metadata).unwrap_or_else(|_| "{}".into());
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if c.is_ascii() && !c.is_ascii_control() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
+}
+
+/// Dials the gateway and upgrades to an authenticated WebSocket.
+pub fn connect(
+    token: &Token,
+    identity: &Identity,
+    timeout: Duration,
+) -> Result<WebSocket<Stream>, DialError> {
+    let address = GatewayAddress::parse(&token.host).map_err(DialError::Failed)?;
+    if address.tls {
+        return Err(DialError::Failed(format!(
+            "{}: wss:// is not supported by this build",
+            address.connect_url
+        )));
+    }
+    let tcp = tcp_connect(&address.host, address.port, timeout).map_err(DialError::Failed)?;
+    // The upgrade itself must not hang on a gateway that accepted TCP and went silent.
+    let _ = tcp.set_read_timeout(Some(timeout));
+    let _ = tcp.set_write_timeout(Some(timeout));
+    let stream = Stream::Plain(tcp);
+
+    let mut request = address
+        .connect_url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| DialError::Failed(format!("bad gateway address: {e}")))?;
+    let headers = request.headers_mut();
+    let pairs = [
+        (protocol::HEADER_POOL_ULID, token.pool_ulid.clone()),
+        (protocol::HEADER_KEY, token.key.expose().to_string()),
+        (
+            protocol::HEADER_METADATA,
+            metadata_header(&identity.metadata),
+        ),
+        (protocol::HEADER_VERSION, identity.version.to_string()),
+        (protocol::HEADER_INSTANCE, identity.instance.clone()),
+        (
+            protocol::HEADER_PROTOCOL,
+            protocol::PROTOCOL_VERSION.to_string(),
+        ),
+    ];
+    for (name, value) in pairs {
+        let value = tungstenite::http::HeaderValue::from_str(&value)
+            .map_err(|_| DialError::Failed(format!("header {name} has an invalid value")))?;
+        headers.insert(name, value);
+    }
+
+    match tungstenite::client::client_with_config(request, stream, Some(websocket_config())) {
+        Ok((socket, _response)) => {
+            let _ = socket.get_ref().tcp().set_write_timeout(None);
+            Ok(socket)
+        }
+        Err(HandshakeError::Failure(tungstenite::Error::Http(response))) => {
+            let status = response.status().as_u16();
+            let reason = response
+                .body()
+                .as_deref()
+                .map(|b| String::from_utf8_lossy(b).trim().to_string())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| response.status().to_string());
+            if status == 401 {
+                Err(DialError::Unauthorized(reason))
+            } else {
+                Err(DialError::Refused { status, reason })
+            }
+        }
+        Err(HandshakeError::Failure(e)) => Err(DialError::Failed(format!(
+            "WebSocket upgrade to {} failed: {e}",
+            address.connect_url
+        ))),
+        Err(HandshakeError::Interrupted(_)) => Err(DialError::Failed(format!(
+            "WebSocket upgrade to {} timed out",
+            address.connect_url
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateway_addresses() {
+        let a = GatewayAddress::parse("ws://127.0.0.1:1984").unwrap();
+        assert_eq!((a.tls, a.host.as_str(), a.port), (false, "127.0.0.1", 1984));
+        assert_eq!(a.connect_url, "ws://127.0.0.1:1984/agent/v1/connect");
+        let b = GatewayAddress::parse("wss://gw.example/vcs/").unwrap();
+        assert_eq!((b.tls, b.port), (true, 443));
+        assert_eq!(b.connect_url, "wss://gw.example/vcs/agent/v1/connect");
+        assert!(GatewayAddress::parse("http://x").is_err());
+    }
+
+    #[test]
+    fn metadata_is_ascii_json() {
+        let mut m = BTreeMap::new();
+        m.insert("site".to_string(), "Zürich".to_string());
+        let h = metadata_header(&m);
+        assert!(h.is_ascii());
+        let back: BTreeMap<String, String> = serde_json::from_str(&h).unwrap();
+        assert_eq!(back, m);
+    }
+}
