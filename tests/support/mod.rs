@@ -1,0 +1,267 @@
+//! Test support: real gateway and agent processes on loopback port 0, a recording upstream,
+//! and waiting on conditions instead of sleeping.
+#![allow(dead_code)]
+
+pub mod upstream;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+pub const GATEWAY: &str = env!("CARGO_BIN_EXE_vcs-gateway");
+pub const AGENT: &str = env!("CARGO_BIN_EXE_vcs-agent");
+
+/// Polls `condition` every 10 ms until it holds; panics with `what` after `timeout`.
+pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A fresh temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("vcs-test-{tag}-{}-{}", std::process::id(), ulid::Ulid::new()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Lines a child printed, shared with a reader thread.
+#[derive(Clone, Default)]
+pub struct Output {
+    lines: Arc<(Mutex<Vec<String>>, Condvar)>,
+}
+
+impl Output {
+    fn capture(&self, stream: impl std::io::Read + Send + 'static) {
+        let lines = Arc::clone(&self.lines);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                if std::env::var_os("VCS_TEST_ECHO").is_some() {
+                    eprintln!("{line}");
+                }
+                let (lock, cv) = &*lines;
+                lock.lock().expect("output").push(line);
+                cv.notify_all();
+            }
+        });
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.0.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    pub fn text(&self) -> String {
+        self.lines().join("\n")
+    }
+
+    /// Waits for a line containing `needle` and returns it.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        let (lock, cv) = &*self.lines;
+        let mut guard = lock.lock().expect("output");
+        loop {
+            if let Some(line) = guard.iter().find(|l| l.contains(needle)) {
+                return line.clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no line with {needle:?} in:\n{}", guard.join("\n"));
+            guard = cv.wait_timeout(guard, left).expect("output").0;
+        }
+    }
+
+    pub fn count(&self, needle: &str) -> usize {
+        self.lines().iter().filter(|l| l.contains(needle)).count()
+    }
+}
+
+/// A child process killed on drop.
+pub struct Proc {
+    pub child: Child,
+    pub out: Output,
+}
+
+impl Proc {
+    pub fn spawn(mut command: Command) -> Proc {
+        command.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+        let mut child = command.spawn().expect("spawn");
+        let out = Output::default();
+        if let Some(stdout) = child.stdout.take() {
+            out.capture(stdout);
+        }
+        if let Some(stderr) = child.stderr.take() {
+            out.capture(stderr);
+        }
+        Proc { child, out }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill").arg(format!("-{signal}")).arg(self.pid().to_string()).status().expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the exit status, at most `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "process did not exit in {timeout:?}:\n{}", self.out.text());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Peak resident memory (`VmHWM`) in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running gateway with its data directory.
+pub struct Gateway {
+    pub proc: Proc,
+    pub dir: TempDir,
+    pub agent_addr: String,
+    pub api_addr: String,
+}
+
+impl Gateway {
+    pub fn start(extra: &[&str]) -> Gateway {
+        let dir = TempDir::new("gw");
+        Gateway::start_in(dir, "127.0.0.1:0", extra)
+    }
+
+    pub fn start_in(dir: TempDir, agent_listen: &str, extra: &[&str]) -> Gateway {
+        let mut command = Command::new(GATEWAY);
+        command
+            .args(["serve", "--data-dir"])
+            .arg(&dir.0)
+            .args(["--agent-listen", agent_listen, "--api-listen", "127.0.0.1:0"])
+            .args(extra);
+        let proc = Proc::spawn(command);
+        let address = |line: String| line.rsplit(' ').next().unwrap_or_default().to_string();
+        let agent_addr = address(proc.out.wait_for("agent port listening on", Duration::from_secs(10)));
+        let api_addr = address(proc.out.wait_for("api port listening on", Duration::from_secs(10)));
+        Gateway { proc, dir, agent_addr, api_addr }
+    }
+
+    /// Creates a pool with the CLI and returns its token.
+    pub fn create_pool(&self, name: &str) -> String {
+        let output = Command::new(GATEWAY)
+            .args(["pool", "create", "--data-dir"])
+            .arg(&self.dir.0)
+            .args(["--name", name, "--public-url", &format!("ws://{}", self.agent_addr)])
+            .output()
+            .expect("pool create");
+        assert!(output.status.success(), "pool create: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).expect("utf8").trim().to_string()
+    }
+
+    pub fn url(&self, pool: &str, path: &str) -> String {
+        format!("http://{}/private/{pool}{path}", self.api_addr)
+    }
+
+    /// `/healthz` figures for one pool: (agents, streams, busy).
+    pub fn pool_state(&self, pool: &str) -> (u64, u64, u64) {
+        let body: serde_json::Value = client()
+            .get(format!("http://{}/healthz", self.api_addr))
+            .call()
+            .ok()
+            .and_then(|r| r.into_body().read_to_string().ok())
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        let p = &body["pools"][pool];
+        (p["agents"].as_u64().unwrap_or(0), p["streams"].as_u64().unwrap_or(0), p["busy"].as_u64().unwrap_or(0))
+    }
+
+    pub fn wait_streams(&self, pool: &str, streams: u64) {
+        wait_until(Duration::from_secs(15), &format!("{streams} streams in pool {pool}"), || {
+            self.pool_state(pool).1 == streams
+        });
+    }
+}
+
+/// Agent environment for `token` against `target`, vendor gitlab, with `extra` on top.
+pub fn agent_env(token: &str, target: &str, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> = [
+        ("SPACELIFT_VCS_AGENT_POOL_TOKEN", token),
+        ("SPACELIFT_VCS_AGENT_TARGET_BASE_ENDPOINT", target),
+        ("SPACELIFT_VCS_AGENT_VENDOR", "gitlab"),
+        ("SPACELIFT_VCS_AGENT_PARALLELISM", "2"),
+        ("RUST_LOG", "info"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (k, v) in extra {
+        env.insert(k.to_string(), v.to_string());
+    }
+    env
+}
+
+pub fn start_agent(env: &BTreeMap<String, String>) -> Proc {
+    let mut command = Command::new(AGENT);
+    command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).envs(env);
+    Proc::spawn(command)
+}
+
+/// An HTTP client that reports statuses as they are and follows no redirect.
+pub fn client() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(120)))
+        .build()
+        .into()
+}
+
+/// All values of a response header.
+pub fn header_values(response: &ureq::http::Response<ureq::Body>, name: &str) -> Vec<String> {
+    response
+        .headers()
+        .get_all(name)
+        .iter()
+        .map(|v| v.to_str().unwrap_or("").to_string())
+        .collect()
+}
+
+/// The `kind` and `error` of a JSON error answer.
+pub fn error_kind(response: ureq::http::Response<ureq::Body>) -> (u16, String, String) {
+    let status = response.status().as_u16();
+    let text = response.into_body().read_to_string().unwrap_or_default();
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    (status, body["kind"].as_str().unwrap_or("").to_string(), body["error"].as_str().unwrap_or("").to_string())
+}

@@ -1,0 +1,267 @@
+//! A real HTTP/1.1 upstream on loopback port 0 that records every request it receives.
+//!
+//! Routes (matched on the path's last segments, so any base sub-path works):
+//! `/echo` JSON of what arrived · `/bytes/N` N bytes with Content-Length · `/chunked/N` the
+//! same chunked · `/redirect` 302 · `/gzip` gzip bytes with Content-Encoding · `/status/N` ·
+//! `/sleep/MS` answer after MS · `/hang` never answer · `/cut/N` promise 2N bytes, send N,
+//! close · `/cutchunked/N` N bytes chunked, close without the last chunk.
+
+use std::io::{BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+use vcs_agent::http1::{self, BodyReader};
+
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub body_len: u64,
+}
+
+#[derive(Default)]
+struct Log {
+    requests: Mutex<Vec<Recorded>>,
+    changed: Condvar,
+}
+
+pub struct Upstream {
+    pub addr: SocketAddr,
+    log: Arc<Log>,
+}
+
+/// Deterministic body bytes: position-dependent so reordering or loss shows.
+pub fn pattern_byte(i: u64) -> u8 {
+    (i.wrapping_mul(31).wrapping_add(i >> 8) % 251) as u8
+}
+
+/// FNV-1a over a stream, to compare bodies without keeping them.
+#[derive(Clone, Copy)]
+pub struct Digest(pub u64, pub u64);
+
+impl Default for Digest {
+    fn default() -> Digest {
+        Digest(0xcbf29ce484222325, 0)
+    }
+}
+
+impl Digest {
+    pub fn update(&mut self, data: &[u8]) {
+        for b in data {
+            self.0 ^= *b as u64;
+            self.0 = self.0.wrapping_mul(0x100000001b3);
+        }
+        self.1 += data.len() as u64;
+    }
+    pub fn of_reader(mut r: impl Read) -> std::io::Result<Digest> {
+        let mut d = Digest::default();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = r.read(&mut buf)?;
+            if n == 0 {
+                return Ok(d);
+            }
+            d.update(&buf[..n]);
+        }
+    }
+    pub fn hex(&self) -> String {
+        format!("{:016x}", self.0)
+    }
+}
+
+/// A reader of `len` pattern bytes, generated as read (no memory held).
+pub struct PatternReader {
+    pub pos: u64,
+    pub len: u64,
+}
+
+impl Read for PatternReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = (self.len - self.pos).min(buf.len() as u64) as usize;
+        for (i, b) in buf[..n].iter_mut().enumerate() {
+            *b = pattern_byte(self.pos + i as u64);
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Upstream {
+    pub fn start() -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
+        let addr = listener.local_addr().expect("upstream addr");
+        let log = Arc::new(Log::default());
+        let l = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let l = Arc::clone(&l);
+                std::thread::spawn(move || serve_connection(conn, &l));
+            }
+        });
+        Upstream { addr, log }
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.log.requests.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Waits until at least `n` requests arrived (headers read), or panics after `timeout`.
+    pub fn wait_for_requests(&self, n: usize, timeout: Duration) -> Vec<Recorded> {
+        let deadline = Instant::now() + timeout;
+        let mut guard = self.log.requests.lock().expect("log");
+        while guard.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "upstream saw {} requests, expected {n}", guard.len());
+            guard = self.log.changed.wait_timeout(guard, left).expect("log").0;
+        }
+        guard.clone()
+    }
+}
+
+fn serve_connection(conn: TcpStream, log: &Log) {
+    let _ = conn.set_nodelay(true);
+    let mut reader = BufReader::new(conn);
+    loop {
+        let head = match http1::read_request_head(&mut reader) {
+            Ok(h) => h,
+            Err(_) => return,
+        };
+        let path = head.target.split('?').next().unwrap_or("").to_string();
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let framing = head.framing().unwrap_or(http1::Framing::Empty);
+        // Record first (so a test can see a request arrived before its answer), body after.
+        let index = {
+            let mut requests = log.requests.lock().expect("log");
+            requests.push(Recorded {
+                method: head.method.clone(),
+                target: head.target.clone(),
+                headers: head.headers.clone(),
+                body_len: 0,
+            });
+            log.changed.notify_all();
+            requests.len() - 1
+        };
+        let route: Vec<&str> = segments.iter().rev().take(2).rev().copied().collect();
+        let last = route.last().copied().unwrap_or("");
+        let arg: u64 = last.parse().unwrap_or(0);
+        let name = if route.len() == 2 && last.parse::<u64>().is_ok() { route[0] } else { last };
+        if name == "hang" {
+            std::thread::sleep(Duration::from_secs(120));
+            return;
+        }
+        let digest = match Digest::of_reader(BodyReader::new(&mut reader, framing)) {
+            Ok(d) => d,
+            Err(_) => return,
+        };
+        if let Ok(mut requests) = log.requests.lock() {
+            requests[index].body_len = digest.1;
+        }
+        let out = reader.get_mut();
+        let head_only = head.method == "HEAD";
+        let result = match name {
+            "echo" => {
+                let body = serde_json::json!({
+                    "method": head.method,
+                    "target": head.target,
+                    "headers": head.headers,
+                    "body_len": digest.1,
+                    "body_digest": digest.hex(),
+                })
+                .to_string();
+                respond(out, 200, &[
+                    ("Content-Type", "application/json"),
+                    ("Set-Cookie", "a=1; Path=/"),
+                    ("Set-Cookie", "b=2; Path=/"),
+                    ("Link", "<https://x/1>; rel=\"next\""),
+                    ("Link", "<https://x/9>; rel=\"last\""),
+                    ("Connection", "keep-alive, X-Hop"),
+                    ("X-Hop", "must-not-pass"),
+                    ("Keep-Alive", "timeout=5"),
+                ], body.as_bytes(), head_only)
+            }
+            "bytes" => {
+                let len = arg.to_string();
+                let mut w = |o: &mut TcpStream| -> std::io::Result<()> {
+                    http1::write_head(o, 200, &[("Content-Length".into(), len.clone()), ("Content-Type".into(), "application/octet-stream".into())])?;
+                    if !head_only {
+                        std::io::copy(&mut PatternReader { pos: 0, len: arg }, o)?;
+                    }
+                    Ok(())
+                };
+                w(out)
+            }
+            "chunked" => (|| {
+                http1::write_head(out, 200, &[("Transfer-Encoding".into(), "chunked".into())])?;
+                let mut r = PatternReader { pos: 0, len: arg };
+                let mut buf = vec![0u8; 50_000];
+                loop {
+                    let n = r.read(&mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    http1::write_chunk(out, &buf[..n])?;
+                }
+                http1::write_last_chunk(out)
+            })(),
+            "redirect" => respond(out, 302, &[("Location", "/elsewhere")], b"moved", head_only),
+            "gzip" => respond(out, 200, &[("Content-Encoding", "gzip"), ("Content-Type", "text/plain")], &GZIP_HELLO, head_only),
+            "status" => {
+                let code = arg as u16;
+                if code == 204 || code == 304 {
+                    http1::write_head(out, code, &[("X-Status".into(), code.to_string())])
+                } else {
+                    respond(out, code, &[], format!("status {code}").as_bytes(), head_only)
+                }
+            }
+            "sleep" => {
+                std::thread::sleep(Duration::from_millis(arg));
+                respond(out, 200, &[], b"slept", head_only)
+            }
+            "cut" => {
+                let _ = http1::write_head(out, 200, &[("Content-Length".into(), (arg * 2).to_string())]);
+                let _ = std::io::copy(&mut PatternReader { pos: 0, len: arg }, out);
+                let _ = out.flush();
+                let _ = out.shutdown(std::net::Shutdown::Both);
+                return;
+            }
+            "cutchunked" => {
+                let _ = http1::write_head(out, 200, &[("Transfer-Encoding".into(), "chunked".into())]);
+                let mut data = vec![0u8; arg as usize];
+                let _ = PatternReader { pos: 0, len: arg }.read(&mut data);
+                let _ = http1::write_chunk(out, &data);
+                let _ = out.flush();
+                let _ = out.shutdown(std::net::Shutdown::Both);
+                return;
+            }
+            _ => respond(out, 404, &[("Content-Type", "application/json")], b"{\"message\":\"404 Not Found\"}", head_only),
+        };
+        if result.is_err() {
+            return;
+        }
+        let _ = out.flush();
+        if !head.keep_alive() {
+            return;
+        }
+    }
+}
+
+fn respond(out: &mut TcpStream, status: u16, headers: &[(&str, &str)], body: &[u8], head_only: bool) -> std::io::Result<()> {
+    let mut list: Vec<(String, String)> = headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+    list.push(("Content-Length".into(), body.len().to_string()));
+    http1::write_head(out, status, &list)?;
+    if !head_only {
+        out.write_all(body)?;
+    }
+    Ok(())
+}
+
+/// "hello\n" gzip-compressed.
+pub const GZIP_HELLO: [u8; 26] = [
+    0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0xcb, 0x48, 0xcd, 0xc9, 0xc9, 0xe7,
+    0x02, 0x00, 0x20, 0x30, 0x3a, 0x36, 0x06, 0x00, 0x00, 0x00,
+];
