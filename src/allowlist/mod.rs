@@ -1,6 +1,89 @@
-//! Placeholder with the allowlist's public interface; replaced by the per-vendor rules.
-use std::fmt;
+//! Per-vendor allowlists that fail closed.
+//!
+//! Every request the SaaS sends through the agent names a method and a *request target*
+//! (path plus optional `?query`, relative to the VCS base endpoint). The agent forwards it
+//! only when [`Allowlist::check`] says so, and then forwards the target **byte for byte as
+//! it was checked**: nothing here rewrites, normalises or re-encodes a target, so what is
+//! matched is exactly what the VCS server receives. Anything this module cannot classify
+//! with certainty is denied; an unknown request is a denial, never a pass.
+//!
+//! # Why a canonical form that is not a rewrite
+//!
+//! Path-traversal bugs in proxies (Snyk Broker's `normalize` on the raw URL, Semgrep's
+//! broker without dot-segment checks) come from the proxy and the server disagreeing on
+//! what a path means. Rather than normalise (and then forward something the server may
+//! read differently), we *refuse* every target whose meaning could differ between a
+//! reasonable server and our matcher. The canonical target is the target itself, or
+//! nothing. [`canonicalize`] is therefore idempotent by construction.
+//!
+//! # Canonicalisation rules
+//!
+//! Applied in this order by [`canonicalize`]; the first failing rule gives the reason.
+//!
+//! 1. The target must start with `/` (origin-form). `http://…`, `https://…` and any
+//!    other `scheme:` prefix are denied as `absolute-form target`; anything else not
+//!    starting with `/` (`*`, `api/v4`) as `target does not start with /`.
+//! 2. A `#` anywhere is denied (`fragment in target`): clients never send fragments.
+//! 3. The target is split at the first `?` into path and query.
+//! 4. Lengths: path over 8192 bytes, query over 8192 bytes are denied.
+//! 5. Raw bytes of the path: non-ASCII bytes, control characters (0x00–0x1F, 0x7F),
+//!    backslashes, `;` (Tomcat-style path parameters turn `..;` into `..`) and bytes
+//!    outside RFC 3986 `pchar` (space, `"`, `<`, `>`, `[`, `]`, `^`, `` ` ``, `{`, `|`,
+//!    `}`) are denied. A `%` must be followed by two hex digits.
+//! 6. Raw bytes of the query: non-ASCII bytes, control characters, space, `"`, `<`, `>`,
+//!    `\`, `^`, `` ` ``, `{`, `|`, `}` are denied; `%` must be followed by two hex
+//!    digits and `%00` (NUL) is denied. Other encoded bytes are left alone (a commit
+//!    status description may carry an encoded newline).
+//! 7. The path is split on `/` into segments. An empty segment (`//` anywhere, including
+//!    a leading `//`) is denied; a single trailing `/` is kept as a final empty segment,
+//!    which only a pattern that itself ends in `/` matches.
+//! 8. Every segment is percent-decoded **explicitly**, and the decoding is repeated (up
+//!    to 4 levels) while it still contains valid escapes, to see through double encoding
+//!    (`%252e`). At every level: a segment (or, after an encoded slash, a piece) made
+//!    only of dots (`.`, `..`, `...`) is denied (`dot segment in path`); a decoded
+//!    backslash, control character or `;` is denied like its raw form. Encoding nested
+//!    deeper than 4 levels is denied.
+//! 9. An encoded slash (`%2F`/`%2f`) at the first decoding level is recorded on the
+//!    segment, and the pieces between the slashes must themselves be non-empty and not
+//!    dot segments. Only pattern parameters spelled `{encoded_project}` and
+//!    `{encoded_path}` accept such a segment; GitLab is the only vendor that uses them
+//!    (its project ids `group%2Fsub%2Frepo`, and its files API, which takes the file
+//!    path as one `%2F`-separated segment). Everywhere else an encoded slash is denied
+//!    (`encoded slash outside a project segment`). A slash encoded twice (`%252F`) is
+//!    always denied.
+//!
+//! # Matching
+//!
+//! Rule tables are data, one file per vendor; [`matcher`] holds the one matcher. A rule
+//! has methods, a path pattern (syntax documented in [`matcher`]), an optional exact
+//! query, a description and an example. Rules are tried in table order and the first
+//! one whose method, path and query match decides: if it has a project and a project
+//! regex is configured, the project must match the whole regex, otherwise the request
+//! is denied (later rules are not consulted).
+//!
+//! * Methods are compared exactly (uppercase). `HEAD` is allowed wherever `GET` is.
+//!   `CONNECT`, `TRACE` and `OPTIONS` are denied before anything else.
+//! * Literal segments are compared with the raw (undecoded) segment, so `%62ranches`
+//!   is not `branches`. Parameters see decoded values; the project is built from the
+//!   decoded project parameters joined by `/`.
+//! * The query is ignored for matching unless the rule names one, in which case it
+//!   must be equal byte for byte (`service=git-upload-pack` for the smart-HTTP ref
+//!   advertisement; `service=git-receive-pack` therefore never matches). Queries are
+//!   never echoed in denial reasons: they may carry `private_token=`.
 
+mod azure_devops;
+mod bitbucket_datacenter;
+mod github_enterprise;
+mod gitlab;
+pub mod matcher;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+pub use matcher::{canonicalize, Canonical, Method, Query, Rule};
+
+/// The VCS products the agent can front.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Vendor {
     Gitlab,
@@ -16,6 +99,8 @@ impl Vendor {
         Vendor::GithubEnterprise,
         Vendor::AzureDevops,
     ];
+
+    /// The name used in `SPACELIFT_VCS_AGENT_VENDOR`.
     pub fn as_str(self) -> &'static str {
         match self {
             Vendor::Gitlab => "gitlab",
@@ -24,48 +109,70 @@ impl Vendor {
             Vendor::AzureDevops => "azure_devops",
         }
     }
-}
 
-impl std::str::FromStr for Vendor {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Vendor, String> {
-        Vendor::ALL
-            .into_iter()
-            .find(|v| v.as_str() == s)
-            .ok_or_else(|| format!("expected one of gitlab, bitbucket_datacenter, github_enterprise, azure_devops, got \"{s}\""))
+    /// The vendor's rule table, in matching order.
+    pub fn rules(self) -> &'static [Rule] {
+        match self {
+            Vendor::Gitlab => gitlab::RULES,
+            Vendor::BitbucketDatacenter => bitbucket_datacenter::RULES,
+            Vendor::GithubEnterprise => github_enterprise::RULES,
+            Vendor::AzureDevops => azure_devops::RULES,
+        }
     }
 }
 
+impl fmt::Display for Vendor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Vendor {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Vendor::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "expected one of gitlab, bitbucket_datacenter, github_enterprise, azure_devops, got {s:?}"
+                )
+            })
+    }
+}
+
+/// Compile `SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS`. The pattern must match the **whole**
+/// project (it is wrapped as `^(?:…)$`): the original agent's unanchored regex let
+/// `group/repo` allow `evilgroup/repo2`.
 pub fn project_pattern(pattern: &str) -> Result<regex::Regex, regex::Error> {
     regex::Regex::new(&format!("^(?:{pattern})$"))
 }
 
-#[derive(Clone)]
-pub struct Allowlist {}
-
-impl Allowlist {
-    pub fn new(_vendor: Vendor, _projects: Option<regex::Regex>) -> Allowlist {
-        Allowlist {}
-    }
-    pub fn check(&self, _method: &str, _target: &str) -> Result<Allowed, Denied> {
-        Ok(Allowed {
-            description: "forwarded",
-            project: None,
-            codeload: false,
-        })
-    }
-}
-
+/// A request the allowlist lets through.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Allowed {
+    /// Human words for the rule that matched, e.g. "Download repository archive".
     pub description: &'static str,
+    /// The project the request is about, if the rule has one (decoded, `/`-joined).
     pub project: Option<String>,
+    /// GitHub Enterprise archive that is served from the `codeload.<host>` subdomain
+    /// when the instance uses subdomain isolation.
     pub codeload: bool,
 }
 
+/// A request the allowlist refuses, with a short reason safe to log and to return.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denied {
     pub reason: String,
+}
+
+impl Denied {
+    pub(crate) fn new(reason: impl Into<String>) -> Denied {
+        Denied {
+            reason: reason.into(),
+        }
+    }
 }
 
 impl fmt::Display for Denied {
@@ -73,3 +180,117 @@ impl fmt::Display for Denied {
         f.write_str(&self.reason)
     }
 }
+
+impl std::error::Error for Denied {}
+
+/// The allowlist of one vendor plus the optional project regex. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Allowlist {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    vendor: Vendor,
+    rules: Vec<matcher::CompiledRule>,
+    projects: Option<regex::Regex>,
+}
+
+/// Methods denied whatever the table says.
+const NEVER_ALLOWED: [&str; 3] = ["CONNECT", "TRACE", "OPTIONS"];
+
+impl Allowlist {
+    /// `projects: None` allows every project.
+    pub fn new(vendor: Vendor, projects: Option<regex::Regex>) -> Allowlist {
+        let mut rules = Vec::with_capacity(vendor.rules().len());
+        for (index, rule) in vendor.rules().iter().enumerate() {
+            match matcher::CompiledRule::compile(index, rule) {
+                Ok(compiled) => rules.push(compiled),
+                // A broken row in a static table is a bug caught by the unit tests; if
+                // one ever slips through, that rule simply allows nothing.
+                Err(e) => log::error!(
+                    "allowlist rule {index} of {vendor} ({}) is invalid and disabled: {e}",
+                    rule.description
+                ),
+            }
+        }
+        Allowlist {
+            inner: Arc::new(Inner {
+                vendor,
+                rules,
+                projects,
+            }),
+        }
+    }
+
+    pub fn vendor(&self) -> Vendor {
+        self.inner.vendor
+    }
+
+    /// Decide on one request. `target` is path plus optional `?query`, relative to the
+    /// VCS base endpoint, exactly as it will be forwarded.
+    pub fn check(&self, method: &str, target: &str) -> Result<Allowed, Denied> {
+        let canonical = self.precheck(method, target)?;
+        for rule in &self.inner.rules {
+            if let Some(m) = rule.matches(method, &canonical) {
+                if let (Some(project), Some(re)) = (&m.project, &self.inner.projects) {
+                    if !re.is_match(project) {
+                        return Err(Denied::new(format!("project {project} is not allowed")));
+                    }
+                }
+                return Ok(Allowed {
+                    description: rule.rule.description,
+                    project: m.project,
+                    codeload: rule.rule.codeload,
+                });
+            }
+        }
+        Err(self.no_match_reason(method, &canonical))
+    }
+
+    /// Indices (into [`Vendor::rules`]) of **every** rule whose method, path and query
+    /// match, ignoring the project regex. [`check`](Self::check) uses the first of them;
+    /// this exists so tests and operators can see why a request matched.
+    pub fn matching_rules(&self, method: &str, target: &str) -> Result<Vec<usize>, Denied> {
+        let canonical = self.precheck(method, target)?;
+        Ok(self
+            .inner
+            .rules
+            .iter()
+            .filter(|r| r.matches(method, &canonical).is_some())
+            .map(|r| r.index)
+            .collect())
+    }
+
+    fn precheck(&self, method: &str, target: &str) -> Result<Canonical, Denied> {
+        if NEVER_ALLOWED.contains(&method) {
+            return Err(Denied::new(format!("method {method} is never allowed")));
+        }
+        if !is_token(method) {
+            return Err(Denied::new("invalid method"));
+        }
+        canonicalize(target)
+    }
+
+    fn no_match_reason(&self, method: &str, canonical: &Canonical) -> Denied {
+        let stray_slash = canonical.segments().iter().enumerate().any(|(i, s)| {
+            s.encoded_slash && !matcher::encoded_position(&self.inner.rules, canonical, i)
+        });
+        if stray_slash {
+            return Denied::new("encoded slash outside a project segment");
+        }
+        Denied::new(format!("no rule allows {method} {}", canonical.path()))
+    }
+}
+
+/// An HTTP method token (RFC 9110 `tchar`s), short enough to echo in a reason.
+fn is_token(method: &str) -> bool {
+    !method.is_empty()
+        && method.len() <= 20
+        && method
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,693 @@
+//! The one canonicaliser and the one matcher shared by every vendor table.
+//!
+//! # Pattern syntax
+//!
+//! A pattern is a `/`-separated list of segments, matched against the segments of the
+//! canonical path, whole segment against whole segment (there is no prefix matching: a
+//! target with one segment more than the pattern does not match).
+//!
+//! | segment        | matches |
+//! |----------------|---------|
+//! | `branches`     | exactly that raw segment (no decoding: `%62ranches` is not `branches`) |
+//! | `a\|b\|c`      | exactly one of the listed raw segments |
+//! | `[api/v3]`     | the literal segments `api/v3`, or nothing (an optional prefix group) |
+//! | `{n}`          | 1 to 20 ASCII digits |
+//! | `{sha}`        | 7 to 64 hex digits (a commit id) |
+//! | `{project}`    | one non-empty segment, a part of the project (decoded) |
+//! | `{*project}`   | one or more segments, together the project (decoded, `/`-joined) |
+//! | `{encoded_project}` | one segment holding the whole project, `/` encoded as `%2F` (GitLab `:id`); a numeric id is the project as a number string |
+//! | `{encoded_path}` | one segment holding a file path, `/` encoded as `%2F` (GitLab files API) |
+//! | `{*path}`, `{*ref}`, … | any other `*name`: one or more segments, anything |
+//! | `{ref}`, `{user}`, … | any other name: one non-empty segment, anything |
+//! | `{…}suffix`    | the parameter followed by the literal `suffix` in the same segment (`{*project}.git`: the suffix is on the last segment) |
+//! | (empty, last)  | a pattern ending in `/` matches only a target with a trailing `/` |
+//!
+//! A segment with an encoded slash (`%2F`) is matched only by the two `encoded_`
+//! parameters; every other parameter and literal refuses it. All parameters refuse the
+//! empty trailing segment. The project of a match is the decoded values of its project
+//! parameters, in order, joined by `/`; a rule without project parameters has none.
+
+use super::Denied;
+
+/// Longest path (bytes, before the `?`) accepted.
+pub const MAX_PATH_LEN: usize = 8192;
+/// Longest query (bytes, after the `?`) accepted.
+pub const MAX_QUERY_LEN: usize = 8192;
+/// Percent-decoding levels looked through (`%25252e` is three levels).
+const MAX_DECODE_DEPTH: usize = 4;
+
+/// HTTP methods a rule may allow. `HEAD` is implied by `Get`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+        }
+    }
+
+    /// Exact, case-sensitive comparison; `HEAD` counts as `GET`.
+    pub fn allows(self, method: &str) -> bool {
+        method == self.as_str() || (self == Method::Get && method == "HEAD")
+    }
+}
+
+/// What a rule requires of the query string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Query {
+    /// The query is not looked at (it still passed the canonical checks).
+    Any,
+    /// The query must be present and equal to this, byte for byte.
+    Exactly(&'static str),
+}
+
+/// One row of a vendor table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    pub methods: &'static [Method],
+    pub pattern: &'static str,
+    pub query: Query,
+    pub description: &'static str,
+    /// GitHub Enterprise codeload archive (see [`super::Allowed::codeload`]).
+    pub codeload: bool,
+    /// A target this rule allows (with the first of `methods`); the tests check it.
+    pub example: &'static str,
+}
+
+impl Rule {
+    pub const fn new(
+        methods: &'static [Method],
+        pattern: &'static str,
+        description: &'static str,
+        example: &'static str,
+    ) -> Rule {
+        Rule {
+            methods,
+            pattern,
+            query: Query::Any,
+            description,
+            codeload: false,
+            example,
+        }
+    }
+
+    pub const fn get(
+        pattern: &'static str,
+        description: &'static str,
+        example: &'static str,
+    ) -> Rule {
+        Rule::new(&[Method::Get], pattern, description, example)
+    }
+
+    pub const fn post(
+        pattern: &'static str,
+        description: &'static str,
+        example: &'static str,
+    ) -> Rule {
+        Rule::new(&[Method::Post], pattern, description, example)
+    }
+
+    pub const fn put(
+        pattern: &'static str,
+        description: &'static str,
+        example: &'static str,
+    ) -> Rule {
+        Rule::new(&[Method::Put], pattern, description, example)
+    }
+
+    pub const fn patch(
+        pattern: &'static str,
+        description: &'static str,
+        example: &'static str,
+    ) -> Rule {
+        Rule::new(&[Method::Patch], pattern, description, example)
+    }
+
+    pub const fn delete(
+        pattern: &'static str,
+        description: &'static str,
+        example: &'static str,
+    ) -> Rule {
+        Rule::new(&[Method::Delete], pattern, description, example)
+    }
+
+    /// Require the query to be exactly `query`.
+    pub const fn with_query(mut self, query: &'static str) -> Rule {
+        self.query = Query::Exactly(query);
+        self
+    }
+
+    /// Mark as a codeload archive.
+    pub const fn codeload(mut self) -> Rule {
+        self.codeload = true;
+        self
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Canonical target
+// ---------------------------------------------------------------------------------------
+
+/// One path segment of a canonical target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    /// As sent (still percent-encoded).
+    pub raw: String,
+    /// Percent-decoded once, the way the server will read it.
+    pub decoded: Vec<u8>,
+    /// The segment contains an encoded slash (`%2F`).
+    pub encoded_slash: bool,
+}
+
+/// A target that passed every canonicalisation rule. It is the input, unchanged, plus
+/// its parsed segments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Canonical {
+    target: String,
+    path_len: usize,
+    segments: Vec<Segment>,
+}
+
+impl Canonical {
+    /// The whole target, identical to what was canonicalised.
+    pub fn as_str(&self) -> &str {
+        &self.target
+    }
+
+    /// The path (before `?`).
+    pub fn path(&self) -> &str {
+        &self.target[..self.path_len]
+    }
+
+    /// The query (after `?`), if there is a `?`.
+    pub fn query(&self) -> Option<&str> {
+        self.target.get(self.path_len + 1..)
+    }
+
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+}
+
+/// Check a request target against the canonicalisation rules listed in the module
+/// documentation of [`super`]. On success the target is returned unchanged together
+/// with its segments; it is never rewritten.
+pub fn canonicalize(target: &str) -> Result<Canonical, Denied> {
+    if !target.starts_with('/') {
+        return Err(Denied::new(if has_scheme(target) {
+            "absolute-form target"
+        } else {
+            "target does not start with /"
+        }));
+    }
+    if target.contains('#') {
+        return Err(Denied::new("fragment in target"));
+    }
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    if path.len() > MAX_PATH_LEN {
+        return Err(Denied::new(format!(
+            "path longer than {MAX_PATH_LEN} bytes"
+        )));
+    }
+    if let Some(q) = query {
+        if q.len() > MAX_QUERY_LEN {
+            return Err(Denied::new(format!(
+                "query longer than {MAX_QUERY_LEN} bytes"
+            )));
+        }
+    }
+    check_path_bytes(path.as_bytes())?;
+    if let Some(q) = query {
+        check_query_bytes(q.as_bytes())?;
+    }
+
+    let parts: Vec<&str> = path[1..].split('/').collect();
+    let last = parts.len() - 1;
+    let mut segments = Vec::with_capacity(parts.len());
+    for (i, raw) in parts.into_iter().enumerate() {
+        if raw.is_empty() {
+            if i != last {
+                return Err(Denied::new("empty segment in path"));
+            }
+            segments.push(Segment {
+                raw: String::new(),
+                decoded: Vec::new(),
+                encoded_slash: false,
+            });
+            continue;
+        }
+        segments.push(check_segment(raw)?);
+    }
+    Ok(Canonical {
+        target: target.to_owned(),
+        path_len: path.len(),
+        segments,
+    })
+}
+
+/// `scheme:` as in RFC 3986: a letter, then letters, digits, `+`, `-`, `.`, then `:`.
+fn has_scheme(target: &str) -> bool {
+    match target.split_once(':') {
+        Some((scheme, _)) => {
+            let mut bytes = scheme.bytes();
+            bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
+                && bytes.all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        }
+        None => false,
+    }
+}
+
+fn is_control(b: u8) -> bool {
+    b < 0x20 || b == 0x7f
+}
+
+fn is_hex_escape(bytes: &[u8], i: usize) -> bool {
+    bytes.get(i) == Some(&b'%')
+        && bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+        && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
+}
+
+fn has_escape(bytes: &[u8]) -> bool {
+    (0..bytes.len()).any(|i| is_hex_escape(bytes, i))
+}
+
+fn decode(bytes: &[u8]) -> Vec<u8> {
+    percent_encoding::percent_decode(bytes).collect()
+}
+
+fn check_path_bytes(path: &[u8]) -> Result<(), Denied> {
+    for (i, &b) in path.iter().enumerate() {
+        let reason = match b {
+            0x80..=0xff => "non-ASCII byte in path",
+            b if is_control(b) => "control character in path",
+            b'\\' => "backslash in path",
+            b';' => "semicolon in path",
+            b'%' if !is_hex_escape(path, i) => "malformed percent-encoding in path",
+            b'%' | b'/' | b':' | b'@' | b'-' | b'.' | b'_' | b'~' => continue,
+            b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b'=' => continue,
+            b if b.is_ascii_alphanumeric() => continue,
+            _ => "invalid character in path",
+        };
+        return Err(Denied::new(reason));
+    }
+    Ok(())
+}
+
+fn check_query_bytes(query: &[u8]) -> Result<(), Denied> {
+    for (i, &b) in query.iter().enumerate() {
+        let reason = match b {
+            0x80..=0xff => "non-ASCII byte in query",
+            b if is_control(b) => "control character in query",
+            b'%' if !is_hex_escape(query, i) => "malformed percent-encoding in query",
+            b'%' if query[i + 1] == b'0' && query[i + 2] == b'0' => "control character in query",
+            b' ' | b'"' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}' => {
+                "invalid character in query"
+            }
+            _ => continue,
+        };
+        return Err(Denied::new(reason));
+    }
+    Ok(())
+}
+
+/// Rules 8 and 9 for one non-empty raw segment.
+fn check_segment(raw: &str) -> Result<Segment, Denied> {
+    let decoded = decode(raw.as_bytes());
+    let slashes = count_slashes(&decoded);
+    check_level(raw.as_bytes())?;
+    check_level(&decoded)?;
+    let mut level = decoded.clone();
+    let mut depth = 1;
+    while has_escape(&level) {
+        depth += 1;
+        if depth > MAX_DECODE_DEPTH {
+            return Err(Denied::new("percent-encoding nested too deep in path"));
+        }
+        level = decode(&level);
+        if count_slashes(&level) > slashes {
+            return Err(Denied::new("double-encoded slash in path"));
+        }
+        check_level(&level)?;
+    }
+    Ok(Segment {
+        raw: raw.to_owned(),
+        decoded,
+        encoded_slash: slashes > 0,
+    })
+}
+
+fn count_slashes(bytes: &[u8]) -> usize {
+    bytes.iter().filter(|&&b| b == b'/').count()
+}
+
+/// Checks on one decoding level of a segment; `/` here can only come from an encoded
+/// slash, so the pieces between them are held to the rules of segments.
+fn check_level(bytes: &[u8]) -> Result<(), Denied> {
+    for piece in bytes.split(|&b| b == b'/') {
+        if piece.is_empty() {
+            return Err(Denied::new("empty segment in path"));
+        }
+        if piece.iter().all(|&b| b == b'.') {
+            return Err(Denied::new("dot segment in path"));
+        }
+    }
+    for &b in bytes {
+        let reason = match b {
+            b if is_control(b) => "control character in path",
+            b'\\' => "backslash in path",
+            b';' => "semicolon in path",
+            _ => continue,
+        };
+        return Err(Denied::new(reason));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Patterns
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Any,
+    Number,
+    Sha,
+    Project,
+    MultiProject,
+    EncodedProject,
+    EncodedPath,
+    Rest,
+}
+
+impl Kind {
+    fn from_name(name: &str) -> Kind {
+        match name {
+            "n" => Kind::Number,
+            "sha" => Kind::Sha,
+            "project" => Kind::Project,
+            "*project" => Kind::MultiProject,
+            "encoded_project" => Kind::EncodedProject,
+            "encoded_path" => Kind::EncodedPath,
+            _ if name.starts_with('*') => Kind::Rest,
+            _ => Kind::Any,
+        }
+    }
+
+    fn is_multi(self) -> bool {
+        matches!(self, Kind::MultiProject | Kind::Rest)
+    }
+
+    fn is_encoded(self) -> bool {
+        matches!(self, Kind::EncodedProject | Kind::EncodedPath)
+    }
+
+    fn is_project(self) -> bool {
+        matches!(
+            self,
+            Kind::Project | Kind::MultiProject | Kind::EncodedProject
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seg {
+    Literal(&'static str),
+    OneOf(Vec<&'static str>),
+    Optional(Vec<&'static str>),
+    Param { kind: Kind, suffix: &'static str },
+}
+
+/// A rule with its pattern parsed.
+#[derive(Debug)]
+pub(crate) struct CompiledRule {
+    pub(crate) index: usize,
+    pub(crate) rule: &'static Rule,
+    segs: Vec<Seg>,
+}
+
+/// The outcome of a rule matching (project regex not yet applied).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Match {
+    pub(crate) project: Option<String>,
+}
+
+fn valid_literal(lit: &str) -> bool {
+    !lit.is_empty()
+        && lit
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,=:@".contains(&b))
+}
+
+fn parse_pattern(pattern: &'static str) -> Result<Vec<Seg>, String> {
+    let body = pattern
+        .strip_prefix('/')
+        .ok_or_else(|| format!("pattern {pattern:?} does not start with /"))?;
+    let tokens: Vec<&'static str> = body.split('/').collect();
+    let last = tokens.len() - 1;
+    let mut segs = Vec::new();
+    let mut group: Option<Vec<&'static str>> = None;
+    for (i, tok) in tokens.into_iter().enumerate() {
+        if let Some(mut g) = group.take() {
+            match tok.strip_suffix(']') {
+                Some(lit) => {
+                    g.push(lit);
+                    segs.push(Seg::Optional(g));
+                }
+                None => {
+                    g.push(tok);
+                    group = Some(g);
+                }
+            }
+            continue;
+        }
+        if let Some(open) = tok.strip_prefix('[') {
+            match open.strip_suffix(']') {
+                Some(lit) => segs.push(Seg::Optional(vec![lit])),
+                None => group = Some(vec![open]),
+            }
+        } else if let Some(param) = tok.strip_prefix('{') {
+            let (name, suffix) = param
+                .split_once('}')
+                .ok_or_else(|| format!("unclosed {{ in {pattern:?}"))?;
+            if name.is_empty() || !(suffix.is_empty() || valid_literal(suffix)) {
+                return Err(format!("bad parameter {tok:?} in {pattern:?}"));
+            }
+            segs.push(Seg::Param {
+                kind: Kind::from_name(name),
+                suffix,
+            });
+        } else if tok.contains('|') {
+            segs.push(Seg::OneOf(tok.split('|').collect()));
+        } else if tok.is_empty() && i == last {
+            segs.push(Seg::Literal(""));
+        } else {
+            segs.push(Seg::Literal(tok));
+        }
+    }
+    if group.is_some() {
+        return Err(format!("unclosed [ in {pattern:?}"));
+    }
+    for seg in &segs {
+        let lits: &[&str] = match seg {
+            Seg::Literal("") => continue,
+            Seg::Literal(l) => std::slice::from_ref(l),
+            Seg::OneOf(ls) | Seg::Optional(ls) => ls,
+            Seg::Param { .. } => continue,
+        };
+        if let Some(bad) = lits.iter().find(|l| !valid_literal(l)) {
+            return Err(format!("bad literal {bad:?} in {pattern:?}"));
+        }
+    }
+    Ok(segs)
+}
+
+impl CompiledRule {
+    pub(crate) fn compile(index: usize, rule: &'static Rule) -> Result<CompiledRule, String> {
+        if rule.methods.is_empty() {
+            return Err("rule has no method".to_owned());
+        }
+        Ok(CompiledRule {
+            index,
+            rule,
+            segs: parse_pattern(rule.pattern)?,
+        })
+    }
+
+    /// Method, query and path; `None` when the rule does not apply.
+    pub(crate) fn matches(&self, method: &str, target: &Canonical) -> Option<Match> {
+        if !self.rule.methods.iter().any(|m| m.allows(method)) {
+            return None;
+        }
+        if let Query::Exactly(q) = self.rule.query {
+            if target.query() != Some(q) {
+                return None;
+            }
+        }
+        let mut caps = Vec::new();
+        if !match_segs(&self.segs, target.segments(), &mut caps) {
+            return None;
+        }
+        Some(Match {
+            project: if caps.is_empty() {
+                None
+            } else {
+                Some(caps.join("/"))
+            },
+        })
+    }
+}
+
+fn match_segs(segs: &[Seg], targets: &[Segment], caps: &mut Vec<String>) -> bool {
+    let Some((seg, rest)) = segs.split_first() else {
+        return targets.is_empty();
+    };
+    match seg {
+        Seg::Literal(lit) => {
+            matches!(targets.first(), Some(t) if t.raw == *lit)
+                && match_segs(rest, &targets[1..], caps)
+        }
+        Seg::OneOf(lits) => {
+            matches!(targets.first(), Some(t) if lits.contains(&t.raw.as_str()))
+                && match_segs(rest, &targets[1..], caps)
+        }
+        Seg::Optional(lits) => {
+            let n = lits.len();
+            let present = targets.len() >= n && lits.iter().zip(targets).all(|(l, t)| t.raw == *l);
+            (present && match_segs(rest, &targets[n..], caps)) || match_segs(rest, targets, caps)
+        }
+        Seg::Param { kind, suffix } if kind.is_multi() => {
+            for k in 1..=targets.len() {
+                let mark = caps.len();
+                if take_multi(*kind, suffix, &targets[..k], caps)
+                    && match_segs(rest, &targets[k..], caps)
+                {
+                    return true;
+                }
+                caps.truncate(mark);
+            }
+            false
+        }
+        Seg::Param { kind, suffix } => {
+            let Some(t) = targets.first() else {
+                return false;
+            };
+            let mark = caps.len();
+            if take_single(*kind, suffix, t, caps) && match_segs(rest, &targets[1..], caps) {
+                return true;
+            }
+            caps.truncate(mark);
+            false
+        }
+    }
+}
+
+/// The raw value of a parameter segment with its literal suffix removed.
+fn strip<'a>(t: &'a Segment, suffix: &str) -> Option<&'a str> {
+    t.raw.strip_suffix(suffix).filter(|v| !v.is_empty())
+}
+
+fn decoded_value(t: &Segment, value: &str) -> Option<String> {
+    let bytes = if value.len() == t.raw.len() {
+        t.decoded.clone()
+    } else {
+        decode(value.as_bytes())
+    };
+    String::from_utf8(bytes).ok()
+}
+
+fn take_single(kind: Kind, suffix: &str, t: &Segment, caps: &mut Vec<String>) -> bool {
+    let Some(value) = strip(t, suffix) else {
+        return false;
+    };
+    if t.encoded_slash && !kind.is_encoded() {
+        return false;
+    }
+    let ok = match kind {
+        Kind::Number => value.len() <= 20 && value.bytes().all(|b| b.is_ascii_digit()),
+        Kind::Sha => {
+            (7..=64).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_hexdigit())
+        }
+        _ => true,
+    };
+    if !ok {
+        return false;
+    }
+    if kind.is_project() {
+        match decoded_value(t, value) {
+            Some(v) => caps.push(v),
+            None => return false,
+        }
+    }
+    true
+}
+
+fn take_multi(kind: Kind, suffix: &str, ts: &[Segment], caps: &mut Vec<String>) -> bool {
+    let last = ts.len() - 1;
+    for (i, t) in ts.iter().enumerate() {
+        let value = if i == last {
+            strip(t, suffix)
+        } else {
+            Some(t.raw.as_str()).filter(|v| !v.is_empty())
+        };
+        let Some(value) = value else {
+            return false;
+        };
+        if t.encoded_slash {
+            return false;
+        }
+        if kind.is_project() {
+            match decoded_value(t, value) {
+                Some(v) => caps.push(v),
+                None => return false,
+            }
+        }
+    }
+    true
+}
+
+/// Whether segment `index` of `target` sits where some rule has an `encoded_`
+/// parameter (walking each pattern's leading single-segment items). Only used to pick
+/// the denial reason once no rule matched.
+pub(crate) fn encoded_position(rules: &[CompiledRule], target: &Canonical, index: usize) -> bool {
+    let ts = target.segments();
+    rules.iter().any(|rule| {
+        let mut t = 0;
+        for seg in &rule.segs {
+            if t > index || t >= ts.len() {
+                return false;
+            }
+            match seg {
+                Seg::Literal(l) if t != index && ts[t].raw == *l => t += 1,
+                Seg::OneOf(ls) if t != index && ls.contains(&ts[t].raw.as_str()) => t += 1,
+                Seg::Optional(ls) => {
+                    if ts.len() >= t + ls.len() && ls.iter().zip(&ts[t..]).all(|(l, s)| s.raw == *l)
+                    {
+                        t += ls.len();
+                    }
+                }
+                Seg::Param { kind, .. } if !kind.is_multi() => {
+                    if t == index {
+                        return kind.is_encoded();
+                    }
+                    t += 1;
+                }
+                _ => return false,
+            }
+        }
+        false
+    })
+}

@@ -1,0 +1,586 @@
+use super::matcher::CompiledRule;
+use super::*;
+
+const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+
+fn open(vendor: Vendor) -> Allowlist {
+    Allowlist::new(vendor, None)
+}
+
+fn reason(vendor: Vendor, method: &str, target: &str) -> String {
+    match open(vendor).check(method, target) {
+        Ok(a) => panic!("{vendor} {method} {target} allowed as {a:?}"),
+        Err(d) => d.reason,
+    }
+}
+
+fn path_of(target: &str) -> &str {
+    target.split_once('?').map_or(target, |(p, _)| p)
+}
+
+#[test]
+fn every_rule_compiles_and_descriptions_are_unique() {
+    for vendor in Vendor::ALL {
+        let mut seen = std::collections::HashSet::new();
+        for (i, rule) in vendor.rules().iter().enumerate() {
+            if let Err(e) = CompiledRule::compile(i, rule) {
+                panic!("{vendor} rule {i} ({}): {e}", rule.description);
+            }
+            assert!(
+                seen.insert(rule.description),
+                "{vendor}: duplicate description {:?}",
+                rule.description
+            );
+        }
+    }
+}
+
+#[test]
+fn only_gitlab_uses_encoded_slash_parameters() {
+    for vendor in Vendor::ALL {
+        let uses = vendor
+            .rules()
+            .iter()
+            .any(|r| r.pattern.contains("{encoded_"));
+        assert_eq!(uses, vendor == Vendor::Gitlab, "{vendor}");
+    }
+}
+
+/// Every rule's example is allowed by that very rule (so it is also the first match), for
+/// each of its methods, and `HEAD` wherever `GET` is.
+#[test]
+fn every_rule_allows_its_example() {
+    for vendor in Vendor::ALL {
+        let list = open(vendor);
+        for (i, rule) in vendor.rules().iter().enumerate() {
+            let mut methods: Vec<&str> = rule.methods.iter().map(|m| m.as_str()).collect();
+            if rule.methods.contains(&Method::Get) {
+                methods.push("HEAD");
+            }
+            for method in methods {
+                let allowed = list
+                    .check(method, rule.example)
+                    .unwrap_or_else(|d| panic!("{vendor} rule {i} {method} {}: {d}", rule.example));
+                assert_eq!(
+                    allowed.description, rule.description,
+                    "{vendor} {method} {}",
+                    rule.example
+                );
+                assert_eq!(allowed.codeload, rule.codeload);
+                let first = list
+                    .matching_rules(method, rule.example)
+                    .ok()
+                    .and_then(|v| v.first().copied());
+                assert_eq!(first, Some(i), "{vendor} {}", rule.example);
+            }
+        }
+    }
+}
+
+/// Every rule refuses its example under a method it does not list (unless another rule
+/// of the table exists for that method), and at least one such method is denied.
+#[test]
+fn every_rule_denies_other_methods() {
+    for vendor in Vendor::ALL {
+        let list = open(vendor);
+        for rule in vendor.rules() {
+            let mut denied = 0;
+            for method in METHODS {
+                if rule.methods.iter().any(|m| m.allows(method)) {
+                    continue;
+                }
+                match list.check(method, rule.example) {
+                    Ok(a) => assert_ne!(
+                        a.description, rule.description,
+                        "{vendor} {method} {}",
+                        rule.example
+                    ),
+                    Err(d) => {
+                        assert_eq!(
+                            d.reason,
+                            format!("no rule allows {method} {}", path_of(rule.example))
+                        );
+                        denied += 1;
+                    }
+                }
+            }
+            assert!(
+                denied > 0,
+                "{vendor} {}: no wrong method denied",
+                rule.example
+            );
+            let d = list
+                .check("get", rule.example)
+                .expect_err("lowercase method");
+            assert!(d.reason.starts_with("no rule allows get "), "{}", d.reason);
+        }
+    }
+}
+
+/// Adding a segment to an allowed path never keeps it on the same rule, and a trailing
+/// slash or a dot segment is never accepted.
+#[test]
+fn every_rule_denies_its_example_extended() {
+    for vendor in Vendor::ALL {
+        let list = open(vendor);
+        for rule in vendor.rules() {
+            let method = rule.methods[0].as_str();
+            let (path, query) = match rule.example.split_once('?') {
+                Some((p, q)) => (p, format!("?{q}")),
+                None => (rule.example, String::new()),
+            };
+            for extended in [
+                format!("{path}/extra{query}"),
+                format!("{path}/..{query}"),
+                format!("{path}/.{query}"),
+            ] {
+                if let Ok(a) = list.check(method, &extended) {
+                    assert!(
+                        a.description != rule.description || rule.pattern.contains("{*"),
+                        "{vendor} {method} {extended} still allowed by {:?}",
+                        rule.description
+                    );
+                    assert!(!extended.contains("/.."), "{extended}");
+                }
+            }
+            if !path.ends_with('/') {
+                let slash = format!("{path}/{query}");
+                if let Ok(a) = list.check(method, &slash) {
+                    assert_ne!(a.description, rule.description, "{vendor} {slash}");
+                }
+            }
+        }
+    }
+}
+
+/// With a project regex that matches nothing, every rule with a project is denied with
+/// `project … is not allowed`, and every rule without one still passes.
+#[test]
+fn project_regex_applies_to_rules_with_a_project() {
+    for vendor in Vendor::ALL {
+        let open_list = open(vendor);
+        let closed = Allowlist::new(
+            vendor,
+            Some(project_pattern("nothing/matches/this").unwrap()),
+        );
+        for rule in vendor.rules() {
+            let method = rule.methods[0].as_str();
+            let allowed = open_list.check(method, rule.example).unwrap();
+            match (&allowed.project, closed.check(method, rule.example)) {
+                (Some(p), Err(d)) => assert_eq!(d.reason, format!("project {p} is not allowed")),
+                (None, Ok(a)) => assert_eq!(a, allowed),
+                (p, r) => panic!("{vendor} {}: project {p:?} gave {r:?}", rule.example),
+            }
+        }
+    }
+}
+
+#[test]
+fn projects_are_extracted_per_vendor() {
+    let cases = [
+        (
+            Vendor::Gitlab,
+            "GET",
+            "/api/v4/projects/group%2Fsub%2Frepo/repository/branches",
+            Some("group/sub/repo"),
+        ),
+        (
+            Vendor::Gitlab,
+            "GET",
+            "/api/v4/projects/group%2fsub%2frepo",
+            Some("group/sub/repo"),
+        ),
+        (
+            Vendor::Gitlab,
+            "GET",
+            "/api/v4/projects/42/repository/commits/abcdef0",
+            Some("42"),
+        ),
+        (
+            Vendor::Gitlab,
+            "GET",
+            "/group/sub/repo.git/info/refs?service=git-upload-pack",
+            Some("group/sub/repo"),
+        ),
+        (
+            Vendor::Gitlab,
+            "POST",
+            "/group/repo.git/git-upload-pack",
+            Some("group/repo"),
+        ),
+        (Vendor::Gitlab, "GET", "/api/v4/user", None),
+        (
+            Vendor::BitbucketDatacenter,
+            "GET",
+            "/rest/api/1.0/projects/PLAT/repos/infra/branches",
+            Some("PLAT/infra"),
+        ),
+        (
+            Vendor::BitbucketDatacenter,
+            "GET",
+            "/scm/~jdoe/tools.git/info/refs?service=git-upload-pack",
+            Some("~jdoe/tools"),
+        ),
+        (
+            Vendor::BitbucketDatacenter,
+            "GET",
+            "/rest/api/1.0/projects/~jdoe/repos/tools",
+            Some("~jdoe/tools"),
+        ),
+        (
+            Vendor::GithubEnterprise,
+            "GET",
+            "/api/v3/repos/acme/infra/pulls/3",
+            Some("acme/infra"),
+        ),
+        (
+            Vendor::GithubEnterprise,
+            "GET",
+            "/repos/acme/infra/pulls/3",
+            Some("acme/infra"),
+        ),
+        (
+            Vendor::GithubEnterprise,
+            "GET",
+            "/acme/infra/legacy.tar.gz/main",
+            Some("acme/infra"),
+        ),
+        (Vendor::GithubEnterprise, "POST", "/api/graphql", None),
+        (
+            Vendor::AzureDevops,
+            "GET",
+            "/acme/My%20Project/_apis/git/repositories/infra/items?path=/x",
+            Some("acme/My Project/infra"),
+        ),
+        (
+            Vendor::AzureDevops,
+            "GET",
+            "/acme/platform/_git/infra/info/refs?service=git-upload-pack",
+            Some("acme/platform/infra"),
+        ),
+    ];
+    for (vendor, method, target, project) in cases {
+        let allowed = open(vendor)
+            .check(method, target)
+            .unwrap_or_else(|d| panic!("{target}: {d}"));
+        assert_eq!(allowed.project.as_deref(), project, "{target}");
+    }
+}
+
+#[test]
+fn project_regex_is_anchored() {
+    let list = Allowlist::new(Vendor::Gitlab, Some(project_pattern("group/repo").unwrap()));
+    assert!(list.check("GET", "/api/v4/projects/group%2Frepo").is_ok());
+    for evil in [
+        "evilgroup%2Frepo2",
+        "group%2Frepo2",
+        "evilgroup%2Frepo",
+        "group%2Frepo%2Fx",
+        "a%2Fgroup%2Frepo",
+    ] {
+        let target = format!("/api/v4/projects/{evil}");
+        let d = list.check("GET", &target).unwrap_err();
+        assert!(
+            d.reason.starts_with("project ") && d.reason.ends_with(" is not allowed"),
+            "{}",
+            d.reason
+        );
+    }
+    assert_eq!(
+        list.check("GET", "/api/v4/projects/group%2Fsecret")
+            .unwrap_err()
+            .reason,
+        "project group/secret is not allowed"
+    );
+    // Alternation is wrapped too: `a|b` must not become `^a|b$`.
+    let alt = project_pattern("group/a|group/b").unwrap();
+    assert!(alt.is_match("group/a") && alt.is_match("group/b"));
+    assert!(!alt.is_match("group/abc") && !alt.is_match("xgroup/b"));
+    assert!(project_pattern("(").is_err());
+}
+
+#[test]
+fn git_smart_http_is_fetch_only() {
+    let cases = [
+        (
+            Vendor::Gitlab,
+            "/g/r.git/info/refs",
+            "/g/r.git/git-upload-pack",
+            "/g/r.git/git-receive-pack",
+        ),
+        (
+            Vendor::BitbucketDatacenter,
+            "/scm/K/r.git/info/refs",
+            "/scm/K/r.git/git-upload-pack",
+            "/scm/K/r.git/git-receive-pack",
+        ),
+        (
+            Vendor::GithubEnterprise,
+            "/o/r.git/info/refs",
+            "/o/r.git/git-upload-pack",
+            "/o/r.git/git-receive-pack",
+        ),
+        (
+            Vendor::AzureDevops,
+            "/o/p/_git/r/info/refs",
+            "/o/p/_git/r/git-upload-pack",
+            "/o/p/_git/r/git-receive-pack",
+        ),
+    ];
+    for (vendor, refs, upload, receive) in cases {
+        let list = open(vendor);
+        assert!(
+            list.check("GET", &format!("{refs}?service=git-upload-pack"))
+                .is_ok(),
+            "{refs}"
+        );
+        assert!(
+            list.check("HEAD", &format!("{refs}?service=git-upload-pack"))
+                .is_ok(),
+            "{refs}"
+        );
+        assert!(list.check("POST", upload).is_ok(), "{upload}");
+        for query in [
+            "?service=git-receive-pack",
+            "",
+            "?",
+            "?service=git-upload-pack&x=1",
+            "?SERVICE=git-upload-pack",
+        ] {
+            let target = format!("{refs}{query}");
+            assert_eq!(
+                reason(vendor, "GET", &target),
+                format!("no rule allows GET {refs}"),
+                "{target}"
+            );
+        }
+        assert_eq!(
+            reason(vendor, "POST", receive),
+            format!("no rule allows POST {receive}")
+        );
+        assert!(list.check("GET", upload).is_err());
+        assert!(list
+            .check("POST", &format!("{refs}?service=git-upload-pack"))
+            .is_err());
+    }
+}
+
+#[test]
+fn denial_reasons() {
+    let g = Vendor::Gitlab;
+    let long = format!("/api/v4/{}", "a".repeat(8200));
+    let long_query = format!("/api/v4/user?{}", "a".repeat(8193));
+    let cases: Vec<(&str, &str, &str)> = vec![
+        (
+            "POST",
+            "/api/v4/projects/1/repository/commits",
+            "no rule allows POST /api/v4/projects/1/repository/commits",
+        ),
+        (
+            "GET",
+            "/api/v4/nope?private_token=secret",
+            "no rule allows GET /api/v4/nope",
+        ),
+        (
+            "GET",
+            "/api/v4/projects/1/repository/../../user",
+            "dot segment in path",
+        ),
+        (
+            "GET",
+            "/api/v4/projects/1/repository/%2e%2E/x",
+            "dot segment in path",
+        ),
+        (
+            "GET",
+            "/api/v4/projects/1/repository/%252e%252e/x",
+            "dot segment in path",
+        ),
+        ("GET", "/api/v4/projects/1/./user", "dot segment in path"),
+        (
+            "GET",
+            "/api/v4/projects/g%2F..%2Fsecret",
+            "dot segment in path",
+        ),
+        ("GET", "/api/v4//user", "empty segment in path"),
+        ("GET", "//api/v4/user", "empty segment in path"),
+        ("GET", "/api/v4/projects/g%2F%2Fr", "empty segment in path"),
+        ("GET", "/api\\v4/user", "backslash in path"),
+        ("GET", "/api/v4/projects/1%5c..", "backslash in path"),
+        ("GET", "/api/v4/us\ter", "control character in path"),
+        ("GET", "/api/v4/user%00", "control character in path"),
+        ("GET", "/api/v4/user%0d%0aX:1", "control character in path"),
+        (
+            "GET",
+            "/api/v4/projects/1/repository/branches/feature%2Fx",
+            "encoded slash outside a project segment",
+        ),
+        (
+            "GET",
+            "/api/v4/projects/g%252Fr",
+            "double-encoded slash in path",
+        ),
+        ("GET", "/api/v4/us\u{e9}r", "non-ASCII byte in path"),
+        ("GET", "http://internal/api/v4/user", "absolute-form target"),
+        (
+            "GET",
+            "HTTPS://internal/api/v4/user",
+            "absolute-form target",
+        ),
+        ("GET", "api/v4/user", "target does not start with /"),
+        ("GET", "*", "target does not start with /"),
+        ("GET", "", "target does not start with /"),
+        ("GET", "/api/v4/user#frag", "fragment in target"),
+        ("GET", &long, "path longer than 8192 bytes"),
+        ("GET", &long_query, "query longer than 8192 bytes"),
+        ("GET", "/api/v4/user?a=\n", "control character in query"),
+        ("GET", "/api/v4/user?a=%00", "control character in query"),
+        ("GET", "/api/v4/user?a=\u{e9}", "non-ASCII byte in query"),
+        ("GET", "/api/v4/user?a=b c", "invalid character in query"),
+        (
+            "GET",
+            "/api/v4/user?a=%zz",
+            "malformed percent-encoding in query",
+        ),
+        ("GET", "/api/v4/us%er", "malformed percent-encoding in path"),
+        ("GET", "/api/v4/user;x", "semicolon in path"),
+        ("GET", "/api/v4/..;/user", "semicolon in path"),
+        ("GET", "/api/v4/us er", "invalid character in path"),
+        (
+            "GET",
+            "/api/v4/us%252525252e",
+            "percent-encoding nested too deep in path",
+        ),
+        ("OPTIONS", "/api/v4/user", "method OPTIONS is never allowed"),
+        ("TRACE", "/api/v4/user", "method TRACE is never allowed"),
+        ("CONNECT", "/api/v4/user", "method CONNECT is never allowed"),
+        ("GE T", "/api/v4/user", "invalid method"),
+        ("", "/api/v4/user", "invalid method"),
+        (
+            "PROPFIND",
+            "/api/v4/user",
+            "no rule allows PROPFIND /api/v4/user",
+        ),
+    ];
+    for (method, target, want) in cases {
+        assert_eq!(reason(g, method, target), want, "{method} {target:?}");
+    }
+    for vendor in [
+        Vendor::BitbucketDatacenter,
+        Vendor::GithubEnterprise,
+        Vendor::AzureDevops,
+    ] {
+        assert_eq!(
+            reason(vendor, "GET", "/repos/acme%2Finfra/x"),
+            "encoded slash outside a project segment"
+        );
+    }
+    assert_eq!(
+        reason(
+            Vendor::GithubEnterprise,
+            "GET",
+            "/api/v3/repos/acme/infra%2F..%2F..%2Fuser"
+        ),
+        "dot segment in path"
+    );
+}
+
+#[test]
+fn secrets_in_query_are_never_echoed() {
+    for target in [
+        "/nope?private_token=SECRET",
+        "/api/v4/projects/x%2Fy?private_token=SECRET",
+    ] {
+        let list = Allowlist::new(Vendor::Gitlab, Some(project_pattern("a/b").unwrap()));
+        let d = list.check("GET", target).unwrap_err();
+        assert!(!d.reason.contains("SECRET"), "{}", d.reason);
+    }
+}
+
+#[test]
+fn gitlab_file_paths_anywhere_in_the_tree() {
+    let list = open(Vendor::Gitlab);
+    for ok in [
+        "/api/v4/projects/g%2Fr/repository/files/README.md/raw?ref=main",
+        "/api/v4/projects/g%2Fr/repository/files/a%2Fb%2Fc%2Fmain.tf/raw",
+        "/api/v4/projects/g%2Fr/repository/files/dir%20with%20space%2Fx.yml/raw",
+        "/api/v4/projects/g%2Fr/repository/files/%C3%A9t%C3%A9.txt/raw",
+    ] {
+        assert_eq!(
+            list.check("GET", ok).unwrap().description,
+            "Get raw file",
+            "{ok}"
+        );
+    }
+    for bad in [
+        "/api/v4/projects/g%2Fr/repository/files/a%2F..%2F..%2Fsecret/raw",
+        "/api/v4/projects/g%2Fr/repository/files/%2Fetc%2Fpasswd/raw",
+        "/api/v4/projects/g%2Fr/repository/files/a%2F%2Fb/raw",
+        "/api/v4/projects/g%2Fr/repository/files/a%2F%2e/raw",
+    ] {
+        assert!(list.check("GET", bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn github_codeload_and_archives() {
+    let list = open(Vendor::GithubEnterprise);
+    for (target, codeload) in [
+        ("/acme/infra/legacy.tar.gz/main", true),
+        ("/acme/infra/legacy.zip/refs/heads/main", true),
+        ("/acme/infra/tar.gz/v1.0", true),
+        ("/acme/infra/zip/0123abc", true),
+        ("/_codeload/acme/infra/legacy.tar.gz/main", false),
+        ("/codeload/acme/infra/zip/main", false),
+        ("/api/v3/repos/acme/infra/zipball/main", false),
+        ("/repos/acme/infra/tarball/main", false),
+    ] {
+        let a = list
+            .check("GET", target)
+            .unwrap_or_else(|d| panic!("{target}: {d}"));
+        assert_eq!(a.codeload, codeload, "{target}");
+        assert_eq!(a.project.as_deref(), Some("acme/infra"), "{target}");
+    }
+    assert!(list.check("GET", "/acme/infra/legacy.tar.gz").is_err());
+    assert!(list
+        .check("GET", "/api/v3/api/v3/repos/acme/infra")
+        .is_err());
+    assert!(list.check("GET", "/api/repos/acme/infra").is_err());
+}
+
+#[test]
+fn canonicalize_returns_the_target_unchanged() {
+    for target in ["/a/b%2Fc?x=1", "/", "/api/v4/", "/x?", "/a%252Fb"] {
+        match canonicalize(target) {
+            Ok(c) => {
+                assert_eq!(c.as_str(), target);
+                assert_eq!(canonicalize(c.as_str()), Ok(c.clone()));
+            }
+            Err(d) => assert_eq!(target, "/a%252Fb", "{target}: {d}"),
+        }
+    }
+    let c = canonicalize("/a/b?x=1?y").unwrap();
+    assert_eq!((c.path(), c.query()), ("/a/b", Some("x=1?y")));
+    assert_eq!(canonicalize("/a").unwrap().query(), None);
+}
+
+#[test]
+fn vendor_names_round_trip() {
+    for vendor in Vendor::ALL {
+        assert_eq!(vendor.as_str().parse::<Vendor>(), Ok(vendor));
+    }
+    assert_eq!(
+        "x".parse::<Vendor>(),
+        Err("expected one of gitlab, bitbucket_datacenter, github_enterprise, azure_devops, got \"x\"".to_owned())
+    );
+    assert!("GitLab".parse::<Vendor>().is_err());
+}
+
+#[test]
+fn allowlist_is_send_sync_and_cheap_to_clone() {
+    fn assert_send_sync<T: Send + Sync + Clone>() {}
+    assert_send_sync::<Allowlist>();
+    let a = open(Vendor::Gitlab);
+    let b = a.clone();
+    assert!(Arc::ptr_eq(&a.inner, &b.inner));
+}
