@@ -68,6 +68,7 @@ cleanup() {
             echo "demo: kept $TMP"
         else
             rm -rf "$TMP"
+            [[ $status -eq 0 ]] || echo "demo: (run with KEEP_TMP=1 to keep the logs and repositories)" >&2
         fi
     fi
     exit "$status"

@@ -11,7 +11,21 @@ struct Setup {
     upstream: Upstream,
     gateway: Gateway,
     agent: Proc,
-    token: String,
+}
+
+/// An allowlisted GitLab path (archive download) whose upstream route is `route`.
+fn get(route: &str) -> String {
+    format!("/api/v4/projects/group%2Frepo/repository/archive?do={route}")
+}
+
+/// An allowlisted GitLab POST (commit status).
+fn post(route: &str) -> String {
+    format!("/api/v4/projects/group%2Frepo/statuses/0123abc?do={route}")
+}
+
+/// An allowlisted GitLab PUT (edit a merge request note).
+fn put(route: &str) -> String {
+    format!("/api/v4/projects/group%2Frepo/merge_requests/1/notes/2?do={route}")
 }
 
 fn setup(pool: &str, base_suffix: &str, extra: &[(&str, &str)]) -> Setup {
@@ -21,15 +35,23 @@ fn setup(pool: &str, base_suffix: &str, extra: &[(&str, &str)]) -> Setup {
     let target = format!("{}{base_suffix}", upstream.base());
     let agent = start_agent(&agent_env(&token, &target, extra));
     gateway.wait_streams(pool, 2);
-    Setup { upstream, gateway, agent, token }
+    Setup {
+        upstream,
+        gateway,
+        agent,
+    }
 }
 
 #[test]
 fn requests_and_answers_pass_through_faithfully() {
     let s = setup("faithful", "/gitlab", &[]);
     let response = client()
-        .get(s.gateway.url("faithful", "/api/v4/echo?per_page=5&private_token=glpat-secret"))
+        .get(s.gateway.url(
+            "faithful",
+            &format!("{}&per_page=5&private_token=glpat-secret", get("echo")),
+        ))
         .header("Accept", "application/json")
+        .header("User-Agent", "saas-caller/1.0")
         .header("Link", "<a>")
         .header("X-Custom", "one")
         .header("X-Forwarded-For", "10.1.2.3")
@@ -38,57 +60,140 @@ fn requests_and_answers_pass_through_faithfully() {
         .call()
         .unwrap();
     assert_eq!(response.status(), 200);
-    assert_eq!(header_values(&response, "set-cookie"), ["a=1; Path=/", "b=2; Path=/"]);
-    assert_eq!(header_values(&response, "link").len(), 2, "repeated Link values kept");
-    assert!(header_values(&response, "x-hop").is_empty(), "header named by Connection dropped");
+    assert_eq!(
+        header_values(&response, "set-cookie"),
+        ["a=1; Path=/", "b=2; Path=/"]
+    );
+    assert_eq!(
+        header_values(&response, "link").len(),
+        2,
+        "repeated Link values kept"
+    );
+    assert!(
+        header_values(&response, "x-hop").is_empty(),
+        "header named by Connection dropped"
+    );
     assert!(header_values(&response, "keep-alive").is_empty());
-    let id = header_values(&response, "x-vcs-request-id").pop().expect("request id header");
-    let echo: serde_json::Value = serde_json::from_str(&response.into_body().read_to_string().unwrap()).unwrap();
-    assert_eq!(echo["target"], "/gitlab/api/v4/echo?per_page=5&private_token=glpat-secret", "sub-path and query kept");
+    let id = header_values(&response, "x-vcs-request-id")
+        .pop()
+        .expect("request id header");
+    let echo: serde_json::Value =
+        serde_json::from_str(&response.into_body().read_to_string().unwrap()).unwrap();
+    assert_eq!(
+        echo["target"],
+        format!(
+            "/gitlab{}&per_page=5&private_token=glpat-secret",
+            get("echo")
+        ),
+        "sub-path and query kept byte for byte"
+    );
     let headers: Vec<(String, String)> = serde_json::from_value(echo["headers"].clone()).unwrap();
     let has = |name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
-    let host = headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("host")).map(|(_, v)| v.clone());
-    assert_eq!(host.as_deref(), Some(s.upstream.addr.to_string().as_str()), "Host is the target's");
+    let host = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("host"))
+        .map(|(_, v)| v.clone());
+    assert_eq!(
+        host.as_deref(),
+        Some(s.upstream.addr.to_string().as_str()),
+        "Host is the target's"
+    );
     assert!(has("accept") && has("link"));
-    for dropped in ["x-custom", "x-forwarded-for", "proxy-authorization", "connection", "keep-alive"] {
+    for dropped in [
+        "x-custom",
+        "x-forwarded-for",
+        "proxy-authorization",
+        "connection",
+        "keep-alive",
+    ] {
         assert!(!has(dropped), "{dropped} reached the upstream: {headers:?}");
     }
-    assert!(!has("user-agent") && !has("accept-encoding"), "the agent added headers of its own");
+    let user_agents: Vec<&String> = headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("user-agent"))
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(
+        user_agents,
+        ["saas-caller/1.0"],
+        "the caller's User-Agent, and no other"
+    );
+    let names: Vec<String> = headers
+        .iter()
+        .map(|(n, _)| n.to_ascii_lowercase())
+        .filter(|n| n != "link")
+        .collect();
+    let mut unique = names.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(names.len(), unique.len(), "no header doubled: {headers:?}");
 
     // Both logs carry the id; neither carries the token value.
-    let access = s.agent.out.wait_for(&format!("id={id}"), Duration::from_secs(5));
-    assert!(access.contains("method=GET") && access.contains("status=200"), "{access}");
-    assert!(access.contains("private_token=***") && access.contains("bytes_out="), "{access}");
+    let access = s
+        .agent
+        .out
+        .wait_for(&format!("id={id}"), Duration::from_secs(5));
+    assert!(
+        access.contains("method=GET") && access.contains("status=200"),
+        "{access}"
+    );
+    assert!(
+        access.contains("private_token=***") && access.contains("bytes_out="),
+        "{access}"
+    );
     assert!(access.contains("for=\""), "{access}");
-    let front = s.gateway.proc.out.wait_for(&format!("id={id}"), Duration::from_secs(5));
+    let front = s
+        .gateway
+        .proc
+        .out
+        .wait_for(&format!("id={id}"), Duration::from_secs(5));
     assert!(front.contains("status=200"), "{front}");
-    assert!(!s.agent.out.text().contains("glpat-secret") && !s.gateway.proc.out.text().contains("glpat-secret"));
+    assert!(
+        !s.agent.out.text().contains("glpat-secret")
+            && !s.gateway.proc.out.text().contains("glpat-secret")
+    );
 }
 
 #[test]
 fn redirects_compression_and_bodiless_answers_are_left_alone() {
     let s = setup("alone", "", &[]);
     let c = client();
-    let r = c.get(s.gateway.url("alone", "/redirect")).call().unwrap();
+    let r = c
+        .get(s.gateway.url("alone", &get("redirect")))
+        .call()
+        .unwrap();
     assert_eq!(r.status(), 302);
     assert_eq!(header_values(&r, "location"), ["/elsewhere"]);
 
-    let r = c.get(s.gateway.url("alone", "/gzip")).header("Accept-Encoding", "gzip").call().unwrap();
+    let r = c
+        .get(s.gateway.url("alone", &get("gzip")))
+        .header("Accept-Encoding", "gzip")
+        .call()
+        .unwrap();
     assert_eq!(header_values(&r, "content-encoding"), ["gzip"]);
     let mut raw = Vec::new();
     r.into_body().into_reader().read_to_end(&mut raw).unwrap();
     assert_eq!(raw, GZIP_HELLO, "body must not be decompressed");
 
-    let r = c.head(s.gateway.url("alone", "/bytes/1000")).call().unwrap();
+    let r = c
+        .head(s.gateway.url("alone", &get("bytes&n=1000")))
+        .call()
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(header_values(&r, "content-length"), ["1000"]);
     for code in [204, 304] {
-        let r = c.get(s.gateway.url("alone", &format!("/status/{code}"))).call().unwrap();
+        let r = c
+            .get(s.gateway.url("alone", &get(&format!("status&n={code}"))))
+            .call()
+            .unwrap();
         assert_eq!(r.status(), code);
         assert_eq!(r.into_body().read_to_string().unwrap(), "");
     }
     // And the keep-alive connection still works after bodiless answers.
-    let r = c.get(s.gateway.url("alone", "/status/418")).call().unwrap();
+    let r = c
+        .get(s.gateway.url("alone", &get("status&n=418")))
+        .call()
+        .unwrap();
     assert_eq!(r.status(), 418);
 }
 
@@ -96,22 +201,32 @@ fn redirects_compression_and_bodiless_answers_are_left_alone() {
 fn request_bodies_stream_with_length_or_chunked() {
     let s = setup("bodies", "", &[]);
     let len = 3 * 1024 * 1024 + 17;
-    let expected = Digest::of_reader(PatternReader { pos: 0, len }).unwrap().hex();
+    let expected = Digest::of_reader(PatternReader { pos: 0, len })
+        .unwrap()
+        .hex();
     // Known length.
     let r = client()
-        .post(s.gateway.url("bodies", "/echo"))
+        .post(s.gateway.url("bodies", &post("echo")))
         .header("Content-Length", &len.to_string())
-        .send(ureq::SendBody::from_owned_reader(PatternReader { pos: 0, len }))
+        .send(ureq::SendBody::from_owned_reader(PatternReader {
+            pos: 0,
+            len,
+        }))
         .unwrap();
-    let echo: serde_json::Value = serde_json::from_str(&r.into_body().read_to_string().unwrap()).unwrap();
+    let echo: serde_json::Value =
+        serde_json::from_str(&r.into_body().read_to_string().unwrap()).unwrap();
     assert_eq!(echo["body_len"], len);
     assert_eq!(echo["body_digest"], expected);
     // Chunked (no length).
     let r = client()
-        .put(s.gateway.url("bodies", "/echo"))
-        .send(ureq::SendBody::from_owned_reader(PatternReader { pos: 0, len }))
+        .put(s.gateway.url("bodies", &put("echo")))
+        .send(ureq::SendBody::from_owned_reader(PatternReader {
+            pos: 0,
+            len,
+        }))
         .unwrap();
-    let echo: serde_json::Value = serde_json::from_str(&r.into_body().read_to_string().unwrap()).unwrap();
+    let echo: serde_json::Value =
+        serde_json::from_str(&r.into_body().read_to_string().unwrap()).unwrap();
     assert_eq!(echo["method"], "PUT");
     assert_eq!(echo["body_len"], len);
     assert_eq!(echo["body_digest"], expected);
@@ -121,7 +236,10 @@ fn request_bodies_stream_with_length_or_chunked() {
 fn response_bodies_of_unknown_length_come_back_chunked_and_whole() {
     let s = setup("chunked", "", &[]);
     let len = 5 * 1024 * 1024 + 3;
-    let r = client().get(s.gateway.url("chunked", &format!("/chunked/{len}"))).call().unwrap();
+    let r = client()
+        .get(s.gateway.url("chunked", &get(&format!("chunked&n={len}"))))
+        .call()
+        .unwrap();
     assert_eq!(header_values(&r, "transfer-encoding"), ["chunked"]);
     let got = Digest::of_reader(r.into_body().into_reader()).unwrap();
     let want = Digest::of_reader(PatternReader { pos: 0, len }).unwrap();
@@ -143,22 +261,34 @@ fn error_kinds_name_the_failing_part() {
     let started = std::time::Instant::now();
     let (status, kind, message) = error_kind(c.get(gateway.url("empty", "/x")).call().unwrap());
     assert_eq!((status, kind.as_str()), (503, "no_agent"), "{message}");
-    assert!(started.elapsed() < Duration::from_secs(2), "no_agent must not wait for the queue");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "no_agent must not wait for the queue"
+    );
 
     // Queue timeout: one stream, busy.
     let token = gateway.create_pool("busy");
-    let _agent = start_agent(&agent_env(&token, &upstream.base(), &[("SPACELIFT_VCS_AGENT_PARALLELISM", "1")]));
+    let _agent = start_agent(&agent_env(
+        &token,
+        &upstream.base(),
+        &[("SPACELIFT_VCS_AGENT_PARALLELISM", "1")],
+    ));
     gateway.wait_streams("busy", 1);
-    let slow_url = gateway.url("busy", "/sleep/2500");
-    let slow = std::thread::spawn(move || client().get(slow_url).call().map(|r| r.status().as_u16()));
-    wait_until(Duration::from_secs(5), "the slow request to occupy the stream", || gateway.pool_state("busy").2 == 1);
-    let (status, kind, _) = error_kind(c.get(gateway.url("busy", "/echo")).call().unwrap());
+    let slow_url = gateway.url("busy", &get("sleep&n=2500"));
+    let slow =
+        std::thread::spawn(move || client().get(slow_url).call().map(|r| r.status().as_u16()));
+    wait_until(
+        Duration::from_secs(5),
+        "the slow request to occupy the stream",
+        || gateway.pool_state("busy").2 == 1,
+    );
+    let (status, kind, _) = error_kind(c.get(gateway.url("busy", &get("echo"))).call().unwrap());
     assert_eq!((status, kind.as_str()), (503, "queue_timeout"));
     assert_eq!(slow.join().unwrap().unwrap(), 200);
 
     // Bad request: conflicting framing never reaches an agent.
     let mut raw = std::net::TcpStream::connect(&gateway.api_addr).unwrap();
-    raw.write_all(b"POST /private/busy/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n").unwrap();
+    raw.write_all(b"POST /private/busy/api/v4/projects/g%2Fr/statuses/0123abc HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n").unwrap();
     let mut answer = String::new();
     let _ = raw.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
@@ -171,21 +301,35 @@ fn error_kinds_name_the_failing_part() {
     let token = gateway.create_pool("dead");
     let _agent2 = start_agent(&agent_env(&token, &dead, &[]));
     gateway.wait_streams("dead", 2);
-    let (status, kind, message) = error_kind(c.get(gateway.url("dead", "/x")).call().unwrap());
-    assert_eq!((status, kind.as_str()), (502, "upstream_unreachable"), "{message}");
+    let (status, kind, message) =
+        error_kind(c.get(gateway.url("dead", &get("echo"))).call().unwrap());
+    assert_eq!(
+        (status, kind.as_str()),
+        (502, "upstream_unreachable"),
+        "{message}"
+    );
 
     // Upstream timeout: accepted, never answered.
     let token = gateway.create_pool("silent");
-    let _agent3 = start_agent(&agent_env(&token, &upstream.base(), &[("SPACELIFT_VCS_AGENT_UPSTREAM_READ_TIMEOUT", "700ms")]));
+    let _agent3 = start_agent(&agent_env(
+        &token,
+        &upstream.base(),
+        &[("SPACELIFT_VCS_AGENT_UPSTREAM_READ_TIMEOUT", "700ms")],
+    ));
     gateway.wait_streams("silent", 2);
-    let (status, kind, message) = error_kind(c.get(gateway.url("silent", "/hang")).call().unwrap());
-    assert_eq!((status, kind.as_str()), (504, "upstream_timeout"), "{message}");
+    let (status, kind, message) =
+        error_kind(c.get(gateway.url("silent", &get("hang"))).call().unwrap());
+    assert_eq!(
+        (status, kind.as_str()),
+        (504, "upstream_timeout"),
+        "{message}"
+    );
 }
 
 #[test]
 fn a_killed_agent_gives_agent_lost() {
     let s = setup("lost", "", &[]);
-    let url = s.gateway.url("lost", "/sleep/20000");
+    let url = s.gateway.url("lost", &get("sleep&n=20000"));
     let call = std::thread::spawn(move || error_kind(client().get(url).call().unwrap()));
     s.upstream.wait_for_requests(1, Duration::from_secs(5));
     let mut agent = s.agent;
@@ -200,17 +344,25 @@ fn two_agents_in_one_pool_share_the_load() {
     let upstream = Upstream::start();
     let gateway = Gateway::start(&[]);
     let token = gateway.create_pool("shared");
-    let a = start_agent(&agent_env(&token, &upstream.base(), &[("SPACELIFT_METADATA_name", "a")]));
-    let b = start_agent(&agent_env(&token, &upstream.base(), &[("SPACELIFT_METADATA_name", "b")]));
+    let a = start_agent(&agent_env(
+        &token,
+        &upstream.base(),
+        &[("SPACELIFT_METADATA_name", "a")],
+    ));
+    let b = start_agent(&agent_env(
+        &token,
+        &upstream.base(),
+        &[("SPACELIFT_METADATA_name", "b")],
+    ));
     gateway.wait_streams("shared", 4);
     assert_eq!(gateway.pool_state("shared").0, 2, "two agents");
     let workers: Vec<_> = (0..8)
         .map(|w| {
-            let url = gateway.url("shared", "/sleep/20");
+            let url = gateway.url("shared", &get("sleep&n=20"));
             std::thread::spawn(move || {
                 let c = client();
                 for i in 0..10 {
-                    let r = c.get(format!("{url}?w={w}&i={i}")).call().unwrap();
+                    let r = c.get(format!("{url}&w={w}&i={i}")).call().unwrap();
                     assert_eq!(r.status(), 200);
                 }
             })
@@ -219,10 +371,16 @@ fn two_agents_in_one_pool_share_the_load() {
     for w in workers {
         w.join().unwrap();
     }
+    // An agent logs its line right after the last byte: wait for all 80 lines.
+    wait_until(Duration::from_secs(5), "80 access lines", || {
+        a.out.count("access: id=") + b.out.count("access: id=") == 80
+    });
     let served_a = a.out.count("access: id=");
     let served_b = b.out.count("access: id=");
-    assert_eq!(served_a + served_b, 80);
-    assert!(served_a > 0 && served_b > 0, "a served {served_a}, b served {served_b}");
+    assert!(
+        served_a > 0 && served_b > 0,
+        "a served {served_a}, b served {served_b}"
+    );
 }
 
 #[test]
@@ -233,9 +391,17 @@ fn a_wrong_key_is_refused_at_the_handshake() {
     let mut decoded = vcs_agent::token::Token::decode(&token).unwrap();
     decoded.key = vcs_agent::token::Secret::new("wrong-key-value");
     let agent = start_agent(&agent_env(&decoded.encode(), &upstream.base(), &[]));
-    agent.out.wait_for("refused the pool token", Duration::from_secs(10));
-    let refusal = gateway.proc.out.wait_for("wrong key", Duration::from_secs(5));
-    assert!(refusal.contains(&decoded.pool_ulid), "the gateway names the pool: {refusal}");
+    agent
+        .out
+        .wait_for("refused the pool token", Duration::from_secs(10));
+    let refusal = gateway
+        .proc
+        .out
+        .wait_for("wrong key", Duration::from_secs(5));
+    assert!(
+        refusal.contains(&decoded.pool_ulid),
+        "the gateway names the pool: {refusal}"
+    );
     assert!(!gateway.proc.out.text().contains("wrong-key-value"));
     assert!(!agent.out.text().contains("wrong-key-value"));
     assert_eq!(gateway.pool_state("locked").1, 0);
@@ -246,7 +412,15 @@ fn slots_match_parallelism_and_carry_metadata() {
     let upstream = Upstream::start();
     let gateway = Gateway::start(&[]);
     let token = gateway.create_pool("wide");
-    let _agent = start_agent(&agent_env(&token, &upstream.base(), &[("SPACELIFT_VCS_AGENT_PARALLELISM", "7")]));
+    let _agent = start_agent(&agent_env(
+        &token,
+        &upstream.base(),
+        &[("SPACELIFT_VCS_AGENT_PARALLELISM", "7")],
+    ));
     gateway.wait_streams("wide", 7);
-    assert_eq!(gateway.pool_state("wide").0, 1, "seven streams of one agent");
+    assert_eq!(
+        gateway.pool_state("wide").0,
+        1,
+        "seven streams of one agent"
+    );
 }

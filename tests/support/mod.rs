@@ -28,7 +28,11 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("vcs-test-{tag}-{}-{}", std::process::id(), ulid::Ulid::new()));
+        let dir = std::env::temp_dir().join(format!(
+            "vcs-test-{tag}-{}-{}",
+            std::process::id(),
+            ulid::Ulid::new()
+        ));
         std::fs::create_dir_all(&dir).expect("temp dir");
         TempDir(dir)
     }
@@ -80,7 +84,11 @@ impl Output {
                 return line.clone();
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "no line with {needle:?} in:\n{}", guard.join("\n"));
+            assert!(
+                !left.is_zero(),
+                "no line with {needle:?} in:\n{}",
+                guard.join("\n")
+            );
             guard = cv.wait_timeout(guard, left).expect("output").0;
         }
     }
@@ -98,7 +106,10 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(mut command: Command) -> Proc {
-        command.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+        command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null());
         let mut child = command.spawn().expect("spawn");
         let out = Output::default();
         if let Some(stdout) = child.stdout.take() {
@@ -115,7 +126,11 @@ impl Proc {
     }
 
     pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill").arg(format!("-{signal}")).arg(self.pid().to_string()).status().expect("kill");
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill");
         assert!(status.success());
     }
 
@@ -126,14 +141,19 @@ impl Proc {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "process did not exit in {timeout:?}:\n{}", self.out.text());
+            assert!(
+                Instant::now() < deadline,
+                "process did not exit in {timeout:?}:\n{}",
+                self.out.text()
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
 
     /// Peak resident memory (`VmHWM`) in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmHWM:"))
@@ -168,13 +188,29 @@ impl Gateway {
         command
             .args(["serve", "--data-dir"])
             .arg(&dir.0)
-            .args(["--agent-listen", agent_listen, "--api-listen", "127.0.0.1:0"])
+            .args([
+                "--agent-listen",
+                agent_listen,
+                "--api-listen",
+                "127.0.0.1:0",
+            ])
             .args(extra);
         let proc = Proc::spawn(command);
         let address = |line: String| line.rsplit(' ').next().unwrap_or_default().to_string();
-        let agent_addr = address(proc.out.wait_for("agent port listening on", Duration::from_secs(10)));
-        let api_addr = address(proc.out.wait_for("api port listening on", Duration::from_secs(10)));
-        Gateway { proc, dir, agent_addr, api_addr }
+        let agent_addr = address(
+            proc.out
+                .wait_for("agent port listening on", Duration::from_secs(10)),
+        );
+        let api_addr = address(
+            proc.out
+                .wait_for("api port listening on", Duration::from_secs(10)),
+        );
+        Gateway {
+            proc,
+            dir,
+            agent_addr,
+            api_addr,
+        }
     }
 
     /// Creates a pool with the CLI and returns its token.
@@ -182,11 +218,23 @@ impl Gateway {
         let output = Command::new(GATEWAY)
             .args(["pool", "create", "--data-dir"])
             .arg(&self.dir.0)
-            .args(["--name", name, "--public-url", &format!("ws://{}", self.agent_addr)])
+            .args([
+                "--name",
+                name,
+                "--public-url",
+                &format!("ws://{}", self.agent_addr),
+            ])
             .output()
             .expect("pool create");
-        assert!(output.status.success(), "pool create: {}", String::from_utf8_lossy(&output.stderr));
-        String::from_utf8(output.stdout).expect("utf8").trim().to_string()
+        assert!(
+            output.status.success(),
+            "pool create: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout)
+            .expect("utf8")
+            .trim()
+            .to_string()
     }
 
     pub fn url(&self, pool: &str, path: &str) -> String {
@@ -203,13 +251,19 @@ impl Gateway {
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default();
         let p = &body["pools"][pool];
-        (p["agents"].as_u64().unwrap_or(0), p["streams"].as_u64().unwrap_or(0), p["busy"].as_u64().unwrap_or(0))
+        (
+            p["agents"].as_u64().unwrap_or(0),
+            p["streams"].as_u64().unwrap_or(0),
+            p["busy"].as_u64().unwrap_or(0),
+        )
     }
 
     pub fn wait_streams(&self, pool: &str, streams: u64) {
-        wait_until(Duration::from_secs(15), &format!("{streams} streams in pool {pool}"), || {
-            self.pool_state(pool).1 == streams
-        });
+        wait_until(
+            Duration::from_secs(15),
+            &format!("{streams} streams in pool {pool}"),
+            || self.pool_state(pool).1 == streams,
+        );
     }
 }
 
@@ -233,7 +287,10 @@ pub fn agent_env(token: &str, target: &str, extra: &[(&str, &str)]) -> BTreeMap<
 
 pub fn start_agent(env: &BTreeMap<String, String>) -> Proc {
     let mut command = Command::new(AGENT);
-    command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).envs(env);
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env);
     Proc::spawn(command)
 }
 
@@ -263,5 +320,9 @@ pub fn error_kind(response: ureq::http::Response<ureq::Body>) -> (u16, String, S
     let status = response.status().as_u16();
     let text = response.into_body().read_to_string().unwrap_or_default();
     let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    (status, body["kind"].as_str().unwrap_or("").to_string(), body["error"].as_str().unwrap_or("").to_string())
+    (
+        status,
+        body["kind"].as_str().unwrap_or("").to_string(),
+        body["error"].as_str().unwrap_or("").to_string(),
+    )
 }

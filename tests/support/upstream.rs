@@ -1,6 +1,7 @@
 //! A real HTTP/1.1 upstream on loopback port 0 that records every request it receives.
 //!
-//! Routes (matched on the path's last segments, so any base sub-path works):
+//! Routes, picked by `?do=NAME&n=ARG` (so tests can use allowlisted paths) or else by the
+//! path's last segments:
 //! `/echo` JSON of what arrived · `/bytes/N` N bytes with Content-Length · `/chunked/N` the
 //! same chunked · `/redirect` 302 · `/gzip` gzip bytes with Content-Encoding · `/status/N` ·
 //! `/sleep/MS` answer after MS · `/hang` never answer · `/cut/N` promise 2N bytes, send N,
@@ -107,7 +108,11 @@ impl Upstream {
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
-        self.log.requests.lock().map(|r| r.clone()).unwrap_or_default()
+        self.log
+            .requests
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
     }
 
     /// Waits until at least `n` requests arrived (headers read), or panics after `timeout`.
@@ -116,7 +121,11 @@ impl Upstream {
         let mut guard = self.log.requests.lock().expect("log");
         while guard.len() < n {
             let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "upstream saw {} requests, expected {n}", guard.len());
+            assert!(
+                !left.is_zero(),
+                "upstream saw {} requests, expected {n}",
+                guard.len()
+            );
             guard = self.log.changed.wait_timeout(guard, left).expect("log").0;
         }
         guard.clone()
@@ -146,10 +155,22 @@ fn serve_connection(conn: TcpStream, log: &Log) {
             log.changed.notify_all();
             requests.len() - 1
         };
+        // `?do=NAME&n=ARG` picks the route, so tests can use allowlisted paths; else the path.
+        let query = head.target.split_once('?').map(|(_, q)| q).unwrap_or("");
+        let param = |key: &str| {
+            query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+        };
         let route: Vec<&str> = segments.iter().rev().take(2).rev().copied().collect();
         let last = route.last().copied().unwrap_or("");
-        let arg: u64 = last.parse().unwrap_or(0);
-        let name = if route.len() == 2 && last.parse::<u64>().is_ok() { route[0] } else { last };
+        let (name, arg): (&str, u64) = match param("do") {
+            Some(name) => (name, param("n").and_then(|n| n.parse().ok()).unwrap_or(0)),
+            None if route.len() == 2 && last.parse::<u64>().is_ok() => {
+                (route[0], last.parse().unwrap_or(0))
+            }
+            None => (last, 0),
+        };
         if name == "hang" {
             std::thread::sleep(Duration::from_secs(120));
             return;
@@ -173,21 +194,34 @@ fn serve_connection(conn: TcpStream, log: &Log) {
                     "body_digest": digest.hex(),
                 })
                 .to_string();
-                respond(out, 200, &[
-                    ("Content-Type", "application/json"),
-                    ("Set-Cookie", "a=1; Path=/"),
-                    ("Set-Cookie", "b=2; Path=/"),
-                    ("Link", "<https://x/1>; rel=\"next\""),
-                    ("Link", "<https://x/9>; rel=\"last\""),
-                    ("Connection", "keep-alive, X-Hop"),
-                    ("X-Hop", "must-not-pass"),
-                    ("Keep-Alive", "timeout=5"),
-                ], body.as_bytes(), head_only)
+                respond(
+                    out,
+                    200,
+                    &[
+                        ("Content-Type", "application/json"),
+                        ("Set-Cookie", "a=1; Path=/"),
+                        ("Set-Cookie", "b=2; Path=/"),
+                        ("Link", "<https://x/1>; rel=\"next\""),
+                        ("Link", "<https://x/9>; rel=\"last\""),
+                        ("Connection", "keep-alive, X-Hop"),
+                        ("X-Hop", "must-not-pass"),
+                        ("Keep-Alive", "timeout=5"),
+                    ],
+                    body.as_bytes(),
+                    head_only,
+                )
             }
             "bytes" => {
                 let len = arg.to_string();
-                let mut w = |o: &mut TcpStream| -> std::io::Result<()> {
-                    http1::write_head(o, 200, &[("Content-Length".into(), len.clone()), ("Content-Type".into(), "application/octet-stream".into())])?;
+                let w = |o: &mut TcpStream| -> std::io::Result<()> {
+                    http1::write_head(
+                        o,
+                        200,
+                        &[
+                            ("Content-Length".into(), len.clone()),
+                            ("Content-Type".into(), "application/octet-stream".into()),
+                        ],
+                    )?;
                     if !head_only {
                         std::io::copy(&mut PatternReader { pos: 0, len: arg }, o)?;
                     }
@@ -209,13 +243,25 @@ fn serve_connection(conn: TcpStream, log: &Log) {
                 http1::write_last_chunk(out)
             })(),
             "redirect" => respond(out, 302, &[("Location", "/elsewhere")], b"moved", head_only),
-            "gzip" => respond(out, 200, &[("Content-Encoding", "gzip"), ("Content-Type", "text/plain")], &GZIP_HELLO, head_only),
+            "gzip" => respond(
+                out,
+                200,
+                &[("Content-Encoding", "gzip"), ("Content-Type", "text/plain")],
+                &GZIP_HELLO,
+                head_only,
+            ),
             "status" => {
                 let code = arg as u16;
                 if code == 204 || code == 304 {
                     http1::write_head(out, code, &[("X-Status".into(), code.to_string())])
                 } else {
-                    respond(out, code, &[], format!("status {code}").as_bytes(), head_only)
+                    respond(
+                        out,
+                        code,
+                        &[],
+                        format!("status {code}").as_bytes(),
+                        head_only,
+                    )
                 }
             }
             "sleep" => {
@@ -223,14 +269,19 @@ fn serve_connection(conn: TcpStream, log: &Log) {
                 respond(out, 200, &[], b"slept", head_only)
             }
             "cut" => {
-                let _ = http1::write_head(out, 200, &[("Content-Length".into(), (arg * 2).to_string())]);
+                let _ = http1::write_head(
+                    out,
+                    200,
+                    &[("Content-Length".into(), (arg * 2).to_string())],
+                );
                 let _ = std::io::copy(&mut PatternReader { pos: 0, len: arg }, out);
                 let _ = out.flush();
                 let _ = out.shutdown(std::net::Shutdown::Both);
                 return;
             }
             "cutchunked" => {
-                let _ = http1::write_head(out, 200, &[("Transfer-Encoding".into(), "chunked".into())]);
+                let _ =
+                    http1::write_head(out, 200, &[("Transfer-Encoding".into(), "chunked".into())]);
                 let mut data = vec![0u8; arg as usize];
                 let _ = PatternReader { pos: 0, len: arg }.read(&mut data);
                 let _ = http1::write_chunk(out, &data);
@@ -238,7 +289,13 @@ fn serve_connection(conn: TcpStream, log: &Log) {
                 let _ = out.shutdown(std::net::Shutdown::Both);
                 return;
             }
-            _ => respond(out, 404, &[("Content-Type", "application/json")], b"{\"message\":\"404 Not Found\"}", head_only),
+            _ => respond(
+                out,
+                404,
+                &[("Content-Type", "application/json")],
+                b"{\"message\":\"404 Not Found\"}",
+                head_only,
+            ),
         };
         if result.is_err() {
             return;
@@ -250,8 +307,17 @@ fn serve_connection(conn: TcpStream, log: &Log) {
     }
 }
 
-fn respond(out: &mut TcpStream, status: u16, headers: &[(&str, &str)], body: &[u8], head_only: bool) -> std::io::Result<()> {
-    let mut list: Vec<(String, String)> = headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+fn respond(
+    out: &mut TcpStream,
+    status: u16,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    head_only: bool,
+) -> std::io::Result<()> {
+    let mut list: Vec<(String, String)> = headers
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
     list.push(("Content-Length".into(), body.len().to_string()));
     http1::write_head(out, status, &list)?;
     if !head_only {
