@@ -21,8 +21,8 @@
 //!
 //! ```text
 //! gateway → agent   request{id, method, target, headers, body}   [binary … end]   (body part only if body=true)
-//! agent → gateway   response{id, status, headers, body}          [binary … end]   (body part only if body=true)
-//!               or  error{id, kind, message}                     (instead of a response: nothing was answered)
+//! agent → gateway   response{id, status, headers, body, rule?, project?}  [binary … end]   (body part only if body=true)
+//!               or  error{id, kind, message, rule?, project?}     (instead of a response: nothing was answered)
 //!               or  response … binary … abort{id, kind, message} (the answer broke off: the caller must see a failure)
 //! agent → gateway   draining                                     (at any time: send nothing new; the gateway closes)
 //! ```
@@ -123,12 +123,22 @@ pub enum Control {
         status: u16,
         headers: Headers,
         body: bool,
+        /// What the request was for (the allowlist rule's description), for the gateway's log.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rule: Option<String>,
+        /// The project the request touched, when the rule names one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        project: Option<String>,
     },
     End,
     Error {
         id: String,
         kind: ErrorKind,
         message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rule: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        project: Option<String>,
     },
     Abort {
         id: String,
@@ -326,6 +336,8 @@ mod tests {
                 status: 200,
                 headers: vec![],
                 body,
+                rule: None,
+                project: None,
             })
         };
         let data = Frame::Data(tungstenite::Bytes::from_static(b"x"));

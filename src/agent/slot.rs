@@ -137,7 +137,7 @@ pub fn run(shared: &Shared, index: usize) {
             Err(e) => {
                 failures_in_a_row += 1;
                 // The first failure and then every tenth: a long outage must not flood the log.
-                if failures_in_a_row == 1 || failures_in_a_row % 10 == 0 {
+                if failures_in_a_row == 1 || failures_in_a_row.is_multiple_of(10) {
                     warn!(
                         "slot {index}: cannot reach the gateway (attempt {failures_in_a_row}): {e}"
                     );
@@ -420,7 +420,7 @@ fn handle(
             record.status = Some(ErrorKind::Denied.status());
             record.problem = Some((ErrorKind::Denied, denied.reason.clone()));
             record.log();
-            send_error(socket, &request.id, ErrorKind::Denied, &denied.reason)?;
+            send_error(socket, &record, ErrorKind::Denied, &denied.reason)?;
             return Ok(());
         }
     };
@@ -456,7 +456,7 @@ fn handle(
             record.status = Some(error.kind.status());
             record.problem = Some((error.kind, error.message.clone()));
             record.log();
-            send_error(socket, &request.id, error.kind, &error.message)?;
+            send_error(socket, &record, error.kind, &error.message)?;
             return Ok(());
         }
     };
@@ -478,6 +478,8 @@ fn handle(
         status,
         headers,
         body: has_body,
+        rule: Some(allowed.description.to_string()),
+        project: allowed.project.clone(),
     };
     if let Err(e) = socket.send(head.to_message()) {
         record.problem = Some((
@@ -534,14 +536,16 @@ fn handle(
 
 fn send_error(
     socket: &mut Socket,
-    id: &str,
+    record: &Record,
     kind: ErrorKind,
     message: &str,
 ) -> Result<(), StreamEnd> {
     let frame = Control::Error {
-        id: id.to_string(),
+        id: record.request.id.clone(),
         kind,
         message: message.to_string(),
+        rule: (record.description != "-").then(|| record.description.to_string()),
+        project: record.project.clone(),
     };
     socket.send(frame.to_message()).map_err(StreamEnd::from)
 }

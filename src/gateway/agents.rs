@@ -43,6 +43,7 @@ pub fn serve(listener: TcpListener, hub: Arc<Hub>) {
     }
 }
 
+#[allow(clippy::result_large_err)]
 fn refuse(status: u16, reason: &str) -> ErrorResponse {
     let mut response = ErrorResponse::new(Some(reason.to_string()));
     *response.status_mut() = tungstenite::http::StatusCode::from_u16(status)
@@ -55,6 +56,7 @@ fn header<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
 }
 
 /// Handshake, then the stream's life.
+#[allow(clippy::result_large_err)] // the error type is tungstenite's callback contract
 fn accept(tcp: TcpStream, hub: &Hub) {
     let peer = match tcp.peer_addr() {
         Ok(p) => p,

@@ -8,12 +8,12 @@
 //! never look complete. When the caller goes away, the agent's WebSocket is closed: that is
 //! the cancellation signal.
 
-use crate::gateway::hub::{Caller, Job, Outcome, Settings};
+use crate::gateway::hub::{Caller, Job, Outcome, RequestRecord, Settings};
 use crate::http1::{self, BodyReader, Framing};
 use crate::net::stream::is_timeout;
 use crate::net::Stream;
 use crate::protocol::{self, AnswerState, Control, ErrorKind, Frame, MAX_CHUNK};
-use log::{info, warn};
+use log::warn;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -53,12 +53,6 @@ pub fn write_error(
     )
 }
 
-struct Tally {
-    status: u16,
-    bytes_in: u64,
-    bytes_out: u64,
-}
-
 pub fn run(
     socket: &mut WebSocket<Stream>,
     job: Job,
@@ -78,10 +72,13 @@ pub fn run(
         mut caller,
         reply,
     } = job;
-    let mut tally = Tally {
-        status: 0,
-        bytes_in: 0,
-        bytes_out: 0,
+    let mut tally = RequestRecord {
+        id: id.clone(),
+        time_ms: crate::gateway::store::now_millis(),
+        method: method.clone(),
+        path: crate::observe::redact_target(&target),
+        agent: Some(agent.to_string()),
+        ..RequestRecord::default()
     };
     let head = Control::Request {
         id: id.clone(),
@@ -117,25 +114,13 @@ pub fn run(
         settings,
         &mut tally,
     );
-    let line = format!(
-        "id={id} method={method} path={} peer={} status={} bytes_in={} bytes_out={} elapsed_ms={:.1} agent={agent} agent_addr={agent_peer}",
-        crate::observe::redact_target(&target),
-        caller.peer,
-        tally.status,
-        tally.bytes_in,
-        tally.bytes_out,
-        started.elapsed().as_secs_f64() * 1000.0
-    );
-    match &state {
-        StreamState::Broken(reason) => warn!(target: "front", "{line} stream={reason}"),
-        _ => info!(target: "front", "{line}"),
+    tally.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    if let StreamState::Broken(reason) = &state {
+        warn!(target: "front", "id={id} agent={agent} agent_addr={agent_peer} stream ended: {reason}");
     }
     let _ = reply.send(Outcome::Done {
         caller: reusable.then_some(caller),
-        status: tally.status,
-        bytes_in: tally.bytes_in,
-        bytes_out: tally.bytes_out,
-        agent: agent.to_string(),
+        record: tally,
     });
     state
 }
@@ -151,7 +136,7 @@ fn relay(
     version: u8,
     keep_alive: bool,
     settings: &Settings,
-    tally: &mut Tally,
+    tally: &mut RequestRecord,
 ) -> (StreamState, bool) {
     // 1. The request body, in bounded pieces.
     if framing != Framing::Empty {
@@ -257,7 +242,11 @@ fn relay(
                 status,
                 headers,
                 body,
+                rule,
+                project,
             }) => {
+                tally.rule = rule;
+                tally.project = project;
                 if answer_id != id {
                     return lost(
                         out,
@@ -294,8 +283,18 @@ fn relay(
                     let _ = out.flush();
                 }
             }
-            Frame::Control(Control::Error { kind, message, .. }) => {
+            Frame::Control(Control::Error {
+                kind,
+                message,
+                rule,
+                project,
+                ..
+            }) => {
                 tally.status = kind.status();
+                tally.error = Some(kind);
+                tally.reason = Some(message.clone());
+                tally.rule = rule;
+                tally.project = project;
                 if let Err(e) = write_error(out, kind, &message, keep_alive) {
                     return cancelled(socket, e);
                 }
@@ -329,13 +328,17 @@ fn relay(
                 }
                 if let BodyMode::Length(n) = mode {
                     if tally.bytes_out != n {
+                        tally.error = Some(ErrorKind::AgentLost);
+                        tally.reason =
+                            Some(format!("answer ended at {} of {n} bytes", tally.bytes_out));
                         // Short of its length: closing makes the truncation visible.
                         return (usable(draining), false);
                     }
                 }
             }
             Frame::Control(Control::Abort { kind, message, .. }) => {
-                warn!(target: "front", "id={id} answer broke off ({kind}): {message}");
+                tally.error = Some(kind);
+                tally.reason = Some(format!("answer broke off: {message}"));
                 // Close the caller without ending the body: the transfer shows as failed.
                 let _ = out.flush();
                 return (usable(draining), false);
@@ -364,10 +367,12 @@ fn usable(draining: bool) -> StreamState {
 fn lost(
     out: &mut Stream,
     answer: AnswerState,
-    tally: &mut Tally,
+    tally: &mut RequestRecord,
     _keep_alive: bool,
     reason: String,
 ) -> (StreamState, bool) {
+    tally.error = Some(ErrorKind::AgentLost);
+    tally.reason = Some(reason.clone());
     if answer == AnswerState::AwaitingHead {
         tally.status = ErrorKind::AgentLost.status();
         let _ = write_error(

@@ -6,12 +6,12 @@
 //! stream thread that takes it writes the answer and gives the connection back.
 
 use crate::gateway::exchange::write_error;
-use crate::gateway::hub::{Caller, Hub, Job, Outcome, Pool};
+use crate::gateway::hub::{Caller, Hub, Job, Outcome, Pool, RequestRecord};
 use crate::http1::{self, HeadError, RequestHead};
 use crate::net::Stream;
 use crate::protocol::{self, ErrorKind};
 use crossbeam_channel::SendTimeoutError;
-use log::{info, warn};
+use log::warn;
 use std::io::BufReader;
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::Ordering;
@@ -127,20 +127,29 @@ fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Opti
     let started = Instant::now();
     let id = ulid::Ulid::new().to_string();
     let keep_alive = head.keep_alive();
+    let record = |kind: ErrorKind, message: &str| RequestRecord {
+        id: id.clone(),
+        time_ms: crate::gateway::store::now_millis(),
+        method: head.method.clone(),
+        path: crate::observe::redact_target(&head.target),
+        status: kind.status(),
+        elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+        error: Some(kind),
+        reason: Some(message.to_string()),
+        ..RequestRecord::default()
+    };
+    // Answers an error the gateway itself decided; logs it (in the pool's log when known).
     let fail = |mut caller: Caller,
+                pool: Option<&Pool>,
                 kind: ErrorKind,
                 message: &str,
                 reusable: bool|
      -> Option<Caller> {
-        info!(
-            target: "front",
-            "id={id} method={} pool={pool_name} path={} peer={} status={} error={kind} elapsed_ms={:.1}",
-            head.method,
-            crate::observe::redact_target(&head.target),
-            caller.peer,
-            kind.status(),
-            started.elapsed().as_secs_f64() * 1000.0
-        );
+        let entry = record(kind, message);
+        match pool {
+            Some(pool) => pool.remember(entry),
+            None => entry.log(pool_name),
+        }
         let ok = write_error(caller.conn.get_mut(), kind, message, keep_alive && reusable).is_ok();
         (ok && keep_alive && reusable).then_some(caller)
     };
@@ -150,6 +159,7 @@ fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Opti
         Err(reason) => {
             return fail(
                 caller,
+                None,
                 ErrorKind::BadRequest,
                 &format!("bad request: {reason}"),
                 false,
@@ -160,6 +170,7 @@ fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Opti
     let Some(pool) = hub.pool(pool_name) else {
         return fail(
             caller,
+            None,
             ErrorKind::UnknownPool,
             &format!("no pool named \"{pool_name}\""),
             no_body,
@@ -175,6 +186,7 @@ fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Opti
     if !target.starts_with('/') {
         return fail(
             caller,
+            Some(&pool),
             ErrorKind::BadRequest,
             "bad request: malformed tunnel path",
             no_body,
@@ -198,6 +210,7 @@ fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Opti
         if no_agent(&pool) {
             return fail(
                 job.caller,
+                Some(&pool),
                 ErrorKind::NoAgent,
                 &format!("no agent of pool \"{pool_name}\" is connected"),
                 no_body,
@@ -210,16 +223,26 @@ fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Opti
                     "all streams of pool \"{pool_name}\" stayed busy for {:?}",
                     hub.settings.queue_timeout
                 );
-                return fail(back.caller, ErrorKind::QueueTimeout, &message, no_body);
+                return fail(
+                    back.caller,
+                    Some(&pool),
+                    ErrorKind::QueueTimeout,
+                    &message,
+                    no_body,
+                );
             }
         }
         match outcome.recv() {
-            Ok(Outcome::Done { caller, .. }) => return caller,
+            Ok(Outcome::Done { caller, record }) => {
+                pool.remember(record);
+                return caller;
+            }
             Ok(Outcome::NotStarted(back)) => {
                 job = back;
                 if Instant::now() >= deadline {
                     return fail(
                         job.caller,
+                        Some(&pool),
                         ErrorKind::QueueTimeout,
                         "no stream could take the request in time",
                         no_body,

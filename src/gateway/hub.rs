@@ -8,11 +8,11 @@
 use crate::gateway::store::{PoolRecord, Store};
 use crate::http1::Framing;
 use crate::net::Stream;
-use crate::protocol::Headers;
+use crate::protocol::{ErrorKind, Headers};
 use crate::token;
 use crossbeam_channel::{Receiver, Sender};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::BufReader;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -66,14 +66,62 @@ pub enum Outcome {
     /// The exchange ran; `reusable` says whether the caller connection can take another request.
     Done {
         caller: Option<Caller>,
-        status: u16,
-        bytes_in: u64,
-        bytes_out: u64,
-        agent: String,
+        record: RequestRecord,
     },
     /// The stream died before the agent could have seen the request: dispatch it again.
     NotStarted(Job),
 }
+
+/// One request through the front, as the gateway log and the panel show it. Secrets never
+/// get here: the path's token-like query values are already masked.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RequestRecord {
+    pub id: String,
+    /// Unix time in milliseconds when the request arrived.
+    pub time_ms: u64,
+    pub method: String,
+    pub path: String,
+    /// What the request was for: the agent's allowlist rule description.
+    pub rule: Option<String>,
+    pub project: Option<String>,
+    pub status: u16,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub elapsed_ms: f64,
+    /// Error kind and its sentence, when the request failed (a denial's reason is here).
+    pub error: Option<ErrorKind>,
+    pub reason: Option<String>,
+    pub agent: Option<String>,
+}
+
+impl RequestRecord {
+    /// The gateway's log line: joinable with the agent's access line by `id`.
+    pub fn log(&self, pool: &str) {
+        let line = format!(
+            "id={} pool={pool} method={} path={} for=\"{}\" project={} status={} bytes_in={} bytes_out={} elapsed_ms={:.1} agent={}",
+            self.id,
+            self.method,
+            self.path,
+            self.rule.as_deref().unwrap_or("-"),
+            self.project.as_deref().unwrap_or("-"),
+            self.status,
+            self.bytes_in,
+            self.bytes_out,
+            self.elapsed_ms,
+            self.agent.as_deref().unwrap_or("-"),
+        );
+        match (&self.error, &self.reason) {
+            (Some(kind), Some(reason)) => {
+                log::warn!(target: "front", "{line} error={kind} reason=\"{reason}\"")
+            }
+            (Some(kind), None) => log::warn!(target: "front", "{line} error={kind}"),
+            _ => log::info!(target: "front", "{line}"),
+        }
+    }
+}
+
+/// How many recent requests each pool keeps for the panel.
+pub const RECENT_REQUESTS: usize = 500;
 
 /// An agent process as the gateway sees it (all its streams share one instance id).
 #[derive(Debug, Clone, Serialize)]
@@ -95,6 +143,7 @@ pub struct Pool {
     pub busy: AtomicUsize,
     pub requests: AtomicU64,
     agents: Mutex<BTreeMap<String, AgentInfo>>,
+    recent: Mutex<VecDeque<RequestRecord>>,
     /// Set when the pool is deleted: its streams close.
     pub closed: AtomicBool,
 }
@@ -110,6 +159,7 @@ impl Pool {
             busy: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             agents: Mutex::new(BTreeMap::new()),
+            recent: Mutex::new(VecDeque::with_capacity(RECENT_REQUESTS)),
             closed: AtomicBool::new(false),
         }
     }
@@ -171,6 +221,25 @@ impl Pool {
                 }
             }
         }
+    }
+
+    /// Logs a finished request and keeps it among the recent ones.
+    pub fn remember(&self, record: RequestRecord) {
+        record.log(&self.name());
+        if let Ok(mut recent) = self.recent.lock() {
+            if recent.len() == RECENT_REQUESTS {
+                recent.pop_front();
+            }
+            recent.push_back(record);
+        }
+    }
+
+    /// The latest requests, newest first.
+    pub fn recent(&self, limit: usize) -> Vec<RequestRecord> {
+        self.recent
+            .lock()
+            .map(|r| r.iter().rev().take(limit).cloned().collect())
+            .unwrap_or_default()
     }
 
     pub fn agents(&self) -> Vec<AgentInfo> {

@@ -189,6 +189,13 @@ pub fn now_seconds() -> u64 {
         .unwrap_or(0)
 }
 
+pub fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// `2026-11-27T19:08:09Z` for a Unix time.
 pub fn format_time(seconds: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + std::time::Duration::from_secs(seconds))
