@@ -1,0 +1,219 @@
+#!/usr/bin/env bash
+# What does the tunnel cost? Measures the same requests direct to nginx and through
+# vcs-gateway + vcs-agent (parallelism 4) on loopback, then prints one table with the
+# tunnel/direct ratio of each figure; then the same with TLS on the gateway leg.
+#
+#   bash scripts/bench.sh              # about three minutes
+#   BENCH_SECONDS=3 bash scripts/bench.sh   # shorter load phases
+#
+# Needs Debian's nginx and wrk (installed when missing), openssl, curl, python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+SECONDS_PER_RUN=${BENCH_SECONDS:-5}
+BIG_BYTES=$((1024 * 1024 * 1024))
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
+
+need() {
+    local missing=()
+    for tool in "$@"; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
+    if ((${#missing[@]})); then
+        say "installing ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq >/dev/null
+        apt-get install -y -qq --no-install-recommends nginx-light wrk openssl curl >/dev/null
+    fi
+}
+need nginx wrk openssl curl python3
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+say "building release binaries"
+cargo build --release --locked --quiet
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+
+WORK=$(mktemp -d /tmp/vcs-bench.XXXXXX)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    [[ -f $WORK/nginx.pid ]] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# --- the upstream: nginx serving an allowlisted GitLab JSON path and a 1 GiB archive ---
+say "starting nginx"
+NGINX_PORT=$(free_port)
+mkdir -p "$WORK/www/api/v4/projects/group/repo/repository" "$WORK/nginx-tmp"
+printf '{"id":1,"username":"bench","name":"Bench User","state":"active"}\n' >"$WORK/www/api/v4/user"
+truncate -s "$BIG_BYTES" "$WORK/www/api/v4/projects/group/repo/repository/archive.tar.gz"
+chmod -R a+rX "$WORK"   # nginx workers run as an unprivileged user
+cat >"$WORK/nginx.conf" <<EOF
+worker_processes 1;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    sendfile on;
+    tcp_nodelay on;
+    keepalive_requests 1000000;
+    default_type application/json;
+    client_body_temp_path $WORK/nginx-tmp;
+    proxy_temp_path $WORK/nginx-tmp;
+    fastcgi_temp_path $WORK/nginx-tmp;
+    uwsgi_temp_path $WORK/nginx-tmp;
+    scgi_temp_path $WORK/nginx-tmp;
+    server { listen 127.0.0.1:$NGINX_PORT; root $WORK/www; }
+}
+EOF
+"$NGINX" -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log" 2>/dev/null || "$NGINX" -c "$WORK/nginx.conf"
+curl -fsS "http://127.0.0.1:$NGINX_PORT/api/v4/user" >/dev/null || die "nginx does not answer"
+
+# --- gateway + agent ---
+# start_tunnel <tls:0|1>: sets GW_PID, AGENT_PID, API, AGENT_START_MS
+start_tunnel() {
+    local tls=$1 data="$WORK/gw-$1" agent_port api_port scheme=ws extra=() agent_env=()
+    agent_port=$(free_port); api_port=$(free_port)
+    mkdir -p "$data"
+    if [[ $tls == 1 ]]; then
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+            -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+            -keyout "$data/key.pem" -out "$data/cert.pem" 2>/dev/null
+        extra=(--tls-cert "$data/cert.pem" --tls-key "$data/key.pem")
+        scheme=wss
+        agent_env=(SPACELIFT_VCS_AGENT_CA_CERT_FILE="$data/cert.pem")
+    fi
+    "$BIN/vcs-gateway" serve --data-dir "$data" --agent-listen "127.0.0.1:$agent_port" \
+        --api-listen "127.0.0.1:$api_port" "${extra[@]}" >"$data/gateway.log" 2>&1 &
+    GW_PID=$!; PIDS+=("$GW_PID")
+    API="127.0.0.1:$api_port"
+    for _ in $(seq 200); do curl -fsS "http://$API/healthz" >/dev/null 2>&1 && break; sleep 0.05; done
+    local token
+    token=$("$BIN/vcs-gateway" pool create --data-dir "$data" --name bench --public-url "$scheme://127.0.0.1:$agent_port")
+    local start_ns; start_ns=$(date +%s%N)
+    env -i PATH="$PATH" "${agent_env[@]}" \
+        SPACELIFT_VCS_AGENT_POOL_TOKEN="$token" \
+        SPACELIFT_VCS_AGENT_TARGET_BASE_ENDPOINT="http://127.0.0.1:$NGINX_PORT" \
+        SPACELIFT_VCS_AGENT_VENDOR=gitlab SPACELIFT_VCS_AGENT_PARALLELISM=4 RUST_LOG=warn \
+        "$BIN/vcs-agent" >"$data/agent.log" 2>&1 &
+    AGENT_PID=$!; PIDS+=("$AGENT_PID")
+    for _ in $(seq 2000); do
+        curl -fsS "http://$API/healthz" 2>/dev/null | grep -q '"streams":4' && break
+        sleep 0.005
+    done
+    AGENT_START_MS=$(( ($(date +%s%N) - start_ns) / 1000000 ))
+    curl -fsS "http://$API/healthz" | grep -q '"streams":4' || die "agent did not connect: $(tail -3 "$data/agent.log")"
+}
+
+stop_tunnel() { kill "$AGENT_PID" "$GW_PID" 2>/dev/null || true; wait "$AGENT_PID" "$GW_PID" 2>/dev/null || true; }
+
+rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+# sample_peak <file> <pid...>: writes "pid peak" lines while running (kill to stop)
+sample_peak() {
+    local out=$1; shift
+    declare -A peak
+    while true; do
+        for pid in "$@"; do
+            local now; now=$(rss_kib "$pid")
+            (( now > ${peak[$pid]:-0} )) && peak[$pid]=$now
+        done
+        : >"$out.tmp"
+        for pid in "$@"; do echo "$pid ${peak[$pid]:-0}" >>"$out.tmp"; done
+        mv "$out.tmp" "$out"
+        sleep 0.05
+    done
+}
+
+# with_rss <label> <command...>: runs the command while sampling the tunnel's RSS
+with_rss() {
+    local label=$1; shift
+    if [[ -n ${AGENT_PID:-} ]]; then
+        sample_peak "$WORK/peak" "$AGENT_PID" "$GW_PID" &
+        local sampler=$!
+        "$@"
+        kill "$sampler"; wait "$sampler" 2>/dev/null || true
+        RSS_AGENT[$label]=$(awk -v p="$AGENT_PID" '$1==p {print $2}' "$WORK/peak")
+        RSS_GW[$label]=$(awk -v p="$GW_PID" '$1==p {print $2}' "$WORK/peak")
+    else
+        "$@"
+    fi
+}
+
+# wrk_run <url> <connections> -> sets P50 P99 (ms) RPS
+wrk_run() {
+    local out threads=$(( $2 < 2 ? 1 : 2 ))
+    out=$(wrk -t"$threads" -c"$2" -d"${SECONDS_PER_RUN}s" --latency "$1")
+    P50=$(awk '$1=="50%" {print $2}' <<<"$out")
+    P99=$(awk '$1=="99%" {print $2}' <<<"$out")
+    RPS=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    grep -q "Non-2xx" <<<"$out" && die "non-2xx answers from $1: $out"
+    return 0
+}
+
+to_ms() { # wrk prints 95.00us / 1.20ms / 1.01s
+    awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms$/) n=n; else if (v ~ /s$/) n*=1000; printf "%.3f", n }'
+}
+
+download_mbps() { curl -fsS -o /dev/null -w '%{speed_download}' "$1" | awk '{printf "%.0f", $1/1048576}'; }
+
+declare -A R RSS_AGENT RSS_GW
+
+measure() { # measure <prefix> <base-url>
+    local p=$1 base=$2 small="$2/api/v4/user" big="$2/api/v4/projects/group%2Frepo/repository/archive.tar.gz"
+    say "$p: latency at 1 connection"
+    with_rss "$p-lat" wrk_run "$small" 1
+    R[$p-p50]=$(to_ms "$P50"); R[$p-p99]=$(to_ms "$P99"); R[$p-rps1]=$RPS
+    for c in 4 16; do
+        say "$p: requests/s at $c connections"
+        with_rss "$p-rps$c" wrk_run "$small" "$c"
+        R[$p-rps$c]=$RPS
+    done
+    say "$p: 1 GiB download"
+    with_rss "$p-big" eval 'R[$p-big]=$(download_mbps "$big")'
+}
+
+say "direct to nginx"
+AGENT_PID=
+measure direct "http://127.0.0.1:$NGINX_PORT"
+
+for tls in ${BENCH_VARIANTS:-0 1}; do
+    name=$([[ $tls == 1 ]] && echo tls || echo plain)
+    say "tunnel ($name gateway leg)"
+    start_tunnel "$tls"
+    R[$name-start]=$AGENT_START_MS
+    sleep 1
+    R[$name-idle-agent]=$(rss_kib "$AGENT_PID"); R[$name-idle-gw]=$(rss_kib "$GW_PID")
+    measure "$name" "http://$API/private/bench"
+    stop_tunnel
+done
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b+0 == 0) print "-"; else printf "%.2f", a/b }'; }
+row() { printf '| %-34s | %10s | %10s | %6s | %10s | %6s |\n' "$@"; }
+
+echo
+echo "vcs-agent tunnel vs direct, loopback, $(nproc) cores, $(uname -m), ${SECONDS_PER_RUN}s per load run"
+echo
+row "figure" "direct" "tunnel" "ratio" "tunnel+TLS" "ratio"
+row "----" "---:" "---:" "---:" "---:" "---:"
+for f in p50:"latency p50 at 1 conn (ms)" p99:"latency p99 at 1 conn (ms)" rps1:"requests/s at 1 conn" rps4:"requests/s at 4 conns" rps16:"requests/s at 16 conns" big:"1 GiB download (MiB/s)"; do
+    k=${f%%:*}; label=${f#*:}
+    row "$label" "${R[direct-$k]}" "${R[plain-$k]}" "$(ratio "${R[plain-$k]}" "${R[direct-$k]}")" "${R[tls-$k]}" "$(ratio "${R[tls-$k]}" "${R[direct-$k]}")"
+done
+row "added p50 latency (ms)" "" "$(awk -v a="${R[plain-p50]}" -v b="${R[direct-p50]}" 'BEGIN{printf "%.3f", a-b}')" "" "$(awk -v a="${R[tls-p50]}" -v b="${R[direct-p50]}" 'BEGIN{printf "%.3f", a-b}')" ""
+row "agent start to 4 streams (ms)" "" "${R[plain-start]}" "" "${R[tls-start]}" ""
+row "agent RSS idle (MiB)" "" "$(ratio "${R[plain-idle-agent]}" 1024)" "" "$(ratio "${R[tls-idle-agent]}" 1024)" ""
+row "gateway RSS idle (MiB)" "" "$(ratio "${R[plain-idle-gw]}" 1024)" "" "$(ratio "${R[tls-idle-gw]}" 1024)" ""
+for phase in lat:"1 conn" rps4:"4 conns" rps16:"16 conns" big:"1 GiB download"; do
+    k=${phase%%:*}; label=${phase#*:}
+    row "agent peak RSS, $label (MiB)" "" "$(ratio "${RSS_AGENT[plain-$k]:-0}" 1024)" "" "$(ratio "${RSS_AGENT[tls-$k]:-0}" 1024)" ""
+    row "gateway peak RSS, $label (MiB)" "" "$(ratio "${RSS_GW[plain-$k]:-0}" 1024)" "" "$(ratio "${RSS_GW[tls-$k]:-0}" 1024)" ""
+done
+echo
+echo "Goals: added p50 <= 0.3 ms; rps at 16 conns >= 0.5x direct; 1 GiB >= 0.5x direct;"
+echo "agent peak RSS <= 16 MiB during the 1 GiB download and <= 8 MiB idle."
