@@ -2,6 +2,8 @@
 //! and waiting on conditions instead of sleeping.
 #![allow(dead_code)]
 
+pub mod proxy;
+pub mod tls;
 pub mod upstream;
 
 use std::collections::BTreeMap;
