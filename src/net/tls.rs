@@ -197,8 +197,14 @@ pub fn describe_tls_error(error: &rustls::Error, peer: &str) -> String {
                     "the certificate of {peer} does not match its name ({cert}): use the host name the certificate was issued for"
                 )
             }
-            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-                format!("the certificate of {peer} has expired ({cert}): renew it on that server")
+            CertificateError::ExpiredContext { not_after, .. } => format!(
+                "the certificate of {peer} has expired (not valid after {}): renew it on that server",
+                humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + Duration::from_secs(not_after.as_secs())
+                )
+            ),
+            CertificateError::Expired => {
+                format!("the certificate of {peer} has expired: renew it on that server")
             }
             CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => format!(
                 "the certificate of {peer} is not valid yet ({cert}): check this machine's clock"
