@@ -38,6 +38,20 @@ impl Client {
     }
 }
 
+impl Client {
+    /// A line for the start-up log: how requests to `host` are sent (no secret in it).
+    pub fn describe(&self, host: &str) -> String {
+        match self.route(host) {
+            (_, Some(p)) => format!(
+                "VCS {host} is reached through the proxy {} (from {})",
+                p.redacted(),
+                p.variable
+            ),
+            (_, None) => format!("VCS {host} is reached directly"),
+        }
+    }
+}
+
 /// Builds the client every slot shares, trusting `roots`.
 pub fn client(config: &AgentConfig, roots: &Roots) -> Result<Client, String> {
     let tls = TlsConfig::builder()

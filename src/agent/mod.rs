@@ -85,6 +85,8 @@ impl Agent {
             },
         };
         let http = forward::client(&config, &roots).map_err(setup_error)?;
+        info!("{}", identity.route.describe(&config.token.host));
+        info!("{}", http.describe(&config.target.host));
         let (stop, wake) = crossbeam_channel::bounded(0);
         let mut codeload = config.target.clone();
         codeload.authority = format!("codeload.{}", codeload.authority);

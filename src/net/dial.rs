@@ -37,6 +37,33 @@ pub struct Route {
     pub insecure: bool,
 }
 
+impl Route {
+    /// A line for the start-up log: how `host_url` is reached (no secret in it).
+    pub fn describe(&self, host_url: &str) -> String {
+        let Ok(address) = GatewayAddress::parse(host_url) else {
+            return format!("gateway address \"{host_url}\" is not usable");
+        };
+        let tls = address.tls && !self.insecure;
+        let how = match (address.tls, tls) {
+            (true, false) => "without TLS (SPACELIFT_VCS_AGENT_DIAL_INSECURE)",
+            (_, true) => "over TLS",
+            (false, false) => "without TLS",
+        };
+        match self.proxy.for_target(tls, &address.host) {
+            Some(p) => format!(
+                "gateway {} is dialed {how} through the proxy {} (from {})",
+                host_port(&address.host, address.port),
+                p.redacted(),
+                p.variable
+            ),
+            None => format!(
+                "gateway {} is dialed {how}, directly",
+                host_port(&address.host, address.port)
+            ),
+        }
+    }
+}
+
 impl fmt::Debug for Route {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Route")

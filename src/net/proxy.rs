@@ -347,13 +347,16 @@ impl fmt::Display for TunnelError {
 /// The sentence for a proxy that answered `CONNECT` with `status`.
 pub fn refusal(proxy: &ProxyUrl, target: &str, status: u16, reason: &str) -> TunnelError {
     if status == 407 {
-        let what = if proxy.credentials.is_some() {
-            "refused the credentials"
+        let (what, fix) = if proxy.credentials.is_some() {
+            ("refused the credentials", "check the user:password@ in")
         } else {
-            "requires credentials"
+            (
+                "requires credentials",
+                "put user:password@ (percent-encoded) in",
+            )
         };
         TunnelError::AuthenticationRequired(format!(
-            "proxy {} {what} (407 Proxy Authentication Required) for CONNECT to {target}: put user:password@ in {}",
+            "proxy {} {what} (407 Proxy Authentication Required) for CONNECT to {target}: {fix} {}",
             proxy.redacted(),
             proxy.variable
         ))
