@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 use support::tls::*;
-use support::upstream::Upstream;
+use support::upstream::{Digest, PatternReader, Upstream};
 use support::*;
 
 /// An allowlisted GitLab path (archive download).
@@ -40,6 +40,32 @@ fn agent_dials_a_tls_gateway_trusting_a_private_ca() {
         "{}",
         agent.out.text()
     );
+    assert!(agent.out.text().contains("is dialed over TLS, directly"));
+
+    // Bodies stream both ways through the TLS WebSocket, many messages each.
+    let len = 6 * 1024 * 1024 + 5;
+    let archive = "/api/v4/projects/group%2Frepo/repository/archive";
+    let r = client()
+        .get(gateway.url("wss", &format!("{archive}?do=bytes&n={len}")))
+        .call()
+        .unwrap();
+    let got = Digest::of_reader(r.into_body().into_reader()).unwrap();
+    let want = Digest::of_reader(PatternReader { pos: 0, len }).unwrap();
+    assert_eq!((got.0, got.1), (want.0, want.1));
+    let r = client()
+        .post(gateway.url(
+            "wss",
+            "/api/v4/projects/group%2Frepo/statuses/0123abc?do=echo",
+        ))
+        .send(ureq::SendBody::from_owned_reader(PatternReader {
+            pos: 0,
+            len,
+        }))
+        .unwrap();
+    let echo: serde_json::Value =
+        serde_json::from_str(&r.into_body().read_to_string().unwrap()).unwrap();
+    assert_eq!(echo["body_len"], len);
+    assert_eq!(echo["body_digest"], want.hex());
 }
 
 #[test]

@@ -328,6 +328,58 @@ mod tests {
             .contains("cannot read"));
     }
 
+    fn self_signed(dir: &Path) -> (Arc<ServerConfig>, CertificateDer<'static>) {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let (c, k) = (dir.join("c.pem"), dir.join("k.pem"));
+        std::fs::write(&c, cert.cert.pem()).unwrap();
+        std::fs::write(&k, cert.signing_key.serialize_pem()).unwrap();
+        (server_config(&c, &k).unwrap(), cert.cert.der().clone())
+    }
+
+    #[test]
+    fn handshakes_complete_and_silent_clients_time_out() {
+        let dir = std::env::temp_dir().join(format!("vcs-tls-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (server, ca) = self_signed(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+
+        // A client that connects and says nothing is dropped at the deadline.
+        let silent = TcpStream::connect(addr).unwrap();
+        let (tcp, _) = listener.accept().unwrap();
+        let started = Instant::now();
+        let result = accept(Arc::clone(&server), tcp, Duration::from_millis(200));
+        assert!(matches!(result, Err(HandshakeError::Timeout)), "{result:?}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        drop(silent);
+
+        // A real client completes, and bytes flow both ways.
+        let roots = Roots {
+            certs: Arc::new(vec![ca]),
+            source: String::new(),
+        };
+        let client_config = roots.client_config().unwrap();
+        let client = std::thread::spawn(move || {
+            let tcp = TcpStream::connect(addr).unwrap();
+            let mut tls = connect(client_config, "localhost", tcp, Duration::from_secs(5)).unwrap();
+            use std::io::{Read, Write};
+            tls.write_all(b"ping").unwrap();
+            let mut buf = [0u8; 4];
+            tls.read_exact(&mut buf).unwrap();
+            buf
+        });
+        let (tcp, _) = listener.accept().unwrap();
+        let mut tls = accept(server, tcp, Duration::from_secs(5)).unwrap();
+        use std::io::{Read, Write};
+        let mut buf = [0u8; 4];
+        tls.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"ping");
+        tls.write_all(b"pong").unwrap();
+        tls.flush().unwrap();
+        assert_eq!(&client.join().unwrap(), b"pong");
+    }
+
     #[test]
     fn messages_say_what_to_do() {
         let m = describe_tls_error(
