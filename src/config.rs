@@ -489,6 +489,23 @@ mod tests {
     }
 
     #[test]
+    fn proxies_and_insecure_dial() {
+        let c = AgentConfig::from_vars(&vars(&[
+            ("HTTPS_PROXY", "http://user:pr0xy-pw@proxy.corp:3128"),
+            ("NO_PROXY", "git.internal"),
+            (DIAL_INSECURE, "true"),
+        ]))
+        .unwrap();
+        assert!(c.dial_insecure);
+        assert_eq!(c.proxy.https.as_ref().unwrap().host, "proxy.corp");
+        assert!(c.proxy.for_target(true, "git.internal").is_none());
+        assert!(
+            !format!("{c:?}").contains("pr0xy-pw"),
+            "Debug leaks the proxy password"
+        );
+    }
+
+    #[test]
     fn allowed_projects_is_anchored() {
         let c = AgentConfig::from_vars(&vars(&[(ALLOWED_PROJECTS, "group/.*")])).unwrap();
         let re = c.allowed_projects.unwrap();

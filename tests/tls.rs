@@ -270,3 +270,45 @@ fn bad_ca_input_exits_2_naming_the_variable() {
         );
     }
 }
+
+#[test]
+fn system_store_honours_ssl_cert_file_and_falls_back_to_mozilla_roots() {
+    let ca = Ca::new("System Store CA");
+    let gateway = start_tls_gateway(&ca.leaf(&["127.0.0.1"]), false);
+    let dir = TempDir::new("sslcertfile");
+    let ca_file = ca.write(&dir).display().to_string();
+    let upstream = Upstream::start();
+
+    // SSL_CERT_FILE is the system store: the private CA is trusted without our variables.
+    let token = create_pool_at(
+        &gateway,
+        "sslfile",
+        &format!("wss://{}", gateway.agent_addr),
+    );
+    let agent = start_agent(&agent_env(
+        &token,
+        &upstream.base(),
+        &[("SSL_CERT_FILE", &ca_file)],
+    ));
+    gateway.wait_streams("sslfile", 2);
+    assert!(agent.out.text().contains("1 CAs from the system store"));
+
+    // An empty system store falls back to the bundled roots, custom CAs still added.
+    let missing = dir.0.join("none.pem").display().to_string();
+    let token = create_pool_at(
+        &gateway,
+        "fallback",
+        &format!("wss://{}", gateway.agent_addr),
+    );
+    let agent = start_agent(&agent_env(
+        &token,
+        &upstream.base(),
+        &[("SSL_CERT_FILE", &missing), (CA_CERT, &ca.base64())],
+    ));
+    gateway.wait_streams("fallback", 2);
+    assert!(
+        agent.out.text().contains("bundled Mozilla roots"),
+        "{}",
+        agent.out.text()
+    );
+}
