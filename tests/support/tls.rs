@@ -110,7 +110,7 @@ pub fn start_tls_gateway(leaf: &Leaf, api_tls: bool) -> Gateway {
     if api_tls {
         args.extend(["--api-tls-cert", &cert, "--api-tls-key", &key]);
     }
-    Gateway::start_in(dir, "127.0.0.1:0", &args)
+    Gateway::start_in(dir, "127.0.0.1:0", "127.0.0.1:0", &args)
 }
 
 /// Creates a pool whose token carries `public_url`.
