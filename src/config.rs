@@ -5,6 +5,8 @@
 //! binary prints it and exits with code 2. Secrets are held in [`Secret`] and never printed.
 
 use crate::allowlist::{self, Vendor};
+use crate::net::proxy::{self, ProxyConfig};
+use crate::net::tls::{self, CustomCas};
 use crate::token::Token;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -21,6 +23,9 @@ pub const UPSTREAM_CONNECT_TIMEOUT: &str = "SPACELIFT_VCS_AGENT_UPSTREAM_CONNECT
 pub const UPSTREAM_READ_TIMEOUT: &str = "SPACELIFT_VCS_AGENT_UPSTREAM_READ_TIMEOUT";
 pub const DRAIN_TIMEOUT: &str = "SPACELIFT_VCS_AGENT_DRAIN_TIMEOUT";
 pub const DEBUG_PRINT_ALL: &str = "SPACELIFT_VCS_AGENT_DEBUG_PRINT_ALL";
+pub const CA_CERT: &str = "SPACELIFT_VCS_AGENT_CA_CERT";
+pub const CA_CERT_FILE: &str = "SPACELIFT_VCS_AGENT_CA_CERT_FILE";
+pub const DIAL_INSECURE: &str = "SPACELIFT_VCS_AGENT_DIAL_INSECURE";
 
 /// Every variable the agent reads, with its default, for `--help` and the README.
 pub const VARIABLES: &[(&str, &str, &str)] = &[
@@ -78,6 +83,31 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         DEBUG_PRINT_ALL,
         "false",
         "log full request and response heads, secrets redacted",
+    ),
+    (
+        CA_CERT,
+        "none",
+        "base64-encoded PEM bundle of extra CAs, trusted for the gateway and the VCS",
+    ),
+    (
+        CA_CERT_FILE,
+        "none",
+        "path of a PEM bundle of extra CAs, trusted for the gateway and the VCS",
+    ),
+    (
+        DIAL_INSECURE,
+        "false",
+        "dial the gateway without TLS (a wss:// token host is dialed as ws://)",
+    ),
+    (
+        "HTTPS_PROXY / HTTP_PROXY / ALL_PROXY",
+        "none",
+        "http://[user:password@]host:port proxy for https/wss resp. http/ws targets (lower case too)",
+    ),
+    (
+        "NO_PROXY",
+        "none",
+        "hosts reached directly: names, .domain suffixes, IPs, CIDR ranges, *",
     ),
     ("RUST_LOG", "info", "log filter (env_logger syntax)"),
 ];
@@ -157,6 +187,11 @@ pub struct AgentConfig {
     pub upstream_read_timeout: Duration,
     pub drain_timeout: Duration,
     pub debug_print_all: bool,
+    /// CAs from `SPACELIFT_VCS_AGENT_CA_CERT` and `..._CA_CERT_FILE`, for both legs.
+    pub custom_cas: CustomCas,
+    pub dial_insecure: bool,
+    /// From `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY` (either case).
+    pub proxy: ProxyConfig,
 }
 
 /// One line naming the variable and the problem.
@@ -189,7 +224,7 @@ impl AgentConfig {
             let Some(name) = name.to_str().map(str::to_string) else {
                 continue;
             };
-            if !name.starts_with("SPACELIFT_") {
+            if !name.starts_with("SPACELIFT_") && !proxy::VARIABLES.contains(&name.as_str()) {
                 continue;
             }
             let value = value
@@ -253,6 +288,18 @@ impl AgentConfig {
                 )),
             }
         };
+        let mut custom_cas = CustomCas::default();
+        if let Some(text) = get(CA_CERT) {
+            custom_cas
+                .0
+                .extend(tls::decode_base64_bundle(text).map_err(|e| error(CA_CERT, e))?);
+        }
+        if let Some(path) = get(CA_CERT_FILE) {
+            custom_cas
+                .0
+                .extend(tls::read_bundle_file(path).map_err(|e| error(CA_CERT_FILE, e))?);
+        }
+        let proxy = ProxyConfig::from_vars(vars).map_err(|(name, e)| error(name, e))?;
         Ok(AgentConfig {
             token,
             target,
@@ -265,6 +312,9 @@ impl AgentConfig {
             upstream_read_timeout: duration(UPSTREAM_READ_TIMEOUT, Duration::from_secs(60))?,
             drain_timeout: duration(DRAIN_TIMEOUT, Duration::from_secs(30))?,
             debug_print_all: flag(DEBUG_PRINT_ALL)?,
+            custom_cas,
+            dial_insecure: flag(DIAL_INSECURE)?,
+            proxy,
         })
     }
 }
@@ -398,6 +448,26 @@ mod tests {
                 &[(DEBUG_PRINT_ALL, "maybe")],
                 "SPACELIFT_VCS_AGENT_DEBUG_PRINT_ALL: expected true or false",
             ),
+            (
+                &[(CA_CERT, "not base64!")],
+                "SPACELIFT_VCS_AGENT_CA_CERT: not valid base64",
+            ),
+            (
+                &[(CA_CERT, "aGVsbG8=")],
+                "SPACELIFT_VCS_AGENT_CA_CERT: no certificate",
+            ),
+            (
+                &[(CA_CERT_FILE, "/nonexistent/ca.pem")],
+                "SPACELIFT_VCS_AGENT_CA_CERT_FILE: cannot read",
+            ),
+            (
+                &[(DIAL_INSECURE, "perhaps")],
+                "SPACELIFT_VCS_AGENT_DIAL_INSECURE: expected true or false",
+            ),
+            (
+                &[("HTTPS_PROXY", "socks5://u:pw@proxy:1080")],
+                "HTTPS_PROXY: proxy scheme",
+            ),
         ];
         for (extra, expected) in cases {
             let err = AgentConfig::from_vars(&vars(extra))
@@ -415,6 +485,23 @@ mod tests {
         assert_eq!(
             AgentConfig::from_vars(&missing).unwrap_err().to_string(),
             "SPACELIFT_VCS_AGENT_POOL_TOKEN: is required but not set"
+        );
+    }
+
+    #[test]
+    fn proxies_and_insecure_dial() {
+        let c = AgentConfig::from_vars(&vars(&[
+            ("HTTPS_PROXY", "http://user:pr0xy-pw@proxy.corp:3128"),
+            ("NO_PROXY", "git.internal"),
+            (DIAL_INSECURE, "true"),
+        ]))
+        .unwrap();
+        assert!(c.dial_insecure);
+        assert_eq!(c.proxy.https.as_ref().unwrap().host, "proxy.corp");
+        assert!(c.proxy.for_target(true, "git.internal").is_none());
+        assert!(
+            !format!("{c:?}").contains("pr0xy-pw"),
+            "Debug leaks the proxy password"
         );
     }
 

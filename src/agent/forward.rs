@@ -1,22 +1,104 @@
-//! The HTTP leg: one request to the internal VCS with a shared blocking `ureq::Agent`.
+//! The HTTP leg: one request to the internal VCS with shared blocking `ureq::Agent`s.
 //!
 //! The client is set up to add and change nothing: no redirects followed, no decompression,
-//! no `User-Agent`/`Accept`/`Accept-Encoding` of its own, no proxy from the environment unless
-//! configured, HTTP error statuses returned as answers. Its connection pool is shared by all
-//! slots; a connection goes back to the pool only when its body was read to the end.
+//! no `User-Agent`/`Accept`/`Accept-Encoding` of its own, HTTP error statuses returned as
+//! answers. Its connection pool is shared by all slots; a connection goes back to the pool
+//! only when its body was read to the end.
+//!
+//! TLS trusts the same roots as the gateway leg ([`crate::net::tls::Roots`]), so a custom CA
+//! and a proxy work together. The proxy is never taken from ureq's own reading of the
+//! environment: [`Client`] holds one agent without a proxy and, when one applies to the VCS
+//! scheme, one with it, and picks per request host with our `NO_PROXY` matcher (which knows
+//! CIDR ranges). ureq tunnels through the proxy with `CONNECT` for http and https targets.
 
 use crate::config::AgentConfig;
+use crate::net::proxy::{NoProxy, ProxyUrl};
+use crate::net::tls::{self, Roots};
 use crate::protocol::{ErrorKind, Headers};
 use std::io::{self, Read};
+use std::sync::Arc;
 use ureq::config::AutoHeaderValue;
 use ureq::http;
+use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
 
-/// Builds the client every slot shares.
-pub fn client(config: &AgentConfig) -> ureq::Agent {
+/// The upstream client: a direct agent and, when configured, a proxied one.
+pub struct Client {
+    direct: ureq::Agent,
+    proxied: Option<(ureq::Agent, ProxyUrl)>,
+    no_proxy: NoProxy,
+}
+
+impl Client {
+    /// The agent for `host` and the proxy it goes through, if any.
+    fn route(&self, host: &str) -> (&ureq::Agent, Option<&ProxyUrl>) {
+        match &self.proxied {
+            Some((agent, proxy)) if !self.no_proxy.matches(host) => (agent, Some(proxy)),
+            _ => (&self.direct, None),
+        }
+    }
+}
+
+impl Client {
+    /// A line for the start-up log: how requests to `host` are sent (no secret in it).
+    pub fn describe(&self, host: &str) -> String {
+        match self.route(host) {
+            (_, Some(p)) => format!(
+                "VCS {host} is reached through the proxy {} (from {})",
+                p.redacted(),
+                p.variable
+            ),
+            (_, None) => format!("VCS {host} is reached directly"),
+        }
+    }
+}
+
+/// Builds the client every slot shares, trusting `roots`.
+pub fn client(config: &AgentConfig, roots: &Roots) -> Result<Client, String> {
+    let tls = TlsConfig::builder()
+        .provider(TlsProvider::Rustls)
+        .root_certs(RootCerts::Specific(Arc::new(
+            roots
+                .certs
+                .iter()
+                .map(|c| Certificate::from_der(c.as_ref()).to_owned())
+                .collect(),
+        )))
+        .unversioned_rustls_crypto_provider(tls::provider())
+        .build();
+    let direct = agent(config, tls.clone(), None);
+    let https = config.target.scheme == "https";
+    let proxied = match if https {
+        &config.proxy.https
+    } else {
+        &config.proxy.http
+    } {
+        None => None,
+        Some(url) => {
+            let mut builder = ureq::Proxy::builder(ureq::ProxyProtocol::Http)
+                .host(&url.host)
+                .port(url.port);
+            if let Some((user, password)) = &url.credentials {
+                builder = builder.username(user).password(password.expose());
+            }
+            let proxy = builder
+                .build()
+                .map_err(|_| format!("{}: not a usable proxy", url.variable))?;
+            Some((agent(config, tls, Some(proxy)), url.clone()))
+        }
+    };
+    Ok(Client {
+        direct,
+        proxied,
+        no_proxy: config.proxy.no_proxy.clone(),
+    })
+}
+
+fn agent(config: &AgentConfig, tls: TlsConfig, proxy: Option<ureq::Proxy>) -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
-        .proxy(None)
+        .proxy(proxy)
+        .tls_config(tls)
         .user_agent(AutoHeaderValue::None)
         .accept(AutoHeaderValue::None)
         .accept_encoding(AutoHeaderValue::None)
@@ -39,9 +121,54 @@ pub struct UpstreamError {
 }
 
 /// Maps a ureq failure to an error kind and a sentence that holds no secret (never the URL,
-/// whose query may carry a token).
+/// whose query may carry a token, nor the proxy's credentials).
 pub fn classify(error: &ureq::Error, authority: &str) -> UpstreamError {
+    classify_via(error, authority, None)
+}
+
+fn classify_via(error: &ureq::Error, authority: &str, proxy: Option<&ProxyUrl>) -> UpstreamError {
+    let peer = format!("the VCS at {authority}");
+    let via = proxy
+        .map(|p| format!(" through the proxy {}", p.redacted()))
+        .unwrap_or_default();
+    let tls_failure = |e: &rustls::Error| {
+        (
+            ErrorKind::UpstreamUnreachable,
+            tls::describe_tls_error(e, &peer),
+        )
+    };
     let (kind, message) = match error {
+        ureq::Error::Rustls(e) => tls_failure(e),
+        ureq::Error::Io(e) if tls::rustls_error_in(e).is_some() => match tls::rustls_error_in(e) {
+            Some(inner) => tls_failure(inner),
+            None => (
+                ErrorKind::UpstreamUnreachable,
+                format!("TLS with {peer} failed"),
+            ),
+        },
+        ureq::Error::ConnectProxyFailed(reason) => {
+            let status = reason
+                .split(|c: char| !c.is_ascii_digit())
+                .find_map(|n| n.parse::<u16>().ok().filter(|n| (100..600).contains(n)));
+            let target = authority.to_string();
+            match (proxy, status) {
+                (Some(p), Some(status)) => (
+                    ErrorKind::UpstreamUnreachable,
+                    crate::net::proxy::refusal(p, &target, status, "").to_string(),
+                ),
+                _ => (
+                    ErrorKind::UpstreamUnreachable,
+                    format!(
+                        "the proxy failed to reach {peer}: {}",
+                        reason.chars().take(120).collect::<String>()
+                    ),
+                ),
+            }
+        }
+        ureq::Error::ConnectionFailed if proxy.is_some() => (
+            ErrorKind::UpstreamUnreachable,
+            format!("could not connect to {peer}{via}: check that the proxy is reachable"),
+        ),
         ureq::Error::Timeout(what) => (
             ErrorKind::UpstreamTimeout,
             format!("the VCS at {authority} did not answer in time ({what})"),
@@ -112,26 +239,33 @@ pub fn build(method: &str, url: &str, headers: &Headers) -> Result<http::request
     Ok(builder)
 }
 
-/// Sends the request, with `body` streamed when there is one.
+/// Sends the request, with `body` streamed when there is one, directly or through the
+/// proxy as `NO_PROXY` decides for the request's host.
 pub fn send(
-    client: &ureq::Agent,
+    client: &Client,
     builder: http::request::Builder,
     body: Option<&mut dyn Read>,
     authority: &str,
 ) -> Result<http::Response<ureq::Body>, UpstreamError> {
+    let host = builder
+        .uri_ref()
+        .and_then(|u| u.host())
+        .unwrap_or_default()
+        .to_string();
+    let (agent, proxy) = client.route(&host);
     let invalid = |e: http::Error| UpstreamError {
         kind: ErrorKind::BadRequest,
         message: format!("invalid request: {e}"),
     };
     let result = match body {
-        Some(reader) => client.run(
+        Some(reader) => agent.run(
             builder
                 .body(ureq::SendBody::from_reader(reader))
                 .map_err(invalid)?,
         ),
-        None => client.run(builder.body(()).map_err(invalid)?),
+        None => agent.run(builder.body(()).map_err(invalid)?),
     };
-    result.map_err(|e| classify(&e, authority))
+    result.map_err(|e| classify_via(&e, authority, proxy))
 }
 
 /// Response headers as a list, repeated values kept in order.

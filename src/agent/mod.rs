@@ -12,8 +12,9 @@ pub mod slot;
 
 use crate::allowlist::Allowlist;
 use crate::config::{AgentConfig, BaseEndpoint};
-use crate::net::dial::Identity;
-use log::{error, info};
+use crate::net::dial::{Identity, Route};
+use crate::net::tls::Roots;
+use log::{error, info, warn};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 pub struct Shared {
     pub config: AgentConfig,
     pub allowlist: Allowlist,
-    pub http: ureq::Agent,
+    pub http: forward::Client,
     pub identity: Identity,
     /// Streams connected to the gateway right now.
     pub connected: AtomicUsize,
@@ -94,17 +95,31 @@ impl Agent {
     /// Starts one thread per parallelism slot; they dial the gateway at once.
     pub fn start(config: AgentConfig) -> std::io::Result<Agent> {
         let instance = ulid::Ulid::new().to_string();
+        let roots = Roots::load(&config.custom_cas);
+        info!("TLS trusts {}", roots.source);
+        if config.dial_insecure {
+            warn!("SPACELIFT_VCS_AGENT_DIAL_INSECURE is set: the gateway is dialed without TLS");
+        }
+        let setup_error = |e: String| std::io::Error::other(e);
         let identity = Identity {
             metadata: config.metadata.clone(),
             instance,
             version: env!("CARGO_PKG_VERSION"),
+            route: Route {
+                tls: Some(roots.client_config().map_err(setup_error)?),
+                proxy: config.proxy.clone(),
+                insecure: config.dial_insecure,
+            },
         };
+        let http = forward::client(&config, &roots).map_err(setup_error)?;
+        info!("{}", identity.route.describe(&config.token.host));
+        info!("{}", http.describe(&config.target.host));
         let mut codeload = config.target.clone();
         codeload.authority = format!("codeload.{}", codeload.authority);
         codeload.host = format!("codeload.{}", codeload.host);
         let shared = Arc::new(Shared {
             allowlist: Allowlist::new(config.vendor, config.allowed_projects.clone()),
-            http: forward::client(&config),
+            http,
             identity,
             connected: AtomicUsize::new(0),
             busy: AtomicUsize::new(0),

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use vcs_agent::config::parse_duration;
 use vcs_agent::gateway::hub::Settings;
 use vcs_agent::gateway::store::{format_time, Store};
-use vcs_agent::gateway::Gateway;
+use vcs_agent::gateway::{Gateway, GatewayTls};
 use vcs_agent::token::Token;
 
 const HELP: &str = "\
@@ -25,6 +25,10 @@ USAGE:
         --keepalive DUR         ping idle agent streams; drop after 3 silent intervals [20s]
         --exchange-timeout DUR  longest silence from an agent inside one request [120s]
         --drain-timeout DUR     on SIGTERM/SIGINT, how long requests in flight may finish [30s]
+        --tls-cert PEM --tls-key PEM
+                                serve the agent port over TLS (tokens then use wss://) [plain]
+        --api-tls-cert PEM --api-tls-key PEM
+                                serve the api port over TLS (may be the same files) [plain]
     vcs-gateway --help | --version
 
 Durations: 30, 30s, 500ms, 2m. Port 0 picks a free port; the bound addresses are logged.
@@ -53,6 +57,7 @@ fn run() -> Result<ExitCode, String> {
     let mut api_listen = String::from("127.0.0.1:1985");
     let mut settings = Settings::default();
     let mut drain_timeout = std::time::Duration::from_secs(30);
+    let mut tls_files: [Option<PathBuf>; 4] = Default::default();
     let text = |parser: &mut lexopt::Parser| -> Result<String, String> {
         parser
             .value()
@@ -76,6 +81,10 @@ fn run() -> Result<ExitCode, String> {
             Long("public-url") => public_url = text(&mut parser)?,
             Long("agent-listen") => agent_listen = text(&mut parser)?,
             Long("api-listen") => api_listen = text(&mut parser)?,
+            Long("tls-cert") => tls_files[0] = Some(PathBuf::from(text(&mut parser)?)),
+            Long("tls-key") => tls_files[1] = Some(PathBuf::from(text(&mut parser)?)),
+            Long("api-tls-cert") => tls_files[2] = Some(PathBuf::from(text(&mut parser)?)),
+            Long("api-tls-key") => tls_files[3] = Some(PathBuf::from(text(&mut parser)?)),
             Long("queue-timeout") => {
                 settings.queue_timeout = parse_duration(&text(&mut parser)?)
                     .map_err(|e| format!("--queue-timeout: {e}"))?
@@ -141,18 +150,46 @@ fn run() -> Result<ExitCode, String> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        ["serve"] => serve(
-            &data_dir()?,
-            &agent_listen,
-            &api_listen,
-            settings,
-            drain_timeout,
-        ),
+        ["serve"] => {
+            let tls = GatewayTls {
+                agent: server_tls(&tls_files[0], &tls_files[1], "--tls-cert", "--tls-key")?,
+                api: server_tls(
+                    &tls_files[2],
+                    &tls_files[3],
+                    "--api-tls-cert",
+                    "--api-tls-key",
+                )?,
+            };
+            serve(
+                &data_dir()?,
+                &agent_listen,
+                &api_listen,
+                settings,
+                drain_timeout,
+                tls,
+            )
+        }
         [] => Err("a command is required: pool create, pool list or serve (see --help)".into()),
         other => Err(format!(
             "unknown command \"{}\" (see --help)",
             other.join(" ")
         )),
+    }
+}
+
+/// A TLS server configuration from a certificate/key flag pair; both or neither.
+fn server_tls(
+    cert: &Option<PathBuf>,
+    key: &Option<PathBuf>,
+    cert_flag: &str,
+    key_flag: &str,
+) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, String> {
+    match (cert, key) {
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) => vcs_agent::net::tls::server_config(cert, key)
+            .map(Some)
+            .map_err(|e| format!("{cert_flag}/{key_flag}: {e}")),
+        _ => Err(format!("{cert_flag} and {key_flag} go together")),
     }
 }
 
@@ -162,6 +199,7 @@ fn serve(
     api_listen: &str,
     settings: Settings,
     drain_timeout: std::time::Duration,
+    tls: GatewayTls,
 ) -> Result<ExitCode, String> {
     vcs_agent::observe::init_logging("info");
     let mut signals = signal_hook::iterator::Signals::new([
@@ -169,7 +207,11 @@ fn serve(
         signal_hook::consts::SIGINT,
     ])
     .map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    let gateway = Gateway::start(data_dir, agent_listen, api_listen, settings)?;
+    let (agent_tls, api_tls) = (tls.agent.is_some(), tls.api.is_some());
+    let gateway = Gateway::start_with_tls(data_dir, agent_listen, api_listen, settings, tls)?;
+    let scheme = |on: bool| if on { "TLS" } else { "plain, no TLS" };
+    log::info!("agent port serves {}", scheme(agent_tls));
+    log::info!("api port serves {}", scheme(api_tls));
     log::info!("agent port listening on {}", gateway.agent_addr);
     log::info!("api port listening on {}", gateway.api_addr);
     log::info!(

@@ -24,13 +24,23 @@ const TICK: Duration = Duration::from_millis(250);
 
 /// Accepts agent connections forever, a thread each.
 pub fn serve(listener: TcpListener, hub: Arc<Hub>) {
+    serve_with_tls(listener, hub, None)
+}
+
+/// The same, with each connection's TLS handshake (when `tls` is set) on its own thread.
+pub fn serve_with_tls(
+    listener: TcpListener,
+    hub: Arc<Hub>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) {
     for connection in listener.incoming() {
         match connection {
             Ok(tcp) => {
                 let hub = Arc::clone(&hub);
+                let tls = tls.clone();
                 let spawned = std::thread::Builder::new()
                     .name("agent-stream".into())
-                    .spawn(move || accept(tcp, &hub));
+                    .spawn(move || accept(tcp, &hub, tls));
                 if let Err(e) = spawned {
                     warn!("cannot start a thread for an agent stream: {e}");
                 }
@@ -57,7 +67,7 @@ fn header<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
 
 /// Handshake, then the stream's life.
 #[allow(clippy::result_large_err)] // the error type is tungstenite's callback contract
-fn accept(tcp: TcpStream, hub: &Hub) {
+fn accept(tcp: TcpStream, hub: &Hub, tls: Option<Arc<rustls::ServerConfig>>) {
     let peer = match tcp.peer_addr() {
         Ok(p) => p,
         Err(_) => return,
@@ -65,7 +75,16 @@ fn accept(tcp: TcpStream, hub: &Hub) {
     let _ = tcp.set_nodelay(true);
     // A client that connects and says nothing must not hold a thread forever.
     let _ = tcp.set_read_timeout(Some(Duration::from_secs(10)));
-    let stream = Stream::Plain(tcp);
+    let stream = match tls {
+        None => Stream::Plain(tcp),
+        Some(config) => match crate::net::tls::accept(config, tcp, Duration::from_secs(10)) {
+            Ok(tls) => Stream::TlsServer(Box::new(tls)),
+            Err(e) => {
+                debug!("{}", e.describe(&format!("agent {peer}")));
+                return;
+            }
+        },
+    };
 
     let mut admitted: Option<(Arc<Pool>, AgentInfo)> = None;
     let callback = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {

@@ -22,13 +22,23 @@ use std::time::{Duration, Instant};
 const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 
 pub fn serve(listener: TcpListener, hub: Arc<Hub>) {
+    serve_with_tls(listener, hub, None)
+}
+
+/// The same, with each connection's TLS handshake (when `tls` is set) on its own thread.
+pub fn serve_with_tls(
+    listener: TcpListener,
+    hub: Arc<Hub>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) {
     for connection in listener.incoming() {
         match connection {
             Ok(tcp) => {
                 let hub = Arc::clone(&hub);
+                let tls = tls.clone();
                 let spawned = std::thread::Builder::new()
                     .name("caller".into())
-                    .spawn(move || handle_connection(tcp, &hub));
+                    .spawn(move || handle_connection(tcp, &hub, tls));
                 if let Err(e) = spawned {
                     warn!("cannot start a thread for a caller: {e}");
                 }
@@ -41,13 +51,23 @@ pub fn serve(listener: TcpListener, hub: Arc<Hub>) {
     }
 }
 
-fn handle_connection(tcp: TcpStream, hub: &Hub) {
+fn handle_connection(tcp: TcpStream, hub: &Hub, tls: Option<Arc<rustls::ServerConfig>>) {
     let Ok(peer) = tcp.peer_addr() else { return };
     let _ = tcp.set_nodelay(true);
     let _ = tcp.set_read_timeout(Some(IDLE_TIMEOUT));
     let _ = tcp.set_write_timeout(Some(Duration::from_secs(120)));
+    let stream = match tls {
+        None => Stream::Plain(tcp),
+        Some(config) => match crate::net::tls::accept(config, tcp, Duration::from_secs(10)) {
+            Ok(tls) => Stream::TlsServer(Box::new(tls)),
+            Err(e) => {
+                log::debug!("{}", e.describe(&format!("caller {peer}")));
+                return;
+            }
+        },
+    };
     let mut caller = Caller {
-        conn: BufReader::with_capacity(16 * 1024, Stream::Plain(tcp)),
+        conn: BufReader::with_capacity(16 * 1024, stream),
         peer,
     };
     loop {

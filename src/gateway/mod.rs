@@ -17,6 +17,14 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::sync::Arc;
 
+/// TLS for the two ports: `None` serves plain (loopback, or behind a TLS-terminating load
+/// balancer). Handshakes run on each connection's own thread.
+#[derive(Clone, Default)]
+pub struct GatewayTls {
+    pub agent: Option<Arc<rustls::ServerConfig>>,
+    pub api: Option<Arc<rustls::ServerConfig>>,
+}
+
 /// A gateway with both ports bound, serving on background threads.
 pub struct Gateway {
     pub hub: Arc<Hub>,
@@ -31,6 +39,23 @@ impl Gateway {
         agent_listen: &str,
         api_listen: &str,
         settings: Settings,
+    ) -> Result<Gateway, String> {
+        Gateway::start_with_tls(
+            data_dir,
+            agent_listen,
+            api_listen,
+            settings,
+            GatewayTls::default(),
+        )
+    }
+
+    /// Binds both ports and starts serving, each over TLS when `tls` says so.
+    pub fn start_with_tls(
+        data_dir: &Path,
+        agent_listen: &str,
+        api_listen: &str,
+        settings: Settings,
+        tls: GatewayTls,
     ) -> Result<Gateway, String> {
         let store = store::Store::open(data_dir)?;
         let hub = Arc::new(Hub::new(store, settings)?);
@@ -50,10 +75,14 @@ impl Gateway {
         let h = Arc::clone(&hub);
         spawn(
             "agent-port",
-            Box::new(move || agents::serve(agent_listener, h)),
+            Box::new(move || agents::serve_with_tls(agent_listener, h, tls.agent)),
         )?;
         let h = Arc::clone(&hub);
-        spawn("api-port", Box::new(move || front::serve(api_listener, h)))?;
+        let api_tls = tls.api;
+        spawn(
+            "api-port",
+            Box::new(move || front::serve_with_tls(api_listener, h, api_tls)),
+        )?;
         Ok(Gateway {
             hub,
             agent_addr,

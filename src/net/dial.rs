@@ -1,12 +1,15 @@
-//! How an agent stream reaches the gateway: TCP, then the WebSocket upgrade that
-//! authenticates the stream with the pool id and key (see [`crate::protocol`]).
+//! How an agent stream reaches the gateway: TCP (directly or through an HTTP `CONNECT`
+//! proxy), TLS for `wss://`, then the WebSocket upgrade that authenticates the stream with
+//! the pool id and key (see [`crate::protocol`]).
 
-use crate::net::Stream;
+use crate::net::proxy::{self, host_port, ProxyConfig};
+use crate::net::{tls, Stream};
 use crate::protocol::{self, MAX_MESSAGE};
 use crate::token::Token;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 use tungstenite::client::IntoClientRequest;
 use tungstenite::handshake::HandshakeError;
@@ -20,6 +23,55 @@ pub struct Identity {
     /// Shared by every stream of one agent process.
     pub instance: String,
     pub version: &'static str,
+    /// How to get there: TLS trust, proxies, plaintext override.
+    pub route: Route,
+}
+
+/// The transport settings of a dial, shared by every stream of one agent process.
+#[derive(Clone, Default)]
+pub struct Route {
+    /// Trust for `wss://` gateways; `None` refuses `wss://` (only tests build it so).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub proxy: ProxyConfig,
+    /// `SPACELIFT_VCS_AGENT_DIAL_INSECURE`: a `wss://` gateway is dialed as plain `ws://`.
+    pub insecure: bool,
+}
+
+impl Route {
+    /// A line for the start-up log: how `host_url` is reached (no secret in it).
+    pub fn describe(&self, host_url: &str) -> String {
+        let Ok(address) = GatewayAddress::parse(host_url) else {
+            return format!("gateway address \"{host_url}\" is not usable");
+        };
+        let tls = address.tls && !self.insecure;
+        let how = match (address.tls, tls) {
+            (true, false) => "without TLS (SPACELIFT_VCS_AGENT_DIAL_INSECURE)",
+            (_, true) => "over TLS",
+            (false, false) => "without TLS",
+        };
+        match self.proxy.for_target(tls, &address.host) {
+            Some(p) => format!(
+                "gateway {} is dialed {how} through the proxy {} (from {})",
+                host_port(&address.host, address.port),
+                p.redacted(),
+                p.variable
+            ),
+            None => format!(
+                "gateway {} is dialed {how}, directly",
+                host_port(&address.host, address.port)
+            ),
+        }
+    }
+}
+
+impl fmt::Debug for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Route")
+            .field("tls", &self.tls.is_some())
+            .field("proxy", &self.proxy)
+            .field("insecure", &self.insecure)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,20 +194,34 @@ pub fn connect(
     timeout: Duration,
 ) -> Result<WebSocket<Stream>, DialError> {
     let address = GatewayAddress::parse(&token.host).map_err(DialError::Failed)?;
-    if address.tls {
-        return Err(DialError::Failed(format!(
-            "{}: wss:// is not supported by this build",
-            address.connect_url
-        )));
-    }
-    let tcp = tcp_connect(&address.host, address.port, timeout).map_err(DialError::Failed)?;
+    let route = &identity.route;
+    let use_tls = address.tls && !route.insecure;
+    let target = host_port(&address.host, address.port);
+    let tcp = match route.proxy.for_target(use_tls, &address.host) {
+        Some(proxy) => proxy::connect_tunnel(proxy, &address.host, address.port, timeout)
+            .map_err(|e| DialError::Failed(e.to_string()))?,
+        None => tcp_connect(&address.host, address.port, timeout).map_err(DialError::Failed)?,
+    };
     // The upgrade itself must not hang on a gateway that accepted TCP and went silent.
     let _ = tcp.set_read_timeout(Some(timeout));
     let _ = tcp.set_write_timeout(Some(timeout));
-    let stream = Stream::Plain(tcp);
+    let stream = if use_tls {
+        let config = route.tls.clone().ok_or_else(|| {
+            DialError::Failed(format!("{}: no TLS trust configured", address.connect_url))
+        })?;
+        let tls = tls::connect(config, &address.host, tcp, timeout)
+            .map_err(|e| DialError::Failed(e.describe(&format!("the gateway at {target}"))))?;
+        Stream::TlsClient(Box::new(tls))
+    } else {
+        Stream::Plain(tcp)
+    };
+    let connect_url = if address.tls && !use_tls {
+        address.connect_url.replacen("wss://", "ws://", 1)
+    } else {
+        address.connect_url.clone()
+    };
 
-    let mut request = address
-        .connect_url
+    let mut request = connect_url
         .as_str()
         .into_client_request()
         .map_err(|e| DialError::Failed(format!("bad gateway address: {e}")))?;
@@ -200,12 +266,10 @@ pub fn connect(
             }
         }
         Err(HandshakeError::Failure(e)) => Err(DialError::Failed(format!(
-            "WebSocket upgrade to {} failed: {e}",
-            address.connect_url
+            "WebSocket upgrade to {connect_url} failed: {e}"
         ))),
         Err(HandshakeError::Interrupted(_)) => Err(DialError::Failed(format!(
-            "WebSocket upgrade to {} timed out",
-            address.connect_url
+            "WebSocket upgrade to {connect_url} timed out"
         ))),
     }
 }

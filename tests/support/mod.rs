@@ -2,7 +2,9 @@
 //! and waiting on conditions instead of sleeping.
 #![allow(dead_code)]
 
+pub mod proxy;
 pub mod relay;
+pub mod tls;
 pub mod upstream;
 
 use std::collections::BTreeMap;
