@@ -21,6 +21,9 @@ pub const UPSTREAM_CONNECT_TIMEOUT: &str = "SPACELIFT_VCS_AGENT_UPSTREAM_CONNECT
 pub const UPSTREAM_READ_TIMEOUT: &str = "SPACELIFT_VCS_AGENT_UPSTREAM_READ_TIMEOUT";
 pub const DRAIN_TIMEOUT: &str = "SPACELIFT_VCS_AGENT_DRAIN_TIMEOUT";
 pub const DEBUG_PRINT_ALL: &str = "SPACELIFT_VCS_AGENT_DEBUG_PRINT_ALL";
+pub const METRICS_ADDR: &str = "SPACELIFT_VCS_AGENT_METRICS_ADDR";
+pub const LOG_FORMAT: &str = "SPACELIFT_VCS_AGENT_LOG_FORMAT";
+pub const LOG_LEVEL: &str = "SPACELIFT_VCS_AGENT_LOG_LEVEL";
 
 /// Every variable the agent reads, with its default, for `--help` and the README.
 pub const VARIABLES: &[(&str, &str, &str)] = &[
@@ -79,7 +82,22 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "false",
         "log full request and response heads, secrets redacted",
     ),
-    ("RUST_LOG", "info", "log filter (env_logger syntax)"),
+    (
+        METRICS_ADDR,
+        "off",
+        "serve /healthz and /metrics (Prometheus) on this address, e.g. 127.0.0.1:9090",
+    ),
+    (LOG_FORMAT, "text", "log line format: text | json"),
+    (
+        LOG_LEVEL,
+        "info",
+        "error | warn | info | debug | trace; wins over RUST_LOG",
+    ),
+    (
+        "RUST_LOG",
+        "info",
+        "log filter (env_logger syntax), used when LOG_LEVEL is not set",
+    ),
 ];
 
 /// The VCS base endpoint split into what a forwarded URL is made of.
@@ -157,6 +175,11 @@ pub struct AgentConfig {
     pub upstream_read_timeout: Duration,
     pub drain_timeout: Duration,
     pub debug_print_all: bool,
+    /// Where `/healthz` and `/metrics` are served; `None` when off.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    pub log_format: crate::observe::LogFormat,
+    /// One of [`crate::observe::logging::LEVELS`]; `None` leaves it to `RUST_LOG`.
+    pub log_level: Option<String>,
 }
 
 /// One line naming the variable and the problem.
@@ -265,6 +288,31 @@ impl AgentConfig {
             upstream_read_timeout: duration(UPSTREAM_READ_TIMEOUT, Duration::from_secs(60))?,
             drain_timeout: duration(DRAIN_TIMEOUT, Duration::from_secs(30))?,
             debug_print_all: flag(DEBUG_PRINT_ALL)?,
+            metrics_addr: match get(METRICS_ADDR) {
+                None => None,
+                Some(text) => Some(text.parse().map_err(|_| {
+                    error(
+                        METRICS_ADDR,
+                        format!("expected an address such as 127.0.0.1:9090, got \"{text}\""),
+                    )
+                })?),
+            },
+            log_format: match get(LOG_FORMAT) {
+                None => crate::observe::LogFormat::Text,
+                Some(text) => text.parse().map_err(|e| error(LOG_FORMAT, e))?,
+            },
+            log_level: match get(LOG_LEVEL).map(str::to_ascii_lowercase) {
+                None => None,
+                Some(level) if crate::observe::logging::LEVELS.contains(&level.as_str()) => {
+                    Some(level)
+                }
+                Some(other) => {
+                    return Err(error(
+                        LOG_LEVEL,
+                        format!("expected error, warn, info, debug or trace, got \"{other}\""),
+                    ))
+                }
+            },
         })
     }
 }
@@ -416,6 +464,37 @@ mod tests {
             AgentConfig::from_vars(&missing).unwrap_err().to_string(),
             "SPACELIFT_VCS_AGENT_POOL_TOKEN: is required but not set"
         );
+    }
+
+    #[test]
+    fn observability_variables() {
+        let c = AgentConfig::from_vars(&vars(&[])).unwrap();
+        assert_eq!(c.metrics_addr, None);
+        assert_eq!(c.log_format, crate::observe::LogFormat::Text);
+        assert_eq!(c.log_level, None);
+        let c = AgentConfig::from_vars(&vars(&[
+            (METRICS_ADDR, "127.0.0.1:9090"),
+            (LOG_FORMAT, "json"),
+            (LOG_LEVEL, "DEBUG"),
+        ]))
+        .unwrap();
+        assert_eq!(c.metrics_addr, Some("127.0.0.1:9090".parse().unwrap()));
+        assert_eq!(c.log_format, crate::observe::LogFormat::Json);
+        assert_eq!(c.log_level.as_deref(), Some("debug"));
+        for (name, value, expected) in [
+            (METRICS_ADDR, "localhost", "SPACELIFT_VCS_AGENT_METRICS_ADDR: expected an address such as 127.0.0.1:9090, got \"localhost\""),
+            (LOG_FORMAT, "xml", "SPACELIFT_VCS_AGENT_LOG_FORMAT: expected text or json, got \"xml\""),
+            (LOG_LEVEL, "loud", "SPACELIFT_VCS_AGENT_LOG_LEVEL: expected error, warn, info, debug or trace, got \"loud\""),
+        ] {
+            let err = AgentConfig::from_vars(&vars(&[(name, value)])).unwrap_err();
+            assert_eq!(err.to_string(), expected);
+        }
+        for name in [METRICS_ADDR, LOG_FORMAT, LOG_LEVEL] {
+            assert!(
+                VARIABLES.iter().any(|(n, _, _)| *n == name),
+                "{name} not in --help"
+            );
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! they are draining at once; busy ones finish their request first. A slot that panics is
 //! logged and started again; the others never notice.
 
+pub mod check;
 pub mod forward;
 pub mod slot;
 
@@ -30,6 +31,8 @@ pub struct Shared {
     pub connected: AtomicUsize,
     /// Streams serving a request right now.
     pub busy: AtomicUsize,
+    /// Counters for `/metrics`.
+    pub metrics: crate::observe::metrics::AgentMetrics,
     draining: AtomicBool,
     /// Dropped at drain, which wakes every `recv_timeout` on `wake`.
     stop: Mutex<Option<Sender<()>>>,
@@ -82,6 +85,7 @@ impl Agent {
             identity,
             connected: AtomicUsize::new(0),
             busy: AtomicUsize::new(0),
+            metrics: Default::default(),
             draining: AtomicBool::new(false),
             stop: Mutex::new(Some(stop)),
             wake,
