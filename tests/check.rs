@@ -213,3 +213,35 @@ fn configuration_errors_exit_2_with_one_line() {
         "SPACELIFT_VCS_AGENT_PARALLELISM: expected an integer from 1 to 256, got \"abc\""
     );
 }
+
+#[test]
+fn help_lists_every_variable_and_both_binaries_print_versions() {
+    let help = Command::new(AGENT).arg("--help").output().expect("--help");
+    assert!(help.status.success());
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("vcs-agent check"), "{help}");
+    for (name, default, _) in vcs_agent::config::VARIABLES {
+        assert!(help.contains(name), "{name} not in --help");
+        assert!(
+            help.contains(&format!("[{default}]")),
+            "default of {name} not in --help"
+        );
+    }
+    let version = format!("{}\n", env!("CARGO_PKG_VERSION"));
+    for (binary, name) in [(AGENT, "vcs-agent"), (GATEWAY, "vcs-gateway")] {
+        let out = Command::new(binary)
+            .arg("--version")
+            .output()
+            .expect("--version");
+        assert!(out.status.success());
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("{name} {version}")
+        );
+    }
+    let gateway_help = Command::new(GATEWAY)
+        .arg("--help")
+        .output()
+        .expect("--help");
+    assert!(String::from_utf8_lossy(&gateway_help.stdout).contains("/metrics"));
+}
