@@ -175,13 +175,22 @@ info "gateway: agent port $AGENT_PORT, api port $API; fake GitLab at $VCS"
 TOKEN="$("$GATEWAY_BIN" pool create --data-dir "$TMP/gateway-data" --name smoke \
     --public-url "ws://$AGENT_PORT")" || die "vcs-gateway pool create failed"
 
-env -i PATH="$PATH" \
-    SPACELIFT_VCS_AGENT_POOL_TOKEN="$TOKEN" \
-    SPACELIFT_VCS_AGENT_TARGET_BASE_ENDPOINT="http://$VCS" \
-    SPACELIFT_VCS_AGENT_VENDOR=gitlab \
-    SPACELIFT_VCS_AGENT_PARALLELISM=2 \
-    SPACELIFT_VCS_AGENT_DRAIN_TIMEOUT=5s \
-    "$AGENT_BIN" >"$TMP/agent.log" 2>&1 &
+AGENT_ENV=(
+    env -i PATH="$PATH"
+    SPACELIFT_VCS_AGENT_POOL_TOKEN="$TOKEN"
+    SPACELIFT_VCS_AGENT_TARGET_BASE_ENDPOINT="http://$VCS"
+    SPACELIFT_VCS_AGENT_VENDOR=gitlab
+    SPACELIFT_VCS_AGENT_PARALLELISM=2
+    SPACELIFT_VCS_AGENT_DRAIN_TIMEOUT=5s
+    SPACELIFT_VCS_AGENT_METRICS_ADDR=127.0.0.1:0
+)
+
+"${AGENT_ENV[@]}" "$AGENT_BIN" check >"$TMP/check.out" 2>&1 ||
+    die "vcs-agent check failed: $(cat "$TMP/check.out")"
+[[ "$(grep -c '^ok   ' "$TMP/check.out")" == 4 ]] || die "vcs-agent check: $(cat "$TMP/check.out")"
+info "vcs-agent check: 4 checks ok"
+
+"${AGENT_ENV[@]}" "$AGENT_BIN" >"$TMP/agent.log" 2>&1 &
 AGENT_PID=$!
 PIDS+=("$AGENT_PID")
 
@@ -210,6 +219,15 @@ info "GET /private/smoke/api/v4/projects/group%2Fsample -> 200, project group/sa
 denied="$(http_get "http://$API/private/smoke/admin/secrets")"
 [[ "${denied%% *}" == 403 ]] || die "a path outside the allowlist was not refused: $denied"
 info "GET /private/smoke/admin/secrets -> 403 (allowlist)"
+
+METRICS="$(sed -n 's/.*health and metrics endpoint listening on \([^ ]*\).*/\1/p' "$TMP/agent.log" | head -n 1)"
+[[ -n "$METRICS" ]] || die "the agent did not log its health and metrics endpoint"
+health="$(http_get "http://$METRICS/healthz")"
+[[ "${health%% *}" == 200 ]] || die "agent /healthz: $health"
+scrape="$(http_get "http://$METRICS/metrics")"
+grep -q '^vcs_agent_requests_total{rule="-",status="403"} 1$' <<<"$scrape" ||
+    die "agent /metrics does not count the denied request: $scrape"
+info "agent /healthz -> 200; /metrics counts the denial"
 
 kill -TERM "$AGENT_PID"
 agent_status=""
