@@ -173,7 +173,7 @@ fn agent_and_gateway_metrics_follow_streams_requests_and_reconnects() {
         sample(&get(&metrics).1, "vcs_agent_streams_connected"),
         Some(0.0)
     );
-    let gateway = Gateway::start_in(dir, &agent_addr, &[]);
+    let gateway = Gateway::start_in(dir, &agent_addr, "127.0.0.1:0", &[]);
     gateway.wait_streams("metered", 2);
     wait_until(Duration::from_secs(30), "reconnects counted", || {
         let scrape = get(&metrics).1;
