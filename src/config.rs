@@ -26,6 +26,9 @@ pub const DEBUG_PRINT_ALL: &str = "SPACELIFT_VCS_AGENT_DEBUG_PRINT_ALL";
 pub const CA_CERT: &str = "SPACELIFT_VCS_AGENT_CA_CERT";
 pub const CA_CERT_FILE: &str = "SPACELIFT_VCS_AGENT_CA_CERT_FILE";
 pub const DIAL_INSECURE: &str = "SPACELIFT_VCS_AGENT_DIAL_INSECURE";
+pub const METRICS_ADDR: &str = "SPACELIFT_VCS_AGENT_METRICS_ADDR";
+pub const LOG_FORMAT: &str = "SPACELIFT_VCS_AGENT_LOG_FORMAT";
+pub const LOG_LEVEL: &str = "SPACELIFT_VCS_AGENT_LOG_LEVEL";
 
 /// Every variable the agent reads, with its default, for `--help` and the README.
 pub const VARIABLES: &[(&str, &str, &str)] = &[
@@ -100,16 +103,41 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "dial the gateway without TLS (a wss:// token host is dialed as ws://)",
     ),
     (
-        "HTTPS_PROXY / HTTP_PROXY / ALL_PROXY",
+        "HTTPS_PROXY",
         "none",
-        "http://[user:password@]host:port proxy for https/wss resp. http/ws targets (lower case too)",
+        "http://[user:password@]host:port proxy for https:// and wss:// targets (https_proxy too)",
+    ),
+    (
+        "HTTP_PROXY",
+        "none",
+        "proxy for http:// and ws:// targets (http_proxy too)",
+    ),
+    (
+        "ALL_PROXY",
+        "none",
+        "proxy for both when the specific one is unset (all_proxy too)",
     ),
     (
         "NO_PROXY",
         "none",
         "hosts reached directly: names, .domain suffixes, IPs, CIDR ranges, *",
     ),
-    ("RUST_LOG", "info", "log filter (env_logger syntax)"),
+    (
+        METRICS_ADDR,
+        "off",
+        "serve /healthz and /metrics (Prometheus) on this address, e.g. 127.0.0.1:9090",
+    ),
+    (LOG_FORMAT, "text", "log line format: text | json"),
+    (
+        LOG_LEVEL,
+        "info",
+        "error | warn | info | debug | trace; wins over RUST_LOG",
+    ),
+    (
+        "RUST_LOG",
+        "info",
+        "log filter (env_logger syntax), used when LOG_LEVEL is not set",
+    ),
 ];
 
 /// The VCS base endpoint split into what a forwarded URL is made of.
@@ -192,6 +220,11 @@ pub struct AgentConfig {
     pub dial_insecure: bool,
     /// From `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY` (either case).
     pub proxy: ProxyConfig,
+    /// Where `/healthz` and `/metrics` are served; `None` when off.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    pub log_format: crate::observe::LogFormat,
+    /// One of [`crate::observe::logging::LEVELS`]; `None` leaves it to `RUST_LOG`.
+    pub log_level: Option<String>,
 }
 
 /// One line naming the variable and the problem.
@@ -315,6 +348,31 @@ impl AgentConfig {
             custom_cas,
             dial_insecure: flag(DIAL_INSECURE)?,
             proxy,
+            metrics_addr: match get(METRICS_ADDR) {
+                None => None,
+                Some(text) => Some(text.parse().map_err(|_| {
+                    error(
+                        METRICS_ADDR,
+                        format!("expected an address such as 127.0.0.1:9090, got \"{text}\""),
+                    )
+                })?),
+            },
+            log_format: match get(LOG_FORMAT) {
+                None => crate::observe::LogFormat::Text,
+                Some(text) => text.parse().map_err(|e| error(LOG_FORMAT, e))?,
+            },
+            log_level: match get(LOG_LEVEL).map(str::to_ascii_lowercase) {
+                None => None,
+                Some(level) if crate::observe::logging::LEVELS.contains(&level.as_str()) => {
+                    Some(level)
+                }
+                Some(other) => {
+                    return Err(error(
+                        LOG_LEVEL,
+                        format!("expected error, warn, info, debug or trace, got \"{other}\""),
+                    ))
+                }
+            },
         })
     }
 }
@@ -503,6 +561,37 @@ mod tests {
             !format!("{c:?}").contains("pr0xy-pw"),
             "Debug leaks the proxy password"
         );
+    }
+
+    #[test]
+    fn observability_variables() {
+        let c = AgentConfig::from_vars(&vars(&[])).unwrap();
+        assert_eq!(c.metrics_addr, None);
+        assert_eq!(c.log_format, crate::observe::LogFormat::Text);
+        assert_eq!(c.log_level, None);
+        let c = AgentConfig::from_vars(&vars(&[
+            (METRICS_ADDR, "127.0.0.1:9090"),
+            (LOG_FORMAT, "json"),
+            (LOG_LEVEL, "DEBUG"),
+        ]))
+        .unwrap();
+        assert_eq!(c.metrics_addr, Some("127.0.0.1:9090".parse().unwrap()));
+        assert_eq!(c.log_format, crate::observe::LogFormat::Json);
+        assert_eq!(c.log_level.as_deref(), Some("debug"));
+        for (name, value, expected) in [
+            (METRICS_ADDR, "localhost", "SPACELIFT_VCS_AGENT_METRICS_ADDR: expected an address such as 127.0.0.1:9090, got \"localhost\""),
+            (LOG_FORMAT, "xml", "SPACELIFT_VCS_AGENT_LOG_FORMAT: expected text or json, got \"xml\""),
+            (LOG_LEVEL, "loud", "SPACELIFT_VCS_AGENT_LOG_LEVEL: expected error, warn, info, debug or trace, got \"loud\""),
+        ] {
+            let err = AgentConfig::from_vars(&vars(&[(name, value)])).unwrap_err();
+            assert_eq!(err.to_string(), expected);
+        }
+        for name in [METRICS_ADDR, LOG_FORMAT, LOG_LEVEL] {
+            assert!(
+                VARIABLES.iter().any(|(n, _, _)| *n == name),
+                "{name} not in --help"
+            );
+        }
     }
 
     #[test]

@@ -10,6 +10,8 @@ fn help() -> String {
         "vcs-agent {}\n\
          Serves private:// requests from a VCS Agent Pools gateway against an internal VCS.\n\n\
          USAGE:\n    vcs-agent            run (configured by the environment below)\n    \
+         vcs-agent check      preflight: token, gateway login, VCS reachability, project regex;\n                         \
+         one `ok`/`FAIL` line per check, exit 0 only when all pass\n    \
          vcs-agent --help     print this help\n    vcs-agent --version  print the version\n\n\
          ENVIRONMENT (default in brackets):\n",
         env!("CARGO_PKG_VERSION")
@@ -33,6 +35,16 @@ fn main() -> ExitCode {
             println!("vcs-agent {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
+        Some("check") => {
+            return match AgentConfig::from_env() {
+                Ok(config) if vcs_agent::agent::check::run(&config) => ExitCode::SUCCESS,
+                Ok(_) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         Some(other) => {
             eprintln!("vcs-agent: unknown argument \"{other}\" (see vcs-agent --help)");
             return ExitCode::from(2);
@@ -46,7 +58,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    vcs_agent::observe::init_logging("info");
+    vcs_agent::observe::logging::init(config.log_format, config.log_level.as_deref(), "info");
 
     let signals = match signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
@@ -59,6 +71,7 @@ fn main() -> ExitCode {
         }
     };
     let drain_timeout = config.drain_timeout;
+    let metrics_addr = config.metrics_addr;
     let agent = match Agent::start(config) {
         Ok(agent) => agent,
         Err(e) => {
@@ -66,6 +79,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+
+    if let Some(addr) = metrics_addr {
+        match vcs_agent::observe::endpoint::start(addr, std::sync::Arc::clone(agent.shared())) {
+            Ok(bound) => log::info!("health and metrics endpoint listening on {bound}"),
+            Err(e) => {
+                eprintln!("{}: cannot listen on {addr}: {e}", config::METRICS_ADDR);
+                return ExitCode::FAILURE;
+            }
+        }
+    }
 
     let (signalled, first_signal) = crossbeam_channel::bounded(1);
     let mut signals = signals;

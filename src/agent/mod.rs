@@ -7,6 +7,7 @@
 //! they are draining at once; busy ones finish their request first. A slot that panics is
 //! logged and started again; the others never notice.
 
+pub mod check;
 pub mod forward;
 pub mod slot;
 
@@ -30,6 +31,8 @@ pub struct Shared {
     pub connected: AtomicUsize,
     /// Streams serving a request right now.
     pub busy: AtomicUsize,
+    /// Counters for `/metrics`.
+    pub metrics: crate::observe::metrics::AgentMetrics,
     draining: AtomicBool,
     alarm: Alarm,
     codeload: BaseEndpoint,
@@ -91,27 +94,34 @@ pub struct Agent {
     slots: Vec<JoinHandle<()>>,
 }
 
+/// The two legs' transport, built once from the configuration: how the gateway is dialed
+/// (TLS trust, proxies) and the HTTP client for the VCS. Shared by the agent and `check`.
+pub fn legs(config: &AgentConfig) -> Result<(Route, forward::Client), String> {
+    let roots = Roots::load(&config.custom_cas);
+    info!("TLS trusts {}", roots.source);
+    let route = Route {
+        tls: Some(roots.client_config()?),
+        proxy: config.proxy.clone(),
+        insecure: config.dial_insecure,
+    };
+    let http = forward::client(config, &roots)?;
+    Ok((route, http))
+}
+
 impl Agent {
     /// Starts one thread per parallelism slot; they dial the gateway at once.
     pub fn start(config: AgentConfig) -> std::io::Result<Agent> {
         let instance = ulid::Ulid::new().to_string();
-        let roots = Roots::load(&config.custom_cas);
-        info!("TLS trusts {}", roots.source);
+        let (route, http) = legs(&config).map_err(std::io::Error::other)?;
         if config.dial_insecure {
             warn!("SPACELIFT_VCS_AGENT_DIAL_INSECURE is set: the gateway is dialed without TLS");
         }
-        let setup_error = |e: String| std::io::Error::other(e);
         let identity = Identity {
             metadata: config.metadata.clone(),
             instance,
             version: env!("CARGO_PKG_VERSION"),
-            route: Route {
-                tls: Some(roots.client_config().map_err(setup_error)?),
-                proxy: config.proxy.clone(),
-                insecure: config.dial_insecure,
-            },
+            route,
         };
-        let http = forward::client(&config, &roots).map_err(setup_error)?;
         info!("{}", identity.route.describe(&config.token.host));
         info!("{}", http.describe(&config.target.host));
         let mut codeload = config.target.clone();
@@ -123,6 +133,7 @@ impl Agent {
             identity,
             connected: AtomicUsize::new(0),
             busy: AtomicUsize::new(0),
+            metrics: Default::default(),
             draining: AtomicBool::new(false),
             alarm: Alarm::default(),
             codeload,

@@ -15,6 +15,8 @@ use crate::agent::Shared;
 use crate::net::dial::{self, DialError};
 use crate::net::stream::is_timeout;
 use crate::net::Stream;
+use crate::observe::access::Access;
+use crate::observe::metrics::{AgentMetrics, Observation};
 use crate::observe::{redact_headers, redact_target};
 use crate::protocol::{self, Control, ErrorKind, Frame, Headers, MAX_CHUNK};
 use log::{debug, error, info, warn};
@@ -102,6 +104,7 @@ pub fn run(shared: &Shared, index: usize) {
     let mut backoff = Backoff::default();
     let mut buffer = vec![0u8; MAX_CHUNK];
     let mut failures_in_a_row = 0u32;
+    let mut connected_before = false;
     while !shared.is_draining() {
         let dial_timeout = shared.config.upstream_connect_timeout;
         match dial::connect(&shared.config.token, &shared.identity, dial_timeout) {
@@ -112,6 +115,10 @@ pub fn run(shared: &Shared, index: usize) {
                 } else {
                     debug!("slot {index}: connected to the gateway");
                 }
+                if failures_in_a_row > 0 || connected_before {
+                    shared.metrics.reconnected();
+                }
+                connected_before = true;
                 failures_in_a_row = 0;
                 let since = Instant::now();
                 shared.connected.fetch_add(1, Ordering::SeqCst);
@@ -132,11 +139,13 @@ pub fn run(shared: &Shared, index: usize) {
             }
             Err(DialError::Unauthorized(reason)) => {
                 failures_in_a_row += 1;
+                shared.metrics.dial_failed();
                 backoff.to_cap();
                 error!("slot {index}: {}", DialError::Unauthorized(reason));
             }
             Err(e) => {
                 failures_in_a_row += 1;
+                shared.metrics.dial_failed();
                 // The first failure and then every tenth: a long outage must not flood the log.
                 if failures_in_a_row == 1 || failures_in_a_row.is_multiple_of(10) {
                     warn!(
@@ -263,28 +272,42 @@ struct Record<'a> {
     bytes_out: u64,
     started: Instant,
     problem: Option<(ErrorKind, String)>,
+    /// Time until the VCS answered, when the request was forwarded.
+    upstream: Option<Duration>,
+    metrics: &'a AgentMetrics,
 }
 
 impl Record<'_> {
+    /// Writes the access line and counts the request (once per request).
     fn log(&self) {
-        let line = format!(
-            "id={} method={} path={} for=\"{}\" project={} status={} bytes_in={} bytes_out={} elapsed_ms={:.1}",
-            self.request.id,
-            self.request.method,
-            redact_target(&self.request.target),
-            self.description,
-            self.project.as_deref().unwrap_or("-"),
-            self.status.map_or_else(|| "-".to_string(), |s| s.to_string()),
-            self.bytes_in,
-            self.bytes_out,
-            self.started.elapsed().as_secs_f64() * 1000.0,
-        );
-        match &self.problem {
-            None => info!(target: "access", "{line}"),
-            Some((kind, reason)) => {
-                warn!(target: "access", "{line} error={kind} reason=\"{reason}\"")
-            }
+        let path = redact_target(&self.request.target);
+        let kind = self.problem.as_ref().map(|(kind, _)| kind.as_str());
+        Access {
+            id: &self.request.id,
+            method: &self.request.method,
+            path: &path,
+            rule: self.description,
+            project: self.project.as_deref(),
+            status: self.status,
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
+            elapsed_ms: self.started.elapsed().as_secs_f64() * 1000.0,
+            error: kind,
+            reason: self.problem.as_ref().map(|(_, reason)| reason.as_str()),
         }
+        .emit();
+        self.metrics.observe(&Observation {
+            rule: self.description,
+            status: self.status,
+            error: kind,
+            denial: match &self.problem {
+                Some((ErrorKind::Denied, reason)) => Some(reason),
+                _ => None,
+            },
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
+            upstream: self.upstream,
+        });
     }
 }
 
@@ -398,6 +421,8 @@ fn handle(
         bytes_out: 0,
         started: Instant::now(),
         problem: None,
+        upstream: None,
+        metrics: &shared.metrics,
     };
     let idle_limit = shared.config.keepalive * 3;
     let authority = shared.config.target.authority.clone();
@@ -437,6 +462,7 @@ fn handle(
 
     // Send the request; the body streams from the socket while ureq writes it upstream.
     let mut body = RequestBody::new(socket, request.body, idle_limit);
+    let asked = Instant::now();
     let outcome = {
         let reader: Option<&mut dyn Read> = if request.body { Some(&mut body) } else { None };
         match forward::build(&request.method, &url, &headers) {
@@ -447,6 +473,7 @@ fn handle(
             }),
         }
     };
+    record.upstream = Some(asked.elapsed());
     // The gateway writes the whole body before it reads an answer: consume it first.
     body.skip_rest().map_err(StreamEnd::Lost)?;
     record.bytes_in = body.bytes;

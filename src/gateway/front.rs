@@ -1,5 +1,6 @@
 //! The api port: `private://<pool>/<path>` arrives as `/private/<pool>/<path>?<query>` and is
-//! handed to an idle stream of that pool; `/healthz` reports pools and streams.
+//! handed to an idle stream of that pool; `/healthz` reports pools and streams; `/metrics`
+//! gives per-pool figures in the Prometheus text format.
 //!
 //! A thread per caller connection reads request heads (keep-alive), routes them, and for a
 //! tunnel request sends a [`Job`] holding the connection itself to the pool's channel. The
@@ -111,6 +112,13 @@ fn route(head: RequestHead, mut caller: Caller, hub: &Hub) -> Option<Caller> {
                 keep_alive,
             )
         }
+        ("GET", "/metrics") => http1::write_simple(
+            caller.conn.get_mut(),
+            200,
+            crate::observe::prometheus::CONTENT_TYPE,
+            crate::observe::gateway_metrics::render(hub).as_bytes(),
+            keep_alive,
+        ),
         _ => write_error(
             caller.conn.get_mut(),
             ErrorKind::BadRequest,

@@ -144,6 +144,8 @@ pub struct Pool {
     pub requests: AtomicU64,
     agents: Mutex<BTreeMap<String, AgentInfo>>,
     recent: Mutex<VecDeque<RequestRecord>>,
+    /// Counters for `/metrics`.
+    pub stats: crate::observe::gateway_metrics::PoolStats,
     /// Set when the pool is deleted: its streams close.
     pub closed: AtomicBool,
 }
@@ -160,6 +162,7 @@ impl Pool {
             requests: AtomicU64::new(0),
             agents: Mutex::new(BTreeMap::new()),
             recent: Mutex::new(VecDeque::with_capacity(RECENT_REQUESTS)),
+            stats: Default::default(),
             closed: AtomicBool::new(false),
         }
     }
@@ -226,6 +229,7 @@ impl Pool {
     /// Logs a finished request and keeps it among the recent ones.
     pub fn remember(&self, record: RequestRecord) {
         record.log(&self.name());
+        self.stats.observe(&record);
         if let Ok(mut recent) = self.recent.lock() {
             if recent.len() == RECENT_REQUESTS {
                 recent.pop_front();

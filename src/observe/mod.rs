@@ -1,28 +1,25 @@
-//! What operators read: the log setup and the one-line access records.
+//! What operators read and scrape: logs, access lines, health and metrics.
 //!
-//! Logs go to stdout (supervisord and container runtimes collect it), `info` by default,
-//! `RUST_LOG` filters. Nothing secret is ever formatted into a line: query values of
-//! token-like parameters are replaced by `***` ([`redact_target`]), and header values are only
-//! printed through [`redact_header`].
+//! Logs go to stdout (supervisord and container runtimes collect it) as text or JSON lines
+//! ([`logging`]); each request leaves one access line ([`access`]). Counters for Prometheus
+//! live in [`metrics`] (agent) and [`gateway_metrics`] (gateway), written in the text format
+//! by [`prometheus`]; the agent serves them with `/healthz` on an optional local port
+//! ([`endpoint`]). Nothing secret is ever formatted into a line: query values of token-like
+//! parameters are replaced by `***` ([`redact_target`]), and header values are only printed
+//! through [`redact_header`]. This file holds that redaction, which every line relies on.
 
-use std::io::Write;
+pub mod access;
+pub mod endpoint;
+pub mod gateway_metrics;
+pub mod logging;
+pub mod metrics;
+pub mod prometheus;
 
-/// Starts `env_logger` on stdout with `default_filter` unless `RUST_LOG` says otherwise.
+pub use logging::LogFormat;
+
+/// Starts text logging on stdout with `default_filter` unless `RUST_LOG` says otherwise.
 pub fn init_logging(default_filter: &str) {
-    let env = env_logger::Env::default().default_filter_or(default_filter);
-    let _ = env_logger::Builder::from_env(env)
-        .target(env_logger::Target::Stdout)
-        .format(|buf, record| {
-            writeln!(
-                buf,
-                "{} {:<5} {}: {}",
-                humantime::format_rfc3339_millis(std::time::SystemTime::now()),
-                record.level(),
-                record.target().split("::").last().unwrap_or(""),
-                record.args()
-            )
-        })
-        .try_init();
+    logging::init(LogFormat::Text, None, default_filter);
 }
 
 /// Query parameters whose values are secrets, compared case-insensitively; any name that

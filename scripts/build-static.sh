@@ -1,0 +1,245 @@
+#!/usr/bin/env bash
+# Builds static (musl) release binaries of vcs-agent and vcs-gateway, proves they are static
+# and small enough, then runs them end to end on loopback: gateway, pool, fake GitLab, agent,
+# one allowlisted request through the tunnel, a graceful stop.
+#
+# Why static: the agent runs on bastion hosts and minimal images we do not control; a binary
+# with no program interpreter and no shared libraries runs on any x86-64 Linux kernel.
+#
+# Usage: bash scripts/build-static.sh      (from anywhere; needs cargo/rustup, python3, git)
+# Env:   MAX_AGENT_BYTES   size limit for vcs-agent [4194304 = 4 MiB]
+#        KEEP_TMP=1        keep the smoke test's temporary directory (logs)
+#        CARGO_TARGET_DIR  honoured, as cargo does
+# Installs what is missing: the rustup target x86_64-unknown-linux-musl, and Debian's
+# musl-tools (musl-gcc, which ring's C code needs) with apt-get when run as root.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+TARGET=x86_64-unknown-linux-musl
+MAX_AGENT_BYTES="${MAX_AGENT_BYTES:-4194304}"
+WAIT_SECONDS=20
+
+step() { printf '\n==> %s\n' "$*"; }
+info() { printf '    %s\n' "$*"; }
+die() {
+    printf '\nbuild-static: FAILED: %s\n' "$*" >&2
+    exit 1
+}
+
+# -- 1. toolchain -----------------------------------------------------------------------------
+step "Toolchain for $TARGET"
+command -v cargo >/dev/null || die "cargo is required but not on PATH"
+if ! rustup target list --installed 2>/dev/null | grep -qx "$TARGET"; then
+    info "adding the rustup target $TARGET"
+    rustup target add "$TARGET" || die "rustup target add $TARGET failed"
+fi
+if ! command -v musl-gcc >/dev/null; then
+    command -v apt-get >/dev/null || die "musl-gcc is missing and apt-get is not available: install musl-tools"
+    SUDO=()
+    [[ "$(id -u)" -eq 0 ]] || SUDO=(sudo)
+    info "installing musl-tools (musl-gcc) with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    # Package lists may be missing on a fresh image: update once if the install fails.
+    "${SUDO[@]}" apt-get install -y -q musl-tools ||
+        { "${SUDO[@]}" apt-get update -q && "${SUDO[@]}" apt-get install -y -q musl-tools; } ||
+        die "apt-get install musl-tools failed"
+fi
+# ring's build script compiles C and assembly: point it at the musl wrapper.
+export CC_x86_64_unknown_linux_musl="${CC_x86_64_unknown_linux_musl:-musl-gcc}"
+info "rustc $(rustc --version | cut -d' ' -f2), C compiler $CC_x86_64_unknown_linux_musl"
+
+# -- 2. build ---------------------------------------------------------------------------------
+step "cargo build --release --locked --target $TARGET --bins"
+cargo build --release --locked --target "$TARGET" --bins || die "cargo build failed"
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+[[ "$TARGET_DIR" == /* ]] || TARGET_DIR="$ROOT/$TARGET_DIR"
+OUT="$TARGET_DIR/$TARGET/release"
+AGENT_BIN="$OUT/vcs-agent"
+GATEWAY_BIN="$OUT/vcs-gateway"
+
+# -- 3. static and small ----------------------------------------------------------------------
+step "Checking that the binaries are static"
+for bin in "$AGENT_BIN" "$GATEWAY_BIN"; do
+    [[ -x "$bin" ]] || die "$bin was not built"
+    if readelf -lW "$bin" | grep -q 'INTERP'; then
+        die "$(basename "$bin") has a program interpreter: $(readelf -lW "$bin" | grep -A1 INTERP | tail -n 1)"
+    fi
+    ldd_says="$(ldd "$bin" 2>&1 || true)"
+    grep -Eq 'not a dynamic executable|statically linked' <<<"$ldd_says" ||
+        die "$(basename "$bin") is not static; ldd says: $ldd_says"
+    info "$(basename "$bin"): no INTERP; ldd: $(head -n 1 <<<"$ldd_says" | sed 's/^[[:space:]]*//')"
+done
+
+step "Sizes"
+size_of() { stat -c %s "$1"; }
+mib() { awk -v b="$1" 'BEGIN { printf "%.2f MiB", b / 1048576 }'; }
+AGENT_BYTES="$(size_of "$AGENT_BIN")"
+GATEWAY_BYTES="$(size_of "$GATEWAY_BIN")"
+info "vcs-agent    $AGENT_BYTES bytes ($(mib "$AGENT_BYTES"))   $AGENT_BIN"
+info "vcs-gateway  $GATEWAY_BYTES bytes ($(mib "$GATEWAY_BYTES"))   $GATEWAY_BIN"
+((AGENT_BYTES <= MAX_AGENT_BYTES)) ||
+    die "vcs-agent is $AGENT_BYTES bytes, over the limit of $MAX_AGENT_BYTES ($(mib "$MAX_AGENT_BYTES"))"
+"$AGENT_BIN" --version >/dev/null || die "vcs-agent --version failed"
+"$GATEWAY_BIN" --version >/dev/null || die "vcs-gateway --version failed"
+
+# -- 4. smoke test ----------------------------------------------------------------------------
+step "Smoke test of the static binaries on loopback"
+for tool in python3 git; do
+    command -v "$tool" >/dev/null || die "$tool is required for the smoke test"
+done
+export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null
+export NO_PROXY="127.0.0.1,localhost" no_proxy="127.0.0.1,localhost"
+
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/vcs-static-smoke.XXXXXX")"
+PIDS=()
+stop_all() {
+    local status=$? i pid
+    trap - EXIT INT TERM
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+        pid="${PIDS[$i]}"
+        running "$pid" || { wait "$pid" 2>/dev/null || true; continue; }
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 100); do
+            running "$pid" || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    if [[ $status -ne 0 ]]; then
+        for log in git-server.log gateway.log agent.log; do
+            [[ -s "$TMP/$log" ]] || continue
+            printf '\n--- last lines of %s ---\n' "$log" >&2
+            tail -n 20 "$TMP/$log" >&2
+        done
+    fi
+    if [[ "${KEEP_TMP:-}" == 1 ]]; then echo "build-static: kept $TMP"; else rm -rf "$TMP"; fi
+    exit "$status"
+}
+trap stop_all EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# A child that exited stays a zombie until `wait`: kill -0 would still succeed on it.
+running() {
+    local state
+    state="$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1)" || return 1
+    [[ -n "$state" && "$state" != Z ]]
+}
+alive_or_die() { running "$1" || die "$2 exited early"; }
+
+# http GET URL -> prints "STATUS BODY" (python3, so no curl is needed).
+http_get() {
+    python3 - "$1" <<'EOF'
+import sys, urllib.request, urllib.error
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+try:
+    with opener.open(sys.argv[1], timeout=10) as r:
+        print(r.status, r.read().decode("utf-8", "replace"))
+except urllib.error.HTTPError as e:
+    print(e.code, e.read().decode("utf-8", "replace"))
+except Exception as e:
+    print(0, e)
+EOF
+}
+
+# A bare repository group/sample.git for the fake GitLab to describe.
+git init -q --bare "$TMP/repos/group/sample.git"
+
+python3 "$ROOT/scripts/git-http-server.py" --root "$TMP/repos" --listen 127.0.0.1:0 \
+    --port-file "$TMP/git-server.port" >"$TMP/git-server.log" 2>&1 &
+UPSTREAM_PID=$!
+PIDS+=("$UPSTREAM_PID")
+
+"$GATEWAY_BIN" serve --data-dir "$TMP/gateway-data" \
+    --agent-listen 127.0.0.1:0 --api-listen 127.0.0.1:0 >"$TMP/gateway.log" 2>&1 &
+GATEWAY_PID=$!
+PIDS+=("$GATEWAY_PID")
+
+AGENT_PORT="" API=""
+for _ in $(seq $((WAIT_SECONDS * 10))); do
+    AGENT_PORT="$(sed -n 's/.*agent port listening on \([^ ]*\).*/\1/p' "$TMP/gateway.log" | head -n 1)"
+    API="$(sed -n 's/.*api port listening on \([^ ]*\).*/\1/p' "$TMP/gateway.log" | head -n 1)"
+    [[ -n "$AGENT_PORT" && -n "$API" && -s "$TMP/git-server.port" ]] && break
+    alive_or_die "$GATEWAY_PID" vcs-gateway
+    alive_or_die "$UPSTREAM_PID" git-http-server.py
+    sleep 0.1
+done
+[[ -n "$AGENT_PORT" && -n "$API" ]] || die "the gateway did not log its ports within ${WAIT_SECONDS}s"
+[[ -s "$TMP/git-server.port" ]] || die "git-http-server.py did not start within ${WAIT_SECONDS}s"
+VCS="127.0.0.1:$(cat "$TMP/git-server.port")"
+info "gateway: agent port $AGENT_PORT, api port $API; fake GitLab at $VCS"
+
+TOKEN="$("$GATEWAY_BIN" pool create --data-dir "$TMP/gateway-data" --name smoke \
+    --public-url "ws://$AGENT_PORT")" || die "vcs-gateway pool create failed"
+
+AGENT_ENV=(
+    env -i PATH="$PATH"
+    SPACELIFT_VCS_AGENT_POOL_TOKEN="$TOKEN"
+    SPACELIFT_VCS_AGENT_TARGET_BASE_ENDPOINT="http://$VCS"
+    SPACELIFT_VCS_AGENT_VENDOR=gitlab
+    SPACELIFT_VCS_AGENT_PARALLELISM=2
+    SPACELIFT_VCS_AGENT_DRAIN_TIMEOUT=5s
+    SPACELIFT_VCS_AGENT_METRICS_ADDR=127.0.0.1:0
+)
+
+"${AGENT_ENV[@]}" "$AGENT_BIN" check >"$TMP/check.out" 2>&1 ||
+    die "vcs-agent check failed: $(cat "$TMP/check.out")"
+[[ "$(grep -c '^ok   ' "$TMP/check.out")" == 4 ]] || die "vcs-agent check: $(cat "$TMP/check.out")"
+info "vcs-agent check: 4 checks ok"
+
+"${AGENT_ENV[@]}" "$AGENT_BIN" >"$TMP/agent.log" 2>&1 &
+AGENT_PID=$!
+PIDS+=("$AGENT_PID")
+
+streams=0
+for _ in $(seq $((WAIT_SECONDS * 10))); do
+    streams="$(http_get "http://$API/healthz" | python3 -c '
+import json, sys
+try:
+    print(json.loads(sys.stdin.read().split(" ", 1)[1])["pools"]["smoke"]["streams"])
+except Exception:
+    print(0)')"
+    ((streams >= 2)) && break
+    alive_or_die "$AGENT_PID" vcs-agent
+    sleep 0.1
+done
+((streams >= 2)) || die "the agent's streams did not reach the gateway within ${WAIT_SECONDS}s (saw $streams)"
+info "the agent is connected: $streams streams"
+
+answer="$(http_get "http://$API/private/smoke/api/v4/projects/group%2Fsample")"
+status="${answer%% *}"
+[[ "$status" == 200 ]] || die "GET /api/v4/projects/group%2Fsample through the tunnel: $answer"
+grep -q '"path_with_namespace": *"group/sample"' <<<"$answer" ||
+    die "unexpected answer through the tunnel: $answer"
+info "GET /private/smoke/api/v4/projects/group%2Fsample -> 200, project group/sample"
+
+denied="$(http_get "http://$API/private/smoke/admin/secrets")"
+[[ "${denied%% *}" == 403 ]] || die "a path outside the allowlist was not refused: $denied"
+info "GET /private/smoke/admin/secrets -> 403 (allowlist)"
+
+METRICS="$(sed -n 's/.*health and metrics endpoint listening on \([^ ]*\).*/\1/p' "$TMP/agent.log" | head -n 1)"
+[[ -n "$METRICS" ]] || die "the agent did not log its health and metrics endpoint"
+health="$(http_get "http://$METRICS/healthz")"
+[[ "${health%% *}" == 200 ]] || die "agent /healthz: $health"
+scrape="$(http_get "http://$METRICS/metrics")"
+grep -q '^vcs_agent_requests_total{rule="-",status="403"} 1$' <<<"$scrape" ||
+    die "agent /metrics does not count the denied request: $scrape"
+info "agent /healthz -> 200; /metrics counts the denial"
+
+kill -TERM "$AGENT_PID"
+agent_status=""
+for _ in $(seq $((WAIT_SECONDS * 10))); do
+    if ! running "$AGENT_PID"; then
+        wait "$AGENT_PID" && agent_status=0 || agent_status=$?
+        break
+    fi
+    sleep 0.1
+done
+[[ "$agent_status" == 0 ]] || die "the agent did not drain and exit 0 after SIGTERM (status '${agent_status:-still running}')"
+info "SIGTERM: the agent drained and exited 0"
+
+printf '\nbuild-static: ok: vcs-agent %s bytes, vcs-gateway %s bytes, static, smoke test passed\n' \
+    "$AGENT_BYTES" "$GATEWAY_BYTES"

@@ -1,0 +1,193 @@
+//! `vcs-agent check`: the preflight an operator runs after editing the environment file,
+//! before waiting for a SaaS request to fail with a vague "no agent" or "bad gateway".
+//!
+//! It walks the chain a request takes, in order, and says where it breaks: the token decodes
+//! to a gateway address; the vendor's allowlist and the project regex compile; the gateway
+//! accepts the token (a real WebSocket login); the VCS base endpoint answers HTTP. Each check
+//! prints one line, `ok   <check>: <detail>` or `FAIL <check>: <reason>`, and the process
+//! exits 0 only when every check passed (configuration errors exit 2 before any check runs).
+//!
+//! The gateway login must not turn the check into a serving stream: right after the upgrade
+//! it sends the `draining` frame, which makes the gateway close the stream before handing it
+//! work. If a request was dispatched in the instant before the gateway read that frame, it is
+//! refused with `no_agent` so the caller can retry, never forwarded. The VCS probe sends no
+//! credentials, so any HTTP answer (even 401) proves reachability; only connection, DNS,
+//! TLS or timeout errors fail it. Nothing secret is printed: not the key, not a header.
+
+use crate::agent::forward;
+use crate::allowlist::Vendor;
+use crate::config::AgentConfig;
+use crate::net::dial::{self, GatewayAddress, Identity};
+use crate::net::stream::is_timeout;
+use crate::protocol::{self, Control, ErrorKind, Frame};
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+/// How long the check waits for the gateway to close the stream after the drain notice.
+const CLOSE_WAIT: Duration = Duration::from_secs(3);
+
+/// One check's result: a detail when it passed, a reason when it failed.
+pub type Outcome = Result<String, String>;
+
+type Check = fn(&AgentConfig) -> Outcome;
+
+/// The line printed for one check.
+pub fn line(name: &str, outcome: &Outcome) -> String {
+    match outcome {
+        Ok(detail) => format!("ok   {name}: {detail}"),
+        Err(reason) => format!("FAIL {name}: {reason}"),
+    }
+}
+
+/// Runs every check, printing each line as it completes; `true` when all passed.
+pub fn run(config: &AgentConfig) -> bool {
+    let checks: [(&str, Check); 4] = [
+        ("token", token),
+        ("allowlist", allowlist),
+        ("gateway", gateway),
+        ("vcs", vcs),
+    ];
+    let mut all_ok = true;
+    let mut out = std::io::stdout();
+    for (name, check) in checks {
+        let outcome = check(config);
+        all_ok &= outcome.is_ok();
+        let _ = writeln!(out, "{}", line(name, &outcome));
+        let _ = out.flush();
+    }
+    all_ok
+}
+
+fn millis(d: Duration) -> u128 {
+    d.as_millis()
+}
+
+/// The token decodes (already done by the configuration) to a gateway address this build dials.
+fn token(config: &AgentConfig) -> Outcome {
+    let address = GatewayAddress::parse(&config.token.host)?;
+    if address.tls {
+        return Err(format!(
+            "gateway address {} uses wss://, which this build does not support",
+            config.token.host
+        ));
+    }
+    Ok(format!(
+        "pool {} at gateway {}",
+        config.token.pool_ulid, config.token.host
+    ))
+}
+
+/// The vendor's rule table and the project regex.
+fn allowlist(config: &AgentConfig) -> Outcome {
+    let projects = match &config.allowed_projects {
+        None => "every project allowed (SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS is not set)".into(),
+        Some(re) => format!("projects must match {}", re.as_str()),
+    };
+    Ok(format!(
+        "vendor {} with {} rules; {projects}",
+        config.vendor,
+        config.vendor.rules().len()
+    ))
+}
+
+/// Logs in to the gateway with the pool token, then leaves without taking work.
+fn gateway(config: &AgentConfig) -> Outcome {
+    let address = GatewayAddress::parse(&config.token.host)?;
+    let (route, _) = crate::agent::legs(config)?;
+    let identity = Identity {
+        metadata: config.metadata.clone(),
+        instance: format!("check-{}", ulid::Ulid::new()),
+        version: env!("CARGO_PKG_VERSION"),
+        route,
+    };
+    let started = Instant::now();
+    let mut socket = dial::connect(&config.token, &identity, config.upstream_connect_timeout)
+        .map_err(|e| format!("{}: {e}", address.connect_url))?;
+    let took = started.elapsed();
+    socket
+        .send(Control::Draining.to_message())
+        .map_err(|e| format!("logged in, then the connection broke: {e}"))?;
+    let _ = socket
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_millis(100)));
+    let deadline = Instant::now() + CLOSE_WAIT;
+    let mut closing = false;
+    loop {
+        match socket.read() {
+            Ok(message) => {
+                if let Ok(Some(Frame::Control(Control::Request { id, .. }))) =
+                    protocol::decode(message)
+                {
+                    // Dispatched before the gateway saw the drain notice: refuse, never forward.
+                    let refusal = Control::Error {
+                        id,
+                        kind: ErrorKind::NoAgent,
+                        message: "the stream was a preflight check (vcs-agent check); retry".into(),
+                        rule: None,
+                        project: None,
+                    };
+                    let _ = socket.send(refusal.to_message());
+                }
+            }
+            Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {
+                if Instant::now() > deadline && !closing {
+                    // The gateway did not close: close from this side.
+                    closing = true;
+                    let _ = socket.close(None);
+                } else if Instant::now() > deadline + CLOSE_WAIT {
+                    break;
+                }
+            }
+            // Closed (the normal end) or broken: the login already succeeded either way.
+            Err(_) => break,
+        }
+    }
+    Ok(format!(
+        "{} accepted the pool token in {} ms; closed without taking requests",
+        address.connect_url,
+        millis(took)
+    ))
+}
+
+/// An unauthenticated endpoint of each vendor, under the base endpoint.
+pub fn probe_path(vendor: Vendor) -> &'static str {
+    match vendor {
+        Vendor::Gitlab => "/api/v4/version",
+        Vendor::BitbucketDatacenter => "/rest/api/1.0/application-properties",
+        Vendor::GithubEnterprise => "/api/v3/meta",
+        Vendor::AzureDevops => "/_apis/connectionData",
+    }
+}
+
+/// Reaches the VCS base endpoint: any HTTP answer passes.
+fn vcs(config: &AgentConfig) -> Outcome {
+    let url = config.target.url_for(probe_path(config.vendor));
+    let (_, client) = crate::agent::legs(config)?;
+    let builder = forward::build("GET", &url, &Vec::new())?;
+    let started = Instant::now();
+    let response = forward::send(&client, builder, None, &config.target.authority)
+        .map_err(|e| format!("GET {url}: {}", e.message))?;
+    Ok(format!(
+        "GET {url} answered {} in {} ms (reachable; the check sends no credentials, so 401 or 403 is fine)",
+        response.status().as_u16(),
+        millis(started.elapsed())
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_start_with_a_fixed_width_verdict() {
+        assert_eq!(line("vcs", &Ok("fine".into())), "ok   vcs: fine");
+        assert_eq!(line("vcs", &Err("down".into())), "FAIL vcs: down");
+    }
+
+    #[test]
+    fn every_vendor_has_a_probe_under_the_base() {
+        for vendor in Vendor::ALL {
+            assert!(probe_path(vendor).starts_with('/'), "{vendor}");
+        }
+    }
+}

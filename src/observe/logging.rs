@@ -1,0 +1,180 @@
+//! The log setup: text lines for people, JSON lines for log shippers, one level knob.
+//!
+//! Both formats go to stdout (supervisord and container runtimes collect it). JSON lines have
+//! stable field names: `ts`, `level`, `target`, `msg`, plus the structured fields of an access
+//! line ([`super::access`]). Those fields travel from the access line to the formatter in a
+//! thread-local, because `env_logger` formats on the thread that logs: no allocation or
+//! parsing happens unless the JSON format is on and the line is enabled.
+
+use serde_json::Value;
+use std::cell::RefCell;
+use std::fmt;
+use std::io::Write;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<LogFormat, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!("expected text or json, got \"{s}\"")),
+        }
+    }
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        })
+    }
+}
+
+/// The levels `SPACELIFT_VCS_AGENT_LOG_LEVEL` accepts.
+pub const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+
+static JSON: AtomicBool = AtomicBool::new(false);
+
+/// Whether the JSON format is on (the access line builds its fields only then).
+pub fn is_json() -> bool {
+    JSON.load(Ordering::Relaxed)
+}
+
+/// Structured fields of a line, in output order.
+pub type Fields = Vec<(&'static str, Value)>;
+
+thread_local! {
+    static FIELDS: RefCell<Option<Fields>> = const { RefCell::new(None) };
+}
+
+/// Runs `log` (one logging macro call) with `fields` attached to the JSON line it produces.
+pub fn with_fields(fields: Fields, log: impl FnOnce()) {
+    FIELDS.with(|f| *f.borrow_mut() = Some(fields));
+    log();
+    FIELDS.with(|f| f.borrow_mut().take());
+}
+
+/// Starts the logger. `level` (one of [`LEVELS`]) wins over `RUST_LOG`, which wins over
+/// `default_filter`.
+pub fn init(format: LogFormat, level: Option<&str>, default_filter: &str) {
+    let mut builder = match level {
+        Some(level) => {
+            let mut b = env_logger::Builder::new();
+            b.parse_filters(level);
+            b
+        }
+        None => env_logger::Builder::from_env(
+            env_logger::Env::default().default_filter_or(default_filter),
+        ),
+    };
+    builder.target(env_logger::Target::Stdout);
+    JSON.store(format == LogFormat::Json, Ordering::Relaxed);
+    match format {
+        LogFormat::Text => builder.format(|buf, record| {
+            writeln!(
+                buf,
+                "{} {:<5} {}: {}",
+                humantime::format_rfc3339_millis(std::time::SystemTime::now()),
+                record.level(),
+                short_target(record.target()),
+                record.args()
+            )
+        }),
+        LogFormat::Json => builder.format(|buf, record| {
+            let fields = FIELDS.with(|f| f.borrow_mut().take()).unwrap_or_default();
+            writeln!(
+                buf,
+                "{}",
+                json_line(
+                    &humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+                    record.level(),
+                    record.target(),
+                    &record.args().to_string(),
+                    &fields,
+                )
+            )
+        }),
+    };
+    let _ = builder.try_init();
+}
+
+/// `vcs_agent::agent::slot` → `slot`; a `target:` given by hand stays as it is.
+fn short_target(target: &str) -> &str {
+    target.rsplit("::").next().unwrap_or(target)
+}
+
+/// One JSON line: `ts`, `level`, `target`, `msg`, then `fields` in their order.
+pub fn json_line(ts: &str, level: log::Level, target: &str, msg: &str, fields: &Fields) -> String {
+    let mut line = String::with_capacity(128 + msg.len());
+    line.push('{');
+    let mut push = |name: &str, value: &Value| {
+        if line.len() > 1 {
+            line.push(',');
+        }
+        line.push_str(&Value::String(name.to_string()).to_string());
+        line.push(':');
+        line.push_str(&value.to_string());
+    };
+    push("ts", &Value::from(ts));
+    push(
+        "level",
+        &Value::from(level.as_str().to_ascii_lowercase().as_str()),
+    );
+    push("target", &Value::from(short_target(target)));
+    push("msg", &Value::from(msg));
+    for (name, value) in fields {
+        if !matches!(*name, "ts" | "level" | "target" | "msg") {
+            push(name, value);
+        }
+    }
+    line.push('}');
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_parse() {
+        assert_eq!("json".parse::<LogFormat>(), Ok(LogFormat::Json));
+        assert_eq!("TEXT".parse::<LogFormat>(), Ok(LogFormat::Text));
+        assert_eq!(
+            "yaml".parse::<LogFormat>(),
+            Err("expected text or json, got \"yaml\"".to_string())
+        );
+    }
+
+    #[test]
+    fn json_lines_have_stable_fields_in_order() {
+        let line = json_line(
+            "2024-01-01T00:00:00.000Z",
+            log::Level::Warn,
+            "vcs_agent::agent::slot",
+            "say \"hi\"\n",
+            &vec![
+                ("status", Value::from(403)),
+                ("msg", Value::from("ignored")),
+                ("project", Value::Null),
+            ],
+        );
+        assert_eq!(
+            line,
+            r#"{"ts":"2024-01-01T00:00:00.000Z","level":"warn","target":"slot","msg":"say \"hi\"\n","status":403,"project":null}"#
+        );
+        let back: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(back["status"], 403);
+    }
+}

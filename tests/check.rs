@@ -1,0 +1,247 @@
+//! `vcs-agent check`: the preflight, against a real gateway and upstream on loopback.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::process::{Command, Output};
+use std::time::Duration;
+use support::upstream::Upstream;
+use support::*;
+use vcs_agent::token::{Secret, Token};
+
+fn check(env: &std::collections::BTreeMap<String, String>) -> Output {
+    Command::new(AGENT)
+        .arg("check")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env)
+        .output()
+        .expect("vcs-agent check")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The verdict line of one check.
+fn line<'a>(text: &'a str, name: &str) -> &'a str {
+    text.lines()
+        .find(|l| l[5.min(l.len())..].starts_with(&format!("{name}:")))
+        .unwrap_or_else(|| panic!("no {name} line in:\n{text}"))
+}
+
+/// A port nothing listens on.
+fn closed_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+#[test]
+fn all_checks_pass_and_the_check_never_serves() {
+    let upstream = Upstream::start();
+    let gateway = Gateway::start(&[]);
+    let token = gateway.create_pool("preflight");
+    let env = agent_env(
+        &token,
+        &format!("{}/gitlab", upstream.base()),
+        &[("SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS", "infra/.*")],
+    );
+    let out = check(&env);
+    let text = stdout(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert!(lines.iter().all(|l| l.starts_with("ok   ")), "{text}");
+    assert!(line(&text, "token").contains("ws://"), "{text}");
+    assert!(line(&text, "allowlist").contains("vendor gitlab"), "{text}");
+    assert!(
+        line(&text, "allowlist").contains("^(?:infra/.*)$"),
+        "{text}"
+    );
+    assert!(
+        line(&text, "gateway").contains("accepted the pool token"),
+        "{text}"
+    );
+    assert!(line(&text, "vcs").contains("answered 404"), "{text}");
+
+    // The probe went to the base endpoint's sub-path, with no credentials.
+    let probe = upstream.wait_for_requests(1, Duration::from_secs(5));
+    assert_eq!(probe[0].method, "GET");
+    assert_eq!(probe[0].target, "/gitlab/api/v4/version");
+    assert!(!probe[0]
+        .headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("authorization")
+            || n.eq_ignore_ascii_case("private-token")));
+
+    // The gateway saw a stream that said it was draining and closed it; none is left serving.
+    gateway
+        .proc
+        .out
+        .wait_for("agent is draining", Duration::from_secs(5));
+    gateway.wait_streams("preflight", 0);
+    let key = Token::decode(&token).expect("token").key;
+    assert!(!text.contains(key.expose()), "the key was printed");
+}
+
+#[test]
+fn each_broken_link_is_named_and_fails_the_check() {
+    let upstream = Upstream::start();
+    let gateway = Gateway::start(&[]);
+    let token = gateway.create_pool("broken");
+    let decoded = Token::decode(&token).expect("token");
+
+    // A key the gateway does not know: the gateway check fails, the others still run.
+    let wrong = Token {
+        key: Secret::new("not-the-key"),
+        ..decoded.clone()
+    }
+    .encode();
+    let out = check(&agent_env(&wrong, &upstream.base(), &[]));
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        line(&text, "gateway").starts_with("FAIL gateway:"),
+        "{text}"
+    );
+    assert!(
+        line(&text, "gateway").contains("refused the pool token"),
+        "{text}"
+    );
+    assert!(line(&text, "vcs").starts_with("ok   vcs:"), "{text}");
+    assert!(!text.contains("not-the-key"), "the key was printed");
+
+    // A gateway that is not there.
+    let nowhere = Token {
+        host: format!("ws://127.0.0.1:{}", closed_port()),
+        ..decoded.clone()
+    }
+    .encode();
+    let out = check(&agent_env(&nowhere, &upstream.base(), &[]));
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(line(&text, "gateway").contains("cannot connect"), "{text}");
+
+    // A VCS that is not there.
+    let out = check(&agent_env(
+        &token,
+        &format!("http://127.0.0.1:{}", closed_port()),
+        &[],
+    ));
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        line(&text, "gateway").starts_with("ok   gateway:"),
+        "{text}"
+    );
+    assert!(line(&text, "vcs").starts_with("FAIL vcs:"), "{text}");
+    assert!(line(&text, "vcs").contains("connection refused"), "{text}");
+
+    // A TLS endpoint that speaks plain HTTP: a TLS failure, not reachability.
+    let plain = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = plain.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for conn in plain.incoming().flatten() {
+            let mut conn = conn;
+            let _ = conn.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    let out = check(&agent_env(
+        &token,
+        &format!("https://127.0.0.1:{port}"),
+        &[],
+    ));
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(line(&text, "vcs").starts_with("FAIL vcs:"), "{text}");
+}
+
+#[test]
+fn an_unauthenticated_401_counts_as_reachable() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let mut reader = BufReader::new(conn);
+            let mut line = String::new();
+            while reader.read_line(&mut line).map(|n| n > 2).unwrap_or(false) {
+                line.clear();
+            }
+            let _ = reader.get_mut().write_all(
+                b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    let gateway = Gateway::start(&[]);
+    let token = gateway.create_pool("auth");
+    let out = check(&agent_env(&token, &format!("http://{addr}"), &[]));
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(line(&text, "vcs").contains("answered 401"), "{text}");
+}
+
+#[test]
+fn configuration_errors_exit_2_with_one_line() {
+    let out = check(&agent_env(
+        "irrelevant",
+        "http://127.0.0.1:1",
+        &[("SPACELIFT_VCS_AGENT_PARALLELISM", "abc")],
+    ));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    // The token is read first: its error is the one reported.
+    assert!(err.starts_with("SPACELIFT_VCS_AGENT_POOL_TOKEN: "), "{err}");
+
+    let gateway = Gateway::start(&[]);
+    let token = gateway.create_pool("config");
+    let out = check(&agent_env(
+        &token,
+        "http://127.0.0.1:1",
+        &[("SPACELIFT_VCS_AGENT_PARALLELISM", "abc")],
+    ));
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim_end(),
+        "SPACELIFT_VCS_AGENT_PARALLELISM: expected an integer from 1 to 256, got \"abc\""
+    );
+}
+
+#[test]
+fn help_lists_every_variable_and_both_binaries_print_versions() {
+    let help = Command::new(AGENT).arg("--help").output().expect("--help");
+    assert!(help.status.success());
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("vcs-agent check"), "{help}");
+    for (name, default, _) in vcs_agent::config::VARIABLES {
+        assert!(help.contains(name), "{name} not in --help");
+        assert!(
+            help.contains(&format!("[{default}]")),
+            "default of {name} not in --help"
+        );
+    }
+    let version = format!("{}\n", env!("CARGO_PKG_VERSION"));
+    for (binary, name) in [(AGENT, "vcs-agent"), (GATEWAY, "vcs-gateway")] {
+        let out = Command::new(binary)
+            .arg("--version")
+            .output()
+            .expect("--version");
+        assert!(out.status.success());
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("{name} {version}")
+        );
+    }
+    let gateway_help = Command::new(GATEWAY)
+        .arg("--help")
+        .output()
+        .expect("--help");
+    assert!(String::from_utf8_lossy(&gateway_help.stdout).contains("/metrics"));
+}
