@@ -4,10 +4,11 @@ use lexopt::prelude::*;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use vcs_agent::config::parse_duration;
+use vcs_agent::gateway::admin;
 use vcs_agent::gateway::hub::Settings;
 use vcs_agent::gateway::store::{format_time, Store};
 use vcs_agent::gateway::Gateway;
-use vcs_agent::token::Token;
+use vcs_agent::token::{Secret, Token};
 
 const HELP: &str = "\
 vcs-gateway: the gateway side of VCS Agent Pools.
@@ -24,6 +25,10 @@ USAGE:
         --queue-timeout DUR     how long a request waits for an idle stream [30s]
         --keepalive DUR         ping idle agent streams; drop after 3 silent intervals [20s]
         --exchange-timeout DUR  longest silence from an agent inside one request [120s]
+        --public-url URL        agent URL put in tokens the panel/API creates [ws://<agent port>]
+        --admin-token TOKEN     protects the panel (/) and the API (/api/...), at least 16
+                                characters; prefer env VCS_GATEWAY_ADMIN_TOKEN (not in `ps`).
+                                Without it the api port may only listen on loopback.
     vcs-gateway --help | --version
 
 Durations: 30, 30s, 500ms, 2m. Port 0 picks a free port; the bound addresses are logged.
@@ -47,7 +52,8 @@ fn run() -> Result<ExitCode, String> {
     let mut data_dir: Option<PathBuf> = None;
     let mut name: Option<String> = None;
     let mut description = String::new();
-    let mut public_url = String::from("ws://127.0.0.1:1984");
+    let mut public_url: Option<String> = None;
+    let mut admin_token: Option<String> = None;
     let mut agent_listen = String::from("127.0.0.1:1984");
     let mut api_listen = String::from("127.0.0.1:1985");
     let mut settings = Settings::default();
@@ -71,7 +77,8 @@ fn run() -> Result<ExitCode, String> {
             Long("data-dir") => data_dir = Some(PathBuf::from(text(&mut parser)?)),
             Long("name") => name = Some(text(&mut parser)?),
             Long("description") => description = text(&mut parser)?,
-            Long("public-url") => public_url = text(&mut parser)?,
+            Long("public-url") => public_url = Some(text(&mut parser)?),
+            Long("admin-token") => admin_token = Some(text(&mut parser)?),
             Long("agent-listen") => agent_listen = text(&mut parser)?,
             Long("api-listen") => api_listen = text(&mut parser)?,
             Long("queue-timeout") => {
@@ -106,11 +113,8 @@ fn run() -> Result<ExitCode, String> {
     {
         ["pool", "create"] => {
             let name = name.ok_or("--name is required")?;
-            if !(public_url.starts_with("ws://") || public_url.starts_with("wss://")) {
-                return Err(format!(
-                    "--public-url must start with ws:// or wss://, got \"{public_url}\""
-                ));
-            }
+            let public_url = public_url.unwrap_or_else(|| "ws://127.0.0.1:1984".into());
+            check_public_url(&public_url)?;
             let store = Store::open(data_dir()?)?;
             let (record, key) = store.create(&name, &description)?;
             let token = Token {
@@ -135,12 +139,37 @@ fn run() -> Result<ExitCode, String> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        ["serve"] => serve(&data_dir()?, &agent_listen, &api_listen, settings),
+        ["serve"] => {
+            if let Some(url) = &public_url {
+                check_public_url(url)?;
+            }
+            settings.public_url = public_url;
+            let admin_token = admin_token
+                .or_else(|| std::env::var("VCS_GATEWAY_ADMIN_TOKEN").ok())
+                .filter(|t| !t.is_empty())
+                .map(Secret::new);
+            if let Some(token) = &admin_token {
+                admin::check_token(token)?;
+            }
+            admin::check_bind(&api_listen, admin_token.is_some())?;
+            settings.admin_token = admin_token;
+            serve(&data_dir()?, &agent_listen, &api_listen, settings)
+        }
         [] => Err("a command is required: pool create, pool list or serve (see --help)".into()),
         other => Err(format!(
             "unknown command \"{}\" (see --help)",
             other.join(" ")
         )),
+    }
+}
+
+fn check_public_url(url: &str) -> Result<(), String> {
+    if url.starts_with("ws://") || url.starts_with("wss://") {
+        Ok(())
+    } else {
+        Err(format!(
+            "--public-url must start with ws:// or wss://, got \"{url}\""
+        ))
     }
 }
 
@@ -159,6 +188,12 @@ fn serve(
     let gateway = Gateway::start(data_dir, agent_listen, api_listen, settings)?;
     log::info!("agent port listening on {}", gateway.agent_addr);
     log::info!("api port listening on {}", gateway.api_addr);
+    let protected = if gateway.hub.settings.admin_token.is_some() {
+        "admin token required"
+    } else {
+        "no admin token: loopback only"
+    };
+    log::info!("panel at http://{}/ ({protected})", gateway.api_addr);
     log::info!(
         "{} pools loaded from {}",
         gateway.hub.pools().len(),
