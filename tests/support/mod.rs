@@ -2,6 +2,7 @@
 //! and waiting on conditions instead of sleeping.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod upstream;
 
 use std::collections::BTreeMap;
