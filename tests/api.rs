@@ -349,3 +349,38 @@ fn a_public_api_port_needs_an_admin_token() {
         .wait_for("admin token required", Duration::from_secs(10));
     assert!(!gw.out.text().contains(ADMIN));
 }
+
+#[test]
+fn foreign_web_pages_cannot_use_the_api() {
+    // With a token: a cross-origin request is refused even with the right token.
+    let gw = gateway();
+    let url = format!("http://{}/api/pools", gw.api_addr);
+    let response = client()
+        .post(&url)
+        .header("Authorization", format!("Bearer {ADMIN}"))
+        .header("Origin", "https://evil.example")
+        .header("Content-Type", "text/plain")
+        .send(r#"{"name":"planted"}"#)
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let same_origin = client()
+        .get(&url)
+        .header("Authorization", format!("Bearer {ADMIN}"))
+        .header("Origin", format!("http://{}", gw.api_addr))
+        .call()
+        .unwrap();
+    assert_eq!(same_origin.status(), 200);
+
+    // Without a token (loopback only): a page on a rebound name gets nothing.
+    let open = Gateway::start(&[]);
+    let url = format!("http://{}/api/pools", open.api_addr);
+    assert_eq!(client().get(&url).call().unwrap().status(), 200);
+    let rebound = client()
+        .get(&url)
+        .header("Host", "evil.example")
+        .call()
+        .unwrap();
+    assert_eq!(rebound.status(), 403);
+    let text = rebound.into_body().read_to_string().unwrap();
+    assert!(text.contains("127.0.0.1"), "{text}");
+}

@@ -6,6 +6,11 @@
 //! admin token therefore only binds its api port to loopback ([`check_bind`]), where reaching
 //! it already takes a shell on the host.
 //!
+//! A hostile web page open in the operator's browser must not drive the API either: requests
+//! whose `Origin` is not the API's own host are refused ([`check_origin`]), and without an
+//! admin token the API only answers requests addressed to a loopback name, which defeats DNS
+//! rebinding (a page whose own name resolves to 127.0.0.1).
+//!
 //! The token is compared in constant time, after hashing both sides to the same length, so
 //! neither its bytes nor its length leak through timing. It is held as a [`Secret`] and never
 //! logged.
@@ -62,6 +67,46 @@ pub fn check_bind(api_listen: &str, has_token: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// Refuses requests a web page elsewhere could have made the browser send: an `Origin` that
+/// is not this host, and, without an admin token, a `Host` that is not a loopback name.
+pub fn check_origin(
+    has_token: bool,
+    host: Option<&str>,
+    origin: Option<&str>,
+) -> Result<(), String> {
+    let host = host.unwrap_or("").trim();
+    if !has_token && !loopback_host(host) {
+        return Err(
+            "without an admin token the API only answers requests to 127.0.0.1, [::1] or localhost"
+                .into(),
+        );
+    }
+    if let Some(origin) = origin.map(str::trim) {
+        let authority = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            .unwrap_or("");
+        if host.is_empty() || !authority.eq_ignore_ascii_case(host) {
+            return Err("cross-origin API requests are refused".into());
+        }
+    }
+    Ok(())
+}
+
+/// Whether a `Host` header names this machine's loopback: `127.0.0.1:1985`, `[::1]`,
+/// `localhost:1985`.
+fn loopback_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split_once(']').map(|(ip, _)| ip).unwrap_or("")
+    } else {
+        host.rsplit_once(':').map(|(n, _)| n).unwrap_or(host)
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,6 +132,31 @@ mod tests {
         let refused = check_bind("0.0.0.0:1985", false).unwrap_err();
         assert!(refused.contains("--admin-token"), "{refused}");
         assert!(check_bind("0.0.0.0:1985", true).is_ok());
+    }
+
+    #[test]
+    fn foreign_pages_cannot_drive_the_api() {
+        for host in [
+            "127.0.0.1:1985",
+            "[::1]:1985",
+            "localhost:1985",
+            "LOCALHOST",
+            "127.0.0.1",
+        ] {
+            assert!(check_origin(false, Some(host), None).is_ok(), "{host}");
+        }
+        // DNS rebinding: evil.example resolves to 127.0.0.1, so its page is "same-origin".
+        assert!(check_origin(
+            false,
+            Some("evil.example:1985"),
+            Some("http://evil.example:1985")
+        )
+        .is_err());
+        assert!(check_origin(false, None, None).is_err());
+        assert!(check_origin(true, Some("gw.corp:1985"), None).is_ok());
+        assert!(check_origin(true, Some("gw.corp:1985"), Some("https://gw.corp:1985")).is_ok());
+        assert!(check_origin(true, Some("gw.corp:1985"), Some("https://evil.example")).is_err());
+        assert!(check_origin(false, Some("127.0.0.1:1985"), Some("null")).is_err());
     }
 
     #[test]

@@ -64,8 +64,13 @@ pub fn serve(head: RequestHead, mut caller: Caller, hub: &Hub) -> Option<Caller>
     let keep_alive = head.keep_alive();
     let reply = match read_body(&head, &mut caller) {
         Ok(body) => {
+            let token = hub.settings.admin_token.as_ref();
             let authorization = head.header("authorization");
-            if admin::authorized(hub.settings.admin_token.as_ref(), authorization) {
+            if let Err(e) =
+                admin::check_origin(token.is_some(), head.header("host"), head.header("origin"))
+            {
+                Reply::error(403, e)
+            } else if admin::authorized(token, authorization) {
                 answer(&head, &body, hub)
             } else {
                 Reply::error(

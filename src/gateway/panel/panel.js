@@ -54,9 +54,12 @@
     }
   }
 
+  let flashTimer = null;
   function flash(message) {
     $("flash").textContent = message;
     $("flash").hidden = !message;
+    clearTimeout(flashTimer);
+    if (message) flashTimer = setTimeout(() => { $("flash").hidden = true; }, 10000);
   }
 
   function setFieldError(inputId, errorId, message) {
