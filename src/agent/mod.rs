@@ -13,10 +13,9 @@ pub mod slot;
 use crate::allowlist::Allowlist;
 use crate::config::{AgentConfig, BaseEndpoint};
 use crate::net::dial::Identity;
-use crossbeam_channel::{Receiver, Sender};
 use log::{error, info};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -31,10 +30,32 @@ pub struct Shared {
     /// Streams serving a request right now.
     pub busy: AtomicUsize,
     draining: AtomicBool,
-    /// Dropped at drain, which wakes every `recv_timeout` on `wake`.
-    stop: Mutex<Option<Sender<()>>>,
-    wake: Receiver<()>,
+    alarm: Alarm,
     codeload: BaseEndpoint,
+}
+
+/// Wakes slots sleeping in a backoff: at drain, and when one slot finds the gateway back
+/// after an outage (so the others reconnect at once instead of waiting out their backoff).
+#[derive(Default)]
+struct Alarm {
+    rings: Mutex<u64>,
+    bell: Condvar,
+}
+
+impl Alarm {
+    fn ring(&self) {
+        if let Ok(mut rings) = self.rings.lock() {
+            *rings += 1;
+        }
+        self.bell.notify_all();
+    }
+
+    /// Waits for `delay` or the next ring, whichever comes first.
+    fn nap(&self, delay: Duration) {
+        let Ok(rings) = self.rings.lock() else { return };
+        let seen = *rings;
+        let _ = self.bell.wait_timeout_while(rings, delay, |r| *r == seen);
+    }
 }
 
 impl Shared {
@@ -42,13 +63,19 @@ impl Shared {
         self.draining.load(Ordering::SeqCst)
     }
 
-    /// Sleeps for `delay`; returns `true` early when the agent starts draining.
+    /// Sleeps for `delay`, or less when the agent starts draining or another slot reached
+    /// the gateway; returns `true` when draining.
     pub fn sleep_unless_draining(&self, delay: Duration) -> bool {
         if self.is_draining() {
             return true;
         }
-        let _ = self.wake.recv_timeout(delay);
+        self.alarm.nap(delay);
         self.is_draining()
+    }
+
+    /// Called by a slot that connected after failures: the others stop waiting.
+    pub fn gateway_is_back(&self) {
+        self.alarm.ring();
     }
 
     /// The base endpoint on the `codeload.` subdomain (GitHub Enterprise subdomain isolation).
@@ -72,7 +99,6 @@ impl Agent {
             instance,
             version: env!("CARGO_PKG_VERSION"),
         };
-        let (stop, wake) = crossbeam_channel::bounded(0);
         let mut codeload = config.target.clone();
         codeload.authority = format!("codeload.{}", codeload.authority);
         codeload.host = format!("codeload.{}", codeload.host);
@@ -83,8 +109,7 @@ impl Agent {
             connected: AtomicUsize::new(0),
             busy: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
-            stop: Mutex::new(Some(stop)),
-            wake,
+            alarm: Alarm::default(),
             codeload,
             config,
         });
@@ -116,9 +141,7 @@ impl Agent {
     /// Starts a graceful drain: nothing new is taken, requests in flight finish.
     pub fn drain(&self) {
         self.shared.draining.store(true, Ordering::SeqCst);
-        if let Ok(mut stop) = self.shared.stop.lock() {
-            stop.take();
-        }
+        self.shared.alarm.ring();
     }
 
     /// Waits for every slot to end, at most `timeout`; `true` when all ended.
@@ -139,18 +162,82 @@ impl Agent {
 
 /// Runs a slot and restarts it if it panics, so one bad request cannot shrink the pool.
 fn supervise(shared: &Shared, index: usize) {
+    restart_on_panic(
+        &format!("slot {index}"),
+        &|| shared.is_draining(),
+        &|pause| shared.sleep_unless_draining(pause),
+        &|| slot::run(shared, index),
+    );
+}
+
+/// Runs `body` until it returns normally; after a panic, logs it, pauses, and runs it again
+/// unless `stopping` (checked after the pause, which `pause` may cut short by returning true).
+fn restart_on_panic(
+    name: &str,
+    stopping: &dyn Fn() -> bool,
+    pause: &dyn Fn(Duration) -> bool,
+    body: &dyn Fn(),
+) {
     loop {
-        let result =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| slot::run(shared, index)));
-        match result {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
             Ok(()) => return,
-            Err(_) if shared.is_draining() => return,
+            Err(_) if stopping() => return,
             Err(_) => {
-                error!("slot {index} panicked; starting it again");
-                if shared.sleep_unless_draining(Duration::from_millis(500)) {
+                error!("{name} panicked; starting it again");
+                if pause(Duration::from_millis(500)) {
                     return;
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU32;
+
+    #[test]
+    fn a_panicking_slot_is_started_again() {
+        let runs = AtomicU32::new(0);
+        restart_on_panic("test", &|| false, &|_| false, &|| {
+            if runs.fetch_add(1, Ordering::SeqCst) < 2 {
+                panic!("boom");
+            }
+        });
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            3,
+            "two panics, then a normal return"
+        );
+    }
+
+    #[test]
+    fn no_restart_while_stopping() {
+        let runs = AtomicU32::new(0);
+        restart_on_panic("test", &|| true, &|_| false, &|| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            panic!("boom");
+        });
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn the_alarm_cuts_a_nap_short() {
+        let alarm = Arc::new(Alarm::default());
+        let done = Arc::new(AtomicBool::new(false));
+        let (ringer, stop) = (Arc::clone(&alarm), Arc::clone(&done));
+        let started = Instant::now();
+        let handle = std::thread::spawn(move || {
+            // Ring until the napper has certainly started waiting and woke up.
+            while !stop.load(Ordering::SeqCst) {
+                ringer.ring();
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        alarm.nap(Duration::from_secs(30));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        done.store(true, Ordering::SeqCst);
+        handle.join().unwrap();
     }
 }

@@ -107,6 +107,7 @@ pub fn run(shared: &Shared, index: usize) {
         match dial::connect(&shared.config.token, &shared.identity, dial_timeout) {
             Ok(mut socket) => {
                 if failures_in_a_row > 0 {
+                    shared.gateway_is_back();
                     info!("slot {index}: connected to the gateway again after {failures_in_a_row} failed attempts");
                 } else {
                     debug!("slot {index}: connected to the gateway");

@@ -25,6 +25,7 @@ USAGE:
         --queue-timeout DUR     how long a request waits for an idle stream [30s]
         --keepalive DUR         ping idle agent streams; drop after 3 silent intervals [20s]
         --exchange-timeout DUR  longest silence from an agent inside one request [120s]
+        --drain-timeout DUR     on SIGTERM/SIGINT, how long requests in flight may finish [30s]
         --public-url URL        agent URL put in tokens the panel/API creates [ws://<agent port>]
         --admin-token TOKEN     protects the panel (/) and the API (/api/...), at least 16
                                 characters; prefer env VCS_GATEWAY_ADMIN_TOKEN (not in `ps`).
@@ -57,6 +58,7 @@ fn run() -> Result<ExitCode, String> {
     let mut agent_listen = String::from("127.0.0.1:1984");
     let mut api_listen = String::from("127.0.0.1:1985");
     let mut settings = Settings::default();
+    let mut drain_timeout = std::time::Duration::from_secs(30);
     let text = |parser: &mut lexopt::Parser| -> Result<String, String> {
         parser
             .value()
@@ -88,6 +90,10 @@ fn run() -> Result<ExitCode, String> {
             Long("keepalive") => {
                 settings.keepalive =
                     parse_duration(&text(&mut parser)?).map_err(|e| format!("--keepalive: {e}"))?
+            }
+            Long("drain-timeout") => {
+                drain_timeout = parse_duration(&text(&mut parser)?)
+                    .map_err(|e| format!("--drain-timeout: {e}"))?
             }
             Long("exchange-timeout") => {
                 settings.exchange_timeout = parse_duration(&text(&mut parser)?)
@@ -153,7 +159,13 @@ fn run() -> Result<ExitCode, String> {
             }
             admin::check_bind(&api_listen, admin_token.is_some())?;
             settings.admin_token = admin_token;
-            serve(&data_dir()?, &agent_listen, &api_listen, settings)
+            serve(
+                &data_dir()?,
+                &agent_listen,
+                &api_listen,
+                settings,
+                drain_timeout,
+            )
         }
         [] => Err("a command is required: pool create, pool list or serve (see --help)".into()),
         other => Err(format!(
@@ -178,6 +190,7 @@ fn serve(
     agent_listen: &str,
     api_listen: &str,
     settings: Settings,
+    drain_timeout: std::time::Duration,
 ) -> Result<ExitCode, String> {
     vcs_agent::observe::init_logging("info");
     let mut signals = signal_hook::iterator::Signals::new([
@@ -199,8 +212,26 @@ fn serve(
         gateway.hub.pools().len(),
         gateway.hub.store.path().display()
     );
-    if let Some(signal) = signals.forever().next() {
-        log::info!("signal {signal} received: exiting");
+    let (first, first_signal) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        for (seen, signal) in signals.forever().enumerate() {
+            if seen == 0 {
+                let _ = first.send(signal);
+            } else {
+                log::warn!("second signal {signal}: exiting now");
+                std::process::exit(130);
+            }
+        }
+    });
+    if let Ok(signal) = first_signal.recv() {
+        gateway.hub.start_draining();
+        log::info!("signal {signal} received: draining (a second signal exits at once)");
     }
+    if gateway.drain(drain_timeout) {
+        log::info!("drained: no request in flight; exiting");
+    } else {
+        log::warn!("drain timeout reached with requests still running; exiting");
+    }
+    gateway.wait_streams_closed(std::time::Duration::from_secs(2));
     Ok(ExitCode::SUCCESS)
 }

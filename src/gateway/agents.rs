@@ -159,9 +159,10 @@ fn run_stream(
     let mut last_ping = Instant::now();
     loop {
         if pool.is_closed() {
-            let _ = socket.close(None);
-            let _ = socket.flush();
-            return "pool deleted".into();
+            return close(socket, "pool deleted");
+        }
+        if hub.is_draining() {
+            return close(socket, "the gateway is shutting down");
         }
         match pool.queue.recv_timeout(TICK) {
             Ok(job) => {

@@ -214,6 +214,15 @@ fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Opti
     };
     let deadline = started + hub.settings.queue_timeout;
     loop {
+        if hub.is_draining() {
+            return fail(
+                job.caller,
+                Some(&pool),
+                ErrorKind::NoAgent,
+                "the gateway is shutting down; retry on another gateway or in a moment",
+                false,
+            );
+        }
         if no_agent(&pool) {
             return fail(
                 job.caller,

@@ -328,6 +328,8 @@ pub enum AuthError {
 pub struct Hub {
     pub store: Store,
     pub settings: Settings,
+    /// Set on SIGTERM: no new request is dispatched and idle agent streams are closed.
+    draining: AtomicBool,
     pools: RwLock<HashMap<String, Arc<Pool>>>,
     seen: Mutex<Option<SystemTime>>,
 }
@@ -337,11 +339,36 @@ impl Hub {
         let hub = Hub {
             store,
             settings,
+            draining: AtomicBool::new(false),
             pools: RwLock::new(HashMap::new()),
             seen: Mutex::new(None),
         };
         hub.reload()?;
         Ok(hub)
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Agent streams connected right now, over all pools.
+    pub fn streams(&self) -> usize {
+        self.pools
+            .read()
+            .map(|p| p.values().map(|p| p.streams.load(Ordering::SeqCst)).sum())
+            .unwrap_or(0)
+    }
+
+    /// Requests being served right now, over all pools.
+    pub fn busy(&self) -> usize {
+        self.pools
+            .read()
+            .map(|p| p.values().map(|p| p.busy.load(Ordering::SeqCst)).sum())
+            .unwrap_or(0)
     }
 
     /// Brings the live pools in line with the store: new pools appear, deleted ones close,
@@ -403,8 +430,16 @@ impl Hub {
         if let Some(pool) = self.lookup(name) {
             return Some(pool);
         }
-        self.refresh();
+        // Maybe created by another process a moment ago (file times can be too coarse to
+        // tell): a miss always reads the store again.
+        self.reload_logged();
         self.lookup(name)
+    }
+
+    fn reload_logged(&self) {
+        if let Err(e) = self.reload() {
+            log::error!("{e}");
+        }
     }
 
     fn lookup(&self, name: &str) -> Option<Arc<Pool>> {
@@ -422,9 +457,18 @@ impl Hub {
         list
     }
 
-    /// Checks an agent's pool id and key.
+    /// Checks an agent's pool id and key. A miss reads the store again first: the pool may
+    /// have been created, or its key rotated, by another process a moment ago.
     pub fn authenticate(&self, ulid: &str, key: &str) -> Result<Arc<Pool>, AuthError> {
-        self.refresh();
+        let first = self.check_key(ulid, key);
+        if first.is_ok() {
+            return first;
+        }
+        self.reload_logged();
+        self.check_key(ulid, key)
+    }
+
+    fn check_key(&self, ulid: &str, key: &str) -> Result<Arc<Pool>, AuthError> {
         let pool = self
             .pools
             .read()

@@ -69,4 +69,27 @@ impl Gateway {
             api_addr,
         })
     }
+
+    /// Graceful shutdown: nothing new is dispatched, idle agent streams are closed (their
+    /// agents dial again, reaching the next gateway), requests in flight may finish for up to
+    /// `timeout`. Returns `true` when none was left running.
+    pub fn drain(&self, timeout: std::time::Duration) -> bool {
+        self.hub.start_draining();
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if self.hub.busy() == 0 {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// After a drain: waits (bounded) until every agent stream got its close frame.
+    pub fn wait_streams_closed(&self, timeout: std::time::Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        while self.hub.streams() > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod relay;
 pub mod upstream;
 
 use std::collections::BTreeMap;
@@ -181,20 +182,16 @@ pub struct Gateway {
 impl Gateway {
     pub fn start(extra: &[&str]) -> Gateway {
         let dir = TempDir::new("gw");
-        Gateway::start_in(dir, "127.0.0.1:0", extra)
+        Gateway::start_in(dir, "127.0.0.1:0", "127.0.0.1:0", extra)
     }
 
-    pub fn start_in(dir: TempDir, agent_listen: &str, extra: &[&str]) -> Gateway {
+    /// Starts a gateway on the given data directory and listen addresses.
+    pub fn start_in(dir: TempDir, agent_listen: &str, api_listen: &str, extra: &[&str]) -> Gateway {
         let mut command = Command::new(GATEWAY);
         command
             .args(["serve", "--data-dir"])
             .arg(&dir.0)
-            .args([
-                "--agent-listen",
-                agent_listen,
-                "--api-listen",
-                "127.0.0.1:0",
-            ])
+            .args(["--agent-listen", agent_listen, "--api-listen", api_listen])
             .args(extra);
         let proc = Proc::spawn(command);
         let address = |line: String| line.rsplit(' ').next().unwrap_or_default().to_string();
@@ -216,15 +213,15 @@ impl Gateway {
 
     /// Creates a pool with the CLI and returns its token.
     pub fn create_pool(&self, name: &str) -> String {
+        self.create_pool_for(name, &format!("ws://{}", self.agent_addr))
+    }
+
+    /// Creates a pool whose token sends agents to `public_url`.
+    pub fn create_pool_for(&self, name: &str, public_url: &str) -> String {
         let output = Command::new(GATEWAY)
             .args(["pool", "create", "--data-dir"])
             .arg(&self.dir.0)
-            .args([
-                "--name",
-                name,
-                "--public-url",
-                &format!("ws://{}", self.agent_addr),
-            ])
+            .args(["--name", name, "--public-url", public_url])
             .output()
             .expect("pool create");
         assert!(

@@ -4,7 +4,7 @@
 //! path's last segments:
 //! `/echo` JSON of what arrived · `/bytes/N` N bytes with Content-Length · `/chunked/N` the
 //! same chunked · `/redirect` 302 · `/gzip` gzip bytes with Content-Encoding · `/status/N` ·
-//! `/sleep/MS` answer after MS · `/hang` never answer · `/cut/N` promise 2N bytes, send N,
+//! `/sleep/MS` answer after MS · `/slowbytes/N` N bytes, 64 KiB every 20 ms · `/hang` never answer · `/cut/N` promise 2N bytes, send N,
 //! close · `/cutchunked/N` N bytes chunked, close without the last chunk.
 
 use std::io::{BufReader, Read, Write};
@@ -229,6 +229,21 @@ fn serve_connection(conn: TcpStream, log: &Log) {
                 };
                 w(out)
             }
+            "slowbytes" => (|| {
+                // N bytes in 64 KiB pieces, 20 ms apart: a long download to interrupt.
+                http1::write_head(out, 200, &[("Content-Length".into(), arg.to_string())])?;
+                let mut r = PatternReader { pos: 0, len: arg };
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let n = r.read(&mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    out.write_all(&buf[..n])?;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Ok(())
+            })(),
             "chunked" => (|| {
                 http1::write_head(out, 200, &[("Transfer-Encoding".into(), "chunked".into())])?;
                 let mut r = PatternReader { pos: 0, len: arg };

@@ -1,0 +1,330 @@
+//! The allowlist through the real tunnel: denials reach the caller as 403 with the reason,
+//! hostile paths never reach the upstream, and git fetch works while git push is refused.
+
+mod support;
+
+#[path = "support/hostile_paths.rs"]
+mod hostile_paths;
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+use support::upstream::Upstream;
+use support::*;
+
+/// Sends one raw request line (no client-side normalisation) and returns the status code.
+fn raw_status(api: &str, method: &str, target: &str) -> u16 {
+    let mut conn = std::net::TcpStream::connect(api).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let request = format!(
+        "{method} {target} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    conn.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let _ = conn.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer);
+    text.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn hostile_paths_never_reach_the_upstream() {
+    let upstream = Upstream::start();
+    let gateway = Gateway::start(&[]);
+    let token = gateway.create_pool("hostile");
+    let _agent = start_agent(&agent_env(&token, &upstream.base(), &[]));
+    gateway.wait_streams("hostile", 2);
+
+    let mut cases: Vec<(&str, String)> = hostile_paths::HOSTILE_PATHS
+        .iter()
+        .map(|(m, t)| (*m, t.to_string()))
+        .collect();
+    cases.push(("GET", hostile_paths::LONG_PATH.to_string()));
+    cases.push(("GET", hostile_paths::LONG_QUERY.to_string()));
+    assert!(cases.len() >= 60);
+    for (method, target) in &cases {
+        let status = raw_status(
+            &gateway.api_addr,
+            method,
+            &format!("/private/hostile{target}"),
+        );
+        assert!(
+            [400, 403, 404, 431].contains(&status),
+            "{method} {target:?} answered {status}"
+        );
+    }
+    // A marker request that is allowed: it must be the only thing the upstream ever saw.
+    let marker = "/api/v4/projects/group%2Frepo/repository/archive?do=echo";
+    assert_eq!(
+        raw_status(
+            &gateway.api_addr,
+            "GET",
+            &format!("/private/hostile{marker}")
+        ),
+        200
+    );
+    let seen = upstream.requests();
+    assert_eq!(
+        seen.len(),
+        1,
+        "hostile requests reached the upstream: {seen:?}"
+    );
+    assert_eq!(seen[0].target, marker);
+}
+
+#[test]
+fn denials_say_why_to_the_caller_and_in_the_log() {
+    let upstream = Upstream::start();
+    let gateway = Gateway::start(&[]);
+    let token = gateway.create_pool("strict");
+    let agent = start_agent(&agent_env(
+        &token,
+        &upstream.base(),
+        &[("SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS", "group/.*")],
+    ));
+    gateway.wait_streams("strict", 2);
+    let c = client();
+    let cases = [
+        (
+            "POST",
+            "/api/v4/projects/1/repository/commits",
+            "no rule allows POST /api/v4/projects/1/repository/commits",
+        ),
+        (
+            "GET",
+            "/api/v4/projects/secret%2Frepo",
+            "project secret/repo is not allowed",
+        ),
+        (
+            "GET",
+            "/api/v4/projects/evilgroup%2Frepo/repository/branches",
+            "project evilgroup/repo is not allowed",
+        ),
+        (
+            "GET",
+            "/api/v4/projects/group%2Frepo/repository/files/%2e%2e/raw",
+            "dot segment in path",
+        ),
+        (
+            "DELETE",
+            "/api/v4/projects/group%2Frepo",
+            "no rule allows DELETE /api/v4/projects/group%2Frepo",
+        ),
+    ];
+    for (method, path, reason) in cases {
+        let request = ureq::http::Request::builder()
+            .method(method)
+            .uri(gateway.url("strict", path))
+            .body(())
+            .unwrap();
+        let (status, kind, error) = error_kind(c.run(request).unwrap());
+        assert_eq!((status, kind.as_str()), (403, "denied"), "{method} {path}");
+        assert_eq!(error, reason, "{method} {path}");
+        let line = agent
+            .out
+            .wait_for(&format!("reason=\"{reason}\""), Duration::from_secs(5));
+        assert!(
+            line.contains("WARN") && line.contains("error=denied"),
+            "{line}"
+        );
+    }
+    // Allowed: a project that matches and a rule without a project.
+    for path in [
+        "/api/v4/projects/group%2Fsub%2Frepo?do=echo",
+        "/api/v4/user?do=echo",
+    ] {
+        let r = c.get(gateway.url("strict", path)).call().unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    assert_eq!(
+        upstream.requests().len(),
+        2,
+        "denied requests reached the upstream"
+    );
+    let line = agent
+        .out
+        .wait_for("project=group/sub/repo", Duration::from_secs(5));
+    assert!(line.contains("for=\"Get project\""), "{line}");
+}
+
+#[test]
+fn an_invalid_project_regex_stops_the_agent_at_start() {
+    let mut env = agent_env("x", "http://127.0.0.1:1", &[]);
+    let token = vcs_agent::token::Token {
+        host: "ws://127.0.0.1:1".into(),
+        key: vcs_agent::token::Secret::new("k"),
+        pool_ulid: "p".into(),
+    };
+    env.insert("SPACELIFT_VCS_AGENT_POOL_TOKEN".into(), token.encode());
+    env.insert(
+        "SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS".into(),
+        "group/(".into(),
+    );
+    let mut agent = start_agent(&env);
+    let status = agent.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(2));
+    agent.out.wait_for(
+        "SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS",
+        Duration::from_secs(5),
+    );
+    let text = agent.out.text();
+    assert!(
+        text.starts_with("SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS: invalid regex"),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 1, "one line: {text}");
+}
+
+// --- git through the tunnel ---
+
+fn git(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new("git")
+        .current_dir(dir)
+        .args([
+            "-c",
+            "user.name=Test",
+            "-c",
+            "user.email=test@example.com",
+            "-c",
+            "init.defaultBranch=main",
+            "-c",
+            "protocol.version=2",
+        ])
+        .args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .output()
+        .expect("git")
+}
+
+fn git_ok(dir: &Path, args: &[&str]) {
+    let out = git(dir, args);
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A bare repository at `root/<path>` with one commit holding `README.md`.
+fn sample_repository(root: &Path, path: &str) {
+    let work = root.join("work-seed");
+    std::fs::create_dir_all(&work).unwrap();
+    git_ok(&work, &["init", "-q"]);
+    std::fs::write(work.join("README.md"), "through the tunnel\n").unwrap();
+    let blob: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(work.join("big.bin"), blob).unwrap();
+    git_ok(&work, &["add", "."]);
+    git_ok(&work, &["commit", "-q", "-m", "seed"]);
+    let bare = root.join(path);
+    std::fs::create_dir_all(bare.parent().unwrap()).unwrap();
+    git_ok(
+        root,
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            work.to_str().unwrap(),
+            bare.to_str().unwrap(),
+        ],
+    );
+    std::fs::remove_dir_all(&work).unwrap();
+}
+
+struct GitServer {
+    proc: Proc,
+    port: u16,
+    log: std::path::PathBuf,
+}
+
+fn git_server(root: &Path) -> GitServer {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/git-http-server.py");
+    let port_file = root.join("port");
+    let log = root.join("requests.log");
+    let mut command = Command::new("python3");
+    command
+        .arg(script)
+        .arg("--root")
+        .arg(root)
+        .args(["--listen", "127.0.0.1:0", "--port-file"])
+        .arg(&port_file)
+        .arg("--log")
+        .arg(&log);
+    let proc = Proc::spawn(command);
+    wait_until(Duration::from_secs(10), "git server port file", || {
+        port_file.exists()
+    });
+    let port = std::fs::read_to_string(&port_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    GitServer { proc, port, log }
+}
+
+fn clone_and_push(vendor: &str, repo_path: &str, url_path: &str) {
+    let dir = TempDir::new("git");
+    let root = dir.0.join("repos");
+    std::fs::create_dir_all(&root).unwrap();
+    sample_repository(&root, repo_path);
+    let server = git_server(&root);
+    let gateway = Gateway::start(&[]);
+    let token = gateway.create_pool("git");
+    let agent = start_agent(&agent_env(
+        &token,
+        &format!("http://127.0.0.1:{}", server.port),
+        &[("SPACELIFT_VCS_AGENT_VENDOR", vendor)],
+    ));
+    gateway.wait_streams("git", 2);
+
+    let url = gateway.url("git", url_path);
+    git_ok(&dir.0, &["clone", "-q", &url, "clone"]);
+    let clone = dir.0.join("clone");
+    assert_eq!(
+        std::fs::read_to_string(clone.join("README.md")).unwrap(),
+        "through the tunnel\n"
+    );
+    assert_eq!(
+        std::fs::metadata(clone.join("big.bin")).unwrap().len(),
+        3_000_000
+    );
+    agent
+        .out
+        .wait_for("for=\"Git fetch", Duration::from_secs(5));
+
+    std::fs::write(clone.join("pushed.txt"), "should never land\n").unwrap();
+    git_ok(&clone, &["add", "."]);
+    git_ok(&clone, &["commit", "-q", "-m", "attempt"]);
+    let push = git(&clone, &["push", "-q", "origin", "HEAD:main"]);
+    assert!(!push.status.success(), "git push went through the tunnel");
+    let line = agent.out.wait_for("receive-pack", Duration::from_secs(5));
+    assert!(line.contains("error=denied"), "{line}");
+    let served = std::fs::read_to_string(&server.log).unwrap();
+    assert!(
+        !served.contains("receive-pack"),
+        "the VCS saw a push request:\n{served}"
+    );
+    assert!(served.contains("git-upload-pack"), "{served}");
+    drop(server.proc);
+}
+
+#[test]
+fn git_clone_works_and_push_is_denied_for_gitlab() {
+    clone_and_push("gitlab", "group/sample.git", "/group/sample.git");
+}
+
+#[test]
+fn git_clone_works_and_push_is_denied_for_bitbucket() {
+    clone_and_push(
+        "bitbucket_datacenter",
+        "scm/KEY/sample.git",
+        "/scm/KEY/sample.git",
+    );
+}

@@ -1,0 +1,193 @@
+//! The command lines operators type: pool management and configuration errors.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+use support::*;
+
+fn gateway(args: &[&str]) -> std::process::Output {
+    Command::new(GATEWAY)
+        .args(args)
+        .output()
+        .expect("vcs-gateway")
+}
+
+#[test]
+fn pool_create_prints_one_token_line_and_list_never_shows_keys() {
+    let dir = TempDir::new("cli");
+    let data = dir.0.to_str().unwrap();
+    let out = gateway(&[
+        "pool",
+        "create",
+        "--data-dir",
+        data,
+        "--name",
+        "gitlab-eu",
+        "--description",
+        "EU GitLab",
+        "--public-url",
+        "wss://gw.example.com",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "one line: {stdout:?}");
+    let token = vcs_agent::token::Token::decode(stdout.trim()).unwrap();
+    assert_eq!(token.host, "wss://gw.example.com");
+    assert!(token.key.expose().len() >= 43, "at least 256 bits of key");
+    let default = gateway(&["pool", "create", "--data-dir", data, "--name", "second"]);
+    let default_token =
+        vcs_agent::token::Token::decode(String::from_utf8(default.stdout).unwrap().trim()).unwrap();
+    assert_eq!(default_token.host, "ws://127.0.0.1:1984");
+
+    let list = gateway(&["pool", "list", "--data-dir", data]);
+    let listing = String::from_utf8(list.stdout).unwrap();
+    assert!(
+        listing.contains("gitlab-eu")
+            && listing.contains("EU GitLab")
+            && listing.contains(&token.pool_ulid)
+    );
+    let stored = std::fs::read_to_string(dir.0.join("pools.json")).unwrap();
+    for secret in [token.key.expose(), default_token.key.expose()] {
+        assert!(
+            !listing.contains(secret) && !stored.contains(secret),
+            "a key was shown or stored"
+        );
+    }
+}
+
+#[test]
+fn bad_or_duplicate_pool_names_fail_clearly() {
+    let dir = TempDir::new("names");
+    let data = dir.0.to_str().unwrap();
+    assert!(
+        gateway(&["pool", "create", "--data-dir", data, "--name", "ok-1"])
+            .status
+            .success()
+    );
+    let cases = [
+        ("ok-1", "already exists"),
+        ("Bad_Name", "lowercase letters"),
+        ("", "1 to 63"),
+        (&"x".repeat(64), "1 to 63"),
+    ];
+    for (name, expected) in cases {
+        let out = gateway(&["pool", "create", "--data-dir", data, "--name", name]);
+        assert_eq!(out.status.code(), Some(2), "{name:?}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(stderr.contains(expected), "{name:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "no token for a refused pool");
+    }
+    let out = gateway(&["pool", "create", "--data-dir", data]);
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .contains("--name is required"));
+    let out = gateway(&["serve", "--data-dir", data, "--queue-timeout", "soon"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .contains("--queue-timeout"));
+}
+
+fn agent_exit(vars: &[(&str, &str)]) -> (Option<i32>, String) {
+    let token = vcs_agent::token::Token {
+        host: "ws://127.0.0.1:1".into(),
+        key: vcs_agent::token::Secret::new("s3cr3t-key"),
+        pool_ulid: "01J0000000000000000000000".into(),
+    }
+    .encode();
+    let mut env = agent_env(&token, "http://127.0.0.1:1", &[]);
+    for (k, v) in vars {
+        if v.is_empty() {
+            env.remove(*k);
+        } else {
+            env.insert(k.to_string(), v.to_string());
+        }
+    }
+    let mut agent = start_agent(&env);
+    let status = agent.wait_exit(Duration::from_secs(10));
+    wait_until(Duration::from_secs(5), "the error line", || {
+        !agent.out.lines().is_empty()
+    });
+    (status.code(), agent.out.text())
+}
+
+#[test]
+fn bad_configuration_exits_2_with_one_line_naming_the_variable() {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let no_key = b64(r#"{"host":"ws://h","pool_ulid":"p"}"#);
+    let not_json = b64("s3cr3t-key but not json");
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "SPACELIFT_VCS_AGENT_PARALLELISM",
+            "abc".into(),
+            "SPACELIFT_VCS_AGENT_PARALLELISM: expected an integer from 1 to 256, got \"abc\"",
+        ),
+        (
+            "SPACELIFT_VCS_AGENT_POOL_TOKEN",
+            "%%%".into(),
+            "SPACELIFT_VCS_AGENT_POOL_TOKEN: not valid base64",
+        ),
+        (
+            "SPACELIFT_VCS_AGENT_POOL_TOKEN",
+            not_json,
+            "SPACELIFT_VCS_AGENT_POOL_TOKEN: not a JSON object",
+        ),
+        (
+            "SPACELIFT_VCS_AGENT_POOL_TOKEN",
+            no_key,
+            "SPACELIFT_VCS_AGENT_POOL_TOKEN: field \"key\" is missing",
+        ),
+        (
+            "SPACELIFT_VCS_AGENT_VENDOR",
+            "gitea".into(),
+            "SPACELIFT_VCS_AGENT_VENDOR: expected one of",
+        ),
+        (
+            "SPACELIFT_VCS_AGENT_TARGET_BASE_ENDPOINT",
+            String::new(),
+            "SPACELIFT_VCS_AGENT_TARGET_BASE_ENDPOINT: is required but not set",
+        ),
+    ];
+    for (name, value, expected) in cases {
+        let (code, text) = agent_exit(&[(name, &value)]);
+        assert_eq!(code, Some(2), "{name}={value}: {text}");
+        assert!(text.starts_with(expected), "{name}={value}: {text}");
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(!text.contains("s3cr3t-key"), "the key leaked: {text}");
+    }
+}
+
+#[test]
+fn help_and_version() {
+    let help = Command::new(AGENT).arg("--help").output().unwrap();
+    let text = String::from_utf8(help.stdout).unwrap();
+    for variable in [
+        "SPACELIFT_VCS_AGENT_POOL_TOKEN",
+        "SPACELIFT_VCS_AGENT_PARALLELISM",
+        "SPACELIFT_METADATA_",
+        "SPACELIFT_VCS_AGENT_DRAIN_TIMEOUT",
+    ] {
+        assert!(text.contains(variable), "--help lacks {variable}");
+    }
+    let version = Command::new(AGENT).arg("--version").output().unwrap();
+    assert!(String::from_utf8(version.stdout)
+        .unwrap()
+        .starts_with("vcs-agent "));
+    let gw = gateway(&["--help"]);
+    let text = String::from_utf8(gw.stdout).unwrap();
+    for flag in [
+        "--data-dir",
+        "--agent-listen",
+        "--api-listen",
+        "--queue-timeout",
+        "--public-url",
+    ] {
+        assert!(text.contains(flag), "gateway --help lacks {flag}");
+    }
+}
