@@ -146,6 +146,12 @@ impl Browser {
 
     /// One WebDriver command; returns its `value`, panics with WebDriver's message on error.
     fn command(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        self.try_command(method, path, body)
+            .unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"))
+    }
+
+    /// One WebDriver command; `Err` holds WebDriver's error code and message.
+    fn try_command(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
         let url = format!("{}/session/{}{path}", self.base, self.session);
         let response = match (method, body) {
             ("GET", _) => self.http.get(&url).call(),
@@ -159,12 +165,14 @@ impl Browser {
         let status = response.status().as_u16();
         let text = response.into_body().read_to_string().unwrap_or_default();
         let value: Value = serde_json::from_str(&text).unwrap_or_default();
-        assert!(
-            status < 400,
-            "WebDriver {method} {path}: {status} {}",
-            value["value"]["message"].as_str().unwrap_or(&text)
-        );
-        value["value"].clone()
+        if status >= 400 {
+            return Err(format!(
+                "{status} {}: {}",
+                value["value"]["error"].as_str().unwrap_or(""),
+                value["value"]["message"].as_str().unwrap_or(&text)
+            ));
+        }
+        Ok(value["value"].clone())
     }
 
     pub fn goto(&self, url: &str) {
@@ -185,9 +193,18 @@ impl Browser {
         )
     }
 
+    /// Clicks the element at `css`, finding it again if the page re-rendered it meanwhile
+    /// (the panel redraws its tables as it polls).
     pub fn click(&self, css: &str) {
-        let Element(id) = self.find(css);
-        self.command("POST", &format!("/element/{id}/click"), None);
+        for _ in 0..10 {
+            let Element(id) = self.find(css);
+            match self.try_command("POST", &format!("/element/{id}/click"), None) {
+                Ok(_) => return,
+                Err(e) if e.contains("stale element") => continue,
+                Err(e) => panic!("click {css}: {e}"),
+            }
+        }
+        panic!("click {css}: the element kept going stale");
     }
 
     /// Clears a field and types `text` into it.

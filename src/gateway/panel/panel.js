@@ -81,7 +81,7 @@
   }
   function ago(seconds) {
     const s = Math.max(0, Math.round(Date.now() / 1000 - seconds));
-    if (s < 60) return s + " s ago";
+    if (s < 60) return "less than a minute ago";
     if (s < 3600) return Math.floor(s / 60) + " min ago";
     if (s < 86400) return Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " min ago";
     return Math.floor(s / 86400) + " days ago";
@@ -141,7 +141,18 @@
 
   // ---- views ---------------------------------------------------------------
 
+  // Redraws a part only when its data changed (or a minute passed, for the "… ago" texts),
+  // so polling does not disturb a reader who is selecting text or hovering a row.
+  const drawn = {};
+  function changed(part, data) {
+    const key = JSON.stringify(data) + "@" + Math.floor(Date.now() / 60000);
+    if (drawn[part] === key) return false;
+    drawn[part] = key;
+    return true;
+  }
+
   function renderPools(pools) {
+    if (!changed("renderPools", pools)) return;
     const body = $("pools").querySelector("tbody");
     body.replaceChildren(...pools.map((p) => el("tr", { "data-pool": p.name },
       el("td", { class: "name" }, el("a", { href: "#/pools/" + encodeURIComponent(p.name) }, p.name)),
@@ -157,6 +168,7 @@
   }
 
   function renderPool(pool) {
+    if (!changed("renderPool", pool)) return;
     $("pool-title").textContent = pool.name;
     $("pool-description-text").textContent = pool.description || "No description.";
     const facts = [
@@ -169,6 +181,7 @@
   }
 
   function renderAgents(agents) {
+    if (!changed("renderAgents", agents)) return;
     const body = $("agents").querySelector("tbody");
     body.replaceChildren(...agents.map((a) => {
       const tags = Object.entries(a.metadata || {}).map(([k, v]) => el("span", { class: "tag" }, k + "=" + v));
@@ -187,6 +200,7 @@
   }
 
   function renderLog(requests) {
+    if (!changed("renderLog", requests)) return;
     const body = $("log").querySelector("tbody");
     body.replaceChildren(...requests.map((r) => {
       const denied = r.error === "denied";
