@@ -21,7 +21,7 @@ USAGE:
         List pools (name, id, created, description); keys are never shown or stored.
     vcs-gateway serve --data-dir DIR [OPTIONS]
         --agent-listen ADDR     agent WebSocket port [127.0.0.1:1984]
-        --api-listen ADDR       private:// front and /healthz [127.0.0.1:1985]
+        --api-listen ADDR       private:// front, /healthz, the panel (/) and /api [127.0.0.1:1985]
         --queue-timeout DUR     how long a request waits for an idle stream [30s]
         --keepalive DUR         ping idle agent streams; drop after 3 silent intervals [20s]
         --exchange-timeout DUR  longest silence from an agent inside one request [120s]
