@@ -4,10 +4,11 @@ use lexopt::prelude::*;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use vcs_agent::config::parse_duration;
+use vcs_agent::gateway::admin;
 use vcs_agent::gateway::hub::Settings;
 use vcs_agent::gateway::store::{format_time, Store};
 use vcs_agent::gateway::{Gateway, GatewayTls};
-use vcs_agent::token::Token;
+use vcs_agent::token::{Secret, Token};
 
 const HELP: &str = "\
 vcs-gateway: the gateway side of VCS Agent Pools.
@@ -20,7 +21,7 @@ USAGE:
         List pools (name, id, created, description); keys are never shown or stored.
     vcs-gateway serve --data-dir DIR [OPTIONS]
         --agent-listen ADDR     agent WebSocket port [127.0.0.1:1984]
-        --api-listen ADDR       private:// front, /healthz and /metrics [127.0.0.1:1985]
+        --api-listen ADDR       private:// front, /healthz, /metrics, the panel (/) and /api [127.0.0.1:1985]
         --queue-timeout DUR     how long a request waits for an idle stream [30s]
         --keepalive DUR         ping idle agent streams; drop after 3 silent intervals [20s]
         --exchange-timeout DUR  longest silence from an agent inside one request [120s]
@@ -29,6 +30,10 @@ USAGE:
                                 serve the agent port over TLS (tokens then use wss://) [plain]
         --api-tls-cert PEM --api-tls-key PEM
                                 serve the api port over TLS (may be the same files) [plain]
+        --public-url URL        agent URL put in tokens the panel/API creates [ws://<agent port>]
+        --admin-token TOKEN     protects the panel (/) and the API (/api/...), at least 16
+                                characters; prefer env VCS_GATEWAY_ADMIN_TOKEN (not in `ps`).
+                                Without it the api port may only listen on loopback.
     vcs-gateway --help | --version
 
 Durations: 30, 30s, 500ms, 2m. Port 0 picks a free port; the bound addresses are logged.
@@ -52,7 +57,8 @@ fn run() -> Result<ExitCode, String> {
     let mut data_dir: Option<PathBuf> = None;
     let mut name: Option<String> = None;
     let mut description = String::new();
-    let mut public_url = String::from("ws://127.0.0.1:1984");
+    let mut public_url: Option<String> = None;
+    let mut admin_token: Option<String> = None;
     let mut agent_listen = String::from("127.0.0.1:1984");
     let mut api_listen = String::from("127.0.0.1:1985");
     let mut settings = Settings::default();
@@ -78,7 +84,8 @@ fn run() -> Result<ExitCode, String> {
             Long("data-dir") => data_dir = Some(PathBuf::from(text(&mut parser)?)),
             Long("name") => name = Some(text(&mut parser)?),
             Long("description") => description = text(&mut parser)?,
-            Long("public-url") => public_url = text(&mut parser)?,
+            Long("public-url") => public_url = Some(text(&mut parser)?),
+            Long("admin-token") => admin_token = Some(text(&mut parser)?),
             Long("agent-listen") => agent_listen = text(&mut parser)?,
             Long("api-listen") => api_listen = text(&mut parser)?,
             Long("tls-cert") => tls_files[0] = Some(PathBuf::from(text(&mut parser)?)),
@@ -121,11 +128,8 @@ fn run() -> Result<ExitCode, String> {
     {
         ["pool", "create"] => {
             let name = name.ok_or("--name is required")?;
-            if !(public_url.starts_with("ws://") || public_url.starts_with("wss://")) {
-                return Err(format!(
-                    "--public-url must start with ws:// or wss://, got \"{public_url}\""
-                ));
-            }
+            let public_url = public_url.unwrap_or_else(|| "ws://127.0.0.1:1984".into());
+            check_public_url(&public_url)?;
             let store = Store::open(data_dir()?)?;
             let (record, key) = store.create(&name, &description)?;
             let token = Token {
@@ -160,6 +164,19 @@ fn run() -> Result<ExitCode, String> {
                     "--api-tls-key",
                 )?,
             };
+            if let Some(url) = &public_url {
+                check_public_url(url)?;
+            }
+            settings.public_url = public_url;
+            let admin_token = admin_token
+                .or_else(|| std::env::var("VCS_GATEWAY_ADMIN_TOKEN").ok())
+                .filter(|t| !t.is_empty())
+                .map(Secret::new);
+            if let Some(token) = &admin_token {
+                admin::check_token(token)?;
+            }
+            admin::check_bind(&api_listen, admin_token.is_some())?;
+            settings.admin_token = admin_token;
             serve(
                 &data_dir()?,
                 &agent_listen,
@@ -193,6 +210,16 @@ fn server_tls(
     }
 }
 
+fn check_public_url(url: &str) -> Result<(), String> {
+    if url.starts_with("ws://") || url.starts_with("wss://") {
+        Ok(())
+    } else {
+        Err(format!(
+            "--public-url must start with ws:// or wss://, got \"{url}\""
+        ))
+    }
+}
+
 fn serve(
     data_dir: &std::path::Path,
     agent_listen: &str,
@@ -214,6 +241,12 @@ fn serve(
     log::info!("api port serves {}", scheme(api_tls));
     log::info!("agent port listening on {}", gateway.agent_addr);
     log::info!("api port listening on {}", gateway.api_addr);
+    let protected = if gateway.hub.settings.admin_token.is_some() {
+        "admin token required"
+    } else {
+        "no admin token: loopback only"
+    };
+    log::info!("panel at http://{}/ ({protected})", gateway.api_addr);
     log::info!(
         "{} pools loaded from {}",
         gateway.hub.pools().len(),

@@ -1,6 +1,7 @@
 //! The api port: `private://<pool>/<path>` arrives as `/private/<pool>/<path>?<query>` and is
 //! handed to an idle stream of that pool; `/healthz` reports pools and streams; `/metrics`
-//! gives per-pool figures in the Prometheus text format.
+//! gives per-pool figures in the Prometheus text format; the panel (`/`) and its JSON API
+//! (`/api/…`) are served by [`super::panel`] and [`super::api`].
 //!
 //! A thread per caller connection reads request heads (keep-alive), routes them, and for a
 //! tunnel request sends a [`Job`] holding the connection itself to the pool's channel. The
@@ -101,6 +102,9 @@ fn route(head: RequestHead, mut caller: Caller, hub: &Hub) -> Option<Caller> {
         let pool = pool.to_string();
         return tunnel(head, caller, hub, &pool);
     }
+    if path == "/api" || path.starts_with("/api/") {
+        return crate::gateway::api::serve(head, caller, hub);
+    }
     let written = match (head.method.as_str(), path) {
         ("GET", "/healthz") => {
             let body = health(hub);
@@ -119,6 +123,9 @@ fn route(head: RequestHead, mut caller: Caller, hub: &Hub) -> Option<Caller> {
             crate::observe::gateway_metrics::render(hub).as_bytes(),
             keep_alive,
         ),
+        ("GET", _) if crate::gateway::panel::asset(path).is_some() => {
+            crate::gateway::panel::write(caller.conn.get_mut(), path, keep_alive)
+        }
         _ => write_error(
             caller.conn.get_mut(),
             ErrorKind::BadRequest,

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
-/// Gateway timings.
+/// Gateway timings, and what the panel and its API need.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// How long a request waits for an idle stream.
@@ -28,6 +28,10 @@ pub struct Settings {
     pub keepalive: Duration,
     /// Longest silence from an agent in the middle of an exchange.
     pub exchange_timeout: Duration,
+    /// Bearer token for the panel and `/api/…`; `None` leaves them open (loopback only).
+    pub admin_token: Option<token::Secret>,
+    /// Agent URL written into tokens the API creates; `None` means `ws://<agent port>`.
+    pub public_url: Option<String>,
 }
 
 impl Default for Settings {
@@ -36,6 +40,8 @@ impl Default for Settings {
             queue_timeout: Duration::from_secs(30),
             keepalive: Duration::from_secs(20),
             exchange_timeout: Duration::from_secs(120),
+            admin_token: None,
+            public_url: None,
         }
     }
 }
@@ -146,6 +152,8 @@ pub struct Pool {
     recent: Mutex<VecDeque<RequestRecord>>,
     /// Counters for `/metrics`.
     pub stats: crate::observe::gateway_metrics::PoolStats,
+    /// Requests and denials per minute over the last hour, for the panel's pool list.
+    minutes: Mutex<VecDeque<Minute>>,
     /// Set when the pool is deleted: its streams close.
     pub closed: AtomicBool,
 }
@@ -163,8 +171,24 @@ impl Pool {
             agents: Mutex::new(BTreeMap::new()),
             recent: Mutex::new(VecDeque::with_capacity(RECENT_REQUESTS)),
             stats: Default::default(),
+            minutes: Mutex::new(VecDeque::with_capacity(60)),
             closed: AtomicBool::new(false),
         }
+    }
+
+    /// A pool with a new key replacing `self`: same history, no streams (they authenticated
+    /// with the old key and are closed with `self`).
+    fn rekeyed(&self, record: PoolRecord) -> Pool {
+        let pool = Pool::new(record);
+        pool.requests
+            .store(self.requests.load(Ordering::Relaxed), Ordering::Relaxed);
+        if let (Ok(mut to), Ok(from)) = (pool.recent.lock(), self.recent.lock()) {
+            *to = from.clone();
+        }
+        if let (Ok(mut to), Ok(from)) = (pool.minutes.lock(), self.minutes.lock()) {
+            *to = from.clone();
+        }
+        pool
     }
 
     pub fn record(&self) -> PoolRecord {
@@ -230,6 +254,10 @@ impl Pool {
     pub fn remember(&self, record: RequestRecord) {
         record.log(&self.name());
         self.stats.observe(&record);
+        self.count_minute(
+            record.time_ms / 60_000,
+            record.error == Some(ErrorKind::Denied),
+        );
         if let Ok(mut recent) = self.recent.lock() {
             if recent.len() == RECENT_REQUESTS {
                 recent.pop_front();
@@ -246,12 +274,52 @@ impl Pool {
             .unwrap_or_default()
     }
 
+    fn count_minute(&self, minute: u64, denied: bool) {
+        if let Ok(mut minutes) = self.minutes.lock() {
+            match minutes.back_mut() {
+                Some(last) if last.minute == minute => {
+                    last.requests += 1;
+                    last.denials += u64::from(denied);
+                }
+                _ => minutes.push_back(Minute {
+                    minute,
+                    requests: 1,
+                    denials: u64::from(denied),
+                }),
+            }
+            while minutes.front().is_some_and(|m| m.minute + 60 <= minute) {
+                minutes.pop_front();
+            }
+        }
+    }
+
+    /// Requests and denials in the last hour: `(requests, denials)`.
+    pub fn last_hour(&self) -> (u64, u64) {
+        let now = crate::gateway::store::now_millis() / 60_000;
+        self.minutes
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .filter(|m| m.minute + 60 > now)
+                    .fold((0, 0), |(r, d), m| (r + m.requests, d + m.denials))
+            })
+            .unwrap_or_default()
+    }
+
     pub fn agents(&self) -> Vec<AgentInfo> {
         self.agents
             .lock()
             .map(|a| a.values().cloned().collect())
             .unwrap_or_default()
     }
+}
+
+/// One minute's requests of a pool.
+#[derive(Debug, Clone, Copy)]
+struct Minute {
+    minute: u64,
+    requests: u64,
+    denials: u64,
 }
 
 /// Why an agent's upgrade was refused.
@@ -308,7 +376,7 @@ impl Hub {
     }
 
     /// Brings the live pools in line with the store: new pools appear, deleted ones close,
-    /// rotated keys apply to the next upgrade.
+    /// a rotated key closes the streams that authenticated with the old one.
     pub fn reload(&self) -> Result<(), String> {
         let records = self.store.load()?;
         let mut pools = self
@@ -318,7 +386,11 @@ impl Hub {
         for record in &records {
             match pools.get(&record.name) {
                 Some(pool) if pool.record().ulid == record.ulid => {
-                    if let Ok(mut r) = pool.record.write() {
+                    if pool.record().key_sha256 != record.key_sha256 {
+                        let renewed = Arc::new(pool.rekeyed(record.clone()));
+                        pool.closed.store(true, Ordering::SeqCst);
+                        pools.insert(record.name.clone(), renewed);
+                    } else if let Ok(mut r) = pool.record.write() {
                         *r = record.clone();
                     }
                 }

@@ -1,15 +1,19 @@
 //! The gateway: pools and their tokens ([`store`]), live pools and dispatch ([`hub`]), the
 //! agent port ([`agents`]) and the api port with the `private://` front ([`front`]), joined
-//! by one exchange per request ([`exchange`]).
+//! by one exchange per request ([`exchange`]); the panel ([`panel`]) and its JSON API ([`api`])
+//! share the api port behind an admin token ([`admin`]).
 //!
 //! Synchronous throughout: a thread per agent stream and a thread per caller connection.
 //! A thread costs a small stack (the default 2 MiB is reserved, not used), so one gateway holds
 //! thousands of streams and callers; see the README for figures.
 
+pub mod admin;
 pub mod agents;
+pub mod api;
 pub mod exchange;
 pub mod front;
 pub mod hub;
+pub mod panel;
 pub mod store;
 
 use hub::{Hub, Settings};
@@ -58,13 +62,18 @@ impl Gateway {
         tls: GatewayTls,
     ) -> Result<Gateway, String> {
         let store = store::Store::open(data_dir)?;
-        let hub = Arc::new(Hub::new(store, settings)?);
+        let mut hub = Arc::new(Hub::new(store, settings)?);
         let agent_listener = TcpListener::bind(agent_listen)
             .map_err(|e| format!("--agent-listen {agent_listen}: cannot bind: {e}"))?;
         let api_listener = TcpListener::bind(api_listen)
             .map_err(|e| format!("--api-listen {api_listen}: cannot bind: {e}"))?;
         let agent_addr = agent_listener.local_addr().map_err(|e| e.to_string())?;
         let api_addr = api_listener.local_addr().map_err(|e| e.to_string())?;
+        if let Some(hub) = Arc::get_mut(&mut hub) {
+            hub.settings
+                .public_url
+                .get_or_insert_with(|| format!("ws://{agent_addr}"));
+        }
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
                 .name(name.into())

@@ -2,6 +2,7 @@
 //! and waiting on conditions instead of sleeping.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod proxy;
 pub mod relay;
 pub mod tls;

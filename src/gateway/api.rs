@@ -1,0 +1,446 @@
+//! The JSON API under `/api/…`: what the panel does, for scripts too.
+//!
+//! It lives on the api port next to the tunnel, in the caller's own thread: a request is small
+//! (bodies are capped at [`MAX_BODY`]) and each answer is built from the [`Hub`]'s live state
+//! or one [`Store`](crate::gateway::store::Store) change followed by [`Hub::reload`], so a
+//! pool created here takes agents at once and a deleted or re-keyed one drops its streams at
+//! once, without a restart.
+//!
+//! Every answer is JSON, errors included (`{"error": "...", "field": "..."}` where a field is
+//! to blame), and carries `Cache-Control: no-store`: a pool token appears in exactly one
+//! answer (create or rotate) and must not stay in any cache. Tokens never reach a log.
+
+use crate::gateway::admin;
+use crate::gateway::hub::{Caller, Hub, Pool, RECENT_REQUESTS};
+use crate::gateway::store::{format_time, validate_name};
+use crate::http1::{self, BodyReader, Framing, RequestHead};
+use crate::token::Token;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::sync::atomic::Ordering;
+
+/// Largest request body the API reads.
+pub const MAX_BODY: u64 = 64 * 1024;
+
+/// Longest pool description, as the store enforces it.
+const MAX_DESCRIPTION: usize = 1024;
+
+/// Access-log entries returned when `?limit=` is not given.
+const DEFAULT_LOG_LIMIT: usize = 100;
+
+/// One answer: status and JSON body.
+struct Reply {
+    status: u16,
+    body: Value,
+    /// Close the connection after answering (a body was left unread or could not be trusted).
+    close: bool,
+}
+
+impl Reply {
+    fn ok(status: u16, body: Value) -> Reply {
+        Reply {
+            status,
+            body,
+            close: false,
+        }
+    }
+
+    fn error(status: u16, message: impl Into<String>) -> Reply {
+        Reply::ok(status, json!({ "error": message.into() }))
+    }
+
+    fn field_error(status: u16, field: &str, message: impl Into<String>) -> Reply {
+        Reply::ok(status, json!({ "error": message.into(), "field": field }))
+    }
+
+    fn closing(mut self) -> Reply {
+        self.close = true;
+        self
+    }
+}
+
+/// Serves one `/api/…` request; returns the connection when it can take another.
+pub fn serve(head: RequestHead, mut caller: Caller, hub: &Hub) -> Option<Caller> {
+    let keep_alive = head.keep_alive();
+    let reply = match read_body(&head, &mut caller) {
+        Ok(body) => {
+            let token = hub.settings.admin_token.as_ref();
+            let authorization = head.header("authorization");
+            if let Err(e) =
+                admin::check_origin(token.is_some(), head.header("host"), head.header("origin"))
+            {
+                Reply::error(403, e)
+            } else if admin::authorized(token, authorization) {
+                answer(&head, &body, hub)
+            } else {
+                Reply::error(
+                    401,
+                    "the admin token is missing or wrong: send Authorization: Bearer <token>",
+                )
+            }
+        }
+        Err(Some(reply)) => reply,
+        Err(None) => return None,
+    };
+    let keep_alive = keep_alive && !reply.close;
+    let written = write_reply(caller.conn.get_mut(), &reply, keep_alive);
+    (written.is_ok() && keep_alive).then_some(caller)
+}
+
+/// Reads the whole body, at most [`MAX_BODY`]. `Err(None)`: the connection broke.
+fn read_body(head: &RequestHead, caller: &mut Caller) -> Result<Vec<u8>, Option<Reply>> {
+    let framing = head
+        .framing()
+        .map_err(|e| Some(Reply::error(400, format!("bad request: {e}")).closing()))?;
+    let too_large =
+        || Some(Reply::error(413, format!("request body over {MAX_BODY} bytes")).closing());
+    if let Framing::Length(n) = framing {
+        if n > MAX_BODY {
+            return Err(too_large());
+        }
+    }
+    let mut body = Vec::new();
+    BodyReader::new(&mut caller.conn, framing)
+        .take(MAX_BODY + 1)
+        .read_to_end(&mut body)
+        .map_err(|_| None)?;
+    if body.len() as u64 > MAX_BODY {
+        return Err(too_large());
+    }
+    Ok(body)
+}
+
+fn write_reply<W: Write>(out: &mut W, reply: &Reply, keep_alive: bool) -> std::io::Result<()> {
+    let body = serde_json::to_vec_pretty(&reply.body).unwrap_or_default();
+    let mut headers: Vec<(String, String)> = vec![
+        ("Content-Type".into(), "application/json".into()),
+        ("Content-Length".into(), body.len().to_string()),
+        ("Cache-Control".into(), "no-store".into()),
+        ("X-Content-Type-Options".into(), "nosniff".into()),
+    ];
+    if reply.status == 401 {
+        headers.push((
+            "WWW-Authenticate".into(),
+            "Bearer realm=\"vcs-gateway\"".into(),
+        ));
+    }
+    if !keep_alive {
+        headers.push(("Connection".into(), "close".into()));
+    }
+    http1::write_head(out, reply.status, &headers)?;
+    out.write_all(&body)?;
+    out.flush()
+}
+
+/// Routes an authorized request.
+fn answer(head: &RequestHead, body: &[u8], hub: &Hub) -> Reply {
+    let (path, query) = head
+        .target
+        .split_once('?')
+        .unwrap_or((head.target.as_str(), ""));
+    let segments: Vec<&str> = path
+        .trim_start_matches("/api")
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let method = head.method.as_str();
+    match (method, segments.as_slice()) {
+        ("GET", ["pools"]) => list(hub),
+        ("POST", ["pools"]) => create(hub, body),
+        ("GET", ["pools", name]) => with_pool(hub, name, |pool| {
+            Reply::ok(200, json!({ "pool": pool_json(pool) }))
+        }),
+        ("DELETE", ["pools", name]) => delete(hub, name),
+        ("POST", ["pools", name, "rotate"]) => rotate(hub, name),
+        ("GET", ["pools", name, "agents"]) => with_pool(hub, name, |pool| {
+            Reply::ok(
+                200,
+                json!({ "pool": pool.name(), "agents": agents_json(pool) }),
+            )
+        }),
+        ("GET", ["pools", name, "log"]) => match log_limit(query) {
+            Ok(limit) => with_pool(hub, name, |pool| {
+                Reply::ok(
+                    200,
+                    json!({ "pool": pool.name(), "requests": pool.recent(limit) }),
+                )
+            }),
+            Err(reply) => reply,
+        },
+        (_, ["pools"] | ["pools", _] | ["pools", _, "rotate" | "agents" | "log"]) => {
+            Reply::error(405, format!("{method} is not allowed on {path}"))
+        }
+        _ => Reply::error(404, format!("no API endpoint {path}")),
+    }
+}
+
+fn with_pool(hub: &Hub, name: &str, f: impl FnOnce(&Pool) -> Reply) -> Reply {
+    match hub.pool(name) {
+        Some(pool) => f(&pool),
+        None => Reply::error(404, format!("no pool named \"{name}\"")),
+    }
+}
+
+fn log_limit(query: &str) -> Result<usize, Reply> {
+    let value = query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == "limit")
+        .map(|(_, v)| v);
+    match value {
+        None => Ok(DEFAULT_LOG_LIMIT),
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=RECENT_REQUESTS).contains(&n) => Ok(n),
+            _ => Err(Reply::field_error(
+                400,
+                "limit",
+                format!("limit must be a number from 1 to {RECENT_REQUESTS}"),
+            )),
+        },
+    }
+}
+
+fn pool_json(pool: &Pool) -> Value {
+    let record = pool.record();
+    let streams = pool.streams.load(Ordering::SeqCst);
+    let busy = pool.busy.load(Ordering::SeqCst);
+    let (requests, denials) = pool.last_hour();
+    json!({
+        "name": record.name,
+        "description": record.description,
+        "id": record.ulid,
+        "created": record.created,
+        "created_at": format_time(record.created),
+        "agents": pool.agents().len(),
+        "streams": streams,
+        "busy": busy,
+        "idle": streams.saturating_sub(busy),
+        "requests_last_hour": requests,
+        "denials_last_hour": denials,
+        "requests_total": pool.requests.load(Ordering::Relaxed),
+    })
+}
+
+fn agents_json(pool: &Pool) -> Vec<Value> {
+    let mut agents = pool.agents();
+    agents.sort_by_key(|a| a.connected_since);
+    agents
+        .into_iter()
+        .map(|agent| {
+            let idle = agent.streams.saturating_sub(agent.busy);
+            let since = format_time(agent.connected_since);
+            let mut value = serde_json::to_value(agent).unwrap_or_default();
+            if let Some(object) = value.as_object_mut() {
+                object.insert("idle".into(), idle.into());
+                object.insert("connected_since_at".into(), since.into());
+            }
+            value
+        })
+        .collect()
+}
+
+fn list(hub: &Hub) -> Reply {
+    let pools: Vec<Value> = hub.pools().iter().map(|p| pool_json(p)).collect();
+    Reply::ok(200, json!({ "pools": pools }))
+}
+
+/// The fields of a create request, or the reply naming the bad one.
+fn parse_create(body: &[u8]) -> Result<(String, String), Reply> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        Reply::error(
+            400,
+            format!("the body must be a JSON object {{\"name\", \"description\"}}: {e}"),
+        )
+    })?;
+    let Some(object) = value.as_object() else {
+        return Err(Reply::error(
+            400,
+            "the body must be a JSON object {\"name\", \"description\"}",
+        ));
+    };
+    if let Some(unknown) = object
+        .keys()
+        .find(|k| !matches!(k.as_str(), "name" | "description"))
+    {
+        return Err(Reply::field_error(
+            400,
+            unknown,
+            format!("unknown field \"{unknown}\": expected \"name\" and \"description\""),
+        ));
+    }
+    let name = match object.get("name") {
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err(Reply::field_error(400, "name", "name must be a string")),
+        None => return Err(Reply::field_error(400, "name", "name is required")),
+    };
+    validate_name(&name).map_err(|e| Reply::field_error(400, "name", e))?;
+    let description = match object.get("description") {
+        Some(Value::String(s)) => s.clone(),
+        None | Some(Value::Null) => String::new(),
+        Some(_) => {
+            return Err(Reply::field_error(
+                400,
+                "description",
+                "description must be a string",
+            ))
+        }
+    };
+    if description.len() > MAX_DESCRIPTION {
+        return Err(Reply::field_error(
+            400,
+            "description",
+            format!("description must be at most {MAX_DESCRIPTION} bytes"),
+        ));
+    }
+    if description.chars().any(char::is_control) {
+        return Err(Reply::field_error(
+            400,
+            "description",
+            "description must be one line without control characters",
+        ));
+    }
+    Ok((name, description))
+}
+
+fn duplicate(name: &str) -> Reply {
+    Reply::field_error(
+        409,
+        "name",
+        format!("a pool named \"{name}\" already exists"),
+    )
+}
+
+fn create(hub: &Hub, body: &[u8]) -> Reply {
+    let (name, description) = match parse_create(body) {
+        Ok(fields) => fields,
+        Err(reply) => return reply,
+    };
+    match hub.store.load() {
+        Ok(pools) if pools.iter().any(|p| p.name == name) => return duplicate(&name),
+        Ok(_) => {}
+        Err(e) => return internal(e),
+    }
+    let (record, key) = match hub.store.create(&name, &description) {
+        Ok(created) => created,
+        // Another writer took the name between our look and the store's.
+        Err(e) if e.contains("already exists") => return duplicate(&name),
+        Err(e) => return internal(e),
+    };
+    log::info!(target: "api", "pool {name} created ({})", record.ulid);
+    issue(
+        hub,
+        &name,
+        Token {
+            host: public_url(hub),
+            key,
+            pool_ulid: record.ulid,
+        },
+        201,
+    )
+}
+
+fn delete(hub: &Hub, name: &str) -> Reply {
+    match hub.store.delete(name) {
+        Ok(true) => {
+            if let Err(e) = hub.reload() {
+                return internal(e);
+            }
+            log::info!(target: "api", "pool {name} deleted: its agents are disconnected");
+            Reply::ok(200, json!({ "deleted": name }))
+        }
+        Ok(false) => Reply::error(404, format!("no pool named \"{name}\"")),
+        Err(e) => internal(e),
+    }
+}
+
+fn rotate(hub: &Hub, name: &str) -> Reply {
+    match hub.store.rotate(name) {
+        Ok(Some((record, key))) => {
+            log::info!(target: "api", "pool {name} has a new key: streams with the old one are closed");
+            issue(
+                hub,
+                name,
+                Token {
+                    host: public_url(hub),
+                    key,
+                    pool_ulid: record.ulid,
+                },
+                200,
+            )
+        }
+        Ok(None) => Reply::error(404, format!("no pool named \"{name}\"")),
+        Err(e) => internal(e),
+    }
+}
+
+/// Applies a store change to the live pools and answers with the pool and its new token.
+fn issue(hub: &Hub, name: &str, token: Token, status: u16) -> Reply {
+    if let Err(e) = hub.reload() {
+        return internal(e);
+    }
+    let Some(pool) = hub.pool(name) else {
+        return internal(format!("pool {name} vanished right after it was written"));
+    };
+    Reply::ok(
+        status,
+        json!({ "pool": pool_json(&pool), "token": token.encode() }),
+    )
+}
+
+fn public_url(hub: &Hub) -> String {
+    hub.settings
+        .public_url
+        .clone()
+        .unwrap_or_else(|| "ws://127.0.0.1:1984".into())
+}
+
+fn internal(message: String) -> Reply {
+    log::error!(target: "api", "{message}");
+    Reply::error(500, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(reply: Reply) -> (u16, String) {
+        (
+            reply.status,
+            reply.body["field"].as_str().unwrap_or("").to_string(),
+        )
+    }
+
+    #[test]
+    fn create_bodies_are_validated_field_by_field() {
+        assert_eq!(
+            parse_create(br#"{"name":"infra","description":"EU GitLab"}"#).ok(),
+            Some(("infra".into(), "EU GitLab".into()))
+        );
+        assert_eq!(
+            parse_create(br#"{"name":"infra"}"#).ok(),
+            Some(("infra".into(), String::new()))
+        );
+        let bad = |body: &[u8]| field(parse_create(body).err().unwrap());
+        assert_eq!(bad(br#"{"name":"Infra"}"#), (400, "name".into()));
+        assert_eq!(bad(br#"{"description":"x"}"#), (400, "name".into()));
+        assert_eq!(bad(br#"{"name":7}"#), (400, "name".into()));
+        assert_eq!(
+            bad(br#"{"name":"a","description":"two\nlines"}"#),
+            (400, "description".into())
+        );
+        let long = format!(r#"{{"name":"a","description":"{}"}}"#, "x".repeat(1025));
+        assert_eq!(bad(long.as_bytes()), (400, "description".into()));
+        assert_eq!(bad(br#"{"name":"a","color":"red"}"#), (400, "color".into()));
+        assert_eq!(bad(b"not json"), (400, String::new()));
+        assert_eq!(bad(b"[1]"), (400, String::new()));
+    }
+
+    #[test]
+    fn log_limits_are_bounded() {
+        assert_eq!(log_limit("").ok(), Some(DEFAULT_LOG_LIMIT));
+        assert_eq!(log_limit("x=1&limit=5").ok(), Some(5));
+        assert!(log_limit("limit=0").is_err());
+        assert!(log_limit("limit=many").is_err());
+        assert!(log_limit(&format!("limit={}", RECENT_REQUESTS + 1)).is_err());
+    }
+}

@@ -1,0 +1,386 @@
+//! The panel's JSON API against a real gateway process: admin authentication, pool
+//! lifecycle, validation, and what creating, rotating and deleting a pool does to live agents.
+
+mod support;
+
+use serde_json::{json, Value};
+use std::process::Command;
+use std::time::Duration;
+use support::upstream::Upstream;
+use support::*;
+use vcs_agent::token::Token;
+
+const ADMIN: &str = "test-admin-token-0123456789abcdef";
+
+fn gateway() -> Gateway {
+    Gateway::start(&["--admin-token", ADMIN])
+}
+
+/// Calls the API with the admin token (or `auth`); returns status and JSON body.
+fn call(gw: &Gateway, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    call_as(gw, Some(ADMIN), method, path, body)
+}
+
+fn call_as(
+    gw: &Gateway,
+    admin: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let url = format!("http://{}{path}", gw.api_addr);
+    let agent = client();
+    let request = ureq::http::Request::builder().method(method).uri(&url);
+    let request = match admin {
+        Some(token) => request.header("Authorization", format!("Bearer {token}")),
+        None => request,
+    };
+    let response = match body {
+        Some(body) => agent.run(
+            request
+                .header("Content-Type", "application/json")
+                .body(body.to_string())
+                .unwrap(),
+        ),
+        None => agent.run(request.body(()).unwrap()),
+    }
+    .unwrap();
+    let status = response.status().as_u16();
+    let content_type = header_values(&response, "content-type").join(",");
+    let text = response.into_body().read_to_string().unwrap();
+    assert!(
+        content_type.starts_with("application/json"),
+        "{method} {path}: {status} {content_type}: {text}"
+    );
+    (status, serde_json::from_str(&text).unwrap())
+}
+
+fn create(gw: &Gateway, name: &str, description: &str) -> (Value, String) {
+    let (status, body) = call(
+        gw,
+        "POST",
+        "/api/pools",
+        Some(json!({ "name": name, "description": description })),
+    );
+    assert_eq!(status, 201, "{body}");
+    let token = body["token"].as_str().unwrap().to_string();
+    (body["pool"].clone(), token)
+}
+
+#[test]
+fn the_api_needs_the_admin_token_and_the_tunnel_does_not() {
+    let gw = gateway();
+    for wrong in [None, Some("nope"), Some(&ADMIN[..ADMIN.len() - 1])] {
+        let (status, body) = call_as(&gw, wrong, "GET", "/api/pools", None);
+        assert_eq!(status, 401, "{wrong:?}");
+        assert!(body["error"].as_str().unwrap().contains("admin token"));
+        let (status, _) = call_as(
+            &gw,
+            wrong,
+            "POST",
+            "/api/pools",
+            Some(json!({"name": "sneaky"})),
+        );
+        assert_eq!(status, 401);
+    }
+    assert_eq!(call(&gw, "GET", "/api/pools", None).0, 200);
+    assert!(
+        gw.dir.0.join("pools.json").metadata().is_err()
+            || !std::fs::read_to_string(gw.dir.0.join("pools.json"))
+                .unwrap()
+                .contains("sneaky"),
+        "an unauthenticated create changed the store"
+    );
+
+    // The panel's static page, /healthz and the tunnel stay open.
+    let page = client()
+        .get(format!("http://{}/", gw.api_addr))
+        .call()
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(header_values(&page, "content-type")[0].starts_with("text/html"));
+    let health = client()
+        .get(format!("http://{}/healthz", gw.api_addr))
+        .call()
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let (status, kind, _) = error_kind(client().get(gw.url("nowhere", "/x")).call().unwrap());
+    assert_eq!((status, kind.as_str()), (404, "unknown_pool"));
+
+    assert!(
+        !gw.proc.out.text().contains(ADMIN),
+        "the admin token reached the log"
+    );
+}
+
+#[test]
+fn pools_are_created_listed_fetched_rotated_and_deleted() {
+    let gw = gateway();
+    let (pool, token) = create(&gw, "gitlab-eu", "GitLab in Frankfurt");
+    assert_eq!(pool["name"], "gitlab-eu");
+    assert_eq!(pool["description"], "GitLab in Frankfurt");
+    assert_eq!(pool["agents"], 0);
+    let decoded = Token::decode(&token).unwrap();
+    assert_eq!(decoded.host, format!("ws://{}", gw.agent_addr));
+    assert_eq!(decoded.pool_ulid, pool["id"].as_str().unwrap());
+
+    create(&gw, "second", "");
+    let (status, list) = call(&gw, "GET", "/api/pools", None);
+    assert_eq!(status, 200);
+    let names: Vec<&str> = list["pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["gitlab-eu", "second"]);
+    let listed = list.to_string();
+    assert!(
+        !listed.contains(decoded.key.expose()),
+        "keys are never listed"
+    );
+
+    let (status, got) = call(&gw, "GET", "/api/pools/gitlab-eu", None);
+    assert_eq!(
+        (status, got["pool"]["id"].clone()),
+        (200, pool["id"].clone())
+    );
+
+    // Rotation: a new key, same pool id.
+    let (status, rotated) = call(&gw, "POST", "/api/pools/gitlab-eu/rotate", None);
+    assert_eq!(status, 200);
+    let new = Token::decode(rotated["token"].as_str().unwrap()).unwrap();
+    assert_eq!(new.pool_ulid, decoded.pool_ulid);
+    assert_ne!(new.key, decoded.key);
+
+    let (status, deleted) = call(&gw, "DELETE", "/api/pools/gitlab-eu", None);
+    assert_eq!(
+        (status, deleted["deleted"].as_str()),
+        (200, Some("gitlab-eu"))
+    );
+    assert_eq!(call(&gw, "GET", "/api/pools/gitlab-eu", None).0, 404);
+    assert_eq!(call(&gw, "DELETE", "/api/pools/gitlab-eu", None).0, 404);
+    assert_eq!(
+        call(&gw, "POST", "/api/pools/gitlab-eu/rotate", None).0,
+        404
+    );
+    assert_eq!(call(&gw, "GET", "/api/pools/gitlab-eu/log", None).0, 404);
+
+    // The CLI sees what the API did.
+    let listing = Command::new(GATEWAY)
+        .args(["pool", "list", "--data-dir"])
+        .arg(&gw.dir.0)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.contains("second") && !listing.contains("gitlab-eu"));
+
+    let log = gw.proc.out.text();
+    for secret in [decoded.key.expose(), new.key.expose(), token.as_str()] {
+        assert!(!log.contains(secret), "a pool key reached the log");
+    }
+}
+
+#[test]
+fn bad_requests_get_json_errors_naming_the_field() {
+    let gw = gateway();
+    create(&gw, "taken", "");
+    let post = |body: Value| call(&gw, "POST", "/api/pools", Some(body));
+    let field = |(status, body): (u16, Value)| {
+        (
+            status,
+            body["field"].as_str().unwrap_or("").to_string(),
+            body["error"].as_str().unwrap_or("").to_string(),
+        )
+    };
+    let (status, f, error) = field(post(json!({"name": "Not Valid"})));
+    assert_eq!((status, f.as_str()), (400, "name"));
+    assert!(error.contains("lowercase"), "{error}");
+    assert_eq!(field(post(json!({"description": "x"}))).1, "name");
+    assert_eq!(field(post(json!({"name": ""}))).1, "name");
+    let (status, f, _) = field(post(json!({"name": "ok", "description": "d".repeat(1025)})));
+    assert_eq!((status, f.as_str()), (400, "description"));
+    let (status, f, error) = field(post(json!({"name": "taken"})));
+    assert_eq!((status, f.as_str()), (409, "name"));
+    assert!(error.contains("already exists"));
+    assert_eq!(post(json!(["not", "an", "object"])).0, 400);
+
+    // Bodies are bounded.
+    let huge = json!({ "name": "big", "description": "x".repeat(70 * 1024) });
+    let (status, body) = call(&gw, "POST", "/api/pools", Some(huge));
+    assert_eq!(status, 413, "{body}");
+
+    assert_eq!(call(&gw, "GET", "/api/nothing", None).0, 404);
+    assert_eq!(call(&gw, "PUT", "/api/pools/taken", None).0, 405);
+    assert_eq!(
+        call(&gw, "GET", "/api/pools/taken/log?limit=0", None).0,
+        400
+    );
+    let (status, list) = call(&gw, "GET", "/api/pools", None);
+    assert_eq!((status, list["pools"].as_array().unwrap().len()), (200, 1));
+}
+
+#[test]
+fn an_api_pool_serves_at_once_and_a_rotated_key_refuses_old_agents() {
+    let upstream = Upstream::start();
+    let gw = gateway();
+    let (_, token) = create(&gw, "live", "made through the API");
+    let env = |token: &str| {
+        agent_env(
+            token,
+            &upstream.base(),
+            &[("SPACELIFT_METADATA_team", "infra")],
+        )
+    };
+    let old_agent = start_agent(&env(&token));
+    gw.wait_streams("live", 2);
+
+    let (_, agents) = call(&gw, "GET", "/api/pools/live/agents", None);
+    let agent = &agents["agents"][0];
+    assert_eq!(agent["metadata"]["team"], "infra", "{agents}");
+    assert_eq!(agent["streams"], 2);
+    assert!(agent["remote"].as_str().unwrap().starts_with("127.0.0.1:"));
+
+    // One allowed request and one denied, both in the pool's log and hourly counts.
+    let archive = "/api/v4/projects/group%2Frepo/repository/archive?do=echo";
+    let ok = client().get(gw.url("live", archive)).call().unwrap();
+    assert_eq!(ok.status(), 200);
+    let denied = client()
+        .get(gw.url("live", "/api/v4/admin/secrets"))
+        .call()
+        .unwrap();
+    assert_eq!(denied.status(), 403);
+    // The record lands just after the caller has its answer.
+    let mut log = Value::Null;
+    wait_until(Duration::from_secs(5), "two records in the log", || {
+        log = call(&gw, "GET", "/api/pools/live/log?limit=10", None).1;
+        log["requests"].as_array().map_or(0, Vec::len) == 2
+    });
+    let requests = log["requests"].as_array().unwrap();
+    assert_eq!(requests[0]["error"], "denied", "newest first: {log}");
+    assert!(requests[0]["reason"].as_str().is_some());
+    assert_eq!(requests[1]["rule"], "Download repository archive");
+    assert_eq!(requests[1]["status"], 200);
+    assert_eq!(requests[1]["path"], archive);
+    let (_, pool) = call(&gw, "GET", "/api/pools/live", None);
+    assert_eq!(pool["pool"]["requests_last_hour"], 2, "{pool}");
+    assert_eq!(pool["pool"]["denials_last_hour"], 1, "{pool}");
+
+    // Rotate: the streams on the old key close, the old agent is refused from then on.
+    let (status, rotated) = call(&gw, "POST", "/api/pools/live/rotate", None);
+    assert_eq!(status, 200);
+    gw.wait_streams("live", 0);
+    old_agent
+        .out
+        .wait_for("refused the pool token", Duration::from_secs(15));
+    gw.proc
+        .out
+        .wait_for("refused for pool", Duration::from_secs(5));
+    assert_eq!(gw.pool_state("live").1, 0);
+    let (_, log) = call(&gw, "GET", "/api/pools/live/log", None);
+    assert_eq!(
+        log["requests"].as_array().unwrap().len(),
+        2,
+        "the log survives rotation"
+    );
+
+    let _new_agent = start_agent(&env(rotated["token"].as_str().unwrap()));
+    gw.wait_streams("live", 2);
+    let ok = client().get(gw.url("live", archive)).call().unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(gw.pool_state("live").1, 2, "the old agent stays out");
+}
+
+#[test]
+fn deleting_a_pool_disconnects_its_agents() {
+    let upstream = Upstream::start();
+    let gw = gateway();
+    let (_, token) = create(&gw, "doomed", "");
+    let agent = start_agent(&agent_env(&token, &upstream.base(), &[]));
+    gw.wait_streams("doomed", 2);
+    assert_eq!(call(&gw, "DELETE", "/api/pools/doomed", None).0, 200);
+    wait_until(Duration::from_secs(5), "both streams closed", || {
+        gw.proc.out.count("pool=doomed") >= 2 && gw.proc.out.count("pool deleted") >= 2
+    });
+    agent
+        .out
+        .wait_for("refused the pool token", Duration::from_secs(15));
+    let (status, kind, _) = error_kind(client().get(gw.url("doomed", "/x")).call().unwrap());
+    assert_eq!((status, kind.as_str()), (404, "unknown_pool"));
+}
+
+#[test]
+fn a_public_api_port_needs_an_admin_token() {
+    let dir = TempDir::new("bind");
+    let output = Command::new(GATEWAY)
+        .args(["serve", "--data-dir"])
+        .arg(&dir.0)
+        .args(["--agent-listen", "127.0.0.1:0", "--api-listen", "0.0.0.0:0"])
+        .env_remove("VCS_GATEWAY_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--admin-token"), "{stderr}");
+
+    let short = Command::new(GATEWAY)
+        .args(["serve", "--data-dir"])
+        .arg(&dir.0)
+        .args(["--api-listen", "0.0.0.0:0", "--admin-token", "hunter2"])
+        .output()
+        .unwrap();
+    assert_eq!(short.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&short.stderr);
+    assert!(
+        stderr.contains("at least") && !stderr.contains("hunter2"),
+        "{stderr}"
+    );
+
+    // With a token (here from the environment) a public address is fine.
+    let mut command = Command::new(GATEWAY);
+    command
+        .args(["serve", "--data-dir"])
+        .arg(&dir.0)
+        .args(["--agent-listen", "127.0.0.1:0", "--api-listen", "0.0.0.0:0"])
+        .env("VCS_GATEWAY_ADMIN_TOKEN", ADMIN);
+    let gw = Proc::spawn(command);
+    gw.out
+        .wait_for("admin token required", Duration::from_secs(10));
+    assert!(!gw.out.text().contains(ADMIN));
+}
+
+#[test]
+fn foreign_web_pages_cannot_use_the_api() {
+    // With a token: a cross-origin request is refused even with the right token.
+    let gw = gateway();
+    let url = format!("http://{}/api/pools", gw.api_addr);
+    let response = client()
+        .post(&url)
+        .header("Authorization", format!("Bearer {ADMIN}"))
+        .header("Origin", "https://evil.example")
+        .header("Content-Type", "text/plain")
+        .send(r#"{"name":"planted"}"#)
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let same_origin = client()
+        .get(&url)
+        .header("Authorization", format!("Bearer {ADMIN}"))
+        .header("Origin", format!("http://{}", gw.api_addr))
+        .call()
+        .unwrap();
+    assert_eq!(same_origin.status(), 200);
+
+    // Without a token (loopback only): a page on a rebound name gets nothing.
+    let open = Gateway::start(&[]);
+    let url = format!("http://{}/api/pools", open.api_addr);
+    assert_eq!(client().get(&url).call().unwrap().status(), 200);
+    let rebound = client()
+        .get(&url)
+        .header("Host", "evil.example")
+        .call()
+        .unwrap();
+    assert_eq!(rebound.status(), 403);
+    let text = rebound.into_body().read_to_string().unwrap();
+    assert!(text.contains("127.0.0.1"), "{text}");
+}
