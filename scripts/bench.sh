@@ -164,17 +164,30 @@ download_mbps() { curl -fsS -o /dev/null -w '%{speed_download}' "$1" | awk '{pri
 
 declare -A R RSS_AGENT RSS_GW
 
+# Before each tunnel phase: all 4 streams connected (wrk's last cancelled requests make
+# streams redial for a moment).
+settle() {
+    [[ -z ${AGENT_PID:-} ]] && return 0
+    for _ in $(seq 500); do
+        curl -fsS "http://$API/healthz" 2>/dev/null | grep -Eq '"streams":4[,}]' && return 0
+        sleep 0.01
+    done
+}
+
 measure() { # measure <prefix> <base-url>
     local p=$1 base=$2 small="$2/api/v4/user" big="$2/api/v4/projects/group%2Frepo/repository/archive.tar.gz"
     say "$p: latency at 1 connection"
+    settle
     with_rss "$p-lat" wrk_run "$small" 1
     R[$p-p50]=$(to_ms "$P50"); R[$p-p99]=$(to_ms "$P99"); R[$p-rps1]=$RPS
     for c in 4 16; do
         say "$p: requests/s at $c connections"
+        settle
         with_rss "$p-rps$c" wrk_run "$small" "$c"
         R[$p-rps$c]=$RPS
     done
     say "$p: 1 GiB download"
+    settle
     with_rss "$p-big" eval 'R[$p-big]=$(download_mbps "$big")'
 }
 

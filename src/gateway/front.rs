@@ -251,17 +251,35 @@ fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Opti
                 false,
             );
         }
+        // No stream at all: fail at once, unless the pool is only reconnecting.
+        let mut wait_until = deadline;
         if no_agent(&pool) {
-            return fail(
-                job.caller,
-                Some(&pool),
-                ErrorKind::NoAgent,
-                &format!("no agent of pool \"{pool_name}\" is connected"),
-                no_body,
-            );
+            match pool.reconnecting_until() {
+                Some(until) if until > Instant::now() => wait_until = wait_until.min(until),
+                _ => {
+                    return fail(
+                        job.caller,
+                        Some(&pool),
+                        ErrorKind::NoAgent,
+                        &format!("no agent of pool \"{pool_name}\" is connected"),
+                        no_body,
+                    )
+                }
+            }
         }
-        match pool.jobs.send_deadline(job, deadline) {
+        match pool.jobs.send_deadline(job, wait_until) {
             Ok(()) => {}
+            Err(SendTimeoutError::Timeout(back)) | Err(SendTimeoutError::Disconnected(back))
+                if no_agent(&pool) =>
+            {
+                return fail(
+                    back.caller,
+                    Some(&pool),
+                    ErrorKind::NoAgent,
+                    &format!("no agent of pool \"{pool_name}\" is connected"),
+                    no_body,
+                );
+            }
             Err(SendTimeoutError::Timeout(back)) | Err(SendTimeoutError::Disconnected(back)) => {
                 let message = format!(
                     "all streams of pool \"{pool_name}\" stayed busy for {:?}",

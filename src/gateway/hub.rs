@@ -17,7 +17,7 @@ use std::io::BufReader;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Gateway timings, and what the panel and its API need.
 #[derive(Debug, Clone)]
@@ -126,6 +126,9 @@ impl RequestRecord {
     }
 }
 
+/// How long a pool whose last stream just left is given to reconnect before `no_agent`.
+pub const RECONNECT_GRACE: Duration = Duration::from_secs(3);
+
 /// How many recent requests each pool keeps for the panel.
 pub const RECENT_REQUESTS: usize = 500;
 
@@ -150,6 +153,7 @@ pub struct Pool {
     pub requests: AtomicU64,
     agents: Mutex<BTreeMap<String, AgentInfo>>,
     recent: Mutex<VecDeque<RequestRecord>>,
+    last_stream_left: Mutex<Option<Instant>>,
     /// Counters for `/metrics`.
     pub stats: crate::observe::gateway_metrics::PoolStats,
     /// Requests and denials per minute over the last hour, for the panel's pool list.
@@ -170,6 +174,7 @@ impl Pool {
             requests: AtomicU64::new(0),
             agents: Mutex::new(BTreeMap::new()),
             recent: Mutex::new(VecDeque::with_capacity(RECENT_REQUESTS)),
+            last_stream_left: Mutex::new(None),
             stats: Default::default(),
             minutes: Mutex::new(VecDeque::with_capacity(60)),
             closed: AtomicBool::new(false),
@@ -222,6 +227,9 @@ impl Pool {
     }
 
     pub fn stream_left(&self, instance: &str) {
+        if let Ok(mut left) = self.last_stream_left.lock() {
+            *left = Some(Instant::now());
+        }
         self.streams.fetch_sub(1, Ordering::SeqCst);
         if let Ok(mut agents) = self.agents.lock() {
             if let Some(agent) = agents.get_mut(instance) {
@@ -231,6 +239,14 @@ impl Pool {
                 }
             }
         }
+    }
+
+    /// While a stream left less than [`RECONNECT_GRACE`] ago, the pool counts as reconnecting
+    /// (a cancelled request or a gateway blip): requests wait for it until this instant
+    /// instead of failing with `no_agent`.
+    pub fn reconnecting_until(&self) -> Option<Instant> {
+        let left = (*self.last_stream_left.lock().ok()?)?;
+        Some(left + RECONNECT_GRACE)
     }
 
     pub fn set_busy(&self, instance: &str, busy: bool) {
