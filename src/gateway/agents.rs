@@ -14,44 +14,13 @@ use crate::protocol::{self, Control, Frame};
 use crossbeam_channel::RecvTimeoutError;
 use log::{debug, info, warn};
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tungstenite::{Bytes, Message, WebSocket};
 
 const TICK: Duration = Duration::from_millis(250);
-
-/// Accepts agent connections forever, a thread each.
-pub fn serve(listener: TcpListener, hub: Arc<Hub>) {
-    serve_with_tls(listener, hub, None)
-}
-
-/// The same, with each connection's TLS handshake (when `tls` is set) on its own thread.
-pub fn serve_with_tls(
-    listener: TcpListener,
-    hub: Arc<Hub>,
-    tls: Option<Arc<rustls::ServerConfig>>,
-) {
-    for connection in listener.incoming() {
-        match connection {
-            Ok(tcp) => {
-                let hub = Arc::clone(&hub);
-                let tls = tls.clone();
-                let spawned = std::thread::Builder::new()
-                    .name("agent-stream".into())
-                    .spawn(move || accept(tcp, &hub, tls));
-                if let Err(e) = spawned {
-                    warn!("cannot start a thread for an agent stream: {e}");
-                }
-            }
-            Err(e) => {
-                warn!("agent port accept failed: {e}");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
-}
 
 #[allow(clippy::result_large_err)]
 fn refuse(status: u16, reason: &str) -> ErrorResponse {
@@ -67,7 +36,7 @@ fn header<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
 
 /// Handshake, then the stream's life.
 #[allow(clippy::result_large_err)] // the error type is tungstenite's callback contract
-fn accept(tcp: TcpStream, hub: &Hub, tls: Option<Arc<rustls::ServerConfig>>) {
+pub(crate) fn accept(tcp: TcpStream, hub: &Hub, tls: Option<Arc<rustls::ServerConfig>>) {
     let peer = match tcp.peer_addr() {
         Ok(p) => p,
         Err(_) => return,

@@ -13,9 +13,9 @@ use crate::http1::{self, HeadError, RequestHead};
 use crate::net::Stream;
 use crate::protocol::{self, ErrorKind};
 use crossbeam_channel::SendTimeoutError;
-use log::warn;
+
 use std::io::BufReader;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,37 +23,7 @@ use std::time::{Duration, Instant};
 /// How long an idle keep-alive connection stays open.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 
-pub fn serve(listener: TcpListener, hub: Arc<Hub>) {
-    serve_with_tls(listener, hub, None)
-}
-
-/// The same, with each connection's TLS handshake (when `tls` is set) on its own thread.
-pub fn serve_with_tls(
-    listener: TcpListener,
-    hub: Arc<Hub>,
-    tls: Option<Arc<rustls::ServerConfig>>,
-) {
-    for connection in listener.incoming() {
-        match connection {
-            Ok(tcp) => {
-                let hub = Arc::clone(&hub);
-                let tls = tls.clone();
-                let spawned = std::thread::Builder::new()
-                    .name("caller".into())
-                    .spawn(move || handle_connection(tcp, &hub, tls));
-                if let Err(e) = spawned {
-                    warn!("cannot start a thread for a caller: {e}");
-                }
-            }
-            Err(e) => {
-                warn!("api port accept failed: {e}");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
-}
-
-fn handle_connection(tcp: TcpStream, hub: &Hub, tls: Option<Arc<rustls::ServerConfig>>) {
+pub(crate) fn handle_connection(tcp: TcpStream, hub: &Hub, tls: Option<Arc<rustls::ServerConfig>>) {
     let Ok(peer) = tcp.peer_addr() else { return };
     let _ = tcp.set_nodelay(true);
     let _ = tcp.set_read_timeout(Some(IDLE_TIMEOUT));

@@ -74,24 +74,17 @@ impl Gateway {
                 .public_url
                 .get_or_insert_with(|| format!("ws://{agent_addr}"));
         }
-        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
-            std::thread::Builder::new()
-                .name(name.into())
-                .spawn(f)
-                .map(|_| ())
-                .map_err(|e| format!("cannot start the {name} thread: {e}"))
-        };
-        let h = Arc::clone(&hub);
-        spawn(
-            "agent-port",
-            Box::new(move || agents::serve_with_tls(agent_listener, h, tls.agent)),
-        )?;
-        let h = Arc::clone(&hub);
-        let api_tls = tls.api;
-        spawn(
-            "api-port",
-            Box::new(move || front::serve_with_tls(api_listener, h, api_tls)),
-        )?;
+        let cannot = |e: std::io::Error| format!("cannot start a listener thread: {e}");
+        let (h, agent_tls) = (Arc::clone(&hub), tls.agent);
+        crate::net::listen::spawn(agent_listener, "agent-port", "agent-stream", move |tcp| {
+            agents::accept(tcp, &h, agent_tls.clone())
+        })
+        .map_err(cannot)?;
+        let (h, api_tls) = (Arc::clone(&hub), tls.api);
+        crate::net::listen::spawn(api_listener, "api-port", "caller", move |tcp| {
+            front::handle_connection(tcp, &h, api_tls.clone())
+        })
+        .map_err(cannot)?;
         Ok(Gateway {
             hub,
             agent_addr,

@@ -20,27 +20,9 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 pub fn start(addr: SocketAddr, shared: Arc<Shared>) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
-    std::thread::Builder::new()
-        .name("metrics".into())
-        .spawn(move || {
-            for connection in listener.incoming() {
-                match connection {
-                    Ok(tcp) => {
-                        let shared = Arc::clone(&shared);
-                        let spawned = std::thread::Builder::new()
-                            .name("metrics-conn".into())
-                            .spawn(move || answer(tcp, &shared));
-                        if let Err(e) = spawned {
-                            log::warn!("metrics endpoint: cannot start a thread: {e}");
-                        }
-                    }
-                    Err(e) => {
-                        log::warn!("metrics endpoint: accept failed: {e}");
-                        std::thread::sleep(Duration::from_millis(50));
-                    }
-                }
-            }
-        })?;
+    crate::net::listen::spawn(listener, "metrics", "metrics-conn", move |tcp| {
+        answer(tcp, &shared)
+    })?;
     Ok(bound)
 }
 
