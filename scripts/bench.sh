@@ -81,12 +81,17 @@ start_tunnel() {
     agent_port=$(free_port); api_port=$(free_port)
     mkdir -p "$data"
     if [[ $tls == 1 ]]; then
+        # A private CA and a leaf certificate for 127.0.0.1 signed by it.
         openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-            -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
-            -keyout "$data/key.pem" -out "$data/cert.pem" 2>/dev/null
+            -subj "/CN=vcs-bench CA" -keyout "$data/ca.key" -out "$data/ca.pem" 2>/dev/null
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+            -keyout "$data/key.pem" -out "$data/leaf.csr" 2>/dev/null
+        printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$data/leaf.ext"
+        openssl x509 -req -in "$data/leaf.csr" -CA "$data/ca.pem" -CAkey "$data/ca.key" -CAcreateserial \
+            -days 2 -extfile "$data/leaf.ext" -out "$data/cert.pem" 2>/dev/null
         extra=(--tls-cert "$data/cert.pem" --tls-key "$data/key.pem")
         scheme=wss
-        agent_env=(SPACELIFT_VCS_AGENT_CA_CERT_FILE="$data/cert.pem")
+        agent_env=(SPACELIFT_VCS_AGENT_CA_CERT_FILE="$data/ca.pem")
     fi
     "$BIN/vcs-gateway" serve --data-dir "$data" --agent-listen "127.0.0.1:$agent_port" \
         --api-listen "127.0.0.1:$api_port" "${extra[@]}" >"$data/gateway.log" 2>&1 &

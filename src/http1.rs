@@ -320,7 +320,7 @@ pub fn write_last_chunk<W: Write>(out: &mut W) -> io::Result<()> {
     out.write_all(b"0\r\n\r\n")
 }
 
-/// A complete small answer with a body (errors, health, API replies).
+/// A complete small answer with a body (errors, health, API replies), in one write.
 pub fn write_simple<W: Write>(
     out: &mut W,
     status: u16,
@@ -335,8 +335,9 @@ pub fn write_simple<W: Write>(
     if !keep_alive {
         headers.push(("Connection".into(), "close".into()));
     }
-    write_head(out, status, &headers)?;
-    out.write_all(body)?;
+    let mut head = Vec::with_capacity(256);
+    write_head(&mut head, status, &headers)?;
+    crate::net::stream::write_both(out, &head, body)?;
     out.flush()
 }
 

@@ -261,6 +261,7 @@ fn bad_ca_input_exits_2_naming_the_variable() {
         ));
         let status = agent.wait_exit(Duration::from_secs(10));
         assert_eq!(status.code(), Some(2), "{variable}={value}");
+        agent.out.wait_for(variable, Duration::from_secs(5));
         let text = agent.out.text();
         assert!(
             text.starts_with(&format!("{variable}: "))

@@ -509,7 +509,14 @@ fn handle(
         rule: Some(allowed.description.to_string()),
         project: allowed.project.clone(),
     };
-    if let Err(e) = socket.send(head.to_message()) {
+    // With a body to follow, the head waits in tungstenite's buffer and leaves with the first
+    // piece in one write.
+    let sent = if has_body {
+        socket.write(head.to_message())
+    } else {
+        socket.send(head.to_message())
+    };
+    if let Err(e) = sent {
         record.problem = Some((
             ErrorKind::AgentLost,
             format!("gateway connection lost: {e}"),
@@ -522,6 +529,11 @@ fn handle(
         return Ok(());
     }
 
+    let length = response
+        .headers()
+        .get(ureq::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
     let mut reader = response.into_body().into_reader();
     loop {
         match reader.read(buffer) {
@@ -532,7 +544,14 @@ fn handle(
                 break;
             }
             Ok(n) => {
-                if let Err(e) = socket.send(Message::Binary(Bytes::copy_from_slice(&buffer[..n]))) {
+                let piece = Message::Binary(Bytes::copy_from_slice(&buffer[..n]));
+                // The last piece of a known length waits for `end`: one write for both.
+                let sent = if length == Some(record.bytes_out + n as u64) {
+                    socket.write(piece)
+                } else {
+                    socket.send(piece)
+                };
+                if let Err(e) = sent {
                     // The gateway hung up: the caller went away. Dropping `reader` drops the
                     // upstream connection.
                     record.problem = Some((

@@ -143,6 +143,11 @@ fn run_stream(
     peer: SocketAddr,
 ) -> String {
     let keepalive = hub.settings.keepalive;
+    // Inside an exchange a read wakes at least this often to check the exchange timeout.
+    let tick = keepalive.min(hub.settings.exchange_timeout);
+    if let Err(e) = socket.get_ref().set_read_timeout(Some(tick)) {
+        return format!("socket error: {e}");
+    }
     let mut last_heard = Instant::now();
     let mut last_ping = Instant::now();
     loop {
@@ -154,8 +159,14 @@ fn run_stream(
         }
         match pool.queue.recv_timeout(TICK) {
             Ok(job) => {
-                // Look at what arrived while idle: a closed or draining stream must not start it.
-                if let Err(reason) = poll(&mut socket, &mut last_heard) {
+                // After a pause, look at what arrived meanwhile: a closed or draining stream must
+                // not start the job. Back-to-back jobs skip this (the last exchange just read it).
+                let checked = if last_heard.elapsed() > TICK {
+                    poll(&mut socket, &mut last_heard)
+                } else {
+                    Ok(())
+                };
+                if let Err(reason) = checked {
                     let reply = job.reply.clone();
                     let _ = reply.send(Outcome::NotStarted(job));
                     return reason;

@@ -187,17 +187,14 @@ fn relay(
         }
     }
 
-    // 2. The answer.
-    if let Err(e) = socket
-        .get_ref()
-        .set_read_timeout(Some(settings.keepalive.min(settings.exchange_timeout)))
-    {
-        return (StreamState::Broken(format!("socket error: {e}")), false);
-    }
+    // 2. The answer (the socket's read timeout, a keepalive tick, is set once per stream).
     let mut answer = AnswerState::AwaitingHead;
     let mut mode = BodyMode::None;
     let mut draining = false;
     let mut last_heard = Instant::now();
+    // Framing bytes (the head, chunk size lines) wait here and leave with the next body
+    // piece in one vectored write: a small answer costs the caller's socket one system call.
+    let mut pending: Vec<u8> = Vec::with_capacity(1024);
     let out = caller.conn.get_mut();
     loop {
         let frame = match socket.read() {
@@ -276,11 +273,11 @@ fn relay(
                     headers.push(("Connection".into(), "close".into()));
                 }
                 headers.push(("X-Vcs-Request-Id".into(), id.to_string()));
-                if let Err(e) = http1::write_head(out, status, &headers) {
-                    return cancelled(socket, e);
-                }
+                let _ = http1::write_head(&mut pending, status, &headers);
                 if mode == BodyMode::None {
-                    let _ = out.flush();
+                    if let Err(e) = send_pending(out, &mut pending, &[]) {
+                        return cancelled(socket, e);
+                    }
                 }
             }
             Frame::Control(Control::Error {
@@ -302,7 +299,14 @@ fn relay(
             Frame::Data(data) => {
                 tally.bytes_out += data.len() as u64;
                 let written = match mode {
-                    BodyMode::Chunked => http1::write_chunk(out, &data),
+                    BodyMode::Chunked if data.is_empty() => Ok(()),
+                    BodyMode::Chunked => {
+                        pending.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                        let sent = send_pending(out, &mut pending, &data);
+                        // The chunk's closing CRLF leaves with the next piece.
+                        pending.extend_from_slice(b"\r\n");
+                        sent
+                    }
                     BodyMode::Length(n) if tally.bytes_out > n => {
                         return lost(
                             out,
@@ -312,17 +316,17 @@ fn relay(
                             "agent sent more than Content-Length".into(),
                         );
                     }
-                    _ => out.write_all(&data),
+                    _ => send_pending(out, &mut pending, &data),
                 };
                 if let Err(e) = written {
                     return cancelled(socket, e);
                 }
             }
             Frame::Control(Control::End) => {
-                let finished = match mode {
-                    BodyMode::Chunked => http1::write_last_chunk(out).and_then(|_| out.flush()),
-                    _ => out.flush(),
-                };
+                if mode == BodyMode::Chunked {
+                    pending.extend_from_slice(b"0\r\n\r\n");
+                }
+                let finished = send_pending(out, &mut pending, &[]);
                 if let Err(e) = finished {
                     return cancelled(socket, e);
                 }
@@ -340,7 +344,7 @@ fn relay(
                 tally.error = Some(kind);
                 tally.reason = Some(format!("answer broke off: {message}"));
                 // Close the caller without ending the body: the transfer shows as failed.
-                let _ = out.flush();
+                let _ = send_pending(out, &mut pending, &[]);
                 return (usable(draining), false);
             }
             Frame::Closed | Frame::Control(_) => {
@@ -353,6 +357,13 @@ fn relay(
             return (usable(draining), reusable);
         }
     }
+}
+
+/// Writes the pending framing bytes and `data` together, then empties `pending`.
+fn send_pending(out: &mut Stream, pending: &mut Vec<u8>, data: &[u8]) -> std::io::Result<()> {
+    crate::net::stream::write_both(out, pending, data)?;
+    pending.clear();
+    out.flush()
 }
 
 fn usable(draining: bool) -> StreamState {

@@ -48,6 +48,9 @@ impl Drop for TempDir {
     }
 }
 
+/// Marks the end of a captured stream in [`Output`] (a line no program prints).
+const CLOSED: &str = "\u{0}closed\u{0}";
+
 /// Lines a child printed, shared with a reader thread.
 #[derive(Clone, Default)]
 pub struct Output {
@@ -67,11 +70,33 @@ impl Output {
                 lock.lock().expect("output").push(line);
                 cv.notify_all();
             }
+            // End of stream: an empty marker nobody matches, counted by `wait_closed`.
+            let (lock, cv) = &*lines;
+            lock.lock().expect("output").push(String::from(CLOSED));
+            cv.notify_all();
         });
     }
 
     pub fn lines(&self) -> Vec<String> {
-        self.lines.0.lock().map(|l| l.clone()).unwrap_or_default()
+        self.lines
+            .0
+            .lock()
+            .map(|l| l.iter().filter(|l| *l != CLOSED).cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Waits until `streams` captured streams reached their end (the child exited).
+    pub fn wait_closed(&self, streams: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let (lock, cv) = &*self.lines;
+        let mut guard = lock.lock().expect("output");
+        while guard.iter().filter(|l| *l == CLOSED).count() < streams {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            guard = cv.wait_timeout(guard, left).expect("output").0;
+        }
     }
 
     pub fn text(&self) -> String {
@@ -84,7 +109,7 @@ impl Output {
         let (lock, cv) = &*self.lines;
         let mut guard = lock.lock().expect("output");
         loop {
-            if let Some(line) = guard.iter().find(|l| l.contains(needle)) {
+            if let Some(line) = guard.iter().find(|l| *l != CLOSED && l.contains(needle)) {
                 return line.clone();
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -143,6 +168,8 @@ impl Proc {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
+                // Everything it printed is captured before the caller looks.
+                self.out.wait_closed(2, Duration::from_secs(5));
                 return status;
             }
             assert!(
