@@ -221,12 +221,12 @@ row "figure" "direct" "tunnel" "ratio" "tunnel+TLS" "ratio"
 row "----" "---:" "---:" "---:" "---:" "---:"
 for f in p50:"latency p50 at 1 conn (ms)" p99:"latency p99 at 1 conn (ms)" rps1:"requests/s at 1 conn" rps4:"requests/s at 4 conns" rps16:"requests/s at 16 conns" big:"1 GiB download (MiB/s)"; do
     k=${f%%:*}; label=${f#*:}
-    row "$label" "${R[direct-$k]}" "${R[plain-$k]}" "$(ratio "${R[plain-$k]}" "${R[direct-$k]}")" "${R[tls-$k]}" "$(ratio "${R[tls-$k]}" "${R[direct-$k]}")"
+    row "$label" "${R[direct-$k]:-}" "${R[plain-$k]:-}" "$(ratio "${R[plain-$k]:-}" "${R[direct-$k]:-}")" "${R[tls-$k]:-}" "$(ratio "${R[tls-$k]:-}" "${R[direct-$k]:-}")"
 done
-row "added p50 latency (ms)" "" "$(awk -v a="${R[plain-p50]}" -v b="${R[direct-p50]}" 'BEGIN{printf "%.3f", a-b}')" "" "$(awk -v a="${R[tls-p50]}" -v b="${R[direct-p50]}" 'BEGIN{printf "%.3f", a-b}')" ""
-row "agent start to 4 streams (ms)" "" "${R[plain-start]}" "" "${R[tls-start]}" ""
-row "agent RSS idle (MiB)" "" "$(ratio "${R[plain-idle-agent]}" 1024)" "" "$(ratio "${R[tls-idle-agent]}" 1024)" ""
-row "gateway RSS idle (MiB)" "" "$(ratio "${R[plain-idle-gw]}" 1024)" "" "$(ratio "${R[tls-idle-gw]}" 1024)" ""
+row "added p50 latency (ms)" "" "$(awk -v a="${R[plain-p50]:-}" -v b="${R[direct-p50]:-}" 'BEGIN{printf "%.3f", a-b}')" "" "$(awk -v a="${R[tls-p50]:-}" -v b="${R[direct-p50]:-}" 'BEGIN{printf "%.3f", a-b}')" ""
+row "agent start to 4 streams (ms)" "" "${R[plain-start]:-}" "" "${R[tls-start]:-}" ""
+row "agent RSS idle (MiB)" "" "$(ratio "${R[plain-idle-agent]:-}" 1024)" "" "$(ratio "${R[tls-idle-agent]:-}" 1024)" ""
+row "gateway RSS idle (MiB)" "" "$(ratio "${R[plain-idle-gw]:-}" 1024)" "" "$(ratio "${R[tls-idle-gw]:-}" 1024)" ""
 for phase in lat:"1 conn" rps4:"4 conns" rps16:"16 conns" big:"1 GiB download"; do
     k=${phase%%:*}; label=${phase#*:}
     row "agent peak RSS, $label (MiB)" "" "$(ratio "${RSS_AGENT[plain-$k]:-0}" 1024)" "" "$(ratio "${RSS_AGENT[tls-$k]:-0}" 1024)" ""

@@ -2,7 +2,7 @@
 //!
 //! Every problem is reported as one line that names the variable and says what is wrong
 //! (`SPACELIFT_VCS_AGENT_PARALLELISM: expected an integer from 1 to 256, got "abc"`); the
-//! binary prints it and exits with code 2. Secrets are held in [`Secret`] and never printed.
+//! binary prints it and exits with code 2. Secrets are held in [`Secret`](crate::token::Secret) and never printed.
 
 use crate::allowlist::{self, Vendor};
 use crate::net::proxy::{self, ProxyConfig};

@@ -6,14 +6,25 @@
 //! stream; the agent checks it against its vendor's allowlist, forwards it to the VCS and
 //! streams the answer back. No async runtime: OS threads and blocking sockets.
 //!
-//! The map:
-//! - [`agent`]: slot threads, one WebSocket each ([`agent::slot`]), the HTTP leg ([`agent::forward`]).
-//! - [`gateway`]: pool store, dispatch hub, agent port, `private://` front.
+//! The map (data flows top to bottom on the way in, and back up on the way out):
+//! - [`gateway`]: the pool store ([`gateway::store`]), live pools and dispatch
+//!   ([`gateway::hub`]), the `private://` front ([`gateway::front`]), one request over one
+//!   agent stream ([`gateway::exchange`]), the agent port ([`gateway::agents`]), and the
+//!   operator's panel and JSON API ([`gateway::panel`], [`gateway::api`], [`gateway::admin`]).
 //! - [`protocol`]: the frames both sides speak and their order.
+//! - [`agent`]: slot threads, one WebSocket each ([`agent::slot`]), the HTTP leg to the VCS
+//!   ([`agent::forward`]), the preflight ([`agent::check`]).
 //! - [`allowlist`]: canonical paths and per-vendor rules, failing closed.
 //! - [`config`] and [`token`]: the agent's environment and the pool token.
-//! - [`net`]: sockets and dialing; [`http1`]: the small HTTP/1.1 server side.
-//! - [`observe`]: logging and redaction.
+//! - [`net`]: one stream type for plain and TLS sockets, dialing through proxies, trust
+//!   stores, the accept loop; [`http1`]: the small HTTP/1.1 server side.
+//! - [`observe`]: logs (text or JSON), access lines, redaction, metrics and health.
+//!
+//! Differences from `DESIGN.md`, each explained where it lives: the gateway's stream thread
+//! writes answers straight to the caller's socket (no per-job channel, see [`protocol`]);
+//! a pool that is only reconnecting queues requests instead of answering `no_agent`
+//! ([`gateway::hub::RECONNECT_GRACE`]); agents' slots wake each other when the gateway is
+//! back ([`agent`]).
 
 pub mod agent;
 pub mod allowlist;
