@@ -20,8 +20,9 @@
 //!   stores, the accept loop; [`http1`]: the small HTTP/1.1 server side.
 //! - [`observe`]: logs (text or JSON), access lines, redaction, metrics and health.
 //!
-//! Differences from `DESIGN.md`, each explained where it lives: the gateway's stream thread
-//! writes answers straight to the caller's socket (no per-job channel, see [`protocol`]);
+//! Differences from `DESIGN.md`, each explained where it lives: the caller's thread borrows
+//! an idle agent stream and writes answers straight to the caller's socket, no thread per
+//! stream and no per-job channel ([`gateway::hub`], [`protocol`]);
 //! a pool that is only reconnecting queues requests instead of answering `no_agent`
 //! ([`gateway::hub::RECONNECT_GRACE`]); agents' slots wake each other when the gateway is
 //! back ([`agent`]).

@@ -1,17 +1,18 @@
-//! The agent port: authenticate each agent stream at the WebSocket upgrade, then give it a
-//! thread that takes jobs from its pool's channel and runs them ([`super::exchange`]).
+//! The agent port and the life of an agent stream: authenticate it at the WebSocket upgrade,
+//! then put it in its pool's channel of idle streams, where callers' threads take it for one
+//! exchange at a time ([`super::exchange`]) and give it back.
 //!
-//! While idle the thread wakes every tick to read what the agent sent (pongs, a drain
-//! notice, a close) without blocking, pings after a keepalive interval of silence, and drops
-//! the stream after three silent intervals, so a vanished agent stops taking jobs.
+//! Idle streams need no thread of their own: one [`housekeeper`] wakes every tick, reads what
+//! each idle agent sent (pongs, a drain notice, a close) without blocking, pings after a
+//! keepalive interval of silence and drops a stream after three silent intervals, so a
+//! vanished agent stops being handed requests. Dropping an [`AgentStream`] counts it out of
+//! its pool and logs why it ended.
 
-use crate::gateway::exchange;
-use crate::gateway::hub::{AgentInfo, AuthError, Hub, Outcome, Pool};
+use crate::gateway::hub::{AgentInfo, AuthError, Hub, Pool};
 use crate::net::dial::websocket_config;
 use crate::net::stream::is_timeout;
 use crate::net::Stream;
 use crate::protocol::{self, Control, Frame};
-use crossbeam_channel::RecvTimeoutError;
 use log::{debug, info, warn};
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpStream};
@@ -118,6 +119,12 @@ pub(crate) fn accept(tcp: TcpStream, hub: &Hub, tls: Option<Arc<rustls::ServerCo
     let Some((pool, info)) = admitted else {
         return;
     };
+    // Inside an exchange a read wakes at least this often to check the exchange timeout.
+    let tick = hub.settings.keepalive.min(hub.settings.exchange_timeout);
+    if let Err(e) = socket.get_ref().set_read_timeout(Some(tick)) {
+        debug!("agent stream from {peer}: socket error: {e}");
+        return;
+    }
     pool.stream_joined(&info);
     info!(
         "agent stream connected: pool={} agent={} remote={peer} version={}",
@@ -125,95 +132,113 @@ pub(crate) fn accept(tcp: TcpStream, hub: &Hub, tls: Option<Arc<rustls::ServerCo
         info.instance,
         info.version
     );
-    let reason = run_stream(socket, &pool, hub, &info, peer);
-    pool.stream_left(&info.instance);
-    info!(
-        "agent stream closed: pool={} agent={} remote={peer}: {reason}",
-        pool.name(),
-        info.instance
-    );
+    let stream = AgentStream {
+        socket,
+        pool: Arc::clone(&pool),
+        instance: info.instance,
+        peer,
+        last_heard: Instant::now(),
+        last_ping: Instant::now(),
+        end: String::from("closed"),
+    };
+    // The connection's thread ends here: an idle stream waits in its pool's channel.
+    pool.give_back(stream);
 }
 
-/// Takes jobs until the stream ends; returns why it ended.
-fn run_stream(
-    mut socket: WebSocket<Stream>,
-    pool: &Pool,
-    hub: &Hub,
-    info: &AgentInfo,
-    peer: SocketAddr,
-) -> String {
-    let keepalive = hub.settings.keepalive;
-    // Inside an exchange a read wakes at least this often to check the exchange timeout.
-    let tick = keepalive.min(hub.settings.exchange_timeout);
-    if let Err(e) = socket.get_ref().set_read_timeout(Some(tick)) {
-        return format!("socket error: {e}");
+/// One authenticated agent stream. Idle, it waits in its pool's channel; a caller's thread
+/// takes it, runs one exchange and gives it back. Dropping it closes the connection and
+/// counts it out of the pool.
+pub struct AgentStream {
+    pub socket: WebSocket<Stream>,
+    pool: Arc<Pool>,
+    pub instance: String,
+    pub peer: SocketAddr,
+    last_heard: Instant,
+    last_ping: Instant,
+    /// Why it ended, for the log line written when it is dropped.
+    end: String,
+}
+
+impl AgentStream {
+    /// Before an exchange: after a pause, reads what arrived meanwhile, so a closed or
+    /// draining stream is not given a request. Back-to-back exchanges skip this.
+    pub fn ready(&mut self) -> Result<(), String> {
+        if self.last_heard.elapsed() > TICK {
+            poll(&mut self.socket, &mut self.last_heard)?;
+        }
+        Ok(())
     }
-    let mut last_heard = Instant::now();
-    let mut last_ping = Instant::now();
+
+    /// After an exchange: the agent was heard from just now.
+    pub fn heard(&mut self) {
+        self.last_heard = Instant::now();
+    }
+
+    /// Idle housekeeping: take in pongs and drain notices, ping after a keepalive interval
+    /// of silence, give up after three.
+    fn keep_alive(&mut self, keepalive: Duration) -> Result<(), String> {
+        poll(&mut self.socket, &mut self.last_heard)?;
+        if self.last_heard.elapsed() > keepalive * 3 {
+            return Err(format!(
+                "no frame from the agent for {:?}",
+                self.last_heard.elapsed()
+            ));
+        }
+        if self.last_ping.elapsed() >= keepalive {
+            self.last_ping = Instant::now();
+            self.socket
+                .send(Message::Ping(Bytes::new()))
+                .map_err(|e| format!("ping failed: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Ends the stream with a close frame (the agent dials again, or finishes its drain).
+    pub fn close(mut self, reason: &str) {
+        let _ = self.socket.get_ref().set_nonblocking(true);
+        let _ = self.socket.close(None);
+        let _ = self.socket.flush();
+        self.end = reason.to_string();
+    }
+
+    /// Ends the stream without ceremony (it is broken).
+    pub fn drop_with(mut self, reason: String) {
+        self.end = reason;
+    }
+}
+
+impl Drop for AgentStream {
+    fn drop(&mut self) {
+        self.pool.stream_left(&self.instance);
+        info!(
+            "agent stream closed: pool={} agent={} remote={}: {}",
+            self.pool.name(),
+            self.instance,
+            self.peer,
+            self.end
+        );
+    }
+}
+
+/// Looks after idle streams of every pool, forever: keepalive, drain notices, silent agents,
+/// and closing them when the gateway drains.
+pub fn housekeeper(hub: Arc<Hub>) {
     loop {
-        if pool.is_closed() {
-            return close(socket, "pool deleted");
-        }
-        if hub.is_draining() {
-            return close(socket, "the gateway is shutting down");
-        }
-        match pool.queue.recv_timeout(TICK) {
-            Ok(job) => {
-                // After a pause, look at what arrived meanwhile: a closed or draining stream must
-                // not start the job. Back-to-back jobs skip this (the last exchange just read it).
-                let checked = if last_heard.elapsed() > TICK {
-                    poll(&mut socket, &mut last_heard)
-                } else {
-                    Ok(())
-                };
-                if let Err(reason) = checked {
-                    let reply = job.reply.clone();
-                    let _ = reply.send(Outcome::NotStarted(job));
-                    return reason;
+        std::thread::sleep(TICK);
+        for pool in hub.live_pools() {
+            let idle: Vec<AgentStream> = pool.idle.try_iter().collect();
+            for mut stream in idle {
+                if hub.is_draining() {
+                    stream.close("the gateway is shutting down");
+                    continue;
                 }
-                pool.requests
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                pool.set_busy(&info.instance, true);
-                let result = exchange::run(&mut socket, job, &hub.settings, &info.instance, peer);
-                pool.set_busy(&info.instance, false);
-                last_heard = Instant::now();
-                match result {
-                    exchange::StreamState::Usable => {}
-                    exchange::StreamState::Draining => return close(socket, "agent is draining"),
-                    exchange::StreamState::Broken(reason) => return reason,
+                match stream.keep_alive(hub.settings.keepalive) {
+                    Ok(()) => pool.give_back(stream),
+                    Err(reason) => stream.drop_with(reason),
                 }
             }
-            Err(RecvTimeoutError::Timeout) => {
-                if let Err(reason) = poll(&mut socket, &mut last_heard) {
-                    return reason;
-                }
-                if last_heard.elapsed() > keepalive * 3 {
-                    return format!("no frame from the agent for {:?}", last_heard.elapsed());
-                }
-                if last_ping.elapsed() >= keepalive {
-                    last_ping = Instant::now();
-                    if let Err(e) = socket.send(Message::Ping(Bytes::new())) {
-                        return format!("ping failed: {e}");
-                    }
-                }
-            }
-            Err(RecvTimeoutError::Disconnected) => return "pool closed".into(),
         }
     }
-}
-
-/// Sends a close frame and waits briefly for the agent's reply.
-fn close(mut socket: WebSocket<Stream>, reason: &str) -> String {
-    let _ = socket.close(None);
-    let _ = socket
-        .get_ref()
-        .set_read_timeout(Some(Duration::from_secs(2)));
-    for _ in 0..16 {
-        if socket.read().is_err() {
-            break;
-        }
-    }
-    reason.to_string()
 }
 
 /// Reads whatever the agent sent while idle, without blocking. `Err` ends the stream.

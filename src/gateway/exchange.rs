@@ -1,4 +1,4 @@
-//! One request over one agent stream, run on the stream's thread: send the request head and
+//! One request over one agent stream, run on the caller's thread: send the request head and
 //! body to the agent, then write the agent's answer straight to the caller's socket.
 //!
 //! The caller gets exactly what the frames say. A body of known length keeps its
@@ -8,7 +8,7 @@
 //! never look complete. When the caller goes away, the agent's WebSocket is closed: that is
 //! the cancellation signal.
 
-use crate::gateway::hub::{Caller, Job, Outcome, RequestRecord, Settings};
+use crate::gateway::hub::{Caller, Job, RequestRecord, Settings};
 use crate::http1::{self, BodyReader, Framing};
 use crate::net::stream::is_timeout;
 use crate::net::Stream;
@@ -53,13 +53,27 @@ pub fn write_error(
     )
 }
 
+/// How an exchange ended.
+pub enum Exchanged {
+    /// The request head could not be sent: no agent saw it, another stream may take it.
+    NotStarted(String),
+    /// It ran; `reusable` says whether the caller's connection can take another request.
+    Done {
+        state: StreamState,
+        reusable: bool,
+        record: Box<RequestRecord>,
+    },
+}
+
+/// Runs `job` over `socket`, on the caller's own thread, writing the answer to `caller`.
 pub fn run(
     socket: &mut WebSocket<Stream>,
-    job: Job,
+    job: &Job,
+    caller: &mut Caller,
     settings: &Settings,
     agent: &str,
     agent_peer: SocketAddr,
-) -> StreamState {
+) -> Exchanged {
     let started = Instant::now();
     let Job {
         id,
@@ -69,14 +83,13 @@ pub fn run(
         framing,
         version,
         keep_alive,
-        mut caller,
-        reply,
     } = job;
+    let (framing, version, keep_alive) = (*framing, *version, *keep_alive);
     let mut tally = RequestRecord {
         id: id.clone(),
         time_ms: crate::gateway::store::now_millis(),
         method: method.clone(),
-        path: crate::observe::redact_target(&target),
+        path: crate::observe::redact_target(target),
         agent: Some(agent.to_string()),
         ..RequestRecord::default()
     };
@@ -88,41 +101,20 @@ pub fn run(
         body: framing != Framing::Empty,
     };
     if let Err(e) = socket.send(head.to_message()) {
-        // Nothing reached the agent: the caller's request can go to another stream.
-        let job = Job {
-            id,
-            method,
-            target,
-            headers,
-            framing,
-            version,
-            keep_alive,
-            caller,
-            reply: reply.clone(),
-        };
-        let _ = reply.send(Outcome::NotStarted(job));
-        return StreamState::Broken(format!("request head could not be sent: {e}"));
+        return Exchanged::NotStarted(format!("request head could not be sent: {e}"));
     }
     let (state, reusable) = relay(
-        socket,
-        &mut caller,
-        &id,
-        &method,
-        framing,
-        version,
-        keep_alive,
-        settings,
-        &mut tally,
+        socket, caller, id, method, framing, version, keep_alive, settings, &mut tally,
     );
     tally.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     if let StreamState::Broken(reason) = &state {
         warn!(target: "front", "id={id} agent={agent} agent_addr={agent_peer} stream ended: {reason}");
     }
-    let _ = reply.send(Outcome::Done {
-        caller: reusable.then_some(caller),
-        record: tally,
-    });
-    state
+    Exchanged::Done {
+        state,
+        reusable,
+        record: Box::new(tally),
+    }
 }
 
 /// Runs the exchange; returns the stream state and whether the caller connection is reusable.

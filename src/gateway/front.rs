@@ -3,16 +3,17 @@
 //! gives per-pool figures in the Prometheus text format; the panel (`/`) and its JSON API
 //! (`/api/…`) are served by [`super::panel`] and [`super::api`].
 //!
-//! A thread per caller connection reads request heads (keep-alive), routes them, and for a
-//! tunnel request sends a [`Job`] holding the connection itself to the pool's channel. The
-//! stream thread that takes it writes the answer and gives the connection back.
+//! A thread per caller connection reads request heads (keep-alive) and routes them. For a
+//! tunnel request it takes an idle agent stream of the pool (waiting up to the queue
+//! timeout), runs the exchange itself, writing the answer straight to its caller, and gives
+//! the stream back: no thread hand-off on the way.
 
+use crate::gateway::exchange;
 use crate::gateway::exchange::write_error;
-use crate::gateway::hub::{Caller, Hub, Job, Outcome, Pool, RequestRecord};
+use crate::gateway::hub::{Caller, Hub, Job, Pool, RequestRecord};
 use crate::http1::{self, HeadError, RequestHead};
 use crate::net::Stream;
 use crate::protocol::{self, ErrorKind};
-use crossbeam_channel::SendTimeoutError;
 
 use std::io::BufReader;
 use std::net::TcpStream;
@@ -198,8 +199,7 @@ fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Opti
         );
     }
     let headers = protocol::end_to_end(head.headers.iter().cloned());
-    let (reply, outcome) = crossbeam_channel::bounded(1);
-    let mut job = Job {
+    let job = Job {
         id: id.clone(),
         method: head.method.clone(),
         target,
@@ -207,14 +207,13 @@ fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Opti
         framing,
         version: head.version,
         keep_alive,
-        caller,
-        reply,
     };
+    let mut caller = caller;
     let deadline = started + hub.settings.queue_timeout;
     loop {
         if hub.is_draining() {
             return fail(
-                job.caller,
+                caller,
                 Some(&pool),
                 ErrorKind::NoAgent,
                 "the gateway is shutting down; retry on another gateway or in a moment",
@@ -228,7 +227,7 @@ fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Opti
                 Some(until) if until > Instant::now() => wait_until = wait_until.min(until),
                 _ => {
                     return fail(
-                        job.caller,
+                        caller,
                         Some(&pool),
                         ErrorKind::NoAgent,
                         &format!("no agent of pool \"{pool_name}\" is connected"),
@@ -237,51 +236,65 @@ fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Opti
                 }
             }
         }
-        match pool.jobs.send_deadline(job, wait_until) {
-            Ok(()) => {}
-            Err(SendTimeoutError::Timeout(back)) | Err(SendTimeoutError::Disconnected(back))
-                if no_agent(&pool) =>
-            {
+        let mut stream = match pool.idle.recv_deadline(wait_until) {
+            Ok(stream) => stream,
+            Err(_) if no_agent(&pool) => {
                 return fail(
-                    back.caller,
+                    caller,
                     Some(&pool),
                     ErrorKind::NoAgent,
                     &format!("no agent of pool \"{pool_name}\" is connected"),
                     no_body,
                 );
             }
-            Err(SendTimeoutError::Timeout(back)) | Err(SendTimeoutError::Disconnected(back)) => {
+            Err(_) => {
                 let message = format!(
                     "all streams of pool \"{pool_name}\" stayed busy for {:?}",
                     hub.settings.queue_timeout
                 );
                 return fail(
-                    back.caller,
+                    caller,
                     Some(&pool),
                     ErrorKind::QueueTimeout,
                     &message,
                     no_body,
                 );
             }
+        };
+        // A stream that died or started draining while idle: drop it, take another.
+        if let Err(reason) = stream.ready() {
+            stream.drop_with(reason);
+            continue;
         }
-        match outcome.recv() {
-            Ok(Outcome::Done { caller, record }) => {
-                pool.remember(record);
-                return caller;
-            }
-            Ok(Outcome::NotStarted(back)) => {
-                job = back;
-                if Instant::now() >= deadline {
-                    return fail(
-                        job.caller,
-                        Some(&pool),
-                        ErrorKind::QueueTimeout,
-                        "no stream could take the request in time",
-                        no_body,
-                    );
+        pool.requests.fetch_add(1, Ordering::Relaxed);
+        pool.set_busy(&stream.instance, true);
+        let (instance, peer) = (stream.instance.clone(), stream.peer);
+        let exchanged = exchange::run(
+            &mut stream.socket,
+            &job,
+            &mut caller,
+            &hub.settings,
+            &instance,
+            peer,
+        );
+        pool.set_busy(&instance, false);
+        stream.heard();
+        match exchanged {
+            exchange::Exchanged::NotStarted(reason) => stream.drop_with(reason),
+            exchange::Exchanged::Done {
+                state,
+                reusable,
+                record,
+            } => {
+                match state {
+                    exchange::StreamState::Usable if !hub.is_draining() => pool.give_back(stream),
+                    exchange::StreamState::Usable => stream.close("the gateway is shutting down"),
+                    exchange::StreamState::Draining => stream.close("agent is draining"),
+                    exchange::StreamState::Broken(reason) => stream.drop_with(reason),
                 }
+                pool.remember(*record);
+                return reusable.then_some(caller);
             }
-            Err(_) => return None,
         }
     }
 }

@@ -1,10 +1,14 @@
-//! The gateway's live state: pools, their job channels, and who is connected.
+//! The gateway's live state: pools, their idle agent streams, and who is connected.
 //!
-//! Dispatch costs nothing to write: each pool has one zero-capacity crossbeam channel of
-//! [`Job`]s shared by every stream thread of every agent in the pool. An idle stream waits in
-//! `recv`, so a caller's `send` hands the job straight to whichever stream is free; a
-//! `send_deadline` is the queue timeout. Load spreads across agents by who is idle.
+//! Dispatch is a channel of idle streams per pool, shared by every agent of the pool. The
+//! caller's own thread takes one (`recv_deadline` is the queue timeout), runs the exchange on
+//! it and gives it back, so a request crosses no thread boundary inside the gateway. The
+//! first design (`DESIGN.md`: a thread per agent stream taking jobs from a rendezvous
+//! channel) cost two thread hand-offs per request, which profiling showed to be the
+//! gateway's main cost; idle streams are now looked after by one housekeeping thread
+//! ([`super::agents::housekeeper`]). Load spreads across agents by who is idle.
 
+use crate::gateway::agents::AgentStream;
 use crate::gateway::store::{PoolRecord, Store};
 use crate::http1::Framing;
 use crate::net::Stream;
@@ -46,7 +50,7 @@ impl Default for Settings {
     }
 }
 
-/// A caller's connection, handed to the stream thread that serves its request.
+/// A caller's connection; its own thread serves it from request head to answer.
 pub struct Caller {
     pub conn: BufReader<Stream>,
     pub peer: SocketAddr,
@@ -63,19 +67,6 @@ pub struct Job {
     /// HTTP minor version of the caller, and whether it wants keep-alive.
     pub version: u8,
     pub keep_alive: bool,
-    pub caller: Caller,
-    pub reply: Sender<Outcome>,
-}
-
-/// What a stream thread hands back.
-pub enum Outcome {
-    /// The exchange ran; `reusable` says whether the caller connection can take another request.
-    Done {
-        caller: Option<Caller>,
-        record: RequestRecord,
-    },
-    /// The stream died before the agent could have seen the request: dispatch it again.
-    NotStarted(Job),
 }
 
 /// One request through the front, as the gateway log and the panel show it. Secrets never
@@ -146,8 +137,9 @@ pub struct AgentInfo {
 
 pub struct Pool {
     record: RwLock<PoolRecord>,
-    pub jobs: Sender<Job>,
-    pub queue: Receiver<Job>,
+    /// Idle agent streams of this pool, any agent's: a caller takes one, gives it back.
+    idle_streams: Sender<AgentStream>,
+    pub idle: Receiver<AgentStream>,
     pub streams: AtomicUsize,
     pub busy: AtomicUsize,
     pub requests: AtomicU64,
@@ -164,11 +156,11 @@ pub struct Pool {
 
 impl Pool {
     fn new(record: PoolRecord) -> Pool {
-        let (jobs, queue) = crossbeam_channel::bounded(0);
+        let (idle_streams, idle) = crossbeam_channel::unbounded();
         Pool {
             record: RwLock::new(record),
-            jobs,
-            queue,
+            idle_streams,
+            idle,
             streams: AtomicUsize::new(0),
             busy: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
@@ -209,6 +201,23 @@ impl Pool {
 
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Deleted, or its key rotated: idle streams close now, busy ones when given back.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        for stream in self.idle.try_iter() {
+            stream.close("pool deleted or its key rotated");
+        }
+    }
+
+    /// Returns a stream after an exchange (or admits a new one).
+    pub fn give_back(&self, stream: AgentStream) {
+        if self.is_closed() {
+            stream.close("pool deleted or its key rotated");
+        } else if let Err(crossbeam_channel::SendError(stream)) = self.idle_streams.send(stream) {
+            stream.drop_with("pool gone".into());
+        }
     }
 
     /// Counts a stream in; the first stream of an instance registers the agent.
@@ -383,6 +392,14 @@ impl Hub {
             .unwrap_or(0)
     }
 
+    /// The live pools, without looking at the store (for the housekeeper).
+    pub fn live_pools(&self) -> Vec<Arc<Pool>> {
+        self.pools
+            .read()
+            .map(|p| p.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Requests being served right now, over all pools.
     pub fn busy(&self) -> usize {
         self.pools
@@ -404,7 +421,7 @@ impl Hub {
                 Some(pool) if pool.record().ulid == record.ulid => {
                     if pool.record().key_sha256 != record.key_sha256 {
                         let renewed = Arc::new(pool.rekeyed(record.clone()));
-                        pool.closed.store(true, Ordering::SeqCst);
+                        pool.close();
                         pools.insert(record.name.clone(), renewed);
                     } else if let Ok(mut r) = pool.record.write() {
                         *r = record.clone();
@@ -412,7 +429,7 @@ impl Hub {
                 }
                 _ => {
                     if let Some(old) = pools.get(&record.name) {
-                        old.closed.store(true, Ordering::SeqCst);
+                        old.close();
                     }
                     pools.insert(record.name.clone(), Arc::new(Pool::new(record.clone())));
                 }
@@ -421,7 +438,7 @@ impl Hub {
         pools.retain(|name, pool| {
             let keep = records.iter().any(|r| &r.name == name);
             if !keep {
-                pool.closed.store(true, Ordering::SeqCst);
+                pool.close();
             }
             keep
         });

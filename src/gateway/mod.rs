@@ -3,9 +3,10 @@
 //! by one exchange per request ([`exchange`]); the panel ([`panel`]) and its JSON API ([`api`])
 //! share the api port behind an admin token ([`admin`]).
 //!
-//! Synchronous throughout: a thread per agent stream and a thread per caller connection.
-//! A thread costs a small stack (the default 2 MiB is reserved, not used), so one gateway holds
-//! thousands of streams and callers; see the README for figures.
+//! Synchronous throughout: a thread per caller connection, which also runs that caller's
+//! exchanges over a borrowed agent stream; idle agent streams wait in their pool's channel and
+//! one housekeeping thread keeps them alive. A gateway holding 1 024 agent streams runs five
+//! threads; see the README for figures.
 
 pub mod admin;
 pub mod agents;
@@ -75,6 +76,11 @@ impl Gateway {
                 .get_or_insert_with(|| format!("ws://{agent_addr}"));
         }
         let cannot = |e: std::io::Error| format!("cannot start a listener thread: {e}");
+        let h = Arc::clone(&hub);
+        std::thread::Builder::new()
+            .name("housekeeper".into())
+            .spawn(move || agents::housekeeper(h))
+            .map_err(cannot)?;
         let (h, agent_tls) = (Arc::clone(&hub), tls.agent);
         crate::net::listen::spawn(agent_listener, "agent-port", "agent-stream", move |tcp| {
             agents::accept(tcp, &h, agent_tls.clone())
