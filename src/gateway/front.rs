@@ -220,21 +220,13 @@ fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Opti
                 false,
             );
         }
-        // No stream at all: fail at once, unless the pool is only reconnecting.
+        // No stream at all: give up at once, unless the pool is only reconnecting.
         let mut wait_until = deadline;
         if no_agent(&pool) {
-            match pool.reconnecting_until() {
-                Some(until) if until > Instant::now() => wait_until = wait_until.min(until),
-                _ => {
-                    return fail(
-                        caller,
-                        Some(&pool),
-                        ErrorKind::NoAgent,
-                        &format!("no agent of pool \"{pool_name}\" is connected"),
-                        no_body,
-                    )
-                }
-            }
+            wait_until = match pool.reconnecting_until() {
+                Some(until) => wait_until.min(until),
+                None => Instant::now(),
+            };
         }
         let mut stream = match pool.idle.recv_deadline(wait_until) {
             Ok(stream) => stream,
