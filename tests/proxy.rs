@@ -40,11 +40,7 @@ fn tls_legs_through_an_authenticating_proxy_with_a_custom_ca() {
     let dir = TempDir::new("proxy-tls");
     let vcs = HttpsUpstream::start(ca.leaf(&["127.0.0.1"]).server_config(&dir, "vcs"));
     let gateway = start_tls_gateway(&ca.leaf(&["127.0.0.1"]), false);
-    let token = create_pool_at(
-        &gateway,
-        "tlsproxy",
-        &format!("wss://{}", gateway.agent_addr),
-    );
+    let token = gateway.create_pool_for("tlsproxy", &format!("wss://{}", gateway.agent_addr));
     let agent = start_agent(&agent_env(
         &token,
         &vcs.base(),
@@ -75,8 +71,7 @@ fn missing_proxy_credentials_are_reported_with_407() {
     let upstream = Upstream::start();
     let gateway = Gateway::start(&[]);
     // The gateway is reached as `localhost` and bypasses the proxy; the VCS (127.0.0.1) does not.
-    let token = create_pool_at(
-        &gateway,
+    let token = gateway.create_pool_for(
         "needauth",
         &format!("ws://localhost:{}", port_of(&gateway.agent_addr)),
     );

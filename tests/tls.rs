@@ -22,7 +22,7 @@ fn agent_dials_a_tls_gateway_trusting_a_private_ca() {
         .proc
         .out
         .wait_for("agent port serves TLS", Duration::from_secs(5));
-    let token = create_pool_at(&gateway, "wss", &format!("wss://{}", gateway.agent_addr));
+    let token = gateway.create_pool_for("wss", &format!("wss://{}", gateway.agent_addr));
     let upstream = Upstream::start();
     let dir = TempDir::new("ca");
     let ca_file = ca.write(&dir);
@@ -72,8 +72,7 @@ fn agent_dials_a_tls_gateway_trusting_a_private_ca() {
 fn api_port_serves_tls_too() {
     let ca = Ca::new("Api Test CA");
     let gateway = start_tls_gateway(&ca.leaf(&["localhost", "127.0.0.1"]), true);
-    let token = create_pool_at(
-        &gateway,
+    let token = gateway.create_pool_for(
         "apitls",
         &format!("wss://localhost:{}", port_of(&gateway.agent_addr)),
     );
@@ -109,11 +108,7 @@ fn api_port_serves_tls_too() {
 fn untrusted_gateway_certificate_is_refused_with_a_hint() {
     let ca = Ca::new("Unknown CA");
     let gateway = start_tls_gateway(&ca.leaf(&["127.0.0.1"]), false);
-    let token = create_pool_at(
-        &gateway,
-        "untrusted",
-        &format!("wss://{}", gateway.agent_addr),
-    );
+    let token = gateway.create_pool_for("untrusted", &format!("wss://{}", gateway.agent_addr));
     let agent = start_agent(&agent_env(&token, "http://127.0.0.1:9", &[]));
     let line = agent
         .out
@@ -129,11 +124,7 @@ fn untrusted_gateway_certificate_is_refused_with_a_hint() {
 fn gateway_certificate_for_another_name_is_refused() {
     let ca = Ca::new("Name CA");
     let gateway = start_tls_gateway(&ca.leaf(&["gateway.example"]), false);
-    let token = create_pool_at(
-        &gateway,
-        "wrongname",
-        &format!("wss://{}", gateway.agent_addr),
-    );
+    let token = gateway.create_pool_for("wrongname", &format!("wss://{}", gateway.agent_addr));
     let agent = start_agent(&agent_env(
         &token,
         "http://127.0.0.1:9",
@@ -148,11 +139,7 @@ fn gateway_certificate_for_another_name_is_refused() {
 #[test]
 fn insecure_dial_turns_a_wss_token_into_plain_ws() {
     let gateway = Gateway::start(&[]);
-    let token = create_pool_at(
-        &gateway,
-        "insecure",
-        &format!("wss://{}", gateway.agent_addr),
-    );
+    let token = gateway.create_pool_for("insecure", &format!("wss://{}", gateway.agent_addr));
     let upstream = Upstream::start();
     let _agent = start_agent(&agent_env(
         &token,
@@ -281,11 +268,7 @@ fn system_store_honours_ssl_cert_file_and_falls_back_to_mozilla_roots() {
     let upstream = Upstream::start();
 
     // SSL_CERT_FILE is the system store: the private CA is trusted without our variables.
-    let token = create_pool_at(
-        &gateway,
-        "sslfile",
-        &format!("wss://{}", gateway.agent_addr),
-    );
+    let token = gateway.create_pool_for("sslfile", &format!("wss://{}", gateway.agent_addr));
     let agent = start_agent(&agent_env(
         &token,
         &upstream.base(),
@@ -296,11 +279,7 @@ fn system_store_honours_ssl_cert_file_and_falls_back_to_mozilla_roots() {
 
     // An empty system store falls back to the bundled roots, custom CAs still added.
     let missing = dir.0.join("none.pem").display().to_string();
-    let token = create_pool_at(
-        &gateway,
-        "fallback",
-        &format!("wss://{}", gateway.agent_addr),
-    );
+    let token = gateway.create_pool_for("fallback", &format!("wss://{}", gateway.agent_addr));
     let agent = start_agent(&agent_env(
         &token,
         &upstream.base(),

@@ -2,7 +2,7 @@
 //! certificates that are valid, expired or for the wrong name, a minimal HTTPS upstream
 //! that records what it receives, and helpers to start a TLS gateway and talk to it.
 
-use super::{Gateway, TempDir, GATEWAY};
+use super::{Gateway, TempDir};
 use rcgen::{
     date_time_ymd, BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
     KeyUsagePurpose,
@@ -10,7 +10,6 @@ use rcgen::{
 use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use vcs_agent::http1;
@@ -111,25 +110,6 @@ pub fn start_tls_gateway(leaf: &Leaf, api_tls: bool) -> Gateway {
         args.extend(["--api-tls-cert", &cert, "--api-tls-key", &key]);
     }
     Gateway::start_in(dir, "127.0.0.1:0", "127.0.0.1:0", &args)
-}
-
-/// Creates a pool whose token carries `public_url`.
-pub fn create_pool_at(gateway: &Gateway, name: &str, public_url: &str) -> String {
-    let output = Command::new(GATEWAY)
-        .args(["pool", "create", "--data-dir"])
-        .arg(&gateway.dir.0)
-        .args(["--name", name, "--public-url", public_url])
-        .output()
-        .expect("pool create");
-    assert!(
-        output.status.success(),
-        "pool create: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout)
-        .expect("utf8")
-        .trim()
-        .to_string()
 }
 
 /// The agent port's port number.
