@@ -201,10 +201,6 @@ impl<'a, R: BufRead> BodyReader<'a, R> {
         BodyReader { inner, state }
     }
 
-    pub fn is_done(&self) -> bool {
-        matches!(self.state, BodyState::Done)
-    }
-
     fn read_line(&mut self) -> io::Result<Vec<u8>> {
         let mut line = Vec::new();
         (&mut *self.inner).take(4096).read_until(b'\n', &mut line)?;
@@ -328,10 +324,23 @@ pub fn write_simple<W: Write>(
     body: &[u8],
     keep_alive: bool,
 ) -> io::Result<()> {
+    write_simple_with(out, status, content_type, body, keep_alive, &[])
+}
+
+/// The same with `extra` headers.
+pub fn write_simple_with<W: Write>(
+    out: &mut W,
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    keep_alive: bool,
+    extra: &[(String, String)],
+) -> io::Result<()> {
     let mut headers = vec![
         ("Content-Type".to_string(), content_type.to_string()),
         ("Content-Length".to_string(), body.len().to_string()),
     ];
+    headers.extend_from_slice(extra);
     if !keep_alive {
         headers.push(("Connection".into(), "close".into()));
     }

@@ -283,6 +283,17 @@ pub fn end_to_end(headers: impl IntoIterator<Item = (String, String)>) -> Header
         .collect()
 }
 
+/// Whether a header may be written on an HTTP/1.1 connection: the name a token (RFC 9110
+/// §5.1), the value free of CR, LF and NUL. A peer that sends anything else is broken or
+/// hostile, and its bytes must never reach a caller's connection.
+pub fn valid_header(name: &str, value: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        && !value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
+}
+
 /// Whether a response to `method` with `status` carries a body at all (RFC 9110 §6.4.1).
 pub fn response_has_body(method: &str, status: u16) -> bool {
     !(method.eq_ignore_ascii_case("HEAD")
@@ -389,6 +400,15 @@ mod tests {
                 ("Content-Encoding", "gzip")
             ])
         );
+    }
+
+    #[test]
+    fn header_validation() {
+        assert!(valid_header("X-Custom", "a b\tc"));
+        assert!(!valid_header("X Custom", "v"));
+        assert!(!valid_header("", "v"));
+        assert!(!valid_header("X", "a\r\nSet-Cookie: evil"));
+        assert!(!valid_header("X", "a\0"));
     }
 
     #[test]

@@ -107,6 +107,8 @@ fn agent(config: &AgentConfig, tls: TlsConfig, proxy: Option<ureq::Proxy>) -> ur
         .timeout_connect(Some(config.upstream_connect_timeout))
         // An idle-read timeout, not a total cap: a slow archive keeps going while bytes flow.
         .timeout_per_read(Some(config.upstream_read_timeout))
+        // An upstream that stops reading an upload must not pin the slot either.
+        .timeout_per_write(Some(config.upstream_read_timeout))
         .timeout_recv_response(Some(config.upstream_read_timeout))
         .max_idle_connections_per_host(config.parallelism.max(4))
         .build()
@@ -122,10 +124,6 @@ pub struct UpstreamError {
 
 /// Maps a ureq failure to an error kind and a sentence that holds no secret (never the URL,
 /// whose query may carry a token, nor the proxy's credentials).
-pub fn classify(error: &ureq::Error, authority: &str) -> UpstreamError {
-    classify_via(error, authority, None)
-}
-
 fn classify_via(error: &ureq::Error, authority: &str, proxy: Option<&ProxyUrl>) -> UpstreamError {
     let peer = format!("the VCS at {authority}");
     let via = proxy

@@ -29,6 +29,8 @@ type Socket = WebSocket<Stream>;
 
 /// How often an idle slot wakes up to look at drain and keepalive.
 const TICK: Duration = Duration::from_millis(250);
+/// Longest a write to the gateway may block.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(180);
 /// A connection that lasted this long resets the backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(60);
 
@@ -39,6 +41,8 @@ enum StreamEnd {
     Closed,
     /// The connection broke or the peer broke the protocol.
     Lost(String),
+    /// The gateway closed the stream to cancel a request: not a failure, dial again at once.
+    Cancelled,
 }
 
 impl From<tungstenite::Error> for StreamEnd {
@@ -135,6 +139,10 @@ pub fn run(shared: &Shared, index: usize) {
                     StreamEnd::Lost(reason) => {
                         warn!("slot {index}: stream lost: {reason}; dialing again")
                     }
+                    StreamEnd::Cancelled => {
+                        debug!("slot {index}: request cancelled by the gateway; dialing again");
+                        continue;
+                    }
                 }
             }
             Err(DialError::Unauthorized(reason)) => {
@@ -168,6 +176,15 @@ pub fn run(shared: &Shared, index: usize) {
 fn serve(shared: &Shared, socket: &mut Socket, buffer: &mut [u8]) -> StreamEnd {
     if let Err(e) = socket.get_ref().set_read_timeout(Some(TICK)) {
         return StreamEnd::Lost(format!("cannot set a read timeout: {e}"));
+    }
+    // A gateway that stops reading must not pin the slot; it gives up on a stalled caller
+    // after 120 s itself, so wait longer than that.
+    if let Err(e) = socket
+        .get_ref()
+        .tcp()
+        .set_write_timeout(Some(WRITE_TIMEOUT))
+    {
+        return StreamEnd::Lost(format!("cannot set a write timeout: {e}"));
     }
     let keepalive = shared.config.keepalive;
     let mut last_heard = Instant::now();
@@ -424,7 +441,9 @@ fn handle(
         upstream: None,
         metrics: &shared.metrics,
     };
-    let idle_limit = shared.config.keepalive * 3;
+    // How long a request body may pause: longer than the gateway's 75 s idle read from the
+    // caller, so the gateway, which sees the caller, is the one that decides.
+    let idle_limit = (shared.config.keepalive * 3).max(Duration::from_secs(90));
     let authority = shared.config.target.authority.clone();
     if shared.config.debug_print_all {
         info!(
@@ -559,7 +578,7 @@ fn handle(
                         format!("cancelled: the gateway closed the stream ({e})"),
                     ));
                     record.log();
-                    return Err(StreamEnd::Lost("request cancelled by the gateway".into()));
+                    return Err(StreamEnd::Cancelled);
                 }
                 record.bytes_out += n as u64;
             }

@@ -121,7 +121,17 @@ pub(crate) fn accept(tcp: TcpStream, hub: &Hub, tls: Option<Arc<rustls::ServerCo
     };
     // Inside an exchange a read wakes at least this often to check the exchange timeout.
     let tick = hub.settings.keepalive.min(hub.settings.exchange_timeout);
-    if let Err(e) = socket.get_ref().set_read_timeout(Some(tick)) {
+    // Writes (request bodies) must not block forever on an agent that stopped reading.
+    let timeouts = socket
+        .get_ref()
+        .set_read_timeout(Some(tick))
+        .and_then(|()| {
+            socket
+                .get_ref()
+                .tcp()
+                .set_write_timeout(Some(hub.settings.exchange_timeout))
+        });
+    if let Err(e) = timeouts {
         debug!("agent stream from {peer}: socket error: {e}");
         return;
     }
@@ -226,8 +236,11 @@ pub fn housekeeper(hub: Arc<Hub>) {
     loop {
         std::thread::sleep(TICK);
         for pool in hub.live_pools() {
-            let idle: Vec<AgentStream> = pool.idle.try_iter().collect();
-            for mut stream in idle {
+            // One at a time, so callers can take the others meanwhile.
+            for _ in 0..pool.idle.len() {
+                let Ok(mut stream) = pool.idle.try_recv() else {
+                    break;
+                };
                 if hub.is_draining() {
                     stream.close("the gateway is shutting down");
                     continue;
@@ -243,40 +256,60 @@ pub fn housekeeper(hub: Arc<Hub>) {
 
 /// Reads whatever the agent sent while idle, without blocking. `Err` ends the stream.
 fn poll(socket: &mut WebSocket<Stream>, last_heard: &mut Instant) -> Result<(), String> {
+    /// What one look at an idle socket found.
+    enum Seen {
+        Quiet,
+        Draining,
+        End(String),
+    }
     if let Err(e) = socket.get_ref().set_nonblocking(true) {
         return Err(format!("socket error: {e}"));
     }
-    let result = loop {
+    // A bounded number of messages per look: a chatty agent cannot hold the housekeeper.
+    let mut seen = Seen::Quiet;
+    for _ in 0..64 {
         match socket.read() {
             Ok(message) => {
                 *last_heard = Instant::now();
                 match protocol::decode(message) {
                     Ok(None) => {}
                     Ok(Some(Frame::Control(Control::Draining))) => {
-                        break Err("draining".to_string());
+                        seen = Seen::Draining;
+                        break;
                     }
-                    Ok(Some(Frame::Closed)) => break Err("agent closed the stream".into()),
+                    Ok(Some(Frame::Closed)) => {
+                        seen = Seen::End("agent closed the stream".into());
+                        break;
+                    }
                     Ok(Some(other)) => {
-                        break Err(format!(
+                        seen = Seen::End(format!(
                             "protocol violation: {} while idle",
                             protocol::describe(&other)
-                        ))
+                        ));
+                        break;
                     }
-                    Err(e) => break Err(e.to_string()),
+                    Err(e) => {
+                        seen = Seen::End(e.to_string());
+                        break;
+                    }
                 }
             }
-            Err(tungstenite::Error::Io(e)) if is_timeout(&e) => break Ok(()),
-            Err(e) => break Err(format!("connection lost: {e}")),
+            Err(tungstenite::Error::Io(e)) if is_timeout(&e) => break,
+            Err(e) => {
+                seen = Seen::End(format!("connection lost: {e}"));
+                break;
+            }
         }
-    };
+    }
     let _ = socket.get_ref().set_nonblocking(false);
-    match result {
-        Err(reason) if reason == "draining" => {
+    match seen {
+        Seen::Quiet => Ok(()),
+        Seen::Draining => {
             // Acknowledge: the agent waits for our close to finish its drain.
             let _ = socket.close(None);
             let _ = socket.flush();
             Err("agent is draining".into())
         }
-        other => other,
+        Seen::End(reason) => Err(reason),
     }
 }

@@ -37,19 +37,27 @@ enum BodyMode {
 }
 
 /// Writes a JSON error answer.
+/// Writes a JSON error answer; `id` (the request id, when there is one) goes in
+/// `X-Vcs-Request-Id` like on every tunnelled answer.
 pub fn write_error(
     out: &mut impl Write,
+    id: Option<&str>,
     kind: ErrorKind,
     message: &str,
     keep_alive: bool,
 ) -> std::io::Result<()> {
     let body = serde_json::json!({ "error": message, "kind": kind.as_str() }).to_string();
-    http1::write_simple(
+    let extra: Vec<(String, String)> = id
+        .map(|id| ("X-Vcs-Request-Id".to_string(), id.to_string()))
+        .into_iter()
+        .collect();
+    http1::write_simple_with(
         out,
         kind.status(),
         "application/json",
         body.as_bytes(),
         keep_alive,
+        &extra,
     )
 }
 
@@ -145,6 +153,7 @@ fn relay(
                         tally.status = ErrorKind::AgentLost.status();
                         let _ = write_error(
                             caller.conn.get_mut(),
+                            Some(id),
                             ErrorKind::AgentLost,
                             "the agent connection was lost while sending the request body",
                             false,
@@ -168,6 +177,7 @@ fn relay(
             tally.status = ErrorKind::AgentLost.status();
             let _ = write_error(
                 caller.conn.get_mut(),
+                Some(id),
                 ErrorKind::AgentLost,
                 "the agent connection was lost",
                 false,
@@ -195,7 +205,7 @@ fn relay(
                 match protocol::decode(message) {
                     Ok(Some(frame)) => frame,
                     Ok(None) => continue,
-                    Err(e) => return lost(out, answer, tally, keep_alive, e.to_string()),
+                    Err(e) => return lost(out, answer, tally, e.to_string()),
                 }
             }
             Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {
@@ -204,25 +214,16 @@ fn relay(
                         out,
                         answer,
                         tally,
-                        keep_alive,
                         format!("no answer from the agent for {:?}", last_heard.elapsed()),
                     );
                 }
                 continue;
             }
-            Err(e) => {
-                return lost(
-                    out,
-                    answer,
-                    tally,
-                    keep_alive,
-                    format!("connection lost: {e}"),
-                )
-            }
+            Err(e) => return lost(out, answer, tally, format!("connection lost: {e}")),
         };
         let next = match answer.next(&frame) {
             Ok(next) => next,
-            Err(e) => return lost(out, answer, tally, keep_alive, e.to_string()),
+            Err(e) => return lost(out, answer, tally, e.to_string()),
         };
         match frame {
             Frame::Control(Control::Draining) => draining = true,
@@ -241,12 +242,25 @@ fn relay(
                         out,
                         answer,
                         tally,
-                        keep_alive,
                         format!("answer for {answer_id} while serving {id}"),
                     );
                 }
                 tally.status = status;
-                let mut headers = headers;
+                // Nothing the agent sends reaches the caller unchecked.
+                if !(200..=599).contains(&status) {
+                    return lost(out, answer, tally, format!("answer with status {status}"));
+                }
+                if let Some((name, _)) = headers.iter().find(|(n, v)| !protocol::valid_header(n, v))
+                {
+                    let name: String = name.chars().take(40).collect();
+                    return lost(
+                        out,
+                        answer,
+                        tally,
+                        format!("answer with invalid header {name:?}"),
+                    );
+                }
+                let mut headers = protocol::end_to_end(headers);
                 let length = headers
                     .iter()
                     .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
@@ -256,9 +270,11 @@ fn relay(
                 } else if let Some(n) = length {
                     BodyMode::Length(n)
                 } else if version >= 1 {
+                    headers.retain(|(n, _)| !n.eq_ignore_ascii_case("content-length"));
                     headers.push(("Transfer-Encoding".into(), "chunked".into()));
                     BodyMode::Chunked
                 } else {
+                    headers.retain(|(n, _)| !n.eq_ignore_ascii_case("content-length"));
                     BodyMode::UntilClose
                 };
                 if !keep_alive || mode == BodyMode::UntilClose {
@@ -284,13 +300,16 @@ fn relay(
                 tally.reason = Some(message.clone());
                 tally.rule = rule;
                 tally.project = project;
-                if let Err(e) = write_error(out, kind, &message, keep_alive) {
+                if let Err(e) = write_error(out, Some(&tally.id), kind, &message, keep_alive) {
                     return cancelled(socket, e);
                 }
             }
             Frame::Data(data) => {
                 tally.bytes_out += data.len() as u64;
                 let written = match mode {
+                    BodyMode::None => {
+                        return lost(out, answer, tally, "body for an answer without one".into());
+                    }
                     BodyMode::Chunked if data.is_empty() => Ok(()),
                     BodyMode::Chunked => {
                         pending.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
@@ -304,7 +323,6 @@ fn relay(
                             out,
                             AnswerState::Body,
                             tally,
-                            false,
                             "agent sent more than Content-Length".into(),
                         );
                     }
@@ -340,7 +358,7 @@ fn relay(
                 return (usable(draining), false);
             }
             Frame::Closed | Frame::Control(_) => {
-                return lost(out, answer, tally, keep_alive, "unexpected frame".into());
+                return lost(out, answer, tally, "unexpected frame".into());
             }
         }
         answer = next;
@@ -371,7 +389,6 @@ fn lost(
     out: &mut Stream,
     answer: AnswerState,
     tally: &mut RequestRecord,
-    _keep_alive: bool,
     reason: String,
 ) -> (StreamState, bool) {
     tally.error = Some(ErrorKind::AgentLost);
@@ -380,6 +397,7 @@ fn lost(
         tally.status = ErrorKind::AgentLost.status();
         let _ = write_error(
             out,
+            Some(&tally.id),
             ErrorKind::AgentLost,
             "the agent serving this request was lost before it answered",
             false,

@@ -21,6 +21,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// How often a queued request looks up from waiting for a stream (to notice a drain).
+const QUEUE_STEP: Duration = Duration::from_millis(250);
+
 /// How long an idle keep-alive connection stays open.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 
@@ -50,6 +53,7 @@ pub(crate) fn handle_connection(tcp: TcpStream, hub: &Hub, tls: Option<Arc<rustl
             Err(e) => {
                 let _ = write_error(
                     caller.conn.get_mut(),
+                    None,
                     ErrorKind::BadRequest,
                     &e.to_string(),
                     false,
@@ -76,6 +80,8 @@ fn route(head: RequestHead, mut caller: Caller, hub: &Hub) -> Option<Caller> {
     if path == "/api" || path.starts_with("/api/") {
         return crate::gateway::api::serve(head, caller, hub);
     }
+    // A body we do not read would be taken for the next request: such a connection closes.
+    let has_body = !matches!(head.framing(), Ok(http1::Framing::Empty));
     let written = match (head.method.as_str(), path) {
         ("GET", "/healthz") => {
             let body = health(hub);
@@ -97,15 +103,14 @@ fn route(head: RequestHead, mut caller: Caller, hub: &Hub) -> Option<Caller> {
         ("GET", _) if crate::gateway::panel::asset(path).is_some() => {
             crate::gateway::panel::write(caller.conn.get_mut(), path, keep_alive)
         }
-        _ => write_error(
+        _ => http1::write_simple(
             caller.conn.get_mut(),
-            ErrorKind::BadRequest,
-            "not found: tunnel requests go to /private/<pool>/<path>",
-            keep_alive,
+            404,
+            "application/json",
+            br#"{"error":"not found: tunnel requests go to /private/<pool>/<path>"}"#,
+            keep_alive && !has_body,
         ),
     };
-    // A body we did not read would be taken for the next request: close instead.
-    let has_body = !matches!(head.framing(), Ok(http1::Framing::Empty));
     (written.is_ok() && keep_alive && !has_body).then_some(caller)
 }
 
@@ -156,7 +161,14 @@ fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Opti
             Some(pool) => pool.remember(entry),
             None => entry.log(pool_name),
         }
-        let ok = write_error(caller.conn.get_mut(), kind, message, keep_alive && reusable).is_ok();
+        let ok = write_error(
+            caller.conn.get_mut(),
+            Some(&id),
+            kind,
+            message,
+            keep_alive && reusable,
+        )
+        .is_ok();
         (ok && keep_alive && reusable).then_some(caller)
     };
 
@@ -228,7 +240,27 @@ fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Opti
                 None => Instant::now(),
             };
         }
-        let mut stream = match pool.idle.recv_deadline(wait_until) {
+        // Wait in short steps, so a gateway drain is noticed by callers still queued.
+        let received = loop {
+            let step = (Instant::now() + QUEUE_STEP).min(wait_until);
+            match pool.idle.recv_deadline(step) {
+                Err(_) if Instant::now() < wait_until && !hub.is_draining() => continue,
+                other => break other,
+            }
+        };
+        if hub.is_draining() {
+            if let Ok(stream) = received {
+                stream.close("the gateway is shutting down");
+            }
+            return fail(
+                caller,
+                Some(&pool),
+                ErrorKind::NoAgent,
+                "the gateway is shutting down; retry on another gateway or in a moment",
+                false,
+            );
+        }
+        let mut stream = match received {
             Ok(stream) => stream,
             Err(_) if no_agent(&pool) => {
                 return fail(

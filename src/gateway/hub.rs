@@ -217,6 +217,12 @@ impl Pool {
             stream.close("pool deleted or its key rotated");
         } else if let Err(crossbeam_channel::SendError(stream)) = self.idle_streams.send(stream) {
             stream.drop_with("pool gone".into());
+        } else if self.is_closed() {
+            // Closed between the check and the send: empty the channel ourselves, or the
+            // stream would wait forever in a pool nobody visits.
+            for stream in self.idle.try_iter() {
+                stream.close("pool deleted or its key rotated");
+            }
         }
     }
 
@@ -242,7 +248,7 @@ impl Pool {
         self.streams.fetch_sub(1, Ordering::SeqCst);
         if let Ok(mut agents) = self.agents.lock() {
             if let Some(agent) = agents.get_mut(instance) {
-                agent.streams -= 1;
+                agent.streams = agent.streams.saturating_sub(1);
                 if agent.streams == 0 {
                     agents.remove(instance);
                 }
@@ -359,6 +365,10 @@ pub struct Hub {
     pub settings: Settings,
     /// Set on SIGTERM: no new request is dispatched and idle agent streams are closed.
     draining: AtomicBool,
+    /// Serialises reloads, so an older snapshot of the store never lands after a newer one.
+    reloading: Mutex<()>,
+    /// When the last forced reload ran (ms since the epoch), to rate-limit misses.
+    last_forced_reload: AtomicU64,
     pools: RwLock<HashMap<String, Arc<Pool>>>,
     seen: Mutex<Option<SystemTime>>,
 }
@@ -369,6 +379,8 @@ impl Hub {
             store,
             settings,
             draining: AtomicBool::new(false),
+            reloading: Mutex::new(()),
+            last_forced_reload: AtomicU64::new(0),
             pools: RwLock::new(HashMap::new()),
             seen: Mutex::new(None),
         };
@@ -411,6 +423,10 @@ impl Hub {
     /// Brings the live pools in line with the store: new pools appear, deleted ones close,
     /// a rotated key closes the streams that authenticated with the old one.
     pub fn reload(&self) -> Result<(), String> {
+        let _serial = self
+            .reloading
+            .lock()
+            .map_err(|_| "reload lock poisoned".to_string())?;
         let records = self.store.load()?;
         let mut pools = self
             .pools
@@ -468,8 +484,23 @@ impl Hub {
             return Some(pool);
         }
         // Maybe created by another process a moment ago (file times can be too coarse to
-        // tell): a miss always reads the store again.
-        self.reload_logged();
+        // tell): a miss reads the store again, unless the name cannot be a pool's or a miss
+        // already did within the last 100 ms (random names must not become disk reads).
+        if crate::gateway::store::validate_name(name).is_err() {
+            return None;
+        }
+        let now = crate::gateway::store::now_millis();
+        let last = self.last_forced_reload.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 100
+            && self
+                .last_forced_reload
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.reload_logged();
+        } else {
+            self.refresh();
+        }
         self.lookup(name)
     }
 
@@ -485,11 +516,7 @@ impl Hub {
 
     pub fn pools(&self) -> Vec<Arc<Pool>> {
         self.refresh();
-        let mut list: Vec<Arc<Pool>> = self
-            .pools
-            .read()
-            .map(|p| p.values().cloned().collect())
-            .unwrap_or_default();
+        let mut list = self.live_pools();
         list.sort_by_key(|p| p.name());
         list
     }

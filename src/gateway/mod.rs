@@ -106,13 +106,14 @@ impl Gateway {
         let deadline = std::time::Instant::now() + timeout;
         while std::time::Instant::now() < deadline {
             if self.hub.busy() == 0 {
+                // Callers still queued look up every 250 ms and get their 503 before exit.
+                std::thread::sleep(std::time::Duration::from_millis(300));
                 return true;
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         false
     }
-
     /// After a drain: waits (bounded) until every agent stream got its close frame.
     pub fn wait_streams_closed(&self, timeout: std::time::Duration) {
         let deadline = std::time::Instant::now() + timeout;

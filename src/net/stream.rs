@@ -25,11 +25,6 @@ impl Stream {
         }
     }
 
-    /// Whether the bytes are encrypted.
-    pub fn is_tls(&self) -> bool {
-        !matches!(self, Stream::Plain(_))
-    }
-
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         self.tcp().set_read_timeout(timeout)
     }

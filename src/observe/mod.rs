@@ -27,7 +27,11 @@ pub fn init_logging(default_filter: &str) {
 const SECRET_PARAMETERS: &[&str] = &["key", "sig", "code", "client_secret", "auth"];
 
 fn is_secret_parameter(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
+    // Servers decode parameter names (`private%5Ftoken` is `private_token`): so do we, twice
+    // over, so no spelling of a secret's name slips past.
+    let once = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+    let twice = percent_encoding::percent_decode_str(&once).decode_utf8_lossy();
+    let name = twice.replace('+', " ").to_ascii_lowercase();
     SECRET_PARAMETERS.contains(&name.as_str())
         || ["token", "secret", "password", "passwd", "signature"]
             .iter()
@@ -95,6 +99,10 @@ mod tests {
             "/a?client_secret=***&sig=***"
         );
         assert_eq!(redact_target("/plain/path"), "/plain/path");
+        assert_eq!(
+            redact_target("/a?private%5Ftoken=glpat-x&%2570rivate_token=y&PRIVATE%5fTOKEN=z"),
+            "/a?private%5Ftoken=***&%2570rivate_token=***&PRIVATE%5fTOKEN=***"
+        );
         assert_eq!(redact_target("/x?flag"), "/x?flag");
     }
 
