@@ -252,7 +252,13 @@ fn error_kinds_name_the_failing_part() {
     let gateway = Gateway::start(&["--queue-timeout", "400ms"]);
     let c = client();
 
-    // Unknown pool.
+    // Unknown pool, and error answers carry the request id too.
+    let r = c.get(gateway.url("missing", "/x")).call().unwrap();
+    assert_eq!(
+        header_values(&r, "x-vcs-request-id").len(),
+        1,
+        "no request id on an error"
+    );
     let (status, kind, _) = error_kind(c.get(gateway.url("missing", "/x")).call().unwrap());
     assert_eq!((status, kind.as_str()), (404, "unknown_pool"));
 

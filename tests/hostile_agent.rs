@@ -1,0 +1,126 @@
+//! A pool key in the wrong hands must not reach callers' connections: the gateway checks
+//! every answer head an agent sends before writing a byte of it.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+use support::*;
+use tungstenite::Message;
+use vcs_agent::protocol::{self, Control, Frame};
+
+/// A hand-written agent stream, authenticated with the pool's real key.
+fn fake_agent(gateway: &Gateway, token: &str) -> tungstenite::WebSocket<TcpStream> {
+    let token = vcs_agent::token::Token::decode(token).unwrap();
+    let tcp = TcpStream::connect(&gateway.agent_addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let url = format!("ws://{}{}", gateway.agent_addr, protocol::CONNECT_PATH);
+    let mut request =
+        tungstenite::client::IntoClientRequest::into_client_request(url.as_str()).unwrap();
+    let headers = request.headers_mut();
+    for (name, value) in [
+        (protocol::HEADER_POOL_ULID, token.pool_ulid.as_str()),
+        (protocol::HEADER_KEY, token.key.expose()),
+        (protocol::HEADER_PROTOCOL, protocol::PROTOCOL_VERSION),
+        (protocol::HEADER_INSTANCE, "hostile"),
+        (protocol::HEADER_VERSION, "0"),
+    ] {
+        headers.insert(name, value.parse().unwrap());
+    }
+    tungstenite::client::client(request, tcp).unwrap().0
+}
+
+/// Sends one tunnel request on a raw connection and returns everything the gateway wrote.
+fn call(gateway: &Gateway) -> std::thread::JoinHandle<String> {
+    let api = gateway.api_addr.clone();
+    std::thread::spawn(move || {
+        let mut conn = TcpStream::connect(api).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        conn.write_all(
+            b"GET /private/evil/api/v4/user HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+        let mut answer = Vec::new();
+        let _ = conn.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    })
+}
+
+fn next_request(agent: &mut tungstenite::WebSocket<TcpStream>) -> String {
+    loop {
+        match protocol::decode(agent.read().unwrap()).unwrap() {
+            Some(Frame::Control(Control::Request { id, .. })) => return id,
+            Some(_) | None => continue,
+        }
+    }
+}
+
+#[test]
+fn forged_answer_heads_never_reach_the_caller() {
+    let gateway = Gateway::start(&[]);
+    let token = gateway.create_pool("evil");
+    let forged: Vec<(u16, Vec<(String, String)>, bool)> = vec![
+        (
+            200,
+            vec![("X-Evil".into(), "a\r\nSet-Cookie: pwned=1".into())],
+            false,
+        ),
+        (200, vec![("Bad Name".into(), "pwned".into())], false),
+        (101, vec![("Upgrade".into(), "pwned".into())], false),
+        (700, vec![("X-Evil".into(), "pwned".into())], false),
+    ];
+    for (status, headers, body) in forged {
+        let mut agent = fake_agent(&gateway, &token);
+        gateway.wait_streams("evil", 1);
+        let caller = call(&gateway);
+        let id = next_request(&mut agent);
+        let head = Control::Response {
+            id,
+            status,
+            headers,
+            body,
+            rule: None,
+            project: None,
+        };
+        agent.send(head.to_message()).unwrap();
+        let answer = caller.join().unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 502"),
+            "status {status}: {answer}"
+        );
+        assert!(answer.contains("agent_lost"), "{answer}");
+        assert!(
+            !answer.contains("pwned"),
+            "forged bytes reached the caller: {answer}"
+        );
+        gateway.wait_streams("evil", 0);
+    }
+    // A body for a status that has none (204 claiming a body) is refused, the stream dropped.
+    let mut agent = fake_agent(&gateway, &token);
+    gateway.wait_streams("evil", 1);
+    let caller = call(&gateway);
+    let id = next_request(&mut agent);
+    let head = Control::Response {
+        id,
+        status: 204,
+        headers: vec![],
+        body: true,
+        rule: None,
+        project: None,
+    };
+    agent.write(head.to_message()).unwrap();
+    agent
+        .send(Message::binary(
+            b"HTTP/1.1 200 OK\r\nX-Smuggled: pwned\r\n\r\n".to_vec(),
+        ))
+        .unwrap();
+    let answer = caller.join().unwrap();
+    assert!(!answer.contains("pwned"), "{answer}");
+    gateway.wait_streams("evil", 0);
+    gateway
+        .proc
+        .out
+        .wait_for("body for an answer without one", Duration::from_secs(5));
+}
