@@ -35,9 +35,7 @@ fn raw_status(api: &str, method: &str, target: &str) -> u16 {
 fn hostile_paths_never_reach_the_upstream() {
     let upstream = Upstream::start();
     let gateway = Gateway::start(&[]);
-    let token = gateway.create_pool("hostile");
-    let _agent = start_agent(&agent_env(&token, &upstream.base(), &[]));
-    gateway.wait_streams("hostile", 2);
+    let _agent = gateway.agent_for("hostile", &upstream.base(), &[], 2);
 
     let mut cases: Vec<(&str, String)> = hostile_paths::HOSTILE_PATHS
         .iter()
@@ -80,13 +78,12 @@ fn hostile_paths_never_reach_the_upstream() {
 fn denials_say_why_to_the_caller_and_in_the_log() {
     let upstream = Upstream::start();
     let gateway = Gateway::start(&[]);
-    let token = gateway.create_pool("strict");
-    let agent = start_agent(&agent_env(
-        &token,
+    let agent = gateway.agent_for(
+        "strict",
         &upstream.base(),
         &[("SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS", "group/.*")],
-    ));
-    gateway.wait_streams("strict", 2);
+        2,
+    );
     let c = client();
     let cases = [
         (

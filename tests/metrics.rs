@@ -267,13 +267,12 @@ fn json_logs_have_stable_fields_and_the_level_knob_wins() {
 fn debug_print_all_shows_heads_but_never_secrets() {
     let upstream = Upstream::start();
     let gateway = Gateway::start(&[]);
-    let token = gateway.create_pool("debug");
-    let agent = start_agent(&agent_env(
-        &token,
+    let agent = gateway.agent_for(
+        "debug",
         &upstream.base(),
         &[("SPACELIFT_VCS_AGENT_DEBUG_PRINT_ALL", "true")],
-    ));
-    gateway.wait_streams("debug", 2);
+        2,
+    );
     let path =
         "/api/v4/projects/group%2Frepo/repository/archive?do=echo&private_token=sekrit-query";
     let response = client()

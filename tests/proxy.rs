@@ -17,13 +17,12 @@ fn both_legs_go_through_the_proxy() {
     let proxy = ConnectProxy::start(Policy::default());
     let upstream = Upstream::start();
     let gateway = Gateway::start(&[]);
-    let token = gateway.create_pool("proxied");
-    let _agent = start_agent(&agent_env(
-        &token,
+    let _agent = gateway.agent_for(
+        "proxied",
         &upstream.base(),
         &[("http_proxy", &proxy.url(None))],
-    ));
-    gateway.wait_streams("proxied", 2);
+        2,
+    );
     proxy.wait_for_tunnel(&gateway.agent_addr, Duration::from_secs(5));
     let response = client().get(gateway.url("proxied", PATH)).call().unwrap();
     assert_eq!(response.status(), 200);
@@ -144,17 +143,16 @@ fn no_proxy_bypasses_the_proxy() {
     let proxy = ConnectProxy::start(Policy::default());
     let upstream = Upstream::start();
     let gateway = Gateway::start(&[]);
-    let token = gateway.create_pool("bypass");
-    let _agent = start_agent(&agent_env(
-        &token,
+    let _agent = gateway.agent_for(
+        "bypass",
         &upstream.base(),
         &[
             ("HTTP_PROXY", &proxy.url(None)),
             ("HTTPS_PROXY", &proxy.url(None)),
             ("NO_PROXY", "example.org,127.0.0.0/8"),
         ],
-    ));
-    gateway.wait_streams("bypass", 2);
+        2,
+    );
     let response = client().get(gateway.url("bypass", PATH)).call().unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(upstream.requests().len(), 1);

@@ -66,13 +66,12 @@ fn a_caller_going_away_cancels_the_upstream_read() {
     // One stream only: after the cancellation the pool has no stream until the agent redials.
     let upstream = Upstream::start();
     let gateway = Gateway::start(&[]);
-    let token = gateway.create_pool("cancel");
-    let agent = start_agent(&agent_env(
-        &token,
+    let agent = gateway.agent_for(
+        "cancel",
         &upstream.base(),
         &[("SPACELIFT_VCS_AGENT_PARALLELISM", "1")],
-    ));
-    gateway.wait_streams("cancel", 1);
+        1,
+    );
     let mut conn = std::net::TcpStream::connect(&gateway.api_addr).unwrap();
     let request = format!(
         "GET /private/cancel{} HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -200,13 +199,12 @@ fn a_gateway_restart_under_load_recovers_quickly() {
     let upstream = Upstream::start();
     let first = Gateway::start(&[]);
     let (agent_addr, api_addr) = (first.agent_addr.clone(), first.api_addr.clone());
-    let token = first.create_pool("restart");
-    let _agent = start_agent(&agent_env(
-        &token,
+    let _agent = first.agent_for(
+        "restart",
         &upstream.base(),
         &[("SPACELIFT_VCS_AGENT_PARALLELISM", "4")],
-    ));
-    first.wait_streams("restart", 4);
+        4,
+    );
 
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));

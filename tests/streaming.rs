@@ -53,9 +53,7 @@ fn upload(gateway: &Gateway, len: u64) {
 fn memory_does_not_grow_with_body_size() {
     let upstream = Upstream::start();
     let gateway = Gateway::start(&[]);
-    let token = gateway.create_pool("stream");
-    let agent = start_agent(&agent_env(&token, &upstream.base(), &[]));
-    gateway.wait_streams("stream", 2);
+    let agent = gateway.agent_for("stream", &upstream.base(), &[], 2);
 
     download(&gateway, 10 * MIB);
     upload(&gateway, 10 * MIB);

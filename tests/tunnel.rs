@@ -273,13 +273,12 @@ fn error_kinds_name_the_failing_part() {
     );
 
     // Queue timeout: one stream, busy.
-    let token = gateway.create_pool("busy");
-    let _agent = start_agent(&agent_env(
-        &token,
+    let _agent = gateway.agent_for(
+        "busy",
         &upstream.base(),
         &[("SPACELIFT_VCS_AGENT_PARALLELISM", "1")],
-    ));
-    gateway.wait_streams("busy", 1);
+        1,
+    );
     let slow_url = gateway.url("busy", &get("sleep&n=2500"));
     let slow =
         std::thread::spawn(move || client().get(slow_url).call().map(|r| r.status().as_u16()));
@@ -304,9 +303,7 @@ fn error_kinds_name_the_failing_part() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
-    let token = gateway.create_pool("dead");
-    let _agent2 = start_agent(&agent_env(&token, &dead, &[]));
-    gateway.wait_streams("dead", 2);
+    let _agent2 = gateway.agent_for("dead", &dead, &[], 2);
     let (status, kind, message) =
         error_kind(c.get(gateway.url("dead", &get("echo"))).call().unwrap());
     assert_eq!(
@@ -316,13 +313,12 @@ fn error_kinds_name_the_failing_part() {
     );
 
     // Upstream timeout: accepted, never answered.
-    let token = gateway.create_pool("silent");
-    let _agent3 = start_agent(&agent_env(
-        &token,
+    let _agent3 = gateway.agent_for(
+        "silent",
         &upstream.base(),
         &[("SPACELIFT_VCS_AGENT_UPSTREAM_READ_TIMEOUT", "700ms")],
-    ));
-    gateway.wait_streams("silent", 2);
+        2,
+    );
     let (status, kind, message) =
         error_kind(c.get(gateway.url("silent", &get("hang"))).call().unwrap());
     assert_eq!(
@@ -417,13 +413,12 @@ fn a_wrong_key_is_refused_at_the_handshake() {
 fn slots_match_parallelism_and_carry_metadata() {
     let upstream = Upstream::start();
     let gateway = Gateway::start(&[]);
-    let token = gateway.create_pool("wide");
-    let _agent = start_agent(&agent_env(
-        &token,
+    let _agent = gateway.agent_for(
+        "wide",
         &upstream.base(),
         &[("SPACELIFT_VCS_AGENT_PARALLELISM", "7")],
-    ));
-    gateway.wait_streams("wide", 7);
+        7,
+    );
     assert_eq!(
         gateway.pool_state("wide").0,
         1,

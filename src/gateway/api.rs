@@ -113,8 +113,6 @@ fn read_body(head: &RequestHead, caller: &mut Caller) -> Result<Vec<u8>, Option<
 fn write_reply<W: Write>(out: &mut W, reply: &Reply, keep_alive: bool) -> std::io::Result<()> {
     let body = serde_json::to_vec_pretty(&reply.body).unwrap_or_default();
     let mut headers: Vec<(String, String)> = vec![
-        ("Content-Type".into(), "application/json".into()),
-        ("Content-Length".into(), body.len().to_string()),
         ("Cache-Control".into(), "no-store".into()),
         ("X-Content-Type-Options".into(), "nosniff".into()),
     ];
@@ -124,12 +122,14 @@ fn write_reply<W: Write>(out: &mut W, reply: &Reply, keep_alive: bool) -> std::i
             "Bearer realm=\"vcs-gateway\"".into(),
         ));
     }
-    if !keep_alive {
-        headers.push(("Connection".into(), "close".into()));
-    }
-    http1::write_head(out, reply.status, &headers)?;
-    out.write_all(&body)?;
-    out.flush()
+    http1::write_simple_with(
+        out,
+        reply.status,
+        "application/json",
+        &body,
+        keep_alive,
+        &headers,
+    )
 }
 
 /// Routes an authorized request.

@@ -290,7 +290,6 @@ fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Opti
             stream.drop_with(reason);
             continue;
         }
-        pool.requests.fetch_add(1, Ordering::Relaxed);
         pool.set_busy(&stream.instance, true);
         let (instance, peer) = (stream.instance.clone(), stream.peer);
         let exchanged = exchange::run(
@@ -316,6 +315,7 @@ fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Opti
                     exchange::StreamState::Draining => stream.close("agent is draining"),
                     exchange::StreamState::Broken(reason) => stream.drop_with(reason),
                 }
+                pool.requests.fetch_add(1, Ordering::Relaxed);
                 pool.remember(*record);
                 return reusable.then_some(caller);
             }

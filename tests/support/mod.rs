@@ -264,6 +264,21 @@ impl Gateway {
             .to_string()
     }
 
+    /// Creates pool `name`, starts an agent for it against `target` (gitlab, `extra` on top of
+    /// [`agent_env`]) and waits until the pool has `streams` streams.
+    pub fn agent_for(
+        &self,
+        name: &str,
+        target: &str,
+        extra: &[(&str, &str)],
+        streams: u64,
+    ) -> Proc {
+        let token = self.create_pool(name);
+        let agent = start_agent(&agent_env(&token, target, extra));
+        self.wait_streams(name, streams);
+        agent
+    }
+
     pub fn url(&self, pool: &str, path: &str) -> String {
         format!("http://{}/private/{pool}{path}", self.api_addr)
     }
