@@ -1,5 +1,5 @@
 //! The agent port and the life of an agent stream: authenticate it at the WebSocket upgrade,
-//! then put it in its pool's channel of idle streams, where callers' threads take it for one
+//! then put it in its pool's queue of idle streams, where callers' threads take it for one
 //! exchange at a time ([`super::exchange`]) and give it back.
 //!
 //! Idle streams need no thread of their own: one [`housekeeper`] wakes every tick, reads what
@@ -151,11 +151,11 @@ pub(crate) fn accept(tcp: TcpStream, hub: &Hub, tls: Option<Arc<rustls::ServerCo
         last_ping: Instant::now(),
         end: String::from("closed"),
     };
-    // The connection's thread ends here: an idle stream waits in its pool's channel.
+    // The connection's thread ends here: an idle stream waits in its pool's queue.
     pool.give_back(stream);
 }
 
-/// One authenticated agent stream. Idle, it waits in its pool's channel; a caller's thread
+/// One authenticated agent stream. Idle, it waits in its pool's queue; a caller's thread
 /// takes it, runs one exchange and gives it back. Dropping it closes the connection and
 /// counts it out of the pool.
 pub struct AgentStream {
@@ -238,7 +238,7 @@ pub fn housekeeper(hub: Arc<Hub>) {
         for pool in hub.live_pools() {
             // One at a time, so callers can take the others meanwhile.
             for _ in 0..pool.idle.len() {
-                let Ok(mut stream) = pool.idle.try_recv() else {
+                let Some(mut stream) = pool.idle.try_take() else {
                     break;
                 };
                 if hub.is_draining() {

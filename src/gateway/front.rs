@@ -243,13 +243,13 @@ fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Opti
         // Wait in short steps, so a gateway drain is noticed by callers still queued.
         let received = loop {
             let step = (Instant::now() + QUEUE_STEP).min(wait_until);
-            match pool.idle.recv_deadline(step) {
-                Err(_) if Instant::now() < wait_until && !hub.is_draining() => continue,
+            match pool.idle.take_until(step) {
+                None if Instant::now() < wait_until && !hub.is_draining() => continue,
                 other => break other,
             }
         };
         if hub.is_draining() {
-            if let Ok(stream) = received {
+            if let Some(stream) = received {
                 stream.close("the gateway is shutting down");
             }
             return fail(
@@ -261,8 +261,8 @@ fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Opti
             );
         }
         let mut stream = match received {
-            Ok(stream) => stream,
-            Err(_) if no_agent(&pool) => {
+            Some(stream) => stream,
+            None if no_agent(&pool) => {
                 return fail(
                     caller,
                     Some(&pool),
@@ -271,7 +271,7 @@ fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Opti
                     no_body,
                 );
             }
-            Err(_) => {
+            None => {
                 let message = format!(
                     "all streams of pool \"{pool_name}\" stayed busy for {:?}",
                     hub.settings.queue_timeout

@@ -1,20 +1,20 @@
 //! The gateway's live state: pools, their idle agent streams, and who is connected.
 //!
-//! Dispatch is a channel of idle streams per pool, shared by every agent of the pool. The
-//! caller's own thread takes one (`recv_deadline` is the queue timeout), runs the exchange on
-//! it and gives it back, so a request crosses no thread boundary inside the gateway. The
+//! Dispatch is a queue of idle streams per pool ([`super::idle`]), shared by every agent of
+//! the pool. The caller's own thread takes one (waiting up to the queue timeout), runs the
+//! exchange on it and gives it back, so a request crosses no thread boundary inside the gateway. The
 //! first design (`DESIGN.md`: a thread per agent stream taking jobs from a rendezvous
 //! channel) cost two thread hand-offs per request, which profiling showed to be the
 //! gateway's main cost; idle streams are now looked after by one housekeeping thread
 //! ([`super::agents::housekeeper`]). Load spreads across agents by who is idle.
 
 use crate::gateway::agents::AgentStream;
+use crate::gateway::idle::IdleQueue;
 use crate::gateway::store::{PoolRecord, Store};
 use crate::http1::Framing;
 use crate::net::Stream;
 use crate::protocol::{ErrorKind, Headers};
 use crate::token;
-use crossbeam_channel::{Receiver, Sender};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::BufReader;
@@ -138,8 +138,7 @@ pub struct AgentInfo {
 pub struct Pool {
     record: RwLock<PoolRecord>,
     /// Idle agent streams of this pool, any agent's: a caller takes one, gives it back.
-    idle_streams: Sender<AgentStream>,
-    pub idle: Receiver<AgentStream>,
+    pub idle: IdleQueue<AgentStream>,
     pub streams: AtomicUsize,
     pub busy: AtomicUsize,
     pub requests: AtomicU64,
@@ -156,11 +155,9 @@ pub struct Pool {
 
 impl Pool {
     fn new(record: PoolRecord) -> Pool {
-        let (idle_streams, idle) = crossbeam_channel::unbounded();
         Pool {
             record: RwLock::new(record),
-            idle_streams,
-            idle,
+            idle: IdleQueue::default(),
             streams: AtomicUsize::new(0),
             busy: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
@@ -206,7 +203,7 @@ impl Pool {
     /// Deleted, or its key rotated: idle streams close now, busy ones when given back.
     pub fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
-        for stream in self.idle.try_iter() {
+        for stream in self.idle.take_all() {
             stream.close("pool deleted or its key rotated");
         }
     }
@@ -215,13 +212,14 @@ impl Pool {
     pub fn give_back(&self, stream: AgentStream) {
         if self.is_closed() {
             stream.close("pool deleted or its key rotated");
-        } else if let Err(crossbeam_channel::SendError(stream)) = self.idle_streams.send(stream) {
-            stream.drop_with("pool gone".into());
-        } else if self.is_closed() {
-            // Closed between the check and the send: empty the channel ourselves, or the
-            // stream would wait forever in a pool nobody visits.
-            for stream in self.idle.try_iter() {
-                stream.close("pool deleted or its key rotated");
+        } else {
+            self.idle.put(stream);
+            if self.is_closed() {
+                // Closed between the check and the put: empty the queue ourselves, or the
+                // stream would wait forever in a pool nobody visits.
+                for stream in self.idle.take_all() {
+                    stream.close("pool deleted or its key rotated");
+                }
             }
         }
     }

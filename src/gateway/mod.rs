@@ -4,7 +4,7 @@
 //! share the api port behind an admin token ([`admin`]).
 //!
 //! Synchronous throughout: a thread per caller connection, which also runs that caller's
-//! exchanges over a borrowed agent stream; idle agent streams wait in their pool's channel and
+//! exchanges over a borrowed agent stream; idle agent streams wait in their pool's queue and
 //! one housekeeping thread keeps them alive. A gateway holding 1 024 agent streams runs five
 //! threads; see the README for figures.
 
@@ -14,6 +14,7 @@ pub mod api;
 pub mod exchange;
 pub mod front;
 pub mod hub;
+pub mod idle;
 pub mod panel;
 pub mod store;
 
