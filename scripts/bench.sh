@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # What does the tunnel cost? Measures the same requests direct to nginx and through
-# vcs-gateway + vcs-agent (parallelism 4) on loopback, then prints one table with the
-# tunnel/direct ratio of each figure; then the same with TLS on the gateway leg.
+# vcs-gateway + vcs-agent (parallelism 4, default log level: one access line per request on
+# each side) on loopback, then prints one table with the tunnel/direct ratio of each figure;
+# then the same with TLS on the gateway leg. A reference path adds the same two loopback hops
+# with two nginx reverse proxies in a chain (keep-alive upstreams), so the table also shows
+# what two extra hops cost on this machine whatever program makes them.
 #
-#   bash scripts/bench.sh              # about three minutes
+#   bash scripts/bench.sh                   # about five minutes
 #   BENCH_SECONDS=3 bash scripts/bench.sh   # shorter load phases
+#   BENCH_VARIANTS=0 bash scripts/bench.sh  # plain gateway leg only (1 = TLS only)
+#   BENCH_TARGET=x86_64-unknown-linux-musl bash scripts/bench.sh   # the static binaries
 #
 # Needs Debian's nginx and wrk (installed when missing), openssl, curl, python3.
 set -euo pipefail
@@ -29,15 +34,25 @@ need() {
 need nginx wrk openssl curl python3
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-say "building release binaries"
-cargo build --release --locked --quiet
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+# BENCH_TARGET=x86_64-unknown-linux-musl measures the static binaries operators install
+# (scripts/build-static.sh); the default is the host's release build.
+if [[ -n ${BENCH_TARGET:-} ]]; then
+    say "building release binaries for $BENCH_TARGET"
+    cargo build --release --locked --quiet --target "$BENCH_TARGET"
+    BIN=${CARGO_TARGET_DIR:-$ROOT/target}/$BENCH_TARGET/release
+else
+    say "building release binaries"
+    cargo build --release --locked --quiet
+    BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+fi
 
 WORK=$(mktemp -d /tmp/vcs-bench.XXXXXX)
 PIDS=()
 cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    [[ -f $WORK/nginx.pid ]] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
+    for pidfile in "$WORK"/*.pid; do
+        [[ -f $pidfile ]] && kill "$(cat "$pidfile")" 2>/dev/null || true
+    done
     wait 2>/dev/null || true
     rm -rf "$WORK"
 }
@@ -74,6 +89,35 @@ EOF
 "$NGINX" -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log" 2>/dev/null || "$NGINX" -c "$WORK/nginx.conf"
 curl -fsS "http://127.0.0.1:$NGINX_PORT/api/v4/user" >/dev/null || die "nginx does not answer"
 
+# --- the reference: two nginx reverse proxies in a chain in front of the upstream ---
+# start_proxy <name> <upstream port>: prints the port it listens on
+start_proxy() {
+    local port; port=$(free_port)
+    cat >"$WORK/$1.conf" <<EOF
+worker_processes 1;
+pid $WORK/$1.pid;
+error_log $WORK/$1-error.log;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    tcp_nodelay on;
+    keepalive_requests 1000000;
+    client_body_temp_path $WORK/nginx-tmp;
+    proxy_temp_path $WORK/nginx-tmp;
+    fastcgi_temp_path $WORK/nginx-tmp;
+    uwsgi_temp_path $WORK/nginx-tmp;
+    scgi_temp_path $WORK/nginx-tmp;
+    upstream next { server 127.0.0.1:$2; keepalive 32; }
+    server {
+        listen 127.0.0.1:$port;
+        location / { proxy_pass http://next; proxy_http_version 1.1; proxy_set_header Connection ""; }
+    }
+}
+EOF
+    "$NGINX" -c "$WORK/$1.conf" -e "$WORK/$1-error.log" 2>/dev/null || "$NGINX" -c "$WORK/$1.conf"
+    echo "$port"
+}
+
 # --- gateway + agent ---
 # start_tunnel <tls:0|1>: sets GW_PID, AGENT_PID, API, AGENT_START_MS
 start_tunnel() {
@@ -104,7 +148,7 @@ start_tunnel() {
     env -i PATH="$PATH" "${agent_env[@]}" \
         SPACELIFT_VCS_AGENT_POOL_TOKEN="$token" \
         SPACELIFT_VCS_AGENT_TARGET_BASE_ENDPOINT="http://127.0.0.1:$NGINX_PORT" \
-        SPACELIFT_VCS_AGENT_VENDOR=gitlab SPACELIFT_VCS_AGENT_PARALLELISM=4 RUST_LOG=warn \
+        SPACELIFT_VCS_AGENT_VENDOR=gitlab SPACELIFT_VCS_AGENT_PARALLELISM=4 \
         "$BIN/vcs-agent" >"$data/agent.log" 2>&1 &
     AGENT_PID=$!; PIDS+=("$AGENT_PID")
     for _ in $(seq 2000); do
@@ -150,13 +194,25 @@ with_rss() {
     fi
 }
 
-# wrk_run <url> <connections> -> sets P50 P99 (ms) RPS
+# cpu_ticks <pid>: user + system clock ticks the process has used so far
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+# wrk_run <url> <connections> -> sets P50 P99 (ms) RPS, and CPU_AGENT CPU_GW (µs per
+# request) while a tunnel runs
 wrk_run() {
-    local out threads=$(( $2 < 2 ? 1 : 2 ))
+    local out threads=$(( $2 < 2 ? 1 : 2 )) agent0=0 gw0=0 requests tick_us
+    if [[ -n ${AGENT_PID:-} ]]; then agent0=$(cpu_ticks "$AGENT_PID"); gw0=$(cpu_ticks "$GW_PID"); fi
     out=$(wrk -t"$threads" -c"$2" -d"${SECONDS_PER_RUN}s" --latency "$1")
     P50=$(awk '$1=="50%" {print $2}' <<<"$out")
     P99=$(awk '$1=="99%" {print $2}' <<<"$out")
     RPS=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    requests=$(awk '/requests in/ {print $1}' <<<"$out")
+    CPU_AGENT=; CPU_GW=
+    if [[ -n ${AGENT_PID:-} && ${requests:-0} -gt 0 ]]; then
+        tick_us=$(( 1000000 / $(getconf CLK_TCK) ))
+        CPU_AGENT=$(( ($(cpu_ticks "$AGENT_PID") - agent0) * tick_us / requests ))
+        CPU_GW=$(( ($(cpu_ticks "$GW_PID") - gw0) * tick_us / requests ))
+    fi
     grep -q "Non-2xx" <<<"$out" && die "non-2xx answers from $1: $out"
     return 0
 }
@@ -179,7 +235,7 @@ settle() {
     done
 }
 
-measure() { # measure <prefix> <base-url>
+measure() { # measure <prefix> <base-url> [small-only]
     local p=$1 base=$2 small="$2/api/v4/user" big="$2/api/v4/projects/group%2Frepo/repository/archive.tar.gz"
     say "$p: latency at 1 connection"
     settle
@@ -191,6 +247,8 @@ measure() { # measure <prefix> <base-url>
         with_rss "$p-rps$c" wrk_run "$small" "$c"
         R[$p-rps$c]=$RPS
     done
+    R[$p-cpu-agent]=$CPU_AGENT; R[$p-cpu-gw]=$CPU_GW
+    [[ ${3:-} == small-only ]] && return 0
     say "$p: 1 GiB download"
     settle
     with_rss "$p-big" eval 'R[$p-big]=$(download_mbps "$big")'
@@ -199,6 +257,12 @@ measure() { # measure <prefix> <base-url>
 say "direct to nginx"
 AGENT_PID=
 measure direct "http://127.0.0.1:$NGINX_PORT"
+
+say "reference: two nginx reverse proxies in a chain"
+PROXY_PORT=$(start_proxy proxy-near "$(start_proxy proxy-far "$NGINX_PORT")")
+curl -fsS "http://127.0.0.1:$PROXY_PORT/api/v4/user" >/dev/null || die "the nginx proxies do not answer"
+measure nginx2 "http://127.0.0.1:$PROXY_PORT" small-only
+for pidfile in "$WORK"/proxy-*.pid; do kill "$(cat "$pidfile")"; done
 
 for tls in ${BENCH_VARIANTS:-0 1}; do
     name=$([[ $tls == 1 ]] && echo tls || echo plain)
@@ -211,27 +275,35 @@ for tls in ${BENCH_VARIANTS:-0 1}; do
     stop_tunnel
 done
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b+0 == 0) print "-"; else printf "%.2f", a/b }'; }
-row() { printf '| %-34s | %10s | %10s | %6s | %10s | %6s |\n' "$@"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "") print ""; else if (b+0 == 0) print "-"; else printf "%.2f", a/b }'; }
+row() { printf '| %-40s | %10s | %10s | %6s | %10s | %6s | %12s | %6s |\n' "$@"; }
 
 echo
-echo "vcs-agent tunnel vs direct, loopback, $(nproc) cores, $(uname -m), ${SECONDS_PER_RUN}s per load run"
+echo "vcs-agent tunnel vs direct, loopback, $(nproc) cores, $(uname -m), ${BENCH_TARGET:-host} build, ${SECONDS_PER_RUN}s per load run"
 echo
-row "figure" "direct" "tunnel" "ratio" "tunnel+TLS" "ratio"
-row "----" "---:" "---:" "---:" "---:" "---:"
+row "figure" "direct" "tunnel" "ratio" "tunnel+TLS" "ratio" "2 nginx hops" "ratio"
+row "----" "---:" "---:" "---:" "---:" "---:" "---:" "---:"
 for f in p50:"latency p50 at 1 conn (ms)" p99:"latency p99 at 1 conn (ms)" rps1:"requests/s at 1 conn" rps4:"requests/s at 4 conns" rps16:"requests/s at 16 conns" big:"1 GiB download (MiB/s)"; do
     k=${f%%:*}; label=${f#*:}
-    row "$label" "${R[direct-$k]:-}" "${R[plain-$k]:-}" "$(ratio "${R[plain-$k]:-}" "${R[direct-$k]:-}")" "${R[tls-$k]:-}" "$(ratio "${R[tls-$k]:-}" "${R[direct-$k]:-}")"
+    row "$label" "${R[direct-$k]:-}" "${R[plain-$k]:-}" "$(ratio "${R[plain-$k]:-}" "${R[direct-$k]:-}")" \
+        "${R[tls-$k]:-}" "$(ratio "${R[tls-$k]:-}" "${R[direct-$k]:-}")" \
+        "${R[nginx2-$k]:-}" "$(ratio "${R[nginx2-$k]:-}" "${R[direct-$k]:-}")"
 done
-row "added p50 latency (ms)" "" "$(awk -v a="${R[plain-p50]:-}" -v b="${R[direct-p50]:-}" 'BEGIN{printf "%.3f", a-b}')" "" "$(awk -v a="${R[tls-p50]:-}" -v b="${R[direct-p50]:-}" 'BEGIN{printf "%.3f", a-b}')" ""
-row "agent start to 4 streams (ms)" "" "${R[plain-start]:-}" "" "${R[tls-start]:-}" ""
-row "agent RSS idle (MiB)" "" "$(ratio "${R[plain-idle-agent]:-}" 1024)" "" "$(ratio "${R[tls-idle-agent]:-}" 1024)" ""
-row "gateway RSS idle (MiB)" "" "$(ratio "${R[plain-idle-gw]:-}" 1024)" "" "$(ratio "${R[tls-idle-gw]:-}" 1024)" ""
+added() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a == "") print ""; else printf "%.3f", a-b }'; }
+row "added p50 latency (ms)" "" "$(added "${R[plain-p50]:-}" "${R[direct-p50]:-}")" "" \
+    "$(added "${R[tls-p50]:-}" "${R[direct-p50]:-}")" "" "$(added "${R[nginx2-p50]:-}" "${R[direct-p50]:-}")" ""
+row "agent CPU per request, 16 conns (µs)" "" "${R[plain-cpu-agent]:-}" "" "${R[tls-cpu-agent]:-}" "" "" ""
+row "gateway CPU per request, 16 conns (µs)" "" "${R[plain-cpu-gw]:-}" "" "${R[tls-cpu-gw]:-}" "" "" ""
+row "agent start to 4 streams (ms)" "" "${R[plain-start]:-}" "" "${R[tls-start]:-}" "" "" ""
+row "agent RSS idle (MiB)" "" "$(ratio "${R[plain-idle-agent]:-}" 1024)" "" "$(ratio "${R[tls-idle-agent]:-}" 1024)" "" "" ""
+row "gateway RSS idle (MiB)" "" "$(ratio "${R[plain-idle-gw]:-}" 1024)" "" "$(ratio "${R[tls-idle-gw]:-}" 1024)" "" "" ""
 for phase in lat:"1 conn" rps4:"4 conns" rps16:"16 conns" big:"1 GiB download"; do
     k=${phase%%:*}; label=${phase#*:}
-    row "agent peak RSS, $label (MiB)" "" "$(ratio "${RSS_AGENT[plain-$k]:-0}" 1024)" "" "$(ratio "${RSS_AGENT[tls-$k]:-0}" 1024)" ""
-    row "gateway peak RSS, $label (MiB)" "" "$(ratio "${RSS_GW[plain-$k]:-0}" 1024)" "" "$(ratio "${RSS_GW[tls-$k]:-0}" 1024)" ""
+    row "agent peak RSS, $label (MiB)" "" "$(ratio "${RSS_AGENT[plain-$k]:-}" 1024)" "" "$(ratio "${RSS_AGENT[tls-$k]:-}" 1024)" "" "" ""
+    row "gateway peak RSS, $label (MiB)" "" "$(ratio "${RSS_GW[plain-$k]:-}" 1024)" "" "$(ratio "${RSS_GW[tls-$k]:-}" 1024)" "" "" ""
 done
 echo
 echo "Goals: added p50 <= 0.3 ms; rps at 16 conns >= 0.5x direct; 1 GiB >= 0.5x direct;"
 echo "agent peak RSS <= 16 MiB during the 1 GiB download and <= 8 MiB idle."
+echo "The 2 nginx hops column adds the tunnel's two loopback hops with two nginx reverse proxies"
+echo "(16 requests in flight; the tunnel at parallelism 4 has at most 4)."
