@@ -328,6 +328,44 @@ fn error_kinds_name_the_failing_part() {
     );
 }
 
+/// A refused upload: the gateway answers 404 without reading the body, then must close with
+/// FIN and keep draining what the caller still sends, not reset the connection (a reset lets
+/// the caller's kernel report an error instead of the answer).
+#[test]
+fn an_answer_refusing_an_unread_body_is_not_lost_to_a_reset() {
+    let gateway = Gateway::start(&[]);
+    let mut raw = std::net::TcpStream::connect(gateway.api_addr).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let body_len = 512 * 1024;
+    // More body than the gateway's 16 KiB read buffer takes in: the rest waits in the socket.
+    let mut first = format!(
+        "POST /private/missing/api/v4/projects/g%2Fr/statuses/0123abc HTTP/1.1\r\n\
+         Host: x\r\nContent-Length: {body_len}\r\n\r\n"
+    )
+    .into_bytes();
+    first.extend(std::iter::repeat_n(b'x', 64 * 1024));
+    raw.write_all(&first).unwrap();
+
+    let mut answer = Vec::new();
+    let read = raw.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        read.is_ok(),
+        "the answer ended in {read:?} instead of a clean close; got {answer:?}"
+    );
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    assert!(answer.contains("\"kind\":\"unknown_pool\""), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+
+    // The gateway still drains the rest of the upload instead of resetting it.
+    let rest = vec![b'x'; body_len - 64 * 1024];
+    raw.write_all(&rest)
+        .expect("the gateway reset the connection while the caller was still sending");
+}
+
 #[test]
 fn a_killed_agent_gives_agent_lost() {
     let s = setup("lost", "", &[]);

@@ -56,6 +56,17 @@ pub struct Caller {
     pub peer: SocketAddr,
 }
 
+/// How long a closing caller connection may keep sending before it is cut off.
+const CALLER_LINGER: Duration = Duration::from_secs(2);
+
+impl Drop for Caller {
+    /// Every way a caller connection ends goes through here, so none of them can turn the
+    /// last answer (often an error sent without reading the request body) into a reset.
+    fn drop(&mut self) {
+        self.conn.get_mut().close_lingering(CALLER_LINGER);
+    }
+}
+
 /// One request waiting for a stream.
 pub struct Job {
     pub id: String,

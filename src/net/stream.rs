@@ -6,8 +6,8 @@
 
 use rustls::{ClientConnection, ServerConnection, StreamOwned};
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
+use std::net::{Shutdown, TcpStream};
+use std::time::{Duration, Instant};
 
 pub enum Stream {
     Plain(TcpStream),
@@ -32,7 +32,42 @@ impl Stream {
     pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
         self.tcp().set_nonblocking(nonblocking)
     }
+
+    /// Ends a connection without losing what was last written to it. Closing a socket that
+    /// still holds unread bytes (a request body refused without being read) makes the kernel
+    /// send RST instead of FIN, and a peer that gets RST may throw away the answer it has
+    /// not read yet. So this says goodbye first (TLS `close_notify`, then FIN), then reads and
+    /// drops whatever the peer still sends until it closes, for at most `linger` and
+    /// [`LINGER_BYTES`]: the same "lingering close" web servers do.
+    pub fn close_lingering(&mut self, linger: Duration) {
+        match self {
+            Stream::Plain(_) => {}
+            Stream::TlsClient(s) => s.conn.send_close_notify(),
+            Stream::TlsServer(s) => s.conn.send_close_notify(),
+        }
+        let _ = self.flush();
+        let mut tcp = self.tcp();
+        if tcp.shutdown(Shutdown::Write).is_err() {
+            return;
+        }
+        let deadline = Instant::now() + linger;
+        let mut scratch = [0u8; 8192];
+        let mut dropped = 0;
+        while dropped < LINGER_BYTES {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || tcp.set_read_timeout(Some(left)).is_err() {
+                return;
+            }
+            match tcp.read(&mut scratch) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => dropped += n,
+            }
+        }
+    }
 }
+
+/// Most bytes [`Stream::close_lingering`] reads and drops before it closes anyway.
+pub const LINGER_BYTES: usize = 16 * 1024 * 1024;
 
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
