@@ -65,6 +65,12 @@ impl RequestHead {
             .any(|t| t.trim().eq_ignore_ascii_case(token))
     }
 
+    /// Whether the caller waits for `100 Continue` before it sends the body (RFC 9110 §10.1.1;
+    /// curl does for larger uploads). HTTP/1.0 callers cannot ask for it.
+    pub fn expects_continue(&self) -> bool {
+        self.version >= 1 && self.header_has_token("expect", "100-continue")
+    }
+
     /// Whether the connection may carry another request after this one.
     pub fn keep_alive(&self) -> bool {
         if self.version == 0 {
@@ -184,12 +190,18 @@ pub struct BodyReader<'a, R: BufRead> {
     state: BodyState,
 }
 
+#[derive(Debug)]
 enum BodyState {
     Length(u64),
     /// Bytes left in the current chunk; `None` before reading a size line.
     Chunk(Option<u64>),
     Done,
 }
+
+/// Where a [`BodyReader`] stopped, so reading can go on later (after the connection was
+/// used for something else, such as waiting for an agent stream).
+#[derive(Debug)]
+pub struct BodyProgress(BodyState);
 
 impl<'a, R: BufRead> BodyReader<'a, R> {
     pub fn new(inner: &'a mut R, framing: Framing) -> BodyReader<'a, R> {
@@ -199,6 +211,22 @@ impl<'a, R: BufRead> BodyReader<'a, R> {
             Framing::Chunked => BodyState::Chunk(None),
         };
         BodyReader { inner, state }
+    }
+
+    /// Goes on where [`BodyReader::pause`] stopped.
+    pub fn resume(inner: &'a mut R, progress: BodyProgress) -> BodyReader<'a, R> {
+        BodyReader {
+            inner,
+            state: progress.0,
+        }
+    }
+
+    /// Stops here, keeping the place; `None` when the whole body was read.
+    pub fn pause(self) -> Option<BodyProgress> {
+        match self.state {
+            BodyState::Done | BodyState::Length(0) => None,
+            state => Some(BodyProgress(state)),
+        }
     }
 
     fn read_line(&mut self) -> io::Result<Vec<u8>> {

@@ -232,6 +232,102 @@ fn request_bodies_stream_with_length_or_chunked() {
     assert_eq!(echo["body_digest"], expected);
 }
 
+/// Bodies around one piece (64 KiB): the gateway reads up to one piece before it takes a
+/// stream and the rest while holding it; every size must arrive whole, with either framing.
+#[test]
+fn request_bodies_around_one_piece_arrive_whole() {
+    let s = setup("pieces", "", &[]);
+    for len in [1, 65_535, 65_536, 65_537, 200_000] {
+        let expected = Digest::of_reader(PatternReader { pos: 0, len })
+            .unwrap()
+            .hex();
+        let with_length = client()
+            .post(s.gateway.url("pieces", &post("echo")))
+            .header("Content-Length", &len.to_string())
+            .send(ureq::SendBody::from_owned_reader(PatternReader {
+                pos: 0,
+                len,
+            }))
+            .unwrap();
+        let chunked = client()
+            .post(s.gateway.url("pieces", &post("echo")))
+            .send(ureq::SendBody::from_owned_reader(PatternReader {
+                pos: 0,
+                len,
+            }))
+            .unwrap();
+        for (framing, r) in [("length", with_length), ("chunked", chunked)] {
+            let echo: serde_json::Value =
+                serde_json::from_str(&r.into_body().read_to_string().unwrap()).unwrap();
+            assert_eq!(echo["body_len"], len, "{framing} {len}");
+            assert_eq!(echo["body_digest"], expected, "{framing} {len}");
+        }
+    }
+}
+
+/// A caller that sends its small body slowly must not hold the pool's only stream: the
+/// gateway reads the body before it takes one. `Expect: 100-continue` is answered by the
+/// gateway (that is also how the test knows the gateway is reading the body), and the
+/// header goes no further.
+#[test]
+fn a_slow_small_upload_holds_no_stream_and_gets_100_continue() {
+    let upstream = Upstream::start();
+    let gateway = Gateway::start(&["--queue-timeout", "1s"]);
+    let _agent = gateway.agent_for(
+        "one",
+        &upstream.base(),
+        &[("SPACELIFT_VCS_AGENT_PARALLELISM", "1")],
+        1,
+    );
+    let body = br#"{"state":"success","name":"ci"}"#;
+    let mut slow = std::net::TcpStream::connect(&gateway.api_addr).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        slow,
+        "POST /private/one{} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\
+         Expect: 100-continue\r\n\r\n",
+        post("echo"),
+        body.len()
+    )
+    .unwrap();
+    let mut interim = [0u8; 25];
+    slow.read_exact(&mut interim).unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    slow.write_all(&body[..10]).unwrap();
+
+    // Meanwhile another caller gets the only stream at once.
+    let r = client()
+        .get(gateway.url("one", &get("echo")))
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 200, "the slow upload held the pool's stream");
+    assert_eq!(gateway.pool_state("one").2, 0, "a stream is still busy");
+
+    slow.write_all(&body[10..]).unwrap();
+    let mut answer = Vec::new();
+    let mut reader = std::io::BufReader::new(slow);
+    let head = support::read_head(&mut reader);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .expect("a Content-Length");
+    answer.resize(length, 0);
+    reader.read_exact(&mut answer).unwrap();
+    let echo: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(echo["body_len"], body.len());
+    let forwarded = echo["headers"].to_string().to_ascii_lowercase();
+    assert!(
+        !forwarded.contains("100-continue"),
+        "Expect reached the VCS: {forwarded}"
+    );
+}
+
 #[test]
 fn response_bodies_of_unknown_length_come_back_chunked_and_whole() {
     let s = setup("chunked", "", &[]);

@@ -8,7 +8,7 @@
 //! never look complete. When the caller goes away, the agent's WebSocket is closed: that is
 //! the cancellation signal.
 
-use crate::gateway::hub::{Caller, Job, RequestRecord, Settings};
+use crate::gateway::hub::{BodyStart, Caller, Job, RequestRecord, Settings};
 use crate::http1::{self, BodyReader, Framing};
 use crate::net::stream::is_timeout;
 use crate::net::Stream;
@@ -74,9 +74,10 @@ pub enum Exchanged {
 }
 
 /// Runs `job` over `socket`, on the caller's own thread, writing the answer to `caller`.
+/// After `NotStarted` the job is untouched and may run on another stream.
 pub fn run(
     socket: &mut WebSocket<Stream>,
-    job: &Job,
+    job: &mut Job,
     caller: &mut Caller,
     settings: &Settings,
     agent: &str,
@@ -91,6 +92,7 @@ pub fn run(
         framing,
         version,
         keep_alive,
+        body,
     } = job;
     let (framing, version, keep_alive) = (*framing, *version, *keep_alive);
     let mut tally = RequestRecord {
@@ -112,7 +114,7 @@ pub fn run(
         return Exchanged::NotStarted(format!("request head could not be sent: {e}"));
     }
     let (state, reusable) = relay(
-        socket, caller, id, method, framing, version, keep_alive, settings, &mut tally,
+        socket, caller, id, method, framing, body, version, keep_alive, settings, &mut tally,
     );
     tally.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     if let StreamState::Broken(reason) = &state {
@@ -125,6 +127,60 @@ pub fn run(
     }
 }
 
+/// Which side failed while a request body was on its way.
+enum BodyFailure {
+    Agent(String),
+    Caller(String),
+}
+
+/// Sends the request body to the agent in pieces of at most [`MAX_CHUNK`]: the start read
+/// before the stream was taken, then (a large body) the rest from the caller, then `end`. A
+/// whole small body leaves together with its `end` in one write.
+fn send_body(
+    socket: &mut WebSocket<Stream>,
+    caller: &mut Caller,
+    body: &mut BodyStart,
+    tally: &mut RequestRecord,
+) -> Result<(), BodyFailure> {
+    let agent_lost = |what: &str, e: tungstenite::Error| {
+        BodyFailure::Agent(format!("{what} could not be sent: {e}"))
+    };
+    let rest = body.rest.take();
+    if !body.bytes.is_empty() {
+        tally.bytes_in += body.bytes.len() as u64;
+        let piece = Message::Binary(Bytes::copy_from_slice(&body.bytes));
+        let sent = if rest.is_none() {
+            socket.write(piece)
+        } else {
+            socket.send(piece)
+        };
+        sent.map_err(|e| agent_lost("request body", e))?;
+    }
+    if let Some(rest) = rest {
+        let mut reader = BodyReader::resume(&mut caller.conn, rest);
+        let mut buffer = vec![0u8; MAX_CHUNK];
+        loop {
+            match reader.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(n) => {
+                    tally.bytes_in += n as u64;
+                    socket
+                        .send(Message::Binary(Bytes::copy_from_slice(&buffer[..n])))
+                        .map_err(|e| agent_lost("request body", e))?;
+                }
+                Err(e) => {
+                    return Err(BodyFailure::Caller(format!(
+                        "caller's request body failed: {e}"
+                    )))
+                }
+            }
+        }
+    }
+    socket
+        .send(Control::End.to_message())
+        .map_err(|e| agent_lost("end of body", e))
+}
+
 /// Runs the exchange; returns the stream state and whether the caller connection is reusable.
 #[allow(clippy::too_many_arguments)]
 fn relay(
@@ -133,59 +189,29 @@ fn relay(
     id: &str,
     method: &str,
     framing: Framing,
+    body: &mut BodyStart,
     version: u8,
     keep_alive: bool,
     settings: &Settings,
     tally: &mut RequestRecord,
 ) -> (StreamState, bool) {
-    // 1. The request body, in bounded pieces.
+    // 1. The request body.
     if framing != Framing::Empty {
-        let mut body = BodyReader::new(&mut caller.conn, framing);
-        let mut buffer = vec![0u8; MAX_CHUNK];
-        loop {
-            match body.read(&mut buffer) {
-                Ok(0) => break,
-                Ok(n) => {
-                    tally.bytes_in += n as u64;
-                    if let Err(e) =
-                        socket.send(Message::Binary(Bytes::copy_from_slice(&buffer[..n])))
-                    {
-                        tally.status = ErrorKind::AgentLost.status();
-                        let _ = write_error(
-                            caller.conn.get_mut(),
-                            Some(id),
-                            ErrorKind::AgentLost,
-                            "the agent connection was lost while sending the request body",
-                            false,
-                        );
-                        return (
-                            StreamState::Broken(format!("request body could not be sent: {e}")),
-                            false,
-                        );
-                    }
-                }
-                Err(e) => {
-                    // The caller broke off its own request: tell the agent by closing.
-                    return (
-                        StreamState::Broken(format!("caller's request body failed: {e}")),
-                        false,
-                    );
-                }
+        match send_body(socket, caller, body, tally) {
+            Ok(()) => {}
+            Err(BodyFailure::Agent(reason)) => {
+                tally.status = ErrorKind::AgentLost.status();
+                let _ = write_error(
+                    caller.conn.get_mut(),
+                    Some(id),
+                    ErrorKind::AgentLost,
+                    "the agent connection was lost while sending the request body",
+                    false,
+                );
+                return (StreamState::Broken(reason), false);
             }
-        }
-        if let Err(e) = socket.send(Control::End.to_message()) {
-            tally.status = ErrorKind::AgentLost.status();
-            let _ = write_error(
-                caller.conn.get_mut(),
-                Some(id),
-                ErrorKind::AgentLost,
-                "the agent connection was lost",
-                false,
-            );
-            return (
-                StreamState::Broken(format!("end of body could not be sent: {e}")),
-                false,
-            );
+            // The caller broke off its own request: tell the agent by closing.
+            Err(BodyFailure::Caller(reason)) => return (StreamState::Broken(reason), false),
         }
     }
 

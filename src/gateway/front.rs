@@ -4,18 +4,19 @@
 //! (`/api/…`) are served by [`super::panel`] and [`super::api`].
 //!
 //! A thread per caller connection reads request heads (keep-alive) and routes them. For a
-//! tunnel request it takes an idle agent stream of the pool (waiting up to the queue
-//! timeout), runs the exchange itself, writing the answer straight to its caller, and gives
-//! the stream back: no thread hand-off on the way.
+//! tunnel request it reads the start of the body (all of a small one), takes an idle agent
+//! stream of the pool (waiting up to the queue timeout), runs the exchange itself, writing
+//! the answer straight to its caller, and gives the stream back: no thread hand-off on the
+//! way, and a caller that sends slowly keeps no stream waiting.
 
 use crate::gateway::exchange;
 use crate::gateway::exchange::write_error;
-use crate::gateway::hub::{Caller, Hub, Job, Pool, RequestRecord};
+use crate::gateway::hub::{BodyStart, Caller, Hub, Job, Pool, RequestRecord};
 use crate::http1::{self, HeadError, RequestHead};
 use crate::net::Stream;
-use crate::protocol::{self, ErrorKind};
+use crate::protocol::{self, ErrorKind, MAX_CHUNK};
 
-use std::io::BufReader;
+use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -210,8 +211,28 @@ fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Opti
             no_body,
         );
     }
-    let headers = protocol::end_to_end(head.headers.iter().cloned());
-    let job = Job {
+    // `Expect: 100-continue` is answered here, where the body is read; the agent gets the
+    // body without having to ask again.
+    let headers = protocol::end_to_end(
+        head.headers
+            .iter()
+            .filter(|(name, _)| !name.eq_ignore_ascii_case("expect"))
+            .cloned(),
+    );
+    let mut caller = caller;
+    let body = match read_body_start(&mut caller, framing, head.expects_continue()) {
+        Ok(body) => body,
+        Err(e) => {
+            return fail(
+                caller,
+                Some(&pool),
+                ErrorKind::BadRequest,
+                &format!("bad request: the request body broke off: {e}"),
+                false,
+            )
+        }
+    };
+    let mut job = Job {
         id: id.clone(),
         method: head.method.clone(),
         target,
@@ -219,9 +240,9 @@ fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Opti
         framing,
         version: head.version,
         keep_alive,
+        body,
     };
-    let mut caller = caller;
-    let deadline = started + hub.settings.queue_timeout;
+    let deadline = Instant::now() + hub.settings.queue_timeout;
     loop {
         if hub.is_draining() {
             return fail(
@@ -294,7 +315,7 @@ fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Opti
         let (instance, peer) = (stream.instance.clone(), stream.peer);
         let exchanged = exchange::run(
             &mut stream.socket,
-            &job,
+            &mut job,
             &mut caller,
             &hub.settings,
             &instance,
@@ -321,6 +342,37 @@ fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Opti
             }
         }
     }
+}
+
+/// Reads the first piece of the request body (all of a small one) before a stream is taken;
+/// sends `100 Continue` first when the caller waits for it.
+fn read_body_start(
+    caller: &mut Caller,
+    framing: http1::Framing,
+    send_continue: bool,
+) -> std::io::Result<BodyStart> {
+    if framing == http1::Framing::Empty {
+        return Ok(BodyStart::default());
+    }
+    if send_continue {
+        caller
+            .conn
+            .get_mut()
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+    }
+    let capacity = match framing {
+        http1::Framing::Length(n) => usize::try_from(n).unwrap_or(MAX_CHUNK).min(MAX_CHUNK),
+        _ => 8 * 1024,
+    };
+    let mut bytes = Vec::with_capacity(capacity);
+    let mut reader = http1::BodyReader::new(&mut caller.conn, framing);
+    (&mut reader)
+        .take(MAX_CHUNK as u64)
+        .read_to_end(&mut bytes)?;
+    Ok(BodyStart {
+        bytes,
+        rest: reader.pause(),
+    })
 }
 
 fn no_agent(pool: &Pool) -> bool {

@@ -78,6 +78,17 @@ pub struct Job {
     /// HTTP minor version of the caller, and whether it wants keep-alive.
     pub version: u8,
     pub keep_alive: bool,
+    pub body: BodyStart,
+}
+
+/// The start of a request body, read before an agent stream is taken: all of a body up to
+/// one piece ([`crate::protocol::MAX_CHUNK`]), so a caller that sends slowly holds only its
+/// own thread, never a stream of the pool. A larger body goes on from `rest` while the
+/// stream is held.
+#[derive(Debug, Default)]
+pub struct BodyStart {
+    pub bytes: Vec<u8>,
+    pub rest: Option<crate::http1::BodyProgress>,
 }
 
 /// One request through the front, as the gateway log and the panel show it. Secrets never

@@ -18,6 +18,19 @@ use std::time::{Duration, Instant};
 pub const GATEWAY: &str = env!("CARGO_BIN_EXE_vcs-gateway");
 pub const AGENT: &str = env!("CARGO_BIN_EXE_vcs-agent");
 
+/// Reads an HTTP head (request or response) from a raw connection, up to its blank line.
+pub fn read_head(reader: &mut impl BufRead) -> String {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => return head,
+            Ok(_) if line == "\r\n" || line == "\n" => return head,
+            Ok(_) => head.push_str(&line),
+        }
+    }
+}
+
 /// Polls `condition` every 10 ms until it holds; panics with `what` after `timeout`.
 pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
