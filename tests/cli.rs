@@ -86,11 +86,16 @@ fn bad_or_duplicate_pool_names_fail_clearly() {
     assert!(String::from_utf8(out.stderr)
         .unwrap()
         .contains("--name is required"));
-    let out = gateway(&["serve", "--data-dir", data, "--queue-timeout", "soon"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8(out.stderr)
-        .unwrap()
-        .contains("--queue-timeout"));
+    for (flag, value) in [("--queue-timeout", "soon"), ("--max-callers", "0")] {
+        let out = gateway(&["serve", "--data-dir", data, flag, value]);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            stderr.starts_with(&format!("vcs-gateway: {flag}")),
+            "{stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
 }
 
 fn agent_exit(vars: &[(&str, &str)]) -> (Option<i32>, String) {

@@ -23,6 +23,11 @@ use tungstenite::{Bytes, Message, WebSocket};
 
 const TICK: Duration = Duration::from_millis(250);
 
+/// Agent upgrades handled at once. A thread serves a connection only until its handshake is
+/// done (the stream then waits in its pool), so this bounds handshakes, not streams: a
+/// gateway restart with 1 024 streams dialling back at once just queues them briefly.
+pub const MAX_HANDSHAKES: usize = 256;
+
 #[allow(clippy::result_large_err)]
 fn refuse(status: u16, reason: &str) -> ErrorResponse {
     let mut response = ErrorResponse::new(Some(reason.to_string()));

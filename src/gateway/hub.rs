@@ -36,6 +36,8 @@ pub struct Settings {
     pub admin_token: Option<token::Secret>,
     /// Agent URL written into tokens the API creates; `None` means `ws://<agent port>`.
     pub public_url: Option<String>,
+    /// Caller connections served at once (a thread each); more wait to be accepted.
+    pub max_callers: usize,
 }
 
 impl Default for Settings {
@@ -46,6 +48,7 @@ impl Default for Settings {
             exchange_timeout: Duration::from_secs(120),
             admin_token: None,
             public_url: None,
+            max_callers: 1024,
         }
     }
 }

@@ -83,14 +83,22 @@ impl Gateway {
             .spawn(move || agents::housekeeper(h))
             .map_err(cannot)?;
         let (h, agent_tls) = (Arc::clone(&hub), tls.agent);
-        crate::net::listen::spawn(agent_listener, "agent-port", "agent-stream", move |tcp| {
-            agents::accept(tcp, &h, agent_tls.clone())
-        })
+        crate::net::listen::spawn(
+            agent_listener,
+            "agent-port",
+            "agent-stream",
+            agents::MAX_HANDSHAKES,
+            move |tcp| agents::accept(tcp, &h, agent_tls.clone()),
+        )
         .map_err(cannot)?;
-        let (h, api_tls) = (Arc::clone(&hub), tls.api);
-        crate::net::listen::spawn(api_listener, "api-port", "caller", move |tcp| {
-            front::handle_connection(tcp, &h, api_tls.clone())
-        })
+        let (h, api_tls, max_callers) = (Arc::clone(&hub), tls.api, hub.settings.max_callers);
+        crate::net::listen::spawn(
+            api_listener,
+            "api-port",
+            "caller",
+            max_callers,
+            move |tcp| front::handle_connection(tcp, &h, api_tls.clone()),
+        )
         .map_err(cannot)?;
         Ok(Gateway {
             hub,

@@ -16,11 +16,14 @@ use std::time::Duration;
 /// How long a scraper may take to send its request head, or to read the answer.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Scrapers and health checks served at once; more wait their turn.
+const MAX_OPEN: usize = 16;
+
 /// Binds `addr` and serves the endpoint on background threads; returns the bound address.
 pub fn start(addr: SocketAddr, shared: Arc<Shared>) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
-    crate::net::listen::spawn(listener, "metrics", "metrics-conn", move |tcp| {
+    crate::net::listen::spawn(listener, "metrics", "metrics-conn", MAX_OPEN, move |tcp| {
         answer(tcp, &shared)
     })?;
     Ok(bound)
