@@ -218,7 +218,10 @@ impl Pool {
     }
 
     pub fn name(&self) -> String {
-        self.record().name
+        match self.record.read() {
+            Ok(r) => r.name.clone(),
+            Err(poisoned) => poisoned.into_inner().name.clone(),
+        }
     }
 
     pub fn is_closed(&self) -> bool {
