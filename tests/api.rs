@@ -309,6 +309,42 @@ fn deleting_a_pool_disconnects_its_agents() {
     assert_eq!((status, kind.as_str()), (404, "unknown_pool"));
 }
 
+/// A request queued on a pool that is deleted meanwhile is answered at once, not at the end
+/// of the queue timeout.
+#[test]
+fn a_request_queued_on_a_deleted_pool_is_answered_at_once() {
+    let upstream = Upstream::start();
+    let gw = gateway();
+    let (_, token) = create(&gw, "brief", "");
+    let _agent = start_agent(&agent_env(
+        &token,
+        &upstream.base(),
+        &[("SPACELIFT_VCS_AGENT_PARALLELISM", "1")],
+    ));
+    gw.wait_streams("brief", 1);
+    let slow_url = gw.url(
+        "brief",
+        "/api/v4/projects/g%2Fr/repository/archive?do=sleep&n=3000",
+    );
+    let slow = std::thread::spawn(move || client().get(slow_url).call().map(|_| ()));
+    wait_until(Duration::from_secs(5), "the stream busy", || {
+        gw.pool_state("brief").2 == 1
+    });
+    let url = gw.url("brief", "/api/v4/projects/g%2Fr/repository/archive?do=echo");
+    let queued = std::thread::spawn(move || client().get(url).call().map(error_kind));
+    wait_until(Duration::from_secs(5), "a queued request", || {
+        gw.queued("brief") == 1
+    });
+    assert_eq!(call(&gw, "DELETE", "/api/pools/brief", None).0, 200);
+    let (status, kind, message) = queued.join().unwrap().unwrap();
+    assert_eq!((status, kind.as_str()), (503, "no_agent"), "{message}");
+    assert!(message.contains("deleted"), "{message}");
+    assert!(
+        !slow.is_finished(),
+        "answered only after the request in flight"
+    );
+}
+
 #[test]
 fn a_public_api_port_needs_an_admin_token() {
     let dir = TempDir::new("bind");

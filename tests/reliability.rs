@@ -165,11 +165,33 @@ fn sigterm_lets_a_long_download_finish_then_exits_0() {
 
 #[test]
 fn gateway_sigterm_finishes_requests_in_flight_and_refuses_new_ones() {
-    let (upstream, mut gateway, agent) = setup("gwdrain", &[], &[]);
+    let upstream = Upstream::start();
+    let mut gateway = Gateway::start(&[]);
+    let agent = gateway.agent_for(
+        "gwdrain",
+        &upstream.base(),
+        &[("SPACELIFT_VCS_AGENT_PARALLELISM", "1")],
+        1,
+    );
     let url = gateway.url("gwdrain", &get("sleep&n=1500"));
     let slow = std::thread::spawn(move || client().get(url).call().map(|r| r.status().as_u16()));
     upstream.wait_for_requests(1, Duration::from_secs(5));
+    // A second request waits for the only stream.
+    let url = gateway.url("gwdrain", &get("echo"));
+    let queued = std::thread::spawn(move || client().get(url).call().map(error_kind));
+    wait_until(Duration::from_secs(5), "a queued request", || {
+        gateway.queued("gwdrain") == 1
+    });
     gateway.proc.signal("TERM");
+    // The queued one is woken by the drain and answered at once, long before the request in
+    // flight finishes.
+    let (status, kind, message) = queued.join().unwrap().unwrap();
+    assert_eq!((status, kind.as_str()), (503, "no_agent"), "{message}");
+    assert!(message.contains("shutting down"), "{message}");
+    assert!(
+        !slow.is_finished(),
+        "the queued request waited for the drain to end"
+    );
     gateway
         .proc
         .out

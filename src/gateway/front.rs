@@ -22,9 +22,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How often a queued request looks up from waiting for a stream (to notice a drain).
-const QUEUE_STEP: Duration = Duration::from_millis(250);
-
 /// How long an idle keep-alive connection stays open.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 
@@ -126,6 +123,7 @@ fn health(hub: &Hub) -> String {
                     "agents": pool.agents().len(),
                     "streams": pool.streams.load(Ordering::SeqCst),
                     "busy": pool.busy.load(Ordering::SeqCst),
+                    "queued": pool.queued.load(Ordering::SeqCst),
                     "requests": pool.requests.load(Ordering::Relaxed),
                 }),
             )
@@ -136,6 +134,7 @@ fn health(hub: &Hub) -> String {
 
 /// A tunnel request: validate, queue for a stream, wait for the stream to finish with it.
 fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Option<Caller> {
+    let _open = hub.request_opened();
     let started = Instant::now();
     let id = ulid::Ulid::new().to_string();
     let keep_alive = head.keep_alive();
@@ -242,6 +241,8 @@ fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Opti
         keep_alive,
         body,
     };
+    // With the body read whole (or none), an error answer leaves the connection usable.
+    let body_read = job.body.rest.is_none();
     let deadline = Instant::now() + hub.settings.queue_timeout;
     loop {
         if hub.is_draining() {
@@ -261,14 +262,10 @@ fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Opti
                 None => Instant::now(),
             };
         }
-        // Wait in short steps, so a gateway drain is noticed by callers still queued.
-        let received = loop {
-            let step = (Instant::now() + QUEUE_STEP).min(wait_until);
-            match pool.idle.take_until(step) {
-                None if Instant::now() < wait_until && !hub.is_draining() => continue,
-                other => break other,
-            }
-        };
+        // A drain, or the pool's deletion, shuts the queue and wakes this at once.
+        pool.queued.fetch_add(1, Ordering::SeqCst);
+        let received = pool.idle.take_until(wait_until);
+        pool.queued.fetch_sub(1, Ordering::SeqCst);
         if hub.is_draining() {
             if let Some(stream) = received {
                 stream.close("the gateway is shutting down");
@@ -283,13 +280,24 @@ fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Opti
         }
         let mut stream = match received {
             Some(stream) => stream,
+            None if pool.is_closed() => {
+                return fail(
+                    caller,
+                    Some(&pool),
+                    ErrorKind::NoAgent,
+                    &format!(
+                        "pool \"{pool_name}\" was deleted or its key rotated while the request waited"
+                    ),
+                    body_read,
+                );
+            }
             None if no_agent(&pool) => {
                 return fail(
                     caller,
                     Some(&pool),
                     ErrorKind::NoAgent,
                     &format!("no agent of pool \"{pool_name}\" is connected"),
-                    no_body,
+                    body_read,
                 );
             }
             None => {
@@ -302,7 +310,7 @@ fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Opti
                     Some(&pool),
                     ErrorKind::QueueTimeout,
                     &message,
-                    no_body,
+                    body_read,
                 );
             }
         };

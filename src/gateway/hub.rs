@@ -53,6 +53,15 @@ impl Default for Settings {
     }
 }
 
+/// One tunnel request counted in [`Hub::open_requests`] while it lives.
+pub struct OpenRequest<'a>(&'a Hub);
+
+impl Drop for OpenRequest<'_> {
+    fn drop(&mut self) {
+        self.0.open_requests.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// A caller's connection; its own thread serves it from request head to answer.
 pub struct Caller {
     pub conn: BufReader<Stream>,
@@ -166,6 +175,8 @@ pub struct Pool {
     pub idle: IdleQueue<AgentStream>,
     pub streams: AtomicUsize,
     pub busy: AtomicUsize,
+    /// Requests waiting for an idle stream of this pool.
+    pub queued: AtomicUsize,
     pub requests: AtomicU64,
     agents: Mutex<BTreeMap<String, AgentInfo>>,
     recent: Mutex<VecDeque<RequestRecord>>,
@@ -185,6 +196,7 @@ impl Pool {
             idle: IdleQueue::default(),
             streams: AtomicUsize::new(0),
             busy: AtomicUsize::new(0),
+            queued: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             agents: Mutex::new(BTreeMap::new()),
             recent: Mutex::new(VecDeque::with_capacity(RECENT_REQUESTS)),
@@ -228,27 +240,31 @@ impl Pool {
         self.closed.load(Ordering::SeqCst)
     }
 
-    /// Deleted, or its key rotated: idle streams close now, busy ones when given back.
+    /// Deleted, or its key rotated: idle streams close now, busy ones when given back, and
+    /// queued requests stop waiting.
     pub fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
-        for stream in self.idle.take_all() {
+        for stream in self.idle.shut() {
             stream.close("pool deleted or its key rotated");
         }
     }
 
-    /// Returns a stream after an exchange (or admits a new one).
+    /// The gateway drains: the same, for another reason.
+    fn shut_for_drain(&self) {
+        for stream in self.idle.shut() {
+            stream.close("the gateway is shutting down");
+        }
+    }
+
+    /// Returns a stream after an exchange (or admits a new one); a closed or draining pool
+    /// closes it instead.
     pub fn give_back(&self, stream: AgentStream) {
-        if self.is_closed() {
-            stream.close("pool deleted or its key rotated");
-        } else {
-            self.idle.put(stream);
-            if self.is_closed() {
-                // Closed between the check and the put: empty the queue ourselves, or the
-                // stream would wait forever in a pool nobody visits.
-                for stream in self.idle.take_all() {
-                    stream.close("pool deleted or its key rotated");
-                }
-            }
+        if let Err(stream) = self.idle.put(stream) {
+            stream.close(if self.is_closed() {
+                "pool deleted or its key rotated"
+            } else {
+                "the gateway is shutting down"
+            });
         }
     }
 
@@ -391,6 +407,9 @@ pub struct Hub {
     pub settings: Settings,
     /// Set on SIGTERM: no new request is dispatched and idle agent streams are closed.
     draining: AtomicBool,
+    /// Tunnel requests being handled, waiting for a stream or running: a drain lets each
+    /// get its answer before the process exits.
+    open_requests: AtomicUsize,
     /// Serialises reloads, so an older snapshot of the store never lands after a newer one.
     reloading: Mutex<()>,
     /// When the last forced reload ran (ms since the epoch), to rate-limit misses.
@@ -405,6 +424,7 @@ impl Hub {
             store,
             settings,
             draining: AtomicBool::new(false),
+            open_requests: AtomicUsize::new(0),
             reloading: Mutex::new(()),
             last_forced_reload: AtomicU64::new(0),
             pools: RwLock::new(HashMap::new()),
@@ -414,8 +434,24 @@ impl Hub {
         Ok(hub)
     }
 
+    /// Nothing new is dispatched from now on: idle streams close and queued requests wake
+    /// to their `503`.
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::SeqCst);
+        for pool in self.live_pools() {
+            pool.shut_for_drain();
+        }
+    }
+
+    /// Tunnel requests not yet answered, over all pools.
+    pub fn open_requests(&self) -> usize {
+        self.open_requests.load(Ordering::SeqCst)
+    }
+
+    /// Counts a tunnel request as open until the returned guard is dropped.
+    pub fn request_opened(&self) -> OpenRequest<'_> {
+        self.open_requests.fetch_add(1, Ordering::SeqCst);
+        OpenRequest(self)
     }
 
     pub fn is_draining(&self) -> bool {

@@ -7,47 +7,69 @@
 //! section). A mutex and a condvar park a waiting caller at once and wake exactly one waiter
 //! per stream put back. First in, first out, so load spreads across agents by who has been
 //! idle longest.
+//!
+//! A queue is shut when its pool is deleted or the gateway drains: every waiter wakes at once
+//! (no polling for the news), and nothing can be put in any more, so no stream is stranded
+//! in a queue nobody visits.
 
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 pub struct IdleQueue<T> {
-    items: Mutex<VecDeque<T>>,
-    /// Signalled once per item put, so one waiter wakes for it.
-    put: Condvar,
+    state: Mutex<State<T>>,
+    /// Signalled once per item put (one waiter wakes for it), and to all when shut.
+    changed: Condvar,
+}
+
+struct State<T> {
+    items: VecDeque<T>,
+    shut: bool,
 }
 
 impl<T> Default for IdleQueue<T> {
     fn default() -> Self {
         IdleQueue {
-            items: Mutex::new(VecDeque::new()),
-            put: Condvar::new(),
+            state: Mutex::new(State {
+                items: VecDeque::new(),
+                shut: false,
+            }),
+            changed: Condvar::new(),
         }
     }
 }
 
 impl<T> IdleQueue<T> {
-    /// Adds an item at the back and wakes one waiter.
-    pub fn put(&self, item: T) {
-        self.lock().push_back(item);
-        self.put.notify_one();
+    /// Adds an item at the back and wakes one waiter; a shut queue hands the item back.
+    pub fn put(&self, item: T) -> Result<(), T> {
+        let mut state = self.lock();
+        if state.shut {
+            return Err(item);
+        }
+        state.items.push_back(item);
+        drop(state);
+        self.changed.notify_one();
+        Ok(())
     }
 
-    /// The oldest item, waiting for one until `deadline`; `None` when none came in time.
+    /// The oldest item, waiting for one until `deadline`; `None` when none came in time or
+    /// the queue was shut.
     pub fn take_until(&self, deadline: Instant) -> Option<T> {
-        let mut items = self.lock();
+        let mut state = self.lock();
         loop {
-            if let Some(item) = items.pop_front() {
+            if state.shut {
+                return None;
+            }
+            if let Some(item) = state.items.pop_front() {
                 return Some(item);
             }
             let left = deadline.checked_duration_since(Instant::now())?;
             if left.is_zero() {
                 return None;
             }
-            items = self
-                .put
-                .wait_timeout(items, left)
+            state = self
+                .changed
+                .wait_timeout(state, left)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
@@ -55,26 +77,32 @@ impl<T> IdleQueue<T> {
 
     /// The oldest item, without waiting.
     pub fn try_take(&self) -> Option<T> {
-        self.lock().pop_front()
+        self.lock().items.pop_front()
     }
 
-    /// Every item, oldest first, leaving the queue empty.
-    pub fn take_all(&self) -> Vec<T> {
-        self.lock().drain(..).collect()
+    /// Shuts the queue: every waiter wakes with `None`, later puts are refused. Returns the
+    /// items that were waiting, oldest first.
+    pub fn shut(&self) -> Vec<T> {
+        let mut state = self.lock();
+        state.shut = true;
+        let items = state.items.drain(..).collect();
+        drop(state);
+        self.changed.notify_all();
+        items
     }
 
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().items.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
+        self.lock().items.is_empty()
     }
 
     /// No critical section here can panic half-way, so a poisoned lock still holds a
     /// consistent queue.
-    fn lock(&self) -> MutexGuard<'_, VecDeque<T>> {
-        self.items.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -88,14 +116,43 @@ mod tests {
     fn first_in_first_out() {
         let queue = IdleQueue::default();
         for n in 1..=3 {
-            queue.put(n);
+            assert_eq!(queue.put(n), Ok(()));
         }
         assert_eq!(queue.len(), 3);
         assert_eq!(queue.try_take(), Some(1));
         assert_eq!(queue.take_until(Instant::now()), Some(2));
-        assert_eq!(queue.take_all(), vec![3]);
+        assert_eq!(queue.shut(), vec![3]);
         assert!(queue.is_empty());
         assert_eq!(queue.try_take(), None);
+    }
+
+    #[test]
+    fn shutting_wakes_every_waiter_and_refuses_later_items() {
+        let queue = Arc::new(IdleQueue::<u8>::default());
+        let waiters: Vec<_> = (0..4)
+            .map(|_| {
+                let queue = Arc::clone(&queue);
+                std::thread::spawn(move || {
+                    let asked = Instant::now();
+                    let got = queue.take_until(asked + Duration::from_secs(60));
+                    (got, asked.elapsed())
+                })
+            })
+            .collect();
+        assert!(queue.shut().is_empty());
+        for waiter in waiters {
+            let (got, waited) = waiter.join().unwrap();
+            assert_eq!(got, None);
+            assert!(
+                waited < Duration::from_secs(30),
+                "woke only at its deadline"
+            );
+        }
+        assert_eq!(queue.put(7), Err(7));
+        assert_eq!(
+            queue.take_until(Instant::now() + Duration::from_secs(60)),
+            None
+        );
     }
 
     #[test]
@@ -122,7 +179,7 @@ mod tests {
             })
             .collect();
         for n in 0..8 {
-            queue.put(n);
+            assert_eq!(queue.put(n), Ok(()));
         }
         let mut got: Vec<i32> = waiters
             .into_iter()

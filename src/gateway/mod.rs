@@ -111,12 +111,11 @@ impl Gateway {
     /// agents dial again, reaching the next gateway), requests in flight may finish for up to
     /// `timeout`. Returns `true` when none was left running.
     pub fn drain(&self, timeout: std::time::Duration) -> bool {
+        // Queued requests wake at once to their 503; running ones finish.
         self.hub.start_draining();
         let deadline = std::time::Instant::now() + timeout;
         while std::time::Instant::now() < deadline {
-            if self.hub.busy() == 0 {
-                // Callers still queued look up every 250 ms and get their 503 before exit.
-                std::thread::sleep(std::time::Duration::from_millis(300));
+            if self.hub.open_requests() == 0 {
                 return true;
             }
             std::thread::sleep(std::time::Duration::from_millis(20));

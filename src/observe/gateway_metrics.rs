@@ -56,7 +56,7 @@ pub fn render(hub: &Hub) -> String {
     out.sample("vcs_gateway_pools", &[], pools.len());
     let names: Vec<String> = pools.iter().map(|p| p.name()).collect();
 
-    let gauges: [(&str, &str, Gauge); 3] = [
+    let gauges: [(&str, &str, Gauge); 4] = [
         (
             "vcs_gateway_pool_streams",
             "Agent streams connected to the pool.",
@@ -66,6 +66,11 @@ pub fn render(hub: &Hub) -> String {
             "vcs_gateway_pool_busy_streams",
             "Agent streams of the pool serving a request.",
             |p| p.busy.load(Ordering::SeqCst) as u64,
+        ),
+        (
+            "vcs_gateway_pool_queued_requests",
+            "Requests waiting for an idle stream of the pool (more agents or parallelism help).",
+            |p| p.queued.load(Ordering::SeqCst) as u64,
         ),
         (
             "vcs_gateway_pool_agents",

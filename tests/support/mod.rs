@@ -298,6 +298,17 @@ impl Gateway {
 
     /// `/healthz` figures for one pool: (agents, streams, busy).
     pub fn pool_state(&self, pool: &str) -> (u64, u64, u64) {
+        let p = self.health_of(pool);
+        let n = |field: &str| p[field].as_u64().unwrap_or(0);
+        (n("agents"), n("streams"), n("busy"))
+    }
+
+    /// Requests of `pool` waiting for an idle stream, from `/healthz`.
+    pub fn queued(&self, pool: &str) -> u64 {
+        self.health_of(pool)["queued"].as_u64().unwrap_or(0)
+    }
+
+    fn health_of(&self, pool: &str) -> serde_json::Value {
         let body: serde_json::Value = client()
             .get(format!("http://{}/healthz", self.api_addr))
             .call()
@@ -305,12 +316,7 @@ impl Gateway {
             .and_then(|r| r.into_body().read_to_string().ok())
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default();
-        let p = &body["pools"][pool];
-        (
-            p["agents"].as_u64().unwrap_or(0),
-            p["streams"].as_u64().unwrap_or(0),
-            p["busy"].as_u64().unwrap_or(0),
-        )
+        body["pools"][pool].clone()
     }
 
     pub fn wait_streams(&self, pool: &str, streams: u64) {
