@@ -158,7 +158,9 @@ fn send_body(
     }
     if let Some(rest) = rest {
         let mut reader = BodyReader::resume(&mut caller.conn, rest);
-        let mut buffer = vec![0u8; MAX_CHUNK];
+        // The start of a body this large filled a whole piece: its allocation is the buffer.
+        let mut buffer = std::mem::take(&mut body.bytes);
+        buffer.resize(MAX_CHUNK, 0);
         loop {
             match reader.read(&mut buffer) {
                 Ok(0) => break,
