@@ -6,7 +6,7 @@
 # with two nginx reverse proxies in a chain (keep-alive upstreams), so the table also shows
 # what two extra hops cost on this machine whatever program makes them.
 #
-#   bash scripts/bench.sh                   # about five minutes
+#   bash scripts/bench.sh                   # about two minutes
 #   BENCH_SECONDS=3 bash scripts/bench.sh   # shorter load phases
 #   BENCH_VARIANTS=0 bash scripts/bench.sh  # plain gateway leg only (1 = TLS only)
 #   BENCH_TARGET=x86_64-unknown-linux-musl bash scripts/bench.sh   # the static binaries
