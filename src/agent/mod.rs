@@ -19,7 +19,7 @@ use log::{error, info, warn};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// State every slot reads; counters the health endpoint reports.
 pub struct Shared {
@@ -92,6 +92,9 @@ impl Shared {
 pub struct Agent {
     shared: Arc<Shared>,
     slots: Vec<JoinHandle<()>>,
+    /// Disconnects when the last slot thread ends: each holds a sender it never uses, and
+    /// a thread's end (even by a panic) drops it.
+    all_ended: crossbeam_channel::Receiver<()>,
 }
 
 /// The two legs' transport, built once from the configuration: how the gateway is dialed
@@ -149,15 +152,23 @@ impl Agent {
             shared.config.vendor.as_str()
         );
         let mut slots = Vec::with_capacity(shared.config.parallelism);
+        let (alive, all_ended) = crossbeam_channel::bounded::<()>(0);
         for index in 0..shared.config.parallelism {
-            let shared = Arc::clone(&shared);
+            let (shared, alive) = (Arc::clone(&shared), alive.clone());
             slots.push(
                 std::thread::Builder::new()
                     .name(format!("slot-{index}"))
-                    .spawn(move || supervise(&shared, index))?,
+                    .spawn(move || {
+                        let _alive = alive;
+                        supervise(&shared, index)
+                    })?,
             );
         }
-        Ok(Agent { shared, slots })
+        Ok(Agent {
+            shared,
+            slots,
+            all_ended,
+        })
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -172,17 +183,15 @@ impl Agent {
 
     /// Waits for every slot to end, at most `timeout`; `true` when all ended.
     pub fn wait(self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if self.slots.iter().all(|s| s.is_finished()) {
+        match self.all_ended.recv_timeout(timeout) {
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
                 for slot in self.slots {
                     let _ = slot.join();
                 }
-                return true;
+                true
             }
-            std::thread::sleep(Duration::from_millis(20));
+            _ => false,
         }
-        false
     }
 }
 
