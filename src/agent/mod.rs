@@ -231,6 +231,7 @@ fn restart_on_panic(
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicU32;
+    use std::time::Instant;
 
     #[test]
     fn a_panicking_slot_is_started_again() {
