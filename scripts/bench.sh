@@ -262,7 +262,7 @@ say "reference: two nginx reverse proxies in a chain"
 PROXY_PORT=$(start_proxy proxy-near "$(start_proxy proxy-far "$NGINX_PORT")")
 curl -fsS "http://127.0.0.1:$PROXY_PORT/api/v4/user" >/dev/null || die "the nginx proxies do not answer"
 measure nginx2 "http://127.0.0.1:$PROXY_PORT" small-only
-for pidfile in "$WORK"/proxy-*.pid; do kill "$(cat "$pidfile")"; done
+for pidfile in "$WORK"/proxy-*.pid; do kill "$(cat "$pidfile")" 2>/dev/null || true; done
 
 for tls in ${BENCH_VARIANTS:-0 1}; do
     name=$([[ $tls == 1 ]] && echo tls || echo plain)

@@ -243,26 +243,22 @@ fn bad_data(message: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message.to_string())
 }
 
-impl<R: BufRead> Read for BodyReader<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+impl<R: BufRead> BodyReader<'_, R> {
+    /// Reads framing (the CRLF after a chunk, the next size line, the trailers after the
+    /// last chunk) up to the next data byte or the end of the body, consuming no data.
+    pub fn settle(&mut self) -> io::Result<()> {
         loop {
             match self.state {
-                BodyState::Done => return Ok(0),
-                BodyState::Length(0) => {
-                    self.state = BodyState::Done;
-                }
-                BodyState::Length(left) => {
-                    let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                    let n = self.inner.read(&mut buf[..want])?;
-                    if n == 0 {
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "request body shorter than its Content-Length",
-                        ));
+                BodyState::Length(0) => self.state = BodyState::Done,
+                BodyState::Done | BodyState::Length(_) => return Ok(()),
+                BodyState::Chunk(Some(0)) => {
+                    let line = self.read_line()?;
+                    if line != b"\r\n" && line != b"\n" {
+                        return Err(bad_data("chunk not followed by CRLF"));
                     }
-                    self.state = BodyState::Length(left - n as u64);
-                    return Ok(n);
+                    self.state = BodyState::Chunk(None);
                 }
+                BodyState::Chunk(Some(_)) => return Ok(()),
                 BodyState::Chunk(None) => {
                     let line = self.read_line()?;
                     let size = match httparse::parse_chunk_size(&line) {
@@ -282,27 +278,34 @@ impl<R: BufRead> Read for BodyReader<'_, R> {
                         self.state = BodyState::Chunk(Some(size));
                     }
                 }
-                BodyState::Chunk(Some(0)) => {
-                    let line = self.read_line()?;
-                    if line != b"\r\n" && line != b"\n" {
-                        return Err(bad_data("chunk not followed by CRLF"));
-                    }
-                    self.state = BodyState::Chunk(None);
-                }
-                BodyState::Chunk(Some(left)) => {
-                    let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                    let n = self.inner.read(&mut buf[..want])?;
-                    if n == 0 {
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "chunked request body cut off",
-                        ));
-                    }
-                    self.state = BodyState::Chunk(Some(left - n as u64));
-                    return Ok(n);
-                }
             }
         }
+    }
+}
+
+impl<R: BufRead> Read for BodyReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.settle()?;
+        let (left, cut_off) = match self.state {
+            BodyState::Length(left) => (left, "request body shorter than its Content-Length"),
+            BodyState::Chunk(Some(left)) => (left, "chunked request body cut off"),
+            // `settle` leaves only these three states.
+            BodyState::Done | BodyState::Chunk(None) => return Ok(0),
+        };
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, cut_off));
+        }
+        let left = left - n as u64;
+        self.state = match self.state {
+            BodyState::Length(_) => BodyState::Length(left),
+            _ => BodyState::Chunk(Some(left)),
+        };
+        Ok(n)
     }
 }
 
@@ -418,6 +421,39 @@ mod tests {
         let mut rest = String::new();
         r.read_to_string(&mut rest).unwrap();
         assert_eq!(rest, "NEXT");
+    }
+
+    #[test]
+    fn a_body_read_in_parts_pauses_and_resumes_where_it_stopped() {
+        let raw = b"5\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\nNEXT";
+        let mut r = BufReader::with_capacity(4, &raw[..]);
+        let mut first = Vec::new();
+        let mut reader = BodyReader::new(&mut r, Framing::Chunked);
+        (&mut reader).take(5).read_to_end(&mut first).unwrap();
+        reader.settle().unwrap();
+        let progress = reader.pause().expect("a second chunk to come");
+        let mut rest = String::new();
+        BodyReader::resume(&mut r, progress)
+            .read_to_string(&mut rest)
+            .unwrap();
+        assert_eq!((first.as_slice(), rest.as_str()), (&b"hello"[..], " world"));
+
+        // Settling after the last data byte reads the terminating chunk and trailers: whole.
+        let raw = b"5\r\nhello\r\n0\r\nX-Trailer: 1\r\n\r\nNEXT";
+        let mut r = BufReader::new(&raw[..]);
+        let mut reader = BodyReader::new(&mut r, Framing::Chunked);
+        let mut body = Vec::new();
+        (&mut reader).take(5).read_to_end(&mut body).unwrap();
+        reader.settle().unwrap();
+        assert!(reader.pause().is_none(), "the body was whole");
+        let mut next = String::new();
+        r.read_to_string(&mut next).unwrap();
+        assert_eq!(next, "NEXT");
+
+        let mut r = BufReader::new(&b"abcdef"[..]);
+        let mut reader = BodyReader::new(&mut r, Framing::Length(3));
+        (&mut reader).take(3).read_to_end(&mut body).unwrap();
+        assert!(reader.pause().is_none());
     }
 
     #[test]

@@ -28,6 +28,9 @@ const TICK: Duration = Duration::from_millis(250);
 /// gateway restart with 1 024 streams dialling back at once just queues them briefly.
 pub const MAX_HANDSHAKES: usize = 256;
 
+/// Longest a handshake (TLS and the upgrade) may take, in total.
+const HANDSHAKE_LIMIT: Duration = Duration::from_secs(10);
+
 #[allow(clippy::result_large_err)]
 fn refuse(status: u16, reason: &str) -> ErrorResponse {
     let mut response = ErrorResponse::new(Some(reason.to_string()));
@@ -48,11 +51,13 @@ pub(crate) fn accept(tcp: TcpStream, hub: &Hub, tls: Option<Arc<rustls::ServerCo
         Err(_) => return,
     };
     let _ = tcp.set_nodelay(true);
-    // A client that connects and says nothing must not hold a thread forever.
-    let _ = tcp.set_read_timeout(Some(Duration::from_secs(10)));
+    // A client that connects and says nothing, or dribbles its upgrade, must not hold one of
+    // the MAX_HANDSHAKES places: each read waits at most 10 s, the whole handshake 10 s.
+    let _ = tcp.set_read_timeout(Some(HANDSHAKE_LIMIT));
+    let handshake = crate::net::deadline::Watchable::of(&tcp).watch(HANDSHAKE_LIMIT);
     let stream = match tls {
         None => Stream::Plain(tcp),
-        Some(config) => match crate::net::tls::accept(config, tcp, Duration::from_secs(10)) {
+        Some(config) => match crate::net::tls::accept(config, tcp, HANDSHAKE_LIMIT) {
             Ok(tls) => Stream::TlsServer(Box::new(tls)),
             Err(e) => {
                 debug!("{}", e.describe(&format!("agent {peer}")));
@@ -121,6 +126,7 @@ pub(crate) fn accept(tcp: TcpStream, hub: &Hub, tls: Option<Arc<rustls::ServerCo
                 return;
             }
         };
+    drop(handshake);
     let Some((pool, info)) = admitted else {
         return;
     };

@@ -148,11 +148,14 @@ fn send_body(
     let rest = body.rest.take();
     if !body.bytes.is_empty() {
         tally.bytes_in += body.bytes.len() as u64;
-        let piece = Message::Binary(Bytes::copy_from_slice(&body.bytes));
+        // A whole body is handed over as it is; the start of a larger one is copied, its
+        // allocation becoming the buffer for the rest.
         let sent = if rest.is_none() {
-            socket.write(piece)
+            socket.write(Message::Binary(Bytes::from(std::mem::take(
+                &mut body.bytes,
+            ))))
         } else {
-            socket.send(piece)
+            socket.send(Message::Binary(Bytes::copy_from_slice(&body.bytes)))
         };
         sent.map_err(|e| agent_lost("request body", e))?;
     }

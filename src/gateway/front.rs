@@ -13,6 +13,7 @@ use crate::gateway::exchange;
 use crate::gateway::exchange::write_error;
 use crate::gateway::hub::{BodyStart, Caller, Hub, Job, Pool, RequestRecord};
 use crate::http1::{self, HeadError, RequestHead};
+use crate::net::deadline::Watchable;
 use crate::net::Stream;
 use crate::protocol::{self, ErrorKind, MAX_CHUNK};
 
@@ -25,14 +26,23 @@ use std::time::{Duration, Instant};
 /// How long an idle keep-alive connection stays open.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 
+/// Longest a TLS handshake on the api port may take, in total.
+const TLS_HANDSHAKE_LIMIT: Duration = Duration::from_secs(10);
+
+/// Longest the start of a request body (up to one piece, read before a stream is taken) may
+/// take to arrive, in total.
+const BODY_START_LIMIT: Duration = Duration::from_secs(75);
+
 pub(crate) fn handle_connection(tcp: TcpStream, hub: &Hub, tls: Option<Arc<rustls::ServerConfig>>) {
     let Ok(peer) = tcp.peer_addr() else { return };
     let _ = tcp.set_nodelay(true);
     let _ = tcp.set_read_timeout(Some(IDLE_TIMEOUT));
     let _ = tcp.set_write_timeout(Some(Duration::from_secs(120)));
+    let watchable = Watchable::of(&tcp);
+    let handshake = watchable.watch(TLS_HANDSHAKE_LIMIT);
     let stream = match tls {
         None => Stream::Plain(tcp),
-        Some(config) => match crate::net::tls::accept(config, tcp, Duration::from_secs(10)) {
+        Some(config) => match crate::net::tls::accept(config, tcp, TLS_HANDSHAKE_LIMIT) {
             Ok(tls) => Stream::TlsServer(Box::new(tls)),
             Err(e) => {
                 log::debug!("{}", e.describe(&format!("caller {peer}")));
@@ -40,12 +50,19 @@ pub(crate) fn handle_connection(tcp: TcpStream, hub: &Hub, tls: Option<Arc<rustl
             }
         },
     };
+    drop(handshake);
     let mut caller = Caller {
         conn: BufReader::with_capacity(16 * 1024, stream),
         peer,
+        watchable,
     };
     loop {
-        let head = match http1::read_request_head(&mut caller.conn) {
+        // Waiting for the next request and reading its head: IDLE_TIMEOUT in all, however the
+        // bytes trickle in, so idle or dribbling callers cannot keep their place for long.
+        let waiting = caller.watchable.watch(IDLE_TIMEOUT);
+        let head = http1::read_request_head(&mut caller.conn);
+        drop(waiting);
+        let head = match head {
             Ok(head) => head,
             Err(HeadError::Closed) | Err(HeadError::Io(_)) => return,
             Err(e) => {
@@ -218,8 +235,34 @@ fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Opti
             .filter(|(name, _)| !name.eq_ignore_ascii_case("expect"))
             .cloned(),
     );
+    // What would fail anyway fails before the body is asked for (`100 Continue`) or read.
+    if hub.is_draining() {
+        return fail(
+            caller,
+            Some(&pool),
+            ErrorKind::NoAgent,
+            "the gateway is shutting down; retry on another gateway or in a moment",
+            false,
+        );
+    }
+    if no_agent(&pool)
+        && pool
+            .reconnecting_until()
+            .is_none_or(|until| until <= Instant::now())
+    {
+        return fail(
+            caller,
+            Some(&pool),
+            ErrorKind::NoAgent,
+            &format!("no agent of pool \"{pool_name}\" is connected"),
+            no_body,
+        );
+    }
     let mut caller = caller;
-    let body = match read_body_start(&mut caller, framing, head.expects_continue()) {
+    let reading = caller.watchable.watch(BODY_START_LIMIT);
+    let body = read_body_start(&mut caller, framing, head.expects_continue());
+    drop(reading);
+    let body = match body {
         Ok(body) => body,
         Err(e) => {
             return fail(
@@ -363,10 +406,9 @@ fn read_body_start(
         return Ok(BodyStart::default());
     }
     if send_continue {
-        caller
-            .conn
-            .get_mut()
-            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+        let out = caller.conn.get_mut();
+        out.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+        out.flush()?;
     }
     let capacity = match framing {
         http1::Framing::Length(n) => usize::try_from(n).unwrap_or(MAX_CHUNK).min(MAX_CHUNK),
@@ -377,6 +419,11 @@ fn read_body_start(
     (&mut reader)
         .take(MAX_CHUNK as u64)
         .read_to_end(&mut bytes)?;
+    if bytes.len() == MAX_CHUNK {
+        // Exactly one piece so far: a chunked body may still have only its last size line and
+        // trailers to come, which decide whether the body is whole.
+        reader.settle()?;
+    }
     Ok(BodyStart {
         bytes,
         rest: reader.pause(),

@@ -66,6 +66,8 @@ impl Drop for OpenRequest<'_> {
 pub struct Caller {
     pub conn: BufReader<Stream>,
     pub peer: SocketAddr,
+    /// For total deadlines on reading a request head or body start.
+    pub watchable: crate::net::deadline::Watchable,
 }
 
 /// How long a closing caller connection may keep sending before it is cut off.

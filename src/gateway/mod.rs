@@ -5,7 +5,7 @@
 //!
 //! Synchronous throughout: a thread per caller connection, which also runs that caller's
 //! exchanges over a borrowed agent stream; idle agent streams wait in their pool's queue and
-//! one housekeeping thread keeps them alive. A gateway holding 1 024 agent streams runs five
+//! one housekeeping thread keeps them alive. A gateway holding 1 024 agent streams runs six
 //! threads; see the README for figures.
 
 pub mod admin;

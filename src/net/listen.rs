@@ -5,11 +5,11 @@
 //! Each port has a ceiling on connections served at once. At the ceiling the loop stops
 //! accepting until one ends: further peers wait in the kernel's accept backlog instead of
 //! each costing a thread, so a flood of connections cannot exhaust the process's threads or
-//! memory. Crossing the ceiling is logged once each way.
+//! memory. Reaching the ceiling is logged, at most once a minute.
 
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Serves `listener` on a background thread named `port`; each connection runs `handle` on a
 /// thread of its own named `connection`, at most `max_open` at once.
@@ -50,11 +50,15 @@ pub fn spawn(
         .map(|_| ())
 }
 
+/// How often reaching the ceiling is logged, at most.
+const CEILING_LOG_EVERY: Duration = Duration::from_secs(60);
+
 /// Connections a port is serving now.
 #[derive(Default)]
 struct OpenCount {
     open: Mutex<usize>,
     closed: Condvar,
+    last_logged: Mutex<Option<Instant>>,
 }
 
 impl OpenCount {
@@ -64,16 +68,23 @@ impl OpenCount {
         if *open < max {
             return;
         }
-        log::warn!(
-            "{port}: {open} connections open, the most it serves at once; new ones wait until one ends"
-        );
+        let mut last = self
+            .last_logged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if last.is_none_or(|at| at.elapsed() >= CEILING_LOG_EVERY) {
+            *last = Some(Instant::now());
+            log::warn!(
+                "{port}: {open} connections open, the most it serves at once; new ones wait until one ends (logged at most once a minute)"
+            );
+        }
+        drop(last);
         while *open >= max {
             open = self
                 .closed
                 .wait(open)
                 .unwrap_or_else(PoisonError::into_inner);
         }
-        log::info!("{port}: accepting connections again");
     }
 }
 

@@ -1,5 +1,6 @@
-//! Sockets: the byte streams both sides talk over, TLS for them, outbound proxies, and how
-//! the agent dials the gateway.
+//! Sockets: the byte streams both sides talk over, TLS for them, outbound proxies, how the
+//! agent dials the gateway, and how the gateway accepts and bounds connections.
+pub mod deadline;
 pub mod dial;
 pub mod listen;
 pub mod proxy;

@@ -45,7 +45,10 @@ impl Stream {
             Stream::TlsClient(s) => s.conn.send_close_notify(),
             Stream::TlsServer(s) => s.conn.send_close_notify(),
         }
-        let _ = self.flush();
+        // A peer that stopped reading must not hold this past `linger` either.
+        if self.tcp().set_write_timeout(Some(linger)).is_ok() {
+            let _ = self.flush();
+        }
         let mut tcp = self.tcp();
         if tcp.shutdown(Shutdown::Write).is_err() {
             return;
