@@ -27,6 +27,13 @@
 //! ([`gateway::hub::RECONNECT_GRACE`]); agents' slots wake each other when the gateway is
 //! back ([`agent`]).
 
+/// The static (musl) binaries allocate with mimalloc: musl's own allocator costs the agent
+/// about 1.6 times the CPU per request under load (measured with `scripts/bench.sh`'s
+/// `BENCH_TARGET`); builds against glibc keep the system allocator.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod agent;
 pub mod allowlist;
 pub mod config;
