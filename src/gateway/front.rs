@@ -26,6 +26,9 @@ use std::time::{Duration, Instant};
 /// How long an idle keep-alive connection stays open.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 
+/// What a request hears while the gateway drains.
+const SHUTTING_DOWN: &str = "the gateway is shutting down; retry on another gateway or in a moment";
+
 /// Longest a TLS handshake on the api port may take, in total.
 const TLS_HANDSHAKE_LIMIT: Duration = Duration::from_secs(10);
 
@@ -235,15 +238,18 @@ fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Opti
             .filter(|(name, _)| !name.eq_ignore_ascii_case("expect"))
             .cloned(),
     );
-    // What would fail anyway fails before the body is asked for (`100 Continue`) or read.
-    if hub.is_draining() {
-        return fail(
+    let refuse_while_draining = |caller: Caller| {
+        fail(
             caller,
             Some(&pool),
             ErrorKind::NoAgent,
-            "the gateway is shutting down; retry on another gateway or in a moment",
+            SHUTTING_DOWN,
             false,
-        );
+        )
+    };
+    // What would fail anyway fails before the body is asked for (`100 Continue`) or read.
+    if hub.is_draining() {
+        return refuse_while_draining(caller);
     }
     if no_agent(&pool)
         && pool
@@ -289,13 +295,7 @@ fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Opti
     let deadline = Instant::now() + hub.settings.queue_timeout;
     loop {
         if hub.is_draining() {
-            return fail(
-                caller,
-                Some(&pool),
-                ErrorKind::NoAgent,
-                "the gateway is shutting down; retry on another gateway or in a moment",
-                false,
-            );
+            return refuse_while_draining(caller);
         }
         // No stream at all: give up at once, unless the pool is only reconnecting.
         let mut wait_until = deadline;
@@ -313,13 +313,7 @@ fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Opti
             if let Some(stream) = received {
                 stream.close("the gateway is shutting down");
             }
-            return fail(
-                caller,
-                Some(&pool),
-                ErrorKind::NoAgent,
-                "the gateway is shutting down; retry on another gateway or in a moment",
-                false,
-            );
+            return refuse_while_draining(caller);
         }
         let mut stream = match received {
             Some(stream) => stream,
@@ -362,8 +356,8 @@ fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Opti
             stream.drop_with(reason);
             continue;
         }
-        pool.set_busy(&stream.instance, true);
         let (instance, peer) = (stream.instance.clone(), stream.peer);
+        let busy = pool.busy_while(&instance);
         let exchanged = exchange::run(
             &mut stream.socket,
             &mut job,
@@ -372,7 +366,7 @@ fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Opti
             &instance,
             peer,
         );
-        pool.set_busy(&instance, false);
+        drop(busy);
         stream.heard();
         match exchanged {
             exchange::Exchanged::NotStarted(reason) => stream.drop_with(reason),

@@ -53,6 +53,18 @@ impl Default for Settings {
     }
 }
 
+/// A stream counted busy by [`Pool::busy_while`].
+pub struct Busy<'a> {
+    pool: &'a Pool,
+    instance: &'a str,
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.pool.set_busy(self.instance, false);
+    }
+}
+
 /// One tunnel request counted in [`Hub::open_requests`] while it lives.
 pub struct OpenRequest<'a>(&'a Hub);
 
@@ -308,7 +320,17 @@ impl Pool {
         Some(left + RECONNECT_GRACE)
     }
 
-    pub fn set_busy(&self, instance: &str, busy: bool) {
+    /// Counts a stream of `instance` as busy until the returned guard is dropped (also when
+    /// the exchange panics, so the figures never stay raised).
+    pub fn busy_while<'a>(&'a self, instance: &'a str) -> Busy<'a> {
+        self.set_busy(instance, true);
+        Busy {
+            pool: self,
+            instance,
+        }
+    }
+
+    fn set_busy(&self, instance: &str, busy: bool) {
         if busy {
             self.busy.fetch_add(1, Ordering::SeqCst);
         } else {
