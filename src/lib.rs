@@ -22,7 +22,11 @@
 //!
 //! Differences from `DESIGN.md`, each explained where it lives: the caller's thread borrows
 //! an idle agent stream and writes answers straight to the caller's socket, no thread per
-//! stream and no per-job channel ([`gateway::hub`], [`protocol`]);
+//! stream and no per-job channel ([`gateway::hub`], [`protocol`]); idle streams wait in a
+//! mutex + condvar queue rather than a channel, because a channel's spinning receivers cost
+//! CPU on two cores ([`gateway::idle`]); the gateway reads the first piece (64 KiB, so all of
+//! a small body) of a request body before it takes a stream, so a slow caller holds none
+//! ([`gateway::front`]);
 //! a pool that is only reconnecting queues requests instead of answering `no_agent`
 //! ([`gateway::hub::RECONNECT_GRACE`]); agents' slots wake each other when the gateway is
 //! back ([`agent`]).
