@@ -107,7 +107,7 @@ impl fmt::Display for ErrorKind {
     }
 }
 
-/// One text frame. Written with serde's internal tagging; read through [`FlatControl`].
+/// One text frame. Written with serde's internal tagging; read through `FlatControl` (one pass).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Control {
