@@ -42,7 +42,7 @@ pub(crate) fn handle_connection(tcp: TcpStream, hub: &Hub, tls: Option<Arc<rustl
     let _ = tcp.set_read_timeout(Some(IDLE_TIMEOUT));
     let _ = tcp.set_write_timeout(Some(Duration::from_secs(120)));
     let watchable = Watchable::of(&tcp);
-    let handshake = watchable.watch(TLS_HANDSHAKE_LIMIT);
+    let handshake = tls.is_some().then(|| watchable.watch(TLS_HANDSHAKE_LIMIT));
     let stream = match tls {
         None => Stream::Plain(tcp),
         Some(config) => match crate::net::tls::accept(config, tcp, TLS_HANDSHAKE_LIMIT) {
@@ -265,7 +265,8 @@ fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Opti
         );
     }
     let mut caller = caller;
-    let reading = caller.watchable.watch(BODY_START_LIMIT);
+    let reading =
+        (framing != http1::Framing::Empty).then(|| caller.watchable.watch(BODY_START_LIMIT));
     let body = read_body_start(&mut caller, framing, head.expects_continue());
     drop(reading);
     let body = match body {
