@@ -251,11 +251,7 @@ fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Opti
     if hub.is_draining() {
         return refuse_while_draining(caller);
     }
-    if no_agent(&pool)
-        && pool
-            .reconnecting_until()
-            .is_none_or(|until| until <= Instant::now())
-    {
+    if waiting_limit(&pool, Instant::now() + hub.settings.queue_timeout).is_none() {
         return fail(
             caller,
             Some(&pool),
@@ -298,14 +294,7 @@ fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Opti
         if hub.is_draining() {
             return refuse_while_draining(caller);
         }
-        // No stream at all: give up at once, unless the pool is only reconnecting.
-        let mut wait_until = deadline;
-        if no_agent(&pool) {
-            wait_until = match pool.reconnecting_until() {
-                Some(until) => wait_until.min(until),
-                None => Instant::now(),
-            };
-        }
+        let wait_until = waiting_limit(&pool, deadline).unwrap_or_else(Instant::now);
         // A drain, or the pool's deletion, shuts the queue and wakes this at once.
         pool.queued.fetch_add(1, Ordering::SeqCst);
         let received = pool.idle.take_until(wait_until);
@@ -423,6 +412,17 @@ fn read_body_start(
         bytes,
         rest: reader.pause(),
     })
+}
+
+/// Until when a request may wait for a stream of `pool`: its `deadline`, or, while the pool
+/// has no stream at all, only as long as it counts as reconnecting; `None`: not at all.
+fn waiting_limit(pool: &Pool, deadline: Instant) -> Option<Instant> {
+    if !no_agent(pool) {
+        return Some(deadline);
+    }
+    pool.reconnecting_until()
+        .filter(|until| *until > Instant::now())
+        .map(|until| until.min(deadline))
 }
 
 fn no_agent(pool: &Pool) -> bool {
