@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 use support::tls::*;
-use support::upstream::{Digest, PatternReader, Upstream};
+use support::upstream::{echo_pattern, Digest, PatternReader, Upstream};
 use support::*;
 
 /// An allowlisted GitLab path (archive download).
@@ -52,20 +52,11 @@ fn agent_dials_a_tls_gateway_trusting_a_private_ca() {
     let got = Digest::of_reader(r.into_body().into_reader()).unwrap();
     let want = Digest::of_reader(PatternReader { pos: 0, len }).unwrap();
     assert_eq!((got.0, got.1), (want.0, want.1));
-    let r = client()
-        .post(gateway.url(
-            "wss",
-            "/api/v4/projects/group%2Frepo/statuses/0123abc?do=echo",
-        ))
-        .send(ureq::SendBody::from_owned_reader(PatternReader {
-            pos: 0,
-            len,
-        }))
-        .unwrap();
-    let echo: serde_json::Value =
-        serde_json::from_str(&r.into_body().read_to_string().unwrap()).unwrap();
-    assert_eq!(echo["body_len"], len);
-    assert_eq!(echo["body_digest"], want.hex());
+    let upload = client().post(gateway.url(
+        "wss",
+        "/api/v4/projects/group%2Frepo/statuses/0123abc?do=echo",
+    ));
+    echo_pattern(upload, len, "an upload through the TLS WebSocket");
 }
 
 #[test]

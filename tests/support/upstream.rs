@@ -88,6 +88,27 @@ impl Read for PatternReader {
     }
 }
 
+/// Sends `len` pattern bytes as the body of `request` (to an `echo` route), checks that the
+/// upstream got all of them intact, and returns the echo.
+pub fn echo_pattern(
+    request: ureq::RequestBuilder<ureq::typestate::WithBody>,
+    len: u64,
+    what: &str,
+) -> serde_json::Value {
+    let r = request
+        .send(ureq::SendBody::from_owned_reader(PatternReader {
+            pos: 0,
+            len,
+        }))
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let echo: serde_json::Value =
+        serde_json::from_str(&r.into_body().read_to_string().unwrap()).unwrap();
+    let want = Digest::of_reader(PatternReader { pos: 0, len }).unwrap();
+    assert_eq!(echo["body_len"], len, "{what}");
+    assert_eq!(echo["body_digest"], want.hex(), "{what}");
+    echo
+}
+
 impl Upstream {
     pub fn start() -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
