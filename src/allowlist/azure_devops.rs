@@ -35,12 +35,12 @@ pub(super) const RULES: &[Rule] = &[
         "/{org}/_apis/git/repositories",
         "List repositories of the organisation",
         "/acme/_apis/git/repositories?api-version=7.1",
-    ),
+    ).listing(),
     Rule::get(
         "/{org}/{proj}/_apis/git/repositories",
         "List repositories of a project",
         "/acme/platform/_apis/git/repositories?api-version=7.1",
-    ),
+    ).listing(),
     Rule::get(
         "/{org}/{proj}/_apis/policy/evaluations",
         "List policy evaluations",

@@ -28,7 +28,14 @@ pub(super) const RULES: &[Rule] = &[
         "/rest/api/1.0/application-properties",
     ),
     Rule::get("/rest/api/1.0|latest/users/{user}", "Get user", "/rest/api/1.0/users/spacelift"),
-    Rule::get("/rest/api/1.0|latest/repos", "List repositories", "/rest/api/1.0/repos?limit=100"),
+    Rule::get("/rest/api/1.0|latest/repos", "List repositories", "/rest/api/1.0/repos?limit=100")
+        .listing(),
+    Rule::get(
+        "/rest/api/1.0|latest/projects/{key}/repos",
+        "List repositories of a project",
+        "/rest/api/1.0/projects/PLAT/repos?limit=100",
+    )
+    .listing(),
     Rule::get(
         "/rest/api/1.0|latest/projects/{project}/repos/{project}",
         "Get repository",

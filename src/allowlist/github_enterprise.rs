@@ -42,6 +42,29 @@ pub(super) const RULES: &[Rule] = &[
         "Create installation access token",
         "/api/v3/app/installations/12/access_tokens",
     ),
+    Rule::get(
+        "/[api/v3]/user/repos",
+        "List repositories of the authenticated user",
+        "/api/v3/user/repos?per_page=100",
+    )
+    .listing(),
+    Rule::get(
+        "/[api/v3]/orgs/{org}/repos",
+        "List repositories of an organisation",
+        "/api/v3/orgs/acme/repos?per_page=100",
+    )
+    .listing(),
+    Rule::get(
+        "/[api/v3]/installation/repositories",
+        "List repositories of the app installation",
+        "/api/v3/installation/repositories?per_page=100",
+    )
+    .listing(),
+    Rule::get(
+        "/[api/v3]/repositories/{project}",
+        "Get repository by id",
+        "/api/v3/repositories/1296269",
+    ),
     Rule::post("/api/graphql", "GraphQL query", "/api/graphql"),
     Rule::post("/graphql", "GraphQL query (API base endpoint)", "/graphql"),
     Rule::get(

@@ -26,7 +26,8 @@ pub(super) const RULES: &[Rule] = &[
     Rule::get("/api/v4", "Get API root", "/api/v4"),
     Rule::get("/api/v4/version", "Get GitLab version", "/api/v4/version"),
     Rule::get("/api/v4/user", "Get current user", "/api/v4/user"),
-    Rule::get("/api/v4/projects", "List projects", "/api/v4/projects?membership=true&per_page=100"),
+    Rule::get("/api/v4/projects", "List projects", "/api/v4/projects?membership=true&per_page=100")
+        .listing(),
     Rule::get("/api/v4/projects/{encoded_project}", "Get project", "/api/v4/projects/group%2Fsub%2Frepo"),
     Rule::get(
         "/api/v4/projects/{encoded_project}/repository/branches",

@@ -81,6 +81,8 @@ pub struct Rule {
     pub description: &'static str,
     /// GitHub Enterprise codeload archive (see [`super::Allowed::codeload`]).
     pub codeload: bool,
+    /// The answer lists projects across the VCS (see [`super::Allowed::listing`]).
+    pub listing: bool,
     /// A target this rule allows (with the first of `methods`); the tests check it.
     pub example: &'static str,
 }
@@ -98,6 +100,7 @@ impl Rule {
             query: Query::Any,
             description,
             codeload: false,
+            listing: false,
             example,
         }
     }
@@ -151,6 +154,12 @@ impl Rule {
     /// Mark as a codeload archive.
     pub const fn codeload(mut self) -> Rule {
         self.codeload = true;
+        self
+    }
+
+    /// Mark as a listing of projects across the VCS.
+    pub const fn listing(mut self) -> Rule {
+        self.listing = true;
         self
     }
 }

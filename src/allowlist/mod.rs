@@ -159,6 +159,38 @@ pub struct Allowed {
     /// GitHub Enterprise archive that is served from the `codeload.<host>` subdomain
     /// when the instance uses subdomain isolation.
     pub codeload: bool,
+    /// The answer lists projects across the VCS, so the agent filters it while projects are
+    /// restricted.
+    pub listing: bool,
+}
+
+/// A project named by an id (GitLab's numeric project id, GitHub's repository id, an Azure
+/// DevOps repository GUID), which the project regex cannot judge until the agent knows the
+/// path the id stands for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ProjectId {
+    /// The id as the path spells it (`5`, a GUID in lower case).
+    pub id: String,
+    /// Where the id is unique: empty, or the Azure DevOps organisation (as the path spells
+    /// it, compared without regard to case).
+    pub scope: String,
+    /// The `GET` target whose answer describes this project.
+    pub lookup: String,
+}
+
+impl fmt::Display for ProjectId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.id)
+    }
+}
+
+/// What [`Allowlist::decide`] concludes about an allowed route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Allowed as it stands.
+    Allowed(Allowed),
+    /// Allowed only if the project `ProjectId` names passes [`Allowlist::allows_project`].
+    ById(Allowed, ProjectId),
 }
 
 /// A request the allowlist refuses, with a short reason safe to log and to return.
@@ -229,23 +261,52 @@ impl Allowlist {
 
     /// Decide on one request. `target` is path plus optional `?query`, relative to the
     /// VCS base endpoint, exactly as it will be forwarded.
+    /// A project given by an id is denied here; [`decide`](Self::decide) says which id.
     pub fn check(&self, method: &str, target: &str) -> Result<Allowed, Denied> {
+        match self.decide(method, target)? {
+            Decision::Allowed(allowed) => Ok(allowed),
+            Decision::ById(_, id) => Err(Denied::new(format!("project {id} is not allowed"))),
+        }
+    }
+
+    /// Like [`check`](Self::check), but a project given by an id that the project regex
+    /// does not match is left for the caller to resolve ([`Decision::ById`]).
+    pub fn decide(&self, method: &str, target: &str) -> Result<Decision, Denied> {
         let canonical = self.precheck(method, target)?;
         for rule in &self.inner.rules {
             if let Some(m) = rule.matches(method, &canonical) {
-                if let (Some(project), Some(re)) = (&m.project, &self.inner.projects) {
-                    if !re.is_match(project) {
-                        return Err(Denied::new(format!("project {project} is not allowed")));
-                    }
-                }
-                return Ok(Allowed {
+                let allowed = Allowed {
                     description: rule.rule.description,
                     project: m.project,
                     codeload: rule.rule.codeload,
-                });
+                    listing: rule.rule.listing,
+                };
+                let Some(project) = allowed.project.as_deref() else {
+                    return Ok(Decision::Allowed(allowed));
+                };
+                if self.allows_project(project) {
+                    return Ok(Decision::Allowed(allowed));
+                }
+                return match project_id(self.inner.vendor, project, &canonical) {
+                    Some(id) => Ok(Decision::ById(allowed, id)),
+                    None => Err(Denied::new(format!("project {project} is not allowed"))),
+                };
             }
         }
         Err(self.no_match_reason(method, &canonical))
+    }
+
+    /// Whether `SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS` restricts projects at all.
+    pub fn restricted(&self) -> bool {
+        self.inner.projects.is_some()
+    }
+
+    /// Whether `project` (a path, `group/repo`) matches the project regex.
+    pub fn allows_project(&self, project: &str) -> bool {
+        self.inner
+            .projects
+            .as_ref()
+            .is_none_or(|re| re.is_match(project))
     }
 
     /// Indices (into [`Vendor::rules`]) of **every** rule whose method, path and query
@@ -281,6 +342,60 @@ impl Allowlist {
         }
         Denied::new(format!("no rule allows {method} {}", canonical.path()))
     }
+}
+
+/// The id a matched route names its project by, when it is one: GitLab `/api/v4/projects/5/…`,
+/// GitHub `/repositories/5`, Azure DevOps `/{org}/{project}/_apis/git/repositories/{GUID}/…`
+/// (and `_git/{GUID}`).
+fn project_id(vendor: Vendor, project: &str, target: &Canonical) -> Option<ProjectId> {
+    let raw: Vec<&str> = target.segments().iter().map(|s| s.raw.as_str()).collect();
+    let numeric =
+        !project.is_empty() && project.len() <= 20 && project.bytes().all(|b| b.is_ascii_digit());
+    let id = |scope: &str, lookup: String| ProjectId {
+        id: project
+            .rsplit('/')
+            .next()
+            .unwrap_or(project)
+            .to_ascii_lowercase(),
+        scope: scope.to_string(),
+        lookup,
+    };
+    match vendor {
+        Vendor::Gitlab if numeric && raw.starts_with(&["api", "v4", "projects"]) => {
+            Some(id("", format!("/api/v4/projects/{project}")))
+        }
+        Vendor::GithubEnterprise if numeric && raw.starts_with(&["api", "v3", "repositories"]) => {
+            Some(id("", format!("/api/v3/repositories/{project}")))
+        }
+        Vendor::GithubEnterprise if numeric && raw.starts_with(&["repositories"]) => {
+            Some(id("", format!("/repositories/{project}")))
+        }
+        Vendor::AzureDevops => {
+            let (org, rest) = project.split_once('/')?;
+            let repo = rest.split_once('/')?.1;
+            let routed = matches!(raw.get(2), Some(&"_apis" | &"_git"));
+            (routed && is_guid(repo)).then(|| {
+                id(
+                    org,
+                    format!(
+                        "/{}/{}/_apis/git/repositories/{repo}?api-version=5.0",
+                        raw[0], raw[1]
+                    ),
+                )
+            })
+        }
+        _ => None,
+    }
+}
+
+/// `8-4-4-4-12` hex digits.
+fn is_guid(text: &str) -> bool {
+    let groups: Vec<&str> = text.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// An HTTP method token (RFC 9110 `tchar`s), short enough to echo in a reason.
