@@ -607,7 +607,13 @@ fn handle(
 
 /// The allowlist's verdict, with a project given by an id resolved to its path.
 fn admit(shared: &Shared, request: &Request) -> Result<Allowed, Denied> {
-    match shared.allowlist.decide(&request.method, &request.target)? {
+    let decision = shared.allowlist.decide_request(
+        &request.method,
+        &request.target,
+        &request.headers,
+        request.body,
+    )?;
+    match decision {
         Decision::Allowed(allowed) => Ok(allowed),
         Decision::ById(mut allowed, id) => {
             let path = projects::resolve(shared, &id, &request.headers).map_err(Denied::new)?;
