@@ -166,7 +166,7 @@ fn answer(head: &RequestHead, body: &[u8], hub: &Hub) -> Reply {
             (Err(reply), _) | (_, Err(reply)) => reply,
         },
         ("GET", ["pools", name, "refused"]) => with_pool(hub, name, |pool| {
-            Reply::ok(200, refused_json(&[pool.clone()]))
+            Reply::ok(200, refused_json(std::slice::from_ref(pool)))
         }),
         ("GET", ["refused"]) => Reply::ok(200, refused_json(&hub.pools())),
         (_, ["refused"]) => Reply::error(405, format!("{method} is not allowed on {path}")),
