@@ -195,7 +195,14 @@ fn an_operator_adds_a_pool_watches_its_agent_and_reads_its_access_log() {
     // More traffic: served, refused (two hook paths of different projects, one with a
     // secret in its query) and one failing at the VCS.
     let traffic = Traffic::send(&gw);
-    assert_eq!(traffic, Traffic { requests: 16, denied: 3, errors: 1 });
+    assert_eq!(
+        traffic,
+        Traffic {
+            requests: 16,
+            denied: 3,
+            errors: 1
+        }
+    );
 
     // The pool list tells the pool's state without reading a number, and its small chart's
     // bars add up to what was sent.
@@ -205,11 +212,17 @@ fn an_operator_adds_a_pool_watches_its_agent_and_reads_its_access_log() {
     browser.wait_text(row, "Refusing\n3 of 16 requests denied");
     let cells = texts(&browser, &format!("{row} td"));
     assert!(cells[1].contains("3 of 16 requests denied"), "{cells:?}");
-    assert!(cells[3].starts_with('1') && cells[3].contains("1 warning"), "{cells:?}");
+    assert!(
+        cells[3].starts_with('1') && cells[3].contains("1 warning"),
+        "{cells:?}"
+    );
     assert_eq!(cells[5], "16", "requests in the last hour: {cells:?}");
     assert_eq!(cells[6], "3", "denials in the last hour: {cells:?}");
     assert_eq!(cells[7], "1", "failures in the last hour: {cells:?}");
-    assert_eq!(chart_figures(&browser, &format!("{row} svg.chart")), traffic);
+    assert_eq!(
+        chart_figures(&browser, &format!("{row} svg.chart")),
+        traffic
+    );
     shot(&browser, "06-pool-list.png");
 
     // One click on the denial count: the refused shapes, the two hook paths in one row.
@@ -230,7 +243,10 @@ fn an_operator_adds_a_pool_watches_its_agent_and_reads_its_access_log() {
     // The same over all pools, one click from anywhere.
     browser.click("#nav [data-nav=refused]");
     let all = browser.wait_text("#all-refused", "/api/v4/projects/{project}/hooks");
-    assert!(all.contains("infra-eu") && all.contains("/api/v4/admin/secrets"), "{all}");
+    assert!(
+        all.contains("infra-eu") && all.contains("/api/v4/admin/secrets"),
+        "{all}"
+    );
     shot(&browser, "08-all-refused.png");
 
     // The pool page: state, warning, the large chart with axes and hover titles.
@@ -249,11 +265,16 @@ fn an_operator_adds_a_pool_watches_its_agent_and_reads_its_access_log() {
     );
     let titles = texts(&browser, "#pool-chart svg .bar title");
     assert!(
-        titles.iter().any(|t| t.contains("denied") && !t.contains(" 0 denied")),
+        titles
+            .iter()
+            .any(|t| t.contains("denied") && !t.contains(" 0 denied")),
         "{titles:?}"
     );
     let axis = texts(&browser, "#pool-chart svg text.axis");
-    assert!(axis.iter().any(|t| t.contains(':')), "time labels: {axis:?}");
+    assert!(
+        axis.iter().any(|t| t.contains(':')),
+        "time labels: {axis:?}"
+    );
     shot(&browser, "09-pool-overview.png");
 
     // The access log filters by outcome and by path; paths break only after "/" and "%2F".
@@ -263,20 +284,30 @@ fn an_operator_adds_a_pool_watches_its_agent_and_reads_its_access_log() {
     wait_rows(&browser, 3, |row| row.contains("denied"));
     browser.click("#log-outcome option[value=errors]");
     wait_rows(&browser, 1, |row| row.contains("500"));
-    browser.click("#log-outcome option[value=all]");
-    browser.fill("#log-path", "HOOKS");
-    wait_rows(&browser, 2, |row| row.contains("/hooks"));
     let pieces = browser.run(
         "const td = document.querySelector('#log tbody td.path'); \
          return [td.textContent, td.querySelectorAll('wbr').length, \
                  [...td.childNodes].filter(n => n.nodeType === 3).map(n => n.textContent)];",
         json!([]),
     );
-    assert_eq!(pieces[0], "/api/v4/projects/22/hooks?private_token=***");
+    let failed = "/api/v4/projects/group%2Frepo/repository/archive?do=status&n=500";
+    assert_eq!(pieces[0], failed);
     assert_eq!(
         pieces[2],
-        json!(["/", "api/", "v4/", "projects/", "22/", "hooks?private_token=***"])
+        json!([
+            "/",
+            "api/",
+            "v4/",
+            "projects/",
+            "group%2F",
+            "repo/",
+            "repository/",
+            "archive?do=status&n=500"
+        ])
     );
+    browser.click("#log-outcome option[value=all]");
+    browser.fill("#log-path", "HOOKS");
+    wait_rows(&browser, 2, |row| row.contains("/hooks"));
     shot(&browser, "10-log-filtered.png");
     browser.fill("#log-path", "");
     browser.click("#pool-tabs [data-tab=overview]");

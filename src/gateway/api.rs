@@ -578,7 +578,9 @@ mod tests {
 
     #[test]
     fn log_filters_parse_and_match() {
-        let filter = LogFilter::parse("limit=5&outcome=denied&path=Projects%2F1+x").ok().unwrap();
+        let filter = LogFilter::parse("limit=5&outcome=denied&path=Projects%2F1+x")
+            .ok()
+            .unwrap();
         assert_eq!(filter.outcome, Outcome::Denied);
         assert_eq!(filter.path, "projects/1 x");
         assert!(LogFilter::parse("outcome=weird").is_err());
