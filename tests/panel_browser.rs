@@ -112,7 +112,7 @@ fn chart_figures(browser: &Browser, css: &str) -> Traffic {
 fn wait_rows(browser: &Browser, n: usize, check: impl Fn(&str) -> bool) {
     wait_until(Duration::from_secs(20), &format!("{n} log rows"), || {
         let rows = texts(browser, "#log tbody tr");
-        browser.text("#log").len() > 0 && rows.len() == n && rows.iter().all(|r| check(r))
+        !browser.text("#log").is_empty() && rows.len() == n && rows.iter().all(|r| check(r))
     });
 }
 
