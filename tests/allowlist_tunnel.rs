@@ -325,3 +325,107 @@ fn git_clone_works_and_push_is_denied_for_bitbucket() {
         "/scm/KEY/sample.git",
     );
 }
+
+/// Sends `method target` with extra headers and an optional body; returns the status and
+/// the JSON answer.
+fn send(
+    gateway: &Gateway,
+    pool: &str,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> (u16, serde_json::Value) {
+    let mut request = ureq::http::Request::builder()
+        .method(method)
+        .uri(gateway.url(pool, target));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = match body {
+        Some(bytes) => client().run(request.body(bytes.to_vec()).unwrap()),
+        None => client().run(request.body(()).unwrap()),
+    }
+    .unwrap();
+    let status = response.status().as_u16();
+    let text = response.into_body().read_to_string().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or_default())
+}
+
+#[test]
+fn method_overrides_never_reach_the_upstream() {
+    let upstream = Upstream::start();
+    let gateway = Gateway::start(&[]);
+    let _agent = gateway.agent_for("override", &upstream.base(), &[], 2);
+    let statuses =
+        "/api/v4/projects/group%2Frepo/statuses/0123456789abcdef0123456789abcdef01234567";
+    let json = ("Content-Type", "application/json");
+    for name in [
+        "X-HTTP-Method-Override",
+        "X-HTTP-Method",
+        "X-Method-Override",
+    ] {
+        let (status, body) = send(
+            &gateway,
+            "override",
+            "POST",
+            statuses,
+            &[(name, "DELETE"), json],
+            Some(b"{}"),
+        );
+        assert_eq!(status, 403, "{name}");
+        let reason = format!(
+            "method override header {} is not allowed",
+            name.to_ascii_lowercase()
+        );
+        assert_eq!(body["error"], reason.as_str());
+        assert_eq!(body["kind"], "denied");
+        // What client libraries show: `message` (GitLab, GitHub, Azure), `errors[0].message`
+        // (Bitbucket).
+        assert_eq!(body["message"], reason.as_str());
+        assert_eq!(body["errors"][0]["message"], reason.as_str());
+    }
+    for query in ["_method=DELETE", "state=success&%5Fmethod=DELETE"] {
+        let (status, body) = send(
+            &gateway,
+            "override",
+            "POST",
+            &format!("{statuses}?{query}"),
+            &[json],
+            Some(b"{}"),
+        );
+        assert_eq!(status, 403, "{query}");
+        assert_eq!(
+            body["error"],
+            "method override parameter _method is not allowed"
+        );
+    }
+    let (status, body) = send(
+        &gateway,
+        "override",
+        "GET",
+        "/api/v4/user",
+        &[json],
+        Some(b"{\"from_project_id\":99}"),
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("a GET request may not carry a body"))
+    );
+    // The marker: allowed, and the only request the upstream ever saw.
+    let (status, _) = send(
+        &gateway,
+        "override",
+        "POST",
+        &format!("{statuses}?do=echo"),
+        &[json],
+        Some(b"{}"),
+    );
+    assert_eq!(status, 200);
+    let seen = upstream.requests();
+    assert_eq!(
+        seen.len(),
+        1,
+        "denied requests reached the upstream: {seen:?}"
+    );
+}

@@ -456,7 +456,12 @@ fn handle(
         );
     }
 
-    let allowed = match shared.allowlist.check(&request.method, &request.target) {
+    let allowed = match shared.allowlist.check_request(
+        &request.method,
+        &request.target,
+        &request.headers,
+        request.body,
+    ) {
         Ok(allowed) => allowed,
         Err(denied) => {
             let mut body = RequestBody::new(socket, request.body, idle_limit);

@@ -33,7 +33,8 @@
 //! 6. Raw bytes of the query: non-ASCII bytes, control characters, space, `"`, `<`, `>`,
 //!    `\`, `^`, `` ` ``, `{`, `|`, `}` are denied; `%` must be followed by two hex
 //!    digits and `%00` (NUL) is denied. Other encoded bytes are left alone (a commit
-//!    status description may carry an encoded newline).
+//!    status description may carry an encoded newline), but the decoded query must be
+//!    valid UTF-8 (`percent-encoding in query is not UTF-8`).
 //! 7. The path is split on `/` into segments. An empty segment (`//` anywhere, including
 //!    a leading `//`) is denied; a single trailing `/` is kept as a final empty segment,
 //!    which only a pattern that itself ends in `/` matches.
@@ -41,16 +42,31 @@
 //!    to 4 levels) while it still contains valid escapes, to see through double encoding
 //!    (`%252e`). At every level: a segment (or, after an encoded slash, a piece) made
 //!    only of dots (`.`, `..`, `...`) is denied (`dot segment in path`); a decoded
-//!    backslash, control character or `;` is denied like its raw form. Encoding nested
-//!    deeper than 4 levels is denied.
+//!    backslash, control character or `;` is denied like its raw form. Every level must
+//!    be valid UTF-8 (`percent-encoding in path is not UTF-8`): overlong forms (`%C0%AE`
+//!    for `.`, `%C0%AF` for `/`), encoded surrogates (`%ED%A0%80`) and stray continuation
+//!    bytes (`%80`) are refused, since a lenient server may read them as dots or slashes.
+//!    Encoding nested deeper than 4 levels is denied.
 //! 9. An encoded slash (`%2F`/`%2f`) at the first decoding level is recorded on the
 //!    segment, and the pieces between the slashes must themselves be non-empty and not
-//!    dot segments. Only pattern parameters spelled `{encoded_project}` and
-//!    `{encoded_path}` accept such a segment; GitLab is the only vendor that uses them
-//!    (its project ids `group%2Fsub%2Frepo`, and its files API, which takes the file
-//!    path as one `%2F`-separated segment). Everywhere else an encoded slash is denied
-//!    (`encoded slash outside a project segment`). A slash encoded twice (`%252F`) is
-//!    always denied.
+//!    dot segments. Only pattern parameters spelled `{encoded_project}`,
+//!    `{encoded_path}` and the ref parameters (`{ref}`, `{branch}`, `{tag}`, `{*ref}`,
+//!    `{*branch}`, `{*basehead}`) accept such a segment: GitLab's project ids
+//!    (`group%2Fsub%2Frepo`), its files API, which takes the file path as one
+//!    `%2F`-separated segment, and ref names with a slash (`feature%2Fx`) in GitLab and
+//!    GitHub. Everywhere else an encoded slash is denied (`encoded slash outside a project
+//!    or ref segment`). A slash encoded twice (`%252F`) is always denied.
+//!
+//! # Ref segments
+//!
+//! Most branches have a `/` in their name (`feature/x`, `release/1.2`). A rule declares
+//! where a ref goes: `{ref}`, `{branch}` or `{tag}` take one segment in which an encoded
+//! slash separates the ref's pieces (GitLab `…/repository/branches/feature%2Fx`, GitHub
+//! `…/commits/feature%2Fx`); `{*ref}`, `{*branch}` and `{*basehead}` take the raw rest of
+//! the path (GitHub `…/branches/feature/x`, `…/compare/main...feature/x`,
+//! `…/git/ref/heads/feature/x`). Each piece of a ref passed the same dot-segment and
+//! encoding checks as any segment, so `feature%2F..%2F..` or `branches/a/../b` are still
+//! denied.
 //!
 //! # Matching
 //!
@@ -76,12 +92,13 @@ mod bitbucket_datacenter;
 mod github_enterprise;
 mod gitlab;
 pub mod matcher;
+mod query;
 
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-pub use matcher::{canonicalize, Canonical, Method, Query, Rule};
+pub use matcher::{canonicalize, BodyCheck, Canonical, Method, Query, Rule};
 
 /// The VCS products the agent can front.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,6 +176,11 @@ pub struct Allowed {
     /// GitHub Enterprise archive that is served from the `codeload.<host>` subdomain
     /// when the instance uses subdomain isolation.
     pub codeload: bool,
+    /// Projects named by query parameters (`from_project_id=99` → `99`), each already
+    /// checked against the project regex like [`project`](Self::project).
+    pub other_projects: Vec<String>,
+    /// What the agent must do with the body before forwarding it.
+    pub body: BodyCheck,
 }
 
 /// A request the allowlist refuses, with a short reason safe to log and to return.
@@ -197,7 +219,15 @@ struct Inner {
 }
 
 /// Methods denied whatever the table says.
-const NEVER_ALLOWED: [&str; 3] = ["CONNECT", "TRACE", "OPTIONS"];
+const NEVER_ALLOWED: [&str; 2] = ["CONNECT", "TRACE"];
+
+/// Headers that make Rails, ASP.NET (Azure DevOps) and other frameworks run the request as
+/// another method: an allowed `POST` could become a `DELETE`.
+pub const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
 
 impl Allowlist {
     /// `projects: None` allows every project.
@@ -231,21 +261,98 @@ impl Allowlist {
     /// VCS base endpoint, exactly as it will be forwarded.
     pub fn check(&self, method: &str, target: &str) -> Result<Allowed, Denied> {
         let canonical = self.precheck(method, target)?;
+        let params = query::Params::parse(canonical.query());
+        if params.any_named(query::METHOD_PARAM) {
+            return Err(Denied::new(
+                "method override parameter _method is not allowed",
+            ));
+        }
         for rule in &self.inner.rules {
             if let Some(m) = rule.matches(method, &canonical) {
-                if let (Some(project), Some(re)) = (&m.project, &self.inner.projects) {
-                    if !re.is_match(project) {
-                        return Err(Denied::new(format!("project {project} is not allowed")));
-                    }
+                if m.foreign_ref && self.restricted() {
+                    return Err(Denied::new(
+                        "a ref in another repository (owner:branch) cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS",
+                    ));
                 }
-                return Ok(Allowed {
-                    description: rule.rule.description,
-                    project: m.project,
-                    codeload: rule.rule.codeload,
-                });
+                return self.decide(rule.rule, m.project, &params);
             }
         }
         Err(self.no_match_reason(method, &canonical))
+    }
+
+    /// [`check`](Self::check) plus what only the whole request shows: method-override
+    /// headers, and a body on a `GET` or `HEAD` (where its parameters would reach the VCS
+    /// unchecked: Rails and Grape read form and JSON bodies of any method).
+    pub fn check_request(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(String, String)],
+        has_body: bool,
+    ) -> Result<Allowed, Denied> {
+        if let Some(name) = headers.iter().find_map(|(name, _)| {
+            let lower = name.to_ascii_lowercase();
+            METHOD_OVERRIDE_HEADERS.into_iter().find(|h| *h == lower)
+        }) {
+            return Err(Denied::new(format!(
+                "method override header {name} is not allowed"
+            )));
+        }
+        if has_body && (method == "GET" || method == "HEAD") {
+            return Err(Denied::new(format!(
+                "a {method} request may not carry a body"
+            )));
+        }
+        self.check(method, target)
+    }
+
+    /// The matching rule's verdict: the path's project and every project a parameter
+    /// names must match the regex.
+    fn decide(
+        &self,
+        rule: &'static Rule,
+        project: Option<String>,
+        params: &query::Params,
+    ) -> Result<Allowed, Denied> {
+        if let Some(project) = &project {
+            self.project_allowed(project, None)?;
+        }
+        if rule.unscoped && self.inner.projects.is_some() {
+            return Err(Denied::new(format!(
+                "{} names no repository, so it cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS",
+                rule.description
+            )));
+        }
+        let mut other_projects = Vec::new();
+        for &name in rule.project_params {
+            for value in params.values(name) {
+                self.project_allowed(&value, Some(name))?;
+                other_projects.push(value);
+            }
+        }
+        Ok(Allowed {
+            description: rule.description,
+            project,
+            codeload: rule.codeload,
+            other_projects,
+            body: rule.body,
+        })
+    }
+
+    /// Whether projects are restricted (`SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS` is set).
+    pub fn restricted(&self) -> bool {
+        self.inner.projects.is_some()
+    }
+
+    /// One project against the regex; `param` names the query parameter it came from.
+    pub fn project_allowed(&self, project: &str, param: Option<&str>) -> Result<(), Denied> {
+        match &self.inner.projects {
+            Some(re) if !re.is_match(project) => Err(Denied::new(match param {
+                Some(param) => format!("project {project} (from {param}) is not allowed"),
+                None => format!("project {project} is not allowed"),
+            })),
+            _ => Ok(()),
+        }
     }
 
     /// Indices (into [`Vendor::rules`]) of **every** rule whose method, path and query
@@ -263,7 +370,13 @@ impl Allowlist {
     }
 
     fn precheck(&self, method: &str, target: &str) -> Result<Canonical, Denied> {
-        if NEVER_ALLOWED.contains(&method) {
+        let options_somewhere = || {
+            self.inner
+                .rules
+                .iter()
+                .any(|r| r.rule.methods.contains(&Method::Options))
+        };
+        if NEVER_ALLOWED.contains(&method) || (method == "OPTIONS" && !options_somewhere()) {
             return Err(Denied::new(format!("method {method} is never allowed")));
         }
         if !is_token(method) {
@@ -277,7 +390,7 @@ impl Allowlist {
             s.encoded_slash && !matcher::encoded_position(&self.inner.rules, canonical, i)
         });
         if stray_slash {
-            return Denied::new("encoded slash outside a project segment");
+            return Denied::new("encoded slash outside a project or ref segment");
         }
         Denied::new(format!("no rule allows {method} {}", canonical.path()))
     }

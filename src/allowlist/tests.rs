@@ -169,6 +169,15 @@ fn project_regex_applies_to_rules_with_a_project() {
             match (&allowed.project, closed.check(method, rule.example)) {
                 (Some(p), Err(d)) => assert_eq!(d.reason, format!("project {p} is not allowed")),
                 (None, Ok(a)) => assert_eq!(a, allowed),
+                (None, Err(d)) if rule.unscoped => {
+                    assert!(
+                        d.reason.ends_with(
+                            "cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS"
+                        ),
+                        "{}",
+                        d.reason
+                    )
+                }
                 (p, r) => panic!("{vendor} {}: project {p:?} gave {r:?}", rule.example),
             }
         }
@@ -412,8 +421,8 @@ fn denial_reasons() {
         ("GET", "/api/v4/user%0d%0aX:1", "control character in path"),
         (
             "GET",
-            "/api/v4/projects/1/repository/branches/feature%2Fx",
-            "encoded slash outside a project segment",
+            "/api/v4/projects/1/repository/tree%2Fx",
+            "encoded slash outside a project or ref segment",
         ),
         (
             "GET",
@@ -472,7 +481,7 @@ fn denial_reasons() {
     ] {
         assert_eq!(
             reason(vendor, "GET", "/repos/acme%2Finfra/x"),
-            "encoded slash outside a project segment"
+            "encoded slash outside a project or ref segment"
         );
     }
     assert_eq!(
@@ -583,4 +592,442 @@ fn allowlist_is_send_sync_and_cheap_to_clone() {
     let a = open(Vendor::Gitlab);
     let b = a.clone();
     assert!(Arc::ptr_eq(&a.inner, &b.inner));
+}
+
+fn restricted(vendor: Vendor, re: &str) -> Allowlist {
+    Allowlist::new(vendor, Some(project_pattern(re).unwrap()))
+}
+
+fn description(vendor: Vendor, method: &str, target: &str) -> &'static str {
+    match open(vendor).check(method, target) {
+        Ok(a) => a.description,
+        Err(d) => panic!("{vendor} {method} {target}: {d}"),
+    }
+}
+
+#[test]
+fn every_rule_names_its_source() {
+    for vendor in Vendor::ALL {
+        for rule in vendor.rules() {
+            assert!(
+                rule.source.contains("https://"),
+                "{vendor} {:?} has no source",
+                rule.description
+            );
+        }
+    }
+}
+
+#[test]
+fn refs_with_slashes_pass_where_a_rule_declares_a_ref() {
+    let cases = [
+        (
+            Vendor::Gitlab,
+            "/api/v4/projects/5/repository/branches/feature%2Fx",
+            "Get branch",
+        ),
+        (
+            Vendor::Gitlab,
+            "/api/v4/projects/5/repository/commits/feature%2Fx",
+            "Get commit",
+        ),
+        (
+            Vendor::Gitlab,
+            "/api/v4/projects/5/repository/commits/release%2F1.2/statuses",
+            "List commit statuses",
+        ),
+        (
+            Vendor::Gitlab,
+            "/api/v4/projects/5/repository/tags/release%2F1.2",
+            "Get tag",
+        ),
+        (
+            Vendor::GithubEnterprise,
+            "/api/v3/repos/o/r/branches/feature/x",
+            "Get branch",
+        ),
+        (
+            Vendor::GithubEnterprise,
+            "/api/v3/repos/o/r/branches/a/b/c",
+            "Get branch",
+        ),
+        (
+            Vendor::GithubEnterprise,
+            "/api/v3/repos/o/r/compare/main...feature/x",
+            "Compare commits",
+        ),
+        (
+            Vendor::GithubEnterprise,
+            "/api/v3/repos/o/r/commits/feature%2Fx",
+            "Get commit",
+        ),
+        (
+            Vendor::GithubEnterprise,
+            "/api/v3/repos/o/r/tarball/feature%2Fx",
+            "Download repository archive",
+        ),
+        (
+            Vendor::GithubEnterprise,
+            "/api/v3/repos/o/r/git/ref/heads/feature/x",
+            "Get reference",
+        ),
+        (
+            Vendor::GithubEnterprise,
+            "/api/v3/repos/o/r/git/matching-refs/heads/feature/",
+            "List matching references (prefix ending in /)",
+        ),
+    ];
+    for (vendor, target, want) in cases {
+        assert_eq!(description(vendor, "GET", target), want, "{target}");
+    }
+}
+
+#[test]
+fn every_piece_of_a_ref_is_still_checked() {
+    for target in [
+        "/api/v4/projects/5/repository/branches/feature%2F..",
+        "/api/v4/projects/5/repository/branches/..%2Fx",
+        "/api/v4/projects/5/repository/branches/a%2F%2Fb",
+        "/api/v4/projects/5/repository/branches/a%2F.",
+        "/api/v4/projects/5/repository/branches/%2e%2e%2Fx",
+        "/api/v4/projects/5/repository/branches/a%252F..",
+    ] {
+        assert!(
+            open(Vendor::Gitlab).check("GET", target).is_err(),
+            "{target}"
+        );
+    }
+    for target in [
+        "/api/v3/repos/o/r/branches/feature/../../../user",
+        "/api/v3/repos/o/r/branches/feature/%2e%2e",
+        "/api/v3/repos/o/r/compare/main...feature/..",
+        "/api/v3/repos/o/r/compare/main...feature//x",
+        "/api/v3/repos/o/r/commits/feature%2F..%2F..",
+        "/api/v3/repos/o/r/git/ref/heads/x%252F..",
+        // A ref spelled across segments never reaches branch protection.
+        "/api/v3/repos/o/r/branches/main/protection",
+        "/api/v3/repos/o/r/branches/main/protection/restrictions",
+    ] {
+        assert!(
+            open(Vendor::GithubEnterprise).check("GET", target).is_err(),
+            "{target}"
+        );
+    }
+    // Refs stay where the rule declares them: not in literals, projects or other values.
+    assert_eq!(
+        reason(
+            Vendor::GithubEnterprise,
+            "GET",
+            "/api/v3/repos/o/r/pulls/8%2Ffiles"
+        ),
+        "encoded slash outside a project or ref segment"
+    );
+    assert!(open(Vendor::BitbucketDatacenter)
+        .check(
+            "GET",
+            "/rest/api/1.0/projects/K/repos/r/commits/feature%2Fx"
+        )
+        .is_err());
+}
+
+#[test]
+fn a_ref_in_another_repository_is_denied_while_projects_are_restricted() {
+    let target = "/api/v3/repos/acme/infra/compare/main...other:feature";
+    assert_eq!(
+        description(Vendor::GithubEnterprise, "GET", target),
+        "Compare commits"
+    );
+    let list = restricted(Vendor::GithubEnterprise, "acme/.*");
+    assert!(list
+        .check("GET", "/api/v3/repos/acme/infra/compare/main...feature/x")
+        .is_ok());
+    for target in [
+        target,
+        "/api/v3/repos/acme/infra/compare/main...other%3Afeature",
+        "/api/v3/repos/acme/infra/compare/other:infra:main...feature",
+    ] {
+        let d = list.check("GET", target).unwrap_err();
+        assert!(
+            d.reason.starts_with("a ref in another repository"),
+            "{target}: {d}"
+        );
+    }
+}
+
+#[test]
+fn rules_the_issue_names_are_allowed() {
+    let cases = [
+        (
+            Vendor::Gitlab,
+            "GET",
+            "/api/v4/projects/5/merge_requests/1/changes",
+        ),
+        (
+            Vendor::Gitlab,
+            "GET",
+            "/api/v4/projects/5/merge_requests/1/versions",
+        ),
+        (
+            Vendor::Gitlab,
+            "GET",
+            "/api/v4/projects/5/merge_requests/1/diffs?page=2",
+        ),
+        (Vendor::Gitlab, "GET", "/api/v4/projects/5/repository/tags"),
+        (
+            Vendor::Gitlab,
+            "GET",
+            "/group/repo/info/refs?service=git-upload-pack",
+        ),
+        (Vendor::Gitlab, "POST", "/group/sub/repo/git-upload-pack"),
+        (
+            Vendor::GithubEnterprise,
+            "GET",
+            "/api/v3/repos/o/r/git/trees/main?recursive=1",
+        ),
+        (Vendor::GithubEnterprise, "GET", "/repos/o/r/tags"),
+        (
+            Vendor::GithubEnterprise,
+            "POST",
+            "/api/v3/repos/o/r/pulls/3/reviews",
+        ),
+        (
+            Vendor::GithubEnterprise,
+            "GET",
+            "/o/r/info/refs?service=git-upload-pack",
+        ),
+        (Vendor::GithubEnterprise, "POST", "/o/r/git-upload-pack"),
+        (
+            Vendor::BitbucketDatacenter,
+            "GET",
+            "/rest/api/1.0/projects/K/repos/r/pull-requests/2/commits",
+        ),
+        (
+            Vendor::BitbucketDatacenter,
+            "GET",
+            "/rest/api/1.0/projects/K",
+        ),
+        (
+            Vendor::BitbucketDatacenter,
+            "GET",
+            "/rest/api/latest/projects/K/repos",
+        ),
+        (
+            Vendor::BitbucketDatacenter,
+            "GET",
+            "/rest/api/1.0/projects/K/repos/r/tags",
+        ),
+        (
+            Vendor::BitbucketDatacenter,
+            "GET",
+            "/rest/api/1.0/projects/K/repos/r/files?at=main",
+        ),
+        (Vendor::AzureDevops, "OPTIONS", "/acme/_apis"),
+        (
+            Vendor::AzureDevops,
+            "POST",
+            "/acme/p/_apis/git/repositories/r/itemsBatch?api-version=7.1",
+        ),
+        (
+            Vendor::AzureDevops,
+            "GET",
+            "/acme/p/_apis/git/repositories/r/pullRequests/4/iterations/1/changes",
+        ),
+        (
+            Vendor::AzureDevops,
+            "GET",
+            "/acme/p/_apis/git/pullRequests/4",
+        ),
+    ];
+    for (vendor, method, target) in cases {
+        if let Err(d) = open(vendor).check(method, target) {
+            panic!("{vendor} {method} {target}: {d}");
+        }
+    }
+    // Without `.git`, the project is still every segment before the git suffix.
+    let a = open(Vendor::Gitlab)
+        .check("POST", "/group/sub/repo/git-upload-pack")
+        .unwrap();
+    assert_eq!(a.project.as_deref(), Some("group/sub/repo"));
+    // Push stays denied in every spelling.
+    for (vendor, target) in [
+        (Vendor::Gitlab, "/group/repo/git-receive-pack"),
+        (Vendor::GithubEnterprise, "/o/r/git-receive-pack"),
+        (Vendor::BitbucketDatacenter, "/scm/K/r/git-receive-pack"),
+    ] {
+        assert!(open(vendor).check("POST", target).is_err(), "{target}");
+        assert!(open(vendor)
+            .check(
+                "GET",
+                &format!(
+                    "{}/info/refs?service=git-receive-pack",
+                    target.trim_end_matches("/git-receive-pack")
+                )
+            )
+            .is_err());
+    }
+}
+
+#[test]
+fn bitbucket_personal_repositories_in_both_spellings_are_one_project() {
+    let list = restricted(Vendor::BitbucketDatacenter, "~jdoe/tools");
+    for target in [
+        "/rest/api/1.0/users/jdoe/repos/tools/commits?until=main",
+        "/rest/api/1.0/projects/~jdoe/repos/tools/commits?until=main",
+        "/rest/api/latest/users/jdoe/repos/tools/pull-requests/1/commits",
+    ] {
+        let a = list
+            .check("GET", target)
+            .unwrap_or_else(|d| panic!("{target}: {d}"));
+        assert_eq!(a.project.as_deref(), Some("~jdoe/tools"));
+    }
+    assert_eq!(
+        list.check("GET", "/rest/api/1.0/users/eve/repos/tools")
+            .unwrap_err()
+            .reason,
+        "project ~eve/tools is not allowed"
+    );
+    assert!(open(Vendor::BitbucketDatacenter)
+        .check("GET", "/rest/api/1.0/users/~jdoe/repos/tools")
+        .is_err());
+}
+
+#[test]
+fn options_only_for_azure_resource_location_discovery() {
+    assert!(open(Vendor::AzureDevops)
+        .check("OPTIONS", "/acme/_apis")
+        .is_ok());
+    for target in [
+        "/acme/_apis/connectionData",
+        "/acme/p/_apis/git/repositories",
+        "/acme/_apis/",
+        "/acme/p/_apis",
+    ] {
+        assert_eq!(
+            reason(Vendor::AzureDevops, "OPTIONS", target),
+            format!("no rule allows OPTIONS {target}")
+        );
+    }
+    for vendor in [
+        Vendor::Gitlab,
+        Vendor::GithubEnterprise,
+        Vendor::BitbucketDatacenter,
+    ] {
+        assert_eq!(
+            reason(vendor, "OPTIONS", "/acme/_apis"),
+            "method OPTIONS is never allowed"
+        );
+    }
+    let with_options: Vec<_> = Vendor::ALL
+        .iter()
+        .flat_map(|v| v.rules())
+        .filter(|r| r.methods.contains(&Method::Options))
+        .collect();
+    assert_eq!(with_options.len(), 1);
+    assert_eq!(with_options[0].methods, &[Method::Options]);
+}
+
+#[test]
+fn percent_encoding_must_be_utf8() {
+    for target in [
+        "/api/v4/projects/%C0%AE%C0%AE",
+        "/api/v4/projects/a%C0%AFb",
+        "/api/v4/projects/%ED%A0%80",
+        "/api/v4/projects/a%80b",
+        "/api/v4/projects/%E2%82",
+        "/api/v4/projects/%25C0%25AE",
+    ] {
+        assert_eq!(
+            reason(Vendor::Gitlab, "GET", target),
+            "percent-encoding in path is not UTF-8",
+            "{target}"
+        );
+    }
+    assert_eq!(
+        reason(Vendor::Gitlab, "GET", "/api/v4/projects?search=%C0%AE"),
+        "percent-encoding in query is not UTF-8"
+    );
+    // Valid multi-byte UTF-8 is fine.
+    assert!(open(Vendor::AzureDevops)
+        .check("GET", "/acme/Pr%C3%B6jekt/_apis/git/repositories/r")
+        .is_ok());
+    assert!(open(Vendor::Gitlab)
+        .check("GET", "/api/v4/projects?search=caf%C3%A9")
+        .is_ok());
+}
+
+#[test]
+fn method_overrides_are_denied() {
+    let list = open(Vendor::Gitlab);
+    let target = "/api/v4/projects/5/statuses/0123456789abcdef0123456789abcdef01234567";
+    let header = |name: &str| vec![(name.to_string(), "DELETE".to_string())];
+    assert!(list.check_request("POST", target, &[], true).is_ok());
+    for name in [
+        "X-HTTP-Method-Override",
+        "x-http-method",
+        "X-Method-Override",
+    ] {
+        assert_eq!(
+            list.check_request("POST", target, &header(name), true)
+                .unwrap_err()
+                .reason,
+            format!(
+                "method override header {} is not allowed",
+                name.to_ascii_lowercase()
+            )
+        );
+    }
+    for query in [
+        "_method=DELETE",
+        "a=1&_method=PUT",
+        "%5Fmethod=DELETE",
+        "_method[]=x",
+        "_method",
+    ] {
+        assert_eq!(
+            reason(Vendor::Gitlab, "POST", &format!("{target}?{query}")),
+            "method override parameter _method is not allowed",
+            "{query}"
+        );
+    }
+    // A GET carries no body: its parameters would reach the VCS unchecked.
+    assert_eq!(
+        list.check_request("GET", "/api/v4/user", &[], true)
+            .unwrap_err()
+            .reason,
+        "a GET request may not carry a body"
+    );
+}
+
+#[test]
+fn projects_named_in_parameters_are_checked_like_the_path() {
+    let list = restricted(Vendor::Gitlab, "group/.*|5");
+    let compare = "/api/v4/projects/group%2Frepo/repository/compare?from=a&to=b";
+    assert!(list.check("GET", compare).is_ok());
+    let a = list
+        .check("GET", &format!("{compare}&from_project_id=group%2Fother"))
+        .unwrap();
+    assert_eq!(a.other_projects, vec!["group/other"]);
+    for (extra, project) in [
+        ("from_project_id=99", "99"),
+        ("from%5Fproject%5Fid=99", "99"),
+        ("from_project_id=5&from_project_id=99", "99"),
+        ("from_project_id[]=other%2Frepo", "other/repo"),
+    ] {
+        assert_eq!(
+            list.check("GET", &format!("{compare}&{extra}"))
+                .unwrap_err()
+                .reason,
+            format!("project {project} (from from_project_id) is not allowed"),
+            "{extra}"
+        );
+    }
+    let bb = restricted(Vendor::BitbucketDatacenter, "PLAT/.*");
+    let changes = "/rest/api/1.0/projects/PLAT/repos/infra/compare/changes?from=a&to=b";
+    assert!(bb.check("GET", changes).is_ok());
+    assert_eq!(
+        bb.check("GET", &format!("{changes}&fromRepo=SECRET%2Fx"))
+            .unwrap_err()
+            .reason,
+        "project SECRET/x (from fromRepo) is not allowed"
+    );
 }
