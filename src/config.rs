@@ -7,6 +7,7 @@
 use crate::allowlist::{self, Vendor};
 use crate::net::proxy::{self, ProxyConfig};
 use crate::net::tls::{self, CustomCas};
+use crate::observe::redact;
 use crate::token::Token;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -156,26 +157,26 @@ impl BaseEndpoint {
     pub fn parse(text: &str) -> Result<BaseEndpoint, String> {
         let uri: ureq::http::Uri = text
             .parse()
-            .map_err(|e| format!("not a URL ({e}), got \"{}\"", redact_url(text)))?;
+            .map_err(|e| format!("not a URL ({e}), got \"{}\"", redact::url(text)))?;
         let scheme = match uri.scheme_str() {
             Some(s @ ("http" | "https")) => s.to_string(),
             _ => {
                 return Err(format!(
                     "expected an http:// or https:// URL, got \"{}\"",
-                    redact_url(text)
+                    redact::url(text)
                 ))
             }
         };
         let authority = uri
             .authority()
-            .ok_or_else(|| format!("no host in \"{}\"", redact_url(text)))?;
+            .ok_or_else(|| format!("no host in \"{}\"", redact::url(text)))?;
         if authority.as_str().contains('@') {
             return Err("credentials in the URL are not supported: the SaaS sends its own".into());
         }
         if uri.query().is_some() || text.contains('#') {
             return Err(format!(
                 "must not have a query or fragment, got \"{}\"",
-                redact_url(text)
+                redact::url(text)
             ));
         }
         Ok(BaseEndpoint {
@@ -406,20 +407,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
-/// A URL for logs and errors: any `user:password@` is replaced by `***@`.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let host_start = scheme_end + 3;
-            if url[host_start..at].contains('/') {
-                return url.to_string();
-            }
-            format!("{}***{}", &url[..host_start], &url[at..])
-        }
-        _ => url.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -610,14 +597,5 @@ mod tests {
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert!(parse_duration("0").is_err());
         assert!(parse_duration("5 parsecs").is_err());
-    }
-
-    #[test]
-    fn urls_are_redacted() {
-        assert_eq!(
-            redact_url("http://u:pw@proxy:3128"),
-            "http://***@proxy:3128"
-        );
-        assert_eq!(redact_url("http://proxy:3128/a@b"), "http://proxy:3128/a@b");
     }
 }

@@ -6,9 +6,10 @@
 //! Parsing is a pure function over a map of variables so it is unit-tested without touching
 //! the process environment; [`connect_tunnel`] opens an HTTP `CONNECT` tunnel for the
 //! gateway leg. Proxy credentials live in a [`Secret`] and every printable form of a proxy
-//! is [`ProxyUrl::redacted`].
+//! is [`ProxyUrl::redacted`] or goes through [`redact::url`].
 
 use crate::net::dial::tcp_connect;
+use crate::observe::redact;
 use crate::token::Secret;
 use base64::Engine;
 use std::collections::BTreeMap;
@@ -76,7 +77,7 @@ impl ProxyUrl {
         let (host, port) = split_host_port(hostport).ok_or_else(|| {
             format!(
                 "expected a proxy URL such as http://proxy.corp:3128, got \"{}\"",
-                redact(text)
+                redact::url(text)
             )
         })?;
         Ok(ProxyUrl {
@@ -89,12 +90,11 @@ impl ProxyUrl {
 
     /// `http://[***@]host:port`, safe for logs.
     pub fn redacted(&self) -> String {
-        let auth = if self.credentials.is_some() {
-            "***@"
-        } else {
-            ""
-        };
-        format!("http://{auth}{}", host_port(&self.host, self.port))
+        let host = host_port(&self.host, self.port);
+        match self.credentials {
+            Some(_) => format!("http://{}@{host}", redact::MASK),
+            None => format!("http://{host}"),
+        }
     }
 
     /// The `Proxy-Authorization` value, when the URL carried credentials.
@@ -146,21 +146,6 @@ fn split_host_port(text: &str) -> Option<(String, Option<u16>)> {
         Some(p) => Some(p.parse::<u16>().ok().filter(|p| *p > 0)?),
     };
     Some((host.to_ascii_lowercase(), port))
-}
-
-/// A URL with any `user:password@` replaced, for error messages.
-fn redact(text: &str) -> String {
-    match text.rsplit_once('@') {
-        Some((before, after)) => {
-            let scheme = before.split_once("://").map(|(s, _)| s).unwrap_or("");
-            if scheme.is_empty() {
-                format!("***@{after}")
-            } else {
-                format!("{scheme}://***@{after}")
-            }
-        }
-        None => text.to_string(),
-    }
 }
 
 /// One `NO_PROXY` entry.

@@ -1,4 +1,8 @@
-//! No level leaks a secret: both programs run at `trace` (by `SPACELIFT_VCS_AGENT_LOG_LEVEL`,
+//! Secrets never reach a log, whatever the level.
+//!
+//! At the default level with `SPACELIFT_VCS_AGENT_DEBUG_PRINT_ALL`, a token after a `;`
+//! query separator, a `Referer` with a token in its query and custom auth headers are masked
+//! in both access lines, the debug dump and the panel's request log. At trace, both programs run at `trace` (by `SPACELIFT_VCS_AGENT_LOG_LEVEL`,
 //! by `RUST_LOG`, and both with `SPACELIFT_VCS_AGENT_DEBUG_PRINT_ALL`) while requests carry
 //! known secrets in every place one travels: the pool key in the agent's upgrade, header
 //! tokens, a query token, Basic credentials, the agent's proxy password and the gateway's
@@ -145,4 +149,81 @@ fn both_programs_at_trace_print_no_secret() {
     assert!(!proxy.tunnels().is_empty(), "the agent used the proxy");
     let text = gateway.proc.out.text();
     assert_no_secret("the gateway at RUST_LOG=trace", &text, &secrets);
+}
+
+#[test]
+fn default_level_masks_semicolon_queries_referers_and_custom_auth_headers() {
+    let gateway = Gateway::start(&[]);
+    let upstream = Upstream::start();
+    let token = gateway.create_pool("masked");
+    let agent = start_agent(&agent_env(
+        &token,
+        &upstream.base(),
+        &[("SPACELIFT_VCS_AGENT_DEBUG_PRINT_ALL", "true")],
+    ));
+    gateway.wait_streams("masked", 2);
+    let secrets: Vec<String> = [
+        "SemicolonSecret11",
+        "RefererSecret12",
+        "XAuthSecret13",
+        "SessionSecret14",
+        "ApiKeySecret15",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let response = client()
+        .get(gateway.url(
+            "masked",
+            &format!(
+                "/api/v4/projects/group%2Frepo/repository/archive?x=1;private_token={}&do=echo",
+                secrets[0]
+            ),
+        ))
+        .header(
+            "Referer",
+            format!("https://saas.example/x?a=1&private_token={}", secrets[1]),
+        )
+        .header("X-Auth", &secrets[2])
+        .header("X-Session-Id", &secrets[3])
+        .header("X-Custom-Key", &secrets[4])
+        .call()
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    // The upstream got every secret: masking is for logs only.
+    let seen = upstream.requests();
+    assert!(seen[0]
+        .target
+        .contains(&format!(";private_token={}&", secrets[0])));
+
+    agent.out.wait_for("status=200", Duration::from_secs(5));
+    let line = gateway
+        .proc
+        .out
+        .wait_for("pool=masked method=GET", Duration::from_secs(5));
+    assert!(line.contains(";private_token=***"), "{line}");
+    let panel_log = || {
+        client()
+            .get(format!(
+                "http://{}/api/pools/masked/log?limit=10",
+                gateway.api_addr
+            ))
+            .call()
+            .expect("panel log")
+            .body_mut()
+            .read_to_string()
+            .expect("panel log body")
+    };
+    wait_until(
+        Duration::from_secs(5),
+        "the request in the panel's log",
+        || panel_log().contains("private_token"),
+    );
+    let log = panel_log();
+    assert!(log.contains(";private_token=***"), "{log}");
+    let agent_text = agent.out.text();
+    assert!(agent_text.contains("x-auth: ***"), "{agent_text}");
+    assert_no_secret("the agent", &agent_text, &secrets);
+    assert_no_secret("the gateway", &gateway.proc.out.text(), &secrets);
+    assert_no_secret("the panel's request log", &log, &secrets);
 }
