@@ -1,0 +1,203 @@
+//! The real client libraries a CI/CD SaaS uses (python-gitlab, PyGithub, atlassian-python-api,
+//! the azure-devops SDK; pinned in tests/clients/requirements.txt) driven through gateway +
+//! agent against a stub of each vendor that answers plausible JSON (tests/clients/drive.py
+//! is the driver). What the platform needs passes and arrives byte for byte; the holes
+//! (another project by path or by id, method overrides, a project named in a parameter,
+//! GraphQL writes and foreign repositories) are denied with the reason the library shows,
+//! and nothing of them reaches the VCS. git itself is driven in tests/allowlist_tunnel.rs.
+//!
+//! The libraries come from the virtual environment `bash scripts/test.sh` builds; its
+//! interpreter is `VCS_TEST_PYTHON`.
+
+mod support;
+
+use serde_json::{json, Value};
+use std::process::Command;
+use std::time::Duration;
+use support::upstream::{Recorded, Reply, Upstream};
+use support::*;
+
+const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
+const AZURE_REPO: &str = "3411ebc1-d5aa-464f-9615-0b527bc66719";
+const AZURE_OTHER: &str = "9c4f29fb-0d6e-4b3e-a1b3-6f1f2d4b8a77";
+
+fn python() -> String {
+    std::env::var("VCS_TEST_PYTHON").unwrap_or_else(|_| {
+        panic!("VCS_TEST_PYTHON is not set: run the tests with `bash scripts/test.sh`, which installs tests/clients/requirements.txt into a virtual environment and sets it")
+    })
+}
+
+fn reply(status: u16, content_type: &str, body: &[u8]) -> Option<Reply> {
+    Some((
+        status,
+        vec![("Content-Type".into(), content_type.into())],
+        body.to_vec(),
+    ))
+}
+
+fn ok(value: Value) -> Option<Reply> {
+    reply(200, "application/json", value.to_string().as_bytes())
+}
+
+const RAW_FILE: &[u8] = b"terraform {}\n";
+const TARBALL: &[u8] = b"tarball-bytes";
+
+/// One vendor run: the stub, the agent's log and the driver's steps.
+struct Run {
+    upstream: Upstream,
+    agent: Proc,
+    steps: Vec<Value>,
+}
+
+impl Run {
+    /// Requests that reached the VCS, as `METHOD target`.
+    fn arrived(&self) -> Vec<String> {
+        self.upstream
+            .requests()
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.target))
+            .collect()
+    }
+
+    fn request(&self, method: &str, target: &str) -> Recorded {
+        self.upstream
+            .requests()
+            .into_iter()
+            .find(|r| r.method == method && r.target == target)
+            .unwrap_or_else(|| panic!("{method} {target} did not arrive: {:?}", self.arrived()))
+    }
+}
+
+/// Starts gateway, stub and agent for `vendor` with `ALLOWED_PROJECTS=projects`, runs the
+/// driver and checks that every step went as expected.
+fn drive(
+    vendor: &str,
+    projects: &str,
+    stub: impl Fn(&Recorded, &str) -> Option<Reply> + Send + Sync + 'static,
+) -> Run {
+    let python = python();
+    let gateway = Gateway::start(&[]);
+    let pool = vendor.replace('_', "-");
+    let prefix = format!("/private/{pool}");
+    let upstream = Upstream::with_routes(move |r| stub(r, &prefix));
+    let agent = gateway.agent_for(
+        &pool,
+        &upstream.base(),
+        &[
+            ("SPACELIFT_VCS_AGENT_VENDOR", vendor),
+            ("SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS", projects),
+        ],
+        2,
+    );
+    let home = TempDir::new("clients");
+    let mut command = Command::new(&python);
+    command
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/clients/drive.py"
+        ))
+        .arg(vendor)
+        .arg(gateway.url(&pool, ""))
+        .env("HOME", &home.0)
+        .env("AZURE_DEVOPS_CACHE_DIR", home.0.join("azure"))
+        .env("NO_PROXY", "*")
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy");
+    let mut driver = Proc::spawn(command);
+    let status = driver.wait_exit(Duration::from_secs(120));
+    let steps: Vec<Value> = driver
+        .out
+        .lines()
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(
+        status.success() && !steps.is_empty(),
+        "{vendor}: the driver failed:\n{}\n\nagent:\n{}",
+        driver.out.text(),
+        agent.out.text()
+    );
+    Run {
+        upstream,
+        agent,
+        steps,
+    }
+}
+
+fn gitlab_stub(r: &Recorded, _prefix: &str) -> Option<Reply> {
+    let project = |id: u64, path: &str| json!({"id": id, "path_with_namespace": path, "name": path.rsplit('/').next(), "default_branch": "main"});
+    let p = "/api/v4/projects/5";
+    match (r.method.as_str(), r.path()) {
+        ("GET", "/api/v4/user") => ok(json!({"id": 1, "username": "ci"})),
+        ("GET", "/api/v4/projects/group%2Frepo" | "/api/v4/projects/5") => {
+            ok(project(5, "group/repo"))
+        }
+        ("GET", "/api/v4/projects/6") => ok(project(6, "other/secret")),
+        ("GET", "/api/v4/projects") => ok(json!([
+            project(5, "group/repo"),
+            project(6, "other/secret")
+        ])),
+        ("GET", path) if path == format!("{p}/repository/branches") => {
+            ok(json!([{"name": "main", "commit": {"id": SHA}}]))
+        }
+        ("GET", path) if path == format!("{p}/repository/branches/feature%2Fx") => {
+            ok(json!({"name": "feature/x", "commit": {"id": SHA}}))
+        }
+        ("GET", path) if path == format!("{p}/repository/commits/{SHA}") => {
+            ok(json!({"id": SHA, "short_id": "0123456"}))
+        }
+        ("GET", path) if path == format!("{p}/repository/files/stacks%2Fmain.tf/raw") => {
+            reply(200, "text/plain", RAW_FILE)
+        }
+        ("POST", path) if path == format!("{p}/statuses/{SHA}") => {
+            ok(json!({"id": 1, "status": "success", "name": "ci"}))
+        }
+        ("GET", path) if path == format!("{p}/merge_requests/1") => {
+            ok(json!({"id": 11, "iid": 1, "project_id": 5, "title": "Add stack"}))
+        }
+        ("POST", path) if path == format!("{p}/merge_requests/1/notes") => {
+            ok(json!({"id": 3, "body": "plan: 1 to add"}))
+        }
+        ("GET", path) if path == format!("{p}/repository/archive.tar.gz") => {
+            reply(200, "application/octet-stream", TARBALL)
+        }
+        _ => None,
+    }
+}
+
+#[test]
+fn python_gitlab() {
+    let run = drive("gitlab", "group/.*", gitlab_stub);
+    let p = "/api/v4/projects/5";
+    assert_eq!(
+        run.arrived(),
+        [
+            "GET /api/v4/user".to_string(),
+            "GET /api/v4/projects/group%2Frepo".into(),
+            // The one lookup that tells the agent what id 5 is, then the id's requests.
+            format!("GET {p}"),
+            format!("GET {p}/repository/branches"),
+            format!("GET {p}/repository/branches/feature%2Fx"),
+            format!("GET {p}/repository/commits/{SHA}"),
+            format!("GET {p}/repository/files/stacks%2Fmain.tf/raw?ref=main"),
+            format!("POST {p}/statuses/{SHA}"),
+            format!("GET {p}/merge_requests/1"),
+            format!("POST {p}/merge_requests/1/notes"),
+            format!("GET {p}/repository/archive.tar.gz?sha={SHA}"),
+            "GET /api/v4/projects?search=e".into(),
+        ]
+    );
+    let status = run.request("POST", &format!("{p}/statuses/{SHA}"));
+    assert_eq!(
+        String::from_utf8_lossy(&status.body),
+        r#"{"state": "success", "name": "ci"}"#
+    );
+    assert_eq!(status.header("private-token"), Some("glpat-ci-secret"));
+    assert!(status
+        .header("user-agent")
+        .is_some_and(|ua| ua.starts_with("python-gitlab/8.6.0")));
+    run.agent
+        .out
+        .wait_for("project=group/repo (id 5)", Duration::from_secs(5));
+    assert!(run.steps.len() >= 15, "{:?}", run.steps);
+}
