@@ -69,7 +69,8 @@ impl Run {
 }
 
 /// Starts gateway, stub and agent for `vendor` with `ALLOWED_PROJECTS=projects`, runs the
-/// driver and checks that every step went as expected.
+/// driver and checks that every step went as expected. The stub gets each request and the
+/// front URL of the pool.
 fn drive(
     vendor: &str,
     projects: &str,
@@ -78,8 +79,9 @@ fn drive(
     let python = python();
     let gateway = Gateway::start(&[]);
     let pool = vendor.replace('_', "-");
-    let prefix = format!("/private/{pool}");
-    let upstream = Upstream::with_routes(move |r| stub(r, &prefix));
+    // Where answers' own URLs point: the front (PyGithub follows them).
+    let front = gateway.url(&pool, "");
+    let upstream = Upstream::with_routes(move |r| stub(r, &front));
     let agent = gateway.agent_for(
         &pool,
         &upstream.base(),
@@ -124,7 +126,7 @@ fn drive(
     }
 }
 
-fn gitlab_stub(r: &Recorded, _prefix: &str) -> Option<Reply> {
+fn gitlab_stub(r: &Recorded, _front: &str) -> Option<Reply> {
     let project = |id: u64, path: &str| json!({"id": id, "path_with_namespace": path, "name": path.rsplit('/').next(), "default_branch": "main"});
     let p = "/api/v4/projects/5";
     match (r.method.as_str(), r.path()) {
@@ -200,4 +202,108 @@ fn python_gitlab() {
         .out
         .wait_for("project=group/repo (id 5)", Duration::from_secs(5));
     assert!(run.steps.len() >= 15, "{:?}", run.steps);
+}
+
+fn github_repo(front: &str, id: u64, full_name: &str) -> Value {
+    let (owner, name) = full_name.split_once('/').unwrap_or((full_name, ""));
+    json!({
+        "id": id,
+        "name": name,
+        "full_name": full_name,
+        "owner": {"login": owner},
+        "default_branch": "main",
+        "url": format!("{front}/api/v3/repos/{full_name}"),
+    })
+}
+
+fn github_stub(r: &Recorded, front: &str) -> Option<Reply> {
+    let repo = "/api/v3/repos/acme/infra";
+    let url = |path: &str| format!("{front}{repo}{path}");
+    match (r.method.as_str(), r.path()) {
+        ("GET", "/api/v3/user") => {
+            ok(json!({"login": "ci", "id": 1, "url": format!("{front}/api/v3/users/ci")}))
+        }
+        ("GET", "/api/v3/repos/acme/infra" | "/api/v3/repositories/7") => {
+            ok(github_repo(front, 7, "acme/infra"))
+        }
+        ("GET", "/api/v3/repositories/6") => ok(github_repo(front, 6, "other/secret")),
+        ("GET", "/api/v3/user/repos") => ok(json!([
+            github_repo(front, 7, "acme/infra"),
+            github_repo(front, 6, "other/secret"),
+        ])),
+        ("POST", "/api/graphql") => ok(json!({"data": {"repository": {"id": "R_1"}}})),
+        ("GET", "/_codeload/acme/infra/legacy.tar.gz/main") => {
+            reply(200, "application/x-gzip", TARBALL)
+        }
+        ("GET", path) => match path.strip_prefix(repo) {
+            Some("/branches/feature/x") => ok(json!({"name": "feature/x", "commit": {"sha": SHA}})),
+            Some(p) if p == format!("/commits/{SHA}") => {
+                ok(json!({"sha": SHA, "url": url(&format!("/commits/{SHA}"))}))
+            }
+            Some("/contents/stacks/main.tf") => ok(json!({
+                "type": "file", "encoding": "base64", "content": "dGVycmFmb3JtIHt9Cg==",
+                "name": "main.tf", "path": "stacks/main.tf", "sha": "abc", "size": 13,
+                "url": url("/contents/stacks/main.tf"),
+            })),
+            Some("/pulls/8") => ok(json!({
+                "number": 8, "id": 80, "url": url("/pulls/8"),
+                "issue_url": url("/issues/8"),
+            })),
+            Some("/tarball/main") => {
+                let host = r.header("host").unwrap_or_default();
+                let to = format!("http://{host}/_codeload/acme/infra/legacy.tar.gz/main");
+                Some((302, vec![("Location".into(), to)], Vec::new()))
+            }
+            _ => None,
+        },
+        ("POST", path) => match path.strip_prefix(repo) {
+            Some(p) if p == format!("/statuses/{SHA}") => {
+                ok(json!({"id": 1, "state": "success", "context": "ci"}))
+            }
+            Some("/check-runs") => ok(json!({"id": 4, "name": "plan", "head_sha": SHA})),
+            Some("/issues/8/comments") => ok(json!({"id": 9, "body": "plan: 1 to add"})),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+#[test]
+fn pygithub() {
+    let run = drive("github_enterprise", "acme/.*", github_stub);
+    let repo = "/api/v3/repos/acme/infra";
+    assert_eq!(
+        run.arrived(),
+        [
+            "GET /api/v3/user".to_string(),
+            format!("GET {repo}"),
+            format!("GET {repo}/branches/feature/x"),
+            format!("GET {repo}/commits/{SHA}?page=1"),
+            format!("GET {repo}/contents/stacks/main.tf?ref=main"),
+            format!("POST {repo}/statuses/{SHA}"),
+            format!("POST {repo}/check-runs"),
+            format!("GET {repo}/pulls/8"),
+            format!("POST {repo}/issues/8/comments"),
+            format!("GET {repo}/tarball/main"),
+            // The redirect to the internal codeload path, followed through the tunnel.
+            "GET /_codeload/acme/infra/legacy.tar.gz/main".into(),
+            // The lookup that tells the agent what id 7 is, then the request itself.
+            "GET /api/v3/repositories/7".into(),
+            "GET /api/v3/repositories/7".into(),
+            // The listing (filtered) taught the agent id 6 too: no lookup for it later, and
+            // nothing of the denied requests.
+            "GET /api/v3/user/repos".into(),
+            "POST /api/graphql".into(),
+        ]
+    );
+    let check_run = run.request("POST", &format!("{repo}/check-runs"));
+    assert_eq!(
+        String::from_utf8_lossy(&check_run.body),
+        format!(r#"{{"name": "plan", "head_sha": "{SHA}"}}"#)
+    );
+    assert_eq!(
+        check_run.header("authorization"),
+        Some("token ghp-ci-secret")
+    );
+    assert!(run.steps.len() >= 18, "{:?}", run.steps);
 }
