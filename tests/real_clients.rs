@@ -307,3 +307,67 @@ fn pygithub() {
     );
     assert!(run.steps.len() >= 18, "{:?}", run.steps);
 }
+
+fn bitbucket_repo(key: &str, slug: &str) -> Value {
+    json!({"slug": slug, "id": 1, "name": slug, "project": {"key": key}})
+}
+
+fn bitbucket_stub(r: &Recorded, _front: &str) -> Option<Reply> {
+    let repo = "/rest/api/1.0/projects/PLAT/repos/infra";
+    match (r.method.as_str(), r.path()) {
+        ("GET", "/rest/api/1.0/projects/PLAT/repos") => ok(json!({
+            "size": 2, "limit": 25, "isLastPage": true, "start": 0,
+            "values": [bitbucket_repo("PLAT", "infra"), bitbucket_repo("PLAT", "secret")],
+        })),
+        ("GET", path) => match path.strip_prefix(repo) {
+            Some("") => ok(bitbucket_repo("PLAT", "infra")),
+            Some("/branches") => ok(json!({
+                "size": 1, "limit": 25, "isLastPage": true, "start": 0,
+                "values": [{"id": "refs/heads/main", "displayId": "main"}],
+            })),
+            Some(p) if p == format!("/commits/{SHA}") => {
+                ok(json!({"id": SHA, "displayId": "0123456"}))
+            }
+            Some("/raw/stacks/main.tf") => reply(200, "text/plain", RAW_FILE),
+            _ => None,
+        },
+        ("POST", path)
+            if path
+                == format!("/rest/api/latest/projects/PLAT/repos/infra/commits/{SHA}/builds") =>
+        {
+            Some((204, vec![], Vec::new()))
+        }
+        ("POST", path) if path == format!("{repo}/pull-requests/1/comments") => {
+            ok(json!({"id": 3, "text": "plan: 1 to add"}))
+        }
+        _ => None,
+    }
+}
+
+#[test]
+fn atlassian_python_api() {
+    let run = drive("bitbucket_datacenter", "PLAT/infra", bitbucket_stub);
+    let repo = "/rest/api/1.0/projects/PLAT/repos/infra";
+    assert_eq!(
+        run.arrived(),
+        [
+            format!("GET {repo}"),
+            format!(
+                "GET {repo}/branches?limit=25&orderBy=MODIFICATION&details=True&boostMatches=False"
+            ),
+            format!("GET {repo}/commits/{SHA}"),
+            format!("GET {repo}/raw/stacks/main.tf?at=main"),
+            format!("POST /rest/api/latest/projects/PLAT/repos/infra/commits/{SHA}/builds"),
+            format!("POST {repo}/pull-requests/1/comments"),
+            // Filtered to PLAT/infra; nothing of the denied requests.
+            "GET /rest/api/1.0/projects/PLAT/repos?limit=25".into(),
+        ]
+    );
+    let comment = run.request("POST", &format!("{repo}/pull-requests/1/comments"));
+    assert_eq!(
+        String::from_utf8_lossy(&comment.body),
+        r#"{"text": "plan: 1 to add"}"#
+    );
+    assert_eq!(comment.header("authorization"), Some("Bearer bb-ci-secret"));
+    assert!(run.steps.len() >= 9, "{:?}", run.steps);
+}
