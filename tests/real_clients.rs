@@ -371,3 +371,132 @@ fn atlassian_python_api() {
     assert_eq!(comment.header("authorization"), Some("Bearer bb-ci-secret"));
     assert!(run.steps.len() >= 9, "{:?}", run.steps);
 }
+
+/// One entry of the Azure DevOps resource-location answer (`OPTIONS /{org}/_apis`).
+fn azure_location(id: &str, area: &str, resource: &str, template: &str) -> Value {
+    json!({
+        "id": id, "area": area, "resourceName": resource, "routeTemplate": template,
+        "resourceVersion": 1, "minVersion": "1.0", "maxVersion": "7.1", "releasedVersion": "7.0",
+    })
+}
+
+fn azure_locations() -> Value {
+    let repo = "{project}/_apis/{area}/repositories/{repositoryId}";
+    let locations = [
+        azure_location(
+            "e81700f7-3be2-46de-8624-2eb35882fcaa",
+            "Location",
+            "ResourceAreas",
+            "_apis/{resource}/{areaId}",
+        ),
+        azure_location(
+            "225f7195-f9c7-4d14-ab28-a83f7ff77e1f",
+            "git",
+            "repositories",
+            "{project}/_apis/{area}/{resource}/{repositoryId}",
+        ),
+        azure_location(
+            "c2570c3b-5b3f-41b8-98bf-5407bfde8d58",
+            "git",
+            "commits",
+            &format!("{repo}/{{resource}}/{{commitId}}"),
+        ),
+        azure_location(
+            "428dd4fb-fda5-4722-af02-9313b80305da",
+            "git",
+            "statuses",
+            &format!("{repo}/commits/{{commitId}}/{{resource}}"),
+        ),
+        azure_location(
+            "9946fd70-0d40-406e-b686-b4744cbbcc37",
+            "git",
+            "pullRequests",
+            &format!("{repo}/{{resource}}/{{pullRequestId}}"),
+        ),
+        azure_location(
+            "ab6e2e5d-a0b7-4153-b64a-a4efe0d49449",
+            "git",
+            "threads",
+            &format!("{repo}/pullRequests/{{pullRequestId}}/{{resource}}/{{threadId}}"),
+        ),
+    ];
+    json!({"count": locations.len(), "value": locations})
+}
+
+fn azure_repo(id: &str, project: &str, name: &str) -> Value {
+    json!({"id": id, "name": name, "project": {"id": "p-1", "name": project}})
+}
+
+fn azure_stub(r: &Recorded, _front: &str) -> Option<Reply> {
+    let git = "/acme/platform/_apis/git/repositories";
+    match (r.method.as_str(), r.path()) {
+        ("OPTIONS", "/acme/_apis") => ok(azure_locations()),
+        ("GET", "/acme/_apis/ResourceAreas") => ok(json!({"count": 0, "value": []})),
+        ("GET", path) if path == git => ok(json!({
+            "count": 2,
+            "value": [azure_repo(AZURE_REPO, "platform", "infra"), azure_repo("0-legacy", "platform", "legacy")],
+        })),
+        ("GET", path) => match path.strip_prefix(git) {
+            Some("/infra") => ok(azure_repo(AZURE_REPO, "platform", "infra")),
+            Some(p) if p == format!("/{AZURE_REPO}") => {
+                ok(azure_repo(AZURE_REPO, "platform", "infra"))
+            }
+            Some(p) if p == format!("/{AZURE_OTHER}") => {
+                ok(azure_repo(AZURE_OTHER, "hr", "secret"))
+            }
+            Some(p) if p == format!("/{AZURE_REPO}/commits/{SHA}") => ok(json!({"commitId": SHA})),
+            Some("/infra/pullRequests/21") => ok(json!({"pullRequestId": 21})),
+            _ => None,
+        },
+        ("POST", path) => match path.strip_prefix(git) {
+            Some(p) if p == format!("/infra/commits/{SHA}/statuses") => {
+                ok(json!({"state": "succeeded", "description": "ci"}))
+            }
+            Some("/infra/pullRequests/21/threads") => ok(json!({"id": 3})),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+#[test]
+fn azure_devops_sdk() {
+    let run = drive("azure_devops", "acme/platform/infra", azure_stub);
+    let git = "/acme/platform/_apis/git/repositories";
+    assert_eq!(
+        run.arrived(),
+        [
+            // Resource-location discovery, the SDK's first request.
+            "OPTIONS /acme/_apis".to_string(),
+            "GET /acme/_apis/ResourceAreas".into(),
+            // Filtered to infra, which teaches the agent its GUID.
+            format!("GET {git}"),
+            format!("GET {git}/infra"),
+            format!("GET {git}/{AZURE_REPO}/commits/{SHA}"),
+            format!("POST {git}/infra/commits/{SHA}/statuses"),
+            format!("GET {git}/infra/pullRequests/21"),
+            format!("POST {git}/infra/pullRequests/21/threads"),
+            // The lookup of the other GUID; nothing of the denied requests.
+            format!("GET {git}/{AZURE_OTHER}?api-version=5.0"),
+        ]
+        .map(|t| if t.contains(' ') {
+            t
+        } else {
+            format!("GET {t}")
+        })
+    );
+    let thread = run.request("POST", &format!("{git}/infra/pullRequests/21/threads"));
+    assert_eq!(
+        String::from_utf8_lossy(&thread.body),
+        r#"{"comments": [{"content": "plan: 1 to add"}]}"#
+    );
+    assert!(thread
+        .header("authorization")
+        .is_some_and(|a| a.starts_with("Basic ")));
+    let lookup = run.request("GET", &format!("{git}/{AZURE_OTHER}?api-version=5.0"));
+    assert_eq!(
+        lookup.header("authorization"),
+        thread.header("authorization")
+    );
+    assert!(run.steps.len() >= 9, "{:?}", run.steps);
+}
