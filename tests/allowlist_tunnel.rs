@@ -429,3 +429,139 @@ fn method_overrides_never_reach_the_upstream() {
         "denied requests reached the upstream: {seen:?}"
     );
 }
+
+#[test]
+fn graphql_is_inspected_and_forwarded_byte_for_byte() {
+    let upstream = Upstream::start();
+    let gateway = Gateway::start(&[]);
+    let agent = gateway.agent_for(
+        "gql",
+        &upstream.base(),
+        &[
+            ("SPACELIFT_VCS_AGENT_VENDOR", "github_enterprise"),
+            ("SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS", "acme/.*"),
+        ],
+        2,
+    );
+    let json = ("Content-Type", "application/json");
+    let holes = [
+        r#"{"query":"mutation { deleteRef(input: {refId: \"x\"}) { clientMutationId } }"}"#.to_string(),
+        r#"{"query":"mutation($i: CreateCommitOnBranchInput!) { createCommitOnBranch(input: $i) { commit { oid } } }","variables":{"i":{"branch":{"repositoryNameWithOwner":"other/secret","branchName":"main"}}}}"#.to_string(),
+        r#"{"query":"{ repository(owner: \"other\", name: \"secret\") { object(expression: \"HEAD:main.tf\") { id } } }"}"#.to_string(),
+        r#"{"query":"query($o: String!) { repository(owner: $o, name: \"secret\") { id } }","variables":{"o":"other"}}"#.to_string(),
+        r#"{"query":"{ node(id: \"MDEwOlJlcG9zaXRvcnkx\") { id } }"}"#.to_string(),
+        r#"{"query":"subscription { x }"}"#.to_string(),
+        format!(r#"{{"query":"{{ viewer {{ login }} }}","pad":"{}"}}"#, "x".repeat(300 * 1024)),
+    ];
+    for (i, body) in holes.iter().enumerate() {
+        let (status, answer) = send(
+            &gateway,
+            "gql",
+            "POST",
+            "/api/graphql",
+            &[json],
+            Some(body.as_bytes()),
+        );
+        assert_eq!(
+            (status, answer["kind"].as_str()),
+            (403, Some("denied")),
+            "hole {i}: {answer}"
+        );
+    }
+    let (status, answer) = send(
+        &gateway,
+        "gql",
+        "POST",
+        "/api/graphql",
+        &[json],
+        Some(holes[6].as_bytes()),
+    );
+    assert_eq!(status, 403);
+    assert_eq!(
+        answer["error"],
+        "request body over 256 KiB cannot be inspected"
+    );
+
+    // Allowed: the upstream gets exactly the bytes sent, and the log says what it was for.
+    let body = br#"{"query":"query Repo($n: String!) { repository(owner: \"acme\", name: $n) { id } }","variables":{"n":"infra"}}"#;
+    let (status, echo) = send(
+        &gateway,
+        "gql",
+        "POST",
+        "/api/graphql?do=echo",
+        &[json],
+        Some(body),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(echo["body_len"], body.len());
+    let want = support::upstream::Digest::of_reader(&body[..]).unwrap();
+    assert_eq!(echo["body_digest"], want.hex());
+    let line = agent
+        .out
+        .wait_for("for=\"GraphQL query Repo", Duration::from_secs(5));
+    assert!(
+        line.contains("for=\"GraphQL query Repo: repository\"")
+            && line.contains("project=acme/infra"),
+        "{line}"
+    );
+    let seen = upstream.requests();
+    assert_eq!(
+        seen.len(),
+        1,
+        "denied GraphQL reached the upstream: {seen:?}"
+    );
+}
+
+#[test]
+fn method_override_in_a_form_body_never_reaches_the_upstream() {
+    let upstream = Upstream::start();
+    let gateway = Gateway::start(&[]);
+    let _agent = gateway.agent_for("form", &upstream.base(), &[], 2);
+    let statuses =
+        "/api/v4/projects/group%2Frepo/statuses/0123456789abcdef0123456789abcdef01234567";
+    let form = ("Content-Type", "application/x-www-form-urlencoded");
+    let (status, answer) = send(
+        &gateway,
+        "form",
+        "POST",
+        statuses,
+        &[form],
+        Some(b"state=success&_method=DELETE"),
+    );
+    assert_eq!(status, 403);
+    assert_eq!(
+        answer["error"],
+        "method override parameter _method is not allowed"
+    );
+    let multipart = ("Content-Type", "multipart/form-data; boundary=b");
+    let (status, answer) = send(
+        &gateway,
+        "form",
+        "POST",
+        statuses,
+        &[multipart],
+        Some(b"--b--\r\n"),
+    );
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (403, Some("multipart form bodies are not allowed"))
+    );
+    // A form without the override goes through whole and unchanged.
+    let body = b"state=success&description=plan+ok%0A";
+    let (status, echo) = send(
+        &gateway,
+        "form",
+        "POST",
+        &format!("{statuses}?do=echo"),
+        &[form],
+        Some(body),
+    );
+    assert_eq!(status, 200);
+    let want = support::upstream::Digest::of_reader(&body[..]).unwrap();
+    assert_eq!(echo["body_digest"], want.hex());
+    assert_eq!(
+        upstream.requests().len(),
+        1,
+        "denied forms reached the upstream"
+    );
+}

@@ -12,6 +12,7 @@
 
 use crate::agent::forward;
 use crate::agent::Shared;
+use crate::allowlist::{self, BodyVerdict};
 use crate::net::dial::{self, DialError};
 use crate::net::stream::is_timeout;
 use crate::net::Stream;
@@ -283,6 +284,9 @@ struct Request {
 struct Record<'a> {
     request: &'a Request,
     description: &'static str,
+    /// What an inspected body says the request was for (`GraphQL query …`), in place of
+    /// the rule's description on the access line.
+    detail: Option<String>,
     project: Option<String>,
     status: Option<u16>,
     bytes_in: u64,
@@ -295,6 +299,11 @@ struct Record<'a> {
 }
 
 impl Record<'_> {
+    /// What the request was for: the inspected body's words, else the rule's.
+    fn rule_text(&self) -> &str {
+        self.detail.as_deref().unwrap_or(self.description)
+    }
+
     /// Writes the access line and counts the request (once per request).
     fn log(&self) {
         let path = redact_target(&self.request.target);
@@ -303,7 +312,7 @@ impl Record<'_> {
             id: &self.request.id,
             method: &self.request.method,
             path: &path,
-            rule: self.description,
+            rule: self.rule_text(),
             project: self.project.as_deref(),
             status: self.status,
             bytes_in: self.bytes_in,
@@ -432,6 +441,7 @@ fn handle(
     let mut record = Record {
         request: &request,
         description: "-",
+        detail: None,
         project: None,
         status: None,
         bytes_in: 0,
@@ -477,6 +487,26 @@ fn handle(
     record.description = allowed.description;
     record.project = allowed.project.clone();
 
+    // Bodies the allowlist must see are read whole (bounded) before anything is forwarded.
+    let whole = match read_for_inspection(shared, socket, &request, &allowed, idle_limit)? {
+        Inspected::Stream => None,
+        Inspected::Whole(bytes, verdict) => {
+            record.detail = verdict.description;
+            if record.project.is_none() && !verdict.projects.is_empty() {
+                record.project = Some(verdict.projects.join(","));
+            }
+            Some(bytes)
+        }
+        Inspected::Denied(reason, bytes_in) => {
+            record.bytes_in = bytes_in;
+            record.status = Some(ErrorKind::Denied.status());
+            record.problem = Some((ErrorKind::Denied, reason.clone()));
+            record.log();
+            send_error(socket, &record, ErrorKind::Denied, &reason)?;
+            return Ok(());
+        }
+    };
+
     let url = if allowed.codeload {
         shared.codeload_base().url_for(&request.target)
     } else {
@@ -484,11 +514,18 @@ fn handle(
     };
     let headers = protocol::end_to_end(request.headers.iter().cloned());
 
-    // Send the request; the body streams from the socket while ureq writes it upstream.
-    let mut body = RequestBody::new(socket, request.body, idle_limit);
+    // Send the request; the body streams from the socket while ureq writes it upstream (or
+    // goes as read for inspection, byte for byte).
+    let streamed = request.body && whole.is_none();
+    let mut body = RequestBody::new(socket, streamed, idle_limit);
+    let mut whole_reader = whole.as_deref();
     let asked = Instant::now();
     let outcome = {
-        let reader: Option<&mut dyn Read> = if request.body { Some(&mut body) } else { None };
+        let reader: Option<&mut dyn Read> = match whole_reader.as_mut() {
+            Some(bytes) => Some(bytes),
+            None if streamed => Some(&mut body),
+            None => None,
+        };
         match forward::build(&request.method, &url, &headers) {
             Ok(builder) => forward::send(&shared.http, builder, reader, &authority),
             Err(message) => Err(forward::UpstreamError {
@@ -500,7 +537,7 @@ fn handle(
     record.upstream = Some(asked.elapsed());
     // The gateway writes the whole body before it reads an answer: consume it first.
     body.skip_rest().map_err(StreamEnd::Lost)?;
-    record.bytes_in = body.bytes;
+    record.bytes_in = body.bytes + whole.as_ref().map_or(0, |w| w.len() as u64);
 
     let response = match outcome {
         Ok(response) => response,
@@ -530,7 +567,7 @@ fn handle(
         status,
         headers,
         body: has_body,
-        rule: Some(allowed.description.to_string()),
+        rule: Some(record.rule_text().to_string()),
         project: allowed.project.clone(),
     };
     // With a body to follow, the head waits in tungstenite's buffer and leaves with the first
@@ -605,6 +642,55 @@ fn handle(
     Ok(())
 }
 
+/// A request body after the allowlist's body step.
+enum Inspected {
+    /// Not inspected: it streams as it arrives.
+    Stream,
+    /// Read whole and allowed: forward these bytes.
+    Whole(Vec<u8>, BodyVerdict),
+    /// Denied with this reason; the body was consumed (this many bytes).
+    Denied(String, u64),
+}
+
+/// Reads a body the allowlist must inspect, at most [`allowlist::body::MAX_BODY`] bytes
+/// kept (a larger one is consumed and denied), and asks the allowlist about it.
+fn read_for_inspection(
+    shared: &Shared,
+    socket: &mut Socket,
+    request: &Request,
+    allowed: &allowlist::Allowed,
+    idle_limit: Duration,
+) -> Result<Inspected, StreamEnd> {
+    let inspection = match shared.allowlist.body_inspection(allowed, &request.headers) {
+        Ok(None) => return Ok(Inspected::Stream),
+        Ok(Some(inspection)) => Ok(inspection),
+        Err(denied) => Err(denied.reason),
+    };
+    let mut body = RequestBody::new(socket, request.body, idle_limit);
+    let mut whole = Vec::new();
+    if inspection.is_ok() {
+        let limit = allowlist::body::MAX_BODY as u64 + 1;
+        // A read error is kept in `body` and returned by `skip_rest` below.
+        let _ = (&mut body).take(limit).read_to_end(&mut whole);
+    }
+    body.skip_rest().map_err(StreamEnd::Lost)?;
+    let inspection = match inspection {
+        Ok(inspection) => inspection,
+        Err(reason) => return Ok(Inspected::Denied(reason, body.bytes)),
+    };
+    if whole.len() > allowlist::body::MAX_BODY {
+        let reason = format!(
+            "request body over {} KiB cannot be inspected",
+            allowlist::body::MAX_BODY / 1024
+        );
+        return Ok(Inspected::Denied(reason, body.bytes));
+    }
+    Ok(match shared.allowlist.check_body(inspection, &whole) {
+        Ok(verdict) => Inspected::Whole(whole, verdict),
+        Err(denied) => Inspected::Denied(denied.reason, body.bytes),
+    })
+}
+
 fn send_error(
     socket: &mut Socket,
     record: &Record,
@@ -615,7 +701,7 @@ fn send_error(
         id: record.request.id.clone(),
         kind,
         message: message.to_string(),
-        rule: (record.description != "-").then(|| record.description.to_string()),
+        rule: (record.description != "-").then(|| record.rule_text().to_string()),
         project: record.project.clone(),
     };
     socket.send(frame.to_message()).map_err(StreamEnd::from)

@@ -89,8 +89,10 @@
 
 mod azure_devops;
 mod bitbucket_datacenter;
+pub mod body;
 mod github_enterprise;
 mod gitlab;
+pub mod graphql;
 pub mod matcher;
 mod query;
 
@@ -98,6 +100,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
+pub use body::{BodyVerdict, Inspection};
 pub use matcher::{canonicalize, BodyCheck, Canonical, Method, Query, Rule};
 
 /// The VCS products the agent can front.

@@ -1,0 +1,84 @@
+//! Request bodies the allowlist must see before they are forwarded.
+//!
+//! Bodies normally stream from the gateway to the VCS without being looked at. Two kinds
+//! are read whole first (at most [`MAX_BODY`] bytes; larger is denied), inspected, and then
+//! forwarded byte for byte as they arrived:
+//!
+//! * GitHub GraphQL documents, on the rules marked [`BodyCheck::Graphql`] ([`graphql`]).
+//! * `application/x-www-form-urlencoded` bodies, on every rule: Rails' `Rack::MethodOverride`
+//!   (GitLab) runs a `POST` whose form carries `_method=DELETE` as a `DELETE`, so such a
+//!   field is denied like the query parameter and the override headers.
+//!
+//! `multipart/form-data` bodies are denied outright: no allowed endpoint takes an upload,
+//! and their fields (a `_method` among them) could only be seen by parsing parts of any size.
+
+use super::graphql;
+use super::query::{Params, METHOD_PARAM};
+use super::{Allowed, Allowlist, BodyCheck, Denied};
+
+/// Largest body read whole for inspection.
+pub const MAX_BODY: usize = graphql::MAX_BODY;
+
+/// How a body is inspected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inspection {
+    Graphql,
+    Form,
+}
+
+/// What an inspected body adds to the request's record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BodyVerdict {
+    /// What the request was for, in more words than the rule (`GraphQL query Name: repository`).
+    pub description: Option<String>,
+    /// Projects the body names.
+    pub projects: Vec<String>,
+}
+
+impl Allowlist {
+    /// Whether the agent must read the body whole and call [`check_body`](Self::check_body)
+    /// before forwarding; a multipart body is denied here.
+    pub fn body_inspection(
+        &self,
+        allowed: &Allowed,
+        headers: &[(String, String)],
+    ) -> Result<Option<Inspection>, Denied> {
+        if allowed.body == BodyCheck::Graphql {
+            return Ok(Some(Inspection::Graphql));
+        }
+        let mut form = false;
+        for (_, value) in headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+        {
+            let media = value.split(';').next().unwrap_or_default().trim();
+            if media.eq_ignore_ascii_case("multipart/form-data") {
+                return Err(Denied::new("multipart form bodies are not allowed"));
+            }
+            form |= media.eq_ignore_ascii_case("application/x-www-form-urlencoded");
+        }
+        Ok(form.then_some(Inspection::Form))
+    }
+
+    /// Decides on a body read whole (at most [`MAX_BODY`] bytes).
+    pub fn check_body(&self, inspection: Inspection, body: &[u8]) -> Result<BodyVerdict, Denied> {
+        match inspection {
+            Inspection::Form => {
+                let text = String::from_utf8_lossy(body);
+                if Params::parse(Some(&text)).any_named(METHOD_PARAM) {
+                    return Err(Denied::new(
+                        "method override parameter _method is not allowed",
+                    ));
+                }
+                Ok(BodyVerdict::default())
+            }
+            Inspection::Graphql => {
+                let inspected = graphql::inspect(body, self.inner.projects.as_ref())?;
+                Ok(BodyVerdict {
+                    description: Some(format!("GraphQL {}", inspected.summary)),
+                    projects: inspected.projects,
+                })
+            }
+        }
+    }
+}
