@@ -565,3 +565,31 @@ fn method_override_in_a_form_body_never_reaches_the_upstream() {
         "denied forms reached the upstream"
     );
 }
+
+#[test]
+fn azure_sdk_discovery_is_the_one_options_request_forwarded() {
+    let upstream = Upstream::start();
+    let gateway = Gateway::start(&[]);
+    let _agent = gateway.agent_for(
+        "ado",
+        &upstream.base(),
+        &[("SPACELIFT_VCS_AGENT_VENDOR", "azure_devops")],
+        2,
+    );
+    for target in [
+        "/acme/_apis/connectionData",
+        "/acme/platform/_apis/git/repositories",
+    ] {
+        let (status, answer) = send(&gateway, "ado", "OPTIONS", target, &[], None);
+        assert_eq!(status, 403, "{target}");
+        assert_eq!(answer["error"], format!("no rule allows OPTIONS {target}"));
+    }
+    let (status, _) = send(&gateway, "ado", "OPTIONS", "/acme/_apis?do=echo", &[], None);
+    assert_eq!(status, 200);
+    let seen = upstream.requests();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].target.as_str()),
+        ("OPTIONS", "/acme/_apis?do=echo")
+    );
+}

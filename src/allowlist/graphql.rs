@@ -12,11 +12,14 @@
 //!   `repository(owner:, name:)` and `organization|user|repositoryOwner(login:) {
 //!   repository(name:) }` must name an allowed project, with literals, variables (the JSON
 //!   body's `variables`, or the variable's default) and fragments resolved. What cannot be
-//!   checked is denied: `node`/`nodes` (global ids), `search`, `resource` (by URL), a
-//!   `repository` whose owner is not spelled out (under `viewer`, `owner`, a connection), and
-//!   fields that list or follow to other repositories ([`CROSSING`]); the ones that follow
-//!   one repository (`parent`, `headRepository`…) pass when they only ask for its identity
-//!   (`nameWithOwner`, `id`…). Without the variable, queries are not restricted.
+//!   checked is denied: at the root only [`ROOT_FIELDS`] pass (so not `node`/`nodes` by
+//!   global id, `search`, `resource` by URL), of a user or organization only its identity
+//!   and `repository(name:)` ([`OWNER_FIELDS`]; not `issues` or `pullRequests` across
+//!   repositories); a `repository` whose owner is not spelled out (under `viewer`, `owner`,
+//!   a connection) is denied, and so are fields that list other repositories
+//!   ([`CROSSING`]); the ones that follow to one repository (`parent`, `headRepository`…)
+//!   pass when they only ask for its identity (`nameWithOwner`, `id`…). Without the
+//!   variable, queries are not restricted.
 //! * **Mutations** on the short list [`MUTATIONS`], which is what a CI/CD platform writes:
 //!   comments, reviews and check runs. Never mutations that write code, refs, settings or
 //!   permissions. They address their object by global id (`subjectId`, `pullRequestId`,
@@ -117,6 +120,37 @@ const IDENTITY: &[&str] = &[
 /// Fields whose `login` argument names the owner of the `repository(name:)` below them.
 const OWNERS: &[&str] = &["organization", "user", "repositoryOwner"];
 
+/// While projects are restricted, the only fields of the query root: the others (`viewer`'s
+/// issues aside, `search`, `node`, `enterprise`, `topic`…) reach data of any repository.
+pub const ROOT_FIELDS: &[&str] = &[
+    "repository",
+    "organization",
+    "user",
+    "repositoryOwner",
+    "viewer",
+    "rateLimit",
+    "meta",
+    "__typename",
+    "__schema",
+    "__type",
+];
+
+/// While projects are restricted, the only fields of a user or organization (`viewer`,
+/// `organization(login:)`…): its identity and its repositories by name. The rest
+/// (`issues`, `pullRequests`, `contributionsCollection`, `projectsV2`…) spans repositories.
+pub const OWNER_FIELDS: &[&str] = &[
+    "repository",
+    "__typename",
+    "id",
+    "databaseId",
+    "login",
+    "name",
+    "email",
+    "url",
+    "avatarUrl",
+    "isViewer",
+];
+
 /// What the access line says, and the projects the document names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inspected {
@@ -171,13 +205,14 @@ pub fn inspect(body: &[u8], projects: Option<&Regex>) -> Result<Inspected, Denie
     })
 }
 
-/// Where a `repository(name:)` finds its owner.
+/// Where a field sits, and so where a `repository(name:)` finds its owner.
 #[derive(Clone, Copy)]
 enum Owner<'a> {
-    /// At the root: the field must spell `owner:`.
+    /// At the root: `repository` must spell `owner:`.
     Root,
-    /// Below `organization(login:)` and the like.
-    Known(&'a str),
+    /// Fields of a user or organization (`organization(login:)`, `viewer`), whose login is
+    /// known or not.
+    Object(Option<&'a str>),
     /// Anywhere else: the owner is not spelled out.
     Unknown,
 }
@@ -284,9 +319,6 @@ impl<'d> Walker<'d> {
     /// A field of the query root: `node`, `nodes`, `search` and `resource` cannot be
     /// checked; the rest is walked.
     fn root_field(&mut self, field: &'d Field<'static, String>) -> Result<(), Denied> {
-        if self.projects.is_some() && ["node", "nodes"].contains(&field.name.as_str()) {
-            return Err(self.unchecked(field));
-        }
         self.field(field, Owner::Root, 0)
     }
 
@@ -304,6 +336,14 @@ impl<'d> Walker<'d> {
         depth: usize,
     ) -> Result<(), Denied> {
         let name = field.name.as_str();
+        let allowed_here = match owner {
+            Owner::Root => ROOT_FIELDS.contains(&name),
+            Owner::Object(_) => OWNER_FIELDS.contains(&name),
+            Owner::Unknown => true,
+        };
+        if self.projects.is_some() && !allowed_here {
+            return Err(self.unchecked(field));
+        }
         // A `repository` without arguments below some object (`pullRequest { repository }`)
         // follows to one repository like `headRepository`; with arguments it names one.
         let names_one = !(matches!(owner, Owner::Unknown) && field.arguments.is_empty());
@@ -323,14 +363,14 @@ impl<'d> Walker<'d> {
                 return Err(self.unchecked(field));
             }
         }
-        let login = OWNERS
-            .contains(&name)
-            .then(|| self.argument(field, "login").map(str::to_owned))
-            .flatten();
-        match &login {
-            Some(login) => self.children(field, Owner::Known(login), depth),
-            None => self.children(field, Owner::Unknown, depth),
+        if name == "viewer" && matches!(owner, Owner::Root) {
+            return self.children(field, Owner::Object(None), depth);
         }
+        if !OWNERS.contains(&name) {
+            return self.children(field, Owner::Unknown, depth);
+        }
+        let login = self.argument(field, "login").map(str::to_owned);
+        self.children(field, Owner::Object(login.as_deref()), depth)
     }
 
     fn children(
@@ -354,7 +394,7 @@ impl<'d> Walker<'d> {
     ) -> Result<Option<String>, Denied> {
         let login = match owner {
             Owner::Root => self.argument(field, "owner"),
-            Owner::Known(login) => Some(login),
+            Owner::Object(login) => login,
             Owner::Unknown => None,
         };
         let project = match (login, self.argument(field, "name")) {
