@@ -533,6 +533,22 @@ fn method_override_in_a_form_body_never_reaches_the_upstream() {
         answer["error"],
         "method override parameter _method is not allowed"
     );
+    // Rack reads a body without a Content-Type as a form as well.
+    let (status, answer) = send(
+        &gateway,
+        "form",
+        "POST",
+        statuses,
+        &[],
+        Some(b"_method=DELETE"),
+    );
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (
+            403,
+            Some("method override parameter _method is not allowed")
+        )
+    );
     let multipart = ("Content-Type", "multipart/form-data; boundary=b");
     let (status, answer) = send(
         &gateway,

@@ -663,6 +663,8 @@ fn read_for_inspection(
 ) -> Result<Inspected, StreamEnd> {
     let inspection = match shared.allowlist.body_inspection(allowed, &request.headers) {
         Ok(None) => return Ok(Inspected::Stream),
+        // No body, no form to read (a GraphQL request without one is still denied below).
+        Ok(Some(allowlist::Inspection::Form)) if !request.body => return Ok(Inspected::Stream),
         Ok(Some(inspection)) => Ok(inspection),
         Err(denied) => Err(denied.reason),
     };

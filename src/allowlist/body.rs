@@ -7,10 +7,13 @@
 //! * GitHub GraphQL documents, on the rules marked [`BodyCheck::Graphql`] ([`graphql`]).
 //! * `application/x-www-form-urlencoded` bodies, on every rule: Rails' `Rack::MethodOverride`
 //!   (GitLab) runs a `POST` whose form carries `_method=DELETE` as a `DELETE`, so such a
-//!   field is denied like the query parameter and the override headers.
+//!   field is denied like the query parameter and the override headers. Rack also reads a
+//!   body *without* a `Content-Type` as a form, so those are inspected the same way.
 //!
 //! `multipart/form-data` bodies are denied outright: no allowed endpoint takes an upload,
 //! and their fields (a `_method` among them) could only be seen by parsing parts of any size.
+//! An inspected body with a `Content-Encoding` is denied: its bytes are not what the
+//! server would parse.
 
 use super::graphql;
 use super::query::{Params, METHOD_PARAM};
@@ -43,21 +46,32 @@ impl Allowlist {
         allowed: &Allowed,
         headers: &[(String, String)],
     ) -> Result<Option<Inspection>, Denied> {
-        if allowed.body == BodyCheck::Graphql {
-            return Ok(Some(Inspection::Graphql));
-        }
-        let mut form = false;
-        for (_, value) in headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case("content-type"))
-        {
-            let media = value.split(';').next().unwrap_or_default().trim();
-            if media.eq_ignore_ascii_case("multipart/form-data") {
-                return Err(Denied::new("multipart form bodies are not allowed"));
+        let named = |name: &'static str| {
+            headers
+                .iter()
+                .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.trim())
+        };
+        let inspection = if allowed.body == BodyCheck::Graphql {
+            Some(Inspection::Graphql)
+        } else {
+            let mut form = named("content-type").next().is_none();
+            for value in named("content-type") {
+                let media = value.split(';').next().unwrap_or_default().trim();
+                if media.eq_ignore_ascii_case("multipart/form-data") {
+                    return Err(Denied::new("multipart form bodies are not allowed"));
+                }
+                form |= media.eq_ignore_ascii_case("application/x-www-form-urlencoded");
             }
-            form |= media.eq_ignore_ascii_case("application/x-www-form-urlencoded");
+            form.then_some(Inspection::Form)
+        };
+        let encoded = named("content-encoding").any(|v| !v.eq_ignore_ascii_case("identity"));
+        if inspection.is_some() && encoded {
+            return Err(Denied::new(
+                "a body the agent must inspect may not carry a Content-Encoding",
+            ));
         }
-        Ok(form.then_some(Inspection::Form))
+        Ok(inspection)
     }
 
     /// Decides on a body read whole (at most [`MAX_BODY`] bytes).
