@@ -479,7 +479,7 @@ fn graphql_is_inspected_and_forwarded_byte_for_byte() {
     assert_eq!(status, 403);
     assert_eq!(
         answer["error"],
-        "request body over 256 KiB cannot be inspected"
+        "GraphQL body over 256 KiB cannot be inspected"
     );
 
     // Allowed: the upstream gets exactly the bytes sent, and the log says what it was for.

@@ -1038,7 +1038,10 @@ fn graphql(
     variables: serde_json::Value,
 ) -> Result<BodyVerdict, Denied> {
     let allowed = list.check("POST", "/api/graphql").unwrap();
-    let inspection = list.body_inspection(&allowed, &[]).unwrap().unwrap();
+    let inspection = list
+        .body_inspection("POST", &allowed, &[])
+        .unwrap()
+        .unwrap();
     let body = serde_json::json!({ "query": query, "variables": variables }).to_string();
     list.check_body(inspection, body.as_bytes())
 }
@@ -1215,16 +1218,22 @@ fn form_bodies_are_inspected_for_method_overrides() {
     let form = |ct: &str| vec![("Content-Type".to_string(), ct.to_string())];
     // Rack reads a body without a Content-Type as a form too.
     assert_eq!(
-        list.body_inspection(&allowed, &[]).unwrap(),
+        list.body_inspection("POST", &allowed, &[]).unwrap(),
         Some(Inspection::Form)
     );
+    // Only for POST (`Rack::MethodOverride` looks at nothing else).
+    let put = list
+        .check("PUT", "/api/v4/projects/5/deployments/12")
+        .unwrap();
+    assert_eq!(list.body_inspection("PUT", &put, &[]).unwrap(), None);
     assert_eq!(
-        list.body_inspection(&allowed, &form("application/json"))
+        list.body_inspection("POST", &allowed, &form("application/json"))
             .unwrap(),
         None
     );
     assert_eq!(
         list.body_inspection(
+            "POST",
             &allowed,
             &form("Application/X-WWW-Form-Urlencoded; charset=utf-8")
         )
@@ -1232,7 +1241,7 @@ fn form_bodies_are_inspected_for_method_overrides() {
         Some(Inspection::Form)
     );
     assert_eq!(
-        list.body_inspection(&allowed, &form("multipart/form-data; boundary=x"))
+        list.body_inspection("POST", &allowed, &form("multipart/form-data; boundary=x"))
             .unwrap_err()
             .reason,
         "multipart form bodies are not allowed"
@@ -1245,7 +1254,9 @@ fn form_bodies_are_inspected_for_method_overrides() {
         ("Content-Encoding".to_string(), "gzip".to_string()),
     ];
     assert_eq!(
-        list.body_inspection(&allowed, &gzipped).unwrap_err().reason,
+        list.body_inspection("POST", &allowed, &gzipped)
+            .unwrap_err()
+            .reason,
         "a body the agent must inspect may not carry a Content-Encoding"
     );
     assert!(list
