@@ -12,7 +12,8 @@
 
 use crate::agent::forward;
 use crate::agent::Shared;
-use crate::allowlist::{self, BodyVerdict};
+use crate::agent::{listing, projects, redirect};
+use crate::allowlist::{self, Allowed, BodyVerdict, Decision, Denied, Vendor};
 use crate::net::dial::{self, DialError};
 use crate::net::stream::is_timeout;
 use crate::net::Stream;
@@ -466,12 +467,7 @@ fn handle(
         );
     }
 
-    let allowed = match shared.allowlist.check_request(
-        &request.method,
-        &request.target,
-        &request.headers,
-        request.body,
-    ) {
+    let allowed = match admit(shared, &request) {
         Ok(allowed) => allowed,
         Err(denied) => {
             let mut body = RequestBody::new(socket, request.body, idle_limit);
@@ -512,7 +508,12 @@ fn handle(
     } else {
         shared.config.target.url_for(&request.target)
     };
-    let headers = protocol::end_to_end(request.headers.iter().cloned());
+    let mut headers = protocol::end_to_end(request.headers.iter().cloned());
+    if filters(shared, &allowed) {
+        // A compressed listing could not be read: ask for it plain (see `listing`).
+        headers.retain(|(name, _)| !name.eq_ignore_ascii_case("accept-encoding"));
+        headers.push(("Accept-Encoding".into(), "identity".into()));
+    }
 
     // Send the request; the body streams from the socket while ureq writes it upstream (or
     // goes as read for inspection, byte for byte).
@@ -553,7 +554,9 @@ fn handle(
     let status = response.status().as_u16();
     record.status = Some(status);
     let has_body = protocol::response_has_body(&request.method, status);
-    let headers = protocol::end_to_end(forward::response_headers(response.headers()));
+    let mut headers = protocol::end_to_end(forward::response_headers(response.headers()));
+    let bases = [&shared.config.target, shared.codeload_base()];
+    redirect::rewrite(status, &mut headers, &request.target, &bases);
     if shared.config.debug_print_all {
         info!(
             target: "debug",
@@ -562,14 +565,11 @@ fn handle(
             redact_headers(&headers)
         );
     }
-    let head = Control::Response {
-        id: request.id.clone(),
-        status,
-        headers,
-        body: has_body,
-        rule: Some(record.rule_text().to_string()),
-        project: allowed.project.clone(),
-    };
+    if has_body && filters(shared, &allowed) && (200..300).contains(&status) {
+        let body = read_listing(response, &headers, &authority);
+        return answer_listing(shared, socket, &mut record, headers, body);
+    }
+    let head = response_head(&record, status, headers, has_body);
     // With a body to follow, the head waits in tungstenite's buffer and leaves with the first
     // piece in one write.
     let sent = if has_body {
@@ -691,6 +691,138 @@ fn read_for_inspection(
         Ok(verdict) => Inspected::Whole(whole, verdict),
         Err(denied) => Inspected::Denied(denied.reason, body.bytes),
     })
+}
+
+/// The allowlist's verdict, with a project given by an id resolved to its path.
+fn admit(shared: &Shared, request: &Request) -> Result<Allowed, Denied> {
+    let decision = shared.allowlist.decide_request(
+        &request.method,
+        &request.target,
+        &request.headers,
+        request.body,
+    )?;
+    match decision {
+        Decision::Allowed(allowed) => Ok(allowed),
+        Decision::ById(mut allowed, id) => {
+            let path = projects::resolve(shared, &id, &request.headers).map_err(Denied::new)?;
+            if !shared.allowlist.allows_project(&path) {
+                return Err(Denied::new(format!(
+                    "project {path} (id {id}) is not allowed"
+                )));
+            }
+            allowed.project = Some(format!("{path} (id {id})"));
+            Ok(allowed)
+        }
+    }
+}
+
+/// Whether the answer to this request is a listing to filter (projects are restricted).
+fn filters(shared: &Shared, allowed: &Allowed) -> bool {
+    allowed.listing && shared.allowlist.restricted()
+}
+
+fn response_head(record: &Record, status: u16, headers: Headers, body: bool) -> Control {
+    Control::Response {
+        id: record.request.id.clone(),
+        status,
+        headers,
+        body,
+        rule: Some(record.rule_text().to_string()),
+        project: record.project.clone(),
+    }
+}
+
+/// A listing answer read whole, at most [`listing::LIMIT`] bytes and not compressed.
+fn read_listing(
+    response: ureq::http::Response<ureq::Body>,
+    headers: &Headers,
+    authority: &str,
+) -> Result<Vec<u8>, (ErrorKind, String)> {
+    let encoded = headers.iter().any(|(name, value)| {
+        name.eq_ignore_ascii_case("content-encoding")
+            && !value.trim().eq_ignore_ascii_case("identity")
+    });
+    if encoded {
+        let reason = "the listing answer is compressed and cannot be filtered";
+        return Err((ErrorKind::Denied, reason.into()));
+    }
+    let mut bytes = Vec::new();
+    let limit = listing::LIMIT as u64;
+    if let Err(e) = response
+        .into_body()
+        .into_reader()
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+    {
+        let error = forward::classify_read(&e, authority);
+        return Err((error.kind, error.message));
+    }
+    if bytes.len() as u64 > limit {
+        let reason = format!(
+            "the listing answer is over {} MiB and cannot be filtered: ask for smaller pages",
+            listing::LIMIT >> 20
+        );
+        return Err((ErrorKind::Denied, reason));
+    }
+    Ok(bytes)
+}
+
+/// Sends the allowed entries of a listing (or the reason it cannot be filtered), with its
+/// `Content-Length` recomputed.
+fn answer_listing(
+    shared: &Shared,
+    socket: &mut Socket,
+    record: &mut Record,
+    mut headers: Headers,
+    body: Result<Vec<u8>, (ErrorKind, String)>,
+) -> Result<(), StreamEnd> {
+    let vendor = shared.allowlist.vendor();
+    let org = match vendor {
+        Vendor::AzureDevops => first_segment(&record.request.target),
+        _ => String::new(),
+    };
+    let filtered = body.and_then(|bytes| {
+        let keep = |path: &str| shared.allowlist.allows_project(path);
+        let mut learn = |id: &str, path: &str| shared.ids.learn(&org, id, path);
+        listing::filter(vendor, &org, &bytes, &keep, &mut learn)
+            .map_err(|e| (ErrorKind::Denied, e.0))
+    });
+    let bytes = match filtered {
+        Ok(bytes) => bytes,
+        Err((kind, reason)) => {
+            record.status = Some(kind.status());
+            record.problem = Some((kind, reason.clone()));
+            record.log();
+            return send_error(socket, record, kind, &reason);
+        }
+    };
+    headers.retain(|(name, _)| {
+        !name.eq_ignore_ascii_case("content-length")
+            && !name.eq_ignore_ascii_case("transfer-encoding")
+    });
+    headers.push(("Content-Length".into(), bytes.len().to_string()));
+    let status = record.status.unwrap_or(200);
+    let head = response_head(record, status, headers, true);
+    socket.write(head.to_message()).map_err(StreamEnd::from)?;
+    for piece in bytes.chunks(MAX_CHUNK) {
+        let message = Message::Binary(Bytes::copy_from_slice(piece));
+        socket.send(message).map_err(StreamEnd::from)?;
+        record.bytes_out += piece.len() as u64;
+    }
+    socket
+        .send(Control::End.to_message())
+        .map_err(StreamEnd::from)?;
+    record.log();
+    Ok(())
+}
+
+/// The first segment of a target's path, percent-decoded (an Azure DevOps organisation).
+fn first_segment(target: &str) -> String {
+    let path = target.split('?').next().unwrap_or(target);
+    let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    percent_encoding::percent_decode_str(first)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 fn send_error(

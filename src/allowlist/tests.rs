@@ -1273,3 +1273,102 @@ fn form_bodies_are_inspected_for_method_overrides() {
         );
     }
 }
+
+#[test]
+fn ids_the_regex_cannot_judge_are_left_to_resolve() {
+    let gitlab = restricted(Vendor::Gitlab, "group/.*");
+    let target = "/api/v4/projects/5/repository/branches";
+    match gitlab.decide("GET", target).unwrap() {
+        Decision::ById(allowed, id) => {
+            assert_eq!(allowed.description, "List branches");
+            assert_eq!((id.id.as_str(), id.scope.as_str()), ("5", ""));
+            assert_eq!(id.lookup, "/api/v4/projects/5");
+        }
+        other => panic!("{other:?}"),
+    }
+    // `check` alone never lets an unresolved id through.
+    assert_eq!(
+        gitlab.check("GET", target).unwrap_err().reason,
+        "project 5 is not allowed"
+    );
+    // An id the regex lists needs no lookup; a path is judged as before.
+    let listed = restricted(Vendor::Gitlab, "group/.*|5");
+    assert!(matches!(
+        listed.decide("GET", target),
+        Ok(Decision::Allowed(_))
+    ));
+    assert!(gitlab.decide("GET", "/api/v4/projects/other%2Fx").is_err());
+    // A digit-only project outside the API is a path, not an id.
+    assert!(gitlab
+        .decide("GET", "/5.git/info/refs?service=git-upload-pack")
+        .is_err());
+
+    let github = restricted(Vendor::GithubEnterprise, "acme/.*");
+    for (target, lookup) in [
+        (
+            "/api/v3/repositories/1296269",
+            "/api/v3/repositories/1296269",
+        ),
+        ("/repositories/1296269", "/repositories/1296269"),
+    ] {
+        match github.decide("GET", target).unwrap() {
+            Decision::ById(_, id) => assert_eq!(id.lookup, lookup),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    let azure = restricted(Vendor::AzureDevops, "acme/platform/.*");
+    let guid = "3411ebc1-d5aa-464f-9615-0b527bc66719";
+    let target = format!(
+        "/Acme/platform/_apis/git/repositories/{}/commits",
+        guid.to_uppercase()
+    );
+    match azure.decide("GET", &target).unwrap() {
+        Decision::ById(_, id) => {
+            assert_eq!((id.id.as_str(), id.scope.as_str()), (guid, "Acme"));
+            assert_eq!(
+                id.lookup,
+                format!(
+                    "/Acme/platform/_apis/git/repositories/{}?api-version=5.0",
+                    guid.to_uppercase()
+                )
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(azure
+        .decide("GET", "/acme/hr/_apis/git/repositories/infra")
+        .is_err());
+
+    let bitbucket = restricted(Vendor::BitbucketDatacenter, "PLAT/.*");
+    assert!(bitbucket
+        .decide("GET", "/rest/api/1.0/projects/5/repos/5")
+        .is_err());
+}
+
+#[test]
+fn listings_are_marked() {
+    for (vendor, target) in [
+        (Vendor::Gitlab, "/api/v4/projects?search=x"),
+        (Vendor::GithubEnterprise, "/api/v3/user/repos"),
+        (Vendor::GithubEnterprise, "/orgs/acme/repos"),
+        (
+            Vendor::GithubEnterprise,
+            "/api/v3/installation/repositories",
+        ),
+        (Vendor::BitbucketDatacenter, "/rest/api/1.0/repos"),
+        (
+            Vendor::BitbucketDatacenter,
+            "/rest/api/latest/projects/PLAT/repos",
+        ),
+        (Vendor::AzureDevops, "/acme/_apis/git/repositories"),
+        (Vendor::AzureDevops, "/acme/platform/_apis/git/repositories"),
+    ] {
+        let allowed = open(vendor).check("GET", target).unwrap();
+        assert!(allowed.listing, "{vendor} {target}");
+    }
+    let allowed = open(Vendor::Gitlab)
+        .check("GET", "/api/v4/projects/5")
+        .unwrap();
+    assert!(!allowed.listing);
+}
