@@ -479,7 +479,7 @@ fn graphql_is_inspected_and_forwarded_byte_for_byte() {
     assert_eq!(status, 403);
     assert_eq!(
         answer["error"],
-        "request body over 256 KiB cannot be inspected"
+        "GraphQL body over 256 KiB cannot be inspected"
     );
 
     // Allowed: the upstream gets exactly the bytes sent, and the log says what it was for.
@@ -532,6 +532,22 @@ fn method_override_in_a_form_body_never_reaches_the_upstream() {
     assert_eq!(
         answer["error"],
         "method override parameter _method is not allowed"
+    );
+    // Rack reads a body without a Content-Type as a form as well.
+    let (status, answer) = send(
+        &gateway,
+        "form",
+        "POST",
+        statuses,
+        &[],
+        Some(b"_method=DELETE"),
+    );
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (
+            403,
+            Some("method override parameter _method is not allowed")
+        )
     );
     let multipart = ("Content-Type", "multipart/form-data; boundary=b");
     let (status, answer) = send(

@@ -661,11 +661,17 @@ fn read_for_inspection(
     allowed: &allowlist::Allowed,
     idle_limit: Duration,
 ) -> Result<Inspected, StreamEnd> {
-    let inspection = match shared.allowlist.body_inspection(allowed, &request.headers) {
-        Ok(None) => return Ok(Inspected::Stream),
-        Ok(Some(inspection)) => Ok(inspection),
-        Err(denied) => Err(denied.reason),
-    };
+    let inspection =
+        match shared
+            .allowlist
+            .body_inspection(&request.method, allowed, &request.headers)
+        {
+            Ok(None) => return Ok(Inspected::Stream),
+            // No body, no form to read (a GraphQL request without one is still denied below).
+            Ok(Some(allowlist::Inspection::Form)) if !request.body => return Ok(Inspected::Stream),
+            Ok(Some(inspection)) => Ok(inspection),
+            Err(denied) => Err(denied.reason),
+        };
     let mut body = RequestBody::new(socket, request.body, idle_limit);
     let mut whole = Vec::new();
     if inspection.is_ok() {
@@ -679,11 +685,7 @@ fn read_for_inspection(
         Err(reason) => return Ok(Inspected::Denied(reason, body.bytes)),
     };
     if whole.len() > allowlist::body::MAX_BODY {
-        let reason = format!(
-            "request body over {} KiB cannot be inspected",
-            allowlist::body::MAX_BODY / 1024
-        );
-        return Ok(Inspected::Denied(reason, body.bytes));
+        return Ok(Inspected::Denied(inspection.too_large().reason, body.bytes));
     }
     Ok(match shared.allowlist.check_body(inspection, &whole) {
         Ok(verdict) => Inspected::Whole(whole, verdict),

@@ -7,10 +7,14 @@
 //! * GitHub GraphQL documents, on the rules marked [`BodyCheck::Graphql`] ([`graphql`]).
 //! * `application/x-www-form-urlencoded` bodies, on every rule: Rails' `Rack::MethodOverride`
 //!   (GitLab) runs a `POST` whose form carries `_method=DELETE` as a `DELETE`, so such a
-//!   field is denied like the query parameter and the override headers.
+//!   field is denied like the query parameter and the override headers. Rack also reads a
+//!   `POST` body *without* a `Content-Type` as a form, so those are inspected the same way
+//!   (real clients label their bodies: `application/json`, `application/x-git-upload-pack-request`).
 //!
 //! `multipart/form-data` bodies are denied outright: no allowed endpoint takes an upload,
 //! and their fields (a `_method` among them) could only be seen by parsing parts of any size.
+//! An inspected body with a `Content-Encoding` is denied: its bytes are not what the
+//! server would parse.
 
 use super::graphql;
 use super::query::{Params, METHOD_PARAM};
@@ -18,6 +22,22 @@ use super::{Allowed, Allowlist, BodyCheck, Denied};
 
 /// Largest body read whole for inspection.
 pub const MAX_BODY: usize = graphql::MAX_BODY;
+
+impl Inspection {
+    /// The denial for a body over [`MAX_BODY`].
+    pub fn too_large(self) -> Denied {
+        Denied::new(match self {
+            Inspection::Graphql => format!(
+                "GraphQL body over {} KiB cannot be inspected",
+                MAX_BODY / 1024
+            ),
+            Inspection::Form => format!(
+                "form body over {} KiB cannot be inspected (a POST body without Content-Type is read as a form)",
+                MAX_BODY / 1024
+            ),
+        })
+    }
+}
 
 /// How a body is inspected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,24 +60,36 @@ impl Allowlist {
     /// before forwarding; a multipart body is denied here.
     pub fn body_inspection(
         &self,
+        method: &str,
         allowed: &Allowed,
         headers: &[(String, String)],
     ) -> Result<Option<Inspection>, Denied> {
-        if allowed.body == BodyCheck::Graphql {
-            return Ok(Some(Inspection::Graphql));
-        }
-        let mut form = false;
-        for (_, value) in headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case("content-type"))
-        {
-            let media = value.split(';').next().unwrap_or_default().trim();
-            if media.eq_ignore_ascii_case("multipart/form-data") {
-                return Err(Denied::new("multipart form bodies are not allowed"));
+        let named = |name: &'static str| {
+            headers
+                .iter()
+                .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.trim())
+        };
+        let inspection = if allowed.body == BodyCheck::Graphql {
+            Some(Inspection::Graphql)
+        } else {
+            let mut form = method == "POST" && named("content-type").next().is_none();
+            for value in named("content-type") {
+                let media = value.split(';').next().unwrap_or_default().trim();
+                if media.eq_ignore_ascii_case("multipart/form-data") {
+                    return Err(Denied::new("multipart form bodies are not allowed"));
+                }
+                form |= media.eq_ignore_ascii_case("application/x-www-form-urlencoded");
             }
-            form |= media.eq_ignore_ascii_case("application/x-www-form-urlencoded");
+            form.then_some(Inspection::Form)
+        };
+        let encoded = named("content-encoding").any(|v| !v.eq_ignore_ascii_case("identity"));
+        if inspection.is_some() && encoded {
+            return Err(Denied::new(
+                "a body the agent must inspect may not carry a Content-Encoding",
+            ));
         }
-        Ok(form.then_some(Inspection::Form))
+        Ok(inspection)
     }
 
     /// Decides on a body read whole (at most [`MAX_BODY`] bytes).

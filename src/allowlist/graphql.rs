@@ -162,19 +162,51 @@ pub struct Inspected {
 
 type Doc = Document<'static, String>;
 
+/// The JSON body. A repeated `query` or `variables` key is an error (serde's derive refuses
+/// duplicate fields), and so is a repeated variable: a server that kept the other copy
+/// would run something other than what was checked.
+#[derive(serde::Deserialize)]
+struct Body {
+    query: String,
+    #[serde(default)]
+    variables: Option<UniqueMap>,
+}
+
+/// A JSON object whose keys are all different.
+struct UniqueMap(Map<String, serde_json::Value>);
+
+impl<'de> serde::Deserialize<'de> for UniqueMap {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<UniqueMap, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = UniqueMap;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object without repeated keys")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<UniqueMap, A::Error> {
+                let mut map = Map::new();
+                while let Some((key, value)) = a.next_entry::<String, serde_json::Value>()? {
+                    if map.insert(key, value).is_some() {
+                        return Err(serde::de::Error::custom("repeated key"));
+                    }
+                }
+                Ok(UniqueMap(map))
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
+}
+
 /// Decides on one GraphQL body. `projects` is the project regex, `None` when unrestricted.
 pub fn inspect(body: &[u8], projects: Option<&Regex>) -> Result<Inspected, Denied> {
-    let request: Map<String, serde_json::Value> = serde_json::from_slice(body)
-        .map_err(|_| Denied::new("GraphQL body is not a JSON object"))?;
-    let query = match request.get("query") {
-        Some(serde_json::Value::String(q)) => q.as_str(),
-        _ => return Err(Denied::new("GraphQL body has no query string")),
-    };
-    let variables = match request.get("variables") {
-        None | Some(serde_json::Value::Null) => Map::new(),
-        Some(serde_json::Value::Object(v)) => v.clone(),
-        Some(_) => return Err(Denied::new("GraphQL variables are not a JSON object")),
-    };
+    let request: Body = serde_json::from_slice(body).map_err(|_| {
+        Denied::new("GraphQL body is not a JSON object with a query string and unique keys")
+    })?;
+    let query = request.query.as_str();
+    let variables = request.variables.map(|v| v.0).unwrap_or_default();
     let doc: Doc = parse_query::<String>(query)
         .map_err(|_| Denied::new("GraphQL document does not parse"))?
         .into_static();

@@ -1038,7 +1038,10 @@ fn graphql(
     variables: serde_json::Value,
 ) -> Result<BodyVerdict, Denied> {
     let allowed = list.check("POST", "/api/graphql").unwrap();
-    let inspection = list.body_inspection(&allowed, &[]).unwrap().unwrap();
+    let inspection = list
+        .body_inspection("POST", &allowed, &[])
+        .unwrap()
+        .unwrap();
     let body = serde_json::json!({ "query": query, "variables": variables }).to_string();
     list.check_body(inspection, body.as_bytes())
 }
@@ -1179,11 +1182,28 @@ fn graphql_bodies_are_bounded() {
             .reason,
         "GraphQL document expands to too many fields"
     );
-    let body = list.check_body(Inspection::Graphql, b"[{\"query\":\"{a}\"}]");
-    assert_eq!(
-        body.unwrap_err().reason,
-        "GraphQL body is not a JSON object"
-    );
+    for body in [
+        &br#"[{"query":"{a}"}]"#[..],
+        br#"{"query":"{ viewer { login } }","query":"mutation { deleteRef(input: {}) { x } }"}"#,
+        br#"{"query":"{a}","variables":{"o":"acme","o":"other"}}"#,
+        br#"{"variables":{}}"#,
+        br#"{"query":{"a":1}}"#,
+    ] {
+        assert_eq!(
+            list.check_body(Inspection::Graphql, body)
+                .unwrap_err()
+                .reason,
+            "GraphQL body is not a JSON object with a query string and unique keys",
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    assert!(list
+        .check_body(
+            Inspection::Graphql,
+            br#"{"query":"{a}","variables":null,"operationName":null}"#
+        )
+        .is_ok());
 }
 
 #[test]
@@ -1196,14 +1216,24 @@ fn form_bodies_are_inspected_for_method_overrides() {
         )
         .unwrap();
     let form = |ct: &str| vec![("Content-Type".to_string(), ct.to_string())];
-    assert_eq!(list.body_inspection(&allowed, &[]).unwrap(), None);
+    // Rack reads a body without a Content-Type as a form too.
     assert_eq!(
-        list.body_inspection(&allowed, &form("application/json"))
+        list.body_inspection("POST", &allowed, &[]).unwrap(),
+        Some(Inspection::Form)
+    );
+    // Only for POST (`Rack::MethodOverride` looks at nothing else).
+    let put = list
+        .check("PUT", "/api/v4/projects/5/deployments/12")
+        .unwrap();
+    assert_eq!(list.body_inspection("PUT", &put, &[]).unwrap(), None);
+    assert_eq!(
+        list.body_inspection("POST", &allowed, &form("application/json"))
             .unwrap(),
         None
     );
     assert_eq!(
         list.body_inspection(
+            "POST",
             &allowed,
             &form("Application/X-WWW-Form-Urlencoded; charset=utf-8")
         )
@@ -1211,10 +1241,23 @@ fn form_bodies_are_inspected_for_method_overrides() {
         Some(Inspection::Form)
     );
     assert_eq!(
-        list.body_inspection(&allowed, &form("multipart/form-data; boundary=x"))
+        list.body_inspection("POST", &allowed, &form("multipart/form-data; boundary=x"))
             .unwrap_err()
             .reason,
         "multipart form bodies are not allowed"
+    );
+    let gzipped = [
+        (
+            "Content-Type".to_string(),
+            "application/x-www-form-urlencoded".to_string(),
+        ),
+        ("Content-Encoding".to_string(), "gzip".to_string()),
+    ];
+    assert_eq!(
+        list.body_inspection("POST", &allowed, &gzipped)
+            .unwrap_err()
+            .reason,
+        "a body the agent must inspect may not carry a Content-Encoding"
     );
     assert!(list
         .check_body(Inspection::Form, b"state=success&name=ci")

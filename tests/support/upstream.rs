@@ -133,13 +133,16 @@ impl Read for PatternReader {
 }
 
 /// Sends `len` pattern bytes as the body of `request` (to an `echo` route), checks that the
-/// upstream got all of them intact, and returns the echo.
+/// upstream got all of them intact, and returns the echo. The body is labelled
+/// `application/octet-stream` like a real client's (the agent reads an unlabelled `POST`
+/// body as a form, whole and bounded).
 pub fn echo_pattern(
     request: ureq::RequestBuilder<ureq::typestate::WithBody>,
     len: u64,
     what: &str,
 ) -> serde_json::Value {
     let r = request
+        .header("Content-Type", "application/octet-stream")
         .send(ureq::SendBody::from_owned_reader(PatternReader {
             pos: 0,
             len,
