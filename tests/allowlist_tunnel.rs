@@ -609,3 +609,72 @@ fn azure_sdk_discovery_is_the_one_options_request_forwarded() {
         ("OPTIONS", "/acme/_apis?do=echo")
     );
 }
+
+#[test]
+fn a_project_a_parameter_names_by_id_is_resolved_and_checked() {
+    fn projects(r: &support::upstream::Recorded) -> Option<support::upstream::Reply> {
+        let path = match r.target.as_str() {
+            "/api/v4/projects/5" => "group/other",
+            "/api/v4/projects/6" => "other/secret",
+            _ => return None,
+        };
+        let id = r.target.rsplit('/').next().unwrap_or_default();
+        let body = format!(r#"{{"id":{id},"path_with_namespace":"{path}"}}"#);
+        Some((
+            200,
+            vec![("Content-Type".into(), "application/json".into())],
+            body.into_bytes(),
+        ))
+    }
+    let upstream = Upstream::with_routes(projects);
+    let gateway = Gateway::start(&[]);
+    let _agent = gateway.agent_for(
+        "params",
+        &upstream.base(),
+        &[("SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS", "group/.*")],
+        2,
+    );
+    let compare = "/api/v4/projects/group%2Frepo/repository/compare?from=a&to=b";
+    let (status, answer) = send(
+        &gateway,
+        "params",
+        "GET",
+        &format!("{compare}&from_project_id=6"),
+        &[],
+        None,
+    );
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (
+            403,
+            Some("project other/secret (id 6, from from_project_id) is not allowed")
+        )
+    );
+    let (status, answer) = send(
+        &gateway,
+        "params",
+        "GET",
+        &format!("{compare}&from_project_id=other%2Fsecret"),
+        &[],
+        None,
+    );
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (
+            403,
+            Some("project other/secret (from from_project_id) is not allowed")
+        )
+    );
+    let allowed = format!("{compare}&from_project_id=5&do=echo");
+    let (status, _) = send(&gateway, "params", "GET", &allowed, &[], None);
+    assert_eq!(status, 200);
+    let seen: Vec<String> = upstream
+        .requests()
+        .iter()
+        .map(|r| r.target.clone())
+        .collect();
+    assert_eq!(
+        seen,
+        ["/api/v4/projects/6", "/api/v4/projects/5", allowed.as_str()]
+    );
+}

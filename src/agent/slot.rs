@@ -701,8 +701,8 @@ fn admit(shared: &Shared, request: &Request) -> Result<Allowed, Denied> {
         &request.headers,
         request.body,
     )?;
-    match decision {
-        Decision::Allowed(allowed) => Ok(allowed),
+    let mut allowed = match decision {
+        Decision::Allowed(allowed) => allowed,
         Decision::ById(mut allowed, id) => {
             let path = projects::resolve(shared, &id, &request.headers).map_err(Denied::new)?;
             if !shared.allowlist.allows_project(&path) {
@@ -711,9 +711,20 @@ fn admit(shared: &Shared, request: &Request) -> Result<Allowed, Denied> {
                 )));
             }
             allowed.project = Some(format!("{path} (id {id})"));
-            Ok(allowed)
+            allowed
         }
+    };
+    // Projects a parameter names by id go through the same resolution.
+    for (param, id) in std::mem::take(&mut allowed.param_ids) {
+        let path = projects::resolve(shared, &id, &request.headers).map_err(Denied::new)?;
+        if !shared.allowlist.allows_project(&path) {
+            return Err(Denied::new(format!(
+                "project {path} (id {id}, from {param}) is not allowed"
+            )));
+        }
+        allowed.other_projects.push(path);
     }
+    Ok(allowed)
 }
 
 /// Whether the answer to this request is a listing to filter (projects are restricted).

@@ -182,6 +182,10 @@ pub struct Allowed {
     /// Projects named by query parameters (`from_project_id=99` → `99`), each already
     /// checked against the project regex like [`project`](Self::project).
     pub other_projects: Vec<String>,
+    /// Projects named by a query parameter as an id the regex does not match (GitLab
+    /// `from_project_id=99`): allowed only once each resolves, like a path's id
+    /// ([`Decision::ById`]), to a path the regex allows.
+    pub param_ids: Vec<(&'static str, ProjectId)>,
     /// What the agent must do with the body before forwarding it.
     pub body: BodyCheck,
     /// The answer lists projects across the VCS, so the agent filters it while projects are
@@ -382,11 +386,15 @@ impl Allowlist {
                 rule.description
             )));
         }
-        let mut other_projects = Vec::new();
+        let (mut other_projects, mut param_ids) = (Vec::new(), Vec::new());
         for &name in rule.project_params {
             for value in params.values(name) {
-                self.project_allowed(&value, Some(name))?;
-                other_projects.push(value);
+                match self.project_allowed(&value, Some(name)) {
+                    Ok(()) => other_projects.push(value),
+                    Err(denied) => {
+                        param_ids.push((name, param_id(self.inner.vendor, &value).ok_or(denied)?))
+                    }
+                }
             }
         }
         let allowed = Allowed {
@@ -394,6 +402,7 @@ impl Allowlist {
             project,
             codeload: rule.codeload,
             other_projects,
+            param_ids,
             body: rule.body,
             listing: rule.listing,
         };
@@ -468,9 +477,26 @@ impl Allowlist {
 /// An allowed request, or the denial of a project id nobody resolved.
 fn settle(decision: Decision) -> Result<Allowed, Denied> {
     match decision {
+        Decision::Allowed(allowed) if !allowed.param_ids.is_empty() => {
+            let (param, id) = &allowed.param_ids[0];
+            Err(Denied::new(format!(
+                "project {id} (from {param}) is not allowed"
+            )))
+        }
         Decision::Allowed(allowed) => Ok(allowed),
         Decision::ById(_, id) => Err(Denied::new(format!("project {id} is not allowed"))),
     }
+}
+
+/// The id a query parameter names a project by: GitLab's numeric `from_project_id`.
+fn param_id(vendor: Vendor, value: &str) -> Option<ProjectId> {
+    let numeric =
+        !value.is_empty() && value.len() <= 20 && value.bytes().all(|b| b.is_ascii_digit());
+    (vendor == Vendor::Gitlab && numeric).then(|| ProjectId {
+        id: value.to_string(),
+        scope: String::new(),
+        lookup: format!("/api/v4/projects/{value}"),
+    })
 }
 
 /// The id a matched route names its project by, when it is one: GitLab `/api/v4/projects/5/…`,
