@@ -32,6 +32,16 @@ fn gitlab_projects(r: &Recorded) -> Option<Reply> {
             let filler = "x".repeat(9 << 20);
             json_reply(&json!([{"id": 5, "path_with_namespace": "group/repo", "f": filler}]))
         }
+        ("GET", t) if t.starts_with("/api/v4/projects?") && t.contains("gzip=1") => Some((
+            200,
+            vec![("Content-Encoding".into(), "gzip".into())],
+            support::upstream::GZIP_HELLO.to_vec(),
+        )),
+        ("GET", t) if t.starts_with("/api/v4/projects?") && t.contains("chunked=1") => Some((
+            200,
+            vec![("Transfer-Encoding".into(), "chunked".into())],
+            LISTING.as_bytes().to_vec(),
+        )),
         ("GET", t) if t.starts_with("/api/v4/projects?") => Some((
             200,
             vec![("Content-Type".into(), "application/json".into())],
@@ -135,6 +145,15 @@ fn listings_show_only_allowed_projects_and_teach_their_ids() {
     // Asked uncompressed, so the agent can read it.
     let asked = &upstream.requests()[0];
     assert_eq!(asked.header("accept-encoding"), Some("identity"));
+    // A chunked answer is read to its end and sent with its new length.
+    let r = c
+        .get(gateway.url("lists", "/api/v4/projects?chunked=1"))
+        .call()
+        .unwrap();
+    assert_eq!(header_values(&r, "transfer-encoding"), Vec::<String>::new());
+    let length = header_values(&r, "content-length");
+    assert_eq!(r.into_body().read_to_string().unwrap(), body);
+    assert_eq!(length, [body.len().to_string()]);
 
     // Ids seen in the listing need no lookup, whichever way they go.
     let path = "/api/v4/projects/10/repository/branches?do=echo";
@@ -151,7 +170,26 @@ fn listings_show_only_allowed_projects_and_teach_their_ids() {
         (status, error.as_str()),
         (403, "project other/secret (id 6) is not allowed")
     );
-    assert_eq!(targets(&upstream), ["/api/v4/projects?search=e", path]);
+    assert_eq!(
+        targets(&upstream),
+        [
+            "/api/v4/projects?search=e",
+            "/api/v4/projects?chunked=1",
+            path
+        ]
+    );
+
+    // Compressed although asked plain: it cannot be read, so nothing of it is sent.
+    let (status, kind, error) = error_kind(
+        c.get(gateway.url("lists", "/api/v4/projects?gzip=1"))
+            .call()
+            .unwrap(),
+    );
+    assert_eq!((status, kind.as_str()), (403, "denied"));
+    assert_eq!(
+        error,
+        "the listing answer is compressed and cannot be filtered"
+    );
 
     // Too large to filter within the bound: denied, saying so.
     let (status, kind, error) = error_kind(
