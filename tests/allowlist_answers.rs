@@ -42,9 +42,14 @@ fn gitlab_projects(r: &Recorded) -> Option<Reply> {
             vec![("Transfer-Encoding".into(), "chunked".into())],
             LISTING.as_bytes().to_vec(),
         )),
-        ("GET", t) if t.starts_with("/api/v4/projects?") => Some((
+        ("GET" | "HEAD", t) if t.starts_with("/api/v4/projects?") => Some((
             200,
-            vec![("Content-Type".into(), "application/json".into())],
+            vec![
+                ("Content-Type".into(), "application/json".into()),
+                ("X-Total".into(), "2".into()),
+                ("X-Total-Pages".into(), "1".into()),
+                ("X-Per-Page".into(), "20".into()),
+            ],
             LISTING.as_bytes().to_vec(),
         )),
         _ => None,
@@ -136,12 +141,28 @@ fn listings_show_only_allowed_projects_and_teach_their_ids() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let length = header_values(&r, "content-length");
+    let r_headers = r.headers().clone();
     let body = r.into_body().read_to_string().unwrap();
     assert_eq!(
         body,
         r#"[{"id": 10, "path_with_namespace": "group/listed", "name": "listed"}]"#
     );
     assert_eq!(length, [body.len().to_string()]);
+    // Counts of the whole listing go; pagination stays. A HEAD gives no length away either.
+    assert!(r_headers.get("x-total").is_none() && r_headers.get("x-total-pages").is_none());
+    assert_eq!(
+        r_headers.get("x-per-page").map(|v| v.as_bytes()),
+        Some(&b"20"[..])
+    );
+    let head = c
+        .head(gateway.url("lists", "/api/v4/projects?search=e"))
+        .call()
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert!(
+        header_values(&head, "content-length").is_empty()
+            && header_values(&head, "x-total").is_empty()
+    );
     // Asked uncompressed, so the agent can read it.
     let asked = &upstream.requests()[0];
     assert_eq!(asked.header("accept-encoding"), Some("identity"));
@@ -173,6 +194,7 @@ fn listings_show_only_allowed_projects_and_teach_their_ids() {
     assert_eq!(
         targets(&upstream),
         [
+            "/api/v4/projects?search=e",
             "/api/v4/projects?search=e",
             "/api/v4/projects?chunked=1",
             path
