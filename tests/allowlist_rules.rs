@@ -265,7 +265,7 @@ proptest! {
                 prop_assert!(matching.is_empty(), "{} {:?} matched {:?} but denied: {}", m, t, matching, denied);
                 prop_assert!(
                     denied.reason.starts_with("no rule allows ")
-                        || denied.reason == "encoded slash outside a project segment",
+                        || denied.reason == "encoded slash outside a project or ref segment",
                     "{}", denied.reason
                 );
             }

@@ -91,6 +91,39 @@ fn all_checks_pass_and_the_check_never_serves() {
 }
 
 #[test]
+fn a_wss_gateway_with_a_private_ca_passes_and_without_the_ca_is_named() {
+    let ca = support::tls::Ca::new("Check Test CA");
+    let gateway = support::tls::start_tls_gateway(&ca.leaf(&["localhost", "127.0.0.1"]), false);
+    let address = format!("wss://{}", gateway.agent_addr);
+    let token = gateway.create_pool_for("preflight-tls", &address);
+    let upstream = Upstream::start();
+    let trusted = agent_env(
+        &token,
+        &upstream.base(),
+        &[("SPACELIFT_VCS_AGENT_CA_CERT", &ca.base64())],
+    );
+    let out = check(&trusted);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(line(&text, "token").contains(&address), "{text}");
+    assert!(
+        line(&text, "gateway").contains("accepted the pool token"),
+        "{text}"
+    );
+
+    // Without the CA the token still decodes; the gateway check says the certificate is
+    // not trusted and how to fix it.
+    let out = check(&agent_env(&token, &upstream.base(), &[]));
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(line(&text, "token").starts_with("ok   token:"), "{text}");
+    assert!(
+        line(&text, "gateway").contains("SPACELIFT_VCS_AGENT_CA_CERT"),
+        "{text}"
+    );
+}
+
+#[test]
 fn each_broken_link_is_named_and_fails_the_check() {
     let upstream = Upstream::start();
     let gateway = Gateway::start(&[]);

@@ -1,7 +1,8 @@
 //! The panel in a real browser: headless Chromium, driven through WebDriver, does what an
 //! operator does: signs in, adds a pool and gets its token file, watches an agent connect
-//! and a request appear in the access log, rotates the key, deletes the pool. A screenshot of
-//! each page lands in `target/panel-screenshots/`.
+//! and requests appear in the access log, reads the pool's state and traffic chart, finds the
+//! refused request shapes, filters the log, rotates the key, deletes the pool. A screenshot
+//! of each page lands in `target/panel-screenshots/`.
 //!
 //! Needs `chromium` and `chromium-driver` (Debian); without them it fails saying so.
 
@@ -16,6 +17,104 @@ use support::*;
 
 const ADMIN: &str = "panel-admin-token-0123456789abcdef";
 const ARCHIVE: &str = "/api/v4/projects/group%2Frepo/repository/archive?do=echo";
+
+/// Requests, denials and failures, as sent or as drawn.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Traffic {
+    requests: u64,
+    denied: u64,
+    errors: u64,
+}
+
+impl Traffic {
+    /// Sends 14 more requests through pool `infra-eu` (after the two of the first look):
+    /// 11 served, 2 denied hook paths, one 500 from the VCS. Returns the pool's totals.
+    fn send(gw: &Gateway) -> Traffic {
+        let get = |path: &str, status: u16| {
+            let response = client().get(gw.url("infra-eu", path)).call().unwrap();
+            assert_eq!(response.status(), status, "{path}");
+        };
+        for _ in 0..11 {
+            get(ARCHIVE, 200);
+        }
+        get("/api/v4/projects/1/hooks", 403);
+        get("/api/v4/projects/22/hooks?private_token=secret-value", 403);
+        get(
+            "/api/v4/projects/group%2Frepo/repository/archive?do=status&n=500",
+            500,
+        );
+        Traffic {
+            requests: 16,
+            denied: 3,
+            errors: 1,
+        }
+    }
+}
+
+/// The inner texts of every element matching `css`.
+fn texts(browser: &Browser, css: &str) -> Vec<String> {
+    browser
+        .run(
+            "return [...document.querySelectorAll(arguments[0])].map(e => e.innerText || e.textContent);",
+            json!([css]),
+        )
+        .as_array()
+        .expect("texts")
+        .iter()
+        .map(|v| v.as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+/// What the chart at `css` draws, added over its minutes, after checking that every bar's
+/// segments are as tall as their counts on the chart's scale.
+fn chart_figures(browser: &Browser, css: &str) -> Traffic {
+    let chart = browser.run(
+        "const svg = document.querySelector(arguments[0]); \
+         const box = svg.viewBox.baseVal; \
+         const base = svg.querySelector('.base-line').y1.baseVal.value; \
+         const top = Math.min(...[...svg.querySelectorAll('.hit')].map(r => r.y.baseVal.value)); \
+         return { max: Number(svg.dataset.max), plot: base - top, height: box.height, \
+           bars: [...svg.querySelectorAll('.bar')].map(g => ({ \
+             requests: Number(g.dataset.requests), denied: Number(g.dataset.denied), \
+             errors: Number(g.dataset.errors), \
+             heights: Object.fromEntries([...g.querySelectorAll('rect:not(.hit)')] \
+               .map(r => [r.getAttribute('class'), r.height.baseVal.value])) })) };",
+        json!([css]),
+    );
+    let bars = chart["bars"].as_array().expect("bars");
+    assert_eq!(bars.len(), 60, "one bar a minute for an hour");
+    let max = chart["max"].as_f64().expect("max");
+    let scale = chart["plot"].as_f64().expect("plot height") / max;
+    let mut total = Traffic::default();
+    for bar in bars {
+        let n = |k: &str| bar[k].as_u64().unwrap_or(0);
+        let (requests, denied, errors) = (n("requests"), n("denied"), n("errors"));
+        assert!(requests as f64 <= max, "{bar}");
+        for (kind, count) in [
+            ("served", requests - denied - errors),
+            ("denied", denied),
+            ("errors", errors),
+        ] {
+            let height = bar["heights"][kind].as_f64().unwrap_or(0.0);
+            assert!(
+                (height - count as f64 * scale).abs() < 0.01,
+                "{kind} of {bar} on scale {scale}"
+            );
+        }
+        total.requests += requests;
+        total.denied += denied;
+        total.errors += errors;
+    }
+    total
+}
+
+/// Waits until the access log shows exactly `n` rows, each passing `check`.
+fn wait_rows(browser: &Browser, n: usize, check: impl Fn(&str) -> bool) {
+    wait_until(Duration::from_secs(20), &format!("{n} log rows"), || {
+        let rows = texts(browser, "#log tbody tr");
+        !browser.text("#log").is_empty() && rows.len() == n && rows.iter().all(|r| check(r))
+    });
+}
 
 fn screenshots() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -83,6 +182,7 @@ fn an_operator_adds_a_pool_watches_its_agent_and_reads_its_access_log() {
         .call()
         .unwrap();
     assert_eq!(denied.status(), 403);
+    browser.click("#pool-tabs [data-tab=log]");
     let log = browser.wait_text("#log", "Download repository archive");
     assert!(
         log.contains("/api/v4/projects/group%2Frepo/repository/archive"),
@@ -90,32 +190,132 @@ fn an_operator_adds_a_pool_watches_its_agent_and_reads_its_access_log() {
     );
     assert!(log.contains("200"), "{log}");
     browser.wait_text("#log", "denied");
-    shot(&browser, "05-pool-agents-and-log.png");
+    shot(&browser, "05-pool-log.png");
 
-    // The pool list counts the hour's requests and denials.
-    browser.click(".crumbs a");
-    let row = browser.wait_text("#pools tr[data-pool='infra-eu']", "2 / 0");
-    let cells: Vec<String> = browser
-        .run(
-            "return [...document.querySelectorAll(\"#pools tr[data-pool='infra-eu'] td\")].map(td => td.innerText);",
-            json!([]),
-        )
-        .as_array()
-        .expect("cells")
-        .iter()
-        .map(|v| v.as_str().unwrap_or("").to_string())
-        .collect();
-    assert_eq!(cells[3], "1", "agents: {row}");
-    assert_eq!(cells[5], "2", "requests in the last hour: {row}");
-    assert_eq!(cells[6], "1", "denials in the last hour: {row}");
+    // More traffic: served, refused (two hook paths of different projects, one with a
+    // secret in its query) and one failing at the VCS.
+    let traffic = Traffic::send(&gw);
+    assert_eq!(
+        traffic,
+        Traffic {
+            requests: 16,
+            denied: 3,
+            errors: 1
+        }
+    );
+
+    // The pool list tells the pool's state without reading a number, and its small chart's
+    // bars add up to what was sent.
+    browser.click("#nav [data-nav=list]");
+    let row = "#pools tr[data-pool='infra-eu']";
+    // (A request is counted just after its answer is sent: wait for the last one.)
+    browser.wait_text(row, "Refusing\n3 of 16 requests denied");
+    let cells = texts(&browser, &format!("{row} td"));
+    assert!(cells[1].contains("3 of 16 requests denied"), "{cells:?}");
+    assert!(
+        cells[3].starts_with('1') && cells[3].contains("1 warning"),
+        "{cells:?}"
+    );
+    assert_eq!(cells[5], "16", "requests in the last hour: {cells:?}");
+    assert_eq!(cells[6], "3", "denials in the last hour: {cells:?}");
+    assert_eq!(cells[7], "1", "failures in the last hour: {cells:?}");
+    assert_eq!(
+        chart_figures(&browser, &format!("{row} svg.chart")),
+        traffic
+    );
     shot(&browser, "06-pool-list.png");
 
+    // One click on the denial count: the refused shapes, the two hook paths in one row.
+    browser.click(&format!("{row} a[href='#/pools/infra-eu/refused']"));
+    let hooks = "#pool-refused tr[data-shape='GET /api/v4/projects/{project}/hooks']";
+    let text = browser.wait_text(hooks, "/api/v4/projects/{project}/hooks");
+    let cells = texts(&browser, &format!("{hooks} td"));
+    assert_eq!(cells[0], "2", "{cells:?}");
+    assert!(cells[2].contains("no rule allows GET"), "{cells:?}");
+    assert_eq!(cells[5], "/api/v4/projects/22/hooks", "{cells:?}");
+    assert!(!text.contains("private_token"), "{text}");
+    let rows = texts(&browser, "#pool-refused tbody tr");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows[0].starts_with('2'), "most frequent first: {rows:?}");
+    assert!(!browser.text("#pool-refused").contains("secret-value"));
+    shot(&browser, "07-pool-refused.png");
+
+    // The same over all pools, one click from anywhere.
+    browser.click("#nav [data-nav=refused]");
+    let all = browser.wait_text("#all-refused", "/api/v4/projects/{project}/hooks");
+    assert!(
+        all.contains("infra-eu") && all.contains("/api/v4/admin/secrets"),
+        "{all}"
+    );
+    shot(&browser, "08-all-refused.png");
+
+    // The pool page: state, warning, the large chart with axes and hover titles.
+    browser.click("#all-refused a[href='#/pools/infra-eu/refused']");
+    browser.click("#pool-tabs [data-tab=overview]");
+    browser.wait_text("#pool-state", "Refusing");
+    browser.wait_text("#pool-warnings", "only one agent");
+    assert_eq!(chart_figures(&browser, "#pool-chart svg.chart"), traffic);
+    let label = browser.run(
+        "return document.querySelector('#pool-chart svg').getAttribute('aria-label');",
+        json!([]),
+    );
+    assert_eq!(
+        label,
+        "Last hour: 16 requests, 12 served, 3 denied, 1 failed"
+    );
+    let titles = texts(&browser, "#pool-chart svg .bar title");
+    assert!(
+        titles
+            .iter()
+            .any(|t| t.contains("denied") && !t.contains(" 0 denied")),
+        "{titles:?}"
+    );
+    let axis = texts(&browser, "#pool-chart svg text.axis");
+    assert!(
+        axis.iter().any(|t| t.contains(':')),
+        "time labels: {axis:?}"
+    );
+    shot(&browser, "09-pool-overview.png");
+
+    // The access log filters by outcome and by path; paths break only after "/" and "%2F".
+    browser.click("#pool-tabs [data-tab=log]");
+    browser.wait_text("#log", "Download repository archive");
+    browser.click("#log-outcome option[value=denied]");
+    wait_rows(&browser, 3, |row| row.contains("denied"));
+    browser.click("#log-outcome option[value=errors]");
+    wait_rows(&browser, 1, |row| row.contains("500"));
+    let pieces = browser.run(
+        "const td = document.querySelector('#log tbody td.path'); \
+         return [td.textContent, td.querySelectorAll('wbr').length, \
+                 [...td.childNodes].filter(n => n.nodeType === 3).map(n => n.textContent)];",
+        json!([]),
+    );
+    let failed = "/api/v4/projects/group%2Frepo/repository/archive?do=status&n=500";
+    assert_eq!(pieces[0], failed);
+    assert_eq!(
+        pieces[2],
+        json!([
+            "/",
+            "api/",
+            "v4/",
+            "projects/",
+            "group%2F",
+            "repo/",
+            "repository/",
+            "archive?do=status&n=500"
+        ])
+    );
+    browser.click("#log-outcome option[value=all]");
+    browser.fill("#log-path", "HOOKS");
+    wait_rows(&browser, 2, |row| row.contains("/hooks"));
+    shot(&browser, "10-log-filtered.png");
+    browser.fill("#log-path", "");
+    browser.click("#pool-tabs [data-tab=overview]");
+
     // Rotating the key downloads a new token and disconnects the agent on the old one.
-    browser.click("#pools a[href='#/pools/infra-eu']");
-    browser.wait_text("#pool-title", "infra-eu");
     browser.click("#rotate-key");
     browser.wait_text("#confirm", "Rotate the key of infra-eu?");
-    shot(&browser, "07-rotate-confirm.png");
+    shot(&browser, "11-rotate-confirm.png");
     browser.click("#confirm-ok");
     browser.wait_text("#token-notice", "infra-eu.token");
     wait_until(Duration::from_secs(20), "a second token file", || {
@@ -127,7 +327,7 @@ fn an_operator_adds_a_pool_watches_its_agent_and_reads_its_access_log() {
             == 2
     });
     browser.wait_text("#no-agents", "No agent is connected");
-    shot(&browser, "08-rotated.png");
+    shot(&browser, "12-rotated.png");
     browser.click("#token-done");
 
     // Deleting the pool takes it off the list.
@@ -136,7 +336,7 @@ fn an_operator_adds_a_pool_watches_its_agent_and_reads_its_access_log() {
     browser.click("#confirm-ok");
     browser.wait_text("#flash", "deleted");
     browser.wait_text("#list-view", "No pools yet");
-    shot(&browser, "09-deleted.png");
+    shot(&browser, "13-deleted.png");
     assert!(
         !gw.proc.out.text().contains(ADMIN),
         "admin token in the log"

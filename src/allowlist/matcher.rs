@@ -15,15 +15,21 @@
 //! | `{sha}`        | 7 to 64 hex digits (a commit id) |
 //! | `{project}`    | one non-empty segment, a part of the project (decoded) |
 //! | `{*project}`   | one or more segments, together the project (decoded, `/`-joined) |
-//! | `{encoded_project}` | one segment holding the whole project, `/` encoded as `%2F` (GitLab `:id`); a numeric id is the project as a number string |
+//! | `{encoded_project}` | one segment holding the whole project, `/` encoded as `%2F` (GitLab `:id`); a numeric id is the project as a number string (resolved by the agent, see `Allowlist::decide`) |
 //! | `{encoded_path}` | one segment holding a file path, `/` encoded as `%2F` (GitLab files API) |
-//! | `{*path}`, `{*ref}`, … | any other `*name`: one or more segments, anything |
-//! | `{ref}`, `{user}`, … | any other name: one non-empty segment, anything |
+//! | `{ref}`, `{branch}`, `{tag}` | one segment holding a ref; an encoded slash in it separates the ref's pieces (`feature%2Fx`) |
+//! | `{*ref}`, `{*branch}`, `{*basehead}` | one or more segments, together a ref (GitHub's `branches/feature/x`, `compare/main...feature/x`); each segment may also hold encoded slashes; a segment [`REF_STOP`] is refused |
+//! | `{*path}`, … | any other `*name`: one or more segments, anything but an encoded slash |
+//! | `{project_key}` | two segments: `projects/{KEY}` (project part `KEY`) or `users/{user}` (project part `~user`), Bitbucket's two spellings of a repository's owner |
+//! | `{user}`, `{commit}`, … | any other name: one non-empty segment, anything but an encoded slash |
 //! | `{…}suffix`    | the parameter followed by the literal `suffix` in the same segment (`{*project}.git`: the suffix is on the last segment) |
 //! | (empty, last)  | a pattern ending in `/` matches only a target with a trailing `/` |
 //!
 //! A segment with an encoded slash (`%2F`) is matched only by the two `encoded_`
-//! parameters; every other parameter and literal refuses it. All parameters refuse the
+//! parameters and the ref parameters; every other parameter and literal refuses it. The
+//! pieces between encoded slashes, like every segment, were already held to the
+//! dot-segment and encoding rules by [`canonicalize`], so a ref is never `..` or empty
+//! in any of its pieces. All parameters refuse the
 //! empty trailing segment. The project of a match is the decoded values of its project
 //! parameters, in order, joined by `/`; a rule without project parameters has none.
 
@@ -35,6 +41,10 @@ pub const MAX_PATH_LEN: usize = 8192;
 pub const MAX_QUERY_LEN: usize = 8192;
 /// Percent-decoding levels looked through (`%25252e` is three levels).
 const MAX_DECODE_DEPTH: usize = 4;
+/// Segments a raw-rest ref (`{*branch}`) never contains: GitHub routes
+/// `branches/{branch}/protection…` to the branch protection settings, so a ref spelled
+/// across segments must not reach them.
+pub const REF_STOP: &[&str] = &["protection"];
 
 /// HTTP methods a rule may allow. `HEAD` is implied by `Get`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +54,8 @@ pub enum Method {
     Put,
     Patch,
     Delete,
+    /// Only for Azure DevOps' resource-location discovery; denied wherever no rule lists it.
+    Options,
 }
 
 impl Method {
@@ -54,6 +66,7 @@ impl Method {
             Method::Put => "PUT",
             Method::Patch => "PATCH",
             Method::Delete => "DELETE",
+            Method::Options => "OPTIONS",
         }
     }
 
@@ -72,6 +85,16 @@ pub enum Query {
     Exactly(&'static str),
 }
 
+/// What happens to a request body before it is forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyCheck {
+    /// Streamed as it arrives (form bodies are still read for `_method`, see
+    /// [`super::body`]).
+    Stream,
+    /// A GitHub GraphQL document: read whole (bounded), inspected, then forwarded.
+    Graphql,
+}
+
 /// One row of a vendor table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rule {
@@ -81,8 +104,20 @@ pub struct Rule {
     pub description: &'static str,
     /// GitHub Enterprise codeload archive (see [`super::Allowed::codeload`]).
     pub codeload: bool,
+    /// The answer lists projects across the VCS (see [`super::Allowed::listing`]).
+    pub listing: bool,
     /// A target this rule allows (with the first of `methods`); the tests check it.
     pub example: &'static str,
+    /// Why the rule is there: the vendor's API reference for the endpoint.
+    pub source: &'static str,
+    /// Query parameters that name another project; each is checked like the path's
+    /// project (see [`super::Allowlist::check`]).
+    pub project_params: &'static [&'static str],
+    /// How the body is checked.
+    pub body: BodyCheck,
+    /// The endpoint reaches repositories its path does not name (a project-wide pull
+    /// request id): denied while `SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS` is set.
+    pub unscoped: bool,
 }
 
 impl Rule {
@@ -98,7 +133,12 @@ impl Rule {
             query: Query::Any,
             description,
             codeload: false,
+            listing: false,
             example,
+            source: "",
+            project_params: &[],
+            body: BodyCheck::Stream,
+            unscoped: false,
         }
     }
 
@@ -151,6 +191,36 @@ impl Rule {
     /// Mark as a codeload archive.
     pub const fn codeload(mut self) -> Rule {
         self.codeload = true;
+        self
+    }
+
+    /// Mark as a listing of projects across the VCS.
+    pub const fn listing(mut self) -> Rule {
+        self.listing = true;
+        self
+    }
+
+    /// The vendor documentation the rule comes from.
+    pub const fn source(mut self, source: &'static str) -> Rule {
+        self.source = source;
+        self
+    }
+
+    /// Query parameters naming another project.
+    pub const fn project_params(mut self, params: &'static [&'static str]) -> Rule {
+        self.project_params = params;
+        self
+    }
+
+    /// The body is a GraphQL document to inspect.
+    pub const fn graphql(mut self) -> Rule {
+        self.body = BodyCheck::Graphql;
+        self
+    }
+
+    /// Denied while projects are restricted.
+    pub const fn unscoped(mut self) -> Rule {
+        self.unscoped = true;
         self
     }
 }
@@ -321,6 +391,9 @@ fn check_query_bytes(query: &[u8]) -> Result<(), Denied> {
         };
         return Err(Denied::new(reason));
     }
+    if std::str::from_utf8(&decode(query)).is_err() {
+        return Err(Denied::new("percent-encoding in query is not UTF-8"));
+    }
     Ok(())
 }
 
@@ -357,6 +430,11 @@ fn count_slashes(bytes: &[u8]) -> usize {
 /// Checks on one decoding level of a segment; `/` here can only come from an encoded
 /// slash, so the pieces between them are held to the rules of segments.
 fn check_level(bytes: &[u8]) -> Result<(), Denied> {
+    // Overlong forms, surrogates and stray continuation bytes are all invalid UTF-8, and a
+    // server may read them as `/` or `.`.
+    if std::str::from_utf8(bytes).is_err() {
+        return Err(Denied::new("percent-encoding in path is not UTF-8"));
+    }
     for piece in bytes.split(|&b| b == b'/') {
         if piece.is_empty() {
             return Err(Denied::new("empty segment in path"));
@@ -390,7 +468,10 @@ enum Kind {
     MultiProject,
     EncodedProject,
     EncodedPath,
+    Ref,
+    RestRef,
     Rest,
+    ProjectKey,
 }
 
 impl Kind {
@@ -402,17 +483,24 @@ impl Kind {
             "*project" => Kind::MultiProject,
             "encoded_project" => Kind::EncodedProject,
             "encoded_path" => Kind::EncodedPath,
+            "project_key" => Kind::ProjectKey,
+            "ref" | "branch" | "tag" => Kind::Ref,
+            "*ref" | "*branch" | "*basehead" => Kind::RestRef,
             _ if name.starts_with('*') => Kind::Rest,
             _ => Kind::Any,
         }
     }
 
     fn is_multi(self) -> bool {
-        matches!(self, Kind::MultiProject | Kind::Rest)
+        matches!(self, Kind::MultiProject | Kind::RestRef | Kind::Rest)
     }
 
-    fn is_encoded(self) -> bool {
-        matches!(self, Kind::EncodedProject | Kind::EncodedPath)
+    /// Accepts a segment holding an encoded slash.
+    fn takes_encoded_slash(self) -> bool {
+        matches!(
+            self,
+            Kind::EncodedProject | Kind::EncodedPath | Kind::Ref | Kind::RestRef
+        )
     }
 
     fn is_project(self) -> bool {
@@ -443,7 +531,15 @@ pub(crate) struct CompiledRule {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Match {
     pub(crate) project: Option<String>,
+    /// A ref parameter holds a `:`, which git forbids in ref names: it is GitHub's
+    /// `owner:branch` (or `owner:repo:branch`), a ref in another repository.
+    pub(crate) foreign_ref: bool,
 }
+
+/// Marks, among the captured project parts, a ref with a `:` (see [`Match::foreign_ref`]).
+/// A NUL never survives canonicalisation, so no project part can equal it; keeping the mark
+/// in the same list lets backtracking drop it with the parts.
+const FOREIGN_REF: &str = "\0foreign-ref";
 
 fn valid_literal(lit: &str) -> bool {
     !lit.is_empty()
@@ -541,12 +637,15 @@ impl CompiledRule {
         if !match_segs(&self.segs, target.segments(), &mut caps) {
             return None;
         }
+        let foreign_ref = caps.iter().any(|c| c == FOREIGN_REF);
+        caps.retain(|c| c != FOREIGN_REF);
         Some(Match {
             project: if caps.is_empty() {
                 None
             } else {
                 Some(caps.join("/"))
             },
+            foreign_ref,
         })
     }
 }
@@ -568,6 +667,20 @@ fn match_segs(segs: &[Seg], targets: &[Segment], caps: &mut Vec<String>) -> bool
             let n = lits.len();
             let present = targets.len() >= n && lits.iter().zip(targets).all(|(l, t)| t.raw == *l);
             (present && match_segs(rest, &targets[n..], caps)) || match_segs(rest, targets, caps)
+        }
+        Seg::Param {
+            kind: Kind::ProjectKey,
+            ..
+        } => {
+            let mark = caps.len();
+            if targets.len() >= 2
+                && take_owner(&targets[0], &targets[1], caps)
+                && match_segs(rest, &targets[2..], caps)
+            {
+                return true;
+            }
+            caps.truncate(mark);
+            false
         }
         Seg::Param { kind, suffix } if kind.is_multi() => {
             for k in 1..=targets.len() {
@@ -613,7 +726,7 @@ fn take_single(kind: Kind, suffix: &str, t: &Segment, caps: &mut Vec<String>) ->
     let Some(value) = strip(t, suffix) else {
         return false;
     };
-    if t.encoded_slash && !kind.is_encoded() {
+    if t.encoded_slash && !kind.takes_encoded_slash() {
         return false;
     }
     let ok = match kind {
@@ -626,11 +739,31 @@ fn take_single(kind: Kind, suffix: &str, t: &Segment, caps: &mut Vec<String>) ->
     if !ok {
         return false;
     }
+    if kind == Kind::Ref && t.decoded.contains(&b':') {
+        caps.push(FOREIGN_REF.to_owned());
+    }
     if kind.is_project() {
         match decoded_value(t, value) {
             Some(v) => caps.push(v),
             None => return false,
         }
+    }
+    true
+}
+
+/// Bitbucket's owner of a repository: `projects/KEY` → `KEY`, `users/jdoe` → `~jdoe`.
+fn take_owner(kind: &Segment, name: &Segment, caps: &mut Vec<String>) -> bool {
+    if name.raw.is_empty() || name.encoded_slash {
+        return false;
+    }
+    let Ok(value) = String::from_utf8(name.decoded.clone()) else {
+        return false;
+    };
+    match kind.raw.as_str() {
+        "projects" => caps.push(value),
+        // `users/~jdoe` would name `~~jdoe`: no such user slug exists.
+        "users" if !value.starts_with('~') => caps.push(format!("~{value}")),
+        _ => return false,
     }
     true
 }
@@ -646,8 +779,14 @@ fn take_multi(kind: Kind, suffix: &str, ts: &[Segment], caps: &mut Vec<String>) 
         let Some(value) = value else {
             return false;
         };
-        if t.encoded_slash {
+        if t.encoded_slash && !kind.takes_encoded_slash() {
             return false;
+        }
+        if kind == Kind::RestRef && i > 0 && REF_STOP.contains(&value) {
+            return false;
+        }
+        if kind == Kind::RestRef && t.decoded.contains(&b':') {
+            caps.push(FOREIGN_REF.to_owned());
         }
         if kind.is_project() {
             match decoded_value(t, value) {
@@ -659,9 +798,9 @@ fn take_multi(kind: Kind, suffix: &str, ts: &[Segment], caps: &mut Vec<String>) 
     true
 }
 
-/// Whether segment `index` of `target` sits where some rule has an `encoded_`
-/// parameter (walking each pattern's leading single-segment items). Only used to pick
-/// the denial reason once no rule matched.
+/// Whether segment `index` of `target` sits where some rule has a parameter that takes
+/// an encoded slash (walking each pattern's leading items up to the first multi-segment
+/// one). Only used to pick the denial reason once no rule matched.
 pub(crate) fn encoded_position(rules: &[CompiledRule], target: &Canonical, index: usize) -> bool {
     let ts = target.segments();
     rules.iter().any(|rule| {
@@ -679,12 +818,22 @@ pub(crate) fn encoded_position(rules: &[CompiledRule], target: &Canonical, index
                         t += ls.len();
                     }
                 }
+                Seg::Param {
+                    kind: Kind::ProjectKey,
+                    ..
+                } => {
+                    if t + 1 >= index {
+                        return false;
+                    }
+                    t += 2;
+                }
                 Seg::Param { kind, .. } if !kind.is_multi() => {
                     if t == index {
-                        return kind.is_encoded();
+                        return kind.takes_encoded_slash();
                     }
                     t += 1;
                 }
+                Seg::Param { kind, .. } => return *kind == Kind::RestRef,
                 _ => return false,
             }
         }

@@ -33,7 +33,8 @@
 //! 6. Raw bytes of the query: non-ASCII bytes, control characters, space, `"`, `<`, `>`,
 //!    `\`, `^`, `` ` ``, `{`, `|`, `}` are denied; `%` must be followed by two hex
 //!    digits and `%00` (NUL) is denied. Other encoded bytes are left alone (a commit
-//!    status description may carry an encoded newline).
+//!    status description may carry an encoded newline), but the decoded query must be
+//!    valid UTF-8 (`percent-encoding in query is not UTF-8`).
 //! 7. The path is split on `/` into segments. An empty segment (`//` anywhere, including
 //!    a leading `//`) is denied; a single trailing `/` is kept as a final empty segment,
 //!    which only a pattern that itself ends in `/` matches.
@@ -41,16 +42,31 @@
 //!    to 4 levels) while it still contains valid escapes, to see through double encoding
 //!    (`%252e`). At every level: a segment (or, after an encoded slash, a piece) made
 //!    only of dots (`.`, `..`, `...`) is denied (`dot segment in path`); a decoded
-//!    backslash, control character or `;` is denied like its raw form. Encoding nested
-//!    deeper than 4 levels is denied.
+//!    backslash, control character or `;` is denied like its raw form. Every level must
+//!    be valid UTF-8 (`percent-encoding in path is not UTF-8`): overlong forms (`%C0%AE`
+//!    for `.`, `%C0%AF` for `/`), encoded surrogates (`%ED%A0%80`) and stray continuation
+//!    bytes (`%80`) are refused, since a lenient server may read them as dots or slashes.
+//!    Encoding nested deeper than 4 levels is denied.
 //! 9. An encoded slash (`%2F`/`%2f`) at the first decoding level is recorded on the
 //!    segment, and the pieces between the slashes must themselves be non-empty and not
-//!    dot segments. Only pattern parameters spelled `{encoded_project}` and
-//!    `{encoded_path}` accept such a segment; GitLab is the only vendor that uses them
-//!    (its project ids `group%2Fsub%2Frepo`, and its files API, which takes the file
-//!    path as one `%2F`-separated segment). Everywhere else an encoded slash is denied
-//!    (`encoded slash outside a project segment`). A slash encoded twice (`%252F`) is
-//!    always denied.
+//!    dot segments. Only pattern parameters spelled `{encoded_project}`,
+//!    `{encoded_path}` and the ref parameters (`{ref}`, `{branch}`, `{tag}`, `{*ref}`,
+//!    `{*branch}`, `{*basehead}`) accept such a segment: GitLab's project ids
+//!    (`group%2Fsub%2Frepo`), its files API, which takes the file path as one
+//!    `%2F`-separated segment, and ref names with a slash (`feature%2Fx`) in GitLab and
+//!    GitHub. Everywhere else an encoded slash is denied (`encoded slash outside a project
+//!    or ref segment`). A slash encoded twice (`%252F`) is always denied.
+//!
+//! # Ref segments
+//!
+//! Most branches have a `/` in their name (`feature/x`, `release/1.2`). A rule declares
+//! where a ref goes: `{ref}`, `{branch}` or `{tag}` take one segment in which an encoded
+//! slash separates the ref's pieces (GitLab `…/repository/branches/feature%2Fx`, GitHub
+//! `…/commits/feature%2Fx`); `{*ref}`, `{*branch}` and `{*basehead}` take the raw rest of
+//! the path (GitHub `…/branches/feature/x`, `…/compare/main...feature/x`,
+//! `…/git/ref/heads/feature/x`). Each piece of a ref passed the same dot-segment and
+//! encoding checks as any segment, so `feature%2F..%2F..` or `branches/a/../b` are still
+//! denied.
 //!
 //! # Matching
 //!
@@ -73,15 +89,19 @@
 
 mod azure_devops;
 mod bitbucket_datacenter;
+pub mod body;
 mod github_enterprise;
 mod gitlab;
+pub mod graphql;
 pub mod matcher;
+mod query;
 
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-pub use matcher::{canonicalize, Canonical, Method, Query, Rule};
+pub use body::{BodyVerdict, Inspection};
+pub use matcher::{canonicalize, BodyCheck, Canonical, Method, Query, Rule};
 
 /// The VCS products the agent can front.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,6 +179,47 @@ pub struct Allowed {
     /// GitHub Enterprise archive that is served from the `codeload.<host>` subdomain
     /// when the instance uses subdomain isolation.
     pub codeload: bool,
+    /// Projects named by query parameters (`from_project_id=99` → `99`), each already
+    /// checked against the project regex like [`project`](Self::project).
+    pub other_projects: Vec<String>,
+    /// Projects named by a query parameter as an id the regex does not match (GitLab
+    /// `from_project_id=99`): allowed only once each resolves, like a path's id
+    /// ([`Decision::ById`]), to a path the regex allows.
+    pub param_ids: Vec<(&'static str, ProjectId)>,
+    /// What the agent must do with the body before forwarding it.
+    pub body: BodyCheck,
+    /// The answer lists projects across the VCS, so the agent filters it while projects are
+    /// restricted.
+    pub listing: bool,
+}
+
+/// A project named by an id (GitLab's numeric project id, GitHub's repository id, an Azure
+/// DevOps repository GUID), which the project regex cannot judge until the agent knows the
+/// path the id stands for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ProjectId {
+    /// The id as the path spells it (`5`, a GUID in lower case).
+    pub id: String,
+    /// Where the id is unique: empty, or the Azure DevOps organisation (as the path spells
+    /// it, compared without regard to case).
+    pub scope: String,
+    /// The `GET` target whose answer describes this project.
+    pub lookup: String,
+}
+
+impl fmt::Display for ProjectId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.id)
+    }
+}
+
+/// What [`Allowlist::decide`] concludes about an allowed route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Allowed as it stands.
+    Allowed(Allowed),
+    /// Allowed only if the project `ProjectId` names passes [`Allowlist::allows_project`].
+    ById(Allowed, ProjectId),
 }
 
 /// A request the allowlist refuses, with a short reason safe to log and to return.
@@ -197,7 +258,15 @@ struct Inner {
 }
 
 /// Methods denied whatever the table says.
-const NEVER_ALLOWED: [&str; 3] = ["CONNECT", "TRACE", "OPTIONS"];
+const NEVER_ALLOWED: [&str; 2] = ["CONNECT", "TRACE"];
+
+/// Headers that make Rails, ASP.NET (Azure DevOps) and other frameworks run the request as
+/// another method: an allowed `POST` could become a `DELETE`.
+pub const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
 
 impl Allowlist {
     /// `projects: None` allows every project.
@@ -228,24 +297,140 @@ impl Allowlist {
     }
 
     /// Decide on one request. `target` is path plus optional `?query`, relative to the
-    /// VCS base endpoint, exactly as it will be forwarded.
+    /// VCS base endpoint, exactly as it will be forwarded. A project given by an id the
+    /// regex does not match is denied here; [`decide`](Self::decide) says which id.
     pub fn check(&self, method: &str, target: &str) -> Result<Allowed, Denied> {
+        settle(self.decide(method, target)?)
+    }
+
+    /// Like [`check`](Self::check), but a project given by an id that the project regex
+    /// does not match is left for the caller to resolve ([`Decision::ById`]).
+    pub fn decide(&self, method: &str, target: &str) -> Result<Decision, Denied> {
         let canonical = self.precheck(method, target)?;
+        let params = query::Params::parse(canonical.query());
+        if params.any_named(query::METHOD_PARAM) {
+            return Err(Denied::new(
+                "method override parameter _method is not allowed",
+            ));
+        }
         for rule in &self.inner.rules {
             if let Some(m) = rule.matches(method, &canonical) {
-                if let (Some(project), Some(re)) = (&m.project, &self.inner.projects) {
-                    if !re.is_match(project) {
-                        return Err(Denied::new(format!("project {project} is not allowed")));
-                    }
+                if m.foreign_ref && self.restricted() {
+                    return Err(Denied::new(
+                        "a ref in another repository (owner:branch) cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS",
+                    ));
                 }
-                return Ok(Allowed {
-                    description: rule.rule.description,
-                    project: m.project,
-                    codeload: rule.rule.codeload,
-                });
+                return self.verdict(rule.rule, m.project, &params, &canonical);
             }
         }
         Err(self.no_match_reason(method, &canonical))
+    }
+
+    /// [`check`](Self::check) plus what only the whole request shows: method-override
+    /// headers, and a body on a `GET` or `HEAD` (where its parameters would reach the VCS
+    /// unchecked: Rails and Grape read form and JSON bodies of any method).
+    pub fn check_request(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(String, String)],
+        has_body: bool,
+    ) -> Result<Allowed, Denied> {
+        settle(self.decide_request(method, target, headers, has_body)?)
+    }
+
+    /// [`check_request`](Self::check_request) with ids left to resolve, like
+    /// [`decide`](Self::decide).
+    pub fn decide_request(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(String, String)],
+        has_body: bool,
+    ) -> Result<Decision, Denied> {
+        if let Some(name) = headers.iter().find_map(|(name, _)| {
+            let lower = name.to_ascii_lowercase();
+            METHOD_OVERRIDE_HEADERS.into_iter().find(|h| *h == lower)
+        }) {
+            return Err(Denied::new(format!(
+                "method override header {name} is not allowed"
+            )));
+        }
+        if has_body && (method == "GET" || method == "HEAD") {
+            return Err(Denied::new(format!(
+                "a {method} request may not carry a body"
+            )));
+        }
+        self.decide(method, target)
+    }
+
+    /// The matching rule's verdict: the path's project and every project a parameter
+    /// names must match the regex.
+    /// A path project the regex refuses may still be an id to resolve.
+    fn verdict(
+        &self,
+        rule: &'static Rule,
+        project: Option<String>,
+        params: &query::Params,
+        canonical: &Canonical,
+    ) -> Result<Decision, Denied> {
+        let mut id = None;
+        if let Some(project) = &project {
+            if let Err(denied) = self.project_allowed(project, None) {
+                id = Some(project_id(self.inner.vendor, project, canonical).ok_or(denied)?);
+            }
+        }
+        if rule.unscoped && self.inner.projects.is_some() {
+            return Err(Denied::new(format!(
+                "{} names no repository, so it cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS",
+                rule.description
+            )));
+        }
+        let (mut other_projects, mut param_ids) = (Vec::new(), Vec::new());
+        for &name in rule.project_params {
+            for value in params.values(name) {
+                match self.project_allowed(&value, Some(name)) {
+                    Ok(()) => other_projects.push(value),
+                    Err(denied) => {
+                        param_ids.push((name, param_id(self.inner.vendor, &value).ok_or(denied)?))
+                    }
+                }
+            }
+        }
+        let allowed = Allowed {
+            description: rule.description,
+            project,
+            codeload: rule.codeload,
+            other_projects,
+            param_ids,
+            body: rule.body,
+            listing: rule.listing,
+        };
+        Ok(match id {
+            Some(id) => Decision::ById(allowed, id),
+            None => Decision::Allowed(allowed),
+        })
+    }
+
+    /// Whether `project` (a path, `group/repo`) matches the project regex.
+    pub fn allows_project(&self, project: &str) -> bool {
+        self.project_allowed(project, None).is_ok()
+    }
+
+    /// Whether projects are restricted (`SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS` is set).
+    pub fn restricted(&self) -> bool {
+        self.inner.projects.is_some()
+    }
+
+    /// One project against the regex; `param` names the query parameter it came from.
+    pub fn project_allowed(&self, project: &str, param: Option<&str>) -> Result<(), Denied> {
+        match &self.inner.projects {
+            Some(re) if !re.is_match(project) => Err(Denied::new(match param {
+                Some(param) => format!("project {project} (from {param}) is not allowed"),
+                None => format!("project {project} is not allowed"),
+            })),
+            _ => Ok(()),
+        }
     }
 
     /// Indices (into [`Vendor::rules`]) of **every** rule whose method, path and query
@@ -263,7 +448,13 @@ impl Allowlist {
     }
 
     fn precheck(&self, method: &str, target: &str) -> Result<Canonical, Denied> {
-        if NEVER_ALLOWED.contains(&method) {
+        let options_somewhere = || {
+            self.inner
+                .rules
+                .iter()
+                .any(|r| r.rule.methods.contains(&Method::Options))
+        };
+        if NEVER_ALLOWED.contains(&method) || (method == "OPTIONS" && !options_somewhere()) {
             return Err(Denied::new(format!("method {method} is never allowed")));
         }
         if !is_token(method) {
@@ -277,10 +468,89 @@ impl Allowlist {
             s.encoded_slash && !matcher::encoded_position(&self.inner.rules, canonical, i)
         });
         if stray_slash {
-            return Denied::new("encoded slash outside a project segment");
+            return Denied::new("encoded slash outside a project or ref segment");
         }
         Denied::new(format!("no rule allows {method} {}", canonical.path()))
     }
+}
+
+/// An allowed request, or the denial of a project id nobody resolved.
+fn settle(decision: Decision) -> Result<Allowed, Denied> {
+    match decision {
+        Decision::Allowed(allowed) if !allowed.param_ids.is_empty() => {
+            let (param, id) = &allowed.param_ids[0];
+            Err(Denied::new(format!(
+                "project {id} (from {param}) is not allowed"
+            )))
+        }
+        Decision::Allowed(allowed) => Ok(allowed),
+        Decision::ById(_, id) => Err(Denied::new(format!("project {id} is not allowed"))),
+    }
+}
+
+/// The id a query parameter names a project by: GitLab's numeric `from_project_id`.
+fn param_id(vendor: Vendor, value: &str) -> Option<ProjectId> {
+    let numeric =
+        !value.is_empty() && value.len() <= 20 && value.bytes().all(|b| b.is_ascii_digit());
+    (vendor == Vendor::Gitlab && numeric).then(|| ProjectId {
+        id: value.to_string(),
+        scope: String::new(),
+        lookup: format!("/api/v4/projects/{value}"),
+    })
+}
+
+/// The id a matched route names its project by, when it is one: GitLab `/api/v4/projects/5/…`,
+/// GitHub `/repositories/5`, Azure DevOps `/{org}/{project}/_apis/git/repositories/{GUID}/…`
+/// (and `_git/{GUID}`).
+fn project_id(vendor: Vendor, project: &str, target: &Canonical) -> Option<ProjectId> {
+    let raw: Vec<&str> = target.segments().iter().map(|s| s.raw.as_str()).collect();
+    let numeric =
+        !project.is_empty() && project.len() <= 20 && project.bytes().all(|b| b.is_ascii_digit());
+    let id = |scope: &str, lookup: String| ProjectId {
+        id: project
+            .rsplit('/')
+            .next()
+            .unwrap_or(project)
+            .to_ascii_lowercase(),
+        scope: scope.to_string(),
+        lookup,
+    };
+    match vendor {
+        Vendor::Gitlab if numeric && raw.starts_with(&["api", "v4", "projects"]) => {
+            Some(id("", format!("/api/v4/projects/{project}")))
+        }
+        Vendor::GithubEnterprise if numeric && raw.starts_with(&["api", "v3", "repositories"]) => {
+            Some(id("", format!("/api/v3/repositories/{project}")))
+        }
+        Vendor::GithubEnterprise if numeric && raw.starts_with(&["repositories"]) => {
+            Some(id("", format!("/repositories/{project}")))
+        }
+        Vendor::AzureDevops => {
+            let (org, rest) = project.split_once('/')?;
+            let repo = rest.split_once('/')?.1;
+            let routed = matches!(raw.get(2), Some(&"_apis" | &"_git"));
+            (routed && is_guid(repo)).then(|| {
+                id(
+                    org,
+                    format!(
+                        "/{}/{}/_apis/git/repositories/{repo}?api-version=5.0",
+                        raw[0], raw[1]
+                    ),
+                )
+            })
+        }
+        _ => None,
+    }
+}
+
+/// `8-4-4-4-12` hex digits.
+fn is_guid(text: &str) -> bool {
+    let groups: Vec<&str> = text.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// An HTTP method token (RFC 9110 `tchar`s), short enough to echo in a reason.

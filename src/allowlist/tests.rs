@@ -169,6 +169,15 @@ fn project_regex_applies_to_rules_with_a_project() {
             match (&allowed.project, closed.check(method, rule.example)) {
                 (Some(p), Err(d)) => assert_eq!(d.reason, format!("project {p} is not allowed")),
                 (None, Ok(a)) => assert_eq!(a, allowed),
+                (None, Err(d)) if rule.unscoped => {
+                    assert!(
+                        d.reason.ends_with(
+                            "cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS"
+                        ),
+                        "{}",
+                        d.reason
+                    )
+                }
                 (p, r) => panic!("{vendor} {}: project {p:?} gave {r:?}", rule.example),
             }
         }
@@ -412,8 +421,8 @@ fn denial_reasons() {
         ("GET", "/api/v4/user%0d%0aX:1", "control character in path"),
         (
             "GET",
-            "/api/v4/projects/1/repository/branches/feature%2Fx",
-            "encoded slash outside a project segment",
+            "/api/v4/projects/1/repository/tree%2Fx",
+            "encoded slash outside a project or ref segment",
         ),
         (
             "GET",
@@ -472,7 +481,7 @@ fn denial_reasons() {
     ] {
         assert_eq!(
             reason(vendor, "GET", "/repos/acme%2Finfra/x"),
-            "encoded slash outside a project segment"
+            "encoded slash outside a project or ref segment"
         );
     }
     assert_eq!(
@@ -583,4 +592,783 @@ fn allowlist_is_send_sync_and_cheap_to_clone() {
     let a = open(Vendor::Gitlab);
     let b = a.clone();
     assert!(Arc::ptr_eq(&a.inner, &b.inner));
+}
+
+fn restricted(vendor: Vendor, re: &str) -> Allowlist {
+    Allowlist::new(vendor, Some(project_pattern(re).unwrap()))
+}
+
+fn description(vendor: Vendor, method: &str, target: &str) -> &'static str {
+    match open(vendor).check(method, target) {
+        Ok(a) => a.description,
+        Err(d) => panic!("{vendor} {method} {target}: {d}"),
+    }
+}
+
+#[test]
+fn every_rule_names_its_source() {
+    for vendor in Vendor::ALL {
+        for rule in vendor.rules() {
+            assert!(
+                rule.source.contains("https://"),
+                "{vendor} {:?} has no source",
+                rule.description
+            );
+        }
+    }
+}
+
+#[test]
+fn refs_with_slashes_pass_where_a_rule_declares_a_ref() {
+    let cases = [
+        (
+            Vendor::Gitlab,
+            "/api/v4/projects/5/repository/branches/feature%2Fx",
+            "Get branch",
+        ),
+        (
+            Vendor::Gitlab,
+            "/api/v4/projects/5/repository/commits/feature%2Fx",
+            "Get commit",
+        ),
+        (
+            Vendor::Gitlab,
+            "/api/v4/projects/5/repository/commits/release%2F1.2/statuses",
+            "List commit statuses",
+        ),
+        (
+            Vendor::Gitlab,
+            "/api/v4/projects/5/repository/tags/release%2F1.2",
+            "Get tag",
+        ),
+        (
+            Vendor::GithubEnterprise,
+            "/api/v3/repos/o/r/branches/feature/x",
+            "Get branch",
+        ),
+        (
+            Vendor::GithubEnterprise,
+            "/api/v3/repos/o/r/branches/a/b/c",
+            "Get branch",
+        ),
+        (
+            Vendor::GithubEnterprise,
+            "/api/v3/repos/o/r/compare/main...feature/x",
+            "Compare commits",
+        ),
+        (
+            Vendor::GithubEnterprise,
+            "/api/v3/repos/o/r/commits/feature%2Fx",
+            "Get commit",
+        ),
+        (
+            Vendor::GithubEnterprise,
+            "/api/v3/repos/o/r/tarball/feature%2Fx",
+            "Download repository archive",
+        ),
+        (
+            Vendor::GithubEnterprise,
+            "/api/v3/repos/o/r/git/ref/heads/feature/x",
+            "Get reference",
+        ),
+        (
+            Vendor::GithubEnterprise,
+            "/api/v3/repos/o/r/git/matching-refs/heads/feature/",
+            "List matching references (prefix ending in /)",
+        ),
+    ];
+    for (vendor, target, want) in cases {
+        assert_eq!(description(vendor, "GET", target), want, "{target}");
+    }
+}
+
+#[test]
+fn every_piece_of_a_ref_is_still_checked() {
+    for target in [
+        "/api/v4/projects/5/repository/branches/feature%2F..",
+        "/api/v4/projects/5/repository/branches/..%2Fx",
+        "/api/v4/projects/5/repository/branches/a%2F%2Fb",
+        "/api/v4/projects/5/repository/branches/a%2F.",
+        "/api/v4/projects/5/repository/branches/%2e%2e%2Fx",
+        "/api/v4/projects/5/repository/branches/a%252F..",
+    ] {
+        assert!(
+            open(Vendor::Gitlab).check("GET", target).is_err(),
+            "{target}"
+        );
+    }
+    for target in [
+        "/api/v3/repos/o/r/branches/feature/../../../user",
+        "/api/v3/repos/o/r/branches/feature/%2e%2e",
+        "/api/v3/repos/o/r/compare/main...feature/..",
+        "/api/v3/repos/o/r/compare/main...feature//x",
+        "/api/v3/repos/o/r/commits/feature%2F..%2F..",
+        "/api/v3/repos/o/r/git/ref/heads/x%252F..",
+        // A ref spelled across segments never reaches branch protection.
+        "/api/v3/repos/o/r/branches/main/protection",
+        "/api/v3/repos/o/r/branches/main/protection/restrictions",
+    ] {
+        assert!(
+            open(Vendor::GithubEnterprise).check("GET", target).is_err(),
+            "{target}"
+        );
+    }
+    // Refs stay where the rule declares them: not in literals, projects or other values.
+    assert_eq!(
+        reason(
+            Vendor::GithubEnterprise,
+            "GET",
+            "/api/v3/repos/o/r/pulls/8%2Ffiles"
+        ),
+        "encoded slash outside a project or ref segment"
+    );
+    assert!(open(Vendor::BitbucketDatacenter)
+        .check(
+            "GET",
+            "/rest/api/1.0/projects/K/repos/r/commits/feature%2Fx"
+        )
+        .is_err());
+}
+
+#[test]
+fn a_ref_in_another_repository_is_denied_while_projects_are_restricted() {
+    let target = "/api/v3/repos/acme/infra/compare/main...other:feature";
+    assert_eq!(
+        description(Vendor::GithubEnterprise, "GET", target),
+        "Compare commits"
+    );
+    let list = restricted(Vendor::GithubEnterprise, "acme/.*");
+    assert!(list
+        .check("GET", "/api/v3/repos/acme/infra/compare/main...feature/x")
+        .is_ok());
+    for target in [
+        target,
+        "/api/v3/repos/acme/infra/compare/main...other%3Afeature",
+        "/api/v3/repos/acme/infra/compare/other:infra:main...feature",
+    ] {
+        let d = list.check("GET", target).unwrap_err();
+        assert!(
+            d.reason.starts_with("a ref in another repository"),
+            "{target}: {d}"
+        );
+    }
+}
+
+#[test]
+fn rules_the_issue_names_are_allowed() {
+    let cases = [
+        (
+            Vendor::Gitlab,
+            "GET",
+            "/api/v4/projects/5/merge_requests/1/changes",
+        ),
+        (
+            Vendor::Gitlab,
+            "GET",
+            "/api/v4/projects/5/merge_requests/1/versions",
+        ),
+        (
+            Vendor::Gitlab,
+            "GET",
+            "/api/v4/projects/5/merge_requests/1/diffs?page=2",
+        ),
+        (Vendor::Gitlab, "GET", "/api/v4/projects/5/repository/tags"),
+        (
+            Vendor::Gitlab,
+            "GET",
+            "/group/repo/info/refs?service=git-upload-pack",
+        ),
+        (Vendor::Gitlab, "POST", "/group/sub/repo/git-upload-pack"),
+        (
+            Vendor::GithubEnterprise,
+            "GET",
+            "/api/v3/repos/o/r/git/trees/main?recursive=1",
+        ),
+        (Vendor::GithubEnterprise, "GET", "/repos/o/r/tags"),
+        (
+            Vendor::GithubEnterprise,
+            "POST",
+            "/api/v3/repos/o/r/pulls/3/reviews",
+        ),
+        (
+            Vendor::GithubEnterprise,
+            "GET",
+            "/o/r/info/refs?service=git-upload-pack",
+        ),
+        (Vendor::GithubEnterprise, "POST", "/o/r/git-upload-pack"),
+        (
+            Vendor::BitbucketDatacenter,
+            "GET",
+            "/rest/api/1.0/projects/K/repos/r/pull-requests/2/commits",
+        ),
+        (
+            Vendor::BitbucketDatacenter,
+            "GET",
+            "/rest/api/1.0/projects/K",
+        ),
+        (
+            Vendor::BitbucketDatacenter,
+            "GET",
+            "/rest/api/latest/projects/K/repos",
+        ),
+        (
+            Vendor::BitbucketDatacenter,
+            "GET",
+            "/rest/api/1.0/projects/K/repos/r/tags",
+        ),
+        (
+            Vendor::BitbucketDatacenter,
+            "GET",
+            "/rest/api/1.0/projects/K/repos/r/files?at=main",
+        ),
+        (Vendor::AzureDevops, "OPTIONS", "/acme/_apis"),
+        (
+            Vendor::AzureDevops,
+            "POST",
+            "/acme/p/_apis/git/repositories/r/itemsBatch?api-version=7.1",
+        ),
+        (
+            Vendor::AzureDevops,
+            "GET",
+            "/acme/p/_apis/git/repositories/r/pullRequests/4/iterations/1/changes",
+        ),
+        (
+            Vendor::AzureDevops,
+            "GET",
+            "/acme/p/_apis/git/pullRequests/4",
+        ),
+    ];
+    for (vendor, method, target) in cases {
+        if let Err(d) = open(vendor).check(method, target) {
+            panic!("{vendor} {method} {target}: {d}");
+        }
+    }
+    // Without `.git`, the project is still every segment before the git suffix.
+    let a = open(Vendor::Gitlab)
+        .check("POST", "/group/sub/repo/git-upload-pack")
+        .unwrap();
+    assert_eq!(a.project.as_deref(), Some("group/sub/repo"));
+    // Push stays denied in every spelling.
+    for (vendor, target) in [
+        (Vendor::Gitlab, "/group/repo/git-receive-pack"),
+        (Vendor::GithubEnterprise, "/o/r/git-receive-pack"),
+        (Vendor::BitbucketDatacenter, "/scm/K/r/git-receive-pack"),
+    ] {
+        assert!(open(vendor).check("POST", target).is_err(), "{target}");
+        assert!(open(vendor)
+            .check(
+                "GET",
+                &format!(
+                    "{}/info/refs?service=git-receive-pack",
+                    target.trim_end_matches("/git-receive-pack")
+                )
+            )
+            .is_err());
+    }
+}
+
+#[test]
+fn bitbucket_personal_repositories_in_both_spellings_are_one_project() {
+    let list = restricted(Vendor::BitbucketDatacenter, "~jdoe/tools");
+    for target in [
+        "/rest/api/1.0/users/jdoe/repos/tools/commits?until=main",
+        "/rest/api/1.0/projects/~jdoe/repos/tools/commits?until=main",
+        "/rest/api/latest/users/jdoe/repos/tools/pull-requests/1/commits",
+    ] {
+        let a = list
+            .check("GET", target)
+            .unwrap_or_else(|d| panic!("{target}: {d}"));
+        assert_eq!(a.project.as_deref(), Some("~jdoe/tools"));
+    }
+    assert_eq!(
+        list.check("GET", "/rest/api/1.0/users/eve/repos/tools")
+            .unwrap_err()
+            .reason,
+        "project ~eve/tools is not allowed"
+    );
+    assert!(open(Vendor::BitbucketDatacenter)
+        .check("GET", "/rest/api/1.0/users/~jdoe/repos/tools")
+        .is_err());
+}
+
+#[test]
+fn options_only_for_azure_resource_location_discovery() {
+    assert!(open(Vendor::AzureDevops)
+        .check("OPTIONS", "/acme/_apis")
+        .is_ok());
+    for target in [
+        "/acme/_apis/connectionData",
+        "/acme/p/_apis/git/repositories",
+        "/acme/_apis/",
+        "/acme/p/_apis",
+    ] {
+        assert_eq!(
+            reason(Vendor::AzureDevops, "OPTIONS", target),
+            format!("no rule allows OPTIONS {target}")
+        );
+    }
+    for vendor in [
+        Vendor::Gitlab,
+        Vendor::GithubEnterprise,
+        Vendor::BitbucketDatacenter,
+    ] {
+        assert_eq!(
+            reason(vendor, "OPTIONS", "/acme/_apis"),
+            "method OPTIONS is never allowed"
+        );
+    }
+    let with_options: Vec<_> = Vendor::ALL
+        .iter()
+        .flat_map(|v| v.rules())
+        .filter(|r| r.methods.contains(&Method::Options))
+        .collect();
+    assert_eq!(with_options.len(), 1);
+    assert_eq!(with_options[0].methods, &[Method::Options]);
+}
+
+#[test]
+fn percent_encoding_must_be_utf8() {
+    for target in [
+        "/api/v4/projects/%C0%AE%C0%AE",
+        "/api/v4/projects/a%C0%AFb",
+        "/api/v4/projects/%ED%A0%80",
+        "/api/v4/projects/a%80b",
+        "/api/v4/projects/%E2%82",
+        "/api/v4/projects/%25C0%25AE",
+    ] {
+        assert_eq!(
+            reason(Vendor::Gitlab, "GET", target),
+            "percent-encoding in path is not UTF-8",
+            "{target}"
+        );
+    }
+    assert_eq!(
+        reason(Vendor::Gitlab, "GET", "/api/v4/projects?search=%C0%AE"),
+        "percent-encoding in query is not UTF-8"
+    );
+    // Valid multi-byte UTF-8 is fine.
+    assert!(open(Vendor::AzureDevops)
+        .check("GET", "/acme/Pr%C3%B6jekt/_apis/git/repositories/r")
+        .is_ok());
+    assert!(open(Vendor::Gitlab)
+        .check("GET", "/api/v4/projects?search=caf%C3%A9")
+        .is_ok());
+}
+
+#[test]
+fn method_overrides_are_denied() {
+    let list = open(Vendor::Gitlab);
+    let target = "/api/v4/projects/5/statuses/0123456789abcdef0123456789abcdef01234567";
+    let header = |name: &str| vec![(name.to_string(), "DELETE".to_string())];
+    assert!(list.check_request("POST", target, &[], true).is_ok());
+    for name in [
+        "X-HTTP-Method-Override",
+        "x-http-method",
+        "X-Method-Override",
+    ] {
+        assert_eq!(
+            list.check_request("POST", target, &header(name), true)
+                .unwrap_err()
+                .reason,
+            format!(
+                "method override header {} is not allowed",
+                name.to_ascii_lowercase()
+            )
+        );
+    }
+    for query in [
+        "_method=DELETE",
+        "a=1&_method=PUT",
+        "%5Fmethod=DELETE",
+        "_method[]=x",
+        "_method",
+    ] {
+        assert_eq!(
+            reason(Vendor::Gitlab, "POST", &format!("{target}?{query}")),
+            "method override parameter _method is not allowed",
+            "{query}"
+        );
+    }
+    // A GET carries no body: its parameters would reach the VCS unchecked.
+    assert_eq!(
+        list.check_request("GET", "/api/v4/user", &[], true)
+            .unwrap_err()
+            .reason,
+        "a GET request may not carry a body"
+    );
+}
+
+#[test]
+fn projects_named_in_parameters_are_checked_like_the_path() {
+    let list = restricted(Vendor::Gitlab, "group/.*|5");
+    let compare = "/api/v4/projects/group%2Frepo/repository/compare?from=a&to=b";
+    assert!(list.check("GET", compare).is_ok());
+    let a = list
+        .check("GET", &format!("{compare}&from_project_id=group%2Fother"))
+        .unwrap();
+    assert_eq!(a.other_projects, vec!["group/other"]);
+    for (extra, project) in [
+        ("from_project_id=99", "99"),
+        ("from%5Fproject%5Fid=99", "99"),
+        ("from_project_id=5&from_project_id=99", "99"),
+        ("from_project_id[]=other%2Frepo", "other/repo"),
+    ] {
+        assert_eq!(
+            list.check("GET", &format!("{compare}&{extra}"))
+                .unwrap_err()
+                .reason,
+            format!("project {project} (from from_project_id) is not allowed"),
+            "{extra}"
+        );
+    }
+    let bb = restricted(Vendor::BitbucketDatacenter, "PLAT/.*");
+    let changes = "/rest/api/1.0/projects/PLAT/repos/infra/compare/changes?from=a&to=b";
+    assert!(bb.check("GET", changes).is_ok());
+    assert_eq!(
+        bb.check("GET", &format!("{changes}&fromRepo=SECRET%2Fx"))
+            .unwrap_err()
+            .reason,
+        "project SECRET/x (from fromRepo) is not allowed"
+    );
+}
+
+fn graphql(
+    list: &Allowlist,
+    query: &str,
+    variables: serde_json::Value,
+) -> Result<BodyVerdict, Denied> {
+    let allowed = list.check("POST", "/api/graphql").unwrap();
+    let inspection = list
+        .body_inspection("POST", &allowed, &[])
+        .unwrap()
+        .unwrap();
+    let body = serde_json::json!({ "query": query, "variables": variables }).to_string();
+    list.check_body(inspection, body.as_bytes())
+}
+
+#[test]
+fn graphql_queries_name_allowed_repositories_only() {
+    let list = restricted(Vendor::GithubEnterprise, "acme/.*");
+    let none = serde_json::Value::Null;
+    let ok = [
+        (
+            r#"query Repo { repository(owner: "acme", name: "infra") { defaultBranchRef { name } } viewer { login } }"#,
+            none.clone(),
+        ),
+        (
+            r#"query($o: String!, $n: String!) { repository(owner: $o, name: $n) { id } }"#,
+            serde_json::json!({"o": "acme", "n": "infra"}),
+        ),
+        (
+            r#"query($n: String = "infra") { organization(login: "acme") { repository(name: $n) { id } } }"#,
+            none.clone(),
+        ),
+        (
+            r#"query { ...F } fragment F on Query { repository(owner: "acme", name: "infra") { ...G } } fragment G on Repository { pullRequests(first: 5) { nodes { number headRepository { nameWithOwner owner { login } } } } }"#,
+            none.clone(),
+        ),
+        (r#"{ rateLimit { remaining } }"#, none.clone()),
+    ];
+    for (query, variables) in ok.clone() {
+        if let Err(d) = graphql(&list, query, variables) {
+            panic!("{query}: {d}");
+        }
+    }
+    let verdict = graphql(&list, ok[0].0, none.clone()).unwrap();
+    assert_eq!(
+        verdict.description.as_deref(),
+        Some("GraphQL query Repo: repository, viewer")
+    );
+    assert_eq!(verdict.projects, vec!["acme/infra"]);
+
+    let denied = [
+        (r#"{ repository(owner: "other", name: "secret") { id } }"#, none.clone(), "project other/secret is not allowed"),
+        (r#"query($o: String!) { repository(owner: $o, name: "secret") { id } }"#, serde_json::json!({"o": "other"}), "project other/secret is not allowed"),
+        (r#"{ organization(login: "other") { repository(name: "secret") { id } } }"#, none.clone(), "project other/secret is not allowed"),
+        (r#"{ ...F } fragment F on Query { user(login: "other") { repository(name: "x") { id } } }"#, none.clone(), "project other/x is not allowed"),
+        (r#"{ node(id: "MDEwOlJlcG9zaXRvcnkx") { id } }"#, none.clone(), "GraphQL field node cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS"),
+        (r#"{ nodes(ids: ["x"]) { id } }"#, none.clone(), "GraphQL field nodes cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS"),
+        (r#"{ search(query: "x", type: REPOSITORY, first: 5) { repositoryCount } }"#, none.clone(), "GraphQL field search cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS"),
+        (r#"{ viewer { repositories(first: 100) { nodes { name } } } }"#, none.clone(), "GraphQL field repositories cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS"),
+        (r#"{ viewer { issues(first: 5) { nodes { title body } } } }"#, none.clone(), "GraphQL field issues cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS"),
+        (r#"{ organization(login: "acme") { projectsV2(first: 1) { nodes { title } } } }"#, none.clone(), "GraphQL field projectsV2 cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS"),
+        (r#"{ enterprise(slug: "x") { name } }"#, none.clone(), "GraphQL field enterprise cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS"),
+        (r#"{ resource(url: "https://ghe/other/secret") { __typename } }"#, none.clone(), "GraphQL field resource cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS"),
+        (r#"{ repository(owner: "acme", name: "infra") { owner { ... on Organization { repository(name: "secret") { id } } } } }"#, none.clone(), "GraphQL repository without a literal or variable owner and name cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS"),
+        (r#"{ repository(owner: "acme", name: "infra") { pullRequest(number: 1) { headRepository { object(expression: "HEAD:x") { id } } } } }"#, none.clone(), "GraphQL field headRepository cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS"),
+        (r#"{ repository(owner: "acme", name: "fork") { parent { object(expression: "HEAD:secret") { id } } } }"#, none.clone(), "GraphQL field parent cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS"),
+        (r#"query($o: String!) { repository(owner: $o, name: "x") { id } }"#, none.clone(), "GraphQL repository without a literal or variable owner and name cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS"),
+        (r#"{ viewer { repository(name: "x") { id } } }"#, none.clone(), "GraphQL repository without a literal or variable owner and name cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS"),
+        (r#"mutation { addComment(input: {subjectId: "x", body: "hi"}) { clientMutationId } }"#, none.clone(), "GraphQL mutation addComment addresses its object by global id, which cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS"),
+        (r#"query Ok { viewer { login } } mutation Bad { deleteRef(input: {refId: "x"}) { clientMutationId } }"#, none.clone(), "GraphQL mutation deleteRef is not allowed"),
+        (r#"subscription { x }"#, none.clone(), "GraphQL subscriptions are not allowed"),
+        (r#"{ repository(owner: "acme" name: "x") { "#, none.clone(), "GraphQL document does not parse"),
+        (r#"{ ...Missing }"#, none.clone(), "GraphQL fragment is not defined"),
+    ];
+    for (query, variables, want) in denied {
+        assert_eq!(
+            graphql(&list, query, variables).unwrap_err().reason,
+            want,
+            "{query}"
+        );
+    }
+}
+
+#[test]
+fn graphql_mutations_are_a_short_named_list() {
+    let list = open(Vendor::GithubEnterprise);
+    let none = serde_json::Value::Null;
+    for (name, why) in graphql::MUTATIONS {
+        assert!(!why.is_empty());
+        let query = format!(r#"mutation {{ {name}(input: {{}}) {{ clientMutationId }} }}"#);
+        assert!(graphql(&list, &query, none.clone()).is_ok(), "{name}");
+    }
+    // Writes to code, refs, settings and permissions: never.
+    for name in [
+        "createCommitOnBranch",
+        "createRef",
+        "updateRef",
+        "updateRefs",
+        "deleteRef",
+        "mergePullRequest",
+        "updateBranchProtectionRule",
+        "deleteRepository",
+        "updateRepository",
+        "addCollaborator",
+        "createDeployKey",
+    ] {
+        let query = format!(r#"mutation {{ {name}(input: {{}}) {{ clientMutationId }} }}"#);
+        assert_eq!(
+            graphql(&list, &query, none.clone()).unwrap_err().reason,
+            format!("GraphQL mutation {name} is not allowed")
+        );
+    }
+    // Unrestricted, queries pass whatever they name.
+    assert!(graphql(
+        &list,
+        r#"{ node(id: "x") { id } search(query: "x", type: REPOSITORY) { repositoryCount } }"#,
+        none
+    )
+    .is_ok());
+}
+
+#[test]
+fn graphql_bodies_are_bounded() {
+    let list = open(Vendor::GithubEnterprise);
+    // The parser's own recursion limit refuses deep nesting before it can exhaust a stack.
+    let deep = format!("{}{}", "{ a ".repeat(5000), "}".repeat(5000));
+    assert_eq!(
+        graphql(&list, &deep, serde_json::Value::Null)
+            .unwrap_err()
+            .reason,
+        "GraphQL document does not parse"
+    );
+    let deep_enough = format!("{}{}", "{ a ".repeat(40), "}".repeat(40));
+    if let Err(d) = graphql(&list, &deep_enough, serde_json::Value::Null) {
+        panic!("{d}");
+    }
+    // Fragments that expand exponentially are cut off.
+    let mut doc = String::from("{ ...F0 }");
+    for i in 0..30 {
+        doc.push_str(&format!(
+            " fragment F{i} on Query {{ ...F{n} ...F{n} }}",
+            n = i + 1
+        ));
+    }
+    doc.push_str(" fragment F30 on Query { a }");
+    assert_eq!(
+        graphql(&list, &doc, serde_json::Value::Null)
+            .unwrap_err()
+            .reason,
+        "GraphQL document expands to too many fields"
+    );
+    for body in [
+        &br#"[{"query":"{a}"}]"#[..],
+        br#"{"query":"{ viewer { login } }","query":"mutation { deleteRef(input: {}) { x } }"}"#,
+        br#"{"query":"{a}","variables":{"o":"acme","o":"other"}}"#,
+        br#"{"variables":{}}"#,
+        br#"{"query":{"a":1}}"#,
+    ] {
+        assert_eq!(
+            list.check_body(Inspection::Graphql, body)
+                .unwrap_err()
+                .reason,
+            "GraphQL body is not a JSON object with a query string and unique keys",
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    assert!(list
+        .check_body(
+            Inspection::Graphql,
+            br#"{"query":"{a}","variables":null,"operationName":null}"#
+        )
+        .is_ok());
+}
+
+#[test]
+fn form_bodies_are_inspected_for_method_overrides() {
+    let list = open(Vendor::Gitlab);
+    let allowed = list
+        .check(
+            "POST",
+            "/api/v4/projects/5/statuses/0123456789abcdef0123456789abcdef01234567",
+        )
+        .unwrap();
+    let form = |ct: &str| vec![("Content-Type".to_string(), ct.to_string())];
+    // Rack reads a body without a Content-Type as a form too.
+    assert_eq!(
+        list.body_inspection("POST", &allowed, &[]).unwrap(),
+        Some(Inspection::Form)
+    );
+    // Only for POST (`Rack::MethodOverride` looks at nothing else).
+    let put = list
+        .check("PUT", "/api/v4/projects/5/deployments/12")
+        .unwrap();
+    assert_eq!(list.body_inspection("PUT", &put, &[]).unwrap(), None);
+    assert_eq!(
+        list.body_inspection("POST", &allowed, &form("application/json"))
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        list.body_inspection(
+            "POST",
+            &allowed,
+            &form("Application/X-WWW-Form-Urlencoded; charset=utf-8")
+        )
+        .unwrap(),
+        Some(Inspection::Form)
+    );
+    assert_eq!(
+        list.body_inspection("POST", &allowed, &form("multipart/form-data; boundary=x"))
+            .unwrap_err()
+            .reason,
+        "multipart form bodies are not allowed"
+    );
+    let gzipped = [
+        (
+            "Content-Type".to_string(),
+            "application/x-www-form-urlencoded".to_string(),
+        ),
+        ("Content-Encoding".to_string(), "gzip".to_string()),
+    ];
+    assert_eq!(
+        list.body_inspection("POST", &allowed, &gzipped)
+            .unwrap_err()
+            .reason,
+        "a body the agent must inspect may not carry a Content-Encoding"
+    );
+    assert!(list
+        .check_body(Inspection::Form, b"state=success&name=ci")
+        .is_ok());
+    for body in [
+        &b"state=success&_method=DELETE"[..],
+        b"%5Fmethod=DELETE",
+        b"_method[]=PUT",
+    ] {
+        assert_eq!(
+            list.check_body(Inspection::Form, body).unwrap_err().reason,
+            "method override parameter _method is not allowed"
+        );
+    }
+}
+
+#[test]
+fn ids_the_regex_cannot_judge_are_left_to_resolve() {
+    let gitlab = restricted(Vendor::Gitlab, "group/.*");
+    let target = "/api/v4/projects/5/repository/branches";
+    match gitlab.decide("GET", target).unwrap() {
+        Decision::ById(allowed, id) => {
+            assert_eq!(allowed.description, "List branches");
+            assert_eq!((id.id.as_str(), id.scope.as_str()), ("5", ""));
+            assert_eq!(id.lookup, "/api/v4/projects/5");
+        }
+        other => panic!("{other:?}"),
+    }
+    // `check` alone never lets an unresolved id through.
+    assert_eq!(
+        gitlab.check("GET", target).unwrap_err().reason,
+        "project 5 is not allowed"
+    );
+    // An id the regex lists needs no lookup; a path is judged as before.
+    let listed = restricted(Vendor::Gitlab, "group/.*|5");
+    assert!(matches!(
+        listed.decide("GET", target),
+        Ok(Decision::Allowed(_))
+    ));
+    assert!(gitlab.decide("GET", "/api/v4/projects/other%2Fx").is_err());
+    // A digit-only project outside the API is a path, not an id.
+    assert!(gitlab
+        .decide("GET", "/5.git/info/refs?service=git-upload-pack")
+        .is_err());
+
+    let github = restricted(Vendor::GithubEnterprise, "acme/.*");
+    for (target, lookup) in [
+        (
+            "/api/v3/repositories/1296269",
+            "/api/v3/repositories/1296269",
+        ),
+        ("/repositories/1296269", "/repositories/1296269"),
+    ] {
+        match github.decide("GET", target).unwrap() {
+            Decision::ById(_, id) => assert_eq!(id.lookup, lookup),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    let azure = restricted(Vendor::AzureDevops, "acme/platform/.*");
+    let guid = "3411ebc1-d5aa-464f-9615-0b527bc66719";
+    let target = format!(
+        "/Acme/platform/_apis/git/repositories/{}/commits",
+        guid.to_uppercase()
+    );
+    match azure.decide("GET", &target).unwrap() {
+        Decision::ById(_, id) => {
+            assert_eq!((id.id.as_str(), id.scope.as_str()), (guid, "Acme"));
+            assert_eq!(
+                id.lookup,
+                format!(
+                    "/Acme/platform/_apis/git/repositories/{}?api-version=5.0",
+                    guid.to_uppercase()
+                )
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(azure
+        .decide("GET", "/acme/hr/_apis/git/repositories/infra")
+        .is_err());
+
+    let bitbucket = restricted(Vendor::BitbucketDatacenter, "PLAT/.*");
+    assert!(bitbucket
+        .decide("GET", "/rest/api/1.0/projects/5/repos/5")
+        .is_err());
+}
+
+#[test]
+fn listings_are_marked() {
+    for (vendor, target) in [
+        (Vendor::Gitlab, "/api/v4/projects?search=x"),
+        (Vendor::GithubEnterprise, "/api/v3/user/repos"),
+        (Vendor::GithubEnterprise, "/orgs/acme/repos"),
+        (
+            Vendor::GithubEnterprise,
+            "/api/v3/installation/repositories",
+        ),
+        (Vendor::BitbucketDatacenter, "/rest/api/1.0/repos"),
+        (
+            Vendor::BitbucketDatacenter,
+            "/rest/api/latest/projects/PLAT/repos",
+        ),
+        (Vendor::AzureDevops, "/acme/_apis/git/repositories"),
+        (Vendor::AzureDevops, "/acme/platform/_apis/git/repositories"),
+    ] {
+        let allowed = open(vendor).check("GET", target).unwrap();
+        assert!(allowed.listing, "{vendor} {target}");
+    }
+    let allowed = open(Vendor::Gitlab)
+        .check("GET", "/api/v4/projects/5")
+        .unwrap();
+    assert!(!allowed.listing);
 }

@@ -11,15 +11,18 @@
 //! answer (create or rotate) and must not stay in any cache. Tokens never reach a log.
 
 use crate::gateway::admin;
-use crate::gateway::hub::{Caller, Hub, Pool, RECENT_REQUESTS};
+use crate::gateway::hub::{AgentInfo, Caller, Hub, Pool, RequestRecord, RECENT_REQUESTS};
+use crate::gateway::stats::GroupView;
 use crate::gateway::store::{
     format_time, validate_caller_name, validate_name, CallerRecord, Scope,
 };
 use crate::http1::{self, BodyReader, Framing, RequestHead};
 use crate::token::{Secret, Token};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 /// Largest request body the API reads.
 pub const MAX_BODY: u64 = 64 * 1024;
@@ -158,14 +161,9 @@ fn answer(head: &RequestHead, body: &[u8], hub: &Hub) -> Reply {
                 json!({ "pool": pool.name(), "agents": agents_json(pool) }),
             )
         }),
-        ("GET", ["pools", name, "log"]) => match log_limit(query) {
-            Ok(limit) => with_pool(hub, name, |pool| {
-                Reply::ok(
-                    200,
-                    json!({ "pool": pool.name(), "requests": pool.recent(limit) }),
-                )
-            }),
-            Err(reply) => reply,
+        ("GET", ["pools", name, "log"]) => match (log_limit(query), LogFilter::parse(query)) {
+            (Ok(limit), Ok(filter)) => with_pool(hub, name, |pool| log(pool, limit, &filter)),
+            (Err(reply), _) | (_, Err(reply)) => reply,
         },
         ("GET", ["callers"]) => list_callers(hub),
         ("POST", ["callers"]) => create_caller(hub, body),
@@ -174,7 +172,12 @@ fn answer(head: &RequestHead, body: &[u8], hub: &Hub) -> Reply {
         }),
         ("DELETE", ["callers", name]) => delete_caller(hub, name),
         ("POST", ["callers", name, "rotate"]) => rotate_caller(hub, name),
-        (_, ["pools"] | ["pools", _] | ["pools", _, "rotate" | "agents" | "log"]) => {
+        ("GET", ["pools", name, "refused"]) => with_pool(hub, name, |pool| {
+            Reply::ok(200, refused_json(std::slice::from_ref(pool)))
+        }),
+        ("GET", ["refused"]) => Reply::ok(200, refused_json(&hub.pools())),
+        (_, ["refused"]) => Reply::error(405, format!("{method} is not allowed on {path}")),
+        (_, ["pools"] | ["pools", _] | ["pools", _, "rotate" | "agents" | "log" | "refused"]) => {
             Reply::error(405, format!("{method} is not allowed on {path}"))
         }
         (_, ["callers"] | ["callers", _] | ["callers", _, "rotate"]) => {
@@ -184,7 +187,7 @@ fn answer(head: &RequestHead, body: &[u8], hub: &Hub) -> Reply {
     }
 }
 
-fn with_pool(hub: &Hub, name: &str, f: impl FnOnce(&Pool) -> Reply) -> Reply {
+fn with_pool(hub: &Hub, name: &str, f: impl FnOnce(&Arc<Pool>) -> Reply) -> Reply {
     match hub.pool(name) {
         Some(pool) => f(&pool),
         None => Reply::error(404, format!("no pool named \"{name}\"")),
@@ -215,6 +218,12 @@ fn pool_json(pool: &Pool) -> Value {
     let streams = pool.streams.load(Ordering::SeqCst);
     let busy = pool.busy.load(Ordering::SeqCst);
     let (requests, denials) = pool.last_hour();
+    let agents = pool.agents();
+    let (minutes, errors, (state, state_reason)) = pool.traffic(|t, now| {
+        let minutes = t.minutes(now);
+        let errors: u64 = minutes.iter().map(|m| m.counts.errors).sum();
+        (minutes, errors, t.state(now, agents.len()))
+    });
     json!({
         "name": record.name,
         "description": record.description,
@@ -228,6 +237,11 @@ fn pool_json(pool: &Pool) -> Value {
         "requests_last_hour": requests,
         "denials_last_hour": denials,
         "requests_total": pool.requests.load(Ordering::Relaxed),
+        "errors_last_hour": errors,
+        "state": state,
+        "state_reason": state_reason,
+        "warnings": agent_warnings(&agents),
+        "minutes": minutes,
     })
 }
 
@@ -247,6 +261,133 @@ fn agents_json(pool: &Pool) -> Vec<Value> {
             value
         })
         .collect()
+}
+
+/// What an operator should know about a pool's agents: no redundancy, mixed versions.
+fn agent_warnings(agents: &[AgentInfo]) -> Vec<String> {
+    let mut warnings = Vec::new();
+    match agents.len() {
+        0 => warnings.push("no agent is connected: requests fail with no_agent".to_string()),
+        1 => {
+            warnings.push("only one agent is connected: nothing takes over if it stops".to_string())
+        }
+        _ => {}
+    }
+    let mut versions: BTreeMap<&str, usize> = BTreeMap::new();
+    for agent in agents {
+        *versions.entry(agent.version.as_str()).or_default() += 1;
+    }
+    if versions.len() > 1 {
+        let list: Vec<String> = versions
+            .iter()
+            .map(|(version, n)| format!("{version} ({n})"))
+            .collect();
+        warnings.push(format!(
+            "agents run different versions: {}",
+            list.join(", ")
+        ));
+    }
+    warnings
+}
+
+/// Which requests of the access log to show: `outcome` (`all`, `denied`, `errors`) and a
+/// `path` substring, both from the query.
+#[derive(Debug, Default, PartialEq)]
+struct LogFilter {
+    outcome: Outcome,
+    path: String,
+}
+
+#[derive(Debug, Default, PartialEq, Clone, Copy)]
+enum Outcome {
+    #[default]
+    All,
+    Denied,
+    Errors,
+}
+
+impl LogFilter {
+    fn parse(query: &str) -> Result<LogFilter, Reply> {
+        let mut filter = LogFilter::default();
+        for (key, value) in query.split('&').filter_map(|pair| pair.split_once('=')) {
+            let value = percent_decode(value);
+            match key {
+                "outcome" => {
+                    filter.outcome = match value.as_str() {
+                        "all" | "" => Outcome::All,
+                        "denied" => Outcome::Denied,
+                        "errors" => Outcome::Errors,
+                        _ => {
+                            return Err(Reply::field_error(
+                                400,
+                                "outcome",
+                                "outcome must be all, denied or errors",
+                            ))
+                        }
+                    }
+                }
+                "path" => filter.path = value.to_ascii_lowercase(),
+                _ => {}
+            }
+        }
+        Ok(filter)
+    }
+
+    fn matches(&self, record: &RequestRecord) -> bool {
+        let counts = crate::gateway::stats::classify(record);
+        let outcome = match self.outcome {
+            Outcome::All => true,
+            Outcome::Denied => counts.denied == 1,
+            Outcome::Errors => counts.errors == 1,
+        };
+        outcome && record.path.to_ascii_lowercase().contains(&self.path)
+    }
+}
+
+/// A query value with `+` and `%XX` decoded, as a browser's `URLSearchParams` encodes it.
+fn percent_decode(value: &str) -> String {
+    percent_encoding::percent_decode_str(&value.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// The latest requests of `pool` that pass `filter`, newest first.
+fn log(pool: &Pool, limit: usize, filter: &LogFilter) -> Reply {
+    let requests: Vec<RequestRecord> = pool
+        .recent(RECENT_REQUESTS)
+        .into_iter()
+        .filter(|r| filter.matches(r))
+        .take(limit)
+        .collect();
+    Reply::ok(200, json!({ "pool": pool.name(), "requests": requests }))
+}
+
+/// The refused shapes of the last hour over `pools`, the most frequent first.
+fn refused_json(pools: &[Arc<Pool>]) -> Value {
+    let mut groups: Vec<(String, GroupView)> = Vec::new();
+    let mut dropped = 0;
+    for pool in pools {
+        let name = pool.name();
+        let (rows, lost) = pool.traffic(|t, now| (t.refused(now), t.dropped()));
+        dropped += lost;
+        groups.extend(rows.into_iter().map(|row| (name.clone(), row)));
+    }
+    groups.sort_by(|(_, a), (_, b)| {
+        b.count
+            .cmp(&a.count)
+            .then(b.last_seen_ms.cmp(&a.last_seen_ms))
+    });
+    let groups: Vec<Value> = groups
+        .into_iter()
+        .map(|(pool, row)| {
+            let mut value = serde_json::to_value(row).unwrap_or_default();
+            if let Some(object) = value.as_object_mut() {
+                object.insert("pool".into(), pool.into());
+            }
+            value
+        })
+        .collect();
+    json!({ "groups": groups, "dropped": dropped })
 }
 
 fn list(hub: &Hub) -> Reply {
@@ -617,6 +758,50 @@ mod tests {
         assert_eq!(bad(br#"{"name":"a","color":"red"}"#), (400, "color".into()));
         assert_eq!(bad(b"not json"), (400, String::new()));
         assert_eq!(bad(b"[1]"), (400, String::new()));
+    }
+
+    #[test]
+    fn log_filters_parse_and_match() {
+        let filter = LogFilter::parse("limit=5&outcome=denied&path=Projects%2F1+x")
+            .ok()
+            .unwrap();
+        assert_eq!(filter.outcome, Outcome::Denied);
+        assert_eq!(filter.path, "projects/1 x");
+        assert!(LogFilter::parse("outcome=weird").is_err());
+        let record = |status, error| RequestRecord {
+            path: "/api/v4/projects/group%2Frepo/hooks".into(),
+            status,
+            error,
+            ..RequestRecord::default()
+        };
+        let denied = record(403, Some(crate::protocol::ErrorKind::Denied));
+        let failed = record(502, Some(crate::protocol::ErrorKind::UpstreamUnreachable));
+        let served = record(200, None);
+        let by = |q: &str| LogFilter::parse(q).ok().unwrap();
+        assert!(by("outcome=denied").matches(&denied));
+        assert!(!by("outcome=denied").matches(&failed));
+        assert!(by("outcome=errors").matches(&failed));
+        assert!(!by("outcome=errors").matches(&served));
+        assert!(by("path=GROUP%252F").matches(&served));
+        assert!(!by("path=hooks/1").matches(&served));
+    }
+
+    #[test]
+    fn agent_warnings_name_missing_redundancy_and_mixed_versions() {
+        let agent = |version: &str| AgentInfo {
+            instance: "i".into(),
+            version: version.into(),
+            metadata: BTreeMap::new(),
+            remote: "127.0.0.1:1".into(),
+            connected_since: 0,
+            streams: 1,
+            busy: 0,
+        };
+        assert!(agent_warnings(&[])[0].contains("no agent"));
+        assert!(agent_warnings(&[agent("1.0")])[0].contains("only one agent"));
+        assert!(agent_warnings(&[agent("1.0"), agent("1.0")]).is_empty());
+        let mixed = agent_warnings(&[agent("1.0"), agent("1.1"), agent("1.0")]);
+        assert_eq!(mixed, ["agents run different versions: 1.0 (2), 1.1 (1)"]);
     }
 
     #[test]

@@ -36,9 +36,23 @@ enum BodyMode {
     UntilClose,
 }
 
-/// Writes a JSON error answer.
-/// Writes a JSON error answer; `id` (the request id, when there is one) goes in
-/// `X-Vcs-Request-Id` like on every tunnelled answer.
+/// The JSON body of every error answer. `error` and `kind` are ours; `message` is where
+/// GitLab, GitHub and Azure DevOps clients look for a reason (python-gitlab, PyGithub, the
+/// Azure SDK), `errors[0].message` where Bitbucket's do (atlassian-python-api prints
+/// "Unknown error" without it). The gateway does not know the pool's vendor, so every
+/// body carries both.
+pub fn error_body(kind: ErrorKind, message: &str) -> String {
+    serde_json::json!({
+        "error": message,
+        "kind": kind.as_str(),
+        "message": message,
+        "errors": [{ "message": message }],
+    })
+    .to_string()
+}
+
+/// Writes a JSON error answer ([`error_body`]); `id` (the request id, when there is one)
+/// goes in `X-Vcs-Request-Id` like on every tunnelled answer.
 pub fn write_error(
     out: &mut impl Write,
     id: Option<&str>,
@@ -46,7 +60,7 @@ pub fn write_error(
     message: &str,
     keep_alive: bool,
 ) -> std::io::Result<()> {
-    let body = serde_json::json!({ "error": message, "kind": kind.as_str() }).to_string();
+    let body = error_body(kind, message);
     let extra: Vec<(String, String)> = id
         .map(|id| ("X-Vcs-Request-Id".to_string(), id.to_string()))
         .into_iter()

@@ -10,6 +10,7 @@
 
 use crate::gateway::agents::AgentStream;
 use crate::gateway::idle::IdleQueue;
+use crate::gateway::stats::Traffic;
 use crate::gateway::store::{PoolRecord, Store};
 use crate::http1::Framing;
 use crate::net::Stream;
@@ -146,9 +147,8 @@ impl RequestRecord {
     /// The gateway's log line: joinable with the agent's access line by `id`.
     pub fn log(&self, pool: &str) {
         let line = format!(
-            "id={} pool={pool} caller={} method={} path={} for=\"{}\" project={} status={} bytes_in={} bytes_out={} elapsed_ms={:.1} agent={}",
+            "id={} pool={pool} method={} path={} for=\"{}\" project={} status={} bytes_in={} bytes_out={} elapsed_ms={:.1} agent={} caller={}",
             self.id,
-            self.caller.as_deref().unwrap_or("-"),
             self.method,
             self.path,
             self.rule.as_deref().unwrap_or("-"),
@@ -158,6 +158,7 @@ impl RequestRecord {
             self.bytes_out,
             self.elapsed_ms,
             self.agent.as_deref().unwrap_or("-"),
+            self.caller.as_deref().unwrap_or("-"),
         );
         match (&self.error, &self.reason) {
             (Some(kind), Some(reason)) => {
@@ -201,8 +202,8 @@ pub struct Pool {
     last_stream_left: Mutex<Option<Instant>>,
     /// Counters for `/metrics`.
     pub stats: crate::observe::gateway_metrics::PoolStats,
-    /// Requests and denials per minute over the last hour, for the panel's pool list.
-    minutes: Mutex<VecDeque<Minute>>,
+    /// The last hour minute by minute and its refused requests, for the panel.
+    traffic: Mutex<Traffic>,
     /// Set when the pool is deleted: its streams close.
     pub closed: AtomicBool,
 }
@@ -220,7 +221,7 @@ impl Pool {
             recent: Mutex::new(VecDeque::with_capacity(RECENT_REQUESTS)),
             last_stream_left: Mutex::new(None),
             stats: Default::default(),
-            minutes: Mutex::new(VecDeque::with_capacity(60)),
+            traffic: Mutex::new(Traffic::default()),
             closed: AtomicBool::new(false),
         }
     }
@@ -234,7 +235,7 @@ impl Pool {
         if let (Ok(mut to), Ok(from)) = (pool.recent.lock(), self.recent.lock()) {
             *to = from.clone();
         }
-        if let (Ok(mut to), Ok(from)) = (pool.minutes.lock(), self.minutes.lock()) {
+        if let (Ok(mut to), Ok(from)) = (pool.traffic.lock(), self.traffic.lock()) {
             *to = from.clone();
         }
         pool
@@ -355,10 +356,9 @@ impl Pool {
     pub fn remember(&self, record: RequestRecord) {
         record.log(&self.name());
         self.stats.observe(&record);
-        self.count_minute(
-            record.time_ms / 60_000,
-            record.error == Some(ErrorKind::Denied),
-        );
+        if let Ok(mut traffic) = self.traffic.lock() {
+            traffic.record(&record, None);
+        }
         if let Ok(mut recent) = self.recent.lock() {
             if recent.len() == RECENT_REQUESTS {
                 recent.pop_front();
@@ -375,35 +375,18 @@ impl Pool {
             .unwrap_or_default()
     }
 
-    fn count_minute(&self, minute: u64, denied: bool) {
-        if let Ok(mut minutes) = self.minutes.lock() {
-            match minutes.back_mut() {
-                Some(last) if last.minute == minute => {
-                    last.requests += 1;
-                    last.denials += u64::from(denied);
-                }
-                _ => minutes.push_back(Minute {
-                    minute,
-                    requests: 1,
-                    denials: u64::from(denied),
-                }),
-            }
-            while minutes.front().is_some_and(|m| m.minute + 60 <= minute) {
-                minutes.pop_front();
-            }
-        }
-    }
-
     /// Requests and denials in the last hour: `(requests, denials)`.
     pub fn last_hour(&self) -> (u64, u64) {
-        let now = crate::gateway::store::now_millis() / 60_000;
-        self.minutes
+        let counts = self.traffic(|t, now| t.sum(now, crate::gateway::stats::MINUTES as u64));
+        (counts.requests, counts.denied)
+    }
+
+    /// Reads the pool's traffic of the last hour; `now` is the time in milliseconds.
+    pub fn traffic<R: Default>(&self, read: impl FnOnce(&Traffic, u64) -> R) -> R {
+        let now = crate::gateway::store::now_millis();
+        self.traffic
             .lock()
-            .map(|m| {
-                m.iter()
-                    .filter(|m| m.minute + 60 > now)
-                    .fold((0, 0), |(r, d), m| (r + m.requests, d + m.denials))
-            })
+            .map(|t| read(&t, now))
             .unwrap_or_default()
     }
 
@@ -413,14 +396,6 @@ impl Pool {
             .map(|a| a.values().cloned().collect())
             .unwrap_or_default()
     }
-}
-
-/// One minute's requests of a pool.
-#[derive(Debug, Clone, Copy)]
-struct Minute {
-    minute: u64,
-    requests: u64,
-    denials: u64,
 }
 
 /// Why an agent's upgrade was refused.

@@ -17,6 +17,7 @@ pub mod front;
 pub mod hub;
 pub mod idle;
 pub mod panel;
+pub mod stats;
 pub mod store;
 
 use hub::{Hub, Settings};

@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -175,12 +175,14 @@ impl Store {
         let temp = self.dir.join(format!(".{file}.{}.tmp", std::process::id()));
         let json = serde_json::to_vec_pretty(value).map_err(|e| e.to_string())?;
         let result = (|| -> std::io::Result<()> {
+            // Key hashes: readable by the gateway's user only.
             let mut out = OpenOptions::new()
                 .write(true)
                 .create(true)
                 .truncate(true)
                 .mode(0o600)
                 .open(&temp)?;
+            out.set_permissions(fs::Permissions::from_mode(0o600))?;
             out.write_all(&json)?;
             out.sync_all()?;
             fs::rename(&temp, &path)?;

@@ -5,6 +5,12 @@
 //! line ([`super::access`]). Those fields travel from the access line to the formatter in a
 //! thread-local, because `env_logger` formats on the thread that logs: no allocation or
 //! parsing happens unless the JSON format is on and the line is enabled.
+//!
+//! Dependencies log what passes through them at debug and trace: tungstenite the upgrade
+//! request (with the pool key) and every frame (tunnelled credentials, in clear and in hex),
+//! ureq and rustls whole URLs and headers. None of that goes through our redaction, so no
+//! level and no `RUST_LOG` filter lets a dependency's record below info through
+//! ([`DEPENDENCY_CEILING`]); this crate's own records follow the level as asked.
 
 use serde_json::Value;
 use std::cell::RefCell;
@@ -107,7 +113,48 @@ pub fn init(format: LogFormat, level: Option<&str>, default_filter: &str) {
             )
         }),
     };
-    let _ = builder.try_init();
+    let logger = builder.build();
+    let max = logger.filter();
+    if log::set_boxed_logger(Box::new(Capped(logger))).is_ok() {
+        log::set_max_level(max);
+    }
+}
+
+/// The most detailed level a dependency's record may have to be written.
+pub const DEPENDENCY_CEILING: log::Level = log::Level::Info;
+
+/// Whether a record's target is this crate's code: module paths of the library and of the
+/// gateway binary, and the names given by hand with `target:` (access lines, API events).
+fn is_ours(target: &str) -> bool {
+    let root = target.split("::").next().unwrap_or(target);
+    matches!(
+        root,
+        "vcs_agent" | "vcs_gateway" | "access" | "front" | "api" | "debug"
+    )
+}
+
+/// Whether a record may be written at all, whatever the filter says.
+fn admitted(metadata: &log::Metadata) -> bool {
+    metadata.level() <= DEPENDENCY_CEILING || is_ours(metadata.target())
+}
+
+/// The configured logger with dependency records capped at [`DEPENDENCY_CEILING`].
+struct Capped(env_logger::Logger);
+
+impl log::Log for Capped {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        admitted(metadata) && self.0.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record) {
+        if admitted(record.metadata()) {
+            self.0.log(record);
+        }
+    }
+
+    fn flush(&self) {
+        self.0.flush();
+    }
 }
 
 /// `vcs_agent::agent::slot` → `slot`; a `target:` given by hand stays as it is.
@@ -146,6 +193,20 @@ pub fn json_line(ts: &str, level: log::Level, target: &str, msg: &str, fields: &
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dependencies_stop_at_info_and_our_targets_do_not() {
+        let meta = |level, target| log::Metadata::builder().level(level).target(target).build();
+        use log::Level::{Debug, Info, Trace, Warn};
+        assert!(!admitted(&meta(Trace, "tungstenite::protocol")));
+        assert!(!admitted(&meta(Debug, "ureq::unversioned::transport")));
+        assert!(!admitted(&meta(Debug, "vcs_agentx")));
+        assert!(admitted(&meta(Warn, "rustls::common_state")));
+        assert!(admitted(&meta(Info, "ureq")));
+        assert!(admitted(&meta(Trace, "vcs_agent::agent::slot")));
+        assert!(admitted(&meta(Debug, "vcs_gateway")));
+        assert!(admitted(&meta(Debug, "front")));
+    }
 
     #[test]
     fn formats_parse() {

@@ -3,7 +3,7 @@
 //!
 //! Traversal in every encoding, backslashes, empty segments, NUL and control
 //! characters, non-ASCII, absolute-form, fragments, over-long paths and queries, git
-//! push, forbidden methods, encoded slashes outside GitLab's project segment, and paths
+//! push, forbidden methods, encoded slashes outside GitLab's project and ref segments, and paths
 //! that extend or nearly match an allowed rule. Self-contained on purpose (no imports):
 //! include it with `#[path = "support/hostile_paths.rs"] mod hostile_paths;`.
 
@@ -149,7 +149,7 @@ pub const HOSTILE_PATHS: &[(&str, &str)] = &[
     ("POST", "/group/repo.git/info/refs?service=git-upload-pack"),
     ("GET", "/group/repo.git/git-upload-pack"),
     ("POST", "/group/repo.git/git-upload-pack/extra"),
-    ("POST", "/group/repo/git-upload-pack"),
+    ("POST", "/group/repo/git-receive-pack"),
     // --- methods ---
     ("CONNECT", "/api/v4/user"),
     ("TRACE", "/api/v4/user"),
@@ -164,8 +164,13 @@ pub const HOSTILE_PATHS: &[(&str, &str)] = &[
     ("POST", "/api/v4/projects/1/repository/files/a.txt"),
     ("DELETE", "/api/v4/projects/1/repository/branches/main"),
     ("PUT", "/api/v4/projects/1/merge_requests/1/merge"),
-    // --- encoded slash outside the GitLab project segment ---
-    ("GET", "/api/v4/projects/1/repository/branches/feature%2Fx"),
+    // --- encoded slash outside the GitLab project and ref segments ---
+    ("GET", "/api/v4/projects/1/repository/tree%2Fx"),
+    (
+        "GET",
+        "/api/v4/projects/1/repository/branches/feature%2F..%2Fx",
+    ),
+    ("GET", "/api/v4/projects/1/repository/branches/%C0%AE%C0%AE"),
     ("GET", "/api/v4%2Fuser"),
     ("GET", "/api%2Fv4%2Fuser"),
     ("GET", "/api/v4/projects/1/repository/commits/abc%2F.."),
@@ -191,6 +196,18 @@ pub const HOSTILE_PATHS: &[(&str, &str)] = &[
     ("GET", "/api/v4/projects/1/jobs/1/artifacts"),
     ("GET", "/-/metrics"),
     ("GET", "/"),
+    // --- method overrides and encodings that are not UTF-8 ---
+    (
+        "POST",
+        "/api/v4/projects/1/statuses/0123456789abcdef0123456789abcdef01234567?_method=DELETE",
+    ),
+    (
+        "POST",
+        "/api/v4/projects/1/statuses/0123456789abcdef0123456789abcdef01234567?%5Fmethod=DELETE",
+    ),
+    ("GET", "/api/v4/projects/1/repository/branches/a%80"),
+    ("GET", "/api/v4/projects/1/repository/branches/%ED%A0%80"),
+    ("GET", "/api/v4/projects?search=%C0%AF"),
     // --- malformed encodings and characters ---
     ("GET", "/api/v4/us%er"),
     ("GET", "/api/v4/user%2"),

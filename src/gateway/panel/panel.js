@@ -49,8 +49,14 @@
   }
 
   function show(id) {
-    for (const view of ["login-view", "list-view", "pool-view", "missing-view"]) {
+    for (const view of ["login-view", "list-view", "pool-view", "refused-view", "missing-view"]) {
       $(view).hidden = view !== id;
+    }
+    $("nav").hidden = id === "login-view";
+    const section = id === "refused-view" ? "refused" : "list";
+    for (const link of document.querySelectorAll("[data-nav]")) {
+      if (link.dataset.nav === section && id !== "login-view") link.setAttribute("aria-current", "page");
+      else link.removeAttribute("aria-current");
     }
   }
 
@@ -97,6 +103,100 @@
     if (ms < 1) return "<1 ms";
     if (ms < 1000) return Math.round(ms) + " ms";
     return (ms / 1000).toFixed(ms < 10000 ? 2 : 1) + " s";
+  }
+
+  // A path with a line-break opportunity after each "/" and "%2F", so a long path wraps
+  // between its segments instead of mid-word. Built from text nodes: never parsed as HTML.
+  function breakable(path) {
+    const fragment = document.createDocumentFragment();
+    for (const part of String(path).split(/(?<=\/|%2[Ff])/)) {
+      fragment.append(document.createTextNode(part), document.createElement("wbr"));
+    }
+    return fragment;
+  }
+
+  // ---- charts: inline SVG drawn here, nothing fetched ------------------------
+
+  const SVG_NS = "http://www.w3.org/2000/svg";
+  function svg(tag, attrs, ...children) {
+    const node = document.createElementNS(SVG_NS, tag);
+    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
+    for (const child of children) node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    return node;
+  }
+  const minuteClock = (ms) => { const d = new Date(ms); return pad(d.getHours()) + ":" + pad(d.getMinutes()); };
+  const served = (m) => Math.max(0, m.requests - m.denied - m.errors);
+  function describeMinute(m) {
+    return minuteClock(m.time_ms) + ": " + m.requests + " requests, " + served(m) + " served, " +
+      m.denied + " denied, " + m.errors + " failed";
+  }
+  function totals(minutes) {
+    return minutes.reduce((t, m) => ({ requests: t.requests + m.requests, denied: t.denied + m.denied, errors: t.errors + m.errors }),
+      { requests: 0, denied: 0, errors: 0 });
+  }
+  function summary(minutes) {
+    const t = totals(minutes);
+    return "Last hour: " + t.requests + " requests, " + (t.requests - t.denied - t.errors) + " served, " +
+      t.denied + " denied, " + t.errors + " failed";
+  }
+  // The smallest of 2, 4, 6, 8, 10, 20, 40, … at or above n, so the middle tick is whole.
+  function niceMax(n) {
+    if (n <= 2) return 2;
+    const magnitude = Math.pow(10, Math.floor(Math.log10(n)));
+    for (const f of [1, 2, 4, 6, 8, 10]) if (f * magnitude >= n && (f * magnitude) % 2 === 0) return f * magnitude;
+    return 10 * magnitude;
+  }
+
+  // Stacked bars per minute (served, denied, failed), oldest left. `big` adds axes.
+  function chart(minutes, big) {
+    const W = big ? 960 : 180, H = big ? 240 : 40;
+    const left = big ? 44 : 0, right = big ? 10 : 0, top = big ? 24 : 2, bottom = big ? 28 : 0;
+    const plotW = W - left - right, plotH = H - top - bottom;
+    const max = niceMax(Math.max(0, ...minutes.map((m) => m.requests)));
+    const step = plotW / Math.max(1, minutes.length);
+    const barW = Math.max(1, step - (big ? 3 : 1));
+    const scale = plotH / max;
+    const root = svg("svg", {
+      class: "chart " + (big ? "big" : "spark"), viewBox: "0 0 " + W + " " + H,
+      width: W, height: H, role: "img", "aria-label": summary(minutes), "data-max": max,
+    });
+    const baseY = top + plotH;
+    if (big) {
+      for (const v of [0, max / 2, max]) {
+        const y = baseY - v * scale;
+        root.append(svg("line", { class: "grid-line", x1: left, x2: W - right, y1: y, y2: y }));
+        root.append(svg("text", { class: "axis", x: left - 6, y: y + 4, "text-anchor": "end" }, v));
+      }
+      for (const i of [0, 15, 30, 45, minutes.length - 1]) {
+        if (!minutes[i]) continue;
+        root.append(svg("text", { class: "axis", x: left + i * step + step / 2, y: H - 8, "text-anchor": i ? "middle" : "start" },
+          minuteClock(minutes[i].time_ms)));
+      }
+      root.append(svg("text", { class: "axis title", x: 4, y: 11 }, "requests per minute"));
+    }
+    minutes.forEach((m, i) => {
+      const group = svg("g", {
+        class: "bar", "data-time": m.time_ms, "data-requests": m.requests,
+        "data-denied": m.denied, "data-errors": m.errors,
+      }, svg("title", {}, describeMinute(m)));
+      group.append(svg("rect", { class: "hit", x: left + i * step, y: top, width: step, height: plotH }));
+      let y = baseY;
+      for (const [kind, n] of [["served", served(m)], ["denied", m.denied], ["errors", m.errors]]) {
+        if (!n) continue;
+        y -= n * scale;
+        group.append(svg("rect", { class: kind, x: left + i * step + (step - barW) / 2, y, width: barW, height: n * scale, "data-count": n }));
+      }
+      root.append(group);
+    });
+    root.append(svg("line", { class: "base-line", x1: left, x2: W - right, y1: baseY, y2: baseY }));
+    return root;
+  }
+
+  const STATES = {
+    serving: "Serving", refusing: "Refusing", failing: "Failing", idle: "Quiet", offline: "No agent",
+  };
+  function statePill(state) {
+    return el("span", { class: "state " + state }, STATES[state] || state);
   }
 
   // ---- token download ------------------------------------------------------
@@ -151,17 +251,23 @@
     return true;
   }
 
+  const poolHref = (name, tab) => "#/pools/" + encodeURIComponent(name) + (tab ? "/" + tab : "");
+
   function renderPools(pools) {
     if (!changed("renderPools", pools)) return;
     const body = $("pools").querySelector("tbody");
-    body.replaceChildren(...pools.map((p) => el("tr", { "data-pool": p.name },
-      el("td", { class: "name" }, el("a", { href: "#/pools/" + encodeURIComponent(p.name) }, p.name)),
-      el("td", {}, p.description || "—"),
-      el("td", { class: "when", title: p.created_at }, dateTime(p.created * 1000)),
-      el("td", { class: "num" }, p.agents),
+    body.replaceChildren(...pools.map((p) => el("tr", { "data-pool": p.name, "data-state": p.state },
+      el("td", { class: "name" }, el("a", { href: poolHref(p.name) }, p.name), el("span", { class: "sub" }, p.description || "")),
+      el("td", { class: "state-cell" }, statePill(p.state), el("span", { class: "sub" }, p.state_reason)),
+      el("td", { class: "spark" }, el("a", { href: poolHref(p.name), "aria-label": summary(p.minutes) }, chart(p.minutes, false))),
+      el("td", { class: "num" }, p.agents,
+        p.warnings.length ? el("span", { class: "sub warn", title: p.warnings.join("\n") }, "⚠ " + p.warnings.length + " warning" + (p.warnings.length > 1 ? "s" : "")) : null),
       el("td", { class: "num" }, p.idle + " / " + p.busy),
       el("td", { class: "num" }, p.requests_last_hour),
-      el("td", { class: "num" + (p.denials_last_hour ? " bad" : "") }, p.denials_last_hour),
+      el("td", { class: "num" }, p.denials_last_hour
+        ? el("a", { href: poolHref(p.name, "refused"), class: "bad", title: "What was refused" }, p.denials_last_hour) : "0"),
+      el("td", { class: "num" + (p.errors_last_hour ? " bad" : "") }, p.errors_last_hour),
+      el("td", { class: "when", title: dateTime(p.created * 1000) }, dateTime(p.created * 1000).slice(0, 10)),
     )));
     $("pools").hidden = pools.length === 0;
     $("no-pools").hidden = pools.length !== 0;
@@ -171,13 +277,62 @@
     if (!changed("renderPool", pool)) return;
     $("pool-title").textContent = pool.name;
     $("pool-description-text").textContent = pool.description || "No description.";
+    $("pool-state").replaceChildren(statePill(pool.state), " " + pool.state_reason);
+    $("pool-warnings").replaceChildren(...pool.warnings.map((w) => el("li", {}, "⚠ " + w)));
+    $("pool-warnings").hidden = pool.warnings.length === 0;
     const facts = [
       ["Tunnel URL", "private://" + pool.name + "/…"],
       ["Pool id", pool.id],
       ["Created", dateTime(pool.created * 1000) + " (" + ago(pool.created) + ")"],
-      ["Last hour", pool.requests_last_hour + " requests, " + pool.denials_last_hour + " denied"],
+      ["Last hour", pool.requests_last_hour + " requests, " + pool.denials_last_hour + " denied, " +
+        pool.errors_last_hour + " failed"],
     ];
     $("pool-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
+    $("pool-chart").replaceChildren(chart(pool.minutes, true), el("p", { class: "legend" },
+      el("span", { class: "key served" }), "served ", el("span", { class: "key denied" }), "denied ",
+      el("span", { class: "key errors" }), "failed (no agent, queue timeout, VCS unreachable or 5xx)"));
+    const busy = pool.minutes.filter((m) => m.requests > 0).reverse();
+    $("pool-figures").querySelector("tbody").replaceChildren(...busy.map((m) => el("tr", {},
+      el("td", {}, minuteClock(m.time_ms)), el("td", { class: "num" }, m.requests), el("td", { class: "num" }, served(m)),
+      el("td", { class: "num" }, m.denied), el("td", { class: "num" }, m.errors))));
+    $("pool-figures").querySelector("table").hidden = busy.length === 0;
+    $("no-figures").hidden = busy.length !== 0;
+  }
+
+  function renderTabs(name, tab) {
+    for (const link of document.querySelectorAll("#pool-tabs [data-tab]")) {
+      link.href = poolHref(name, link.dataset.tab === "overview" ? "" : link.dataset.tab);
+      if (link.dataset.tab === tab) link.setAttribute("aria-current", "page");
+      else link.removeAttribute("aria-current");
+    }
+    for (const panel of document.querySelectorAll("#pool-view [data-panel]")) {
+      panel.hidden = panel.dataset.panel !== tab;
+    }
+  }
+
+  function refusedRows(groups, withPool) {
+    return groups.map((g) => el("tr", { "data-shape": g.method + " " + g.shape },
+      el("td", { class: "num" }, el("strong", {}, g.count)),
+      withPool ? el("td", {}, el("a", { href: poolHref(g.pool, "refused") }, g.pool)) : null,
+      el("td", { class: "path shape" }, el("span", { class: "method" }, g.method), " ", breakable(g.shape)),
+      el("td", { class: "reason" }, g.reason),
+      el("td", {}, g.callers.length ? g.callers.join(", ") : "—"),
+      el("td", { class: "when", title: dateTime(g.last_seen_ms) }, clock(g.last_seen_ms),
+        el("span", { class: "sub" }, ago(g.last_seen_ms / 1000))),
+      el("td", { class: "path" }, breakable(g.example)),
+    ));
+  }
+
+  function renderRefused(part, data, withPool) {
+    if (!changed(part, data)) return;
+    const groups = data.groups || [];
+    $(part).querySelector("tbody").replaceChildren(...refusedRows(groups, withPool));
+    $(part).hidden = groups.length === 0;
+    $("no-" + part).hidden = groups.length !== 0;
+    $(part + "-dropped").textContent = data.dropped
+      ? data.dropped + " more denials are not grouped: only the " + "most recent shapes are kept." : "";
+    $(part + "-dropped").hidden = !data.dropped;
+    if (part === "pool-refused") $("refused-count").textContent = "(" + groups.length + ")";
   }
 
   function renderAgents(agents) {
@@ -210,7 +365,7 @@
       return el("tr", { "data-id": r.id, class: denied ? "denied" : "" },
         el("td", { class: "when", title: dateTime(r.time_ms) }, clock(r.time_ms)),
         el("td", { class: "mono" }, r.method),
-        el("td", { class: "path" }, r.path),
+        el("td", { class: "path" }, breakable(r.path)),
         el("td", { class: "rule" }, r.rule || "—", r.project ? el("span", { class: "sub" }, r.project) : null),
         el("td", { class: "num" }, el("span", { class: "status s" + String(r.status).charAt(0) }, r.status)),
         el("td", { class: "num" }, bytes(r.bytes_in) + " / " + bytes(r.bytes_out)),
@@ -218,8 +373,10 @@
         el("td", {}, reason),
       );
     }));
+    const filtered = logFilter.outcome !== "all" || logFilter.path !== "";
     $("log").hidden = requests.length === 0;
-    $("no-log").hidden = requests.length !== 0;
+    $("no-log").hidden = requests.length !== 0 || filtered;
+    $("no-log-match").hidden = requests.length !== 0 || !filtered;
   }
 
   function live() {
@@ -227,20 +384,28 @@
     $("live").hidden = false;
   }
 
+  let rerun = false; // a refresh was asked for while one ran: run again with what changed
   async function refresh() {
-    if (busy || !current) return;
+    if (!current) return;
+    if (busy) { rerun = true; return; }
     busy = true;
     try {
       if (current.view === "list") {
         const { data } = await api("GET", "/api/pools");
         renderPools(data.pools || []);
         show("list-view");
+      } else if (current.view === "refused") {
+        const { data } = await api("GET", "/api/refused");
+        renderRefused("all-refused", data, true);
+        show("refused-view");
       } else {
         const name = encodeURIComponent(current.name);
-        const [pool, agents, log] = await Promise.all([
+        const query = new URLSearchParams({ limit: "100", outcome: logFilter.outcome, path: logFilter.path });
+        const [pool, agents, log, refused] = await Promise.all([
           api("GET", "/api/pools/" + name),
           api("GET", "/api/pools/" + name + "/agents"),
-          api("GET", "/api/pools/" + name + "/log?limit=100"),
+          api("GET", "/api/pools/" + name + "/log?" + query),
+          api("GET", "/api/pools/" + name + "/refused"),
         ]);
         if (pool.status === 404) {
           $("missing-text").textContent = "There is no pool named \"" + current.name + "\". It may have been deleted.";
@@ -249,6 +414,8 @@
           renderPool(pool.data.pool);
           renderAgents(agents.data.agents || []);
           renderLog(log.data.requests || []);
+          renderRefused("pool-refused", refused.data, false);
+          renderTabs(current.name, current.tab);
           show("pool-view");
         }
       }
@@ -263,15 +430,42 @@
       }
     } finally {
       busy = false;
+      if (rerun) { rerun = false; refresh(); }
     }
   }
 
   function route() {
-    const match = location.hash.match(/^#\/pools\/([^/]+)$/);
-    current = match ? { view: "pool", name: decodeURIComponent(match[1]) } : { view: "list" };
-    if (current.view === "pool") flash("");
+    const match = location.hash.match(/^#\/pools\/([^/]+)(?:\/(refused|log))?$/);
+    if (match) {
+      const name = decodeURIComponent(match[1]);
+      if (!current || current.name !== name) resetLogFilter();
+      current = { view: "pool", name, tab: match[2] || "overview" };
+    } else {
+      current = { view: location.hash === "#/refused" ? "refused" : "list" };
+    }
+    if (current.view === "pool") {
+      flash("");
+      renderTabs(current.name, current.tab);
+    }
     refresh();
   }
+
+  // ---- access log filters --------------------------------------------------
+
+  const logFilter = { outcome: "all", path: "" };
+  function resetLogFilter() {
+    logFilter.outcome = "all";
+    logFilter.path = "";
+    $("log-filters").reset();
+  }
+  function filterChanged() {
+    logFilter.outcome = $("log-outcome").value;
+    logFilter.path = $("log-path").value.trim();
+    refresh();
+  }
+  $("log-outcome").addEventListener("change", filterChanged);
+  $("log-path").addEventListener("input", filterChanged);
+  $("log-filters").addEventListener("submit", (event) => { event.preventDefault(); filterChanged(); });
 
   // ---- actions -------------------------------------------------------------
 
