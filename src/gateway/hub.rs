@@ -22,7 +22,7 @@ use std::io::BufReader;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// Gateway timings, and what the panel and its API need.
 #[derive(Debug, Clone)]
@@ -40,6 +40,10 @@ pub struct Settings {
     pub public_url: Option<String>,
     /// Caller connections served at once (a thread each); more wait to be accepted.
     pub max_callers: usize,
+    /// This replica's name, when pools and callers are in Redis (`serve --redis`).
+    pub replica_id: Option<String>,
+    /// Changes reach this replica by the polled version alone (tests).
+    pub poll_only: bool,
 }
 
 impl Default for Settings {
@@ -51,6 +55,8 @@ impl Default for Settings {
             admin_token: None,
             public_url: None,
             max_callers: 1024,
+            replica_id: None,
+            poll_only: false,
         }
     }
 }
@@ -420,7 +426,7 @@ pub struct Hub {
     /// When the last forced reload ran (ms since the epoch), to rate-limit misses.
     last_forced_reload: AtomicU64,
     pools: RwLock<HashMap<String, Arc<Pool>>>,
-    seen: Mutex<Option<SystemTime>>,
+    seen: Mutex<Option<crate::gateway::store::Stamp>>,
 }
 
 impl Hub {
@@ -531,7 +537,7 @@ impl Hub {
 
     /// Reloads when another process changed the store file since the last look.
     pub fn refresh(&self) {
-        let modified = self.store.modified();
+        let modified = self.store.pools_stamp();
         let changed = match self.seen.lock() {
             Ok(mut seen) => {
                 let changed = *seen != modified;
