@@ -34,8 +34,10 @@ USAGE:
         --keepalive DUR         ping idle agent streams; drop after 3 silent intervals [20s]
         --exchange-timeout DUR  longest silence from an agent inside one request [120s]
         --drain-timeout DUR     on SIGTERM/SIGINT, how long requests in flight may finish [30s]
-        --max-callers N         caller connections served at once (a thread each); more wait
-                                to be accepted [1024]
+        --max-callers N         tunnel requests served at once (a connection and thread
+                                each); idle connections are closed to admit new ones [1024]
+        --max-callers-per-address N
+                                connections one peer address may hold on the api port [256]
         --tls-cert PEM --tls-key PEM
                                 serve the agent port over TLS (tokens then use wss://) [plain]
         --api-tls-cert PEM --api-tls-key PEM
@@ -124,6 +126,13 @@ fn run() -> Result<ExitCode, String> {
                     .ok()
                     .filter(|n| (1..=65_536).contains(n))
                     .ok_or("--max-callers: expected a number from 1 to 65536")?
+            }
+            Long("max-callers-per-address") => {
+                settings.max_per_address = text(&mut parser)?
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=65_536).contains(n))
+                    .ok_or("--max-callers-per-address: expected a number from 1 to 65536")?
             }
             Long("exchange-timeout") => {
                 settings.exchange_timeout = parse_duration(&text(&mut parser)?)

@@ -38,8 +38,10 @@ pub struct Settings {
     pub admin_token: Option<token::Secret>,
     /// Agent URL written into tokens the API creates; `None` means `ws://<agent port>`.
     pub public_url: Option<String>,
-    /// Caller connections served at once (a thread each); more wait to be accepted.
+    /// Tunnel requests served at once (a connection and thread each).
     pub max_callers: usize,
+    /// Connections one peer address may hold on the api port.
+    pub max_per_address: usize,
 }
 
 impl Default for Settings {
@@ -51,6 +53,7 @@ impl Default for Settings {
             admin_token: None,
             public_url: None,
             max_callers: 1024,
+            max_per_address: 256,
         }
     }
 }
