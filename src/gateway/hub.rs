@@ -42,6 +42,10 @@ pub struct Settings {
     pub max_callers: usize,
     /// Connections one peer address may hold on the api port.
     pub max_per_address: usize,
+    /// Bytes per second a request body must average while it holds an agent stream, after
+    /// [`Settings::upload_grace`]; 0 turns the check off.
+    pub min_upload_rate: u64,
+    pub upload_grace: Duration,
 }
 
 impl Default for Settings {
@@ -54,6 +58,8 @@ impl Default for Settings {
             public_url: None,
             max_callers: 1024,
             max_per_address: 256,
+            min_upload_rate: 240,
+            upload_grace: Duration::from_secs(5),
         }
     }
 }
