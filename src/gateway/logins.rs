@@ -119,7 +119,7 @@ fn delay(n: u32) -> Duration {
 /// `a=3, b=1 (+2 more)`: the largest counts first.
 fn top<K: std::fmt::Display>(counts: HashMap<K, u64>) -> String {
     let mut counts: Vec<(K, u64)> = counts.into_iter().collect();
-    counts.sort_by(|a, b| b.1.cmp(&a.1));
+    counts.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
     let more = counts.len().saturating_sub(SUMMARY_NAMES);
     let mut text = counts
         .iter()
