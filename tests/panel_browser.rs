@@ -204,9 +204,11 @@ fn an_operator_adds_a_pool_watches_its_agent_and_reads_its_access_log() {
         }
     );
 
-    // The pool list tells the pool's state without reading a number, and its small chart's
+    // The pool list tells each pool's state without reading a number, and the small chart's
     // bars add up to what was sent.
+    gw.create_pool("infra-us");
     browser.click("#nav [data-nav=list]");
+    browser.wait_text("#pools tr[data-pool='infra-us']", "No agent");
     let row = "#pools tr[data-pool='infra-eu']";
     // (A request is counted just after its answer is sent: wait for the last one.)
     browser.wait_text(row, "Refusing\n3 of 16 requests denied");

@@ -12,7 +12,7 @@
 
 use crate::gateway::admin;
 use crate::gateway::hub::{AgentInfo, Caller, Hub, Pool, RequestRecord, RECENT_REQUESTS};
-use crate::gateway::stats::GroupView;
+use crate::gateway::stats::{Counts, GroupView};
 use crate::gateway::store::{format_time, validate_name};
 use crate::http1::{self, BodyReader, Framing, RequestHead};
 use crate::token::Token;
@@ -169,7 +169,10 @@ fn answer(head: &RequestHead, body: &[u8], hub: &Hub) -> Reply {
             Reply::ok(200, refused_json(std::slice::from_ref(pool)))
         }),
         ("GET", ["refused"]) => Reply::ok(200, refused_json(&hub.pools())),
-        (_, ["refused"]) => Reply::error(405, format!("{method} is not allowed on {path}")),
+        ("GET", ["traffic"]) => Reply::ok(200, traffic_json(&hub.pools())),
+        (_, ["refused" | "traffic"]) => {
+            Reply::error(405, format!("{method} is not allowed on {path}"))
+        }
         (_, ["pools"] | ["pools", _] | ["pools", _, "rotate" | "agents" | "log" | "refused"]) => {
             Reply::error(405, format!("{method} is not allowed on {path}"))
         }
@@ -378,6 +381,32 @@ fn refused_json(pools: &[Arc<Pool>]) -> Value {
         })
         .collect();
     json!({ "groups": groups, "dropped": dropped })
+}
+
+/// Each caller's requests, denials and failures in the last hour, in all and per pool.
+fn traffic_json(pools: &[Arc<Pool>]) -> Value {
+    let mut callers: BTreeMap<String, (Counts, BTreeMap<String, Counts>)> = BTreeMap::new();
+    for pool in pools {
+        let name = pool.name();
+        for (caller, counts) in pool.traffic(|t, now| t.by_caller(now)) {
+            let entry = callers.entry(caller).or_default();
+            entry.0.requests += counts.requests;
+            entry.0.denied += counts.denied;
+            entry.0.errors += counts.errors;
+            entry.1.insert(name.clone(), counts);
+        }
+    }
+    let callers: serde_json::Map<String, Value> = callers
+        .into_iter()
+        .map(|(caller, (total, pools))| {
+            let mut value = serde_json::to_value(total).unwrap_or_default();
+            if let Some(object) = value.as_object_mut() {
+                object.insert("pools".into(), json!(pools));
+            }
+            (caller, value)
+        })
+        .collect();
+    json!({ "callers": callers })
 }
 
 fn list(hub: &Hub) -> Reply {

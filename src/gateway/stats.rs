@@ -31,6 +31,9 @@ const MAX_TEXT: usize = 512;
 /// Distinct caller names kept per group.
 const MAX_CALLERS: usize = 4;
 
+/// Callers whose figures a pool keeps (callers are configured, so this is only a guard).
+const MAX_TRACKED_CALLERS: usize = 256;
+
 /// How many minutes the pool's state ([`Traffic::state`]) looks back.
 pub const STATE_MINUTES: u64 = 5;
 
@@ -149,6 +152,8 @@ pub struct GroupView {
 #[derive(Debug, Clone)]
 pub struct Traffic {
     minutes: Ring<Counts>,
+    /// The same per caller that sent requests to this pool.
+    callers: HashMap<String, Ring<Counts>>,
     groups: HashMap<String, Group>,
     /// Denials whose group had to make room for another one.
     dropped: u64,
@@ -158,6 +163,7 @@ impl Default for Traffic {
     fn default() -> Traffic {
         Traffic {
             minutes: Ring::new(),
+            callers: HashMap::new(),
             groups: HashMap::new(),
             dropped: 0,
         }
@@ -179,9 +185,45 @@ impl Traffic {
         let minute = record.time_ms / 60_000;
         let counts = classify(record);
         self.minutes.at(minute).add(counts);
+        if let Some(caller) = caller {
+            self.count_caller(caller, minute, counts);
+        }
         if counts.denied == 1 {
             self.group(record, caller, minute);
         }
+    }
+
+    fn count_caller(&mut self, caller: &str, minute: u64, counts: Counts) {
+        if !self.callers.contains_key(caller) && self.callers.len() >= MAX_TRACKED_CALLERS {
+            // Callers deleted or silent for an hour make room; else this one goes uncounted.
+            self.callers.retain(|_, ring| {
+                ring.last(minute, MINUTES as u64)
+                    .any(|(_, c)| c.requests > 0)
+            });
+            if self.callers.len() >= MAX_TRACKED_CALLERS {
+                return;
+            }
+        }
+        self.callers
+            .entry(caller.to_string())
+            .or_insert_with(Ring::new)
+            .at(minute)
+            .add(counts);
+    }
+
+    /// Each caller's sums over the last hour, for callers that sent anything.
+    pub fn by_caller(&self, now_ms: u64) -> Vec<(String, Counts)> {
+        self.callers
+            .iter()
+            .map(|(name, ring)| {
+                let mut total = Counts::default();
+                for (_, counts) in ring.last(now_ms / 60_000, MINUTES as u64) {
+                    total.add(counts);
+                }
+                (name.clone(), total)
+            })
+            .filter(|(_, total)| total.requests > 0)
+            .collect()
     }
 
     fn group(&mut self, record: &RequestRecord, caller: Option<&str>, minute: u64) {
@@ -543,6 +585,21 @@ mod tests {
             .refused(20 * 60_000)
             .iter()
             .all(|r| r.shape.len() <= MAX_TEXT));
+    }
+
+    #[test]
+    fn callers_are_counted_apart() {
+        let mut t = Traffic::default();
+        t.record(&served(200, 10), Some("ci"));
+        t.record(&denied("/a", 10), Some("ci"));
+        t.record(&served(200, 10), Some("deploy"));
+        t.record(&served(200, 10), None);
+        let mut rows = t.by_caller(10 * 60_000);
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].1.requests, rows[0].1.denied), (2, 1));
+        assert_eq!((rows[1].1.requests, rows[1].1.denied), (1, 0));
+        assert!(t.by_caller(80 * 60_000).is_empty());
     }
 
     #[test]
