@@ -337,7 +337,10 @@ fn an_operator_adds_a_pool_watches_its_agent_and_reads_its_access_log() {
     browser.wait_text("#confirm", "Delete pool infra-eu?");
     browser.click("#confirm-ok");
     browser.wait_text("#flash", "deleted");
-    browser.wait_text("#list-view", "No pools yet");
+    wait_until(Duration::from_secs(20), "infra-eu off the list", || {
+        let list = browser.text("#list-view");
+        list.contains("infra-us") && !list.contains("infra-eu")
+    });
     shot(&browser, "13-deleted.png");
     assert!(
         !gw.proc.out.text().contains(ADMIN),
