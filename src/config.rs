@@ -5,6 +5,7 @@
 //! binary prints it and exits with code 2. Secrets are held in [`Secret`](crate::token::Secret) and never printed.
 
 use crate::allowlist::{self, Vendor};
+use crate::net::dial::GatewayAddress;
 use crate::net::proxy::{self, ProxyConfig};
 use crate::net::tls::{self, CustomCas};
 use crate::observe::redact;
@@ -41,7 +42,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (
         TARGET_BASE_ENDPOINT,
         "required",
-        "internal VCS base URL: scheme, host, optional port and sub-path",
+        "internal VCS base URL: scheme, host, optional port and sub-path (no credentials, query or fragment)",
     ),
     (
         VENDOR,
@@ -50,8 +51,8 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ),
     (
         ALLOWED_PROJECTS,
-        ".*",
-        "regex matched against the whole project (e.g. group/repo)",
+        "unset",
+        "regex matched against the whole project (e.g. group/repo); unset allows every project",
     ),
     (
         PARALLELISM,
@@ -66,7 +67,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (
         KEEPALIVE_INTERVAL,
         "20s",
-        "ping idle streams this often; drop after 3 silent intervals",
+        "ping idle streams this often (at least 1s); drop after 3 silent intervals",
     ),
     (
         UPSTREAM_CONNECT_TIMEOUT,
@@ -171,11 +172,20 @@ impl BaseEndpoint {
             .authority()
             .ok_or_else(|| format!("no host in \"{}\"", redact::url(text)))?;
         if authority.as_str().contains('@') {
-            return Err("credentials in the URL are not supported: the SaaS sends its own".into());
+            return Err(format!(
+                "user:password@ is not allowed (the SaaS sends its own credentials), got \"{}\"",
+                redact::url(text)
+            ));
         }
         if uri.query().is_some() || text.contains('#') {
             return Err(format!(
-                "must not have a query or fragment, got \"{}\"",
+                "a query or fragment is not allowed, got \"{}\"",
+                redact::url(text)
+            ));
+        }
+        if crate::net::dial::explicit_port(&uri).is_err() {
+            return Err(format!(
+                "port must be from 1 to 65535, got \"{}\"",
                 redact::url(text)
             ));
         }
@@ -275,9 +285,20 @@ impl AgentConfig {
         let required = |name: &str| get(name).ok_or_else(|| error(name, "is required but not set"));
 
         let token = Token::decode(required(POOL_TOKEN)?).map_err(|e| error(POOL_TOKEN, e))?;
+        GatewayAddress::parse(&token.host)
+            .map_err(|e| error(POOL_TOKEN, format!("the token's {e}")))?;
         let target = BaseEndpoint::parse(required(TARGET_BASE_ENDPOINT)?)
             .map_err(|e| error(TARGET_BASE_ENDPOINT, e))?;
         let vendor: Vendor = required(VENDOR)?.parse().map_err(|e| error(VENDOR, e))?;
+        if vars
+            .get(ALLOWED_PROJECTS)
+            .is_some_and(|v| v.trim().is_empty())
+        {
+            return Err(error(
+                ALLOWED_PROJECTS,
+                "is set but empty: unset it to allow every project, or give a regex of the projects to allow",
+            ));
+        }
         let allowed_projects = match get(ALLOWED_PROJECTS) {
             None => None,
             Some(pattern) => Some(allowlist::project_pattern(pattern).map_err(|e| {
@@ -341,7 +362,7 @@ impl AgentConfig {
             allowed_projects,
             parallelism,
             metadata,
-            keepalive: duration(KEEPALIVE_INTERVAL, Duration::from_secs(20))?,
+            keepalive: keepalive(duration(KEEPALIVE_INTERVAL, Duration::from_secs(20))?)?,
             upstream_connect_timeout: duration(UPSTREAM_CONNECT_TIMEOUT, Duration::from_secs(10))?,
             upstream_read_timeout: duration(UPSTREAM_READ_TIMEOUT, Duration::from_secs(60))?,
             drain_timeout: duration(DRAIN_TIMEOUT, Duration::from_secs(30))?,
@@ -376,6 +397,17 @@ impl AgentConfig {
             },
         })
     }
+}
+
+/// The keepalive interval, at least a second: pings more often only load both sides.
+fn keepalive(interval: Duration) -> Result<Duration, ConfigError> {
+    if interval < Duration::from_secs(1) {
+        return Err(error(
+            KEEPALIVE_INTERVAL,
+            format!("must be at least 1s, got {} ms", interval.as_millis()),
+        ));
+    }
+    Ok(interval)
 }
 
 /// `30`, `30s`, `500ms`, `2m`, `1h`: a positive duration; a bare number is seconds.
@@ -413,8 +445,12 @@ mod tests {
     use crate::token::Secret;
 
     fn token() -> String {
+        token_for("ws://127.0.0.1:1984")
+    }
+
+    fn token_for(host: &str) -> String {
         Token {
-            host: "ws://127.0.0.1:1984".into(),
+            host: host.into(),
             key: Secret::new("k3y"),
             pool_ulid: "01J0000000000000000000000".into(),
         }
@@ -475,7 +511,47 @@ mod tests {
             ),
             (
                 &[(TARGET_BASE_ENDPOINT, "https://u:pw@x")],
-                "SPACELIFT_VCS_AGENT_TARGET_BASE_ENDPOINT: credentials",
+                "SPACELIFT_VCS_AGENT_TARGET_BASE_ENDPOINT: user:password@ is not allowed (the SaaS sends its own credentials), got \"https://***@x\"",
+            ),
+            (
+                &[(TARGET_BASE_ENDPOINT, "https://x/?private_token=pw")],
+                "SPACELIFT_VCS_AGENT_TARGET_BASE_ENDPOINT: a query or fragment is not allowed, got \"https://x/?private_token=***\"",
+            ),
+            (
+                &[(TARGET_BASE_ENDPOINT, "https://x/a#top")],
+                "SPACELIFT_VCS_AGENT_TARGET_BASE_ENDPOINT: a query or fragment is not allowed",
+            ),
+            (
+                &[(TARGET_BASE_ENDPOINT, "https://x:70000/")],
+                "SPACELIFT_VCS_AGENT_TARGET_BASE_ENDPOINT: port must be from 1 to 65535",
+            ),
+            (
+                &[(TARGET_BASE_ENDPOINT, "https://x:0/")],
+                "SPACELIFT_VCS_AGENT_TARGET_BASE_ENDPOINT: port must be from 1 to 65535",
+            ),
+            (
+                &[(ALLOWED_PROJECTS, "  ")],
+                "SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS: is set but empty: unset it to allow every project",
+            ),
+            (
+                &[(ALLOWED_PROJECTS, "")],
+                "SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS: is set but empty",
+            ),
+            (
+                &[(POOL_TOKEN, &token_for("ws://gateway example:1984"))],
+                "SPACELIFT_VCS_AGENT_POOL_TOKEN: the token's gateway address",
+            ),
+            (
+                &[(POOL_TOKEN, &token_for("ws://gateway:99999"))],
+                "SPACELIFT_VCS_AGENT_POOL_TOKEN: the token's gateway address",
+            ),
+            (
+                &[(KEEPALIVE_INTERVAL, "500ms")],
+                "SPACELIFT_VCS_AGENT_KEEPALIVE_INTERVAL: must be at least 1s, got 500 ms",
+            ),
+            (
+                &[("NO_PROXY", "localhost,10.0.0.0/33")],
+                "NO_PROXY: ",
             ),
             (
                 &[(ALLOWED_PROJECTS, "(")],

@@ -429,3 +429,252 @@ fn method_overrides_never_reach_the_upstream() {
         "denied requests reached the upstream: {seen:?}"
     );
 }
+
+#[test]
+fn graphql_is_inspected_and_forwarded_byte_for_byte() {
+    let upstream = Upstream::start();
+    let gateway = Gateway::start(&[]);
+    let agent = gateway.agent_for(
+        "gql",
+        &upstream.base(),
+        &[
+            ("SPACELIFT_VCS_AGENT_VENDOR", "github_enterprise"),
+            ("SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS", "acme/.*"),
+        ],
+        2,
+    );
+    let json = ("Content-Type", "application/json");
+    let holes = [
+        r#"{"query":"mutation { deleteRef(input: {refId: \"x\"}) { clientMutationId } }"}"#.to_string(),
+        r#"{"query":"mutation($i: CreateCommitOnBranchInput!) { createCommitOnBranch(input: $i) { commit { oid } } }","variables":{"i":{"branch":{"repositoryNameWithOwner":"other/secret","branchName":"main"}}}}"#.to_string(),
+        r#"{"query":"{ repository(owner: \"other\", name: \"secret\") { object(expression: \"HEAD:main.tf\") { id } } }"}"#.to_string(),
+        r#"{"query":"query($o: String!) { repository(owner: $o, name: \"secret\") { id } }","variables":{"o":"other"}}"#.to_string(),
+        r#"{"query":"{ node(id: \"MDEwOlJlcG9zaXRvcnkx\") { id } }"}"#.to_string(),
+        r#"{"query":"subscription { x }"}"#.to_string(),
+        format!(r#"{{"query":"{{ viewer {{ login }} }}","pad":"{}"}}"#, "x".repeat(300 * 1024)),
+    ];
+    for (i, body) in holes.iter().enumerate() {
+        let (status, answer) = send(
+            &gateway,
+            "gql",
+            "POST",
+            "/api/graphql",
+            &[json],
+            Some(body.as_bytes()),
+        );
+        assert_eq!(
+            (status, answer["kind"].as_str()),
+            (403, Some("denied")),
+            "hole {i}: {answer}"
+        );
+    }
+    let (status, answer) = send(
+        &gateway,
+        "gql",
+        "POST",
+        "/api/graphql",
+        &[json],
+        Some(holes[6].as_bytes()),
+    );
+    assert_eq!(status, 403);
+    assert_eq!(
+        answer["error"],
+        "GraphQL body over 256 KiB cannot be inspected"
+    );
+
+    // Allowed: the upstream gets exactly the bytes sent, and the log says what it was for.
+    let body = br#"{"query":"query Repo($n: String!) { repository(owner: \"acme\", name: $n) { id } }","variables":{"n":"infra"}}"#;
+    let (status, echo) = send(
+        &gateway,
+        "gql",
+        "POST",
+        "/api/graphql?do=echo",
+        &[json],
+        Some(body),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(echo["body_len"], body.len());
+    let want = support::upstream::Digest::of_reader(&body[..]).unwrap();
+    assert_eq!(echo["body_digest"], want.hex());
+    let line = agent
+        .out
+        .wait_for("for=\"GraphQL query Repo", Duration::from_secs(5));
+    assert!(
+        line.contains("for=\"GraphQL query Repo: repository\"")
+            && line.contains("project=acme/infra"),
+        "{line}"
+    );
+    let seen = upstream.requests();
+    assert_eq!(
+        seen.len(),
+        1,
+        "denied GraphQL reached the upstream: {seen:?}"
+    );
+}
+
+#[test]
+fn method_override_in_a_form_body_never_reaches_the_upstream() {
+    let upstream = Upstream::start();
+    let gateway = Gateway::start(&[]);
+    let _agent = gateway.agent_for("form", &upstream.base(), &[], 2);
+    let statuses =
+        "/api/v4/projects/group%2Frepo/statuses/0123456789abcdef0123456789abcdef01234567";
+    let form = ("Content-Type", "application/x-www-form-urlencoded");
+    let (status, answer) = send(
+        &gateway,
+        "form",
+        "POST",
+        statuses,
+        &[form],
+        Some(b"state=success&_method=DELETE"),
+    );
+    assert_eq!(status, 403);
+    assert_eq!(
+        answer["error"],
+        "method override parameter _method is not allowed"
+    );
+    // Rack reads a body without a Content-Type as a form as well.
+    let (status, answer) = send(
+        &gateway,
+        "form",
+        "POST",
+        statuses,
+        &[],
+        Some(b"_method=DELETE"),
+    );
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (
+            403,
+            Some("method override parameter _method is not allowed")
+        )
+    );
+    let multipart = ("Content-Type", "multipart/form-data; boundary=b");
+    let (status, answer) = send(
+        &gateway,
+        "form",
+        "POST",
+        statuses,
+        &[multipart],
+        Some(b"--b--\r\n"),
+    );
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (403, Some("multipart form bodies are not allowed"))
+    );
+    // A form without the override goes through whole and unchanged.
+    let body = b"state=success&description=plan+ok%0A";
+    let (status, echo) = send(
+        &gateway,
+        "form",
+        "POST",
+        &format!("{statuses}?do=echo"),
+        &[form],
+        Some(body),
+    );
+    assert_eq!(status, 200);
+    let want = support::upstream::Digest::of_reader(&body[..]).unwrap();
+    assert_eq!(echo["body_digest"], want.hex());
+    assert_eq!(
+        upstream.requests().len(),
+        1,
+        "denied forms reached the upstream"
+    );
+}
+
+#[test]
+fn azure_sdk_discovery_is_the_one_options_request_forwarded() {
+    let upstream = Upstream::start();
+    let gateway = Gateway::start(&[]);
+    let _agent = gateway.agent_for(
+        "ado",
+        &upstream.base(),
+        &[("SPACELIFT_VCS_AGENT_VENDOR", "azure_devops")],
+        2,
+    );
+    for target in [
+        "/acme/_apis/connectionData",
+        "/acme/platform/_apis/git/repositories",
+    ] {
+        let (status, answer) = send(&gateway, "ado", "OPTIONS", target, &[], None);
+        assert_eq!(status, 403, "{target}");
+        assert_eq!(answer["error"], format!("no rule allows OPTIONS {target}"));
+    }
+    let (status, _) = send(&gateway, "ado", "OPTIONS", "/acme/_apis?do=echo", &[], None);
+    assert_eq!(status, 200);
+    let seen = upstream.requests();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].target.as_str()),
+        ("OPTIONS", "/acme/_apis?do=echo")
+    );
+}
+
+#[test]
+fn a_project_a_parameter_names_by_id_is_resolved_and_checked() {
+    fn projects(r: &support::upstream::Recorded) -> Option<support::upstream::Reply> {
+        let path = match r.target.as_str() {
+            "/api/v4/projects/5" => "group/other",
+            "/api/v4/projects/6" => "other/secret",
+            _ => return None,
+        };
+        let id = r.target.rsplit('/').next().unwrap_or_default();
+        let body = format!(r#"{{"id":{id},"path_with_namespace":"{path}"}}"#);
+        Some((
+            200,
+            vec![("Content-Type".into(), "application/json".into())],
+            body.into_bytes(),
+        ))
+    }
+    let upstream = Upstream::with_routes(projects);
+    let gateway = Gateway::start(&[]);
+    let _agent = gateway.agent_for(
+        "params",
+        &upstream.base(),
+        &[("SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS", "group/.*")],
+        2,
+    );
+    let compare = "/api/v4/projects/group%2Frepo/repository/compare?from=a&to=b";
+    let (status, answer) = send(
+        &gateway,
+        "params",
+        "GET",
+        &format!("{compare}&from_project_id=6"),
+        &[],
+        None,
+    );
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (
+            403,
+            Some("project other/secret (id 6, from from_project_id) is not allowed")
+        )
+    );
+    let (status, answer) = send(
+        &gateway,
+        "params",
+        "GET",
+        &format!("{compare}&from_project_id=other%2Fsecret"),
+        &[],
+        None,
+    );
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (
+            403,
+            Some("project other/secret (from from_project_id) is not allowed")
+        )
+    );
+    let allowed = format!("{compare}&from_project_id=5&do=echo");
+    let (status, _) = send(&gateway, "params", "GET", &allowed, &[], None);
+    assert_eq!(status, 200);
+    let seen: Vec<String> = upstream
+        .requests()
+        .iter()
+        .map(|r| r.target.clone())
+        .collect();
+    assert_eq!(
+        seen,
+        ["/api/v4/projects/6", "/api/v4/projects/5", allowed.as_str()]
+    );
+}

@@ -51,6 +51,12 @@ fn pool_create_prints_one_token_line_and_list_never_shows_keys() {
             && listing.contains("EU GitLab")
             && listing.contains(&token.pool_ulid)
     );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.0.join("pools.json"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "pools.json holds key hashes");
     let stored = std::fs::read_to_string(dir.0.join("pools.json")).unwrap();
     for secret in [token.key.expose(), default_token.key.expose()] {
         assert!(
@@ -127,6 +133,7 @@ fn bad_configuration_exits_2_with_one_line_naming_the_variable() {
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     let no_key = b64(r#"{"host":"ws://h","pool_ulid":"p"}"#);
     let not_json = b64("s3cr3t-key but not json");
+    let spaced_host = b64(r#"{"host":"ws://gate way:1984","key":"s3cr3t-key","pool_ulid":"p"}"#);
     let cases: Vec<(&str, String, &str)> = vec![
         (
             "SPACELIFT_VCS_AGENT_PARALLELISM",
@@ -147,6 +154,36 @@ fn bad_configuration_exits_2_with_one_line_naming_the_variable() {
             "SPACELIFT_VCS_AGENT_POOL_TOKEN",
             no_key,
             "SPACELIFT_VCS_AGENT_POOL_TOKEN: field \"key\" is missing",
+        ),
+        (
+            "SPACELIFT_VCS_AGENT_POOL_TOKEN",
+            spaced_host,
+            "SPACELIFT_VCS_AGENT_POOL_TOKEN: the token's gateway address \"ws://gate way:1984\" is not a URL",
+        ),
+        (
+            "SPACELIFT_VCS_AGENT_KEEPALIVE_INTERVAL",
+            "100ms".into(),
+            "SPACELIFT_VCS_AGENT_KEEPALIVE_INTERVAL: must be at least 1s",
+        ),
+        (
+            "SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS",
+            " ".into(),
+            "SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS: is set but empty",
+        ),
+        (
+            "NO_PROXY",
+            "localhost,fd00::/200".into(),
+            "NO_PROXY: \"fd00::/200\": the prefix length must be from 0 to 128",
+        ),
+        (
+            "SPACELIFT_VCS_AGENT_TARGET_BASE_ENDPOINT",
+            "https://ci:s3cr3t-key@git.internal:99999".into(),
+            "SPACELIFT_VCS_AGENT_TARGET_BASE_ENDPOINT: user:password@ is not allowed",
+        ),
+        (
+            "SPACELIFT_VCS_AGENT_TARGET_BASE_ENDPOINT",
+            "https://git.internal:99999".into(),
+            "SPACELIFT_VCS_AGENT_TARGET_BASE_ENDPOINT: port must be from 1 to 65535",
         ),
         (
             "SPACELIFT_VCS_AGENT_VENDOR",
@@ -195,4 +232,37 @@ fn help_and_version() {
     ] {
         assert!(text.contains(flag), "gateway --help lacks {flag}");
     }
+}
+
+#[test]
+fn pool_create_refuses_a_public_url_agents_cannot_dial_before_writing() {
+    let dir = TempDir::new("cli-url");
+    let data = dir.0.to_str().unwrap();
+    for url in [
+        "ws://gate way.example:1984",
+        "wss://gw:70000",
+        "ws://u:pw@gw",
+        "https://gw",
+    ] {
+        let out = gateway(&[
+            "pool",
+            "create",
+            "--data-dir",
+            data,
+            "--name",
+            "p",
+            "--public-url",
+            url,
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{url}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("--public-url"), "{stderr}");
+        assert!(!stderr.contains("pw"), "{stderr}");
+        assert!(out.stdout.is_empty());
+    }
+    assert!(
+        !dir.0.join("pools.json").exists(),
+        "no pool was written for a refused URL"
+    );
 }

@@ -86,14 +86,16 @@ fn agent_and_gateway_metrics_follow_streams_requests_and_reconnects() {
     let mut scrape = String::new();
     wait_until(
         Duration::from_secs(10),
-        "both requests in the agent's metrics",
+        "both requests in the agent's metrics and their streams idle again",
         || {
             scrape = get(&metrics).1;
+            // A request is counted just before its stream is released.
             sample(&scrape, &served) == Some(1.0)
                 && sample(
                     &scrape,
                     "vcs_agent_requests_total{rule=\"-\",status=\"403\"}",
                 ) == Some(1.0)
+                && sample(&scrape, "vcs_agent_streams_busy") == Some(0.0)
         },
     );
     for (series, expected) in [

@@ -117,7 +117,8 @@ fn half_open_gateway_connections_are_found_by_keepalive() {
     let agent = start_agent(&agent_env(
         &token,
         &upstream.base(),
-        &[("SPACELIFT_VCS_AGENT_KEEPALIVE_INTERVAL", "300ms")],
+        // The shortest interval the agent accepts: silence is noticed after about 3 s.
+        &[("SPACELIFT_VCS_AGENT_KEEPALIVE_INTERVAL", "1s")],
     ));
     gateway.wait_streams("halfopen", 2);
     relay.freeze_current();

@@ -34,6 +34,7 @@ fn upload(gateway: &Gateway, len: u64) {
     );
     let response = client()
         .post(url)
+        .header("Content-Type", "application/octet-stream")
         .send(ureq::SendBody::from_owned_reader(PatternReader {
             pos: 0,
             len,

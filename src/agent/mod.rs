@@ -9,6 +9,9 @@
 
 pub mod check;
 pub mod forward;
+pub mod listing;
+pub mod projects;
+pub mod redirect;
 pub mod slot;
 
 use crate::allowlist::Allowlist;
@@ -33,6 +36,8 @@ pub struct Shared {
     pub busy: AtomicUsize,
     /// Counters for `/metrics`.
     pub metrics: crate::observe::metrics::AgentMetrics,
+    /// Which project paths the ids in request paths name.
+    pub ids: projects::Ids,
     draining: AtomicBool,
     alarm: Alarm,
     codeload: BaseEndpoint,
@@ -137,6 +142,7 @@ impl Agent {
             connected: AtomicUsize::new(0),
             busy: AtomicUsize::new(0),
             metrics: Default::default(),
+            ids: projects::Ids::new(projects::CAPACITY, projects::TTL),
             draining: AtomicBool::new(false),
             alarm: Alarm::default(),
             codeload,

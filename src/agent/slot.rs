@@ -12,6 +12,8 @@
 
 use crate::agent::forward;
 use crate::agent::Shared;
+use crate::agent::{listing, projects, redirect};
+use crate::allowlist::{self, Allowed, BodyVerdict, Decision, Denied, Vendor};
 use crate::net::dial::{self, DialError};
 use crate::net::stream::is_timeout;
 use crate::net::Stream;
@@ -283,6 +285,9 @@ struct Request {
 struct Record<'a> {
     request: &'a Request,
     description: &'static str,
+    /// What an inspected body says the request was for (`GraphQL query …`), in place of
+    /// the rule's description on the access line.
+    detail: Option<String>,
     project: Option<String>,
     status: Option<u16>,
     bytes_in: u64,
@@ -295,6 +300,11 @@ struct Record<'a> {
 }
 
 impl Record<'_> {
+    /// What the request was for: the inspected body's words, else the rule's.
+    fn rule_text(&self) -> &str {
+        self.detail.as_deref().unwrap_or(self.description)
+    }
+
     /// Writes the access line and counts the request (once per request).
     fn log(&self) {
         let path = redact_target(&self.request.target);
@@ -303,7 +313,7 @@ impl Record<'_> {
             id: &self.request.id,
             method: &self.request.method,
             path: &path,
-            rule: self.description,
+            rule: self.rule_text(),
             project: self.project.as_deref(),
             status: self.status,
             bytes_in: self.bytes_in,
@@ -432,6 +442,7 @@ fn handle(
     let mut record = Record {
         request: &request,
         description: "-",
+        detail: None,
         project: None,
         status: None,
         bytes_in: 0,
@@ -456,12 +467,7 @@ fn handle(
         );
     }
 
-    let allowed = match shared.allowlist.check_request(
-        &request.method,
-        &request.target,
-        &request.headers,
-        request.body,
-    ) {
+    let allowed = match admit(shared, &request) {
         Ok(allowed) => allowed,
         Err(denied) => {
             let mut body = RequestBody::new(socket, request.body, idle_limit);
@@ -477,18 +483,50 @@ fn handle(
     record.description = allowed.description;
     record.project = allowed.project.clone();
 
+    // Bodies the allowlist must see are read whole (bounded) before anything is forwarded.
+    let whole = match read_for_inspection(shared, socket, &request, &allowed, idle_limit)? {
+        Inspected::Stream => None,
+        Inspected::Whole(bytes, verdict) => {
+            record.detail = verdict.description;
+            if record.project.is_none() && !verdict.projects.is_empty() {
+                record.project = Some(verdict.projects.join(","));
+            }
+            Some(bytes)
+        }
+        Inspected::Denied(reason, bytes_in) => {
+            record.bytes_in = bytes_in;
+            record.status = Some(ErrorKind::Denied.status());
+            record.problem = Some((ErrorKind::Denied, reason.clone()));
+            record.log();
+            send_error(socket, &record, ErrorKind::Denied, &reason)?;
+            return Ok(());
+        }
+    };
+
     let url = if allowed.codeload {
         shared.codeload_base().url_for(&request.target)
     } else {
         shared.config.target.url_for(&request.target)
     };
-    let headers = protocol::end_to_end(request.headers.iter().cloned());
+    let mut headers = protocol::end_to_end(request.headers.iter().cloned());
+    if filters(shared, &allowed) {
+        // A compressed listing could not be read: ask for it plain (see `listing`).
+        headers.retain(|(name, _)| !name.eq_ignore_ascii_case("accept-encoding"));
+        headers.push(("Accept-Encoding".into(), "identity".into()));
+    }
 
-    // Send the request; the body streams from the socket while ureq writes it upstream.
-    let mut body = RequestBody::new(socket, request.body, idle_limit);
+    // Send the request; the body streams from the socket while ureq writes it upstream (or
+    // goes as read for inspection, byte for byte).
+    let streamed = request.body && whole.is_none();
+    let mut body = RequestBody::new(socket, streamed, idle_limit);
+    let mut whole_reader = whole.as_deref();
     let asked = Instant::now();
     let outcome = {
-        let reader: Option<&mut dyn Read> = if request.body { Some(&mut body) } else { None };
+        let reader: Option<&mut dyn Read> = match whole_reader.as_mut() {
+            Some(bytes) => Some(bytes),
+            None if streamed => Some(&mut body),
+            None => None,
+        };
         match forward::build(&request.method, &url, &headers) {
             Ok(builder) => forward::send(&shared.http, builder, reader, &authority),
             Err(message) => Err(forward::UpstreamError {
@@ -500,7 +538,7 @@ fn handle(
     record.upstream = Some(asked.elapsed());
     // The gateway writes the whole body before it reads an answer: consume it first.
     body.skip_rest().map_err(StreamEnd::Lost)?;
-    record.bytes_in = body.bytes;
+    record.bytes_in = body.bytes + whole.as_ref().map_or(0, |w| w.len() as u64);
 
     let response = match outcome {
         Ok(response) => response,
@@ -516,7 +554,9 @@ fn handle(
     let status = response.status().as_u16();
     record.status = Some(status);
     let has_body = protocol::response_has_body(&request.method, status);
-    let headers = protocol::end_to_end(forward::response_headers(response.headers()));
+    let mut headers = protocol::end_to_end(forward::response_headers(response.headers()));
+    let bases = [&shared.config.target, shared.codeload_base()];
+    redirect::rewrite(status, &mut headers, &request.target, &bases);
     if shared.config.debug_print_all {
         info!(
             target: "debug",
@@ -525,14 +565,11 @@ fn handle(
             redact_headers(&headers)
         );
     }
-    let head = Control::Response {
-        id: request.id.clone(),
-        status,
-        headers,
-        body: has_body,
-        rule: Some(allowed.description.to_string()),
-        project: allowed.project.clone(),
-    };
+    if has_body && filters(shared, &allowed) && (200..300).contains(&status) {
+        let body = read_listing(response, &headers, &authority);
+        return answer_listing(shared, socket, &mut record, headers, body);
+    }
+    let head = response_head(&record, status, headers, has_body);
     // With a body to follow, the head waits in tungstenite's buffer and leaves with the first
     // piece in one write.
     let sent = if has_body {
@@ -605,6 +642,200 @@ fn handle(
     Ok(())
 }
 
+/// A request body after the allowlist's body step.
+enum Inspected {
+    /// Not inspected: it streams as it arrives.
+    Stream,
+    /// Read whole and allowed: forward these bytes.
+    Whole(Vec<u8>, BodyVerdict),
+    /// Denied with this reason; the body was consumed (this many bytes).
+    Denied(String, u64),
+}
+
+/// Reads a body the allowlist must inspect, at most [`allowlist::body::MAX_BODY`] bytes
+/// kept (a larger one is consumed and denied), and asks the allowlist about it.
+fn read_for_inspection(
+    shared: &Shared,
+    socket: &mut Socket,
+    request: &Request,
+    allowed: &allowlist::Allowed,
+    idle_limit: Duration,
+) -> Result<Inspected, StreamEnd> {
+    let inspection =
+        match shared
+            .allowlist
+            .body_inspection(&request.method, allowed, &request.headers)
+        {
+            Ok(None) => return Ok(Inspected::Stream),
+            // No body, no form to read (a GraphQL request without one is still denied below).
+            Ok(Some(allowlist::Inspection::Form)) if !request.body => return Ok(Inspected::Stream),
+            Ok(Some(inspection)) => Ok(inspection),
+            Err(denied) => Err(denied.reason),
+        };
+    let mut body = RequestBody::new(socket, request.body, idle_limit);
+    let mut whole = Vec::new();
+    if inspection.is_ok() {
+        let limit = allowlist::body::MAX_BODY as u64 + 1;
+        // A read error is kept in `body` and returned by `skip_rest` below.
+        let _ = (&mut body).take(limit).read_to_end(&mut whole);
+    }
+    body.skip_rest().map_err(StreamEnd::Lost)?;
+    let inspection = match inspection {
+        Ok(inspection) => inspection,
+        Err(reason) => return Ok(Inspected::Denied(reason, body.bytes)),
+    };
+    if whole.len() > allowlist::body::MAX_BODY {
+        return Ok(Inspected::Denied(inspection.too_large().reason, body.bytes));
+    }
+    Ok(match shared.allowlist.check_body(inspection, &whole) {
+        Ok(verdict) => Inspected::Whole(whole, verdict),
+        Err(denied) => Inspected::Denied(denied.reason, body.bytes),
+    })
+}
+
+/// The allowlist's verdict, with a project given by an id resolved to its path.
+fn admit(shared: &Shared, request: &Request) -> Result<Allowed, Denied> {
+    let decision = shared.allowlist.decide_request(
+        &request.method,
+        &request.target,
+        &request.headers,
+        request.body,
+    )?;
+    let mut allowed = match decision {
+        Decision::Allowed(allowed) => allowed,
+        Decision::ById(mut allowed, id) => {
+            let path = projects::resolve(shared, &id, &request.headers).map_err(Denied::new)?;
+            if !shared.allowlist.allows_project(&path) {
+                return Err(Denied::new(format!(
+                    "project {path} (id {id}) is not allowed"
+                )));
+            }
+            allowed.project = Some(format!("{path} (id {id})"));
+            allowed
+        }
+    };
+    // Projects a parameter names by id go through the same resolution.
+    for (param, id) in std::mem::take(&mut allowed.param_ids) {
+        let path = projects::resolve(shared, &id, &request.headers).map_err(Denied::new)?;
+        if !shared.allowlist.allows_project(&path) {
+            return Err(Denied::new(format!(
+                "project {path} (id {id}, from {param}) is not allowed"
+            )));
+        }
+        allowed.other_projects.push(path);
+    }
+    Ok(allowed)
+}
+
+/// Whether the answer to this request is a listing to filter (projects are restricted).
+fn filters(shared: &Shared, allowed: &Allowed) -> bool {
+    allowed.listing && shared.allowlist.restricted()
+}
+
+fn response_head(record: &Record, status: u16, headers: Headers, body: bool) -> Control {
+    Control::Response {
+        id: record.request.id.clone(),
+        status,
+        headers,
+        body,
+        rule: Some(record.rule_text().to_string()),
+        project: record.project.clone(),
+    }
+}
+
+/// A listing answer read whole, at most [`listing::LIMIT`] bytes and not compressed.
+fn read_listing(
+    response: ureq::http::Response<ureq::Body>,
+    headers: &Headers,
+    authority: &str,
+) -> Result<Vec<u8>, (ErrorKind, String)> {
+    let encoded = headers.iter().any(|(name, value)| {
+        name.eq_ignore_ascii_case("content-encoding")
+            && !value.trim().eq_ignore_ascii_case("identity")
+    });
+    if encoded {
+        let reason = "the listing answer is compressed and cannot be filtered";
+        return Err((ErrorKind::Denied, reason.into()));
+    }
+    let mut bytes = Vec::new();
+    let limit = listing::LIMIT as u64;
+    if let Err(e) = response
+        .into_body()
+        .into_reader()
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+    {
+        let error = forward::classify_read(&e, authority);
+        return Err((error.kind, error.message));
+    }
+    if bytes.len() as u64 > limit {
+        let reason = format!(
+            "the listing answer is over {} MiB and cannot be filtered: ask for smaller pages",
+            listing::LIMIT >> 20
+        );
+        return Err((ErrorKind::Denied, reason));
+    }
+    Ok(bytes)
+}
+
+/// Sends the allowed entries of a listing (or the reason it cannot be filtered), with its
+/// `Content-Length` recomputed.
+fn answer_listing(
+    shared: &Shared,
+    socket: &mut Socket,
+    record: &mut Record,
+    mut headers: Headers,
+    body: Result<Vec<u8>, (ErrorKind, String)>,
+) -> Result<(), StreamEnd> {
+    let vendor = shared.allowlist.vendor();
+    let org = match vendor {
+        Vendor::AzureDevops => first_segment(&record.request.target),
+        _ => String::new(),
+    };
+    let filtered = body.and_then(|bytes| {
+        let keep = |path: &str| shared.allowlist.allows_project(path);
+        let mut learn = |id: &str, path: &str| shared.ids.learn(&org, id, path);
+        listing::filter(vendor, &org, &bytes, &keep, &mut learn)
+            .map_err(|e| (ErrorKind::Denied, e.0))
+    });
+    let bytes = match filtered {
+        Ok(bytes) => bytes,
+        Err((kind, reason)) => {
+            record.status = Some(kind.status());
+            record.problem = Some((kind, reason.clone()));
+            record.log();
+            return send_error(socket, record, kind, &reason);
+        }
+    };
+    headers.retain(|(name, _)| {
+        !name.eq_ignore_ascii_case("content-length")
+            && !name.eq_ignore_ascii_case("transfer-encoding")
+    });
+    headers.push(("Content-Length".into(), bytes.len().to_string()));
+    let status = record.status.unwrap_or(200);
+    let head = response_head(record, status, headers, true);
+    socket.write(head.to_message()).map_err(StreamEnd::from)?;
+    for piece in bytes.chunks(MAX_CHUNK) {
+        let message = Message::Binary(Bytes::copy_from_slice(piece));
+        socket.send(message).map_err(StreamEnd::from)?;
+        record.bytes_out += piece.len() as u64;
+    }
+    socket
+        .send(Control::End.to_message())
+        .map_err(StreamEnd::from)?;
+    record.log();
+    Ok(())
+}
+
+/// The first segment of a target's path, percent-decoded (an Azure DevOps organisation).
+fn first_segment(target: &str) -> String {
+    let path = target.split('?').next().unwrap_or(target);
+    let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    percent_encoding::percent_decode_str(first)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
 fn send_error(
     socket: &mut Socket,
     record: &Record,
@@ -615,7 +846,7 @@ fn send_error(
         id: record.request.id.clone(),
         kind,
         message: message.to_string(),
-        rule: (record.description != "-").then(|| record.description.to_string()),
+        rule: (record.description != "-").then(|| record.rule_text().to_string()),
         project: record.project.clone(),
     };
     socket.send(frame.to_message()).map_err(StreamEnd::from)

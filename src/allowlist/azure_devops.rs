@@ -17,11 +17,12 @@
 //! project regex and is denied while projects are restricted.
 //!
 //! Project: `org/project/repo`, where `repo` is the repository name or id exactly as it
-//! appears in the path (a GUID when the SaaS addresses repositories by id: the regex must
-//! then allow it). On Azure DevOps Server the collection plays the part of `org`. The
-//! organisation- and project-level listings (repositories, policy evaluations, resource
-//! areas, connection data) have no repository and hence no project: they are allowed
-//! whatever the project regex.
+//! appears in the path; a repository GUID the regex does not match is resolved by the agent
+//! to the repository's project and name (`crate::agent::projects`). On Azure DevOps Server
+//! the collection plays the part of `org`. The organisation- and project-level listings
+//! (repositories, policy evaluations, resource areas, connection data) have no repository
+//! and hence no project: they are allowed whatever the project regex, and the repository
+//! listings are filtered by the agent (`crate::agent::listing`).
 //!
 //! Archives: `…/items?path=/&$format=zip&download=true` (a query on the items rule).
 
@@ -50,12 +51,14 @@ pub(super) const RULES: &[Rule] = &[
         "List repositories of the organisation",
         "/acme/_apis/git/repositories?api-version=7.1",
     )
-    .source("Resource-location discovery of the official SDK (OPTIONS {org}/_apis): https://github.com/microsoft/azure-devops-python-api"),
+    .listing()
+    .source("https://learn.microsoft.com/en-us/rest/api/azure/devops/git/repositories/list"),
     Rule::get(
         "/{org}/{proj}/_apis/git/repositories",
         "List repositories of a project",
         "/acme/platform/_apis/git/repositories?api-version=7.1",
     )
+    .listing()
     .source("https://learn.microsoft.com/en-us/rest/api/azure/devops/git/repositories"),
     Rule::get(
         "/{org}/{proj}/_apis/policy/evaluations",

@@ -40,6 +40,7 @@ pub(super) const RULES: &[Rule] = &[
     Rule::get("/rest/api/1.0|latest/users/{user}", "Get user", "/rest/api/1.0/users/spacelift")
     .source("https://developer.atlassian.com/server/bitbucket/rest/v905/api-group-security/#api-api-latest-users-userslug-get"),
     Rule::get("/rest/api/1.0|latest/repos", "List repositories", "/rest/api/1.0/repos?limit=100")
+    .listing()
     .source("https://developer.atlassian.com/server/bitbucket/rest/v905/api-group-repository/"),
     Rule::get("/rest/api/1.0|latest/projects/{key}", "Get project", "/rest/api/1.0/projects/PLAT")
     .source("https://developer.atlassian.com/server/bitbucket/rest/v905/api-group-project/"),
@@ -48,6 +49,7 @@ pub(super) const RULES: &[Rule] = &[
         "List repositories of a project",
         "/rest/api/1.0/projects/PLAT/repos?limit=100",
     )
+    .listing()
     .source("https://developer.atlassian.com/server/bitbucket/rest/v905/api-group-project/"),
     Rule::get(
         "/rest/api/1.0|latest/{project_key}/repos/{project}",

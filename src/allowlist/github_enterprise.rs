@@ -53,6 +53,33 @@ pub(super) const RULES: &[Rule] = &[
         "/api/v3/app/installations/12/access_tokens",
     )
     .source("https://docs.github.com/en/enterprise-server@latest/rest/apps/apps#create-an-installation-access-token-for-an-app"),
+    Rule::get(
+        "/[api/v3]/user/repos",
+        "List repositories of the authenticated user",
+        "/api/v3/user/repos?per_page=100",
+    )
+    .listing()
+    .source("https://docs.github.com/en/enterprise-server@latest/rest/repos/repos#list-repositories-for-the-authenticated-user"),
+    Rule::get(
+        "/[api/v3]/orgs/{org}/repos",
+        "List repositories of an organisation",
+        "/api/v3/orgs/acme/repos?per_page=100",
+    )
+    .listing()
+    .source("https://docs.github.com/en/enterprise-server@latest/rest/repos/repos#list-organization-repositories"),
+    Rule::get(
+        "/[api/v3]/installation/repositories",
+        "List repositories of the app installation",
+        "/api/v3/installation/repositories?per_page=100",
+    )
+    .listing()
+    .source("https://docs.github.com/en/enterprise-server@latest/rest/apps/installations#list-repositories-accessible-to-the-app-installation"),
+    Rule::get(
+        "/[api/v3]/repositories/{project}",
+        "Get repository by id",
+        "/api/v3/repositories/1296269",
+    )
+    .source("https://docs.github.com/en/enterprise-server@latest/rest/repos/repos#get-a-repository (PyGithub get_repo(id) uses /repositories/{id})"),
     Rule::post("/api/graphql", "GraphQL", "/api/graphql").graphql()
     .source("https://docs.github.com/en/enterprise-server@latest/graphql"),
     Rule::post("/graphql", "GraphQL (API base endpoint)", "/graphql").graphql()

@@ -6,9 +6,9 @@
 //! notes) and GitLab's smart-HTTP git endpoints.
 //!
 //! Project: in the API, GitLab's `:id` segment, either the URL-encoded full path
-//! (`group%2Fsub%2Frepo`, decoded to `group/sub/repo`) or a numeric id, which the
-//! project regex sees as the number string (`42`): operators who restrict projects and
-//! whose SaaS addresses projects by id must list the ids too. In git paths the project is
+//! (`group%2Fsub%2Frepo`, decoded to `group/sub/repo`) or a numeric id (`42`), which the
+//! agent resolves to the project's path when the regex does not match the number itself
+//! (`crate::agent::projects`). In git paths the project is
 //! every segment before `.git` (`/group/sub/repo.git/…` → `group/sub/repo`).
 //!
 //! GitLab needs encoded slashes: in the project id, in the files API, which takes the file
@@ -33,7 +33,8 @@ pub(super) const RULES: &[Rule] = &[
     Rule::get("/api/v4/user", "Get current user", "/api/v4/user")
     .source("https://docs.gitlab.com/api/users/#get-the-current-user"),
     Rule::get("/api/v4/projects", "List projects", "/api/v4/projects?membership=true&per_page=100")
-    .source("https://docs.gitlab.com/api/projects/"),
+    .listing()
+    .source("https://docs.gitlab.com/api/projects/#list-all-projects"),
     Rule::get("/api/v4/projects/{encoded_project}", "Get project", "/api/v4/projects/group%2Fsub%2Frepo")
     .source("https://docs.gitlab.com/api/projects/"),
     Rule::get(

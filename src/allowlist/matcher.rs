@@ -15,7 +15,7 @@
 //! | `{sha}`        | 7 to 64 hex digits (a commit id) |
 //! | `{project}`    | one non-empty segment, a part of the project (decoded) |
 //! | `{*project}`   | one or more segments, together the project (decoded, `/`-joined) |
-//! | `{encoded_project}` | one segment holding the whole project, `/` encoded as `%2F` (GitLab `:id`); a numeric id is the project as a number string |
+//! | `{encoded_project}` | one segment holding the whole project, `/` encoded as `%2F` (GitLab `:id`); a numeric id is the project as a number string (resolved by the agent, see `Allowlist::decide`) |
 //! | `{encoded_path}` | one segment holding a file path, `/` encoded as `%2F` (GitLab files API) |
 //! | `{ref}`, `{branch}`, `{tag}` | one segment holding a ref; an encoded slash in it separates the ref's pieces (`feature%2Fx`) |
 //! | `{*ref}`, `{*branch}`, `{*basehead}` | one or more segments, together a ref (GitHub's `branches/feature/x`, `compare/main...feature/x`); each segment may also hold encoded slashes; a segment [`REF_STOP`] is refused |
@@ -104,6 +104,8 @@ pub struct Rule {
     pub description: &'static str,
     /// GitHub Enterprise codeload archive (see [`super::Allowed::codeload`]).
     pub codeload: bool,
+    /// The answer lists projects across the VCS (see [`super::Allowed::listing`]).
+    pub listing: bool,
     /// A target this rule allows (with the first of `methods`); the tests check it.
     pub example: &'static str,
     /// Why the rule is there: the vendor's API reference for the endpoint.
@@ -131,6 +133,7 @@ impl Rule {
             query: Query::Any,
             description,
             codeload: false,
+            listing: false,
             example,
             source: "",
             project_params: &[],
@@ -188,6 +191,12 @@ impl Rule {
     /// Mark as a codeload archive.
     pub const fn codeload(mut self) -> Rule {
         self.codeload = true;
+        self
+    }
+
+    /// Mark as a listing of projects across the VCS.
+    pub const fn listing(mut self) -> Rule {
+        self.listing = true;
         self
     }
 

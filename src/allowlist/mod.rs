@@ -89,8 +89,10 @@
 
 mod azure_devops;
 mod bitbucket_datacenter;
+pub mod body;
 mod github_enterprise;
 mod gitlab;
+pub mod graphql;
 pub mod matcher;
 mod query;
 
@@ -98,6 +100,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
+pub use body::{BodyVerdict, Inspection};
 pub use matcher::{canonicalize, BodyCheck, Canonical, Method, Query, Rule};
 
 /// The VCS products the agent can front.
@@ -179,8 +182,44 @@ pub struct Allowed {
     /// Projects named by query parameters (`from_project_id=99` → `99`), each already
     /// checked against the project regex like [`project`](Self::project).
     pub other_projects: Vec<String>,
+    /// Projects named by a query parameter as an id the regex does not match (GitLab
+    /// `from_project_id=99`): allowed only once each resolves, like a path's id
+    /// ([`Decision::ById`]), to a path the regex allows.
+    pub param_ids: Vec<(&'static str, ProjectId)>,
     /// What the agent must do with the body before forwarding it.
     pub body: BodyCheck,
+    /// The answer lists projects across the VCS, so the agent filters it while projects are
+    /// restricted.
+    pub listing: bool,
+}
+
+/// A project named by an id (GitLab's numeric project id, GitHub's repository id, an Azure
+/// DevOps repository GUID), which the project regex cannot judge until the agent knows the
+/// path the id stands for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ProjectId {
+    /// The id as the path spells it (`5`, a GUID in lower case).
+    pub id: String,
+    /// Where the id is unique: empty, or the Azure DevOps organisation (as the path spells
+    /// it, compared without regard to case).
+    pub scope: String,
+    /// The `GET` target whose answer describes this project.
+    pub lookup: String,
+}
+
+impl fmt::Display for ProjectId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.id)
+    }
+}
+
+/// What [`Allowlist::decide`] concludes about an allowed route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Allowed as it stands.
+    Allowed(Allowed),
+    /// Allowed only if the project `ProjectId` names passes [`Allowlist::allows_project`].
+    ById(Allowed, ProjectId),
 }
 
 /// A request the allowlist refuses, with a short reason safe to log and to return.
@@ -258,8 +297,15 @@ impl Allowlist {
     }
 
     /// Decide on one request. `target` is path plus optional `?query`, relative to the
-    /// VCS base endpoint, exactly as it will be forwarded.
+    /// VCS base endpoint, exactly as it will be forwarded. A project given by an id the
+    /// regex does not match is denied here; [`decide`](Self::decide) says which id.
     pub fn check(&self, method: &str, target: &str) -> Result<Allowed, Denied> {
+        settle(self.decide(method, target)?)
+    }
+
+    /// Like [`check`](Self::check), but a project given by an id that the project regex
+    /// does not match is left for the caller to resolve ([`Decision::ById`]).
+    pub fn decide(&self, method: &str, target: &str) -> Result<Decision, Denied> {
         let canonical = self.precheck(method, target)?;
         let params = query::Params::parse(canonical.query());
         if params.any_named(query::METHOD_PARAM) {
@@ -274,7 +320,7 @@ impl Allowlist {
                         "a ref in another repository (owner:branch) cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS",
                     ));
                 }
-                return self.decide(rule.rule, m.project, &params);
+                return self.verdict(rule.rule, m.project, &params, &canonical);
             }
         }
         Err(self.no_match_reason(method, &canonical))
@@ -290,6 +336,18 @@ impl Allowlist {
         headers: &[(String, String)],
         has_body: bool,
     ) -> Result<Allowed, Denied> {
+        settle(self.decide_request(method, target, headers, has_body)?)
+    }
+
+    /// [`check_request`](Self::check_request) with ids left to resolve, like
+    /// [`decide`](Self::decide).
+    pub fn decide_request(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(String, String)],
+        has_body: bool,
+    ) -> Result<Decision, Denied> {
         if let Some(name) = headers.iter().find_map(|(name, _)| {
             let lower = name.to_ascii_lowercase();
             METHOD_OVERRIDE_HEADERS.into_iter().find(|h| *h == lower)
@@ -303,19 +361,24 @@ impl Allowlist {
                 "a {method} request may not carry a body"
             )));
         }
-        self.check(method, target)
+        self.decide(method, target)
     }
 
     /// The matching rule's verdict: the path's project and every project a parameter
     /// names must match the regex.
-    fn decide(
+    /// A path project the regex refuses may still be an id to resolve.
+    fn verdict(
         &self,
         rule: &'static Rule,
         project: Option<String>,
         params: &query::Params,
-    ) -> Result<Allowed, Denied> {
+        canonical: &Canonical,
+    ) -> Result<Decision, Denied> {
+        let mut id = None;
         if let Some(project) = &project {
-            self.project_allowed(project, None)?;
+            if let Err(denied) = self.project_allowed(project, None) {
+                id = Some(project_id(self.inner.vendor, project, canonical).ok_or(denied)?);
+            }
         }
         if rule.unscoped && self.inner.projects.is_some() {
             return Err(Denied::new(format!(
@@ -323,20 +386,35 @@ impl Allowlist {
                 rule.description
             )));
         }
-        let mut other_projects = Vec::new();
+        let (mut other_projects, mut param_ids) = (Vec::new(), Vec::new());
         for &name in rule.project_params {
             for value in params.values(name) {
-                self.project_allowed(&value, Some(name))?;
-                other_projects.push(value);
+                match self.project_allowed(&value, Some(name)) {
+                    Ok(()) => other_projects.push(value),
+                    Err(denied) => {
+                        param_ids.push((name, param_id(self.inner.vendor, &value).ok_or(denied)?))
+                    }
+                }
             }
         }
-        Ok(Allowed {
+        let allowed = Allowed {
             description: rule.description,
             project,
             codeload: rule.codeload,
             other_projects,
+            param_ids,
             body: rule.body,
+            listing: rule.listing,
+        };
+        Ok(match id {
+            Some(id) => Decision::ById(allowed, id),
+            None => Decision::Allowed(allowed),
         })
+    }
+
+    /// Whether `project` (a path, `group/repo`) matches the project regex.
+    pub fn allows_project(&self, project: &str) -> bool {
+        self.project_allowed(project, None).is_ok()
     }
 
     /// Whether projects are restricted (`SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS` is set).
@@ -394,6 +472,85 @@ impl Allowlist {
         }
         Denied::new(format!("no rule allows {method} {}", canonical.path()))
     }
+}
+
+/// An allowed request, or the denial of a project id nobody resolved.
+fn settle(decision: Decision) -> Result<Allowed, Denied> {
+    match decision {
+        Decision::Allowed(allowed) if !allowed.param_ids.is_empty() => {
+            let (param, id) = &allowed.param_ids[0];
+            Err(Denied::new(format!(
+                "project {id} (from {param}) is not allowed"
+            )))
+        }
+        Decision::Allowed(allowed) => Ok(allowed),
+        Decision::ById(_, id) => Err(Denied::new(format!("project {id} is not allowed"))),
+    }
+}
+
+/// The id a query parameter names a project by: GitLab's numeric `from_project_id`.
+fn param_id(vendor: Vendor, value: &str) -> Option<ProjectId> {
+    let numeric =
+        !value.is_empty() && value.len() <= 20 && value.bytes().all(|b| b.is_ascii_digit());
+    (vendor == Vendor::Gitlab && numeric).then(|| ProjectId {
+        id: value.to_string(),
+        scope: String::new(),
+        lookup: format!("/api/v4/projects/{value}"),
+    })
+}
+
+/// The id a matched route names its project by, when it is one: GitLab `/api/v4/projects/5/…`,
+/// GitHub `/repositories/5`, Azure DevOps `/{org}/{project}/_apis/git/repositories/{GUID}/…`
+/// (and `_git/{GUID}`).
+fn project_id(vendor: Vendor, project: &str, target: &Canonical) -> Option<ProjectId> {
+    let raw: Vec<&str> = target.segments().iter().map(|s| s.raw.as_str()).collect();
+    let numeric =
+        !project.is_empty() && project.len() <= 20 && project.bytes().all(|b| b.is_ascii_digit());
+    let id = |scope: &str, lookup: String| ProjectId {
+        id: project
+            .rsplit('/')
+            .next()
+            .unwrap_or(project)
+            .to_ascii_lowercase(),
+        scope: scope.to_string(),
+        lookup,
+    };
+    match vendor {
+        Vendor::Gitlab if numeric && raw.starts_with(&["api", "v4", "projects"]) => {
+            Some(id("", format!("/api/v4/projects/{project}")))
+        }
+        Vendor::GithubEnterprise if numeric && raw.starts_with(&["api", "v3", "repositories"]) => {
+            Some(id("", format!("/api/v3/repositories/{project}")))
+        }
+        Vendor::GithubEnterprise if numeric && raw.starts_with(&["repositories"]) => {
+            Some(id("", format!("/repositories/{project}")))
+        }
+        Vendor::AzureDevops => {
+            let (org, rest) = project.split_once('/')?;
+            let repo = rest.split_once('/')?.1;
+            let routed = matches!(raw.get(2), Some(&"_apis" | &"_git"));
+            (routed && is_guid(repo)).then(|| {
+                id(
+                    org,
+                    format!(
+                        "/{}/{}/_apis/git/repositories/{repo}?api-version=5.0",
+                        raw[0], raw[1]
+                    ),
+                )
+            })
+        }
+        _ => None,
+    }
+}
+
+/// `8-4-4-4-12` hex digits.
+fn is_guid(text: &str) -> bool {
+    let groups: Vec<&str> = text.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// An HTTP method token (RFC 9110 `tchar`s), short enough to echo in a reason.

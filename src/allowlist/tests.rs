@@ -1031,3 +1031,344 @@ fn projects_named_in_parameters_are_checked_like_the_path() {
         "project SECRET/x (from fromRepo) is not allowed"
     );
 }
+
+fn graphql(
+    list: &Allowlist,
+    query: &str,
+    variables: serde_json::Value,
+) -> Result<BodyVerdict, Denied> {
+    let allowed = list.check("POST", "/api/graphql").unwrap();
+    let inspection = list
+        .body_inspection("POST", &allowed, &[])
+        .unwrap()
+        .unwrap();
+    let body = serde_json::json!({ "query": query, "variables": variables }).to_string();
+    list.check_body(inspection, body.as_bytes())
+}
+
+#[test]
+fn graphql_queries_name_allowed_repositories_only() {
+    let list = restricted(Vendor::GithubEnterprise, "acme/.*");
+    let none = serde_json::Value::Null;
+    let ok = [
+        (
+            r#"query Repo { repository(owner: "acme", name: "infra") { defaultBranchRef { name } } viewer { login } }"#,
+            none.clone(),
+        ),
+        (
+            r#"query($o: String!, $n: String!) { repository(owner: $o, name: $n) { id } }"#,
+            serde_json::json!({"o": "acme", "n": "infra"}),
+        ),
+        (
+            r#"query($n: String = "infra") { organization(login: "acme") { repository(name: $n) { id } } }"#,
+            none.clone(),
+        ),
+        (
+            r#"query { ...F } fragment F on Query { repository(owner: "acme", name: "infra") { ...G } } fragment G on Repository { pullRequests(first: 5) { nodes { number headRepository { nameWithOwner owner { login } } } } }"#,
+            none.clone(),
+        ),
+        (r#"{ rateLimit { remaining } }"#, none.clone()),
+    ];
+    for (query, variables) in ok.clone() {
+        if let Err(d) = graphql(&list, query, variables) {
+            panic!("{query}: {d}");
+        }
+    }
+    let verdict = graphql(&list, ok[0].0, none.clone()).unwrap();
+    assert_eq!(
+        verdict.description.as_deref(),
+        Some("GraphQL query Repo: repository, viewer")
+    );
+    assert_eq!(verdict.projects, vec!["acme/infra"]);
+
+    let denied = [
+        (r#"{ repository(owner: "other", name: "secret") { id } }"#, none.clone(), "project other/secret is not allowed"),
+        (r#"query($o: String!) { repository(owner: $o, name: "secret") { id } }"#, serde_json::json!({"o": "other"}), "project other/secret is not allowed"),
+        (r#"{ organization(login: "other") { repository(name: "secret") { id } } }"#, none.clone(), "project other/secret is not allowed"),
+        (r#"{ ...F } fragment F on Query { user(login: "other") { repository(name: "x") { id } } }"#, none.clone(), "project other/x is not allowed"),
+        (r#"{ node(id: "MDEwOlJlcG9zaXRvcnkx") { id } }"#, none.clone(), "GraphQL field node cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS"),
+        (r#"{ nodes(ids: ["x"]) { id } }"#, none.clone(), "GraphQL field nodes cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS"),
+        (r#"{ search(query: "x", type: REPOSITORY, first: 5) { repositoryCount } }"#, none.clone(), "GraphQL field search cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS"),
+        (r#"{ viewer { repositories(first: 100) { nodes { name } } } }"#, none.clone(), "GraphQL field repositories cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS"),
+        (r#"{ viewer { issues(first: 5) { nodes { title body } } } }"#, none.clone(), "GraphQL field issues cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS"),
+        (r#"{ organization(login: "acme") { projectsV2(first: 1) { nodes { title } } } }"#, none.clone(), "GraphQL field projectsV2 cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS"),
+        (r#"{ enterprise(slug: "x") { name } }"#, none.clone(), "GraphQL field enterprise cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS"),
+        (r#"{ resource(url: "https://ghe/other/secret") { __typename } }"#, none.clone(), "GraphQL field resource cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS"),
+        (r#"{ repository(owner: "acme", name: "infra") { owner { ... on Organization { repository(name: "secret") { id } } } } }"#, none.clone(), "GraphQL repository without a literal or variable owner and name cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS"),
+        (r#"{ repository(owner: "acme", name: "infra") { pullRequest(number: 1) { headRepository { object(expression: "HEAD:x") { id } } } } }"#, none.clone(), "GraphQL field headRepository cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS"),
+        (r#"{ repository(owner: "acme", name: "fork") { parent { object(expression: "HEAD:secret") { id } } } }"#, none.clone(), "GraphQL field parent cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS"),
+        (r#"query($o: String!) { repository(owner: $o, name: "x") { id } }"#, none.clone(), "GraphQL repository without a literal or variable owner and name cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS"),
+        (r#"{ viewer { repository(name: "x") { id } } }"#, none.clone(), "GraphQL repository without a literal or variable owner and name cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS"),
+        (r#"mutation { addComment(input: {subjectId: "x", body: "hi"}) { clientMutationId } }"#, none.clone(), "GraphQL mutation addComment addresses its object by global id, which cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS"),
+        (r#"query Ok { viewer { login } } mutation Bad { deleteRef(input: {refId: "x"}) { clientMutationId } }"#, none.clone(), "GraphQL mutation deleteRef is not allowed"),
+        (r#"subscription { x }"#, none.clone(), "GraphQL subscriptions are not allowed"),
+        (r#"{ repository(owner: "acme" name: "x") { "#, none.clone(), "GraphQL document does not parse"),
+        (r#"{ ...Missing }"#, none.clone(), "GraphQL fragment is not defined"),
+    ];
+    for (query, variables, want) in denied {
+        assert_eq!(
+            graphql(&list, query, variables).unwrap_err().reason,
+            want,
+            "{query}"
+        );
+    }
+}
+
+#[test]
+fn graphql_mutations_are_a_short_named_list() {
+    let list = open(Vendor::GithubEnterprise);
+    let none = serde_json::Value::Null;
+    for (name, why) in graphql::MUTATIONS {
+        assert!(!why.is_empty());
+        let query = format!(r#"mutation {{ {name}(input: {{}}) {{ clientMutationId }} }}"#);
+        assert!(graphql(&list, &query, none.clone()).is_ok(), "{name}");
+    }
+    // Writes to code, refs, settings and permissions: never.
+    for name in [
+        "createCommitOnBranch",
+        "createRef",
+        "updateRef",
+        "updateRefs",
+        "deleteRef",
+        "mergePullRequest",
+        "updateBranchProtectionRule",
+        "deleteRepository",
+        "updateRepository",
+        "addCollaborator",
+        "createDeployKey",
+    ] {
+        let query = format!(r#"mutation {{ {name}(input: {{}}) {{ clientMutationId }} }}"#);
+        assert_eq!(
+            graphql(&list, &query, none.clone()).unwrap_err().reason,
+            format!("GraphQL mutation {name} is not allowed")
+        );
+    }
+    // Unrestricted, queries pass whatever they name.
+    assert!(graphql(
+        &list,
+        r#"{ node(id: "x") { id } search(query: "x", type: REPOSITORY) { repositoryCount } }"#,
+        none
+    )
+    .is_ok());
+}
+
+#[test]
+fn graphql_bodies_are_bounded() {
+    let list = open(Vendor::GithubEnterprise);
+    // The parser's own recursion limit refuses deep nesting before it can exhaust a stack.
+    let deep = format!("{}{}", "{ a ".repeat(5000), "}".repeat(5000));
+    assert_eq!(
+        graphql(&list, &deep, serde_json::Value::Null)
+            .unwrap_err()
+            .reason,
+        "GraphQL document does not parse"
+    );
+    let deep_enough = format!("{}{}", "{ a ".repeat(40), "}".repeat(40));
+    if let Err(d) = graphql(&list, &deep_enough, serde_json::Value::Null) {
+        panic!("{d}");
+    }
+    // Fragments that expand exponentially are cut off.
+    let mut doc = String::from("{ ...F0 }");
+    for i in 0..30 {
+        doc.push_str(&format!(
+            " fragment F{i} on Query {{ ...F{n} ...F{n} }}",
+            n = i + 1
+        ));
+    }
+    doc.push_str(" fragment F30 on Query { a }");
+    assert_eq!(
+        graphql(&list, &doc, serde_json::Value::Null)
+            .unwrap_err()
+            .reason,
+        "GraphQL document expands to too many fields"
+    );
+    for body in [
+        &br#"[{"query":"{a}"}]"#[..],
+        br#"{"query":"{ viewer { login } }","query":"mutation { deleteRef(input: {}) { x } }"}"#,
+        br#"{"query":"{a}","variables":{"o":"acme","o":"other"}}"#,
+        br#"{"variables":{}}"#,
+        br#"{"query":{"a":1}}"#,
+    ] {
+        assert_eq!(
+            list.check_body(Inspection::Graphql, body)
+                .unwrap_err()
+                .reason,
+            "GraphQL body is not a JSON object with a query string and unique keys",
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    assert!(list
+        .check_body(
+            Inspection::Graphql,
+            br#"{"query":"{a}","variables":null,"operationName":null}"#
+        )
+        .is_ok());
+}
+
+#[test]
+fn form_bodies_are_inspected_for_method_overrides() {
+    let list = open(Vendor::Gitlab);
+    let allowed = list
+        .check(
+            "POST",
+            "/api/v4/projects/5/statuses/0123456789abcdef0123456789abcdef01234567",
+        )
+        .unwrap();
+    let form = |ct: &str| vec![("Content-Type".to_string(), ct.to_string())];
+    // Rack reads a body without a Content-Type as a form too.
+    assert_eq!(
+        list.body_inspection("POST", &allowed, &[]).unwrap(),
+        Some(Inspection::Form)
+    );
+    // Only for POST (`Rack::MethodOverride` looks at nothing else).
+    let put = list
+        .check("PUT", "/api/v4/projects/5/deployments/12")
+        .unwrap();
+    assert_eq!(list.body_inspection("PUT", &put, &[]).unwrap(), None);
+    assert_eq!(
+        list.body_inspection("POST", &allowed, &form("application/json"))
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        list.body_inspection(
+            "POST",
+            &allowed,
+            &form("Application/X-WWW-Form-Urlencoded; charset=utf-8")
+        )
+        .unwrap(),
+        Some(Inspection::Form)
+    );
+    assert_eq!(
+        list.body_inspection("POST", &allowed, &form("multipart/form-data; boundary=x"))
+            .unwrap_err()
+            .reason,
+        "multipart form bodies are not allowed"
+    );
+    let gzipped = [
+        (
+            "Content-Type".to_string(),
+            "application/x-www-form-urlencoded".to_string(),
+        ),
+        ("Content-Encoding".to_string(), "gzip".to_string()),
+    ];
+    assert_eq!(
+        list.body_inspection("POST", &allowed, &gzipped)
+            .unwrap_err()
+            .reason,
+        "a body the agent must inspect may not carry a Content-Encoding"
+    );
+    assert!(list
+        .check_body(Inspection::Form, b"state=success&name=ci")
+        .is_ok());
+    for body in [
+        &b"state=success&_method=DELETE"[..],
+        b"%5Fmethod=DELETE",
+        b"_method[]=PUT",
+    ] {
+        assert_eq!(
+            list.check_body(Inspection::Form, body).unwrap_err().reason,
+            "method override parameter _method is not allowed"
+        );
+    }
+}
+
+#[test]
+fn ids_the_regex_cannot_judge_are_left_to_resolve() {
+    let gitlab = restricted(Vendor::Gitlab, "group/.*");
+    let target = "/api/v4/projects/5/repository/branches";
+    match gitlab.decide("GET", target).unwrap() {
+        Decision::ById(allowed, id) => {
+            assert_eq!(allowed.description, "List branches");
+            assert_eq!((id.id.as_str(), id.scope.as_str()), ("5", ""));
+            assert_eq!(id.lookup, "/api/v4/projects/5");
+        }
+        other => panic!("{other:?}"),
+    }
+    // `check` alone never lets an unresolved id through.
+    assert_eq!(
+        gitlab.check("GET", target).unwrap_err().reason,
+        "project 5 is not allowed"
+    );
+    // An id the regex lists needs no lookup; a path is judged as before.
+    let listed = restricted(Vendor::Gitlab, "group/.*|5");
+    assert!(matches!(
+        listed.decide("GET", target),
+        Ok(Decision::Allowed(_))
+    ));
+    assert!(gitlab.decide("GET", "/api/v4/projects/other%2Fx").is_err());
+    // A digit-only project outside the API is a path, not an id.
+    assert!(gitlab
+        .decide("GET", "/5.git/info/refs?service=git-upload-pack")
+        .is_err());
+
+    let github = restricted(Vendor::GithubEnterprise, "acme/.*");
+    for (target, lookup) in [
+        (
+            "/api/v3/repositories/1296269",
+            "/api/v3/repositories/1296269",
+        ),
+        ("/repositories/1296269", "/repositories/1296269"),
+    ] {
+        match github.decide("GET", target).unwrap() {
+            Decision::ById(_, id) => assert_eq!(id.lookup, lookup),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    let azure = restricted(Vendor::AzureDevops, "acme/platform/.*");
+    let guid = "3411ebc1-d5aa-464f-9615-0b527bc66719";
+    let target = format!(
+        "/Acme/platform/_apis/git/repositories/{}/commits",
+        guid.to_uppercase()
+    );
+    match azure.decide("GET", &target).unwrap() {
+        Decision::ById(_, id) => {
+            assert_eq!((id.id.as_str(), id.scope.as_str()), (guid, "Acme"));
+            assert_eq!(
+                id.lookup,
+                format!(
+                    "/Acme/platform/_apis/git/repositories/{}?api-version=5.0",
+                    guid.to_uppercase()
+                )
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(azure
+        .decide("GET", "/acme/hr/_apis/git/repositories/infra")
+        .is_err());
+
+    let bitbucket = restricted(Vendor::BitbucketDatacenter, "PLAT/.*");
+    assert!(bitbucket
+        .decide("GET", "/rest/api/1.0/projects/5/repos/5")
+        .is_err());
+}
+
+#[test]
+fn listings_are_marked() {
+    for (vendor, target) in [
+        (Vendor::Gitlab, "/api/v4/projects?search=x"),
+        (Vendor::GithubEnterprise, "/api/v3/user/repos"),
+        (Vendor::GithubEnterprise, "/orgs/acme/repos"),
+        (
+            Vendor::GithubEnterprise,
+            "/api/v3/installation/repositories",
+        ),
+        (Vendor::BitbucketDatacenter, "/rest/api/1.0/repos"),
+        (
+            Vendor::BitbucketDatacenter,
+            "/rest/api/latest/projects/PLAT/repos",
+        ),
+        (Vendor::AzureDevops, "/acme/_apis/git/repositories"),
+        (Vendor::AzureDevops, "/acme/platform/_apis/git/repositories"),
+    ] {
+        let allowed = open(vendor).check("GET", target).unwrap();
+        assert!(allowed.listing, "{vendor} {target}");
+    }
+    let allowed = open(Vendor::Gitlab)
+        .check("GET", "/api/v4/projects/5")
+        .unwrap();
+    assert!(!allowed.listing);
+}

@@ -219,14 +219,12 @@ fn server_tls(
     }
 }
 
+/// The agent URL put in tokens must be one an agent can dial, or every token made with it
+/// is refused by the agent it is given to.
 fn check_public_url(url: &str) -> Result<(), String> {
-    if url.starts_with("ws://") || url.starts_with("wss://") {
-        Ok(())
-    } else {
-        Err(format!(
-            "--public-url must start with ws:// or wss://, got \"{url}\""
-        ))
-    }
+    vcs_agent::net::dial::GatewayAddress::parse(url)
+        .map(|_| ())
+        .map_err(|e| format!("--public-url: {e}"))
 }
 
 fn serve(

@@ -42,6 +42,12 @@ pub fn authorized(configured: Option<&Secret>, authorization: Option<&str>) -> b
 
 /// Checks a configured admin token for length; the message names the flag, not the value.
 pub fn check_token(token: &Secret) -> Result<(), String> {
+    if token.expose().trim() != token.expose() {
+        // A client sends `Bearer <token>` without the white space: it could never match.
+        return Err(
+            "--admin-token (or VCS_GATEWAY_ADMIN_TOKEN) starts or ends with white space".into(),
+        );
+    }
     if token.expose().chars().count() < MIN_TOKEN_LEN {
         return Err(format!(
             "--admin-token must be at least {MIN_TOKEN_LEN} characters (try: openssl rand -hex 32)"
@@ -164,5 +170,18 @@ mod tests {
         let e = check_token(&Secret::new("hunter2")).unwrap_err();
         assert!(!e.contains("hunter2"));
         assert!(check_token(&Secret::new("a".repeat(32))).is_ok());
+    }
+
+    #[test]
+    fn tokens_with_surrounding_white_space_are_refused_without_showing_them() {
+        for token in [
+            " 0123456789abcdef0123",
+            "0123456789abcdef0123\n",
+            "\t0123456789abcdef",
+        ] {
+            let e = check_token(&Secret::new(token)).unwrap_err();
+            assert!(e.contains("white space"), "{e}");
+            assert!(!e.contains("0123456789abcdef"), "{e}");
+        }
     }
 }

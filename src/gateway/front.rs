@@ -125,7 +125,7 @@ fn route(head: RequestHead, mut caller: Caller, hub: &Hub) -> Option<Caller> {
             caller.conn.get_mut(),
             404,
             "application/json",
-            br#"{"error":"not found: tunnel requests go to /private/<pool>/<path>"}"#,
+            br#"{"error":"not found: tunnel requests go to /private/<pool>/<path>","message":"not found: tunnel requests go to /private/<pool>/<path>","errors":[{"message":"not found: tunnel requests go to /private/<pool>/<path>"}]}"#,
             keep_alive && !has_body,
         ),
     };

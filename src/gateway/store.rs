@@ -10,6 +10,7 @@ use crate::token::{self, Secret};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -98,11 +99,14 @@ impl Store {
             .join(format!(".pools.json.{}.tmp", std::process::id()));
         let json = serde_json::to_vec_pretty(file).map_err(|e| e.to_string())?;
         let result = (|| -> std::io::Result<()> {
+            // Key hashes: readable by the gateway's user only.
             let mut out = OpenOptions::new()
                 .write(true)
                 .create(true)
                 .truncate(true)
+                .mode(0o600)
                 .open(&temp)?;
+            out.set_permissions(fs::Permissions::from_mode(0o600))?;
             out.write_all(&json)?;
             out.sync_all()?;
             fs::rename(&temp, &path)?;

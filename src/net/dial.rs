@@ -129,7 +129,15 @@ impl GatewayAddress {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_string();
-        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let port = explicit_port(&uri)
+            .map_err(|_| format!("gateway address \"{host_url}\" has a port outside 1 to 65535"))?
+            .unwrap_or(if tls { 443 } else { 80 });
+        if uri.query().is_some() || host_url.contains(['#', '@']) {
+            return Err(format!(
+                "gateway address \"{}\" must not have credentials, a query or a fragment",
+                crate::observe::redact::url(host_url)
+            ));
+        }
         let authority = uri.authority().map(|a| a.as_str()).unwrap_or_default();
         let prefix = uri.path().trim_end_matches('/');
         Ok(GatewayAddress {
@@ -142,6 +150,31 @@ impl GatewayAddress {
                 protocol::CONNECT_PATH
             ),
         })
+    }
+}
+
+/// A URL's port that is not a number from 1 to 65535.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortOutOfRange;
+
+/// The port written in a URL's authority: `Ok(None)` when there is none, `Err` when it is
+/// not a number from 1 to 65535 (`Uri::port` reads 70000 as no port at all).
+pub fn explicit_port(uri: &ureq::http::Uri) -> Result<Option<u16>, PortOutOfRange> {
+    let Some(authority) = uri.authority() else {
+        return Ok(None);
+    };
+    let after_userinfo = authority.as_str().rsplit('@').next().unwrap_or_default();
+    let after_host = match after_userinfo.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map_or("", |(_, rest)| rest),
+        None => after_userinfo.split_once(':').map_or("", |(_, port)| port),
+    };
+    let port = after_host.strip_prefix(':').unwrap_or(after_host);
+    match port {
+        "" if !after_userinfo.ends_with(':') => Ok(None),
+        _ => match port.parse::<u16>() {
+            Ok(port @ 1..) => Ok(Some(port)),
+            _ => Err(PortOutOfRange),
+        },
     }
 }
 
@@ -290,6 +323,20 @@ mod tests {
         assert_eq!((b.tls, b.port), (true, 443));
         assert_eq!(b.connect_url, "wss://gw.example/vcs/agent/v1/connect");
         assert!(GatewayAddress::parse("http://x").is_err());
+        assert_eq!(GatewayAddress::parse("ws://[::1]:99").unwrap().port, 99);
+        for bad in [
+            "ws://gate way:1984",
+            "ws://gw:0",
+            "ws://gw:70000",
+            "wss://gw:",
+            "ws://gw/?a=b",
+            "ws://u:pw@gw",
+            "ws://gw/#x",
+        ] {
+            let err = GatewayAddress::parse(bad).unwrap_err();
+            assert!(err.starts_with("gateway address \""), "{bad}: {err}");
+            assert!(!err.contains("pw"), "{err}");
+        }
     }
 
     #[test]

@@ -163,8 +163,10 @@ enum Bypass {
 pub struct NoProxy(Vec<Bypass>);
 
 impl NoProxy {
-    /// Parses a comma- (or space-) separated list; entries that mean nothing are skipped.
-    pub fn parse(text: &str) -> NoProxy {
+    /// Parses a comma- (or space-) separated list. An address range whose prefix length
+    /// does not fit its address (`10.0.0.0/33`) is an error: skipping it would send traffic
+    /// meant to stay inside through the proxy.
+    pub fn parse(text: &str) -> Result<NoProxy, String> {
         let mut entries = Vec::new();
         for raw in text.split([',', ' ', '\t']).map(str::trim) {
             if raw.is_empty() {
@@ -175,13 +177,7 @@ impl NoProxy {
                 continue;
             }
             if let Some((addr, bits)) = raw.split_once('/') {
-                let addr = addr.trim_start_matches('[').trim_end_matches(']');
-                if let (Ok(ip), Ok(bits)) = (addr.parse::<IpAddr>(), bits.parse::<u8>()) {
-                    let max = if ip.is_ipv4() { 32 } else { 128 };
-                    if bits <= max {
-                        entries.push(Bypass::Cidr(ip, bits));
-                    }
-                }
+                entries.push(cidr(raw, addr, bits)?);
                 continue;
             }
             let bare = raw.trim_start_matches('[');
@@ -201,7 +197,7 @@ impl NoProxy {
                 entries.push(Bypass::Domain(name));
             }
         }
-        NoProxy(entries)
+        Ok(NoProxy(entries))
     }
 
     /// Whether `host` (a name or an IP address, brackets allowed) bypasses the proxy.
@@ -227,6 +223,21 @@ impl NoProxy {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+/// One `address/prefix` entry of `NO_PROXY`.
+fn cidr(raw: &str, addr: &str, bits: &str) -> Result<Bypass, String> {
+    let addr = addr.trim_start_matches('[').trim_end_matches(']');
+    let ip: IpAddr = addr
+        .parse()
+        .map_err(|_| format!("\"{raw}\" is not an address range such as 10.0.0.0/8"))?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    match bits.parse::<u8>() {
+        Ok(bits) if bits <= max => Ok(Bypass::Cidr(ip, bits)),
+        _ => Err(format!(
+            "\"{raw}\": the prefix length must be from 0 to {max}"
+        )),
     }
 }
 
@@ -291,9 +302,10 @@ impl ProxyConfig {
         let all = parse(["all_proxy", "ALL_PROXY"])?;
         let https = parse(["https_proxy", "HTTPS_PROXY"])?.or_else(|| all.clone());
         let http = parse(["http_proxy", "HTTP_PROXY"])?.or(all);
-        let no_proxy = pick(["no_proxy", "NO_PROXY"])
-            .map(|(_, v)| NoProxy::parse(v))
-            .unwrap_or_default();
+        let no_proxy = match pick(["no_proxy", "NO_PROXY"]) {
+            None => NoProxy::default(),
+            Some((name, value)) => NoProxy::parse(value).map_err(|e| (name, e))?,
+        };
         Ok(ProxyConfig {
             https,
             http,
@@ -504,7 +516,8 @@ mod tests {
     fn no_proxy_matching() {
         let n = NoProxy::parse(
             "localhost, .corp,*.example.org ,10.0.0.0/8, 192.168.1.7,[::1],fd00::/8, internal:8443",
-        );
+        )
+        .unwrap();
         for yes in [
             "localhost",
             "LOCALHOST.",
@@ -534,12 +547,31 @@ mod tests {
         ] {
             assert!(!n.matches(no), "{no} should use the proxy");
         }
-        assert!(NoProxy::parse("*").matches("anything.at.all"));
-        assert!(NoProxy::parse("0.0.0.0/0").matches("8.8.8.8"));
-        assert!(!NoProxy::parse("0.0.0.0/0").matches("example.com"));
-        assert!(NoProxy::parse("127.0.0.0/8").matches("::ffff:127.0.0.1"));
-        assert!(NoProxy::parse("").is_empty());
-        assert!(NoProxy::parse("10.0.0.0/99").is_empty());
+        let parse = |text| NoProxy::parse(text).unwrap();
+        assert!(parse("*").matches("anything.at.all"));
+        assert!(parse("0.0.0.0/0").matches("8.8.8.8"));
+        assert!(!parse("0.0.0.0/0").matches("example.com"));
+        assert!(parse("127.0.0.0/8").matches("::ffff:127.0.0.1"));
+        assert!(parse("::/128").matches("::"));
+        assert!(parse("").is_empty());
+    }
+
+    #[test]
+    fn no_proxy_ranges_that_do_not_fit_are_refused() {
+        for (text, max) in [
+            ("10.0.0.0/33", 32),
+            ("10.0.0.0/99", 32),
+            ("fd00::/129", 128),
+            ("10.0.0.0/-1", 32),
+            ("10.0.0.0/", 32),
+        ] {
+            let err = NoProxy::parse(&format!("localhost,{text}")).unwrap_err();
+            assert_eq!(
+                err,
+                format!("\"{text}\": the prefix length must be from 0 to {max}")
+            );
+        }
+        assert!(NoProxy::parse("intranet/8").is_err());
     }
 
     #[test]

@@ -3,9 +3,12 @@
 //! Routes, picked by `?do=NAME&n=ARG` (so tests can use allowlisted paths) or else by the
 //! path's last segments:
 //! `/echo` JSON of what arrived · `/bytes/N` N bytes with Content-Length · `/chunked/N` the
-//! same chunked · `/redirect` 302 · `/gzip` gzip bytes with Content-Encoding · `/status/N` ·
+//! same chunked · `/redirect` 302 to another host · `/gzip` gzip bytes with Content-Encoding · `/status/N` ·
 //! `/sleep/MS` answer after MS · `/slowbytes/N` N bytes, 64 KiB every 20 ms · `/hang` never answer · `/cut/N` promise 2N bytes, send N,
-//! close · `/cutchunked/N` N bytes chunked, close without the last chunk.
+//! close · `/cutchunked/N` N bytes chunked, close without the last chunk ·
+//! `?do=location&to=URL` 302 to URL, `HOST` in it replaced by the request's `Host`.
+//!
+//! [`Upstream::with_routes`] puts a test's own answers (a vendor stub) in front of these.
 
 use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -19,7 +22,33 @@ pub struct Recorded {
     pub target: String,
     pub headers: Vec<(String, String)>,
     pub body_len: u64,
+    /// The first [`KEPT_BODY`] bytes of the body.
+    pub body: Vec<u8>,
 }
+
+impl Recorded {
+    /// The path, before any `?`.
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or("")
+    }
+
+    /// The first value of header `name`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Request body bytes kept in [`Recorded::body`].
+pub const KEPT_BODY: usize = 64 * 1024;
+
+/// A test's own answer: status, headers, body.
+pub type Reply = (u16, Vec<(String, String)>, Vec<u8>);
+/// A test's own routes, asked first with the whole request; `None` falls back to the
+/// built-in routes.
+pub type Routes = Arc<dyn Fn(&Recorded) -> Option<Reply> + Send + Sync>;
 
 #[derive(Default)]
 struct Log {
@@ -30,6 +59,21 @@ struct Log {
 pub struct Upstream {
     pub addr: SocketAddr,
     log: Arc<Log>,
+}
+
+/// Copies the first [`KEPT_BODY`] bytes read into `kept`.
+struct Tee<'a, R> {
+    inner: R,
+    kept: &'a mut Vec<u8>,
+}
+
+impl<R: Read> Read for Tee<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let room = KEPT_BODY.saturating_sub(self.kept.len()).min(n);
+        self.kept.extend_from_slice(&buf[..room]);
+        Ok(n)
+    }
 }
 
 /// Deterministic body bytes: position-dependent so reordering or loss shows.
@@ -89,13 +133,16 @@ impl Read for PatternReader {
 }
 
 /// Sends `len` pattern bytes as the body of `request` (to an `echo` route), checks that the
-/// upstream got all of them intact, and returns the echo.
+/// upstream got all of them intact, and returns the echo. The body is labelled
+/// `application/octet-stream` like a real client's (the agent reads an unlabelled `POST`
+/// body as a form, whole and bounded).
 pub fn echo_pattern(
     request: ureq::RequestBuilder<ureq::typestate::WithBody>,
     len: u64,
     what: &str,
 ) -> serde_json::Value {
     let r = request
+        .header("Content-Type", "application/octet-stream")
         .send(ureq::SendBody::from_owned_reader(PatternReader {
             pos: 0,
             len,
@@ -111,14 +158,25 @@ pub fn echo_pattern(
 
 impl Upstream {
     pub fn start() -> Upstream {
+        Upstream::start_routes(None)
+    }
+
+    /// An upstream that answers with `routes` first.
+    pub fn with_routes(
+        routes: impl Fn(&Recorded) -> Option<Reply> + Send + Sync + 'static,
+    ) -> Upstream {
+        Upstream::start_routes(Some(Arc::new(routes)))
+    }
+
+    fn start_routes(routes: Option<Routes>) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
         let addr = listener.local_addr().expect("upstream addr");
         let log = Arc::new(Log::default());
         let l = Arc::clone(&log);
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
-                let l = Arc::clone(&l);
-                std::thread::spawn(move || serve_connection(conn, &l));
+                let (l, routes) = (Arc::clone(&l), routes.clone());
+                std::thread::spawn(move || serve_connection(conn, &l, routes.as_ref()));
             }
         });
         Upstream { addr, log }
@@ -153,7 +211,7 @@ impl Upstream {
     }
 }
 
-fn serve_connection(conn: TcpStream, log: &Log) {
+fn serve_connection(conn: TcpStream, log: &Log, routes: Option<&Routes>) {
     let _ = conn.set_nodelay(true);
     let mut reader = BufReader::new(conn);
     loop {
@@ -172,6 +230,7 @@ fn serve_connection(conn: TcpStream, log: &Log) {
                 target: head.target.clone(),
                 headers: head.headers.clone(),
                 body_len: 0,
+                body: Vec::new(),
             });
             log.changed.notify_all();
             requests.len() - 1
@@ -196,16 +255,43 @@ fn serve_connection(conn: TcpStream, log: &Log) {
             std::thread::sleep(Duration::from_secs(120));
             return;
         }
-        let digest = match Digest::of_reader(BodyReader::new(&mut reader, framing)) {
+        let mut kept = Vec::new();
+        let tee = Tee {
+            inner: BodyReader::new(&mut reader, framing),
+            kept: &mut kept,
+        };
+        let digest = match Digest::of_reader(tee) {
             Ok(d) => d,
             Err(_) => return,
         };
-        if let Ok(mut requests) = log.requests.lock() {
-            requests[index].body_len = digest.1;
-        }
+        let recorded = match log.requests.lock() {
+            Ok(mut requests) => {
+                requests[index].body_len = digest.1;
+                requests[index].body = kept;
+                requests[index].clone()
+            }
+            Err(_) => return,
+        };
         let out = reader.get_mut();
         let head_only = head.method == "HEAD";
+        let own = routes.and_then(|r| r(&recorded));
+        let name = if own.is_some() { "own" } else { name };
         let result = match name {
+            "own" => match own {
+                Some((status, headers, body)) => {
+                    let headers: Vec<(&str, &str)> = headers
+                        .iter()
+                        .map(|(n, v)| (n.as_str(), v.as_str()))
+                        .collect();
+                    respond(out, status, &headers, &body, head_only)
+                }
+                None => return,
+            },
+            "location" => {
+                let host = recorded.header("host").unwrap_or("");
+                let to = param("to").unwrap_or("/").replace("HOST", host);
+                respond(out, 302, &[("Location", &to)], b"moved", head_only)
+            }
             "echo" => {
                 let body = serde_json::json!({
                     "method": head.method,
@@ -278,7 +364,13 @@ fn serve_connection(conn: TcpStream, log: &Log) {
                 }
                 http1::write_last_chunk(out)
             })(),
-            "redirect" => respond(out, 302, &[("Location", "/elsewhere")], b"moved", head_only),
+            "redirect" => respond(
+                out,
+                302,
+                &[("Location", "https://elsewhere.example/next")],
+                b"moved",
+                head_only,
+            ),
             "gzip" => respond(
                 out,
                 200,

@@ -1,0 +1,237 @@
+//! Which project an id names: GitLab's numeric project ids, GitHub's repository ids and
+//! Azure DevOps repository GUIDs, so that `SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS='group/.*'`
+//! also allows `/api/v4/projects/5/…` when project 5 is `group/repo`.
+//!
+//! Client libraries switch to ids on their own (python-gitlab uses the numeric id after
+//! `projects.get('group/repo')`), so a regex over paths alone would push operators to `.*`.
+//! When the allowlist cannot judge a project because the path gives an id
+//! ([`Decision::ById`](crate::allowlist::Decision)), the agent looks the id up in a bounded
+//! cache and, on a miss, asks the VCS **once**, before anything of the request is forwarded:
+//! `GET` of the project's own endpoint (GitLab `/api/v4/projects/{id}`, GitHub
+//! `/repositories/{id}`, Azure DevOps `/{org}/{project}/_apis/git/repositories/{guid}`) with
+//! the caller's own credential headers, so the lookup sees exactly what the caller may see.
+//! The answer's path (`path_with_namespace`, `full_name`, or organisation + `project.name` +
+//! `name`) is then held to the project regex like any path. A lookup that fails (an error
+//! status, an unreachable VCS, an answer without the fields or for another id) denies the
+//! request with the reason.
+//!
+//! # What is learned, and from where
+//!
+//! Only from answers the agent reads whole anyway: its own lookups, and the project listings
+//! it filters while projects are restricted (see [`super::listing`]). Ordinary answers are
+//! never parsed: they stream through in bounded pieces, and real servers compress them for
+//! clients that accept gzip (every Python client does), so learning from them would mean
+//! buffering and decompressing answers the agent otherwise never looks at. One lookup per
+//! id per [`TTL`] costs less.
+//!
+//! The cache holds at most [`CAPACITY`] ids; an entry lives [`TTL`], so a project renamed or
+//! transferred to another group is judged by its new path at most that long afterwards.
+//! When the cache is full, expired entries go first, then the oldest.
+
+use crate::agent::forward;
+use crate::agent::Shared;
+use crate::allowlist::{ProjectId, Vendor};
+use crate::protocol::Headers;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Most ids remembered at once.
+pub const CAPACITY: usize = 10_000;
+/// How long an id is trusted to name the same path.
+pub const TTL: Duration = Duration::from_secs(300);
+/// Largest lookup answer read (a project's JSON is a few KiB).
+const LOOKUP_LIMIT: u64 = 1 << 20;
+/// Request headers that carry the caller's credentials, sent along with a lookup.
+const CREDENTIALS: [&str; 4] = ["authorization", "private-token", "job-token", "cookie"];
+
+/// A bounded map from `(scope, id)` to the project path, with an age per entry.
+pub struct Ids {
+    entries: Mutex<HashMap<(String, String), (String, Instant)>>,
+    capacity: usize,
+    ttl: Duration,
+}
+
+impl Ids {
+    pub fn new(capacity: usize, ttl: Duration) -> Ids {
+        Ids {
+            entries: Mutex::new(HashMap::new()),
+            capacity: capacity.max(1),
+            ttl,
+        }
+    }
+
+    fn key(scope: &str, id: &str) -> (String, String) {
+        (scope.to_ascii_lowercase(), id.to_ascii_lowercase())
+    }
+
+    /// The path `id` names, if learned less than the TTL ago.
+    pub fn get(&self, scope: &str, id: &str) -> Option<String> {
+        let entries = self.entries.lock().ok()?;
+        entries
+            .get(&Ids::key(scope, id))
+            .filter(|(_, at)| at.elapsed() < self.ttl)
+            .map(|(path, _)| path.clone())
+    }
+
+    /// Remembers that `id` names `path`.
+    pub fn learn(&self, scope: &str, id: &str, path: &str) {
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        let key = Ids::key(scope, id);
+        if entries.len() >= self.capacity && !entries.contains_key(&key) {
+            let ttl = self.ttl;
+            entries.retain(|_, (_, at)| at.elapsed() < ttl);
+            if entries.len() >= self.capacity {
+                let oldest = entries.iter().min_by_key(|(_, (_, at))| *at);
+                if let Some(oldest) = oldest.map(|(k, _)| k.clone()) {
+                    entries.remove(&oldest);
+                }
+            }
+        }
+        entries.insert(key, (path.to_string(), Instant::now()));
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.lock().map(|e| e.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The path a project's JSON (a lookup answer or a listing entry) describes, for `vendor`;
+/// `org` is the Azure DevOps organisation the answer came from.
+pub fn path_of(vendor: Vendor, org: &str, entry: &Value) -> Option<String> {
+    let text = |v: &Value, field: &str| {
+        v.get(field)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    match vendor {
+        Vendor::Gitlab => text(entry, "path_with_namespace"),
+        Vendor::GithubEnterprise => text(entry, "full_name"),
+        Vendor::BitbucketDatacenter => {
+            let key = text(entry.get("project")?, "key")?;
+            Some(format!("{key}/{}", text(entry, "slug")?))
+        }
+        Vendor::AzureDevops => {
+            let project = text(entry.get("project")?, "name")?;
+            Some(format!("{org}/{project}/{}", text(entry, "name")?))
+        }
+    }
+}
+
+/// The id of a project's JSON as a path would spell it (a number, or a GUID in lower case).
+pub fn id_of(entry: &Value) -> Option<String> {
+    match entry.get("id")? {
+        Value::Number(n) => n.as_u64().map(|n| n.to_string()),
+        Value::String(s) if !s.is_empty() => Some(s.to_ascii_lowercase()),
+        _ => None,
+    }
+}
+
+/// The path `id` names: from the cache, or else from one lookup to the VCS with the caller's
+/// credential headers. `Err` is the reason to deny with.
+pub fn resolve(shared: &Shared, id: &ProjectId, caller: &Headers) -> Result<String, String> {
+    if let Some(path) = shared.ids.get(&id.scope, &id.id) {
+        return Ok(path);
+    }
+    let failed = |why: String| format!("project id {id} could not be resolved: {why}");
+    let mut headers: Headers = caller
+        .iter()
+        .filter(|(name, _)| CREDENTIALS.contains(&name.to_ascii_lowercase().as_str()))
+        .cloned()
+        .collect();
+    headers.push(("Accept".into(), "application/json".into()));
+    let url = shared.config.target.url_for(&id.lookup);
+    let authority = &shared.config.target.authority;
+    let builder = forward::build("GET", &url, &headers).map_err(failed)?;
+    let response =
+        forward::send(&shared.http, builder, None, authority).map_err(|e| failed(e.message))?;
+    let status = response.status().as_u16();
+    if status != 200 {
+        return Err(failed(format!("the VCS answered {status} to the lookup")));
+    }
+    let mut text = Vec::new();
+    response
+        .into_body()
+        .into_reader()
+        .take(LOOKUP_LIMIT + 1)
+        .read_to_end(&mut text)
+        .map_err(|e| failed(forward::classify_read(&e, authority).message))?;
+    if text.len() as u64 > LOOKUP_LIMIT {
+        return Err(failed("the lookup answer is over 1 MiB".into()));
+    }
+    let entry: Value = serde_json::from_slice(&text)
+        .map_err(|_| failed("the lookup answer is not JSON".into()))?;
+    let path = path_of(shared.allowlist.vendor(), &id.scope, &entry)
+        .ok_or_else(|| failed("the lookup answer names no project".into()))?;
+    if id_of(&entry).as_deref() != Some(id.id.as_str()) {
+        return Err(failed("the lookup answer is about another id".into()));
+    }
+    shared.ids.learn(&id.scope, &id.id, &path);
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_cache_stays_bounded() {
+        let ids = Ids::new(2, TTL);
+        ids.learn("", "5", "group/repo");
+        assert_eq!(ids.get("", "5").as_deref(), Some("group/repo"));
+        ids.learn("Acme", "ABC", "acme/p/r");
+        assert_eq!(ids.get("acme", "abc").as_deref(), Some("acme/p/r"));
+        ids.learn("", "6", "group/other");
+        assert_eq!(ids.len(), 2, "the oldest entry made room");
+        assert_eq!(ids.get("", "5"), None);
+        assert_eq!(ids.get("", "6").as_deref(), Some("group/other"));
+    }
+
+    #[test]
+    fn entries_expire() {
+        let ids = Ids::new(10, Duration::ZERO);
+        ids.learn("", "5", "group/repo");
+        assert_eq!(ids.get("", "5"), None, "older than the TTL");
+    }
+
+    #[test]
+    fn paths_per_vendor() {
+        let gitlab = json!({"id": 5, "path_with_namespace": "group/repo"});
+        assert_eq!(
+            path_of(Vendor::Gitlab, "", &gitlab).as_deref(),
+            Some("group/repo")
+        );
+        assert_eq!(id_of(&gitlab).as_deref(), Some("5"));
+        let github = json!({"id": 7, "full_name": "acme/infra"});
+        assert_eq!(
+            path_of(Vendor::GithubEnterprise, "", &github).as_deref(),
+            Some("acme/infra")
+        );
+        let bitbucket = json!({"slug": "infra", "project": {"key": "PLAT"}});
+        assert_eq!(
+            path_of(Vendor::BitbucketDatacenter, "", &bitbucket).as_deref(),
+            Some("PLAT/infra")
+        );
+        let azure = json!({"id": "AB-CD", "name": "infra", "project": {"name": "platform"}});
+        assert_eq!(
+            path_of(Vendor::AzureDevops, "acme", &azure).as_deref(),
+            Some("acme/platform/infra")
+        );
+        assert_eq!(id_of(&azure).as_deref(), Some("ab-cd"));
+        assert_eq!(path_of(Vendor::Gitlab, "", &json!({"id": 5})), None);
+        assert_eq!(
+            path_of(Vendor::AzureDevops, "a", &json!({"name": "x"})),
+            None
+        );
+    }
+}

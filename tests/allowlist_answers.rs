@@ -1,0 +1,237 @@
+//! What the agent does beyond matching paths, through the real tunnel: projects given by id
+//! are resolved with one lookup carrying the caller's credentials, listings across projects
+//! are filtered while projects are restricted, and redirects into the VCS stay in the tunnel.
+
+mod support;
+
+use serde_json::{json, Value};
+use std::time::Duration;
+use support::upstream::{Recorded, Reply, Upstream};
+use support::*;
+
+fn json_reply(value: &Value) -> Option<Reply> {
+    Some((
+        200,
+        vec![("Content-Type".into(), "application/json".into())],
+        value.to_string().into_bytes(),
+    ))
+}
+
+/// A listing as GitLab spells it: the allowed entry must come out byte for byte.
+const LISTING: &str = r#"[{"id":6,"path_with_namespace":"other/secret","name":"secret"}, {"id": 10, "path_with_namespace": "group/listed", "name": "listed"}]"#;
+
+/// GitLab projects 5 (`group/repo`) and 6 (`other/secret`); 7 does not exist.
+fn gitlab_projects(r: &Recorded) -> Option<Reply> {
+    let project = |id: u64, path: &str| json!({"id": id, "path_with_namespace": path});
+    match (r.method.as_str(), r.target.as_str()) {
+        ("GET", "/api/v4/projects/5") => json_reply(&project(5, "group/repo")),
+        ("GET", "/api/v4/projects/6") => json_reply(&project(6, "other/secret")),
+        ("GET", "/api/v4/projects/8") => json_reply(&project(9, "group/repo")),
+        ("GET", "/api/v4/projects/7") => Some((404, vec![], b"{\"message\":\"404\"}".to_vec())),
+        ("GET", t) if t.starts_with("/api/v4/projects?") && t.contains("big=1") => {
+            let filler = "x".repeat(9 << 20);
+            json_reply(&json!([{"id": 5, "path_with_namespace": "group/repo", "f": filler}]))
+        }
+        ("GET", t) if t.starts_with("/api/v4/projects?") => Some((
+            200,
+            vec![("Content-Type".into(), "application/json".into())],
+            LISTING.as_bytes().to_vec(),
+        )),
+        _ => None,
+    }
+}
+
+fn strict_gitlab(pool: &str) -> (Upstream, Gateway, Proc) {
+    let upstream = Upstream::with_routes(gitlab_projects);
+    let gateway = Gateway::start(&[]);
+    let agent = gateway.agent_for(
+        pool,
+        &upstream.base(),
+        &[("SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS", "group/.*")],
+        2,
+    );
+    (upstream, gateway, agent)
+}
+
+fn targets(upstream: &Upstream) -> Vec<String> {
+    upstream
+        .requests()
+        .iter()
+        .map(|r| r.target.clone())
+        .collect()
+}
+
+#[test]
+fn numeric_ids_are_resolved_once_with_the_callers_credentials() {
+    let (upstream, gateway, agent) = strict_gitlab("ids");
+    let c = client();
+    let branches = "/api/v4/projects/5/repository/branches?do=echo";
+    for _ in 0..2 {
+        let r = c
+            .get(gateway.url("ids", branches))
+            .header("PRIVATE-TOKEN", "glpat-secret")
+            .call()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    // One lookup before the first request, none for the second (cached).
+    assert_eq!(
+        targets(&upstream),
+        ["/api/v4/projects/5", branches, branches]
+    );
+    let lookup = &upstream.requests()[0];
+    assert_eq!(lookup.method, "GET");
+    assert_eq!(lookup.header("private-token"), Some("glpat-secret"));
+    let line = agent
+        .out
+        .wait_for("project=group/repo (id 5)", Duration::from_secs(5));
+    assert!(line.contains("status=200"), "{line}");
+    assert!(!agent.out.text().contains("glpat-secret"));
+
+    // An id naming a project outside the regex, an id that does not resolve, an answer
+    // about another id: denied with the reason, and only the lookup reached the VCS.
+    for (id, reason) in [
+        ("6", "project other/secret (id 6) is not allowed"),
+        (
+            "7",
+            "project id 7 could not be resolved: the VCS answered 404 to the lookup",
+        ),
+        (
+            "8",
+            "project id 8 could not be resolved: the lookup answer is about another id",
+        ),
+    ] {
+        let before = upstream.requests().len();
+        let path = format!("/api/v4/projects/{id}/repository/branches?do=echo");
+        let (status, kind, error) = error_kind(c.get(gateway.url("ids", &path)).call().unwrap());
+        assert_eq!(
+            (status, kind.as_str(), error.as_str()),
+            (403, "denied", reason)
+        );
+        assert_eq!(
+            targets(&upstream)[before..],
+            [format!("/api/v4/projects/{id}")]
+        );
+    }
+}
+
+#[test]
+fn listings_show_only_allowed_projects_and_teach_their_ids() {
+    let (upstream, gateway, agent) = strict_gitlab("lists");
+    let c = client();
+    let r = c
+        .get(gateway.url("lists", "/api/v4/projects?search=e"))
+        .header("Accept-Encoding", "gzip, deflate")
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let length = header_values(&r, "content-length");
+    let body = r.into_body().read_to_string().unwrap();
+    assert_eq!(
+        body,
+        r#"[{"id": 10, "path_with_namespace": "group/listed", "name": "listed"}]"#
+    );
+    assert_eq!(length, [body.len().to_string()]);
+    // Asked uncompressed, so the agent can read it.
+    let asked = &upstream.requests()[0];
+    assert_eq!(asked.header("accept-encoding"), Some("identity"));
+
+    // Ids seen in the listing need no lookup, whichever way they go.
+    let path = "/api/v4/projects/10/repository/branches?do=echo";
+    assert_eq!(
+        c.get(gateway.url("lists", path)).call().unwrap().status(),
+        200
+    );
+    let (status, _, error) = error_kind(
+        c.get(gateway.url("lists", "/api/v4/projects/6/repository/branches"))
+            .call()
+            .unwrap(),
+    );
+    assert_eq!(
+        (status, error.as_str()),
+        (403, "project other/secret (id 6) is not allowed")
+    );
+    assert_eq!(targets(&upstream), ["/api/v4/projects?search=e", path]);
+
+    // Too large to filter within the bound: denied, saying so.
+    let (status, kind, error) = error_kind(
+        c.get(gateway.url("lists", "/api/v4/projects?big=1"))
+            .call()
+            .unwrap(),
+    );
+    assert_eq!((status, kind.as_str()), (403, "denied"));
+    assert!(error.contains("over 8 MiB"), "{error}");
+    agent.out.wait_for("over 8 MiB", Duration::from_secs(5));
+}
+
+#[test]
+fn listings_pass_untouched_when_projects_are_not_restricted() {
+    let upstream = Upstream::with_routes(gitlab_projects);
+    let gateway = Gateway::start(&[]);
+    let _agent = gateway.agent_for("open", &upstream.base(), &[], 2);
+    let r = client()
+        .get(gateway.url("open", "/api/v4/projects?search=e"))
+        .header("Accept-Encoding", "gzip")
+        .call()
+        .unwrap();
+    let body: Value = serde_json::from_str(&r.into_body().read_to_string().unwrap()).unwrap();
+    assert_eq!(body.as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        upstream.requests()[0].header("accept-encoding"),
+        Some("gzip")
+    );
+}
+
+#[test]
+fn redirects_into_the_vcs_stay_in_the_tunnel() {
+    let upstream = Upstream::start();
+    let gateway = Gateway::start(&[]);
+    let _agent = gateway.agent_for(
+        "gh",
+        &upstream.base(),
+        &[("SPACELIFT_VCS_AGENT_VENDOR", "github_enterprise")],
+        2,
+    );
+    let c = client();
+    let tarball = "/api/v3/repos/acme/infra/tarball/main";
+    let cases = [
+        (
+            "http://HOST/_codeload/acme/infra/legacy.tar.gz/main?token=t",
+            "../../../../../../_codeload/acme/infra/legacy.tar.gz/main?token=t",
+        ),
+        (
+            "/_codeload/acme/infra/legacy.tar.gz/main",
+            "../../../../../../_codeload/acme/infra/legacy.tar.gz/main",
+        ),
+        ("https://elsewhere.example/x", "https://elsewhere.example/x"),
+    ];
+    for (to, expected) in cases {
+        let r = c
+            .get(gateway.url("gh", &format!("{tarball}?do=location&to={to}")))
+            .call()
+            .unwrap();
+        assert_eq!(r.status(), 302);
+        assert_eq!(header_values(&r, "location"), [expected], "{to}");
+    }
+    // Resolved against the URL asked for, it is the same pool's front URL again.
+    let asked = gateway.url("gh", tarball);
+    let resolved = resolve(&asked, cases[1].1);
+    assert_eq!(
+        resolved,
+        gateway.url("gh", "/_codeload/acme/infra/legacy.tar.gz/main")
+    );
+    let r = c.get(format!("{resolved}?do=echo")).call().unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+/// RFC 3986 §5.2 for a reference made of `../` steps and a path.
+fn resolve(base: &str, reference: &str) -> String {
+    let mut dir: Vec<&str> = base.split('/').collect();
+    dir.pop();
+    let mut rest = reference;
+    while let Some(after) = rest.strip_prefix("../") {
+        dir.pop();
+        rest = after;
+    }
+    format!("{}/{rest}", dir.join("/"))
+}
