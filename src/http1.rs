@@ -3,7 +3,8 @@
 //! answer. Client requests go through `ureq`; this is only the small part ureq does not do.
 //!
 //! Request smuggling is refused, not guessed at: a request with both `Content-Length` and
-//! `Transfer-Encoding`, an unknown transfer coding, or conflicting lengths is a `400`.
+//! `Transfer-Encoding`, an unknown transfer coding, or more than one `Content-Length` (even
+//! equal ones) is a `400`.
 
 use crate::protocol::Headers;
 use std::io::{self, BufRead, Read, Write};
@@ -108,8 +109,9 @@ impl RequestHead {
         let Some(first) = lengths.first() else {
             return Ok(Framing::Empty);
         };
-        if lengths.iter().any(|l| l != first) {
-            return Err("conflicting Content-Length values".into());
+        // Equal copies too: a server behind us may read either one, or the list as a whole.
+        if lengths.len() > 1 {
+            return Err("more than one Content-Length".into());
         }
         if first.is_empty() || !first.bytes().all(|b| b.is_ascii_digit()) {
             return Err(format!("invalid Content-Length \"{first}\""));
@@ -482,6 +484,13 @@ mod tests {
         let two =
             parse("POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n").unwrap();
         assert!(two.framing().is_err());
+        for equal in [
+            "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 3, 3\r\n\r\n",
+        ] {
+            let head = parse(equal).unwrap();
+            assert_eq!(head.framing(), Err("more than one Content-Length".into()));
+        }
         let gzip = parse("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").unwrap();
         assert!(gzip.framing().is_err());
         let neg = parse("POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n").unwrap();

@@ -540,7 +540,7 @@ fn handle(
     body.skip_rest().map_err(StreamEnd::Lost)?;
     record.bytes_in = body.bytes + whole.as_ref().map_or(0, |w| w.len() as u64);
 
-    let response = match outcome {
+    let response = match outcome.and_then(final_answer) {
         Ok(response) => response,
         Err(error) => {
             record.status = Some(error.kind.status());
@@ -730,6 +730,27 @@ fn admit(shared: &Shared, request: &Request) -> Result<Allowed, Denied> {
 /// Whether the answer to this request is a listing to filter (projects are restricted).
 fn filters(shared: &Shared, allowed: &Allowed) -> bool {
     allowed.listing && shared.allowlist.restricted()
+}
+
+/// An informational status (1xx) is not an answer: `101 Switching Protocols` would turn the
+/// VCS connection into something else, and the others only announce one. Whatever reaches
+/// us as the final status is refused here, so the caller gets a `502` that says why and the
+/// stream stays usable (the gateway drops a stream that relays a 1xx).
+fn final_answer(
+    response: ureq::http::Response<ureq::Body>,
+) -> Result<ureq::http::Response<ureq::Body>, forward::UpstreamError> {
+    let status = response.status();
+    if !status.is_informational() {
+        return Ok(response);
+    }
+    Err(forward::UpstreamError {
+        kind: ErrorKind::UpstreamUnreachable,
+        message: format!(
+            "the VCS answered {} {} instead of a final status: the tunnel relays HTTP answers, not protocol switches",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("(informational)")
+        ),
+    })
 }
 
 fn response_head(record: &Record, status: u16, headers: Headers, body: bool) -> Control {

@@ -47,7 +47,7 @@ pub const MAX_BODY: usize = 256 * 1024;
 /// Deepest nesting of fragments in fragments.
 pub const MAX_DEPTH: usize = 64;
 /// Most fields visited, fragments expanded (a bound on fragment fan-out).
-const MAX_VISITS: usize = 20_000;
+pub const MAX_VISITS: usize = 20_000;
 
 /// The mutations a CI/CD platform needs, and why. Nothing here writes code, refs,
 /// settings or permissions.

@@ -78,7 +78,9 @@
 //! is denied (later rules are not consulted).
 //!
 //! * Methods are compared exactly (uppercase). `HEAD` is allowed wherever `GET` is.
-//!   `CONNECT`, `TRACE` and `OPTIONS` are denied before anything else.
+//!   `CONNECT` and `TRACE` are denied before anything else, and so is `OPTIONS` for every
+//!   vendor whose table does not list it (only Azure DevOps' resource-location discovery
+//!   `OPTIONS /{org}/_apis` does).
 //! * Literal segments are compared with the raw (undecoded) segment, so `%62ranches`
 //!   is not `branches`. Parameters see decoded values; the project is built from the
 //!   decoded project parameters joined by `/`.
@@ -86,6 +88,23 @@
 //!   must be equal byte for byte (`service=git-upload-pack` for the smart-HTTP ref
 //!   advertisement; `service=git-receive-pack` therefore never matches). Queries are
 //!   never echoed in denial reasons: they may carry `private_token=`.
+//!
+//! # Beyond the path
+//!
+//! A path can be harmless while the request is not. Also denied:
+//!
+//! * **Method overrides**: the headers [`METHOD_OVERRIDE_HEADERS`] and a `_method`
+//!   parameter (query here, form bodies in [`body`]), which Rails and ASP.NET honour, so an
+//!   allowed `POST` would run as a `DELETE`.
+//! * **A body on `GET` or `HEAD`**, whose parameters GitLab would read unchecked.
+//! * **Projects named by parameters** ([`Rule::project_params`], GitLab's
+//!   `from_project_id`), held to the regex like the path's project; a numeric one is left
+//!   for the agent to resolve ([`Allowed::param_ids`]).
+//! * While projects are restricted: a ref in another repository (`owner:branch`), and
+//!   rules marked [`Rule::unscoped`] (they reach a repository their path does not name).
+//!
+//! Bodies that must be seen before they are forwarded (GraphQL, forms) are read whole by
+//! the agent and judged by [`Allowlist::check_body`] ([`body`], [`graphql`]).
 
 mod azure_devops;
 mod bitbucket_datacenter;

@@ -196,6 +196,18 @@ pub const HOSTILE_PATHS: &[(&str, &str)] = &[
     ("GET", "/api/v4/projects/1/jobs/1/artifacts"),
     ("GET", "/-/metrics"),
     ("GET", "/"),
+    // --- method overrides and encodings that are not UTF-8 ---
+    (
+        "POST",
+        "/api/v4/projects/1/statuses/0123456789abcdef0123456789abcdef01234567?_method=DELETE",
+    ),
+    (
+        "POST",
+        "/api/v4/projects/1/statuses/0123456789abcdef0123456789abcdef01234567?%5Fmethod=DELETE",
+    ),
+    ("GET", "/api/v4/projects/1/repository/branches/a%80"),
+    ("GET", "/api/v4/projects/1/repository/branches/%ED%A0%80"),
+    ("GET", "/api/v4/projects?search=%C0%AF"),
     // --- malformed encodings and characters ---
     ("GET", "/api/v4/us%er"),
     ("GET", "/api/v4/user%2"),

@@ -1,0 +1,319 @@
+"""Drives the real client libraries a CI/CD SaaS uses through gateway + agent.
+
+    python drive.py VENDOR FRONT
+
+VENDOR is gitlab, github_enterprise, bitbucket_datacenter or azure_devops; FRONT is the
+pool's front URL, http://<api>/private/<pool>. tests/real_clients.rs runs this against a
+vendor stub behind the agent and checks, on the stub's side, what arrived.
+
+Every request of every library carries `Vcs-Gateway-Authorization: <value>` when the
+environment variable VCS_TEST_GATEWAY_AUTHORIZATION is set (the gateway's caller
+authentication): the header is set on each requests.Session the libraries create.
+
+Prints one JSON object per step, {"step", "ok", "detail"}: a step expected to pass must
+return what the stub answers; a step expected to be denied must fail with the agent's 403,
+and the library must show the agent's reason. Exit status 0 when every step went as
+expected, 1 otherwise.
+"""
+
+import json
+import os
+import sys
+import urllib.parse
+
+import requests
+
+AUTH = os.environ.get("VCS_TEST_GATEWAY_AUTHORIZATION")
+_session_init = requests.Session.__init__
+
+
+def _session_with_gateway_auth(self, *args, **kwargs):
+    _session_init(self, *args, **kwargs)
+    if AUTH:
+        self.headers["Vcs-Gateway-Authorization"] = AUTH
+
+
+requests.Session.__init__ = _session_with_gateway_auth
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+AZURE_REPO = "3411ebc1-d5aa-464f-9615-0b527bc66719"
+AZURE_OTHER = "9c4f29fb-0d6e-4b3e-a1b3-6f1f2d4b8a77"
+failures = 0
+
+
+def report(step, ok, detail=""):
+    global failures
+    if not ok:
+        failures += 1
+    print(json.dumps({"step": step, "ok": ok, "detail": str(detail)[:400]}), flush=True)
+
+
+def passes(step, call, check=lambda result: True):
+    try:
+        result = call()
+    except Exception as e:  # the library's own error, reported as the step's failure
+        report(step, False, f"{type(e).__name__}: {e}")
+        return None
+    ok = check(result)
+    report(step, bool(ok), "" if ok else f"unexpected result: {result!r}")
+    return result
+
+
+def status_of(error):
+    for attribute in ("response_code", "status", "status_code"):
+        value = getattr(error, attribute, None)
+        if isinstance(value, int):
+            return value
+    response = getattr(error, "response", None)
+    return getattr(response, "status_code", None)
+
+
+def denied(step, call, reason):
+    """The call must fail with the agent's 403, and the library must show `reason`."""
+    try:
+        result = call()
+    except Exception as e:
+        status, text = status_of(e), str(e)
+        shown = reason in text
+        ok = status in (403, None) and shown
+        report(step, ok, "" if ok else f"status {status}, reason shown: {shown}: {text}")
+        return
+    report(step, False, f"passed: {result!r}")
+
+
+def gitlab(front):
+    import gitlab as gl_lib
+
+    gl = gl_lib.Gitlab(front, private_token="glpat-ci-secret", retry_transient_errors=False)
+    passes("user", gl.auth)
+    project = passes("project by path", lambda: gl.projects.get("group/repo"), lambda p: p.id == 5)
+    if project is None:
+        return
+    # From here python-gitlab addresses the project by its numeric id.
+    passes("branches (by id)", lambda: project.branches.list(get_all=False), lambda b: b[0].name == "main")
+    passes("branch with a slash", lambda: project.branches.get("feature/x"), lambda b: b.name == "feature/x")
+    commit = passes("commit", lambda: project.commits.get(SHA), lambda c: c.id == SHA)
+    passes(
+        "raw file below the root",
+        lambda: project.files.raw(file_path="stacks/main.tf", ref="main"),
+        lambda raw: raw == b'terraform {}\n',
+    )
+    if commit is not None:
+        passes(
+            "commit status",
+            lambda: project.commits.get(SHA, lazy=True).statuses.create({"state": "success", "name": "ci"}),
+            lambda s: s.status == "success",
+        )
+    mr = passes("merge request", lambda: project.mergerequests.get(1), lambda m: m.iid == 1)
+    if mr is not None:
+        passes("merge request comment", lambda: mr.notes.create({"body": "plan: 1 to add"}), lambda n: n.id == 3)
+    passes(
+        "archive",
+        lambda: project.repository_archive(sha=SHA, format="tar.gz"),
+        lambda data: data == b"tarball-bytes",
+    )
+    passes(
+        "project listing shows allowed projects only",
+        lambda: gl.projects.list(search="e", get_all=False),
+        lambda ps: [p.path_with_namespace for p in ps] == ["group/repo"],
+    )
+    denied("other project by path", lambda: gl.projects.get("other/secret"), "project other/secret is not allowed")
+    denied(
+        "other project by id",
+        lambda: gl.projects.get(6, lazy=True).branches.list(get_all=False),
+        "project other/secret (id 6) is not allowed",
+    )
+    denied(
+        "method override header",
+        lambda: gl.http_request(
+            "post",
+            f"/projects/5/statuses/{SHA}",
+            post_data={"state": "success"},
+            extra_headers={"X-HTTP-Method-Override": "DELETE"},
+        ),
+        "method override header",
+    )
+    denied(
+        "compare against another project",
+        lambda: project.repository_compare("main", "feature", from_project_id=6),
+        "from_project_id",
+    )
+
+
+def github(front):
+    from github import Auth, Github, GithubException  # noqa: F401
+
+    g = Github(
+        base_url=f"{front}/api/v3",
+        auth=Auth.Token("ghp-ci-secret"),
+        retry=None,
+        seconds_between_requests=None,
+        seconds_between_writes=None,
+    )
+    passes("user", lambda: g.get_user().login, lambda login: login == "ci")
+    repo = passes("repository", lambda: g.get_repo("acme/infra"), lambda r: r.id == 7)
+    if repo is None:
+        return
+    passes("branch with a slash", lambda: repo.get_branch("feature/x"), lambda b: b.name == "feature/x")
+    commit = passes("commit", lambda: repo.get_commit(SHA), lambda c: c.sha == SHA)
+    passes(
+        "file contents",
+        lambda: repo.get_contents("stacks/main.tf", ref="main").decoded_content,
+        lambda content: content == b"terraform {}\n",
+    )
+    if commit is not None:
+        passes("commit status", lambda: commit.create_status("success", context="ci"), lambda s: s.state == "success")
+    passes("check run", lambda: repo.create_check_run(name="plan", head_sha=SHA), lambda c: c.id == 4)
+    pull = passes("pull request", lambda: repo.get_pull(8), lambda p: p.number == 8)
+    if pull is not None:
+        passes("pull request comment", lambda: pull.create_issue_comment("plan: 1 to add"), lambda c: c.id == 9)
+    link = passes("archive link", lambda: repo.get_archive_link("tarball", "main"), lambda l: l.startswith("../"))
+    if link is not None:
+        # Following it as any HTTP client does: relative to the URL asked for.
+        asked = f"{front}/api/v3/repos/acme/infra/tarball/main"
+        passes(
+            "archive download through the redirect",
+            lambda: requests.get(urllib.parse.urljoin(asked, link), timeout=30).content,
+            lambda data: data == b"tarball-bytes",
+        )
+    passes("repository by id", lambda: g.get_repo(7).full_name, lambda name: name == "acme/infra")
+    passes(
+        "repository listing shows allowed repositories only",
+        lambda: [r.full_name for r in g.get_user().get_repos()],
+        lambda names: names == ["acme/infra"],
+    )
+    passes(
+        "GraphQL query",
+        lambda: g.requester.graphql_query(
+            'query($o: String!) { repository(owner: $o, name: "infra") { id } }', {"o": "acme"}
+        )[1],
+        lambda data: data["data"]["repository"]["id"] == "R_1",
+    )
+    denied("other repository", lambda: g.get_repo("other/secret"), "project other/secret is not allowed")
+    denied("other repository by id", lambda: g.get_repo(6), "project other/secret (id 6) is not allowed")
+    denied(
+        "GraphQL mutation writing a ref",
+        lambda: g.requester.graphql_query(
+            'mutation { deleteRef(input: {refId: "REF_1"}) { clientMutationId } }', {}
+        ),
+        "deleteRef",
+    )
+    denied(
+        "GraphQL query of another repository",
+        lambda: g.requester.graphql_query('query { repository(owner: "other", name: "secret") { id } }', {}),
+        "other/secret",
+    )
+    denied(
+        "method override header",
+        lambda: g.requester.requestJsonAndCheck(
+            "POST",
+            f"{front}/api/v3/repos/acme/infra/statuses/{SHA}",
+            input={"state": "success"},
+            headers={"X-HTTP-Method-Override": "DELETE"},
+        ),
+        "method override header",
+    )
+
+
+def bitbucket(front):
+    from atlassian import Bitbucket
+
+    bb = Bitbucket(url=front, token="bb-ci-secret")
+    passes("repository", lambda: bb.get_repo("PLAT", "infra"), lambda r: r["slug"] == "infra")
+    passes(
+        "branches",
+        lambda: list(bb.get_branches("PLAT", "infra", limit=25)),
+        lambda bs: bs[0]["displayId"] == "main",
+    )
+    passes("commit", lambda: bb.get_commit_info("PLAT", "infra", SHA), lambda c: c["id"] == SHA)
+    passes(
+        "raw file",
+        lambda: bb.get_content_of_file("PLAT", "infra", "stacks/main.tf", at="main"),
+        lambda raw: raw == b"terraform {}\n",
+    )
+    passes(
+        "build status",
+        lambda: bb.post(
+            f"rest/api/latest/projects/PLAT/repos/infra/commits/{SHA}/builds",
+            data={"key": "ci", "state": "SUCCESSFUL", "url": "https://ci.example/1"},
+        ),
+    )
+    passes(
+        "pull request comment",
+        lambda: bb.add_pull_request_comment("PLAT", "infra", 1, "plan: 1 to add"),
+        lambda c: c["id"] == 3,
+    )
+    passes(
+        "repository listing shows allowed repositories only",
+        lambda: [r["slug"] for r in bb.repo_list("PLAT")],
+        lambda slugs: slugs == ["infra"],
+    )
+    denied("other repository", lambda: bb.get_repo("HR", "secret"), "project HR/secret is not allowed")
+    denied(
+        "method override header",
+        lambda: bb.post(
+            f"rest/api/latest/projects/PLAT/repos/infra/commits/{SHA}/builds",
+            data={"key": "ci", "state": "SUCCESSFUL"},
+            headers={"X-HTTP-Method-Override": "DELETE", "Content-Type": "application/json"},
+        ),
+        "method override header",
+    )
+
+
+def azure(front):
+    from azure.devops.connection import Connection
+    from azure.devops.v7_1.git.models import Comment, GitPullRequestCommentThread, GitStatus
+    from msrest.authentication import BasicAuthentication
+
+    connection = Connection(base_url=f"{front}/acme", creds=BasicAuthentication("", "ado-ci-secret"))
+    git = passes("git client (resource discovery)", connection.clients_v7_1.get_git_client)
+    if git is None:
+        return
+    passes(
+        "repository listing shows allowed repositories only",
+        lambda: [r.name for r in git.get_repositories("platform")],
+        lambda names: names == ["infra"],
+    )
+    passes("repository", lambda: git.get_repository("infra", project="platform"), lambda r: r.id == AZURE_REPO)
+    passes(
+        "commit (repository by GUID)",
+        lambda: git.get_commit(SHA, AZURE_REPO, project="platform"),
+        lambda c: c.commit_id == SHA,
+    )
+    passes(
+        "commit status",
+        lambda: git.create_commit_status(
+            GitStatus(state="succeeded", description="ci"), SHA, "infra", project="platform"
+        ),
+        lambda s: s.state == "succeeded",
+    )
+    passes("pull request", lambda: git.get_pull_request("infra", 21, project="platform"), lambda p: p.pull_request_id == 21)
+    passes(
+        "pull request comment",
+        lambda: git.create_thread(
+            GitPullRequestCommentThread(comments=[Comment(content="plan: 1 to add")]), "infra", 21, project="platform"
+        ),
+        lambda t: t.id == 3,
+    )
+    denied(
+        "other repository",
+        lambda: git.get_repository("secret", project="hr"),
+        "project acme/hr/secret is not allowed",
+    )
+    denied(
+        "other repository by GUID",
+        lambda: git.get_commit(SHA, AZURE_OTHER, project="platform"),
+        f"project acme/hr/secret (id {AZURE_OTHER}) is not allowed",
+    )
+
+
+def main():
+    vendor, front = sys.argv[1], sys.argv[2].rstrip("/")
+    {"gitlab": gitlab, "github_enterprise": github, "bitbucket_datacenter": bitbucket, "azure_devops": azure}[vendor](
+        front
+    )
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
