@@ -533,8 +533,9 @@ fn two_content_lengths_are_a_bad_request_even_when_equal() {
     let mut raw = std::net::TcpStream::connect(&gateway.api_addr).unwrap();
     raw.write_all(
         format!(
-            "POST /private/twice{} HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
-            post("echo")
+            "POST /private/twice{} HTTP/1.1\r\nHost: x\r\n{}Content-Length: 3\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
+            post("echo"),
+            gateway.auth_line()
         )
         .as_bytes(),
     )

@@ -565,9 +565,12 @@ fn handle(
             redact_headers(&headers)
         );
     }
-    if has_body && filters(shared, &allowed) && (200..300).contains(&status) {
-        let body = read_listing(response, &headers, &authority);
-        return answer_listing(shared, socket, &mut record, headers, body);
+    if filters(shared, &allowed) && (200..300).contains(&status) {
+        listing::strip_totals(&mut headers);
+        if has_body {
+            let body = read_listing(response, &headers, &authority);
+            return answer_listing(shared, socket, &mut record, headers, body);
+        }
     }
     let head = response_head(&record, status, headers, has_body);
     // With a body to follow, the head waits in tungstenite's buffer and leaves with the first
@@ -876,6 +879,33 @@ fn send_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn informational_statuses_are_not_answers() {
+        let answer = |status: u16| {
+            let response = ureq::http::Response::builder()
+                .status(status)
+                .body(ureq::Body::builder().data(""))
+                .expect("response");
+            final_answer(response).map(|r| r.status().as_u16())
+        };
+        for status in [100, 101, 102, 103, 199] {
+            let error = answer(status).expect_err("a 1xx is refused");
+            assert_eq!(error.kind, ErrorKind::UpstreamUnreachable);
+            assert!(
+                error.message.contains(&status.to_string()),
+                "{}",
+                error.message
+            );
+        }
+        assert!(answer(101)
+            .expect_err("101")
+            .message
+            .contains("101 Switching Protocols"));
+        for status in [200, 204, 304, 404, 502] {
+            assert_eq!(answer(status).ok(), Some(status));
+        }
+    }
 
     #[test]
     fn backoff_grows_with_jitter_up_to_the_cap() {
