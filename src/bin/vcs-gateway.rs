@@ -35,12 +35,19 @@ USAGE:
     vcs-gateway serve --data-dir DIR [OPTIONS]
         --agent-listen ADDR     agent WebSocket port [127.0.0.1:1984]
         --api-listen ADDR       private:// front, /healthz, /metrics, the panel (/) and /api [127.0.0.1:1985]
+        --metrics-listen ADDR   also serve /healthz and /metrics in full, without the admin
+                                token, on this address (a private scrape network) [off]
         --queue-timeout DUR     how long a request waits for an idle stream [30s]
         --keepalive DUR         ping idle agent streams; drop after 3 silent intervals [20s]
         --exchange-timeout DUR  longest silence from an agent inside one request [120s]
         --drain-timeout DUR     on SIGTERM/SIGINT, how long requests in flight may finish [30s]
-        --max-callers N         caller connections served at once (a thread each); more wait
-                                to be accepted [1024]
+        --max-callers N         tunnel requests served at once (a connection and thread
+                                each); idle connections are closed to admit new ones [1024]
+        --min-upload-rate BYTES a request body holding an agent stream must average this many
+                                bytes/s after the grace, else 408 [240; 0 = off]
+        --upload-grace DUR      how long before the upload rate is enforced [5s]
+        --max-callers-per-address N
+                                connections one peer address may hold on the api port [256]
         --tls-cert PEM --tls-key PEM
                                 serve the agent port over TLS (tokens then use wss://) [plain]
         --api-tls-cert PEM --api-tls-key PEM
@@ -88,6 +95,7 @@ fn run() -> Result<ExitCode, String> {
     let mut scope: Option<Scope> = None;
     let mut agent_listen = String::from("127.0.0.1:1984");
     let mut api_listen = String::from("127.0.0.1:1985");
+    let mut metrics_listen: Option<String> = None;
     let mut settings = Settings::default();
     let mut drain_timeout = std::time::Duration::from_secs(30);
     let mut tls_files: [Option<PathBuf>; 4] = Default::default();
@@ -121,6 +129,7 @@ fn run() -> Result<ExitCode, String> {
             Long("all-pools") => scope = Some(Scope::All),
             Long("agent-listen") => agent_listen = text(&mut parser)?,
             Long("api-listen") => api_listen = text(&mut parser)?,
+            Long("metrics-listen") => metrics_listen = Some(text(&mut parser)?),
             Long("tls-cert") => tls_files[0] = Some(PathBuf::from(text(&mut parser)?)),
             Long("tls-key") => tls_files[1] = Some(PathBuf::from(text(&mut parser)?)),
             Long("api-tls-cert") => tls_files[2] = Some(PathBuf::from(text(&mut parser)?)),
@@ -143,6 +152,22 @@ fn run() -> Result<ExitCode, String> {
                     .ok()
                     .filter(|n| (1..=65_536).contains(n))
                     .ok_or("--max-callers: expected a number from 1 to 65536")?
+            }
+            Long("max-callers-per-address") => {
+                settings.max_per_address = text(&mut parser)?
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=65_536).contains(n))
+                    .ok_or("--max-callers-per-address: expected a number from 1 to 65536")?
+            }
+            Long("min-upload-rate") => {
+                settings.min_upload_rate = text(&mut parser)?
+                    .parse::<u64>()
+                    .map_err(|_| "--min-upload-rate: expected bytes per second (0 turns it off)")?
+            }
+            Long("upload-grace") => {
+                settings.upload_grace = parse_duration(&text(&mut parser)?)
+                    .map_err(|e| format!("--upload-grace: {e}"))?
             }
             Long("exchange-timeout") => {
                 settings.exchange_timeout = parse_duration(&text(&mut parser)?)
@@ -274,10 +299,14 @@ fn run() -> Result<ExitCode, String> {
                 settings.replica_id = Some(id);
                 settings.poll_only = poll_only;
             }
+            let ports = Ports {
+                agent: &agent_listen,
+                api: &api_listen,
+                metrics: metrics_listen.as_deref(),
+            };
             serve(
                 store,
-                &agent_listen,
-                &api_listen,
+                ports,
                 settings,
                 admin_token,
                 drain_timeout,
@@ -291,6 +320,13 @@ fn run() -> Result<ExitCode, String> {
             other.join(" ")
         )),
     }
+}
+
+/// Where `serve` listens.
+struct Ports<'a> {
+    agent: &'a str,
+    api: &'a str,
+    metrics: Option<&'a str>,
 }
 
 /// The admin token and where it came from (logged at start, never its value).
@@ -421,8 +457,7 @@ fn check_public_url(url: &str) -> Result<(), String> {
 
 fn serve(
     store: Store,
-    agent_listen: &str,
-    api_listen: &str,
+    ports: Ports,
     mut settings: Settings,
     admin_token: AdminToken,
     drain_timeout: std::time::Duration,
@@ -457,12 +492,16 @@ fn serve(
         );
     }
     let gateway =
-        Gateway::start_with_store(store, agent_listen, api_listen, settings, tls, poll_only)?;
+        Gateway::start_with_store(store, ports.agent, ports.api, settings, tls, poll_only)?;
     let scheme = |on: bool| if on { "TLS" } else { "plain, no TLS" };
     log::info!("agent port serves {}", scheme(agent_tls));
     log::info!("api port serves {}", scheme(api_tls));
     log::info!("agent port listening on {}", gateway.agent_addr);
     log::info!("api port listening on {}", gateway.api_addr);
+    if let Some(listen) = ports.metrics {
+        let addr = gateway.serve_metrics(listen)?;
+        log::info!("metrics port listening on {addr} (/healthz and /metrics without authentication: keep it on a private scrape network)");
+    }
     log::info!("{where_token}");
     log::info!(
         "panel at http://{}/ (admin token required)",

@@ -38,12 +38,18 @@ pub struct Settings {
     pub admin_token: Option<token::Secret>,
     /// Agent URL written into tokens the API creates; `None` means `ws://<agent port>`.
     pub public_url: Option<String>,
-    /// Caller connections served at once (a thread each); more wait to be accepted.
+    /// Tunnel requests served at once (a connection and thread each).
     pub max_callers: usize,
     /// This replica's name, when pools and callers are in Redis (`serve --redis`).
     pub replica_id: Option<String>,
     /// Changes reach this replica by the polled version alone (tests).
     pub poll_only: bool,
+    /// Connections one peer address may hold on the api port.
+    pub max_per_address: usize,
+    /// Bytes per second a request body must average while it holds an agent stream, after
+    /// [`Settings::upload_grace`]; 0 turns the check off.
+    pub min_upload_rate: u64,
+    pub upload_grace: Duration,
 }
 
 impl Default for Settings {
@@ -57,6 +63,9 @@ impl Default for Settings {
             max_callers: 1024,
             replica_id: None,
             poll_only: false,
+            max_per_address: 256,
+            min_upload_rate: 240,
+            upload_grace: Duration::from_secs(5),
         }
     }
 }
@@ -363,7 +372,7 @@ impl Pool {
         record.log(&self.name());
         self.stats.observe(&record);
         if let Ok(mut traffic) = self.traffic.lock() {
-            traffic.record(&record, None);
+            traffic.record(&record);
         }
         if let Ok(mut recent) = self.recent.lock() {
             if recent.len() == RECENT_REQUESTS {
@@ -415,6 +424,8 @@ pub struct Hub {
     pub store: Store,
     /// Who may use the front.
     pub callers: crate::gateway::callers::Callers,
+    /// Refused agent logins: counted, summed up in the log, slowed down.
+    pub logins: crate::gateway::logins::Logins,
     pub settings: Settings,
     /// Set on SIGTERM: no new request is dispatched and idle agent streams are closed.
     draining: AtomicBool,
@@ -433,6 +444,7 @@ impl Hub {
     pub fn new(store: Store, settings: Settings) -> Result<Hub, String> {
         let hub = Hub {
             callers: crate::gateway::callers::Callers::new(store.clone())?,
+            logins: Default::default(),
             store,
             settings,
             draining: AtomicBool::new(false),
@@ -595,15 +607,31 @@ impl Hub {
         list
     }
 
-    /// Checks an agent's pool id and key. A miss reads the store again first: the pool may
-    /// have been created, or its key rotated, by another process a moment ago.
+    /// Checks an agent's pool id and key. A miss looks at the store again first: the pool
+    /// may have been created, or its key rotated, by another process a moment ago. It reads
+    /// the store when its file changed, and otherwise at most every 250 ms (file times can be
+    /// too coarse to tell), so a flood of wrong keys costs no disk reads.
     pub fn authenticate(&self, ulid: &str, key: &str) -> Result<Arc<Pool>, AuthError> {
         let first = self.check_key(ulid, key);
         if first.is_ok() {
             return first;
         }
-        self.reload_logged();
+        self.refresh();
+        if self.reload_due(250) {
+            self.reload_logged();
+        }
         self.check_key(ulid, key)
+    }
+
+    /// Whether a forced reload may run now, at most one per `every_ms` (shared by all misses).
+    fn reload_due(&self, every_ms: u64) -> bool {
+        let now = crate::gateway::store::now_millis();
+        let last = self.last_forced_reload.load(Ordering::Relaxed);
+        now.saturating_sub(last) >= every_ms
+            && self
+                .last_forced_reload
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
     }
 
     fn check_key(&self, ulid: &str, key: &str) -> Result<Arc<Pool>, AuthError> {
