@@ -321,9 +321,11 @@ fn a_stopped_or_killed_redis_leaves_traffic_going_and_refuses_changes() {
         one.streams("alpha") == 2
     });
 
+    assert_eq!(one.health()["replica"]["redis_reachable"], true);
     redis.signal("STOP");
     let (status, body) = one.api("POST", "pools", r#"{"name":"stopped"}"#);
     assert_eq!(status, 503, "{body}");
+    assert_eq!(one.health()["replica"]["redis_reachable"], false);
     assert!(body["error"]
         .as_str()
         .unwrap_or_default()
