@@ -38,6 +38,7 @@ requests.Session.__init__ = _session_with_gateway_auth
 SHA = "0123456789abcdef0123456789abcdef01234567"
 AZURE_REPO = "3411ebc1-d5aa-464f-9615-0b527bc66719"
 AZURE_OTHER = "9c4f29fb-0d6e-4b3e-a1b3-6f1f2d4b8a77"
+AZURE_PROJECT = "5e0c5b2a-9a53-4a8e-9e0d-0d7b2c1e6f00"
 failures = 0
 
 
@@ -278,6 +279,11 @@ def azure(front):
     passes(
         "commit (repository by GUID)",
         lambda: git.get_commit(SHA, AZURE_REPO, project="platform"),
+        lambda c: c.commit_id == SHA,
+    )
+    passes(
+        "commit (project by GUID)",
+        lambda: git.get_commit(SHA, "infra", project=AZURE_PROJECT),
         lambda c: c.commit_id == SHA,
     )
     passes(
