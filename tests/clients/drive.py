@@ -302,6 +302,18 @@ def azure(front):
         lambda t: t.id == 3,
     )
     denied(
+        "method override header",
+        lambda: git._send(
+            http_method="POST",
+            location_id="428dd4fb-fda5-4722-af02-9313b80305da",
+            version="7.1-preview.1",
+            route_values={"project": "platform", "repositoryId": "infra", "commitId": SHA},
+            content={"state": "succeeded"},
+            additional_headers={"X-HTTP-Method-Override": "DELETE"},
+        ),
+        "method override header",
+    )
+    denied(
         "other repository",
         lambda: git.get_repository("secret", project="hr"),
         "project acme/hr/secret is not allowed",
