@@ -247,10 +247,14 @@ fn an_api_pool_serves_at_once_and_a_rotated_key_refuses_old_agents() {
     assert_eq!(ok.status(), 200);
     // The record lands just after the caller has its answer: await it, so that the two
     // records cannot land in the other order.
-    wait_until(Duration::from_secs(5), "the first record in the log", || {
-        let log = call(&gw, "GET", "/api/pools/live/log?limit=10", None).1;
-        log["requests"].as_array().map_or(0, Vec::len) == 1
-    });
+    wait_until(
+        Duration::from_secs(5),
+        "the first record in the log",
+        || {
+            let log = call(&gw, "GET", "/api/pools/live/log?limit=10", None).1;
+            log["requests"].as_array().map_or(0, Vec::len) == 1
+        },
+    );
     let denied = client()
         .get(gw.url("live", "/api/v4/admin/secrets"))
         .call()
