@@ -71,6 +71,23 @@ impl Redis {
         let _ = std::fs::remove_file(self.socket());
     }
 
+    /// Keys matching `pattern`, sorted.
+    fn keys(&self, pattern: &str) -> Vec<String> {
+        let output = Command::new("redis-cli")
+            .arg("-s")
+            .arg(self.socket())
+            .args(["--raw", "KEYS", pattern])
+            .output()
+            .expect("redis-cli");
+        let mut keys: Vec<String> = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect();
+        keys.sort();
+        keys
+    }
+
     /// Calls of `command` Redis has served, from `INFO commandstats`.
     fn calls(&self, command: &str) -> u64 {
         let output = Command::new("redis-cli")
@@ -358,4 +375,36 @@ fn a_stopped_or_killed_redis_leaves_traffic_going_and_refuses_changes() {
     one.proc
         .out
         .wait_for("reachable again", Duration::from_secs(5));
+}
+
+#[test]
+fn presence_records_lapse_after_a_crash_and_leave_at_once_on_drain() {
+    let redis = Redis::start();
+    let upstream = Upstream::start();
+    let one = Replica::start(&redis, "one", &[]);
+    let two = Replica::start(&redis, "two", &[]);
+    let (_, created) = one.api("POST", "pools", r#"{"name":"alpha"}"#);
+    let token = created["token"].as_str().expect("token").to_string();
+    let target = format!("{}/gitlab", upstream.base());
+    let _agent_one = start_agent(&agent_env(&token, &target, &[]));
+    let _agent_two = start_agent(&agent_env(&two.token_here(&token), &target, &[]));
+    let both = vec![
+        "vcs-gateway:presence:alpha:one".to_string(),
+        "vcs-gateway:presence:alpha:two".to_string(),
+    ];
+    wait_until(Duration::from_secs(15), "both replicas present", || {
+        redis.keys("vcs-gateway:presence:*") == both
+    });
+    assert!(redis.keys("vcs-gateway:presence:beta:*").is_empty());
+
+    // Draining: its record goes at once (well before it would expire).
+    two.proc.signal("TERM");
+    wait_until(Duration::from_secs(2), "two's record removed", || {
+        redis.keys("vcs-gateway:presence:*") == both[..1]
+    });
+    // Crashed: its record lapses within the expiry.
+    one.proc.signal("KILL");
+    wait_until(Duration::from_secs(7), "one's record lapsed", || {
+        redis.keys("vcs-gateway:presence:*").is_empty()
+    });
 }

@@ -465,6 +465,10 @@ impl Hub {
         for pool in self.live_pools() {
             pool.shut_for_drain();
         }
+        // A replica takes itself out of Redis's presence records at once.
+        if let Some(shared) = self.store.shared() {
+            shared.refresh_presence();
+        }
     }
 
     /// Tunnel requests not yet answered, over all pools.

@@ -103,6 +103,22 @@ impl Gateway {
                     }
                 }
             });
+            if let Some(replica) = hub.settings.replica_id.clone() {
+                let weak = Arc::downgrade(&hub);
+                shared.record_presence(&replica, move || {
+                    let hub = weak.upgrade()?;
+                    if hub.is_draining() {
+                        return None;
+                    }
+                    let pools = hub.live_pools().into_iter();
+                    Some(
+                        pools
+                            .filter(|p| p.streams.load(std::sync::atomic::Ordering::SeqCst) > 0)
+                            .map(|p| p.name())
+                            .collect(),
+                    )
+                });
+            }
             shared.start_sync(poll_only)?;
         }
         let cannot = |e: std::io::Error| format!("cannot start a listener thread: {e}");

@@ -44,6 +44,15 @@ const POOLS: &str = "vcs-gateway:pools";
 const CALLERS: &str = "vcs-gateway:callers";
 const VERSION: &str = "vcs-gateway:version";
 const CHANNEL: &str = "vcs-gateway:changed";
+/// Presence keys: `vcs-gateway:presence:<pool>:<replica>`, one per pool a replica holds
+/// streams of, each expiring unless refreshed.
+const PRESENCE: &str = "vcs-gateway:presence";
+
+/// How long a presence record lives unless refreshed: a crashed replica's lapse after this.
+pub const PRESENCE_TTL: Duration = Duration::from_secs(5);
+
+/// How often presence records are refreshed (every other poll).
+const PRESENCE_EVERY_POLLS: u32 = 2;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -67,6 +76,18 @@ pub struct Snapshot {
 
 type Listener = Box<dyn Fn() + Send + Sync>;
 
+/// This replica's id and the pools it holds streams of right now (`None`: draining).
+type Holding = Box<dyn Fn() -> Option<Vec<String>> + Send + Sync>;
+
+/// What this replica tells Redis about itself.
+#[derive(Default)]
+struct Presence {
+    replica: String,
+    holding: Option<Holding>,
+    /// The pools recorded at the last refresh.
+    recorded: Vec<String>,
+}
+
 /// A connection to the replicas' Redis and the state last read from it.
 pub struct Shared {
     client: redis::Client,
@@ -77,6 +98,7 @@ pub struct Shared {
     /// When the outage was last logged.
     outage_logged: Mutex<Option<Instant>>,
     listeners: Mutex<Vec<Listener>>,
+    presence: Mutex<Presence>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -116,6 +138,7 @@ impl Shared {
             reachable: AtomicBool::new(true),
             outage_logged: Mutex::new(None),
             listeners: Mutex::new(Vec::new()),
+            presence: Mutex::new(Presence::default()),
         });
         match shared.poll() {
             Ok(_) => Ok(shared),
@@ -146,6 +169,48 @@ impl Shared {
     pub fn on_change(&self, listener: impl Fn() + Send + Sync + 'static) {
         if let Ok(mut listeners) = self.listeners.lock() {
             listeners.push(Box::new(listener));
+        }
+    }
+
+    /// Records, per pool, that `replica` holds streams of it: `holding` says which pools
+    /// (`None` once draining); refreshed every second, each record expiring after
+    /// [`PRESENCE_TTL`].
+    pub fn record_presence(
+        &self,
+        replica: &str,
+        holding: impl Fn() -> Option<Vec<String>> + Send + Sync + 'static,
+    ) {
+        if let Ok(mut presence) = self.presence.lock() {
+            presence.replica = replica.to_string();
+            presence.holding = Some(Box::new(holding));
+        }
+    }
+
+    /// Writes this replica's presence records: new and refreshed ones with their expiry, and
+    /// removes those of pools it no longer holds (all of them once draining).
+    pub fn refresh_presence(&self) {
+        let Ok(mut presence) = self.presence.lock() else {
+            return;
+        };
+        let Some(holding) = &presence.holding else {
+            return;
+        };
+        let now = holding().unwrap_or_default();
+        let key = |pool: &str| format!("{PRESENCE}:{pool}:{}", presence.replica);
+        let mut pipe = redis::pipe();
+        for pool in &now {
+            pipe.cmd("SET")
+                .arg(key(pool))
+                .arg("1")
+                .arg("PX")
+                .arg(PRESENCE_TTL.as_millis() as u64)
+                .ignore();
+        }
+        for gone in presence.recorded.iter().filter(|p| !now.contains(p)) {
+            pipe.cmd("DEL").arg(key(gone)).ignore();
+        }
+        if self.with_conn(|c| pipe.query::<()>(c)).is_ok() {
+            presence.recorded = now;
         }
     }
 
@@ -266,11 +331,16 @@ impl Shared {
         let weak = Arc::downgrade(self);
         std::thread::Builder::new()
             .name("redis-sync".into())
-            .spawn(move || loop {
-                let _ = kicked.recv_timeout(POLL_EVERY);
-                match weak.upgrade() {
-                    Some(shared) => shared.sync_once(),
-                    None => return,
+            .spawn(move || {
+                for tick in 0u32.. {
+                    let _ = kicked.recv_timeout(POLL_EVERY);
+                    let Some(shared) = weak.upgrade() else {
+                        return;
+                    };
+                    shared.sync_once();
+                    if tick % PRESENCE_EVERY_POLLS == 0 {
+                        shared.refresh_presence();
+                    }
                 }
             })
             .map_err(|e| format!("cannot start the Redis thread: {e}"))?;
