@@ -290,6 +290,32 @@ fn the_cli_changes_pools_and_callers_in_redis() {
     let key = Token::decode(token.trim()).expect("token").key;
     assert!(dump.contains("beta") && dump.contains("saas"));
     assert!(!dump.contains(key.expose()) && !dump.contains(&secret));
+    // The first replica stores the admin token's hash; one with another token is refused.
+    let _one = Replica::start(&redis, "one", &[]);
+    let stored = Command::new("redis-cli")
+        .arg("-s")
+        .arg(redis.socket())
+        .args(["GET", "vcs-gateway:admin-token-sha256"])
+        .output()
+        .expect("redis-cli");
+    let stored = String::from_utf8_lossy(&stored.stdout).trim().to_string();
+    assert_eq!(stored.len(), 64, "{stored}");
+    assert!(!stored.contains(ADMIN));
+    let other = Command::new(GATEWAY)
+        .args([
+            "serve",
+            "--redis",
+            &redis.url(),
+            "--api-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--agent-listen", "127.0.0.1:0"])
+        .args(["--admin-token", "another-admin-token-0123456789"])
+        .output()
+        .expect("serve");
+    assert_eq!(other.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&other.stderr);
+    assert!(stderr.contains("--admin-token"), "{stderr}");
     let rotated = cli(&redis, &["pool", "rotate", "--name", "beta"]);
     assert_ne!(rotated.trim(), token.trim());
     assert!(cli(&redis, &["pool", "delete", "--name", "beta"]).contains("deleted"));

@@ -288,6 +288,12 @@ fn run() -> Result<ExitCode, String> {
                 }
             };
             let store = open_store()?;
+            if let (Some(shared), AdminToken::Given(token)) = (store.shared(), &admin_token) {
+                let hash = vcs_agent::token::key_hash(token.expose());
+                if !shared.same_admin_token(&hash).map_err(|e| format!("--redis: {e}"))? {
+                    return Err("--admin-token: not the admin token the other replicas use (its SHA-256 is in Redis): give every replica the same one".into());
+                }
+            }
             if store.shared().is_some() {
                 let id = match replica_id {
                     Some(id) => {

@@ -44,6 +44,7 @@ const POOLS: &str = "vcs-gateway:pools";
 const CALLERS: &str = "vcs-gateway:callers";
 const VERSION: &str = "vcs-gateway:version";
 const CHANNEL: &str = "vcs-gateway:changed";
+const ADMIN_TOKEN: &str = "vcs-gateway:admin-token-sha256";
 /// Presence keys: `vcs-gateway:presence:<pool>:<replica>`, one per pool a replica holds
 /// streams of, each expiring unless refreshed.
 const PRESENCE: &str = "vcs-gateway:presence";
@@ -170,6 +171,20 @@ impl Shared {
         if let Ok(mut listeners) = self.listeners.lock() {
             listeners.push(Box::new(listener));
         }
+    }
+
+    /// Whether the admin token hashing to `hash` is the replicas' one: the first replica to
+    /// ask stores its hash, later ones must match it.
+    pub fn same_admin_token(&self, hash: &str) -> Result<bool, SharedError> {
+        let stored: Option<String> = self.with_conn(|c| {
+            redis::cmd("SET")
+                .arg(ADMIN_TOKEN)
+                .arg(hash)
+                .arg("NX")
+                .arg("GET")
+                .query(c)
+        })?;
+        Ok(stored.is_none_or(|s| s == hash))
     }
 
     /// Records, per pool, that `replica` holds streams of it: `holding` says which pools
