@@ -183,6 +183,15 @@ impl Replica {
             .unwrap_or_default()
     }
 
+    fn metrics(&self) -> String {
+        let response = client()
+            .get(format!("http://{}/metrics", self.api_addr))
+            .header("Authorization", format!("Bearer {ADMIN}"))
+            .call()
+            .expect("metrics");
+        response.into_body().read_to_string().unwrap_or_default()
+    }
+
     fn has_pool(&self, pool: &str) -> bool {
         self.health()["pools"].get(pool).is_some()
     }
@@ -369,6 +378,9 @@ fn a_stopped_or_killed_redis_leaves_traffic_going_and_refuses_changes() {
     let (status, body) = one.api("POST", "pools", r#"{"name":"stopped"}"#);
     assert_eq!(status, 503, "{body}");
     assert_eq!(one.health()["replica"]["redis_reachable"], false);
+    assert!(one
+        .metrics()
+        .contains("vcs_gateway_redis_reachable{replica=\"one\"} 0"));
     assert!(body["error"]
         .as_str()
         .unwrap_or_default()

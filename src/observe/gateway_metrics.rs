@@ -52,6 +52,18 @@ pub fn render(hub: &Hub) -> String {
         &[("version", env!("CARGO_PKG_VERSION"))],
         1,
     );
+    if let Some(replica) = &hub.settings.replica_id {
+        out.family(
+            "vcs_gateway_redis_reachable",
+            "gauge",
+            "1 while this replica reaches Redis, 0 while it serves from the state it last read.",
+        );
+        out.sample(
+            "vcs_gateway_redis_reachable",
+            &[("replica", replica)],
+            u64::from(hub.store.reachable()),
+        );
+    }
     out.family("vcs_gateway_pools", "gauge", "Pools known to the gateway.");
     out.sample("vcs_gateway_pools", &[], pools.len());
     let names: Vec<String> = pools.iter().map(|p| p.name()).collect();
