@@ -14,10 +14,10 @@ use crate::agent::slot::{Socket, StreamEnd};
 use crate::agent::Shared;
 use crate::agent::{forward, listing, projects, redirect};
 use crate::allowlist::{self, Allowed, BodyVerdict, Decision, Denied, Vendor};
-use crate::net::stream::is_timeout;
 use crate::observe::access::Access;
 use crate::observe::metrics::{AgentMetrics, Observation};
 use crate::observe::{redact_headers, redact_target};
+use crate::protocol::link::LinkError;
 use crate::protocol::{self, Control, ErrorKind, Frame, Headers, MAX_CHUNK};
 use log::info;
 use std::io::{self, Read};
@@ -143,9 +143,9 @@ impl Answer<'_> {
     /// piece in one write.
     fn head(&mut self, head: Control, body_follows: bool) -> tungstenite::Result<()> {
         if body_follows {
-            self.socket.write(head.to_message())
+            self.socket.queue(head.to_message())
         } else {
-            self.socket.send(head.to_message())
+            self.socket.send(&head)
         }
     }
 
@@ -153,22 +153,20 @@ impl Answer<'_> {
     fn data(&mut self, piece: &[u8], last: bool) -> tungstenite::Result<()> {
         let message = Message::Binary(Bytes::copy_from_slice(piece));
         if last {
-            self.socket.write(message)
+            self.socket.queue(message)
         } else {
-            self.socket.send(message)
+            self.socket.send_message(message)
         }
     }
 
     fn end(&mut self) -> tungstenite::Result<()> {
-        self.socket.send(Control::End.to_message())
+        self.socket.send(&Control::End)
     }
 
     /// An `error` or `abort` frame; the record is logged before it leaves.
     fn close_with(&mut self, record: Record, frame: Control) -> Result<(), StreamEnd> {
         drop(record);
-        self.socket
-            .send(frame.to_message())
-            .map_err(StreamEnd::from)
+        self.socket.send(&frame).map_err(StreamEnd::from)
     }
 
     /// Answers with an error of `kind` instead of the VCS's answer.
@@ -238,35 +236,25 @@ impl<'a> RequestBody<'a> {
     }
 
     fn next_piece(&mut self) -> Result<(), String> {
-        let waiting_since = Instant::now();
-        loop {
-            match self.socket.read() {
-                Ok(message) => match protocol::decode(message) {
-                    Ok(None) => {}
-                    Ok(Some(Frame::Data(data))) => {
-                        self.bytes += data.len() as u64;
-                        self.piece = data;
-                        self.offset = 0;
-                        return Ok(());
-                    }
-                    Ok(Some(Frame::Control(Control::End))) => {
-                        self.done = true;
-                        return Ok(());
-                    }
-                    Ok(Some(other)) => {
-                        return Err(format!(
-                            "protocol violation: {} inside a request body",
-                            protocol::describe(&other)
-                        ))
-                    }
-                    Err(e) => return Err(e.to_string()),
-                },
-                Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {
-                    if waiting_since.elapsed() > self.idle_limit {
-                        return Err("the request body stalled".into());
-                    }
-                }
-                Err(e) => return Err(format!("gateway connection lost in a request body: {e}")),
+        match self.socket.recv_timeout(self.idle_limit) {
+            Ok(Frame::Data(data)) => {
+                self.bytes += data.len() as u64;
+                self.piece = data;
+                self.offset = 0;
+                Ok(())
+            }
+            Ok(Frame::Control(Control::End)) => {
+                self.done = true;
+                Ok(())
+            }
+            Ok(other) => Err(format!(
+                "protocol violation: {} inside a request body",
+                protocol::describe(&other)
+            )),
+            Err(LinkError::Timeout(_)) => Err("the request body stalled".into()),
+            Err(LinkError::Protocol(e)) => Err(e.to_string()),
+            Err(LinkError::Socket(e)) => {
+                Err(format!("gateway connection lost in a request body: {e}"))
             }
         }
     }

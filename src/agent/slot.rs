@@ -10,15 +10,15 @@
 use crate::agent::request::{self, Request};
 use crate::agent::Shared;
 use crate::net::dial::{self, DialError};
-use crate::net::stream::is_timeout;
 use crate::net::Stream;
+use crate::protocol::link::{Link, LinkError};
 use crate::protocol::{self, Control, Frame, MAX_CHUNK};
 use log::{debug, error, info, warn};
 use std::time::{Duration, Instant};
-use tungstenite::{Bytes, Message, WebSocket};
+use tungstenite::{Bytes, Message};
 
-/// One stream's WebSocket to the gateway.
-pub type Socket = WebSocket<Stream>;
+/// One stream's connection to the gateway.
+pub type Socket = Link<Stream>;
 
 /// How often an idle slot wakes up to look at drain and keepalive.
 const TICK: Duration = Duration::from_millis(250);
@@ -36,6 +36,15 @@ pub enum StreamEnd {
     Lost(String),
     /// The gateway closed the stream to cancel a request: not a failure, dial again at once.
     Cancelled,
+}
+
+impl From<LinkError> for StreamEnd {
+    fn from(e: LinkError) -> StreamEnd {
+        match e {
+            LinkError::Socket(e) => e.into(),
+            other => StreamEnd::Lost(other.to_string()),
+        }
+    }
 }
 
 impl From<tungstenite::Error> for StreamEnd {
@@ -105,7 +114,8 @@ pub fn run(shared: &Shared, index: usize) {
     while !shared.is_draining() {
         let dial_timeout = shared.config.upstream_connect_timeout;
         match dial::connect(&shared.config.token, &shared.identity, dial_timeout) {
-            Ok(mut socket) => {
+            Ok(socket) => {
+                let mut socket = Link::new(socket);
                 if failures_in_a_row > 0 {
                     shared.gateway_is_back();
                     info!("slot {index}: connected to the gateway again after {failures_in_a_row} failed attempts");
@@ -181,75 +191,69 @@ fn serve(shared: &Shared, socket: &mut Socket, buffer: &mut [u8]) -> StreamEnd {
         return StreamEnd::Lost(format!("cannot set a write timeout: {e}"));
     }
     let keepalive = shared.config.keepalive;
-    let mut last_heard = Instant::now();
     let mut last_ping = Instant::now();
     let mut drain_sent: Option<Instant> = None;
     loop {
         if shared.is_draining() && drain_sent.is_none() {
-            if let Err(e) = socket.send(Control::Draining.to_message()) {
+            if let Err(e) = socket.send(&Control::Draining) {
                 return e.into();
             }
             drain_sent = Some(Instant::now());
         }
         if let Some(at) = drain_sent {
             if at.elapsed() > shared.config.drain_timeout {
-                let _ = socket.close(None);
+                let _ = socket.close();
                 return StreamEnd::Closed;
             }
         }
-        match socket.read() {
-            Ok(message) => {
-                last_heard = Instant::now();
-                match protocol::decode(message) {
-                    Ok(None) => {}
-                    Ok(Some(Frame::Control(Control::Request {
-                        id,
-                        method,
-                        target,
-                        headers,
-                        body,
-                    }))) => {
-                        let request = Request {
-                            id,
-                            method,
-                            target,
-                            headers,
-                            body,
-                        };
-                        let outcome = {
-                            let _busy = shared.gauges.busy.raise();
-                            request::handle(shared, socket, request, buffer)
-                        };
-                        if let Err(end) = outcome {
-                            return end;
-                        }
-                        last_heard = Instant::now();
-                    }
-                    Ok(Some(Frame::Closed)) => return finish_close(socket),
-                    Ok(Some(other)) => {
-                        return StreamEnd::Lost(format!(
-                            "protocol violation: {} while idle",
-                            protocol::describe(&other)
-                        ))
-                    }
-                    Err(e) => return StreamEnd::Lost(e.to_string()),
-                }
-            }
-            Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {
-                if last_heard.elapsed() > keepalive * 3 {
-                    return StreamEnd::Lost(format!(
-                        "no frame from the gateway for {:?} (3 keepalive intervals)",
-                        last_heard.elapsed()
-                    ));
-                }
-                if last_ping.elapsed() >= keepalive {
-                    last_ping = Instant::now();
-                    if let Err(e) = socket.send(Message::Ping(Bytes::new())) {
-                        return e.into();
-                    }
-                }
-            }
+        let frame = match socket.recv() {
+            Ok(frame) => frame,
             Err(e) => return e.into(),
+        };
+        match frame {
+            Some(Frame::Control(Control::Request {
+                id,
+                method,
+                target,
+                headers,
+                body,
+            })) => {
+                let request = Request {
+                    id,
+                    method,
+                    target,
+                    headers,
+                    body,
+                };
+                let outcome = {
+                    let _busy = shared.gauges.busy.raise();
+                    request::handle(shared, socket, request, buffer)
+                };
+                if let Err(end) = outcome {
+                    return end;
+                }
+                socket.heard();
+            }
+            Some(Frame::Closed) => return finish_close(socket),
+            Some(other) => {
+                return StreamEnd::Lost(format!(
+                    "protocol violation: {} while idle",
+                    protocol::describe(&other)
+                ))
+            }
+            None if socket.silent_for() > keepalive * 3 => {
+                return StreamEnd::Lost(format!(
+                    "no frame from the gateway for {:?} (3 keepalive intervals)",
+                    socket.silent_for()
+                ));
+            }
+            None if last_ping.elapsed() >= keepalive => {
+                last_ping = Instant::now();
+                if let Err(e) = socket.send_message(Message::Ping(Bytes::new())) {
+                    return e.into();
+                }
+            }
+            None => {}
         }
     }
 }
@@ -257,9 +261,8 @@ fn serve(shared: &Shared, socket: &mut Socket, buffer: &mut [u8]) -> StreamEnd {
 /// After the gateway's close frame: let tungstenite send its reply and see the end.
 fn finish_close(socket: &mut Socket) -> StreamEnd {
     for _ in 0..8 {
-        match socket.read() {
-            Ok(_) => continue,
-            Err(tungstenite::Error::Io(e)) if is_timeout(&e) => continue,
+        match socket.recv() {
+            Ok(_) | Err(LinkError::Protocol(_)) => continue,
             Err(_) => break,
         }
     }
