@@ -32,9 +32,24 @@ fn gitlab_projects(r: &Recorded) -> Option<Reply> {
             let filler = "x".repeat(9 << 20);
             json_reply(&json!([{"id": 5, "path_with_namespace": "group/repo", "f": filler}]))
         }
-        ("GET", t) if t.starts_with("/api/v4/projects?") => Some((
+        ("GET", t) if t.starts_with("/api/v4/projects?") && t.contains("gzip=1") => Some((
             200,
-            vec![("Content-Type".into(), "application/json".into())],
+            vec![("Content-Encoding".into(), "gzip".into())],
+            support::upstream::GZIP_HELLO.to_vec(),
+        )),
+        ("GET", t) if t.starts_with("/api/v4/projects?") && t.contains("chunked=1") => Some((
+            200,
+            vec![("Transfer-Encoding".into(), "chunked".into())],
+            LISTING.as_bytes().to_vec(),
+        )),
+        ("GET" | "HEAD", t) if t.starts_with("/api/v4/projects?") => Some((
+            200,
+            vec![
+                ("Content-Type".into(), "application/json".into()),
+                ("X-Total".into(), "2".into()),
+                ("X-Total-Pages".into(), "1".into()),
+                ("X-Per-Page".into(), "20".into()),
+            ],
             LISTING.as_bytes().to_vec(),
         )),
         _ => None,
@@ -126,15 +141,40 @@ fn listings_show_only_allowed_projects_and_teach_their_ids() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let length = header_values(&r, "content-length");
+    let r_headers = r.headers().clone();
     let body = r.into_body().read_to_string().unwrap();
     assert_eq!(
         body,
         r#"[{"id": 10, "path_with_namespace": "group/listed", "name": "listed"}]"#
     );
     assert_eq!(length, [body.len().to_string()]);
+    // Counts of the whole listing go; pagination stays. A HEAD gives no length away either.
+    assert!(r_headers.get("x-total").is_none() && r_headers.get("x-total-pages").is_none());
+    assert_eq!(
+        r_headers.get("x-per-page").map(|v| v.as_bytes()),
+        Some(&b"20"[..])
+    );
+    let head = c
+        .head(gateway.url("lists", "/api/v4/projects?search=e"))
+        .call()
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert!(
+        header_values(&head, "content-length").is_empty()
+            && header_values(&head, "x-total").is_empty()
+    );
     // Asked uncompressed, so the agent can read it.
     let asked = &upstream.requests()[0];
     assert_eq!(asked.header("accept-encoding"), Some("identity"));
+    // A chunked answer is read to its end and sent with its new length.
+    let r = c
+        .get(gateway.url("lists", "/api/v4/projects?chunked=1"))
+        .call()
+        .unwrap();
+    assert_eq!(header_values(&r, "transfer-encoding"), Vec::<String>::new());
+    let length = header_values(&r, "content-length");
+    assert_eq!(r.into_body().read_to_string().unwrap(), body);
+    assert_eq!(length, [body.len().to_string()]);
 
     // Ids seen in the listing need no lookup, whichever way they go.
     let path = "/api/v4/projects/10/repository/branches?do=echo";
@@ -151,7 +191,27 @@ fn listings_show_only_allowed_projects_and_teach_their_ids() {
         (status, error.as_str()),
         (403, "project other/secret (id 6) is not allowed")
     );
-    assert_eq!(targets(&upstream), ["/api/v4/projects?search=e", path]);
+    assert_eq!(
+        targets(&upstream),
+        [
+            "/api/v4/projects?search=e",
+            "/api/v4/projects?search=e",
+            "/api/v4/projects?chunked=1",
+            path
+        ]
+    );
+
+    // Compressed although asked plain: it cannot be read, so nothing of it is sent.
+    let (status, kind, error) = error_kind(
+        c.get(gateway.url("lists", "/api/v4/projects?gzip=1"))
+            .call()
+            .unwrap(),
+    );
+    assert_eq!((status, kind.as_str()), (403, "denied"));
+    assert_eq!(
+        error,
+        "the listing answer is compressed and cannot be filtered"
+    );
 
     // Too large to filter within the bound: denied, saying so.
     let (status, kind, error) = error_kind(

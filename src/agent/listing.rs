@@ -10,7 +10,9 @@
 //! reason (ask for smaller pages). Kept entries are copied byte for byte
 //! ([`serde_json::value::RawValue`]); the count fields of the vendors that have one
 //! (`total_count`, `size`, `count`) are lowered by the number of entries dropped; an entry
-//! whose project cannot be told is dropped. `Content-Length` is recomputed by the caller.
+//! whose project cannot be told is dropped. `Content-Length` is recomputed by the caller;
+//! GitLab's `X-Total` and `X-Total-Pages` are dropped (pagination links stay), and so is the
+//! `Content-Length` of a `HEAD`, since they would tell how many projects there are in all.
 //!
 //! To read the answer at all it must not be compressed: the agent forwards these requests
 //! with `Accept-Encoding: identity` (the one header it changes), and denies a listing that
@@ -31,6 +33,16 @@ pub const LIMIT: usize = 8 << 20;
 const ENTRY_FIELDS: [&str; 3] = ["repositories", "values", "value"];
 /// Counts that would give away how many entries were dropped.
 const COUNT_FIELDS: [&str; 3] = ["total_count", "size", "count"];
+
+/// Answer headers that count the whole listing (GitLab's `X-Total`, `X-Total-Pages`), and its
+/// unfiltered length (what a `HEAD` would give away).
+const TOTAL_HEADERS: [&str; 3] = ["x-total", "x-total-pages", "content-length"];
+
+/// Removes the headers that would tell how large the unfiltered listing is; the caller sets
+/// the filtered `Content-Length`.
+pub fn strip_totals(headers: &mut Vec<(String, String)>) {
+    headers.retain(|(name, _)| !TOTAL_HEADERS.contains(&name.to_ascii_lowercase().as_str()));
+}
 
 /// Why a listing could not be filtered.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -565,9 +565,12 @@ fn handle(
             redact_headers(&headers)
         );
     }
-    if has_body && filters(shared, &allowed) && (200..300).contains(&status) {
-        let body = read_listing(response, &headers, &authority);
-        return answer_listing(shared, socket, &mut record, headers, body);
+    if filters(shared, &allowed) && (200..300).contains(&status) {
+        listing::strip_totals(&mut headers);
+        if has_body {
+            let body = read_listing(response, &headers, &authority);
+            return answer_listing(shared, socket, &mut record, headers, body);
+        }
     }
     let head = response_head(&record, status, headers, has_body);
     // With a body to follow, the head waits in tungstenite's buffer and leaves with the first

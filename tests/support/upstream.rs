@@ -278,6 +278,20 @@ fn serve_connection(conn: TcpStream, log: &Log, routes: Option<&Routes>) {
         let name = if own.is_some() { "own" } else { name };
         let result = match name {
             "own" => match own {
+                // A route that says `Transfer-Encoding: chunked` gets its body in two chunks.
+                Some((status, headers, body))
+                    if headers.iter().any(|(n, v)| {
+                        n.eq_ignore_ascii_case("transfer-encoding") && v == "chunked"
+                    }) =>
+                {
+                    (|| {
+                        http1::write_head(out, status, &headers)?;
+                        let (first, second) = body.split_at(body.len() / 2);
+                        http1::write_chunk(out, first)?;
+                        http1::write_chunk(out, second)?;
+                        http1::write_last_chunk(out)
+                    })()
+                }
                 Some((status, headers, body)) => {
                     let headers: Vec<(&str, &str)> = headers
                         .iter()
