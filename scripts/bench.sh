@@ -142,8 +142,12 @@ start_tunnel() {
     GW_PID=$!; PIDS+=("$GW_PID")
     API="127.0.0.1:$api_port"
     for _ in $(seq 200); do curl -fsS "http://$API/healthz" >/dev/null 2>&1 && break; sleep 0.05; done
-    local token
+    local token secret
     token=$("$BIN/vcs-gateway" pool create --data-dir "$data" --name bench --public-url "$scheme://127.0.0.1:$agent_port")
+    # Tunnel requests carry a caller's secret; /healthz's figures need the admin token.
+    secret=$("$BIN/vcs-gateway" caller create --data-dir "$data" --name bench-saas --pools bench | tail -n 1)
+    AUTH=(-H "Vcs-Gateway-Authorization: Bearer $secret")
+    ADMIN=(-H "Authorization: Bearer $(cat "$data/admin-token")")
     local start_ns; start_ns=$(date +%s%N)
     env -i PATH="$PATH" "${agent_env[@]}" \
         SPACELIFT_VCS_AGENT_POOL_TOKEN="$token" \
@@ -152,11 +156,11 @@ start_tunnel() {
         "$BIN/vcs-agent" >"$data/agent.log" 2>&1 &
     AGENT_PID=$!; PIDS+=("$AGENT_PID")
     for _ in $(seq 2000); do
-        curl -fsS "http://$API/healthz" 2>/dev/null | grep -q '"streams":4' && break
+        curl -fsS "${ADMIN[@]}" "http://$API/healthz" 2>/dev/null | grep -q '"streams":4' && break
         sleep 0.005
     done
     AGENT_START_MS=$(( ($(date +%s%N) - start_ns) / 1000000 ))
-    curl -fsS "http://$API/healthz" | grep -q '"streams":4' || die "agent did not connect: $(tail -3 "$data/agent.log")"
+    curl -fsS "${ADMIN[@]}" "http://$API/healthz" | grep -q '"streams":4' || die "agent did not connect: $(tail -3 "$data/agent.log")"
 }
 
 stop_tunnel() { kill "$AGENT_PID" "$GW_PID" 2>/dev/null || true; wait "$AGENT_PID" "$GW_PID" 2>/dev/null || true; }
@@ -202,7 +206,7 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 wrk_run() {
     local out threads=$(( $2 < 2 ? 1 : 2 )) agent0=0 gw0=0 requests tick_us
     if [[ -n ${AGENT_PID:-} ]]; then agent0=$(cpu_ticks "$AGENT_PID"); gw0=$(cpu_ticks "$GW_PID"); fi
-    out=$(wrk -t"$threads" -c"$2" -d"${SECONDS_PER_RUN}s" --latency "$1")
+    out=$(wrk -t"$threads" -c"$2" -d"${SECONDS_PER_RUN}s" --latency "${AUTH[@]}" "$1")
     P50=$(awk '$1=="50%" {print $2}' <<<"$out")
     P99=$(awk '$1=="99%" {print $2}' <<<"$out")
     RPS=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
@@ -221,16 +225,17 @@ to_ms() { # wrk prints 95.00us / 1.20ms / 1.01s
     awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms$/) n=n; else if (v ~ /s$/) n*=1000; printf "%.3f", n }'
 }
 
-download_mbps() { curl -fsS -o /dev/null -w '%{speed_download}' "$1" | awk '{printf "%.0f", $1/1048576}'; }
+download_mbps() { curl -fsS "${AUTH[@]}" -o /dev/null -w '%{speed_download}' "$1" | awk '{printf "%.0f", $1/1048576}'; }
 
 declare -A R RSS_AGENT RSS_GW
+AUTH=() ADMIN=() # set by start_tunnel; harmless extra headers for nginx
 
 # Before each tunnel phase: all 4 streams connected (wrk's last cancelled requests make
 # streams redial for a moment).
 settle() {
     [[ -z ${AGENT_PID:-} ]] && return 0
     for _ in $(seq 500); do
-        curl -fsS "http://$API/healthz" 2>/dev/null | grep -Eq '"streams":4[,}]' && return 0
+        curl -fsS "${ADMIN[@]}" "http://$API/healthz" 2>/dev/null | grep -Eq '"streams":4[,}]' && return 0
         sleep 0.01
     done
 }

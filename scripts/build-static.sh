@@ -130,13 +130,18 @@ running() {
 }
 alive_or_die() { running "$1" || die "$2 exited early"; }
 
-# http GET URL -> prints "STATUS BODY" (python3, so no curl is needed).
+# http GET URL [HEADER] -> prints "STATUS BODY" (python3, so no curl is needed); HEADER is
+# "Name: value".
 http_get() {
-    python3 - "$1" <<'EOF'
+    python3 - "$1" "${2:-}" <<'EOF'
 import sys, urllib.request, urllib.error
 opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+request = urllib.request.Request(sys.argv[1])
+if sys.argv[2]:
+    name, value = sys.argv[2].split(": ", 1)
+    request.add_header(name, value)
 try:
-    with opener.open(sys.argv[1], timeout=10) as r:
+    with opener.open(request, timeout=10) as r:
         print(r.status, r.read().decode("utf-8", "replace"))
 except urllib.error.HTTPError as e:
     print(e.code, e.read().decode("utf-8", "replace"))
@@ -174,6 +179,11 @@ info "gateway: agent port $AGENT_PORT, api port $API; fake GitLab at $VCS"
 
 TOKEN="$("$GATEWAY_BIN" pool create --data-dir "$TMP/gateway-data" --name smoke \
     --public-url "ws://$AGENT_PORT")" || die "vcs-gateway pool create failed"
+SECRET="$("$GATEWAY_BIN" caller create --data-dir "$TMP/gateway-data" --name smoke-saas \
+    --pools smoke | tail -n 1)" || die "vcs-gateway caller create failed"
+CALLER="Vcs-Gateway-Authorization: Bearer $SECRET"
+OPERATOR="Authorization: Bearer $(cat "$TMP/gateway-data/admin-token")" ||
+    die "the gateway wrote no admin token"
 
 AGENT_ENV=(
     env -i PATH="$PATH"
@@ -196,7 +206,7 @@ PIDS+=("$AGENT_PID")
 
 streams=0
 for _ in $(seq $((WAIT_SECONDS * 10))); do
-    streams="$(http_get "http://$API/healthz" | python3 -c '
+    streams="$(http_get "http://$API/healthz" "$OPERATOR" | python3 -c '
 import json, sys
 try:
     print(json.loads(sys.stdin.read().split(" ", 1)[1])["pools"]["smoke"]["streams"])
@@ -209,14 +219,17 @@ done
 ((streams >= 2)) || die "the agent's streams did not reach the gateway within ${WAIT_SECONDS}s (saw $streams)"
 info "the agent is connected: $streams streams"
 
-answer="$(http_get "http://$API/private/smoke/api/v4/projects/group%2Fsample")"
+unauthenticated="$(http_get "http://$API/private/smoke/api/v4/projects/group%2Fsample")"
+[[ "${unauthenticated%% *}" == 401 ]] || die "a request without a caller secret was not refused: $unauthenticated"
+info "GET /private/smoke/... without a caller secret -> 401"
+answer="$(http_get "http://$API/private/smoke/api/v4/projects/group%2Fsample" "$CALLER")"
 status="${answer%% *}"
 [[ "$status" == 200 ]] || die "GET /api/v4/projects/group%2Fsample through the tunnel: $answer"
 grep -q '"path_with_namespace": *"group/sample"' <<<"$answer" ||
     die "unexpected answer through the tunnel: $answer"
 info "GET /private/smoke/api/v4/projects/group%2Fsample -> 200, project group/sample"
 
-denied="$(http_get "http://$API/private/smoke/admin/secrets")"
+denied="$(http_get "http://$API/private/smoke/admin/secrets" "$CALLER")"
 [[ "${denied%% *}" == 403 ]] || die "a path outside the allowlist was not refused: $denied"
 info "GET /private/smoke/admin/secrets -> 403 (allowlist)"
 

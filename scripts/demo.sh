@@ -199,6 +199,16 @@ TOKEN="$("$GATEWAY_BIN" pool create --data-dir "$TMP/gateway-data" --name demo \
 [[ -n "$TOKEN" ]] || die "vcs-gateway pool create printed no token"
 info "pool token: ${TOKEN:0:16}... (${#TOKEN} characters; it holds the gateway URL and the pool key)"
 
+step "Creating the caller \"demo-saas\" for pool demo (the SaaS side's credential)"
+SECRET="$("$GATEWAY_BIN" caller create --data-dir "$TMP/gateway-data" --name demo-saas \
+    --pools demo | tail -n 1)" || die "vcs-gateway caller create failed"
+[[ "$SECRET" == vgc_* ]] || die "vcs-gateway caller create printed no secret"
+info "caller secret: ${#SECRET} characters, printed once (sent as Vcs-Gateway-Authorization: Bearer <secret>)"
+CALLER=(-H "Vcs-Gateway-Authorization: Bearer $SECRET")
+ADMIN="$(cat "$TMP/gateway-data/admin-token")" || die "the gateway wrote no admin token"
+info "admin token: made by the gateway in gateway-data/admin-token (mode 0600)"
+OPERATOR=(-H "Authorization: Bearer $ADMIN")
+
 # -- 5. the agent -----------------------------------------------------------------------------
 step "Starting the agent (vendor gitlab, parallelism $PARALLELISM, metadata site=demo)"
 unset_spacelift=()
@@ -216,7 +226,7 @@ AGENT_PID=$!
 started "$AGENT_PID" vcs-agent
 
 streams() { # the number of connected streams of pool demo, per /healthz
-    "${CURL[@]}" --max-time 2 "http://$API/healthz" 2>/dev/null | python3 -c '
+    "${CURL[@]}" "${OPERATOR[@]}" --max-time 2 "http://$API/healthz" 2>/dev/null | python3 -c '
 import json, sys
 try:
     print(json.load(sys.stdin)["pools"]["demo"]["streams"])
@@ -232,11 +242,18 @@ for _ in $(seq $((WAIT_SECONDS * 5))); do
 done
 ((connected >= 1)) || die "no agent stream reached the gateway within ${WAIT_SECONDS}s"
 info "the agent is connected: $connected streams ready"
-info "GET /healthz -> $("${CURL[@]}" "http://$API/healthz")"
+info "GET /healthz -> $("${CURL[@]}" "http://$API/healthz")   (liveness only, for anyone)"
+info "GET /healthz with the admin token -> $("${CURL[@]}" "${OPERATOR[@]}" "http://$API/healthz")"
 
 # -- 6. through the tunnel --------------------------------------------------------------------
-step "Cloning through the tunnel: git clone http://$API/private/demo/group/sample.git"
-git clone -q "http://$API/private/demo/group/sample.git" "$TMP/clone" ||
+step "Without the caller secret the front refuses, before any pool is looked at"
+refused="$("${CURL[@]}" -w ' %{http_code}' "http://$API/private/demo/group/sample.git/info/refs?service=git-upload-pack")"
+info "GET /private/demo/... without Vcs-Gateway-Authorization -> $refused"
+[[ "$refused" == *' 401' ]] || die "an unauthenticated tunnel request was not refused: $refused"
+
+step "Cloning through the tunnel: git -c http.extraHeader=\"Vcs-Gateway-Authorization: Bearer …\" clone http://$API/private/demo/group/sample.git"
+git -c http.extraHeader="Vcs-Gateway-Authorization: Bearer $SECRET" \
+    clone -q "http://$API/private/demo/group/sample.git" "$TMP/clone" ||
     die "git clone through the tunnel failed"
 info "git log --oneline --all --graph:"
 git -C "$TMP/clone" log --oneline --all --graph --decorate | indent
@@ -247,7 +264,7 @@ git -C "$TMP/clone" log --oneline --all --graph --decorate | indent
 step "Calling the GitLab API through the tunnel"
 api_path="/api/v4/projects/group%2Fsample/repository/branches"
 info "GET http://$API/private/demo$api_path"
-code="$("${CURL[@]}" -o "$TMP/branches.json" -w '%{http_code}' "http://$API/private/demo$api_path")" ||
+code="$("${CURL[@]}" "${CALLER[@]}" -o "$TMP/branches.json" -w '%{http_code}' "http://$API/private/demo$api_path")" ||
     die "curl through the tunnel failed"
 [[ "$code" == 200 ]] || die "the API call answered $code: $(head -c 500 "$TMP/branches.json")"
 python3 - "$TMP/branches.json" <<'EOF' | indent
@@ -284,7 +301,7 @@ forget "$AGENT_PID"
 [[ $agent_status -eq 0 ]] || die "the agent exited with status $agent_status"
 grep -E 'signal|drain' "$TMP/agent.log" | indent || true
 info "agent exited with status 0"
-info "GET /healthz -> $("${CURL[@]}" "http://$API/healthz")"
+info "GET /healthz -> $("${CURL[@]}" "${OPERATOR[@]}" "http://$API/healthz")"
 
 step "Stopping the gateway and the internal VCS"
 for pid_name in "$GATEWAY_PID vcs-gateway" "$GIT_SERVER_PID git-http-server"; do

@@ -72,6 +72,10 @@ pub enum ErrorKind {
     UpstreamTimeout,
     AgentLost,
     BadRequest,
+    /// The gateway's front: no valid caller secret.
+    Unauthorized,
+    /// The gateway's front: a pool this caller may not use (or one that does not exist).
+    Forbidden,
 }
 
 impl ErrorKind {
@@ -85,6 +89,8 @@ impl ErrorKind {
             ErrorKind::UpstreamTimeout => "upstream_timeout",
             ErrorKind::AgentLost => "agent_lost",
             ErrorKind::BadRequest => "bad_request",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::Forbidden => "forbidden",
         }
     }
 
@@ -93,7 +99,8 @@ impl ErrorKind {
         match self {
             ErrorKind::UnknownPool => 404,
             ErrorKind::NoAgent | ErrorKind::QueueTimeout => 503,
-            ErrorKind::Denied => 403,
+            ErrorKind::Denied | ErrorKind::Forbidden => 403,
+            ErrorKind::Unauthorized => 401,
             ErrorKind::UpstreamUnreachable | ErrorKind::AgentLost => 502,
             ErrorKind::UpstreamTimeout => 504,
             ErrorKind::BadRequest => 400,

@@ -19,7 +19,8 @@ fn raw_status(api: &str, method: &str, target: &str) -> u16 {
     conn.set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
     let request = format!(
-        "{method} {target} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {target} HTTP/1.1\r\nHost: x\r\n{}Content-Length: 0\r\nConnection: close\r\n\r\n",
+        auth_line_for(api)
     );
     conn.write_all(request.as_bytes()).unwrap();
     let mut answer = Vec::new();
@@ -282,7 +283,10 @@ fn clone_and_push(vendor: &str, repo_path: &str, url_path: &str) {
     gateway.wait_streams("git", 2);
 
     let url = gateway.url("git", url_path);
-    git_ok(&dir.0, &["clone", "-q", &url, "clone"]);
+    // `clone -c` keeps the caller header in the clone's config, for the push below too.
+    let (name, value) = gateway.caller_header();
+    let header = format!("http.extraHeader={name}: {value}");
+    git_ok(&dir.0, &["clone", "-q", "-c", &header, &url, "clone"]);
     let clone = dir.0.join("clone");
     assert_eq!(
         std::fs::read_to_string(clone.join("README.md")).unwrap(),

@@ -33,15 +33,15 @@ fn fake_agent(gateway: &Gateway, token: &str) -> tungstenite::WebSocket<TcpStrea
 
 /// Sends one tunnel request on a raw connection and returns everything the gateway wrote.
 fn call(gateway: &Gateway) -> std::thread::JoinHandle<String> {
-    let api = gateway.api_addr.clone();
+    let (api, auth) = (gateway.api_addr.clone(), gateway.auth_line());
     std::thread::spawn(move || {
         let mut conn = TcpStream::connect(api).unwrap();
         conn.set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
-        conn.write_all(
-            b"GET /private/evil/api/v4/user HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        )
-        .unwrap();
+        let request = format!(
+            "GET /private/evil/api/v4/user HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
+        );
+        conn.write_all(request.as_bytes()).unwrap();
         let mut answer = Vec::new();
         let _ = conn.read_to_end(&mut answer);
         String::from_utf8_lossy(&answer).into_owned()

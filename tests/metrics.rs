@@ -15,7 +15,12 @@ const ARCHIVE: &str = "/api/v4/projects/group%2Frepo/repository/archive?do=bytes
 const DENIED: &str = "/admin/secrets";
 
 fn get(url: &str) -> (u16, String) {
-    match client().get(url).call() {
+    get_as(url, ("X-None", String::new()))
+}
+
+/// [`get`] with one more header (the gateway's admin token).
+fn get_as(url: &str, (name, value): (&str, String)) -> (u16, String) {
+    match client().get(url).header(name, value).call() {
         Ok(r) => {
             let status = r.status().as_u16();
             let body = r.into_body().read_to_vec().unwrap_or_default();
@@ -130,7 +135,7 @@ fn agent_and_gateway_metrics_follow_streams_requests_and_reconnects() {
         Duration::from_secs(10),
         "both requests in the gateway's metrics",
         || {
-            scrape = get(&gateway_metrics).1;
+            scrape = get_as(&gateway_metrics, gateway.admin_header()).1;
             sample(
                 &scrape,
                 "vcs_gateway_requests_total{pool=\"metered\",status=\"200\"}",

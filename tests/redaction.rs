@@ -208,6 +208,7 @@ fn default_level_masks_semicolon_queries_referers_and_custom_auth_headers() {
                 "http://{}/api/pools/masked/log?limit=10",
                 gateway.api_addr
             ))
+            .header("Authorization", format!("Bearer {}", gateway.admin_token))
             .call()
             .expect("panel log")
             .body_mut()

@@ -74,8 +74,9 @@ fn a_caller_going_away_cancels_the_upstream_read() {
     );
     let mut conn = std::net::TcpStream::connect(&gateway.api_addr).unwrap();
     let request = format!(
-        "GET /private/cancel{} HTTP/1.1\r\nHost: x\r\n\r\n",
-        get("slowbytes&n=100000000")
+        "GET /private/cancel{} HTTP/1.1\r\nHost: x\r\n{}\r\n",
+        get("slowbytes&n=100000000"),
+        gateway.auth_line()
     );
     conn.write_all(request.as_bytes()).unwrap();
     let mut first = [0u8; 4096];

@@ -76,8 +76,10 @@ fn api_port_serves_tls_too() {
     let https = https_client(&ca);
     let health = format!("https://{}/healthz", gateway.api_addr);
     wait_until(Duration::from_secs(15), "2 streams over TLS", || {
+        let (name, value) = gateway.admin_header();
         https
             .get(&health)
+            .header(name, value)
             .call()
             .ok()
             .and_then(|r| r.into_body().read_to_string().ok())
@@ -86,7 +88,8 @@ fn api_port_serves_tls_too() {
             == Some(2)
     });
     let url = format!("https://{}/private/apitls{PATH}", gateway.api_addr);
-    let response = https.get(&url).call().unwrap();
+    let (name, value) = gateway.caller_header();
+    let response = https.get(&url).header(name, value).call().unwrap();
     assert_eq!(response.status(), 200);
     // Plain HTTP on the TLS port gets nowhere.
     assert!(client()

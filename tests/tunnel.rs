@@ -244,9 +244,10 @@ fn a_slow_small_upload_holds_no_stream_and_gets_100_continue() {
     write!(
         slow,
         "POST /private/one{} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\
-         Expect: 100-continue\r\n\r\n",
+         {}Expect: 100-continue\r\n\r\n",
         post("echo"),
-        body.len()
+        body.len(),
+        gateway.auth_line()
     )
     .unwrap();
     let mut interim = [0u8; 25];
@@ -351,7 +352,8 @@ fn error_kinds_name_the_failing_part() {
 
     // Bad request: conflicting framing never reaches an agent.
     let mut raw = std::net::TcpStream::connect(&gateway.api_addr).unwrap();
-    raw.write_all(b"POST /private/busy/api/v4/projects/g%2Fr/statuses/0123abc HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n").unwrap();
+    let request = format!("POST /private/busy/api/v4/projects/g%2Fr/statuses/0123abc HTTP/1.1\r\nHost: x\r\n{}Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", gateway.auth_line());
+    raw.write_all(request.as_bytes()).unwrap();
     let mut answer = String::new();
     let _ = raw.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
@@ -392,13 +394,14 @@ fn error_kinds_name_the_failing_part() {
 #[test]
 fn an_answer_refusing_an_unread_body_is_not_lost_to_a_reset() {
     let gateway = Gateway::start(&[]);
-    let mut raw = std::net::TcpStream::connect(gateway.api_addr).unwrap();
+    let mut raw = std::net::TcpStream::connect(&gateway.api_addr).unwrap();
     raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let body_len = 512 * 1024;
+    let auth = gateway.auth_line();
     // More body than the gateway's 16 KiB read buffer takes in: the rest waits in the socket.
     let mut first = format!(
         "POST /private/missing/api/v4/projects/g%2Fr/statuses/0123abc HTTP/1.1\r\n\
-         Host: x\r\nContent-Length: {body_len}\r\n\r\n"
+         Host: x\r\n{auth}Content-Length: {body_len}\r\n\r\n"
     )
     .into_bytes();
     first.extend(std::iter::repeat_n(b'x', 64 * 1024));
@@ -530,8 +533,9 @@ fn two_content_lengths_are_a_bad_request_even_when_equal() {
     let mut raw = std::net::TcpStream::connect(&gateway.api_addr).unwrap();
     raw.write_all(
         format!(
-            "POST /private/twice{} HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
-            post("echo")
+            "POST /private/twice{} HTTP/1.1\r\nHost: x\r\n{}Content-Length: 3\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
+            post("echo"),
+            gateway.auth_line()
         )
         .as_bytes(),
     )

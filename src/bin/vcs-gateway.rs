@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use vcs_agent::config::parse_duration;
 use vcs_agent::gateway::admin;
 use vcs_agent::gateway::hub::Settings;
-use vcs_agent::gateway::store::{format_time, Store};
+use vcs_agent::gateway::store::{format_time, validate_caller_name, validate_name, Scope, Store};
 use vcs_agent::gateway::{Gateway, GatewayTls};
 use vcs_agent::token::{Secret, Token};
 
@@ -19,6 +19,14 @@ USAGE:
         --public-url is the agent URL put in the token [ws://127.0.0.1:1984].
     vcs-gateway pool list --data-dir DIR
         List pools (name, id, created, description); keys are never shown or stored.
+    vcs-gateway caller create --data-dir DIR --name NAME (--pools POOL,POOL... | --all-pools)
+        Create a caller (a credential of the SaaS side) that may use those pools; its secret
+        is printed once, alone on the last line of stdout. Only its hash is stored.
+    vcs-gateway caller list --data-dir DIR
+        List callers (name, id, created, pools); secrets are never shown or stored.
+    vcs-gateway caller rotate --data-dir DIR --name NAME
+        Give a caller a new secret (printed like create); the old one stops working.
+    vcs-gateway caller delete --data-dir DIR --name NAME
     vcs-gateway serve --data-dir DIR [OPTIONS]
         --agent-listen ADDR     agent WebSocket port [127.0.0.1:1984]
         --api-listen ADDR       private:// front, /healthz, /metrics, the panel (/) and /api [127.0.0.1:1985]
@@ -33,9 +41,10 @@ USAGE:
         --api-tls-cert PEM --api-tls-key PEM
                                 serve the api port over TLS (may be the same files) [plain]
         --public-url URL        agent URL put in tokens the panel/API creates [ws://<agent port>]
-        --admin-token TOKEN     protects the panel (/) and the API (/api/...), at least 16
-                                characters; prefer env VCS_GATEWAY_ADMIN_TOKEN (not in `ps`).
-                                Without it the api port may only listen on loopback.
+        --admin-token TOKEN     protects the panel (/), the API (/api/...), /metrics and the
+                                figures of /healthz, at least 16 characters; prefer env
+                                VCS_GATEWAY_ADMIN_TOKEN (not in `ps`). Without it one is made
+                                on first start and kept in DIR/admin-token (0600).
     vcs-gateway --help | --version
 
 Durations: 30, 30s, 500ms, 2m. Port 0 picks a free port; the bound addresses are logged.
@@ -61,6 +70,7 @@ fn run() -> Result<ExitCode, String> {
     let mut description = String::new();
     let mut public_url: Option<String> = None;
     let mut admin_token: Option<String> = None;
+    let mut scope: Option<Scope> = None;
     let mut agent_listen = String::from("127.0.0.1:1984");
     let mut api_listen = String::from("127.0.0.1:1985");
     let mut settings = Settings::default();
@@ -88,6 +98,8 @@ fn run() -> Result<ExitCode, String> {
             Long("description") => description = text(&mut parser)?,
             Long("public-url") => public_url = Some(text(&mut parser)?),
             Long("admin-token") => admin_token = Some(text(&mut parser)?),
+            Long("pools") => scope = Some(parse_pools(&text(&mut parser)?)?),
+            Long("all-pools") => scope = Some(Scope::All),
             Long("agent-listen") => agent_listen = text(&mut parser)?,
             Long("api-listen") => api_listen = text(&mut parser)?,
             Long("tls-cert") => tls_files[0] = Some(PathBuf::from(text(&mut parser)?)),
@@ -181,25 +193,140 @@ fn run() -> Result<ExitCode, String> {
                 .or_else(|| std::env::var("VCS_GATEWAY_ADMIN_TOKEN").ok())
                 .filter(|t| !t.is_empty())
                 .map(Secret::new);
-            if let Some(token) = &admin_token {
-                admin::check_token(token)?;
-            }
-            admin::check_bind(&api_listen, admin_token.is_some())?;
-            settings.admin_token = admin_token;
+            let admin_token = match admin_token {
+                Some(token) => {
+                    admin::check_token(&token)?;
+                    AdminToken::Given(token)
+                }
+                None => {
+                    std::fs::create_dir_all(data_dir()?).map_err(|e| {
+                        format!("--data-dir: cannot create {}: {e}", data_dir().unwrap_or_default().display())
+                    })?;
+                    match admin::load_or_create(&data_dir()?)? {
+                        (token, true) => AdminToken::Made(token),
+                        (token, false) => AdminToken::Kept(token),
+                    }
+                }
+            };
             serve(
                 &data_dir()?,
                 &agent_listen,
                 &api_listen,
                 settings,
+                admin_token,
                 drain_timeout,
                 tls,
             )
         }
-        [] => Err("a command is required: pool create, pool list or serve (see --help)".into()),
+        ["caller", command] => caller(command, &data_dir()?, name, scope),
+        [] => Err("a command is required: pool create, pool list, caller create, caller list, caller rotate, caller delete or serve (see --help)".into()),
         other => Err(format!(
             "unknown command \"{}\" (see --help)",
             other.join(" ")
         )),
+    }
+}
+
+/// The admin token and where it came from (logged at start, never its value).
+enum AdminToken {
+    Given(Secret),
+    Made(Secret),
+    Kept(Secret),
+}
+
+impl AdminToken {
+    fn secret(self) -> Secret {
+        match self {
+            AdminToken::Given(s) | AdminToken::Made(s) | AdminToken::Kept(s) => s,
+        }
+    }
+}
+
+/// `--pools a,b`: pool names, each valid, at least one.
+fn parse_pools(text: &str) -> Result<Scope, String> {
+    let pools: Vec<String> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(String::from)
+        .collect();
+    if pools.is_empty() {
+        return Err("--pools: expected pool names separated by commas (or --all-pools)".into());
+    }
+    for pool in &pools {
+        validate_name(pool).map_err(|e| format!("--pools: {e}"))?;
+    }
+    Ok(Scope::Pools(pools))
+}
+
+/// `caller create|list|rotate|delete`.
+fn caller(
+    command: &str,
+    data_dir: &std::path::Path,
+    name: Option<String>,
+    scope: Option<Scope>,
+) -> Result<ExitCode, String> {
+    let store = Store::open(data_dir)?;
+    let name = || name.clone().ok_or("--name is required");
+    match command {
+        "create" => {
+            let scope = scope.ok_or("--pools POOL,POOL... or --all-pools is required")?;
+            let name = name()?;
+            validate_caller_name(&name).map_err(|e| format!("--name: {e}"))?;
+            if let Scope::Pools(pools) = &scope {
+                let known = store.load()?;
+                if let Some(missing) = pools.iter().find(|p| !known.iter().any(|k| &k.name == *p)) {
+                    return Err(format!(
+                        "--pools: no pool named \"{missing}\" (see pool list)"
+                    ));
+                }
+            }
+            let (record, secret) = store.create_caller(&name, &scope)?;
+            println!(
+                "caller {name} created ({}), may use {}; its secret, shown only now:",
+                record.id,
+                describe_scope(&record.scope())
+            );
+            println!("{}", secret.expose());
+        }
+        "rotate" => {
+            let name = name()?;
+            let (_, secret) = store
+                .rotate_caller(&name)?
+                .ok_or_else(|| format!("--name: no caller named \"{name}\""))?;
+            println!(
+                "caller {name} has a new secret (the old one no longer works), shown only now:"
+            );
+            println!("{}", secret.expose());
+        }
+        "delete" => {
+            let name = name()?;
+            if !store.delete_caller(&name)? {
+                return Err(format!("--name: no caller named \"{name}\""));
+            }
+            println!("caller {name} deleted");
+        }
+        "list" => {
+            println!("{:<24} {:<26} {:<20} POOLS", "NAME", "ID", "CREATED");
+            for c in store.load_callers()? {
+                let pools = describe_scope(&c.scope());
+                println!(
+                    "{:<24} {:<26} {:<20} {pools}",
+                    c.name,
+                    c.id,
+                    format_time(c.created)
+                );
+            }
+        }
+        other => return Err(format!("unknown command \"caller {other}\" (see --help)")),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn describe_scope(scope: &Scope) -> String {
+    match scope {
+        Scope::All => "all pools".into(),
+        Scope::Pools(pools) => pools.join(","),
     }
 }
 
@@ -231,11 +358,24 @@ fn serve(
     data_dir: &std::path::Path,
     agent_listen: &str,
     api_listen: &str,
-    settings: Settings,
+    mut settings: Settings,
+    admin_token: AdminToken,
     drain_timeout: std::time::Duration,
     tls: GatewayTls,
 ) -> Result<ExitCode, String> {
     vcs_agent::observe::init_logging("info");
+    let where_token = match &admin_token {
+        AdminToken::Given(_) => "the admin token is the one given (--admin-token or VCS_GATEWAY_ADMIN_TOKEN)".to_string(),
+        AdminToken::Made(_) => format!(
+            "no admin token given: made one and wrote it to {} (mode 0600); the panel, /api, /metrics and /healthz figures need it",
+            admin::token_path(data_dir).display()
+        ),
+        AdminToken::Kept(_) => format!(
+            "no admin token given: using the one in {}",
+            admin::token_path(data_dir).display()
+        ),
+    };
+    settings.admin_token = Some(admin_token.secret());
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
@@ -248,12 +388,18 @@ fn serve(
     log::info!("api port serves {}", scheme(api_tls));
     log::info!("agent port listening on {}", gateway.agent_addr);
     log::info!("api port listening on {}", gateway.api_addr);
-    let protected = if gateway.hub.settings.admin_token.is_some() {
-        "admin token required"
-    } else {
-        "no admin token: loopback only"
-    };
-    log::info!("panel at http://{}/ ({protected})", gateway.api_addr);
+    log::info!("{where_token}");
+    log::info!(
+        "panel at http://{}/ (admin token required)",
+        gateway.api_addr
+    );
+    match gateway.hub.callers.count() {
+        0 => log::warn!(
+            "no caller exists yet: the front refuses every tunnel request until one does (vcs-gateway caller create --data-dir {} --name NAME --pools POOL)",
+            data_dir.display()
+        ),
+        n => log::info!("{n} callers may use the front"),
+    }
     log::info!(
         "{} pools loaded from {}",
         gateway.hub.pools().len(),

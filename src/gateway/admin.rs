@@ -1,15 +1,15 @@
-//! Who may use the panel and its API: the holder of the admin token, or anyone on loopback.
+//! Who may use the panel, its API, `/metrics` and `/healthz`'s figures: the holder of the
+//! admin token, and nobody else, on any address.
 //!
-//! The panel and `/api/…` create and delete pools and hand out pool tokens, so they must not
-//! be open to whoever can reach the api port. The `private://` tunnel on the same port stays
-//! open: the SaaS calls it, and the agents' allowlists are its guard. A gateway without an
-//! admin token therefore only binds its api port to loopback ([`check_bind`]), where reaching
-//! it already takes a shell on the host.
+//! The panel and `/api/…` create and delete pools and callers and hand out their secrets, so
+//! they must not be open to whoever can reach the api port. Where a request comes from proves
+//! nothing: a reverse proxy on the same host forwards outside requests from loopback, often
+//! with `Host: 127.0.0.1`. So there is no open mode: `serve` without `--admin-token` makes
+//! one on first start, keeps it in `DIR/admin-token` (`0600`) and logs where it is, never
+//! what it is ([`load_or_create`]).
 //!
 //! A hostile web page open in the operator's browser must not drive the API either: requests
-//! whose `Origin` is not the API's own host are refused ([`check_origin`]), and without an
-//! admin token the API only answers requests addressed to a loopback name, which defeats DNS
-//! rebinding (a page whose own name resolves to 127.0.0.1).
+//! whose `Origin` is not the API's own host are refused ([`check_origin`]).
 //!
 //! The token is compared in constant time, after hashing both sides to the same length, so
 //! neither its bytes nor its length leak through timing. It is held as a [`Secret`] and never
@@ -17,17 +17,19 @@
 
 use crate::token::Secret;
 use sha2::{Digest, Sha256};
-use std::net::ToSocketAddrs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 use subtle::ConstantTimeEq;
 
 /// Shortest admin token accepted: a guessable one would defeat the point.
 pub const MIN_TOKEN_LEN: usize = 16;
 
-/// Whether a request's `Authorization` header carries the admin token. Always true when no
-/// token is configured.
+/// Whether a request's `Authorization` header carries the admin token. Never true when no
+/// token is configured: nothing is open by default.
 pub fn authorized(configured: Option<&Secret>, authorization: Option<&str>) -> bool {
     let Some(expected) = configured else {
-        return true;
+        return false;
     };
     let presented = authorization
         .and_then(|v| {
@@ -56,37 +58,51 @@ pub fn check_token(token: &Secret) -> Result<(), String> {
     Ok(())
 }
 
-/// Refuses an api address that is not loopback when no admin token protects it.
-pub fn check_bind(api_listen: &str, has_token: bool) -> Result<(), String> {
-    if has_token {
-        return Ok(());
+/// Where a generated admin token is kept.
+pub fn token_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("admin-token")
+}
+
+/// The admin token of `DIR/admin-token`, made (256 random bits, file `0600`) when there is
+/// none yet; `true` when it was made just now.
+pub fn load_or_create(data_dir: &Path) -> Result<(Secret, bool), String> {
+    let path = token_path(data_dir);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let token = Secret::new(text.trim());
+            check_token(&token).map_err(|_| {
+                format!(
+                    "{} holds no usable admin token (16+ characters): delete it to have a new one made",
+                    path.display()
+                )
+            })?;
+            return Ok((token, false));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     }
-    let addrs: Vec<_> = api_listen
-        .to_socket_addrs()
-        .map_err(|e| format!("--api-listen {api_listen}: {e}"))?
-        .collect();
-    if addrs.is_empty() || addrs.iter().any(|a| !a.ip().is_loopback()) {
-        return Err(format!(
-            "--api-listen {api_listen} is not loopback: set --admin-token (or VCS_GATEWAY_ADMIN_TOKEN) to protect the panel and the API"
-        ));
+    let token = crate::token::new_key()?;
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut file| {
+            file.write_all(format!("{}\n", token.expose()).as_bytes())?;
+            file.sync_all()
+        });
+    match written {
+        Ok(()) => Ok((token, true)),
+        // Another gateway on the same directory made it first: use that one.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => load_or_create(data_dir),
+        Err(e) => Err(format!("cannot write {}: {e}", path.display())),
     }
-    Ok(())
 }
 
 /// Refuses requests a web page elsewhere could have made the browser send: an `Origin` that
-/// is not this host, and, without an admin token, a `Host` that is not a loopback name.
-pub fn check_origin(
-    has_token: bool,
-    host: Option<&str>,
-    origin: Option<&str>,
-) -> Result<(), String> {
+/// is not this host.
+pub fn check_origin(host: Option<&str>, origin: Option<&str>) -> Result<(), String> {
     let host = host.unwrap_or("").trim();
-    if !has_token && !loopback_host(host) {
-        return Err(
-            "without an admin token the API only answers requests to 127.0.0.1, [::1] or localhost"
-                .into(),
-        );
-    }
     if let Some(origin) = origin.map(str::trim) {
         let authority = origin
             .strip_prefix("http://")
@@ -97,20 +113,6 @@ pub fn check_origin(
         }
     }
     Ok(())
-}
-
-/// Whether a `Host` header names this machine's loopback: `127.0.0.1:1985`, `[::1]`,
-/// `localhost:1985`.
-fn loopback_host(host: &str) -> bool {
-    let name = if let Some(rest) = host.strip_prefix('[') {
-        rest.split_once(']').map(|(ip, _)| ip).unwrap_or("")
-    } else {
-        host.rsplit_once(':').map(|(n, _)| n).unwrap_or(host)
-    };
-    name.eq_ignore_ascii_case("localhost")
-        || name
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
@@ -128,41 +130,40 @@ mod tests {
         assert!(!authorized(t, Some("Basic 0123456789abcdef-admin")));
         assert!(!authorized(t, Some("0123456789abcdef-admin")));
         assert!(!authorized(t, None));
-        assert!(authorized(None, None), "no token configured: open");
+        assert!(!authorized(None, None), "no token configured: closed");
+        assert!(
+            !authorized(None, Some("Bearer ")),
+            "no token configured: closed"
+        );
     }
 
     #[test]
-    fn only_loopback_binds_without_a_token() {
-        assert!(check_bind("127.0.0.1:0", false).is_ok());
-        assert!(check_bind("[::1]:1985", false).is_ok());
-        let refused = check_bind("0.0.0.0:1985", false).unwrap_err();
-        assert!(refused.contains("--admin-token"), "{refused}");
-        assert!(check_bind("0.0.0.0:1985", true).is_ok());
+    fn a_token_is_made_once_private_and_kept() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("vcs-admin-{}", ulid::Ulid::new()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (made, fresh) = load_or_create(&dir).unwrap();
+        assert!(fresh && made.expose().len() >= 43);
+        let mode = std::fs::metadata(token_path(&dir))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let (again, fresh) = load_or_create(&dir).unwrap();
+        assert!(!fresh && again == made);
+        std::fs::write(token_path(&dir), "short").unwrap();
+        let e = load_or_create(&dir).unwrap_err();
+        assert!(e.contains("admin-token") && !e.contains("short"), "{e}");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn foreign_pages_cannot_drive_the_api() {
-        for host in [
-            "127.0.0.1:1985",
-            "[::1]:1985",
-            "localhost:1985",
-            "LOCALHOST",
-            "127.0.0.1",
-        ] {
-            assert!(check_origin(false, Some(host), None).is_ok(), "{host}");
-        }
-        // DNS rebinding: evil.example resolves to 127.0.0.1, so its page is "same-origin".
-        assert!(check_origin(
-            false,
-            Some("evil.example:1985"),
-            Some("http://evil.example:1985")
-        )
-        .is_err());
-        assert!(check_origin(false, None, None).is_err());
-        assert!(check_origin(true, Some("gw.corp:1985"), None).is_ok());
-        assert!(check_origin(true, Some("gw.corp:1985"), Some("https://gw.corp:1985")).is_ok());
-        assert!(check_origin(true, Some("gw.corp:1985"), Some("https://evil.example")).is_err());
-        assert!(check_origin(false, Some("127.0.0.1:1985"), Some("null")).is_err());
+        assert!(check_origin(Some("gw.corp:1985"), None).is_ok());
+        assert!(check_origin(Some("gw.corp:1985"), Some("https://gw.corp:1985")).is_ok());
+        assert!(check_origin(Some("gw.corp:1985"), Some("https://evil.example")).is_err());
+        assert!(check_origin(Some("127.0.0.1:1985"), Some("null")).is_err());
+        assert!(check_origin(None, Some("http://x")).is_err());
     }
 
     #[test]

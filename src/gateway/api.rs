@@ -13,9 +13,11 @@
 use crate::gateway::admin;
 use crate::gateway::hub::{AgentInfo, Caller, Hub, Pool, RequestRecord, RECENT_REQUESTS};
 use crate::gateway::stats::GroupView;
-use crate::gateway::store::{format_time, validate_name};
+use crate::gateway::store::{
+    format_time, validate_caller_name, validate_name, CallerRecord, Scope,
+};
 use crate::http1::{self, BodyReader, Framing, RequestHead};
-use crate::token::Token;
+use crate::token::{Secret, Token};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -69,9 +71,7 @@ pub fn serve(head: RequestHead, mut caller: Caller, hub: &Hub) -> Option<Caller>
         Ok(body) => {
             let token = hub.settings.admin_token.as_ref();
             let authorization = head.header("authorization");
-            if let Err(e) =
-                admin::check_origin(token.is_some(), head.header("host"), head.header("origin"))
-            {
+            if let Err(e) = admin::check_origin(head.header("host"), head.header("origin")) {
                 Reply::error(403, e)
             } else if admin::authorized(token, authorization) {
                 answer(&head, &body, hub)
@@ -165,12 +165,22 @@ fn answer(head: &RequestHead, body: &[u8], hub: &Hub) -> Reply {
             (Ok(limit), Ok(filter)) => with_pool(hub, name, |pool| log(pool, limit, &filter)),
             (Err(reply), _) | (_, Err(reply)) => reply,
         },
+        ("GET", ["callers"]) => list_callers(hub),
+        ("POST", ["callers"]) => create_caller(hub, body),
+        ("GET", ["callers", name]) => with_caller(hub, name, |c| {
+            Reply::ok(200, json!({ "caller": caller_json(c) }))
+        }),
+        ("DELETE", ["callers", name]) => delete_caller(hub, name),
+        ("POST", ["callers", name, "rotate"]) => rotate_caller(hub, name),
         ("GET", ["pools", name, "refused"]) => with_pool(hub, name, |pool| {
             Reply::ok(200, refused_json(std::slice::from_ref(pool)))
         }),
         ("GET", ["refused"]) => Reply::ok(200, refused_json(&hub.pools())),
         (_, ["refused"]) => Reply::error(405, format!("{method} is not allowed on {path}")),
         (_, ["pools"] | ["pools", _] | ["pools", _, "rotate" | "agents" | "log" | "refused"]) => {
+            Reply::error(405, format!("{method} is not allowed on {path}"))
+        }
+        (_, ["callers"] | ["callers", _] | ["callers", _, "rotate"]) => {
             Reply::error(405, format!("{method} is not allowed on {path}"))
         }
         _ => Reply::error(404, format!("no API endpoint {path}")),
@@ -483,7 +493,8 @@ fn create(hub: &Hub, body: &[u8]) -> Reply {
 fn delete(hub: &Hub, name: &str) -> Reply {
     match hub.store.delete(name) {
         Ok(true) => {
-            if let Err(e) = hub.reload() {
+            // The pool also left every caller's scope.
+            if let Err(e) = hub.reload().and_then(|()| hub.callers.reload()) {
                 return internal(e);
             }
             log::info!(target: "api", "pool {name} deleted: its agents are disconnected");
@@ -525,6 +536,179 @@ fn issue(hub: &Hub, name: &str, token: Token, status: u16) -> Reply {
     Reply::ok(
         status,
         json!({ "pool": pool_json(&pool), "token": token.encode() }),
+    )
+}
+
+fn caller_json(caller: &CallerRecord) -> Value {
+    json!({
+        "name": caller.name,
+        "id": caller.id,
+        "created": caller.created,
+        "created_at": format_time(caller.created),
+        "all_pools": caller.all_pools,
+        "pools": caller.pools,
+    })
+}
+
+fn list_callers(hub: &Hub) -> Reply {
+    match hub.store.load_callers() {
+        Ok(callers) => {
+            let callers: Vec<Value> = callers.iter().map(caller_json).collect();
+            Reply::ok(200, json!({ "callers": callers }))
+        }
+        Err(e) => internal(e),
+    }
+}
+
+fn with_caller(hub: &Hub, name: &str, f: impl FnOnce(&CallerRecord) -> Reply) -> Reply {
+    match hub.store.load_callers() {
+        Ok(callers) => match callers.iter().find(|c| c.name == name) {
+            Some(caller) => f(caller),
+            None => Reply::error(404, format!("no caller named \"{name}\"")),
+        },
+        Err(e) => internal(e),
+    }
+}
+
+/// The fields of a caller create request, or the reply naming the bad one.
+fn parse_create_caller(body: &[u8]) -> Result<(String, Scope), Reply> {
+    const SHAPE: &str = "the body must be a JSON object {\"name\", \"pools\": [..]} or {\"name\", \"all_pools\": true}";
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| Reply::error(400, format!("{SHAPE}: {e}")))?;
+    let Some(object) = value.as_object() else {
+        return Err(Reply::error(400, SHAPE));
+    };
+    if let Some(unknown) = object
+        .keys()
+        .find(|k| !matches!(k.as_str(), "name" | "pools" | "all_pools"))
+    {
+        return Err(Reply::field_error(
+            400,
+            unknown,
+            format!("unknown field \"{unknown}\": {SHAPE}"),
+        ));
+    }
+    let name = match object.get("name") {
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err(Reply::field_error(400, "name", "name must be a string")),
+        None => return Err(Reply::field_error(400, "name", "name is required")),
+    };
+    validate_caller_name(&name).map_err(|e| Reply::field_error(400, "name", e))?;
+    let all = match object.get("all_pools") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(Reply::field_error(
+                400,
+                "all_pools",
+                "all_pools must be true or false",
+            ))
+        }
+    };
+    let pools = match object.get("pools") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|p| p.as_str().map(String::from))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| {
+                Reply::field_error(400, "pools", "pools must be a list of pool names")
+            })?,
+        Some(_) => {
+            return Err(Reply::field_error(
+                400,
+                "pools",
+                "pools must be a list of pool names",
+            ))
+        }
+    };
+    match (all, pools.is_empty()) {
+        (true, true) => Ok((name, Scope::All)),
+        (false, false) => Ok((name, Scope::Pools(pools))),
+        (true, false) => Err(Reply::field_error(
+            400,
+            "pools",
+            "give pools or all_pools, not both",
+        )),
+        (false, true) => Err(Reply::field_error(
+            400,
+            "pools",
+            "a caller needs at least one pool (or all_pools: true)",
+        )),
+    }
+}
+
+fn create_caller(hub: &Hub, body: &[u8]) -> Reply {
+    let (name, scope) = match parse_create_caller(body) {
+        Ok(fields) => fields,
+        Err(reply) => return reply,
+    };
+    let existing = match (hub.store.load_callers(), hub.store.load()) {
+        (Ok(callers), Ok(pools)) => (callers, pools),
+        (Err(e), _) | (_, Err(e)) => return internal(e),
+    };
+    if existing.0.iter().any(|c| c.name == name) {
+        return caller_exists(&name);
+    }
+    if let Scope::Pools(wanted) = &scope {
+        if let Some(missing) = wanted
+            .iter()
+            .find(|w| !existing.1.iter().any(|p| &p.name == *w))
+        {
+            return Reply::field_error(400, "pools", format!("no pool named \"{missing}\""));
+        }
+    }
+    match hub.store.create_caller(&name, &scope) {
+        Ok((record, secret)) => {
+            log::info!(target: "api", "caller {name} created ({})", record.id);
+            issue_caller(hub, &record, &secret, 201)
+        }
+        // Only a race with another writer gets here (the checks above passed).
+        Err(e) => internal(e),
+    }
+}
+
+fn caller_exists(name: &str) -> Reply {
+    Reply::field_error(
+        409,
+        "name",
+        format!("a caller named \"{name}\" already exists"),
+    )
+}
+
+fn rotate_caller(hub: &Hub, name: &str) -> Reply {
+    match hub.store.rotate_caller(name) {
+        Ok(Some((record, secret))) => {
+            log::info!(target: "api", "caller {name} has a new secret: the old one no longer works");
+            issue_caller(hub, &record, &secret, 200)
+        }
+        Ok(None) => Reply::error(404, format!("no caller named \"{name}\"")),
+        Err(e) => internal(e),
+    }
+}
+
+fn delete_caller(hub: &Hub, name: &str) -> Reply {
+    match hub.store.delete_caller(name) {
+        Ok(true) => {
+            if let Err(e) = hub.callers.reload() {
+                return internal(e);
+            }
+            log::info!(target: "api", "caller {name} deleted");
+            Reply::ok(200, json!({ "deleted": name }))
+        }
+        Ok(false) => Reply::error(404, format!("no caller named \"{name}\"")),
+        Err(e) => internal(e),
+    }
+}
+
+/// Applies a caller change to the live callers and answers with the caller and its secret.
+fn issue_caller(hub: &Hub, record: &CallerRecord, secret: &Secret, status: u16) -> Reply {
+    if let Err(e) = hub.callers.reload() {
+        return internal(e);
+    }
+    Reply::ok(
+        status,
+        json!({ "caller": caller_json(record), "secret": secret.expose() }),
     )
 }
 

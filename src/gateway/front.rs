@@ -9,9 +9,11 @@
 //! the answer straight to its caller, and gives the stream back: no thread hand-off on the
 //! way, and a caller that sends slowly keeps no stream waiting.
 
+use crate::gateway::callers;
 use crate::gateway::exchange;
 use crate::gateway::exchange::write_error;
 use crate::gateway::hub::{BodyStart, Caller, Hub, Job, Pool, RequestRecord};
+use crate::gateway::store::Scope;
 use crate::http1::{self, HeadError, RequestHead};
 use crate::net::deadline::Watchable;
 use crate::net::Stream;
@@ -101,23 +103,23 @@ fn route(head: RequestHead, mut caller: Caller, hub: &Hub) -> Option<Caller> {
     // A body we do not read would be taken for the next request: such a connection closes.
     let has_body = !matches!(head.framing(), Ok(http1::Framing::Empty));
     let written = match (head.method.as_str(), path) {
-        ("GET", "/healthz") => {
-            let body = health(hub);
-            http1::write_simple(
-                caller.conn.get_mut(),
-                200,
-                "application/json",
-                body.as_bytes(),
-                keep_alive,
-            )
-        }
-        ("GET", "/metrics") => http1::write_simple(
+        // Liveness for anyone; pool names and figures only for the operator.
+        ("GET", "/healthz") if !admin(&head, hub) => http1::write_simple(
             caller.conn.get_mut(),
             200,
-            crate::observe::prometheus::CONTENT_TYPE,
-            crate::observe::gateway_metrics::render(hub).as_bytes(),
+            "application/json",
+            br#"{"status":"ok"}"#,
             keep_alive,
         ),
+        ("GET", "/metrics") if !admin(&head, hub) => http1::write_simple_with(
+            caller.conn.get_mut(),
+            401,
+            "application/json",
+            br#"{"error":"/metrics needs the admin token: send Authorization: Bearer <token>, or scrape --metrics-listen","kind":"unauthorized"}"#,
+            keep_alive,
+            &[("WWW-Authenticate".into(), "Bearer realm=\"vcs-gateway\"".into())],
+        ),
+        ("GET", "/healthz" | "/metrics") => write_monitoring(caller.conn.get_mut(), path, hub, keep_alive),
         ("GET", _) if crate::gateway::panel::asset(path).is_some() => {
             crate::gateway::panel::write(caller.conn.get_mut(), path, keep_alive)
         }
@@ -130,6 +132,30 @@ fn route(head: RequestHead, mut caller: Caller, hub: &Hub) -> Option<Caller> {
         ),
     };
     (written.is_ok() && keep_alive && !has_body).then_some(caller)
+}
+
+/// Whether the request carries the admin token.
+fn admin(head: &RequestHead, hub: &Hub) -> bool {
+    crate::gateway::admin::authorized(
+        hub.settings.admin_token.as_ref(),
+        head.header("authorization"),
+    )
+}
+
+/// The full `/healthz` or `/metrics`, for the operator (admin token, or the metrics port).
+pub(crate) fn write_monitoring(
+    out: &mut impl Write,
+    path: &str,
+    hub: &Hub,
+    keep_alive: bool,
+) -> std::io::Result<()> {
+    if path == "/metrics" {
+        let text = crate::observe::gateway_metrics::render(hub);
+        let kind = crate::observe::prometheus::CONTENT_TYPE;
+        return http1::write_simple(out, 200, kind, text.as_bytes(), keep_alive);
+    }
+    let body = health(hub);
+    http1::write_simple(out, 200, "application/json", body.as_bytes(), keep_alive)
 }
 
 fn health(hub: &Hub) -> String {
@@ -152,12 +178,24 @@ fn health(hub: &Hub) -> String {
     serde_json::json!({ "status": "ok", "pools": pools }).to_string()
 }
 
-/// A tunnel request: validate, queue for a stream, wait for the stream to finish with it.
+/// The caller a request's `Vcs-Gateway-Authorization` header names.
+fn authenticate(head: &RequestHead, hub: &Hub) -> Result<Arc<callers::Caller>, callers::Refusal> {
+    let values = head
+        .headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case(callers::HEADER))
+        .map(|(_, value)| value.as_str());
+    hub.callers.authenticate(values)
+}
+
+/// A tunnel request: authenticate, validate, queue for a stream, run the exchange on it.
 fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Option<Caller> {
     let _open = hub.request_opened();
     let started = Instant::now();
     let id = ulid::Ulid::new().to_string();
     let keep_alive = head.keep_alive();
+    let who = authenticate(&head, hub);
+    let who_name = who.as_ref().ok().map(|who| who.name.clone());
     let record = |kind: ErrorKind, message: &str| RequestRecord {
         id: id.clone(),
         time_ms: crate::gateway::store::now_millis(),
@@ -167,6 +205,7 @@ fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Opti
         elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
         error: Some(kind),
         reason: Some(message.to_string()),
+        caller: who_name.clone(),
         ..RequestRecord::default()
     };
     // Answers an error the gateway itself decided; logs it (in the pool's log when known).
@@ -192,7 +231,22 @@ fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Opti
         (ok && keep_alive && reusable).then_some(caller)
     };
 
-    let framing = match head.framing() {
+    let framing = head.framing();
+    let no_body = framing == Ok(http1::Framing::Empty);
+    // Nobody unauthenticated learns anything, not even whether the pool exists.
+    let who = match who {
+        Ok(who) => who,
+        Err(refusal) => {
+            return fail(
+                caller,
+                None,
+                ErrorKind::Unauthorized,
+                refusal.message(),
+                no_body,
+            )
+        }
+    };
+    let framing = match framing {
         Ok(f) => f,
         Err(reason) => {
             return fail(
@@ -204,15 +258,37 @@ fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Opti
             )
         }
     };
-    let no_body = framing == http1::Framing::Empty;
-    let Some(pool) = hub.pool(pool_name) else {
+    // A pool outside the caller's scope answers exactly like one that does not exist, and is
+    // decided before the pool table is consulted, so timing does not tell them apart either.
+    if !who.may_use(pool_name) {
         return fail(
             caller,
             None,
-            ErrorKind::UnknownPool,
-            &format!("no pool named \"{pool_name}\""),
+            ErrorKind::Forbidden,
+            &not_for(&who, pool_name),
             no_body,
         );
+    }
+    let pool = match hub.pool(pool_name) {
+        Some(pool) => pool,
+        None if who.scope == Scope::All => {
+            return fail(
+                caller,
+                None,
+                ErrorKind::UnknownPool,
+                &format!("no pool named \"{pool_name}\""),
+                no_body,
+            )
+        }
+        None => {
+            return fail(
+                caller,
+                None,
+                ErrorKind::Forbidden,
+                &not_for(&who, pool_name),
+                no_body,
+            )
+        }
     };
     // `/private/<pool>` + target: the target is what follows the pool name, query included.
     let prefix_len = "/private/".len() + pool_name.len();
@@ -232,10 +308,13 @@ fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Opti
     }
     // `Expect: 100-continue` is answered here, where the body is read; the agent gets the
     // body without having to ask again.
+    // The caller secret is the gateway's, never the VCS's: it goes no further.
     let headers = protocol::end_to_end(
         head.headers
             .iter()
-            .filter(|(name, _)| !name.eq_ignore_ascii_case("expect"))
+            .filter(|(name, _)| {
+                !name.eq_ignore_ascii_case("expect") && !name.eq_ignore_ascii_case(callers::HEADER)
+            })
             .cloned(),
     );
     let refuse_while_draining = |caller: Caller| {
@@ -372,11 +451,21 @@ fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Opti
                     exchange::StreamState::Broken(reason) => stream.drop_with(reason),
                 }
                 pool.requests.fetch_add(1, Ordering::Relaxed);
-                pool.remember(*record);
+                let mut record = *record;
+                record.caller = Some(who.name.clone());
+                pool.remember(record);
                 return reusable.then_some(caller);
             }
         }
     }
+}
+
+/// What a caller hears for a pool it may not use, the same whether the pool exists or not.
+fn not_for(who: &callers::Caller, pool: &str) -> String {
+    format!(
+        "caller \"{}\" may not use a pool named \"{pool}\" (or there is none)",
+        who.name
+    )
 }
 
 /// Reads the first piece of the request body (all of a small one) before a stream is taken;

@@ -33,7 +33,8 @@ pub struct Settings {
     pub keepalive: Duration,
     /// Longest silence from an agent in the middle of an exchange.
     pub exchange_timeout: Duration,
-    /// Bearer token for the panel and `/api/…`; `None` leaves them open (loopback only).
+    /// Bearer token for the panel, `/api/…`, `/metrics` and `/healthz`'s figures; `None`
+    /// lets nobody in (the `serve` command always sets one).
     pub admin_token: Option<token::Secret>,
     /// Agent URL written into tokens the API creates; `None` means `ws://<agent port>`.
     pub public_url: Option<String>,
@@ -138,13 +139,15 @@ pub struct RequestRecord {
     pub error: Option<ErrorKind>,
     pub reason: Option<String>,
     pub agent: Option<String>,
+    /// The caller that sent it (`None`: not authenticated).
+    pub caller: Option<String>,
 }
 
 impl RequestRecord {
     /// The gateway's log line: joinable with the agent's access line by `id`.
     pub fn log(&self, pool: &str) {
         let line = format!(
-            "id={} pool={pool} method={} path={} for=\"{}\" project={} status={} bytes_in={} bytes_out={} elapsed_ms={:.1} agent={}",
+            "id={} pool={pool} method={} path={} for=\"{}\" project={} status={} bytes_in={} bytes_out={} elapsed_ms={:.1} agent={} caller={}",
             self.id,
             self.method,
             self.path,
@@ -155,6 +158,7 @@ impl RequestRecord {
             self.bytes_out,
             self.elapsed_ms,
             self.agent.as_deref().unwrap_or("-"),
+            self.caller.as_deref().unwrap_or("-"),
         );
         match (&self.error, &self.reason) {
             (Some(kind), Some(reason)) => {
@@ -403,6 +407,8 @@ pub enum AuthError {
 
 pub struct Hub {
     pub store: Store,
+    /// Who may use the front.
+    pub callers: crate::gateway::callers::Callers,
     pub settings: Settings,
     /// Set on SIGTERM: no new request is dispatched and idle agent streams are closed.
     draining: AtomicBool,
@@ -420,6 +426,7 @@ pub struct Hub {
 impl Hub {
     pub fn new(store: Store, settings: Settings) -> Result<Hub, String> {
         let hub = Hub {
+            callers: crate::gateway::callers::Callers::new(store.clone())?,
             store,
             settings,
             draining: AtomicBool::new(false),

@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod agents;
 pub mod api;
+pub mod callers;
 pub mod exchange;
 pub mod front;
 pub mod hub;

@@ -1,12 +1,17 @@
-//! The pool store: one small JSON file, `pools.json`, in the data directory.
+//! The store: two small JSON files in the data directory, `pools.json` (pools: names,
+//! descriptions, ids, SHA-256 hashes of agent keys) and `callers.json` (callers: the SaaS
+//! side's named credentials, the pools each may use, SHA-256 hashes of their secrets). Keys
+//! and secrets themselves are never stored: they are shown once, when made.
 //!
-//! It holds names, descriptions, ids and SHA-256 hashes of keys, never keys. Every change is
-//! read-modify-write under an exclusive lock on `pools.lock` (so `vcs-gateway pool create` and
-//! a running gateway can change it side by side) and lands atomically: write a temp file,
-//! fsync it, rename it over the old one, fsync the directory. A crash leaves the old file or
-//! the new one, never a torn one.
+//! Every change is read-modify-write under an exclusive lock on `pools.lock` (so
+//! `vcs-gateway pool create` and a running gateway can change the store side by side) and
+//! lands atomically: write a temp file (mode `0600`), fsync it, rename it over the old one,
+//! fsync the directory. A crash leaves the old file or the new one, never a torn one. A
+//! rename gives the file a new inode, which is how a gateway notices another process's
+//! change to `callers.json` however coarse file times are.
 
 use crate::token::{self, Secret};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -31,6 +36,53 @@ struct StoreFile {
     pools: Vec<PoolRecord>,
 }
 
+/// A caller: a named credential of the SaaS side, allowed to use some pools (or all).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallerRecord {
+    pub name: String,
+    pub id: String,
+    pub secret_sha256: String,
+    /// Every pool, present and future.
+    #[serde(default)]
+    pub all_pools: bool,
+    /// The pools it may use when not `all_pools`.
+    #[serde(default)]
+    pub pools: Vec<String>,
+    /// Seconds since the Unix epoch.
+    pub created: u64,
+}
+
+/// Which pools a caller may use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    All,
+    Pools(Vec<String>),
+}
+
+impl CallerRecord {
+    pub fn scope(&self) -> Scope {
+        if self.all_pools {
+            Scope::All
+        } else {
+            Scope::Pools(self.pools.clone())
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallersFile {
+    callers: Vec<CallerRecord>,
+}
+
+/// What tells a store file's versions apart: inode (every write is a rename), size, time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp(u64, u64, Option<SystemTime>);
+
+/// Prefix of caller secrets, so secret scanners and people recognise one.
+pub const CALLER_SECRET_PREFIX: &str = "vgc_";
+
 #[derive(Debug, Clone)]
 pub struct Store {
     dir: PathBuf,
@@ -38,9 +90,18 @@ pub struct Store {
 
 /// Pool names: 1–63 of `a-z 0-9 -`, not starting or ending with `-` (they appear in URLs).
 pub fn validate_name(name: &str) -> Result<(), String> {
+    validate("pool", name)
+}
+
+/// Caller names follow the pool name rules (they appear in log lines and URLs).
+pub fn validate_caller_name(name: &str) -> Result<(), String> {
+    validate("caller", name)
+}
+
+fn validate(what: &str, name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 63 {
         return Err(format!(
-            "pool name must be 1 to 63 characters, got {}",
+            "{what} name must be 1 to 63 characters, got {}",
             name.len()
         ));
     }
@@ -49,12 +110,12 @@ pub fn validate_name(name: &str) -> Result<(), String> {
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
     {
         return Err(format!(
-            "pool name \"{name}\" may only hold lowercase letters a-z, digits 0-9 and '-'"
+            "{what} name \"{name}\" may only hold lowercase letters a-z, digits 0-9 and '-'"
         ));
     }
     if name.starts_with('-') || name.ends_with('-') {
         return Err(format!(
-            "pool name \"{name}\" must not start or end with '-'"
+            "{what} name \"{name}\" must not start or end with '-'"
         ));
     }
     Ok(())
@@ -79,25 +140,40 @@ impl Store {
     }
 
     pub fn load(&self) -> Result<Vec<PoolRecord>, String> {
-        Ok(self.read()?.pools)
+        Ok(self.read::<StoreFile>("pools.json", "pool store")?.pools)
     }
 
-    fn read(&self) -> Result<StoreFile, String> {
-        let path = self.path();
+    pub fn callers_path(&self) -> PathBuf {
+        self.dir.join("callers.json")
+    }
+
+    pub fn load_callers(&self) -> Result<Vec<CallerRecord>, String> {
+        Ok(self
+            .read::<CallersFile>("callers.json", "caller store")?
+            .callers)
+    }
+
+    /// What identifies the current version of `callers.json` (`None`: there is none).
+    pub fn callers_stamp(&self) -> Option<Stamp> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = fs::metadata(self.callers_path()).ok()?;
+        Some(Stamp(meta.ino(), meta.len(), meta.modified().ok()))
+    }
+
+    fn read<T: DeserializeOwned + Default>(&self, file: &str, what: &str) -> Result<T, String> {
+        let path = self.dir.join(file);
         match fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| format!("pool store {} is damaged: {e}", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(StoreFile::default()),
-            Err(e) => Err(format!("cannot read pool store {}: {e}", path.display())),
+                .map_err(|e| format!("{what} {} is damaged: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+            Err(e) => Err(format!("cannot read {what} {}: {e}", path.display())),
         }
     }
 
-    fn write(&self, file: &StoreFile) -> Result<(), String> {
-        let path = self.path();
-        let temp = self
-            .dir
-            .join(format!(".pools.json.{}.tmp", std::process::id()));
-        let json = serde_json::to_vec_pretty(file).map_err(|e| e.to_string())?;
+    fn write<T: Serialize>(&self, file: &str, value: &T) -> Result<(), String> {
+        let path = self.dir.join(file);
+        let temp = self.dir.join(format!(".{file}.{}.tmp", std::process::id()));
+        let json = serde_json::to_vec_pretty(value).map_err(|e| e.to_string())?;
         let result = (|| -> std::io::Result<()> {
             // Key hashes: readable by the gateway's user only.
             let mut out = OpenOptions::new()
@@ -114,8 +190,23 @@ impl Store {
         })();
         result.map_err(|e| {
             let _ = fs::remove_file(&temp);
-            format!("cannot write pool store {}: {e}", path.display())
+            format!("cannot write {}: {e}", path.display())
         })
+    }
+
+    /// Runs `change` under the store lock.
+    fn locked<T>(&self, change: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+        let lock_path = self.dir.join("pools.lock");
+        let lock = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
+        lock.lock()
+            .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
+        change()
     }
 
     /// Runs `change` on the pools under the store lock and saves the result.
@@ -123,19 +214,26 @@ impl Store {
         &self,
         change: impl FnOnce(&mut Vec<PoolRecord>) -> Result<T, String>,
     ) -> Result<T, String> {
-        let lock_path = self.dir.join("pools.lock");
-        let lock = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
-        lock.lock()
-            .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
-        let mut file = self.read()?;
-        let value = change(&mut file.pools)?;
-        self.write(&file)?;
-        Ok(value)
+        self.locked(|| {
+            let mut file: StoreFile = self.read("pools.json", "pool store")?;
+            let value = change(&mut file.pools)?;
+            self.write("pools.json", &file)?;
+            Ok(value)
+        })
+    }
+
+    /// Runs `change` on the callers (seeing the pools) under the store lock and saves them.
+    fn update_callers<T>(
+        &self,
+        change: impl FnOnce(&mut Vec<CallerRecord>, &[PoolRecord]) -> Result<T, String>,
+    ) -> Result<T, String> {
+        self.locked(|| {
+            let pools = self.load()?;
+            let mut file: CallersFile = self.read("callers.json", "caller store")?;
+            let value = change(&mut file.callers, &pools)?;
+            self.write("callers.json", &file)?;
+            Ok(value)
+        })
     }
 
     /// Creates a pool; returns its record and its key (shown once, never stored).
@@ -163,13 +261,27 @@ impl Store {
         Ok((record, key))
     }
 
-    /// Removes a pool; `false` when there was none of that name.
+    /// Removes a pool, and its name from every caller's pools (a pool created later under
+    /// the same name is not theirs to use); `false` when there was none of that name.
     pub fn delete(&self, name: &str) -> Result<bool, String> {
-        self.update(|pools| {
+        let deleted = self.update(|pools| {
             let before = pools.len();
             pools.retain(|p| p.name != name);
             Ok(pools.len() != before)
-        })
+        })?;
+        let scoped = self
+            .load_callers()?
+            .iter()
+            .any(|c| c.pools.iter().any(|p| p == name));
+        if scoped {
+            self.update_callers(|callers, _| {
+                for caller in callers.iter_mut() {
+                    caller.pools.retain(|p| p != name);
+                }
+                Ok(())
+            })?;
+        }
+        Ok(deleted)
     }
 
     /// Gives a pool a new key; the old one stops working. `None` when there is no such pool.
@@ -184,6 +296,90 @@ impl Store {
         })?;
         Ok(record.map(|r| (r, key)))
     }
+}
+
+impl Store {
+    /// Creates a caller allowed to use `scope`; returns its record and its secret (shown
+    /// once, never stored). Every named pool must exist.
+    pub fn create_caller(
+        &self,
+        name: &str,
+        scope: &Scope,
+    ) -> Result<(CallerRecord, Secret), String> {
+        validate_caller_name(name)?;
+        let secret = new_caller_secret()?;
+        let record = CallerRecord {
+            name: name.to_string(),
+            id: ulid::Ulid::new().to_string(),
+            secret_sha256: token::key_hash(secret.expose()),
+            all_pools: *scope == Scope::All,
+            pools: match scope {
+                Scope::All => Vec::new(),
+                Scope::Pools(pools) => pools.clone(),
+            },
+            created: now_seconds(),
+        };
+        let stored = record.clone();
+        self.update_callers(move |callers, pools| {
+            if callers.iter().any(|c| c.name == stored.name) {
+                return Err(format!("a caller named \"{}\" already exists", stored.name));
+            }
+            check_scope(&stored, pools)?;
+            callers.push(stored);
+            Ok(())
+        })?;
+        Ok((record, secret))
+    }
+
+    /// Gives a caller a new secret; the old one stops working. `None`: no such caller.
+    pub fn rotate_caller(&self, name: &str) -> Result<Option<(CallerRecord, Secret)>, String> {
+        let secret = new_caller_secret()?;
+        let hash = token::key_hash(secret.expose());
+        let record = self.update_callers(|callers, _| {
+            Ok(callers.iter_mut().find(|c| c.name == name).map(|c| {
+                c.secret_sha256 = hash;
+                c.clone()
+            }))
+        })?;
+        Ok(record.map(|r| (r, secret)))
+    }
+
+    /// Removes a caller; `false` when there was none of that name.
+    pub fn delete_caller(&self, name: &str) -> Result<bool, String> {
+        self.update_callers(|callers, _| {
+            let before = callers.len();
+            callers.retain(|c| c.name != name);
+            Ok(callers.len() != before)
+        })
+    }
+}
+
+/// A scope names at least one pool (or all), each existing, none twice.
+fn check_scope(caller: &CallerRecord, pools: &[PoolRecord]) -> Result<(), String> {
+    if caller.all_pools {
+        return Ok(());
+    }
+    if caller.pools.is_empty() {
+        return Err("a caller needs at least one pool (or all pools)".into());
+    }
+    for (i, name) in caller.pools.iter().enumerate() {
+        if !pools.iter().any(|p| &p.name == name) {
+            return Err(format!("no pool named \"{name}\""));
+        }
+        if caller.pools[..i].contains(name) {
+            return Err(format!("pool \"{name}\" is named twice"));
+        }
+    }
+    Ok(())
+}
+
+/// A fresh caller secret: the prefix and 256 random bits, base64url.
+fn new_caller_secret() -> Result<Secret, String> {
+    let key = token::new_key()?;
+    Ok(Secret::new(format!(
+        "{CALLER_SECRET_PREFIX}{}",
+        key.expose()
+    )))
 }
 
 pub fn now_seconds() -> u64 {

@@ -213,12 +213,59 @@ impl Drop for Proc {
     }
 }
 
-/// A running gateway with its data directory.
+/// A running gateway with its data directory, a caller allowed to use every pool (created
+/// with the CLI before the gateway starts) and the admin token.
 pub struct Gateway {
     pub proc: Proc,
     pub dir: TempDir,
     pub agent_addr: String,
     pub api_addr: String,
+    /// The secret of the harness's caller (all pools).
+    pub caller_secret: String,
+    /// The admin token: the one given with `--admin-token`, else the one the gateway made.
+    pub admin_token: String,
+}
+
+/// The header a caller authenticates with on the front.
+pub const CALLER_HEADER: &str = "Vcs-Gateway-Authorization";
+
+/// Caller secrets of the gateways this test process started, by api address: [`client`]
+/// sends the right one with every tunnel request, so tests need not thread it through.
+fn secrets() -> &'static Mutex<BTreeMap<String, String>> {
+    static SECRETS: std::sync::OnceLock<Mutex<BTreeMap<String, String>>> =
+        std::sync::OnceLock::new();
+    SECRETS.get_or_init(Default::default)
+}
+
+/// The caller header line (with its CRLF) for the gateway at `api_addr` this process
+/// started, for raw-socket tests that only hold the address.
+pub fn auth_line_for(api_addr: &str) -> String {
+    let secrets = secrets().lock().expect("secrets");
+    let secret = secrets.get(api_addr).expect("a gateway this test started");
+    format!("{CALLER_HEADER}: Bearer {secret}\r\n")
+}
+
+/// Creates a caller with the CLI; returns its secret (the last line of stdout).
+pub fn create_caller(dir: &std::path::Path, name: &str, scope: &[&str]) -> String {
+    let output = Command::new(GATEWAY)
+        .args(["caller", "create", "--data-dir"])
+        .arg(dir)
+        .args(["--name", name])
+        .args(scope)
+        .output()
+        .expect("caller create");
+    assert!(
+        output.status.success(),
+        "caller create: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).expect("utf8");
+    stdout
+        .trim_end()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string()
 }
 
 impl Gateway {
@@ -229,6 +276,8 @@ impl Gateway {
 
     /// Starts a gateway on the given data directory and listen addresses.
     pub fn start_in(dir: TempDir, agent_listen: &str, api_listen: &str, extra: &[&str]) -> Gateway {
+        let name = format!("harness-{}", ulid::Ulid::new().to_string().to_lowercase());
+        let caller_secret = create_caller(&dir.0, &name, &["--all-pools"]);
         let mut command = Command::new(GATEWAY);
         command
             .args(["serve", "--data-dir"])
@@ -245,12 +294,42 @@ impl Gateway {
             proc.out
                 .wait_for("api port listening on", Duration::from_secs(10)),
         );
+        let given = extra
+            .windows(2)
+            .find(|pair| pair[0] == "--admin-token")
+            .map(|pair| pair[1].to_string());
+        let admin_token = given.unwrap_or_else(|| {
+            std::fs::read_to_string(dir.0.join("admin-token"))
+                .map(|t| t.trim().to_string())
+                .unwrap_or_default()
+        });
+        secrets()
+            .lock()
+            .expect("secrets")
+            .insert(api_addr.clone(), caller_secret.clone());
         Gateway {
             proc,
             dir,
             agent_addr,
             api_addr,
+            caller_secret,
+            admin_token,
         }
+    }
+
+    /// `Vcs-Gateway-Authorization` and its value for the harness's caller.
+    pub fn caller_header(&self) -> (&'static str, String) {
+        (CALLER_HEADER, format!("Bearer {}", self.caller_secret))
+    }
+
+    /// The caller header as a raw request line (with its CRLF), for raw-socket tests.
+    pub fn auth_line(&self) -> String {
+        format!("{CALLER_HEADER}: Bearer {}\r\n", self.caller_secret)
+    }
+
+    /// `Authorization: Bearer <admin token>` as a (name, value) pair.
+    pub fn admin_header(&self) -> (&'static str, String) {
+        ("Authorization", format!("Bearer {}", self.admin_token))
     }
 
     /// Creates a pool with the CLI and returns its token.
@@ -309,8 +388,10 @@ impl Gateway {
     }
 
     fn health_of(&self, pool: &str) -> serde_json::Value {
+        let (name, value) = self.admin_header();
         let body: serde_json::Value = client()
             .get(format!("http://{}/healthz", self.api_addr))
+            .header(name, value)
             .call()
             .ok()
             .and_then(|r| r.into_body().read_to_string().ok())
@@ -355,15 +436,42 @@ pub fn start_agent(env: &BTreeMap<String, String>) -> Proc {
     Proc::spawn(command)
 }
 
-/// An HTTP client that reports statuses as they are and follows no redirect.
+/// An HTTP client that reports statuses as they are and follows no redirect. Tunnel
+/// requests (`/private/…`) to a gateway this process started carry its harness caller's
+/// secret unless the request sets `Vcs-Gateway-Authorization` itself.
 pub fn client() -> ureq::Agent {
+    client_config().middleware(authenticate).build().into()
+}
+
+/// [`client`] without the caller secret: for what unauthenticated callers get.
+pub fn bare_client() -> ureq::Agent {
+    client_config().build().into()
+}
+
+fn client_config() -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope> {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
         .proxy(None)
         .timeout_global(Some(Duration::from_secs(120)))
-        .build()
-        .into()
+}
+
+fn authenticate(
+    mut request: ureq::http::Request<ureq::SendBody>,
+    next: ureq::middleware::MiddlewareNext,
+) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+    let uri = request.uri();
+    let tunnel = uri.path().starts_with("/private/");
+    let secret = uri
+        .authority()
+        .and_then(|a| secrets().lock().ok()?.get(a.as_str()).cloned());
+    if let (true, Some(secret)) = (tunnel, secret) {
+        if !request.headers().contains_key(CALLER_HEADER) {
+            let value = format!("Bearer {secret}").parse().expect("header value");
+            request.headers_mut().insert(CALLER_HEADER, value);
+        }
+    }
+    next.handle(request)
 }
 
 /// All values of a response header.
