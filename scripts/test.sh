@@ -10,6 +10,7 @@
 # before anything is built. When some are missing and the script runs as root with apt-get, it
 # installs them quietly; otherwise it stops with one line naming the packages and the command
 # that installs them. Tests never skip a missing tool: they fail saying what is missing.
+# (No test needs musl-tools: scripts/build-static.sh installs it for the static build.)
 #
 # Python contract (tests driving real Python client libraries): when
 # tests/clients/requirements.txt exists (pinned versions), this script keeps a virtual

@@ -2,9 +2,11 @@
 //!
 //! At the default level with `SPACELIFT_VCS_AGENT_DEBUG_PRINT_ALL`, a token after a `;`
 //! query separator, a `Referer` with a token in its query and custom auth headers are masked
-//! in both access lines, the debug dump and the panel's request log. At trace, both programs run at `trace` (by `SPACELIFT_VCS_AGENT_LOG_LEVEL`,
-//! by `RUST_LOG`, and both with `SPACELIFT_VCS_AGENT_DEBUG_PRINT_ALL`) while requests carry
-//! known secrets in every place one travels: the pool key in the agent's upgrade, header
+//! in both access lines, the debug dump and the panel's request log.
+//!
+//! At `trace` (the agent by `SPACELIFT_VCS_AGENT_LOG_LEVEL`, by `RUST_LOG`, and by both with
+//! `SPACELIFT_VCS_AGENT_DEBUG_PRINT_ALL` and JSON lines; the gateway by `RUST_LOG`) requests
+//! carry known secrets in every place one travels: the pool key in the agent's upgrade, header
 //! tokens, a query token, Basic credentials, the agent's proxy password and the gateway's
 //! admin token. Every byte either program wrote is searched for each secret, as it is, in
 //! hex (how WebSocket frames are dumped) and in base64 (how Basic credentials travel).
@@ -99,6 +101,7 @@ fn both_programs_at_trace_print_no_secret() {
             ),
             ("SPACELIFT_VCS_AGENT_LOG_LEVEL", "trace"),
             ("SPACELIFT_VCS_AGENT_DEBUG_PRINT_ALL", "true"),
+            ("SPACELIFT_VCS_AGENT_LOG_FORMAT", "json"),
         ],
     ];
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("ci:{BASIC_PASSWORD}"));
@@ -132,11 +135,17 @@ fn both_programs_at_trace_print_no_secret() {
         send_requests(&gateway, &pool);
         // The agent writes each access line after its answer: wait for all three.
         wait_until(Duration::from_secs(5), "three agent access lines", || {
-            agent.out.count("status=200") >= 3
+            agent.out.count("status=200") + agent.out.count("\"status\":200") >= 3
         });
         let text = agent.out.text();
+        let detailed = [
+            " TRACE ",
+            " DEBUG ",
+            "\"level\":\"trace\"",
+            "\"level\":\"debug\"",
+        ];
         assert!(
-            text.contains(" TRACE ") || text.contains(" DEBUG "),
+            detailed.iter().any(|d| text.contains(d)),
             "the agent did not log at trace with {level:?}:\n{text}"
         );
         assert_no_secret(&format!("the agent with {level:?}"), &text, &secrets);

@@ -881,6 +881,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn informational_statuses_are_not_answers() {
+        let answer = |status: u16| {
+            let response = ureq::http::Response::builder()
+                .status(status)
+                .body(ureq::Body::builder().data(""))
+                .expect("response");
+            final_answer(response).map(|r| r.status().as_u16())
+        };
+        for status in [100, 101, 102, 103, 199] {
+            let error = answer(status).expect_err("a 1xx is refused");
+            assert_eq!(error.kind, ErrorKind::UpstreamUnreachable);
+            assert!(
+                error.message.contains(&status.to_string()),
+                "{}",
+                error.message
+            );
+        }
+        assert!(answer(101)
+            .expect_err("101")
+            .message
+            .contains("101 Switching Protocols"));
+        for status in [200, 204, 304, 404, 502] {
+            assert_eq!(answer(status).ok(), Some(status));
+        }
+    }
+
+    #[test]
     fn backoff_grows_with_jitter_up_to_the_cap() {
         let mut b = Backoff::default();
         let first: Vec<Duration> = (0..3).map(|_| b.next_delay()).collect();
