@@ -100,6 +100,7 @@ fn drive(
         ))
         .arg(vendor)
         .arg(gateway.url(&pool, ""))
+        .env("VCS_TEST_GATEWAY_AUTHORIZATION", gateway.caller_header().1)
         .env("HOME", &home.0)
         .env("AZURE_DEVOPS_CACHE_DIR", home.0.join("azure"))
         .env("NO_PROXY", "*")
@@ -120,6 +121,10 @@ fn drive(
         driver.out.text(),
         agent.out.text()
     );
+    // The caller's gateway secret stays at the gateway.
+    for r in upstream.requests() {
+        assert_eq!(r.header(CALLER_HEADER), None, "{} {}", r.method, r.target);
+    }
     Run {
         upstream,
         agent,

@@ -14,6 +14,10 @@
 //! GitLab's `X-Total` and `X-Total-Pages` are dropped (pagination links stay), and so is the
 //! `Content-Length` of a `HEAD`, since they would tell how many projects there are in all.
 //!
+//! This is the one place an answer is held in memory rather than streamed: at most [`LIMIT`]
+//! (plus its parsed entries) per stream that is serving a listing at that moment, and only
+//! while projects are restricted.
+//!
 //! To read the answer at all it must not be compressed: the agent forwards these requests
 //! with `Accept-Encoding: identity` (the one header it changes), and denies a listing that
 //! comes back encoded anyway. Every entry's id is learned on the way (see

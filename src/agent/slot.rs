@@ -838,15 +838,21 @@ fn answer_listing(
     headers.push(("Content-Length".into(), bytes.len().to_string()));
     let status = record.status.unwrap_or(200);
     let head = response_head(record, status, headers, true);
-    socket.write(head.to_message()).map_err(StreamEnd::from)?;
+    let mut sent = socket.write(head.to_message());
     for piece in bytes.chunks(MAX_CHUNK) {
         let message = Message::Binary(Bytes::copy_from_slice(piece));
-        socket.send(message).map_err(StreamEnd::from)?;
-        record.bytes_out += piece.len() as u64;
+        sent = sent.and_then(|()| socket.send(message));
+        if sent.is_ok() {
+            record.bytes_out += piece.len() as u64;
+        }
     }
-    socket
-        .send(Control::End.to_message())
-        .map_err(StreamEnd::from)?;
+    if let Err(e) = sent.and_then(|()| socket.send(Control::End.to_message())) {
+        // The gateway hung up: the caller went away.
+        let why = format!("cancelled: the gateway closed the stream ({e})");
+        record.problem = Some((ErrorKind::AgentLost, why));
+        record.log();
+        return Err(StreamEnd::Cancelled);
+    }
     record.log();
     Ok(())
 }
