@@ -175,6 +175,7 @@ pub fn resolve(shared: &Shared, id: &ProjectId, caller: &Headers) -> Result<Stri
     if id_of(&entry).as_deref() != Some(id.id.as_str()) {
         return Err(failed("the lookup answer is about another id".into()));
     }
+    log::debug!("project id {id} is {path} (looked up)");
     shared.ids.learn(&id.scope, &id.id, &path);
     Ok(path)
 }
