@@ -104,7 +104,6 @@ fn drive(
         .env("HOME", &home.0)
         .env("AZURE_DEVOPS_CACHE_DIR", home.0.join("azure"))
         .env("NO_PROXY", "*")
-        .env("VCS_TEST_GATEWAY_AUTHORIZATION", gateway.caller_header().1)
         .env_remove("HTTP_PROXY")
         .env_remove("http_proxy");
     let mut driver = Proc::spawn(command);

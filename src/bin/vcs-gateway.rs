@@ -34,8 +34,13 @@ USAGE:
         --keepalive DUR         ping idle agent streams; drop after 3 silent intervals [20s]
         --exchange-timeout DUR  longest silence from an agent inside one request [120s]
         --drain-timeout DUR     on SIGTERM/SIGINT, how long requests in flight may finish [30s]
-        --max-callers N         caller connections served at once (a thread each); more wait
-                                to be accepted [1024]
+        --max-callers N         tunnel requests served at once (a connection and thread
+                                each); idle connections are closed to admit new ones [1024]
+        --min-upload-rate BYTES a request body holding an agent stream must average this many
+                                bytes/s after the grace, else 408 [240; 0 = off]
+        --upload-grace DUR      how long before the upload rate is enforced [5s]
+        --max-callers-per-address N
+                                connections one peer address may hold on the api port [256]
         --tls-cert PEM --tls-key PEM
                                 serve the agent port over TLS (tokens then use wss://) [plain]
         --api-tls-cert PEM --api-tls-key PEM
@@ -124,6 +129,22 @@ fn run() -> Result<ExitCode, String> {
                     .ok()
                     .filter(|n| (1..=65_536).contains(n))
                     .ok_or("--max-callers: expected a number from 1 to 65536")?
+            }
+            Long("max-callers-per-address") => {
+                settings.max_per_address = text(&mut parser)?
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=65_536).contains(n))
+                    .ok_or("--max-callers-per-address: expected a number from 1 to 65536")?
+            }
+            Long("min-upload-rate") => {
+                settings.min_upload_rate = text(&mut parser)?
+                    .parse::<u64>()
+                    .map_err(|_| "--min-upload-rate: expected bytes per second (0 turns it off)")?
+            }
+            Long("upload-grace") => {
+                settings.upload_grace = parse_duration(&text(&mut parser)?)
+                    .map_err(|e| format!("--upload-grace: {e}"))?
             }
             Long("exchange-timeout") => {
                 settings.exchange_timeout = parse_duration(&text(&mut parser)?)

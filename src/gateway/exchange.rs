@@ -16,7 +16,7 @@ use crate::protocol::{self, AnswerState, Control, ErrorKind, Frame, MAX_CHUNK};
 use log::warn;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tungstenite::{Bytes, Message, WebSocket};
 
 /// What is left of the agent stream after an exchange.
@@ -60,6 +60,18 @@ pub fn write_error(
     message: &str,
     keep_alive: bool,
 ) -> std::io::Result<()> {
+    write_error_status(out, id, kind.status(), kind, message, keep_alive)
+}
+
+/// [`write_error`] with a status of its own (a `408` of kind `bad_request`).
+pub fn write_error_status(
+    out: &mut impl Write,
+    id: Option<&str>,
+    status: u16,
+    kind: ErrorKind,
+    message: &str,
+    keep_alive: bool,
+) -> std::io::Result<()> {
     let body = error_body(kind, message);
     let extra: Vec<(String, String)> = id
         .map(|id| ("X-Vcs-Request-Id".to_string(), id.to_string()))
@@ -67,7 +79,7 @@ pub fn write_error(
         .collect();
     http1::write_simple_with(
         out,
-        kind.status(),
+        status,
         "application/json",
         body.as_bytes(),
         keep_alive,
@@ -145,6 +157,20 @@ pub fn run(
 enum BodyFailure {
     Agent(String),
     Caller(String),
+    /// The caller sent its body slower than the minimum upload rate.
+    TooSlow(String),
+}
+
+/// Until when the body must have gone on past `received` bytes, counted from `since` (when
+/// the stream was taken): the minimum rate averaged since then, after the grace period.
+/// `None` when no minimum rate is set.
+fn upload_deadline(since: Instant, received: u64, settings: &Settings) -> Option<Instant> {
+    let rate = settings.min_upload_rate;
+    if rate == 0 {
+        return None;
+    }
+    let earned = Duration::from_secs_f64(received as f64 / rate as f64);
+    Some(since + earned.max(settings.upload_grace))
 }
 
 /// Sends the request body to the agent in pieces of at most [`MAX_CHUNK`]: the start read
@@ -154,6 +180,7 @@ fn send_body(
     socket: &mut WebSocket<Stream>,
     caller: &mut Caller,
     body: &mut BodyStart,
+    settings: &Settings,
     tally: &mut RequestRecord,
 ) -> Result<(), BodyFailure> {
     let agent_lost = |what: &str, e: tungstenite::Error| {
@@ -174,14 +201,31 @@ fn send_body(
         sent.map_err(|e| agent_lost("request body", e))?;
     }
     if let Some(rest) = rest {
+        // While the body holds a stream it must keep coming at the minimum rate: a read that
+        // would end past the rate's deadline is cut off there (reading side only, so the
+        // caller still hears why).
+        let (since, mut received) = (Instant::now(), 0u64);
+        let watchable = &caller.watchable;
         let mut reader = BodyReader::resume(&mut caller.conn, rest);
         // The start of a body this large filled a whole piece: its allocation is the buffer.
         let mut buffer = std::mem::take(&mut body.bytes);
         buffer.resize(MAX_CHUNK, 0);
         loop {
-            match reader.read(&mut buffer) {
+            let deadline = upload_deadline(since, received, settings);
+            let watch = deadline
+                .map(|at| watchable.watch_reads(at.saturating_duration_since(Instant::now())));
+            let read = reader.read(&mut buffer);
+            drop(watch);
+            if deadline.is_some_and(|at| Instant::now() >= at) {
+                return Err(BodyFailure::TooSlow(format!(
+                    "the request body arrived slower than {} bytes/s (after a {:?} grace) while it held an agent stream",
+                    settings.min_upload_rate, settings.upload_grace
+                )));
+            }
+            match read {
                 Ok(0) => break,
                 Ok(n) => {
+                    received += n as u64;
                     tally.bytes_in += n as u64;
                     socket
                         .send(Message::Binary(Bytes::copy_from_slice(&buffer[..n])))
@@ -216,7 +260,7 @@ fn relay(
 ) -> (StreamState, bool) {
     // 1. The request body.
     if framing != Framing::Empty {
-        match send_body(socket, caller, body, tally) {
+        match send_body(socket, caller, body, settings, tally) {
             Ok(()) => {}
             Err(BodyFailure::Agent(reason)) => {
                 tally.status = ErrorKind::AgentLost.status();
@@ -231,6 +275,21 @@ fn relay(
             }
             // The caller broke off its own request: tell the agent by closing.
             Err(BodyFailure::Caller(reason)) => return (StreamState::Broken(reason), false),
+            // Too slow: the stream is released at once (closed: the agent dials again).
+            Err(BodyFailure::TooSlow(reason)) => {
+                tally.status = 408;
+                tally.error = Some(ErrorKind::BadRequest);
+                tally.reason = Some(reason.clone());
+                let _ = write_error_status(
+                    caller.conn.get_mut(),
+                    Some(id),
+                    408,
+                    ErrorKind::BadRequest,
+                    &reason,
+                    false,
+                );
+                return (StreamState::Broken(reason), false);
+            }
         }
     }
 

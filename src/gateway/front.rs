@@ -16,6 +16,7 @@ use crate::gateway::hub::{BodyStart, Caller, Hub, Job, Pool, RequestRecord};
 use crate::gateway::store::Scope;
 use crate::http1::{self, HeadError, RequestHead};
 use crate::net::deadline::Watchable;
+use crate::net::listen::Presence;
 use crate::net::Stream;
 use crate::protocol::{self, ErrorKind, MAX_CHUNK};
 
@@ -31,6 +32,14 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 /// What a request hears while the gateway drains.
 const SHUTTING_DOWN: &str = "the gateway is shutting down; retry on another gateway or in a moment";
 
+/// Longest a new connection may take to send its first request head, in total: until a
+/// request is served, nothing says the peer is anyone.
+const FIRST_HEAD_LIMIT: Duration = Duration::from_secs(10);
+
+/// Connections the api port serves beyond `--max-callers`, so the operator's panel, API and
+/// health checks get in while every tunnel slot is in use.
+pub const OPERATOR_RESERVE: usize = 64;
+
 /// Longest a TLS handshake on the api port may take, in total.
 const TLS_HANDSHAKE_LIMIT: Duration = Duration::from_secs(10);
 
@@ -38,7 +47,12 @@ const TLS_HANDSHAKE_LIMIT: Duration = Duration::from_secs(10);
 /// take to arrive, in total.
 const BODY_START_LIMIT: Duration = Duration::from_secs(75);
 
-pub(crate) fn handle_connection(tcp: TcpStream, hub: &Hub, tls: Option<Arc<rustls::ServerConfig>>) {
+pub(crate) fn handle_connection(
+    tcp: TcpStream,
+    presence: &Presence,
+    hub: &Hub,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) {
     let Ok(peer) = tcp.peer_addr() else { return };
     let _ = tcp.set_nodelay(true);
     let _ = tcp.set_read_timeout(Some(IDLE_TIMEOUT));
@@ -61,12 +75,17 @@ pub(crate) fn handle_connection(tcp: TcpStream, hub: &Hub, tls: Option<Arc<rustl
         peer,
         watchable,
     };
+    let mut limit = FIRST_HEAD_LIMIT;
     loop {
-        // Waiting for the next request and reading its head: IDLE_TIMEOUT in all, however the
-        // bytes trickle in, so idle or dribbling callers cannot keep their place for long.
-        let waiting = caller.watchable.watch(IDLE_TIMEOUT);
+        // Waiting for the next request and reading its head: a total deadline however the
+        // bytes trickle in, so idle or dribbling peers cannot keep their place for long; and
+        // meanwhile the connection counts idle, to be closed first when the port is full.
+        presence.idle();
+        let waiting = caller.watchable.watch(limit);
         let head = http1::read_request_head(&mut caller.conn);
         drop(waiting);
+        presence.busy();
+        limit = IDLE_TIMEOUT;
         let head = match head {
             Ok(head) => head,
             Err(HeadError::Closed) | Err(HeadError::Io(_)) => return,
@@ -236,16 +255,24 @@ fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Opti
     // Nobody unauthenticated learns anything, not even whether the pool exists.
     let who = match who {
         Ok(who) => who,
+        // The connection closes: it has not shown it belongs to anyone.
         Err(refusal) => {
             return fail(
                 caller,
                 None,
                 ErrorKind::Unauthorized,
                 refusal.message(),
-                no_body,
+                false,
             )
         }
     };
+    if hub.open_requests() > hub.settings.max_callers {
+        let message = format!(
+            "the gateway serves at most {} tunnel requests at once and all are in use; retry in a moment",
+            hub.settings.max_callers
+        );
+        return fail(caller, None, ErrorKind::QueueTimeout, &message, no_body);
+    }
     let framing = match framing {
         Ok(f) => f,
         Err(reason) => {

@@ -38,8 +38,14 @@ pub struct Settings {
     pub admin_token: Option<token::Secret>,
     /// Agent URL written into tokens the API creates; `None` means `ws://<agent port>`.
     pub public_url: Option<String>,
-    /// Caller connections served at once (a thread each); more wait to be accepted.
+    /// Tunnel requests served at once (a connection and thread each).
     pub max_callers: usize,
+    /// Connections one peer address may hold on the api port.
+    pub max_per_address: usize,
+    /// Bytes per second a request body must average while it holds an agent stream, after
+    /// [`Settings::upload_grace`]; 0 turns the check off.
+    pub min_upload_rate: u64,
+    pub upload_grace: Duration,
 }
 
 impl Default for Settings {
@@ -51,6 +57,9 @@ impl Default for Settings {
             admin_token: None,
             public_url: None,
             max_callers: 1024,
+            max_per_address: 256,
+            min_upload_rate: 240,
+            upload_grace: Duration::from_secs(5),
         }
     }
 }

@@ -93,13 +93,17 @@ impl Gateway {
             move |tcp| agents::accept(tcp, &h, agent_tls.clone()),
         )
         .map_err(cannot)?;
-        let (h, api_tls, max_callers) = (Arc::clone(&hub), tls.api, hub.settings.max_callers);
-        crate::net::listen::spawn(
+        let (h, api_tls) = (Arc::clone(&hub), tls.api);
+        let limits = crate::net::listen::Limits {
+            open: hub.settings.max_callers + front::OPERATOR_RESERVE,
+            per_peer: hub.settings.max_per_address,
+        };
+        crate::net::listen::spawn_with(
             api_listener,
             "api-port",
             "caller",
-            max_callers,
-            move |tcp| front::handle_connection(tcp, &h, api_tls.clone()),
+            limits,
+            move |tcp, presence| front::handle_connection(tcp, presence, &h, api_tls.clone()),
         )
         .map_err(cannot)?;
         Ok(Gateway {

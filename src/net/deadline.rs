@@ -41,8 +41,18 @@ impl Watchable {
 
     /// Shuts the socket down if the returned watch still lives after `limit`.
     pub fn watch(&self, limit: Duration) -> Watch {
+        self.watch_to(limit, Shutdown::Both)
+    }
+
+    /// Shuts the socket's reading side down (a blocked read returns at once; an answer can
+    /// still be written) if the returned watch still lives after `limit`.
+    pub fn watch_reads(&self, limit: Duration) -> Watch {
+        self.watch_to(limit, Shutdown::Read)
+    }
+
+    fn watch_to(&self, limit: Duration, how: Shutdown) -> Watch {
         let reaper = reaper();
-        let key = self.0.as_ref().map(|socket| reaper.add(socket, limit));
+        let key = self.0.as_ref().map(|socket| reaper.add(socket, limit, how));
         Watch { key }
     }
 }
@@ -57,7 +67,7 @@ struct Reaper {
 struct Watched {
     next_id: u64,
     /// Keyed by deadline first, so the earliest is the first entry.
-    sockets: BTreeMap<(Instant, u64), Arc<TcpStream>>,
+    sockets: BTreeMap<(Instant, u64), (Arc<TcpStream>, Shutdown)>,
     /// When the reaper wakes next on its own; `None` while it waits for work.
     wakes_at: Option<Instant>,
 }
@@ -68,11 +78,11 @@ pub struct Watch {
 }
 
 impl Reaper {
-    fn add(&self, socket: &Arc<TcpStream>, limit: Duration) -> (Instant, u64) {
+    fn add(&self, socket: &Arc<TcpStream>, limit: Duration, how: Shutdown) -> (Instant, u64) {
         let mut watched = self.lock();
         watched.next_id += 1;
         let key = (Instant::now() + limit, watched.next_id);
-        watched.sockets.insert(key, Arc::clone(socket));
+        watched.sockets.insert(key, (Arc::clone(socket), how));
         // The reaper sleeps until its next deadline; wake it only for an earlier one (deadlines
         // mostly come in order, so a busy port rarely wakes it).
         let earlier = watched.wakes_at.is_none_or(|at| key.0 < at);
@@ -95,7 +105,8 @@ impl Reaper {
                 if entry.key().0 > now {
                     break;
                 }
-                let _ = entry.remove().shutdown(Shutdown::Both);
+                let (socket, how) = entry.remove();
+                let _ = socket.shutdown(how);
             }
             watched.wakes_at = watched.sockets.keys().next().map(|(deadline, _)| *deadline);
             watched = match watched.wakes_at {

@@ -2,17 +2,31 @@
 //! never holds up another, and a failed accept (out of file descriptors) is logged and
 //! retried shortly instead of ending the port.
 //!
-//! Each port has a ceiling on connections served at once. At the ceiling the loop stops
-//! accepting until one ends: further peers wait in the kernel's accept backlog instead of
-//! each costing a thread, so a flood of connections cannot exhaust the process's threads or
-//! memory. Reaching the ceiling is logged, at most once a minute.
+//! Each port has a ceiling on connections served at once, so a flood of connections cannot
+//! exhaust the process's threads or memory. Idle peers must not be able to fill it either:
+//! connections say when they are idle (no request head yet, or keep-alive between requests,
+//! [`Presence::idle`]) and when they work ([`Presence::busy`]). At the ceiling the loop closes
+//! the connection idle longest to admit the new one, as nginx reuses idle keep-alive
+//! connections when it runs out; only when every connection is working does it stop
+//! accepting until one ends, leaving further peers in the kernel's accept backlog. One peer
+//! address may hold at most [`Limits::per_peer`] connections; more are closed at once.
+//! Reaching either limit is logged at most once a minute.
 
-use std::net::{TcpListener, TcpStream};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::collections::HashMap;
+use std::net::{IpAddr, Shutdown, TcpListener, TcpStream};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+/// How many connections a port serves at once, and how many of them one peer address may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub open: usize,
+    pub per_peer: usize,
+}
+
 /// Serves `listener` on a background thread named `port`; each connection runs `handle` on a
-/// thread of its own named `connection`, at most `max_open` at once.
+/// thread of its own named `connection`, at most `max_open` at once, none of them ever
+/// counted idle (for ports whose connections do not say).
 pub fn spawn(
     listener: TcpListener,
     port: &str,
@@ -20,23 +34,53 @@ pub fn spawn(
     max_open: usize,
     handle: impl Fn(TcpStream) + Send + Sync + 'static,
 ) -> std::io::Result<()> {
+    let limits = Limits {
+        open: max_open,
+        per_peer: max_open,
+    };
+    serve(listener, port, connection, limits, false, move |tcp, _| {
+        handle(tcp)
+    })
+}
+
+/// [`spawn`] for connections that say when they are idle, with a limit per peer address.
+pub fn spawn_with(
+    listener: TcpListener,
+    port: &str,
+    connection: &str,
+    limits: Limits,
+    handle: impl Fn(TcpStream, &Presence) + Send + Sync + 'static,
+) -> std::io::Result<()> {
+    serve(listener, port, connection, limits, true, handle)
+}
+
+/// The accept loop; new connections count as idle from the start when `start_idle`.
+fn serve(
+    listener: TcpListener,
+    port: &str,
+    connection: &str,
+    limits: Limits,
+    start_idle: bool,
+    handle: impl Fn(TcpStream, &Presence) + Send + Sync + 'static,
+) -> std::io::Result<()> {
     let handle = Arc::new(handle);
-    let open = Arc::new(OpenCount::default());
+    let table = Arc::new(Table::default());
     let (port_name, connection) = (port.to_string(), connection.to_string());
     std::thread::Builder::new()
         .name(port_name.clone())
         .spawn(move || loop {
-            open.wait_below(max_open, &port_name);
+            table.make_room(limits.open, &port_name);
             match listener.accept() {
-                Ok((tcp, _)) => {
-                    let (handle, slot) = (Arc::clone(&handle), OpenSlot::take(&open));
-                    let spawned =
-                        std::thread::Builder::new()
-                            .name(connection.clone())
-                            .spawn(move || {
-                                let _slot = slot;
-                                handle(tcp)
-                            });
+                Ok((tcp, peer)) => {
+                    let admitted = table.enter(&tcp, peer.ip(), limits.per_peer, &port_name);
+                    let Some(presence) = admitted else { continue };
+                    if !start_idle {
+                        presence.busy();
+                    }
+                    let handle = Arc::clone(&handle);
+                    let spawned = std::thread::Builder::new()
+                        .name(connection.clone())
+                        .spawn(move || handle(tcp, &presence));
                     if let Err(e) = spawned {
                         log::warn!("{port_name}: cannot start a thread for a connection: {e}");
                     }
@@ -50,60 +94,156 @@ pub fn spawn(
         .map(|_| ())
 }
 
-/// How often reaching the ceiling is logged, at most.
-const CEILING_LOG_EVERY: Duration = Duration::from_secs(60);
+/// How often reaching a limit is logged, at most.
+const LIMIT_LOG_EVERY: Duration = Duration::from_secs(60);
 
-/// Connections a port is serving now.
+/// The connections a port is serving now.
 #[derive(Default)]
-struct OpenCount {
-    open: Mutex<usize>,
+struct Table {
+    state: Mutex<State>,
     closed: Condvar,
-    last_logged: Mutex<Option<Instant>>,
 }
 
-impl OpenCount {
-    /// Returns once fewer than `max` connections are open.
-    fn wait_below(&self, max: usize, port: &str) {
-        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        if *open < max {
-            return;
+#[derive(Default)]
+struct State {
+    next_id: u64,
+    open: HashMap<u64, Entry>,
+    per_peer: HashMap<IpAddr, usize>,
+    ceiling_logged: Option<Instant>,
+    peer_logged: Option<Instant>,
+}
+
+struct Entry {
+    peer: IpAddr,
+    /// A second handle of the socket, to close it when evicted (`None`: cannot be evicted).
+    socket: Option<TcpStream>,
+    /// Since when it is idle; `None` while it works.
+    idle_since: Option<Instant>,
+}
+
+impl State {
+    fn remove(&mut self, id: u64) {
+        if let Some(entry) = self.open.remove(&id) {
+            if let Some(n) = self.per_peer.get_mut(&entry.peer) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.per_peer.remove(&entry.peer);
+                }
+            }
         }
-        let mut last = self
-            .last_logged
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if last.is_none_or(|at| at.elapsed() >= CEILING_LOG_EVERY) {
-            *last = Some(Instant::now());
-            log::warn!(
-                "{port}: {open} connections open, the most it serves at once; new ones wait until one ends (logged at most once a minute)"
-            );
-        }
-        drop(last);
-        while *open >= max {
-            open = self
+    }
+}
+
+fn due(last: &mut Option<Instant>) -> bool {
+    let due = last.is_none_or(|at| at.elapsed() >= LIMIT_LOG_EVERY);
+    if due {
+        *last = Some(Instant::now());
+    }
+    due
+}
+
+impl Table {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Returns once fewer than `max` connections are open: closes the one idle longest, or
+    /// waits until one ends when none is idle.
+    fn make_room(&self, max: usize, port: &str) {
+        let mut state = self.lock();
+        while state.open.len() >= max {
+            let oldest = state
+                .open
+                .iter()
+                .filter(|(_, e)| e.socket.is_some())
+                .filter_map(|(id, e)| e.idle_since.map(|since| (since, *id)))
+                .min();
+            if let Some((_, id)) = oldest {
+                if let Some(socket) = state.open.get(&id).and_then(|e| e.socket.as_ref()) {
+                    // Its thread's next read fails at once and the thread ends.
+                    let _ = socket.shutdown(Shutdown::Both);
+                }
+                state.remove(id);
+                continue;
+            }
+            if due(&mut state.ceiling_logged) {
+                log::warn!(
+                    "{port}: {} connections open and working, the most it serves at once; new ones wait until one ends (logged at most once a minute)",
+                    state.open.len()
+                );
+            }
+            state = self
                 .closed
-                .wait(open)
+                .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
         }
+    }
+
+    /// Counts a new connection in, idle; `None` (and the connection is closed) when its
+    /// peer address already holds `per_peer`.
+    fn enter(
+        self: &Arc<Self>,
+        tcp: &TcpStream,
+        peer: IpAddr,
+        per_peer: usize,
+        port: &str,
+    ) -> Option<Presence> {
+        let mut state = self.lock();
+        let held = state.per_peer.get(&peer).copied().unwrap_or(0);
+        if held >= per_peer {
+            if due(&mut state.peer_logged) {
+                log::warn!(
+                    "{port}: {peer} holds {held} connections, the most one address may; more are closed at once (logged at most once a minute)"
+                );
+            }
+            return None;
+        }
+        state.next_id += 1;
+        let id = state.next_id;
+        *state.per_peer.entry(peer).or_insert(0) += 1;
+        let entry = Entry {
+            peer,
+            socket: tcp.try_clone().ok(),
+            idle_since: Some(Instant::now()),
+        };
+        state.open.insert(id, entry);
+        Some(Presence {
+            table: Arc::clone(self),
+            id,
+        })
     }
 }
 
 /// One open connection, counted until its thread ends (even by a panic), or until the thread
-/// could not start and the slot is dropped unused.
-struct OpenSlot(Arc<OpenCount>);
+/// could not start and it is dropped unused, or until it is evicted.
+pub struct Presence {
+    table: Arc<Table>,
+    id: u64,
+}
 
-impl OpenSlot {
-    fn take(count: &Arc<OpenCount>) -> OpenSlot {
-        *count.open.lock().unwrap_or_else(PoisonError::into_inner) += 1;
-        OpenSlot(Arc::clone(count))
+impl Presence {
+    /// Waiting for a request head: may be closed to admit a new connection.
+    pub fn idle(&self) {
+        self.set_idle(Some(Instant::now()));
+    }
+
+    /// Serving a request: never closed to admit another.
+    pub fn busy(&self) {
+        self.set_idle(None);
+    }
+
+    fn set_idle(&self, since: Option<Instant>) {
+        let mut state = self.table.lock();
+        if let Some(entry) = state.open.get_mut(&self.id) {
+            entry.idle_since = since;
+        }
     }
 }
 
-impl Drop for OpenSlot {
+impl Drop for Presence {
     fn drop(&mut self) {
-        let mut open = self.0.open.lock().unwrap_or_else(PoisonError::into_inner);
-        *open = open.saturating_sub(1);
-        self.0.closed.notify_one();
+        self.table.lock().remove(self.id);
+        self.table.closed.notify_one();
     }
 }
 
@@ -149,5 +289,73 @@ mod tests {
             .unwrap();
         assert!(greeted(&mut third), "not served after a connection ended");
         drop(second);
+    }
+
+    /// Connects and waits for the server's greeting byte.
+    fn greeted(addr: std::net::SocketAddr) -> TcpStream {
+        let mut tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut byte = [0u8; 1];
+        tcp.read_exact(&mut byte).unwrap();
+        tcp
+    }
+
+    #[test]
+    fn at_the_ceiling_the_connection_idle_longest_makes_room() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = Limits {
+            open: 2,
+            per_peer: 2,
+        };
+        spawn_with(
+            listener,
+            "test-port",
+            "test-conn",
+            limits,
+            |mut tcp, presence| {
+                // Greets, then idles (like keep-alive between requests) until closed.
+                let _ = tcp.write_all(b"+");
+                presence.idle();
+                let mut byte = [0u8; 1];
+                while matches!(tcp.read(&mut byte), Ok(n) if n > 0) {}
+            },
+        )
+        .unwrap();
+        let mut first = greeted(addr);
+        let _second = greeted(addr);
+        // Both idle: a third is admitted at once, and the first (idle longest) is closed.
+        let _third = greeted(addr);
+        let mut byte = [0u8; 1];
+        assert!(
+            matches!(first.read(&mut byte), Ok(0) | Err(_)),
+            "the idle connection was not closed"
+        );
+    }
+
+    #[test]
+    fn one_address_holds_at_most_its_share() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = Limits {
+            open: 10,
+            per_peer: 1,
+        };
+        spawn_with(listener, "test-port", "test-conn", limits, |mut tcp, _| {
+            let _ = tcp.write_all(b"+");
+            let mut byte = [0u8; 1];
+            while matches!(tcp.read(&mut byte), Ok(n) if n > 0) {}
+        })
+        .unwrap();
+        let _first = greeted(addr);
+        let mut second = TcpStream::connect(addr).unwrap();
+        second
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        assert!(
+            matches!(second.read(&mut byte), Ok(0) | Err(_)),
+            "a second connection from the same address was served"
+        );
     }
 }
