@@ -275,7 +275,7 @@ fn an_api_pool_serves_at_once_and_a_rotated_key_refuses_old_agents() {
         .wait_for("refused the pool token", Duration::from_secs(15));
     gw.proc
         .out
-        .wait_for("refused for pool", Duration::from_secs(5));
+        .wait_for("agent logins refused", Duration::from_secs(5));
     assert_eq!(gw.pool_state("live").1, 0);
     let (_, log) = call(&gw, "GET", "/api/pools/live/log", None);
     assert_eq!(

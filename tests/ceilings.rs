@@ -1,5 +1,6 @@
-//! Ceilings idle peers cannot fill: connections that never send a request head are closed to
-//! admit new ones, and one address holds only its share.
+//! Limits an attacker cannot exhaust: connections that never send a request head are closed
+//! to admit new ones, one address holds only its share, a slow upload loses its agent stream,
+//! and a flood of wrong agent keys is slowed down and summed up in the log.
 
 mod support;
 
@@ -107,4 +108,94 @@ fn a_slow_upload_is_cut_off_after_the_grace_and_its_stream_released() {
     assert_eq!(ok.status(), 200);
     drop(raw);
     dribbler.join().unwrap();
+}
+
+/// One agent login with `key` for `ulid`; returns the status and how long the answer took.
+fn login(agent_addr: &str, ulid: &str, key: &str) -> (u16, Duration) {
+    use vcs_agent::protocol;
+    let started = Instant::now();
+    let tcp = TcpStream::connect(agent_addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let url = format!("ws://{agent_addr}{}", protocol::CONNECT_PATH);
+    let mut request =
+        tungstenite::client::IntoClientRequest::into_client_request(url.as_str()).unwrap();
+    let headers = request.headers_mut();
+    for (name, value) in [
+        (protocol::HEADER_POOL_ULID, ulid),
+        (protocol::HEADER_KEY, key),
+        (protocol::HEADER_PROTOCOL, protocol::PROTOCOL_VERSION),
+    ] {
+        headers.insert(name, value.parse().unwrap());
+    }
+    let status = match tungstenite::client::client(request, tcp) {
+        Ok(_) => 101,
+        Err(tungstenite::handshake::HandshakeError::Failure(tungstenite::Error::Http(r))) => {
+            r.status().as_u16()
+        }
+        Err(_) => 0,
+    };
+    (status, started.elapsed())
+}
+
+#[test]
+fn a_wrong_key_flood_is_slowed_and_summed_up_while_a_valid_agent_logs_in() {
+    let upstream = Upstream::start();
+    let gateway = Gateway::start(&[]);
+    let token = gateway.create_pool("target");
+    let ulid = vcs_agent::token::Token::decode(&token).unwrap().pool_ulid;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood: Vec<_> = (0..8)
+        .map(|_| {
+            let (addr, ulid, stop) = (gateway.agent_addr.clone(), ulid.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut answers = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    answers.push(login(&addr, &ulid, "guessed-key"));
+                }
+                answers
+            })
+        })
+        .collect();
+    // A valid agent logs in during the flood, without delay.
+    gateway
+        .proc
+        .out
+        .wait_for("agent logins refused", Duration::from_secs(10));
+    let started = Instant::now();
+    let _agent = start_agent(&agent_env(&token, &upstream.base(), &[]));
+    gateway.wait_streams("target", 2);
+    let joined = started.elapsed();
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let answers: Vec<(u16, Duration)> = flood.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    assert!(
+        answers.iter().all(|(status, _)| *status == 401),
+        "{answers:?}"
+    );
+    assert!(answers.len() >= 16, "only {} refusals", answers.len());
+    let slowest = answers.iter().map(|(_, took)| *took).max().unwrap();
+    assert!(
+        slowest >= Duration::from_millis(250),
+        "no refusal was delayed"
+    );
+    assert!(
+        joined < Duration::from_secs(5),
+        "the valid agent took {joined:?}"
+    );
+    // One summary line per interval, not one line per refusal.
+    let lines = gateway.proc.out.count("refused");
+    assert!(
+        lines <= 3,
+        "{lines} log lines for {} refusals:\n{}",
+        answers.len(),
+        gateway.proc.out.text()
+    );
+    let summary = gateway
+        .proc
+        .out
+        .wait_for("agent logins refused", Duration::from_secs(1));
+    assert!(
+        summary.contains(&ulid) && summary.contains("127.0.0.1="),
+        "{summary}"
+    );
 }

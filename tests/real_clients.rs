@@ -20,6 +20,7 @@ use support::*;
 const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
 const AZURE_REPO: &str = "3411ebc1-d5aa-464f-9615-0b527bc66719";
 const AZURE_OTHER: &str = "9c4f29fb-0d6e-4b3e-a1b3-6f1f2d4b8a77";
+const AZURE_PROJECT: &str = "5e0c5b2a-9a53-4a8e-9e0d-0d7b2c1e6f00";
 
 fn python() -> String {
     std::env::var("VCS_TEST_PYTHON").unwrap_or_else(|_| {
@@ -429,7 +430,12 @@ fn azure_locations() -> Value {
 }
 
 fn azure_repo(id: &str, project: &str, name: &str) -> Value {
-    json!({"id": id, "name": name, "project": {"id": "p-1", "name": project}})
+    let project_id = if project == "platform" {
+        AZURE_PROJECT
+    } else {
+        "0-other"
+    };
+    json!({"id": id, "name": name, "project": {"id": project_id, "name": project}})
 }
 
 fn azure_stub(r: &Recorded, _front: &str) -> Option<Reply> {
@@ -441,6 +447,15 @@ fn azure_stub(r: &Recorded, _front: &str) -> Option<Reply> {
             "count": 2,
             "value": [azure_repo(AZURE_REPO, "platform", "infra"), azure_repo("0-legacy", "platform", "legacy")],
         })),
+        ("GET", path) if path == format!("/acme/{AZURE_PROJECT}/_apis/git/repositories/infra") => {
+            ok(azure_repo(AZURE_REPO, "platform", "infra"))
+        }
+        ("GET", path)
+            if path
+                == format!("/acme/{AZURE_PROJECT}/_apis/git/repositories/infra/commits/{SHA}") =>
+        {
+            ok(json!({"commitId": SHA}))
+        }
         ("GET", path) => match path.strip_prefix(git) {
             Some("/infra") => ok(azure_repo(AZURE_REPO, "platform", "infra")),
             Some(p) if p == format!("/{AZURE_REPO}") => {
@@ -478,6 +493,9 @@ fn azure_devops_sdk() {
             format!("GET {git}"),
             format!("GET {git}/infra"),
             format!("GET {git}/{AZURE_REPO}/commits/{SHA}"),
+            // The project given by its GUID: one lookup of the repository in it, then the commit.
+            format!("GET /acme/{AZURE_PROJECT}/_apis/git/repositories/infra?api-version=5.0"),
+            format!("GET /acme/{AZURE_PROJECT}/_apis/git/repositories/infra/commits/{SHA}"),
             format!("POST {git}/infra/commits/{SHA}/statuses"),
             format!("GET {git}/infra/pullRequests/21"),
             format!("POST {git}/infra/pullRequests/21/threads"),

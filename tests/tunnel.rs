@@ -498,7 +498,7 @@ fn a_wrong_key_is_refused_at_the_handshake() {
     let refusal = gateway
         .proc
         .out
-        .wait_for("wrong key", Duration::from_secs(5));
+        .wait_for("agent logins refused", Duration::from_secs(5));
     assert!(
         refusal.contains(&decoded.pool_ulid),
         "the gateway names the pool: {refusal}"

@@ -8,7 +8,8 @@
 //! ([`Decision::ById`](crate::allowlist::Decision)), the agent looks the id up in a bounded
 //! cache and, on a miss, asks the VCS **once**, before anything of the request is forwarded:
 //! `GET` of the project's own endpoint (GitLab `/api/v4/projects/{id}`, GitHub
-//! `/repositories/{id}`, Azure DevOps `/{org}/{project}/_apis/git/repositories/{guid}`) with
+//! `/repositories/{id}`, Azure DevOps `/{org}/{project}/_apis/git/repositories/{repo}`, where
+//! the repository or its project is a GUID) with
 //! the caller's own credential headers, so the lookup sees exactly what the caller may see.
 //! The answer's path (`path_with_namespace`, `full_name`, or organisation + `project.name` +
 //! `name`) is then held to the project regex like any path. A lookup that fails (an error
@@ -136,6 +137,19 @@ pub fn id_of(entry: &Value) -> Option<String> {
     }
 }
 
+/// Whether a lookup answer describes `id`: its own id, or for `{project GUID}/{name}` (Azure
+/// DevOps) its project's id.
+fn is_about(entry: &Value, id: &str) -> bool {
+    match id.split_once('/') {
+        Some((project, _)) => entry
+            .get("project")
+            .and_then(|p| p.get("id"))
+            .and_then(Value::as_str)
+            .is_some_and(|p| p.eq_ignore_ascii_case(project)),
+        None => id_of(entry).as_deref() == Some(id),
+    }
+}
+
 /// The path `id` names: from the cache, or else from one lookup to the VCS with the caller's
 /// credential headers. `Err` is the reason to deny with.
 pub fn resolve(shared: &Shared, id: &ProjectId, caller: &Headers) -> Result<String, String> {
@@ -172,7 +186,7 @@ pub fn resolve(shared: &Shared, id: &ProjectId, caller: &Headers) -> Result<Stri
         .map_err(|_| failed("the lookup answer is not JSON".into()))?;
     let path = path_of(shared.allowlist.vendor(), &id.scope, &entry)
         .ok_or_else(|| failed("the lookup answer names no project".into()))?;
-    if id_of(&entry).as_deref() != Some(id.id.as_str()) {
+    if !is_about(&entry, &id.id) {
         return Err(failed("the lookup answer is about another id".into()));
     }
     log::debug!("project id {id} is {path} (looked up)");

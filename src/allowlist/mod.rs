@@ -217,7 +217,8 @@ pub struct Allowed {
 /// path the id stands for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ProjectId {
-    /// The id as the path spells it (`5`, a GUID in lower case).
+    /// The id as the path spells it (`5`, a GUID in lower case; for an Azure DevOps project
+    /// given by its GUID, `{project GUID}/{repository name}`).
     pub id: String,
     /// Where the id is unique: empty, or the Azure DevOps organisation (as the path spells
     /// it, compared without regard to case).
@@ -544,22 +545,35 @@ fn project_id(vendor: Vendor, project: &str, target: &Canonical) -> Option<Proje
         Vendor::GithubEnterprise if numeric && raw.starts_with(&["repositories"]) => {
             Some(id("", format!("/repositories/{project}")))
         }
-        Vendor::AzureDevops => {
-            let (org, rest) = project.split_once('/')?;
-            let repo = rest.split_once('/')?.1;
-            let routed = matches!(raw.get(2), Some(&"_apis" | &"_git"));
-            (routed && is_guid(repo)).then(|| {
-                id(
-                    org,
-                    format!(
-                        "/{}/{}/_apis/git/repositories/{repo}?api-version=5.0",
-                        raw[0], raw[1]
-                    ),
-                )
-            })
-        }
+        Vendor::AzureDevops => azure_id(project, &raw),
         _ => None,
     }
+}
+
+/// An Azure DevOps repository named by its GUID, or by its name in a project named by its
+/// GUID (`{org}/{project GUID}/…/repositories/{name}`, id `{project GUID}/{name}`); the lookup
+/// asks for the repository as the path spells it.
+fn azure_id(project: &str, raw: &[&str]) -> Option<ProjectId> {
+    let mut pieces = project.splitn(3, '/');
+    let (org, proj, repo) = (pieces.next()?, pieces.next()?, pieces.next()?);
+    let repo_raw = match raw.get(2..) {
+        Some(["_apis", "git", "repositories", repo, ..]) => repo,
+        Some(["_git", repo, ..]) => repo,
+        _ => return None,
+    };
+    let id = match (is_guid(proj), is_guid(repo)) {
+        (_, true) => repo.to_ascii_lowercase(),
+        (true, false) => format!("{}/{repo}", proj.to_ascii_lowercase()),
+        (false, false) => return None,
+    };
+    Some(ProjectId {
+        id,
+        scope: org.to_string(),
+        lookup: format!(
+            "/{}/{}/_apis/git/repositories/{repo_raw}?api-version=5.0",
+            raw[0], raw[1]
+        ),
+    })
 }
 
 /// `8-4-4-4-12` hex digits.

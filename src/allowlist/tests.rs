@@ -1353,6 +1353,36 @@ fn ids_the_regex_cannot_judge_are_left_to_resolve() {
     assert!(azure
         .decide("GET", "/acme/hr/_apis/git/repositories/infra")
         .is_err());
+    // A project given by its GUID: the repository is resolved by name within it.
+    let project_guid = "5E0C5B2A-9A53-4A8E-9E0D-0D7B2C1E6F00";
+    for (target, lookup_repo) in [
+        (
+            format!("/acme/{project_guid}/_apis/git/repositories/My%20Repo/commits"),
+            "My%20Repo",
+        ),
+        (
+            format!("/acme/{project_guid}/_git/infra/info/refs?service=git-upload-pack"),
+            "infra",
+        ),
+    ] {
+        match azure.decide("GET", &target).unwrap() {
+            Decision::ById(_, id) => {
+                let repo = if lookup_repo == "infra" {
+                    "infra"
+                } else {
+                    "My Repo"
+                };
+                assert_eq!(id.id, format!("{}/{repo}", project_guid.to_lowercase()));
+                assert_eq!(
+                    id.lookup,
+                    format!(
+                        "/acme/{project_guid}/_apis/git/repositories/{lookup_repo}?api-version=5.0"
+                    )
+                );
+            }
+            other => panic!("{target}: {other:?}"),
+        }
+    }
 
     let bitbucket = restricted(Vendor::BitbucketDatacenter, "PLAT/.*");
     assert!(bitbucket

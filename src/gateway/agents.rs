@@ -84,15 +84,21 @@ pub(crate) fn accept(tcp: TcpStream, hub: &Hub, tls: Option<Arc<rustls::ServerCo
         }
         let ulid = header(request, protocol::HEADER_POOL_ULID).unwrap_or("");
         let key = header(request, protocol::HEADER_KEY).unwrap_or("");
+        // Refusals are summed up in one line per interval, and repeated ones from an address
+        // wait longer and longer (see `logins`).
         let pool = match hub.authenticate(ulid, key) {
-            Ok(pool) => pool,
-            Err(AuthError::UnknownPool) => {
-                warn!("agent from {peer} refused: no pool has id {ulid:?}");
-                return Err(refuse(401, "unknown pool id"));
+            Ok(pool) => {
+                hub.logins.admitted(peer.ip());
+                pool
             }
-            Err(AuthError::WrongKey) => {
-                warn!("agent from {peer} refused for pool {ulid}: wrong key");
-                return Err(refuse(401, "wrong pool key"));
+            Err(e) => {
+                let (label, answer) = match e {
+                    AuthError::UnknownPool => ("(unknown pool id)".to_string(), "unknown pool id"),
+                    AuthError::WrongKey => (ulid.to_string(), "wrong pool key"),
+                };
+                debug!("agent from {peer} refused for pool {label}: {answer}");
+                std::thread::sleep(hub.logins.refused(&label, peer.ip()));
+                return Err(refuse(401, answer));
             }
         };
         let metadata: BTreeMap<String, String> = header(request, protocol::HEADER_METADATA)
@@ -246,6 +252,7 @@ impl Drop for AgentStream {
 pub fn housekeeper(hub: Arc<Hub>) {
     loop {
         std::thread::sleep(TICK);
+        hub.logins.flush();
         for pool in hub.live_pools() {
             // One at a time, so callers can take the others meanwhile.
             for _ in 0..pool.idle.len() {

@@ -418,6 +418,8 @@ pub struct Hub {
     pub store: Store,
     /// Who may use the front.
     pub callers: crate::gateway::callers::Callers,
+    /// Refused agent logins: counted, summed up in the log, slowed down.
+    pub logins: crate::gateway::logins::Logins,
     pub settings: Settings,
     /// Set on SIGTERM: no new request is dispatched and idle agent streams are closed.
     draining: AtomicBool,
@@ -436,6 +438,7 @@ impl Hub {
     pub fn new(store: Store, settings: Settings) -> Result<Hub, String> {
         let hub = Hub {
             callers: crate::gateway::callers::Callers::new(store.clone())?,
+            logins: Default::default(),
             store,
             settings,
             draining: AtomicBool::new(false),
@@ -598,15 +601,31 @@ impl Hub {
         list
     }
 
-    /// Checks an agent's pool id and key. A miss reads the store again first: the pool may
-    /// have been created, or its key rotated, by another process a moment ago.
+    /// Checks an agent's pool id and key. A miss looks at the store again first: the pool
+    /// may have been created, or its key rotated, by another process a moment ago. It reads
+    /// the store when its file changed, and otherwise at most every 250 ms (file times can be
+    /// too coarse to tell), so a flood of wrong keys costs no disk reads.
     pub fn authenticate(&self, ulid: &str, key: &str) -> Result<Arc<Pool>, AuthError> {
         let first = self.check_key(ulid, key);
         if first.is_ok() {
             return first;
         }
-        self.reload_logged();
+        self.refresh();
+        if self.reload_due(250) {
+            self.reload_logged();
+        }
         self.check_key(ulid, key)
+    }
+
+    /// Whether a forced reload may run now, at most one per `every_ms` (shared by all misses).
+    fn reload_due(&self, every_ms: u64) -> bool {
+        let now = crate::gateway::store::now_millis();
+        let last = self.last_forced_reload.load(Ordering::Relaxed);
+        now.saturating_sub(last) >= every_ms
+            && self
+                .last_forced_reload
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
     }
 
     fn check_key(&self, ulid: &str, key: &str) -> Result<Arc<Pool>, AuthError> {

@@ -16,6 +16,7 @@ pub mod exchange;
 pub mod front;
 pub mod hub;
 pub mod idle;
+pub mod logins;
 pub mod panel;
 pub mod stats;
 pub mod store;
@@ -85,11 +86,15 @@ impl Gateway {
             .spawn(move || agents::housekeeper(h))
             .map_err(cannot)?;
         let (h, agent_tls) = (Arc::clone(&hub), tls.agent);
-        crate::net::listen::spawn(
+        let handshakes = crate::net::listen::Limits {
+            open: agents::MAX_HANDSHAKES,
+            per_peer: logins::MAX_HANDSHAKES_PER_ADDRESS,
+        };
+        crate::net::listen::spawn_limited(
             agent_listener,
             "agent-port",
             "agent-stream",
-            agents::MAX_HANDSHAKES,
+            handshakes,
             move |tcp| agents::accept(tcp, &h, agent_tls.clone()),
         )
         .map_err(cannot)?;

@@ -43,6 +43,19 @@ pub fn spawn(
     })
 }
 
+/// [`spawn`] with a limit per peer address; connections never count idle.
+pub fn spawn_limited(
+    listener: TcpListener,
+    port: &str,
+    connection: &str,
+    limits: Limits,
+    handle: impl Fn(TcpStream) + Send + Sync + 'static,
+) -> std::io::Result<()> {
+    serve(listener, port, connection, limits, false, move |tcp, _| {
+        handle(tcp)
+    })
+}
+
 /// [`spawn`] for connections that say when they are idle, with a limit per peer address.
 pub fn spawn_with(
     listener: TcpListener,

@@ -38,6 +38,7 @@ requests.Session.__init__ = _session_with_gateway_auth
 SHA = "0123456789abcdef0123456789abcdef01234567"
 AZURE_REPO = "3411ebc1-d5aa-464f-9615-0b527bc66719"
 AZURE_OTHER = "9c4f29fb-0d6e-4b3e-a1b3-6f1f2d4b8a77"
+AZURE_PROJECT = "5e0c5b2a-9a53-4a8e-9e0d-0d7b2c1e6f00"
 failures = 0
 
 
@@ -281,6 +282,11 @@ def azure(front):
         lambda c: c.commit_id == SHA,
     )
     passes(
+        "commit (project by GUID)",
+        lambda: git.get_commit(SHA, "infra", project=AZURE_PROJECT),
+        lambda c: c.commit_id == SHA,
+    )
+    passes(
         "commit status",
         lambda: git.create_commit_status(
             GitStatus(state="succeeded", description="ci"), SHA, "infra", project="platform"
@@ -294,6 +300,18 @@ def azure(front):
             GitPullRequestCommentThread(comments=[Comment(content="plan: 1 to add")]), "infra", 21, project="platform"
         ),
         lambda t: t.id == 3,
+    )
+    denied(
+        "method override header",
+        lambda: git._send(
+            http_method="POST",
+            location_id="428dd4fb-fda5-4722-af02-9313b80305da",
+            version="7.1-preview.1",
+            route_values={"project": "platform", "repositoryId": "infra", "commitId": SHA},
+            content={"state": "succeeded"},
+            additional_headers={"X-HTTP-Method-Override": "DELETE"},
+        ),
+        "method override header",
     )
     denied(
         "other repository",

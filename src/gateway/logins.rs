@@ -1,0 +1,168 @@
+//! Agent logins under attack: a flood of wrong pool keys must cost little and say little.
+//!
+//! Refusals are counted per pool and per address and logged as one line per interval
+//! ([`Logins::flush`], called by the housekeeper), not one line each: thousands of refusals a
+//! second once wrote megabytes of log. Repeated failures from one address wait longer and
+//! longer before their `401` ([`Logins::delay`]), which slows a guesser down to a few tries a
+//! second; a valid key is never delayed, and since the delay holds only the refused
+//! connection's own handshake place (and one address holds at most
+//! [`MAX_HANDSHAKES_PER_ADDRESS`] of them), agents elsewhere log in as fast as before.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// How often the summary of refusals is logged, at most.
+pub const SUMMARY_EVERY: Duration = Duration::from_secs(5);
+
+/// Handshakes one address may run at once on the agent port.
+pub const MAX_HANDSHAKES_PER_ADDRESS: usize = 64;
+
+/// Failures from one address within this long count together; older ones are forgotten.
+const FAILURE_MEMORY: Duration = Duration::from_secs(60);
+
+/// Failures from one address answered without delay.
+const FREE_FAILURES: u32 = 3;
+
+/// The first delay, doubled with each further failure up to [`MAX_DELAY`].
+const FIRST_DELAY: Duration = Duration::from_millis(250);
+const MAX_DELAY: Duration = Duration::from_secs(5);
+
+/// Addresses remembered at most (a flood from many addresses forgets the oldest).
+const MAX_ADDRESSES: usize = 4096;
+
+/// Lines of pools and addresses named in one summary, at most.
+const SUMMARY_NAMES: usize = 5;
+
+#[derive(Default)]
+pub struct Logins {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Refusals since the last summary, by pool (id, or why there is none) and by address.
+    by_pool: HashMap<String, u64>,
+    by_address: HashMap<IpAddr, u64>,
+    last_summary: Option<Instant>,
+    /// Recent failures per address, for the delay.
+    failures: HashMap<IpAddr, (u32, Instant)>,
+}
+
+impl Logins {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts a refusal of `pool` (its id as the agent sent it, or a reason) from `peer` and
+    /// returns how long to wait before answering it.
+    pub fn refused(&self, pool: &str, peer: IpAddr) -> Duration {
+        let mut state = self.lock();
+        let label: String = pool.chars().take(40).collect();
+        *state.by_pool.entry(label).or_insert(0) += 1;
+        *state.by_address.entry(peer).or_insert(0) += 1;
+        if state.failures.len() >= MAX_ADDRESSES && !state.failures.contains_key(&peer) {
+            state
+                .failures
+                .retain(|_, (_, last)| last.elapsed() < FAILURE_MEMORY);
+            if state.failures.len() >= MAX_ADDRESSES {
+                state.failures.clear();
+            }
+        }
+        let now = Instant::now();
+        let entry = state.failures.entry(peer).or_insert((0, now));
+        if entry.1.elapsed() >= FAILURE_MEMORY {
+            entry.0 = 0;
+        }
+        entry.0 = entry.0.saturating_add(1);
+        entry.1 = now;
+        delay(entry.0)
+    }
+
+    /// A valid login from `peer` clears its failures.
+    pub fn admitted(&self, peer: IpAddr) {
+        self.lock().failures.remove(&peer);
+    }
+
+    /// Logs the refusals counted since the last summary, once per [`SUMMARY_EVERY`].
+    pub fn flush(&self) {
+        let mut state = self.lock();
+        if state.by_pool.is_empty()
+            || state
+                .last_summary
+                .is_some_and(|at| at.elapsed() < SUMMARY_EVERY)
+        {
+            return;
+        }
+        state.last_summary = Some(Instant::now());
+        let total: u64 = state.by_pool.values().sum();
+        let pools = top(std::mem::take(&mut state.by_pool));
+        let addresses = top(std::mem::take(&mut state.by_address));
+        log::warn!(
+            target: "agents",
+            "agent logins refused: {total} since the last summary (at most one every {:?}); by pool: {pools}; by address: {addresses}",
+            SUMMARY_EVERY
+        );
+    }
+}
+
+/// The delay before answering the `n`th recent failure of one address.
+fn delay(n: u32) -> Duration {
+    if n <= FREE_FAILURES {
+        return Duration::ZERO;
+    }
+    let doublings = (n - FREE_FAILURES - 1).min(16);
+    FIRST_DELAY.saturating_mul(1 << doublings).min(MAX_DELAY)
+}
+
+/// `a=3, b=1 (+2 more)`: the largest counts first.
+fn top<K: std::fmt::Display>(counts: HashMap<K, u64>) -> String {
+    let mut counts: Vec<(K, u64)> = counts.into_iter().collect();
+    counts.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+    let more = counts.len().saturating_sub(SUMMARY_NAMES);
+    let mut text = counts
+        .iter()
+        .take(SUMMARY_NAMES)
+        .map(|(k, n)| format!("{k}={n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if more > 0 {
+        text.push_str(&format!(" (+{more} more)"));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_grow_from_the_fourth_failure_and_are_capped() {
+        let delays: Vec<u64> = (1..=10).map(|n| delay(n).as_millis() as u64).collect();
+        assert_eq!(delays, [0, 0, 0, 250, 500, 1000, 2000, 4000, 5000, 5000]);
+        assert_eq!(delay(u32::MAX), MAX_DELAY);
+    }
+
+    #[test]
+    fn failures_are_per_address_and_cleared_by_a_valid_login() {
+        let logins = Logins::default();
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        for _ in 0..5 {
+            logins.refused("pool", a);
+        }
+        assert!(logins.refused("pool", a) > Duration::ZERO);
+        assert_eq!(logins.refused("pool", b), Duration::ZERO);
+        logins.admitted(a);
+        assert_eq!(logins.refused("pool", a), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_summary_names_the_largest_counts() {
+        let mut counts = HashMap::new();
+        for (i, name) in ["a", "b", "c", "d", "e", "f", "g"].iter().enumerate() {
+            counts.insert(*name, i as u64);
+        }
+        assert_eq!(top(counts), "g=6, f=5, e=4, d=3, c=2 (+2 more)");
+    }
+}
