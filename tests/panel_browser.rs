@@ -204,9 +204,11 @@ fn an_operator_adds_a_pool_watches_its_agent_and_reads_its_access_log() {
         }
     );
 
-    // The pool list tells the pool's state without reading a number, and its small chart's
+    // The pool list tells each pool's state without reading a number, and the small chart's
     // bars add up to what was sent.
+    gw.create_pool("infra-us");
     browser.click("#nav [data-nav=list]");
+    browser.wait_text("#pools tr[data-pool='infra-us']", "No agent");
     let row = "#pools tr[data-pool='infra-eu']";
     // (A request is counted just after its answer is sent: wait for the last one.)
     browser.wait_text(row, "Refusing\n3 of 16 requests denied");
@@ -312,10 +314,85 @@ fn an_operator_adds_a_pool_watches_its_agent_and_reads_its_access_log() {
     browser.fill("#log-path", "");
     browser.click("#pool-tabs [data-tab=overview]");
 
+    // Callers: one scoped to infra-eu; its secret is shown once and downloaded.
+    browser.click("#nav [data-nav=callers]");
+    browser.wait_text("#callers", "all pools");
+    browser.click("#add-caller");
+    browser.fill("#caller-name", "ci-bot");
+    browser.click("#caller-pool-list input[data-pool='infra-eu']");
+    browser.click("#caller-submit");
+    browser.wait_text("#secret-notice", "ci-bot.secret");
+    let secret = browser.downloaded("ci-bot.secret");
+    assert_eq!(browser.text("#secret-value"), secret.trim());
+    shot(&browser, "11-caller-created.png");
+    browser.click("#secret-done");
+    assert_eq!(
+        browser.text("#secret-value"),
+        "",
+        "the secret is shown once"
+    );
+
+    // Its requests count under its name, in the callers list, the log and the refused view.
+    let as_bot = |path: &str, secret: &str| {
+        client()
+            .get(gw.url("infra-eu", path))
+            .header("Vcs-Gateway-Authorization", format!("Bearer {secret}"))
+            .call()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(as_bot(ARCHIVE, secret.trim()), 200);
+    assert_eq!(as_bot("/api/v4/projects/5/hooks", secret.trim()), 403);
+    let bot = "#callers tr[data-caller='ci-bot']";
+    browser.wait_text(bot, "infra-eu (2 requests, 1 denied)");
+    let cells = texts(&browser, &format!("{bot} td"));
+    assert_eq!(
+        (cells[2].as_str(), cells[3].as_str()),
+        ("2", "1"),
+        "{cells:?}"
+    );
+    shot(&browser, "12-callers.png");
+    browser.click("#nav [data-nav=list]");
+    browser.click("#pools a[href='#/pools/infra-eu/refused']");
+    browser.wait_text(hooks, "ci-bot");
+    browser.click("#pool-tabs [data-tab=log]");
+    browser.fill("#log-caller", "ci-bot");
+    wait_rows(&browser, 2, |row| row.contains("ci-bot"));
+    browser.fill("#log-caller", "");
+
+    // Rotating its secret refuses the old one; deleting it refuses the new one.
+    browser.click("#nav [data-nav=callers]");
+    browser.click(&format!("{bot} button[data-action=rotate]"));
+    browser.wait_text("#confirm", "Rotate the secret of ci-bot?");
+    browser.click("#confirm-ok");
+    browser.wait_text("#secret-notice", "ci-bot.secret");
+    wait_until(Duration::from_secs(20), "a second secret file", || {
+        browser
+            .download_names()
+            .iter()
+            .filter(|n| n.contains(".secret") && !n.ends_with(".crdownload"))
+            .count()
+            == 2
+    });
+    let rotated = browser.text("#secret-value");
+    assert_ne!(rotated, secret.trim());
+    assert_eq!(as_bot(ARCHIVE, secret.trim()), 401);
+    assert_eq!(as_bot(ARCHIVE, &rotated), 200);
+    browser.click("#secret-done");
+    browser.click(&format!("{bot} button[data-action=delete]"));
+    browser.wait_text("#confirm", "Delete caller ci-bot?");
+    browser.click("#confirm-ok");
+    browser.wait_text("#flash", "Caller ci-bot deleted");
+    assert_eq!(as_bot(ARCHIVE, &rotated), 401);
+    browser.click("#nav [data-nav=list]");
+    browser.click("#pools a[href='#/pools/infra-eu']");
+    browser.wait_text("#pool-title", "infra-eu");
+
     // Rotating the key downloads a new token and disconnects the agent on the old one.
     browser.click("#rotate-key");
     browser.wait_text("#confirm", "Rotate the key of infra-eu?");
-    shot(&browser, "11-rotate-confirm.png");
+    shot(&browser, "13-rotate-confirm.png");
     browser.click("#confirm-ok");
     browser.wait_text("#token-notice", "infra-eu.token");
     wait_until(Duration::from_secs(20), "a second token file", || {
@@ -327,7 +404,7 @@ fn an_operator_adds_a_pool_watches_its_agent_and_reads_its_access_log() {
             == 2
     });
     browser.wait_text("#no-agents", "No agent is connected");
-    shot(&browser, "12-rotated.png");
+    shot(&browser, "14-rotated.png");
     browser.click("#token-done");
 
     // Deleting the pool takes it off the list.
@@ -335,8 +412,11 @@ fn an_operator_adds_a_pool_watches_its_agent_and_reads_its_access_log() {
     browser.wait_text("#confirm", "Delete pool infra-eu?");
     browser.click("#confirm-ok");
     browser.wait_text("#flash", "deleted");
-    browser.wait_text("#list-view", "No pools yet");
-    shot(&browser, "13-deleted.png");
+    wait_until(Duration::from_secs(20), "infra-eu off the list", || {
+        let list = browser.text("#list-view");
+        list.contains("infra-us") && !list.contains("infra-eu")
+    });
+    shot(&browser, "15-deleted.png");
     assert!(
         !gw.proc.out.text().contains(ADMIN),
         "admin token in the log"

@@ -12,7 +12,7 @@
 
 use crate::gateway::admin;
 use crate::gateway::hub::{AgentInfo, Caller, Hub, Pool, RequestRecord, RECENT_REQUESTS};
-use crate::gateway::stats::GroupView;
+use crate::gateway::stats::{Counts, GroupView};
 use crate::gateway::store::{
     format_time, validate_caller_name, validate_name, CallerRecord, Scope,
 };
@@ -176,7 +176,10 @@ fn answer(head: &RequestHead, body: &[u8], hub: &Hub) -> Reply {
             Reply::ok(200, refused_json(std::slice::from_ref(pool)))
         }),
         ("GET", ["refused"]) => Reply::ok(200, refused_json(&hub.pools())),
-        (_, ["refused"]) => Reply::error(405, format!("{method} is not allowed on {path}")),
+        ("GET", ["traffic"]) => Reply::ok(200, traffic_json(&hub.pools())),
+        (_, ["refused" | "traffic"]) => {
+            Reply::error(405, format!("{method} is not allowed on {path}"))
+        }
         (_, ["pools"] | ["pools", _] | ["pools", _, "rotate" | "agents" | "log" | "refused"]) => {
             Reply::error(405, format!("{method} is not allowed on {path}"))
         }
@@ -290,12 +293,13 @@ fn agent_warnings(agents: &[AgentInfo]) -> Vec<String> {
     warnings
 }
 
-/// Which requests of the access log to show: `outcome` (`all`, `denied`, `errors`) and a
-/// `path` substring, both from the query.
+/// Which requests of the access log to show: `outcome` (`all`, `denied`, `errors`), a
+/// `path` substring and a `caller` name, all from the query.
 #[derive(Debug, Default, PartialEq)]
 struct LogFilter {
     outcome: Outcome,
     path: String,
+    caller: String,
 }
 
 #[derive(Debug, Default, PartialEq, Clone, Copy)]
@@ -327,6 +331,7 @@ impl LogFilter {
                     }
                 }
                 "path" => filter.path = value.to_ascii_lowercase(),
+                "caller" => filter.caller = value,
                 _ => {}
             }
         }
@@ -340,7 +345,8 @@ impl LogFilter {
             Outcome::Denied => counts.denied == 1,
             Outcome::Errors => counts.errors == 1,
         };
-        outcome && record.path.to_ascii_lowercase().contains(&self.path)
+        let caller = self.caller.is_empty() || record.caller.as_deref() == Some(&self.caller);
+        outcome && caller && record.path.to_ascii_lowercase().contains(&self.path)
     }
 }
 
@@ -388,6 +394,32 @@ fn refused_json(pools: &[Arc<Pool>]) -> Value {
         })
         .collect();
     json!({ "groups": groups, "dropped": dropped })
+}
+
+/// Each caller's requests, denials and failures in the last hour, in all and per pool.
+fn traffic_json(pools: &[Arc<Pool>]) -> Value {
+    let mut callers: BTreeMap<String, (Counts, BTreeMap<String, Counts>)> = BTreeMap::new();
+    for pool in pools {
+        let name = pool.name();
+        for (caller, counts) in pool.traffic(|t, now| t.by_caller(now)) {
+            let entry = callers.entry(caller).or_default();
+            entry.0.requests += counts.requests;
+            entry.0.denied += counts.denied;
+            entry.0.errors += counts.errors;
+            entry.1.insert(name.clone(), counts);
+        }
+    }
+    let callers: serde_json::Map<String, Value> = callers
+        .into_iter()
+        .map(|(caller, (total, pools))| {
+            let mut value = serde_json::to_value(total).unwrap_or_default();
+            if let Some(object) = value.as_object_mut() {
+                object.insert("pools".into(), json!(pools));
+            }
+            (caller, value)
+        })
+        .collect();
+    json!({ "callers": callers })
 }
 
 fn list(hub: &Hub) -> Reply {
@@ -784,6 +816,13 @@ mod tests {
         assert!(!by("outcome=errors").matches(&served));
         assert!(by("path=GROUP%252F").matches(&served));
         assert!(!by("path=hooks/1").matches(&served));
+        let from_ci = RequestRecord {
+            caller: Some("ci".into()),
+            ..served.clone()
+        };
+        assert!(by("caller=ci").matches(&from_ci));
+        assert!(!by("caller=ci").matches(&served));
+        assert!(!by("caller=c").matches(&from_ci));
     }
 
     #[test]

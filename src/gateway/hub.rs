@@ -366,7 +366,7 @@ impl Pool {
         record.log(&self.name());
         self.stats.observe(&record);
         if let Ok(mut traffic) = self.traffic.lock() {
-            traffic.record(&record, None);
+            traffic.record(&record);
         }
         if let Ok(mut recent) = self.recent.lock() {
             if recent.len() == RECENT_REQUESTS {

@@ -31,6 +31,9 @@ const MAX_TEXT: usize = 512;
 /// Distinct caller names kept per group.
 const MAX_CALLERS: usize = 4;
 
+/// Callers whose figures a pool keeps (callers are configured, so this is only a guard).
+const MAX_TRACKED_CALLERS: usize = 256;
+
 /// How many minutes the pool's state ([`Traffic::state`]) looks back.
 pub const STATE_MINUTES: u64 = 5;
 
@@ -56,11 +59,20 @@ impl Counts {
 
 /// How a finished request counts.
 pub fn classify(record: &RequestRecord) -> Counts {
-    let denied = record.error == Some(ErrorKind::Denied);
-    let errors = match record.error {
-        Some(ErrorKind::Denied | ErrorKind::BadRequest | ErrorKind::UnknownPool) => false,
-        Some(_) => true,
-        None => record.status >= 500,
+    let (denied, errors) = match record.error {
+        // Refused: by the agent's allowlist (the gateway's own refusals of a caller never
+        // reach a pool, and would count here too).
+        Some(ErrorKind::Denied | ErrorKind::Forbidden | ErrorKind::Unauthorized) => (true, false),
+        // The caller's own mistake: neither refused nor a failure of the pool.
+        Some(ErrorKind::BadRequest | ErrorKind::UnknownPool) => (false, false),
+        Some(
+            ErrorKind::NoAgent
+            | ErrorKind::QueueTimeout
+            | ErrorKind::UpstreamUnreachable
+            | ErrorKind::UpstreamTimeout
+            | ErrorKind::AgentLost,
+        ) => (false, true),
+        None => (false, record.status >= 500),
     };
     Counts {
         requests: 1,
@@ -149,6 +161,8 @@ pub struct GroupView {
 #[derive(Debug, Clone)]
 pub struct Traffic {
     minutes: Ring<Counts>,
+    /// The same per caller that sent requests to this pool.
+    callers: HashMap<String, Ring<Counts>>,
     groups: HashMap<String, Group>,
     /// Denials whose group had to make room for another one.
     dropped: u64,
@@ -158,6 +172,7 @@ impl Default for Traffic {
     fn default() -> Traffic {
         Traffic {
             minutes: Ring::new(),
+            callers: HashMap::new(),
             groups: HashMap::new(),
             dropped: 0,
         }
@@ -175,13 +190,50 @@ fn bounded(text: &str) -> String {
 
 impl Traffic {
     /// Counts a finished request (and groups it when it was denied).
-    pub fn record(&mut self, record: &RequestRecord, caller: Option<&str>) {
+    pub fn record(&mut self, record: &RequestRecord) {
+        let caller = record.caller.as_deref();
         let minute = record.time_ms / 60_000;
         let counts = classify(record);
         self.minutes.at(minute).add(counts);
+        if let Some(caller) = caller {
+            self.count_caller(caller, minute, counts);
+        }
         if counts.denied == 1 {
             self.group(record, caller, minute);
         }
+    }
+
+    fn count_caller(&mut self, caller: &str, minute: u64, counts: Counts) {
+        if !self.callers.contains_key(caller) && self.callers.len() >= MAX_TRACKED_CALLERS {
+            // Callers deleted or silent for an hour make room; else this one goes uncounted.
+            self.callers.retain(|_, ring| {
+                ring.last(minute, MINUTES as u64)
+                    .any(|(_, c)| c.requests > 0)
+            });
+            if self.callers.len() >= MAX_TRACKED_CALLERS {
+                return;
+            }
+        }
+        self.callers
+            .entry(caller.to_string())
+            .or_insert_with(Ring::new)
+            .at(minute)
+            .add(counts);
+    }
+
+    /// Each caller's sums over the last hour, for callers that sent anything.
+    pub fn by_caller(&self, now_ms: u64) -> Vec<(String, Counts)> {
+        self.callers
+            .iter()
+            .map(|(name, ring)| {
+                let mut total = Counts::default();
+                for (_, counts) in ring.last(now_ms / 60_000, MINUTES as u64) {
+                    total.add(counts);
+                }
+                (name.clone(), total)
+            })
+            .filter(|(_, total)| total.requests > 0)
+            .collect()
     }
 
     fn group(&mut self, record: &RequestRecord, caller: Option<&str>, minute: u64) {
@@ -420,6 +472,13 @@ mod tests {
         }
     }
 
+    fn by(record: RequestRecord, caller: &str) -> RequestRecord {
+        RequestRecord {
+            caller: Some(caller.into()),
+            ..record
+        }
+    }
+
     fn served(status: u16, minute: u64) -> RequestRecord {
         RequestRecord {
             method: "GET".into(),
@@ -486,10 +545,10 @@ mod tests {
     #[test]
     fn minutes_count_each_outcome_and_forget_after_an_hour() {
         let mut t = Traffic::default();
-        t.record(&served(200, 100), None);
-        t.record(&served(502, 100), None);
-        t.record(&denied("/x", 100), None);
-        t.record(&served(200, 101), None);
+        t.record(&served(200, 100));
+        t.record(&served(502, 100));
+        t.record(&denied("/x", 100));
+        t.record(&served(200, 101));
         let minutes = t.minutes(101 * 60_000 + 30_000);
         assert_eq!(minutes.len(), MINUTES);
         assert_eq!(minutes[59].time_ms, 101 * 60_000);
@@ -504,7 +563,7 @@ mod tests {
         assert_eq!(minutes[59].counts.requests, 1);
         assert_eq!(t.sum(101 * 60_000, 60).requests, 4);
         // An hour later the slot of minute 100 counts minute 160, from zero.
-        t.record(&served(200, 160), None);
+        t.record(&served(200, 160));
         assert_eq!(t.sum(160 * 60_000, 60).requests, 2);
         assert_eq!(t.minutes(160 * 60_000)[59].counts.requests, 1);
     }
@@ -512,12 +571,12 @@ mod tests {
     #[test]
     fn denials_group_by_shape_sorted_by_count() {
         let mut t = Traffic::default();
-        t.record(
-            &denied("/api/v4/projects/1/hooks?private_token=***", 10),
-            Some("ci"),
-        );
-        t.record(&denied("/api/v4/projects/2/hooks", 11), Some("deploy"));
-        t.record(&denied("/api/v4/admin", 11), None);
+        t.record(&by(
+            denied("/api/v4/projects/1/hooks?private_token=***", 10),
+            "ci",
+        ));
+        t.record(&by(denied("/api/v4/projects/2/hooks", 11), "deploy"));
+        t.record(&denied("/api/v4/admin", 11));
         let rows = t.refused(11 * 60_000);
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].shape, "/api/v4/projects/{project}/hooks");
@@ -533,12 +592,12 @@ mod tests {
     fn groups_are_capped() {
         let mut t = Traffic::default();
         for n in 0..(MAX_GROUPS + 5) {
-            t.record(&denied(&format!("/x/a{n}"), 10 + n as u64 / 50), None);
+            t.record(&denied(&format!("/x/a{n}"), 10 + n as u64 / 50));
         }
         assert_eq!(t.groups.len(), MAX_GROUPS);
         assert_eq!(t.dropped(), 5);
         let long = format!("/{}", "y".repeat(10_000));
-        t.record(&denied(&long, 20), None);
+        t.record(&denied(&long, 20));
         assert!(t
             .refused(20 * 60_000)
             .iter()
@@ -546,15 +605,30 @@ mod tests {
     }
 
     #[test]
+    fn callers_are_counted_apart() {
+        let mut t = Traffic::default();
+        t.record(&by(served(200, 10), "ci"));
+        t.record(&by(denied("/a", 10), "ci"));
+        t.record(&by(served(200, 10), "deploy"));
+        t.record(&served(200, 10));
+        let mut rows = t.by_caller(10 * 60_000);
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].1.requests, rows[0].1.denied), (2, 1));
+        assert_eq!((rows[1].1.requests, rows[1].1.denied), (1, 0));
+        assert!(t.by_caller(80 * 60_000).is_empty());
+    }
+
+    #[test]
     fn state_says_serving_refusing_failing() {
         let mut t = Traffic::default();
         assert_eq!(t.state(0, 0).0, "offline");
         assert_eq!(t.state(0, 1).0, "idle");
-        t.record(&served(200, 5), None);
+        t.record(&served(200, 5));
         assert_eq!(t.state(5 * 60_000, 1).0, "serving");
-        t.record(&denied("/a", 5), None);
+        t.record(&denied("/a", 5));
         assert_eq!(t.state(5 * 60_000, 1).0, "refusing");
-        t.record(&served(504, 5), None);
+        t.record(&served(504, 5));
         assert_eq!(t.state(5 * 60_000, 1).0, "failing");
         assert_eq!(t.state(20 * 60_000, 1).0, "idle");
     }

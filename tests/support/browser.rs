@@ -194,17 +194,24 @@ impl Browser {
     }
 
     /// Clicks the element at `css`, finding it again if the page re-rendered it meanwhile
-    /// (the panel redraws its tables as it polls).
+    /// (the panel redraws its tables as it polls) and waiting while it is not shown yet (a
+    /// view appears once its data arrived).
     pub fn click(&self, css: &str) {
-        for _ in 0..10 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
             let Element(id) = self.find(css);
             match self.try_command("POST", &format!("/element/{id}/click"), None) {
                 Ok(_) => return,
-                Err(e) if e.contains("stale element") => continue,
+                Err(e) if e.contains("stale element") || e.contains("not interactable") => {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "click {css}: {e} for 20 s"
+                    );
+                    std::thread::sleep(Duration::from_millis(50));
+                }
                 Err(e) => panic!("click {css}: {e}"),
             }
         }
-        panic!("click {css}: the element kept going stale");
     }
 
     /// Clears a field and types `text` into it.

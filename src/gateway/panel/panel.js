@@ -49,11 +49,11 @@
   }
 
   function show(id) {
-    for (const view of ["login-view", "list-view", "pool-view", "refused-view", "missing-view"]) {
+    for (const view of ["login-view", "list-view", "pool-view", "refused-view", "callers-view", "missing-view"]) {
       $(view).hidden = view !== id;
     }
     $("nav").hidden = id === "login-view";
-    const section = id === "refused-view" ? "refused" : "list";
+    const section = { "refused-view": "refused", "callers-view": "callers" }[id] || "list";
     for (const link of document.querySelectorAll("[data-nav]")) {
       if (link.dataset.nav === section && id !== "login-view") link.setAttribute("aria-current", "page");
       else link.removeAttribute("aria-current");
@@ -201,10 +201,10 @@
 
   // ---- token download ------------------------------------------------------
 
-  function download(pool, token) {
+  function download(pool, token, extension) {
     const blob = new Blob([token + "\n"], { type: "application/octet-stream" });
     const url = URL.createObjectURL(blob);
-    const a = el("a", { href: url, download: pool + ".token" });
+    const a = el("a", { href: url, download: pool + (extension || ".token") });
     document.body.append(a);
     a.click();
     a.remove();
@@ -223,6 +223,24 @@
   $("token-done").addEventListener("click", () => {
     pending = null; // the token leaves memory: it is never shown again
     $("token-notice").hidden = true;
+  });
+
+  let pendingSecret = null; // a caller's secret just issued: { caller, secret }, kept until "Done"
+  function issueSecret(caller, secret) {
+    pendingSecret = { caller, secret };
+    download(caller, secret, ".secret");
+    $("secret-caller").textContent = caller;
+    $("secret-file").textContent = caller + ".secret";
+    $("secret-value").textContent = secret;
+    $("secret-notice").hidden = false;
+  }
+  $("secret-again").addEventListener("click", () => {
+    if (pendingSecret) download(pendingSecret.caller, pendingSecret.secret, ".secret");
+  });
+  $("secret-done").addEventListener("click", () => {
+    pendingSecret = null; // the secret leaves the page and memory: it is never shown again
+    $("secret-value").textContent = "";
+    $("secret-notice").hidden = true;
   });
 
   // ---- confirmation dialog -------------------------------------------------
@@ -364,6 +382,7 @@
         : "";
       return el("tr", { "data-id": r.id, class: denied ? "denied" : "" },
         el("td", { class: "when", title: dateTime(r.time_ms) }, clock(r.time_ms)),
+        el("td", {}, r.caller || "—"),
         el("td", { class: "mono" }, r.method),
         el("td", { class: "path" }, breakable(r.path)),
         el("td", { class: "rule" }, r.rule || "—", r.project ? el("span", { class: "sub" }, r.project) : null),
@@ -373,7 +392,7 @@
         el("td", {}, reason),
       );
     }));
-    const filtered = logFilter.outcome !== "all" || logFilter.path !== "";
+    const filtered = logFilter.outcome !== "all" || logFilter.path !== "" || logFilter.caller !== "";
     $("log").hidden = requests.length === 0;
     $("no-log").hidden = requests.length !== 0 || filtered;
     $("no-log-match").hidden = requests.length !== 0 || !filtered;
@@ -394,13 +413,20 @@
         const { data } = await api("GET", "/api/pools");
         renderPools(data.pools || []);
         show("list-view");
+      } else if (current.view === "callers") {
+        const [callers, traffic, pools] = await Promise.all([
+          api("GET", "/api/callers"), api("GET", "/api/traffic"), api("GET", "/api/pools"),
+        ]);
+        knownPools = (pools.data.pools || []).map((p) => p.name);
+        renderCallers(callers.data.callers || [], traffic.data.callers || {});
+        show("callers-view");
       } else if (current.view === "refused") {
         const { data } = await api("GET", "/api/refused");
         renderRefused("all-refused", data, true);
         show("refused-view");
       } else {
         const name = encodeURIComponent(current.name);
-        const query = new URLSearchParams({ limit: "100", outcome: logFilter.outcome, path: logFilter.path });
+        const query = new URLSearchParams({ limit: "100", outcome: logFilter.outcome, path: logFilter.path, caller: logFilter.caller });
         const [pool, agents, log, refused] = await Promise.all([
           api("GET", "/api/pools/" + name),
           api("GET", "/api/pools/" + name + "/agents"),
@@ -441,7 +467,7 @@
       if (!current || current.name !== name) resetLogFilter();
       current = { view: "pool", name, tab: match[2] || "overview" };
     } else {
-      current = { view: location.hash === "#/refused" ? "refused" : "list" };
+      current = { view: { "#/refused": "refused", "#/callers": "callers" }[location.hash] || "list" };
     }
     if (current.view === "pool") {
       flash("");
@@ -452,20 +478,138 @@
 
   // ---- access log filters --------------------------------------------------
 
-  const logFilter = { outcome: "all", path: "" };
+  const logFilter = { outcome: "all", path: "", caller: "" };
   function resetLogFilter() {
     logFilter.outcome = "all";
     logFilter.path = "";
+    logFilter.caller = "";
     $("log-filters").reset();
   }
   function filterChanged() {
     logFilter.outcome = $("log-outcome").value;
     logFilter.path = $("log-path").value.trim();
+    logFilter.caller = $("log-caller").value.trim();
     refresh();
   }
+  $("log-caller").addEventListener("input", filterChanged);
   $("log-outcome").addEventListener("change", filterChanged);
   $("log-path").addEventListener("input", filterChanged);
   $("log-filters").addEventListener("submit", (event) => { event.preventDefault(); filterChanged(); });
+
+  // ---- callers ---------------------------------------------------------------
+
+  let knownPools = [];
+
+  function renderCallers(callers, traffic) {
+    if (!changed("renderCallers", [callers, traffic])) return;
+    const none = { requests: 0, denied: 0, errors: 0, pools: {} };
+    $("callers").querySelector("tbody").replaceChildren(...callers.map((c) => {
+      const t = traffic[c.name] || none;
+      const scope = c.all_pools ? ["all pools"] : c.pools;
+      const pools = scope.map((name) => {
+        const p = (t.pools || {})[name];
+        const figures = p ? " (" + p.requests + " requests, " + p.denied + " denied)" : "";
+        return el("span", { class: "scope" }, c.all_pools ? name : el("a", { href: poolHref(name) }, name), figures);
+      });
+      return el("tr", { "data-caller": c.name },
+        el("td", { class: "name" }, c.name),
+        el("td", { class: "tags" }, ...pools),
+        el("td", { class: "num" }, t.requests),
+        el("td", { class: "num" + (t.denied ? " bad" : "") }, t.denied),
+        el("td", { class: "num" + (t.errors ? " bad" : "") }, t.errors),
+        el("td", { class: "when", title: c.created_at }, dateTime(c.created * 1000).slice(0, 10)),
+        el("td", { class: "row-actions" },
+          el("button", { type: "button", "data-action": "rotate", "data-caller": c.name }, "Rotate secret"),
+          el("button", { type: "button", class: "danger", "data-action": "delete", "data-caller": c.name }, "Delete")),
+      );
+    }));
+    $("callers").hidden = callers.length === 0;
+    $("no-callers").hidden = callers.length !== 0;
+  }
+
+  function resetCallerForm() {
+    $("caller-form").reset();
+    setFieldError("caller-name", "caller-name-error", "");
+    setFieldError(null, "caller-pools-error", "");
+    setFieldError(null, "caller-error", "");
+  }
+
+  $("add-caller").addEventListener("click", () => {
+    resetCallerForm();
+    $("caller-pool-list").replaceChildren(...knownPools.map((name) =>
+      el("label", { class: "check" }, el("input", { type: "checkbox", value: name, "data-pool": name }), name)));
+    if (!knownPools.length) $("caller-pool-list").replaceChildren(el("p", { class: "hint" }, "No pools yet."));
+    $("caller-form").hidden = false;
+    $("caller-name").focus();
+  });
+  $("caller-cancel").addEventListener("click", () => { resetCallerForm(); $("caller-form").hidden = true; });
+  $("caller-all-pools").addEventListener("change", () => {
+    for (const box of $("caller-pool-list").querySelectorAll("input")) box.disabled = $("caller-all-pools").checked;
+  });
+
+  $("caller-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    resetErrorsOnly();
+    const name = $("caller-name").value.trim();
+    const all = $("caller-all-pools").checked;
+    const pools = [...$("caller-pool-list").querySelectorAll("input:checked")].map((b) => b.value);
+    $("caller-submit").disabled = true;
+    try {
+      const { status, data } = await api("POST", "/api/callers", all ? { name, all_pools: true } : { name, pools });
+      if (status === 201) {
+        resetCallerForm();
+        $("caller-form").hidden = true;
+        issueSecret(data.caller.name, data.secret);
+        flash("Caller " + data.caller.name + " created.");
+        refresh();
+      } else if (data.field === "name") {
+        setFieldError("caller-name", "caller-name-error", data.error);
+        $("caller-name").focus();
+      } else if (data.field === "pools" || data.field === "all_pools") {
+        setFieldError(null, "caller-pools-error", data.error);
+      } else {
+        setFieldError(null, "caller-error", data.error || "The caller was not created (status " + status + ").");
+      }
+    } catch (e) {
+      if (e instanceof Unauthorized) show("login-view");
+      else setFieldError(null, "caller-error", "The gateway cannot be reached.");
+    } finally {
+      $("caller-submit").disabled = false;
+    }
+  });
+  function resetErrorsOnly() {
+    setFieldError("caller-name", "caller-name-error", "");
+    setFieldError(null, "caller-pools-error", "");
+    setFieldError(null, "caller-error", "");
+  }
+
+  $("callers").addEventListener("click", async (event) => {
+    const button = event.target.closest("button[data-action]");
+    if (!button) return;
+    const name = button.dataset.caller;
+    const path = "/api/callers/" + encodeURIComponent(name);
+    try {
+      if (button.dataset.action === "rotate") {
+        const ok = await confirmAction("Rotate the secret of " + name + "?",
+          "A new secret is downloaded. Requests with the current one are refused from now on; " +
+          "give the SaaS the new one.", "Rotate secret");
+        if (!ok) return;
+        const { status, data } = await api("POST", path + "/rotate");
+        if (status === 200) issueSecret(data.caller.name, data.secret);
+        else flash(data.error || "The secret was not rotated (status " + status + ").");
+      } else {
+        const ok = await confirmAction("Delete caller " + name + "?",
+          "Its secret stops working at once: requests that present it are refused. " +
+          "This cannot be undone.", "Delete caller");
+        if (!ok) return;
+        const { status, data } = await api("DELETE", path);
+        flash(status === 200 ? "Caller " + name + " deleted." : data.error || "The caller was not deleted (status " + status + ").");
+      }
+      refresh();
+    } catch (e) {
+      if (e instanceof Unauthorized) show("login-view");
+    }
+  });
 
   // ---- actions -------------------------------------------------------------
 
