@@ -340,3 +340,36 @@ fn loopback_is_no_boundary_and_the_unauthenticated_learn_only_liveness() {
     assert_eq!(scraped.status(), 200);
     assert_eq!(api(&gw, "GET", "/api/pools", None).0, 200);
 }
+
+#[test]
+fn a_metrics_port_serves_figures_without_the_admin_token() {
+    let gw = Gateway::start(&["--metrics-listen", "127.0.0.1:0"]);
+    gw.create_pool("scraped");
+    let line = gw
+        .proc
+        .out
+        .wait_for("metrics port listening on", Duration::from_secs(5));
+    let addr = line
+        .split("listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap()
+        .to_string();
+    let get = |path: &str| {
+        let response = bare_client()
+            .get(format!("http://{addr}{path}"))
+            .call()
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.into_body().read_to_string().unwrap())
+    };
+    let (status, health) = get("/healthz");
+    assert_eq!(status, 200);
+    assert!(health.contains("scraped"), "{health}");
+    let (status, metrics) = get("/metrics");
+    assert_eq!(status, 200);
+    assert!(metrics.contains("vcs_gateway_pools"), "{metrics}");
+    // Nothing else: not the tunnel, not the API.
+    assert_eq!(get("/api/pools").0, 404);
+    assert_eq!(get("/private/scraped/x").0, 404);
+}

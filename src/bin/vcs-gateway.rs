@@ -30,6 +30,8 @@ USAGE:
     vcs-gateway serve --data-dir DIR [OPTIONS]
         --agent-listen ADDR     agent WebSocket port [127.0.0.1:1984]
         --api-listen ADDR       private:// front, /healthz, /metrics, the panel (/) and /api [127.0.0.1:1985]
+        --metrics-listen ADDR   also serve /healthz and /metrics in full, without the admin
+                                token, on this address (a private scrape network) [off]
         --queue-timeout DUR     how long a request waits for an idle stream [30s]
         --keepalive DUR         ping idle agent streams; drop after 3 silent intervals [20s]
         --exchange-timeout DUR  longest silence from an agent inside one request [120s]
@@ -78,6 +80,7 @@ fn run() -> Result<ExitCode, String> {
     let mut scope: Option<Scope> = None;
     let mut agent_listen = String::from("127.0.0.1:1984");
     let mut api_listen = String::from("127.0.0.1:1985");
+    let mut metrics_listen: Option<String> = None;
     let mut settings = Settings::default();
     let mut drain_timeout = std::time::Duration::from_secs(30);
     let mut tls_files: [Option<PathBuf>; 4] = Default::default();
@@ -107,6 +110,7 @@ fn run() -> Result<ExitCode, String> {
             Long("all-pools") => scope = Some(Scope::All),
             Long("agent-listen") => agent_listen = text(&mut parser)?,
             Long("api-listen") => api_listen = text(&mut parser)?,
+            Long("metrics-listen") => metrics_listen = Some(text(&mut parser)?),
             Long("tls-cert") => tls_files[0] = Some(PathBuf::from(text(&mut parser)?)),
             Long("tls-key") => tls_files[1] = Some(PathBuf::from(text(&mut parser)?)),
             Long("api-tls-cert") => tls_files[2] = Some(PathBuf::from(text(&mut parser)?)),
@@ -229,10 +233,14 @@ fn run() -> Result<ExitCode, String> {
                     }
                 }
             };
+            let ports = Ports {
+                agent: &agent_listen,
+                api: &api_listen,
+                metrics: metrics_listen.as_deref(),
+            };
             serve(
                 &data_dir()?,
-                &agent_listen,
-                &api_listen,
+                ports,
                 settings,
                 admin_token,
                 drain_timeout,
@@ -246,6 +254,13 @@ fn run() -> Result<ExitCode, String> {
             other.join(" ")
         )),
     }
+}
+
+/// Where `serve` listens.
+struct Ports<'a> {
+    agent: &'a str,
+    api: &'a str,
+    metrics: Option<&'a str>,
 }
 
 /// The admin token and where it came from (logged at start, never its value).
@@ -377,8 +392,7 @@ fn check_public_url(url: &str) -> Result<(), String> {
 
 fn serve(
     data_dir: &std::path::Path,
-    agent_listen: &str,
-    api_listen: &str,
+    ports: Ports,
     mut settings: Settings,
     admin_token: AdminToken,
     drain_timeout: std::time::Duration,
@@ -403,12 +417,16 @@ fn serve(
     ])
     .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let (agent_tls, api_tls) = (tls.agent.is_some(), tls.api.is_some());
-    let gateway = Gateway::start_with_tls(data_dir, agent_listen, api_listen, settings, tls)?;
+    let gateway = Gateway::start_with_tls(data_dir, ports.agent, ports.api, settings, tls)?;
     let scheme = |on: bool| if on { "TLS" } else { "plain, no TLS" };
     log::info!("agent port serves {}", scheme(agent_tls));
     log::info!("api port serves {}", scheme(api_tls));
     log::info!("agent port listening on {}", gateway.agent_addr);
     log::info!("api port listening on {}", gateway.api_addr);
+    if let Some(listen) = ports.metrics {
+        let addr = gateway.serve_metrics(listen)?;
+        log::info!("metrics port listening on {addr} (/healthz and /metrics without authentication: keep it on a private scrape network)");
+    }
     log::info!("{where_token}");
     log::info!(
         "panel at http://{}/ (admin token required)",

@@ -4,11 +4,14 @@
 //! (bodies are capped at [`MAX_BODY`]) and each answer is built from the [`Hub`]'s live state
 //! or one [`Store`](crate::gateway::store::Store) change followed by [`Hub::reload`], so a
 //! pool created here takes agents at once and a deleted or re-keyed one drops its streams at
-//! once, without a restart.
+//! once, without a restart. Callers (`/api/callers…`) work the same way over
+//! [`Hub::callers`](crate::gateway::hub::Hub): a new, rotated or deleted caller takes effect at
+//! once.
 //!
 //! Every answer is JSON, errors included (`{"error": "...", "field": "..."}` where a field is
-//! to blame), and carries `Cache-Control: no-store`: a pool token appears in exactly one
-//! answer (create or rotate) and must not stay in any cache. Tokens never reach a log.
+//! to blame), and carries `Cache-Control: no-store`: a pool token or a caller secret appears in
+//! exactly one answer (create or rotate) and must not stay in any cache. Tokens and secrets
+//! never reach a log.
 
 use crate::gateway::admin;
 use crate::gateway::hub::{AgentInfo, Caller, Hub, Pool, RequestRecord, RECENT_REQUESTS};

@@ -13,7 +13,7 @@
 //! The live set of callers is a cache of `callers.json`, so authentication costs no disk
 //! read. Changes made through the API reload it at once; changes made by another process
 //! (`vcs-gateway caller …`) are noticed by the file's stamp (every write is a rename, so a
-//! new inode), looked at on every miss and at most every [`LOOK_EVERY`] otherwise: a new
+//! new inode), looked at on every miss and at most every [`LOOK_EVERY_MS`] otherwise: a new
 //! caller works at once, a deleted or rotated one stops within that interval.
 
 use crate::gateway::store::{CallerRecord, Scope, Stamp, Store};

@@ -1,7 +1,15 @@
-//! The api port: `private://<pool>/<path>` arrives as `/private/<pool>/<path>?<query>` and is
-//! handed to an idle stream of that pool; `/healthz` reports pools and streams; `/metrics`
-//! gives per-pool figures in the Prometheus text format; the panel (`/`) and its JSON API
-//! (`/api/…`) are served by [`super::panel`] and [`super::api`].
+//! The api port: `private://<pool>/<path>` arrives as `/private/<pool>/<path>?<query>`, with
+//! a caller's secret ([`super::callers`]), and is handed to an idle stream of that pool;
+//! `/healthz` tells anyone liveness and the operator (admin token) pools and streams;
+//! `/metrics` gives the operator per-pool figures in the Prometheus text format (both also on
+//! `--metrics-listen`, [`serve_metrics`]); the panel (`/`) and its JSON API (`/api/…`) are
+//! served by [`super::panel`] and [`super::api`].
+//!
+//! The port is exposed to the SaaS side, so nothing here trusts where a request comes from:
+//! a tunnel request is authenticated before its pool is even looked up, a first request head
+//! has 10 s, the connection counts idle while it waits for a head (closed first when the port
+//! is full, [`crate::net::listen`]), and a request body that holds an agent stream must keep a
+//! minimum rate ([`super::exchange`]).
 //!
 //! A thread per caller connection reads request heads (keep-alive) and routes them. For a
 //! tunnel request it reads the start of the body (all of a small one), takes an idle agent
@@ -158,6 +166,44 @@ fn admin(head: &RequestHead, hub: &Hub) -> bool {
     crate::gateway::admin::authorized(
         hub.settings.admin_token.as_ref(),
         head.header("authorization"),
+    )
+}
+
+/// Scrapers served at once on the metrics port.
+const MAX_SCRAPERS: usize = 16;
+
+/// Serves `/healthz` and `/metrics` in full, without authentication, on `listener`: a port
+/// meant for a private scrape network (`--metrics-listen`), never for the SaaS side.
+pub fn serve_metrics(listener: std::net::TcpListener, hub: Arc<Hub>) -> std::io::Result<()> {
+    crate::net::listen::spawn(
+        listener,
+        "metrics-port",
+        "scraper",
+        MAX_SCRAPERS,
+        move |tcp| {
+            let _ = tcp.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = tcp.set_write_timeout(Some(Duration::from_secs(5)));
+            let watch = Watchable::of(&tcp).watch(Duration::from_secs(10));
+            let Ok(writer) = tcp.try_clone() else { return };
+            let mut writer = writer;
+            let head = http1::read_request_head(&mut BufReader::new(tcp));
+            let path = head
+                .as_ref()
+                .map(|h| h.target.split('?').next().unwrap_or(""));
+            let _ = match (head.as_ref().map(|h| h.method.as_str()), path) {
+                (Ok("GET"), Ok(path @ ("/healthz" | "/metrics"))) => {
+                    write_monitoring(&mut writer, path, &hub, false)
+                }
+                _ => http1::write_simple(
+                    &mut writer,
+                    404,
+                    "application/json",
+                    br#"{"error":"only GET /healthz and GET /metrics are served here"}"#,
+                    false,
+                ),
+            };
+            drop(watch);
+        },
     )
 }
 

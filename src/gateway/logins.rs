@@ -3,7 +3,7 @@
 //! Refusals are counted per pool and per address and logged as one line per interval
 //! ([`Logins::flush`], called by the housekeeper), not one line each: thousands of refusals a
 //! second once wrote megabytes of log. Repeated failures from one address wait longer and
-//! longer before their `401` ([`Logins::delay`]), which slows a guesser down to a few tries a
+//! longer before their `401` ([`Logins::refused`]), which slows a guesser down to a few tries a
 //! second; a valid key is never delayed, and since the delay holds only the refused
 //! connection's own handshake place (and one address holds at most
 //! [`MAX_HANDSHAKES_PER_ADDRESS`] of them), agents elsewhere log in as fast as before.

@@ -1,7 +1,8 @@
 //! The gateway: pools and their tokens ([`store`]), live pools and dispatch ([`hub`]), the
 //! agent port ([`agents`]) and the api port with the `private://` front ([`front`]), joined
 //! by one exchange per request ([`exchange`]); the panel ([`panel`]) and its JSON API ([`api`])
-//! share the api port behind an admin token ([`admin`]).
+//! share the api port behind an admin token ([`admin`]), the tunnel behind callers' secrets
+//! ([`callers`]); refused agent logins are counted and slowed down ([`logins`]).
 //!
 //! Synchronous throughout: a thread per caller connection, which also runs that caller's
 //! exchanges over a borrowed agent stream; idle agent streams wait in their pool's queue and
@@ -116,6 +117,17 @@ impl Gateway {
             agent_addr,
             api_addr,
         })
+    }
+
+    /// Serves `/healthz` and `/metrics` without authentication on `listen` (a private
+    /// scrape network); returns the bound address.
+    pub fn serve_metrics(&self, listen: &str) -> Result<SocketAddr, String> {
+        let listener = TcpListener::bind(listen)
+            .map_err(|e| format!("--metrics-listen {listen}: cannot bind: {e}"))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        front::serve_metrics(listener, Arc::clone(&self.hub))
+            .map_err(|e| format!("cannot start a listener thread: {e}"))?;
+        Ok(addr)
     }
 
     /// Graceful shutdown: nothing new is dispatched, idle agent streams are closed (their
