@@ -401,3 +401,85 @@ fn foreign_web_pages_cannot_use_the_api() {
         .unwrap();
     assert_eq!(same_origin.status(), 200);
 }
+
+#[test]
+fn the_last_hour_is_counted_per_minute_grouped_when_refused_and_filterable() {
+    let upstream = Upstream::start();
+    let gw = gateway();
+    let (_, token) = create(&gw, "hour", "");
+    let _agent = start_agent(&agent_env(&token, &upstream.base(), &[]));
+    gw.wait_streams("hour", 2);
+    let send = |path: &str, status: u16| {
+        let response = client().get(gw.url("hour", path)).call().unwrap();
+        assert_eq!(response.status(), status, "{path}");
+    };
+    send(
+        "/api/v4/projects/group%2Frepo/repository/archive?do=echo",
+        200,
+    );
+    send("/api/v4/projects/3/hooks?private_token=secret-value", 403);
+    send("/api/v4/projects/group%2Frepo/hooks", 403);
+    send(
+        "/api/v4/projects/group%2Frepo/repository/archive?do=status&n=502",
+        502,
+    );
+    // A request is counted just after its caller has the answer.
+    let mut pool = Value::Null;
+    wait_until(Duration::from_secs(5), "four requests counted", || {
+        pool = call(&gw, "GET", "/api/pools/hour", None).1["pool"].clone();
+        pool["requests_last_hour"] == 4
+    });
+    let minutes = pool["minutes"].as_array().unwrap();
+    assert_eq!(minutes.len(), 60, "{pool}");
+    let sum = |field: &str| -> u64 { minutes.iter().map(|m| m[field].as_u64().unwrap()).sum() };
+    assert_eq!((sum("requests"), sum("denied"), sum("errors")), (4, 2, 1));
+    assert_eq!(pool["errors_last_hour"], 1);
+    assert_eq!(pool["state"], "failing", "a quarter failed: {pool}");
+    assert_eq!(
+        pool["warnings"][0],
+        "only one agent is connected: nothing takes over if it stops"
+    );
+
+    // The two hook paths are one shape, without the query, naming the caller.
+    let (_, callers) = call(&gw, "GET", "/api/callers", None);
+    let harness = callers["callers"][0]["name"].as_str().unwrap().to_string();
+    let (status, refused) = call(&gw, "GET", "/api/pools/hour/refused", None);
+    assert_eq!(status, 200);
+    let group = &refused["groups"][0];
+    assert_eq!(
+        group["shape"], "/api/v4/projects/{project}/hooks",
+        "{refused}"
+    );
+    assert_eq!(group["method"], "GET");
+    assert_eq!(group["count"], 2);
+    assert_eq!(group["example"], "/api/v4/projects/group%2Frepo/hooks");
+    assert_eq!(group["callers"], json!([harness]));
+    assert!(!refused.to_string().contains("secret-value"), "{refused}");
+    let (_, all) = call(&gw, "GET", "/api/refused", None);
+    assert_eq!(all["groups"][0]["pool"], "hour", "{all}");
+    assert_eq!(call(&gw, "POST", "/api/refused", None).0, 405);
+
+    // Each caller's hour, in all and per pool.
+    let (_, traffic) = call(&gw, "GET", "/api/traffic", None);
+    let mine = &traffic["callers"][harness.as_str()];
+    assert_eq!(
+        (mine["requests"].clone(), mine["denied"].clone()),
+        (json!(4), json!(2))
+    );
+    assert_eq!(mine["pools"]["hour"]["errors"], 1, "{traffic}");
+
+    // The log filters by outcome, caller and path.
+    let count = |query: &str| {
+        let (status, log) = call(&gw, "GET", &format!("/api/pools/hour/log?{query}"), None);
+        assert_eq!(status, 200, "{query}: {log}");
+        log["requests"].as_array().unwrap().len()
+    };
+    assert_eq!(count("outcome=denied"), 2);
+    assert_eq!(count("outcome=errors"), 1);
+    assert_eq!(count("path=HOOKS"), 2);
+    assert_eq!(count(&format!("caller={harness}")), 4);
+    assert_eq!(count("caller=nobody"), 0);
+    assert_eq!(count("outcome=denied&path=group%252Frepo&limit=1"), 1);
+    let (status, body) = call(&gw, "GET", "/api/pools/hour/log?outcome=maybe", None);
+    assert_eq!((status, body["field"].clone()), (400, json!("outcome")));
+}

@@ -199,3 +199,47 @@ fn a_wrong_key_flood_is_slowed_and_summed_up_while_a_valid_agent_logs_in() {
         "{summary}"
     );
 }
+
+#[test]
+fn past_max_callers_tunnel_requests_are_refused_and_the_operator_still_gets_in() {
+    use std::io::{BufRead, BufReader, Write};
+    let upstream = Upstream::start();
+    let gateway = Gateway::start(&["--max-callers", "2"]);
+    let _agent = gateway.agent_for(
+        "full",
+        &upstream.base(),
+        &[("SPACELIFT_VCS_AGENT_PARALLELISM", "2")],
+        2,
+    );
+    // Two endless answers hold both tunnel places.
+    let slow = "/api/v4/projects/group%2Frepo/repository/archive?do=slowbytes&n=100000000";
+    let held: Vec<BufReader<TcpStream>> = (0..2)
+        .map(|_| {
+            let mut tcp = TcpStream::connect(&gateway.api_addr).unwrap();
+            tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let request = format!(
+                "GET /private/full{slow} HTTP/1.1\r\nHost: x\r\n{}\r\n",
+                gateway.auth_line()
+            );
+            tcp.write_all(request.as_bytes()).unwrap();
+            let mut reader = BufReader::new(tcp);
+            let mut status = String::new();
+            reader.read_line(&mut status).unwrap();
+            assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+            reader
+        })
+        .collect();
+    let (status, kind, error) =
+        error_kind(client().get(gateway.url("full", ARCHIVE)).call().unwrap());
+    assert_eq!((status, kind.as_str()), (503, "queue_timeout"), "{error}");
+    assert!(error.contains("at most 2"), "{error}");
+    // The operator's endpoints answer from the connections kept for them.
+    let (name, value) = gateway.admin_header();
+    let health = bare_client()
+        .get(format!("http://{}/healthz", gateway.api_addr))
+        .header(name, value)
+        .call()
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    drop(held);
+}
