@@ -7,9 +7,10 @@
 //! At `trace` (the agent by `SPACELIFT_VCS_AGENT_LOG_LEVEL`, by `RUST_LOG`, and by both with
 //! `SPACELIFT_VCS_AGENT_DEBUG_PRINT_ALL` and JSON lines; the gateway by `RUST_LOG`) requests
 //! carry known secrets in every place one travels: the pool key in the agent's upgrade, header
-//! tokens, a query token, Basic credentials, the agent's proxy password and the gateway's
-//! admin token. Every byte either program wrote is searched for each secret, as it is, in
-//! hex (how WebSocket frames are dumped) and in base64 (how Basic credentials travel).
+//! tokens, a query token, Basic credentials, the agent's proxy password, the gateway's
+//! admin token and the caller's secret. Every byte either program wrote is searched for each
+//! secret, as it is and in hex (how WebSocket frames are dumped); Basic credentials also in
+//! base64, the way they travel.
 
 mod support;
 
@@ -114,6 +115,7 @@ fn both_programs_at_trace_print_no_secret() {
         PROXY_PASSWORD,
         ADMIN_TOKEN,
         &basic,
+        &gateway.caller_secret,
     ]
     .iter()
     .map(|s| s.to_string())
@@ -177,6 +179,7 @@ fn default_level_masks_semicolon_queries_referers_and_custom_auth_headers() {
         "XAuthSecret13",
         "SessionSecret14",
         "ApiKeySecret15",
+        &gateway.caller_secret,
     ]
     .iter()
     .map(|s| s.to_string())
