@@ -245,12 +245,21 @@ fn an_api_pool_serves_at_once_and_a_rotated_key_refuses_old_agents() {
     let archive = "/api/v4/projects/group%2Frepo/repository/archive?do=echo";
     let ok = client().get(gw.url("live", archive)).call().unwrap();
     assert_eq!(ok.status(), 200);
+    // The record lands just after the caller has its answer: await it, so that the two
+    // records cannot land in the other order.
+    wait_until(
+        Duration::from_secs(5),
+        "the first record in the log",
+        || {
+            let log = call(&gw, "GET", "/api/pools/live/log?limit=10", None).1;
+            log["requests"].as_array().map_or(0, Vec::len) == 1
+        },
+    );
     let denied = client()
         .get(gw.url("live", "/api/v4/admin/secrets"))
         .call()
         .unwrap();
     assert_eq!(denied.status(), 403);
-    // The record lands just after the caller has its answer.
     let mut log = Value::Null;
     wait_until(Duration::from_secs(5), "two records in the log", || {
         log = call(&gw, "GET", "/api/pools/live/log?limit=10", None).1;
