@@ -44,6 +44,7 @@ missing_packages() {
     have_chromium || echo chromium                           # tests/panel_browser.rs
     have_chromedriver || echo chromium-driver
     have_fonts || echo fonts-dejavu-core
+    { on_path redis-server && on_path redis-cli; } || echo redis-server   # tests/replicas.rs
     if [[ -f $REQUIREMENTS ]]; then                          # VCS_TEST_PYTHON, see above
         have_venv || echo python3-venv
         have_ca_certificates || echo ca-certificates

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use vcs_agent::config::parse_duration;
 use vcs_agent::gateway::admin;
 use vcs_agent::gateway::hub::Settings;
+use vcs_agent::gateway::shared::Shared;
 use vcs_agent::gateway::store::{format_time, validate_caller_name, validate_name, Scope, Store};
 use vcs_agent::gateway::{Gateway, GatewayTls};
 use vcs_agent::token::{Secret, Token};
@@ -19,6 +20,10 @@ USAGE:
         --public-url is the agent URL put in the token [ws://127.0.0.1:1984].
     vcs-gateway pool list --data-dir DIR
         List pools (name, id, created, description); keys are never shown or stored.
+    vcs-gateway pool rotate --data-dir DIR --name NAME [--public-url URL]
+        Give a pool a new key and print its new token; agents with the old one are cut off.
+    vcs-gateway pool delete --data-dir DIR --name NAME
+        Delete a pool (its agents are cut off; it leaves every caller's pools).
     vcs-gateway caller create --data-dir DIR --name NAME (--pools POOL,POOL... | --all-pools)
         Create a caller (a credential of the SaaS side) that may use those pools; its secret
         is printed once, alone on the last line of stdout. Only its hash is stored.
@@ -54,6 +59,13 @@ USAGE:
                                 on first start and kept in DIR/admin-token (0600).
     vcs-gateway --help | --version
 
+Every command takes --redis URL instead of --data-dir DIR: pools and callers then live in
+Redis, shared by every gateway serving with the same --redis (see the README, \"Run several
+gateways\"). URL: redis://[:PASSWORD@]HOST:PORT[/DB] or unix:///PATH/redis.sock.
+    serve --redis URL also takes:
+        --replica-id ID         this replica's name in logs and Redis [generated]
+        --admin-token (or VCS_GATEWAY_ADMIN_TOKEN) is then required, the same on every replica.
+
 Durations: 30, 30s, 500ms, 2m. Port 0 picks a free port; the bound addresses are logged.
 ";
 
@@ -73,6 +85,9 @@ fn run() -> Result<ExitCode, String> {
     let mut parser = lexopt::Parser::from_env();
     let mut words: Vec<String> = Vec::new();
     let mut data_dir: Option<PathBuf> = None;
+    let mut redis_url: Option<String> = None;
+    let mut replica_id: Option<String> = None;
+    let mut poll_only = false;
     let mut name: Option<String> = None;
     let mut description = String::new();
     let mut public_url: Option<String> = None;
@@ -102,6 +117,10 @@ fn run() -> Result<ExitCode, String> {
                 return Ok(ExitCode::SUCCESS);
             }
             Long("data-dir") => data_dir = Some(PathBuf::from(text(&mut parser)?)),
+            Long("redis") => redis_url = Some(text(&mut parser)?),
+            Long("replica-id") => replica_id = Some(text(&mut parser)?),
+            // For tests: changes reach this replica by the polled version alone.
+            Long("redis-poll-only") => poll_only = true,
             Long("name") => name = Some(text(&mut parser)?),
             Long("description") => description = text(&mut parser)?,
             Long("public-url") => public_url = Some(text(&mut parser)?),
@@ -161,10 +180,19 @@ fn run() -> Result<ExitCode, String> {
             other => return Err(format!("{} (see vcs-gateway --help)", other.unexpected())),
         }
     }
+    if redis_url.is_some() && data_dir.is_some() {
+        return Err("--redis and --data-dir: give one of them".into());
+    }
     let data_dir = || {
         data_dir
             .clone()
-            .ok_or_else(|| "--data-dir is required".to_string())
+            .ok_or_else(|| "--data-dir (or --redis) is required".to_string())
+    };
+    let open_store = || -> Result<Store, String> {
+        match &redis_url {
+            Some(url) => Ok(Store::redis(Shared::connect(url)?)),
+            None => Store::open(data_dir()?),
+        }
     };
     match words
         .iter()
@@ -176,7 +204,7 @@ fn run() -> Result<ExitCode, String> {
             let name = name.ok_or("--name is required")?;
             let public_url = public_url.unwrap_or_else(|| "ws://127.0.0.1:1984".into());
             check_public_url(&public_url)?;
-            let store = Store::open(data_dir()?)?;
+            let store = open_store()?;
             let (record, key) = store.create(&name, &description)?;
             let token = Token {
                 host: public_url,
@@ -186,8 +214,31 @@ fn run() -> Result<ExitCode, String> {
             println!("{}", token.encode());
             Ok(ExitCode::SUCCESS)
         }
+        ["pool", "rotate"] => {
+            let name = name.ok_or("--name is required")?;
+            let public_url = public_url.unwrap_or_else(|| "ws://127.0.0.1:1984".into());
+            check_public_url(&public_url)?;
+            let (record, key) = open_store()?
+                .rotate(&name)?
+                .ok_or_else(|| format!("--name: no pool named \"{name}\""))?;
+            let token = Token {
+                host: public_url,
+                key,
+                pool_ulid: record.ulid,
+            };
+            println!("{}", token.encode());
+            Ok(ExitCode::SUCCESS)
+        }
+        ["pool", "delete"] => {
+            let name = name.ok_or("--name is required")?;
+            if !open_store()?.delete(&name)? {
+                return Err(format!("--name: no pool named \"{name}\""));
+            }
+            println!("pool {name} deleted");
+            Ok(ExitCode::SUCCESS)
+        }
         ["pool", "list"] => {
-            let store = Store::open(data_dir()?)?;
+            let store = open_store()?;
             println!("{:<24} {:<26} {:<20} DESCRIPTION", "NAME", "ID", "CREATED");
             for pool in store.load()? {
                 println!(
@@ -223,6 +274,9 @@ fn run() -> Result<ExitCode, String> {
                     admin::check_token(&token)?;
                     AdminToken::Given(token)
                 }
+                None if redis_url.is_some() => {
+                    return Err("--admin-token (or VCS_GATEWAY_ADMIN_TOKEN) is required with --redis: give every replica the same one".into())
+                }
                 None => {
                     std::fs::create_dir_all(data_dir()?).map_err(|e| {
                         format!("--data-dir: cannot create {}: {e}", data_dir().unwrap_or_default().display())
@@ -233,13 +287,25 @@ fn run() -> Result<ExitCode, String> {
                     }
                 }
             };
+            let store = open_store()?;
+            if store.shared().is_some() {
+                let id = match replica_id {
+                    Some(id) => {
+                        validate_name(&id).map_err(|e| format!("--replica-id: {e}"))?;
+                        id
+                    }
+                    None => ulid::Ulid::new().to_string().to_ascii_lowercase(),
+                };
+                settings.replica_id = Some(id);
+                settings.poll_only = poll_only;
+            }
             let ports = Ports {
                 agent: &agent_listen,
                 api: &api_listen,
                 metrics: metrics_listen.as_deref(),
             };
             serve(
-                &data_dir()?,
+                store,
                 ports,
                 settings,
                 admin_token,
@@ -247,7 +313,7 @@ fn run() -> Result<ExitCode, String> {
                 tls,
             )
         }
-        ["caller", command] => caller(command, &data_dir()?, name, scope),
+        ["caller", command] => caller(command, open_store()?, name, scope),
         [] => Err("a command is required: pool create, pool list, caller create, caller list, caller rotate, caller delete or serve (see --help)".into()),
         other => Err(format!(
             "unknown command \"{}\" (see --help)",
@@ -298,11 +364,10 @@ fn parse_pools(text: &str) -> Result<Scope, String> {
 /// `caller create|list|rotate|delete`.
 fn caller(
     command: &str,
-    data_dir: &std::path::Path,
+    store: Store,
     name: Option<String>,
     scope: Option<Scope>,
 ) -> Result<ExitCode, String> {
-    let store = Store::open(data_dir)?;
     let name = || name.clone().ok_or("--name is required");
     match command {
         "create" => {
@@ -391,7 +456,7 @@ fn check_public_url(url: &str) -> Result<(), String> {
 }
 
 fn serve(
-    data_dir: &std::path::Path,
+    store: Store,
     ports: Ports,
     mut settings: Settings,
     admin_token: AdminToken,
@@ -399,6 +464,8 @@ fn serve(
     tls: GatewayTls,
 ) -> Result<ExitCode, String> {
     vcs_agent::observe::init_logging("info");
+    let data_dir = store.path().parent().map(PathBuf::from).unwrap_or_default();
+    let data_dir = data_dir.as_path();
     let where_token = match &admin_token {
         AdminToken::Given(_) => "the admin token is the one given (--admin-token or VCS_GATEWAY_ADMIN_TOKEN)".to_string(),
         AdminToken::Made(_) => format!(
@@ -417,7 +484,15 @@ fn serve(
     ])
     .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let (agent_tls, api_tls) = (tls.agent.is_some(), tls.api.is_some());
-    let gateway = Gateway::start_with_tls(data_dir, ports.agent, ports.api, settings, tls)?;
+    let poll_only = settings.poll_only;
+    if let Some(id) = &settings.replica_id {
+        log::info!(
+            "replica {id}: pools and callers in Redis at {}",
+            store.describe()
+        );
+    }
+    let gateway =
+        Gateway::start_with_store(store, ports.agent, ports.api, settings, tls, poll_only)?;
     let scheme = |on: bool| if on { "TLS" } else { "plain, no TLS" };
     log::info!("agent port serves {}", scheme(agent_tls));
     log::info!("api port serves {}", scheme(api_tls));
@@ -434,15 +509,18 @@ fn serve(
     );
     match gateway.hub.callers.count() {
         0 => log::warn!(
-            "no caller exists yet: the front refuses every tunnel request until one does (vcs-gateway caller create --data-dir {} --name NAME --pools POOL)",
-            data_dir.display()
+            "no caller exists yet: the front refuses every tunnel request until one does (vcs-gateway caller create {} --name NAME --pools POOL)",
+            match gateway.hub.store.shared() {
+                Some(_) => "--redis URL".to_string(),
+                None => format!("--data-dir {}", data_dir.display()),
+            }
         ),
         n => log::info!("{n} callers may use the front"),
     }
     log::info!(
         "{} pools loaded from {}",
         gateway.hub.pools().len(),
-        gateway.hub.store.path().display()
+        gateway.hub.store.describe()
     );
     let (first, first_signal) = crossbeam_channel::bounded(1);
     std::thread::spawn(move || {

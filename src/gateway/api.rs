@@ -510,7 +510,7 @@ fn create(hub: &Hub, body: &[u8]) -> Reply {
         Ok(created) => created,
         // Another writer took the name between our look and the store's.
         Err(e) if e.contains("already exists") => return duplicate(&name),
-        Err(e) => return internal(e),
+        Err(e) => return failed(hub, e),
     };
     log::info!(target: "api", "pool {name} created ({})", record.ulid);
     issue(
@@ -536,7 +536,7 @@ fn delete(hub: &Hub, name: &str) -> Reply {
             Reply::ok(200, json!({ "deleted": name }))
         }
         Ok(false) => Reply::error(404, format!("no pool named \"{name}\"")),
-        Err(e) => internal(e),
+        Err(e) => failed(hub, e),
     }
 }
 
@@ -556,7 +556,7 @@ fn rotate(hub: &Hub, name: &str) -> Reply {
             )
         }
         Ok(None) => Reply::error(404, format!("no pool named \"{name}\"")),
-        Err(e) => internal(e),
+        Err(e) => failed(hub, e),
     }
 }
 
@@ -699,7 +699,7 @@ fn create_caller(hub: &Hub, body: &[u8]) -> Reply {
             issue_caller(hub, &record, &secret, 201)
         }
         // Only a race with another writer gets here (the checks above passed).
-        Err(e) => internal(e),
+        Err(e) => failed(hub, e),
     }
 }
 
@@ -718,7 +718,7 @@ fn rotate_caller(hub: &Hub, name: &str) -> Reply {
             issue_caller(hub, &record, &secret, 200)
         }
         Ok(None) => Reply::error(404, format!("no caller named \"{name}\"")),
-        Err(e) => internal(e),
+        Err(e) => failed(hub, e),
     }
 }
 
@@ -732,7 +732,7 @@ fn delete_caller(hub: &Hub, name: &str) -> Reply {
             Reply::ok(200, json!({ "deleted": name }))
         }
         Ok(false) => Reply::error(404, format!("no caller named \"{name}\"")),
-        Err(e) => internal(e),
+        Err(e) => failed(hub, e),
     }
 }
 
@@ -752,6 +752,16 @@ fn public_url(hub: &Hub) -> String {
         .public_url
         .clone()
         .unwrap_or_else(|| "ws://127.0.0.1:1984".into())
+}
+
+/// A change that failed: `503` when the store (Redis) cannot be reached, so the operator
+/// knows to try again, `500` otherwise.
+fn failed(hub: &Hub, message: String) -> Reply {
+    if !hub.store.reachable() {
+        log::warn!(target: "api", "a change was refused: Redis is unreachable");
+        return Reply::error(503, crate::gateway::shared::UNREACHABLE);
+    }
+    internal(message)
 }
 
 fn internal(message: String) -> Reply {

@@ -240,7 +240,15 @@ fn health(hub: &Hub) -> String {
             )
         })
         .collect();
-    serde_json::json!({ "status": "ok", "pools": pools }).to_string()
+    let mut body = serde_json::json!({ "status": "ok", "pools": pools });
+    if let Some(id) = &hub.settings.replica_id {
+        // A replica: whether it can reach Redis (changes answer 503 while it cannot).
+        body["replica"] = serde_json::json!({
+            "id": id,
+            "redis_reachable": hub.store.reachable(),
+        });
+    }
+    body.to_string()
 }
 
 /// The caller a request's `Vcs-Gateway-Authorization` header names.

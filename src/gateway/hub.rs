@@ -22,7 +22,7 @@ use std::io::BufReader;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// Gateway timings, and what the panel and its API need.
 #[derive(Debug, Clone)]
@@ -40,6 +40,10 @@ pub struct Settings {
     pub public_url: Option<String>,
     /// Tunnel requests served at once (a connection and thread each).
     pub max_callers: usize,
+    /// This replica's name, when pools and callers are in Redis (`serve --redis`).
+    pub replica_id: Option<String>,
+    /// Changes reach this replica by the polled version alone (tests).
+    pub poll_only: bool,
     /// Connections one peer address may hold on the api port.
     pub max_per_address: usize,
     /// Bytes per second a request body must average while it holds an agent stream, after
@@ -57,6 +61,8 @@ impl Default for Settings {
             admin_token: None,
             public_url: None,
             max_callers: 1024,
+            replica_id: None,
+            poll_only: false,
             max_per_address: 256,
             min_upload_rate: 240,
             upload_grace: Duration::from_secs(5),
@@ -431,7 +437,7 @@ pub struct Hub {
     /// When the last forced reload ran (ms since the epoch), to rate-limit misses.
     last_forced_reload: AtomicU64,
     pools: RwLock<HashMap<String, Arc<Pool>>>,
-    seen: Mutex<Option<SystemTime>>,
+    seen: Mutex<Option<crate::gateway::store::Stamp>>,
 }
 
 impl Hub {
@@ -543,7 +549,7 @@ impl Hub {
 
     /// Reloads when another process changed the store file since the last look.
     pub fn refresh(&self) {
-        let modified = self.store.modified();
+        let modified = self.store.pools_stamp();
         let changed = match self.seen.lock() {
             Ok(mut seen) => {
                 let changed = *seen != modified;

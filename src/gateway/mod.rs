@@ -19,6 +19,7 @@ pub mod hub;
 pub mod idle;
 pub mod logins;
 pub mod panel;
+pub mod shared;
 pub mod stats;
 pub mod store;
 
@@ -68,6 +69,19 @@ impl Gateway {
         tls: GatewayTls,
     ) -> Result<Gateway, String> {
         let store = store::Store::open(data_dir)?;
+        Gateway::start_with_store(store, agent_listen, api_listen, settings, tls, false)
+    }
+
+    /// Binds both ports and starts serving pools and callers from `store`; a Redis store is
+    /// kept current by its own threads (polling alone when `poll_only`).
+    pub fn start_with_store(
+        store: store::Store,
+        agent_listen: &str,
+        api_listen: &str,
+        settings: Settings,
+        tls: GatewayTls,
+        poll_only: bool,
+    ) -> Result<Gateway, String> {
         let mut hub = Arc::new(Hub::new(store, settings)?);
         let agent_listener = TcpListener::bind(agent_listen)
             .map_err(|e| format!("--agent-listen {agent_listen}: cannot bind: {e}"))?;
@@ -79,6 +93,17 @@ impl Gateway {
             hub.settings
                 .public_url
                 .get_or_insert_with(|| format!("ws://{agent_addr}"));
+        }
+        if let Some(shared) = hub.store.shared().cloned() {
+            let weak = Arc::downgrade(&hub);
+            shared.on_change(move || {
+                if let Some(hub) = weak.upgrade() {
+                    if let Err(e) = hub.reload().and_then(|()| hub.callers.reload()) {
+                        log::error!("{e}");
+                    }
+                }
+            });
+            shared.start_sync(poll_only)?;
         }
         let cannot = |e: std::io::Error| format!("cannot start a listener thread: {e}");
         let h = Arc::clone(&hub);

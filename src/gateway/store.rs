@@ -83,9 +83,11 @@ pub struct Stamp(u64, u64, Option<SystemTime>);
 /// Prefix of caller secrets, so secret scanners and people recognise one.
 pub const CALLER_SECRET_PREFIX: &str = "vgc_";
 
+/// Where pools and callers live: the data directory (one gateway), or Redis (replicas).
 #[derive(Debug, Clone)]
 pub struct Store {
     dir: PathBuf,
+    shared: Option<std::sync::Arc<crate::gateway::shared::Shared>>,
 }
 
 /// Pool names: 1–63 of `a-z 0-9 -`, not starting or ending with `-` (they appear in URLs).
@@ -127,19 +129,53 @@ impl Store {
         let dir = dir.as_ref().to_path_buf();
         fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create data directory {}: {e}", dir.display()))?;
-        Ok(Store { dir })
+        Ok(Store { dir, shared: None })
+    }
+
+    /// The store of a set of replicas, in Redis (see [`crate::gateway::shared`]).
+    pub fn redis(shared: std::sync::Arc<crate::gateway::shared::Shared>) -> Store {
+        Store {
+            dir: PathBuf::new(),
+            shared: Some(shared),
+        }
+    }
+
+    /// Redis, when this store is a set of replicas'.
+    pub fn shared(&self) -> Option<&std::sync::Arc<crate::gateway::shared::Shared>> {
+        self.shared.as_ref()
+    }
+
+    /// Whether changes can be made now (Redis reachable; always for the data directory).
+    pub fn reachable(&self) -> bool {
+        self.shared.as_ref().is_none_or(|s| s.is_reachable())
     }
 
     pub fn path(&self) -> PathBuf {
         self.dir.join("pools.json")
     }
 
-    /// When the file last changed, to notice changes made by another process.
-    pub fn modified(&self) -> Option<SystemTime> {
-        fs::metadata(self.path()).and_then(|m| m.modified()).ok()
+    /// Where the pools are, for the log.
+    pub fn describe(&self) -> String {
+        match &self.shared {
+            Some(shared) => format!("{shared:?}"),
+            None => self.path().display().to_string(),
+        }
+    }
+
+    /// What identifies the current version of the pools, to notice another process's change.
+    pub fn pools_stamp(&self) -> Option<Stamp> {
+        if let Some(shared) = &self.shared {
+            return Some(Stamp(shared.version(), 0, None));
+        }
+        use std::os::unix::fs::MetadataExt;
+        let meta = fs::metadata(self.path()).ok()?;
+        Some(Stamp(meta.ino(), meta.len(), meta.modified().ok()))
     }
 
     pub fn load(&self) -> Result<Vec<PoolRecord>, String> {
+        if let Some(shared) = &self.shared {
+            return Ok(shared.snapshot().pools);
+        }
         Ok(self.read::<StoreFile>("pools.json", "pool store")?.pools)
     }
 
@@ -148,6 +184,9 @@ impl Store {
     }
 
     pub fn load_callers(&self) -> Result<Vec<CallerRecord>, String> {
+        if let Some(shared) = &self.shared {
+            return Ok(shared.snapshot().callers);
+        }
         Ok(self
             .read::<CallersFile>("callers.json", "caller store")?
             .callers)
@@ -155,6 +194,9 @@ impl Store {
 
     /// What identifies the current version of `callers.json` (`None`: there is none).
     pub fn callers_stamp(&self) -> Option<Stamp> {
+        if let Some(shared) = &self.shared {
+            return Some(Stamp(shared.version(), 0, None));
+        }
         use std::os::unix::fs::MetadataExt;
         let meta = fs::metadata(self.callers_path()).ok()?;
         Some(Stamp(meta.ino(), meta.len(), meta.modified().ok()))
@@ -212,8 +254,13 @@ impl Store {
     /// Runs `change` on the pools under the store lock and saves the result.
     fn update<T>(
         &self,
-        change: impl FnOnce(&mut Vec<PoolRecord>) -> Result<T, String>,
+        mut change: impl FnMut(&mut Vec<PoolRecord>) -> Result<T, String>,
     ) -> Result<T, String> {
+        if let Some(shared) = &self.shared {
+            return shared
+                .change(|pools, _| change(pools))
+                .map_err(|e| e.to_string())?;
+        }
         self.locked(|| {
             let mut file: StoreFile = self.read("pools.json", "pool store")?;
             let value = change(&mut file.pools)?;
@@ -225,8 +272,13 @@ impl Store {
     /// Runs `change` on the callers (seeing the pools) under the store lock and saves them.
     fn update_callers<T>(
         &self,
-        change: impl FnOnce(&mut Vec<CallerRecord>, &[PoolRecord]) -> Result<T, String>,
+        mut change: impl FnMut(&mut Vec<CallerRecord>, &[PoolRecord]) -> Result<T, String>,
     ) -> Result<T, String> {
+        if let Some(shared) = &self.shared {
+            return shared
+                .change(|pools, callers| change(callers, pools))
+                .map_err(|e| e.to_string())?;
+        }
         self.locked(|| {
             let pools = self.load()?;
             let mut file: CallersFile = self.read("callers.json", "caller store")?;
@@ -255,7 +307,7 @@ impl Store {
             if pools.iter().any(|p| p.name == stored.name) {
                 return Err(format!("a pool named \"{}\" already exists", stored.name));
             }
-            pools.push(stored);
+            pools.push(stored.clone());
             Ok(())
         })?;
         Ok((record, key))
@@ -290,7 +342,7 @@ impl Store {
         let hash = token::key_hash(key.expose());
         let record = self.update(|pools| {
             Ok(pools.iter_mut().find(|p| p.name == name).map(|p| {
-                p.key_sha256 = hash;
+                p.key_sha256 = hash.clone();
                 p.clone()
             }))
         })?;
@@ -325,7 +377,7 @@ impl Store {
                 return Err(format!("a caller named \"{}\" already exists", stored.name));
             }
             check_scope(&stored, pools)?;
-            callers.push(stored);
+            callers.push(stored.clone());
             Ok(())
         })?;
         Ok((record, secret))
@@ -337,7 +389,7 @@ impl Store {
         let hash = token::key_hash(secret.expose());
         let record = self.update_callers(|callers, _| {
             Ok(callers.iter_mut().find(|c| c.name == name).map(|c| {
-                c.secret_sha256 = hash;
+                c.secret_sha256 = hash.clone();
                 c.clone()
             }))
         })?;

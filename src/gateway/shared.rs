@@ -1,0 +1,358 @@
+//! The store of a set of replicas: pools and callers kept in Redis instead of the data
+//! directory, so every `vcs-gateway serve --redis` (and `pool …`/`caller …` run with
+//! `--redis`) sees the same ones.
+//!
+//! Redis holds two JSON documents, the same as `pools.json` and `callers.json` (key hashes,
+//! never keys), a version number raised by every change, and a channel the change is
+//! announced on. A change is one `WATCH`/`MULTI`/`EXEC` transaction that rewrites the
+//! documents, raises the version and publishes it; a concurrent change makes it start again.
+//!
+//! Requests never touch Redis: the gateway works from a [`Snapshot`] in memory. One thread
+//! ([`Shared::start_sync`]) keeps it current: it reads the version every
+//! [`POLL_EVERY`] and whenever the subscriber thread hears an announcement, and reads the
+//! documents again when the version moved. Pub/sub makes changes quick; the polled version
+//! makes them sure, since pub/sub loses what is published while a subscriber is
+//! disconnected. Readers and changes share one connection under a lock, so a replica never
+//! opens more than two connections to Redis however busy it is.
+//!
+//! When Redis cannot be reached the snapshot stays as it was: agents and callers are
+//! authenticated from the last state read, changes fail with [`UNREACHABLE`], the outage is
+//! logged once a minute, and the next successful poll brings everything back. A Redis that
+//! comes back without its data (no version where there was one) is not believed: the last
+//! state is kept and the fault logged, rather than every pool being closed.
+
+use crate::gateway::store::{CallerRecord, PoolRecord};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+/// How often the version is read, whatever pub/sub says.
+pub const POLL_EVERY: Duration = Duration::from_millis(500);
+
+/// Longest wait for Redis on one command (a stopped Redis must not hold a change for long).
+const TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How often an outage is logged while it lasts.
+const LOG_OUTAGE_EVERY: Duration = Duration::from_secs(60);
+
+/// The sentence a change gets while Redis cannot be reached.
+pub const UNREACHABLE: &str =
+    "Redis is unreachable: pools and callers cannot be changed until it is back (the gateway keeps serving with what it last read)";
+
+const POOLS: &str = "vcs-gateway:pools";
+const CALLERS: &str = "vcs-gateway:callers";
+const VERSION: &str = "vcs-gateway:version";
+const CHANNEL: &str = "vcs-gateway:changed";
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PoolsDoc {
+    pools: Vec<PoolRecord>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallersDoc {
+    callers: Vec<CallerRecord>,
+}
+
+/// The state as last read from Redis.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub version: u64,
+    pub pools: Vec<PoolRecord>,
+    pub callers: Vec<CallerRecord>,
+}
+
+type Listener = Box<dyn Fn() + Send + Sync>;
+
+/// A connection to the replicas' Redis and the state last read from it.
+pub struct Shared {
+    client: redis::Client,
+    url_shown: String,
+    conn: Mutex<Option<redis::Connection>>,
+    snapshot: RwLock<Snapshot>,
+    reachable: AtomicBool,
+    /// When the outage was last logged.
+    outage_logged: Mutex<Option<Instant>>,
+    listeners: Mutex<Vec<Listener>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Shared({})", self.url_shown)
+    }
+}
+
+/// Redis failed: a typed error, so callers tell an outage from a refused change.
+#[derive(Debug)]
+pub enum SharedError {
+    Unreachable,
+    Damaged(String),
+}
+
+impl std::fmt::Display for SharedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SharedError::Unreachable => f.write_str(UNREACHABLE),
+            SharedError::Damaged(what) => write!(f, "the state in Redis is damaged: {what}"),
+        }
+    }
+}
+
+impl Shared {
+    /// Connects and reads the state once; fails (naming `--redis`) when Redis cannot be
+    /// reached, so a replica never starts with no pools at all.
+    pub fn connect(url: &str) -> Result<Arc<Shared>, String> {
+        let url_shown = url.split('@').next_back().unwrap_or(url).to_string();
+        let client =
+            redis::Client::open(url).map_err(|e| format!("--redis: not a Redis URL: {e}"))?;
+        let shared = Arc::new(Shared {
+            client,
+            url_shown,
+            conn: Mutex::new(None),
+            snapshot: RwLock::new(Snapshot::default()),
+            reachable: AtomicBool::new(true),
+            outage_logged: Mutex::new(None),
+            listeners: Mutex::new(Vec::new()),
+        });
+        match shared.poll() {
+            Ok(_) => Ok(shared),
+            Err(SharedError::Unreachable) => Err(format!(
+                "--redis: cannot reach Redis at {}",
+                shared.url_shown
+            )),
+            Err(e) => Err(format!("--redis: {e}")),
+        }
+    }
+
+    pub fn is_reachable(&self) -> bool {
+        self.reachable.load(Ordering::SeqCst)
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        match self.snapshot.read() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn version(&self) -> u64 {
+        self.snapshot.read().map(|s| s.version).unwrap_or(0)
+    }
+
+    /// Runs `listener` after each change read from Redis.
+    pub fn on_change(&self, listener: impl Fn() + Send + Sync + 'static) {
+        if let Ok(mut listeners) = self.listeners.lock() {
+            listeners.push(Box::new(listener));
+        }
+    }
+
+    /// Runs `command` on the shared connection, connecting first if needed; an I/O failure
+    /// drops the connection and marks Redis unreachable.
+    fn with_conn<T>(
+        &self,
+        command: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, SharedError> {
+        let mut guard = self.conn.lock().map_err(|_| SharedError::Unreachable)?;
+        if guard.is_none() {
+            *guard = Some(self.open().map_err(|e| self.failed(&e))?);
+        }
+        let Some(conn) = guard.as_mut() else {
+            return Err(SharedError::Unreachable);
+        };
+        match command(conn) {
+            Ok(value) => {
+                self.recovered();
+                Ok(value)
+            }
+            Err(e) if e.is_io_error() || e.is_unrecoverable_error() || e.is_timeout() => {
+                *guard = None;
+                Err(self.failed(&e))
+            }
+            Err(e) => Err(SharedError::Damaged(e.to_string())),
+        }
+    }
+
+    fn open(&self) -> redis::RedisResult<redis::Connection> {
+        let conn = self.client.get_connection_with_timeout(TIMEOUT)?;
+        conn.set_read_timeout(Some(TIMEOUT))?;
+        conn.set_write_timeout(Some(TIMEOUT))?;
+        Ok(conn)
+    }
+
+    fn failed(&self, error: &redis::RedisError) -> SharedError {
+        self.reachable.store(false, Ordering::SeqCst);
+        let due = self.outage_logged.lock().map(|mut last| {
+            let due = last.is_none_or(|t| t.elapsed() >= LOG_OUTAGE_EVERY);
+            if due {
+                *last = Some(Instant::now());
+            }
+            due
+        });
+        if due.unwrap_or(true) {
+            log::error!(target: "redis",
+                "Redis at {} is unreachable ({}): serving with the pools and callers last read; changes are refused until it is back",
+                self.url_shown, error.category()
+            );
+        }
+        SharedError::Unreachable
+    }
+
+    fn recovered(&self) {
+        if !self.reachable.swap(true, Ordering::SeqCst) {
+            if let Ok(mut last) = self.outage_logged.lock() {
+                *last = None;
+            }
+            log::info!(target: "redis", "Redis at {} is reachable again", self.url_shown);
+        }
+    }
+
+    /// Reads the version and, when it moved, the state; `true` when the snapshot changed.
+    pub fn poll(&self) -> Result<bool, SharedError> {
+        let version: Option<u64> = self.with_conn(|c| redis::cmd("GET").arg(VERSION).query(c))?;
+        let known = self.version();
+        match version {
+            Some(v) if v == known => return Ok(false),
+            None if known > 0 => {
+                log::error!(target: "redis",
+                    "Redis at {} has lost its data (no version where there was {known}): keeping the pools and callers last read",
+                    self.url_shown
+                );
+                return Ok(false);
+            }
+            None => return Ok(false),
+            Some(_) => {}
+        }
+        let (pools, callers, version): (Option<String>, Option<String>, Option<u64>) = self
+            .with_conn(|c| {
+                redis::cmd("MGET")
+                    .arg(POOLS)
+                    .arg(CALLERS)
+                    .arg(VERSION)
+                    .query(c)
+            })?;
+        let snapshot = Snapshot {
+            version: version.unwrap_or(0),
+            pools: parse::<PoolsDoc>(pools.as_deref())?.pools,
+            callers: parse::<CallersDoc>(callers.as_deref())?.callers,
+        };
+        // Two threads may poll at once: an older read never replaces a newer one.
+        match self.snapshot.write() {
+            Ok(mut s) if s.version < snapshot.version => {
+                *s = snapshot;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Polls, and tells the listeners when something changed.
+    fn sync_once(&self) {
+        if let Ok(true) = self.poll() {
+            if let Ok(listeners) = self.listeners.lock() {
+                for listener in listeners.iter() {
+                    listener();
+                }
+            }
+        }
+    }
+
+    /// Starts the thread keeping the snapshot current and, unless `poll_only`, the
+    /// subscriber that wakes it on announcements.
+    pub fn start_sync(self: &Arc<Self>, poll_only: bool) -> Result<(), String> {
+        let (kick, kicked) = crossbeam_channel::bounded::<()>(1);
+        let weak = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("redis-sync".into())
+            .spawn(move || loop {
+                let _ = kicked.recv_timeout(POLL_EVERY);
+                match weak.upgrade() {
+                    Some(shared) => shared.sync_once(),
+                    None => return,
+                }
+            })
+            .map_err(|e| format!("cannot start the Redis thread: {e}"))?;
+        if !poll_only {
+            let weak = Arc::downgrade(self);
+            std::thread::Builder::new()
+                .name("redis-subscriber".into())
+                .spawn(move || subscribe(weak, kick))
+                .map_err(|e| format!("cannot start the Redis subscriber: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Changes the state in one transaction: `change` sees the pools and callers as Redis
+    /// has them (it may run again when another replica changed them meanwhile). The new
+    /// state is read back before this returns, so the caller's next look sees it.
+    pub fn change<T>(
+        &self,
+        mut change: impl FnMut(&mut Vec<PoolRecord>, &mut Vec<CallerRecord>) -> Result<T, String>,
+    ) -> Result<Result<T, String>, SharedError> {
+        if !self.is_reachable() {
+            // Try again at once rather than wait for the next poll to notice it is back.
+            self.poll()?;
+        }
+        let outcome = self.with_conn(|c| {
+            redis::transaction(c, &[POOLS, CALLERS, VERSION], |c, pipe| {
+                let (pools, callers): (Option<String>, Option<String>) =
+                    redis::cmd("MGET").arg(POOLS).arg(CALLERS).query(c)?;
+                let parsed = parse::<PoolsDoc>(pools.as_deref())
+                    .and_then(|p| Ok((p, parse::<CallersDoc>(callers.as_deref())?)));
+                let (mut p, mut k) = match parsed {
+                    Ok(docs) => docs,
+                    Err(e) => return Ok(Some(Err(e.to_string()))),
+                };
+                let value = match change(&mut p.pools, &mut k.callers) {
+                    Ok(value) => value,
+                    Err(e) => return Ok(Some(Err(e))),
+                };
+                let (Ok(p), Ok(k)) = (serde_json::to_string(&p), serde_json::to_string(&k)) else {
+                    return Ok(Some(Err("cannot encode the state".into())));
+                };
+                let done: Option<(u64,)> = pipe
+                    .set(POOLS, p)
+                    .ignore()
+                    .set(CALLERS, k)
+                    .ignore()
+                    .incr(VERSION, 1)
+                    .publish(CHANNEL, "changed")
+                    .ignore()
+                    .query(c)?;
+                Ok(done.map(|_| Ok(value)))
+            })
+        })?;
+        if outcome.is_ok() {
+            self.sync_once();
+        }
+        Ok(outcome)
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned + Default>(raw: Option<&str>) -> Result<T, SharedError> {
+    match raw {
+        None => Ok(T::default()),
+        Some(text) => serde_json::from_str(text).map_err(|e| SharedError::Damaged(e.to_string())),
+    }
+}
+
+/// The subscriber: wakes the sync thread on each announcement; reconnects after a second
+/// when the connection is lost (the polled version covers what is missed meanwhile).
+fn subscribe(shared: Weak<Shared>, kick: crossbeam_channel::Sender<()>) {
+    loop {
+        let Some(client) = shared.upgrade().map(|s| s.client.clone()) else {
+            return;
+        };
+        if let Ok(mut conn) = client.get_connection_with_timeout(TIMEOUT) {
+            let mut pubsub = conn.as_pubsub();
+            if pubsub.subscribe(CHANNEL).is_ok() {
+                while pubsub.get_message().is_ok() {
+                    let _ = kick.try_send(());
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
