@@ -12,8 +12,9 @@
 //!   agent stream ([`gateway::exchange`]), the agent port ([`gateway::agents`]), and the
 //!   operator's panel and JSON API ([`gateway::panel`], [`gateway::api`], [`gateway::admin`]).
 //! - [`protocol`]: the frames both sides speak and their order.
-//! - [`agent`]: slot threads, one WebSocket each ([`agent::slot`]), the HTTP leg to the VCS
-//!   ([`agent::forward`]), the preflight ([`agent::check`]).
+//! - [`agent`]: slot threads, one WebSocket each ([`agent::slot`]), one request on it
+//!   ([`agent::request`]), the HTTP leg to the VCS ([`agent::forward`]), the preflight
+//!   ([`agent::check`]).
 //! - [`allowlist`]: canonical paths and per-vendor rules, failing closed.
 //! - [`config`] and [`token`]: the agent's environment and the pool token.
 //! - [`net`]: one stream type for plain and TLS sockets, dialing through proxies, trust
@@ -30,6 +31,8 @@
 //! a pool that is only reconnecting queues requests instead of answering `no_agent`
 //! ([`gateway::hub::RECONNECT_GRACE`]); agents' slots wake each other when the gateway is
 //! back ([`agent`]).
+
+#![forbid(unsafe_code)]
 
 /// The static (musl) binaries allocate with mimalloc: musl's own allocator costs the agent
 /// about 1.6 times the CPU per request under load (measured with `scripts/bench.sh`'s

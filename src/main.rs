@@ -1,5 +1,7 @@
 //! `vcs-agent`: reads its configuration from the environment and serves until SIGTERM/SIGINT.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 use std::time::Duration;
 use vcs_agent::agent::Agent;
@@ -81,7 +83,7 @@ fn main() -> ExitCode {
     };
 
     if let Some(addr) = metrics_addr {
-        match vcs_agent::observe::endpoint::start(addr, std::sync::Arc::clone(agent.shared())) {
+        match vcs_agent::observe::endpoint::start(addr, agent.shared().clone()) {
             Ok(bound) => log::info!("health and metrics endpoint listening on {bound}"),
             Err(e) => {
                 eprintln!("{}: cannot listen on {addr}: {e}", config::METRICS_ADDR);

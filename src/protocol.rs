@@ -37,6 +37,8 @@
 //! stream thread relaying through a per-job channel. That saves a copy and two thread hops
 //! per request and gives the same backpressure (a slow caller slows the agent's socket).
 
+pub mod link;
+
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use tungstenite::Message;

@@ -18,8 +18,8 @@ use crate::agent::forward;
 use crate::allowlist::Vendor;
 use crate::config::AgentConfig;
 use crate::net::dial::{self, GatewayAddress, Identity};
-use crate::net::stream::is_timeout;
-use crate::protocol::{self, Control, ErrorKind, Frame};
+use crate::protocol::link::{Link, LinkError};
+use crate::protocol::{Control, ErrorKind, Frame};
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -96,43 +96,38 @@ fn gateway(config: &AgentConfig) -> Outcome {
         route,
     };
     let started = Instant::now();
-    let mut socket = dial::connect(&config.token, &identity, config.upstream_connect_timeout)
+    let socket = dial::connect(&config.token, &identity, config.upstream_connect_timeout)
         .map_err(|e| format!("{}: {e}", address.connect_url))?;
     let took = started.elapsed();
-    socket
-        .send(Control::Draining.to_message())
+    let mut link = Link::new(socket);
+    link.send(&Control::Draining)
         .map_err(|e| format!("logged in, then the connection broke: {e}"))?;
-    let _ = socket
+    let _ = link
         .get_ref()
         .set_read_timeout(Some(Duration::from_millis(100)));
     let deadline = Instant::now() + CLOSE_WAIT;
     let mut closing = false;
     loop {
-        match socket.read() {
-            Ok(message) => {
-                if let Ok(Some(Frame::Control(Control::Request { id, .. }))) =
-                    protocol::decode(message)
-                {
-                    // Dispatched before the gateway saw the drain notice: refuse, never forward.
-                    let refusal = Control::Error {
-                        id,
-                        kind: ErrorKind::NoAgent,
-                        message: "the stream was a preflight check (vcs-agent check); retry".into(),
-                        rule: None,
-                        project: None,
-                    };
-                    let _ = socket.send(refusal.to_message());
-                }
+        match link.recv() {
+            Ok(Some(Frame::Control(Control::Request { id, .. }))) => {
+                // Dispatched before the gateway saw the drain notice: refuse, never forward.
+                let refusal = Control::Error {
+                    id,
+                    kind: ErrorKind::NoAgent,
+                    message: "the stream was a preflight check (vcs-agent check); retry".into(),
+                    rule: None,
+                    project: None,
+                };
+                let _ = link.send(&refusal);
             }
-            Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {
-                if Instant::now() > deadline && !closing {
-                    // The gateway did not close: close from this side.
-                    closing = true;
-                    let _ = socket.close(None);
-                } else if Instant::now() > deadline + CLOSE_WAIT {
-                    break;
-                }
+            Ok(Some(_)) | Err(LinkError::Protocol(_)) => {}
+            Ok(None) if Instant::now() > deadline && !closing => {
+                // The gateway did not close: close from this side.
+                closing = true;
+                let _ = link.close();
             }
+            Ok(None) if Instant::now() > deadline + CLOSE_WAIT => break,
+            Ok(None) => {}
             // Closed (the normal end) or broken: the login already succeeded either way.
             Err(_) => break,
         }

@@ -204,9 +204,14 @@ fn classify_via(error: &ureq::Error, authority: &str, proxy: Option<&ProxyUrl>) 
 
 /// The same for an error while reading the response body.
 pub fn classify_read(error: &io::Error, authority: &str) -> UpstreamError {
-    if crate::net::stream::is_timeout(error)
-        || error.to_string().to_ascii_lowercase().contains("timeout")
-    {
+    // ureq's body reader hands its own errors over wrapped in an `io::Error`.
+    let ureq_timeout = matches!(
+        error
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<ureq::Error>()),
+        Some(ureq::Error::Timeout(_))
+    );
+    if crate::net::stream::is_timeout(error) || ureq_timeout {
         UpstreamError {
             kind: ErrorKind::UpstreamTimeout,
             message: format!("the VCS at {authority} went silent in the middle of the body"),
@@ -277,4 +282,32 @@ pub fn response_headers(headers: &http::HeaderMap) -> Headers {
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_read_timeout_is_told_by_its_type() {
+        let timeout = ureq::Error::Timeout(ureq::Timeout::PerRead).into_io();
+        assert_eq!(
+            classify_read(&timeout, "vcs").kind,
+            ErrorKind::UpstreamTimeout
+        );
+        let stalled = io::Error::from(io::ErrorKind::TimedOut);
+        assert_eq!(
+            classify_read(&stalled, "vcs").kind,
+            ErrorKind::UpstreamTimeout
+        );
+        // Words are not types: a message that says "timeout" is not one.
+        let broken = io::Error::other("connection reset, not a timeout");
+        let error = classify_read(&broken, "vcs");
+        assert_eq!(error.kind, ErrorKind::UpstreamUnreachable);
+        assert!(
+            error.message.contains("broke off the body"),
+            "{}",
+            error.message
+        );
+    }
 }

@@ -1,6 +1,6 @@
 //! The agent: a fixed pool of slot threads, one per `SPACELIFT_VCS_AGENT_PARALLELISM`, each
-//! owning one WebSocket to the gateway and serving one request at a time ([`slot`]) through
-//! the allowlist and the HTTP leg ([`forward`]).
+//! owning one WebSocket to the gateway ([`slot`]) and serving one request at a time on it
+//! ([`request`]) through the allowlist and the HTTP leg ([`forward`]).
 //!
 //! Shutdown is one call, [`Agent::drain`]: it flips a flag every slot looks at between ticks
 //! and closes a channel that wakes slots sleeping in a backoff. Idle slots tell the gateway
@@ -12,14 +12,18 @@ pub mod forward;
 pub mod listing;
 pub mod projects;
 pub mod redirect;
+pub mod request;
 pub mod slot;
 
 use crate::allowlist::Allowlist;
 use crate::config::{AgentConfig, BaseEndpoint};
 use crate::net::dial::{Identity, Route};
 use crate::net::tls::Roots;
+use crate::observe::endpoint::Health;
+use crate::observe::gauge::StreamGauges;
+use crate::observe::metrics::AgentMetrics;
 use log::{error, info, warn};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -30,12 +34,10 @@ pub struct Shared {
     pub allowlist: Allowlist,
     pub http: forward::Client,
     pub identity: Identity,
-    /// Streams connected to the gateway right now.
-    pub connected: AtomicUsize,
-    /// Streams serving a request right now.
-    pub busy: AtomicUsize,
+    /// Streams connected and streams busy right now.
+    pub gauges: StreamGauges,
     /// Counters for `/metrics`.
-    pub metrics: crate::observe::metrics::AgentMetrics,
+    pub metrics: AgentMetrics,
     /// Which project paths the ids in request paths name.
     pub ids: projects::Ids,
     draining: AtomicBool,
@@ -93,6 +95,24 @@ impl Shared {
     }
 }
 
+impl Health for Shared {
+    fn gauges(&self) -> &StreamGauges {
+        &self.gauges
+    }
+
+    fn configured(&self) -> usize {
+        self.config.parallelism
+    }
+
+    fn draining(&self) -> bool {
+        self.is_draining()
+    }
+
+    fn metrics(&self) -> &AgentMetrics {
+        &self.metrics
+    }
+}
+
 /// A running agent.
 pub struct Agent {
     shared: Arc<Shared>,
@@ -139,8 +159,7 @@ impl Agent {
             allowlist: Allowlist::new(config.vendor, config.allowed_projects.clone()),
             http,
             identity,
-            connected: AtomicUsize::new(0),
-            busy: AtomicUsize::new(0),
+            gauges: StreamGauges::default(),
             metrics: Default::default(),
             ids: projects::Ids::new(projects::CAPACITY, projects::TTL),
             draining: AtomicBool::new(false),
