@@ -11,7 +11,8 @@
 //!   ([`gateway::hub`]), the `private://` front ([`gateway::front`]), one request over one
 //!   agent stream ([`gateway::exchange`]), the agent port ([`gateway::agents`]), and the
 //!   operator's panel and JSON API ([`gateway::panel`], [`gateway::api`], [`gateway::admin`]).
-//! - [`protocol`]: the frames both sides speak and their order.
+//! - [`protocol`]: the frames both sides speak and their order; [`protocol::link`], one
+//!   framed connection that reads, decodes and tracks liveness.
 //! - [`agent`]: slot threads, one WebSocket each ([`agent::slot`]), one request on it
 //!   ([`agent::request`]), the HTTP leg to the VCS ([`agent::forward`]), the preflight
 //!   ([`agent::check`]).

@@ -373,3 +373,65 @@ fn a_metrics_port_serves_figures_without_the_admin_token() {
     assert_eq!(get("/api/pools").0, 404);
     assert_eq!(get("/private/scraped/x").0, 404);
 }
+
+#[test]
+fn a_client_certificate_identifies_its_caller_on_a_tls_api_port() {
+    use support::tls::Ca;
+    use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
+    let (server_ca, client_ca) = (Ca::new("Api CA"), Ca::new("Client CA"));
+    let dir = TempDir::new("mtls");
+    let (cert, key) = server_ca.leaf(&["127.0.0.1"]).write(&dir, "api");
+    let client_ca_pem = client_ca.write(&dir);
+    let registered = client_ca.leaf(&["saas-client"]);
+    let (client_cert, _) = registered.write(&dir, "client");
+    let stranger = client_ca.leaf(&["someone-else"]);
+    let data = TempDir::new("mtls-data");
+    let upstream = Upstream::start();
+    let args = [
+        "--api-tls-cert",
+        cert.to_str().unwrap(),
+        "--api-tls-key",
+        key.to_str().unwrap(),
+        "--api-client-ca",
+        client_ca_pem.to_str().unwrap(),
+    ];
+    let gw = Gateway::start_in(data, "127.0.0.1:0", "127.0.0.1:0", &args);
+    let token = gw.create_pool("mtls");
+    let _agent = start_agent(&agent_env(&token, &upstream.base(), &[]));
+    create_caller(
+        &gw.dir.0,
+        "cert-saas",
+        &[
+            "--pools",
+            "mtls",
+            "--client-cert",
+            client_cert.to_str().unwrap(),
+        ],
+    );
+    let https = |leaf: Option<&support::tls::Leaf>| -> ureq::Agent {
+        let root = Certificate::from_pem(server_ca.pem().as_bytes()).unwrap();
+        let mut tls = TlsConfig::builder().root_certs(RootCerts::new_with_certs(&[root]));
+        if let Some(leaf) = leaf {
+            let chain = [Certificate::from_pem(leaf.cert_pem.as_bytes()).unwrap()];
+            let key = PrivateKey::from_pem(leaf.key_pem.as_bytes()).unwrap();
+            tls = tls.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
+        }
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .proxy(None)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .tls_config(tls.build())
+            .build()
+            .into()
+    };
+    let url = format!("https://{}/private/mtls{ARCHIVE}", gw.api_addr);
+    let with_cert = https(Some(&registered));
+    wait_until(Duration::from_secs(15), "the agent and a 200", || {
+        with_cert.get(&url).call().map(|r| r.status().as_u16()).ok() == Some(200)
+    });
+    let status = |agent: ureq::Agent| error_kind(agent.get(&url).call().unwrap());
+    assert_eq!(status(https(None)).1, "unauthorized");
+    assert_eq!(status(https(Some(&stranger))).1, "unauthorized");
+    let line = gw.proc.out.wait_for("status=200", Duration::from_secs(5));
+    assert!(line.contains("caller=cert-saas"), "{line}");
+}

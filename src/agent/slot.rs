@@ -194,17 +194,8 @@ fn serve(shared: &Shared, socket: &mut Socket, buffer: &mut [u8]) -> StreamEnd {
     let mut last_ping = Instant::now();
     let mut drain_sent: Option<Instant> = None;
     loop {
-        if shared.is_draining() && drain_sent.is_none() {
-            if let Err(e) = socket.send(&Control::Draining) {
-                return e.into();
-            }
-            drain_sent = Some(Instant::now());
-        }
-        if let Some(at) = drain_sent {
-            if at.elapsed() > shared.config.drain_timeout {
-                let _ = socket.close();
-                return StreamEnd::Closed;
-            }
+        if let Some(end) = drain(shared, socket, &mut drain_sent) {
+            return end;
         }
         let frame = match socket.recv() {
             Ok(frame) => frame,
@@ -255,6 +246,24 @@ fn serve(shared: &Shared, socket: &mut Socket, buffer: &mut [u8]) -> StreamEnd {
             }
             None => {}
         }
+    }
+}
+
+/// Tells the gateway once that the agent drains, and closes the stream when the gateway has
+/// not done so within the drain timeout; `Some` when the stream ends here.
+fn drain(shared: &Shared, socket: &mut Socket, sent: &mut Option<Instant>) -> Option<StreamEnd> {
+    if shared.is_draining() && sent.is_none() {
+        if let Err(e) = socket.send(&Control::Draining) {
+            return Some(e.into());
+        }
+        *sent = Some(Instant::now());
+    }
+    match sent {
+        Some(at) if at.elapsed() > shared.config.drain_timeout => {
+            let _ = socket.close();
+            Some(StreamEnd::Closed)
+        }
+        _ => None,
     }
 }
 

@@ -27,6 +27,8 @@ USAGE:
     vcs-gateway caller create --data-dir DIR --name NAME (--pools POOL,POOL... | --all-pools)
         Create a caller (a credential of the SaaS side) that may use those pools; its secret
         is printed once, alone on the last line of stdout. Only its hash is stored.
+        --client-cert PEM: a client certificate that identifies the caller instead of the
+        secret, on an api port with --api-client-ca.
     vcs-gateway caller list --data-dir DIR
         List callers (name, id, created, pools); secrets are never shown or stored.
     vcs-gateway caller rotate --data-dir DIR --name NAME
@@ -52,6 +54,9 @@ USAGE:
                                 serve the agent port over TLS (tokens then use wss://) [plain]
         --api-tls-cert PEM --api-tls-key PEM
                                 serve the api port over TLS (may be the same files) [plain]
+        --api-client-ca PEM     ask api-port clients for a certificate from these CAs; one
+                                registered with `caller create --client-cert` identifies its
+                                caller without the secret header (needs --api-tls-cert) [off]
         --public-url URL        agent URL put in tokens the panel/API creates [ws://<agent port>]
         --admin-token TOKEN     protects the panel (/), the API (/api/...), /metrics and the
                                 figures of /healthz, at least 16 characters; prefer env
@@ -93,6 +98,8 @@ fn run() -> Result<ExitCode, String> {
     let mut public_url: Option<String> = None;
     let mut admin_token: Option<String> = None;
     let mut scope: Option<Scope> = None;
+    let mut client_cert: Option<PathBuf> = None;
+    let mut api_client_ca: Option<PathBuf> = None;
     let mut agent_listen = String::from("127.0.0.1:1984");
     let mut api_listen = String::from("127.0.0.1:1985");
     let mut metrics_listen: Option<String> = None;
@@ -127,6 +134,8 @@ fn run() -> Result<ExitCode, String> {
             Long("admin-token") => admin_token = Some(text(&mut parser)?),
             Long("pools") => scope = Some(parse_pools(&text(&mut parser)?)?),
             Long("all-pools") => scope = Some(Scope::All),
+            Long("client-cert") => client_cert = Some(PathBuf::from(text(&mut parser)?)),
+            Long("api-client-ca") => api_client_ca = Some(PathBuf::from(text(&mut parser)?)),
             Long("agent-listen") => agent_listen = text(&mut parser)?,
             Long("api-listen") => api_listen = text(&mut parser)?,
             Long("metrics-listen") => metrics_listen = Some(text(&mut parser)?),
@@ -254,12 +263,16 @@ fn run() -> Result<ExitCode, String> {
         ["serve"] => {
             let tls = GatewayTls {
                 agent: server_tls(&tls_files[0], &tls_files[1], "--tls-cert", "--tls-key")?,
-                api: server_tls(
-                    &tls_files[2],
-                    &tls_files[3],
-                    "--api-tls-cert",
-                    "--api-tls-key",
-                )?,
+                api: match (&tls_files[2], &tls_files[3], &api_client_ca) {
+                    (Some(cert), Some(key), Some(ca)) => Some(
+                        vcs_agent::net::tls::server_config_for_clients(cert, key, Some(ca))
+                            .map_err(|e| format!("--api-tls-cert/--api-tls-key/--api-client-ca: {e}"))?,
+                    ),
+                    (_, _, Some(_)) => {
+                        return Err("--api-client-ca needs --api-tls-cert and --api-tls-key".into())
+                    }
+                    _ => server_tls(&tls_files[2], &tls_files[3], "--api-tls-cert", "--api-tls-key")?,
+                },
             };
             if let Some(url) = &public_url {
                 check_public_url(url)?;
@@ -313,7 +326,7 @@ fn run() -> Result<ExitCode, String> {
                 tls,
             )
         }
-        ["caller", command] => caller(command, open_store()?, name, scope),
+        ["caller", command] => caller(command, open_store()?, name, scope, client_cert),
         [] => Err("a command is required: pool create, pool list, caller create, caller list, caller rotate, caller delete or serve (see --help)".into()),
         other => Err(format!(
             "unknown command \"{}\" (see --help)",
@@ -344,6 +357,15 @@ impl AdminToken {
     }
 }
 
+/// `--client-cert PEM`: the SHA-256 (hex) of the file's first certificate.
+fn certificate_sha256(path: &std::path::Path) -> Result<String, String> {
+    use sha2::Digest;
+    let certs =
+        vcs_agent::net::tls::pem_certificates(path).map_err(|e| format!("--client-cert: {e}"))?;
+    let digest = sha2::Sha256::digest(certs[0].as_ref());
+    Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// `--pools a,b`: pool names, each valid, at least one.
 fn parse_pools(text: &str) -> Result<Scope, String> {
     let pools: Vec<String> = text
@@ -367,6 +389,7 @@ fn caller(
     store: Store,
     name: Option<String>,
     scope: Option<Scope>,
+    client_cert: Option<PathBuf>,
 ) -> Result<ExitCode, String> {
     let name = || name.clone().ok_or("--name is required");
     match command {
@@ -382,7 +405,11 @@ fn caller(
                     ));
                 }
             }
-            let (record, secret) = store.create_caller(&name, &scope)?;
+            let fingerprint = match &client_cert {
+                None => None,
+                Some(path) => Some(certificate_sha256(path)?),
+            };
+            let (record, secret) = store.create_caller(&name, &scope, fingerprint)?;
             println!(
                 "caller {name} created ({}), may use {}; its secret, shown only now:",
                 record.id,

@@ -693,7 +693,7 @@ fn create_caller(hub: &Hub, body: &[u8]) -> Reply {
             return Reply::field_error(400, "pools", format!("no pool named \"{missing}\""));
         }
     }
-    match hub.store.create_caller(&name, &scope) {
+    match hub.store.create_caller(&name, &scope, None) {
         Ok((record, secret)) => {
             log::info!(target: "api", "caller {name} created ({})", record.id);
             issue_caller(hub, &record, &secret, 201)

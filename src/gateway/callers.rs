@@ -35,6 +35,8 @@ pub struct Caller {
     pub name: String,
     pub scope: Scope,
     hash: [u8; 32],
+    /// SHA-256 of the client certificate that identifies it, if any.
+    cert: Option<[u8; 32]>,
 }
 
 impl Caller {
@@ -150,6 +152,21 @@ impl Callers {
         }
     }
 
+    /// The caller a client certificate (its DER) identifies, when the api port asks for
+    /// one (`--api-client-ca`): the certificate was verified in the TLS handshake.
+    pub fn by_certificate(&self, der: &[u8]) -> Option<Arc<Caller>> {
+        let hash: [u8; 32] = Sha256::digest(der).into();
+        let find = || {
+            let cached = self.cached.read().ok()?;
+            let found = cached.callers.iter().find(|c| c.cert == Some(hash));
+            found.cloned()
+        };
+        find().or_else(|| {
+            self.refresh();
+            find()
+        })
+    }
+
     /// Compares with every caller, in constant time each, without stopping early.
     fn find(&self, hash: &[u8; 32]) -> Option<Arc<Caller>> {
         let cached = self.cached.read().ok()?;
@@ -170,6 +187,7 @@ fn live(record: &CallerRecord) -> Option<Arc<Caller>> {
         name: record.name.clone(),
         scope: record.scope(),
         hash,
+        cert: record.client_cert_sha256.as_deref().and_then(hex32),
     }))
 }
 
@@ -205,7 +223,7 @@ mod tests {
         let (store, dir) = temp_store("auth");
         store.create("alpha", "").unwrap();
         let (_, secret) = store
-            .create_caller("saas", &Scope::Pools(vec!["alpha".into()]))
+            .create_caller("saas", &Scope::Pools(vec!["alpha".into()]), None)
             .unwrap();
         let callers = Callers::new(store.clone()).unwrap();
         let header = format!("Bearer {}", secret.expose());
@@ -238,11 +256,11 @@ mod tests {
         let (store, dir) = temp_store("fresh");
         let callers = Callers::new(store.clone()).unwrap();
         let header = |s: &Secret| format!("Bearer {}", s.expose());
-        let (_, first) = store.create_caller("one", &Scope::All).unwrap();
+        let (_, first) = store.create_caller("one", &Scope::All, None).unwrap();
         assert!(callers
             .authenticate([header(&first).as_str()].into_iter())
             .is_ok());
-        let (_, second) = store.create_caller("two", &Scope::All).unwrap();
+        let (_, second) = store.create_caller("two", &Scope::All, None).unwrap();
         assert!(callers
             .authenticate([header(&second).as_str()].into_iter())
             .is_ok());

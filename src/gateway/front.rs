@@ -78,6 +78,15 @@ pub(crate) fn handle_connection(
         },
     };
     drop(handshake);
+    // A client certificate the handshake verified (`--api-client-ca`) may name a caller.
+    let certificate: Option<Vec<u8>> = match &stream {
+        Stream::TlsServer(tls) => tls
+            .conn
+            .peer_certificates()
+            .and_then(|certs| certs.first())
+            .map(|der| der.to_vec()),
+        _ => None,
+    };
     let mut caller = Caller {
         conn: BufReader::with_capacity(16 * 1024, stream),
         peer,
@@ -108,7 +117,7 @@ pub(crate) fn handle_connection(
                 return;
             }
         };
-        match route(head, caller, hub) {
+        match route(head, caller, hub, certificate.as_deref()) {
             Some(next) => caller = next,
             None => return,
         }
@@ -116,13 +125,18 @@ pub(crate) fn handle_connection(
 }
 
 /// Serves one request; returns the connection when it can take another.
-fn route(head: RequestHead, mut caller: Caller, hub: &Hub) -> Option<Caller> {
+fn route(
+    head: RequestHead,
+    mut caller: Caller,
+    hub: &Hub,
+    certificate: Option<&[u8]>,
+) -> Option<Caller> {
     let keep_alive = head.keep_alive();
     let path = head.target.split('?').next().unwrap_or("");
     if let Some(rest) = path.strip_prefix("/private/") {
         let (pool, _) = rest.split_once('/').unwrap_or((rest, ""));
         let pool = pool.to_string();
-        return tunnel(head, caller, hub, &pool);
+        return tunnel(head, caller, hub, &pool, certificate);
     }
     if path == "/api" || path.starts_with("/api/") {
         return crate::gateway::api::serve(head, caller, hub);
@@ -251,23 +265,41 @@ fn health(hub: &Hub) -> String {
     body.to_string()
 }
 
-/// The caller a request's `Vcs-Gateway-Authorization` header names.
-fn authenticate(head: &RequestHead, hub: &Hub) -> Result<Arc<callers::Caller>, callers::Refusal> {
-    let values = head
+/// The caller a request's `Vcs-Gateway-Authorization` header names, or without one, the
+/// client certificate of its connection.
+fn authenticate(
+    head: &RequestHead,
+    hub: &Hub,
+    certificate: Option<&[u8]>,
+) -> Result<Arc<callers::Caller>, callers::Refusal> {
+    let mut values = head
         .headers
         .iter()
         .filter(|(name, _)| name.eq_ignore_ascii_case(callers::HEADER))
-        .map(|(_, value)| value.as_str());
-    hub.callers.authenticate(values)
+        .map(|(_, value)| value.as_str())
+        .peekable();
+    match (values.peek(), certificate) {
+        (None, Some(der)) => hub
+            .callers
+            .by_certificate(der)
+            .ok_or(callers::Refusal::Wrong),
+        _ => hub.callers.authenticate(values),
+    }
 }
 
 /// A tunnel request: authenticate, validate, queue for a stream, run the exchange on it.
-fn tunnel(head: RequestHead, caller: Caller, hub: &Hub, pool_name: &str) -> Option<Caller> {
+fn tunnel(
+    head: RequestHead,
+    caller: Caller,
+    hub: &Hub,
+    pool_name: &str,
+    certificate: Option<&[u8]>,
+) -> Option<Caller> {
     let _open = hub.request_opened();
     let started = Instant::now();
     let id = ulid::Ulid::new().to_string();
     let keep_alive = head.keep_alive();
-    let who = authenticate(&head, hub);
+    let who = authenticate(&head, hub, certificate);
     let who_name = who.as_ref().ok().map(|who| who.name.clone());
     let record = |kind: ErrorKind, message: &str| RequestRecord {
         id: id.clone(),

@@ -51,6 +51,10 @@ pub struct CallerRecord {
     pub pools: Vec<String>,
     /// Seconds since the Unix epoch.
     pub created: u64,
+    /// SHA-256 (hex) of a client certificate (DER) that identifies this caller on an api
+    /// port with `--api-client-ca`, instead of the secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_sha256: Option<String>,
 }
 
 /// Which pools a caller may use.
@@ -357,6 +361,7 @@ impl Store {
         &self,
         name: &str,
         scope: &Scope,
+        client_cert_sha256: Option<String>,
     ) -> Result<(CallerRecord, Secret), String> {
         validate_caller_name(name)?;
         let secret = new_caller_secret()?;
@@ -370,6 +375,7 @@ impl Store {
                 Scope::Pools(pools) => pools.clone(),
             },
             created: now_seconds(),
+            client_cert_sha256,
         };
         let stored = record.clone();
         self.update_callers(move |callers, pools| {

@@ -126,6 +126,28 @@ impl Roots {
 
 /// The gateway's certificate chain and key, from PEM files.
 pub fn server_config(cert_path: &Path, key_path: &Path) -> Result<Arc<ServerConfig>, String> {
+    server_config_for_clients(cert_path, key_path, None)
+}
+
+/// The certificates of a PEM file, at least one.
+pub fn pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{}: not a readable PEM certificate ({e})", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no certificate in the file", path.display()));
+    }
+    Ok(certs)
+}
+
+/// [`server_config`] that also asks clients for a certificate issued by a CA of
+/// `client_ca` (optional for the client: one without a certificate still connects, and is
+/// then judged by what it sends).
+pub fn server_config_for_clients(
+    cert_path: &Path,
+    key_path: &Path,
+    client_ca: Option<&Path>,
+) -> Result<Arc<ServerConfig>, String> {
     let certs = CertificateDer::pem_file_iter(cert_path)
         .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
         .map_err(|e| {
@@ -146,18 +168,35 @@ pub fn server_config(cert_path: &Path, key_path: &Path) -> Result<Arc<ServerConf
             key_path.display()
         )
     })?;
-    let config = ServerConfig::builder_with_provider(provider())
+    let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup failed: {e}"))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| {
-            format!(
-                "{} and {} do not form a usable certificate and key: {e}",
-                cert_path.display(),
-                key_path.display()
+        .map_err(|e| format!("TLS setup failed: {e}"))?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = RootCertStore::empty();
+            for cert in pem_certificates(ca)? {
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("{}: not a usable CA certificate ({e})", ca.display()))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider(),
             )
-        })?;
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| format!("{}: {e}", ca.display()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let config = builder.with_single_cert(certs, key).map_err(|e| {
+        format!(
+            "{} and {} do not form a usable certificate and key: {e}",
+            cert_path.display(),
+            key_path.display()
+        )
+    })?;
     Ok(Arc::new(config))
 }
 

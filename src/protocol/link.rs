@@ -101,3 +101,49 @@ impl<S: Read + Write> Link<S> {
         self.socket.get_ref()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{TcpListener, TcpStream};
+    use tungstenite::protocol::Role;
+
+    fn pair() -> (Link<TcpStream>, WebSocket<TcpStream>) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let far = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (near, _) = listener.accept().expect("accept");
+        near.set_read_timeout(Some(Duration::from_millis(20)))
+            .expect("tick");
+        (
+            Link::new(WebSocket::from_raw_socket(near, Role::Server, None)),
+            WebSocket::from_raw_socket(far, Role::Client, None),
+        )
+    }
+
+    #[test]
+    fn frames_ticks_timeouts_and_broken_peers() {
+        let (mut link, mut far) = pair();
+        assert!(matches!(link.recv(), Ok(None)), "a tick with nothing");
+        assert!(matches!(
+            link.recv_timeout(Duration::from_millis(50)),
+            Err(LinkError::Timeout(_))
+        ));
+        far.send(Message::Ping(Default::default())).expect("ping");
+        far.send(Control::End.to_message()).expect("end");
+        assert!(matches!(
+            link.recv_timeout(Duration::from_secs(10)),
+            Ok(Frame::Control(Control::End))
+        ));
+        assert!(link.silent_for() < Duration::from_secs(10));
+        far.send(Message::text("not a frame")).expect("text");
+        assert!(matches!(
+            link.recv_timeout(Duration::from_secs(10)),
+            Err(LinkError::Protocol(_))
+        ));
+        drop(far);
+        assert!(matches!(
+            link.recv_timeout(Duration::from_secs(10)),
+            Err(LinkError::Socket(_))
+        ));
+    }
+}
