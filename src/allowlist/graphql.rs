@@ -28,7 +28,9 @@
 //!   name the repository) for comments, reviews and check runs.
 //! * **Subscriptions** never.
 //!
-//! Every operation in the document is checked, not only the one `operationName` picks, so
+//! The target may not carry a query string: GitHub (Rails) merges URL parameters with the
+//! body's, so `?variables=…` could replace what was checked. Every operation in the
+//! document is checked, not only the one `operationName` picks, so
 //! nothing in the document escapes the check. The parser refuses documents nested deeper
 //! than 50 brackets (its own recursion limit), so a hostile document cannot exhaust the
 //! stack; fragment expansion is bounded here ([`MAX_DEPTH`], [`MAX_VISITS`]).

@@ -83,6 +83,9 @@ pub enum Query {
     Any,
     /// The query must be present and equal to this, byte for byte.
     Exactly(&'static str),
+    /// No query (or an empty one): GitHub's GraphQL endpoint would read `query`,
+    /// `variables` and `operationName` from it as well as from the inspected body.
+    Absent,
 }
 
 /// What happens to a request body before it is forwarded.
@@ -212,9 +215,11 @@ impl Rule {
         self
     }
 
-    /// The body is a GraphQL document to inspect.
+    /// The body is a GraphQL document to inspect, and the target has no query (Rails would
+    /// merge its parameters with the body's).
     pub const fn graphql(mut self) -> Rule {
         self.body = BodyCheck::Graphql;
+        self.query = Query::Absent;
         self
     }
 
@@ -628,10 +633,10 @@ impl CompiledRule {
         if !self.rule.methods.iter().any(|m| m.allows(method)) {
             return None;
         }
-        if let Query::Exactly(q) = self.rule.query {
-            if target.query() != Some(q) {
-                return None;
-            }
+        match self.rule.query {
+            Query::Exactly(q) if target.query() != Some(q) => return None,
+            Query::Absent if !target.query().unwrap_or_default().is_empty() => return None,
+            _ => {}
         }
         let mut caps = Vec::new();
         if !match_segs(&self.segs, target.segments(), &mut caps) {

@@ -1115,6 +1115,20 @@ fn graphql_queries_name_allowed_repositories_only() {
 }
 
 #[test]
+fn graphql_targets_carry_no_query() {
+    let list = open(Vendor::GithubEnterprise);
+    assert!(list.check("POST", "/api/graphql").is_ok());
+    assert!(list.check("POST", "/graphql?").is_ok());
+    for target in [
+        "/api/graphql?variables=%7B%7D",
+        "/graphql?query=x",
+        "/api/graphql?x",
+    ] {
+        assert!(list.check("POST", target).is_err(), "{target}");
+    }
+}
+
+#[test]
 fn graphql_mutations_are_a_short_named_list() {
     let list = open(Vendor::GithubEnterprise);
     let none = serde_json::Value::Null;
