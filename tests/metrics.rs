@@ -71,11 +71,18 @@ fn agent_and_gateway_metrics_follow_streams_requests_and_reconnects() {
     let healthz = format!("http://{addr}/healthz");
     let metrics = format!("http://{addr}/metrics");
     gateway.wait_streams("metered", 2);
-    wait_until(Duration::from_secs(10), "agent /healthz 200", || {
-        get(&healthz).0 == 200
-    });
-    let health: serde_json::Value = serde_json::from_str(&get(&healthz).1).expect("json");
-    assert_eq!(health["streams"], 2);
+    // The gateway counts a stream once it accepted the upgrade, the agent once it read the
+    // answer: await the agent's own count too.
+    let mut health = serde_json::Value::Null;
+    wait_until(
+        Duration::from_secs(10),
+        "agent /healthz 200 with 2 streams",
+        || {
+            let (status, body) = get(&healthz);
+            health = serde_json::from_str(&body).unwrap_or_default();
+            status == 200 && health["streams"] == 2
+        },
+    );
     assert_eq!(health["configured"], 2);
 
     let archive = client()
