@@ -446,3 +446,45 @@ fn presence_records_lapse_after_a_crash_and_leave_at_once_on_drain() {
         redis.keys("vcs-gateway:presence:*").is_empty()
     });
 }
+
+#[test]
+fn a_redis_restarted_empty_is_logged_once_a_minute_and_refilled_by_the_next_change() {
+    let mut redis = Redis::start();
+    let one = Replica::start(&redis, "one", &[]);
+    let three = Replica::start(&redis, "three", &[]);
+    assert_eq!(one.api("POST", "pools", r#"{"name":"alpha"}"#).0, 201);
+    wait_until(Duration::from_secs(2), "the pool on replica three", || {
+        three.has_pool("alpha")
+    });
+
+    // Killed, and its append-only file lost: it comes back empty.
+    redis.kill();
+    std::fs::remove_dir_all(redis.dir.0.join("appendonlydir")).expect("remove the AOF");
+    redis.run();
+    one.proc
+        .out
+        .wait_for("has lost its data", Duration::from_secs(10));
+    // Each replica polls the version every 500 ms: after several more polls the loss is
+    // still one line, not one per poll.
+    let polls = redis.calls("get");
+    wait_until(Duration::from_secs(10), "six more polls", || {
+        redis.calls("get") >= polls + 6
+    });
+    assert_eq!(one.proc.out.count("has lost its data"), 1);
+    assert!(one.has_pool("alpha"), "the last state read is kept");
+
+    // The first change made now writes the last state back with itself, and reaches the
+    // other replica.
+    let (status, body) = one.api("POST", "pools", r#"{"name":"after"}"#);
+    assert_eq!(status, 201, "{body}");
+    wait_until(
+        Duration::from_secs(2),
+        "the change on replica three",
+        || three.has_pool("after"),
+    );
+    assert!(
+        three.has_pool("alpha"),
+        "the pools from before the loss are written back"
+    );
+    assert_eq!(redis.keys("vcs-gateway:pools").len(), 1);
+}

@@ -19,7 +19,8 @@
 //! authenticated from the last state read, changes fail with [`UNREACHABLE`], the outage is
 //! logged once a minute, and the next successful poll brings everything back. A Redis that
 //! comes back without its data (no version where there was one) is not believed: the last
-//! state is kept and the fault logged, rather than every pool being closed.
+//! state is kept and the fault logged (once a minute), rather than every pool being closed,
+//! and the first change made after it writes that last state back together with itself.
 
 use crate::gateway::store::{CallerRecord, PoolRecord};
 use serde::{Deserialize, Serialize};
@@ -98,6 +99,8 @@ pub struct Shared {
     reachable: AtomicBool,
     /// When the outage was last logged.
     outage_logged: Mutex<Option<Instant>>,
+    /// When "Redis has lost its data" was last logged (it is noticed on every poll).
+    lost_logged: Mutex<Option<Instant>>,
     listeners: Mutex<Vec<Listener>>,
     presence: Mutex<Presence>,
 }
@@ -138,6 +141,7 @@ impl Shared {
             snapshot: RwLock::new(Snapshot::default()),
             reachable: AtomicBool::new(true),
             outage_logged: Mutex::new(None),
+            lost_logged: Mutex::new(None),
             listeners: Mutex::new(Vec::new()),
             presence: Mutex::new(Presence::default()),
         });
@@ -264,14 +268,7 @@ impl Shared {
 
     fn failed(&self, error: &redis::RedisError) -> SharedError {
         self.reachable.store(false, Ordering::SeqCst);
-        let due = self.outage_logged.lock().map(|mut last| {
-            let due = last.is_none_or(|t| t.elapsed() >= LOG_OUTAGE_EVERY);
-            if due {
-                *last = Some(Instant::now());
-            }
-            due
-        });
-        if due.unwrap_or(true) {
+        if once_a_minute(&self.outage_logged) {
             log::error!(target: "redis",
                 "Redis at {} is unreachable ({}): serving with the pools and callers last read; changes are refused until it is back",
                 self.url_shown, error.category()
@@ -296,10 +293,12 @@ impl Shared {
         match version {
             Some(v) if v == known => return Ok(false),
             None if known > 0 => {
-                log::error!(target: "redis",
+                if once_a_minute(&self.lost_logged) {
+                    log::error!(target: "redis",
                     "Redis at {} has lost its data (no version where there was {known}): keeping the pools and callers last read",
-                    self.url_shown
-                );
+                        self.url_shown
+                    );
+                }
                 return Ok(false);
             }
             None => return Ok(false),
@@ -380,16 +379,20 @@ impl Shared {
             // Try again at once rather than wait for the next poll to notice it is back.
             self.poll()?;
         }
+        let known = self.snapshot();
         let outcome = self.with_conn(|c| {
             redis::transaction(c, &[POOLS, CALLERS, VERSION], |c, pipe| {
-                let (pools, callers): (Option<String>, Option<String>) =
-                    redis::cmd("MGET").arg(POOLS).arg(CALLERS).query(c)?;
-                let parsed = parse::<PoolsDoc>(pools.as_deref())
-                    .and_then(|p| Ok((p, parse::<CallersDoc>(callers.as_deref())?)));
-                let (mut p, mut k) = match parsed {
+                let (pools, callers, version): (Option<String>, Option<String>, Option<u64>) =
+                    redis::cmd("MGET")
+                        .arg(POOLS)
+                        .arg(CALLERS)
+                        .arg(VERSION)
+                        .query(c)?;
+                let (mut p, mut k) = match base(pools, callers, version, &known) {
                     Ok(docs) => docs,
                     Err(e) => return Ok(Some(Err(e.to_string()))),
                 };
+                let next = version.unwrap_or(known.version) + 1;
                 let value = match change(&mut p.pools, &mut k.callers) {
                     Ok(value) => value,
                     Err(e) => return Ok(Some(Err(e))),
@@ -402,7 +405,9 @@ impl Shared {
                     .ignore()
                     .set(CALLERS, k)
                     .ignore()
-                    .incr(VERSION, 1)
+                    .set(VERSION, next)
+                    .ignore()
+                    .get(VERSION)
                     .publish(CHANNEL, "changed")
                     .ignore()
                     .query(c)?;
@@ -414,6 +419,31 @@ impl Shared {
         }
         Ok(outcome)
     }
+}
+
+/// What a change starts from: the documents in Redis or, when Redis has come back without
+/// its data (no version where this replica read one), the state this replica last read, so
+/// that the first change after the loss writes everything back instead of only itself. The
+/// new version is then above every replica's, and they all read the refilled state.
+fn base(
+    pools: Option<String>,
+    callers: Option<String>,
+    version: Option<u64>,
+    known: &Snapshot,
+) -> Result<(PoolsDoc, CallersDoc), SharedError> {
+    if version.is_none() && known.version > 0 {
+        let pools = PoolsDoc {
+            pools: known.pools.clone(),
+        };
+        let callers = CallersDoc {
+            callers: known.callers.clone(),
+        };
+        return Ok((pools, callers));
+    }
+    Ok((
+        parse::<PoolsDoc>(pools.as_deref())?,
+        parse::<CallersDoc>(callers.as_deref())?,
+    ))
 }
 
 fn parse<T: serde::de::DeserializeOwned + Default>(raw: Option<&str>) -> Result<T, SharedError> {
@@ -440,4 +470,16 @@ fn subscribe(shared: Weak<Shared>, kick: crossbeam_channel::Sender<()>) {
         }
         std::thread::sleep(Duration::from_secs(1));
     }
+}
+
+/// `true` at most once per [`LOG_OUTAGE_EVERY`] for the moment stored in `last`, which it
+/// updates: a condition noticed on every poll is logged once a minute, not per poll.
+fn once_a_minute(last: &Mutex<Option<Instant>>) -> bool {
+    last.lock().map_or(true, |mut last| {
+        let due = last.is_none_or(|t| t.elapsed() >= LOG_OUTAGE_EVERY);
+        if due {
+            *last = Some(Instant::now());
+        }
+        due
+    })
 }
