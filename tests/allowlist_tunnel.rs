@@ -565,7 +565,7 @@ fn method_override_in_a_form_body_never_reaches_the_upstream() {
     );
     assert_eq!(
         (status, answer["error"].as_str()),
-        (403, Some("multipart form bodies are not allowed"))
+        (403, Some("multipart bodies are not allowed"))
     );
     // A form without the override goes through whole and unchanged.
     let body = b"state=success&description=plan+ok%0A";

@@ -11,7 +11,7 @@
 //!   `POST` body *without* a `Content-Type` as a form, so those are inspected the same way
 //!   (real clients label their bodies: `application/json`, `application/x-git-upload-pack-request`).
 //!
-//! `multipart/form-data` bodies are denied outright: no allowed endpoint takes an upload,
+//! `multipart/*` bodies are denied outright: no allowed endpoint takes an upload,
 //! and their fields (a `_method` among them) could only be seen by parsing parts of any size.
 //! An inspected body with a `Content-Encoding` is denied: its bytes are not what the
 //! server would parse.
@@ -73,15 +73,24 @@ impl Allowlist {
         let inspection = if allowed.body == BodyCheck::Graphql {
             Some(Inspection::Graphql)
         } else {
-            let mut form = method == "POST" && named("content-type").next().is_none();
+            // Rack's media type ends at `;` or `,`; an empty one is no type at all, and
+            // every `multipart/*` type is one it parses.
+            let (mut form, mut labelled) = (false, false);
             for value in named("content-type") {
-                let media = value.split(';').next().unwrap_or_default().trim();
-                if media.eq_ignore_ascii_case("multipart/form-data") {
-                    return Err(Denied::new("multipart form bodies are not allowed"));
+                let media = value.split([';', ',']).next().unwrap_or_default().trim();
+                if media.is_empty() {
+                    continue;
+                }
+                labelled = true;
+                if media
+                    .get(..10)
+                    .is_some_and(|p| p.eq_ignore_ascii_case("multipart/"))
+                {
+                    return Err(Denied::new("multipart bodies are not allowed"));
                 }
                 form |= media.eq_ignore_ascii_case("application/x-www-form-urlencoded");
             }
-            form.then_some(Inspection::Form)
+            (form || (method == "POST" && !labelled)).then_some(Inspection::Form)
         };
         let encoded = named("content-encoding").any(|v| !v.eq_ignore_ascii_case("identity"));
         if inspection.is_some() && encoded {

@@ -3,9 +3,11 @@
 //! The allowlist looks at two kinds of parameters: `_method`, which Rails (GitLab) and other
 //! frameworks honour as a method override, and parameters that name another project
 //! (GitLab's `from_project_id`). A server decodes names and values (`%5F` is `_`, `+` is a
-//! space in `application/x-www-form-urlencoded`) and Rack reads `name[]` and `name[key]` as
-//! the parameter `name`; so names are decoded and cut at the first `[` before they are
-//! compared, and every occurrence of a repeated parameter is returned.
+//! space in `application/x-www-form-urlencoded`), Rack splits a query at `;` as well as `&`,
+//! and it reads `name[]`, `name[key]`, `name]` and `[name]` as the parameter `name` (leading
+//! brackets dropped, the name ending at the next bracket); so pairs are split at both
+//! separators, names are decoded and cut the same way before they are compared, and every
+//! occurrence of a repeated parameter is returned.
 
 /// The method-override parameter of Rails' `Rack::MethodOverride` and others.
 pub const METHOD_PARAM: &str = "_method";
@@ -20,7 +22,7 @@ impl Params {
     pub fn parse(query: Option<&str>) -> Params {
         let pairs = query
             .unwrap_or_default()
-            .split('&')
+            .split(['&', ';'])
             .filter(|pair| !pair.is_empty())
             .map(|pair| {
                 let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -54,9 +56,10 @@ fn decode(raw: &str) -> String {
         .into_owned()
 }
 
-/// `name[]` and `name[key]` are the parameter `name` to Rack.
+/// `name[]`, `name[key]`, `name]` and `[name]` are the parameter `name` to Rack.
 fn base_name(name: &str) -> &str {
-    name.split('[').next().unwrap_or(name).trim()
+    let name = name.trim().trim_start_matches(['[', ']']);
+    name.split(['[', ']']).next().unwrap_or(name).trim()
 }
 
 #[cfg(test)]
@@ -73,5 +76,21 @@ mod tests {
         assert_eq!(p.values("from_project_id"), vec!["9", "group/x"]);
         assert!(!Params::parse(None).any_named("_method"));
         assert!(Params::parse(Some("_method+=x")).any_named("_method"));
+    }
+
+    #[test]
+    fn semicolons_separate_and_stray_brackets_name_the_same_parameter() {
+        let p = Params::parse(Some("from=a&to=b;from_project_id=99"));
+        assert_eq!(p.values("from_project_id"), vec!["99"]);
+        for query in [
+            "from_project_id]=99",
+            "[from_project_id]=99",
+            "]]from_project_id[x]=99",
+        ] {
+            let p = Params::parse(Some(query));
+            assert_eq!(p.values("from_project_id"), vec!["99"], "{query}");
+        }
+        assert!(Params::parse(Some("_method]=DELETE")).any_named("_method"));
+        assert!(Params::parse(Some("[_method]=DELETE")).any_named("_method"));
     }
 }

@@ -1012,6 +1012,9 @@ fn projects_named_in_parameters_are_checked_like_the_path() {
         ("from%5Fproject%5Fid=99", "99"),
         ("from_project_id=5&from_project_id=99", "99"),
         ("from_project_id[]=other%2Frepo", "other/repo"),
+        ("x=1;from_project_id=99", "99"),
+        ("from_project_id]=99", "99"),
+        ("[from_project_id]=99", "99"),
     ] {
         assert_eq!(
             list.check("GET", &format!("{compare}&{extra}"))
@@ -1258,8 +1261,24 @@ fn form_bodies_are_inspected_for_method_overrides() {
         list.body_inspection("POST", &allowed, &form("multipart/form-data; boundary=x"))
             .unwrap_err()
             .reason,
-        "multipart form bodies are not allowed"
+        "multipart bodies are not allowed"
     );
+    // Rack's media type ends at `,` too, an empty type is none, every multipart/* is parsed.
+    for label in ["application/x-www-form-urlencoded,x", "", "  "] {
+        assert_eq!(
+            list.body_inspection("POST", &allowed, &form(label))
+                .unwrap(),
+            Some(Inspection::Form),
+            "{label:?}"
+        );
+    }
+    for label in ["multipart/mixed; boundary=x", "Multipart/Related"] {
+        assert!(
+            list.body_inspection("POST", &allowed, &form(label))
+                .is_err(),
+            "{label}"
+        );
+    }
     let gzipped = [
         (
             "Content-Type".to_string(),
