@@ -22,7 +22,7 @@
 //!   stores, the accept loop; [`http1`]: the small HTTP/1.1 server side.
 //! - [`observe`]: logs (text or JSON), access lines, redaction, metrics and health.
 //!
-//! Differences from `DESIGN.md`, each explained where it lives: the caller's thread borrows
+//! Choices worth knowing, each explained where it lives: the caller's thread borrows
 //! an idle agent stream and writes answers straight to the caller's socket, no thread per
 //! stream and no per-job channel ([`gateway::hub`], [`protocol`]); idle streams wait in a
 //! mutex + condvar queue rather than a channel, because a channel's spinning receivers cost

@@ -32,9 +32,9 @@
 //! WebSocket ping/pong in both directions. Cancellation is the gateway closing the WebSocket: the
 //! agent's next write fails, it drops the upstream connection and dials again.
 //!
-//! This follows `DESIGN.md` with one change on the gateway side: the caller's own thread
-//! borrows an idle stream and relays the answer straight to the caller's socket, instead of a
-//! stream thread relaying through a per-job channel. That saves a copy and two thread hops
+//! On the gateway side the caller's own thread borrows an idle stream and relays the answer
+//! straight to the caller's socket, instead of a stream thread relaying through a per-job
+//! channel. That saves a copy and two thread hops
 //! per request and gives the same backpressure (a slow caller slows the agent's socket).
 
 pub mod link;

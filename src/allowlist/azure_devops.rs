@@ -1,6 +1,6 @@
 //! Azure DevOps (Services and Server) allowlist.
 //!
-//! Sources: the original agent's Azure DevOps table (REFERENCE.md §1), completed from
+//! Sources: the original agent's Azure DevOps table, completed from
 //! the Azure DevOps REST API reference (Git: repositories, refs, stats, commits,
 //! statuses, diffs, items, blobs, pull requests, pull request statuses and threads;
 //! Policy: evaluations; Location: connection data and resource areas) and the

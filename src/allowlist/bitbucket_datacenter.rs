@@ -1,6 +1,6 @@
 //! Bitbucket Data Center (formerly Server) allowlist.
 //!
-//! Sources: the original agent's Bitbucket table (REFERENCE.md §1), completed from the
+//! Sources: the original agent's Bitbucket table, completed from the
 //! Bitbucket Data Center REST API reference (core `rest/api`, `rest/insights` for code
 //! insights reports, commit-level builds and deployments) and Bitbucket's smart-HTTP
 //! clone URLs (`/scm/{KEY}/{slug}.git`). Both `1.0` and `latest` API versions are

@@ -1,6 +1,6 @@
 //! GitHub Enterprise Server allowlist.
 //!
-//! Sources: the original agent's GitHub Enterprise table (REFERENCE.md §1), completed
+//! Sources: the original agent's GitHub Enterprise table, completed
 //! from the GitHub REST API reference (apps, repositories, branches, commits, commit
 //! statuses, checks, pulls, issue comments, deployments, environments, contents) and
 //! GitHub's smart-HTTP clone URLs.

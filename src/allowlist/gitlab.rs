@@ -1,6 +1,6 @@
 //! GitLab (self-managed) allowlist.
 //!
-//! Sources: the original agent's GitLab table (REFERENCE.md §1), completed from the
+//! Sources: the original agent's GitLab table, completed from the
 //! GitLab REST API v4 documentation (projects, branches, commits, repositories,
 //! repository files, commit statuses, environments, deployments, merge requests,
 //! notes) and GitLab's smart-HTTP git endpoints.

@@ -3,10 +3,10 @@
 //! Dispatch is a queue of idle streams per pool ([`super::idle`]), shared by every agent of
 //! the pool. The caller's own thread takes one (waiting up to the queue timeout), runs the
 //! exchange on it and gives it back, so a request crosses no thread boundary inside the
-//! gateway. The first design (`DESIGN.md`: a thread per agent stream taking jobs from a rendezvous
-//! channel) cost two thread hand-offs per request, which profiling showed to be the
-//! gateway's main cost; idle streams are now looked after by one housekeeping thread
-//! ([`super::agents::housekeeper`]). Load spreads across agents by who is idle.
+//! gateway: a thread per agent stream taking jobs from a channel would cost two thread
+//! hand-offs per request, which profiling showed to be the main cost of such a design. Idle
+//! streams are looked after by one housekeeping thread ([`super::agents::housekeeper`]).
+//! Load spreads across agents by who is idle.
 
 use crate::gateway::agents::AgentStream;
 use crate::gateway::idle::IdleQueue;
