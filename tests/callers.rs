@@ -434,4 +434,12 @@ fn a_client_certificate_identifies_its_caller_on_a_tls_api_port() {
     assert_eq!(status(https(Some(&stranger))).1, "unauthorized");
     let line = gw.proc.out.wait_for("status=200", Duration::from_secs(5));
     assert!(line.contains("caller=cert-saas"), "{line}");
+
+    // Deleted by another process (the CLI), the certificate stops working too.
+    cli(&gw.dir.0, &["caller", "delete", "--name", "cert-saas"]);
+    wait_until(
+        Duration::from_secs(5),
+        "the deleted caller's certificate refused",
+        || with_cert.get(&url).call().map(|r| r.status().as_u16()).ok() == Some(401),
+    );
 }

@@ -125,12 +125,7 @@ impl Callers {
             _ => return Err(Refusal::Missing),
         };
         let hash: [u8; 32] = Sha256::digest(secret.expose().as_bytes()).into();
-        let now = crate::gateway::store::now_millis();
-        let due = now.saturating_sub(self.looked.load(Ordering::Relaxed)) >= LOOK_EVERY_MS;
-        if due {
-            self.looked.store(now, Ordering::Relaxed);
-            self.refresh();
-        }
+        let due = self.look_if_due();
         if let Some(caller) = self.find(&hash) {
             return Ok(caller);
         }
@@ -139,6 +134,18 @@ impl Callers {
             self.refresh();
         }
         self.find(&hash).ok_or(Refusal::Wrong)
+    }
+
+    /// Looks at the store for changes made by another process (a caller deleted or rotated
+    /// there stops working within [`LOOK_EVERY_MS`]); `true` when it was due and looked.
+    fn look_if_due(&self) -> bool {
+        let now = crate::gateway::store::now_millis();
+        let due = now.saturating_sub(self.looked.load(Ordering::Relaxed)) >= LOOK_EVERY_MS;
+        if due {
+            self.looked.store(now, Ordering::Relaxed);
+            self.refresh();
+        }
+        due
     }
 
     /// Reloads when `callers.json` changed since it was last read.
@@ -156,13 +163,16 @@ impl Callers {
     /// one (`--api-client-ca`): the certificate was verified in the TLS handshake.
     pub fn by_certificate(&self, der: &[u8]) -> Option<Arc<Caller>> {
         let hash: [u8; 32] = Sha256::digest(der).into();
+        let due = self.look_if_due();
         let find = || {
             let cached = self.cached.read().ok()?;
             let found = cached.callers.iter().find(|c| c.cert == Some(hash));
             found.cloned()
         };
         find().or_else(|| {
-            self.refresh();
+            if !due {
+                self.refresh();
+            }
             find()
         })
     }
