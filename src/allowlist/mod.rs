@@ -96,6 +96,8 @@
 //! * **Method overrides**: the headers [`METHOD_OVERRIDE_HEADERS`] and a `_method`
 //!   parameter (query here, form bodies in [`body`]), which Rails and ASP.NET honour, so an
 //!   allowed `POST` would run as a `DELETE`.
+//! * **Path overrides**: the headers [`PATH_OVERRIDE_HEADERS`], which URL-rewriting front
+//!   ends honour, so the VCS would serve another path than the one checked.
 //! * **A body on `GET` or `HEAD`**, whose parameters GitLab would read unchecked.
 //! * **Projects named by parameters** ([`Rule::project_params`], GitLab's
 //!   `from_project_id`), held to the regex like the path's project; a numeric one is left
@@ -288,6 +290,10 @@ pub const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
     "x-method-override",
 ];
 
+/// Headers that make IIS URL Rewrite (Azure DevOps Server), Symfony and others route the
+/// request to another path than the one the allowlist checked.
+pub const PATH_OVERRIDE_HEADERS: [&str; 2] = ["x-original-url", "x-rewrite-url"];
+
 impl Allowlist {
     /// `projects: None` allows every project.
     pub fn new(vendor: Vendor, projects: Option<regex::Regex>) -> Allowlist {
@@ -368,13 +374,19 @@ impl Allowlist {
         headers: &[(String, String)],
         has_body: bool,
     ) -> Result<Decision, Denied> {
-        if let Some(name) = headers.iter().find_map(|(name, _)| {
-            let lower = name.to_ascii_lowercase();
-            METHOD_OVERRIDE_HEADERS.into_iter().find(|h| *h == lower)
-        }) {
-            return Err(Denied::new(format!(
-                "method override header {name} is not allowed"
-            )));
+        let overrides = [
+            ("method", &METHOD_OVERRIDE_HEADERS[..]),
+            ("path", &PATH_OVERRIDE_HEADERS[..]),
+        ];
+        for (what, names) in overrides {
+            if let Some(name) = headers.iter().find_map(|(name, _)| {
+                let lower = name.to_ascii_lowercase();
+                names.iter().find(|h| **h == lower)
+            }) {
+                return Err(Denied::new(format!(
+                    "{what} override header {name} is not allowed"
+                )));
+            }
         }
         if has_body && (method == "GET" || method == "HEAD") {
             return Err(Denied::new(format!(

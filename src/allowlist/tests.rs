@@ -956,6 +956,25 @@ fn percent_encoding_must_be_utf8() {
 }
 
 #[test]
+fn path_overrides_are_denied() {
+    let list = open(Vendor::AzureDevops);
+    let target = "/org/proj/_apis/git/repositories/repo/commits/abc";
+    for name in ["X-Original-URL", "x-rewrite-url"] {
+        let headers = [(name.to_string(), "/org/_apis/projects".to_string())];
+        assert_eq!(
+            list.check_request("GET", target, &headers, false)
+                .unwrap_err()
+                .reason,
+            format!(
+                "path override header {} is not allowed",
+                name.to_ascii_lowercase()
+            )
+        );
+    }
+    assert!(list.check_request("GET", target, &[], false).is_ok());
+}
+
+#[test]
 fn method_overrides_are_denied() {
     let list = open(Vendor::Gitlab);
     let target = "/api/v4/projects/5/statuses/0123456789abcdef0123456789abcdef01234567";
