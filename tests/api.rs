@@ -418,9 +418,17 @@ fn the_last_hour_is_counted_per_minute_grouped_when_refused_and_filterable() {
     let (_, token) = create(&gw, "hour", "");
     let _agent = start_agent(&agent_env(&token, &upstream.base(), &[]));
     gw.wait_streams("hour", 2);
+    // A request is counted just after its caller has the answer: each is awaited before the
+    // next is sent, so that they are recorded in the order sent (the refused view keeps the
+    // latest example).
+    let sent = std::cell::Cell::new(0);
     let send = |path: &str, status: u16| {
         let response = client().get(gw.url("hour", path)).call().unwrap();
         assert_eq!(response.status(), status, "{path}");
+        sent.set(sent.get() + 1);
+        wait_until(Duration::from_secs(5), "the request counted", || {
+            call(&gw, "GET", "/api/pools/hour", None).1["pool"]["requests_last_hour"] == sent.get()
+        });
     };
     send(
         "/api/v4/projects/group%2Frepo/repository/archive?do=echo",
@@ -432,12 +440,8 @@ fn the_last_hour_is_counted_per_minute_grouped_when_refused_and_filterable() {
         "/api/v4/projects/group%2Frepo/repository/archive?do=status&n=502",
         502,
     );
-    // A request is counted just after its caller has the answer.
-    let mut pool = Value::Null;
-    wait_until(Duration::from_secs(5), "four requests counted", || {
-        pool = call(&gw, "GET", "/api/pools/hour", None).1["pool"].clone();
-        pool["requests_last_hour"] == 4
-    });
+    let pool = call(&gw, "GET", "/api/pools/hour", None).1["pool"].clone();
+    assert_eq!(pool["requests_last_hour"], 4, "{pool}");
     let minutes = pool["minutes"].as_array().unwrap();
     assert_eq!(minutes.len(), 60, "{pool}");
     let sum = |field: &str| -> u64 { minutes.iter().map(|m| m[field].as_u64().unwrap()).sum() };
