@@ -286,6 +286,13 @@ fn the_cli_changes_pools_and_callers_in_redis() {
     let token = cli(&redis, &["pool", "create", "--name", "beta"]);
     assert!(Token::decode(token.trim()).is_ok());
     assert!(cli(&redis, &["pool", "list"]).contains("beta"));
+    // The URL may come from the environment instead (a password stays out of `ps`).
+    let listed = Command::new(GATEWAY)
+        .args(["pool", "list"])
+        .env("VCS_GATEWAY_REDIS_URL", redis.url())
+        .output()
+        .expect("pool list");
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("beta"));
     let secret = caller_secret(&redis);
     assert!(cli(&redis, &["caller", "list"]).contains("saas"));
     // Only hashes are stored.

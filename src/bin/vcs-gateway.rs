@@ -66,7 +66,8 @@ USAGE:
 
 Every command takes --redis URL instead of --data-dir DIR: pools and callers then live in
 Redis, shared by every gateway serving with the same --redis (see the README, \"Run several
-gateways\"). URL: redis://[:PASSWORD@]HOST:PORT[/DB] or unix:///PATH/redis.sock.
+gateways\"). URL: redis://[:PASSWORD@]HOST:PORT[/DB] or unix:///PATH/redis.sock; prefer
+VCS_GATEWAY_REDIS_URL for a URL with a password (not in `ps`), used when neither is given.
     serve --redis URL also takes:
         --replica-id ID         this replica's name in logs and Redis [generated]
         --admin-token (or VCS_GATEWAY_ADMIN_TOKEN) is then required, the same on every replica.
@@ -191,6 +192,12 @@ fn run() -> Result<ExitCode, String> {
     }
     if redis_url.is_some() && data_dir.is_some() {
         return Err("--redis and --data-dir: give one of them".into());
+    }
+    if redis_url.is_none() && data_dir.is_none() {
+        // A URL with a password stays out of `ps` this way.
+        redis_url = std::env::var("VCS_GATEWAY_REDIS_URL")
+            .ok()
+            .filter(|url| !url.trim().is_empty());
     }
     let data_dir = || {
         data_dir
