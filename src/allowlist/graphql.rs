@@ -119,6 +119,53 @@ const IDENTITY: &[&str] = &[
     "login",
 ];
 
+/// Fields below a repository that reach users or organizations (or connections of them):
+/// while projects are restricted, what lies below them is held to [`OWNER_FIELDS`] and
+/// [`ACTOR_EXTRAS`], since a user's or an organization's other fields (`pullRequests`,
+/// `issues`, `projectsV2`…) span repositories.
+const ACTOR_FIELDS: &[&str] = &[
+    "owner",
+    "author",
+    "editor",
+    "actor",
+    "committer",
+    "mergedBy",
+    "assignees",
+    "mentionableUsers",
+    "assignableUsers",
+    "collaborators",
+    "watchers",
+    "stargazers",
+    "participants",
+    "requestedReviewer",
+    "user",
+    "users",
+    "organization",
+    "organizations",
+    "members",
+    "membersWithRole",
+    "followers",
+    "following",
+    "sponsors",
+];
+
+/// Besides [`OWNER_FIELDS`], what may be asked below an [`ACTOR_FIELDS`] field: the
+/// connection's shape and a commit author's own fields.
+const ACTOR_EXTRAS: &[&str] = &[
+    "nodes",
+    "edges",
+    "node",
+    "cursor",
+    "totalCount",
+    "pageInfo",
+    "hasNextPage",
+    "hasPreviousPage",
+    "startCursor",
+    "endCursor",
+    "user",
+    "date",
+];
+
 /// Fields whose `login` argument names the owner of the `repository(name:)` below them.
 const OWNERS: &[&str] = &["organization", "user", "repositoryOwner"];
 
@@ -247,6 +294,8 @@ enum Owner<'a> {
     /// Fields of a user or organization (`organization(login:)`, `viewer`), whose login is
     /// known or not.
     Object(Option<&'a str>),
+    /// Users or organizations reached below a repository ([`ACTOR_FIELDS`]).
+    Actors,
     /// Anywhere else: the owner is not spelled out.
     Unknown,
 }
@@ -373,6 +422,7 @@ impl<'d> Walker<'d> {
         let allowed_here = match owner {
             Owner::Root => ROOT_FIELDS.contains(&name),
             Owner::Object(_) => OWNER_FIELDS.contains(&name),
+            Owner::Actors => OWNER_FIELDS.contains(&name) || ACTOR_EXTRAS.contains(&name),
             Owner::Unknown => true,
         };
         if self.projects.is_some() && !allowed_here {
@@ -396,6 +446,12 @@ impl<'d> Walker<'d> {
             if FOLLOWS_ONE.contains(&name) && !self.identity_only(&field.selection_set, depth)? {
                 return Err(self.unchecked(field));
             }
+        }
+        if self.projects.is_some()
+            && (matches!(owner, Owner::Actors)
+                || (matches!(owner, Owner::Unknown) && ACTOR_FIELDS.contains(&name)))
+        {
+            return self.children(field, Owner::Actors, depth);
         }
         if name == "viewer" && matches!(owner, Owner::Root) {
             return self.children(field, Owner::Object(None), depth);
@@ -429,7 +485,7 @@ impl<'d> Walker<'d> {
         let login = match owner {
             Owner::Root => self.argument(field, "owner"),
             Owner::Object(login) => login,
-            Owner::Unknown => None,
+            Owner::Actors | Owner::Unknown => None,
         };
         let project = match (login, self.argument(field, "name")) {
             (Some(login), Some(name)) => format!("{login}/{name}"),

@@ -1090,6 +1090,10 @@ fn graphql_queries_name_allowed_repositories_only() {
             none.clone(),
         ),
         (r#"{ rateLimit { remaining } }"#, none.clone()),
+        (
+            r#"{ repository(owner: "acme", name: "infra") { owner { login } object(expression: "main") { ... on Commit { author { name email date user { login } } } } assignableUsers(first: 5) { totalCount pageInfo { hasNextPage endCursor } nodes { login name } } } }"#,
+            none.clone(),
+        ),
     ];
     for (query, variables) in ok.clone() {
         if let Err(d) = graphql(&list, query, variables) {
@@ -1124,6 +1128,11 @@ fn graphql_queries_name_allowed_repositories_only() {
         (r#"mutation { addComment(input: {subjectId: "x", body: "hi"}) { clientMutationId } }"#, none.clone(), "GraphQL mutation addComment addresses its object by global id, which cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS"),
         (r#"query Ok { viewer { login } } mutation Bad { deleteRef(input: {refId: "x"}) { clientMutationId } }"#, none.clone(), "GraphQL mutation deleteRef is not allowed"),
         (r#"subscription { x }"#, none.clone(), "GraphQL subscriptions are not allowed"),
+        // Users and organizations reached from an allowed repository span other repositories.
+        (r#"{ repository(owner: "acme", name: "infra") { mentionableUsers(first: 100) { nodes { pullRequests(first: 100) { nodes { title body } } } } } }"#, none.clone(), "GraphQL field pullRequests cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS"),
+        (r#"{ repository(owner: "acme", name: "infra") { owner { ... on User { issues(first: 5) { nodes { title body } } } } } }"#, none.clone(), "GraphQL field issues cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS"),
+        (r#"{ repository(owner: "acme", name: "infra") { collaborators { edges { node { organizations(first: 5) { nodes { projectsV2(first: 1) { nodes { title } } } } } } } } }"#, none.clone(), "GraphQL field organizations cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS"),
+        (r#"{ repository(owner: "acme", name: "infra") { pullRequest(number: 1) { author { ... on User { contributionsCollection { totalCommitContributions } } } } } }"#, none.clone(), "GraphQL field contributionsCollection cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS"),
         (r#"{ repository(owner: "acme" name: "x") { "#, none.clone(), "GraphQL document does not parse"),
         (r#"{ ...Missing }"#, none.clone(), "GraphQL fragment is not defined"),
     ];
