@@ -157,18 +157,11 @@ fn run() -> Result<ExitCode, String> {
                     .map_err(|e| format!("--drain-timeout: {e}"))?
             }
             Long("max-callers") => {
-                settings.max_callers = text(&mut parser)?
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=65_536).contains(n))
-                    .ok_or("--max-callers: expected a number from 1 to 65536")?
+                settings.max_callers = connections("--max-callers", &text(&mut parser)?)?
             }
             Long("max-callers-per-address") => {
-                settings.max_per_address = text(&mut parser)?
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=65_536).contains(n))
-                    .ok_or("--max-callers-per-address: expected a number from 1 to 65536")?
+                settings.max_per_address =
+                    connections("--max-callers-per-address", &text(&mut parser)?)?
             }
             Long("min-upload-rate") => {
                 settings.min_upload_rate = text(&mut parser)?
@@ -584,4 +577,13 @@ fn serve(
     }
     gateway.wait_streams_closed(std::time::Duration::from_secs(2));
     Ok(ExitCode::SUCCESS)
+}
+
+/// A number of connections for `flag`: 1 to 65536.
+fn connections(flag: &str, value: &str) -> Result<usize, String> {
+    value
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=65_536).contains(n))
+        .ok_or_else(|| format!("{flag}: expected a number from 1 to 65536"))
 }
