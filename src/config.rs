@@ -28,6 +28,7 @@ pub const DEBUG_PRINT_ALL: &str = "SPACELIFT_VCS_AGENT_DEBUG_PRINT_ALL";
 pub const CA_CERT: &str = "SPACELIFT_VCS_AGENT_CA_CERT";
 pub const CA_CERT_FILE: &str = "SPACELIFT_VCS_AGENT_CA_CERT_FILE";
 pub const DIAL_INSECURE: &str = "SPACELIFT_VCS_AGENT_DIAL_INSECURE";
+pub const GATEWAY_URLS: &str = "SPACELIFT_VCS_AGENT_GATEWAY_URLS";
 pub const METRICS_ADDR: &str = "SPACELIFT_VCS_AGENT_METRICS_ADDR";
 pub const LOG_FORMAT: &str = "SPACELIFT_VCS_AGENT_LOG_FORMAT";
 pub const LOG_LEVEL: &str = "SPACELIFT_VCS_AGENT_LOG_LEVEL";
@@ -98,6 +99,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         CA_CERT_FILE,
         "none",
         "path of a PEM bundle of extra CAs, trusted for the gateway and the VCS",
+    ),
+    (
+        GATEWAY_URLS,
+        "none",
+        "further ws:// or wss:// gateway addresses of the pool, comma-separated; slot i dials address i mod N first",
     ),
     (
         DIAL_INSECURE,
@@ -215,6 +221,8 @@ impl fmt::Display for BaseEndpoint {
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
     pub token: Token,
+    /// Gateway addresses to dial: the token's host first, then `SPACELIFT_VCS_AGENT_GATEWAY_URLS`.
+    pub gateways: Vec<String>,
     pub target: BaseEndpoint,
     pub vendor: Vendor,
     /// The anchored project regex, `None` when every project is allowed.
@@ -287,6 +295,7 @@ impl AgentConfig {
         let token = Token::decode(required(POOL_TOKEN)?).map_err(|e| error(POOL_TOKEN, e))?;
         GatewayAddress::parse(&token.host)
             .map_err(|e| error(POOL_TOKEN, format!("the token's {e}")))?;
+        let gateways = gateway_urls(&token.host, vars.get(GATEWAY_URLS))?;
         let target = BaseEndpoint::parse(required(TARGET_BASE_ENDPOINT)?)
             .map_err(|e| error(TARGET_BASE_ENDPOINT, e))?;
         let vendor: Vendor = required(VENDOR)?.parse().map_err(|e| error(VENDOR, e))?;
@@ -357,6 +366,7 @@ impl AgentConfig {
         let proxy = ProxyConfig::from_vars(vars).map_err(|(name, e)| error(name, e))?;
         Ok(AgentConfig {
             token,
+            gateways,
             target,
             vendor,
             allowed_projects,
@@ -400,6 +410,35 @@ impl AgentConfig {
 }
 
 /// The keepalive interval, at least a second: pings more often only load both sides.
+/// The token's host, then each further gateway of the comma-separated list. An entry must
+/// be a `ws://` or `wss://` URL like the token's host; an empty entry or one listed twice
+/// (the token's host included) is refused, so a typo does not silently shrink the list.
+fn gateway_urls(host: &str, list: Option<&String>) -> Result<Vec<String>, ConfigError> {
+    let mut gateways = vec![host.to_string()];
+    let Some(list) = list.filter(|l| !l.trim().is_empty()) else {
+        return Ok(gateways);
+    };
+    for (i, entry) in list.split(',').map(str::trim).enumerate() {
+        let n = i + 1;
+        if entry.is_empty() {
+            return Err(error(GATEWAY_URLS, format!("entry {n} is empty")));
+        }
+        let address = GatewayAddress::parse(entry)
+            .map_err(|e| error(GATEWAY_URLS, format!("entry {n}: {e}")))?;
+        let same = |g: &String| {
+            GatewayAddress::parse(g).is_ok_and(|a| a.connect_url == address.connect_url)
+        };
+        if gateways.iter().any(same) {
+            return Err(error(
+                GATEWAY_URLS,
+                format!("entry {n} repeats the token's host or an earlier entry"),
+            ));
+        }
+        gateways.push(entry.to_string());
+    }
+    Ok(gateways)
+}
+
 fn keepalive(interval: Duration) -> Result<Duration, ConfigError> {
     if interval < Duration::from_secs(1) {
         return Err(error(

@@ -186,6 +186,26 @@ fn bad_configuration_exits_2_with_one_line_naming_the_variable() {
             "SPACELIFT_VCS_AGENT_TARGET_BASE_ENDPOINT: port must be from 1 to 65535",
         ),
         (
+            "SPACELIFT_VCS_AGENT_GATEWAY_URLS",
+            "ws://127.0.0.1:2,http://127.0.0.1:3".into(),
+            "SPACELIFT_VCS_AGENT_GATEWAY_URLS: entry 2: gateway address \"http://127.0.0.1:3\" must start with ws:// or wss://",
+        ),
+        (
+            "SPACELIFT_VCS_AGENT_GATEWAY_URLS",
+            "wss://gw2.example/?key=s3cr3t-key".into(),
+            "SPACELIFT_VCS_AGENT_GATEWAY_URLS: entry 1: gateway address",
+        ),
+        (
+            "SPACELIFT_VCS_AGENT_GATEWAY_URLS",
+            "ws://127.0.0.1:2,,ws://127.0.0.1:3".into(),
+            "SPACELIFT_VCS_AGENT_GATEWAY_URLS: entry 2 is empty",
+        ),
+        (
+            "SPACELIFT_VCS_AGENT_GATEWAY_URLS",
+            "ws://127.0.0.1:1/".into(),
+            "SPACELIFT_VCS_AGENT_GATEWAY_URLS: entry 1 repeats the token's host or an earlier entry",
+        ),
+        (
             "SPACELIFT_VCS_AGENT_VENDOR",
             "gitea".into(),
             "SPACELIFT_VCS_AGENT_VENDOR: expected one of",

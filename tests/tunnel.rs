@@ -593,3 +593,39 @@ fn an_upstream_switching_protocols_is_upstream_unreachable_and_the_stream_stays(
     assert_eq!(r.status(), 200);
     assert_eq!(gateway.pool_state("switch").1, 1);
 }
+
+/// `SPACELIFT_VCS_AGENT_GATEWAY_URLS`: the slots spread over the token's gateway and the
+/// listed one (two gateways sharing a data directory, so one pool token works on both), each
+/// front answers, and when one gateway dies its slots fall back to the other.
+#[test]
+fn slots_spread_over_gateway_urls_and_fall_back_when_one_dies() {
+    let upstream = Upstream::start();
+    let first = Gateway::start(&[]);
+    let token = first.create_pool("spread");
+    let shared_dir = TempDir(first.dir.0.clone());
+    let second = Gateway::start_in(shared_dir, "127.0.0.1:0", "127.0.0.1:0", &[]);
+    let second_url = format!("ws://{}", second.agent_addr);
+    let target = format!("{}/gitlab", upstream.base());
+    let extra = [
+        ("SPACELIFT_VCS_AGENT_PARALLELISM", "4"),
+        ("SPACELIFT_VCS_AGENT_GATEWAY_URLS", second_url.as_str()),
+    ];
+    let agent = start_agent(&agent_env(&token, &target, &extra));
+    first.wait_streams("spread", 2);
+    second.wait_streams("spread", 2);
+    agent.out.wait_for(&second_url, Duration::from_secs(5));
+    for gateway in [&first, &second] {
+        let response = client()
+            .get(gateway.url("spread", &get("echo")))
+            .call()
+            .unwrap();
+        assert_eq!(response.status(), 200, "through {}", gateway.api_addr);
+    }
+    second.proc.signal("KILL");
+    first.wait_streams("spread", 4);
+    let response = client()
+        .get(first.url("spread", &get("echo")))
+        .call()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}

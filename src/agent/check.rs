@@ -29,8 +29,6 @@ const CLOSE_WAIT: Duration = Duration::from_secs(3);
 /// One check's result: a detail when it passed, a reason when it failed.
 pub type Outcome = Result<String, String>;
 
-type Check = fn(&AgentConfig) -> Outcome;
-
 /// The line printed for one check.
 pub fn line(name: &str, outcome: &Outcome) -> String {
     match outcome {
@@ -39,22 +37,22 @@ pub fn line(name: &str, outcome: &Outcome) -> String {
     }
 }
 
-/// Runs every check, printing each line as it completes; `true` when all passed.
+/// Runs every check (the gateway check once per gateway address), printing each line as it
+/// completes; `true` when all passed.
 pub fn run(config: &AgentConfig) -> bool {
-    let checks: [(&str, Check); 4] = [
-        ("token", token),
-        ("allowlist", allowlist),
-        ("gateway", gateway),
-        ("vcs", vcs),
-    ];
     let mut all_ok = true;
     let mut out = std::io::stdout();
-    for (name, check) in checks {
-        let outcome = check(config);
+    let mut report = |name: &str, outcome: Outcome| {
         all_ok &= outcome.is_ok();
         let _ = writeln!(out, "{}", line(name, &outcome));
         let _ = out.flush();
+    };
+    report("token", token(config));
+    report("allowlist", allowlist(config));
+    for host in &config.gateways {
+        report("gateway", gateway(config, host));
     }
+    report("vcs", vcs(config));
     all_ok
 }
 
@@ -85,9 +83,9 @@ fn allowlist(config: &AgentConfig) -> Outcome {
     ))
 }
 
-/// Logs in to the gateway with the pool token, then leaves without taking work.
-fn gateway(config: &AgentConfig) -> Outcome {
-    let address = GatewayAddress::parse(&config.token.host)?;
+/// Logs in to the gateway at `host` with the pool token, then leaves without taking work.
+fn gateway(config: &AgentConfig, host: &str) -> Outcome {
+    let address = GatewayAddress::parse(host)?;
     let (route, _) = crate::agent::legs(config)?;
     let identity = Identity {
         metadata: config.metadata.clone(),
@@ -96,8 +94,13 @@ fn gateway(config: &AgentConfig) -> Outcome {
         route,
     };
     let started = Instant::now();
-    let socket = dial::connect(&config.token, &identity, config.upstream_connect_timeout)
-        .map_err(|e| format!("{}: {e}", address.connect_url))?;
+    let socket = dial::connect(
+        &config.token,
+        host,
+        &identity,
+        config.upstream_connect_timeout,
+    )
+    .map_err(|e| format!("{}: {e}", address.connect_url))?;
     let took = started.elapsed();
     let mut link = Link::new(socket);
     link.send(&Control::Draining)

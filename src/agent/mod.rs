@@ -150,7 +150,9 @@ impl Agent {
             version: env!("CARGO_PKG_VERSION"),
             route,
         };
-        info!("{}", identity.route.describe(&config.token.host));
+        for host in &config.gateways {
+            info!("{}", identity.route.describe(host));
+        }
         info!("{}", http.describe(&config.target.host));
         let mut codeload = config.target.clone();
         codeload.authority = format!("codeload.{}", codeload.authority);
@@ -171,7 +173,7 @@ impl Agent {
             "agent {} starting {} streams to {} for {} at {} (vendor {})",
             shared.identity.instance,
             shared.config.parallelism,
-            shared.config.token.host,
+            shared.config.gateways.join(", "),
             shared.config.token.pool_ulid,
             shared.config.target,
             shared.config.vendor.as_str()

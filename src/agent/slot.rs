@@ -15,7 +15,7 @@ use crate::protocol::link::{Link, LinkError};
 use crate::protocol::{self, Control, Frame, MAX_CHUNK};
 use log::{debug, error, info, warn};
 use std::time::{Duration, Instant};
-use tungstenite::{Bytes, Message};
+use tungstenite::{Bytes, Message, WebSocket};
 
 /// One stream's connection to the gateway.
 pub type Socket = Link<Stream>;
@@ -112,8 +112,7 @@ pub fn run(shared: &Shared, index: usize) {
     let mut failures_in_a_row = 0u32;
     let mut connected_before = false;
     while !shared.is_draining() {
-        let dial_timeout = shared.config.upstream_connect_timeout;
-        match dial::connect(&shared.config.token, &shared.identity, dial_timeout) {
+        match dial_any(shared, index) {
             Ok(socket) => {
                 let mut socket = Link::new(socket);
                 if failures_in_a_row > 0 {
@@ -174,6 +173,31 @@ pub fn run(shared: &Shared, index: usize) {
             break;
         }
     }
+}
+
+/// One round over the gateway addresses: slot `index` starts at address `index mod N` (so
+/// the slots spread over the gateways) and falls back to the next address in turn. Returns
+/// the first socket, or the last failure when every address failed.
+fn dial_any(shared: &Shared, index: usize) -> Result<WebSocket<Stream>, DialError> {
+    let gateways = &shared.config.gateways;
+    let timeout = shared.config.upstream_connect_timeout;
+    let mut last = DialError::Failed("no gateway address".into());
+    for k in 0..gateways.len() {
+        let host = &gateways[(index + k) % gateways.len()];
+        match dial::connect(&shared.config.token, host, &shared.identity, timeout) {
+            Ok(socket) => {
+                debug!("slot {index}: connected to {host}");
+                return Ok(socket);
+            }
+            Err(e) => {
+                if gateways.len() > 1 {
+                    debug!("slot {index}: {host} failed ({e}); trying the next address");
+                }
+                last = e;
+            }
+        }
+    }
+    Err(last)
 }
 
 /// Serves requests on one connected socket until it ends.

@@ -223,13 +223,15 @@ fn metadata_header(metadata: &BTreeMap<String, String>) -> String {
     out
 }
 
-/// Dials the gateway and upgrades to an authenticated WebSocket.
+/// Dials the gateway at `host_url` (the token's host or another address of the same pool)
+/// and upgrades to an authenticated WebSocket.
 pub fn connect(
     token: &Token,
+    host_url: &str,
     identity: &Identity,
     timeout: Duration,
 ) -> Result<WebSocket<Stream>, DialError> {
-    let address = GatewayAddress::parse(&token.host).map_err(DialError::Failed)?;
+    let address = GatewayAddress::parse(host_url).map_err(DialError::Failed)?;
     let route = &identity.route;
     let use_tls = address.tls && !route.insecure;
     let target = host_port(&address.host, address.port);
