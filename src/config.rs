@@ -526,6 +526,27 @@ mod tests {
     }
 
     #[test]
+    fn gateway_urls_follow_the_token_host() {
+        let c = AgentConfig::from_vars(&vars(&[])).unwrap();
+        assert_eq!(c.gateways, ["ws://127.0.0.1:1984"]);
+        let listed = " wss://gw-2.example/vcs , ws://127.0.0.1:1985 ";
+        let c = AgentConfig::from_vars(&vars(&[(GATEWAY_URLS, listed)])).unwrap();
+        assert_eq!(
+            c.gateways,
+            [
+                "ws://127.0.0.1:1984",
+                "wss://gw-2.example/vcs",
+                "ws://127.0.0.1:1985"
+            ]
+        );
+        for repeated in ["ws://127.0.0.1:1984/", "ws://a:1,ws://a:1"] {
+            let e = AgentConfig::from_vars(&vars(&[(GATEWAY_URLS, repeated)])).unwrap_err();
+            assert_eq!(e.variable, GATEWAY_URLS, "{repeated}");
+            assert!(e.problem.contains("repeats"), "{repeated}: {e}");
+        }
+    }
+
+    #[test]
     fn each_error_names_its_variable() {
         let cases: &[(&[(&str, &str)], &str)] = &[
             (

@@ -275,3 +275,29 @@ fn help_lists_every_variable_and_both_binaries_print_versions() {
         .expect("--help");
     assert!(String::from_utf8_lossy(&gateway_help.stdout).contains("/metrics"));
 }
+
+/// With `SPACELIFT_VCS_AGENT_GATEWAY_URLS` every address gets its own gateway line, in
+/// order: the token's host passes, a listed address nobody listens on fails the check.
+#[test]
+fn every_gateway_address_is_checked() {
+    let upstream = Upstream::start();
+    let gateway = Gateway::start(&[]);
+    let token = gateway.create_pool("several");
+    let dead = format!("ws://127.0.0.1:{}", closed_port());
+    let env = agent_env(
+        &token,
+        &format!("{}/gitlab", upstream.base()),
+        &[("SPACELIFT_VCS_AGENT_GATEWAY_URLS", dead.as_str())],
+    );
+    let out = check(&env);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let gateways: Vec<&str> = text
+        .lines()
+        .filter(|l| l[5.min(l.len())..].starts_with("gateway:"))
+        .collect();
+    assert_eq!(gateways.len(), 2, "{text}");
+    assert!(gateways[0].starts_with("ok   gateway:"), "{text}");
+    assert!(gateways[1].starts_with("FAIL gateway:"), "{text}");
+    assert!(gateways[1].contains(&dead), "{text}");
+}
