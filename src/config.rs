@@ -29,6 +29,7 @@ pub const CA_CERT: &str = "SPACELIFT_VCS_AGENT_CA_CERT";
 pub const CA_CERT_FILE: &str = "SPACELIFT_VCS_AGENT_CA_CERT_FILE";
 pub const DIAL_INSECURE: &str = "SPACELIFT_VCS_AGENT_DIAL_INSECURE";
 pub const GATEWAY_URLS: &str = "SPACELIFT_VCS_AGENT_GATEWAY_URLS";
+pub const MAX_STREAM_AGE: &str = "SPACELIFT_VCS_AGENT_MAX_STREAM_AGE";
 pub const METRICS_ADDR: &str = "SPACELIFT_VCS_AGENT_METRICS_ADDR";
 pub const LOG_FORMAT: &str = "SPACELIFT_VCS_AGENT_LOG_FORMAT";
 pub const LOG_LEVEL: &str = "SPACELIFT_VCS_AGENT_LOG_LEVEL";
@@ -104,6 +105,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         GATEWAY_URLS,
         "none",
         "further ws:// or wss:// gateway addresses of the pool, comma-separated; slot i dials address i mod N first",
+    ),
+    (
+        MAX_STREAM_AGE,
+        "off",
+        "an idle stream older than this (±10%) is handed back and dialed again, so streams rebalance over the gateways",
     ),
     (
         DIAL_INSECURE,
@@ -223,6 +229,8 @@ pub struct AgentConfig {
     pub token: Token,
     /// Gateway addresses to dial: the token's host first, then `SPACELIFT_VCS_AGENT_GATEWAY_URLS`.
     pub gateways: Vec<String>,
+    /// `SPACELIFT_VCS_AGENT_MAX_STREAM_AGE`: an idle stream older than this is dialed again.
+    pub max_stream_age: Option<Duration>,
     pub target: BaseEndpoint,
     pub vendor: Vendor,
     /// The anchored project regex, `None` when every project is allowed.
@@ -376,6 +384,9 @@ impl AgentConfig {
             upstream_connect_timeout: duration(UPSTREAM_CONNECT_TIMEOUT, Duration::from_secs(10))?,
             upstream_read_timeout: duration(UPSTREAM_READ_TIMEOUT, Duration::from_secs(60))?,
             drain_timeout: duration(DRAIN_TIMEOUT, Duration::from_secs(30))?,
+            max_stream_age: get(MAX_STREAM_AGE)
+                .map(|t| parse_duration(t).map_err(|e| error(MAX_STREAM_AGE, e)))
+                .transpose()?,
             debug_print_all: flag(DEBUG_PRINT_ALL)?,
             custom_cas,
             dial_insecure: flag(DIAL_INSECURE)?,

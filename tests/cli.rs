@@ -206,6 +206,11 @@ fn bad_configuration_exits_2_with_one_line_naming_the_variable() {
             "SPACELIFT_VCS_AGENT_GATEWAY_URLS: entry 1 repeats the token's host or an earlier entry",
         ),
         (
+            "SPACELIFT_VCS_AGENT_MAX_STREAM_AGE",
+            "soon".into(),
+            "SPACELIFT_VCS_AGENT_MAX_STREAM_AGE: ",
+        ),
+        (
             "SPACELIFT_VCS_AGENT_VENDOR",
             "gitea".into(),
             "SPACELIFT_VCS_AGENT_VENDOR: expected one of",

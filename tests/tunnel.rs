@@ -629,3 +629,42 @@ fn slots_spread_over_gateway_urls_and_fall_back_when_one_dies() {
         .unwrap();
     assert_eq!(response.status(), 200);
 }
+
+/// `SPACELIFT_VCS_AGENT_MAX_STREAM_AGE`: after a gateway comes back, streams that fell back
+/// to the other one are handed back when they age out and return to their own address.
+#[test]
+fn aged_streams_rebalance_when_a_gateway_returns() {
+    let upstream = Upstream::start();
+    let first = Gateway::start(&[]);
+    let token = first.create_pool("rebalance");
+    let second = Gateway::start_in(
+        TempDir(first.dir.0.clone()),
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        &[],
+    );
+    let second_url = format!("ws://{}", second.agent_addr);
+    let target = format!("{}/gitlab", upstream.base());
+    let extra = [
+        ("SPACELIFT_VCS_AGENT_PARALLELISM", "4"),
+        ("SPACELIFT_VCS_AGENT_GATEWAY_URLS", second_url.as_str()),
+        ("SPACELIFT_VCS_AGENT_MAX_STREAM_AGE", "1s"),
+    ];
+    let _agent = start_agent(&agent_env(&token, &target, &extra));
+    second.wait_streams("rebalance", 2);
+    second.proc.signal("KILL");
+    first.wait_streams("rebalance", 4);
+    let back = Gateway::start_in(
+        TempDir(first.dir.0.clone()),
+        &second.agent_addr,
+        "127.0.0.1:0",
+        &[],
+    );
+    back.wait_streams("rebalance", 2);
+    first.wait_streams("rebalance", 2);
+    let response = client()
+        .get(back.url("rebalance", &get("echo")))
+        .call()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}

@@ -36,6 +36,8 @@ pub enum StreamEnd {
     Lost(String),
     /// The gateway closed the stream to cancel a request: not a failure, dial again at once.
     Cancelled,
+    /// The stream reached its maximum age and was handed back: dial again at once.
+    Retired,
 }
 
 impl From<LinkError> for StreamEnd {
@@ -146,6 +148,10 @@ pub fn run(shared: &Shared, index: usize) {
                         debug!("slot {index}: request cancelled by the gateway; dialing again");
                         continue;
                     }
+                    StreamEnd::Retired => {
+                        debug!("slot {index}: stream reached its maximum age; dialing again");
+                        continue;
+                    }
                 }
             }
             Err(DialError::Unauthorized(reason)) => {
@@ -202,6 +208,20 @@ fn dial_any(shared: &Shared, index: usize) -> Result<WebSocket<Stream>, DialErro
 
 /// Serves requests on one connected socket until it ends.
 fn serve(shared: &Shared, socket: &mut Socket, buffer: &mut [u8]) -> StreamEnd {
+    let mut retired = false;
+    match serve_until_end(shared, socket, buffer, &mut retired) {
+        StreamEnd::Closed if retired && !shared.is_draining() => StreamEnd::Retired,
+        end => end,
+    }
+}
+
+/// [`serve`]'s loop; `retired` is set when the stream was handed back for its age.
+fn serve_until_end(
+    shared: &Shared,
+    socket: &mut Socket,
+    buffer: &mut [u8],
+    retired: &mut bool,
+) -> StreamEnd {
     if let Err(e) = socket.get_ref().set_read_timeout(Some(TICK)) {
         return StreamEnd::Lost(format!("cannot set a read timeout: {e}"));
     }
@@ -217,8 +237,14 @@ fn serve(shared: &Shared, socket: &mut Socket, buffer: &mut [u8]) -> StreamEnd {
     let keepalive = shared.config.keepalive;
     let mut last_ping = Instant::now();
     let mut drain_sent: Option<Instant> = None;
+    let retire_at = shared
+        .config
+        .max_stream_age
+        .map(|age| Instant::now() + age.mul_f64(0.9 + 0.2 * random_unit()));
     loop {
-        if let Some(end) = drain(shared, socket, &mut drain_sent) {
+        let retiring = retire_at.is_some_and(|at| Instant::now() >= at);
+        *retired |= retiring;
+        if let Some(end) = drain(shared, socket, &mut drain_sent, retiring) {
             return end;
         }
         let frame = match socket.recv() {
@@ -273,10 +299,20 @@ fn serve(shared: &Shared, socket: &mut Socket, buffer: &mut [u8]) -> StreamEnd {
     }
 }
 
-/// Tells the gateway once that the agent drains, and closes the stream when the gateway has
-/// not done so within the drain timeout; `Some` when the stream ends here.
-fn drain(shared: &Shared, socket: &mut Socket, sent: &mut Option<Instant>) -> Option<StreamEnd> {
-    if shared.is_draining() && sent.is_none() {
+/// Tells the gateway once that this stream drains (the agent drains, or the stream reached
+/// its maximum age: the gateway then sends it no new request and closes it, so no request is
+/// lost to the close), and closes the stream when the gateway has not done so within the
+/// drain timeout; `Some` when the stream ends here.
+fn drain(
+    shared: &Shared,
+    socket: &mut Socket,
+    sent: &mut Option<Instant>,
+    retiring: bool,
+) -> Option<StreamEnd> {
+    if (shared.is_draining() || retiring) && sent.is_none() {
+        if retiring {
+            debug!("the stream reached its maximum age: handing it back to dial again");
+        }
         if let Err(e) = socket.send(&Control::Draining) {
             return Some(e.into());
         }
