@@ -338,22 +338,28 @@ fn the_cli_changes_pools_and_callers_in_redis() {
     assert!(!cli(&redis, &["pool", "list"]).contains("beta"));
 }
 
+/// Pool `alpha`, created through `replica`'s API, with an agent of 2 streams connected to it.
+fn pool_alpha_with_agent(replica: &Replica, upstream: &Upstream) -> Proc {
+    let (_, created) = replica.api("POST", "pools", r#"{"name":"alpha"}"#);
+    let token = created["token"].as_str().expect("token").to_string();
+    let agent = start_agent(&agent_env(
+        &token,
+        &format!("{}/gitlab", upstream.base()),
+        &[],
+    ));
+    wait_until(Duration::from_secs(15), "agent streams", || {
+        replica.streams("alpha") == 2
+    });
+    agent
+}
+
 #[test]
 fn requests_do_not_touch_redis() {
     let redis = Redis::start();
     let secret = caller_secret(&redis);
     let upstream = Upstream::start();
     let one = Replica::start(&redis, "one", &[]);
-    let (_, created) = one.api("POST", "pools", r#"{"name":"alpha"}"#);
-    let token = created["token"].as_str().expect("token").to_string();
-    let _agent = start_agent(&agent_env(
-        &token,
-        &format!("{}/gitlab", upstream.base()),
-        &[],
-    ));
-    wait_until(Duration::from_secs(15), "agent streams", || {
-        one.streams("alpha") == 2
-    });
+    let _agent = pool_alpha_with_agent(&one, &upstream);
     let before = redis.calls("mget");
     for _ in 0..200 {
         assert_eq!(one.get("alpha", &secret), 200);
@@ -369,16 +375,7 @@ fn a_stopped_or_killed_redis_leaves_traffic_going_and_refuses_changes() {
     let upstream = Upstream::start();
     let one = Replica::start(&redis, "one", &[]);
     let three = Replica::start(&redis, "three", &[]);
-    let (_, created) = one.api("POST", "pools", r#"{"name":"alpha"}"#);
-    let token = created["token"].as_str().expect("token").to_string();
-    let _agent = start_agent(&agent_env(
-        &token,
-        &format!("{}/gitlab", upstream.base()),
-        &[],
-    ));
-    wait_until(Duration::from_secs(15), "agent streams", || {
-        one.streams("alpha") == 2
-    });
+    let _agent = pool_alpha_with_agent(&one, &upstream);
 
     assert_eq!(one.health()["replica"]["redis_reachable"], true);
     redis.signal("STOP");

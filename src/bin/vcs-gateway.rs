@@ -211,32 +211,17 @@ fn run() -> Result<ExitCode, String> {
     {
         ["pool", "create"] => {
             let name = name.ok_or("--name is required")?;
-            let public_url = public_url.unwrap_or_else(|| "ws://127.0.0.1:1984".into());
-            check_public_url(&public_url)?;
-            let store = open_store()?;
-            let (record, key) = store.create(&name, &description)?;
-            let token = Token {
-                host: public_url,
-                key,
-                pool_ulid: record.ulid,
-            };
-            println!("{}", token.encode());
-            Ok(ExitCode::SUCCESS)
+            let public_url = token_host(public_url)?;
+            let (record, key) = open_store()?.create(&name, &description)?;
+            print_token(public_url, key, record.ulid)
         }
         ["pool", "rotate"] => {
             let name = name.ok_or("--name is required")?;
-            let public_url = public_url.unwrap_or_else(|| "ws://127.0.0.1:1984".into());
-            check_public_url(&public_url)?;
+            let public_url = token_host(public_url)?;
             let (record, key) = open_store()?
                 .rotate(&name)?
                 .ok_or_else(|| format!("--name: no pool named \"{name}\""))?;
-            let token = Token {
-                host: public_url,
-                key,
-                pool_ulid: record.ulid,
-            };
-            println!("{}", token.encode());
-            Ok(ExitCode::SUCCESS)
+            print_token(public_url, key, record.ulid)
         }
         ["pool", "delete"] => {
             let name = name.ok_or("--name is required")?;
@@ -576,6 +561,24 @@ fn serve(
         log::warn!("drain timeout reached with requests still running; exiting");
     }
     gateway.wait_streams_closed(std::time::Duration::from_secs(2));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The agent URL a CLI-made token carries: `--public-url`, checked, or the default agent port.
+fn token_host(public_url: Option<String>) -> Result<String, String> {
+    let public_url = public_url.unwrap_or_else(|| "ws://127.0.0.1:1984".into());
+    check_public_url(&public_url)?;
+    Ok(public_url)
+}
+
+/// Prints a pool token, alone on its line (its only copy: the store keeps a hash).
+fn print_token(host: String, key: Secret, pool_ulid: String) -> Result<ExitCode, String> {
+    let token = Token {
+        host,
+        key,
+        pool_ulid,
+    };
+    println!("{}", token.encode());
     Ok(ExitCode::SUCCESS)
 }
 
