@@ -3,11 +3,12 @@
 use lexopt::prelude::*;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use vcs_agent::clock::format_time;
 use vcs_agent::config::parse_duration;
 use vcs_agent::gateway::admin;
-use vcs_agent::gateway::hub::Settings;
+use vcs_agent::gateway::settings::Settings;
 use vcs_agent::gateway::shared::Shared;
-use vcs_agent::gateway::store::{format_time, validate_caller_name, validate_name, Scope, Store};
+use vcs_agent::gateway::store::{validate_caller_name, validate_name, Scope, Store};
 use vcs_agent::gateway::{Gateway, GatewayTls};
 use vcs_agent::token::{Secret, Token};
 
