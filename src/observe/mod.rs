@@ -23,5 +23,5 @@ pub fn init_logging(default_filter: &str) {
     logging::init(LogFormat::Text, None, default_filter);
 }
 
-// The names callers have used since before the redaction had its own module.
+// Short names for the two redactions every log line uses.
 pub use redact::{headers as redact_headers, target as redact_target};

@@ -1,6 +1,6 @@
 //! The command lines operators type: pool management and configuration errors.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 use std::time::Duration;
