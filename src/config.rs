@@ -5,6 +5,7 @@
 //! binary prints it and exits with code 2. Secrets are held in [`Secret`](crate::token::Secret) and never printed.
 
 use crate::allowlist::{self, Vendor};
+use crate::duration;
 use crate::net::dial::GatewayAddress;
 use crate::net::proxy::{self, ProxyConfig};
 use crate::net::tls::{self, CustomCas};
@@ -166,40 +167,48 @@ pub struct BaseEndpoint {
     pub path: String,
 }
 
+/// Why `SPACELIFT_VCS_AGENT_TARGET_BASE_ENDPOINT` was refused; each message quotes the URL
+/// with any credentials masked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    #[error("not a URL ({problem}), got \"{shown}\"")]
+    NotAUrl { problem: String, shown: String },
+    #[error("expected an http:// or https:// URL, got \"{0}\"")]
+    Scheme(String),
+    #[error("no host in \"{0}\"")]
+    NoHost(String),
+    #[error("user:password@ is not allowed (the SaaS sends its own credentials), got \"{0}\"")]
+    Credentials(String),
+    #[error("a query or fragment is not allowed, got \"{0}\"")]
+    QueryOrFragment(String),
+    #[error("port must be from 1 to 65535, got \"{0}\"")]
+    Port(String),
+}
+
 impl BaseEndpoint {
-    pub fn parse(text: &str) -> Result<BaseEndpoint, String> {
-        let uri: ureq::http::Uri = text
-            .parse()
-            .map_err(|e| format!("not a URL ({e}), got \"{}\"", redact::url(text)))?;
+    pub fn parse(text: &str) -> Result<BaseEndpoint, EndpointError> {
+        let shown = || redact::url(text);
+        let uri: ureq::http::Uri =
+            text.parse()
+                .map_err(|e: ureq::http::uri::InvalidUri| EndpointError::NotAUrl {
+                    problem: e.to_string(),
+                    shown: shown(),
+                })?;
         let scheme = match uri.scheme_str() {
             Some(s @ ("http" | "https")) => s.to_string(),
-            _ => {
-                return Err(format!(
-                    "expected an http:// or https:// URL, got \"{}\"",
-                    redact::url(text)
-                ))
-            }
+            _ => return Err(EndpointError::Scheme(shown())),
         };
         let authority = uri
             .authority()
-            .ok_or_else(|| format!("no host in \"{}\"", redact::url(text)))?;
+            .ok_or_else(|| EndpointError::NoHost(shown()))?;
         if authority.as_str().contains('@') {
-            return Err(format!(
-                "user:password@ is not allowed (the SaaS sends its own credentials), got \"{}\"",
-                redact::url(text)
-            ));
+            return Err(EndpointError::Credentials(shown()));
         }
         if uri.query().is_some() || text.contains('#') {
-            return Err(format!(
-                "a query or fragment is not allowed, got \"{}\"",
-                redact::url(text)
-            ));
+            return Err(EndpointError::QueryOrFragment(shown()));
         }
         if crate::net::dial::explicit_port(&uri).is_err() {
-            return Err(format!(
-                "port must be from 1 to 65535, got \"{}\"",
-                redact::url(text)
-            ));
+            return Err(EndpointError::Port(shown()));
         }
         Ok(BaseEndpoint {
             scheme,
@@ -269,10 +278,10 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-fn error(variable: &str, problem: impl Into<String>) -> ConfigError {
+fn error(variable: &str, problem: impl fmt::Display) -> ConfigError {
     ConfigError {
         variable: variable.to_string(),
-        problem: problem.into(),
+        problem: problem.to_string(),
     }
 }
 
@@ -347,7 +356,7 @@ impl AgentConfig {
         let duration = |name: &str, default: Duration| -> Result<Duration, ConfigError> {
             match get(name) {
                 None => Ok(default),
-                Some(text) => parse_duration(text).map_err(|e| error(name, e)),
+                Some(text) => duration::parse(text).map_err(|e| error(name, e)),
             }
         };
         let flag = |name: &str| -> Result<bool, ConfigError> {
@@ -385,7 +394,7 @@ impl AgentConfig {
             upstream_read_timeout: duration(UPSTREAM_READ_TIMEOUT, Duration::from_secs(60))?,
             drain_timeout: duration(DRAIN_TIMEOUT, Duration::from_secs(30))?,
             max_stream_age: get(MAX_STREAM_AGE)
-                .map(|t| parse_duration(t).map_err(|e| error(MAX_STREAM_AGE, e)))
+                .map(|t| duration::parse(t).map_err(|e| error(MAX_STREAM_AGE, e)))
                 .transpose()?,
             debug_print_all: flag(DEBUG_PRINT_ALL)?,
             custom_cas,
@@ -420,7 +429,6 @@ impl AgentConfig {
     }
 }
 
-/// The keepalive interval, at least a second: pings more often only load both sides.
 /// The token's host, then each further gateway of the comma-separated list. An entry must
 /// be a `ws://` or `wss://` URL like the token's host; an empty entry or one listed twice
 /// (the token's host included) is refused, so a typo does not silently shrink the list.
@@ -450,6 +458,7 @@ fn gateway_urls(host: &str, list: Option<&String>) -> Result<Vec<String>, Config
     Ok(gateways)
 }
 
+/// The keepalive interval, at least a second: pings more often only load both sides.
 fn keepalive(interval: Duration) -> Result<Duration, ConfigError> {
     if interval < Duration::from_secs(1) {
         return Err(error(
@@ -458,35 +467,6 @@ fn keepalive(interval: Duration) -> Result<Duration, ConfigError> {
         ));
     }
     Ok(interval)
-}
-
-/// `30`, `30s`, `500ms`, `2m`, `1h`: a positive duration; a bare number is seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("expected a duration such as 30, 30s, 500ms or 2m, got \"{text}\""))?;
-    let seconds = match unit.trim() {
-        "" | "s" => value,
-        "ms" => value / 1000.0,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => {
-            return Err(format!(
-                "unknown unit \"{unit}\" (use ms, s, m or h), got \"{text}\""
-            ))
-        }
-    };
-    if !(seconds > 0.0 && seconds <= 7.0 * 86400.0) {
-        return Err(format!(
-            "expected a duration above 0 and at most a week, got \"{text}\""
-        ));
-    }
-    Ok(Duration::from_secs_f64(seconds))
 }
 
 #[cfg(test)]
@@ -734,15 +714,5 @@ mod tests {
         let re = c.allowed_projects.unwrap();
         assert!(re.is_match("group/repo"));
         assert!(!re.is_match("evil/group/repo"));
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
-        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert!(parse_duration("0").is_err());
-        assert!(parse_duration("5 parsecs").is_err());
     }
 }

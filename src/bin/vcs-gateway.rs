@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 use vcs_agent::clock::format_time;
-use vcs_agent::config::parse_duration;
 use vcs_agent::gateway::admin;
 use vcs_agent::gateway::settings::Settings;
 use vcs_agent::gateway::shared::Shared;
@@ -278,7 +277,7 @@ impl Args {
     }
 
     fn duration(&mut self, flag: &str) -> Result<Duration, String> {
-        parse_duration(&self.text()?).map_err(|e| format!("{flag}: {e}"))
+        vcs_agent::duration::parse(&self.text()?).map_err(|e| format!("{flag}: {e}"))
     }
 
     /// A number of connections for `flag`: 1 to 65536.
