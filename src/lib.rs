@@ -22,6 +22,7 @@
 //! - [`net`]: one stream type for plain and TLS sockets, dialing through proxies, trust
 //!   stores, the accept loop; [`http1`]: the small HTTP/1.1 server side.
 //! - [`observe`]: logs (text or JSON), access lines, redaction, metrics and health.
+//! - [`shutdown`]: SIGTERM/SIGINT for both programs: drain, or exit at a second signal.
 //!
 //! Choices worth knowing, each explained where it lives: the caller's thread borrows
 //! an idle agent stream and writes answers straight to the caller's socket, no thread per
@@ -52,4 +53,5 @@ pub mod http1;
 pub mod net;
 pub mod observe;
 pub mod protocol;
+pub mod shutdown;
 pub mod token;
