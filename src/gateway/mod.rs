@@ -20,6 +20,7 @@ pub mod admin;
 pub mod agents;
 pub mod api;
 pub mod callers;
+pub mod dispatch;
 pub mod exchange;
 pub mod front;
 pub mod hub;
