@@ -500,6 +500,11 @@ impl Kind {
         matches!(self, Kind::MultiProject | Kind::RestRef | Kind::Rest)
     }
 
+    /// A git ref, one segment or several.
+    fn is_ref(self) -> bool {
+        matches!(self, Kind::Ref | Kind::RestRef)
+    }
+
     /// Accepts a segment holding an encoded slash.
     fn takes_encoded_slash(self) -> bool {
         matches!(
@@ -776,10 +781,13 @@ fn take_single(kind: Kind, suffix: &str, t: &Segment, caps: &mut Vec<String>) ->
         }
         _ => true,
     };
-    if !ok {
-        return false;
-    }
-    if kind == Kind::Ref && t.decoded.contains(&b':') {
+    ok && capture(kind, t, value, caps)
+}
+
+/// Records what a matched parameter segment adds to the captures: the foreign-ref mark for
+/// a ref with a `:`, the decoded value of a project part. False when that value is not UTF-8.
+fn capture(kind: Kind, t: &Segment, value: &str, caps: &mut Vec<String>) -> bool {
+    if kind.is_ref() && t.decoded.contains(&b':') {
         caps.push(FOREIGN_REF.to_owned());
     }
     if kind.is_project() {
@@ -825,14 +833,8 @@ fn take_multi(kind: Kind, suffix: &str, ts: &[Segment], caps: &mut Vec<String>) 
         if kind == Kind::RestRef && i > 0 && REF_STOP.contains(&value) {
             return false;
         }
-        if kind == Kind::RestRef && t.decoded.contains(&b':') {
-            caps.push(FOREIGN_REF.to_owned());
-        }
-        if kind.is_project() {
-            match decoded_value(t, value) {
-                Some(v) => caps.push(v),
-                None => return false,
-            }
+        if !capture(kind, t, value, caps) {
+            return false;
         }
     }
     true

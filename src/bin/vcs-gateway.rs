@@ -418,24 +418,7 @@ impl Named {
     }
 }
 
-#[derive(Default)]
-struct PoolCreate {
-    named: Named,
-    description: String,
-    public_url: Option<String>,
-}
-
-impl Flags for PoolCreate {
-    fn take(&mut self, flag: &str, args: &mut Args) -> Result<bool, CliError> {
-        match flag {
-            "--description" => self.description = args.text()?,
-            "--public-url" => self.public_url = Some(args.text()?),
-            _ => return self.named.take(flag, args),
-        }
-        Ok(true)
-    }
-}
-
+/// `pool rotate`: a pool, and the agent URL its new token carries.
 #[derive(Default)]
 struct PoolRotate {
     named: Named,
@@ -447,6 +430,23 @@ impl Flags for PoolRotate {
         match flag {
             "--public-url" => self.public_url = Some(args.text()?),
             _ => return self.named.take(flag, args),
+        }
+        Ok(true)
+    }
+}
+
+/// `pool create`: as `pool rotate`, with a description.
+#[derive(Default)]
+struct PoolCreate {
+    pool: PoolRotate,
+    description: String,
+}
+
+impl Flags for PoolCreate {
+    fn take(&mut self, flag: &str, args: &mut Args) -> Result<bool, CliError> {
+        match flag {
+            "--description" => self.description = args.text()?,
+            _ => return self.pool.take(flag, args),
         }
         Ok(true)
     }
@@ -599,13 +599,10 @@ impl Flags for ServeFlags {
 }
 
 fn pool_create(flags: PoolCreate) -> Result<(), CliError> {
-    let name = flags.named.name()?;
-    let public_url = token_host(flags.public_url)?;
-    let (record, key) = flags
-        .named
-        .store
-        .open()?
-        .create(&name, &flags.description)?;
+    let PoolCreate { pool, description } = flags;
+    let name = pool.named.name()?;
+    let public_url = token_host(pool.public_url)?;
+    let (record, key) = pool.named.store.open()?.create(&name, &description)?;
     print_token(public_url, key, record.ulid);
     Ok(())
 }
