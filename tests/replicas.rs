@@ -106,6 +106,29 @@ impl Redis {
     }
 }
 
+impl Redis {
+    /// Commands of every kind Redis has served, from `INFO commandstats`.
+    fn total_calls(&self) -> u64 {
+        let output = Command::new("redis-cli")
+            .arg("-s")
+            .arg(self.socket())
+            .args(["INFO", "commandstats"])
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|l| {
+                l.split_once(":calls=")?
+                    .1
+                    .split(',')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
+    }
+}
+
 /// `vcs-gateway` with `args` on the shared Redis; panics with its stderr on failure.
 fn cli(redis: &Redis, args: &[&str]) -> String {
     let output = Command::new(GATEWAY)
@@ -125,10 +148,22 @@ struct Replica {
     proc: Proc,
     agent_addr: String,
     api_addr: String,
+    /// The peer port, when started with one.
+    peer_addr: String,
 }
+
+/// The peer secret of the replicas in these tests.
+const PEER_SECRET: &str = "peer-secret-0123456789abcdef-0123456789";
+
+/// Flags that give a replica a peer port (its secret comes from the environment).
+const PEER: &[&str] = &["--peer-listen", "127.0.0.1:0"];
 
 impl Replica {
     fn start(redis: &Redis, id: &str, extra: &[&str]) -> Replica {
+        Replica::start_with(redis, id, extra, &[])
+    }
+
+    fn start_with(redis: &Redis, id: &str, extra: &[&str], env: &[(&str, &str)]) -> Replica {
         let mut command = Command::new(GATEWAY);
         command
             .args(["serve", "--redis", &redis.url(), "--replica-id", id])
@@ -139,9 +174,17 @@ impl Replica {
                 "127.0.0.1:0",
             ])
             .args(["--admin-token", ADMIN, "--queue-timeout", "5s"])
-            .args(extra);
+            .args(extra)
+            .env("VCS_GATEWAY_PEER_SECRET", PEER_SECRET)
+            .envs(env.iter().copied());
         let proc = Proc::spawn(command);
-        let address = |line: String| line.rsplit(' ').next().unwrap_or_default().to_string();
+        let address = |line: String| {
+            line.split(' ')
+                .skip_while(|w| *w != "on")
+                .nth(1)
+                .unwrap_or_default()
+                .to_string()
+        };
         let agent_addr = address(
             proc.out
                 .wait_for("agent port listening on", Duration::from_secs(10)),
@@ -150,11 +193,43 @@ impl Replica {
             proc.out
                 .wait_for("api port listening on", Duration::from_secs(10)),
         );
+        let peer_addr = if extra.contains(&"--peer-listen") {
+            address(
+                proc.out
+                    .wait_for("peer port listening on", Duration::from_secs(10)),
+            )
+        } else {
+            String::new()
+        };
         Replica {
             proc,
             agent_addr,
             api_addr,
+            peer_addr,
         }
+    }
+
+    /// One tunnel request whose echo names `marker`: (status, echoed target, request id).
+    fn echo(&self, pool: &str, secret: &str, marker: &str) -> (u16, String, String) {
+        let response = bare_client()
+            .get(format!(
+                "http://{}/private/{pool}/api/v4/projects/group%2Frepo/repository/archive?do=echo&m={marker}",
+                self.api_addr
+            ))
+            .header(CALLER_HEADER, format!("Bearer {secret}"))
+            .call();
+        let Ok(response) = response else {
+            return (0, String::new(), String::new());
+        };
+        let status = response.status().as_u16();
+        let id = header_values(&response, "x-vcs-request-id").join(",");
+        let body = response.into_body().read_to_string().unwrap_or_default();
+        let echoed: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        (
+            status,
+            echoed["target"].as_str().unwrap_or_default().to_string(),
+            id,
+        )
     }
 
     /// An admin API call: (status, JSON body).
@@ -491,4 +566,74 @@ fn a_redis_restarted_empty_is_logged_once_a_minute_and_refilled_by_the_next_chan
         "the pools from before the loss are written back"
     );
     assert_eq!(redis.keys("vcs-gateway:pools").len(), 1);
+}
+
+/// The figures of `replica`'s `/healthz` `replica` object.
+fn peer_figures(replica: &Replica) -> (u64, u64, u64) {
+    let health = replica.health();
+    let figure = |name: &str| health["replica"][name].as_u64().unwrap_or(0);
+    (
+        figure("forwarded_in"),
+        figure("forwarded_out"),
+        figure("peer_errors"),
+    )
+}
+
+#[test]
+fn requests_reaching_replicas_without_streams_are_forwarded_to_the_one_with_them() {
+    let redis = Redis::start();
+    let secret = caller_secret(&redis);
+    let upstream = Upstream::start();
+    let one = Replica::start(&redis, "one", PEER);
+    let two = Replica::start(&redis, "two", PEER);
+    let three = Replica::start(&redis, "three", PEER);
+    let _agent = pool_alpha_with_agent(&one, &upstream);
+    assert_eq!((two.streams("alpha"), three.streams("alpha")), (0, 0));
+    // The routing table is read once a second.
+    wait_until(Duration::from_secs(5), "two and three forward", || {
+        two.echo("alpha", &secret, "warm").0 == 200 && three.echo("alpha", &secret, "warm").0 == 200
+    });
+
+    let before = redis.total_calls();
+    let started = std::time::Instant::now();
+    let mut last_id = String::new();
+    for i in 0..200 {
+        let replica = if i % 2 == 0 { &two } else { &three };
+        let marker = format!("r{i}");
+        let (status, target, id) = replica.echo("alpha", &secret, &marker);
+        assert_eq!(status, 200, "request {i}");
+        assert!(target.ends_with(&format!("m={marker}")), "{target}");
+        assert_eq!(id.len(), 26, "one request id: {id}");
+        last_id = id;
+    }
+    let (calls, seconds) = (
+        redis.total_calls() - before,
+        started.elapsed().as_secs_f64(),
+    );
+    // Three replicas poll and refresh presence and routing in the background, a handful of
+    // commands a second each; the 200 forwarded requests add none.
+    assert!(
+        (calls as f64) < 10.0 + 12.0 * seconds,
+        "{calls} Redis commands in {seconds:.1} s for 200 forwarded requests"
+    );
+    println!("{calls} Redis commands in {seconds:.1} s for 200 forwarded requests");
+    // One id, logged by the replica that received the request and the one that served it.
+    let needle = format!("id={last_id}");
+    let received = three.proc.out.wait_for(&needle, Duration::from_secs(5));
+    let served = one.proc.out.wait_for(&needle, Duration::from_secs(5));
+    assert!(received.contains("agent=replica:one"), "{received}");
+    assert!(
+        served.contains("status=200") && served.contains("caller=saas"),
+        "{served}"
+    );
+    let (forwarded_in, _, errors) = peer_figures(&one);
+    assert!(forwarded_in >= 202, "{forwarded_in}");
+    assert_eq!(errors, 0);
+    assert!(peer_figures(&two).1 >= 101 && peer_figures(&three).1 >= 101);
+    assert!(two
+        .metrics()
+        .contains("vcs_gateway_forwarded_out_total{replica=\"two\"}"));
+    // The replica holding streams serves its own requests locally.
+    assert_eq!(one.echo("alpha", &secret, "local").0, 200);
+    assert_eq!(peer_figures(&one).1, 0);
 }

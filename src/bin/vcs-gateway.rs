@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use vcs_agent::config::parse_duration;
 use vcs_agent::gateway::admin;
 use vcs_agent::gateway::hub::Settings;
+use vcs_agent::gateway::peer::sign::PeerSecret;
+use vcs_agent::gateway::peer::PeerOptions;
 use vcs_agent::gateway::shared::Shared;
 use vcs_agent::gateway::store::{format_time, validate_caller_name, validate_name, Scope, Store};
 use vcs_agent::gateway::{Gateway, GatewayTls};
@@ -70,6 +72,13 @@ gateways\"). URL: redis://[:PASSWORD@]HOST:PORT[/DB] or unix:///PATH/redis.sock;
 VCS_GATEWAY_REDIS_URL for a URL with a password (not in `ps`), used when neither is given.
     serve --redis URL also takes:
         --replica-id ID         this replica's name in logs and Redis [generated]
+        --peer-listen ADDR      the replica-to-replica port: a request for a pool with no
+                                idle stream here goes to a replica that has one [off]
+        --peer-advertise ADDR   the address other replicas reach this one at [the bound one;
+                                required when --peer-listen binds 0.0.0.0 or ::]
+        --peer-secret SECRET    signs forwarded requests, the same on every replica, at least
+                                32 characters; prefer env VCS_GATEWAY_PEER_SECRET (not in `ps`)
+        --redis-ca PEM          with a rediss:// URL: trust these CAs too (any command)
         --admin-token (or VCS_GATEWAY_ADMIN_TOKEN) is then required, the same on every replica.
 
 Durations: 30, 30s, 500ms, 2m. Port 0 picks a free port; the bound addresses are logged.
@@ -94,6 +103,10 @@ fn run() -> Result<ExitCode, String> {
     let mut redis_url: Option<String> = None;
     let mut replica_id: Option<String> = None;
     let mut poll_only = false;
+    let mut redis_ca: Option<PathBuf> = None;
+    let mut peer_listen: Option<String> = None;
+    let mut peer_advertise: Option<String> = None;
+    let mut peer_secret: Option<String> = None;
     let mut name: Option<String> = None;
     let mut description = String::new();
     let mut public_url: Option<String> = None;
@@ -129,6 +142,10 @@ fn run() -> Result<ExitCode, String> {
             Long("replica-id") => replica_id = Some(text(&mut parser)?),
             // For tests: changes reach this replica by the polled version alone.
             Long("redis-poll-only") => poll_only = true,
+            Long("redis-ca") => redis_ca = Some(PathBuf::from(text(&mut parser)?)),
+            Long("peer-listen") => peer_listen = Some(text(&mut parser)?),
+            Long("peer-advertise") => peer_advertise = Some(text(&mut parser)?),
+            Long("peer-secret") => peer_secret = Some(text(&mut parser)?),
             Long("name") => name = Some(text(&mut parser)?),
             Long("description") => description = text(&mut parser)?,
             Long("public-url") => public_url = Some(text(&mut parser)?),
@@ -199,7 +216,10 @@ fn run() -> Result<ExitCode, String> {
     };
     let open_store = || -> Result<Store, String> {
         match &redis_url {
-            Some(url) => Ok(Store::redis(Shared::connect(url)?)),
+            Some(url) => Ok(Store::redis(Shared::connect_with(
+                url,
+                redis_ca.as_deref(),
+            )?)),
             None => Store::open(data_dir()?),
         }
     };
@@ -285,6 +305,7 @@ fn run() -> Result<ExitCode, String> {
                     }
                 }
             };
+            let peers = peer_options(redis_url.is_some(), peer_listen, peer_advertise, peer_secret)?;
             let store = open_store()?;
             if let (Some(shared), AdminToken::Given(token)) = (store.shared(), &admin_token) {
                 let hash = vcs_agent::token::key_hash(token.expose());
@@ -307,6 +328,7 @@ fn run() -> Result<ExitCode, String> {
                 agent: &agent_listen,
                 api: &api_listen,
                 metrics: metrics_listen.as_deref(),
+                peers,
             };
             serve(
                 store,
@@ -331,6 +353,37 @@ struct Ports<'a> {
     agent: &'a str,
     api: &'a str,
     metrics: Option<&'a str>,
+    peers: Option<PeerOptions>,
+}
+
+/// `--peer-listen`, checked before anything starts: it needs `--redis` and a strong
+/// `--peer-secret` (or `VCS_GATEWAY_PEER_SECRET`, which stays out of `ps`).
+fn peer_options(
+    redis: bool,
+    listen: Option<String>,
+    advertise: Option<String>,
+    secret: Option<String>,
+) -> Result<Option<PeerOptions>, String> {
+    let secret = secret
+        .or_else(|| std::env::var("VCS_GATEWAY_PEER_SECRET").ok())
+        .filter(|s| !s.is_empty());
+    let Some(listen) = listen else {
+        if advertise.is_some() {
+            return Err("--peer-advertise needs --peer-listen".into());
+        }
+        return Ok(None);
+    };
+    if !redis {
+        return Err("--peer-listen needs --redis: forwarding is between replicas".into());
+    }
+    let Some(secret) = secret else {
+        return Err("--peer-listen needs --peer-secret (or VCS_GATEWAY_PEER_SECRET), the same on every replica".into());
+    };
+    Ok(Some(PeerOptions {
+        listen,
+        advertise,
+        secret: PeerSecret::new(Secret::new(secret))?,
+    }))
 }
 
 /// The admin token and where it came from (logged at start, never its value).
@@ -516,6 +569,10 @@ fn serve(
     log::info!("api port serves {}", scheme(api_tls));
     log::info!("agent port listening on {}", gateway.agent_addr);
     log::info!("api port listening on {}", gateway.api_addr);
+    if let Some(options) = ports.peers {
+        let addr = vcs_agent::gateway::peer::start(&gateway.hub, options)?;
+        log::info!("peer port listening on {addr} (requests forwarded by other replicas, signed with the peer secret)");
+    }
     if let Some(listen) = ports.metrics {
         let addr = gateway.serve_metrics(listen)?;
         log::info!("metrics port listening on {addr} (/healthz and /metrics without authentication: keep it on a private scrape network)");

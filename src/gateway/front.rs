@@ -261,6 +261,13 @@ fn health(hub: &Hub) -> String {
             "id": id,
             "redis_reachable": hub.store.reachable(),
         });
+        if let Some(peers) = hub.peers.get() {
+            if let (Some(replica), serde_json::Value::Object(figures)) =
+                (body["replica"].as_object_mut(), peers.health())
+            {
+                replica.extend(figures);
+            }
+        }
     }
     body.to_string()
 }
@@ -443,7 +450,11 @@ fn tunnel(
     if hub.is_draining() {
         return refuse_while_draining(caller);
     }
-    if waiting_limit(&pool, Instant::now() + hub.settings.queue_timeout).is_none() {
+    let peers = hub.peers.get();
+    let elsewhere = |pool: &str| peers.is_some_and(|p| p.has_routes(pool));
+    if waiting_limit(&pool, Instant::now() + hub.settings.queue_timeout).is_none()
+        && !elsewhere(pool_name)
+    {
         return fail(
             caller,
             Some(&pool),
@@ -482,15 +493,35 @@ fn tunnel(
     // With the body read whole (or none), an error answer leaves the connection usable.
     let body_read = job.body.rest.is_none();
     let deadline = Instant::now() + hub.settings.queue_timeout;
+    let mut pause = crate::gateway::peer::FIRST_PAUSE;
     loop {
         if hub.is_draining() {
             return refuse_while_draining(caller);
         }
-        let wait_until = waiting_limit(&pool, deadline).unwrap_or_else(Instant::now);
-        // A drain, or the pool's deletion, shuts the queue and wakes this at once.
-        pool.queued.fetch_add(1, Ordering::SeqCst);
-        let received = pool.idle.take_until(wait_until);
-        pool.queued.fetch_sub(1, Ordering::SeqCst);
+        let mut wait_until = waiting_limit(&pool, deadline).unwrap_or_else(Instant::now);
+        let mut received = pool.idle.try_take();
+        // No idle stream here: another replica's, then a short wait here, and again.
+        if let (None, Some(peers)) = (&received, peers) {
+            if let Some((reusable, record)) =
+                peers.dispatch(pool_name, &who.name, &mut job, &mut caller, &hub.settings)
+            {
+                pool.requests.fetch_add(1, Ordering::Relaxed);
+                let mut record = *record;
+                record.caller = Some(who.name.clone());
+                pool.remember(record);
+                return reusable.then_some(caller);
+            }
+            if elsewhere(pool_name) {
+                wait_until = deadline.min(Instant::now() + pause);
+                pause = (pause * 2).min(crate::gateway::peer::MAX_PAUSE);
+            }
+        }
+        if received.is_none() {
+            // A drain, or the pool's deletion, shuts the queue and wakes this at once.
+            pool.queued.fetch_add(1, Ordering::SeqCst);
+            received = pool.idle.take_until(wait_until);
+            pool.queued.fetch_sub(1, Ordering::SeqCst);
+        }
         if hub.is_draining() {
             if let Some(stream) = received {
                 stream.close("the gateway is shutting down");
@@ -499,6 +530,9 @@ fn tunnel(
         }
         let mut stream = match received {
             Some(stream) => stream,
+            None if Instant::now() < deadline && elsewhere(pool_name) && !pool.is_closed() => {
+                continue
+            }
             None if pool.is_closed() => {
                 return fail(
                     caller,
@@ -583,7 +617,7 @@ fn not_for(who: &callers::Caller, pool: &str) -> String {
 
 /// Reads the first piece of the request body (all of a small one) before a stream is taken;
 /// sends `100 Continue` first when the caller waits for it.
-fn read_body_start(
+pub(crate) fn read_body_start(
     caller: &mut Caller,
     framing: http1::Framing,
     send_continue: bool,

@@ -19,6 +19,7 @@ pub mod hub;
 pub mod idle;
 pub mod logins;
 pub mod panel;
+pub mod peer;
 pub mod shared;
 pub mod stats;
 pub mod store;

@@ -63,6 +63,9 @@ pub fn render(hub: &Hub) -> String {
             &[("replica", replica)],
             u64::from(hub.store.reachable()),
         );
+        if let Some(peers) = hub.peers.get() {
+            peers.render(&mut out);
+        }
     }
     out.family("vcs_gateway_pools", "gauge", "Pools known to the gateway.");
     out.sample("vcs_gateway_pools", &[], pools.len());

@@ -1,0 +1,275 @@
+//! The peer port: serves requests forwarded by other replicas from this replica's own idle
+//! agent streams, and nothing else.
+//!
+//! Every request must be signed ([`super::sign`]); anything else gets `403` and the
+//! connection closes. A signed request for a pool with no idle stream here gets `503` with
+//! [`super::BUSY`] at once, before its body is sent, so the forwarding replica can try
+//! elsewhere; with a stream, `100 Continue` tells it the request is taken, and the exchange
+//! runs on this connection's thread exactly as for a caller of the api port. Nothing here is
+//! ever forwarded again.
+
+use super::{sign, Peers};
+use crate::gateway::agents::AgentStream;
+use crate::gateway::exchange::{self, write_error};
+use crate::gateway::hub::{Caller, Hub, Job, Pool};
+use crate::http1::{self, Framing, HeadError, RequestHead};
+use crate::net::deadline::Watchable;
+use crate::net::Stream;
+use crate::protocol::{self, ErrorKind};
+use std::io::{BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A kept-open connection from another replica is closed after this long without a request.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Connections the peer port serves at once beyond `--max-callers`.
+const RESERVE: usize = 64;
+
+/// Serves the peer port on background threads.
+pub fn serve(listener: TcpListener, hub: Arc<Hub>, peers: Arc<Peers>) -> std::io::Result<()> {
+    let open = hub.settings.max_callers + RESERVE;
+    crate::net::listen::spawn(listener, "peer-port", "peer", open, move |tcp| {
+        connection(tcp, &hub, &peers)
+    })
+}
+
+fn connection(tcp: TcpStream, hub: &Hub, peers: &Peers) {
+    let Ok(peer) = tcp.peer_addr() else { return };
+    let _ = tcp.set_nodelay(true);
+    let _ = tcp.set_read_timeout(Some(IDLE_TIMEOUT));
+    let _ = tcp.set_write_timeout(Some(Duration::from_secs(120)));
+    let watchable = Watchable::of(&tcp);
+    let mut caller = Caller {
+        conn: BufReader::with_capacity(16 * 1024, Stream::Plain(tcp)),
+        peer,
+        watchable,
+    };
+    loop {
+        let head = match http1::read_request_head(&mut caller.conn) {
+            Ok(head) => head,
+            Err(HeadError::Closed) | Err(HeadError::Io(_)) => return,
+            Err(e) => {
+                peers.error();
+                let message = format!("peer port: {e}");
+                let _ = write_error(
+                    caller.conn.get_mut(),
+                    None,
+                    ErrorKind::BadRequest,
+                    &message,
+                    false,
+                );
+                return;
+            }
+        };
+        match serve_one(head, caller, hub, peers) {
+            Some(next) => caller = next,
+            None => return,
+        }
+    }
+}
+
+/// Serves one forwarded request; returns the connection when it can take another.
+fn serve_one(head: RequestHead, mut caller: Caller, hub: &Hub, peers: &Peers) -> Option<Caller> {
+    let signed = match sign::verify(&peers.secret, &head, crate::gateway::store::now_millis()) {
+        Ok(signed) => signed,
+        Err(refusal) => {
+            peers.error();
+            log::warn!(target: "peer", "refused a request from {} on the peer port: {refusal}", caller.peer);
+            let message = format!(
+                "the peer port serves only requests signed with the peer secret: {refusal}"
+            );
+            let _ = write_error(
+                caller.conn.get_mut(),
+                None,
+                ErrorKind::Forbidden,
+                &message,
+                false,
+            );
+            return None;
+        }
+    };
+    let (id, from, who) = (
+        signed.id.to_string(),
+        signed.from.to_string(),
+        signed.caller.to_string(),
+    );
+    let path = head.target.split('?').next().unwrap_or("");
+    let (Some(pool_name), Ok(framing)) = (
+        path.strip_prefix("/private/")
+            .map(|r| r.split('/').next().unwrap_or(r)),
+        head.framing(),
+    ) else {
+        peers.error();
+        let message = "the peer port serves only forwarded tunnel requests (/private/<pool>/…) with a valid body framing";
+        let _ = write_error(
+            caller.conn.get_mut(),
+            Some(&id),
+            ErrorKind::BadRequest,
+            message,
+            false,
+        );
+        return None;
+    };
+    let _open = hub.request_opened();
+    let Some((pool, stream)) = take(hub, pool_name) else {
+        return busy(caller, &peers.replica, pool_name, &id, framing);
+    };
+    // Taken: from here on the request is this replica's to answer.
+    if caller
+        .conn
+        .get_mut()
+        .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+        .and_then(|()| caller.conn.get_mut().flush())
+        .is_err()
+    {
+        pool.give_back(stream);
+        return None;
+    }
+    peers.counters.forwarded_in.fetch_add(1, Ordering::Relaxed);
+    let body = match crate::gateway::front::read_body_start(&mut caller, framing, false) {
+        Ok(body) => body,
+        Err(_) => {
+            pool.give_back(stream);
+            return None;
+        }
+    };
+    let prefix_len = "/private/".len() + pool_name.len();
+    let target = match &head.target[prefix_len..] {
+        "" => "/".to_string(),
+        t if t.starts_with('?') => format!("/{t}"),
+        t => t.to_string(),
+    };
+    let headers = protocol::end_to_end(
+        head.headers
+            .iter()
+            .filter(|(name, _)| {
+                !name.to_ascii_lowercase().starts_with(sign::PREFIX)
+                    && !name.eq_ignore_ascii_case("expect")
+            })
+            .cloned(),
+    );
+    let mut job = Job {
+        id,
+        method: head.method.clone(),
+        target,
+        headers,
+        framing,
+        version: 1,
+        keep_alive: head.keep_alive(),
+        body,
+    };
+    log::debug!(target: "peer", "id={} pool={pool_name} forwarded by replica {from}", job.id);
+    run(hub, &pool, stream, &mut job, caller, &who)
+}
+
+/// An idle stream of `pool_name` here, at once, or `None`.
+fn take(hub: &Hub, pool_name: &str) -> Option<(Arc<Pool>, AgentStream)> {
+    let pool = hub.pool(pool_name)?;
+    loop {
+        if hub.is_draining() || pool.is_closed() {
+            return None;
+        }
+        let mut stream = pool.idle.try_take()?;
+        match stream.ready() {
+            Ok(()) => return Some((pool, stream)),
+            Err(reason) => stream.drop_with(reason),
+        }
+    }
+}
+
+/// "No free stream here": nothing was taken, the forwarding replica tries elsewhere. A body
+/// announced but not sent (it waits for `100`) would be read as the next request: that
+/// connection closes.
+fn busy(
+    mut caller: Caller,
+    replica: &str,
+    pool: &str,
+    id: &str,
+    framing: Framing,
+) -> Option<Caller> {
+    let keep = framing == Framing::Empty;
+    let message = format!("replica {replica} has no free stream of pool \"{pool}\"");
+    let body = exchange::error_body(ErrorKind::NoAgent, &message);
+    let extra = [
+        (super::BUSY.to_string(), "1".to_string()),
+        ("X-Vcs-Request-Id".to_string(), id.to_string()),
+    ];
+    let written = http1::write_simple_with(
+        caller.conn.get_mut(),
+        503,
+        "application/json",
+        body.as_bytes(),
+        keep,
+        &extra,
+    );
+    (written.is_ok() && keep).then_some(caller)
+}
+
+/// Runs `job` on `stream` (or, when its head cannot be sent, another idle stream), then
+/// gives the stream back as a local request does.
+fn run(
+    hub: &Hub,
+    pool: &Pool,
+    mut stream: AgentStream,
+    job: &mut Job,
+    mut caller: Caller,
+    who: &str,
+) -> Option<Caller> {
+    loop {
+        let (instance, peer) = (stream.instance.clone(), stream.peer);
+        let busy = pool.busy_while(&instance);
+        let exchanged = exchange::run(
+            &mut stream.socket,
+            job,
+            &mut caller,
+            &hub.settings,
+            &instance,
+            peer,
+        );
+        drop(busy);
+        stream.heard();
+        match exchanged {
+            exchange::Exchanged::NotStarted(reason) => {
+                stream.drop_with(reason);
+                let next = pool.idle.try_take();
+                match next {
+                    Some(next) => stream = next,
+                    None => {
+                        let message = format!(
+                            "no agent of pool \"{}\" could take the request",
+                            pool.name()
+                        );
+                        let _ = write_error(
+                            caller.conn.get_mut(),
+                            Some(&job.id),
+                            ErrorKind::NoAgent,
+                            &message,
+                            false,
+                        );
+                        return None;
+                    }
+                }
+            }
+            exchange::Exchanged::Done {
+                state,
+                reusable,
+                record,
+            } => {
+                match state {
+                    exchange::StreamState::Usable if !hub.is_draining() => pool.give_back(stream),
+                    exchange::StreamState::Usable => stream.close("the gateway is shutting down"),
+                    exchange::StreamState::Draining => stream.close("agent is draining"),
+                    exchange::StreamState::Broken(reason) => stream.drop_with(reason),
+                }
+                pool.requests.fetch_add(1, Ordering::Relaxed);
+                let mut record = *record;
+                record.caller = Some(who.to_string());
+                pool.remember(record);
+                return reusable.then_some(caller);
+            }
+        }
+    }
+}
