@@ -637,3 +637,157 @@ fn requests_reaching_replicas_without_streams_are_forwarded_to_the_one_with_them
     assert_eq!(one.echo("alpha", &secret, "local").0, 200);
     assert_eq!(peer_figures(&one).1, 0);
 }
+
+/// A raw HTTP/1.1 request on `addr`: the status code, 0 when the connection yields none.
+fn raw_status(addr: &str, request: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(addr).expect("connect");
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    tcp.write_all(request.as_bytes()).expect("write");
+    let mut answer = String::new();
+    let _ = tcp.read_to_string(&mut answer);
+    // The final status, after any `100 Continue`.
+    let status = answer
+        .trim_start_matches("HTTP/1.1 100 Continue\r\n\r\n")
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, answer)
+}
+
+/// A forwarded request as `from` would sign it with `secret`, `age_ms` old.
+fn peer_request(secret: &str, target: &str, age_ms: u64) -> String {
+    use vcs_agent::gateway::peer::sign;
+    let secret = sign::PeerSecret::new(vcs_agent::token::Secret::new(secret)).expect("secret");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    let signed = sign::Signed {
+        method: "GET",
+        target,
+        id: "01JAAAAAAAAAAAAAAAAAAAAAAA",
+        from: "two",
+        caller: "saas",
+        time_ms: now - age_ms,
+    };
+    let mut request = format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    for (name, value) in sign::headers(&secret, &signed) {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request + "\r\n"
+}
+
+#[test]
+fn the_peer_port_serves_only_signed_forwarded_requests_and_the_api_port_never_them() {
+    let redis = Redis::start();
+    let secret = caller_secret(&redis);
+    let upstream = Upstream::start();
+    let one = Replica::start(&redis, "one", PEER);
+    let _agent = pool_alpha_with_agent(&one, &upstream);
+    let target = "/private/alpha/api/v4/projects/group%2Frepo/repository/archive?do=echo";
+
+    // Signed with the replicas' secret: served.
+    let (status, answer) = raw_status(&one.peer_addr, &peer_request(PEER_SECRET, target, 0));
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.contains("01JAAAAAAAAAAAAAAAAAAAAAAA"), "{answer}");
+    // Unsigned, forged (another secret), too old, or changed after signing: refused.
+    let unsigned = format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
+    let forged = peer_request("another-secret-0123456789abcdef-987654", target, 0);
+    let old = peer_request(PEER_SECRET, target, 60_000);
+    let changed = peer_request(PEER_SECRET, target, 0).replace("do=echo", "do=hang");
+    for (what, request) in [
+        ("unsigned", &unsigned),
+        ("forged", &forged),
+        ("old", &old),
+        ("changed", &changed),
+    ] {
+        let (status, answer) = raw_status(&one.peer_addr, request);
+        assert_eq!(status, 403, "{what}: {answer}");
+        assert!(
+            answer.contains("signed with the peer secret"),
+            "{what}: {answer}"
+        );
+    }
+    one.proc
+        .out
+        .wait_for("does not match", Duration::from_secs(5));
+    assert_eq!(peer_figures(&one).2, 4);
+    // The peer port serves no api, panel or health; the api port takes a signed request as
+    // any other: without a caller's secret it is refused.
+    for path in ["/healthz", "/metrics", "/api/pools", "/"] {
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\n\r\n");
+        assert_eq!(raw_status(&one.peer_addr, &request).0, 403, "{path}");
+    }
+    let (status, answer) = raw_status(&one.api_addr, &peer_request(PEER_SECRET, target, 0));
+    assert_eq!(status, 401, "{answer}");
+    assert_eq!(one.get("alpha", &secret), 200);
+    let secret_seen = one.proc.out.text().contains(PEER_SECRET);
+    assert!(!secret_seen, "the peer secret reached the log");
+}
+
+#[test]
+fn a_replica_with_another_peer_secret_is_refused_and_a_weak_or_missing_secret_exits_2() {
+    let redis = Redis::start();
+    let secret = caller_secret(&redis);
+    let upstream = Upstream::start();
+    let one = Replica::start(&redis, "one", PEER);
+    let _agent = pool_alpha_with_agent(&one, &upstream);
+    let wrong = Replica::start_with(
+        &redis,
+        "wrong",
+        &["--peer-listen", "127.0.0.1:0", "--queue-timeout", "2s"],
+        &[(
+            "VCS_GATEWAY_PEER_SECRET",
+            "not-the-replicas-secret-0123456789abc",
+        )],
+    );
+    // Its forwards are refused (once it has read the routing table): requests wait out
+    // their queue timeout.
+    wait_until(Duration::from_secs(10), "a forward refused", || {
+        assert_eq!(wrong.echo("alpha", &secret, "x").0, 503);
+        peer_figures(&wrong).2 >= 1
+    });
+    one.proc
+        .out
+        .wait_for("signature does not match", Duration::from_secs(5));
+    wrong
+        .proc
+        .out
+        .wait_for("refused a forwarded request (403)", Duration::from_secs(5));
+    assert!(peer_figures(&wrong).2 >= 1);
+
+    for (env, flags, needle) in [
+        ("", vec!["--peer-listen", "127.0.0.1:0"], "--peer-secret"),
+        (
+            "short",
+            vec!["--peer-listen", "127.0.0.1:0"],
+            "--peer-secret",
+        ),
+        (
+            PEER_SECRET,
+            vec!["--peer-listen", "0.0.0.0:0"],
+            "--peer-advertise",
+        ),
+    ] {
+        let output = Command::new(GATEWAY)
+            .args(["serve", "--redis", &redis.url(), "--admin-token", ADMIN])
+            .args([
+                "--agent-listen",
+                "127.0.0.1:0",
+                "--api-listen",
+                "127.0.0.1:0",
+            ])
+            .args(&flags)
+            .env("VCS_GATEWAY_PEER_SECRET", env)
+            .output()
+            .expect("serve");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(needle), "{stderr}");
+        assert!(env.is_empty() || !stderr.contains(env), "{stderr}");
+    }
+}
