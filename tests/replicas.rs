@@ -211,7 +211,18 @@ impl Replica {
 
     /// One tunnel request whose echo names `marker`: (status, echoed target, request id).
     fn echo(&self, pool: &str, secret: &str, marker: &str) -> (u16, String, String) {
-        let response = bare_client()
+        self.echo_with(&bare_client(), pool, secret, marker)
+    }
+
+    /// [`Replica::echo`] on `client`'s kept connections.
+    fn echo_with(
+        &self,
+        client: &ureq::Agent,
+        pool: &str,
+        secret: &str,
+        marker: &str,
+    ) -> (u16, String, String) {
+        let response = client
             .get(format!(
                 "http://{}/private/{pool}/api/v4/projects/group%2Frepo/repository/archive?do=echo&m={marker}",
                 self.api_addr
@@ -448,9 +459,12 @@ fn a_stopped_or_killed_redis_leaves_traffic_going_and_refuses_changes() {
     let mut redis = Redis::start();
     let secret = caller_secret(&redis);
     let upstream = Upstream::start();
-    let one = Replica::start(&redis, "one", &[]);
-    let three = Replica::start(&redis, "three", &[]);
+    let one = Replica::start(&redis, "one", PEER);
+    let three = Replica::start(&redis, "three", PEER);
     let _agent = pool_alpha_with_agent(&one, &upstream);
+    wait_until(Duration::from_secs(5), "three forwards to one", || {
+        three.get("alpha", &secret) == 200
+    });
 
     assert_eq!(one.health()["replica"]["redis_reachable"], true);
     redis.signal("STOP");
@@ -466,6 +480,8 @@ fn a_stopped_or_killed_redis_leaves_traffic_going_and_refuses_changes() {
         .contains("Redis is unreachable"));
     for _ in 0..20 {
         assert_eq!(one.get("alpha", &secret), 200);
+        // Forwarding goes on with the routing last read.
+        assert_eq!(three.get("alpha", &secret), 200);
     }
     redis.signal("CONT");
     redis.kill();
@@ -790,4 +806,118 @@ fn a_replica_with_another_peer_secret_is_refused_and_a_weak_or_missing_secret_ex
         assert!(stderr.contains(needle), "{stderr}");
         assert!(env.is_empty() || !stderr.contains(env), "{stderr}");
     }
+}
+
+/// Callers and requests each for the load test with a replica killed midway.
+const CALLERS: usize = 64;
+const REQUESTS_EACH: usize = 2000;
+
+#[test]
+fn a_replica_killed_under_load_fails_only_the_requests_in_flight_on_it() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let redis = Redis::start();
+    let secret = caller_secret(&redis);
+    let upstream = Upstream::start();
+    // Access lines (two per forwarded request) stay out of the captured output.
+    let quiet = [("RUST_LOG", "info,front=warn")];
+    let start = |id: &str| Replica::start_with(&redis, id, PEER, &quiet);
+    let replicas = [start("one"), start("two"), start("three")];
+    let (status, created) = replicas[0].api("POST", "pools", r#"{"name":"alpha"}"#);
+    assert_eq!(status, 201, "{created}");
+    let token = replicas[0].token_here(created["token"].as_str().expect("token"));
+    let others = format!(
+        "ws://{},ws://{}",
+        replicas[1].agent_addr, replicas[2].agent_addr
+    );
+    let _agent = start_agent(&agent_env(
+        &token,
+        &format!("{}/gitlab", upstream.base()),
+        &[
+            ("SPACELIFT_VCS_AGENT_PARALLELISM", "6"),
+            ("SPACELIFT_VCS_AGENT_GATEWAY_URLS", &others),
+            ("RUST_LOG", "warn"),
+        ],
+    ));
+    wait_until(
+        Duration::from_secs(30),
+        "two streams on each replica",
+        || replicas.iter().all(|r| r.streams("alpha") == 2),
+    );
+    // Every replica has read the routing table: it knows the two others hold streams.
+    wait_until(Duration::from_secs(5), "routes on every replica", || {
+        replicas.iter().all(|r| {
+            r.health()["replica"]["routes"]["alpha"]
+                .as_array()
+                .map_or(0, Vec::len)
+                == 2
+        })
+    });
+
+    let (done, killed) = (AtomicUsize::new(0), AtomicBool::new(false));
+    let failures = std::sync::Mutex::new(Vec::new());
+    let victim = 1;
+    std::thread::scope(|scope| {
+        for c in 0..CALLERS {
+            let (replicas, secret, done, killed, failures) =
+                (&replicas, &secret, &done, &killed, &failures);
+            scope.spawn(move || {
+                let client = bare_client();
+                for k in 0..REQUESTS_EACH {
+                    let after_kill = killed.load(Ordering::SeqCst);
+                    let mut index = (c + k) % 3;
+                    if after_kill && index == victim {
+                        index = (index + 1) % 3;
+                    }
+                    let marker = format!("c{c}k{k}");
+                    let (status, target, _) =
+                        replicas[index].echo_with(&client, "alpha", secret, &marker);
+                    if status == 200 {
+                        assert!(
+                            target.ends_with(&format!("m={marker}")),
+                            "{marker}: {target}"
+                        );
+                    } else {
+                        failures
+                            .lock()
+                            .expect("failures")
+                            .push((c, k, index, status, after_kill));
+                    }
+                    done.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        }
+        wait_until(Duration::from_secs(300), "half the requests", || {
+            done.load(Ordering::SeqCst) >= CALLERS * REQUESTS_EACH / 2
+        });
+        replicas[victim].proc.signal("KILL");
+        killed.store(true, Ordering::SeqCst);
+    });
+    let failures = failures.into_inner().expect("failures");
+    println!(
+        "{} of {} requests failed: {failures:?}",
+        failures.len(),
+        CALLERS * REQUESTS_EACH
+    );
+    // Only requests in flight when the replica died: sent to it, or forwarded to it (502).
+    assert!(failures.len() <= CALLERS, "{failures:?}");
+    for (c, k, index, status, after_kill) in &failures {
+        assert!(
+            !after_kill,
+            "caller {c} request {k} started after the kill: {status}"
+        );
+        assert!(
+            *index == victim || *status == 502,
+            "caller {c} request {k} on {index}: {status}"
+        );
+    }
+    // Streams were often all busy on the replica a request reached: others served it.
+    let forwarded = peer_figures(&replicas[0]).1 + peer_figures(&replicas[2]).1;
+    assert!(forwarded > 0, "no request was forwarded");
+    println!("{forwarded} requests forwarded by the survivors");
+    // The agent's slots on the killed replica come back on the others.
+    wait_until(
+        Duration::from_secs(15),
+        "six streams on the survivors",
+        || replicas[0].streams("alpha") + replicas[2].streams("alpha") == 6,
+    );
 }

@@ -273,6 +273,23 @@ impl Shared {
             .unwrap_or_default()
     }
 
+    /// The whole routing table: pool → the other replicas holding streams of it.
+    pub fn all_routes(&self) -> std::collections::BTreeMap<String, Vec<String>> {
+        let Ok(routes) = self.routes.read() else {
+            return Default::default();
+        };
+        routes
+            .iter()
+            .flat_map(|r| r.by_pool.iter())
+            .map(|(pool, routes)| {
+                (
+                    pool.clone(),
+                    routes.iter().map(|r| r.replica.clone()).collect(),
+                )
+            })
+            .collect()
+    }
+
     /// Reads every presence record into the routing table (one `SCAN` sweep and one `MGET`):
     /// run by the sync thread, so requests never wait for Redis.
     pub fn refresh_routes(&self) {

@@ -207,13 +207,15 @@ impl Peers {
 }
 
 impl Peers {
-    /// The counters for `/healthz`'s `replica` object.
+    /// The counters for `/healthz`'s `replica` object, and the routing table (which other
+    /// replicas hold streams of which pool, as this one last read it).
     pub fn health(&self) -> serde_json::Value {
         let (forwarded_in, forwarded_out, errors) = self.figures();
         serde_json::json!({
             "forwarded_in": forwarded_in,
             "forwarded_out": forwarded_out,
             "peer_errors": errors,
+            "routes": self.shared.all_routes(),
         })
     }
 
