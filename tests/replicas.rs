@@ -921,3 +921,69 @@ fn a_replica_killed_under_load_fails_only_the_requests_in_flight_on_it() {
         || replicas[0].streams("alpha") + replicas[2].streams("alpha") == 6,
     );
 }
+
+#[test]
+fn rediss_with_a_private_ca_given_by_redis_ca() {
+    use support::tls::Ca;
+    let dir = TempDir::new("redis-tls");
+    let ca = Ca::new("redis test CA");
+    let (cert, key) = ca.leaf(&["127.0.0.1"]).write(&dir, "redis");
+    let ca_path = ca.write(&dir);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+        .to_string();
+    let mut command = Command::new("redis-server");
+    command
+        .args(["--port", "0", "--bind", "127.0.0.1", "--tls-port", &port])
+        .arg("--tls-cert-file")
+        .arg(&cert)
+        .arg("--tls-key-file")
+        .arg(&key)
+        .args(["--tls-auth-clients", "no", "--save", ""])
+        .arg("--dir")
+        .arg(&dir.0);
+    let _redis = Proc::spawn(command);
+    _redis
+        .out
+        .wait_for("eady to accept connections", Duration::from_secs(10));
+    let url = format!("rediss://127.0.0.1:{port}");
+    let run = |args: &[&str], ca: bool| {
+        let mut command = Command::new(GATEWAY);
+        command.args(args).args(["--redis", &url]);
+        if ca {
+            command.arg("--redis-ca").arg(&ca_path);
+        }
+        command.output().expect("vcs-gateway")
+    };
+    let created = run(&["pool", "create", "--name", "tls"], true);
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let listed = run(&["pool", "list"], true);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("tls"));
+    // Without the CA the server is not trusted: nothing is read, exit 2 naming --redis.
+    let refused = run(&["pool", "list"], false);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--redis"), "{stderr}");
+    // A replica serves over it.
+    let mut command = Command::new(GATEWAY);
+    command
+        .args(["serve", "--redis", &url, "--redis-ca"])
+        .arg(&ca_path)
+        .args([
+            "--agent-listen",
+            "127.0.0.1:0",
+            "--api-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--admin-token", ADMIN]);
+    let replica = Proc::spawn(command);
+    replica
+        .out
+        .wait_for("1 pools loaded", Duration::from_secs(10));
+}
