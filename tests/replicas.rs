@@ -987,3 +987,52 @@ fn rediss_with_a_private_ca_given_by_redis_ca() {
         .out
         .wait_for("1 pools loaded", Duration::from_secs(10));
 }
+
+#[test]
+fn a_peer_without_a_free_stream_says_so_and_the_request_waits_for_one() {
+    let redis = Redis::start();
+    let secret = caller_secret(&redis);
+    let upstream = Upstream::start();
+    let one = Replica::start(&redis, "one", PEER);
+    let two = Replica::start(&redis, "two", PEER);
+    let (_, created) = one.api("POST", "pools", r#"{"name":"alpha"}"#);
+    let token = created["token"].as_str().expect("token").to_string();
+    let target = format!("{}/gitlab", upstream.base());
+    let _agent = start_agent(&agent_env(
+        &token,
+        &target,
+        &[("SPACELIFT_VCS_AGENT_PARALLELISM", "1")],
+    ));
+    wait_until(Duration::from_secs(15), "routes on two", || {
+        two.health()["replica"]["routes"]["alpha"] == serde_json::json!(["one"])
+    });
+    // The only stream is busy with a slow request.
+    let (api, bearer) = (one.api_addr.clone(), format!("Bearer {secret}"));
+    let slow = std::thread::spawn(move || {
+        bare_client()
+            .get(format!(
+                "http://{api}/private/alpha/api/v4/projects/group%2Frepo/repository/archive?do=sleep&n=1500"
+            ))
+            .header(CALLER_HEADER, bearer)
+            .call()
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    });
+    wait_until(Duration::from_secs(5), "the stream busy", || {
+        one.health()["pools"]["alpha"]["busy"] == 1
+    });
+    // Two forwards, hears "no free stream" at once, and tries again until it is free.
+    let started = std::time::Instant::now();
+    let (status, target, _) = two.echo("alpha", &secret, "waited");
+    assert_eq!(status, 200);
+    assert!(target.ends_with("m=waited"), "{target}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(slow.join().expect("slow request"), 200);
+    // Only the request that ran counts as forwarded; "no free stream" is no error.
+    assert_eq!(peer_figures(&one).0, 1);
+    assert_eq!(peer_figures(&two), (0, 1, 0));
+}

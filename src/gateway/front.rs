@@ -544,7 +544,7 @@ fn tunnel(
                     body_read,
                 );
             }
-            None if no_agent(&pool) => {
+            None if no_agent(&pool) && !elsewhere(pool_name) => {
                 return fail(
                     caller,
                     Some(&pool),

@@ -54,6 +54,8 @@ pub enum Forwarded {
 enum Start {
     Go(PeerConn),
     NotTaken,
+    /// No answer in time: the peer may have taken the request, so it goes nowhere else.
+    Silent(String),
 }
 
 /// A response head from a peer.
@@ -92,11 +94,6 @@ pub fn forward(
 ) -> Forwarded {
     let started = Instant::now();
     let head = request_head(peers, pool, caller_name, job);
-    let mut conn = match start(peers, route, &head) {
-        Start::Go(conn) => conn,
-        Start::NotTaken => return Forwarded::NotTaken,
-    };
-    peers.counters.forwarded_out.fetch_add(1, Ordering::Relaxed);
     let mut record = RequestRecord {
         id: job.id.clone(),
         time_ms: crate::gateway::store::now_millis(),
@@ -105,6 +102,19 @@ pub fn forward(
         agent: Some(format!("replica:{}", route.replica)),
         ..RequestRecord::default()
     };
+    let mut conn = match start(peers, route, &head) {
+        Start::Go(conn) => conn,
+        Start::NotTaken => return Forwarded::NotTaken,
+        Start::Silent(reason) => {
+            let reusable = lost(caller, &mut record, reason);
+            record.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+            return Forwarded::Done {
+                reusable,
+                record: Box::new(record),
+            };
+        }
+    };
+    peers.counters.forwarded_out.fetch_add(1, Ordering::Relaxed);
     let _ = conn
         .tcp()
         .set_read_timeout(Some(settings.exchange_timeout + START_TIMEOUT));
@@ -167,11 +177,20 @@ fn request_head(peers: &Peers, pool: &str, caller_name: &str, job: &Job) -> Vec<
 /// Sends the head on a kept connection (or a new one when it turns out closed) and reads
 /// whether the peer took the request.
 fn start(peers: &Peers, route: &Route, head: &[u8]) -> Start {
+    let silent = |e: io::Error| {
+        peers.error();
+        Start::Silent(format!(
+            "replica {} did not say within {START_TIMEOUT:?} whether it took the request ({e}); it may have, so it was not sent elsewhere",
+            route.replica
+        ))
+    };
     if let Some(conn) = peers.reuse(&route.address) {
         // A kept connection the peer closed meanwhile fails before any answer: nothing
         // reached an agent, so a new connection may carry the request.
-        if let Ok(start) = try_start(peers, route, conn, head) {
-            return start;
+        match try_start(peers, route, conn, head) {
+            Ok(start) => return start,
+            Err(e) if crate::net::stream::is_timeout(&e) => return silent(e),
+            Err(_) => {}
         }
     }
     let conn = match super::connect(&route.address) {
@@ -185,6 +204,7 @@ fn start(peers: &Peers, route: &Route, head: &[u8]) -> Start {
     };
     match try_start(peers, route, conn, head) {
         Ok(start) => start,
+        Err(e) if crate::net::stream::is_timeout(&e) => silent(e),
         Err(e) => {
             peers.error();
             peers.mark_down(&route.address);
