@@ -8,7 +8,9 @@
 //! never look complete. When the caller goes away, the agent's WebSocket is closed: that is
 //! the cancellation signal.
 
-use crate::gateway::hub::{BodyStart, Caller, Job, RequestRecord, Settings};
+use crate::gateway::record::RequestRecord;
+use crate::gateway::request::{BodyStart, Caller, Job};
+use crate::gateway::settings::Settings;
 use crate::http1::{self, BodyReader, Framing};
 use crate::net::stream::is_timeout;
 use crate::net::Stream;
@@ -123,7 +125,7 @@ pub fn run(
     let (framing, version, keep_alive) = (*framing, *version, *keep_alive);
     let mut tally = RequestRecord {
         id: id.clone(),
-        time_ms: crate::gateway::store::now_millis(),
+        time_ms: crate::clock::now_millis(),
         method: method.clone(),
         path: crate::observe::redact_target(target),
         agent: Some(agent.to_string()),

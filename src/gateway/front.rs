@@ -20,7 +20,10 @@
 use crate::gateway::callers;
 use crate::gateway::exchange;
 use crate::gateway::exchange::write_error;
-use crate::gateway::hub::{BodyStart, Caller, Hub, Job, Pool, RequestRecord};
+use crate::gateway::hub::Hub;
+use crate::gateway::pool::Pool;
+use crate::gateway::record::RequestRecord;
+use crate::gateway::request::{BodyStart, Caller, Job};
 use crate::gateway::store::Scope;
 use crate::http1::{self, HeadError, RequestHead};
 use crate::net::deadline::Watchable;
@@ -229,7 +232,7 @@ pub(crate) fn write_monitoring(
     keep_alive: bool,
 ) -> std::io::Result<()> {
     if path == "/metrics" {
-        let text = crate::observe::gateway_metrics::render(hub);
+        let text = crate::gateway::metrics::render(hub);
         let kind = crate::observe::prometheus::CONTENT_TYPE;
         return http1::write_simple(out, 200, kind, text.as_bytes(), keep_alive);
     }
@@ -310,7 +313,7 @@ fn tunnel(
     let who_name = who.as_ref().ok().map(|who| who.name.clone());
     let record = |kind: ErrorKind, message: &str| RequestRecord {
         id: id.clone(),
-        time_ms: crate::gateway::store::now_millis(),
+        time_ms: crate::clock::now_millis(),
         method: head.method.clone(),
         path: crate::observe::redact_target(&head.target),
         status: kind.status(),

@@ -9,7 +9,9 @@
 //! lost agent does.
 
 use super::{sign, Peers};
-use crate::gateway::hub::{Caller, Job, RequestRecord, Settings};
+use crate::gateway::record::RequestRecord;
+use crate::gateway::request::{Caller, Job};
+use crate::gateway::settings::Settings;
 use crate::gateway::shared::Route;
 use crate::http1::{self, BodyReader, Framing};
 use crate::protocol::{ErrorKind, Headers, MAX_CHUNK};
@@ -96,7 +98,7 @@ pub fn forward(
     let head = request_head(peers, pool, caller_name, job);
     let mut record = RequestRecord {
         id: job.id.clone(),
-        time_ms: crate::gateway::store::now_millis(),
+        time_ms: crate::clock::now_millis(),
         method: job.method.clone(),
         path: crate::observe::redact_target(&job.target),
         agent: Some(format!("replica:{}", route.replica)),
@@ -147,7 +149,7 @@ fn request_head(peers: &Peers, pool: &str, caller_name: &str, job: &Job) -> Vec<
         id: &job.id,
         from: &peers.replica,
         caller: caller_name,
-        time_ms: crate::gateway::store::now_millis(),
+        time_ms: crate::clock::now_millis(),
     };
     let mut head = Vec::with_capacity(512);
     head.extend_from_slice(format!("{} {target} HTTP/1.1\r\n", job.method).as_bytes());

@@ -192,10 +192,10 @@ impl Peers {
         &self,
         pool: &str,
         caller_name: &str,
-        job: &mut crate::gateway::hub::Job,
-        caller: &mut crate::gateway::hub::Caller,
-        settings: &crate::gateway::hub::Settings,
-    ) -> Option<(bool, Box<crate::gateway::hub::RequestRecord>)> {
+        job: &mut crate::gateway::request::Job,
+        caller: &mut crate::gateway::request::Caller,
+        settings: &crate::gateway::settings::Settings,
+    ) -> Option<(bool, Box<crate::gateway::record::RequestRecord>)> {
         for route in self.routes(pool) {
             match client::forward(self, &route, pool, caller_name, job, caller, settings) {
                 client::Forwarded::NotTaken => continue,

@@ -9,9 +9,11 @@
 //! ever forwarded again.
 
 use super::{sign, Peers};
-use crate::gateway::agents::AgentStream;
 use crate::gateway::exchange::{self, write_error};
-use crate::gateway::hub::{Caller, Hub, Job, Pool};
+use crate::gateway::hub::Hub;
+use crate::gateway::pool::Pool;
+use crate::gateway::request::{Caller, Job};
+use crate::gateway::stream::AgentStream;
 use crate::http1::{self, Framing, HeadError, RequestHead};
 use crate::net::deadline::Watchable;
 use crate::net::Stream;
@@ -73,7 +75,7 @@ fn connection(tcp: TcpStream, hub: &Hub, peers: &Peers) {
 
 /// Serves one forwarded request; returns the connection when it can take another.
 fn serve_one(head: RequestHead, mut caller: Caller, hub: &Hub, peers: &Peers) -> Option<Caller> {
-    let signed = match sign::verify(&peers.secret, &head, crate::gateway::store::now_millis()) {
+    let signed = match sign::verify(&peers.secret, &head, crate::clock::now_millis()) {
         Ok(signed) => signed,
         Err(refusal) => {
             peers.error();

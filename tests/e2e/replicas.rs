@@ -1,9 +1,12 @@
 //! Several gateways sharing pools and callers through a real `redis-server` (started here on
 //! a private unix socket, no TCP port, stopped by PID): changes on one replica are in force
 //! on the others within a second, by pub/sub or by the polled version alone; a stopped or
-//! killed Redis leaves traffic going and changes refused with 503 until it is back.
+//! killed Redis leaves traffic going and changes refused with 503 until it is back; requests
+//! reaching a replica without an idle stream of their pool are forwarded, signed, over the
+//! peer port to one with streams, and a replica killed under load fails only what was in
+//! flight on it.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 use std::time::Duration;

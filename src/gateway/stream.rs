@@ -1,0 +1,195 @@
+//! One authenticated agent stream as the gateway holds it, and the agent process behind it.
+//!
+//! Idle, a stream waits in its pool's queue ([`crate::gateway::pool`]); a caller's thread
+//! takes it for one exchange and gives it back, and the housekeeper
+//! ([`crate::gateway::agents::housekeeper`]) keeps it alive meanwhile. Dropping an
+//! [`AgentStream`] closes the connection, counts it out of whatever it belongs to (its pool,
+//! through [`Membership`], so this module needs nothing above it) and logs why it ended.
+
+use crate::net::stream::is_timeout;
+use crate::net::Stream;
+use crate::protocol::{self, Control, Frame};
+use log::info;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tungstenite::{Bytes, Message, WebSocket};
+
+/// How often idle streams are looked after, and how long a stream may sit idle before an
+/// exchange first reads what arrived meanwhile.
+pub const TICK: Duration = Duration::from_millis(250);
+
+/// An agent process as the gateway sees it (all its streams share one instance id).
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentInfo {
+    pub instance: String,
+    pub version: String,
+    pub metadata: BTreeMap<String, String>,
+    pub remote: String,
+    pub connected_since: u64,
+    pub streams: usize,
+    pub busy: usize,
+}
+
+/// What a stream belongs to, told when the stream ends: the pool, which counts its streams.
+pub trait Membership: Send + Sync {
+    /// The name the stream's log lines give.
+    fn name(&self) -> String;
+    /// A stream of agent `instance` is gone.
+    fn stream_left(&self, instance: &str);
+}
+
+/// One authenticated agent stream. Idle, it waits in its pool's queue; a caller's thread
+/// takes it, runs one exchange and gives it back. Dropping it closes the connection and
+/// counts it out of the pool.
+pub struct AgentStream {
+    pub socket: WebSocket<Stream>,
+    pool: Arc<dyn Membership>,
+    pub instance: String,
+    pub peer: SocketAddr,
+    last_heard: Instant,
+    last_ping: Instant,
+    /// Why it ended, for the log line written when it is dropped.
+    end: String,
+}
+
+impl AgentStream {
+    /// A stream just upgraded and authenticated; the caller has counted it into `pool`.
+    pub fn new(
+        socket: WebSocket<Stream>,
+        pool: Arc<dyn Membership>,
+        instance: String,
+        peer: SocketAddr,
+    ) -> AgentStream {
+        AgentStream {
+            socket,
+            pool,
+            instance,
+            peer,
+            last_heard: Instant::now(),
+            last_ping: Instant::now(),
+            end: String::from("closed"),
+        }
+    }
+
+    /// Before an exchange: after a pause, reads what arrived meanwhile, so a closed or
+    /// draining stream is not given a request. Back-to-back exchanges skip this.
+    pub fn ready(&mut self) -> Result<(), String> {
+        if self.last_heard.elapsed() > TICK {
+            poll(&mut self.socket, &mut self.last_heard)?;
+        }
+        Ok(())
+    }
+
+    /// After an exchange: the agent was heard from just now.
+    pub fn heard(&mut self) {
+        self.last_heard = Instant::now();
+    }
+
+    /// Idle housekeeping: take in pongs and drain notices, ping after a keepalive interval
+    /// of silence, give up after three.
+    pub fn keep_alive(&mut self, keepalive: Duration) -> Result<(), String> {
+        poll(&mut self.socket, &mut self.last_heard)?;
+        if self.last_heard.elapsed() > keepalive * 3 {
+            return Err(format!(
+                "no frame from the agent for {:?}",
+                self.last_heard.elapsed()
+            ));
+        }
+        if self.last_ping.elapsed() >= keepalive {
+            self.last_ping = Instant::now();
+            self.socket
+                .send(Message::Ping(Bytes::new()))
+                .map_err(|e| format!("ping failed: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Ends the stream with a close frame (the agent dials again, or finishes its drain).
+    pub fn close(mut self, reason: &str) {
+        let _ = self.socket.get_ref().set_nonblocking(true);
+        let _ = self.socket.close(None);
+        let _ = self.socket.flush();
+        self.end = reason.to_string();
+    }
+
+    /// Ends the stream without ceremony (it is broken).
+    pub fn drop_with(mut self, reason: String) {
+        self.end = reason;
+    }
+}
+
+impl Drop for AgentStream {
+    fn drop(&mut self) {
+        self.pool.stream_left(&self.instance);
+        info!(
+            "agent stream closed: pool={} agent={} remote={}: {}",
+            self.pool.name(),
+            self.instance,
+            self.peer,
+            self.end
+        );
+    }
+}
+
+/// Reads whatever the agent sent while idle, without blocking. `Err` ends the stream.
+fn poll(socket: &mut WebSocket<Stream>, last_heard: &mut Instant) -> Result<(), String> {
+    /// What one look at an idle socket found.
+    enum Seen {
+        Quiet,
+        Draining,
+        End(String),
+    }
+    if let Err(e) = socket.get_ref().set_nonblocking(true) {
+        return Err(format!("socket error: {e}"));
+    }
+    // A bounded number of messages per look: a chatty agent cannot hold the housekeeper.
+    let mut seen = Seen::Quiet;
+    for _ in 0..64 {
+        match socket.read() {
+            Ok(message) => {
+                *last_heard = Instant::now();
+                match protocol::decode(message) {
+                    Ok(None) => {}
+                    Ok(Some(Frame::Control(Control::Draining))) => {
+                        seen = Seen::Draining;
+                        break;
+                    }
+                    Ok(Some(Frame::Closed)) => {
+                        seen = Seen::End("agent closed the stream".into());
+                        break;
+                    }
+                    Ok(Some(other)) => {
+                        seen = Seen::End(format!(
+                            "protocol violation: {} while idle",
+                            protocol::describe(&other)
+                        ));
+                        break;
+                    }
+                    Err(e) => {
+                        seen = Seen::End(e.to_string());
+                        break;
+                    }
+                }
+            }
+            Err(tungstenite::Error::Io(e)) if is_timeout(&e) => break,
+            Err(e) => {
+                seen = Seen::End(format!("connection lost: {e}"));
+                break;
+            }
+        }
+    }
+    let _ = socket.get_ref().set_nonblocking(false);
+    match seen {
+        Seen::Quiet => Ok(()),
+        Seen::Draining => {
+            // Acknowledge: the agent waits for our close to finish its drain.
+            let _ = socket.close(None);
+            let _ = socket.flush();
+            Err("agent is draining".into())
+        }
+        Seen::End(reason) => Err(reason),
+    }
+}
