@@ -432,7 +432,8 @@ start_replica() {
 # start_pool_agent <pool> <streams> <first agent addr> [more addrs]: an agent of a new pool
 start_pool_agent() {
     local pool=$1 streams=$2 first=$3 token others
-    shift 3; others=$(printf 'ws://%s,' "$@"); others=${others%,}
+    shift 3; others=
+    (($#)) && others=$(printf 'ws://%s,' "$@") && others=${others%,}
     token=$("$BIN/vcs-gateway" pool create --redis "$RURL" --name "$pool" --public-url "ws://$first")
     env -i PATH="$PATH" SPACELIFT_VCS_AGENT_POOL_TOKEN="$token" \
         SPACELIFT_VCS_AGENT_TARGET_BASE_ENDPOINT="http://127.0.0.1:$NGINX_PORT" \
@@ -447,7 +448,7 @@ wait_health() {
         curl -fsS -H "Authorization: Bearer $RADMIN" "http://$1/healthz" 2>/dev/null | grep -Eq "$2" && return 0
         sleep 0.02
     done
-    die "replica at $1: /healthz never matched $2"
+    die "replica at $1: /healthz never matched $2: $(tail -n 3 "$RB"/*.log)"
 }
 read -r R1_AGENT R1_API < <(start_replica one)
 read -r R2_AGENT R2_API < <(start_replica two)

@@ -516,7 +516,7 @@ fn tunnel(
             }
             if elsewhere(pool_name) {
                 wait_until = deadline.min(Instant::now() + pause);
-                pause = (pause * 2).min(crate::gateway::peer::MAX_PAUSE);
+                pause = crate::gateway::peer::next_pause(pause, !no_agent(&pool));
             }
         }
         if received.is_none() {

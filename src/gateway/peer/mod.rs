@@ -174,11 +174,24 @@ fn connect(address: &str) -> std::io::Result<TcpStream> {
     Err(last)
 }
 
-/// The first pause between rounds of tries while no stream anywhere is free; it doubles up
-/// to [`MAX_PAUSE`] (the local queue wakes the request at once when a stream of its own
-/// comes free meanwhile).
+/// The pause between rounds of tries while no stream anywhere is free, waiting on the local
+/// queue (which wakes the request at once when a stream of its own comes free): it starts at
+/// [`FIRST_PAUSE`] and grows fourfold up to [`MAX_PAUSE`], or, when this replica has streams of the
+/// pool (one of them soon free), up to [`MAX_PAUSE_WITH_STREAMS`], so that requests queued
+/// everywhere do not keep asking each other.
 pub const FIRST_PAUSE: Duration = Duration::from_millis(2);
 pub const MAX_PAUSE: Duration = Duration::from_millis(50);
+pub const MAX_PAUSE_WITH_STREAMS: Duration = Duration::from_millis(250);
+
+/// The pause after `pause` (see [`FIRST_PAUSE`]).
+pub fn next_pause(pause: Duration, local_streams: bool) -> Duration {
+    let ceiling = if local_streams {
+        MAX_PAUSE_WITH_STREAMS
+    } else {
+        MAX_PAUSE
+    };
+    (pause * 4).min(ceiling)
+}
 
 impl Peers {
     /// Whether another replica is known to hold streams of `pool`.
