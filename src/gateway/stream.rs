@@ -6,8 +6,8 @@
 //! [`AgentStream`] closes the connection, counts it out of whatever it belongs to (its pool,
 //! through [`Membership`], so this module needs nothing above it) and logs why it ended.
 
-use crate::net::stream::is_timeout;
 use crate::net::Stream;
+use crate::protocol::link::{Link, LinkError};
 use crate::protocol::{self, Control, Frame};
 use log::info;
 use serde::Serialize;
@@ -45,11 +45,11 @@ pub trait Membership: Send + Sync {
 /// takes it, runs one exchange and gives it back. Dropping it closes the connection and
 /// counts it out of the pool.
 pub struct AgentStream {
-    pub socket: WebSocket<Stream>,
+    /// The connection, read and written in frames; it knows when the agent was last heard.
+    pub link: Link<Stream>,
     pool: Arc<dyn Membership>,
     pub instance: String,
     pub peer: SocketAddr,
-    last_heard: Instant,
     last_ping: Instant,
     /// Why it ended, for the log line written when it is dropped.
     end: String,
@@ -64,11 +64,10 @@ impl AgentStream {
         peer: SocketAddr,
     ) -> AgentStream {
         AgentStream {
-            socket,
+            link: Link::new(socket),
             pool,
             instance,
             peer,
-            last_heard: Instant::now(),
             last_ping: Instant::now(),
             end: String::from("closed"),
         }
@@ -77,31 +76,29 @@ impl AgentStream {
     /// Before an exchange: after a pause, reads what arrived meanwhile, so a closed or
     /// draining stream is not given a request. Back-to-back exchanges skip this.
     pub fn ready(&mut self) -> Result<(), String> {
-        if self.last_heard.elapsed() > TICK {
-            poll(&mut self.socket, &mut self.last_heard)?;
+        if self.link.silent_for() > TICK {
+            self.poll()?;
         }
         Ok(())
     }
 
     /// After an exchange: the agent was heard from just now.
     pub fn heard(&mut self) {
-        self.last_heard = Instant::now();
+        self.link.heard();
     }
 
     /// Idle housekeeping: take in pongs and drain notices, ping after a keepalive interval
     /// of silence, give up after three.
     pub fn keep_alive(&mut self, keepalive: Duration) -> Result<(), String> {
-        poll(&mut self.socket, &mut self.last_heard)?;
-        if self.last_heard.elapsed() > keepalive * 3 {
-            return Err(format!(
-                "no frame from the agent for {:?}",
-                self.last_heard.elapsed()
-            ));
+        self.poll()?;
+        let silent = self.link.silent_for();
+        if silent > keepalive * 3 {
+            return Err(format!("no frame from the agent for {silent:?}"));
         }
         if self.last_ping.elapsed() >= keepalive {
             self.last_ping = Instant::now();
-            self.socket
-                .send(Message::Ping(Bytes::new()))
+            self.link
+                .send_message(Message::Ping(Bytes::new()))
                 .map_err(|e| format!("ping failed: {e}"))?;
         }
         Ok(())
@@ -109,15 +106,44 @@ impl AgentStream {
 
     /// Ends the stream with a close frame (the agent dials again, or finishes its drain).
     pub fn close(mut self, reason: &str) {
-        let _ = self.socket.get_ref().set_nonblocking(true);
-        let _ = self.socket.close(None);
-        let _ = self.socket.flush();
+        let _ = self.link.get_ref().set_nonblocking(true);
+        self.say_goodbye();
         self.end = reason.to_string();
     }
 
     /// Ends the stream without ceremony (it is broken).
     pub fn drop_with(mut self, reason: String) {
         self.end = reason;
+    }
+
+    fn say_goodbye(&mut self) {
+        let _ = self.link.close();
+        let _ = self.link.flush();
+    }
+
+    /// Reads whatever the agent sent while idle, without blocking. `Err` ends the stream.
+    fn poll(&mut self) -> Result<(), String> {
+        if let Err(e) = self.link.get_ref().set_nonblocking(true) {
+            return Err(format!("socket error: {e}"));
+        }
+        // A bounded number of messages per look: a chatty agent cannot hold the housekeeper.
+        let seen = self.link.recv_waiting(64);
+        let _ = self.link.get_ref().set_nonblocking(false);
+        match seen {
+            Ok(None) => Ok(()),
+            Ok(Some(Frame::Control(Control::Draining))) => {
+                // Acknowledge: the agent waits for our close to finish its drain.
+                self.say_goodbye();
+                Err("agent is draining".into())
+            }
+            Ok(Some(Frame::Closed)) => Err("agent closed the stream".into()),
+            Ok(Some(other)) => Err(format!(
+                "protocol violation: {} while idle",
+                protocol::describe(&other)
+            )),
+            Err(LinkError::Socket(e)) => Err(format!("connection lost: {e}")),
+            Err(e) => Err(e.to_string()),
+        }
     }
 }
 
@@ -131,65 +157,5 @@ impl Drop for AgentStream {
             self.peer,
             self.end
         );
-    }
-}
-
-/// Reads whatever the agent sent while idle, without blocking. `Err` ends the stream.
-fn poll(socket: &mut WebSocket<Stream>, last_heard: &mut Instant) -> Result<(), String> {
-    /// What one look at an idle socket found.
-    enum Seen {
-        Quiet,
-        Draining,
-        End(String),
-    }
-    if let Err(e) = socket.get_ref().set_nonblocking(true) {
-        return Err(format!("socket error: {e}"));
-    }
-    // A bounded number of messages per look: a chatty agent cannot hold the housekeeper.
-    let mut seen = Seen::Quiet;
-    for _ in 0..64 {
-        match socket.read() {
-            Ok(message) => {
-                *last_heard = Instant::now();
-                match protocol::decode(message) {
-                    Ok(None) => {}
-                    Ok(Some(Frame::Control(Control::Draining))) => {
-                        seen = Seen::Draining;
-                        break;
-                    }
-                    Ok(Some(Frame::Closed)) => {
-                        seen = Seen::End("agent closed the stream".into());
-                        break;
-                    }
-                    Ok(Some(other)) => {
-                        seen = Seen::End(format!(
-                            "protocol violation: {} while idle",
-                            protocol::describe(&other)
-                        ));
-                        break;
-                    }
-                    Err(e) => {
-                        seen = Seen::End(e.to_string());
-                        break;
-                    }
-                }
-            }
-            Err(tungstenite::Error::Io(e)) if is_timeout(&e) => break,
-            Err(e) => {
-                seen = Seen::End(format!("connection lost: {e}"));
-                break;
-            }
-        }
-    }
-    let _ = socket.get_ref().set_nonblocking(false);
-    match seen {
-        Seen::Quiet => Ok(()),
-        Seen::Draining => {
-            // Acknowledge: the agent waits for our close to finish its drain.
-            let _ = socket.close(None);
-            let _ = socket.flush();
-            Err("agent is draining".into())
-        }
-        Seen::End(reason) => Err(reason),
     }
 }

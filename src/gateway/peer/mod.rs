@@ -31,7 +31,12 @@ pub mod client;
 pub mod server;
 pub mod sign;
 
+use crate::gateway::dispatch::{self, Refused, Served};
+use crate::gateway::hub::Hub;
+use crate::gateway::pool::Pool;
+use crate::gateway::request::{Caller, Job};
 use crate::gateway::shared::{Route, Shared};
+use crate::protocol::ErrorKind;
 use std::collections::HashMap;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -201,21 +206,77 @@ impl Peers {
 
     /// Tries the replicas holding streams of `pool` in turn, each request starting at the
     /// next; `None` when none took it (nothing reached an agent, the job is untouched).
-    pub fn dispatch(
+    fn forward_to_any(
         &self,
         pool: &str,
         caller_name: &str,
-        job: &mut crate::gateway::request::Job,
-        caller: &mut crate::gateway::request::Caller,
+        job: &mut Job,
+        caller: &mut Caller,
         settings: &crate::gateway::settings::Settings,
-    ) -> Option<(bool, Box<crate::gateway::record::RequestRecord>)> {
+    ) -> Option<Served> {
         for route in self.routes(pool) {
             match client::forward(self, &route, pool, caller_name, job, caller, settings) {
                 client::Forwarded::NotTaken => continue,
-                client::Forwarded::Done { reusable, record } => return Some((reusable, record)),
+                client::Forwarded::Done { reusable, record } => {
+                    return Some(Served::Exchanged { record, reusable })
+                }
             }
         }
         None
+    }
+}
+
+/// The front's dispatch: an idle stream of this replica's at once, else (on a replica with a
+/// peer port) another replica's, else a short wait on the local queue, and again until the
+/// queue timeout. Without a peer port, or with no other replica holding streams of the pool,
+/// it is [`dispatch::serve_locally`].
+pub fn serve(
+    hub: &Hub,
+    pool: &Pool,
+    caller_name: &str,
+    job: &mut Job,
+    caller: &mut Caller,
+) -> Served {
+    let Some(peers) = hub.peers.get() else {
+        return dispatch::serve_locally(hub, pool, job, caller);
+    };
+    let name = pool.name();
+    let deadline = Instant::now() + hub.settings.queue_timeout;
+    let mut pause = FIRST_PAUSE;
+    loop {
+        if hub.is_draining() {
+            return Served::Refused(Refused::shutting_down());
+        }
+        if let Some(stream) = pool.idle.try_take() {
+            return dispatch::serve_on(hub, pool, stream, job, caller, deadline);
+        }
+        if !peers.has_routes(&name) || pool.is_closed() {
+            return dispatch::serve_until(hub, pool, job, caller, deadline);
+        }
+        if let Some(served) = peers.forward_to_any(&name, caller_name, job, caller, &hub.settings) {
+            return served;
+        }
+        if Instant::now() >= deadline {
+            let message = format!(
+                "all streams of pool \"{name}\", here and on the other replicas, stayed busy for {:?}",
+                hub.settings.queue_timeout
+            );
+            let reusable = job.body.rest.is_none();
+            return Served::Refused(Refused::new(ErrorKind::QueueTimeout, message, reusable));
+        }
+        let until = deadline.min(Instant::now() + pause);
+        pause = next_pause(pause, pool.streams.load(Ordering::SeqCst) > 0);
+        // A drain, or the pool's deletion, shuts the queue and wakes this at once.
+        pool.queued.fetch_add(1, Ordering::SeqCst);
+        let taken = pool.idle.take_until(until);
+        pool.queued.fetch_sub(1, Ordering::SeqCst);
+        if let Some(stream) = taken {
+            if hub.is_draining() {
+                stream.close("the gateway is shutting down");
+                continue;
+            }
+            return dispatch::serve_on(hub, pool, stream, job, caller, deadline);
+        }
     }
 }
 
@@ -270,10 +331,7 @@ pub struct PeerOptions {
 
 /// Binds the peer port, records its address with this replica's presence and starts
 /// forwarding; returns the bound address. Needs a replica (`serve --redis`).
-pub fn start(
-    hub: &Arc<crate::gateway::hub::Hub>,
-    options: PeerOptions,
-) -> Result<std::net::SocketAddr, String> {
+pub fn start(hub: &Arc<Hub>, options: PeerOptions) -> Result<std::net::SocketAddr, String> {
     let (Some(shared), Some(replica)) = (hub.store.shared(), &hub.settings.replica_id) else {
         return Err("--peer-listen needs --redis: forwarding is between replicas".into());
     };

@@ -9,9 +9,11 @@
 //! ever forwarded again.
 
 use super::{sign, Peers};
+use crate::gateway::dispatch::{self, Served};
 use crate::gateway::exchange::{self, write_error};
 use crate::gateway::hub::Hub;
 use crate::gateway::pool::Pool;
+use crate::gateway::record::RequestRecord;
 use crate::gateway::request::{Caller, Job};
 use crate::gateway::stream::AgentStream;
 use crate::http1::{self, Framing, HeadError, RequestHead};
@@ -22,7 +24,7 @@ use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A kept-open connection from another replica is closed after this long without a request.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -98,12 +100,7 @@ fn serve_one(head: RequestHead, mut caller: Caller, hub: &Hub, peers: &Peers) ->
         signed.from.to_string(),
         signed.caller.to_string(),
     );
-    let path = head.target.split('?').next().unwrap_or("");
-    let (Some(pool_name), Ok(framing)) = (
-        path.strip_prefix("/private/")
-            .map(|r| r.split('/').next().unwrap_or(r)),
-        head.framing(),
-    ) else {
+    let Some((pool_name, framing)) = forwarded_pool(&head) else {
         peers.error();
         let message = "the peer port serves only forwarded tunnel requests (/private/<pool>/…) with a valid body framing";
         let _ = write_error(
@@ -116,34 +113,44 @@ fn serve_one(head: RequestHead, mut caller: Caller, hub: &Hub, peers: &Peers) ->
         return None;
     };
     let _open = hub.request_opened();
-    let Some((pool, stream)) = take(hub, pool_name) else {
-        return busy(caller, &peers.replica, pool_name, &id, framing);
+    let Some((pool, stream)) = take(hub, &pool_name) else {
+        return busy(caller, &peers.replica, &pool_name, &id, framing);
     };
     // Taken: from here on the request is this replica's to answer.
-    if caller
-        .conn
-        .get_mut()
-        .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-        .and_then(|()| caller.conn.get_mut().flush())
-        .is_err()
-    {
+    let Some(mut job) = accept(&mut caller, &head, &pool_name, id, framing) else {
         pool.give_back(stream);
         return None;
-    }
+    };
     peers.counters.forwarded_in.fetch_add(1, Ordering::Relaxed);
-    let body = match crate::gateway::front::read_body_start(&mut caller, framing, false) {
-        Ok(body) => body,
-        Err(_) => {
-            pool.give_back(stream);
-            return None;
-        }
-    };
-    let prefix_len = "/private/".len() + pool_name.len();
-    let target = match &head.target[prefix_len..] {
-        "" => "/".to_string(),
-        t if t.starts_with('?') => format!("/{t}"),
-        t => t.to_string(),
-    };
+    log::debug!(target: "peer", "id={} pool={pool_name} forwarded by replica {from}", job.id);
+    run(hub, &pool, stream, &mut job, caller, &who)
+}
+
+/// The pool a forwarded request is for, and its body's framing; `None` when it is not a
+/// well-formed tunnel request.
+fn forwarded_pool(head: &RequestHead) -> Option<(String, Framing)> {
+    let path = head.target.split('?').next().unwrap_or("");
+    let rest = path.strip_prefix("/private/")?;
+    let pool = rest.split('/').next().unwrap_or(rest);
+    let framing = head.framing().ok()?;
+    (!pool.is_empty()).then(|| (pool.to_string(), framing))
+}
+
+/// Tells the forwarding replica the request is taken (`100 Continue`), reads the start of
+/// its body, and makes the job as the front would have; `None` when that replica went away.
+fn accept(
+    caller: &mut Caller,
+    head: &RequestHead,
+    pool_name: &str,
+    id: String,
+    framing: Framing,
+) -> Option<Job> {
+    let out = caller.conn.get_mut();
+    out.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").ok()?;
+    out.flush().ok()?;
+    let body = crate::gateway::front::read_body_start(caller, framing, false).ok()?;
+    let target = crate::gateway::front::tunnel_target(&head.target, pool_name)?;
+    // The forwarding replica sent the headers the front keeps, and the peer protocol's own.
     let headers = protocol::end_to_end(
         head.headers
             .iter()
@@ -153,7 +160,7 @@ fn serve_one(head: RequestHead, mut caller: Caller, hub: &Hub, peers: &Peers) ->
             })
             .cloned(),
     );
-    let mut job = Job {
+    Some(Job {
         id,
         method: head.method.clone(),
         target,
@@ -162,9 +169,7 @@ fn serve_one(head: RequestHead, mut caller: Caller, hub: &Hub, peers: &Peers) ->
         version: 1,
         keep_alive: head.keep_alive(),
         body,
-    };
-    log::debug!(target: "peer", "id={} pool={pool_name} forwarded by replica {from}", job.id);
-    run(hub, &pool, stream, &mut job, caller, &who)
+    })
 }
 
 /// An idle stream of `pool_name` here, at once, or `None`.
@@ -210,68 +215,48 @@ fn busy(
     (written.is_ok() && keep).then_some(caller)
 }
 
-/// Runs `job` on `stream` (or, when its head cannot be sent, another idle stream), then
-/// gives the stream back as a local request does.
+/// Runs `job` on `stream` (or, should that stream turn out dead, the next idle one) as a
+/// local request runs, and logs it here too, under the same id.
 fn run(
     hub: &Hub,
     pool: &Pool,
-    mut stream: AgentStream,
+    stream: AgentStream,
     job: &mut Job,
     mut caller: Caller,
     who: &str,
 ) -> Option<Caller> {
-    loop {
-        let (instance, peer) = (stream.instance.clone(), stream.peer);
-        let busy = pool.busy_while(&instance);
-        let exchanged = exchange::run(
-            &mut stream.socket,
-            job,
-            &mut caller,
-            &hub.settings,
-            &instance,
-            peer,
-        );
-        drop(busy);
-        stream.heard();
-        match exchanged {
-            exchange::Exchanged::NotStarted(reason) => {
-                stream.drop_with(reason);
-                let next = pool.idle.try_take();
-                match next {
-                    Some(next) => stream = next,
-                    None => {
-                        let message = format!(
-                            "no agent of pool \"{}\" could take the request",
-                            pool.name()
-                        );
-                        let _ = write_error(
-                            caller.conn.get_mut(),
-                            Some(&job.id),
-                            ErrorKind::NoAgent,
-                            &message,
-                            false,
-                        );
-                        return None;
-                    }
-                }
-            }
-            exchange::Exchanged::Done {
-                state,
-                reusable,
-                record,
-            } => {
-                match state {
-                    exchange::StreamState::Usable if !hub.is_draining() => pool.give_back(stream),
-                    exchange::StreamState::Usable => stream.close("the gateway is shutting down"),
-                    exchange::StreamState::Draining => stream.close("agent is draining"),
-                    exchange::StreamState::Broken(reason) => stream.drop_with(reason),
-                }
-                pool.requests.fetch_add(1, Ordering::Relaxed);
-                let mut record = *record;
-                record.caller = Some(who.to_string());
-                pool.remember(record);
-                return reusable.then_some(caller);
-            }
+    let deadline = Instant::now() + hub.settings.queue_timeout;
+    match dispatch::serve_on(hub, pool, stream, job, &mut caller, deadline) {
+        Served::Exchanged {
+            mut record,
+            reusable,
+        } => {
+            record.caller = Some(who.to_string());
+            pool.remember(*record);
+            reusable.then_some(caller)
+        }
+        Served::Refused(refused) => {
+            let record = RequestRecord {
+                id: job.id.clone(),
+                time_ms: crate::clock::now_millis(),
+                method: job.method.clone(),
+                path: crate::observe::redact_target(&job.target),
+                status: refused.kind.status(),
+                error: Some(refused.kind),
+                reason: Some(refused.message.clone()),
+                caller: Some(who.to_string()),
+                ..RequestRecord::default()
+            };
+            pool.remember(record);
+            let out = caller.conn.get_mut();
+            let written = write_error(
+                out,
+                Some(&job.id),
+                refused.kind,
+                &refused.message,
+                refused.reusable,
+            );
+            (written.is_ok() && refused.reusable).then_some(caller)
         }
     }
 }
