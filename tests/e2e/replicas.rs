@@ -1039,3 +1039,59 @@ fn a_peer_without_a_free_stream_says_so_and_the_request_waits_for_one() {
     assert_eq!(peer_figures(&one).0, 1);
     assert_eq!(peer_figures(&two), (0, 1, 0));
 }
+
+#[test]
+fn forwarded_bodies_stream_both_ways_at_constant_memory() {
+    use support::upstream::{echo_pattern, Digest, PatternReader};
+    const MIB: u64 = 1024 * 1024;
+    let redis = Redis::start();
+    let secret = caller_secret(&redis);
+    let upstream = Upstream::start();
+    let one = Replica::start(&redis, "one", PEER);
+    let two = Replica::start(&redis, "two", PEER);
+    let _agent = pool_alpha_with_agent(&one, &upstream);
+    wait_until(Duration::from_secs(5), "two forwards", || {
+        two.get("alpha", &secret) == 200
+    });
+    let bearer = format!("Bearer {secret}");
+    let transfer = |len: u64, route: &str| {
+        let url = format!(
+            "http://{}/private/alpha/api/v4/projects/group%2Frepo/repository/archive.tar.gz?do={route}&n={len}",
+            two.api_addr
+        );
+        let response = bare_client()
+            .get(url)
+            .header(CALLER_HEADER, &bearer)
+            .call()
+            .expect("download");
+        assert_eq!(response.status(), 200);
+        let got = Digest::of_reader(response.into_body().into_reader()).expect("body");
+        let want = Digest::of_reader(PatternReader { pos: 0, len }).expect("pattern");
+        assert_eq!((got.0, got.1), (want.0, want.1), "{route} of {len} bytes");
+        let upload = bare_client()
+            .post(format!(
+                "http://{}/private/alpha/api/v4/projects/group%2Frepo/statuses/0123abc?do=echo",
+                two.api_addr
+            ))
+            .header(CALLER_HEADER, &bearer);
+        echo_pattern(upload, len / 4, "upload");
+    };
+    transfer(4 * MIB, "bytes");
+    transfer(4 * MIB, "chunked");
+    let (two_small, one_small) = (two.proc.peak_rss_kib(), one.proc.peak_rss_kib());
+    transfer(200 * MIB, "bytes");
+    transfer(100 * MIB, "chunked");
+    let (two_large, one_large) = (two.proc.peak_rss_kib(), one.proc.peak_rss_kib());
+    println!(
+        "peak RSS KiB: forwarding {two_small} -> {two_large}, serving {one_small} -> {one_large}"
+    );
+    assert!(
+        two_large < two_small + 8 * 1024,
+        "{two_small} -> {two_large} KiB"
+    );
+    assert!(
+        one_large < one_small + 8 * 1024,
+        "{one_small} -> {one_large} KiB"
+    );
+    assert!(peer_figures(&one).0 >= 8);
+}
