@@ -16,6 +16,11 @@
 //! stream of the pool (waiting up to the queue timeout), runs the exchange itself, writing
 //! the answer straight to its caller, and gives the stream back: no thread hand-off on the
 //! way, and a caller that sends slowly keeps no stream waiting.
+//!
+//! A tunnel request is a `Tunnel`: it admits the request (caller, scope, pool: all decided
+//! from the head), makes its [`Job`] (target, headers, the start of the body) and hands it to
+//! [`dispatch::serve_locally`], the one place a job gets a stream. Whatever ends it (a
+//! refusal, or the exchange's record) leaves one record, logged when the `Tunnel` is dropped.
 
 use crate::gateway::callers;
 use crate::gateway::dispatch::{self, Refused, Served};
@@ -269,6 +274,13 @@ fn health(hub: &Hub) -> String {
             "id": id,
             "redis_reachable": hub.store.reachable(),
         });
+        if let Some(peers) = hub.peers.get() {
+            if let (Some(replica), serde_json::Value::Object(figures)) =
+                (body["replica"].as_object_mut(), peers.health())
+            {
+                replica.extend(figures);
+            }
+        }
     }
     body.to_string()
 }
@@ -296,7 +308,8 @@ fn authenticate(
 }
 
 /// A tunnel request: authenticate and validate it, read the start of its body, then have it
-/// served ([`dispatch::serve_locally`]); its record is logged once, when it ends.
+/// served (by this gateway's streams or, on a replica, another's: [`crate::gateway::peer::serve`]);
+/// its record is logged once, when it ends.
 fn tunnel(
     head: RequestHead,
     mut caller: Caller,
@@ -315,7 +328,7 @@ fn tunnel(
         Ok(job) => job,
         Err(refused) => return tunnel.fail(caller, refused),
     };
-    match dispatch::serve_locally(hub, &pool, &mut job, &mut caller) {
+    match crate::gateway::peer::serve(hub, &pool, &who.name, &mut job, &mut caller) {
         Served::Exchanged {
             mut record,
             reusable,
@@ -445,7 +458,12 @@ impl<'h> Tunnel<'h> {
             return Err(Refused::shutting_down());
         }
         let deadline = Instant::now() + self.hub.settings.queue_timeout;
-        if dispatch::waiting_limit(pool, deadline).is_none() {
+        let elsewhere = self
+            .hub
+            .peers
+            .get()
+            .is_some_and(|p| p.has_routes(&self.pool_name));
+        if dispatch::waiting_limit(pool, deadline).is_none() && !elsewhere {
             let message = dispatch::no_agent_message(&self.pool_name);
             return Err(Refused::new(ErrorKind::NoAgent, message, no_body));
         }
@@ -497,7 +515,7 @@ impl<'h> Tunnel<'h> {
 
 /// `/private/<pool>` + target: the target is what follows the pool name, query included;
 /// `None` when that is not a path.
-fn tunnel_target(full: &str, pool_name: &str) -> Option<String> {
+pub(crate) fn tunnel_target(full: &str, pool_name: &str) -> Option<String> {
     let prefix_len = "/private/".len() + pool_name.len();
     let target = match &full[prefix_len..] {
         "" => "/".to_string(),
@@ -531,7 +549,7 @@ fn not_for(who: &callers::Caller, pool: &str) -> String {
 
 /// Reads the first piece of the request body (all of a small one) before a stream is taken;
 /// sends `100 Continue` first when the caller waits for it.
-fn read_body_start(
+pub(crate) fn read_body_start(
     caller: &mut Caller,
     framing: http1::Framing,
     send_continue: bool,
