@@ -11,15 +11,13 @@
 //! * **Queries.** While `SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS` is set, every
 //!   `repository(owner:, name:)` and `organization|user|repositoryOwner(login:) {
 //!   repository(name:) }` must name an allowed project, with literals, variables (the JSON
-//!   body's `variables`, or the variable's default) and fragments resolved. What cannot be
-//!   checked is denied: at the root only [`ROOT_FIELDS`] pass (so not `node`/`nodes` by
-//!   global id, `search`, `resource` by URL), of a user or organization only its identity
-//!   and `repository(name:)` ([`OWNER_FIELDS`]; not `issues` or `pullRequests` across
-//!   repositories); a `repository` whose owner is not spelled out (under `viewer`, `owner`,
-//!   a connection) is denied, and so are fields that list other repositories
-//!   ([`CROSSING`]); the ones that follow to one repository (`parent`, `headRepository`…)
-//!   pass when they only ask for its identity (`nameWithOwner`, `id`…). Without the
-//!   variable, queries are not restricted.
+//!   body's `variables`, or the variable's default) and fragments resolved, and every field
+//!   must be listed for the type it is asked of in the allow table ([`table`]): what a
+//!   CI/CD platform reads of that one repository. Any other field is denied, naming it, and
+//!   so is a fragment on a type the table does not narrow to: a field inside an allowed
+//!   repository can reach objects of another one (timeline events, tracked issues, a
+//!   commit's pull requests in forks…), and a list of such fields would never be complete.
+//!   Without the variable, queries are not restricted.
 //! * **Mutations** on the short list [`MUTATIONS`], which is what a CI/CD platform writes:
 //!   comments, reviews and check runs. Never mutations that write code, refs, settings or
 //!   permissions. They address their object by global id (`subjectId`, `pullRequestId`,
@@ -38,11 +36,14 @@
 use super::Denied;
 use graphql_parser::query::{
     parse_query, Definition, Document, Field, FragmentDefinition, OperationDefinition, Selection,
-    SelectionSet, Value, VariableDefinition,
+    SelectionSet, TypeCondition, Value, VariableDefinition,
 };
 use regex::Regex;
 use serde_json::Map;
 use std::collections::HashMap;
+use table::{Gives, Type};
+
+mod table;
 
 /// Largest GraphQL body inspected; larger is denied.
 pub const MAX_BODY: usize = 256 * 1024;
@@ -77,127 +78,6 @@ pub const MUTATIONS: &[(&str, &str)] = &[
         "updateCheckRun",
         "update that check run's status and conclusion",
     ),
-];
-
-/// Fields that list other repositories or reach one by something other than its name:
-/// denied while projects are restricted.
-pub const CROSSING: &[&str] = &[
-    "repositories",
-    "repositoriesContributedTo",
-    "topRepositories",
-    "starredRepositories",
-    "watching",
-    "pinnedItems",
-    "pinnableItems",
-    "itemShowcase",
-    "forks",
-    "search",
-    "resource",
-];
-
-/// Fields that follow to exactly one other repository: allowed while restricted only when
-/// they ask for nothing but its identity ([`IDENTITY`]).
-const FOLLOWS_ONE: &[&str] = &[
-    "parent",
-    "templateRepository",
-    "headRepository",
-    "baseRepository",
-    "repository",
-];
-
-/// What may be asked of a repository reached by [`FOLLOWS_ONE`].
-const IDENTITY: &[&str] = &[
-    "__typename",
-    "id",
-    "databaseId",
-    "name",
-    "nameWithOwner",
-    "url",
-    "isFork",
-    "isPrivate",
-    "owner",
-    "login",
-];
-
-/// Fields below a repository that reach users or organizations (or connections of them):
-/// while projects are restricted, what lies below them is held to [`OWNER_FIELDS`] and
-/// [`ACTOR_EXTRAS`], since a user's or an organization's other fields (`pullRequests`,
-/// `issues`, `projectsV2`…) span repositories.
-const ACTOR_FIELDS: &[&str] = &[
-    "owner",
-    "author",
-    "editor",
-    "actor",
-    "committer",
-    "mergedBy",
-    "assignees",
-    "mentionableUsers",
-    "assignableUsers",
-    "collaborators",
-    "watchers",
-    "stargazers",
-    "participants",
-    "requestedReviewer",
-    "user",
-    "users",
-    "organization",
-    "organizations",
-    "members",
-    "membersWithRole",
-    "followers",
-    "following",
-    "sponsors",
-];
-
-/// Besides [`OWNER_FIELDS`], what may be asked below an [`ACTOR_FIELDS`] field: the
-/// connection's shape and a commit author's own fields.
-const ACTOR_EXTRAS: &[&str] = &[
-    "nodes",
-    "edges",
-    "node",
-    "cursor",
-    "totalCount",
-    "pageInfo",
-    "hasNextPage",
-    "hasPreviousPage",
-    "startCursor",
-    "endCursor",
-    "user",
-    "date",
-];
-
-/// Fields whose `login` argument names the owner of the `repository(name:)` below them.
-const OWNERS: &[&str] = &["organization", "user", "repositoryOwner"];
-
-/// While projects are restricted, the only fields of the query root: the others (`viewer`'s
-/// issues aside, `search`, `node`, `enterprise`, `topic`…) reach data of any repository.
-pub const ROOT_FIELDS: &[&str] = &[
-    "repository",
-    "organization",
-    "user",
-    "repositoryOwner",
-    "viewer",
-    "rateLimit",
-    "meta",
-    "__typename",
-    "__schema",
-    "__type",
-];
-
-/// While projects are restricted, the only fields of a user or organization (`viewer`,
-/// `organization(login:)`…): its identity and its repositories by name. The rest
-/// (`issues`, `pullRequests`, `contributionsCollection`, `projectsV2`…) spans repositories.
-pub const OWNER_FIELDS: &[&str] = &[
-    "repository",
-    "__typename",
-    "id",
-    "databaseId",
-    "login",
-    "name",
-    "email",
-    "url",
-    "avatarUrl",
-    "isViewer",
 ];
 
 /// What the access line says, and the projects the document names.
@@ -286,18 +166,18 @@ pub fn inspect(body: &[u8], projects: Option<&Regex>) -> Result<Inspected, Denie
     })
 }
 
-/// Where a field sits, and so where a `repository(name:)` finds its owner.
+/// Where a field is asked: which table lists what may be asked there.
 #[derive(Clone, Copy)]
-enum Owner<'a> {
-    /// At the root: `repository` must spell `owner:`.
-    Root,
-    /// Fields of a user or organization (`organization(login:)`, `viewer`), whose login is
-    /// known or not.
-    Object(Option<&'a str>),
-    /// Users or organizations reached below a repository ([`ACTOR_FIELDS`]).
-    Actors,
-    /// Anywhere else: the owner is not spelled out.
-    Unknown,
+enum Place<'d> {
+    /// Fields of this type. For an owner named at the root (`organization(login:)`), the
+    /// field whose `login` names it.
+    Of(&'static Type, Option<&'d Field<'static, String>>),
+    /// A connection of this type: `nodes`, `edges`, `pageInfo`, `totalCount`.
+    Connection(&'static Type),
+    /// An edge of a connection of this type: `node`, `cursor`.
+    Edge(&'static Type),
+    /// Not checked: introspection, and what lies outside the tables while unrestricted.
+    Unchecked,
 }
 
 struct Walker<'d> {
@@ -308,6 +188,8 @@ struct Walker<'d> {
     named: Vec<String>,
     visits: usize,
 }
+
+type Fields<'d> = Vec<(&'d Field<'static, String>, Place<'d>)>;
 
 impl<'d> Walker<'d> {
     fn operation(
@@ -334,23 +216,26 @@ impl<'d> Walker<'d> {
             }
         };
         self.variables = variables(definitions, given);
-        let top = self.top_fields(set, 0)?;
-        if kind == "mutation" {
+        let top = if kind == "mutation" {
+            let top = self.fields(set, Place::Unchecked, 0)?;
             self.mutation(&top)?;
+            top
         } else {
-            for field in &top {
-                self.root_field(field)?;
+            let top = self.fields(set, Place::Of(&table::QUERY, None), 0)?;
+            for &(field, place) in &top {
+                self.field(field, place, 0)?;
             }
-        }
-        let names: Vec<&str> = top.iter().map(|f| f.name.as_str()).collect();
+            top
+        };
+        let names: Vec<&str> = top.iter().map(|(f, _)| f.name.as_str()).collect();
         Ok(match name {
             Some(name) => format!("{kind} {name}: {}", names.join(", ")),
             None => format!("{kind}: {}", names.join(", ")),
         })
     }
 
-    fn mutation(&self, top: &[&Field<'static, String>]) -> Result<(), Denied> {
-        for field in top {
+    fn mutation(&self, top: &Fields<'d>) -> Result<(), Denied> {
+        for (field, _) in top {
             if !MUTATIONS.iter().any(|(name, _)| *name == field.name) {
                 return Err(Denied::path(format!(
                     "GraphQL mutation {} is not allowed",
@@ -367,12 +252,14 @@ impl<'d> Walker<'d> {
         Ok(())
     }
 
-    /// The fields of a selection set with fragments expanded (one level).
-    fn top_fields(
+    /// The fields of a selection set with fragments expanded (one level), each with the
+    /// place a fragment's type condition narrowed it to.
+    fn fields(
         &mut self,
         set: &'d SelectionSet<'static, String>,
+        place: Place<'d>,
         depth: usize,
-    ) -> Result<Vec<&'d Field<'static, String>>, Denied> {
+    ) -> Result<Fields<'d>, Denied> {
         if depth > MAX_DEPTH {
             return Err(Denied::path("GraphQL fragments nested too deep"));
         }
@@ -382,119 +269,151 @@ impl<'d> Walker<'d> {
             if self.visits > MAX_VISITS {
                 return Err(Denied::path("GraphQL document expands to too many fields"));
             }
-            match item {
-                Selection::Field(f) => fields.push(f),
-                Selection::InlineFragment(i) => {
-                    fields.extend(self.top_fields(&i.selection_set, depth + 1)?)
+            let (condition, inner) = match item {
+                Selection::Field(f) => {
+                    fields.push((f, place));
+                    continue;
                 }
+                Selection::InlineFragment(i) => (i.type_condition.as_ref(), &i.selection_set),
                 Selection::FragmentSpread(s) => {
                     let fragment = self
                         .fragments
                         .get(s.fragment_name.as_str())
                         .ok_or_else(|| Denied::path("GraphQL fragment is not defined"))?;
-                    fields.extend(self.top_fields(&fragment.selection_set, depth + 1)?);
+                    (Some(&fragment.type_condition), &fragment.selection_set)
                 }
-            }
+            };
+            let narrowed = self.narrow(place, condition)?;
+            fields.extend(self.fields(inner, narrowed, depth + 1)?);
         }
         Ok(fields)
     }
 
-    /// A field of the query root: `node`, `nodes`, `search` and `resource` cannot be
-    /// checked; the rest is walked.
-    fn root_field(&mut self, field: &'d Field<'static, String>) -> Result<(), Denied> {
-        self.field(field, Owner::Root, 0)
+    /// The place a fragment `on` a type makes of `place`.
+    fn narrow(
+        &self,
+        place: Place<'d>,
+        condition: Option<&TypeCondition<'static, String>>,
+    ) -> Result<Place<'d>, Denied> {
+        let Some(TypeCondition::On(name)) = condition else {
+            return Ok(place);
+        };
+        let narrowed = match place {
+            Place::Of(ty, owner) => ty.narrow(name).map(|t| Place::Of(t, owner)),
+            Place::Unchecked => Some(Place::Unchecked),
+            Place::Connection(_) | Place::Edge(_) => None,
+        };
+        match narrowed {
+            Some(place) => Ok(place),
+            None if self.projects.is_none() => Ok(Place::Unchecked),
+            None => Err(Denied::path(format!(
+                "GraphQL fragment on {name} cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS"
+            ))),
+        }
     }
 
+    /// What the field gives where it is asked; `None` when no table lists it there.
+    fn gives(name: &str, place: Place<'d>) -> Option<Gives> {
+        match (place, name) {
+            (Place::Of(ty, _), _) => ty.field(name),
+            (Place::Connection(ty), "nodes") | (Place::Edge(ty), "node") => Some(Gives::Object(ty)),
+            (Place::Connection(ty), "edges") => Some(Gives::Edge(ty)),
+            (Place::Connection(_), "pageInfo") => Some(Gives::Object(&table::PAGE_INFO)),
+            (Place::Connection(_), _) if table::CONNECTION_LEAVES.contains(&name) => {
+                Some(Gives::Leaf)
+            }
+            (Place::Edge(_), _) if table::EDGE_LEAVES.contains(&name) => Some(Gives::Leaf),
+            (_, "__typename") => Some(Gives::Leaf),
+            _ => None,
+        }
+    }
+
+    fn field(
+        &mut self,
+        field: &'d Field<'static, String>,
+        place: Place<'d>,
+        depth: usize,
+    ) -> Result<(), Denied> {
+        let restricted = self.projects.is_some();
+        let gives = match place {
+            Place::Unchecked => None,
+            _ => Walker::gives(&field.name, place),
+        };
+        let Some(gives) = gives else {
+            if restricted && !matches!(place, Place::Unchecked) {
+                return Err(self.unchecked(field));
+            }
+            return self.children(field, Place::Unchecked, depth);
+        };
+        match gives {
+            Gives::Leaf if restricted && !field.selection_set.items.is_empty() => {
+                Err(self.unchecked(field))
+            }
+            Gives::Leaf => Ok(()),
+            Gives::Object(ty) => self.children(field, Place::Of(ty, None), depth),
+            Gives::Connection(ty) => self.children(field, Place::Connection(ty), depth),
+            Gives::Edge(ty) => self.children(field, Place::Edge(ty), depth),
+            Gives::Owner(ty) => self.children(field, Place::Of(ty, Some(field)), depth),
+            Gives::Repository => {
+                if let Some(project) = self.repository(field, place)? {
+                    if !self.named.contains(&project) {
+                        self.named.push(project);
+                    }
+                }
+                self.children(field, Place::Of(&table::REPOSITORY, None), depth)
+            }
+            Gives::Identity if restricted => {
+                match self.identity_only(&field.selection_set, depth)? {
+                    true => Ok(()),
+                    false => Err(self.unchecked(field)),
+                }
+            }
+            Gives::Identity | Gives::Introspection => self.children(field, Place::Unchecked, depth),
+        }
+    }
+
+    /// Why a field no table lists here is denied. A `repository` with arguments below
+    /// anything but the root or an owner named by `login` names a repository whose owner
+    /// is not spelled out.
     fn unchecked(&self, field: &Field<'static, String>) -> Denied {
+        if field.name == "repository" && !field.arguments.is_empty() {
+            return Denied::path(NO_OWNER);
+        }
         Denied::path(format!(
             "GraphQL field {} cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS",
             field.name
         ))
     }
 
-    fn field(
-        &mut self,
-        field: &'d Field<'static, String>,
-        owner: Owner<'_>,
-        depth: usize,
-    ) -> Result<(), Denied> {
-        let name = field.name.as_str();
-        let allowed_here = match owner {
-            Owner::Root => ROOT_FIELDS.contains(&name),
-            Owner::Object(_) => OWNER_FIELDS.contains(&name),
-            Owner::Actors => OWNER_FIELDS.contains(&name) || ACTOR_EXTRAS.contains(&name),
-            Owner::Unknown => true,
-        };
-        if self.projects.is_some() && !allowed_here {
-            return Err(self.unchecked(field));
-        }
-        // A `repository` without arguments below some object (`pullRequest { repository }`)
-        // follows to one repository like `headRepository`; with arguments it names one.
-        let names_one = !(matches!(owner, Owner::Unknown) && field.arguments.is_empty());
-        if name == "repository" && names_one {
-            if let Some(project) = self.repository(field, owner)? {
-                if !self.named.contains(&project) {
-                    self.named.push(project);
-                }
-                return self.children(field, Owner::Unknown, depth);
-            }
-        }
-        if self.projects.is_some() {
-            if CROSSING.contains(&name) {
-                return Err(self.unchecked(field));
-            }
-            if FOLLOWS_ONE.contains(&name) && !self.identity_only(&field.selection_set, depth)? {
-                return Err(self.unchecked(field));
-            }
-        }
-        if self.projects.is_some()
-            && (matches!(owner, Owner::Actors)
-                || (matches!(owner, Owner::Unknown) && ACTOR_FIELDS.contains(&name)))
-        {
-            return self.children(field, Owner::Actors, depth);
-        }
-        if name == "viewer" && matches!(owner, Owner::Root) {
-            return self.children(field, Owner::Object(None), depth);
-        }
-        if !OWNERS.contains(&name) {
-            return self.children(field, Owner::Unknown, depth);
-        }
-        let login = self.argument(field, "login").map(str::to_owned);
-        self.children(field, Owner::Object(login.as_deref()), depth)
-    }
-
     fn children(
         &mut self,
         field: &'d Field<'static, String>,
-        owner: Owner<'_>,
+        place: Place<'d>,
         depth: usize,
     ) -> Result<(), Denied> {
-        for child in self.top_fields(&field.selection_set, depth + 1)? {
-            self.field(child, owner, depth + 1)?;
+        for (child, place) in self.fields(&field.selection_set, place, depth + 1)? {
+            self.field(child, place, depth + 1)?;
         }
         Ok(())
     }
 
-    /// The `owner/name` of a `repository` field, checked against the regex. `None` when
-    /// unrestricted and the name cannot be worked out (nothing to check then).
+    /// The `owner/name` of a `repository` field, checked against the regex: the owner is
+    /// the `owner:` argument at the root, the `login:` of `organization|user|repositoryOwner`
+    /// below it. `None` when unrestricted and the name cannot be worked out (nothing to
+    /// check then).
     fn repository(
         &self,
         field: &Field<'static, String>,
-        owner: Owner<'_>,
+        place: Place<'d>,
     ) -> Result<Option<String>, Denied> {
-        let login = match owner {
-            Owner::Root => self.argument(field, "owner"),
-            Owner::Object(login) => login,
-            Owner::Actors | Owner::Unknown => None,
+        let login = match place {
+            Place::Of(_, Some(owner)) => self.argument(owner, "login"),
+            _ => self.argument(field, "owner"),
         };
         let project = match (login, self.argument(field, "name")) {
             (Some(login), Some(name)) => format!("{login}/{name}"),
             _ if self.projects.is_none() => return Ok(None),
-            _ => {
-                return Err(Denied::path(
-                    "GraphQL repository without a literal or variable owner and name cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS",
-                ))
-            }
+            _ => return Err(Denied::path(NO_OWNER)),
         };
         match self.projects {
             Some(re) if !re.is_match(&project) => {
@@ -520,8 +439,8 @@ impl<'d> Walker<'d> {
         set: &'d SelectionSet<'static, String>,
         depth: usize,
     ) -> Result<bool, Denied> {
-        for f in self.top_fields(set, depth + 1)? {
-            if !IDENTITY.contains(&f.name.as_str())
+        for (f, _) in self.fields(set, Place::Unchecked, depth + 1)? {
+            if !table::IDENTITY.contains(&f.name.as_str())
                 || !self.identity_only(&f.selection_set, depth + 1)?
             {
                 return Ok(false);
@@ -530,6 +449,9 @@ impl<'d> Walker<'d> {
         Ok(true)
     }
 }
+
+/// Why a `repository` whose owner is not spelled out is denied.
+const NO_OWNER: &str = "GraphQL repository without a literal or variable owner and name cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS";
 
 /// String variables of one operation: the body's value, else the declared default.
 fn variables(

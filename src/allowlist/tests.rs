@@ -1631,3 +1631,154 @@ fn target_header_and_body_denials_are_classed_path() {
         ],
     );
 }
+
+/// What a CI/CD platform reads of one repository passes while projects are restricted.
+#[test]
+fn graphql_reads_of_one_repository_pass_while_restricted() {
+    let list = restricted(Vendor::GithubEnterprise, "acme/.*");
+    let query = r#"
+        query PR($n: Int!) { repository(owner: "acme", name: "infra") {
+            nameWithOwner isPrivate defaultBranchRef { name target { oid } }
+            refs(refPrefix: "refs/heads/", first: 10) { edges { cursor node { name } } pageInfo { hasNextPage } }
+            object(expression: "main:infra/main.tf") { ... on Blob { text byteSize isBinary } }
+            tree: object(expression: "main:") { ... on Tree { entries { name path type object { oid } } } }
+            pullRequest(number: $n) { ...PR }
+            issues(first: 5) { nodes { number title labels(first: 5) { nodes { name } } comments(first: 5) { nodes { body author { login } } } } }
+        } }
+        fragment PR on PullRequest {
+            number title body state isCrossRepository headRefName headRefOid baseRefName
+            author { login ... on User { name } }
+            headRepository { nameWithOwner owner { login } }
+            labels(first: 10) { nodes { name color } }
+            files(first: 100) { nodes { path additions deletions changeType } }
+            comments(last: 20) { totalCount nodes { id body isMinimized viewerDidAuthor author { login } } }
+            reviews(first: 10) { nodes { state body author { login } comments(first: 5) { nodes { path line body } } } }
+            reviewRequests(first: 5) { nodes { requestedReviewer { ... on User { login } ... on Team { slug } } } }
+            commits(last: 1) { nodes { commit {
+                oid message committedDate author { name email user { login } }
+                statusCheckRollup { state contexts(first: 50) { nodes {
+                    __typename
+                    ... on CheckRun { name status conclusion detailsUrl checkSuite { app { slug } } }
+                    ... on StatusContext { context state targetUrl creator { login } }
+                } } }
+                checkSuites(first: 10) { nodes { status conclusion app { name } checkRuns(first: 10) { nodes { name conclusion annotations(first: 5) { nodes { path message location { start { line } } } } } } } }
+                status { state contexts { context state description } }
+            } } }
+        }"#;
+    let verdict = graphql(&list, query, serde_json::json!({"n": 7})).unwrap();
+    assert_eq!(verdict.projects, vec!["acme/infra"]);
+}
+
+/// Fields inside an allowed repository that reach objects of another repository: denied
+/// while restricted (the field no table lists is named), passed while unrestricted.
+#[test]
+fn graphql_fields_crossing_to_other_repositories_are_denied_while_restricted() {
+    let list = restricted(Vendor::GithubEnterprise, "acme/.*");
+    let open_list = open(Vendor::GithubEnterprise);
+    let repo =
+        |inner: &str| format!(r#"{{ repository(owner: "acme", name: "infra") {{ {inner} }} }}"#);
+    let leaks = [
+        (
+            repo(
+                r#"pullRequest(number: 1) { timelineItems(first: 50) { nodes { ... on CrossReferencedEvent { source { ... on Issue { title body } } target { ... on PullRequest { title } } } } } }"#,
+            ),
+            "timelineItems",
+        ),
+        (
+            repo(
+                r#"issue(number: 1) { timelineItems(first: 50) { nodes { ... on ConnectedEvent { subject { ... on Issue { body } } } } } }"#,
+            ),
+            "timelineItems",
+        ),
+        (
+            repo(
+                r#"issue(number: 1) { timelineItems(first: 50) { nodes { ... on MarkedAsDuplicateEvent { canonical { ... on Issue { body } } } } } }"#,
+            ),
+            "timelineItems",
+        ),
+        (
+            repo(r#"issue(number: 1) { trackedIssues(first: 5) { nodes { title body } } }"#),
+            "trackedIssues",
+        ),
+        (
+            repo(r#"issue(number: 1) { trackedInIssues(first: 5) { nodes { title } } }"#),
+            "trackedInIssues",
+        ),
+        (
+            repo(
+                r#"pullRequest(number: 1) { closingIssuesReferences(first: 5) { nodes { title body } } }"#,
+            ),
+            "closingIssuesReferences",
+        ),
+        (
+            repo(
+                r#"object(expression: "main") { ... on Commit { associatedPullRequests(first: 5) { nodes { title body } } } }"#,
+            ),
+            "associatedPullRequests",
+        ),
+        (
+            repo(r#"defaultBranchRef { associatedPullRequests(first: 5) { nodes { body } } }"#),
+            "associatedPullRequests",
+        ),
+        (
+            repo(r#"forks(first: 5) { nodes { nameWithOwner } }"#),
+            "forks",
+        ),
+        (repo(r#"parent { nameWithOwner }"#), "parent"),
+        (
+            repo(r#"templateRepository { object(expression: "HEAD:x") { id } }"#),
+            "templateRepository",
+        ),
+        (
+            repo(
+                r#"pullRequest(number: 1) { headRef { repository { object(expression: "HEAD:x") { id } } } }"#,
+            ),
+            "repository",
+        ),
+        (
+            repo(
+                r#"object(expression: "main") { ... on Commit { checkSuites(first: 1) { nodes { matchingPullRequests(first: 5) { nodes { body } } } } } }"#,
+            ),
+            "matchingPullRequests",
+        ),
+        (
+            repo(r#"pullRequest(number: 1) { projectItems(first: 5) { nodes { id } } }"#),
+            "projectItems",
+        ),
+        (
+            repo(r#"owner { ... on User { repositories(first: 5) { nodes { name } } } }"#),
+            "repositories",
+        ),
+        (
+            r#"{ organization(login: "acme") { repositories(first: 5) { nodes { name } } } }"#
+                .to_string(),
+            "repositories",
+        ),
+        (
+            r#"{ user(login: "acme") { repositories(first: 5) { nodes { name } } } }"#.to_string(),
+            "repositories",
+        ),
+        // A field no table lists, and a scalar asked to open up, are denied alike.
+        (repo(r#"someFutureField { id }"#), "someFutureField"),
+        (repo(r#"name { id }"#), "name"),
+    ];
+    for (query, field) in leaks {
+        let denied = graphql(&list, &query, serde_json::Value::Null).unwrap_err();
+        assert_eq!(
+            denied.reason,
+            format!("GraphQL field {field} cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS"),
+            "{query}"
+        );
+        assert_eq!(denied.class, DenialClass::Path);
+        if let Err(d) = graphql(&open_list, &query, serde_json::Value::Null) {
+            panic!("unrestricted {query}: {d}");
+        }
+    }
+    // A fragment on a type no table narrows to cannot be checked either.
+    let query = repo("... on PinnableItem { __typename }");
+    assert_eq!(
+        graphql(&list, &query, serde_json::Value::Null).unwrap_err().reason,
+        "GraphQL fragment on PinnableItem cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS"
+    );
+    assert!(graphql(&open_list, &query, serde_json::Value::Null).is_ok());
+}
