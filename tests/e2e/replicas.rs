@@ -976,7 +976,10 @@ fn rediss_with_a_private_ca_given_by_redis_ca() {
     let refused = run(&["pool", "list"], false);
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("--redis"), "{stderr}");
+    assert!(
+        stderr.contains("--redis") && stderr.contains("certificate"),
+        "{stderr}"
+    );
     // A replica serves over it.
     let mut command = Command::new(GATEWAY);
     command
