@@ -16,7 +16,7 @@ use crate::config::AgentConfig;
 use crate::net::proxy::{NoProxy, ProxyUrl, TunnelError};
 use crate::net::tcp::ConnectError;
 use crate::net::tls::{self, HandshakeError, Roots};
-use crate::protocol::{ErrorKind, Headers};
+use crate::protocol::{self, ErrorKind, Headers};
 use std::io;
 use std::sync::Arc;
 use ureq_proto::http;
@@ -137,9 +137,12 @@ fn classify_connect(error: &ConnectError, authority: &str) -> UpstreamError {
             ErrorKind::UpstreamTimeout,
             format!("the VCS at {authority} did not answer in time (connect)"),
         ),
-        _ => UpstreamError::new(
+        ConnectError::Connect { error, .. } => UpstreamError::new(
             ErrorKind::UpstreamUnreachable,
-            format!("could not connect to the VCS at {authority}"),
+            format!(
+                "connection to the VCS at {authority} failed: {}",
+                error.kind()
+            ),
         ),
     }
 }
@@ -179,7 +182,7 @@ pub fn send(
     client: &Client,
     method: &str,
     url: &str,
-    headers: &Headers,
+    headers: &[(&str, &str)],
     payload: Payload,
     authority: &str,
 ) -> Result<Response, UpstreamError> {
@@ -212,10 +215,19 @@ pub fn send(
         .map_err(|f| classify(f, authority, proxy))
 }
 
-/// Response headers as a list, repeated values kept in order.
+/// The answer's end-to-end headers as a list, repeated values kept in order (hop-by-hop
+/// ones left out in the same pass, see [`protocol::end_to_end`]).
 pub fn response_headers(headers: &http::HeaderMap) -> Headers {
+    let named = protocol::connection_tokens(
+        headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(|v| ("connection", v)),
+    );
     headers
         .iter()
+        .filter(|(name, _)| protocol::is_end_to_end(name.as_str(), &named))
         .map(|(name, value)| {
             (
                 name.as_str().to_string(),

@@ -166,6 +166,10 @@ pub fn resolve(shared: &Shared, id: &ProjectId, caller: &Headers) -> Result<Stri
     let url = shared.config.target.url_for(&id.lookup);
     let authority = &shared.config.target.authority;
     let none = forward::Payload::None;
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
     let response = forward::send(&shared.http, "GET", &url, &headers, none, authority)
         .map_err(|e| failed(e.message))?;
     let status = response.status().as_u16();

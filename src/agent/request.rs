@@ -365,11 +365,15 @@ fn forward_request(
     } else {
         shared.config.target.url_for(&request.target)
     };
-    let mut headers = protocol::end_to_end(request.headers.iter().cloned());
+    let pairs = request
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()));
+    let mut headers = protocol::end_to_end_refs(pairs);
     if filters(shared, allowed) {
         // A compressed listing could not be read: ask for it plain (see `listing`).
         headers.retain(|(name, _)| !name.eq_ignore_ascii_case("accept-encoding"));
-        headers.push(("Accept-Encoding".into(), "identity".into()));
+        headers.push(("Accept-Encoding", "identity"));
     }
     let streamed = request.body && whole.is_none();
     let mut body = RequestBody::new(socket, streamed, idle_limit(shared));
@@ -432,7 +436,7 @@ fn answer(
 
 /// The answer's end-to-end headers, with redirects into the VCS pointed back at the tunnel.
 fn answer_headers(shared: &Shared, request: &Request, status: u16, response: &Response) -> Headers {
-    let mut headers = protocol::end_to_end(forward::response_headers(response.headers()));
+    let mut headers = forward::response_headers(response.headers());
     let bases = [&shared.config.target, shared.codeload_base()];
     redirect::rewrite(status, &mut headers, &request.target, &bases);
     if shared.config.debug_print_all {

@@ -105,7 +105,7 @@ pub enum Payload<'a> {
 pub struct Outgoing<'a> {
     pub method: &'a str,
     pub uri: http::Uri,
-    pub headers: &'a [(String, String)],
+    pub headers: &'a [(&'a str, &'a str)],
 }
 
 impl Outgoing<'_> {
@@ -113,7 +113,7 @@ impl Outgoing<'_> {
         let method = http::Method::from_bytes(self.method.as_bytes())
             .map_err(|_| Failure::Invalid(format!("invalid method {:?}", self.method)))?;
         let mut builder = Request::builder().method(method).uri(self.uri.clone());
-        for (name, value) in self.headers {
+        for &(name, value) in self.headers {
             let name = http::HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| Failure::Invalid(format!("invalid header name {name:?}")))?;
             let value = http::HeaderValue::from_str(value)
