@@ -652,3 +652,113 @@ impl Connection {
         tcp.set_nonblocking(false).is_ok() && idle
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::tls::{CustomCas, Roots};
+    use std::io::BufRead;
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A VCS on loopback answering `ok` to each request; with `close`, it closes each
+    /// connection after one answer without saying so. Counts the connections it accepted.
+    fn vcs(close: bool) -> (Target, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&accepted);
+        std::thread::spawn(move || {
+            for tcp in listener.incoming().flatten() {
+                count.fetch_add(1, Ordering::SeqCst);
+                std::thread::spawn(move || serve(tcp, close));
+            }
+        });
+        let target = Target {
+            tls: false,
+            host: "127.0.0.1".into(),
+            port,
+        };
+        (target, accepted)
+    }
+
+    fn serve(tcp: std::net::TcpStream, close: bool) {
+        let mut writer = tcp.try_clone().unwrap();
+        let mut reader = io::BufReader::new(tcp);
+        loop {
+            let mut line = String::new();
+            loop {
+                line.clear();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    return;
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+            if writer.write_all(answer).is_err() || close {
+                return;
+            }
+        }
+    }
+
+    fn pool() -> Arc<Pool> {
+        Pool::new(Settings {
+            tls: Roots::load(&CustomCas(Vec::new())).client_config().unwrap(),
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(5),
+            max_idle: 4,
+        })
+    }
+
+    fn get(pool: &Arc<Pool>, target: &Target) -> String {
+        let outgoing = Outgoing {
+            method: "GET",
+            uri: format!("http://127.0.0.1:{}/x", target.port)
+                .parse()
+                .unwrap(),
+            headers: &[("Accept", "*/*")],
+        };
+        let response = pool.send(&outgoing, target, None, Payload::None).unwrap();
+        let mut body = String::new();
+        response.into_body().read_to_string(&mut body).unwrap();
+        body
+    }
+
+    #[test]
+    fn a_connection_read_to_the_end_is_used_again() {
+        let (target, accepted) = vcs(false);
+        let pool = pool();
+        for _ in 0..3 {
+            assert_eq!(get(&pool, &target), "ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_request_on_a_reused_connection_the_vcs_closed_goes_again_on_a_new_one() {
+        let (target, accepted) = vcs(true);
+        let pool = pool();
+        assert_eq!(get(&pool, &target), "ok");
+        // Taken from the pool unprobed (idle under a second), found closed, sent again.
+        assert_eq!(get(&pool, &target), "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_body_dropped_before_its_end_takes_its_connection_with_it() {
+        let (target, accepted) = vcs(false);
+        let pool = pool();
+        let outgoing = Outgoing {
+            method: "GET",
+            uri: format!("http://127.0.0.1:{}/x", target.port)
+                .parse()
+                .unwrap(),
+            headers: &[],
+        };
+        drop(pool.send(&outgoing, &target, None, Payload::None).unwrap());
+        assert_eq!(get(&pool, &target), "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+}
