@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: unit tests next to the code and the end-to-end tests in tests/,
+# Runs the whole test suite: unit tests next to the code and the end-to-end tests in tests/e2e/,
 # which start real gateway and agent processes, a recording upstream, git, supervisord and
 # headless Chromium on loopback. Ends with one line adding up every test binary's result.
 #
-#   bash scripts/test.sh                  # everything
-#   bash scripts/test.sh --test tunnel    # arguments go to `cargo test` instead of --all-targets
+#   bash scripts/test.sh                        # everything
+#   bash scripts/test.sh --test e2e tunnel::    # arguments go to `cargo test` instead of --all-targets
 #
 # A fresh Debian machine needs no set-up first: the system packages the tests use are checked
 # before anything is built. When some are missing and the script runs as root with apt-get, it
@@ -25,7 +25,7 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 REQUIREMENTS=tests/clients/requirements.txt
 
 on_path() { command -v "$1" >/dev/null 2>&1; }
-# Chromium under any of the names tests/support/browser.rs looks for, or where it is told.
+# Chromium under any of the names tests/e2e/support/browser.rs looks for, or where it is told.
 have_chromium() {
     [[ -n ${VCS_TEST_CHROMIUM:-} ]] && return 0
     on_path chromium || on_path chromium-browser || on_path google-chrome || [[ -x /usr/bin/chromium ]]
@@ -38,13 +38,13 @@ have_ca_certificates() { [[ -s /etc/ssl/certs/ca-certificates.crt ]]; }
 
 # Debian package names of what is missing, one per line.
 missing_packages() {
-    on_path git || echo git                                  # tests/allowlist_tunnel.rs
+    on_path git || echo git                                  # tests/e2e/allowlist_tunnel.rs
     on_path python3 || echo python3                          # scripts/git-http-server.py
-    { on_path supervisord && on_path supervisorctl; } || echo supervisor   # tests/supervisord.rs
-    have_chromium || echo chromium                           # tests/panel_browser.rs
+    { on_path supervisord && on_path supervisorctl; } || echo supervisor   # tests/e2e/supervisord.rs
+    have_chromium || echo chromium                           # tests/e2e/panel_browser.rs
     have_chromedriver || echo chromium-driver
     have_fonts || echo fonts-dejavu-core
-    { on_path redis-server && on_path redis-cli; } || echo redis-server   # tests/replicas.rs
+    { on_path redis-server && on_path redis-cli; } || echo redis-server   # tests/e2e/replicas.rs
     if [[ -f $REQUIREMENTS ]]; then                          # VCS_TEST_PYTHON, see above
         have_venv || echo python3-venv
         have_ca_certificates || echo ca-certificates
@@ -99,7 +99,7 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 # --no-fail-fast: one failing test binary never hides the results of the others. Arguments
-# choose targets themselves (`--test tunnel`), so --all-targets is only the default.
+# choose targets themselves (`--test e2e`), so --all-targets is only the default.
 (($#)) || set -- --all-targets
 cargo test --locked --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "%d passed, %d failed\n", passed, failed }' "$log"

@@ -17,10 +17,12 @@
 //!   ([`agent::request`]), the HTTP leg to the VCS ([`agent::forward`]), the preflight
 //!   ([`agent::check`]).
 //! - [`allowlist`]: canonical paths and per-vendor rules, failing closed.
-//! - [`config`] and [`token`]: the agent's environment and the pool token.
+//! - [`config`] and [`token`]: the agent's environment and the pool token; [`clock`]: wall-clock
+//!   time as both programs record and show it.
 //! - [`net`]: one stream type for plain and TLS sockets, dialing through proxies, trust
 //!   stores, the accept loop; [`http1`]: the small HTTP/1.1 server side.
 //! - [`observe`]: logs (text or JSON), access lines, redaction, metrics and health.
+//! - [`shutdown`]: SIGTERM/SIGINT for both programs: drain, or exit at a second signal.
 //!
 //! Choices worth knowing, each explained where it lives: the caller's thread borrows
 //! an idle agent stream and writes answers straight to the caller's socket, no thread per
@@ -30,7 +32,7 @@
 //! a small body) of a request body before it takes a stream, so a slow caller holds none
 //! ([`gateway::front`]);
 //! a pool that is only reconnecting queues requests instead of answering `no_agent`
-//! ([`gateway::hub::RECONNECT_GRACE`]); agents' slots wake each other when the gateway is
+//! ([`gateway::pool::RECONNECT_GRACE`]); agents' slots wake each other when the gateway is
 //! back ([`agent`]).
 
 #![forbid(unsafe_code)]
@@ -44,10 +46,12 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod agent;
 pub mod allowlist;
+pub mod clock;
 pub mod config;
 pub mod gateway;
 pub mod http1;
 pub mod net;
 pub mod observe;
 pub mod protocol;
+pub mod shutdown;
 pub mod token;

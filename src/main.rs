@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 use vcs_agent::agent::Agent;
 use vcs_agent::config::{self, AgentConfig};
+use vcs_agent::shutdown::Shutdown;
 
 fn help() -> String {
     let mut text = format!(
@@ -28,101 +29,68 @@ fn help() -> String {
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     match args.next().as_deref() {
-        None => {}
+        None => run(),
         Some("--help" | "-h" | "help") => {
             print!("{}", help());
-            return ExitCode::SUCCESS;
+            ExitCode::SUCCESS
         }
         Some("--version" | "-V") => {
             println!("vcs-agent {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
+            ExitCode::SUCCESS
         }
-        Some("check") => {
-            return match AgentConfig::from_env() {
-                Ok(config) if vcs_agent::agent::check::run(&config) => ExitCode::SUCCESS,
-                Ok(_) => ExitCode::FAILURE,
-                Err(e) => {
-                    eprintln!("{e}");
-                    ExitCode::from(2)
-                }
-            };
-        }
+        Some("check") => check(),
         Some(other) => {
             eprintln!("vcs-agent: unknown argument \"{other}\" (see vcs-agent --help)");
-            return ExitCode::from(2);
+            ExitCode::from(2)
         }
     }
+}
 
+/// A misconfiguration: one line naming the variable, exit 2.
+fn misconfigured(error: impl std::fmt::Display) -> ExitCode {
+    eprintln!("{error}");
+    ExitCode::from(2)
+}
+
+/// `vcs-agent check`: exit 0 only when every preflight check passed.
+fn check() -> ExitCode {
+    match AgentConfig::from_env() {
+        Ok(config) if vcs_agent::agent::check::run(&config) => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(e) => misconfigured(e),
+    }
+}
+
+/// `vcs-agent`: serves until SIGTERM/SIGINT, then drains.
+fn run() -> ExitCode {
     let config = match AgentConfig::from_env() {
         Ok(config) => config,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return misconfigured(e),
     };
     vcs_agent::observe::logging::init(config.log_format, config.log_level.as_deref(), "info");
-
-    let signals = match signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-    ]) {
-        Ok(s) => s,
+    match serve(config) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("cannot install signal handlers: {e}");
-            return ExitCode::FAILURE;
+            eprintln!("{e}");
+            ExitCode::FAILURE
         }
-    };
+    }
+}
+
+fn serve(config: AgentConfig) -> Result<(), String> {
+    let shutdown = Shutdown::install().map_err(|e| e.to_string())?;
     let drain_timeout = config.drain_timeout;
     let metrics_addr = config.metrics_addr;
-    let agent = match Agent::start(config) {
-        Ok(agent) => agent,
-        Err(e) => {
-            eprintln!("cannot start the agent: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-
+    let agent = Agent::start(config).map_err(|e| format!("cannot start the agent: {e}"))?;
     if let Some(addr) = metrics_addr {
-        match vcs_agent::observe::endpoint::start(addr, agent.shared().clone()) {
-            Ok(bound) => log::info!("health and metrics endpoint listening on {bound}"),
-            Err(e) => {
-                eprintln!("{}: cannot listen on {addr}: {e}", config::METRICS_ADDR);
-                return ExitCode::FAILURE;
-            }
-        }
+        let bound = vcs_agent::observe::endpoint::start(addr, agent.shared().clone())
+            .map_err(|e| format!("{}: cannot listen on {addr}: {e}", config::METRICS_ADDR))?;
+        log::info!("health and metrics endpoint listening on {bound}");
     }
-
-    let (signalled, first_signal) = crossbeam_channel::bounded(1);
-    let mut signals = signals;
-    let _ = std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            let mut seen = 0;
-            for signal in signals.forever() {
-                seen += 1;
-                if seen == 1 {
-                    log::info!(
-                        "signal {signal} received: draining (a second signal exits at once)"
-                    );
-                    let _ = signalled.send(());
-                } else {
-                    log::warn!("second signal {signal}: exiting now");
-                    std::process::exit(130);
-                }
-            }
-        });
-
-    let _ = first_signal.recv();
-    agent.drain();
-    let started = std::time::Instant::now();
     // Slots end on their own by the drain timeout; the margin covers closing handshakes.
-    if agent.wait(drain_timeout + Duration::from_secs(2)) {
-        log::info!(
-            "drained in {:.1}s; exiting",
-            started.elapsed().as_secs_f64()
-        );
-    } else {
-        log::warn!("drain timeout reached with requests still running; exiting");
+    let drain = shutdown.wait(|| agent.drain());
+    if let Some(took) = drain.finished(agent.wait(drain_timeout + Duration::from_secs(2))) {
+        log::info!("drained in {:.1}s; exiting", took.as_secs_f64());
     }
-    ExitCode::SUCCESS
+    Ok(())
 }

@@ -211,9 +211,9 @@ pub fn decode(message: Message) -> Result<Option<Frame>, ProtocolError> {
 /// Every control frame's fields in one flat struct, for decoding the same JSON in one pass.
 /// Serde reads an internally tagged enum (`Control`) by first copying the whole frame into a
 /// tree of its own and then matching the tag; on the gateway that was a tenth of the CPU per
-/// request (`perf`, see the README). Unknown fields are ignored, as before; a known field
-/// must have its type whatever the frame (`{"type":"end","id":1}` is refused), which is
-/// stricter than before and holds for every frame this version writes.
+/// request (`perf`, see the README). Unknown fields are ignored; a known field must have its
+/// type whatever the frame (`{"type":"end","id":1}` is refused), which every frame either
+/// side writes satisfies.
 #[derive(Deserialize)]
 struct FlatControl {
     #[serde(rename = "type")]

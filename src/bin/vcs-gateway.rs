@@ -1,40 +1,59 @@
-//! `vcs-gateway`: manages pools and serves the agent port and the `private://` front.
+//! `vcs-gateway`: manages pools and callers, and serves the agent port and the `private://`
+//! front.
+//!
+//! The command line is read per subcommand: the words (`pool create`, `serve`, …) come first
+//! and pick a small struct of flags ([`Flags`]); a flag that belongs to another subcommand, or
+//! to none, is refused with one line naming it and the subcommand, so a typo or a misplaced
+//! `--tls-cert` never passes silently. Every problem exits 2 with one line on stderr.
+
+#![forbid(unsafe_code)]
 
 use lexopt::prelude::*;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
+use vcs_agent::clock::format_time;
 use vcs_agent::config::parse_duration;
 use vcs_agent::gateway::admin;
-use vcs_agent::gateway::hub::Settings;
+use vcs_agent::gateway::settings::Settings;
 use vcs_agent::gateway::shared::Shared;
-use vcs_agent::gateway::store::{format_time, validate_caller_name, validate_name, Scope, Store};
+use vcs_agent::gateway::store::{validate_caller_name, validate_name, Scope, Store};
 use vcs_agent::gateway::{Gateway, GatewayTls};
+use vcs_agent::shutdown::Shutdown;
 use vcs_agent::token::{Secret, Token};
 
-const HELP: &str = "\
-vcs-gateway: the gateway side of VCS Agent Pools.
+const ABOUT: &str = "vcs-gateway: the gateway side of VCS Agent Pools.\n\nUSAGE:\n";
 
-USAGE:
-    vcs-gateway pool create --data-dir DIR --name NAME [--description TEXT] [--public-url URL]
+/// Each subcommand's words and its part of `--help`, in the order `--help` lists them.
+const USAGE: &[(&str, &str)] = &[
+    ("pool create", "    vcs-gateway pool create --data-dir DIR --name NAME [--description TEXT] [--public-url URL]
         Create a pool and print its token (one line) on stdout. NAME: 1-63 of a-z 0-9 -.
         --public-url is the agent URL put in the token [ws://127.0.0.1:1984].
-    vcs-gateway pool list --data-dir DIR
+"),
+    ("pool list", "    vcs-gateway pool list --data-dir DIR
         List pools (name, id, created, description); keys are never shown or stored.
-    vcs-gateway pool rotate --data-dir DIR --name NAME [--public-url URL]
+"),
+    ("pool rotate", "    vcs-gateway pool rotate --data-dir DIR --name NAME [--public-url URL]
         Give a pool a new key and print its new token; agents with the old one are cut off.
-    vcs-gateway pool delete --data-dir DIR --name NAME
+"),
+    ("pool delete", "    vcs-gateway pool delete --data-dir DIR --name NAME
         Delete a pool (its agents are cut off; it leaves every caller's pools).
-    vcs-gateway caller create --data-dir DIR --name NAME (--pools POOL,POOL... | --all-pools)
+"),
+    ("caller create", "    vcs-gateway caller create --data-dir DIR --name NAME (--pools POOL,POOL... | --all-pools)
         Create a caller (a credential of the SaaS side) that may use those pools; its secret
         is printed once, alone on the last line of stdout. Only its hash is stored.
         --client-cert PEM: a client certificate that identifies the caller instead of the
         secret, on an api port with --api-client-ca.
-    vcs-gateway caller list --data-dir DIR
+"),
+    ("caller list", "    vcs-gateway caller list --data-dir DIR
         List callers (name, id, created, pools); secrets are never shown or stored.
-    vcs-gateway caller rotate --data-dir DIR --name NAME
+"),
+    ("caller rotate", "    vcs-gateway caller rotate --data-dir DIR --name NAME
         Give a caller a new secret (printed like create); the old one stops working.
-    vcs-gateway caller delete --data-dir DIR --name NAME
-    vcs-gateway serve --data-dir DIR [OPTIONS]
+"),
+    ("caller delete", "    vcs-gateway caller delete --data-dir DIR --name NAME
+"),
+    ("serve", "    vcs-gateway serve --data-dir DIR [OPTIONS]
         --agent-listen ADDR     agent WebSocket port [127.0.0.1:1984]
         --api-listen ADDR       private:// front, /healthz, /metrics, the panel (/) and /api [127.0.0.1:1985]
         --metrics-listen ADDR   also serve /healthz and /metrics in full, without the admin
@@ -62,7 +81,10 @@ USAGE:
                                 figures of /healthz, at least 16 characters; prefer env
                                 VCS_GATEWAY_ADMIN_TOKEN (not in `ps`). Without it one is made
                                 on first start and kept in DIR/admin-token (0600).
-    vcs-gateway --help | --version
+"),
+];
+
+const FOOTER: &str = "    vcs-gateway [COMMAND] --help | --version
 
 Every command takes --redis URL instead of --data-dir DIR: pools and callers then live in
 Redis, shared by every gateway serving with the same --redis (see the README, \"Run several
@@ -75,377 +97,376 @@ VCS_GATEWAY_REDIS_URL for a URL with a password (not in `ps`), used when neither
 Durations: 30, 30s, 500ms, 2m. Port 0 picks a free port; the bound addresses are logged.
 ";
 
+/// `--help`: every subcommand, or only `command`'s.
+fn help(command: Option<&str>) -> String {
+    let mut text = String::from(ABOUT);
+    for (words, usage) in USAGE {
+        if command.is_none_or(|c| c == *words) {
+            text.push_str(usage);
+        }
+    }
+    text.push_str(FOOTER);
+    text
+}
+
 fn fail(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("vcs-gateway: {message}");
     ExitCode::from(2)
 }
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(code) => code,
-        Err(message) => fail(message),
+    match Command::parse(Args(lexopt::Parser::from_env())) {
+        Ok(command) => command.run().unwrap_or_else(fail),
+        Err(Stop::Help(command)) => {
+            print!("{}", help(command));
+            ExitCode::SUCCESS
+        }
+        Err(Stop::Version) => {
+            println!("vcs-gateway {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Err(Stop::Fail(message)) => fail(message),
     }
 }
 
-fn run() -> Result<ExitCode, String> {
-    let mut parser = lexopt::Parser::from_env();
-    let mut words: Vec<String> = Vec::new();
-    let mut data_dir: Option<PathBuf> = None;
-    let mut redis_url: Option<String> = None;
-    let mut replica_id: Option<String> = None;
-    let mut poll_only = false;
-    let mut name: Option<String> = None;
-    let mut description = String::new();
-    let mut public_url: Option<String> = None;
-    let mut admin_token: Option<String> = None;
-    let mut scope: Option<Scope> = None;
-    let mut client_cert: Option<PathBuf> = None;
-    let mut api_client_ca: Option<PathBuf> = None;
-    let mut agent_listen = String::from("127.0.0.1:1984");
-    let mut api_listen = String::from("127.0.0.1:1985");
-    let mut metrics_listen: Option<String> = None;
-    let mut settings = Settings::default();
-    let mut drain_timeout = std::time::Duration::from_secs(30);
-    let mut tls_files: [Option<PathBuf>; 4] = Default::default();
-    let text = |parser: &mut lexopt::Parser| -> Result<String, String> {
-        parser
+/// Why the command line was not turned into a [`Command`]: `--help`, `--version`, or a
+/// problem (one line).
+enum Stop {
+    Help(Option<&'static str>),
+    Version,
+    Fail(String),
+}
+
+impl From<String> for Stop {
+    fn from(message: String) -> Stop {
+        Stop::Fail(message)
+    }
+}
+
+impl From<&str> for Stop {
+    fn from(message: &str) -> Stop {
+        Stop::Fail(message.into())
+    }
+}
+
+/// One subcommand with its flags.
+enum Command {
+    PoolCreate(PoolCreate),
+    PoolList(StoreFlags),
+    PoolRotate(PoolRotate),
+    PoolDelete(Named),
+    CallerCreate(CallerCreate),
+    CallerList(StoreFlags),
+    CallerRotate(Named),
+    CallerDelete(Named),
+    Serve(Box<ServeFlags>),
+}
+
+impl Command {
+    /// The subcommand's words, then its flags.
+    fn parse(mut args: Args) -> Result<Command, Stop> {
+        let words = args.command_words()?;
+        Ok(match words {
+            "pool create" => Command::PoolCreate(args.flags(words)?),
+            "pool list" => Command::PoolList(args.flags(words)?),
+            "pool rotate" => Command::PoolRotate(args.flags(words)?),
+            "pool delete" => Command::PoolDelete(args.flags(words)?),
+            "caller create" => Command::CallerCreate(args.flags(words)?),
+            "caller list" => Command::CallerList(args.flags(words)?),
+            "caller rotate" => Command::CallerRotate(args.flags(words)?),
+            "caller delete" => Command::CallerDelete(args.flags(words)?),
+            "serve" => Command::Serve(Box::new(args.flags(words)?)),
+            other => return Err(format!("unknown command \"{other}\" (see --help)").into()),
+        })
+    }
+
+    fn run(self) -> Result<ExitCode, String> {
+        match self {
+            Command::PoolCreate(flags) => pool_create(flags),
+            Command::PoolList(store) => pool_list(store),
+            Command::PoolRotate(flags) => pool_rotate(flags),
+            Command::PoolDelete(flags) => pool_delete(flags),
+            Command::CallerCreate(flags) => caller_create(flags),
+            Command::CallerList(store) => caller_list(store),
+            Command::CallerRotate(flags) => caller_rotate(flags),
+            Command::CallerDelete(flags) => caller_delete(flags),
+            Command::Serve(flags) => serve(*flags),
+        }?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// The command line, read with lexopt.
+struct Args(lexopt::Parser);
+
+impl Args {
+    /// The subcommand's words (`serve`, `pool create`, …), which come before any flag.
+    fn command_words(&mut self) -> Result<&'static str, Stop> {
+        const COMMANDS: &str = "pool create, pool list, caller create, caller list, caller rotate, caller delete or serve (see --help)";
+        let mut words = String::new();
+        loop {
+            match self.0.next().map_err(|e| e.to_string())? {
+                Some(Short('h') | Long("help")) => return Err(Stop::Help(None)),
+                Some(Short('V') | Long("version")) if words.is_empty() => {
+                    return Err(Stop::Version)
+                }
+                Some(Value(word)) => {
+                    let word = word
+                        .into_string()
+                        .map_err(|_| "an argument is not valid UTF-8")?;
+                    words = if words.is_empty() {
+                        word
+                    } else {
+                        format!("{words} {word}")
+                    };
+                }
+                None if words.is_empty() => {
+                    return Err(format!("a command is required: {COMMANDS}").into())
+                }
+                Some(Long(flag)) if words.is_empty() => {
+                    return Err(format!("a command is required before --{flag}: {COMMANDS}").into())
+                }
+                Some(Short(flag)) if words.is_empty() => {
+                    return Err(format!("a command is required before -{flag}: {COMMANDS}").into())
+                }
+                _ => return Err(format!("unknown command \"{words}\" (see --help)").into()),
+            }
+            let known = USAGE
+                .iter()
+                .map(|(known, _)| *known)
+                .find(|known| *known == words);
+            if let Some(known) = known {
+                return Ok(known);
+            }
+        }
+    }
+
+    /// The flags of `command` up to the end of the line.
+    fn flags<F: Flags>(&mut self, command: &'static str) -> Result<F, Stop> {
+        let mut flags = F::default();
+        while let Some(arg) = self.0.next().map_err(|e| e.to_string())? {
+            let flag = match arg {
+                Short('h') | Long("help") => return Err(Stop::Help(Some(command))),
+                Long(flag) => format!("--{flag}"),
+                Short(flag) => format!("-{flag}"),
+                Value(word) => {
+                    let word = word.to_string_lossy();
+                    return Err(format!("unknown command \"{command} {word}\" (see --help)").into());
+                }
+            };
+            if !flags.take(&flag, self)? {
+                return Err(format!(
+                    "{command} does not take {flag} (see vcs-gateway {command} --help)"
+                )
+                .into());
+            }
+        }
+        Ok(flags)
+    }
+
+    /// The value of the flag just read, as text.
+    fn text(&mut self) -> Result<String, String> {
+        self.0
             .value()
             .map_err(|e| e.to_string())?
             .into_string()
             .map_err(|_| "a value is not valid UTF-8".to_string())
-    };
-    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
-        match arg {
-            Short('h') | Long("help") => {
-                print!("{HELP}");
-                return Ok(ExitCode::SUCCESS);
-            }
-            Short('V') | Long("version") => {
-                println!("vcs-gateway {}", env!("CARGO_PKG_VERSION"));
-                return Ok(ExitCode::SUCCESS);
-            }
-            Long("data-dir") => data_dir = Some(PathBuf::from(text(&mut parser)?)),
-            Long("redis") => redis_url = Some(text(&mut parser)?),
-            Long("replica-id") => replica_id = Some(text(&mut parser)?),
-            // For tests: changes reach this replica by the polled version alone.
-            Long("redis-poll-only") => poll_only = true,
-            Long("name") => name = Some(text(&mut parser)?),
-            Long("description") => description = text(&mut parser)?,
-            Long("public-url") => public_url = Some(text(&mut parser)?),
-            Long("admin-token") => admin_token = Some(text(&mut parser)?),
-            Long("pools") => scope = Some(parse_pools(&text(&mut parser)?)?),
-            Long("all-pools") => scope = Some(Scope::All),
-            Long("client-cert") => client_cert = Some(PathBuf::from(text(&mut parser)?)),
-            Long("api-client-ca") => api_client_ca = Some(PathBuf::from(text(&mut parser)?)),
-            Long("agent-listen") => agent_listen = text(&mut parser)?,
-            Long("api-listen") => api_listen = text(&mut parser)?,
-            Long("metrics-listen") => metrics_listen = Some(text(&mut parser)?),
-            Long("tls-cert") => tls_files[0] = Some(PathBuf::from(text(&mut parser)?)),
-            Long("tls-key") => tls_files[1] = Some(PathBuf::from(text(&mut parser)?)),
-            Long("api-tls-cert") => tls_files[2] = Some(PathBuf::from(text(&mut parser)?)),
-            Long("api-tls-key") => tls_files[3] = Some(PathBuf::from(text(&mut parser)?)),
-            Long("queue-timeout") => {
-                settings.queue_timeout = parse_duration(&text(&mut parser)?)
-                    .map_err(|e| format!("--queue-timeout: {e}"))?
-            }
-            Long("keepalive") => {
-                settings.keepalive =
-                    parse_duration(&text(&mut parser)?).map_err(|e| format!("--keepalive: {e}"))?
-            }
-            Long("drain-timeout") => {
-                drain_timeout = parse_duration(&text(&mut parser)?)
-                    .map_err(|e| format!("--drain-timeout: {e}"))?
-            }
-            Long("max-callers") => {
-                settings.max_callers = connections("--max-callers", &text(&mut parser)?)?
-            }
-            Long("max-callers-per-address") => {
-                settings.max_per_address =
-                    connections("--max-callers-per-address", &text(&mut parser)?)?
-            }
-            Long("min-upload-rate") => {
-                settings.min_upload_rate = text(&mut parser)?
-                    .parse::<u64>()
-                    .map_err(|_| "--min-upload-rate: expected bytes per second (0 turns it off)")?
-            }
-            Long("upload-grace") => {
-                settings.upload_grace = parse_duration(&text(&mut parser)?)
-                    .map_err(|e| format!("--upload-grace: {e}"))?
-            }
-            Long("exchange-timeout") => {
-                settings.exchange_timeout = parse_duration(&text(&mut parser)?)
-                    .map_err(|e| format!("--exchange-timeout: {e}"))?
-            }
-            Value(word) => words.push(
-                word.into_string()
-                    .map_err(|_| "an argument is not valid UTF-8".to_string())?,
-            ),
-            other => return Err(format!("{} (see vcs-gateway --help)", other.unexpected())),
-        }
     }
-    if redis_url.is_some() && data_dir.is_some() {
-        return Err("--redis and --data-dir: give one of them".into());
+
+    fn path(&mut self) -> Result<PathBuf, String> {
+        self.text().map(PathBuf::from)
     }
-    if redis_url.is_none() && data_dir.is_none() {
-        // A URL with a password stays out of `ps` this way.
-        redis_url = std::env::var("VCS_GATEWAY_REDIS_URL")
+
+    fn duration(&mut self, flag: &str) -> Result<Duration, String> {
+        parse_duration(&self.text()?).map_err(|e| format!("{flag}: {e}"))
+    }
+
+    /// A number of connections for `flag`: 1 to 65536.
+    fn connections(&mut self, flag: &str) -> Result<usize, String> {
+        self.text()?
+            .parse::<usize>()
             .ok()
-            .filter(|url| !url.trim().is_empty());
-    }
-    let data_dir = || {
-        data_dir
-            .clone()
-            .ok_or_else(|| "--data-dir (or --redis) is required".to_string())
-    };
-    let open_store = || -> Result<Store, String> {
-        match &redis_url {
-            Some(url) => Ok(Store::redis(Shared::connect(url)?)),
-            None => Store::open(data_dir()?),
-        }
-    };
-    match words
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
-        ["pool", "create"] => {
-            let name = name.ok_or("--name is required")?;
-            let public_url = token_host(public_url)?;
-            let (record, key) = open_store()?.create(&name, &description)?;
-            print_token(public_url, key, record.ulid)
-        }
-        ["pool", "rotate"] => {
-            let name = name.ok_or("--name is required")?;
-            let public_url = token_host(public_url)?;
-            let (record, key) = open_store()?
-                .rotate(&name)?
-                .ok_or_else(|| format!("--name: no pool named \"{name}\""))?;
-            print_token(public_url, key, record.ulid)
-        }
-        ["pool", "delete"] => {
-            let name = name.ok_or("--name is required")?;
-            if !open_store()?.delete(&name)? {
-                return Err(format!("--name: no pool named \"{name}\""));
-            }
-            println!("pool {name} deleted");
-            Ok(ExitCode::SUCCESS)
-        }
-        ["pool", "list"] => {
-            let store = open_store()?;
-            println!("{:<24} {:<26} {:<20} DESCRIPTION", "NAME", "ID", "CREATED");
-            for pool in store.load()? {
-                println!(
-                    "{:<24} {:<26} {:<20} {}",
-                    pool.name,
-                    pool.ulid,
-                    format_time(pool.created),
-                    pool.description
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        ["serve"] => {
-            let tls = GatewayTls {
-                agent: server_tls(&tls_files[0], &tls_files[1], "--tls-cert", "--tls-key")?,
-                api: match (&tls_files[2], &tls_files[3], &api_client_ca) {
-                    (Some(cert), Some(key), Some(ca)) => Some(
-                        vcs_agent::net::tls::server_config_for_clients(cert, key, Some(ca))
-                            .map_err(|e| format!("--api-tls-cert/--api-tls-key/--api-client-ca: {e}"))?,
-                    ),
-                    (_, _, Some(_)) => {
-                        return Err("--api-client-ca needs --api-tls-cert and --api-tls-key".into())
-                    }
-                    _ => server_tls(&tls_files[2], &tls_files[3], "--api-tls-cert", "--api-tls-key")?,
-                },
-            };
-            if let Some(url) = &public_url {
-                check_public_url(url)?;
-            }
-            settings.public_url = public_url;
-            let admin_token = admin_token
-                .or_else(|| std::env::var("VCS_GATEWAY_ADMIN_TOKEN").ok())
-                .filter(|t| !t.is_empty())
-                .map(Secret::new);
-            let admin_token = match admin_token {
-                Some(token) => {
-                    admin::check_token(&token)?;
-                    AdminToken::Given(token)
-                }
-                None if redis_url.is_some() => {
-                    return Err("--admin-token (or VCS_GATEWAY_ADMIN_TOKEN) is required with --redis: give every replica the same one".into())
-                }
-                None => {
-                    std::fs::create_dir_all(data_dir()?).map_err(|e| {
-                        format!("--data-dir: cannot create {}: {e}", data_dir().unwrap_or_default().display())
-                    })?;
-                    match admin::load_or_create(&data_dir()?)? {
-                        (token, true) => AdminToken::Made(token),
-                        (token, false) => AdminToken::Kept(token),
-                    }
-                }
-            };
-            let store = open_store()?;
-            if let (Some(shared), AdminToken::Given(token)) = (store.shared(), &admin_token) {
-                let hash = vcs_agent::token::key_hash(token.expose());
-                if !shared.same_admin_token(&hash).map_err(|e| format!("--redis: {e}"))? {
-                    return Err("--admin-token: not the admin token the other replicas use (its SHA-256 is in Redis): give every replica the same one".into());
-                }
-            }
-            if store.shared().is_some() {
-                let id = match replica_id {
-                    Some(id) => {
-                        validate_name(&id).map_err(|e| format!("--replica-id: {e}"))?;
-                        id
-                    }
-                    None => ulid::Ulid::new().to_string().to_ascii_lowercase(),
-                };
-                settings.replica_id = Some(id);
-                settings.poll_only = poll_only;
-            }
-            let ports = Ports {
-                agent: &agent_listen,
-                api: &api_listen,
-                metrics: metrics_listen.as_deref(),
-            };
-            serve(
-                store,
-                ports,
-                settings,
-                admin_token,
-                drain_timeout,
-                tls,
-            )
-        }
-        ["caller", command] => caller(command, open_store()?, name, scope, client_cert),
-        [] => Err("a command is required: pool create, pool list, caller create, caller list, caller rotate, caller delete or serve (see --help)".into()),
-        other => Err(format!(
-            "unknown command \"{}\" (see --help)",
-            other.join(" ")
-        )),
+            .filter(|n| (1..=65_536).contains(n))
+            .ok_or_else(|| format!("{flag}: expected a number from 1 to 65536"))
     }
 }
 
-/// Where `serve` listens.
-struct Ports<'a> {
-    agent: &'a str,
-    api: &'a str,
-    metrics: Option<&'a str>,
+/// The flags of one subcommand.
+trait Flags: Default {
+    /// Reads `flag` (`--name`) and its value, if it takes one; `Ok(false)` when the flag is
+    /// not one of this subcommand's.
+    fn take(&mut self, flag: &str, args: &mut Args) -> Result<bool, String>;
 }
 
-/// The admin token and where it came from (logged at start, never its value).
-enum AdminToken {
-    Given(Secret),
-    Made(Secret),
-    Kept(Secret),
+/// Where pools and callers live: `--data-dir DIR` or `--redis URL` (every subcommand).
+#[derive(Default)]
+struct StoreFlags {
+    data_dir: Option<PathBuf>,
+    redis: Option<String>,
 }
 
-impl AdminToken {
-    fn secret(self) -> Secret {
+impl Flags for StoreFlags {
+    fn take(&mut self, flag: &str, args: &mut Args) -> Result<bool, String> {
+        match flag {
+            "--data-dir" => self.data_dir = Some(args.path()?),
+            "--redis" => self.redis = Some(args.text()?),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+/// Where the store is, once the flags and `VCS_GATEWAY_REDIS_URL` are read.
+enum Location {
+    Dir(PathBuf),
+    Redis(String),
+}
+
+impl StoreFlags {
+    fn location(self) -> Result<Location, String> {
+        match (self.data_dir, self.redis) {
+            (Some(_), Some(_)) => Err("--redis and --data-dir: give one of them".into()),
+            (Some(dir), None) => Ok(Location::Dir(dir)),
+            (None, Some(url)) => Ok(Location::Redis(url)),
+            // A URL with a password stays out of `ps` this way.
+            (None, None) => std::env::var("VCS_GATEWAY_REDIS_URL")
+                .ok()
+                .filter(|url| !url.trim().is_empty())
+                .map(Location::Redis)
+                .ok_or_else(|| "--data-dir (or --redis) is required".into()),
+        }
+    }
+
+    fn open(self) -> Result<Store, String> {
+        self.location()?.open()
+    }
+}
+
+impl Location {
+    fn open(&self) -> Result<Store, String> {
         match self {
-            AdminToken::Given(s) | AdminToken::Made(s) | AdminToken::Kept(s) => s,
+            Location::Dir(dir) => Store::open(dir),
+            Location::Redis(url) => Ok(Store::redis(Shared::connect(url)?)),
         }
     }
 }
 
-/// `--client-cert PEM`: the SHA-256 (hex) of the file's first certificate.
-fn certificate_sha256(path: &std::path::Path) -> Result<String, String> {
-    use sha2::Digest;
-    let certs =
-        vcs_agent::net::tls::pem_certificates(path).map_err(|e| format!("--client-cert: {e}"))?;
-    let digest = sha2::Sha256::digest(certs[0].as_ref());
-    Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// `--pools a,b`: pool names, each valid, at least one.
-fn parse_pools(text: &str) -> Result<Scope, String> {
-    let pools: Vec<String> = text
-        .split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(String::from)
-        .collect();
-    if pools.is_empty() {
-        return Err("--pools: expected pool names separated by commas (or --all-pools)".into());
-    }
-    for pool in &pools {
-        validate_name(pool).map_err(|e| format!("--pools: {e}"))?;
-    }
-    Ok(Scope::Pools(pools))
-}
-
-/// `caller create|list|rotate|delete`.
-fn caller(
-    command: &str,
-    store: Store,
+/// A subcommand about one pool or caller: the store and `--name`.
+#[derive(Default)]
+struct Named {
+    store: StoreFlags,
     name: Option<String>,
+}
+
+impl Flags for Named {
+    fn take(&mut self, flag: &str, args: &mut Args) -> Result<bool, String> {
+        match flag {
+            "--name" => self.name = Some(args.text()?),
+            _ => return self.store.take(flag, args),
+        }
+        Ok(true)
+    }
+}
+
+impl Named {
+    fn name(&self) -> Result<String, String> {
+        self.name.clone().ok_or_else(|| "--name is required".into())
+    }
+}
+
+#[derive(Default)]
+struct PoolCreate {
+    named: Named,
+    description: String,
+    public_url: Option<String>,
+}
+
+impl Flags for PoolCreate {
+    fn take(&mut self, flag: &str, args: &mut Args) -> Result<bool, String> {
+        match flag {
+            "--description" => self.description = args.text()?,
+            "--public-url" => self.public_url = Some(args.text()?),
+            _ => return self.named.take(flag, args),
+        }
+        Ok(true)
+    }
+}
+
+#[derive(Default)]
+struct PoolRotate {
+    named: Named,
+    public_url: Option<String>,
+}
+
+impl Flags for PoolRotate {
+    fn take(&mut self, flag: &str, args: &mut Args) -> Result<bool, String> {
+        match flag {
+            "--public-url" => self.public_url = Some(args.text()?),
+            _ => return self.named.take(flag, args),
+        }
+        Ok(true)
+    }
+}
+
+#[derive(Default)]
+struct CallerCreate {
+    named: Named,
     scope: Option<Scope>,
     client_cert: Option<PathBuf>,
-) -> Result<ExitCode, String> {
-    let name = || name.clone().ok_or("--name is required");
-    match command {
-        "create" => {
-            let scope = scope.ok_or("--pools POOL,POOL... or --all-pools is required")?;
-            let name = name()?;
-            validate_caller_name(&name).map_err(|e| format!("--name: {e}"))?;
-            if let Scope::Pools(pools) = &scope {
-                let known = store.load()?;
-                if let Some(missing) = pools.iter().find(|p| !known.iter().any(|k| &k.name == *p)) {
-                    return Err(format!(
-                        "--pools: no pool named \"{missing}\" (see pool list)"
-                    ));
-                }
-            }
-            let fingerprint = match &client_cert {
-                None => None,
-                Some(path) => Some(certificate_sha256(path)?),
-            };
-            let (record, secret) = store.create_caller(&name, &scope, fingerprint)?;
-            println!(
-                "caller {name} created ({}), may use {}; its secret, shown only now:",
-                record.id,
-                describe_scope(&record.scope())
-            );
-            println!("{}", secret.expose());
-        }
-        "rotate" => {
-            let name = name()?;
-            let (_, secret) = store
-                .rotate_caller(&name)?
-                .ok_or_else(|| format!("--name: no caller named \"{name}\""))?;
-            println!(
-                "caller {name} has a new secret (the old one no longer works), shown only now:"
-            );
-            println!("{}", secret.expose());
-        }
-        "delete" => {
-            let name = name()?;
-            if !store.delete_caller(&name)? {
-                return Err(format!("--name: no caller named \"{name}\""));
-            }
-            println!("caller {name} deleted");
-        }
-        "list" => {
-            println!("{:<24} {:<26} {:<20} POOLS", "NAME", "ID", "CREATED");
-            for c in store.load_callers()? {
-                let pools = describe_scope(&c.scope());
-                println!(
-                    "{:<24} {:<26} {:<20} {pools}",
-                    c.name,
-                    c.id,
-                    format_time(c.created)
-                );
-            }
-        }
-        other => return Err(format!("unknown command \"caller {other}\" (see --help)")),
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
-fn describe_scope(scope: &Scope) -> String {
-    match scope {
-        Scope::All => "all pools".into(),
-        Scope::Pools(pools) => pools.join(","),
+impl Flags for CallerCreate {
+    fn take(&mut self, flag: &str, args: &mut Args) -> Result<bool, String> {
+        match flag {
+            "--pools" => self.scope = Some(parse_pools(&args.text()?)?),
+            "--all-pools" => self.scope = Some(Scope::All),
+            "--client-cert" => self.client_cert = Some(args.path()?),
+            _ => return self.named.take(flag, args),
+        }
+        Ok(true)
+    }
+}
+
+/// `serve`'s TLS files, each named by its flag.
+#[derive(Default)]
+struct TlsFlags {
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    api_cert: Option<PathBuf>,
+    api_key: Option<PathBuf>,
+    api_client_ca: Option<PathBuf>,
+}
+
+impl Flags for TlsFlags {
+    fn take(&mut self, flag: &str, args: &mut Args) -> Result<bool, String> {
+        let file = match flag {
+            "--tls-cert" => &mut self.cert,
+            "--tls-key" => &mut self.key,
+            "--api-tls-cert" => &mut self.api_cert,
+            "--api-tls-key" => &mut self.api_key,
+            "--api-client-ca" => &mut self.api_client_ca,
+            _ => return Ok(false),
+        };
+        *file = Some(args.path()?);
+        Ok(true)
+    }
+}
+
+impl TlsFlags {
+    /// The server configurations of both ports; a certificate without its key is refused.
+    fn configs(&self) -> Result<GatewayTls, String> {
+        let agent = server_tls(&self.cert, &self.key, "--tls-cert", "--tls-key")?;
+        let api = match (&self.api_cert, &self.api_key, &self.api_client_ca) {
+            (Some(cert), Some(key), Some(ca)) => Some(
+                vcs_agent::net::tls::server_config_for_clients(cert, key, Some(ca))
+                    .map_err(|e| format!("--api-tls-cert/--api-tls-key/--api-client-ca: {e}"))?,
+            ),
+            (_, _, Some(_)) => {
+                return Err("--api-client-ca needs --api-tls-cert and --api-tls-key".into())
+            }
+            (cert, key, None) => server_tls(cert, key, "--api-tls-cert", "--api-tls-key")?,
+        };
+        Ok(GatewayTls { agent, api })
     }
 }
 
@@ -465,103 +486,123 @@ fn server_tls(
     }
 }
 
-/// The agent URL put in tokens must be one an agent can dial, or every token made with it
-/// is refused by the agent it is given to.
-fn check_public_url(url: &str) -> Result<(), String> {
-    vcs_agent::net::dial::GatewayAddress::parse(url)
-        .map(|_| ())
-        .map_err(|e| format!("--public-url: {e}"))
+/// Where `serve` listens.
+struct Ports {
+    agent: String,
+    api: String,
+    metrics: Option<String>,
 }
 
-fn serve(
-    store: Store,
+struct ServeFlags {
+    store: StoreFlags,
     ports: Ports,
-    mut settings: Settings,
-    admin_token: AdminToken,
-    drain_timeout: std::time::Duration,
-    tls: GatewayTls,
-) -> Result<ExitCode, String> {
-    vcs_agent::observe::init_logging("info");
-    let data_dir = store.path().parent().map(PathBuf::from).unwrap_or_default();
-    let data_dir = data_dir.as_path();
-    let where_token = match &admin_token {
-        AdminToken::Given(_) => "the admin token is the one given (--admin-token or VCS_GATEWAY_ADMIN_TOKEN)".to_string(),
-        AdminToken::Made(_) => format!(
-            "no admin token given: made one and wrote it to {} (mode 0600); the panel, /api, /metrics and /healthz figures need it",
-            admin::token_path(data_dir).display()
-        ),
-        AdminToken::Kept(_) => format!(
-            "no admin token given: using the one in {}",
-            admin::token_path(data_dir).display()
-        ),
-    };
-    settings.admin_token = Some(admin_token.secret());
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-    ])
-    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    let (agent_tls, api_tls) = (tls.agent.is_some(), tls.api.is_some());
-    let poll_only = settings.poll_only;
-    if let Some(id) = &settings.replica_id {
-        log::info!(
-            "replica {id}: pools and callers in Redis at {}",
-            store.describe()
+    settings: Settings,
+    drain_timeout: Duration,
+    tls: TlsFlags,
+    public_url: Option<String>,
+    admin_token: Option<String>,
+    replica_id: Option<String>,
+    poll_only: bool,
+}
+
+impl Default for ServeFlags {
+    fn default() -> ServeFlags {
+        ServeFlags {
+            store: StoreFlags::default(),
+            ports: Ports {
+                agent: "127.0.0.1:1984".into(),
+                api: "127.0.0.1:1985".into(),
+                metrics: None,
+            },
+            settings: Settings::default(),
+            drain_timeout: Duration::from_secs(30),
+            tls: TlsFlags::default(),
+            public_url: None,
+            admin_token: None,
+            replica_id: None,
+            poll_only: false,
+        }
+    }
+}
+
+impl Flags for ServeFlags {
+    fn take(&mut self, flag: &str, args: &mut Args) -> Result<bool, String> {
+        let settings = &mut self.settings;
+        match flag {
+            "--agent-listen" => self.ports.agent = args.text()?,
+            "--api-listen" => self.ports.api = args.text()?,
+            "--metrics-listen" => self.ports.metrics = Some(args.text()?),
+            "--queue-timeout" => settings.queue_timeout = args.duration(flag)?,
+            "--keepalive" => settings.keepalive = args.duration(flag)?,
+            "--exchange-timeout" => settings.exchange_timeout = args.duration(flag)?,
+            "--drain-timeout" => self.drain_timeout = args.duration(flag)?,
+            "--upload-grace" => settings.upload_grace = args.duration(flag)?,
+            "--max-callers" => settings.max_callers = args.connections(flag)?,
+            "--max-callers-per-address" => settings.max_per_address = args.connections(flag)?,
+            "--min-upload-rate" => {
+                settings.min_upload_rate = args
+                    .text()?
+                    .parse::<u64>()
+                    .map_err(|_| "--min-upload-rate: expected bytes per second (0 turns it off)")?
+            }
+            "--public-url" => self.public_url = Some(args.text()?),
+            "--admin-token" => self.admin_token = Some(args.text()?),
+            "--replica-id" => self.replica_id = Some(args.text()?),
+            // For tests: changes reach this replica by the polled version alone.
+            "--redis-poll-only" => self.poll_only = true,
+            _ => return Ok(self.tls.take(flag, args)? || self.store.take(flag, args)?),
+        }
+        Ok(true)
+    }
+}
+
+fn pool_create(flags: PoolCreate) -> Result<(), String> {
+    let name = flags.named.name()?;
+    let public_url = token_host(flags.public_url)?;
+    let (record, key) = flags
+        .named
+        .store
+        .open()?
+        .create(&name, &flags.description)?;
+    print_token(public_url, key, record.ulid);
+    Ok(())
+}
+
+fn pool_rotate(flags: PoolRotate) -> Result<(), String> {
+    let name = flags.named.name()?;
+    let public_url = token_host(flags.public_url)?;
+    let (record, key) = flags
+        .named
+        .store
+        .open()?
+        .rotate(&name)?
+        .ok_or_else(|| format!("--name: no pool named \"{name}\""))?;
+    print_token(public_url, key, record.ulid);
+    Ok(())
+}
+
+fn pool_delete(flags: Named) -> Result<(), String> {
+    let name = flags.name()?;
+    if !flags.store.open()?.delete(&name)? {
+        return Err(format!("--name: no pool named \"{name}\""));
+    }
+    println!("pool {name} deleted");
+    Ok(())
+}
+
+fn pool_list(store: StoreFlags) -> Result<(), String> {
+    let store = store.open()?;
+    println!("{:<24} {:<26} {:<20} DESCRIPTION", "NAME", "ID", "CREATED");
+    for pool in store.load()? {
+        println!(
+            "{:<24} {:<26} {:<20} {}",
+            pool.name,
+            pool.ulid,
+            format_time(pool.created),
+            pool.description
         );
     }
-    let gateway =
-        Gateway::start_with_store(store, ports.agent, ports.api, settings, tls, poll_only)?;
-    let scheme = |on: bool| if on { "TLS" } else { "plain, no TLS" };
-    log::info!("agent port serves {}", scheme(agent_tls));
-    log::info!("api port serves {}", scheme(api_tls));
-    log::info!("agent port listening on {}", gateway.agent_addr);
-    log::info!("api port listening on {}", gateway.api_addr);
-    if let Some(listen) = ports.metrics {
-        let addr = gateway.serve_metrics(listen)?;
-        log::info!("metrics port listening on {addr} (/healthz and /metrics without authentication: keep it on a private scrape network)");
-    }
-    log::info!("{where_token}");
-    log::info!(
-        "panel at http://{}/ (admin token required)",
-        gateway.api_addr
-    );
-    match gateway.hub.callers.count() {
-        0 => log::warn!(
-            "no caller exists yet: the front refuses every tunnel request until one does (vcs-gateway caller create {} --name NAME --pools POOL)",
-            match gateway.hub.store.shared() {
-                Some(_) => "--redis URL".to_string(),
-                None => format!("--data-dir {}", data_dir.display()),
-            }
-        ),
-        n => log::info!("{n} callers may use the front"),
-    }
-    log::info!(
-        "{} pools loaded from {}",
-        gateway.hub.pools().len(),
-        gateway.hub.store.describe()
-    );
-    let (first, first_signal) = crossbeam_channel::bounded(1);
-    std::thread::spawn(move || {
-        for (seen, signal) in signals.forever().enumerate() {
-            if seen == 0 {
-                let _ = first.send(signal);
-            } else {
-                log::warn!("second signal {signal}: exiting now");
-                std::process::exit(130);
-            }
-        }
-    });
-    if let Ok(signal) = first_signal.recv() {
-        gateway.hub.start_draining();
-        log::info!("signal {signal} received: draining (a second signal exits at once)");
-    }
-    if gateway.drain(drain_timeout) {
-        log::info!("drained: no request in flight; exiting");
-    } else {
-        log::warn!("drain timeout reached with requests still running; exiting");
-    }
-    gateway.wait_streams_closed(std::time::Duration::from_secs(2));
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// The agent URL a CLI-made token carries: `--public-url`, checked, or the default agent port.
@@ -571,22 +612,285 @@ fn token_host(public_url: Option<String>) -> Result<String, String> {
     Ok(public_url)
 }
 
+/// The agent URL put in tokens must be one an agent can dial, or every token made with it
+/// is refused by the agent it is given to.
+fn check_public_url(url: &str) -> Result<(), String> {
+    vcs_agent::net::dial::GatewayAddress::parse(url)
+        .map(|_| ())
+        .map_err(|e| format!("--public-url: {e}"))
+}
+
 /// Prints a pool token, alone on its line (its only copy: the store keeps a hash).
-fn print_token(host: String, key: Secret, pool_ulid: String) -> Result<ExitCode, String> {
+fn print_token(host: String, key: Secret, pool_ulid: String) {
     let token = Token {
         host,
         key,
         pool_ulid,
     };
     println!("{}", token.encode());
-    Ok(ExitCode::SUCCESS)
 }
 
-/// A number of connections for `flag`: 1 to 65536.
-fn connections(flag: &str, value: &str) -> Result<usize, String> {
-    value
-        .parse::<usize>()
-        .ok()
-        .filter(|n| (1..=65_536).contains(n))
-        .ok_or_else(|| format!("{flag}: expected a number from 1 to 65536"))
+fn caller_create(flags: CallerCreate) -> Result<(), String> {
+    let CallerCreate {
+        named,
+        scope,
+        client_cert,
+    } = flags;
+    let store = named.store.open()?;
+    let scope = scope.ok_or("--pools POOL,POOL... or --all-pools is required")?;
+    let name = named.name.ok_or("--name is required")?;
+    validate_caller_name(&name).map_err(|e| format!("--name: {e}"))?;
+    if let Scope::Pools(pools) = &scope {
+        let known = store.load()?;
+        if let Some(missing) = pools.iter().find(|p| !known.iter().any(|k| &k.name == *p)) {
+            return Err(format!(
+                "--pools: no pool named \"{missing}\" (see pool list)"
+            ));
+        }
+    }
+    let fingerprint = match &client_cert {
+        None => None,
+        Some(path) => Some(certificate_sha256(path)?),
+    };
+    let (record, secret) = store.create_caller(&name, &scope, fingerprint)?;
+    println!(
+        "caller {name} created ({}), may use {}; its secret, shown only now:",
+        record.id,
+        describe_scope(&record.scope())
+    );
+    println!("{}", secret.expose());
+    Ok(())
+}
+
+fn caller_rotate(flags: Named) -> Result<(), String> {
+    let store = flags.store.open()?;
+    let name = flags.name.ok_or("--name is required")?;
+    let (_, secret) = store
+        .rotate_caller(&name)?
+        .ok_or_else(|| format!("--name: no caller named \"{name}\""))?;
+    println!("caller {name} has a new secret (the old one no longer works), shown only now:");
+    println!("{}", secret.expose());
+    Ok(())
+}
+
+fn caller_delete(flags: Named) -> Result<(), String> {
+    let store = flags.store.open()?;
+    let name = flags.name.ok_or("--name is required")?;
+    if !store.delete_caller(&name)? {
+        return Err(format!("--name: no caller named \"{name}\""));
+    }
+    println!("caller {name} deleted");
+    Ok(())
+}
+
+fn caller_list(store: StoreFlags) -> Result<(), String> {
+    let store = store.open()?;
+    println!("{:<24} {:<26} {:<20} POOLS", "NAME", "ID", "CREATED");
+    for c in store.load_callers()? {
+        let pools = describe_scope(&c.scope());
+        println!(
+            "{:<24} {:<26} {:<20} {pools}",
+            c.name,
+            c.id,
+            format_time(c.created)
+        );
+    }
+    Ok(())
+}
+
+/// `--pools a,b`: pool names, each valid, at least one.
+fn parse_pools(text: &str) -> Result<Scope, String> {
+    let pools: Vec<String> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(String::from)
+        .collect();
+    if pools.is_empty() {
+        return Err("--pools: expected pool names separated by commas (or --all-pools)".into());
+    }
+    for pool in &pools {
+        validate_name(pool).map_err(|e| format!("--pools: {e}"))?;
+    }
+    Ok(Scope::Pools(pools))
+}
+
+/// `--client-cert PEM`: the SHA-256 (hex) of the file's first certificate.
+fn certificate_sha256(path: &Path) -> Result<String, String> {
+    use sha2::Digest;
+    let certs =
+        vcs_agent::net::tls::pem_certificates(path).map_err(|e| format!("--client-cert: {e}"))?;
+    let digest = sha2::Sha256::digest(certs[0].as_ref());
+    Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn describe_scope(scope: &Scope) -> String {
+    match scope {
+        Scope::All => "all pools".into(),
+        Scope::Pools(pools) => pools.join(","),
+    }
+}
+
+/// The admin token and where it came from (logged at start, never its value).
+enum AdminToken {
+    Given(Secret),
+    Made(Secret, PathBuf),
+    Kept(Secret, PathBuf),
+}
+
+impl AdminToken {
+    /// `--admin-token` or `VCS_GATEWAY_ADMIN_TOKEN`; else, with a data directory, the one kept
+    /// in it (made on first start). Replicas sharing Redis must be given the same one.
+    fn resolve(given: Option<String>, location: &Location) -> Result<AdminToken, String> {
+        let given = given
+            .or_else(|| std::env::var("VCS_GATEWAY_ADMIN_TOKEN").ok())
+            .filter(|t| !t.is_empty())
+            .map(Secret::new);
+        match (given, location) {
+            (Some(token), _) => {
+                admin::check_token(&token)?;
+                Ok(AdminToken::Given(token))
+            }
+            (None, Location::Redis(_)) => Err("--admin-token (or VCS_GATEWAY_ADMIN_TOKEN) is required with --redis: give every replica the same one".into()),
+            (None, Location::Dir(dir)) => {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| format!("--data-dir: cannot create {}: {e}", dir.display()))?;
+                let path = admin::token_path(dir);
+                Ok(match admin::load_or_create(dir)? {
+                    (token, true) => AdminToken::Made(token, path),
+                    (token, false) => AdminToken::Kept(token, path),
+                })
+            }
+        }
+    }
+
+    /// Replicas sharing Redis must use one admin token: its hash is kept there.
+    fn check_shared(&self, store: &Store) -> Result<(), String> {
+        let (Some(shared), AdminToken::Given(token)) = (store.shared(), self) else {
+            return Ok(());
+        };
+        let hash = vcs_agent::token::key_hash(token.expose());
+        if !shared
+            .same_admin_token(&hash)
+            .map_err(|e| format!("--redis: {e}"))?
+        {
+            return Err("--admin-token: not the admin token the other replicas use (its SHA-256 is in Redis): give every replica the same one".into());
+        }
+        Ok(())
+    }
+
+    /// Where the token came from, for the log.
+    fn describe(&self) -> String {
+        match self {
+            AdminToken::Given(_) => "the admin token is the one given (--admin-token or VCS_GATEWAY_ADMIN_TOKEN)".to_string(),
+            AdminToken::Made(_, path) => format!(
+                "no admin token given: made one and wrote it to {} (mode 0600); the panel, /api, /metrics and /healthz figures need it",
+                path.display()
+            ),
+            AdminToken::Kept(_, path) => format!(
+                "no admin token given: using the one in {}",
+                path.display()
+            ),
+        }
+    }
+
+    fn secret(self) -> Secret {
+        match self {
+            AdminToken::Given(s) | AdminToken::Made(s, _) | AdminToken::Kept(s, _) => s,
+        }
+    }
+}
+
+/// `serve`: checks every flag, then serves until SIGTERM/SIGINT and drains.
+fn serve(flags: ServeFlags) -> Result<(), String> {
+    let tls = flags.tls.configs()?;
+    if let Some(url) = &flags.public_url {
+        check_public_url(url)?;
+    }
+    let location = flags.store.location()?;
+    let admin_token = AdminToken::resolve(flags.admin_token, &location)?;
+    let store = location.open()?;
+    admin_token.check_shared(&store)?;
+    let mut settings = flags.settings;
+    settings.public_url = flags.public_url;
+    if store.shared().is_some() {
+        let id = match flags.replica_id {
+            Some(id) => {
+                validate_name(&id).map_err(|e| format!("--replica-id: {e}"))?;
+                id
+            }
+            None => ulid::Ulid::new().to_string().to_ascii_lowercase(),
+        };
+        settings.replica_id = Some(id);
+        settings.poll_only = flags.poll_only;
+    }
+    vcs_agent::observe::init_logging("info");
+    let shutdown = Shutdown::install().map_err(|e| e.to_string())?;
+    let where_token = admin_token.describe();
+    settings.admin_token = Some(admin_token.secret());
+    let gateway = start(store, &flags.ports, settings, tls)?;
+    log::info!("{where_token}");
+    log_ready(&gateway);
+    let drain = shutdown.wait(|| gateway.hub.start_draining());
+    if drain.finished(gateway.drain(flags.drain_timeout)).is_some() {
+        log::info!("drained: no request in flight; exiting");
+    }
+    gateway.wait_streams_closed(Duration::from_secs(2));
+    Ok(())
+}
+
+/// Starts serving and logs where and how it listens.
+fn start(
+    store: Store,
+    ports: &Ports,
+    settings: Settings,
+    tls: GatewayTls,
+) -> Result<Gateway, String> {
+    let (agent_tls, api_tls) = (tls.agent.is_some(), tls.api.is_some());
+    let poll_only = settings.poll_only;
+    if let Some(id) = &settings.replica_id {
+        log::info!(
+            "replica {id}: pools and callers in Redis at {}",
+            store.describe()
+        );
+    }
+    let gateway =
+        Gateway::start_with_store(store, &ports.agent, &ports.api, settings, tls, poll_only)?;
+    let scheme = |on: bool| if on { "TLS" } else { "plain, no TLS" };
+    log::info!("agent port serves {}", scheme(agent_tls));
+    log::info!("api port serves {}", scheme(api_tls));
+    log::info!("agent port listening on {}", gateway.agent_addr);
+    log::info!("api port listening on {}", gateway.api_addr);
+    if let Some(listen) = &ports.metrics {
+        let addr = gateway.serve_metrics(listen)?;
+        log::info!("metrics port listening on {addr} (/healthz and /metrics without authentication: keep it on a private scrape network)");
+    }
+    Ok(gateway)
+}
+
+/// The panel's address, who may use the front and what was loaded.
+fn log_ready(gateway: &Gateway) {
+    log::info!(
+        "panel at http://{}/ (admin token required)",
+        gateway.api_addr
+    );
+    let store = &gateway.hub.store;
+    match gateway.hub.callers.count() {
+        0 => log::warn!(
+            "no caller exists yet: the front refuses every tunnel request until one does (vcs-gateway caller create {} --name NAME --pools POOL)",
+            match store.shared() {
+                Some(_) => "--redis URL".to_string(),
+                None => format!(
+                    "--data-dir {}",
+                    store.path().parent().unwrap_or(Path::new("")).display()
+                ),
+            }
+        ),
+        n => log::info!("{n} callers may use the front"),
+    }
+    log::info!(
+        "{} pools loaded from {}",
+        gateway.hub.pools().len(),
+        store.describe()
+    );
 }

@@ -5,23 +5,21 @@
 //! Idle streams need no thread of their own: one [`housekeeper`] wakes every tick, reads what
 //! each idle agent sent (pongs, a drain notice, a close) without blocking, pings after a
 //! keepalive interval of silence and drops a stream after three silent intervals, so a
-//! vanished agent stops being handed requests. Dropping an [`AgentStream`] counts it out of
-//! its pool and logs why it ended.
+//! vanished agent stops being handed requests. The stream itself, and what its end does, is
+//! [`crate::gateway::stream`].
 
-use crate::gateway::hub::{AgentInfo, AuthError, Hub, Pool};
+use crate::gateway::hub::{AuthError, Hub};
+use crate::gateway::pool::Pool;
+use crate::gateway::stream::{AgentInfo, AgentStream, TICK};
 use crate::net::dial::websocket_config;
-use crate::net::stream::is_timeout;
 use crate::net::Stream;
-use crate::protocol::{self, Control, Frame};
+use crate::protocol;
 use log::{debug, info, warn};
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tungstenite::{Bytes, Message, WebSocket};
-
-const TICK: Duration = Duration::from_millis(250);
 
 /// Agent upgrades handled at once. A thread serves a connection only until its handshake is
 /// done (the stream then waits in its pool), so this bounds handshakes, not streams: a
@@ -117,7 +115,7 @@ pub(crate) fn accept(tcp: TcpStream, hub: &Hub, tls: Option<Arc<rustls::ServerCo
                 .collect(),
             metadata,
             remote: peer.to_string(),
-            connected_since: crate::gateway::store::now_seconds(),
+            connected_since: crate::clock::now_seconds(),
             streams: 0,
             busy: 0,
         };
@@ -159,92 +157,9 @@ pub(crate) fn accept(tcp: TcpStream, hub: &Hub, tls: Option<Arc<rustls::ServerCo
         info.instance,
         info.version
     );
-    let stream = AgentStream {
-        socket,
-        pool: Arc::clone(&pool),
-        instance: info.instance,
-        peer,
-        last_heard: Instant::now(),
-        last_ping: Instant::now(),
-        end: String::from("closed"),
-    };
+    let stream = AgentStream::new(socket, Arc::clone(&pool) as _, info.instance, peer);
     // The connection's thread ends here: an idle stream waits in its pool's queue.
     pool.give_back(stream);
-}
-
-/// One authenticated agent stream. Idle, it waits in its pool's queue; a caller's thread
-/// takes it, runs one exchange and gives it back. Dropping it closes the connection and
-/// counts it out of the pool.
-pub struct AgentStream {
-    pub socket: WebSocket<Stream>,
-    pool: Arc<Pool>,
-    pub instance: String,
-    pub peer: SocketAddr,
-    last_heard: Instant,
-    last_ping: Instant,
-    /// Why it ended, for the log line written when it is dropped.
-    end: String,
-}
-
-impl AgentStream {
-    /// Before an exchange: after a pause, reads what arrived meanwhile, so a closed or
-    /// draining stream is not given a request. Back-to-back exchanges skip this.
-    pub fn ready(&mut self) -> Result<(), String> {
-        if self.last_heard.elapsed() > TICK {
-            poll(&mut self.socket, &mut self.last_heard)?;
-        }
-        Ok(())
-    }
-
-    /// After an exchange: the agent was heard from just now.
-    pub fn heard(&mut self) {
-        self.last_heard = Instant::now();
-    }
-
-    /// Idle housekeeping: take in pongs and drain notices, ping after a keepalive interval
-    /// of silence, give up after three.
-    fn keep_alive(&mut self, keepalive: Duration) -> Result<(), String> {
-        poll(&mut self.socket, &mut self.last_heard)?;
-        if self.last_heard.elapsed() > keepalive * 3 {
-            return Err(format!(
-                "no frame from the agent for {:?}",
-                self.last_heard.elapsed()
-            ));
-        }
-        if self.last_ping.elapsed() >= keepalive {
-            self.last_ping = Instant::now();
-            self.socket
-                .send(Message::Ping(Bytes::new()))
-                .map_err(|e| format!("ping failed: {e}"))?;
-        }
-        Ok(())
-    }
-
-    /// Ends the stream with a close frame (the agent dials again, or finishes its drain).
-    pub fn close(mut self, reason: &str) {
-        let _ = self.socket.get_ref().set_nonblocking(true);
-        let _ = self.socket.close(None);
-        let _ = self.socket.flush();
-        self.end = reason.to_string();
-    }
-
-    /// Ends the stream without ceremony (it is broken).
-    pub fn drop_with(mut self, reason: String) {
-        self.end = reason;
-    }
-}
-
-impl Drop for AgentStream {
-    fn drop(&mut self) {
-        self.pool.stream_left(&self.instance);
-        info!(
-            "agent stream closed: pool={} agent={} remote={}: {}",
-            self.pool.name(),
-            self.instance,
-            self.peer,
-            self.end
-        );
-    }
 }
 
 /// Looks after idle streams of every pool, forever: keepalive, drain notices, silent agents,
@@ -269,65 +184,5 @@ pub fn housekeeper(hub: Arc<Hub>) {
                 }
             }
         }
-    }
-}
-
-/// Reads whatever the agent sent while idle, without blocking. `Err` ends the stream.
-fn poll(socket: &mut WebSocket<Stream>, last_heard: &mut Instant) -> Result<(), String> {
-    /// What one look at an idle socket found.
-    enum Seen {
-        Quiet,
-        Draining,
-        End(String),
-    }
-    if let Err(e) = socket.get_ref().set_nonblocking(true) {
-        return Err(format!("socket error: {e}"));
-    }
-    // A bounded number of messages per look: a chatty agent cannot hold the housekeeper.
-    let mut seen = Seen::Quiet;
-    for _ in 0..64 {
-        match socket.read() {
-            Ok(message) => {
-                *last_heard = Instant::now();
-                match protocol::decode(message) {
-                    Ok(None) => {}
-                    Ok(Some(Frame::Control(Control::Draining))) => {
-                        seen = Seen::Draining;
-                        break;
-                    }
-                    Ok(Some(Frame::Closed)) => {
-                        seen = Seen::End("agent closed the stream".into());
-                        break;
-                    }
-                    Ok(Some(other)) => {
-                        seen = Seen::End(format!(
-                            "protocol violation: {} while idle",
-                            protocol::describe(&other)
-                        ));
-                        break;
-                    }
-                    Err(e) => {
-                        seen = Seen::End(e.to_string());
-                        break;
-                    }
-                }
-            }
-            Err(tungstenite::Error::Io(e)) if is_timeout(&e) => break,
-            Err(e) => {
-                seen = Seen::End(format!("connection lost: {e}"));
-                break;
-            }
-        }
-    }
-    let _ = socket.get_ref().set_nonblocking(false);
-    match seen {
-        Seen::Quiet => Ok(()),
-        Seen::Draining => {
-            // Acknowledge: the agent waits for our close to finish its drain.
-            let _ = socket.close(None);
-            let _ = socket.flush();
-            Err("agent is draining".into())
-        }
-        Seen::End(reason) => Err(reason),
     }
 }

@@ -13,12 +13,15 @@
 //! exactly one answer (create or rotate) and must not stay in any cache. Tokens and secrets
 //! never reach a log.
 
+use crate::clock::format_time;
 use crate::gateway::admin;
-use crate::gateway::hub::{AgentInfo, Caller, Hub, Pool, RequestRecord, RECENT_REQUESTS};
+use crate::gateway::hub::Hub;
+use crate::gateway::pool::{Pool, RECENT_REQUESTS};
+use crate::gateway::record::RequestRecord;
+use crate::gateway::request::Caller;
 use crate::gateway::stats::{Counts, GroupView};
-use crate::gateway::store::{
-    format_time, validate_caller_name, validate_name, CallerRecord, Scope,
-};
+use crate::gateway::store::{validate_caller_name, validate_name, CallerRecord, Scope};
+use crate::gateway::stream::AgentInfo;
 use crate::http1::{self, BodyReader, Framing, RequestHead};
 use crate::token::{Secret, Token};
 use serde_json::{json, Value};

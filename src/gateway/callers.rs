@@ -139,7 +139,7 @@ impl Callers {
     /// Looks at the store for changes made by another process (a caller deleted or rotated
     /// there stops working within [`LOOK_EVERY_MS`]); `true` when it was due and looked.
     fn look_if_due(&self) -> bool {
-        let now = crate::gateway::store::now_millis();
+        let now = crate::clock::now_millis();
         let due = now.saturating_sub(self.looked.load(Ordering::Relaxed)) >= LOOK_EVERY_MS;
         if due {
             self.looked.store(now, Ordering::Relaxed);

@@ -7,17 +7,28 @@
 //! closed without the terminating chunk or short of its length, so a truncated download can
 //! never look complete. When the caller goes away, the agent's WebSocket is closed: that is
 //! the cancellation signal.
+//!
+//! Read it in the order it runs: [`run`] sends the request head; [`send_body`] the body (the
+//! start the front read before taking the stream, then the rest at a minimum rate); then an
+//! [`Answer`] takes the agent's frames one at a time, checks each against the protocol's
+//! order ([`AnswerState`]) and hands it to a [`ToCaller`], the writer that frames the answer
+//! for the caller's HTTP version (head, data, end, or a break-off). Every way it ends is one
+//! [`Ending`]: what is left of the agent stream, and whether the caller's connection can take
+//! another request. The request's record is filled on the way and returned, for the front to
+//! log once.
 
-use crate::gateway::hub::{BodyStart, Caller, Job, RequestRecord, Settings};
-use crate::http1::{self, BodyReader, Framing};
-use crate::net::stream::is_timeout;
+use crate::gateway::record::RequestRecord;
+use crate::gateway::request::{BodyStart, Caller, Job};
+use crate::gateway::settings::Settings;
+use crate::gateway::stream::AgentStream;
+use crate::http1::{self, BodyProgress, BodyReader, Framing};
 use crate::net::Stream;
-use crate::protocol::{self, AnswerState, Control, ErrorKind, Frame, MAX_CHUNK};
+use crate::protocol::link::{Link, LinkError};
+use crate::protocol::{self, AnswerState, Control, ErrorKind, Frame, Headers, MAX_CHUNK};
 use log::warn;
 use std::io::{Read, Write};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use tungstenite::{Bytes, Message, WebSocket};
+use tungstenite::{Bytes, Message};
 
 /// What is left of the agent stream after an exchange.
 pub enum StreamState {
@@ -99,58 +110,79 @@ pub enum Exchanged {
     },
 }
 
-/// Runs `job` over `socket`, on the caller's own thread, writing the answer to `caller`.
+/// How an exchange ended for the agent stream, and whether the caller's connection can take
+/// another request.
+type Ending = (StreamState, bool);
+
+/// Runs `job` over `stream`, on the caller's own thread, writing the answer to `caller`.
 /// After `NotStarted` the job is untouched and may run on another stream.
 pub fn run(
-    socket: &mut WebSocket<Stream>,
+    stream: &mut AgentStream,
     job: &mut Job,
     caller: &mut Caller,
     settings: &Settings,
-    agent: &str,
-    agent_peer: SocketAddr,
 ) -> Exchanged {
     let started = Instant::now();
-    let Job {
-        id,
-        method,
-        target,
-        headers,
-        framing,
-        version,
-        keep_alive,
-        body,
-    } = job;
-    let (framing, version, keep_alive) = (*framing, *version, *keep_alive);
     let mut tally = RequestRecord {
-        id: id.clone(),
-        time_ms: crate::gateway::store::now_millis(),
-        method: method.clone(),
-        path: crate::observe::redact_target(target),
-        agent: Some(agent.to_string()),
+        id: job.id.clone(),
+        time_ms: crate::clock::now_millis(),
+        method: job.method.clone(),
+        path: crate::observe::redact_target(&job.target),
+        agent: Some(stream.instance.clone()),
         ..RequestRecord::default()
     };
     let head = Control::Request {
-        id: id.clone(),
-        method: method.clone(),
-        target: target.clone(),
-        headers: headers.clone(),
-        body: framing != Framing::Empty,
+        id: job.id.clone(),
+        method: job.method.clone(),
+        target: job.target.clone(),
+        headers: job.headers.clone(),
+        body: job.framing != Framing::Empty,
     };
-    if let Err(e) = socket.send(head.to_message()) {
+    if let Err(e) = stream.link.send(&head) {
         return Exchanged::NotStarted(format!("request head could not be sent: {e}"));
     }
-    let (state, reusable) = relay(
-        socket, caller, id, method, framing, body, version, keep_alive, settings, &mut tally,
-    );
+    let (state, reusable) = relay(&mut stream.link, job, caller, settings, &mut tally);
     tally.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     if let StreamState::Broken(reason) = &state {
-        warn!(target: "front", "id={id} agent={agent} agent_addr={agent_peer} stream ended: {reason}");
+        warn!(target: "front", "id={} agent={} agent_addr={} stream ended: {reason}", job.id, stream.instance, stream.peer);
     }
     Exchanged::Done {
         state,
         reusable,
         record: Box::new(tally),
     }
+}
+
+/// The body, then the answer; the socket's read timeout (a keepalive tick) is set once per
+/// stream.
+fn relay(
+    link: &mut Link<Stream>,
+    job: &mut Job,
+    caller: &mut Caller,
+    settings: &Settings,
+    tally: &mut RequestRecord,
+) -> Ending {
+    if job.framing != Framing::Empty {
+        if let Err(failure) = send_body(link, caller, &mut job.body, settings, tally) {
+            return body_failed(failure, caller.conn.get_mut(), tally);
+        }
+    }
+    Answer {
+        link,
+        to: ToCaller {
+            out: caller.conn.get_mut(),
+            pending: Vec::with_capacity(1024),
+            mode: BodyMode::None,
+            version: job.version,
+            keep_alive: job.keep_alive,
+        },
+        method: &job.method,
+        tally,
+        timeout: settings.exchange_timeout,
+        state: AnswerState::AwaitingHead,
+        draining: false,
+    }
+    .run()
 }
 
 /// Which side failed while a request body was on its way.
@@ -173,224 +205,178 @@ fn upload_deadline(since: Instant, received: u64, settings: &Settings) -> Option
     Some(since + earned.max(settings.upload_grace))
 }
 
+fn agent_lost(what: &str, e: tungstenite::Error) -> BodyFailure {
+    BodyFailure::Agent(format!("{what} could not be sent: {e}"))
+}
+
 /// Sends the request body to the agent in pieces of at most [`MAX_CHUNK`]: the start read
 /// before the stream was taken, then (a large body) the rest from the caller, then `end`. A
 /// whole small body leaves together with its `end` in one write.
 fn send_body(
-    socket: &mut WebSocket<Stream>,
+    link: &mut Link<Stream>,
     caller: &mut Caller,
     body: &mut BodyStart,
     settings: &Settings,
     tally: &mut RequestRecord,
 ) -> Result<(), BodyFailure> {
-    let agent_lost = |what: &str, e: tungstenite::Error| {
-        BodyFailure::Agent(format!("{what} could not be sent: {e}"))
-    };
     let rest = body.rest.take();
     if !body.bytes.is_empty() {
         tally.bytes_in += body.bytes.len() as u64;
         // A whole body is handed over as it is; the start of a larger one is copied, its
         // allocation becoming the buffer for the rest.
         let sent = if rest.is_none() {
-            socket.write(Message::Binary(Bytes::from(std::mem::take(
+            link.queue(Message::Binary(Bytes::from(std::mem::take(
                 &mut body.bytes,
             ))))
         } else {
-            socket.send(Message::Binary(Bytes::copy_from_slice(&body.bytes)))
+            link.send_message(Message::Binary(Bytes::copy_from_slice(&body.bytes)))
         };
         sent.map_err(|e| agent_lost("request body", e))?;
     }
     if let Some(rest) = rest {
-        // While the body holds a stream it must keep coming at the minimum rate: a read that
-        // would end past the rate's deadline is cut off there (reading side only, so the
-        // caller still hears why).
-        let (since, mut received) = (Instant::now(), 0u64);
-        let watchable = &caller.watchable;
-        let mut reader = BodyReader::resume(&mut caller.conn, rest);
         // The start of a body this large filled a whole piece: its allocation is the buffer.
-        let mut buffer = std::mem::take(&mut body.bytes);
-        buffer.resize(MAX_CHUNK, 0);
-        loop {
-            let deadline = upload_deadline(since, received, settings);
-            let watch = deadline
-                .map(|at| watchable.watch_reads(at.saturating_duration_since(Instant::now())));
-            let read = reader.read(&mut buffer);
-            drop(watch);
-            if deadline.is_some_and(|at| Instant::now() >= at) {
-                return Err(BodyFailure::TooSlow(format!(
-                    "the request body arrived slower than {} bytes/s (after a {:?} grace) while it held an agent stream",
-                    settings.min_upload_rate, settings.upload_grace
-                )));
-            }
-            match read {
-                Ok(0) => break,
-                Ok(n) => {
-                    received += n as u64;
-                    tally.bytes_in += n as u64;
-                    socket
-                        .send(Message::Binary(Bytes::copy_from_slice(&buffer[..n])))
-                        .map_err(|e| agent_lost("request body", e))?;
-                }
-                Err(e) => {
-                    return Err(BodyFailure::Caller(format!(
-                        "caller's request body failed: {e}"
-                    )))
-                }
-            }
-        }
+        let buffer = std::mem::take(&mut body.bytes);
+        send_rest(link, caller, rest, buffer, settings, tally)?;
     }
-    socket
-        .send(Control::End.to_message())
+    link.send(&Control::End)
         .map_err(|e| agent_lost("end of body", e))
 }
 
-/// Runs the exchange; returns the stream state and whether the caller connection is reusable.
-#[allow(clippy::too_many_arguments)]
-fn relay(
-    socket: &mut WebSocket<Stream>,
+/// The rest of a large body, read from the caller while the stream is held. It must keep
+/// coming at the minimum rate: a read that would end past the rate's deadline is cut off
+/// there (reading side only, so the caller still hears why).
+fn send_rest(
+    link: &mut Link<Stream>,
     caller: &mut Caller,
-    id: &str,
-    method: &str,
-    framing: Framing,
-    body: &mut BodyStart,
-    version: u8,
-    keep_alive: bool,
+    rest: BodyProgress,
+    mut buffer: Vec<u8>,
     settings: &Settings,
     tally: &mut RequestRecord,
-) -> (StreamState, bool) {
-    // 1. The request body.
-    if framing != Framing::Empty {
-        match send_body(socket, caller, body, settings, tally) {
-            Ok(()) => {}
-            Err(BodyFailure::Agent(reason)) => {
-                tally.status = ErrorKind::AgentLost.status();
-                let _ = write_error(
-                    caller.conn.get_mut(),
-                    Some(id),
-                    ErrorKind::AgentLost,
-                    "the agent connection was lost while sending the request body",
-                    false,
-                );
-                return (StreamState::Broken(reason), false);
+) -> Result<(), BodyFailure> {
+    let (since, mut received) = (Instant::now(), 0u64);
+    let watchable = &caller.watchable;
+    let mut reader = BodyReader::resume(&mut caller.conn, rest);
+    buffer.resize(MAX_CHUNK, 0);
+    loop {
+        let deadline = upload_deadline(since, received, settings);
+        let watch =
+            deadline.map(|at| watchable.watch_reads(at.saturating_duration_since(Instant::now())));
+        let read = reader.read(&mut buffer);
+        drop(watch);
+        if deadline.is_some_and(|at| Instant::now() >= at) {
+            return Err(BodyFailure::TooSlow(format!(
+                "the request body arrived slower than {} bytes/s (after a {:?} grace) while it held an agent stream",
+                settings.min_upload_rate, settings.upload_grace
+            )));
+        }
+        match read {
+            Ok(0) => return Ok(()),
+            Ok(n) => {
+                received += n as u64;
+                tally.bytes_in += n as u64;
+                link.send_message(Message::Binary(Bytes::copy_from_slice(&buffer[..n])))
+                    .map_err(|e| agent_lost("request body", e))?;
             }
-            // The caller broke off its own request: tell the agent by closing.
-            Err(BodyFailure::Caller(reason)) => return (StreamState::Broken(reason), false),
-            // Too slow: the stream is released at once (closed: the agent dials again).
-            Err(BodyFailure::TooSlow(reason)) => {
-                tally.status = 408;
-                tally.error = Some(ErrorKind::BadRequest);
-                tally.reason = Some(reason.clone());
-                let _ = write_error_status(
-                    caller.conn.get_mut(),
-                    Some(id),
-                    408,
-                    ErrorKind::BadRequest,
-                    &reason,
-                    false,
-                );
-                return (StreamState::Broken(reason), false);
+            Err(e) => {
+                return Err(BodyFailure::Caller(format!(
+                    "caller's request body failed: {e}"
+                )))
+            }
+        }
+    }
+}
+
+/// What the caller hears, and what is left, when the request body did not get through.
+fn body_failed(failure: BodyFailure, out: &mut Stream, tally: &mut RequestRecord) -> Ending {
+    match failure {
+        BodyFailure::Agent(reason) => {
+            tally.status = ErrorKind::AgentLost.status();
+            let _ = write_error(
+                out,
+                Some(&tally.id),
+                ErrorKind::AgentLost,
+                "the agent connection was lost while sending the request body",
+                false,
+            );
+            (StreamState::Broken(reason), false)
+        }
+        // The caller broke off its own request: tell the agent by closing.
+        BodyFailure::Caller(reason) => (StreamState::Broken(reason), false),
+        // Too slow: the stream is released at once (closed: the agent dials again).
+        BodyFailure::TooSlow(reason) => {
+            tally.status = 408;
+            tally.error = Some(ErrorKind::BadRequest);
+            tally.reason = Some(reason.clone());
+            let _ = write_error_status(
+                out,
+                Some(&tally.id),
+                408,
+                ErrorKind::BadRequest,
+                &reason,
+                false,
+            );
+            (StreamState::Broken(reason), false)
+        }
+    }
+}
+
+/// The answer phase: the agent's frames, checked in order, written to the caller.
+struct Answer<'a> {
+    link: &'a mut Link<Stream>,
+    to: ToCaller<'a>,
+    method: &'a str,
+    tally: &'a mut RequestRecord,
+    /// Longest silence from the agent.
+    timeout: Duration,
+    state: AnswerState,
+    /// The agent said it drains: the stream closes after this exchange.
+    draining: bool,
+}
+
+impl Answer<'_> {
+    fn run(mut self) -> Ending {
+        loop {
+            let frame = match self.link.recv_while_heard(self.timeout) {
+                Ok(frame) => frame,
+                Err(LinkError::Timeout(silent)) => {
+                    return self.lost(format!("no answer from the agent for {silent:?}"))
+                }
+                Err(LinkError::Socket(e)) => return self.lost(format!("connection lost: {e}")),
+                Err(e) => return self.lost(e.to_string()),
+            };
+            let next = match self.state.next(&frame) {
+                Ok(next) => next,
+                Err(e) => return self.lost(e.to_string()),
+            };
+            if let Some(ending) = self.take(frame) {
+                return ending;
+            }
+            self.state = next;
+            if self.state == AnswerState::Done {
+                let reusable = self.to.keep_alive && self.to.mode != BodyMode::UntilClose;
+                return (usable(self.draining), reusable);
             }
         }
     }
 
-    // 2. The answer (the socket's read timeout, a keepalive tick, is set once per stream).
-    let mut answer = AnswerState::AwaitingHead;
-    let mut mode = BodyMode::None;
-    let mut draining = false;
-    let mut last_heard = Instant::now();
-    // Framing bytes (the head, chunk size lines) wait here and leave with the next body
-    // piece in one vectored write: a small answer costs the caller's socket one system call.
-    let mut pending: Vec<u8> = Vec::with_capacity(1024);
-    let out = caller.conn.get_mut();
-    loop {
-        let frame = match socket.read() {
-            Ok(message) => {
-                last_heard = Instant::now();
-                match protocol::decode(message) {
-                    Ok(Some(frame)) => frame,
-                    Ok(None) => continue,
-                    Err(e) => return lost(out, answer, tally, e.to_string()),
-                }
-            }
-            Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {
-                if last_heard.elapsed() >= settings.exchange_timeout {
-                    return lost(
-                        out,
-                        answer,
-                        tally,
-                        format!("no answer from the agent for {:?}", last_heard.elapsed()),
-                    );
-                }
-                continue;
-            }
-            Err(e) => return lost(out, answer, tally, format!("connection lost: {e}")),
-        };
-        let next = match answer.next(&frame) {
-            Ok(next) => next,
-            Err(e) => return lost(out, answer, tally, e.to_string()),
-        };
+    /// Handles one frame; `Some` when the exchange ends with it before its natural end.
+    fn take(&mut self, frame: Frame) -> Option<Ending> {
         match frame {
-            Frame::Control(Control::Draining) => draining = true,
+            Frame::Control(Control::Draining) => {
+                self.draining = true;
+                None
+            }
             Frame::Control(Control::Response {
-                id: answer_id,
+                id,
                 status,
                 headers,
                 body,
                 rule,
                 project,
             }) => {
-                tally.rule = rule;
-                tally.project = project;
-                if answer_id != id {
-                    return lost(
-                        out,
-                        answer,
-                        tally,
-                        format!("answer for {answer_id} while serving {id}"),
-                    );
-                }
-                tally.status = status;
-                // Nothing the agent sends reaches the caller unchecked.
-                if !(200..=599).contains(&status) {
-                    return lost(out, answer, tally, format!("answer with status {status}"));
-                }
-                if let Some((name, _)) = headers.iter().find(|(n, v)| !protocol::valid_header(n, v))
-                {
-                    let name: String = name.chars().take(40).collect();
-                    return lost(
-                        out,
-                        answer,
-                        tally,
-                        format!("answer with invalid header {name:?}"),
-                    );
-                }
-                let mut headers = protocol::end_to_end(headers);
-                let length = headers
-                    .iter()
-                    .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-                    .and_then(|(_, v)| v.trim().parse::<u64>().ok());
-                mode = if !body || !protocol::response_has_body(method, status) {
-                    BodyMode::None
-                } else if let Some(n) = length {
-                    BodyMode::Length(n)
-                } else if version >= 1 {
-                    headers.retain(|(n, _)| !n.eq_ignore_ascii_case("content-length"));
-                    headers.push(("Transfer-Encoding".into(), "chunked".into()));
-                    BodyMode::Chunked
-                } else {
-                    headers.retain(|(n, _)| !n.eq_ignore_ascii_case("content-length"));
-                    BodyMode::UntilClose
-                };
-                if !keep_alive || mode == BodyMode::UntilClose {
-                    headers.push(("Connection".into(), "close".into()));
-                }
-                headers.push(("X-Vcs-Request-Id".into(), id.to_string()));
-                let _ = http1::write_head(&mut pending, status, &headers);
-                if mode == BodyMode::None {
-                    if let Err(e) = send_pending(out, &mut pending, &[]) {
-                        return cancelled(socket, e);
-                    }
-                }
+                self.tally.rule = rule;
+                self.tally.project = project;
+                self.head(id, status, headers, body)
             }
             Frame::Control(Control::Error {
                 kind,
@@ -399,85 +385,101 @@ fn relay(
                 project,
                 ..
             }) => {
-                tally.status = kind.status();
-                tally.error = Some(kind);
-                tally.reason = Some(message.clone());
-                tally.rule = rule;
-                tally.project = project;
-                if let Err(e) = write_error(out, Some(&tally.id), kind, &message, keep_alive) {
-                    return cancelled(socket, e);
-                }
+                self.tally.status = kind.status();
+                self.tally.error = Some(kind);
+                self.tally.reason = Some(message.clone());
+                self.tally.rule = rule;
+                self.tally.project = project;
+                let written = self.to.error(&self.tally.id, kind, &message);
+                written.err().map(|e| self.cancelled(e))
             }
-            Frame::Data(data) => {
-                tally.bytes_out += data.len() as u64;
-                let written = match mode {
-                    BodyMode::None => {
-                        return lost(out, answer, tally, "body for an answer without one".into());
-                    }
-                    BodyMode::Chunked if data.is_empty() => Ok(()),
-                    BodyMode::Chunked => {
-                        pending.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
-                        let sent = send_pending(out, &mut pending, &data);
-                        // The chunk's closing CRLF leaves with the next piece.
-                        pending.extend_from_slice(b"\r\n");
-                        sent
-                    }
-                    BodyMode::Length(n) if tally.bytes_out > n => {
-                        return lost(
-                            out,
-                            AnswerState::Body,
-                            tally,
-                            "agent sent more than Content-Length".into(),
-                        );
-                    }
-                    _ => send_pending(out, &mut pending, &data),
-                };
-                if let Err(e) = written {
-                    return cancelled(socket, e);
-                }
-            }
-            Frame::Control(Control::End) => {
-                if mode == BodyMode::Chunked {
-                    pending.extend_from_slice(b"0\r\n\r\n");
-                }
-                let finished = send_pending(out, &mut pending, &[]);
-                if let Err(e) = finished {
-                    return cancelled(socket, e);
-                }
-                if let BodyMode::Length(n) = mode {
-                    if tally.bytes_out != n {
-                        tally.error = Some(ErrorKind::AgentLost);
-                        tally.reason =
-                            Some(format!("answer ended at {} of {n} bytes", tally.bytes_out));
-                        // Short of its length: closing makes the truncation visible.
-                        return (usable(draining), false);
-                    }
-                }
-            }
+            Frame::Data(data) => self.data(&data),
+            Frame::Control(Control::End) => self.end(),
             Frame::Control(Control::Abort { kind, message, .. }) => {
-                tally.error = Some(kind);
-                tally.reason = Some(format!("answer broke off: {message}"));
+                self.tally.error = Some(kind);
+                self.tally.reason = Some(format!("answer broke off: {message}"));
                 // Close the caller without ending the body: the transfer shows as failed.
-                let _ = send_pending(out, &mut pending, &[]);
-                return (usable(draining), false);
+                self.to.abort();
+                Some((usable(self.draining), false))
             }
-            Frame::Closed | Frame::Control(_) => {
-                return lost(out, answer, tally, "unexpected frame".into());
-            }
-        }
-        answer = next;
-        if answer == AnswerState::Done {
-            let reusable = keep_alive && mode != BodyMode::UntilClose;
-            return (usable(draining), reusable);
+            Frame::Closed | Frame::Control(_) => Some(self.lost("unexpected frame".into())),
         }
     }
-}
 
-/// Writes the pending framing bytes and `data` together, then empties `pending`.
-fn send_pending(out: &mut Stream, pending: &mut Vec<u8>, data: &[u8]) -> std::io::Result<()> {
-    crate::net::stream::write_both(out, pending, data)?;
-    pending.clear();
-    out.flush()
+    /// The agent's response head; nothing it sends reaches the caller unchecked.
+    fn head(&mut self, id: String, status: u16, headers: Headers, body: bool) -> Option<Ending> {
+        if id != self.tally.id {
+            let reason = format!("answer for {id} while serving {}", self.tally.id);
+            return Some(self.lost(reason));
+        }
+        self.tally.status = status;
+        if !(200..=599).contains(&status) {
+            return Some(self.lost(format!("answer with status {status}")));
+        }
+        if let Some((name, _)) = headers.iter().find(|(n, v)| !protocol::valid_header(n, v)) {
+            let name: String = name.chars().take(40).collect();
+            return Some(self.lost(format!("answer with invalid header {name:?}")));
+        }
+        let body = body && protocol::response_has_body(self.method, status);
+        let written = self.to.head(&self.tally.id, status, headers, body);
+        written.err().map(|e| self.cancelled(e))
+    }
+
+    fn data(&mut self, data: &[u8]) -> Option<Ending> {
+        self.tally.bytes_out += data.len() as u64;
+        match self.to.mode {
+            BodyMode::None => return Some(self.lost("body for an answer without one".into())),
+            BodyMode::Length(n) if self.tally.bytes_out > n => {
+                return Some(self.lost("agent sent more than Content-Length".into()))
+            }
+            _ => {}
+        }
+        self.to.data(data).err().map(|e| self.cancelled(e))
+    }
+
+    fn end(&mut self) -> Option<Ending> {
+        if let Err(e) = self.to.end() {
+            return Some(self.cancelled(e));
+        }
+        if let BodyMode::Length(n) = self.to.mode {
+            if self.tally.bytes_out != n {
+                self.tally.error = Some(ErrorKind::AgentLost);
+                self.tally.reason = Some(format!(
+                    "answer ended at {} of {n} bytes",
+                    self.tally.bytes_out
+                ));
+                // Short of its length: closing makes the truncation visible.
+                return Some((usable(self.draining), false));
+            }
+        }
+        None
+    }
+
+    /// The agent went away or broke the protocol mid-exchange.
+    fn lost(&mut self, reason: String) -> Ending {
+        self.tally.error = Some(ErrorKind::AgentLost);
+        self.tally.reason = Some(reason.clone());
+        if self.state == AnswerState::AwaitingHead {
+            self.tally.status = ErrorKind::AgentLost.status();
+            let _ = write_error(
+                self.to.out,
+                Some(&self.tally.id),
+                ErrorKind::AgentLost,
+                "the agent serving this request was lost before it answered",
+                false,
+            );
+        }
+        (StreamState::Broken(reason), false)
+    }
+
+    /// The caller went away: closing the agent stream is the cancellation signal.
+    fn cancelled(&mut self, error: std::io::Error) -> Ending {
+        let _ = self.link.get_ref().tcp().shutdown(std::net::Shutdown::Both);
+        (
+            StreamState::Broken(format!("caller went away ({error}); request cancelled")),
+            false,
+        )
+    }
 }
 
 fn usable(draining: bool) -> StreamState {
@@ -488,33 +490,89 @@ fn usable(draining: bool) -> StreamState {
     }
 }
 
-/// The agent went away or broke the protocol mid-exchange.
-fn lost(
-    out: &mut Stream,
-    answer: AnswerState,
-    tally: &mut RequestRecord,
-    reason: String,
-) -> (StreamState, bool) {
-    tally.error = Some(ErrorKind::AgentLost);
-    tally.reason = Some(reason.clone());
-    if answer == AnswerState::AwaitingHead {
-        tally.status = ErrorKind::AgentLost.status();
-        let _ = write_error(
-            out,
-            Some(&tally.id),
-            ErrorKind::AgentLost,
-            "the agent serving this request was lost before it answered",
-            false,
-        );
-    }
-    (StreamState::Broken(reason), false)
+/// The answer as the caller's connection gets it: a head, body pieces, then an end or a
+/// break-off. Framing bytes (the head, chunk size lines) wait in `pending` and leave with the
+/// next body piece in one vectored write: a small answer costs the caller's socket one
+/// system call.
+struct ToCaller<'a> {
+    out: &'a mut Stream,
+    pending: Vec<u8>,
+    mode: BodyMode,
+    /// HTTP minor version of the caller, and whether it wants keep-alive.
+    version: u8,
+    keep_alive: bool,
 }
 
-/// The caller went away: closing the agent stream is the cancellation signal.
-fn cancelled(socket: &mut WebSocket<Stream>, error: std::io::Error) -> (StreamState, bool) {
-    let _ = socket.get_ref().tcp().shutdown(std::net::Shutdown::Both);
-    (
-        StreamState::Broken(format!("caller went away ({error}); request cancelled")),
-        false,
-    )
+impl ToCaller<'_> {
+    /// The response head, framed for the caller: a known length stays, an unknown one goes
+    /// chunked (or until close to an HTTP/1.0 caller). Without a body it leaves at once.
+    fn head(&mut self, id: &str, status: u16, headers: Headers, body: bool) -> std::io::Result<()> {
+        let mut headers = protocol::end_to_end(headers);
+        let length = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.trim().parse::<u64>().ok());
+        self.mode = if !body {
+            BodyMode::None
+        } else if let Some(n) = length {
+            BodyMode::Length(n)
+        } else if self.version >= 1 {
+            headers.retain(|(n, _)| !n.eq_ignore_ascii_case("content-length"));
+            headers.push(("Transfer-Encoding".into(), "chunked".into()));
+            BodyMode::Chunked
+        } else {
+            headers.retain(|(n, _)| !n.eq_ignore_ascii_case("content-length"));
+            BodyMode::UntilClose
+        };
+        if !self.keep_alive || self.mode == BodyMode::UntilClose {
+            headers.push(("Connection".into(), "close".into()));
+        }
+        headers.push(("X-Vcs-Request-Id".into(), id.to_string()));
+        let _ = http1::write_head(&mut self.pending, status, &headers);
+        if self.mode == BodyMode::None {
+            return self.send(&[]);
+        }
+        Ok(())
+    }
+
+    /// The agent's own error answer, instead of a head.
+    fn error(&mut self, id: &str, kind: ErrorKind, message: &str) -> std::io::Result<()> {
+        write_error(self.out, Some(id), kind, message, self.keep_alive)
+    }
+
+    /// One piece of the body.
+    fn data(&mut self, data: &[u8]) -> std::io::Result<()> {
+        match self.mode {
+            BodyMode::Chunked if data.is_empty() => Ok(()),
+            BodyMode::Chunked => {
+                self.pending
+                    .extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                let sent = self.send(data);
+                // The chunk's closing CRLF leaves with the next piece.
+                self.pending.extend_from_slice(b"\r\n");
+                sent
+            }
+            _ => self.send(data),
+        }
+    }
+
+    /// The end of the body (a chunked one gets its terminator).
+    fn end(&mut self) -> std::io::Result<()> {
+        if self.mode == BodyMode::Chunked {
+            self.pending.extend_from_slice(b"0\r\n\r\n");
+        }
+        self.send(&[])
+    }
+
+    /// The body breaks off: what is pending goes, the terminator never does.
+    fn abort(&mut self) {
+        let _ = self.send(&[]);
+    }
+
+    /// Writes the pending framing bytes and `data` together, then empties `pending`.
+    fn send(&mut self, data: &[u8]) -> std::io::Result<()> {
+        crate::net::stream::write_both(self.out, &self.pending, data)?;
+        self.pending.clear();
+        self.out.flush()
+    }
 }

@@ -18,11 +18,14 @@
 //! way, and a caller that sends slowly keeps no stream waiting.
 
 use crate::gateway::callers;
-use crate::gateway::exchange;
+use crate::gateway::dispatch::{self, Refused, Served};
 use crate::gateway::exchange::write_error;
-use crate::gateway::hub::{BodyStart, Caller, Hub, Job, Pool, RequestRecord};
+use crate::gateway::hub::Hub;
+use crate::gateway::pool::Pool;
+use crate::gateway::record::RequestRecord;
+use crate::gateway::request::{BodyStart, Caller, Job};
 use crate::gateway::store::Scope;
-use crate::http1::{self, HeadError, RequestHead};
+use crate::http1::{self, Framing, HeadError, RequestHead};
 use crate::net::deadline::Watchable;
 use crate::net::listen::Presence;
 use crate::net::Stream;
@@ -36,9 +39,6 @@ use std::time::{Duration, Instant};
 
 /// How long an idle keep-alive connection stays open.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
-
-/// What a request hears while the gateway drains.
-const SHUTTING_DOWN: &str = "the gateway is shutting down; retry on another gateway or in a moment";
 
 /// Longest a new connection may take to send its first request head, in total: until a
 /// request is served, nothing says the peer is anyone.
@@ -229,7 +229,7 @@ pub(crate) fn write_monitoring(
     keep_alive: bool,
 ) -> std::io::Result<()> {
     if path == "/metrics" {
-        let text = crate::observe::gateway_metrics::render(hub);
+        let text = crate::gateway::metrics::render(hub);
         let kind = crate::observe::prometheus::CONTENT_TYPE;
         return http1::write_simple(out, 200, kind, text.as_bytes(), keep_alive);
     }
@@ -287,290 +287,230 @@ fn authenticate(
     }
 }
 
-/// A tunnel request: authenticate, validate, queue for a stream, run the exchange on it.
+/// A tunnel request: authenticate and validate it, read the start of its body, then have it
+/// served ([`dispatch::serve_locally`]); its record is logged once, when it ends.
 fn tunnel(
     head: RequestHead,
-    caller: Caller,
+    mut caller: Caller,
     hub: &Hub,
     pool_name: &str,
     certificate: Option<&[u8]>,
 ) -> Option<Caller> {
     let _open = hub.request_opened();
-    let started = Instant::now();
-    let id = ulid::Ulid::new().to_string();
-    let keep_alive = head.keep_alive();
     let who = authenticate(&head, hub, certificate);
-    let who_name = who.as_ref().ok().map(|who| who.name.clone());
-    let record = |kind: ErrorKind, message: &str| RequestRecord {
-        id: id.clone(),
-        time_ms: crate::gateway::store::now_millis(),
-        method: head.method.clone(),
-        path: crate::observe::redact_target(&head.target),
-        status: kind.status(),
-        elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
-        error: Some(kind),
-        reason: Some(message.to_string()),
-        caller: who_name.clone(),
-        ..RequestRecord::default()
+    let mut tunnel = Tunnel::new(hub, &head, pool_name, &who);
+    let (who, pool, framing) = match tunnel.admit(&head, who) {
+        Ok(admitted) => admitted,
+        Err(refused) => return tunnel.fail(caller, refused),
     };
-    // Answers an error the gateway itself decided; logs it (in the pool's log when known).
-    let fail = |mut caller: Caller,
-                pool: Option<&Pool>,
-                kind: ErrorKind,
-                message: &str,
-                reusable: bool|
-     -> Option<Caller> {
-        let entry = record(kind, message);
-        match pool {
-            Some(pool) => pool.remember(entry),
-            None => entry.log(pool_name),
+    let mut job = match tunnel.job(&pool, head, framing, &mut caller) {
+        Ok(job) => job,
+        Err(refused) => return tunnel.fail(caller, refused),
+    };
+    match dispatch::serve_locally(hub, &pool, &mut job, &mut caller) {
+        Served::Exchanged {
+            mut record,
+            reusable,
+        } => {
+            record.caller = Some(who.name.clone());
+            tunnel.served(*record);
+            reusable.then_some(caller)
         }
-        let ok = write_error(
-            caller.conn.get_mut(),
-            Some(&id),
-            kind,
-            message,
-            keep_alive && reusable,
-        )
-        .is_ok();
-        (ok && keep_alive && reusable).then_some(caller)
-    };
+        Served::Refused(refused) => tunnel.fail(caller, refused),
+    }
+}
 
-    let framing = head.framing();
-    let no_body = framing == Ok(http1::Framing::Empty);
-    // Nobody unauthenticated learns anything, not even whether the pool exists.
-    let who = match who {
-        Ok(who) => who,
+/// One tunnel request from its head to its answer. It ends through [`Tunnel::fail`] or
+/// [`Tunnel::served`], which both consume it, and its record is written when it is dropped:
+/// exactly once, into its pool's log and figures once the pool is known, else into the log.
+struct Tunnel<'h> {
+    hub: &'h Hub,
+    id: String,
+    started: Instant,
+    method: String,
+    /// The request's target as the log may show it.
+    path: String,
+    pool_name: String,
+    pool: Option<Arc<Pool>>,
+    caller: Option<String>,
+    keep_alive: bool,
+    record: Option<RequestRecord>,
+}
+
+impl Drop for Tunnel<'_> {
+    fn drop(&mut self) {
+        if let Some(record) = self.record.take() {
+            match &self.pool {
+                Some(pool) => pool.remember(record),
+                None => record.log(&self.pool_name),
+            }
+        }
+    }
+}
+
+impl<'h> Tunnel<'h> {
+    fn new(
+        hub: &'h Hub,
+        head: &RequestHead,
+        pool_name: &str,
+        who: &Result<Arc<callers::Caller>, callers::Refusal>,
+    ) -> Tunnel<'h> {
+        Tunnel {
+            hub,
+            id: ulid::Ulid::new().to_string(),
+            started: Instant::now(),
+            method: head.method.clone(),
+            path: crate::observe::redact_target(&head.target),
+            pool_name: pool_name.to_string(),
+            pool: None,
+            caller: who.as_ref().ok().map(|who| who.name.clone()),
+            keep_alive: head.keep_alive(),
+            record: None,
+        }
+    }
+
+    /// Who may use which pool, and whether the request can be read: everything decided from
+    /// the head alone. Nobody unauthenticated learns anything, not even whether the pool
+    /// exists; a pool outside the caller's scope answers exactly like one that does not
+    /// exist, and is decided before the pool table is consulted, so timing does not tell them
+    /// apart either.
+    fn admit(
+        &mut self,
+        head: &RequestHead,
+        who: Result<Arc<callers::Caller>, callers::Refusal>,
+    ) -> Result<(Arc<callers::Caller>, Arc<Pool>, Framing), Refused> {
+        let (hub, pool_name) = (self.hub, self.pool_name.as_str());
+        let framing = head.framing();
+        let no_body = framing == Ok(Framing::Empty);
         // The connection closes: it has not shown it belongs to anyone.
-        Err(refusal) => {
-            return fail(
-                caller,
-                None,
-                ErrorKind::Unauthorized,
-                refusal.message(),
-                false,
-            )
+        let who =
+            who.map_err(|refusal| Refused::new(ErrorKind::Unauthorized, refusal.message(), false))?;
+        if hub.open_requests() > hub.settings.max_callers {
+            let message = format!(
+                "the gateway serves at most {} tunnel requests at once and all are in use; retry in a moment",
+                hub.settings.max_callers
+            );
+            return Err(Refused::new(ErrorKind::QueueTimeout, message, no_body));
         }
-    };
-    if hub.open_requests() > hub.settings.max_callers {
-        let message = format!(
-            "the gateway serves at most {} tunnel requests at once and all are in use; retry in a moment",
-            hub.settings.max_callers
-        );
-        return fail(caller, None, ErrorKind::QueueTimeout, &message, no_body);
-    }
-    let framing = match framing {
-        Ok(f) => f,
-        Err(reason) => {
-            return fail(
-                caller,
-                None,
+        let framing = framing.map_err(|reason| {
+            Refused::new(
                 ErrorKind::BadRequest,
-                &format!("bad request: {reason}"),
+                format!("bad request: {reason}"),
                 false,
             )
+        })?;
+        let not_for = || Refused::new(ErrorKind::Forbidden, not_for(&who, pool_name), no_body);
+        if !who.may_use(pool_name) {
+            return Err(not_for());
         }
-    };
-    // A pool outside the caller's scope answers exactly like one that does not exist, and is
-    // decided before the pool table is consulted, so timing does not tell them apart either.
-    if !who.may_use(pool_name) {
-        return fail(
-            caller,
-            None,
-            ErrorKind::Forbidden,
-            &not_for(&who, pool_name),
-            no_body,
-        );
+        let pool = match hub.pool(pool_name) {
+            Some(pool) => pool,
+            None if who.scope == Scope::All => {
+                let message = format!("no pool named \"{pool_name}\"");
+                return Err(Refused::new(ErrorKind::UnknownPool, message, no_body));
+            }
+            None => return Err(not_for()),
+        };
+        self.pool = Some(Arc::clone(&pool));
+        Ok((who, pool, framing))
     }
-    let pool = match hub.pool(pool_name) {
-        Some(pool) => pool,
-        None if who.scope == Scope::All => {
-            return fail(
-                caller,
-                None,
-                ErrorKind::UnknownPool,
-                &format!("no pool named \"{pool_name}\""),
+
+    /// The job of an admitted request: its target, the headers that go on, and the start of
+    /// its body. What would fail anyway fails before the body is asked for (`100 Continue`)
+    /// or read.
+    fn job(
+        &self,
+        pool: &Pool,
+        head: RequestHead,
+        framing: Framing,
+        caller: &mut Caller,
+    ) -> Result<Job, Refused> {
+        let no_body = framing == Framing::Empty;
+        let target = tunnel_target(&head.target, &self.pool_name).ok_or_else(|| {
+            Refused::new(
+                ErrorKind::BadRequest,
+                "bad request: malformed tunnel path",
                 no_body,
             )
+        })?;
+        if self.hub.is_draining() {
+            return Err(Refused::shutting_down());
         }
-        None => {
-            return fail(
-                caller,
-                None,
-                ErrorKind::Forbidden,
-                &not_for(&who, pool_name),
-                no_body,
-            )
+        let deadline = Instant::now() + self.hub.settings.queue_timeout;
+        if dispatch::waiting_limit(pool, deadline).is_none() {
+            let message = dispatch::no_agent_message(&self.pool_name);
+            return Err(Refused::new(ErrorKind::NoAgent, message, no_body));
         }
-    };
-    // `/private/<pool>` + target: the target is what follows the pool name, query included.
+        let reading = (!no_body).then(|| caller.watchable.watch(BODY_START_LIMIT));
+        let body = read_body_start(caller, framing, head.expects_continue());
+        drop(reading);
+        let body = body.map_err(|e| {
+            let message = format!("bad request: the request body broke off: {e}");
+            Refused::new(ErrorKind::BadRequest, message, false)
+        })?;
+        Ok(Job {
+            id: self.id.clone(),
+            headers: forwarded_headers(&head),
+            method: head.method,
+            target,
+            framing,
+            version: head.version,
+            keep_alive: self.keep_alive,
+            body,
+        })
+    }
+
+    /// Answers an error the gateway itself decided; its record is logged first.
+    fn fail(mut self, mut caller: Caller, refused: Refused) -> Option<Caller> {
+        self.record = Some(RequestRecord {
+            id: self.id.clone(),
+            time_ms: crate::clock::now_millis(),
+            method: self.method.clone(),
+            path: self.path.clone(),
+            status: refused.kind.status(),
+            elapsed_ms: self.started.elapsed().as_secs_f64() * 1000.0,
+            error: Some(refused.kind),
+            reason: Some(refused.message.clone()),
+            caller: self.caller.clone(),
+            ..RequestRecord::default()
+        });
+        let (id, reusable) = (self.id.clone(), self.keep_alive && refused.reusable);
+        drop(self);
+        let out = caller.conn.get_mut();
+        let ok = write_error(out, Some(&id), refused.kind, &refused.message, reusable).is_ok();
+        (ok && reusable).then_some(caller)
+    }
+
+    /// The exchange ran: its record is the request's.
+    fn served(mut self, record: RequestRecord) {
+        self.record = Some(record);
+    }
+}
+
+/// `/private/<pool>` + target: the target is what follows the pool name, query included;
+/// `None` when that is not a path.
+fn tunnel_target(full: &str, pool_name: &str) -> Option<String> {
     let prefix_len = "/private/".len() + pool_name.len();
-    let target = match &head.target[prefix_len..] {
+    let target = match &full[prefix_len..] {
         "" => "/".to_string(),
         t if t.starts_with('?') => format!("/{t}"),
         t => t.to_string(),
     };
-    if !target.starts_with('/') {
-        return fail(
-            caller,
-            Some(&pool),
-            ErrorKind::BadRequest,
-            "bad request: malformed tunnel path",
-            no_body,
-        );
-    }
-    // `Expect: 100-continue` is answered here, where the body is read; the agent gets the
-    // body without having to ask again.
-    // The caller secret is the gateway's, never the VCS's: it goes no further.
-    let headers = protocol::end_to_end(
+    target.starts_with('/').then_some(target)
+}
+
+/// The request headers that go on to the VCS. `Expect: 100-continue` is answered here,
+/// where the body is read; the agent gets the body without having to ask again. The caller
+/// secret is the gateway's, never the VCS's: it goes no further.
+fn forwarded_headers(head: &RequestHead) -> crate::protocol::Headers {
+    protocol::end_to_end(
         head.headers
             .iter()
             .filter(|(name, _)| {
                 !name.eq_ignore_ascii_case("expect") && !name.eq_ignore_ascii_case(callers::HEADER)
             })
             .cloned(),
-    );
-    let refuse_while_draining = |caller: Caller| {
-        fail(
-            caller,
-            Some(&pool),
-            ErrorKind::NoAgent,
-            SHUTTING_DOWN,
-            false,
-        )
-    };
-    // What would fail anyway fails before the body is asked for (`100 Continue`) or read.
-    if hub.is_draining() {
-        return refuse_while_draining(caller);
-    }
-    if waiting_limit(&pool, Instant::now() + hub.settings.queue_timeout).is_none() {
-        return fail(
-            caller,
-            Some(&pool),
-            ErrorKind::NoAgent,
-            &format!("no agent of pool \"{pool_name}\" is connected"),
-            no_body,
-        );
-    }
-    let mut caller = caller;
-    let reading =
-        (framing != http1::Framing::Empty).then(|| caller.watchable.watch(BODY_START_LIMIT));
-    let body = read_body_start(&mut caller, framing, head.expects_continue());
-    drop(reading);
-    let body = match body {
-        Ok(body) => body,
-        Err(e) => {
-            return fail(
-                caller,
-                Some(&pool),
-                ErrorKind::BadRequest,
-                &format!("bad request: the request body broke off: {e}"),
-                false,
-            )
-        }
-    };
-    let mut job = Job {
-        id: id.clone(),
-        method: head.method.clone(),
-        target,
-        headers,
-        framing,
-        version: head.version,
-        keep_alive,
-        body,
-    };
-    // With the body read whole (or none), an error answer leaves the connection usable.
-    let body_read = job.body.rest.is_none();
-    let deadline = Instant::now() + hub.settings.queue_timeout;
-    loop {
-        if hub.is_draining() {
-            return refuse_while_draining(caller);
-        }
-        let wait_until = waiting_limit(&pool, deadline).unwrap_or_else(Instant::now);
-        // A drain, or the pool's deletion, shuts the queue and wakes this at once.
-        pool.queued.fetch_add(1, Ordering::SeqCst);
-        let received = pool.idle.take_until(wait_until);
-        pool.queued.fetch_sub(1, Ordering::SeqCst);
-        if hub.is_draining() {
-            if let Some(stream) = received {
-                stream.close("the gateway is shutting down");
-            }
-            return refuse_while_draining(caller);
-        }
-        let mut stream = match received {
-            Some(stream) => stream,
-            None if pool.is_closed() => {
-                return fail(
-                    caller,
-                    Some(&pool),
-                    ErrorKind::NoAgent,
-                    &format!(
-                        "pool \"{pool_name}\" was deleted or its key rotated while the request waited"
-                    ),
-                    body_read,
-                );
-            }
-            None if no_agent(&pool) => {
-                return fail(
-                    caller,
-                    Some(&pool),
-                    ErrorKind::NoAgent,
-                    &format!("no agent of pool \"{pool_name}\" is connected"),
-                    body_read,
-                );
-            }
-            None => {
-                let message = format!(
-                    "all streams of pool \"{pool_name}\" stayed busy for {:?}",
-                    hub.settings.queue_timeout
-                );
-                return fail(
-                    caller,
-                    Some(&pool),
-                    ErrorKind::QueueTimeout,
-                    &message,
-                    body_read,
-                );
-            }
-        };
-        // A stream that died or started draining while idle: drop it, take another.
-        if let Err(reason) = stream.ready() {
-            stream.drop_with(reason);
-            continue;
-        }
-        let (instance, peer) = (stream.instance.clone(), stream.peer);
-        let busy = pool.busy_while(&instance);
-        let exchanged = exchange::run(
-            &mut stream.socket,
-            &mut job,
-            &mut caller,
-            &hub.settings,
-            &instance,
-            peer,
-        );
-        drop(busy);
-        stream.heard();
-        match exchanged {
-            exchange::Exchanged::NotStarted(reason) => stream.drop_with(reason),
-            exchange::Exchanged::Done {
-                state,
-                reusable,
-                record,
-            } => {
-                match state {
-                    exchange::StreamState::Usable if !hub.is_draining() => pool.give_back(stream),
-                    exchange::StreamState::Usable => stream.close("the gateway is shutting down"),
-                    exchange::StreamState::Draining => stream.close("agent is draining"),
-                    exchange::StreamState::Broken(reason) => stream.drop_with(reason),
-                }
-                pool.requests.fetch_add(1, Ordering::Relaxed);
-                let mut record = *record;
-                record.caller = Some(who.name.clone());
-                pool.remember(record);
-                return reusable.then_some(caller);
-            }
-        }
-    }
+    )
 }
 
 /// What a caller hears for a pool it may not use, the same whether the pool exists or not.
@@ -614,19 +554,4 @@ fn read_body_start(
         bytes,
         rest: reader.pause(),
     })
-}
-
-/// Until when a request may wait for a stream of `pool`: its `deadline`, or, while the pool
-/// has no stream at all, only as long as it counts as reconnecting; `None`: not at all.
-fn waiting_limit(pool: &Pool, deadline: Instant) -> Option<Instant> {
-    if !no_agent(pool) {
-        return Some(deadline);
-    }
-    pool.reconnecting_until()
-        .filter(|until| *until > Instant::now())
-        .map(|until| until.min(deadline))
-}
-
-fn no_agent(pool: &Pool) -> bool {
-    pool.streams.load(Ordering::SeqCst) == 0
 }

@@ -1,8 +1,15 @@
-//! The gateway: pools and their tokens ([`store`]), live pools and dispatch ([`hub`]), the
-//! agent port ([`agents`]) and the api port with the `private://` front ([`front`]), joined
-//! by one exchange per request ([`exchange`]); the panel ([`panel`]) and its JSON API ([`api`])
-//! share the api port behind an admin token ([`admin`]), the tunnel behind callers' secrets
-//! ([`callers`]); refused agent logins are counted and slowed down ([`logins`]).
+//! The gateway: pools and their tokens ([`store`]), the registry of live pools kept in line
+//! with it ([`hub`]), each pool's idle streams and figures ([`pool`]), one agent stream
+//! ([`stream`]), the agent port ([`agents`]) and the api port with the `private://` front
+//! ([`front`]), which turns a caller's connection into a [`request::Job`] and runs one
+//! exchange per request over a borrowed stream ([`exchange`]); every finished request leaves
+//! one [`record`] (the log line, the panel, [`metrics`]). The panel ([`panel`]) and its JSON
+//! API ([`api`]) share the api port behind an admin token ([`admin`]), the tunnel behind
+//! callers' secrets ([`callers`]); refused agent logins are counted and slowed down
+//! ([`logins`]); timings and limits are [`settings`].
+//!
+//! Imports point one way: `front` → `exchange` → `request`/`record`; `agents` → `hub` →
+//! `pool` → `stream`; nothing below knows what is above it.
 //!
 //! Synchronous throughout: a thread per caller connection, which also runs that caller's
 //! exchanges over a borrowed agent stream; idle agent streams wait in their pool's queue and
@@ -13,17 +20,25 @@ pub mod admin;
 pub mod agents;
 pub mod api;
 pub mod callers;
+pub mod dispatch;
 pub mod exchange;
 pub mod front;
 pub mod hub;
 pub mod idle;
 pub mod logins;
+pub mod metrics;
 pub mod panel;
+pub mod pool;
+pub mod record;
+pub mod request;
+pub mod settings;
 pub mod shared;
 pub mod stats;
 pub mod store;
+pub mod stream;
 
-use hub::{Hub, Settings};
+use hub::Hub;
+pub use settings::Settings;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::sync::Arc;

@@ -10,6 +10,7 @@
 //! rename gives the file a new inode, which is how a gateway notices another process's
 //! change to `callers.json` however coarse file times are.
 
+use crate::clock::now_seconds;
 use crate::token::{self, Secret};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -17,7 +18,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -438,26 +439,6 @@ fn new_caller_secret() -> Result<Secret, String> {
         "{CALLER_SECRET_PREFIX}{}",
         key.expose()
     )))
-}
-
-pub fn now_seconds() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-pub fn now_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-/// `2026-11-27T19:08:09Z` for a Unix time.
-pub fn format_time(seconds: u64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + std::time::Duration::from_secs(seconds))
-        .to_string()
 }
 
 #[cfg(test)]

@@ -67,6 +67,41 @@ impl<S: Read + Write> Link<S> {
         }
     }
 
+    /// Waits for a frame for as long as the peer keeps talking: gives up once it has been
+    /// silent for `limit`, counted from this call or from the last thing it sent (a ping
+    /// included), whichever is later. `Timeout` carries how long it was silent.
+    pub fn recv_while_heard(&mut self, limit: Duration) -> Result<Frame, LinkError> {
+        let since = Instant::now();
+        loop {
+            if let Some(frame) = self.recv()? {
+                return Ok(frame);
+            }
+            let silent = self.last_heard.max(since).elapsed();
+            if silent >= limit {
+                return Err(LinkError::Timeout(silent));
+            }
+        }
+    }
+
+    /// Reads what already arrived, for a socket in non-blocking mode: the first frame among
+    /// at most `max` messages, `None` when nothing (or only pings and pongs) was waiting.
+    /// Bounded, so a chatty peer cannot hold the reader.
+    pub fn recv_waiting(&mut self, max: usize) -> Result<Option<Frame>, LinkError> {
+        for _ in 0..max {
+            match self.socket.read() {
+                Ok(message) => {
+                    self.last_heard = Instant::now();
+                    if let Some(frame) = decode(message)? {
+                        return Ok(Some(frame));
+                    }
+                }
+                Err(tungstenite::Error::Io(e)) if is_timeout(&e) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(None)
+    }
+
     /// How long since the peer sent anything at all.
     pub fn silent_for(&self) -> Duration {
         self.last_heard.elapsed()
@@ -95,6 +130,11 @@ impl<S: Read + Write> Link<S> {
     /// Starts the closing handshake.
     pub fn close(&mut self) -> tungstenite::Result<()> {
         self.socket.close(None)
+    }
+
+    /// Writes out whatever is buffered (a close frame after [`Link::close`]).
+    pub fn flush(&mut self) -> tungstenite::Result<()> {
+        self.socket.flush()
     }
 
     pub fn get_ref(&self) -> &S {
@@ -145,5 +185,59 @@ mod tests {
             link.recv_timeout(Duration::from_secs(10)),
             Err(LinkError::Socket(_))
         ));
+    }
+
+    #[test]
+    fn silence_counts_from_the_last_thing_heard() {
+        let (mut link, mut far) = pair();
+        let limit = Duration::from_millis(1000);
+        assert!(matches!(
+            link.recv_while_heard(limit),
+            Err(LinkError::Timeout(silent)) if silent >= limit
+        ));
+        // A ping now and then keeps the wait going past the limit.
+        let talker = std::thread::spawn(move || {
+            for _ in 0..15 {
+                std::thread::sleep(Duration::from_millis(100));
+                far.send(Message::Ping(Default::default())).expect("ping");
+            }
+            far.send(Control::End.to_message()).expect("end");
+            far
+        });
+        let since = Instant::now();
+        assert!(matches!(
+            link.recv_while_heard(limit),
+            Ok(Frame::Control(Control::End))
+        ));
+        assert!(since.elapsed() > limit, "pings extended the wait");
+        drop(talker.join().expect("talker"));
+    }
+
+    #[test]
+    fn waiting_messages_are_read_without_waiting_for_more() {
+        let (mut link, mut far) = pair();
+        assert!(matches!(link.recv_waiting(8), Ok(None)), "nothing waiting");
+        far.send(Message::Ping(Default::default())).expect("ping");
+        far.send(Control::Draining.to_message()).expect("draining");
+        far.send(Control::End.to_message()).expect("end");
+        let first = wait_for_frame(&mut link);
+        assert!(matches!(first, Frame::Control(Control::Draining)));
+        assert!(matches!(
+            link.recv_waiting(8),
+            Ok(Some(Frame::Control(Control::End)))
+        ));
+        drop(far);
+        assert!(matches!(link.recv_waiting(8), Err(LinkError::Socket(_))));
+    }
+
+    /// The peer's messages may take a moment to arrive on loopback.
+    fn wait_for_frame(link: &mut Link<TcpStream>) -> Frame {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(frame) = link.recv_waiting(8).expect("read") {
+                return frame;
+            }
+        }
+        panic!("no frame within 10 s");
     }
 }

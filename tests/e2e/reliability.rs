@@ -1,7 +1,7 @@
 //! Staying up and accounting for every request: truncation, cancellation, half-open
 //! connections, graceful drains, a gateway restart under load, and load itself.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

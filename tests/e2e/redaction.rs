@@ -12,7 +12,7 @@
 //! secret, as it is and in hex (how WebSocket frames are dumped); Basic credentials also in
 //! base64, the way they travel.
 
-mod support;
+use crate::support;
 
 use base64::Engine;
 use std::time::Duration;
@@ -83,9 +83,9 @@ fn send_requests(gateway: &Gateway, pool: &str) {
 
 #[test]
 fn both_programs_at_trace_print_no_secret() {
-    // The gateway reads only RUST_LOG, from the environment the test harness passes on.
-    std::env::set_var("RUST_LOG", "trace");
-    let gateway = Gateway::start(&["--admin-token", ADMIN_TOKEN]);
+    // The gateway reads only RUST_LOG.
+    let gateway =
+        Gateway::start_with_env(&[("RUST_LOG", "trace")], &["--admin-token", ADMIN_TOKEN]);
     let upstream = Upstream::start();
     let proxy = ConnectProxy::start(Policy {
         credentials: Some(format!("agent:{PROXY_PASSWORD}")),

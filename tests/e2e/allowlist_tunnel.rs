@@ -1,10 +1,9 @@
 //! The allowlist through the real tunnel: denials reach the caller as 403 with the reason,
 //! hostile paths never reach the upstream, and git fetch works while git push is refused.
 
-mod support;
+use crate::support;
 
-#[path = "support/hostile_paths.rs"]
-mod hostile_paths;
+use crate::support::hostile_paths;
 
 use std::io::{Read, Write};
 use std::path::Path;

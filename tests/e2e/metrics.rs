@@ -2,7 +2,7 @@
 //! (`SPACELIFT_VCS_AGENT_METRICS_ADDR`), the gateway's `/metrics`, JSON log lines and the
 //! level knob, and the redaction of `SPACELIFT_VCS_AGENT_DEBUG_PRINT_ALL` dumps.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 use support::upstream::Upstream;

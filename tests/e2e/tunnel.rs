@@ -1,6 +1,6 @@
 //! The end-to-end tunnel: a real gateway, real agent processes and a real upstream on loopback.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::time::Duration;

@@ -1,8 +1,8 @@
 //! Test support: real gateway and agent processes on loopback port 0, a recording upstream,
 //! and waiting on conditions instead of sleeping.
-#![allow(dead_code)]
 
 pub mod browser;
+pub mod hostile_paths;
 pub mod proxy;
 pub mod relay;
 pub mod tls;
@@ -274,8 +274,25 @@ impl Gateway {
         Gateway::start_in(dir, "127.0.0.1:0", "127.0.0.1:0", extra)
     }
 
+    /// Starts a gateway with `env` added to its environment (this process's environment is
+    /// shared by every test running in it, so it is never changed).
+    pub fn start_with_env(env: &[(&str, &str)], extra: &[&str]) -> Gateway {
+        let dir = TempDir::new("gw");
+        Gateway::spawn(dir, "127.0.0.1:0", "127.0.0.1:0", extra, env)
+    }
+
     /// Starts a gateway on the given data directory and listen addresses.
     pub fn start_in(dir: TempDir, agent_listen: &str, api_listen: &str, extra: &[&str]) -> Gateway {
+        Gateway::spawn(dir, agent_listen, api_listen, extra, &[])
+    }
+
+    fn spawn(
+        dir: TempDir,
+        agent_listen: &str,
+        api_listen: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Gateway {
         let name = format!("harness-{}", ulid::Ulid::new().to_string().to_lowercase());
         let caller_secret = create_caller(&dir.0, &name, &["--all-pools"]);
         let mut command = Command::new(GATEWAY);
@@ -283,7 +300,8 @@ impl Gateway {
             .args(["serve", "--data-dir"])
             .arg(&dir.0)
             .args(["--agent-listen", agent_listen, "--api-listen", api_listen])
-            .args(extra);
+            .args(extra)
+            .envs(env.iter().copied());
         let proc = Proc::spawn(command);
         let address = |line: String| line.rsplit(' ').next().unwrap_or_default().to_string();
         let agent_addr = address(

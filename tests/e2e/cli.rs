@@ -1,6 +1,6 @@
 //! The command lines operators type: pool management and configuration errors.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 use std::time::Duration;
@@ -102,6 +102,100 @@ fn bad_or_duplicate_pool_names_fail_clearly() {
         );
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
     }
+}
+
+#[test]
+fn a_flag_that_is_not_the_subcommands_is_refused_naming_both() {
+    let dir = TempDir::new("cli-foreign");
+    let data = dir.0.to_str().unwrap();
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["pool", "list", "--data-dir", data, "--tls-cert", "x"],
+            "pool list does not take --tls-cert",
+        ),
+        (
+            &[
+                "pool",
+                "create",
+                "--data-dir",
+                data,
+                "--name",
+                "p",
+                "--admin-token",
+                "x",
+            ],
+            "pool create does not take --admin-token",
+        ),
+        (
+            &[
+                "pool",
+                "rotate",
+                "--data-dir",
+                data,
+                "--name",
+                "p",
+                "--description",
+                "d",
+            ],
+            "pool rotate does not take --description",
+        ),
+        (
+            &[
+                "caller",
+                "rotate",
+                "--data-dir",
+                data,
+                "--name",
+                "c",
+                "--pools",
+                "p",
+            ],
+            "caller rotate does not take --pools",
+        ),
+        (
+            &["serve", "--data-dir", data, "--name", "x"],
+            "serve does not take --name",
+        ),
+        (
+            &["caller", "list", "--data-dir", data, "--bogus"],
+            "caller list does not take --bogus",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = gateway(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!("vcs-gateway: {expected}")),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    assert!(
+        !dir.0.join("pools.json").exists(),
+        "a refused command line wrote nothing"
+    );
+}
+
+#[test]
+fn help_of_a_subcommand_shows_its_own_flags() {
+    let pool_list = gateway(&["pool", "list", "--help"]);
+    assert!(pool_list.status.success());
+    let text = String::from_utf8(pool_list.stdout).unwrap();
+    assert!(
+        text.contains("vcs-gateway pool list --data-dir DIR"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("--tls-cert") && !text.contains("pool create"),
+        "{text}"
+    );
+    let serve = gateway(&["serve", "--help"]);
+    assert!(serve.status.success());
+    let text = String::from_utf8(serve.stdout).unwrap();
+    assert!(text.contains("--tls-cert PEM --tls-key PEM"), "{text}");
+    assert!(!text.contains("vcs-gateway caller create"), "{text}");
 }
 
 fn agent_exit(vars: &[(&str, &str)]) -> (Option<i32>, String) {

@@ -4,7 +4,7 @@
 //! saying so (`bash scripts/test.sh` installs Debian's `supervisor` first): a test that passes
 //! without running proves nothing.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use support::upstream::Upstream;
 use support::*;
 
-const TEMPLATE: &str = include_str!("../scripts/supervisord/vcs-agent.conf");
-const ENV_EXAMPLE: &str = include_str!("../scripts/supervisord/vcs-agent.env.example");
+const TEMPLATE: &str = include_str!("../../scripts/supervisord/vcs-agent.conf");
+const ENV_EXAMPLE: &str = include_str!("../../scripts/supervisord/vcs-agent.env.example");
 
 /// Whether `program` is an executable file on `PATH`.
 fn installed(program: &str) -> bool {

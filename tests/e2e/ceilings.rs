@@ -2,7 +2,7 @@
 //! to admit new ones, one address holds only its share, a slow upload loses its agent stream,
 //! and a flood of wrong agent keys is slowed down and summed up in the log.
 
-mod support;
+use crate::support;
 
 use std::io::Read;
 use std::net::TcpStream;

@@ -1,7 +1,7 @@
 //! The panel's JSON API against a real gateway process: admin authentication, pool
 //! lifecycle, validation, and what creating, rotating and deleting a pool does to live agents.
 
-mod support;
+use crate::support;
 
 use serde_json::{json, Value};
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! header, are scoped to pools, and nothing on the api port tells an unauthenticated peer
 //! more than liveness, whichever address it appears to come from.
 
-mod support;
+use crate::support;
 
 use serde_json::{json, Value};
 use std::process::Command;

@@ -6,7 +6,7 @@
 //!
 //! Needs `chromium` and `chromium-driver` (Debian); without them it fails saying so.
 
-mod support;
+use crate::support;
 
 use serde_json::json;
 use std::path::PathBuf;

@@ -1,7 +1,7 @@
 //! TLS end to end: agent ↔ gateway over `wss://` and agent ↔ VCS over `https://`, with a
 //! private CA made in the test; refused certificates say what to do.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 use support::tls::*;

@@ -4,8 +4,7 @@
 //! Traversal in every encoding, backslashes, empty segments, NUL and control
 //! characters, non-ASCII, absolute-form, fragments, over-long paths and queries, git
 //! push, forbidden methods, encoded slashes outside GitLab's project and ref segments, and paths
-//! that extend or nearly match an allowed rule. Self-contained on purpose (no imports):
-//! include it with `#[path = "support/hostile_paths.rs"] mod hostile_paths;`.
+//! that extend or nearly match an allowed rule.
 
 /// Longer than the 8192-byte path limit.
 pub const LONG_PATH: &str = concat!(

@@ -9,7 +9,7 @@
 //! The libraries come from the virtual environment `bash scripts/test.sh` builds; its
 //! interpreter is `VCS_TEST_PYTHON`.
 
-mod support;
+use crate::support;
 
 use serde_json::{json, Value};
 use std::process::Command;

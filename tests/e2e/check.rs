@@ -1,6 +1,6 @@
 //! `vcs-agent check`: the preflight, against a real gateway and upstream on loopback.
 
-mod support;
+use crate::support;
 
 use std::io::{BufReader, Write};
 use std::net::TcpListener;

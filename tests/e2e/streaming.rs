@@ -3,7 +3,7 @@
 //! The proof compares peak RSS (`VmHWM`) of the real processes after a small transfer and
 //! after a large one: if either side buffered bodies, the peak would grow with the body.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 use support::upstream::{Digest, PatternReader, Upstream};

@@ -2,7 +2,7 @@
 //! are resolved with one lookup carrying the caller's credentials, listings across projects
 //! are filtered while projects are restricted, and redirects into the VCS stay in the tunnel.
 
-mod support;
+use crate::support;
 
 use serde_json::{json, Value};
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Proxies end to end: both agent legs through a recording CONNECT proxy on loopback, with
 //! and without credentials, together with a custom CA, and `NO_PROXY` bypassing it.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 use support::proxy::{ConnectProxy, Policy};

@@ -3,7 +3,7 @@
 //! on the others within a second, by pub/sub or by the polled version alone; a stopped or
 //! killed Redis leaves traffic going and changes refused with 503 until it is back.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 use std::time::Duration;

@@ -1,8 +1,7 @@
 //! The allowlist through its public API only: the hostile table, and properties of the
 //! canonical form and of first-match-wins.
 
-#[path = "support/hostile_paths.rs"]
-mod hostile_paths;
+use crate::support::hostile_paths;
 
 use hostile_paths::HOSTILE_PATHS;
 use proptest::prelude::*;

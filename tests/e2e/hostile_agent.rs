@@ -1,7 +1,7 @@
 //! A pool key in the wrong hands must not reach callers' connections: the gateway checks
 //! every answer head an agent sends before writing a byte of it.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -1,0 +1,57 @@
+//! One caller and one request on the api port, as the front hands them to an exchange.
+//!
+//! A [`Caller`] is the connection (its own thread serves it from request head to answer) and
+//! ends through one `Drop`, which closes it lingering so a last error answer is never turned
+//! into a reset. A [`Job`] is a validated tunnel request, made by the front before an agent
+//! stream is taken; its [`BodyStart`] is the part of the body read by then, so a caller that
+//! sends slowly holds only its own thread, never a stream of the pool.
+
+use crate::http1::Framing;
+use crate::net::Stream;
+use crate::protocol::Headers;
+use std::io::BufReader;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// A caller's connection; its own thread serves it from request head to answer.
+pub struct Caller {
+    pub conn: BufReader<Stream>,
+    pub peer: SocketAddr,
+    /// For total deadlines on reading a request head or body start.
+    pub watchable: crate::net::deadline::Watchable,
+}
+
+/// How long a closing caller connection may keep sending before it is cut off.
+const CALLER_LINGER: Duration = Duration::from_secs(2);
+
+impl Drop for Caller {
+    /// Every way a caller connection ends goes through here, so none of them can turn the
+    /// last answer (often an error sent without reading the request body) into a reset.
+    fn drop(&mut self) {
+        self.conn.get_mut().close_lingering(CALLER_LINGER);
+    }
+}
+
+/// One request waiting for a stream.
+pub struct Job {
+    pub id: String,
+    pub method: String,
+    /// Path and query relative to the VCS base endpoint.
+    pub target: String,
+    pub headers: Headers,
+    pub framing: Framing,
+    /// HTTP minor version of the caller, and whether it wants keep-alive.
+    pub version: u8,
+    pub keep_alive: bool,
+    pub body: BodyStart,
+}
+
+/// The start of a request body, read before an agent stream is taken: all of a body up to
+/// one piece ([`crate::protocol::MAX_CHUNK`]), so a caller that sends slowly holds only its
+/// own thread, never a stream of the pool. A larger body goes on from `rest` while the
+/// stream is held.
+#[derive(Debug, Default)]
+pub struct BodyStart {
+    pub bytes: Vec<u8>,
+    pub rest: Option<crate::http1::BodyProgress>,
+}

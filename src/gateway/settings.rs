@@ -1,0 +1,51 @@
+//! The gateway's settings: timings, limits and what the panel and its API need, set once at
+//! start by `vcs-gateway serve` (each from a flag, see the README) and read by every part.
+
+use crate::token;
+use std::time::Duration;
+
+/// Gateway timings, and what the panel and its API need.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How long a request waits for an idle stream.
+    pub queue_timeout: Duration,
+    /// Ping idle agent streams this often; drop them after three silent intervals.
+    pub keepalive: Duration,
+    /// Longest silence from an agent in the middle of an exchange.
+    pub exchange_timeout: Duration,
+    /// Bearer token for the panel, `/api/…`, `/metrics` and `/healthz`'s figures; `None`
+    /// lets nobody in (the `serve` command always sets one).
+    pub admin_token: Option<token::Secret>,
+    /// Agent URL written into tokens the API creates; `None` means `ws://<agent port>`.
+    pub public_url: Option<String>,
+    /// Tunnel requests served at once (a connection and thread each).
+    pub max_callers: usize,
+    /// This replica's name, when pools and callers are in Redis (`serve --redis`).
+    pub replica_id: Option<String>,
+    /// Changes reach this replica by the polled version alone (tests).
+    pub poll_only: bool,
+    /// Connections one peer address may hold on the api port.
+    pub max_per_address: usize,
+    /// Bytes per second a request body must average while it holds an agent stream, after
+    /// [`Settings::upload_grace`]; 0 turns the check off.
+    pub min_upload_rate: u64,
+    pub upload_grace: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            queue_timeout: Duration::from_secs(30),
+            keepalive: Duration::from_secs(20),
+            exchange_timeout: Duration::from_secs(120),
+            admin_token: None,
+            public_url: None,
+            max_callers: 1024,
+            replica_id: None,
+            poll_only: false,
+            max_per_address: 256,
+            min_upload_rate: 240,
+            upload_grace: Duration::from_secs(5),
+        }
+    }
+}
