@@ -138,20 +138,8 @@ pub fn run(shared: &Shared, index: usize) {
                 }
                 match end {
                     StreamEnd::Closed if shared.is_draining() => break,
-                    StreamEnd::Closed => {
-                        warn!("slot {index}: the gateway closed the stream; dialing again")
-                    }
-                    StreamEnd::Lost(reason) => {
-                        warn!("slot {index}: stream lost: {reason}; dialing again")
-                    }
-                    StreamEnd::Cancelled => {
-                        debug!("slot {index}: request cancelled by the gateway; dialing again");
-                        continue;
-                    }
-                    StreamEnd::Retired => {
-                        debug!("slot {index}: stream reached its maximum age; dialing again");
-                        continue;
-                    }
+                    end if redial_at_once(index, &end) => continue,
+                    _ => {}
                 }
             }
             Err(DialError::Unauthorized(reason)) => {
@@ -179,6 +167,23 @@ pub fn run(shared: &Shared, index: usize) {
             break;
         }
     }
+}
+
+/// Logs why a stream ended; `true` when the slot dials again at once (no backoff).
+fn redial_at_once(index: usize, end: &StreamEnd) -> bool {
+    match end {
+        StreamEnd::Closed => warn!("slot {index}: the gateway closed the stream; dialing again"),
+        StreamEnd::Lost(reason) => warn!("slot {index}: stream lost: {reason}; dialing again"),
+        StreamEnd::Cancelled => {
+            debug!("slot {index}: request cancelled by the gateway; dialing again");
+            return true;
+        }
+        StreamEnd::Retired => {
+            debug!("slot {index}: stream reached its maximum age; dialing again");
+            return true;
+        }
+    }
+    false
 }
 
 /// One round over the gateway addresses: slot `index` starts at address `index mod N` (so

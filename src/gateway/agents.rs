@@ -11,9 +11,9 @@
 use crate::gateway::hub::{AuthError, Hub};
 use crate::gateway::pool::Pool;
 use crate::gateway::stream::{AgentInfo, AgentStream, TICK};
-use crate::net::dial::websocket_config;
 use crate::net::Stream;
 use crate::protocol;
+use crate::protocol::websocket_config;
 use log::{debug, info, warn};
 use std::collections::BTreeMap;
 use std::net::TcpStream;

@@ -4,7 +4,7 @@
 
 use crate::net::proxy::{self, host_port, ProxyConfig};
 use crate::net::{tcp, tls, Stream};
-use crate::protocol::{self, MAX_MESSAGE};
+use crate::protocol::{self, websocket_config};
 use crate::token::Token;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tungstenite::client::IntoClientRequest;
 use tungstenite::handshake::HandshakeError;
-use tungstenite::protocol::WebSocketConfig;
 use tungstenite::WebSocket;
 
 /// Who is dialing: sent with every upgrade.
@@ -175,16 +174,6 @@ pub fn explicit_port(uri: &ureq::http::Uri) -> Result<Option<u16>, PortOutOfRang
             _ => Err(PortOutOfRange),
         },
     }
-}
-
-/// WebSocket limits for both sides: no message may be big, since bodies travel in pieces.
-/// The read buffer is 32 KiB instead of tungstenite's 128 KiB: an idle stream then costs the
-/// gateway about 40 KiB, and a 64 KiB body piece still needs only two reads.
-pub fn websocket_config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .max_message_size(Some(MAX_MESSAGE))
-        .max_frame_size(Some(MAX_MESSAGE))
-        .read_buffer_size(32 * 1024)
 }
 
 /// JSON of the metadata tags with non-ASCII escaped, so it is a valid header value.
