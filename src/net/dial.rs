@@ -4,7 +4,7 @@
 
 use crate::net::proxy::{self, host_port, ProxyConfig};
 use crate::net::{tcp, tls, Stream};
-use crate::protocol::{self, websocket_config};
+use crate::protocol::{self, agent_websocket_config};
 use crate::token::Token;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -210,7 +210,7 @@ pub fn connect(
         address.connect_url.clone()
     };
     let request = upgrade_request(token, identity, &connect_url)?;
-    match tungstenite::client::client_with_config(request, stream, Some(websocket_config())) {
+    match tungstenite::client::client_with_config(request, stream, Some(agent_websocket_config())) {
         Ok((socket, _response)) => {
             let _ = socket.get_ref().tcp().set_write_timeout(None);
             Ok(socket)
