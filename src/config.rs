@@ -5,6 +5,7 @@
 //! binary prints it and exits with code 2. Secrets are held in [`Secret`](crate::token::Secret) and never printed.
 
 use crate::allowlist::{self, Vendor};
+use crate::duration;
 use crate::net::dial::GatewayAddress;
 use crate::net::proxy::{self, ProxyConfig};
 use crate::net::tls::{self, CustomCas};
@@ -166,40 +167,48 @@ pub struct BaseEndpoint {
     pub path: String,
 }
 
+/// Why `SPACELIFT_VCS_AGENT_TARGET_BASE_ENDPOINT` was refused; each message quotes the URL
+/// with any credentials masked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    #[error("not a URL ({problem}), got \"{shown}\"")]
+    NotAUrl { problem: String, shown: String },
+    #[error("expected an http:// or https:// URL, got \"{0}\"")]
+    Scheme(String),
+    #[error("no host in \"{0}\"")]
+    NoHost(String),
+    #[error("user:password@ is not allowed (the SaaS sends its own credentials), got \"{0}\"")]
+    Credentials(String),
+    #[error("a query or fragment is not allowed, got \"{0}\"")]
+    QueryOrFragment(String),
+    #[error("port must be from 1 to 65535, got \"{0}\"")]
+    Port(String),
+}
+
 impl BaseEndpoint {
-    pub fn parse(text: &str) -> Result<BaseEndpoint, String> {
-        let uri: ureq::http::Uri = text
-            .parse()
-            .map_err(|e| format!("not a URL ({e}), got \"{}\"", redact::url(text)))?;
+    pub fn parse(text: &str) -> Result<BaseEndpoint, EndpointError> {
+        let shown = || redact::url(text);
+        let uri: ureq::http::Uri =
+            text.parse()
+                .map_err(|e: ureq::http::uri::InvalidUri| EndpointError::NotAUrl {
+                    problem: e.to_string(),
+                    shown: shown(),
+                })?;
         let scheme = match uri.scheme_str() {
             Some(s @ ("http" | "https")) => s.to_string(),
-            _ => {
-                return Err(format!(
-                    "expected an http:// or https:// URL, got \"{}\"",
-                    redact::url(text)
-                ))
-            }
+            _ => return Err(EndpointError::Scheme(shown())),
         };
         let authority = uri
             .authority()
-            .ok_or_else(|| format!("no host in \"{}\"", redact::url(text)))?;
+            .ok_or_else(|| EndpointError::NoHost(shown()))?;
         if authority.as_str().contains('@') {
-            return Err(format!(
-                "user:password@ is not allowed (the SaaS sends its own credentials), got \"{}\"",
-                redact::url(text)
-            ));
+            return Err(EndpointError::Credentials(shown()));
         }
         if uri.query().is_some() || text.contains('#') {
-            return Err(format!(
-                "a query or fragment is not allowed, got \"{}\"",
-                redact::url(text)
-            ));
+            return Err(EndpointError::QueryOrFragment(shown()));
         }
         if crate::net::dial::explicit_port(&uri).is_err() {
-            return Err(format!(
-                "port must be from 1 to 65535, got \"{}\"",
-                redact::url(text)
-            ));
+            return Err(EndpointError::Port(shown()));
         }
         Ok(BaseEndpoint {
             scheme,
@@ -269,10 +278,10 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-fn error(variable: &str, problem: impl Into<String>) -> ConfigError {
+fn error(variable: &str, problem: impl fmt::Display) -> ConfigError {
     ConfigError {
         variable: variable.to_string(),
-        problem: problem.into(),
+        problem: problem.to_string(),
     }
 }
 
@@ -296,47 +305,18 @@ impl AgentConfig {
     }
 
     /// Builds the configuration from a set of variables (the environment, or a test's map).
+    /// The first problem found is the one reported.
     pub fn from_vars(vars: &BTreeMap<String, String>) -> Result<AgentConfig, ConfigError> {
-        let get = |name: &str| vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
-        let required = |name: &str| get(name).ok_or_else(|| error(name, "is required but not set"));
-
-        let token = Token::decode(required(POOL_TOKEN)?).map_err(|e| error(POOL_TOKEN, e))?;
+        let v = Vars(vars);
+        let token = Token::decode(v.required(POOL_TOKEN)?).map_err(|e| error(POOL_TOKEN, e))?;
         GatewayAddress::parse(&token.host)
             .map_err(|e| error(POOL_TOKEN, format!("the token's {e}")))?;
         let gateways = gateway_urls(&token.host, vars.get(GATEWAY_URLS))?;
-        let target = BaseEndpoint::parse(required(TARGET_BASE_ENDPOINT)?)
+        let target = BaseEndpoint::parse(v.required(TARGET_BASE_ENDPOINT)?)
             .map_err(|e| error(TARGET_BASE_ENDPOINT, e))?;
-        let vendor: Vendor = required(VENDOR)?.parse().map_err(|e| error(VENDOR, e))?;
-        if vars
-            .get(ALLOWED_PROJECTS)
-            .is_some_and(|v| v.trim().is_empty())
-        {
-            return Err(error(
-                ALLOWED_PROJECTS,
-                "is set but empty: unset it to allow every project, or give a regex of the projects to allow",
-            ));
-        }
-        let allowed_projects = match get(ALLOWED_PROJECTS) {
-            None => None,
-            Some(pattern) => Some(allowlist::project_pattern(pattern).map_err(|e| {
-                error(
-                    ALLOWED_PROJECTS,
-                    format!("invalid regex: {}", e.to_string().replace('\n', " ")),
-                )
-            })?),
-        };
-        let parallelism = match get(PARALLELISM) {
-            None => 4,
-            Some(text) => match text.parse::<usize>() {
-                Ok(n) if (1..=256).contains(&n) => n,
-                _ => {
-                    return Err(error(
-                        PARALLELISM,
-                        format!("expected an integer from 1 to 256, got \"{text}\""),
-                    ))
-                }
-            },
-        };
+        let vendor: Vendor = v.required(VENDOR)?.parse().map_err(|e| error(VENDOR, e))?;
+        let allowed_projects = allowed_projects(&v)?;
+        let parallelism = parallelism(&v)?;
         let metadata = vars
             .iter()
             .filter_map(|(name, value)| {
@@ -344,33 +324,7 @@ impl AgentConfig {
                 (!tag.is_empty()).then(|| (tag.to_string(), value.clone()))
             })
             .collect();
-        let duration = |name: &str, default: Duration| -> Result<Duration, ConfigError> {
-            match get(name) {
-                None => Ok(default),
-                Some(text) => parse_duration(text).map_err(|e| error(name, e)),
-            }
-        };
-        let flag = |name: &str| -> Result<bool, ConfigError> {
-            match get(name).map(str::to_ascii_lowercase).as_deref() {
-                None | Some("false" | "0" | "no" | "off") => Ok(false),
-                Some("true" | "1" | "yes" | "on") => Ok(true),
-                Some(other) => Err(error(
-                    name,
-                    format!("expected true or false, got \"{other}\""),
-                )),
-            }
-        };
-        let mut custom_cas = CustomCas::default();
-        if let Some(text) = get(CA_CERT) {
-            custom_cas
-                .0
-                .extend(tls::decode_base64_bundle(text).map_err(|e| error(CA_CERT, e))?);
-        }
-        if let Some(path) = get(CA_CERT_FILE) {
-            custom_cas
-                .0
-                .extend(tls::read_bundle_file(path).map_err(|e| error(CA_CERT_FILE, e))?);
-        }
+        let custom_cas = custom_cas(&v)?;
         let proxy = ProxyConfig::from_vars(vars).map_err(|(name, e)| error(name, e))?;
         Ok(AgentConfig {
             token,
@@ -380,47 +334,135 @@ impl AgentConfig {
             allowed_projects,
             parallelism,
             metadata,
-            keepalive: keepalive(duration(KEEPALIVE_INTERVAL, Duration::from_secs(20))?)?,
-            upstream_connect_timeout: duration(UPSTREAM_CONNECT_TIMEOUT, Duration::from_secs(10))?,
-            upstream_read_timeout: duration(UPSTREAM_READ_TIMEOUT, Duration::from_secs(60))?,
-            drain_timeout: duration(DRAIN_TIMEOUT, Duration::from_secs(30))?,
-            max_stream_age: get(MAX_STREAM_AGE)
-                .map(|t| parse_duration(t).map_err(|e| error(MAX_STREAM_AGE, e)))
+            keepalive: keepalive(v.duration(KEEPALIVE_INTERVAL, Duration::from_secs(20))?)?,
+            upstream_connect_timeout: v
+                .duration(UPSTREAM_CONNECT_TIMEOUT, Duration::from_secs(10))?,
+            upstream_read_timeout: v.duration(UPSTREAM_READ_TIMEOUT, Duration::from_secs(60))?,
+            drain_timeout: v.duration(DRAIN_TIMEOUT, Duration::from_secs(30))?,
+            max_stream_age: v
+                .get(MAX_STREAM_AGE)
+                .map(|t| duration::parse(t).map_err(|e| error(MAX_STREAM_AGE, e)))
                 .transpose()?,
-            debug_print_all: flag(DEBUG_PRINT_ALL)?,
+            debug_print_all: v.flag(DEBUG_PRINT_ALL)?,
             custom_cas,
-            dial_insecure: flag(DIAL_INSECURE)?,
+            dial_insecure: v.flag(DIAL_INSECURE)?,
             proxy,
-            metrics_addr: match get(METRICS_ADDR) {
-                None => None,
-                Some(text) => Some(text.parse().map_err(|_| {
-                    error(
-                        METRICS_ADDR,
-                        format!("expected an address such as 127.0.0.1:9090, got \"{text}\""),
-                    )
-                })?),
-            },
-            log_format: match get(LOG_FORMAT) {
+            metrics_addr: metrics_addr(&v)?,
+            log_format: match v.get(LOG_FORMAT) {
                 None => crate::observe::LogFormat::Text,
                 Some(text) => text.parse().map_err(|e| error(LOG_FORMAT, e))?,
             },
-            log_level: match get(LOG_LEVEL).map(str::to_ascii_lowercase) {
-                None => None,
-                Some(level) if crate::observe::logging::LEVELS.contains(&level.as_str()) => {
-                    Some(level)
-                }
-                Some(other) => {
-                    return Err(error(
-                        LOG_LEVEL,
-                        format!("expected error, warn, info, debug or trace, got \"{other}\""),
-                    ))
-                }
-            },
+            log_level: log_level(&v)?,
         })
     }
 }
 
-/// The keepalive interval, at least a second: pings more often only load both sides.
+/// The variables, each read trimmed; set but blank counts as unset.
+struct Vars<'a>(&'a BTreeMap<String, String>);
+
+impl Vars<'_> {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+    }
+
+    fn required(&self, name: &str) -> Result<&str, ConfigError> {
+        self.get(name)
+            .ok_or_else(|| error(name, "is required but not set"))
+    }
+
+    fn duration(&self, name: &str, default: Duration) -> Result<Duration, ConfigError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(text) => duration::parse(text).map_err(|e| error(name, e)),
+        }
+    }
+
+    fn flag(&self, name: &str) -> Result<bool, ConfigError> {
+        match self.get(name).map(str::to_ascii_lowercase).as_deref() {
+            None | Some("false" | "0" | "no" | "off") => Ok(false),
+            Some("true" | "1" | "yes" | "on") => Ok(true),
+            Some(other) => Err(error(
+                name,
+                format!("expected true or false, got \"{other}\""),
+            )),
+        }
+    }
+}
+
+/// The anchored project regex; set but blank is refused rather than read as "every project".
+fn allowed_projects(v: &Vars) -> Result<Option<regex::Regex>, ConfigError> {
+    if v.0
+        .get(ALLOWED_PROJECTS)
+        .is_some_and(|p| p.trim().is_empty())
+    {
+        return Err(error(
+            ALLOWED_PROJECTS,
+            "is set but empty: unset it to allow every project, or give a regex of the projects to allow",
+        ));
+    }
+    let Some(pattern) = v.get(ALLOWED_PROJECTS) else {
+        return Ok(None);
+    };
+    allowlist::project_pattern(pattern).map(Some).map_err(|e| {
+        error(
+            ALLOWED_PROJECTS,
+            format!("invalid regex: {}", e.to_string().replace('\n', " ")),
+        )
+    })
+}
+
+fn parallelism(v: &Vars) -> Result<usize, ConfigError> {
+    let Some(text) = v.get(PARALLELISM) else {
+        return Ok(4);
+    };
+    match text.parse::<usize>() {
+        Ok(n) if (1..=256).contains(&n) => Ok(n),
+        _ => Err(error(
+            PARALLELISM,
+            format!("expected an integer from 1 to 256, got \"{text}\""),
+        )),
+    }
+}
+
+/// CAs given inline (base64 PEM) and in a file; both add to the system's.
+fn custom_cas(v: &Vars) -> Result<CustomCas, ConfigError> {
+    let mut custom_cas = CustomCas::default();
+    if let Some(text) = v.get(CA_CERT) {
+        custom_cas
+            .0
+            .extend(tls::decode_base64_bundle(text).map_err(|e| error(CA_CERT, e))?);
+    }
+    if let Some(path) = v.get(CA_CERT_FILE) {
+        custom_cas
+            .0
+            .extend(tls::read_bundle_file(path).map_err(|e| error(CA_CERT_FILE, e))?);
+    }
+    Ok(custom_cas)
+}
+
+fn metrics_addr(v: &Vars) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+    let Some(text) = v.get(METRICS_ADDR) else {
+        return Ok(None);
+    };
+    text.parse().map(Some).map_err(|_| {
+        error(
+            METRICS_ADDR,
+            format!("expected an address such as 127.0.0.1:9090, got \"{text}\""),
+        )
+    })
+}
+
+fn log_level(v: &Vars) -> Result<Option<String>, ConfigError> {
+    match v.get(LOG_LEVEL).map(str::to_ascii_lowercase) {
+        None => Ok(None),
+        Some(level) if crate::observe::logging::LEVELS.contains(&level.as_str()) => Ok(Some(level)),
+        Some(other) => Err(error(
+            LOG_LEVEL,
+            format!("expected error, warn, info, debug or trace, got \"{other}\""),
+        )),
+    }
+}
+
 /// The token's host, then each further gateway of the comma-separated list. An entry must
 /// be a `ws://` or `wss://` URL like the token's host; an empty entry or one listed twice
 /// (the token's host included) is refused, so a typo does not silently shrink the list.
@@ -450,6 +492,7 @@ fn gateway_urls(host: &str, list: Option<&String>) -> Result<Vec<String>, Config
     Ok(gateways)
 }
 
+/// The keepalive interval, at least a second: pings more often only load both sides.
 fn keepalive(interval: Duration) -> Result<Duration, ConfigError> {
     if interval < Duration::from_secs(1) {
         return Err(error(
@@ -458,35 +501,6 @@ fn keepalive(interval: Duration) -> Result<Duration, ConfigError> {
         ));
     }
     Ok(interval)
-}
-
-/// `30`, `30s`, `500ms`, `2m`, `1h`: a positive duration; a bare number is seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("expected a duration such as 30, 30s, 500ms or 2m, got \"{text}\""))?;
-    let seconds = match unit.trim() {
-        "" | "s" => value,
-        "ms" => value / 1000.0,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => {
-            return Err(format!(
-                "unknown unit \"{unit}\" (use ms, s, m or h), got \"{text}\""
-            ))
-        }
-    };
-    if !(seconds > 0.0 && seconds <= 7.0 * 86400.0) {
-        return Err(format!(
-            "expected a duration above 0 and at most a week, got \"{text}\""
-        ));
-    }
-    Ok(Duration::from_secs_f64(seconds))
 }
 
 #[cfg(test)]
@@ -734,15 +748,5 @@ mod tests {
         let re = c.allowed_projects.unwrap();
         assert!(re.is_match("group/repo"));
         assert!(!re.is_match("evil/group/repo"));
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
-        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert!(parse_duration("0").is_err());
-        assert!(parse_duration("5 parsecs").is_err());
     }
 }

@@ -82,7 +82,7 @@ impl RequestHead {
     }
 
     /// The body's framing, or why it cannot be trusted.
-    pub fn framing(&self) -> Result<Framing, String> {
+    pub fn framing(&self) -> Result<Framing, FramingError> {
         let encodings: Vec<&str> = self
             .headers
             .iter()
@@ -98,30 +98,44 @@ impl RequestHead {
             .collect();
         if !encodings.is_empty() {
             if !lengths.is_empty() {
-                return Err("both Content-Length and Transfer-Encoding".into());
+                return Err(FramingError::Both);
             }
             let joined = encodings.join(",");
             if joined.trim().eq_ignore_ascii_case("chunked") {
                 return Ok(Framing::Chunked);
             }
-            return Err(format!("unsupported Transfer-Encoding \"{joined}\""));
+            return Err(FramingError::TransferEncoding(joined));
         }
         let Some(first) = lengths.first() else {
             return Ok(Framing::Empty);
         };
         // Equal copies too: a server behind us may read either one, or the list as a whole.
         if lengths.len() > 1 {
-            return Err("more than one Content-Length".into());
+            return Err(FramingError::ManyLengths);
         }
         if first.is_empty() || !first.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!("invalid Content-Length \"{first}\""));
+            return Err(FramingError::Length(first.to_string()));
         }
         match first.parse::<u64>() {
             Ok(0) => Ok(Framing::Empty),
             Ok(n) => Ok(Framing::Length(n)),
-            Err(_) => Err(format!("invalid Content-Length \"{first}\"")),
+            Err(_) => Err(FramingError::Length(first.to_string())),
         }
     }
+}
+
+/// Why a request's body framing cannot be trusted (each a request-smuggling risk: a server
+/// behind us could read the body's end elsewhere).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FramingError {
+    #[error("both Content-Length and Transfer-Encoding")]
+    Both,
+    #[error("unsupported Transfer-Encoding \"{0}\"")]
+    TransferEncoding(String),
+    #[error("more than one Content-Length")]
+    ManyLengths,
+    #[error("invalid Content-Length \"{0}\"")]
+    Length(String),
 }
 
 /// Reads one request head, consuming exactly its bytes from `reader`.
@@ -489,7 +503,7 @@ mod tests {
             "POST / HTTP/1.1\r\nContent-Length: 3, 3\r\n\r\n",
         ] {
             let head = parse(equal).unwrap();
-            assert_eq!(head.framing(), Err("more than one Content-Length".into()));
+            assert_eq!(head.framing(), Err(FramingError::ManyLengths));
         }
         let gzip = parse("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").unwrap();
         assert!(gzip.framing().is_err());

@@ -18,7 +18,8 @@
 //!   ([`agent::check`]).
 //! - [`allowlist`]: canonical paths and per-vendor rules, failing closed.
 //! - [`config`] and [`token`]: the agent's environment and the pool token; [`clock`]: wall-clock
-//!   time as both programs record and show it.
+//!   time as both programs record and show it; [`duration`]: durations as operators write
+//!   them, for both programs.
 //! - [`net`]: one stream type for plain and TLS sockets, dialing through proxies, trust
 //!   stores, the accept loop; [`http1`]: the small HTTP/1.1 server side.
 //! - [`observe`]: logs (text or JSON), access lines, redaction, metrics and health.
@@ -48,6 +49,7 @@ pub mod agent;
 pub mod allowlist;
 pub mod clock;
 pub mod config;
+pub mod duration;
 pub mod gateway;
 pub mod http1;
 pub mod net;

@@ -2,11 +2,12 @@
 
 #![forbid(unsafe_code)]
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 use vcs_agent::agent::Agent;
 use vcs_agent::config::{self, AgentConfig};
-use vcs_agent::shutdown::Shutdown;
+use vcs_agent::shutdown::{Shutdown, SignalError};
 
 fn help() -> String {
     let mut text = format!(
@@ -77,14 +78,28 @@ fn run() -> ExitCode {
     }
 }
 
-fn serve(config: AgentConfig) -> Result<(), String> {
-    let shutdown = Shutdown::install().map_err(|e| e.to_string())?;
+/// Why the agent could not start serving (exit 1).
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    #[error(transparent)]
+    Signals(#[from] SignalError),
+    #[error("cannot start the agent: {0}")]
+    Agent(std::io::Error),
+    #[error("{}: cannot listen on {addr}: {error}", config::METRICS_ADDR)]
+    Metrics {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
+}
+
+fn serve(config: AgentConfig) -> Result<(), StartError> {
+    let shutdown = Shutdown::install()?;
     let drain_timeout = config.drain_timeout;
     let metrics_addr = config.metrics_addr;
-    let agent = Agent::start(config).map_err(|e| format!("cannot start the agent: {e}"))?;
+    let agent = Agent::start(config).map_err(StartError::Agent)?;
     if let Some(addr) = metrics_addr {
         let bound = vcs_agent::observe::endpoint::start(addr, agent.shared().clone())
-            .map_err(|e| format!("{}: cannot listen on {addr}: {e}", config::METRICS_ADDR))?;
+            .map_err(|error| StartError::Metrics { addr, error })?;
         log::info!("health and metrics endpoint listening on {bound}");
     }
     // Slots end on their own by the drain timeout; the margin covers closing handshakes.

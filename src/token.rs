@@ -43,27 +43,39 @@ pub struct Token {
     pub pool_ulid: String,
 }
 
+/// Why a pool token was refused. No message shows the token or its key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("not valid base64 ({0})")]
+    Base64(#[from] base64::DecodeError),
+    /// The JSON error's class only: the full error may quote part of the input.
+    #[error("not a JSON object after base64 decoding ({0})")]
+    Json(&'static str),
+    #[error("not a JSON object after base64 decoding")]
+    NotAnObject,
+    #[error("field \"{0}\" is missing")]
+    Missing(&'static str),
+    #[error("field \"{0}\" is not a non-empty string")]
+    NotAString(&'static str),
+    #[error("field \"host\" must start with ws:// or wss://, got \"{0}\"")]
+    Scheme(String),
+}
+
 impl Token {
     /// Decodes a token; every error says what is wrong without showing the value.
-    pub fn decode(text: &str) -> Result<Token, String> {
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(text.trim())
-            .map_err(|e| format!("not valid base64 ({e})"))?;
-        let value: serde_json::Value = serde_json::from_slice(&raw).map_err(|e| {
-            format!(
-                "not a JSON object after base64 decoding ({})",
-                e.classify_name()
-            )
-        })?;
-        let field = |name: &str| -> Result<String, String> {
+    pub fn decode(text: &str) -> Result<Token, TokenError> {
+        let raw = base64::engine::general_purpose::STANDARD.decode(text.trim())?;
+        let value: serde_json::Value =
+            serde_json::from_slice(&raw).map_err(|e| TokenError::Json(e.classify_name()))?;
+        let field = |name: &'static str| -> Result<String, TokenError> {
             match value.get(name) {
                 Some(serde_json::Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-                Some(_) => Err(format!("field \"{name}\" is not a non-empty string")),
-                None => Err(format!("field \"{name}\" is missing")),
+                Some(_) => Err(TokenError::NotAString(name)),
+                None => Err(TokenError::Missing(name)),
             }
         };
         if !value.is_object() {
-            return Err("not a JSON object after base64 decoding".into());
+            return Err(TokenError::NotAnObject);
         }
         let token = Token {
             host: field("host")?,
@@ -71,10 +83,7 @@ impl Token {
             pool_ulid: field("pool_ulid")?,
         };
         if !(token.host.starts_with("ws://") || token.host.starts_with("wss://")) {
-            return Err(format!(
-                "field \"host\" must start with ws:// or wss://, got \"{}\"",
-                token.host
-            ));
+            return Err(TokenError::Scheme(token.host));
         }
         Ok(token)
     }
@@ -104,10 +113,15 @@ pub fn key_matches(key: &str, stored_hash: &str) -> bool {
         .into()
 }
 
+/// The operating system gave no random bytes, so no key can be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no system randomness: {0}")]
+pub struct NoRandomness(getrandom::Error);
+
 /// A fresh key: 256 random bits, base64url without padding.
-pub fn new_key() -> Result<Secret, String> {
+pub fn new_key() -> Result<Secret, NoRandomness> {
     let mut bytes = [0u8; 32];
-    getrandom::getrandom(&mut bytes).map_err(|e| format!("no system randomness: {e}"))?;
+    getrandom::getrandom(&mut bytes).map_err(NoRandomness)?;
     Ok(Secret(
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes),
     ))
@@ -169,7 +183,7 @@ mod tests {
             ),
         ];
         for (token, expected) in cases {
-            let err = Token::decode(&token).unwrap_err();
+            let err = Token::decode(&token).unwrap_err().to_string();
             assert!(err.contains(expected), "{err:?} should mention {expected}");
             assert!(!err.contains("s3cr3t"), "{err:?} leaks the key");
         }

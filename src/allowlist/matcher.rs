@@ -500,6 +500,11 @@ impl Kind {
         matches!(self, Kind::MultiProject | Kind::RestRef | Kind::Rest)
     }
 
+    /// A git ref, one segment or several.
+    fn is_ref(self) -> bool {
+        matches!(self, Kind::Ref | Kind::RestRef)
+    }
+
     /// Accepts a segment holding an encoded slash.
     fn takes_encoded_slash(self) -> bool {
         matches!(
@@ -553,73 +558,108 @@ fn valid_literal(lit: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,=:@".contains(&b))
 }
 
-fn parse_pattern(pattern: &'static str) -> Result<Vec<Seg>, String> {
+/// Why a rule does not compile: a bug in a rule table, caught by the unit tests.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum RuleError {
+    #[error("rule has no method")]
+    NoMethod,
+    #[error("pattern {0:?} does not start with /")]
+    NoSlash(&'static str),
+    #[error("unclosed {{ in {0:?}")]
+    UnclosedBrace(&'static str),
+    #[error("unclosed [ in {0:?}")]
+    UnclosedBracket(&'static str),
+    #[error("bad parameter {token:?} in {pattern:?}")]
+    Parameter {
+        token: &'static str,
+        pattern: &'static str,
+    },
+    #[error("bad literal {literal:?} in {pattern:?}")]
+    Literal {
+        literal: &'static str,
+        pattern: &'static str,
+    },
+}
+
+fn parse_pattern(pattern: &'static str) -> Result<Vec<Seg>, RuleError> {
     let body = pattern
         .strip_prefix('/')
-        .ok_or_else(|| format!("pattern {pattern:?} does not start with /"))?;
-    let tokens: Vec<&'static str> = body.split('/').collect();
-    let last = tokens.len() - 1;
+        .ok_or(RuleError::NoSlash(pattern))?;
     let mut segs = Vec::new();
+    // The pieces read so far of an optional group (`[a/b]`), while inside one.
     let mut group: Option<Vec<&'static str>> = None;
-    for (i, tok) in tokens.into_iter().enumerate() {
-        if let Some(mut g) = group.take() {
-            match tok.strip_suffix(']') {
-                Some(lit) => {
-                    g.push(lit);
-                    segs.push(Seg::Optional(g));
-                }
-                None => {
-                    g.push(tok);
-                    group = Some(g);
-                }
+    for tok in body.split('/') {
+        let piece = match (&group, tok.strip_prefix('[')) {
+            (Some(_), _) => tok,
+            (None, Some(open)) => open,
+            (None, None) => {
+                segs.push(segment(tok, pattern)?);
+                continue;
             }
-            continue;
-        }
-        if let Some(open) = tok.strip_prefix('[') {
-            match open.strip_suffix(']') {
-                Some(lit) => segs.push(Seg::Optional(vec![lit])),
-                None => group = Some(vec![open]),
+        };
+        let mut pieces = group.take().unwrap_or_default();
+        match piece.strip_suffix(']') {
+            Some(last) => {
+                pieces.push(last);
+                segs.push(Seg::Optional(pieces));
             }
-        } else if let Some(param) = tok.strip_prefix('{') {
-            let (name, suffix) = param
-                .split_once('}')
-                .ok_or_else(|| format!("unclosed {{ in {pattern:?}"))?;
-            if name.is_empty() || !(suffix.is_empty() || valid_literal(suffix)) {
-                return Err(format!("bad parameter {tok:?} in {pattern:?}"));
+            None => {
+                pieces.push(piece);
+                group = Some(pieces);
             }
-            segs.push(Seg::Param {
-                kind: Kind::from_name(name),
-                suffix,
-            });
-        } else if tok.contains('|') {
-            segs.push(Seg::OneOf(tok.split('|').collect()));
-        } else if tok.is_empty() && i == last {
-            segs.push(Seg::Literal(""));
-        } else {
-            segs.push(Seg::Literal(tok));
         }
     }
     if group.is_some() {
-        return Err(format!("unclosed [ in {pattern:?}"));
+        return Err(RuleError::UnclosedBracket(pattern));
     }
-    for seg in &segs {
-        let lits: &[&str] = match seg {
-            Seg::Literal("") => continue,
-            Seg::Literal(l) => std::slice::from_ref(l),
-            Seg::OneOf(ls) | Seg::Optional(ls) => ls,
-            Seg::Param { .. } => continue,
-        };
-        if let Some(bad) = lits.iter().find(|l| !valid_literal(l)) {
-            return Err(format!("bad literal {bad:?} in {pattern:?}"));
-        }
-    }
+    check_literals(&segs, pattern)?;
     Ok(segs)
 }
 
+/// One segment outside an optional group: a parameter, alternatives or a literal (an empty
+/// last one: the pattern ends in `/`).
+fn segment(tok: &'static str, pattern: &'static str) -> Result<Seg, RuleError> {
+    let Some(param) = tok.strip_prefix('{') else {
+        return Ok(match tok.contains('|') {
+            true => Seg::OneOf(tok.split('|').collect()),
+            false => Seg::Literal(tok),
+        });
+    };
+    let (name, suffix) = param
+        .split_once('}')
+        .ok_or(RuleError::UnclosedBrace(pattern))?;
+    if name.is_empty() || !(suffix.is_empty() || valid_literal(suffix)) {
+        return Err(RuleError::Parameter {
+            token: tok,
+            pattern,
+        });
+    }
+    Ok(Seg::Param {
+        kind: Kind::from_name(name),
+        suffix,
+    })
+}
+
+/// Every literal, alternative and optional piece uses only the characters a canonical path
+/// segment may hold.
+fn check_literals(segs: &[Seg], pattern: &'static str) -> Result<(), RuleError> {
+    for seg in segs {
+        let lits: &[&str] = match seg {
+            Seg::Literal("") | Seg::Param { .. } => continue,
+            Seg::Literal(l) => std::slice::from_ref(l),
+            Seg::OneOf(ls) | Seg::Optional(ls) => ls,
+        };
+        if let Some(literal) = lits.iter().find(|l| !valid_literal(l)) {
+            return Err(RuleError::Literal { literal, pattern });
+        }
+    }
+    Ok(())
+}
+
 impl CompiledRule {
-    pub(crate) fn compile(index: usize, rule: &'static Rule) -> Result<CompiledRule, String> {
+    pub(crate) fn compile(index: usize, rule: &'static Rule) -> Result<CompiledRule, RuleError> {
         if rule.methods.is_empty() {
-            return Err("rule has no method".to_owned());
+            return Err(RuleError::NoMethod);
         }
         Ok(CompiledRule {
             index,
@@ -741,10 +781,13 @@ fn take_single(kind: Kind, suffix: &str, t: &Segment, caps: &mut Vec<String>) ->
         }
         _ => true,
     };
-    if !ok {
-        return false;
-    }
-    if kind == Kind::Ref && t.decoded.contains(&b':') {
+    ok && capture(kind, t, value, caps)
+}
+
+/// Records what a matched parameter segment adds to the captures: the foreign-ref mark for
+/// a ref with a `:`, the decoded value of a project part. False when that value is not UTF-8.
+fn capture(kind: Kind, t: &Segment, value: &str, caps: &mut Vec<String>) -> bool {
+    if kind.is_ref() && t.decoded.contains(&b':') {
         caps.push(FOREIGN_REF.to_owned());
     }
     if kind.is_project() {
@@ -790,14 +833,8 @@ fn take_multi(kind: Kind, suffix: &str, ts: &[Segment], caps: &mut Vec<String>) 
         if kind == Kind::RestRef && i > 0 && REF_STOP.contains(&value) {
             return false;
         }
-        if kind == Kind::RestRef && t.decoded.contains(&b':') {
-            caps.push(FOREIGN_REF.to_owned());
-        }
-        if kind.is_project() {
-            match decoded_value(t, value) {
-                Some(v) => caps.push(v),
-                None => return false,
-            }
+        if !capture(kind, t, value, caps) {
+            return false;
         }
     }
     true

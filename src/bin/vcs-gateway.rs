@@ -13,13 +13,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 use vcs_agent::clock::format_time;
-use vcs_agent::config::parse_duration;
 use vcs_agent::gateway::admin;
 use vcs_agent::gateway::settings::Settings;
 use vcs_agent::gateway::shared::Shared;
 use vcs_agent::gateway::store::{validate_caller_name, validate_name, Scope, Store};
 use vcs_agent::gateway::{Gateway, GatewayTls};
-use vcs_agent::shutdown::Shutdown;
+use vcs_agent::shutdown::{Shutdown, SignalError};
 use vcs_agent::token::{Secret, Token};
 
 const ABOUT: &str = "vcs-gateway: the gateway side of VCS Agent Pools.\n\nUSAGE:\n";
@@ -134,18 +133,70 @@ fn main() -> ExitCode {
 enum Stop {
     Help(Option<&'static str>),
     Version,
-    Fail(String),
+    Fail(CliError),
 }
 
-impl From<String> for Stop {
-    fn from(message: String) -> Stop {
-        Stop::Fail(message)
+impl<E: Into<CliError>> From<E> for Stop {
+    fn from(error: E) -> Stop {
+        Stop::Fail(error.into())
     }
 }
 
-impl From<&str> for Stop {
-    fn from(message: &str) -> Stop {
-        Stop::Fail(message.into())
+/// The subcommands, for a line that asks for one.
+const COMMANDS: &str = "pool create, pool list, caller create, caller list, caller rotate, caller delete or serve (see --help)";
+
+/// Why a command failed: one line on stderr, exit 2.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error("a command is required: {COMMANDS}")]
+    NoCommand,
+    #[error("a command is required before {0}: {COMMANDS}")]
+    FlagFirst(String),
+    #[error("unknown command \"{0}\" (see --help)")]
+    UnknownCommand(String),
+    #[error("{command} does not take {flag} (see vcs-gateway {command} --help)")]
+    NotItsFlag { command: &'static str, flag: String },
+    #[error("{0}")]
+    Args(#[from] lexopt::Error),
+    #[error("{0} is not valid UTF-8")]
+    NotUtf8(&'static str),
+    #[error("{0} is required")]
+    Required(&'static str),
+    #[error("{flag}: {problem}")]
+    Invalid { flag: String, problem: Problem },
+    #[error("{0} and {1} go together")]
+    Together(&'static str, &'static str),
+    #[error("--redis and --data-dir: give one of them")]
+    TwoStores,
+    #[error("--api-client-ca needs --api-tls-cert and --api-tls-key")]
+    ClientCaAlone,
+    #[error("--name: no {kind} named \"{name}\"")]
+    NoSuch { kind: &'static str, name: String },
+    #[error("--admin-token (or VCS_GATEWAY_ADMIN_TOKEN) is required with --redis: give every replica the same one")]
+    AdminTokenRequired,
+    #[error("--admin-token: not the admin token the other replicas use (its SHA-256 is in Redis): give every replica the same one")]
+    AdminTokenDiffers,
+    /// A problem the gateway's library reported, already one line.
+    #[error("{0}")]
+    Gateway(String),
+    #[error(transparent)]
+    Signals(#[from] SignalError),
+}
+
+/// What is wrong with a flag's value.
+type Problem = Box<dyn std::error::Error + Send + Sync>;
+
+impl From<String> for CliError {
+    fn from(message: String) -> CliError {
+        CliError::Gateway(message)
+    }
+}
+
+/// `flag`'s value was refused for `problem`.
+fn invalid(flag: &str, problem: impl Into<Problem>) -> CliError {
+    CliError::Invalid {
+        flag: flag.into(),
+        problem: problem.into(),
     }
 }
 
@@ -176,11 +227,11 @@ impl Command {
             "caller rotate" => Command::CallerRotate(args.flags(words)?),
             "caller delete" => Command::CallerDelete(args.flags(words)?),
             "serve" => Command::Serve(Box::new(args.flags(words)?)),
-            other => return Err(format!("unknown command \"{other}\" (see --help)").into()),
+            other => return Err(CliError::UnknownCommand(other.into()).into()),
         })
     }
 
-    fn run(self) -> Result<ExitCode, String> {
+    fn run(self) -> Result<ExitCode, CliError> {
         match self {
             Command::PoolCreate(flags) => pool_create(flags),
             Command::PoolList(store) => pool_list(store),
@@ -202,10 +253,9 @@ struct Args(lexopt::Parser);
 impl Args {
     /// The subcommand's words (`serve`, `pool create`, …), which come before any flag.
     fn command_words(&mut self) -> Result<&'static str, Stop> {
-        const COMMANDS: &str = "pool create, pool list, caller create, caller list, caller rotate, caller delete or serve (see --help)";
         let mut words = String::new();
         loop {
-            match self.0.next().map_err(|e| e.to_string())? {
+            match self.0.next()? {
                 Some(Short('h') | Long("help")) => return Err(Stop::Help(None)),
                 Some(Short('V') | Long("version")) if words.is_empty() => {
                     return Err(Stop::Version)
@@ -213,23 +263,21 @@ impl Args {
                 Some(Value(word)) => {
                     let word = word
                         .into_string()
-                        .map_err(|_| "an argument is not valid UTF-8")?;
+                        .map_err(|_| CliError::NotUtf8("an argument"))?;
                     words = if words.is_empty() {
                         word
                     } else {
                         format!("{words} {word}")
                     };
                 }
-                None if words.is_empty() => {
-                    return Err(format!("a command is required: {COMMANDS}").into())
-                }
+                None if words.is_empty() => return Err(CliError::NoCommand.into()),
                 Some(Long(flag)) if words.is_empty() => {
-                    return Err(format!("a command is required before --{flag}: {COMMANDS}").into())
+                    return Err(CliError::FlagFirst(format!("--{flag}")).into())
                 }
                 Some(Short(flag)) if words.is_empty() => {
-                    return Err(format!("a command is required before -{flag}: {COMMANDS}").into())
+                    return Err(CliError::FlagFirst(format!("-{flag}")).into())
                 }
-                _ => return Err(format!("unknown command \"{words}\" (see --help)").into()),
+                _ => return Err(CliError::UnknownCommand(words).into()),
             }
             let known = USAGE
                 .iter()
@@ -244,50 +292,46 @@ impl Args {
     /// The flags of `command` up to the end of the line.
     fn flags<F: Flags>(&mut self, command: &'static str) -> Result<F, Stop> {
         let mut flags = F::default();
-        while let Some(arg) = self.0.next().map_err(|e| e.to_string())? {
+        while let Some(arg) = self.0.next()? {
             let flag = match arg {
                 Short('h') | Long("help") => return Err(Stop::Help(Some(command))),
                 Long(flag) => format!("--{flag}"),
                 Short(flag) => format!("-{flag}"),
                 Value(word) => {
                     let word = word.to_string_lossy();
-                    return Err(format!("unknown command \"{command} {word}\" (see --help)").into());
+                    return Err(CliError::UnknownCommand(format!("{command} {word}")).into());
                 }
             };
             if !flags.take(&flag, self)? {
-                return Err(format!(
-                    "{command} does not take {flag} (see vcs-gateway {command} --help)"
-                )
-                .into());
+                return Err(CliError::NotItsFlag { command, flag }.into());
             }
         }
         Ok(flags)
     }
 
     /// The value of the flag just read, as text.
-    fn text(&mut self) -> Result<String, String> {
+    fn text(&mut self) -> Result<String, CliError> {
         self.0
-            .value()
-            .map_err(|e| e.to_string())?
+            .value()?
             .into_string()
-            .map_err(|_| "a value is not valid UTF-8".to_string())
+            .map_err(|_| CliError::NotUtf8("a value"))
     }
 
-    fn path(&mut self) -> Result<PathBuf, String> {
+    fn path(&mut self) -> Result<PathBuf, CliError> {
         self.text().map(PathBuf::from)
     }
 
-    fn duration(&mut self, flag: &str) -> Result<Duration, String> {
-        parse_duration(&self.text()?).map_err(|e| format!("{flag}: {e}"))
+    fn duration(&mut self, flag: &str) -> Result<Duration, CliError> {
+        vcs_agent::duration::parse(&self.text()?).map_err(|e| invalid(flag, e))
     }
 
     /// A number of connections for `flag`: 1 to 65536.
-    fn connections(&mut self, flag: &str) -> Result<usize, String> {
+    fn connections(&mut self, flag: &str) -> Result<usize, CliError> {
         self.text()?
             .parse::<usize>()
             .ok()
             .filter(|n| (1..=65_536).contains(n))
-            .ok_or_else(|| format!("{flag}: expected a number from 1 to 65536"))
+            .ok_or_else(|| invalid(flag, "expected a number from 1 to 65536"))
     }
 }
 
@@ -295,7 +339,7 @@ impl Args {
 trait Flags: Default {
     /// Reads `flag` (`--name`) and its value, if it takes one; `Ok(false)` when the flag is
     /// not one of this subcommand's.
-    fn take(&mut self, flag: &str, args: &mut Args) -> Result<bool, String>;
+    fn take(&mut self, flag: &str, args: &mut Args) -> Result<bool, CliError>;
 }
 
 /// Where pools and callers live: `--data-dir DIR` or `--redis URL` (every subcommand).
@@ -306,7 +350,7 @@ struct StoreFlags {
 }
 
 impl Flags for StoreFlags {
-    fn take(&mut self, flag: &str, args: &mut Args) -> Result<bool, String> {
+    fn take(&mut self, flag: &str, args: &mut Args) -> Result<bool, CliError> {
         match flag {
             "--data-dir" => self.data_dir = Some(args.path()?),
             "--redis" => self.redis = Some(args.text()?),
@@ -323,9 +367,9 @@ enum Location {
 }
 
 impl StoreFlags {
-    fn location(self) -> Result<Location, String> {
+    fn location(self) -> Result<Location, CliError> {
         match (self.data_dir, self.redis) {
-            (Some(_), Some(_)) => Err("--redis and --data-dir: give one of them".into()),
+            (Some(_), Some(_)) => Err(CliError::TwoStores),
             (Some(dir), None) => Ok(Location::Dir(dir)),
             (None, Some(url)) => Ok(Location::Redis(url)),
             // A URL with a password stays out of `ps` this way.
@@ -333,19 +377,19 @@ impl StoreFlags {
                 .ok()
                 .filter(|url| !url.trim().is_empty())
                 .map(Location::Redis)
-                .ok_or_else(|| "--data-dir (or --redis) is required".into()),
+                .ok_or(CliError::Required("--data-dir (or --redis)")),
         }
     }
 
-    fn open(self) -> Result<Store, String> {
+    fn open(self) -> Result<Store, CliError> {
         self.location()?.open()
     }
 }
 
 impl Location {
-    fn open(&self) -> Result<Store, String> {
+    fn open(&self) -> Result<Store, CliError> {
         match self {
-            Location::Dir(dir) => Store::open(dir),
+            Location::Dir(dir) => Ok(Store::open(dir)?),
             Location::Redis(url) => Ok(Store::redis(Shared::connect(url)?)),
         }
     }
@@ -359,7 +403,7 @@ struct Named {
 }
 
 impl Flags for Named {
-    fn take(&mut self, flag: &str, args: &mut Args) -> Result<bool, String> {
+    fn take(&mut self, flag: &str, args: &mut Args) -> Result<bool, CliError> {
         match flag {
             "--name" => self.name = Some(args.text()?),
             _ => return self.store.take(flag, args),
@@ -369,29 +413,12 @@ impl Flags for Named {
 }
 
 impl Named {
-    fn name(&self) -> Result<String, String> {
-        self.name.clone().ok_or_else(|| "--name is required".into())
+    fn name(&self) -> Result<String, CliError> {
+        self.name.clone().ok_or(CliError::Required("--name"))
     }
 }
 
-#[derive(Default)]
-struct PoolCreate {
-    named: Named,
-    description: String,
-    public_url: Option<String>,
-}
-
-impl Flags for PoolCreate {
-    fn take(&mut self, flag: &str, args: &mut Args) -> Result<bool, String> {
-        match flag {
-            "--description" => self.description = args.text()?,
-            "--public-url" => self.public_url = Some(args.text()?),
-            _ => return self.named.take(flag, args),
-        }
-        Ok(true)
-    }
-}
-
+/// `pool rotate`: a pool, and the agent URL its new token carries.
 #[derive(Default)]
 struct PoolRotate {
     named: Named,
@@ -399,10 +426,27 @@ struct PoolRotate {
 }
 
 impl Flags for PoolRotate {
-    fn take(&mut self, flag: &str, args: &mut Args) -> Result<bool, String> {
+    fn take(&mut self, flag: &str, args: &mut Args) -> Result<bool, CliError> {
         match flag {
             "--public-url" => self.public_url = Some(args.text()?),
             _ => return self.named.take(flag, args),
+        }
+        Ok(true)
+    }
+}
+
+/// `pool create`: as `pool rotate`, with a description.
+#[derive(Default)]
+struct PoolCreate {
+    pool: PoolRotate,
+    description: String,
+}
+
+impl Flags for PoolCreate {
+    fn take(&mut self, flag: &str, args: &mut Args) -> Result<bool, CliError> {
+        match flag {
+            "--description" => self.description = args.text()?,
+            _ => return self.pool.take(flag, args),
         }
         Ok(true)
     }
@@ -416,7 +460,7 @@ struct CallerCreate {
 }
 
 impl Flags for CallerCreate {
-    fn take(&mut self, flag: &str, args: &mut Args) -> Result<bool, String> {
+    fn take(&mut self, flag: &str, args: &mut Args) -> Result<bool, CliError> {
         match flag {
             "--pools" => self.scope = Some(parse_pools(&args.text()?)?),
             "--all-pools" => self.scope = Some(Scope::All),
@@ -438,7 +482,7 @@ struct TlsFlags {
 }
 
 impl Flags for TlsFlags {
-    fn take(&mut self, flag: &str, args: &mut Args) -> Result<bool, String> {
+    fn take(&mut self, flag: &str, args: &mut Args) -> Result<bool, CliError> {
         let file = match flag {
             "--tls-cert" => &mut self.cert,
             "--tls-key" => &mut self.key,
@@ -454,16 +498,14 @@ impl Flags for TlsFlags {
 
 impl TlsFlags {
     /// The server configurations of both ports; a certificate without its key is refused.
-    fn configs(&self) -> Result<GatewayTls, String> {
+    fn configs(&self) -> Result<GatewayTls, CliError> {
         let agent = server_tls(&self.cert, &self.key, "--tls-cert", "--tls-key")?;
         let api = match (&self.api_cert, &self.api_key, &self.api_client_ca) {
             (Some(cert), Some(key), Some(ca)) => Some(
                 vcs_agent::net::tls::server_config_for_clients(cert, key, Some(ca))
-                    .map_err(|e| format!("--api-tls-cert/--api-tls-key/--api-client-ca: {e}"))?,
+                    .map_err(|e| invalid("--api-tls-cert/--api-tls-key/--api-client-ca", e))?,
             ),
-            (_, _, Some(_)) => {
-                return Err("--api-client-ca needs --api-tls-cert and --api-tls-key".into())
-            }
+            (_, _, Some(_)) => return Err(CliError::ClientCaAlone),
             (cert, key, None) => server_tls(cert, key, "--api-tls-cert", "--api-tls-key")?,
         };
         Ok(GatewayTls { agent, api })
@@ -474,15 +516,15 @@ impl TlsFlags {
 fn server_tls(
     cert: &Option<PathBuf>,
     key: &Option<PathBuf>,
-    cert_flag: &str,
-    key_flag: &str,
-) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, String> {
+    cert_flag: &'static str,
+    key_flag: &'static str,
+) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, CliError> {
     match (cert, key) {
         (None, None) => Ok(None),
         (Some(cert), Some(key)) => vcs_agent::net::tls::server_config(cert, key)
             .map(Some)
-            .map_err(|e| format!("{cert_flag}/{key_flag}: {e}")),
-        _ => Err(format!("{cert_flag} and {key_flag} go together")),
+            .map_err(|e| invalid(&format!("{cert_flag}/{key_flag}"), e)),
+        _ => Err(CliError::Together(cert_flag, key_flag)),
     }
 }
 
@@ -526,7 +568,7 @@ impl Default for ServeFlags {
 }
 
 impl Flags for ServeFlags {
-    fn take(&mut self, flag: &str, args: &mut Args) -> Result<bool, String> {
+    fn take(&mut self, flag: &str, args: &mut Args) -> Result<bool, CliError> {
         let settings = &mut self.settings;
         match flag {
             "--agent-listen" => self.ports.agent = args.text()?,
@@ -543,7 +585,7 @@ impl Flags for ServeFlags {
                 settings.min_upload_rate = args
                     .text()?
                     .parse::<u64>()
-                    .map_err(|_| "--min-upload-rate: expected bytes per second (0 turns it off)")?
+                    .map_err(|_| invalid(flag, "expected bytes per second (0 turns it off)"))?
             }
             "--public-url" => self.public_url = Some(args.text()?),
             "--admin-token" => self.admin_token = Some(args.text()?),
@@ -556,19 +598,16 @@ impl Flags for ServeFlags {
     }
 }
 
-fn pool_create(flags: PoolCreate) -> Result<(), String> {
-    let name = flags.named.name()?;
-    let public_url = token_host(flags.public_url)?;
-    let (record, key) = flags
-        .named
-        .store
-        .open()?
-        .create(&name, &flags.description)?;
+fn pool_create(flags: PoolCreate) -> Result<(), CliError> {
+    let PoolCreate { pool, description } = flags;
+    let name = pool.named.name()?;
+    let public_url = token_host(pool.public_url)?;
+    let (record, key) = pool.named.store.open()?.create(&name, &description)?;
     print_token(public_url, key, record.ulid);
     Ok(())
 }
 
-fn pool_rotate(flags: PoolRotate) -> Result<(), String> {
+fn pool_rotate(flags: PoolRotate) -> Result<(), CliError> {
     let name = flags.named.name()?;
     let public_url = token_host(flags.public_url)?;
     let (record, key) = flags
@@ -576,21 +615,21 @@ fn pool_rotate(flags: PoolRotate) -> Result<(), String> {
         .store
         .open()?
         .rotate(&name)?
-        .ok_or_else(|| format!("--name: no pool named \"{name}\""))?;
+        .ok_or(CliError::NoSuch { kind: "pool", name })?;
     print_token(public_url, key, record.ulid);
     Ok(())
 }
 
-fn pool_delete(flags: Named) -> Result<(), String> {
+fn pool_delete(flags: Named) -> Result<(), CliError> {
     let name = flags.name()?;
     if !flags.store.open()?.delete(&name)? {
-        return Err(format!("--name: no pool named \"{name}\""));
+        return Err(CliError::NoSuch { kind: "pool", name });
     }
     println!("pool {name} deleted");
     Ok(())
 }
 
-fn pool_list(store: StoreFlags) -> Result<(), String> {
+fn pool_list(store: StoreFlags) -> Result<(), CliError> {
     let store = store.open()?;
     println!("{:<24} {:<26} {:<20} DESCRIPTION", "NAME", "ID", "CREATED");
     for pool in store.load()? {
@@ -606,7 +645,7 @@ fn pool_list(store: StoreFlags) -> Result<(), String> {
 }
 
 /// The agent URL a CLI-made token carries: `--public-url`, checked, or the default agent port.
-fn token_host(public_url: Option<String>) -> Result<String, String> {
+fn token_host(public_url: Option<String>) -> Result<String, CliError> {
     let public_url = public_url.unwrap_or_else(|| "ws://127.0.0.1:1984".into());
     check_public_url(&public_url)?;
     Ok(public_url)
@@ -614,10 +653,10 @@ fn token_host(public_url: Option<String>) -> Result<String, String> {
 
 /// The agent URL put in tokens must be one an agent can dial, or every token made with it
 /// is refused by the agent it is given to.
-fn check_public_url(url: &str) -> Result<(), String> {
+fn check_public_url(url: &str) -> Result<(), CliError> {
     vcs_agent::net::dial::GatewayAddress::parse(url)
         .map(|_| ())
-        .map_err(|e| format!("--public-url: {e}"))
+        .map_err(|e| invalid("--public-url", e))
 }
 
 /// Prints a pool token, alone on its line (its only copy: the store keeps a hash).
@@ -630,22 +669,21 @@ fn print_token(host: String, key: Secret, pool_ulid: String) {
     println!("{}", token.encode());
 }
 
-fn caller_create(flags: CallerCreate) -> Result<(), String> {
+fn caller_create(flags: CallerCreate) -> Result<(), CliError> {
     let CallerCreate {
         named,
         scope,
         client_cert,
     } = flags;
     let store = named.store.open()?;
-    let scope = scope.ok_or("--pools POOL,POOL... or --all-pools is required")?;
-    let name = named.name.ok_or("--name is required")?;
-    validate_caller_name(&name).map_err(|e| format!("--name: {e}"))?;
+    let scope = scope.ok_or(CliError::Required("--pools POOL,POOL... or --all-pools"))?;
+    let name = named.name.ok_or(CliError::Required("--name"))?;
+    validate_caller_name(&name).map_err(|e| invalid("--name", e))?;
     if let Scope::Pools(pools) = &scope {
         let known = store.load()?;
         if let Some(missing) = pools.iter().find(|p| !known.iter().any(|k| &k.name == *p)) {
-            return Err(format!(
-                "--pools: no pool named \"{missing}\" (see pool list)"
-            ));
+            let problem = format!("no pool named \"{missing}\" (see pool list)");
+            return Err(invalid("--pools", problem));
         }
     }
     let fingerprint = match &client_cert {
@@ -662,28 +700,34 @@ fn caller_create(flags: CallerCreate) -> Result<(), String> {
     Ok(())
 }
 
-fn caller_rotate(flags: Named) -> Result<(), String> {
+fn caller_rotate(flags: Named) -> Result<(), CliError> {
     let store = flags.store.open()?;
-    let name = flags.name.ok_or("--name is required")?;
+    let name = flags.name.ok_or(CliError::Required("--name"))?;
     let (_, secret) = store
         .rotate_caller(&name)?
-        .ok_or_else(|| format!("--name: no caller named \"{name}\""))?;
+        .ok_or_else(|| CliError::NoSuch {
+            kind: "caller",
+            name: name.clone(),
+        })?;
     println!("caller {name} has a new secret (the old one no longer works), shown only now:");
     println!("{}", secret.expose());
     Ok(())
 }
 
-fn caller_delete(flags: Named) -> Result<(), String> {
+fn caller_delete(flags: Named) -> Result<(), CliError> {
     let store = flags.store.open()?;
-    let name = flags.name.ok_or("--name is required")?;
+    let name = flags.name.ok_or(CliError::Required("--name"))?;
     if !store.delete_caller(&name)? {
-        return Err(format!("--name: no caller named \"{name}\""));
+        return Err(CliError::NoSuch {
+            kind: "caller",
+            name,
+        });
     }
     println!("caller {name} deleted");
     Ok(())
 }
 
-fn caller_list(store: StoreFlags) -> Result<(), String> {
+fn caller_list(store: StoreFlags) -> Result<(), CliError> {
     let store = store.open()?;
     println!("{:<24} {:<26} {:<20} POOLS", "NAME", "ID", "CREATED");
     for c in store.load_callers()? {
@@ -699,7 +743,7 @@ fn caller_list(store: StoreFlags) -> Result<(), String> {
 }
 
 /// `--pools a,b`: pool names, each valid, at least one.
-fn parse_pools(text: &str) -> Result<Scope, String> {
+fn parse_pools(text: &str) -> Result<Scope, CliError> {
     let pools: Vec<String> = text
         .split(',')
         .map(str::trim)
@@ -707,19 +751,22 @@ fn parse_pools(text: &str) -> Result<Scope, String> {
         .map(String::from)
         .collect();
     if pools.is_empty() {
-        return Err("--pools: expected pool names separated by commas (or --all-pools)".into());
+        return Err(invalid(
+            "--pools",
+            "expected pool names separated by commas (or --all-pools)",
+        ));
     }
     for pool in &pools {
-        validate_name(pool).map_err(|e| format!("--pools: {e}"))?;
+        validate_name(pool).map_err(|e| invalid("--pools", e))?;
     }
     Ok(Scope::Pools(pools))
 }
 
 /// `--client-cert PEM`: the SHA-256 (hex) of the file's first certificate.
-fn certificate_sha256(path: &Path) -> Result<String, String> {
+fn certificate_sha256(path: &Path) -> Result<String, CliError> {
     use sha2::Digest;
     let certs =
-        vcs_agent::net::tls::pem_certificates(path).map_err(|e| format!("--client-cert: {e}"))?;
+        vcs_agent::net::tls::pem_certificates(path).map_err(|e| invalid("--client-cert", e))?;
     let digest = sha2::Sha256::digest(certs[0].as_ref());
     Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
 }
@@ -741,7 +788,7 @@ enum AdminToken {
 impl AdminToken {
     /// `--admin-token` or `VCS_GATEWAY_ADMIN_TOKEN`; else, with a data directory, the one kept
     /// in it (made on first start). Replicas sharing Redis must be given the same one.
-    fn resolve(given: Option<String>, location: &Location) -> Result<AdminToken, String> {
+    fn resolve(given: Option<String>, location: &Location) -> Result<AdminToken, CliError> {
         let given = given
             .or_else(|| std::env::var("VCS_GATEWAY_ADMIN_TOKEN").ok())
             .filter(|t| !t.is_empty())
@@ -751,10 +798,14 @@ impl AdminToken {
                 admin::check_token(&token)?;
                 Ok(AdminToken::Given(token))
             }
-            (None, Location::Redis(_)) => Err("--admin-token (or VCS_GATEWAY_ADMIN_TOKEN) is required with --redis: give every replica the same one".into()),
+            (None, Location::Redis(_)) => Err(CliError::AdminTokenRequired),
             (None, Location::Dir(dir)) => {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| format!("--data-dir: cannot create {}: {e}", dir.display()))?;
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    invalid(
+                        "--data-dir",
+                        format!("cannot create {}: {e}", dir.display()),
+                    )
+                })?;
                 let path = admin::token_path(dir);
                 Ok(match admin::load_or_create(dir)? {
                     (token, true) => AdminToken::Made(token, path),
@@ -765,16 +816,16 @@ impl AdminToken {
     }
 
     /// Replicas sharing Redis must use one admin token: its hash is kept there.
-    fn check_shared(&self, store: &Store) -> Result<(), String> {
+    fn check_shared(&self, store: &Store) -> Result<(), CliError> {
         let (Some(shared), AdminToken::Given(token)) = (store.shared(), self) else {
             return Ok(());
         };
         let hash = vcs_agent::token::key_hash(token.expose());
         if !shared
             .same_admin_token(&hash)
-            .map_err(|e| format!("--redis: {e}"))?
+            .map_err(|e| invalid("--redis", e.to_string()))?
         {
-            return Err("--admin-token: not the admin token the other replicas use (its SHA-256 is in Redis): give every replica the same one".into());
+            return Err(CliError::AdminTokenDiffers);
         }
         Ok(())
     }
@@ -802,7 +853,7 @@ impl AdminToken {
 }
 
 /// `serve`: checks every flag, then serves until SIGTERM/SIGINT and drains.
-fn serve(flags: ServeFlags) -> Result<(), String> {
+fn serve(flags: ServeFlags) -> Result<(), CliError> {
     let tls = flags.tls.configs()?;
     if let Some(url) = &flags.public_url {
         check_public_url(url)?;
@@ -816,7 +867,7 @@ fn serve(flags: ServeFlags) -> Result<(), String> {
     if store.shared().is_some() {
         let id = match flags.replica_id {
             Some(id) => {
-                validate_name(&id).map_err(|e| format!("--replica-id: {e}"))?;
+                validate_name(&id).map_err(|e| invalid("--replica-id", e))?;
                 id
             }
             None => ulid::Ulid::new().to_string().to_ascii_lowercase(),
@@ -825,7 +876,7 @@ fn serve(flags: ServeFlags) -> Result<(), String> {
         settings.poll_only = flags.poll_only;
     }
     vcs_agent::observe::init_logging("info");
-    let shutdown = Shutdown::install().map_err(|e| e.to_string())?;
+    let shutdown = Shutdown::install()?;
     let where_token = admin_token.describe();
     settings.admin_token = Some(admin_token.secret());
     let gateway = start(store, &flags.ports, settings, tls)?;
@@ -845,7 +896,7 @@ fn start(
     ports: &Ports,
     settings: Settings,
     tls: GatewayTls,
-) -> Result<Gateway, String> {
+) -> Result<Gateway, CliError> {
     let (agent_tls, api_tls) = (tls.agent.is_some(), tls.api.is_some());
     let poll_only = settings.poll_only;
     if let Some(id) = &settings.replica_id {

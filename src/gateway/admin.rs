@@ -81,7 +81,7 @@ pub fn load_or_create(data_dir: &Path) -> Result<(Secret, bool), String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     }
-    let token = crate::token::new_key()?;
+    let token = crate::token::new_key().map_err(|e| e.to_string())?;
     let written = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -299,7 +299,7 @@ impl Store {
         if description.len() > 1024 {
             return Err("description must be at most 1024 bytes".into());
         }
-        let key = token::new_key()?;
+        let key = token::new_key().map_err(|e| e.to_string())?;
         let record = PoolRecord {
             name: name.to_string(),
             description: description.to_string(),
@@ -343,7 +343,7 @@ impl Store {
 
     /// Gives a pool a new key; the old one stops working. `None` when there is no such pool.
     pub fn rotate(&self, name: &str) -> Result<Option<(PoolRecord, Secret)>, String> {
-        let key = token::new_key()?;
+        let key = token::new_key().map_err(|e| e.to_string())?;
         let hash = token::key_hash(key.expose());
         let record = self.update(|pools| {
             Ok(pools.iter_mut().find(|p| p.name == name).map(|p| {
@@ -434,7 +434,7 @@ fn check_scope(caller: &CallerRecord, pools: &[PoolRecord]) -> Result<(), String
 
 /// A fresh caller secret: the prefix and 256 random bits, base64url.
 fn new_caller_secret() -> Result<Secret, String> {
-    let key = token::new_key()?;
+    let key = token::new_key().map_err(|e| e.to_string())?;
     Ok(Secret::new(format!(
         "{CALLER_SECRET_PREFIX}{}",
         key.expose()

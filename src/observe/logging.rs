@@ -27,14 +27,19 @@ pub enum LogFormat {
     Json,
 }
 
-impl FromStr for LogFormat {
-    type Err = String;
+/// A log format other than `text` or `json`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected text or json, got \"{0}\"")]
+pub struct UnknownLogFormat(String);
 
-    fn from_str(s: &str) -> Result<LogFormat, String> {
+impl FromStr for LogFormat {
+    type Err = UnknownLogFormat;
+
+    fn from_str(s: &str) -> Result<LogFormat, UnknownLogFormat> {
         match s.to_ascii_lowercase().as_str() {
             "text" => Ok(LogFormat::Text),
             "json" => Ok(LogFormat::Json),
-            _ => Err(format!("expected text or json, got \"{s}\"")),
+            _ => Err(UnknownLogFormat(s.into())),
         }
     }
 }
@@ -212,10 +217,8 @@ mod tests {
     fn formats_parse() {
         assert_eq!("json".parse::<LogFormat>(), Ok(LogFormat::Json));
         assert_eq!("TEXT".parse::<LogFormat>(), Ok(LogFormat::Text));
-        assert_eq!(
-            "yaml".parse::<LogFormat>(),
-            Err("expected text or json, got \"yaml\"".to_string())
-        );
+        let yaml = "yaml".parse::<LogFormat>().map_err(|e| e.to_string());
+        assert_eq!(yaml, Err("expected text or json, got \"yaml\"".to_string()));
     }
 
     #[test]

@@ -129,37 +129,14 @@ impl AgentMetrics {
     /// The scrape text, with the live stream gauges passed in.
     pub fn render(&self, connected: usize, busy: usize, configured: usize) -> String {
         let mut out = Exposition::default();
-        out.family(
-            "vcs_agent_build_info",
-            "gauge",
-            "Version of this agent (always 1).",
-        );
-        out.sample(
-            "vcs_agent_build_info",
-            &[("version", env!("CARGO_PKG_VERSION"))],
-            1,
-        );
-        for (name, help, value) in [
-            (
-                "vcs_agent_streams_configured",
-                "Streams the agent keeps to the gateway (SPACELIFT_VCS_AGENT_PARALLELISM).",
-                configured,
-            ),
-            (
-                "vcs_agent_streams_connected",
-                "Streams connected to the gateway now.",
-                connected,
-            ),
-            (
-                "vcs_agent_streams_busy",
-                "Streams serving a request now.",
-                busy,
-            ),
-        ] {
-            out.family(name, "gauge", help);
-            out.sample(name, &[], value);
-        }
+        write_streams(&mut out, connected, busy, configured);
+        self.write_outcomes(&mut out);
+        self.write_totals(&mut out);
+        out.finish()
+    }
 
+    /// Requests by rule and status, errors by kind, denials by class.
+    fn write_outcomes(&self, out: &mut Exposition) {
         out.family(
             "vcs_agent_requests_total",
             "counter",
@@ -193,6 +170,10 @@ impl AgentMetrics {
         for (reason, n) in snapshot(&self.denials) {
             out.sample("vcs_agent_denials_total", &[("reason", reason)], n);
         }
+    }
+
+    /// The plain counters and the upstream latency histogram.
+    fn write_totals(&self, out: &mut Exposition) {
         for (name, help, counter) in [
             (
                 "vcs_agent_bytes_in_total",
@@ -224,8 +205,41 @@ impl AgentMetrics {
             "Time from forwarding a request to the VCS until its response head (or failure).",
         );
         self.upstream_latency
-            .write(&mut out, "vcs_agent_upstream_latency_seconds");
-        out.finish()
+            .write(out, "vcs_agent_upstream_latency_seconds");
+    }
+}
+
+/// The build and the stream gauges.
+fn write_streams(out: &mut Exposition, connected: usize, busy: usize, configured: usize) {
+    out.family(
+        "vcs_agent_build_info",
+        "gauge",
+        "Version of this agent (always 1).",
+    );
+    out.sample(
+        "vcs_agent_build_info",
+        &[("version", env!("CARGO_PKG_VERSION"))],
+        1,
+    );
+    for (name, help, value) in [
+        (
+            "vcs_agent_streams_configured",
+            "Streams the agent keeps to the gateway (SPACELIFT_VCS_AGENT_PARALLELISM).",
+            configured,
+        ),
+        (
+            "vcs_agent_streams_connected",
+            "Streams connected to the gateway now.",
+            connected,
+        ),
+        (
+            "vcs_agent_streams_busy",
+            "Streams serving a request now.",
+            busy,
+        ),
+    ] {
+        out.family(name, "gauge", help);
+        out.sample(name, &[], value);
     }
 }
 

@@ -56,16 +56,12 @@ fn gitlab_projects(r: &Recorded) -> Option<Reply> {
     }
 }
 
-fn strict_gitlab(pool: &str) -> (Upstream, Gateway, Proc) {
-    let upstream = Upstream::with_routes(gitlab_projects);
-    let gateway = Gateway::start(&[]);
-    let agent = gateway.agent_for(
-        pool,
-        &upstream.base(),
-        &[("SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS", "group/.*")],
-        2,
-    );
-    (upstream, gateway, agent)
+/// GitLab with projects restricted to `group/`, against an upstream that lists projects.
+fn strict_gitlab(pool: &str) -> Tunnel {
+    Tunnel::options(pool)
+        .upstream(Upstream::with_routes(gitlab_projects))
+        .agent_env(&[("SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS", "group/.*")])
+        .start()
 }
 
 fn targets(upstream: &Upstream) -> Vec<String> {
@@ -78,7 +74,11 @@ fn targets(upstream: &Upstream) -> Vec<String> {
 
 #[test]
 fn numeric_ids_are_resolved_once_with_the_callers_credentials() {
-    let (upstream, gateway, agent) = strict_gitlab("ids");
+    let Tunnel {
+        agent,
+        gateway,
+        upstream,
+    } = strict_gitlab("ids");
     let c = client();
     let branches = "/api/v4/projects/5/repository/branches?do=echo";
     for _ in 0..2 {
@@ -132,7 +132,11 @@ fn numeric_ids_are_resolved_once_with_the_callers_credentials() {
 
 #[test]
 fn listings_show_only_allowed_projects_and_teach_their_ids() {
-    let (upstream, gateway, agent) = strict_gitlab("lists");
+    let Tunnel {
+        agent,
+        gateway,
+        upstream,
+    } = strict_gitlab("lists");
     let c = client();
     let r = c
         .get(gateway.url("lists", "/api/v4/projects?search=e"))
@@ -226,9 +230,13 @@ fn listings_show_only_allowed_projects_and_teach_their_ids() {
 
 #[test]
 fn listings_pass_untouched_when_projects_are_not_restricted() {
-    let upstream = Upstream::with_routes(gitlab_projects);
-    let gateway = Gateway::start(&[]);
-    let _agent = gateway.agent_for("open", &upstream.base(), &[], 2);
+    let Tunnel {
+        agent: _agent,
+        gateway,
+        upstream,
+    } = Tunnel::options("open")
+        .upstream(Upstream::with_routes(gitlab_projects))
+        .start();
     let r = client()
         .get(gateway.url("open", "/api/v4/projects?search=e"))
         .header("Accept-Encoding", "gzip")
@@ -244,14 +252,11 @@ fn listings_pass_untouched_when_projects_are_not_restricted() {
 
 #[test]
 fn redirects_into_the_vcs_stay_in_the_tunnel() {
-    let upstream = Upstream::start();
-    let gateway = Gateway::start(&[]);
-    let _agent = gateway.agent_for(
-        "gh",
-        &upstream.base(),
-        &[("SPACELIFT_VCS_AGENT_VENDOR", "github_enterprise")],
-        2,
-    );
+    let Tunnel {
+        agent: _agent,
+        gateway,
+        upstream: _upstream,
+    } = Tunnel::start("gh", &[("SPACELIFT_VCS_AGENT_VENDOR", "github_enterprise")]);
     let c = client();
     let tarball = "/api/v3/repos/acme/infra/tarball/main";
     let cases = [

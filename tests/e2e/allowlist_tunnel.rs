@@ -33,9 +33,11 @@ fn raw_status(api: &str, method: &str, target: &str) -> u16 {
 
 #[test]
 fn hostile_paths_never_reach_the_upstream() {
-    let upstream = Upstream::start();
-    let gateway = Gateway::start(&[]);
-    let _agent = gateway.agent_for("hostile", &upstream.base(), &[], 2);
+    let Tunnel {
+        agent: _agent,
+        gateway,
+        upstream,
+    } = Tunnel::start("hostile", &[]);
 
     let mut cases: Vec<(&str, String)> = hostile_paths::HOSTILE_PATHS
         .iter()
@@ -76,13 +78,13 @@ fn hostile_paths_never_reach_the_upstream() {
 
 #[test]
 fn denials_say_why_to_the_caller_and_in_the_log() {
-    let upstream = Upstream::start();
-    let gateway = Gateway::start(&[]);
-    let agent = gateway.agent_for(
+    let Tunnel {
+        agent,
+        gateway,
+        upstream,
+    } = Tunnel::start(
         "strict",
-        &upstream.base(),
         &[("SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS", "group/.*")],
-        2,
     );
     let c = client();
     let cases = [
@@ -273,13 +275,12 @@ fn clone_and_push(vendor: &str, repo_path: &str, url_path: &str) {
     sample_repository(&root, repo_path);
     let server = git_server(&root);
     let gateway = Gateway::start(&[]);
-    let token = gateway.create_pool("git");
-    let agent = start_agent(&agent_env(
-        &token,
+    let agent = gateway.agent_for(
+        "git",
         &format!("http://127.0.0.1:{}", server.port),
         &[("SPACELIFT_VCS_AGENT_VENDOR", vendor)],
-    ));
-    gateway.wait_streams("git", 2);
+        2,
+    );
 
     let url = gateway.url("git", url_path);
     // `clone -c` keeps the caller header in the clone's config, for the push below too.
@@ -357,9 +358,11 @@ fn send(
 
 #[test]
 fn method_overrides_never_reach_the_upstream() {
-    let upstream = Upstream::start();
-    let gateway = Gateway::start(&[]);
-    let _agent = gateway.agent_for("override", &upstream.base(), &[], 2);
+    let Tunnel {
+        agent: _agent,
+        gateway,
+        upstream,
+    } = Tunnel::start("override", &[]);
     let statuses =
         "/api/v4/projects/group%2Frepo/statuses/0123456789abcdef0123456789abcdef01234567";
     let json = ("Content-Type", "application/json");
@@ -435,16 +438,16 @@ fn method_overrides_never_reach_the_upstream() {
 
 #[test]
 fn graphql_is_inspected_and_forwarded_byte_for_byte() {
-    let upstream = Upstream::start();
-    let gateway = Gateway::start(&[]);
-    let agent = gateway.agent_for(
+    let Tunnel {
+        agent,
+        gateway,
+        upstream,
+    } = Tunnel::start(
         "gql",
-        &upstream.base(),
         &[
             ("SPACELIFT_VCS_AGENT_VENDOR", "github_enterprise"),
             ("SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS", "acme/.*"),
         ],
-        2,
     );
     let json = ("Content-Type", "application/json");
     let holes = [
@@ -518,9 +521,11 @@ fn graphql_is_inspected_and_forwarded_byte_for_byte() {
 
 #[test]
 fn method_override_in_a_form_body_never_reaches_the_upstream() {
-    let upstream = Upstream::start();
-    let gateway = Gateway::start(&[]);
-    let _agent = gateway.agent_for("form", &upstream.base(), &[], 2);
+    let Tunnel {
+        agent: _agent,
+        gateway,
+        upstream,
+    } = Tunnel::start("form", &[]);
     let statuses =
         "/api/v4/projects/group%2Frepo/statuses/0123456789abcdef0123456789abcdef01234567";
     let form = ("Content-Type", "application/x-www-form-urlencoded");
@@ -588,14 +593,11 @@ fn method_override_in_a_form_body_never_reaches_the_upstream() {
 
 #[test]
 fn azure_sdk_discovery_is_the_one_options_request_forwarded() {
-    let upstream = Upstream::start();
-    let gateway = Gateway::start(&[]);
-    let _agent = gateway.agent_for(
-        "ado",
-        &upstream.base(),
-        &[("SPACELIFT_VCS_AGENT_VENDOR", "azure_devops")],
-        2,
-    );
+    let Tunnel {
+        agent: _agent,
+        gateway,
+        upstream,
+    } = Tunnel::start("ado", &[("SPACELIFT_VCS_AGENT_VENDOR", "azure_devops")]);
     for target in [
         "/acme/_apis/connectionData",
         "/acme/platform/_apis/git/repositories",
@@ -630,14 +632,14 @@ fn a_project_a_parameter_names_by_id_is_resolved_and_checked() {
             body.into_bytes(),
         ))
     }
-    let upstream = Upstream::with_routes(projects);
-    let gateway = Gateway::start(&[]);
-    let _agent = gateway.agent_for(
-        "params",
-        &upstream.base(),
-        &[("SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS", "group/.*")],
-        2,
-    );
+    let Tunnel {
+        agent: _agent,
+        gateway,
+        upstream,
+    } = Tunnel::options("params")
+        .upstream(Upstream::with_routes(projects))
+        .agent_env(&[("SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS", "group/.*")])
+        .start();
     let compare = "/api/v4/projects/group%2Frepo/repository/compare?from=a&to=b";
     let (status, answer) = send(
         &gateway,

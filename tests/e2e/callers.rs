@@ -33,9 +33,11 @@ fn call(gw: &Gateway, pool: &str, secret: Option<&str>) -> (u16, String, String)
 
 #[test]
 fn a_tunnel_request_needs_a_valid_caller_secret_which_never_goes_on() {
-    let upstream = Upstream::start();
-    let gw = Gateway::start(&[]);
-    let _agent = gw.agent_for("alpha", &upstream.base(), &[], 2);
+    let Tunnel {
+        agent: _agent,
+        gateway: gw,
+        upstream,
+    } = Tunnel::start("alpha", &[]);
 
     let (status, kind, error) = call(&gw, "alpha", None);
     assert_eq!((status, kind.as_str()), (401, "unauthorized"), "{error}");
@@ -88,9 +90,11 @@ fn a_tunnel_request_needs_a_valid_caller_secret_which_never_goes_on() {
 
 #[test]
 fn a_scoped_caller_cannot_tell_other_pools_from_missing_ones() {
-    let upstream = Upstream::start();
-    let gw = Gateway::start(&[]);
-    let _alpha = gw.agent_for("alpha", &upstream.base(), &[], 2);
+    let Tunnel {
+        agent: _alpha,
+        gateway: gw,
+        upstream,
+    } = Tunnel::start("alpha", &[]);
     let _beta = gw.agent_for("beta", &upstream.base(), &[], 2);
     let secret = create_caller(&gw.dir.0, "saas-eu", &["--pools", "alpha"]);
     assert!(
@@ -194,9 +198,11 @@ fn api(gw: &Gateway, method: &str, path: &str, body: Option<Value>) -> (u16, Val
 
 #[test]
 fn callers_are_managed_through_the_json_api() {
-    let upstream = Upstream::start();
-    let gw = Gateway::start(&[]);
-    let _agent = gw.agent_for("alpha", &upstream.base(), &[], 2);
+    let Tunnel {
+        agent: _agent,
+        gateway: gw,
+        upstream: _upstream,
+    } = Tunnel::start("alpha", &[]);
     let (status, body) = api(
         &gw,
         "POST",

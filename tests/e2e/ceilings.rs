@@ -14,9 +14,13 @@ const ARCHIVE: &str = "/api/v4/projects/group%2Frepo/repository/archive?do=echo"
 
 #[test]
 fn idle_connections_beyond_the_ceiling_do_not_keep_a_caller_out() {
-    let upstream = Upstream::start();
-    let gateway = Gateway::start(&["--max-callers-per-address", "5000"]);
-    let _agent = gateway.agent_for("busy", &upstream.base(), &[], 2);
+    let Tunnel {
+        agent: _agent,
+        gateway,
+        upstream: _upstream,
+    } = Tunnel::options("busy")
+        .gateway_args(&["--max-callers-per-address", "5000"])
+        .start();
     // More idle connections than the api port serves (1 024 tunnel requests + 64 reserve).
     let idle: Vec<TcpStream> = (0..1200)
         .map(|_| TcpStream::connect(&gateway.api_addr).unwrap())
@@ -64,14 +68,14 @@ fn one_address_cannot_hold_more_than_its_share() {
 #[test]
 fn a_slow_upload_is_cut_off_after_the_grace_and_its_stream_released() {
     use std::io::Write;
-    let upstream = Upstream::start();
-    let gateway = Gateway::start(&["--upload-grace", "1s", "--min-upload-rate", "10000"]);
-    let _agent = gateway.agent_for(
-        "slow",
-        &upstream.base(),
-        &[("SPACELIFT_VCS_AGENT_PARALLELISM", "1")],
-        1,
-    );
+    let Tunnel {
+        agent: _agent,
+        gateway,
+        upstream: _upstream,
+    } = Tunnel::options("slow")
+        .gateway_args(&["--upload-grace", "1s", "--min-upload-rate", "10000"])
+        .agent_env(&[("SPACELIFT_VCS_AGENT_PARALLELISM", "1")])
+        .start();
     let mut raw = TcpStream::connect(&gateway.api_addr).unwrap();
     raw.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     // More than the first 64 KiB (read before a stream is taken), then a byte at a time.
@@ -203,14 +207,14 @@ fn a_wrong_key_flood_is_slowed_and_summed_up_while_a_valid_agent_logs_in() {
 #[test]
 fn past_max_callers_tunnel_requests_are_refused_and_the_operator_still_gets_in() {
     use std::io::{BufRead, BufReader, Write};
-    let upstream = Upstream::start();
-    let gateway = Gateway::start(&["--max-callers", "2"]);
-    let _agent = gateway.agent_for(
-        "full",
-        &upstream.base(),
-        &[("SPACELIFT_VCS_AGENT_PARALLELISM", "2")],
-        2,
-    );
+    let Tunnel {
+        agent: _agent,
+        gateway,
+        upstream: _upstream,
+    } = Tunnel::options("full")
+        .gateway_args(&["--max-callers", "2"])
+        .agent_env(&[("SPACELIFT_VCS_AGENT_PARALLELISM", "2")])
+        .start();
     // Two endless answers hold both tunnel places.
     let slow = "/api/v4/projects/group%2Frepo/repository/archive?do=slowbytes&n=100000000";
     let held: Vec<BufReader<TcpStream>> = (0..2)

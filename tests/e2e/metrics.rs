@@ -279,14 +279,11 @@ fn json_logs_have_stable_fields_and_the_level_knob_wins() {
 
 #[test]
 fn debug_print_all_shows_heads_but_never_secrets() {
-    let upstream = Upstream::start();
-    let gateway = Gateway::start(&[]);
-    let agent = gateway.agent_for(
-        "debug",
-        &upstream.base(),
-        &[("SPACELIFT_VCS_AGENT_DEBUG_PRINT_ALL", "true")],
-        2,
-    );
+    let Tunnel {
+        agent,
+        gateway,
+        upstream,
+    } = Tunnel::start("debug", &[("SPACELIFT_VCS_AGENT_DEBUG_PRINT_ALL", "true")]);
     let path =
         "/api/v4/projects/group%2Frepo/repository/archive?do=echo&private_token=sekrit-query";
     let response = client()

@@ -15,14 +15,11 @@ const PATH: &str = "/api/v4/projects/group%2Frepo/repository/archive?do=echo";
 #[test]
 fn both_legs_go_through_the_proxy() {
     let proxy = ConnectProxy::start(Policy::default());
-    let upstream = Upstream::start();
-    let gateway = Gateway::start(&[]);
-    let _agent = gateway.agent_for(
-        "proxied",
-        &upstream.base(),
-        &[("http_proxy", &proxy.url(None))],
-        2,
-    );
+    let Tunnel {
+        agent: _agent,
+        gateway,
+        upstream,
+    } = Tunnel::start("proxied", &[("http_proxy", &proxy.url(None))]);
     proxy.wait_for_tunnel(&gateway.agent_addr, Duration::from_secs(5));
     let response = client().get(gateway.url("proxied", PATH)).call().unwrap();
     assert_eq!(response.status(), 200);
@@ -141,17 +138,17 @@ fn gateway_dial_reports_proxy_authentication_and_refusal() {
 #[test]
 fn no_proxy_bypasses_the_proxy() {
     let proxy = ConnectProxy::start(Policy::default());
-    let upstream = Upstream::start();
-    let gateway = Gateway::start(&[]);
-    let _agent = gateway.agent_for(
+    let Tunnel {
+        agent: _agent,
+        gateway,
+        upstream,
+    } = Tunnel::start(
         "bypass",
-        &upstream.base(),
         &[
             ("HTTP_PROXY", &proxy.url(None)),
             ("HTTPS_PROXY", &proxy.url(None)),
             ("NO_PROXY", "example.org,127.0.0.0/8"),
         ],
-        2,
     );
     let response = client().get(gateway.url("bypass", PATH)).call().unwrap();
     assert_eq!(response.status(), 200);

@@ -16,22 +16,13 @@ fn get(route: &str) -> String {
     format!("/api/v4/projects/group%2Frepo/repository/archive?do={route}")
 }
 
-fn setup(
-    pool: &str,
-    gateway_args: &[&str],
-    agent_extra: &[(&str, &str)],
-) -> (Upstream, Gateway, Proc) {
-    let upstream = Upstream::start();
-    let gateway = Gateway::start(gateway_args);
-    let token = gateway.create_pool(pool);
-    let agent = start_agent(&agent_env(&token, &upstream.base(), agent_extra));
-    gateway.wait_streams(pool, 2);
-    (upstream, gateway, agent)
-}
-
 #[test]
 fn an_upstream_dying_mid_body_is_a_failed_transfer_for_the_caller() {
-    let (_upstream, gateway, agent) = setup("cut", &[], &[]);
+    let Tunnel {
+        agent,
+        gateway,
+        upstream: _upstream,
+    } = Tunnel::start("cut", &[]);
     for route in ["cut&n=300000", "cutchunked&n=300000"] {
         let response = client()
             .get(gateway.url("cut", &get(route)))
@@ -64,14 +55,11 @@ fn an_upstream_dying_mid_body_is_a_failed_transfer_for_the_caller() {
 #[test]
 fn a_caller_going_away_cancels_the_upstream_read() {
     // One stream only: after the cancellation the pool has no stream until the agent redials.
-    let upstream = Upstream::start();
-    let gateway = Gateway::start(&[]);
-    let agent = gateway.agent_for(
-        "cancel",
-        &upstream.base(),
-        &[("SPACELIFT_VCS_AGENT_PARALLELISM", "1")],
-        1,
-    );
+    let Tunnel {
+        agent,
+        gateway,
+        upstream: _upstream,
+    } = Tunnel::start("cancel", &[("SPACELIFT_VCS_AGENT_PARALLELISM", "1")]);
     let mut conn = std::net::TcpStream::connect(&gateway.api_addr).unwrap();
     let request = format!(
         "GET /private/cancel{} HTTP/1.1\r\nHost: x\r\n{}\r\n",
@@ -143,7 +131,11 @@ fn half_open_gateway_connections_are_found_by_keepalive() {
 
 #[test]
 fn sigterm_lets_a_long_download_finish_then_exits_0() {
-    let (upstream, gateway, mut agent) = setup("drain", &[], &[]);
+    let Tunnel {
+        mut agent,
+        gateway,
+        upstream,
+    } = Tunnel::start("drain", &[]);
     let len = 8 * 1024 * 1024;
     let url = gateway.url("drain", &get(&format!("slowbytes&n={len}")));
     let download = std::thread::spawn(move || {
@@ -167,14 +159,11 @@ fn sigterm_lets_a_long_download_finish_then_exits_0() {
 
 #[test]
 fn gateway_sigterm_finishes_requests_in_flight_and_refuses_new_ones() {
-    let upstream = Upstream::start();
-    let mut gateway = Gateway::start(&[]);
-    let agent = gateway.agent_for(
-        "gwdrain",
-        &upstream.base(),
-        &[("SPACELIFT_VCS_AGENT_PARALLELISM", "1")],
-        1,
-    );
+    let Tunnel {
+        agent,
+        mut gateway,
+        upstream,
+    } = Tunnel::start("gwdrain", &[("SPACELIFT_VCS_AGENT_PARALLELISM", "1")]);
     let url = gateway.url("gwdrain", &get("sleep&n=1500"));
     let slow = std::thread::spawn(move || client().get(url).call().map(|r| r.status().as_u16()));
     upstream.wait_for_requests(1, Duration::from_secs(5));

@@ -6,7 +6,7 @@
 use crate::support;
 
 use std::time::Duration;
-use support::upstream::{Digest, PatternReader, Upstream};
+use support::upstream::{Digest, PatternReader};
 use support::*;
 
 const MIB: u64 = 1024 * 1024;
@@ -52,9 +52,11 @@ fn upload(gateway: &Gateway, len: u64) {
 
 #[test]
 fn memory_does_not_grow_with_body_size() {
-    let upstream = Upstream::start();
-    let gateway = Gateway::start(&[]);
-    let agent = gateway.agent_for("stream", &upstream.base(), &[], 2);
+    let Tunnel {
+        agent,
+        gateway,
+        upstream: _upstream,
+    } = Tunnel::start("stream", &[]);
 
     download(&gateway, 10 * MIB);
     upload(&gateway, 10 * MIB);

@@ -146,9 +146,7 @@ fn insecure_dial_turns_a_wss_token_into_plain_ws() {
 /// A plain gateway and an agent whose VCS is `target`, with `extra` variables.
 fn vcs_setup(pool: &str, target: &str, extra: &[(&str, &str)]) -> (Gateway, Proc) {
     let gateway = Gateway::start(&[]);
-    let token = gateway.create_pool(pool);
-    let agent = start_agent(&agent_env(&token, target, extra));
-    gateway.wait_streams(pool, 2);
+    let agent = gateway.agent_for(pool, target, extra, 2);
     (gateway, agent)
 }
 

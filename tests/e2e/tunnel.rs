@@ -7,12 +7,6 @@ use std::time::Duration;
 use support::upstream::{echo_pattern, Digest, PatternReader, Upstream, GZIP_HELLO};
 use support::*;
 
-struct Setup {
-    upstream: Upstream,
-    gateway: Gateway,
-    agent: Proc,
-}
-
 /// An allowlisted GitLab path (archive download) whose upstream route is `route`.
 fn get(route: &str) -> String {
     format!("/api/v4/projects/group%2Frepo/repository/archive?do={route}")
@@ -28,23 +22,9 @@ fn put(route: &str) -> String {
     format!("/api/v4/projects/group%2Frepo/merge_requests/1/notes/2?do={route}")
 }
 
-fn setup(pool: &str, base_suffix: &str, extra: &[(&str, &str)]) -> Setup {
-    let upstream = Upstream::start();
-    let gateway = Gateway::start(&[]);
-    let token = gateway.create_pool(pool);
-    let target = format!("{}{base_suffix}", upstream.base());
-    let agent = start_agent(&agent_env(&token, &target, extra));
-    gateway.wait_streams(pool, 2);
-    Setup {
-        upstream,
-        gateway,
-        agent,
-    }
-}
-
 #[test]
 fn requests_and_answers_pass_through_faithfully() {
-    let s = setup("faithful", "/gitlab", &[]);
+    let s = Tunnel::options("faithful").base_path("/gitlab").start();
     let response = client()
         .get(s.gateway.url(
             "faithful",
@@ -156,7 +136,7 @@ fn requests_and_answers_pass_through_faithfully() {
 
 #[test]
 fn redirects_compression_and_bodiless_answers_are_left_alone() {
-    let s = setup("alone", "", &[]);
+    let s = Tunnel::start("alone", &[]);
     let c = client();
     let r = c
         .get(s.gateway.url("alone", &get("redirect")))
@@ -207,7 +187,7 @@ fn redirects_compression_and_bodiless_answers_are_left_alone() {
 /// sizes around one piece; the largest crosses many pieces.
 #[test]
 fn request_bodies_of_every_size_arrive_whole_with_length_or_chunked() {
-    let s = setup("bodies", "", &[]);
+    let s = Tunnel::start("bodies", &[]);
     for len in [1, 65_535, 65_536, 65_537, 200_000, 3 * 1024 * 1024 + 17] {
         let with_length = client()
             .post(s.gateway.url("bodies", &post("echo")))
@@ -229,14 +209,14 @@ fn request_bodies_of_every_size_arrive_whole_with_length_or_chunked() {
 /// header goes no further.
 #[test]
 fn a_slow_small_upload_holds_no_stream_and_gets_100_continue() {
-    let upstream = Upstream::start();
-    let gateway = Gateway::start(&["--queue-timeout", "1s"]);
-    let _agent = gateway.agent_for(
-        "one",
-        &upstream.base(),
-        &[("SPACELIFT_VCS_AGENT_PARALLELISM", "1")],
-        1,
-    );
+    let Tunnel {
+        agent: _agent,
+        gateway,
+        upstream: _upstream,
+    } = Tunnel::options("one")
+        .gateway_args(&["--queue-timeout", "1s"])
+        .agent_env(&[("SPACELIFT_VCS_AGENT_PARALLELISM", "1")])
+        .start();
     let body = br#"{"state":"success","name":"ci"}"#;
     let mut slow = std::net::TcpStream::connect(&gateway.api_addr).unwrap();
     slow.set_read_timeout(Some(Duration::from_secs(10)))
@@ -293,7 +273,7 @@ fn a_slow_small_upload_holds_no_stream_and_gets_100_continue() {
 
 #[test]
 fn response_bodies_of_unknown_length_come_back_chunked_and_whole() {
-    let s = setup("chunked", "", &[]);
+    let s = Tunnel::start("chunked", &[]);
     let len = 5 * 1024 * 1024 + 3;
     let r = client()
         .get(s.gateway.url("chunked", &get(&format!("chunked&n={len}"))))
@@ -429,7 +409,7 @@ fn an_answer_refusing_an_unread_body_is_not_lost_to_a_reset() {
 
 #[test]
 fn a_killed_agent_gives_agent_lost() {
-    let s = setup("lost", "", &[]);
+    let s = Tunnel::start("lost", &[]);
     let url = s.gateway.url("lost", &get("sleep&n=20000"));
     let call = std::thread::spawn(move || error_kind(client().get(url).call().unwrap()));
     s.upstream.wait_for_requests(1, Duration::from_secs(5));
@@ -510,14 +490,11 @@ fn a_wrong_key_is_refused_at_the_handshake() {
 
 #[test]
 fn slots_match_parallelism_and_carry_metadata() {
-    let upstream = Upstream::start();
-    let gateway = Gateway::start(&[]);
-    let _agent = gateway.agent_for(
-        "wide",
-        &upstream.base(),
-        &[("SPACELIFT_VCS_AGENT_PARALLELISM", "7")],
-        7,
-    );
+    let Tunnel {
+        agent: _agent,
+        gateway,
+        upstream: _upstream,
+    } = Tunnel::start("wide", &[("SPACELIFT_VCS_AGENT_PARALLELISM", "7")]);
     assert_eq!(
         gateway.pool_state("wide").0,
         1,
@@ -527,9 +504,11 @@ fn slots_match_parallelism_and_carry_metadata() {
 
 #[test]
 fn two_content_lengths_are_a_bad_request_even_when_equal() {
-    let upstream = Upstream::start();
-    let gateway = Gateway::start(&[]);
-    let _agent = gateway.agent_for("twice", &upstream.base(), &[], 2);
+    let Tunnel {
+        agent: _agent,
+        gateway,
+        upstream,
+    } = Tunnel::start("twice", &[]);
     let mut raw = std::net::TcpStream::connect(&gateway.api_addr).unwrap();
     raw.write_all(
         format!(
@@ -550,14 +529,11 @@ fn two_content_lengths_are_a_bad_request_even_when_equal() {
 
 #[test]
 fn an_upstream_switching_protocols_is_upstream_unreachable_and_the_stream_stays() {
-    let upstream = Upstream::start();
-    let gateway = Gateway::start(&[]);
-    let agent = gateway.agent_for(
-        "switch",
-        &upstream.base(),
-        &[("SPACELIFT_VCS_AGENT_PARALLELISM", "1")],
-        1,
-    );
+    let Tunnel {
+        agent,
+        gateway,
+        upstream: _upstream,
+    } = Tunnel::start("switch", &[("SPACELIFT_VCS_AGENT_PARALLELISM", "1")]);
     // Other 1xx statuses are interim answers ureq reads past; 101 is the one that ends an
     // exchange, so it is the one that must not reach the gateway.
     let code = 101;

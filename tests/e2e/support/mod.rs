@@ -2,6 +2,7 @@
 //! and waiting on conditions instead of sleeping.
 
 pub mod browser;
+mod fixture;
 pub mod hostile_paths;
 pub mod proxy;
 pub mod relay;
@@ -14,6 +15,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+
+pub use fixture::Tunnel;
 
 pub const GATEWAY: &str = env!("CARGO_BIN_EXE_vcs-gateway");
 pub const AGENT: &str = env!("CARGO_BIN_EXE_vcs-agent");
