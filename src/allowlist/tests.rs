@@ -1352,7 +1352,7 @@ fn ids_the_regex_cannot_judge_are_left_to_resolve() {
         gitlab.check("GET", target).unwrap_err().reason,
         "project 5 is not allowed"
     );
-    // An id the regex lists needs no lookup; a path is judged as before.
+    // An id the regex lists needs no lookup; a path is judged by the regex alone.
     let listed = restricted(Vendor::Gitlab, "group/.*|5");
     assert!(matches!(
         listed.decide("GET", target),

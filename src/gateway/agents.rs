@@ -10,16 +10,18 @@
 
 use crate::gateway::hub::{AuthError, Hub};
 use crate::gateway::pool::Pool;
+use crate::gateway::settings::Settings;
 use crate::gateway::stream::{AgentInfo, AgentStream, TICK};
 use crate::net::Stream;
 use crate::protocol;
 use crate::protocol::websocket_config;
 use log::{debug, info, warn};
 use std::collections::BTreeMap;
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 use tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tungstenite::WebSocket;
 
 /// Agent upgrades handled at once. A thread serves a connection only until its handshake is
 /// done (the stream then waits in its pool), so this bounds handshakes, not streams: a
@@ -44,10 +46,7 @@ fn header<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
 /// Handshake, then the stream's life.
 #[allow(clippy::result_large_err)] // the error type is tungstenite's callback contract
 pub(crate) fn accept(tcp: TcpStream, hub: &Hub, tls: Option<Arc<rustls::ServerConfig>>) {
-    let peer = match tcp.peer_addr() {
-        Ok(p) => p,
-        Err(_) => return,
-    };
+    let Ok(peer) = tcp.peer_addr() else { return };
     let _ = tcp.set_nodelay(true);
     // A client that connects and says nothing, or dribbles its upgrade, must not hold one of
     // the MAX_HANDSHAKES places: each read waits at most 10 s, the whole handshake 10 s.
@@ -63,63 +62,9 @@ pub(crate) fn accept(tcp: TcpStream, hub: &Hub, tls: Option<Arc<rustls::ServerCo
             }
         },
     };
-
     let mut admitted: Option<(Arc<Pool>, AgentInfo)> = None;
-    let callback = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
-        if request.uri().path() != protocol::CONNECT_PATH {
-            return Err(refuse(404, "not an agent endpoint"));
-        }
-        let protocol_version = header(request, protocol::HEADER_PROTOCOL).unwrap_or("");
-        if protocol_version != protocol::PROTOCOL_VERSION {
-            warn!("agent from {peer} refused: protocol version {protocol_version:?}, this gateway speaks {}", protocol::PROTOCOL_VERSION);
-            return Err(refuse(
-                400,
-                &format!(
-                    "protocol version {protocol_version:?} is not supported; this gateway speaks {}",
-                    protocol::PROTOCOL_VERSION
-                ),
-            ));
-        }
-        let ulid = header(request, protocol::HEADER_POOL_ULID).unwrap_or("");
-        let key = header(request, protocol::HEADER_KEY).unwrap_or("");
-        // Refusals are summed up in one line per interval, and repeated ones from an address
-        // wait longer and longer (see `logins`).
-        let pool = match hub.authenticate(ulid, key) {
-            Ok(pool) => {
-                hub.logins.admitted(peer.ip());
-                pool
-            }
-            Err(e) => {
-                let (label, answer) = match e {
-                    AuthError::UnknownPool => ("(unknown pool id)".to_string(), "unknown pool id"),
-                    AuthError::WrongKey => (ulid.to_string(), "wrong pool key"),
-                };
-                debug!("agent from {peer} refused for pool {label}: {answer}");
-                std::thread::sleep(hub.logins.refused(&label, peer.ip()));
-                return Err(refuse(401, answer));
-            }
-        };
-        let metadata: BTreeMap<String, String> = header(request, protocol::HEADER_METADATA)
-            .and_then(|m| serde_json::from_str(m).ok())
-            .unwrap_or_default();
-        let info = AgentInfo {
-            instance: header(request, protocol::HEADER_INSTANCE)
-                .unwrap_or("unknown")
-                .chars()
-                .take(64)
-                .collect(),
-            version: header(request, protocol::HEADER_VERSION)
-                .unwrap_or("unknown")
-                .chars()
-                .take(32)
-                .collect(),
-            metadata,
-            remote: peer.to_string(),
-            connected_since: crate::clock::now_seconds(),
-            streams: 0,
-            busy: 0,
-        };
-        admitted = Some((pool, info));
+    let callback = |request: &Request, response: Response| {
+        admitted = Some(admit(hub, peer, request)?);
         Ok(response)
     };
     let socket =
@@ -134,19 +79,7 @@ pub(crate) fn accept(tcp: TcpStream, hub: &Hub, tls: Option<Arc<rustls::ServerCo
     let Some((pool, info)) = admitted else {
         return;
     };
-    // Inside an exchange a read wakes at least this often to check the exchange timeout.
-    let tick = hub.settings.keepalive.min(hub.settings.exchange_timeout);
-    // Writes (request bodies) must not block forever on an agent that stopped reading.
-    let timeouts = socket
-        .get_ref()
-        .set_read_timeout(Some(tick))
-        .and_then(|()| {
-            socket
-                .get_ref()
-                .tcp()
-                .set_write_timeout(Some(hub.settings.exchange_timeout))
-        });
-    if let Err(e) = timeouts {
+    if let Err(e) = set_timeouts(&socket, &hub.settings) {
         debug!("agent stream from {peer}: socket error: {e}");
         return;
     }
@@ -160,6 +93,82 @@ pub(crate) fn accept(tcp: TcpStream, hub: &Hub, tls: Option<Arc<rustls::ServerCo
     let stream = AgentStream::new(socket, Arc::clone(&pool) as _, info.instance, peer);
     // The connection's thread ends here: an idle stream waits in its pool's queue.
     pool.give_back(stream);
+}
+
+/// Decides an agent's upgrade request: the agent endpoint, our protocol version, a known
+/// pool and its key. Refusals are summed up in one line per interval, and repeated ones
+/// from an address wait longer and longer (see `logins`).
+#[allow(clippy::result_large_err)] // the error type is tungstenite's callback contract
+fn admit(
+    hub: &Hub,
+    peer: SocketAddr,
+    request: &Request,
+) -> Result<(Arc<Pool>, AgentInfo), ErrorResponse> {
+    if request.uri().path() != protocol::CONNECT_PATH {
+        return Err(refuse(404, "not an agent endpoint"));
+    }
+    let protocol_version = header(request, protocol::HEADER_PROTOCOL).unwrap_or("");
+    if protocol_version != protocol::PROTOCOL_VERSION {
+        warn!("agent from {peer} refused: protocol version {protocol_version:?}, this gateway speaks {}", protocol::PROTOCOL_VERSION);
+        return Err(refuse(
+            400,
+            &format!(
+                "protocol version {protocol_version:?} is not supported; this gateway speaks {}",
+                protocol::PROTOCOL_VERSION
+            ),
+        ));
+    }
+    let ulid = header(request, protocol::HEADER_POOL_ULID).unwrap_or("");
+    let key = header(request, protocol::HEADER_KEY).unwrap_or("");
+    match hub.authenticate(ulid, key) {
+        Ok(pool) => {
+            hub.logins.admitted(peer.ip());
+            Ok((pool, agent_info(request, peer)))
+        }
+        Err(e) => {
+            let (label, answer) = match e {
+                AuthError::UnknownPool => ("(unknown pool id)".to_string(), "unknown pool id"),
+                AuthError::WrongKey => (ulid.to_string(), "wrong pool key"),
+            };
+            debug!("agent from {peer} refused for pool {label}: {answer}");
+            std::thread::sleep(hub.logins.refused(&label, peer.ip()));
+            Err(refuse(401, answer))
+        }
+    }
+}
+
+/// The agent process as its upgrade describes it (bounded: these are the agent's words).
+fn agent_info(request: &Request, peer: SocketAddr) -> AgentInfo {
+    let metadata: BTreeMap<String, String> = header(request, protocol::HEADER_METADATA)
+        .and_then(|m| serde_json::from_str(m).ok())
+        .unwrap_or_default();
+    let bounded = |name: &str, max: usize| -> String {
+        header(request, name)
+            .unwrap_or("unknown")
+            .chars()
+            .take(max)
+            .collect()
+    };
+    AgentInfo {
+        instance: bounded(protocol::HEADER_INSTANCE, 64),
+        version: bounded(protocol::HEADER_VERSION, 32),
+        metadata,
+        remote: peer.to_string(),
+        connected_since: crate::clock::now_seconds(),
+        streams: 0,
+        busy: 0,
+    }
+}
+
+/// Inside an exchange a read wakes at least every keepalive tick to check the exchange
+/// timeout; writes (request bodies) must not block forever on an agent that stopped reading.
+fn set_timeouts(socket: &WebSocket<Stream>, settings: &Settings) -> std::io::Result<()> {
+    let tick = settings.keepalive.min(settings.exchange_timeout);
+    socket.get_ref().set_read_timeout(Some(tick))?;
+    socket
+        .get_ref()
+        .tcp()
+        .set_write_timeout(Some(settings.exchange_timeout))
 }
 
 /// Looks after idle streams of every pool, forever: keepalive, drain notices, silent agents,

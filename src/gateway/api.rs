@@ -457,11 +457,7 @@ fn parse_create(body: &[u8]) -> Result<(String, String), Reply> {
             format!("unknown field \"{unknown}\": expected \"name\" and \"description\""),
         ));
     }
-    let name = match object.get("name") {
-        Some(Value::String(s)) => s.clone(),
-        Some(_) => return Err(Reply::field_error(400, "name", "name must be a string")),
-        None => return Err(Reply::field_error(400, "name", "name is required")),
-    };
+    let name = required_name(object)?;
     validate_name(&name).map_err(|e| Reply::field_error(400, "name", e))?;
     let description = match object.get("description") {
         Some(Value::String(s)) => s.clone(),
@@ -626,12 +622,22 @@ fn parse_create_caller(body: &[u8]) -> Result<(String, Scope), Reply> {
             format!("unknown field \"{unknown}\": {SHAPE}"),
         ));
     }
-    let name = match object.get("name") {
-        Some(Value::String(s)) => s.clone(),
-        Some(_) => return Err(Reply::field_error(400, "name", "name must be a string")),
-        None => return Err(Reply::field_error(400, "name", "name is required")),
-    };
+    let name = required_name(object)?;
     validate_caller_name(&name).map_err(|e| Reply::field_error(400, "name", e))?;
+    Ok((name, parse_scope(object)?))
+}
+
+/// The `name` of a create request's body, which must be a string.
+fn required_name(object: &serde_json::Map<String, Value>) -> Result<String, Reply> {
+    match object.get("name") {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(_) => Err(Reply::field_error(400, "name", "name must be a string")),
+        None => Err(Reply::field_error(400, "name", "name is required")),
+    }
+}
+
+/// A new caller's scope: `pools` (a list of names) or `all_pools: true`, exactly one.
+fn parse_scope(object: &serde_json::Map<String, Value>) -> Result<Scope, Reply> {
     let all = match object.get("all_pools") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
@@ -661,8 +667,8 @@ fn parse_create_caller(body: &[u8]) -> Result<(String, Scope), Reply> {
         }
     };
     match (all, pools.is_empty()) {
-        (true, true) => Ok((name, Scope::All)),
-        (false, false) => Ok((name, Scope::Pools(pools))),
+        (true, true) => Ok(Scope::All),
+        (false, false) => Ok(Scope::Pools(pools)),
         (true, false) => Err(Reply::field_error(
             400,
             "pools",

@@ -55,42 +55,16 @@ const TLS_HANDSHAKE_LIMIT: Duration = Duration::from_secs(10);
 /// take to arrive, in total.
 const BODY_START_LIMIT: Duration = Duration::from_secs(75);
 
+/// Serves one caller connection, request after request (keep-alive), until either side
+/// closes it.
 pub(crate) fn handle_connection(
     tcp: TcpStream,
     presence: &Presence,
     hub: &Hub,
     tls: Option<Arc<rustls::ServerConfig>>,
 ) {
-    let Ok(peer) = tcp.peer_addr() else { return };
-    let _ = tcp.set_nodelay(true);
-    let _ = tcp.set_read_timeout(Some(IDLE_TIMEOUT));
-    let _ = tcp.set_write_timeout(Some(Duration::from_secs(120)));
-    let watchable = Watchable::of(&tcp);
-    let handshake = tls.is_some().then(|| watchable.watch(TLS_HANDSHAKE_LIMIT));
-    let stream = match tls {
-        None => Stream::Plain(tcp),
-        Some(config) => match crate::net::tls::accept(config, tcp, TLS_HANDSHAKE_LIMIT) {
-            Ok(tls) => Stream::TlsServer(Box::new(tls)),
-            Err(e) => {
-                log::debug!("{}", e.describe(&format!("caller {peer}")));
-                return;
-            }
-        },
-    };
-    drop(handshake);
-    // A client certificate the handshake verified (`--api-client-ca`) may name a caller.
-    let certificate: Option<Vec<u8>> = match &stream {
-        Stream::TlsServer(tls) => tls
-            .conn
-            .peer_certificates()
-            .and_then(|certs| certs.first())
-            .map(|der| der.to_vec()),
-        _ => None,
-    };
-    let mut caller = Caller {
-        conn: BufReader::with_capacity(16 * 1024, stream),
-        peer,
-        watchable,
+    let Some((mut caller, certificate)) = open(tcp, tls) else {
+        return;
     };
     let mut limit = FIRST_HEAD_LIMIT;
     loop {
@@ -107,13 +81,8 @@ pub(crate) fn handle_connection(
             Ok(head) => head,
             Err(HeadError::Closed) | Err(HeadError::Io(_)) => return,
             Err(e) => {
-                let _ = write_error(
-                    caller.conn.get_mut(),
-                    None,
-                    ErrorKind::BadRequest,
-                    &e.to_string(),
-                    false,
-                );
+                let out = caller.conn.get_mut();
+                let _ = write_error(out, None, ErrorKind::BadRequest, &e.to_string(), false);
                 return;
             }
         };
@@ -122,6 +91,45 @@ pub(crate) fn handle_connection(
             None => return,
         }
     }
+}
+
+/// A new connection on the api port, through its TLS handshake when there is TLS; with the
+/// client certificate the handshake verified (`--api-client-ca`), which may name a caller.
+fn open(
+    tcp: TcpStream,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> Option<(Caller, Option<Vec<u8>>)> {
+    let peer = tcp.peer_addr().ok()?;
+    let _ = tcp.set_nodelay(true);
+    let _ = tcp.set_read_timeout(Some(IDLE_TIMEOUT));
+    let _ = tcp.set_write_timeout(Some(Duration::from_secs(120)));
+    let watchable = Watchable::of(&tcp);
+    let handshake = tls.is_some().then(|| watchable.watch(TLS_HANDSHAKE_LIMIT));
+    let stream = match tls {
+        None => Stream::Plain(tcp),
+        Some(config) => match crate::net::tls::accept(config, tcp, TLS_HANDSHAKE_LIMIT) {
+            Ok(tls) => Stream::TlsServer(Box::new(tls)),
+            Err(e) => {
+                log::debug!("{}", e.describe(&format!("caller {peer}")));
+                return None;
+            }
+        },
+    };
+    drop(handshake);
+    let certificate: Option<Vec<u8>> = match &stream {
+        Stream::TlsServer(tls) => tls
+            .conn
+            .peer_certificates()
+            .and_then(|certs| certs.first())
+            .map(|der| der.to_vec()),
+        _ => None,
+    };
+    let caller = Caller {
+        conn: BufReader::with_capacity(16 * 1024, stream),
+        peer,
+        watchable,
+    };
+    Some((caller, certificate))
 }
 
 /// Serves one request; returns the connection when it can take another.

@@ -108,34 +108,40 @@ fn per_pool(
     }
 }
 
+/// Reads one labelled counter of a pool: label value and count.
+type Counts = fn(&Pool) -> Vec<(String, u64)>;
+
+/// The labelled counters: family, help, the label, how to read it.
+const COUNTERS: [(&str, &str, &str, Counts); 2] = [
+    (
+        "vcs_gateway_requests_total",
+        "Tunnel requests finished, by pool and HTTP status.",
+        "status",
+        |p| labelled(p.stats.by_status()),
+    ),
+    (
+        "vcs_gateway_request_errors_total",
+        "Tunnel requests that failed, by pool and error kind.",
+        "kind",
+        |p| labelled(p.stats.errors()),
+    ),
+];
+
+fn labelled<K: ToString>(counts: Vec<(K, u64)>) -> Vec<(String, u64)> {
+    counts
+        .into_iter()
+        .map(|(k, n)| (k.to_string(), n))
+        .collect()
+}
+
 /// Finished requests by status, and failed ones by error kind.
 fn requests(out: &mut Exposition, pools: &[(&Arc<Pool>, String)]) {
-    out.family(
-        "vcs_gateway_requests_total",
-        "counter",
-        "Tunnel requests finished, by pool and HTTP status.",
-    );
-    for (pool, label) in pools {
-        for (status, n) in pool.stats.by_status() {
-            out.sample(
-                "vcs_gateway_requests_total",
-                &[("pool", label), ("status", &status.to_string())],
-                n,
-            );
-        }
-    }
-    out.family(
-        "vcs_gateway_request_errors_total",
-        "counter",
-        "Tunnel requests that failed, by pool and error kind.",
-    );
-    for (pool, label) in pools {
-        for (kind, n) in pool.stats.errors() {
-            out.sample(
-                "vcs_gateway_request_errors_total",
-                &[("pool", label), ("kind", kind)],
-                n,
-            );
+    for (name, help, label, counts) in COUNTERS {
+        out.family(name, "counter", help);
+        for (pool, pool_label) in pools {
+            for (key, n) in counts(pool) {
+                out.sample(name, &[("pool", pool_label), (label, &key)], n);
+            }
         }
     }
 }

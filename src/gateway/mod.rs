@@ -109,65 +109,8 @@ impl Gateway {
                 .public_url
                 .get_or_insert_with(|| format!("ws://{agent_addr}"));
         }
-        if let Some(shared) = hub.store.shared().cloned() {
-            let weak = Arc::downgrade(&hub);
-            shared.on_change(move || {
-                if let Some(hub) = weak.upgrade() {
-                    if let Err(e) = hub.reload().and_then(|()| hub.callers.reload()) {
-                        log::error!("{e}");
-                    }
-                }
-            });
-            if let Some(replica) = hub.settings.replica_id.clone() {
-                let weak = Arc::downgrade(&hub);
-                shared.record_presence(&replica, move || {
-                    let hub = weak.upgrade()?;
-                    if hub.is_draining() {
-                        return None;
-                    }
-                    let pools = hub.live_pools().into_iter();
-                    Some(
-                        pools
-                            .filter(|p| p.streams.load(std::sync::atomic::Ordering::SeqCst) > 0)
-                            .map(|p| p.name())
-                            .collect(),
-                    )
-                });
-            }
-            shared.start_sync(poll_only)?;
-        }
-        let cannot = |e: std::io::Error| format!("cannot start a listener thread: {e}");
-        let h = Arc::clone(&hub);
-        std::thread::Builder::new()
-            .name("housekeeper".into())
-            .spawn(move || agents::housekeeper(h))
-            .map_err(cannot)?;
-        let (h, agent_tls) = (Arc::clone(&hub), tls.agent);
-        let handshakes = crate::net::listen::Limits {
-            open: agents::MAX_HANDSHAKES,
-            per_peer: logins::MAX_HANDSHAKES_PER_ADDRESS,
-        };
-        crate::net::listen::spawn_limited(
-            agent_listener,
-            "agent-port",
-            "agent-stream",
-            handshakes,
-            move |tcp| agents::accept(tcp, &h, agent_tls.clone()),
-        )
-        .map_err(cannot)?;
-        let (h, api_tls) = (Arc::clone(&hub), tls.api);
-        let limits = crate::net::listen::Limits {
-            open: hub.settings.max_callers + front::OPERATOR_RESERVE,
-            per_peer: hub.settings.max_per_address,
-        };
-        crate::net::listen::spawn_with(
-            api_listener,
-            "api-port",
-            "caller",
-            limits,
-            move |tcp, presence| front::handle_connection(tcp, presence, &h, api_tls.clone()),
-        )
-        .map_err(cannot)?;
+        follow_shared(&hub, poll_only)?;
+        spawn_threads(&hub, agent_listener, api_listener, tls)?;
         Ok(Gateway {
             hub,
             agent_addr,
@@ -208,4 +151,79 @@ impl Gateway {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
+}
+
+/// A Redis store: every change reloads pools and callers, and a replica keeps its presence
+/// record (the pools it has streams of) current until it drains.
+fn follow_shared(hub: &Arc<Hub>, poll_only: bool) -> Result<(), String> {
+    let Some(shared) = hub.store.shared().cloned() else {
+        return Ok(());
+    };
+    let weak = Arc::downgrade(hub);
+    shared.on_change(move || {
+        if let Some(hub) = weak.upgrade() {
+            if let Err(e) = hub.reload().and_then(|()| hub.callers.reload()) {
+                log::error!("{e}");
+            }
+        }
+    });
+    if let Some(replica) = hub.settings.replica_id.clone() {
+        let weak = Arc::downgrade(hub);
+        shared.record_presence(&replica, move || {
+            let hub = weak.upgrade()?;
+            if hub.is_draining() {
+                return None;
+            }
+            let pools = hub.live_pools().into_iter();
+            Some(
+                pools
+                    .filter(|p| p.streams.load(std::sync::atomic::Ordering::SeqCst) > 0)
+                    .map(|p| p.name())
+                    .collect(),
+            )
+        });
+    }
+    shared.start_sync(poll_only)
+}
+
+/// The housekeeper and the two ports' accept loops.
+fn spawn_threads(
+    hub: &Arc<Hub>,
+    agent_listener: TcpListener,
+    api_listener: TcpListener,
+    tls: GatewayTls,
+) -> Result<(), String> {
+    let cannot = |e: std::io::Error| format!("cannot start a listener thread: {e}");
+    let h = Arc::clone(hub);
+    std::thread::Builder::new()
+        .name("housekeeper".into())
+        .spawn(move || agents::housekeeper(h))
+        .map_err(cannot)?;
+    let (h, agent_tls) = (Arc::clone(hub), tls.agent);
+    let handshakes = crate::net::listen::Limits {
+        open: agents::MAX_HANDSHAKES,
+        per_peer: logins::MAX_HANDSHAKES_PER_ADDRESS,
+    };
+    crate::net::listen::spawn_limited(
+        agent_listener,
+        "agent-port",
+        "agent-stream",
+        handshakes,
+        move |tcp| agents::accept(tcp, &h, agent_tls.clone()),
+    )
+    .map_err(cannot)?;
+    let (h, api_tls) = (Arc::clone(hub), tls.api);
+    let limits = crate::net::listen::Limits {
+        open: hub.settings.max_callers + front::OPERATOR_RESERVE,
+        per_peer: hub.settings.max_per_address,
+    };
+    crate::net::listen::spawn_with(
+        api_listener,
+        "api-port",
+        "caller",
+        limits,
+        move |tcp, presence| front::handle_connection(tcp, presence, &h, api_tls.clone()),
+    )
+    .map_err(cannot)?;
+    Ok(())
 }
