@@ -207,6 +207,32 @@ fn gateway_sigterm_finishes_requests_in_flight_and_refuses_new_ones() {
         .wait_for("the gateway closed the stream", Duration::from_secs(5));
 }
 
+/// Either program, draining with a request in flight, exits at once with 130 on a second
+/// signal instead of waiting for it.
+#[test]
+fn a_second_signal_ends_the_drain_at_once_with_130() {
+    for program in ["agent", "gateway"] {
+        let Tunnel {
+            mut agent,
+            mut gateway,
+            upstream,
+        } = Tunnel::start("twice", &[("SPACELIFT_VCS_AGENT_PARALLELISM", "1")]);
+        let url = gateway.url("twice", &get("hang"));
+        std::thread::spawn(move || client().get(url).call().map(|r| r.status().as_u16()));
+        upstream.wait_for_requests(1, Duration::from_secs(5));
+        let proc = match program {
+            "agent" => &mut agent,
+            _ => &mut gateway.proc,
+        };
+        proc.signal("TERM");
+        proc.out.wait_for("draining", Duration::from_secs(5));
+        proc.signal("TERM");
+        let status = proc.wait_exit(Duration::from_secs(5));
+        assert_eq!(status.code(), Some(130), "{program}: {}", proc.out.text());
+        assert!(proc.out.text().contains("second signal"), "{program}");
+    }
+}
+
 #[test]
 fn a_gateway_restart_under_load_recovers_quickly() {
     let upstream = Upstream::start();
