@@ -16,8 +16,8 @@ use vcs_agent::clock::format_time;
 use vcs_agent::gateway::admin;
 use vcs_agent::gateway::settings::Settings;
 use vcs_agent::gateway::shared::Shared;
-use vcs_agent::gateway::store::{validate_caller_name, validate_name, Scope, Store};
-use vcs_agent::gateway::{Gateway, GatewayTls};
+use vcs_agent::gateway::store::{validate_caller_name, validate_name, Scope, Store, StoreError};
+use vcs_agent::gateway::{Gateway, GatewayTls, StartError};
 use vcs_agent::shutdown::{Shutdown, SignalError};
 use vcs_agent::token::{Secret, Token};
 
@@ -179,6 +179,12 @@ enum CliError {
     /// A problem the gateway's library reported, already one line.
     #[error("{0}")]
     Gateway(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error(transparent)]
+    AdminToken(#[from] admin::TokenError),
     #[error(transparent)]
     Signals(#[from] SignalError),
 }

@@ -42,18 +42,44 @@ pub fn authorized(configured: Option<&Secret>, authorization: Option<&str>) -> b
     bool::from(a.ct_eq(&b)) && !presented.is_empty()
 }
 
+/// Why an admin token cannot be used. Messages name the flag or the file, never the value.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("--admin-token (or VCS_GATEWAY_ADMIN_TOKEN) starts or ends with white space")]
+    WhiteSpace,
+    #[error(
+        "--admin-token must be at least {MIN_TOKEN_LEN} characters (try: openssl rand -hex 32)"
+    )]
+    TooShort,
+    #[error("{} holds no usable admin token (16+ characters): delete it to have a new one made", .0.display())]
+    Unusable(PathBuf),
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    NoRandomness(#[from] crate::token::NoRandomness),
+}
+
+/// A request a web page elsewhere could have made the browser send.
+#[derive(Debug, thiserror::Error)]
+#[error("cross-origin API requests are refused")]
+pub struct CrossOrigin;
+
 /// Checks a configured admin token for length; the message names the flag, not the value.
-pub fn check_token(token: &Secret) -> Result<(), String> {
+pub fn check_token(token: &Secret) -> Result<(), TokenError> {
     if token.expose().trim() != token.expose() {
         // A client sends `Bearer <token>` without the white space: it could never match.
-        return Err(
-            "--admin-token (or VCS_GATEWAY_ADMIN_TOKEN) starts or ends with white space".into(),
-        );
+        return Err(TokenError::WhiteSpace);
     }
     if token.expose().chars().count() < MIN_TOKEN_LEN {
-        return Err(format!(
-            "--admin-token must be at least {MIN_TOKEN_LEN} characters (try: openssl rand -hex 32)"
-        ));
+        return Err(TokenError::TooShort);
     }
     Ok(())
 }
@@ -65,23 +91,18 @@ pub fn token_path(data_dir: &Path) -> PathBuf {
 
 /// The admin token of `DIR/admin-token`, made (256 random bits, file `0600`) when there is
 /// none yet; `true` when it was made just now.
-pub fn load_or_create(data_dir: &Path) -> Result<(Secret, bool), String> {
+pub fn load_or_create(data_dir: &Path) -> Result<(Secret, bool), TokenError> {
     let path = token_path(data_dir);
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             let token = Secret::new(text.trim());
-            check_token(&token).map_err(|_| {
-                format!(
-                    "{} holds no usable admin token (16+ characters): delete it to have a new one made",
-                    path.display()
-                )
-            })?;
+            check_token(&token).map_err(|_| TokenError::Unusable(path))?;
             return Ok((token, false));
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        Err(source) => return Err(TokenError::Read { path, source }),
     }
-    let token = crate::token::new_key().map_err(|e| e.to_string())?;
+    let token = crate::token::new_key()?;
     let written = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -95,13 +116,13 @@ pub fn load_or_create(data_dir: &Path) -> Result<(Secret, bool), String> {
         Ok(()) => Ok((token, true)),
         // Another gateway on the same directory made it first: use that one.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => load_or_create(data_dir),
-        Err(e) => Err(format!("cannot write {}: {e}", path.display())),
+        Err(source) => Err(TokenError::Write { path, source }),
     }
 }
 
 /// Refuses requests a web page elsewhere could have made the browser send: an `Origin` that
 /// is not this host.
-pub fn check_origin(host: Option<&str>, origin: Option<&str>) -> Result<(), String> {
+pub fn check_origin(host: Option<&str>, origin: Option<&str>) -> Result<(), CrossOrigin> {
     let host = host.unwrap_or("").trim();
     if let Some(origin) = origin.map(str::trim) {
         let authority = origin
@@ -109,7 +130,7 @@ pub fn check_origin(host: Option<&str>, origin: Option<&str>) -> Result<(), Stri
             .or_else(|| origin.strip_prefix("https://"))
             .unwrap_or("");
         if host.is_empty() || !authority.eq_ignore_ascii_case(host) {
-            return Err("cross-origin API requests are refused".into());
+            return Err(CrossOrigin);
         }
     }
     Ok(())
@@ -152,7 +173,7 @@ mod tests {
         let (again, fresh) = load_or_create(&dir).unwrap();
         assert!(!fresh && again == made);
         std::fs::write(token_path(&dir), "short").unwrap();
-        let e = load_or_create(&dir).unwrap_err();
+        let e = load_or_create(&dir).unwrap_err().to_string();
         assert!(e.contains("admin-token") && !e.contains("short"), "{e}");
         std::fs::remove_dir_all(dir).unwrap();
     }
@@ -168,7 +189,9 @@ mod tests {
 
     #[test]
     fn short_tokens_are_refused_without_showing_them() {
-        let e = check_token(&Secret::new("hunter2")).unwrap_err();
+        let e = check_token(&Secret::new("hunter2"))
+            .unwrap_err()
+            .to_string();
         assert!(!e.contains("hunter2"));
         assert!(check_token(&Secret::new("a".repeat(32))).is_ok());
     }
@@ -180,7 +203,7 @@ mod tests {
             "0123456789abcdef0123\n",
             "\t0123456789abcdef",
         ] {
-            let e = check_token(&Secret::new(token)).unwrap_err();
+            let e = check_token(&Secret::new(token)).unwrap_err().to_string();
             assert!(e.contains("white space"), "{e}");
             assert!(!e.contains("0123456789abcdef"), "{e}");
         }

@@ -20,7 +20,7 @@ use crate::gateway::pool::{Pool, RECENT_REQUESTS};
 use crate::gateway::record::RequestRecord;
 use crate::gateway::request::Caller;
 use crate::gateway::stats::{Counts, GroupView};
-use crate::gateway::store::{validate_caller_name, validate_name, CallerRecord, Scope};
+use crate::gateway::store::{validate_caller_name, validate_name, CallerRecord, Scope, StoreError};
 use crate::gateway::stream::AgentInfo;
 use crate::http1::{self, BodyReader, Framing, RequestHead};
 use crate::token::{Secret, Token};
@@ -78,7 +78,7 @@ pub fn serve(head: RequestHead, mut caller: Caller, hub: &Hub) -> Option<Caller>
             let token = hub.settings.admin_token.as_ref();
             let authorization = head.header("authorization");
             if let Err(e) = admin::check_origin(head.header("host"), head.header("origin")) {
-                Reply::error(403, e)
+                Reply::error(403, e.to_string())
             } else if admin::authorized(token, authorization) {
                 answer(&head, &body, hub)
             } else {
@@ -458,7 +458,7 @@ fn parse_create(body: &[u8]) -> Result<(String, String), Reply> {
         ));
     }
     let name = required_name(object)?;
-    validate_name(&name).map_err(|e| Reply::field_error(400, "name", e))?;
+    validate_name(&name).map_err(|e| Reply::field_error(400, "name", e.to_string()))?;
     let description = match object.get("description") {
         Some(Value::String(s)) => s.clone(),
         None | Some(Value::Null) => String::new(),
@@ -508,7 +508,7 @@ fn create(hub: &Hub, body: &[u8]) -> Reply {
     let (record, key) = match hub.store.create(&name, &description) {
         Ok(created) => created,
         // Another writer took the name between our look and the store's.
-        Err(e) if e.contains("already exists") => return duplicate(&name),
+        Err(StoreError::Exists { .. }) => return duplicate(&name),
         Err(e) => return failed(hub, e),
     };
     log::info!(target: "api", "pool {name} created ({})", record.ulid);
@@ -623,7 +623,7 @@ fn parse_create_caller(body: &[u8]) -> Result<(String, Scope), Reply> {
         ));
     }
     let name = required_name(object)?;
-    validate_caller_name(&name).map_err(|e| Reply::field_error(400, "name", e))?;
+    validate_caller_name(&name).map_err(|e| Reply::field_error(400, "name", e.to_string()))?;
     Ok((name, parse_scope(object)?))
 }
 
@@ -765,17 +765,17 @@ fn public_url(hub: &Hub) -> String {
 
 /// A change that failed: `503` when the store (Redis) cannot be reached, so the operator
 /// knows to try again, `500` otherwise.
-fn failed(hub: &Hub, message: String) -> Reply {
+fn failed(hub: &Hub, error: impl std::fmt::Display) -> Reply {
     if !hub.store.reachable() {
         log::warn!(target: "api", "a change was refused: Redis is unreachable");
         return Reply::error(503, crate::gateway::shared::UNREACHABLE);
     }
-    internal(message)
+    internal(error)
 }
 
-fn internal(message: String) -> Reply {
-    log::error!(target: "api", "{message}");
-    Reply::error(500, message)
+fn internal(error: impl std::fmt::Display) -> Reply {
+    log::error!(target: "api", "{error}");
+    Reply::error(500, error.to_string())
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@
 //! new inode), looked at on every miss and at most every [`LOOK_EVERY_MS`] otherwise: a new
 //! caller works at once, a deleted or rotated one stops within that interval.
 
-use crate::gateway::store::{CallerRecord, Scope, Stamp, Store};
+use crate::gateway::store::{CallerRecord, Scope, Stamp, Store, StoreError};
 use crate::token::Secret;
 use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -87,7 +87,7 @@ pub struct Callers {
 }
 
 impl Callers {
-    pub fn new(store: Store) -> Result<Callers, String> {
+    pub fn new(store: Store) -> Result<Callers, StoreError> {
         let callers = Callers {
             store,
             cached: RwLock::new(Cached::default()),
@@ -98,14 +98,14 @@ impl Callers {
     }
 
     /// Reads `callers.json` again.
-    pub fn reload(&self) -> Result<(), String> {
+    pub fn reload(&self) -> Result<(), StoreError> {
         let stamp = self.store.callers_stamp();
         let records = self.store.load_callers()?;
         let callers = records.iter().filter_map(live).collect();
         let mut cached = self
             .cached
             .write()
-            .map_err(|_| "caller table poisoned".to_string())?;
+            .map_err(|_| StoreError::Poisoned("caller table"))?;
         *cached = Cached { stamp, callers };
         Ok(())
     }

@@ -8,12 +8,12 @@
 //! never look complete. When the caller goes away, the agent's WebSocket is closed: that is
 //! the cancellation signal.
 //!
-//! Read it in the order it runs: [`run`] sends the request head; [`send_body`] the body (the
+//! Read it in the order it runs: [`run`] sends the request head; `send_body` the body (the
 //! start the front read before taking the stream, then the rest at a minimum rate); then an
-//! [`Answer`] takes the agent's frames one at a time, checks each against the protocol's
-//! order ([`AnswerState`]) and hands it to a [`ToCaller`], the writer that frames the answer
+//! `Answer` takes the agent's frames one at a time, checks each against the protocol's
+//! order ([`AnswerState`]) and hands it to a `ToCaller`, the writer that frames the answer
 //! for the caller's HTTP version (head, data, end, or a break-off). Every way it ends is one
-//! [`Ending`]: what is left of the agent stream, and whether the caller's connection can take
+//! `Ending`: what is left of the agent stream, and whether the caller's connection can take
 //! another request. The request's record is filled on the way and returned, for the front to
 //! log once.
 

@@ -16,6 +16,11 @@
 //! stream of the pool (waiting up to the queue timeout), runs the exchange itself, writing
 //! the answer straight to its caller, and gives the stream back: no thread hand-off on the
 //! way, and a caller that sends slowly keeps no stream waiting.
+//!
+//! A tunnel request is a `Tunnel`: it admits the request (caller, scope, pool: all decided
+//! from the head), makes its [`Job`] (target, headers, the start of the body) and hands it to
+//! [`dispatch::serve_locally`], the one place a job gets a stream. Whatever ends it (a
+//! refusal, or the exchange's record) leaves one record, logged when the `Tunnel` is dropped.
 
 use crate::gateway::callers;
 use crate::gateway::dispatch::{self, Refused, Served};

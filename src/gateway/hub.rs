@@ -16,7 +16,7 @@
 
 use crate::gateway::pool::Pool;
 use crate::gateway::settings::Settings;
-use crate::gateway::store::Store;
+use crate::gateway::store::{Store, StoreError};
 use crate::token;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -59,7 +59,7 @@ pub struct Hub {
 }
 
 impl Hub {
-    pub fn new(store: Store, settings: Settings) -> Result<Hub, String> {
+    pub fn new(store: Store, settings: Settings) -> Result<Hub, StoreError> {
         let hub = Hub {
             callers: crate::gateway::callers::Callers::new(store.clone())?,
             logins: Default::default(),
@@ -130,16 +130,16 @@ impl Hub {
 
     /// Brings the live pools in line with the store: new pools appear, deleted ones close,
     /// a rotated key closes the streams that authenticated with the old one.
-    pub fn reload(&self) -> Result<(), String> {
+    pub fn reload(&self) -> Result<(), StoreError> {
         let _serial = self
             .reloading
             .lock()
-            .map_err(|_| "reload lock poisoned".to_string())?;
+            .map_err(|_| StoreError::Poisoned("reload lock"))?;
         let records = self.store.load()?;
         let mut pools = self
             .pools
             .write()
-            .map_err(|_| "pool table poisoned".to_string())?;
+            .map_err(|_| StoreError::Poisoned("pool table"))?;
         for record in &records {
             match pools.get(&record.name) {
                 Some(pool) if pool.record().ulid == record.ulid => {

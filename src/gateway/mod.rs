@@ -43,6 +43,37 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::sync::Arc;
 
+/// Why the gateway could not start. `Display` is the one line the operator sees.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    /// A port could not be bound; `flag` names the setting.
+    #[error("{flag} {address}: cannot bind: {source}")]
+    Bind {
+        flag: &'static str,
+        address: String,
+        source: std::io::Error,
+    },
+    /// A bound port has no address (the system says why).
+    #[error("{0}")]
+    Address(#[from] std::io::Error),
+    #[error("cannot start a listener thread: {0}")]
+    Thread(std::io::Error),
+    /// Redis could not be followed (its own sentence).
+    #[error("{0}")]
+    Shared(String),
+}
+
+/// Binds `address`, the value of `flag`.
+fn bind(flag: &'static str, address: &str) -> Result<TcpListener, StartError> {
+    TcpListener::bind(address).map_err(|source| StartError::Bind {
+        flag,
+        address: address.to_string(),
+        source,
+    })
+}
+
 /// TLS for the two ports: `None` serves plain (loopback, or behind a TLS-terminating load
 /// balancer). Handshakes run on each connection's own thread.
 #[derive(Clone, Default)]
@@ -65,7 +96,7 @@ impl Gateway {
         agent_listen: &str,
         api_listen: &str,
         settings: Settings,
-    ) -> Result<Gateway, String> {
+    ) -> Result<Gateway, StartError> {
         Gateway::start_with_tls(
             data_dir,
             agent_listen,
@@ -82,7 +113,7 @@ impl Gateway {
         api_listen: &str,
         settings: Settings,
         tls: GatewayTls,
-    ) -> Result<Gateway, String> {
+    ) -> Result<Gateway, StartError> {
         let store = store::Store::open(data_dir)?;
         Gateway::start_with_store(store, agent_listen, api_listen, settings, tls, false)
     }
@@ -96,14 +127,12 @@ impl Gateway {
         settings: Settings,
         tls: GatewayTls,
         poll_only: bool,
-    ) -> Result<Gateway, String> {
+    ) -> Result<Gateway, StartError> {
         let mut hub = Arc::new(Hub::new(store, settings)?);
-        let agent_listener = TcpListener::bind(agent_listen)
-            .map_err(|e| format!("--agent-listen {agent_listen}: cannot bind: {e}"))?;
-        let api_listener = TcpListener::bind(api_listen)
-            .map_err(|e| format!("--api-listen {api_listen}: cannot bind: {e}"))?;
-        let agent_addr = agent_listener.local_addr().map_err(|e| e.to_string())?;
-        let api_addr = api_listener.local_addr().map_err(|e| e.to_string())?;
+        let agent_listener = bind("--agent-listen", agent_listen)?;
+        let api_listener = bind("--api-listen", api_listen)?;
+        let agent_addr = agent_listener.local_addr()?;
+        let api_addr = api_listener.local_addr()?;
         if let Some(hub) = Arc::get_mut(&mut hub) {
             hub.settings
                 .public_url
@@ -120,12 +149,10 @@ impl Gateway {
 
     /// Serves `/healthz` and `/metrics` without authentication on `listen` (a private
     /// scrape network); returns the bound address.
-    pub fn serve_metrics(&self, listen: &str) -> Result<SocketAddr, String> {
-        let listener = TcpListener::bind(listen)
-            .map_err(|e| format!("--metrics-listen {listen}: cannot bind: {e}"))?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        front::serve_metrics(listener, Arc::clone(&self.hub))
-            .map_err(|e| format!("cannot start a listener thread: {e}"))?;
+    pub fn serve_metrics(&self, listen: &str) -> Result<SocketAddr, StartError> {
+        let listener = bind("--metrics-listen", listen)?;
+        let addr = listener.local_addr()?;
+        front::serve_metrics(listener, Arc::clone(&self.hub)).map_err(StartError::Thread)?;
         Ok(addr)
     }
 
@@ -155,7 +182,7 @@ impl Gateway {
 
 /// A Redis store: every change reloads pools and callers, and a replica keeps its presence
 /// record (the pools it has streams of) current until it drains.
-fn follow_shared(hub: &Arc<Hub>, poll_only: bool) -> Result<(), String> {
+fn follow_shared(hub: &Arc<Hub>, poll_only: bool) -> Result<(), StartError> {
     let Some(shared) = hub.store.shared().cloned() else {
         return Ok(());
     };
@@ -183,7 +210,7 @@ fn follow_shared(hub: &Arc<Hub>, poll_only: bool) -> Result<(), String> {
             )
         });
     }
-    shared.start_sync(poll_only)
+    shared.start_sync(poll_only).map_err(StartError::Shared)
 }
 
 /// The housekeeper and the two ports' accept loops.
@@ -192,8 +219,8 @@ fn spawn_threads(
     agent_listener: TcpListener,
     api_listener: TcpListener,
     tls: GatewayTls,
-) -> Result<(), String> {
-    let cannot = |e: std::io::Error| format!("cannot start a listener thread: {e}");
+) -> Result<(), StartError> {
+    let cannot = StartError::Thread;
     let h = Arc::clone(hub);
     std::thread::Builder::new()
         .name("housekeeper".into())

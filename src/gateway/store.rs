@@ -20,6 +20,72 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+/// Why the store refused or failed a change, or could not be read. `Display` is the one
+/// sentence the operator sees (the API answers it, the command line prints it).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{what} name must be 1 to 63 characters, got {len}")]
+    NameLength { what: &'static str, len: usize },
+    #[error("{what} name \"{name}\" may only hold lowercase letters a-z, digits 0-9 and '-'")]
+    NameCharacters { what: &'static str, name: String },
+    #[error("{what} name \"{name}\" must not start or end with '-'")]
+    NameDash { what: &'static str, name: String },
+    #[error("description must be at most 1024 bytes")]
+    DescriptionTooLong,
+    /// A pool or caller of that name exists already.
+    #[error("a {what} named \"{name}\" already exists")]
+    Exists { what: &'static str, name: String },
+    #[error("a caller needs at least one pool (or all pools)")]
+    NoPools,
+    #[error("no pool named \"{0}\"")]
+    NoSuchPool(String),
+    #[error("pool \"{0}\" is named twice")]
+    PoolTwice(String),
+    #[error(transparent)]
+    NoRandomness(#[from] token::NoRandomness),
+    #[error("cannot create data directory {}: {source}", path.display())]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{what} {} is damaged: {source}", path.display())]
+    Damaged {
+        what: &'static str,
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("cannot read {what} {}: {source}", path.display())]
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Encode(serde_json::Error),
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open {}: {source}", path.display())]
+    OpenLock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot lock {}: {source}", path.display())]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Redis refused or failed the change (its own sentence).
+    #[error("{0}")]
+    Shared(String),
+    /// A table of the live state, kept in line with the store, was held by a thread that
+    /// panicked.
+    #[error("{0} poisoned")]
+    Poisoned(&'static str),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PoolRecord {
@@ -96,44 +162,48 @@ pub struct Store {
 }
 
 /// Pool names: 1–63 of `a-z 0-9 -`, not starting or ending with `-` (they appear in URLs).
-pub fn validate_name(name: &str) -> Result<(), String> {
+pub fn validate_name(name: &str) -> Result<(), StoreError> {
     validate("pool", name)
 }
 
 /// Caller names follow the pool name rules (they appear in log lines and URLs).
-pub fn validate_caller_name(name: &str) -> Result<(), String> {
+pub fn validate_caller_name(name: &str) -> Result<(), StoreError> {
     validate("caller", name)
 }
 
-fn validate(what: &str, name: &str) -> Result<(), String> {
+fn validate(what: &'static str, name: &str) -> Result<(), StoreError> {
     if name.is_empty() || name.len() > 63 {
-        return Err(format!(
-            "{what} name must be 1 to 63 characters, got {}",
-            name.len()
-        ));
+        return Err(StoreError::NameLength {
+            what,
+            len: name.len(),
+        });
     }
     if !name
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
     {
-        return Err(format!(
-            "{what} name \"{name}\" may only hold lowercase letters a-z, digits 0-9 and '-'"
-        ));
+        return Err(StoreError::NameCharacters {
+            what,
+            name: name.to_string(),
+        });
     }
     if name.starts_with('-') || name.ends_with('-') {
-        return Err(format!(
-            "{what} name \"{name}\" must not start or end with '-'"
-        ));
+        return Err(StoreError::NameDash {
+            what,
+            name: name.to_string(),
+        });
     }
     Ok(())
 }
 
 impl Store {
     /// Opens (and creates if needed) the data directory.
-    pub fn open(dir: impl AsRef<Path>) -> Result<Store, String> {
+    pub fn open(dir: impl AsRef<Path>) -> Result<Store, StoreError> {
         let dir = dir.as_ref().to_path_buf();
-        fs::create_dir_all(&dir)
-            .map_err(|e| format!("cannot create data directory {}: {e}", dir.display()))?;
+        fs::create_dir_all(&dir).map_err(|source| StoreError::CreateDir {
+            path: dir.clone(),
+            source,
+        })?;
         Ok(Store { dir, shared: None })
     }
 
@@ -177,7 +247,7 @@ impl Store {
         Some(Stamp(meta.ino(), meta.len(), meta.modified().ok()))
     }
 
-    pub fn load(&self) -> Result<Vec<PoolRecord>, String> {
+    pub fn load(&self) -> Result<Vec<PoolRecord>, StoreError> {
         if let Some(shared) = &self.shared {
             return Ok(shared.snapshot().pools);
         }
@@ -188,7 +258,7 @@ impl Store {
         self.dir.join("callers.json")
     }
 
-    pub fn load_callers(&self) -> Result<Vec<CallerRecord>, String> {
+    pub fn load_callers(&self) -> Result<Vec<CallerRecord>, StoreError> {
         if let Some(shared) = &self.shared {
             return Ok(shared.snapshot().callers);
         }
@@ -207,20 +277,27 @@ impl Store {
         Some(Stamp(meta.ino(), meta.len(), meta.modified().ok()))
     }
 
-    fn read<T: DeserializeOwned + Default>(&self, file: &str, what: &str) -> Result<T, String> {
+    fn read<T: DeserializeOwned + Default>(
+        &self,
+        file: &str,
+        what: &'static str,
+    ) -> Result<T, StoreError> {
         let path = self.dir.join(file);
         match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| format!("{what} {} is damaged: {e}", path.display())),
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| StoreError::Damaged {
+                what,
+                path,
+                source,
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
-            Err(e) => Err(format!("cannot read {what} {}: {e}", path.display())),
+            Err(source) => Err(StoreError::Read { what, path, source }),
         }
     }
 
-    fn write<T: Serialize>(&self, file: &str, value: &T) -> Result<(), String> {
+    fn write<T: Serialize>(&self, file: &str, value: &T) -> Result<(), StoreError> {
         let path = self.dir.join(file);
         let temp = self.dir.join(format!(".{file}.{}.tmp", std::process::id()));
-        let json = serde_json::to_vec_pretty(value).map_err(|e| e.to_string())?;
+        let json = serde_json::to_vec_pretty(value).map_err(StoreError::Encode)?;
         let result = (|| -> std::io::Result<()> {
             // Key hashes: readable by the gateway's user only.
             let mut out = OpenOptions::new()
@@ -235,14 +312,14 @@ impl Store {
             fs::rename(&temp, &path)?;
             File::open(&self.dir)?.sync_all()
         })();
-        result.map_err(|e| {
+        result.map_err(|source| {
             let _ = fs::remove_file(&temp);
-            format!("cannot write {}: {e}", path.display())
+            StoreError::Write { path, source }
         })
     }
 
     /// Runs `change` under the store lock.
-    fn locked<T>(&self, change: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    fn locked<T>(&self, change: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
         let lock_path = self.dir.join("pools.lock");
         let lock = OpenOptions::new()
             .write(true)
@@ -250,21 +327,24 @@ impl Store {
             .truncate(false)
             .mode(0o600)
             .open(&lock_path)
-            .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
-        lock.lock()
-            .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
+            .map_err(|source| StoreError::OpenLock {
+                path: lock_path.clone(),
+                source,
+            })?;
+        lock.lock().map_err(|source| StoreError::Lock {
+            path: lock_path,
+            source,
+        })?;
         change()
     }
 
     /// Runs `change` on the pools under the store lock and saves the result.
     fn update<T>(
         &self,
-        mut change: impl FnMut(&mut Vec<PoolRecord>) -> Result<T, String>,
-    ) -> Result<T, String> {
+        mut change: impl FnMut(&mut Vec<PoolRecord>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         if let Some(shared) = &self.shared {
-            return shared
-                .change(|pools, _| change(pools))
-                .map_err(|e| e.to_string())?;
+            return in_shared(shared, |pools, _| change(pools));
         }
         self.locked(|| {
             let mut file: StoreFile = self.read("pools.json", "pool store")?;
@@ -277,12 +357,10 @@ impl Store {
     /// Runs `change` on the callers (seeing the pools) under the store lock and saves them.
     fn update_callers<T>(
         &self,
-        mut change: impl FnMut(&mut Vec<CallerRecord>, &[PoolRecord]) -> Result<T, String>,
-    ) -> Result<T, String> {
+        mut change: impl FnMut(&mut Vec<CallerRecord>, &[PoolRecord]) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         if let Some(shared) = &self.shared {
-            return shared
-                .change(|pools, callers| change(callers, pools))
-                .map_err(|e| e.to_string())?;
+            return in_shared(shared, |pools, callers| change(callers, pools));
         }
         self.locked(|| {
             let pools = self.load()?;
@@ -294,12 +372,16 @@ impl Store {
     }
 
     /// Creates a pool; returns its record and its key (shown once, never stored).
-    pub fn create(&self, name: &str, description: &str) -> Result<(PoolRecord, Secret), String> {
+    pub fn create(
+        &self,
+        name: &str,
+        description: &str,
+    ) -> Result<(PoolRecord, Secret), StoreError> {
         validate_name(name)?;
         if description.len() > 1024 {
-            return Err("description must be at most 1024 bytes".into());
+            return Err(StoreError::DescriptionTooLong);
         }
-        let key = token::new_key().map_err(|e| e.to_string())?;
+        let key = token::new_key()?;
         let record = PoolRecord {
             name: name.to_string(),
             description: description.to_string(),
@@ -310,7 +392,10 @@ impl Store {
         let stored = record.clone();
         self.update(move |pools| {
             if pools.iter().any(|p| p.name == stored.name) {
-                return Err(format!("a pool named \"{}\" already exists", stored.name));
+                return Err(StoreError::Exists {
+                    what: "pool",
+                    name: stored.name.clone(),
+                });
             }
             pools.push(stored.clone());
             Ok(())
@@ -320,7 +405,7 @@ impl Store {
 
     /// Removes a pool, and its name from every caller's pools (a pool created later under
     /// the same name is not theirs to use); `false` when there was none of that name.
-    pub fn delete(&self, name: &str) -> Result<bool, String> {
+    pub fn delete(&self, name: &str) -> Result<bool, StoreError> {
         let deleted = self.update(|pools| {
             let before = pools.len();
             pools.retain(|p| p.name != name);
@@ -342,8 +427,8 @@ impl Store {
     }
 
     /// Gives a pool a new key; the old one stops working. `None` when there is no such pool.
-    pub fn rotate(&self, name: &str) -> Result<Option<(PoolRecord, Secret)>, String> {
-        let key = token::new_key().map_err(|e| e.to_string())?;
+    pub fn rotate(&self, name: &str) -> Result<Option<(PoolRecord, Secret)>, StoreError> {
+        let key = token::new_key()?;
         let hash = token::key_hash(key.expose());
         let record = self.update(|pools| {
             Ok(pools.iter_mut().find(|p| p.name == name).map(|p| {
@@ -363,7 +448,7 @@ impl Store {
         name: &str,
         scope: &Scope,
         client_cert_sha256: Option<String>,
-    ) -> Result<(CallerRecord, Secret), String> {
+    ) -> Result<(CallerRecord, Secret), StoreError> {
         validate_caller_name(name)?;
         let secret = new_caller_secret()?;
         let record = CallerRecord {
@@ -381,7 +466,10 @@ impl Store {
         let stored = record.clone();
         self.update_callers(move |callers, pools| {
             if callers.iter().any(|c| c.name == stored.name) {
-                return Err(format!("a caller named \"{}\" already exists", stored.name));
+                return Err(StoreError::Exists {
+                    what: "caller",
+                    name: stored.name.clone(),
+                });
             }
             check_scope(&stored, pools)?;
             callers.push(stored.clone());
@@ -391,7 +479,7 @@ impl Store {
     }
 
     /// Gives a caller a new secret; the old one stops working. `None`: no such caller.
-    pub fn rotate_caller(&self, name: &str) -> Result<Option<(CallerRecord, Secret)>, String> {
+    pub fn rotate_caller(&self, name: &str) -> Result<Option<(CallerRecord, Secret)>, StoreError> {
         let secret = new_caller_secret()?;
         let hash = token::key_hash(secret.expose());
         let record = self.update_callers(|callers, _| {
@@ -404,7 +492,7 @@ impl Store {
     }
 
     /// Removes a caller; `false` when there was none of that name.
-    pub fn delete_caller(&self, name: &str) -> Result<bool, String> {
+    pub fn delete_caller(&self, name: &str) -> Result<bool, StoreError> {
         self.update_callers(|callers, _| {
             let before = callers.len();
             callers.retain(|c| c.name != name);
@@ -413,28 +501,49 @@ impl Store {
     }
 }
 
+/// Runs `change` in a Redis transaction. Redis's own failures arrive as sentences; the
+/// change's refusal is kept whole, so it reaches the caller typed.
+fn in_shared<T>(
+    shared: &crate::gateway::shared::Shared,
+    mut change: impl FnMut(&mut Vec<PoolRecord>, &mut Vec<CallerRecord>) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let mut refused = None;
+    let outcome = shared.change(|pools, callers| {
+        change(pools, callers).map_err(|e| {
+            let message = e.to_string();
+            refused = Some(e);
+            message
+        })
+    });
+    match outcome {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(message)) => Err(refused.take().unwrap_or(StoreError::Shared(message))),
+        Err(e) => Err(StoreError::Shared(e.to_string())),
+    }
+}
+
 /// A scope names at least one pool (or all), each existing, none twice.
-fn check_scope(caller: &CallerRecord, pools: &[PoolRecord]) -> Result<(), String> {
+fn check_scope(caller: &CallerRecord, pools: &[PoolRecord]) -> Result<(), StoreError> {
     if caller.all_pools {
         return Ok(());
     }
     if caller.pools.is_empty() {
-        return Err("a caller needs at least one pool (or all pools)".into());
+        return Err(StoreError::NoPools);
     }
     for (i, name) in caller.pools.iter().enumerate() {
         if !pools.iter().any(|p| &p.name == name) {
-            return Err(format!("no pool named \"{name}\""));
+            return Err(StoreError::NoSuchPool(name.clone()));
         }
         if caller.pools[..i].contains(name) {
-            return Err(format!("pool \"{name}\" is named twice"));
+            return Err(StoreError::PoolTwice(name.clone()));
         }
     }
     Ok(())
 }
 
 /// A fresh caller secret: the prefix and 256 random bits, base64url.
-fn new_caller_secret() -> Result<Secret, String> {
-    let key = token::new_key().map_err(|e| e.to_string())?;
+fn new_caller_secret() -> Result<Secret, StoreError> {
+    let key = token::new_key()?;
     Ok(Secret::new(format!(
         "{CALLER_SECRET_PREFIX}{}",
         key.expose()
@@ -477,6 +586,7 @@ mod tests {
         assert!(store
             .create("alpha", "again")
             .unwrap_err()
+            .to_string()
             .contains("already exists"));
         let raw = fs::read_to_string(store.path()).unwrap();
         assert!(
@@ -510,7 +620,7 @@ mod tests {
         let dir = temp_dir("damaged");
         let store = Store::open(&dir).unwrap();
         fs::write(store.path(), b"{not json").unwrap();
-        assert!(store.load().unwrap_err().contains("damaged"));
+        assert!(store.load().unwrap_err().to_string().contains("damaged"));
         assert!(store.create("x", "").is_err());
         assert_eq!(fs::read(store.path()).unwrap(), b"{not json");
         fs::remove_dir_all(dir).unwrap();

@@ -33,6 +33,27 @@ pub struct AgentInfo {
     pub busy: usize,
 }
 
+/// Why an idle stream ends: the end of its log line.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamEnd {
+    #[error("socket error: {0}")]
+    Socket(std::io::Error),
+    #[error("agent is draining")]
+    Draining,
+    #[error("agent closed the stream")]
+    Closed,
+    #[error("protocol violation: {0} while idle")]
+    Violation(&'static str),
+    #[error("connection lost: {0}")]
+    Lost(tungstenite::Error),
+    #[error(transparent)]
+    Link(LinkError),
+    #[error("no frame from the agent for {0:?}")]
+    Silent(Duration),
+    #[error("ping failed: {0}")]
+    Ping(tungstenite::Error),
+}
+
 /// What a stream belongs to, told when the stream ends: the pool, which counts its streams.
 pub trait Membership: Send + Sync {
     /// The name the stream's log lines give.
@@ -75,7 +96,7 @@ impl AgentStream {
 
     /// Before an exchange: after a pause, reads what arrived meanwhile, so a closed or
     /// draining stream is not given a request. Back-to-back exchanges skip this.
-    pub fn ready(&mut self) -> Result<(), String> {
+    pub fn ready(&mut self) -> Result<(), StreamEnd> {
         if self.link.silent_for() > TICK {
             self.poll()?;
         }
@@ -89,17 +110,17 @@ impl AgentStream {
 
     /// Idle housekeeping: take in pongs and drain notices, ping after a keepalive interval
     /// of silence, give up after three.
-    pub fn keep_alive(&mut self, keepalive: Duration) -> Result<(), String> {
+    pub fn keep_alive(&mut self, keepalive: Duration) -> Result<(), StreamEnd> {
         self.poll()?;
         let silent = self.link.silent_for();
         if silent > keepalive * 3 {
-            return Err(format!("no frame from the agent for {silent:?}"));
+            return Err(StreamEnd::Silent(silent));
         }
         if self.last_ping.elapsed() >= keepalive {
             self.last_ping = Instant::now();
             self.link
                 .send_message(Message::Ping(Bytes::new()))
-                .map_err(|e| format!("ping failed: {e}"))?;
+                .map_err(StreamEnd::Ping)?;
         }
         Ok(())
     }
@@ -112,8 +133,8 @@ impl AgentStream {
     }
 
     /// Ends the stream without ceremony (it is broken).
-    pub fn drop_with(mut self, reason: String) {
-        self.end = reason;
+    pub fn drop_with(mut self, reason: impl std::fmt::Display) {
+        self.end = reason.to_string();
     }
 
     fn say_goodbye(&mut self) {
@@ -122,9 +143,9 @@ impl AgentStream {
     }
 
     /// Reads whatever the agent sent while idle, without blocking. `Err` ends the stream.
-    fn poll(&mut self) -> Result<(), String> {
+    fn poll(&mut self) -> Result<(), StreamEnd> {
         if let Err(e) = self.link.get_ref().set_nonblocking(true) {
-            return Err(format!("socket error: {e}"));
+            return Err(StreamEnd::Socket(e));
         }
         // A bounded number of messages per look: a chatty agent cannot hold the housekeeper.
         let seen = self.link.recv_waiting(64);
@@ -134,15 +155,12 @@ impl AgentStream {
             Ok(Some(Frame::Control(Control::Draining))) => {
                 // Acknowledge: the agent waits for our close to finish its drain.
                 self.say_goodbye();
-                Err("agent is draining".into())
+                Err(StreamEnd::Draining)
             }
-            Ok(Some(Frame::Closed)) => Err("agent closed the stream".into()),
-            Ok(Some(other)) => Err(format!(
-                "protocol violation: {} while idle",
-                protocol::describe(&other)
-            )),
-            Err(LinkError::Socket(e)) => Err(format!("connection lost: {e}")),
-            Err(e) => Err(e.to_string()),
+            Ok(Some(Frame::Closed)) => Err(StreamEnd::Closed),
+            Ok(Some(other)) => Err(StreamEnd::Violation(protocol::describe(&other))),
+            Err(LinkError::Socket(e)) => Err(StreamEnd::Lost(e)),
+            Err(e) => Err(StreamEnd::Link(e)),
         }
     }
 }

@@ -3,7 +3,7 @@
     python drive.py VENDOR FRONT
 
 VENDOR is gitlab, github_enterprise, bitbucket_datacenter or azure_devops; FRONT is the
-pool's front URL, http://<api>/private/<pool>. tests/real_clients.rs runs this against a
+pool's front URL, http://<api>/private/<pool>. tests/e2e/real_clients.rs runs this against a
 vendor stub behind the agent and checks, on the stub's side, what arrived.
 
 Every request of every library carries `Vcs-Gateway-Authorization: <value>` when the

@@ -330,30 +330,41 @@ fn git_clone_works_and_push_is_denied_for_bitbucket() {
     );
 }
 
-/// Sends `method target` with extra headers and an optional body; returns the status and
-/// the JSON answer.
-fn send(
-    gateway: &Gateway,
-    pool: &str,
-    method: &str,
-    target: &str,
-    headers: &[(&str, &str)],
-    body: Option<&[u8]>,
-) -> (u16, serde_json::Value) {
-    let mut request = ureq::http::Request::builder()
-        .method(method)
-        .uri(gateway.url(pool, target));
-    for (name, value) in headers {
-        request = request.header(*name, *value);
+/// A commit status path GitLab's allowlist lets through for POST.
+const STATUSES: &str =
+    "/api/v4/projects/group%2Frepo/statuses/0123456789abcdef0123456789abcdef01234567";
+
+/// Requests to one pool of a gateway.
+struct Pool<'a> {
+    gateway: &'a Gateway,
+    name: &'a str,
+}
+
+impl Pool<'_> {
+    /// Sends `method target` with extra headers and an optional body; returns the status and
+    /// the JSON answer.
+    fn send(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = ureq::http::Request::builder()
+            .method(method)
+            .uri(self.gateway.url(self.name, target));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = match body {
+            Some(bytes) => client().run(request.body(bytes.to_vec()).unwrap()),
+            None => client().run(request.body(()).unwrap()),
+        }
+        .unwrap();
+        let status = response.status().as_u16();
+        let text = response.into_body().read_to_string().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or_default())
     }
-    let response = match body {
-        Some(bytes) => client().run(request.body(bytes.to_vec()).unwrap()),
-        None => client().run(request.body(()).unwrap()),
-    }
-    .unwrap();
-    let status = response.status().as_u16();
-    let text = response.into_body().read_to_string().unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or_default())
 }
 
 #[test]
@@ -363,22 +374,17 @@ fn method_overrides_never_reach_the_upstream() {
         gateway,
         upstream,
     } = Tunnel::start("override", &[]);
-    let statuses =
-        "/api/v4/projects/group%2Frepo/statuses/0123456789abcdef0123456789abcdef01234567";
+    let pool = Pool {
+        gateway: &gateway,
+        name: "override",
+    };
     let json = ("Content-Type", "application/json");
     for name in [
         "X-HTTP-Method-Override",
         "X-HTTP-Method",
         "X-Method-Override",
     ] {
-        let (status, body) = send(
-            &gateway,
-            "override",
-            "POST",
-            statuses,
-            &[(name, "DELETE"), json],
-            Some(b"{}"),
-        );
+        let (status, body) = pool.send("POST", STATUSES, &[(name, "DELETE"), json], Some(b"{}"));
         assert_eq!(status, 403, "{name}");
         let reason = format!(
             "method override header {} is not allowed",
@@ -392,23 +398,15 @@ fn method_overrides_never_reach_the_upstream() {
         assert_eq!(body["errors"][0]["message"], reason.as_str());
     }
     for query in ["_method=DELETE", "state=success&%5Fmethod=DELETE"] {
-        let (status, body) = send(
-            &gateway,
-            "override",
-            "POST",
-            &format!("{statuses}?{query}"),
-            &[json],
-            Some(b"{}"),
-        );
+        let (status, body) =
+            pool.send("POST", &format!("{STATUSES}?{query}"), &[json], Some(b"{}"));
         assert_eq!(status, 403, "{query}");
         assert_eq!(
             body["error"],
             "method override parameter _method is not allowed"
         );
     }
-    let (status, body) = send(
-        &gateway,
-        "override",
+    let (status, body) = pool.send(
         "GET",
         "/api/v4/user",
         &[json],
@@ -419,14 +417,7 @@ fn method_overrides_never_reach_the_upstream() {
         (403, Some("a GET request may not carry a body"))
     );
     // The marker: allowed, and the only request the upstream ever saw.
-    let (status, _) = send(
-        &gateway,
-        "override",
-        "POST",
-        &format!("{statuses}?do=echo"),
-        &[json],
-        Some(b"{}"),
-    );
+    let (status, _) = pool.send("POST", &format!("{STATUSES}?do=echo"), &[json], Some(b"{}"));
     assert_eq!(status, 200);
     let seen = upstream.requests();
     assert_eq!(
@@ -449,6 +440,10 @@ fn graphql_is_inspected_and_forwarded_byte_for_byte() {
             ("SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS", "acme/.*"),
         ],
     );
+    let pool = Pool {
+        gateway: &gateway,
+        name: "gql",
+    };
     let json = ("Content-Type", "application/json");
     let holes = [
         r#"{"query":"mutation { deleteRef(input: {refId: \"x\"}) { clientMutationId } }"}"#.to_string(),
@@ -460,28 +455,14 @@ fn graphql_is_inspected_and_forwarded_byte_for_byte() {
         format!(r#"{{"query":"{{ viewer {{ login }} }}","pad":"{}"}}"#, "x".repeat(300 * 1024)),
     ];
     for (i, body) in holes.iter().enumerate() {
-        let (status, answer) = send(
-            &gateway,
-            "gql",
-            "POST",
-            "/api/graphql",
-            &[json],
-            Some(body.as_bytes()),
-        );
+        let (status, answer) = pool.send("POST", "/api/graphql", &[json], Some(body.as_bytes()));
         assert_eq!(
             (status, answer["kind"].as_str()),
             (403, Some("denied")),
             "hole {i}: {answer}"
         );
     }
-    let (status, answer) = send(
-        &gateway,
-        "gql",
-        "POST",
-        "/api/graphql",
-        &[json],
-        Some(holes[6].as_bytes()),
-    );
+    let (status, answer) = pool.send("POST", "/api/graphql", &[json], Some(holes[6].as_bytes()));
     assert_eq!(status, 403);
     assert_eq!(
         answer["error"],
@@ -490,17 +471,10 @@ fn graphql_is_inspected_and_forwarded_byte_for_byte() {
 
     // Allowed: the upstream gets exactly the bytes sent, and the log says what it was for.
     let body = br#"{"query":"query Repo($n: String!) { repository(owner: \"acme\", name: $n) { id } }","variables":{"n":"infra"}}"#;
-    let (status, _) = send(&gateway, "gql", "POST", "/api/graphql", &[json], Some(body));
+    let (status, _) = pool.send("POST", "/api/graphql", &[json], Some(body));
     assert_eq!(status, 404, "the recording upstream has no GraphQL route");
     // Parameters in the URL would be merged with the body's by the server.
-    let (status, _) = send(
-        &gateway,
-        "gql",
-        "POST",
-        "/api/graphql?variables=%7B%7D",
-        &[json],
-        Some(body),
-    );
+    let (status, _) = pool.send("POST", "/api/graphql?variables=%7B%7D", &[json], Some(body));
     assert_eq!(status, 403);
     let line = agent
         .out
@@ -526,14 +500,14 @@ fn method_override_in_a_form_body_never_reaches_the_upstream() {
         gateway,
         upstream,
     } = Tunnel::start("form", &[]);
-    let statuses =
-        "/api/v4/projects/group%2Frepo/statuses/0123456789abcdef0123456789abcdef01234567";
+    let pool = Pool {
+        gateway: &gateway,
+        name: "form",
+    };
     let form = ("Content-Type", "application/x-www-form-urlencoded");
-    let (status, answer) = send(
-        &gateway,
-        "form",
+    let (status, answer) = pool.send(
         "POST",
-        statuses,
+        STATUSES,
         &[form],
         Some(b"state=success&_method=DELETE"),
     );
@@ -543,14 +517,7 @@ fn method_override_in_a_form_body_never_reaches_the_upstream() {
         "method override parameter _method is not allowed"
     );
     // Rack reads a body without a Content-Type as a form as well.
-    let (status, answer) = send(
-        &gateway,
-        "form",
-        "POST",
-        statuses,
-        &[],
-        Some(b"_method=DELETE"),
-    );
+    let (status, answer) = pool.send("POST", STATUSES, &[], Some(b"_method=DELETE"));
     assert_eq!(
         (status, answer["error"].as_str()),
         (
@@ -559,28 +526,14 @@ fn method_override_in_a_form_body_never_reaches_the_upstream() {
         )
     );
     let multipart = ("Content-Type", "multipart/form-data; boundary=b");
-    let (status, answer) = send(
-        &gateway,
-        "form",
-        "POST",
-        statuses,
-        &[multipart],
-        Some(b"--b--\r\n"),
-    );
+    let (status, answer) = pool.send("POST", STATUSES, &[multipart], Some(b"--b--\r\n"));
     assert_eq!(
         (status, answer["error"].as_str()),
         (403, Some("multipart bodies are not allowed"))
     );
     // A form without the override goes through whole and unchanged.
     let body = b"state=success&description=plan+ok%0A";
-    let (status, echo) = send(
-        &gateway,
-        "form",
-        "POST",
-        &format!("{statuses}?do=echo"),
-        &[form],
-        Some(body),
-    );
+    let (status, echo) = pool.send("POST", &format!("{STATUSES}?do=echo"), &[form], Some(body));
     assert_eq!(status, 200);
     let want = support::upstream::Digest::of_reader(&body[..]).unwrap();
     assert_eq!(echo["body_digest"], want.hex());
@@ -598,15 +551,19 @@ fn azure_sdk_discovery_is_the_one_options_request_forwarded() {
         gateway,
         upstream,
     } = Tunnel::start("ado", &[("SPACELIFT_VCS_AGENT_VENDOR", "azure_devops")]);
+    let pool = Pool {
+        gateway: &gateway,
+        name: "ado",
+    };
     for target in [
         "/acme/_apis/connectionData",
         "/acme/platform/_apis/git/repositories",
     ] {
-        let (status, answer) = send(&gateway, "ado", "OPTIONS", target, &[], None);
+        let (status, answer) = pool.send("OPTIONS", target, &[], None);
         assert_eq!(status, 403, "{target}");
         assert_eq!(answer["error"], format!("no rule allows OPTIONS {target}"));
     }
-    let (status, _) = send(&gateway, "ado", "OPTIONS", "/acme/_apis?do=echo", &[], None);
+    let (status, _) = pool.send("OPTIONS", "/acme/_apis?do=echo", &[], None);
     assert_eq!(status, 200);
     let seen = upstream.requests();
     assert_eq!(seen.len(), 1, "{seen:?}");
@@ -640,15 +597,12 @@ fn a_project_a_parameter_names_by_id_is_resolved_and_checked() {
         .upstream(Upstream::with_routes(projects))
         .agent_env(&[("SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS", "group/.*")])
         .start();
+    let pool = Pool {
+        gateway: &gateway,
+        name: "params",
+    };
     let compare = "/api/v4/projects/group%2Frepo/repository/compare?from=a&to=b";
-    let (status, answer) = send(
-        &gateway,
-        "params",
-        "GET",
-        &format!("{compare}&from_project_id=6"),
-        &[],
-        None,
-    );
+    let (status, answer) = pool.send("GET", &format!("{compare}&from_project_id=6"), &[], None);
     assert_eq!(
         (status, answer["error"].as_str()),
         (
@@ -656,9 +610,7 @@ fn a_project_a_parameter_names_by_id_is_resolved_and_checked() {
             Some("project other/secret (id 6, from from_project_id) is not allowed")
         )
     );
-    let (status, answer) = send(
-        &gateway,
-        "params",
+    let (status, answer) = pool.send(
         "GET",
         &format!("{compare}&from_project_id=other%2Fsecret"),
         &[],
@@ -672,7 +624,7 @@ fn a_project_a_parameter_names_by_id_is_resolved_and_checked() {
         )
     );
     let allowed = format!("{compare}&from_project_id=5&do=echo");
-    let (status, _) = send(&gateway, "params", "GET", &allowed, &[], None);
+    let (status, _) = pool.send("GET", &allowed, &[], None);
     assert_eq!(status, 200);
     let seen: Vec<String> = upstream
         .requests()

@@ -331,10 +331,7 @@ fn a_request_queued_on_a_deleted_pool_is_answered_at_once() {
         &[("SPACELIFT_VCS_AGENT_PARALLELISM", "1")],
     ));
     gw.wait_streams("brief", 1);
-    let slow_url = gw.url(
-        "brief",
-        "/api/v4/projects/g%2Fr/repository/archive?do=sleep&n=3000",
-    );
+    let slow_url = gw.url("brief", "/api/v4/projects/g%2Fr/repository/archive?do=held");
     let slow = std::thread::spawn(move || client().get(slow_url).call().map(|_| ()));
     wait_until(Duration::from_secs(5), "the stream busy", || {
         gw.pool_state("brief").2 == 1
@@ -352,6 +349,7 @@ fn a_request_queued_on_a_deleted_pool_is_answered_at_once() {
         !slow.is_finished(),
         "answered only after the request in flight"
     );
+    upstream.release_held();
 }
 
 #[test]

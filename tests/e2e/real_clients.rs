@@ -4,7 +4,7 @@
 //! is the driver). What the platform needs passes and arrives byte for byte; the holes
 //! (another project by path or by id, method overrides, a project named in a parameter,
 //! GraphQL writes and foreign repositories) are denied with the reason the library shows,
-//! and nothing of them reaches the VCS. git itself is driven in tests/allowlist_tunnel.rs.
+//! and nothing of them reaches the VCS. git itself is driven in allowlist_tunnel.rs.
 //!
 //! The libraries come from the virtual environment `bash scripts/test.sh` builds; its
 //! interpreter is `VCS_TEST_PYTHON`.
@@ -66,6 +66,17 @@ impl Run {
             .into_iter()
             .find(|r| r.method == method && r.target == target)
             .unwrap_or_else(|| panic!("{method} {target} did not arrive: {:?}", self.arrived()))
+    }
+
+    /// The POST to `target` that reached the VCS, after checking its body is `body` exactly.
+    fn posted(&self, target: &str, body: &str) -> Recorded {
+        let request = self.request("POST", target);
+        assert_eq!(
+            String::from_utf8_lossy(&request.body),
+            body,
+            "POST {target}"
+        );
+        request
     }
 }
 
@@ -195,10 +206,9 @@ fn python_gitlab() {
             "GET /api/v4/projects?search=e".into(),
         ]
     );
-    let status = run.request("POST", &format!("{p}/statuses/{SHA}"));
-    assert_eq!(
-        String::from_utf8_lossy(&status.body),
-        r#"{"state": "success", "name": "ci"}"#
+    let status = run.posted(
+        &format!("{p}/statuses/{SHA}"),
+        r#"{"state": "success", "name": "ci"}"#,
     );
     assert_eq!(status.header("private-token"), Some("glpat-ci-secret"));
     assert!(status
@@ -302,10 +312,9 @@ fn pygithub() {
             "POST /api/graphql".into(),
         ]
     );
-    let check_run = run.request("POST", &format!("{repo}/check-runs"));
-    assert_eq!(
-        String::from_utf8_lossy(&check_run.body),
-        format!(r#"{{"name": "plan", "head_sha": "{SHA}"}}"#)
+    let check_run = run.posted(
+        &format!("{repo}/check-runs"),
+        &format!(r#"{{"name": "plan", "head_sha": "{SHA}"}}"#),
     );
     assert_eq!(
         check_run.header("authorization"),
@@ -369,10 +378,9 @@ fn atlassian_python_api() {
             "GET /rest/api/1.0/projects/PLAT/repos?limit=25".into(),
         ]
     );
-    let comment = run.request("POST", &format!("{repo}/pull-requests/1/comments"));
-    assert_eq!(
-        String::from_utf8_lossy(&comment.body),
-        r#"{"text": "plan: 1 to add"}"#
+    let comment = run.posted(
+        &format!("{repo}/pull-requests/1/comments"),
+        r#"{"text": "plan: 1 to add"}"#,
     );
     assert_eq!(comment.header("authorization"), Some("Bearer bb-ci-secret"));
     assert!(run.steps.len() >= 9, "{:?}", run.steps);
@@ -508,10 +516,9 @@ fn azure_devops_sdk() {
             format!("GET {t}")
         })
     );
-    let thread = run.request("POST", &format!("{git}/infra/pullRequests/21/threads"));
-    assert_eq!(
-        String::from_utf8_lossy(&thread.body),
-        r#"{"comments": [{"content": "plan: 1 to add"}]}"#
+    let thread = run.posted(
+        &format!("{git}/infra/pullRequests/21/threads"),
+        r#"{"comments": [{"content": "plan: 1 to add"}]}"#,
     );
     assert!(thread
         .header("authorization")

@@ -164,7 +164,7 @@ fn gateway_sigterm_finishes_requests_in_flight_and_refuses_new_ones() {
         mut gateway,
         upstream,
     } = Tunnel::start("gwdrain", &[("SPACELIFT_VCS_AGENT_PARALLELISM", "1")]);
-    let url = gateway.url("gwdrain", &get("sleep&n=1500"));
+    let url = gateway.url("gwdrain", &get("held"));
     let slow = std::thread::spawn(move || client().get(url).call().map(|r| r.status().as_u16()));
     upstream.wait_for_requests(1, Duration::from_secs(5));
     // A second request waits for the only stream.
@@ -195,6 +195,7 @@ fn gateway_sigterm_finishes_requests_in_flight_and_refuses_new_ones() {
     );
     assert_eq!((status, kind.as_str()), (503, "no_agent"), "{message}");
     assert!(message.contains("shutting down"), "{message}");
+    upstream.release_held();
     assert_eq!(
         slow.join().unwrap().unwrap(),
         200,

@@ -288,7 +288,9 @@ fn response_bodies_of_unknown_length_come_back_chunked_and_whole() {
 #[test]
 fn error_kinds_name_the_failing_part() {
     let upstream = Upstream::start();
-    let gateway = Gateway::start(&["--queue-timeout", "400ms"]);
+    // A no_agent answer is timed against it: it must come before a queued request would.
+    let queue_timeout = Duration::from_secs(3);
+    let gateway = Gateway::start(&["--queue-timeout", "3s"]);
     let c = client();
 
     // Unknown pool, and error answers carry the request id too.
@@ -307,7 +309,7 @@ fn error_kinds_name_the_failing_part() {
     let (status, kind, message) = error_kind(c.get(gateway.url("empty", "/x")).call().unwrap());
     assert_eq!((status, kind.as_str()), (503, "no_agent"), "{message}");
     assert!(
-        started.elapsed() < Duration::from_secs(2),
+        started.elapsed() < queue_timeout,
         "no_agent must not wait for the queue"
     );
 
@@ -318,7 +320,7 @@ fn error_kinds_name_the_failing_part() {
         &[("SPACELIFT_VCS_AGENT_PARALLELISM", "1")],
         1,
     );
-    let slow_url = gateway.url("busy", &get("sleep&n=2500"));
+    let slow_url = gateway.url("busy", &get("held"));
     let slow =
         std::thread::spawn(move || client().get(slow_url).call().map(|r| r.status().as_u16()));
     wait_until(
@@ -328,6 +330,7 @@ fn error_kinds_name_the_failing_part() {
     );
     let (status, kind, _) = error_kind(c.get(gateway.url("busy", &get("echo"))).call().unwrap());
     assert_eq!((status, kind.as_str()), (503, "queue_timeout"));
+    upstream.release_held();
     assert_eq!(slow.join().unwrap().unwrap(), 200);
 
     // Bad request: conflicting framing never reaches an agent.

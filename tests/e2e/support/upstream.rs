@@ -4,7 +4,8 @@
 //! path's last segments:
 //! `/echo` JSON of what arrived · `/bytes/N` N bytes with Content-Length · `/chunked/N` the
 //! same chunked · `/redirect` 302 to another host · `/gzip` gzip bytes with Content-Encoding · `/status/N` ·
-//! `/sleep/MS` answer after MS · `/slowbytes/N` N bytes, 64 KiB every 20 ms · `/hang` never answer · `/cut/N` promise 2N bytes, send N,
+//! `/sleep/MS` answer after MS · `/held` answer once the test calls [`Upstream::release_held`] ·
+//! `/slowbytes/N` N bytes, 64 KiB every 20 ms · `/hang` never answer · `/cut/N` promise 2N bytes, send N,
 //! close · `/cutchunked/N` N bytes chunked, close without the last chunk ·
 //! `?do=location&to=URL` 302 to URL, `HOST` in it replaced by the request's `Host`.
 //!
@@ -54,7 +55,13 @@ pub type Routes = Arc<dyn Fn(&Recorded) -> Option<Reply> + Send + Sync>;
 struct Log {
     requests: Mutex<Vec<Recorded>>,
     changed: Condvar,
+    /// Whether `held` requests may be answered ([`Upstream::release_held`]).
+    released: Mutex<bool>,
+    release: Condvar,
 }
+
+/// The longest a `held` request waits for [`Upstream::release_held`].
+const HELD_AT_MOST: Duration = Duration::from_secs(60);
 
 pub struct Upstream {
     pub addr: SocketAddr,
@@ -209,6 +216,21 @@ impl Upstream {
         }
         guard.clone()
     }
+
+    /// Lets every `held` request, waiting or still to come, be answered: a request stays in
+    /// flight exactly as long as a test needs, whatever the machine's load.
+    pub fn release_held(&self) {
+        *self.log.released.lock().expect("released") = true;
+        self.log.release.notify_all();
+    }
+}
+
+/// Waits until [`Upstream::release_held`], at most [`HELD_AT_MOST`].
+fn wait_released(log: &Log) {
+    let released = log.released.lock().expect("released");
+    let _ = log
+        .release
+        .wait_timeout_while(released, HELD_AT_MOST, |released| !*released);
 }
 
 fn serve_connection(conn: TcpStream, log: &Log, routes: Option<&Routes>) {
@@ -405,6 +427,10 @@ fn serve_connection(conn: TcpStream, log: &Log, routes: Option<&Routes>) {
                         head_only,
                     )
                 }
+            }
+            "held" => {
+                wait_released(log);
+                respond(out, 200, &[], b"held", head_only)
             }
             "sleep" => {
                 std::thread::sleep(Duration::from_millis(arg));
