@@ -397,3 +397,100 @@ echo "agent and gateway CPU per request each <= 25 us or <= 1.5x one nginx hop, 
 echo "1 GiB >= 0.9x direct; agent peak RSS <= 16 MiB during the 1 GiB download and <= 8 MiB idle."
 echo "The 2 nginx hops column adds the tunnel's two loopback hops with two nginx reverse proxies"
 echo "(16 requests in flight; the tunnel at parallelism 4 has at most 4)."
+
+# --- replicas: a forwarded request against a local one, three replicas against one ---
+# Self-contained: its own Redis (unix socket), replicas, agents and table. A replica holding
+# no stream of the pool forwards each request over the peer port to the one that does; the
+# added p50 is what that hop costs (goal < 0.1 ms on loopback). Throughput: one replica with
+# an agent of 12 streams under 48 connections, against three replicas sharing that agent
+# (4 streams each, SPACELIFT_VCS_AGENT_GATEWAY_URLS) under 16 connections each at once.
+command -v redis-server >/dev/null 2>&1 || {
+    say "installing redis-server"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+}
+say "replicas: starting Redis"
+RB="$WORK/replicas"; mkdir -p "$RB"
+redis-server --port 0 --unixsocket "$RB/redis.sock" --save '' --appendonly no --dir "$RB" \
+    >"$RB/redis.log" 2>&1 &
+echo $! >"$WORK/replicas-redis.pid"
+for _ in $(seq 200); do [[ -S $RB/redis.sock ]] && break; sleep 0.05; done
+RURL="unix://$RB/redis.sock"
+RADMIN="bench-replicas-admin-$(openssl rand -hex 16)"
+export VCS_GATEWAY_PEER_SECRET; VCS_GATEWAY_PEER_SECRET=$(openssl rand -hex 32)
+RAUTH=(-H "Vcs-Gateway-Authorization: Bearer $("$BIN/vcs-gateway" caller create --redis "$RURL" --name bench --all-pools | tail -n 1)")
+# start_replica <id>: prints "agent-addr api-addr"
+start_replica() {
+    local agent api
+    agent=127.0.0.1:$(free_port); api=127.0.0.1:$(free_port)
+    "$BIN/vcs-gateway" serve --redis "$RURL" --replica-id "$1" --admin-token "$RADMIN" \
+        --agent-listen "$agent" --api-listen "$api" --peer-listen "127.0.0.1:$(free_port)" \
+        >"$RB/$1.log" 2>&1 &
+    echo $! >"$WORK/replica-$1.pid"
+    for _ in $(seq 200); do curl -fsS "http://$api/healthz" >/dev/null 2>&1 && break; sleep 0.05; done
+    echo "$agent $api"
+}
+# start_pool_agent <pool> <streams> <first agent addr> [more addrs]: an agent of a new pool
+start_pool_agent() {
+    local pool=$1 streams=$2 first=$3 token others
+    shift 3; others=
+    (($#)) && others=$(printf 'ws://%s,' "$@") && others=${others%,}
+    token=$("$BIN/vcs-gateway" pool create --redis "$RURL" --name "$pool" --public-url "ws://$first")
+    env -i PATH="$PATH" SPACELIFT_VCS_AGENT_POOL_TOKEN="$token" \
+        SPACELIFT_VCS_AGENT_TARGET_BASE_ENDPOINT="http://127.0.0.1:$NGINX_PORT" \
+        SPACELIFT_VCS_AGENT_VENDOR=gitlab SPACELIFT_VCS_AGENT_PARALLELISM="$streams" \
+        ${others:+SPACELIFT_VCS_AGENT_GATEWAY_URLS="$others"} \
+        "$BIN/vcs-agent" >"$RB/agent-$pool.log" 2>&1 &
+    echo $! >"$WORK/replicas-agent-$pool.pid"
+}
+# wait_health <api> <pattern>: until the replica's /healthz matches
+wait_health() {
+    for _ in $(seq 600); do
+        curl -fsS -H "Authorization: Bearer $RADMIN" "http://$1/healthz" 2>/dev/null | grep -Eq "$2" && return 0
+        sleep 0.02
+    done
+    die "replica at $1: /healthz never matched $2: $(tail -n 3 "$RB"/*.log)"
+}
+read -r R1_AGENT R1_API < <(start_replica one)
+read -r R2_AGENT R2_API < <(start_replica two)
+read -r R3_AGENT R3_API < <(start_replica three)
+read -r R0_AGENT R0_API < <(start_replica alone)
+start_pool_agent near 4 "$R1_AGENT"
+wait_health "$R1_API" '"near":\{[^}]*"streams":4'
+wait_health "$R2_API" '"routes":\{[^}]*"near":\["one"\]'
+# rwrk <url> <threads> <conns>: prints "p50-ms rps"
+rwrk() {
+    local out
+    out=$(wrk -t"$2" -c"$3" -d"${SECONDS_PER_RUN}s" --latency "${RAUTH[@]}" "$1")
+    grep -q "Non-2xx" <<<"$out" && die "non-2xx answers from $1: $out"
+    printf '%s %s\n' "$(to_ms "$(awk '$1=="50%" {print $2}' <<<"$out")")" "$(awk '/Requests\/sec/ {print $2}' <<<"$out")"
+}
+say "replicas: latency, local then forwarded"
+read -r LOCAL_P50 _ < <(rwrk "http://$R1_API/private/near/api/v4/user" 1 1)
+read -r FWD_P50 _ < <(rwrk "http://$R2_API/private/near/api/v4/user" 1 1)
+say "replicas: throughput, one replica then three"
+start_pool_agent one-alone 12 "$R0_AGENT"
+wait_health "$R0_API" '"one-alone":\{[^}]*"streams":12'
+read -r _ RPS_ONE < <(rwrk "http://$R0_API/private/one-alone/api/v4/user" 2 48)
+start_pool_agent spread 12 "$R1_AGENT" "$R2_AGENT" "$R3_AGENT"
+for api in "$R1_API" "$R2_API" "$R3_API"; do wait_health "$api" '"spread":\{[^}]*"streams":4'; done
+RWRK=()
+for api in "$R1_API" "$R2_API" "$R3_API"; do
+    rwrk "http://$api/private/spread/api/v4/user" 1 16 >"$RB/rps-$api" &
+    RWRK+=($!)
+done
+wait "${RWRK[@]}"
+RPS_THREE=$(cat "$RB"/rps-* | awk '{s += $2} END {printf "%.2f", s}')
+for pidfile in "$WORK"/replica*.pid; do kill "$(cat "$pidfile")" 2>/dev/null || true; done
+echo
+echo "Replicas (Redis on a unix socket, loopback, ${SECONDS_PER_RUN}s per load run)"
+echo
+printf '| %-48s | %10s |\n' "figure" "value" "----" "---:"
+printf '| %-48s | %10s |\n' "p50 at 1 conn, local request (ms)" "$LOCAL_P50"
+printf '| %-48s | %10s |\n' "p50 at 1 conn, forwarded to another replica (ms)" "$FWD_P50"
+printf '| %-48s | %10s |\n' "added p50 of forwarding (ms)" "$(awk -v a="$FWD_P50" -v b="$LOCAL_P50" 'BEGIN{printf "%.3f", a-b}')"
+printf '| %-48s | %10s |\n' "requests/s, one replica, 48 conns" "$RPS_ONE"
+printf '| %-48s | %10s |\n' "requests/s, three replicas, 3 x 16 conns" "$RPS_THREE"
+printf '| %-48s | %10s |\n' "three replicas / one" "$(ratio "$RPS_THREE" "$RPS_ONE")"
+echo
+echo "Goal: added p50 of forwarding < 0.1 ms. Three replicas share $(nproc) cores here: the"
+echo "ratio shows what spreading costs on one machine, not what three machines give."

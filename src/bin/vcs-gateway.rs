@@ -14,6 +14,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 use vcs_agent::clock::format_time;
 use vcs_agent::gateway::admin;
+use vcs_agent::gateway::peer::sign::PeerSecret;
+use vcs_agent::gateway::peer::PeerOptions;
 use vcs_agent::gateway::settings::Settings;
 use vcs_agent::gateway::shared::Shared;
 use vcs_agent::gateway::store::{validate_caller_name, validate_name, Scope, Store, StoreError};
@@ -89,8 +91,15 @@ Every command takes --redis URL instead of --data-dir DIR: pools and callers the
 Redis, shared by every gateway serving with the same --redis (see the README, \"Run several
 gateways\"). URL: redis://[:PASSWORD@]HOST:PORT[/DB] or unix:///PATH/redis.sock; prefer
 VCS_GATEWAY_REDIS_URL for a URL with a password (not in `ps`), used when neither is given.
+rediss://HOST:PORT (TLS) also works; --redis-ca PEM adds CAs to trust for it.
     serve --redis URL also takes:
         --replica-id ID         this replica's name in logs and Redis [generated]
+        --peer-listen ADDR      the replica-to-replica port: a request for a pool with no
+                                idle stream here goes to a replica that has one [off]
+        --peer-advertise ADDR   the address other replicas reach this one at [the bound one;
+                                required when --peer-listen binds 0.0.0.0 or ::]
+        --peer-secret SECRET    signs forwarded requests, the same on every replica, at least
+                                32 characters; prefer env VCS_GATEWAY_PEER_SECRET (not in `ps`)
         --admin-token (or VCS_GATEWAY_ADMIN_TOKEN) is then required, the same on every replica.
 
 Durations: 30, 30s, 500ms, 2m. Port 0 picks a free port; the bound addresses are logged.
@@ -168,6 +177,12 @@ enum CliError {
     Together(&'static str, &'static str),
     #[error("--redis and --data-dir: give one of them")]
     TwoStores,
+    #[error("{0} needs {1}")]
+    Needs(&'static str, &'static str),
+    #[error(
+        "--peer-listen needs --peer-secret (or VCS_GATEWAY_PEER_SECRET), the same on every replica"
+    )]
+    PeerSecretRequired,
     #[error("--api-client-ca needs --api-tls-cert and --api-tls-key")]
     ClientCaAlone,
     #[error("--name: no {kind} named \"{name}\"")]
@@ -353,6 +368,7 @@ trait Flags: Default {
 struct StoreFlags {
     data_dir: Option<PathBuf>,
     redis: Option<String>,
+    redis_ca: Option<PathBuf>,
 }
 
 impl Flags for StoreFlags {
@@ -360,6 +376,7 @@ impl Flags for StoreFlags {
         match flag {
             "--data-dir" => self.data_dir = Some(args.path()?),
             "--redis" => self.redis = Some(args.text()?),
+            "--redis-ca" => self.redis_ca = Some(args.path()?),
             _ => return Ok(false),
         }
         Ok(true)
@@ -369,20 +386,23 @@ impl Flags for StoreFlags {
 /// Where the store is, once the flags and `VCS_GATEWAY_REDIS_URL` are read.
 enum Location {
     Dir(PathBuf),
-    Redis(String),
+    /// The URL, and the CAs of `--redis-ca` for `rediss://`.
+    Redis(String, Option<PathBuf>),
 }
 
 impl StoreFlags {
     fn location(self) -> Result<Location, CliError> {
+        let ca = self.redis_ca;
         match (self.data_dir, self.redis) {
             (Some(_), Some(_)) => Err(CliError::TwoStores),
+            (Some(_), None) if ca.is_some() => Err(CliError::Needs("--redis-ca", "--redis")),
             (Some(dir), None) => Ok(Location::Dir(dir)),
-            (None, Some(url)) => Ok(Location::Redis(url)),
+            (None, Some(url)) => Ok(Location::Redis(url, ca)),
             // A URL with a password stays out of `ps` this way.
             (None, None) => std::env::var("VCS_GATEWAY_REDIS_URL")
                 .ok()
                 .filter(|url| !url.trim().is_empty())
-                .map(Location::Redis)
+                .map(|url| Location::Redis(url, ca))
                 .ok_or(CliError::Required("--data-dir (or --redis)")),
         }
     }
@@ -396,7 +416,7 @@ impl Location {
     fn open(&self) -> Result<Store, CliError> {
         match self {
             Location::Dir(dir) => Ok(Store::open(dir)?),
-            Location::Redis(url) => Ok(Store::redis(Shared::connect(url)?)),
+            Location::Redis(url, ca) => Ok(Store::redis(Shared::connect_with(url, ca.as_deref())?)),
         }
     }
 }
@@ -551,6 +571,41 @@ struct ServeFlags {
     admin_token: Option<String>,
     replica_id: Option<String>,
     poll_only: bool,
+    peer: PeerFlags,
+}
+
+/// `--peer-listen`, `--peer-advertise`, `--peer-secret`.
+#[derive(Default)]
+struct PeerFlags {
+    listen: Option<String>,
+    advertise: Option<String>,
+    secret: Option<String>,
+}
+
+impl PeerFlags {
+    /// Checked before anything starts: `--peer-listen` needs `--redis` and a strong
+    /// `--peer-secret` (or `VCS_GATEWAY_PEER_SECRET`, which stays out of `ps`).
+    fn options(self, location: &Location) -> Result<Option<PeerOptions>, CliError> {
+        let secret = self
+            .secret
+            .or_else(|| std::env::var("VCS_GATEWAY_PEER_SECRET").ok())
+            .filter(|s| !s.is_empty());
+        let Some(listen) = self.listen else {
+            if self.advertise.is_some() {
+                return Err(CliError::Needs("--peer-advertise", "--peer-listen"));
+            }
+            return Ok(None);
+        };
+        if let Location::Dir(_) = location {
+            return Err(CliError::Needs("--peer-listen", "--redis"));
+        }
+        let secret = secret.ok_or(CliError::PeerSecretRequired)?;
+        Ok(Some(PeerOptions {
+            listen,
+            advertise: self.advertise,
+            secret: PeerSecret::new(Secret::new(secret))?,
+        }))
+    }
 }
 
 impl Default for ServeFlags {
@@ -569,6 +624,7 @@ impl Default for ServeFlags {
             admin_token: None,
             replica_id: None,
             poll_only: false,
+            peer: PeerFlags::default(),
         }
     }
 }
@@ -598,6 +654,9 @@ impl Flags for ServeFlags {
             "--replica-id" => self.replica_id = Some(args.text()?),
             // For tests: changes reach this replica by the polled version alone.
             "--redis-poll-only" => self.poll_only = true,
+            "--peer-listen" => self.peer.listen = Some(args.text()?),
+            "--peer-advertise" => self.peer.advertise = Some(args.text()?),
+            "--peer-secret" => self.peer.secret = Some(args.text()?),
             _ => return Ok(self.tls.take(flag, args)? || self.store.take(flag, args)?),
         }
         Ok(true)
@@ -804,7 +863,7 @@ impl AdminToken {
                 admin::check_token(&token)?;
                 Ok(AdminToken::Given(token))
             }
-            (None, Location::Redis(_)) => Err(CliError::AdminTokenRequired),
+            (None, Location::Redis(..)) => Err(CliError::AdminTokenRequired),
             (None, Location::Dir(dir)) => {
                 std::fs::create_dir_all(dir).map_err(|e| {
                     invalid(
@@ -866,6 +925,7 @@ fn serve(flags: ServeFlags) -> Result<(), CliError> {
     }
     let location = flags.store.location()?;
     let admin_token = AdminToken::resolve(flags.admin_token, &location)?;
+    let peers = flags.peer.options(&location)?;
     let store = location.open()?;
     admin_token.check_shared(&store)?;
     let mut settings = flags.settings;
@@ -886,6 +946,10 @@ fn serve(flags: ServeFlags) -> Result<(), CliError> {
     let where_token = admin_token.describe();
     settings.admin_token = Some(admin_token.secret());
     let gateway = start(store, &flags.ports, settings, tls)?;
+    if let Some(options) = peers {
+        let addr = vcs_agent::gateway::peer::start(&gateway.hub, options)?;
+        log::info!("peer port listening on {addr} (requests forwarded by other replicas, signed with the peer secret)");
+    }
     log::info!("{where_token}");
     log_ready(&gateway);
     let drain = shutdown.wait(|| gateway.hub.start_draining());

@@ -66,17 +66,50 @@ pub enum Served {
 /// Serves `job` from this gateway's own streams of `pool`: takes an idle one (waiting up to
 /// the queue timeout), runs the exchange, gives it back.
 pub fn serve_locally(hub: &Hub, pool: &Pool, job: &mut Job, caller: &mut Caller) -> Served {
+    serve_until(
+        hub,
+        pool,
+        job,
+        caller,
+        Instant::now() + hub.settings.queue_timeout,
+    )
+}
+
+/// [`serve_locally`], waiting for a stream until `deadline`.
+pub fn serve_until(
+    hub: &Hub,
+    pool: &Pool,
+    job: &mut Job,
+    caller: &mut Caller,
+    deadline: Instant,
+) -> Served {
+    match take_stream(hub, pool, deadline, job.body.rest.is_none()) {
+        Ok(stream) => serve_on(hub, pool, stream, job, caller, deadline),
+        Err(refused) => Served::Refused(refused),
+    }
+}
+
+/// Serves `job` on `stream`, already taken from `pool`'s idle queue (the peer port takes it
+/// before it accepts a forwarded request); when that stream turns out dead, on the next idle
+/// one, waiting until `deadline`.
+pub fn serve_on(
+    hub: &Hub,
+    pool: &Pool,
+    mut stream: AgentStream,
+    job: &mut Job,
+    caller: &mut Caller,
+    deadline: Instant,
+) -> Served {
     // With the body read whole (or none), an error answer leaves the connection usable.
     let body_read = job.body.rest.is_none();
-    let deadline = Instant::now() + hub.settings.queue_timeout;
     loop {
-        let mut stream = match take_stream(hub, pool, deadline, body_read) {
-            Ok(stream) => stream,
-            Err(refused) => return Served::Refused(refused),
-        };
         // A stream that died or started draining while idle: drop it, take another.
         if let Err(reason) = stream.ready() {
             stream.drop_with(reason);
+            stream = match take_stream(hub, pool, deadline, body_read) {
+                Ok(stream) => stream,
+                Err(refused) => return Served::Refused(refused),
+            };
             continue;
         }
         let instance = stream.instance.clone();
@@ -85,7 +118,13 @@ pub fn serve_locally(hub: &Hub, pool: &Pool, job: &mut Job, caller: &mut Caller)
         drop(busy);
         stream.heard();
         match exchanged {
-            Exchanged::NotStarted(reason) => stream.drop_with(reason),
+            Exchanged::NotStarted(reason) => {
+                stream.drop_with(reason);
+                stream = match take_stream(hub, pool, deadline, body_read) {
+                    Ok(stream) => stream,
+                    Err(refused) => return Served::Refused(refused),
+                };
+            }
             Exchanged::Done {
                 state,
                 reusable,

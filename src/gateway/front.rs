@@ -274,6 +274,13 @@ fn health(hub: &Hub) -> String {
             "id": id,
             "redis_reachable": hub.store.reachable(),
         });
+        if let Some(peers) = hub.peers.get() {
+            if let (Some(replica), serde_json::Value::Object(figures)) =
+                (body["replica"].as_object_mut(), peers.health())
+            {
+                replica.extend(figures);
+            }
+        }
     }
     body.to_string()
 }
@@ -301,7 +308,8 @@ fn authenticate(
 }
 
 /// A tunnel request: authenticate and validate it, read the start of its body, then have it
-/// served ([`dispatch::serve_locally`]); its record is logged once, when it ends.
+/// served (by this gateway's streams or, on a replica, another's: [`crate::gateway::peer::serve`]);
+/// its record is logged once, when it ends.
 fn tunnel(
     head: RequestHead,
     mut caller: Caller,
@@ -320,7 +328,7 @@ fn tunnel(
         Ok(job) => job,
         Err(refused) => return tunnel.fail(caller, refused),
     };
-    match dispatch::serve_locally(hub, &pool, &mut job, &mut caller) {
+    match crate::gateway::peer::serve(hub, &pool, &who.name, &mut job, &mut caller) {
         Served::Exchanged {
             mut record,
             reusable,
@@ -450,7 +458,12 @@ impl<'h> Tunnel<'h> {
             return Err(Refused::shutting_down());
         }
         let deadline = Instant::now() + self.hub.settings.queue_timeout;
-        if dispatch::waiting_limit(pool, deadline).is_none() {
+        let elsewhere = self
+            .hub
+            .peers
+            .get()
+            .is_some_and(|p| p.has_routes(&self.pool_name));
+        if dispatch::waiting_limit(pool, deadline).is_none() && !elsewhere {
             let message = dispatch::no_agent_message(&self.pool_name);
             return Err(Refused::new(ErrorKind::NoAgent, message, no_body));
         }
@@ -502,7 +515,7 @@ impl<'h> Tunnel<'h> {
 
 /// `/private/<pool>` + target: the target is what follows the pool name, query included;
 /// `None` when that is not a path.
-fn tunnel_target(full: &str, pool_name: &str) -> Option<String> {
+pub(crate) fn tunnel_target(full: &str, pool_name: &str) -> Option<String> {
     let prefix_len = "/private/".len() + pool_name.len();
     let target = match &full[prefix_len..] {
         "" => "/".to_string(),
@@ -536,7 +549,7 @@ fn not_for(who: &callers::Caller, pool: &str) -> String {
 
 /// Reads the first piece of the request body (all of a small one) before a stream is taken;
 /// sends `100 Continue` first when the caller waits for it.
-fn read_body_start(
+pub(crate) fn read_body_start(
     caller: &mut Caller,
     framing: http1::Framing,
     send_continue: bool,

@@ -88,6 +88,9 @@ fn process(out: &mut Exposition, hub: &Hub, pools: usize) {
             &[("replica", replica)],
             u64::from(hub.store.reachable()),
         );
+        if let Some(peers) = hub.peers.get() {
+            peers.render(out);
+        }
     }
     out.family("vcs_gateway_pools", "gauge", "Pools known to the gateway.");
     out.sample("vcs_gateway_pools", &[], pools);

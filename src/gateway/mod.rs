@@ -28,6 +28,7 @@ pub mod idle;
 pub mod logins;
 pub mod metrics;
 pub mod panel;
+pub mod peer;
 pub mod pool;
 pub mod record;
 pub mod request;

@@ -85,6 +85,8 @@ type Holding = Box<dyn Fn() -> Option<Vec<String>> + Send + Sync>;
 #[derive(Default)]
 struct Presence {
     replica: String,
+    /// Where other replicas forward requests to it (its peer port), or empty.
+    address: String,
     holding: Option<Holding>,
     /// The pools recorded at the last refresh.
     recorded: Vec<String>,
@@ -103,6 +105,24 @@ pub struct Shared {
     lost_logged: Mutex<Option<Instant>>,
     listeners: Mutex<Vec<Listener>>,
     presence: Mutex<Presence>,
+    /// Which replicas hold streams of which pool, as last read; `None` until forwarding is
+    /// turned on ([`Shared::keep_routes`]).
+    routes: RwLock<Option<Routes>>,
+    /// No new connection is tried before this (a jittered pause after a failed one).
+    retry_at: Mutex<Option<Instant>>,
+}
+
+/// A replica holding streams of a pool, and where its peer port is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub replica: String,
+    pub address: String,
+}
+
+/// The routing table read from the presence records.
+#[derive(Debug, Default)]
+struct Routes {
+    by_pool: std::collections::HashMap<String, Vec<Route>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -131,9 +151,31 @@ impl Shared {
     /// Connects and reads the state once; fails (naming `--redis`) when Redis cannot be
     /// reached, so a replica never starts with no pools at all.
     pub fn connect(url: &str) -> Result<Arc<Shared>, String> {
+        Shared::connect_with(url, None)
+    }
+
+    /// [`Shared::connect`] trusting the CAs of the PEM file `ca` (for `rediss://`) besides
+    /// the system's.
+    pub fn connect_with(url: &str, ca: Option<&std::path::Path>) -> Result<Arc<Shared>, String> {
         let url_shown = url.split('@').next_back().unwrap_or(url).to_string();
-        let client =
-            redis::Client::open(url).map_err(|e| format!("--redis: not a Redis URL: {e}"))?;
+        let client = match ca {
+            None => redis::Client::open(url),
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .map_err(|e| format!("--redis-ca: cannot read {}: {e}", path.display()))?;
+                crate::net::tls::parse_pem_bundle(&pem)
+                    .map_err(|e| format!("--redis-ca {}: {e}", path.display()))?;
+                if !url.starts_with("rediss://") {
+                    return Err("--redis-ca needs a rediss:// URL".into());
+                }
+                let certificates = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                };
+                redis::Client::build_with_tls(url, certificates)
+            }
+        }
+        .map_err(|e| format!("--redis: not a Redis URL: {e}"))?;
         let shared = Arc::new(Shared {
             client,
             url_shown,
@@ -144,6 +186,8 @@ impl Shared {
             lost_logged: Mutex::new(None),
             listeners: Mutex::new(Vec::new()),
             presence: Mutex::new(Presence::default()),
+            routes: RwLock::new(None),
+            retry_at: Mutex::new(None),
         });
         match shared.poll() {
             Ok(_) => Ok(shared),
@@ -205,6 +249,80 @@ impl Shared {
         }
     }
 
+    /// Turns on forwarding: the presence records carry `address` (this replica's peer port)
+    /// and the routing table is read again at every refresh.
+    pub fn keep_routes(&self, address: &str) {
+        if let Ok(mut presence) = self.presence.lock() {
+            presence.address = address.to_string();
+        }
+        if let Ok(mut routes) = self.routes.write() {
+            routes.get_or_insert_with(Routes::default);
+        }
+    }
+
+    /// The other replicas holding streams of `pool`, as last read (at most a second old, or
+    /// the last known while Redis is unreachable). Never touches Redis.
+    pub fn routes(&self, pool: &str) -> Vec<Route> {
+        let Ok(routes) = self.routes.read() else {
+            return Vec::new();
+        };
+        routes
+            .as_ref()
+            .and_then(|r| r.by_pool.get(pool))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The whole routing table: pool → the other replicas holding streams of it.
+    pub fn all_routes(&self) -> std::collections::BTreeMap<String, Vec<String>> {
+        let Ok(routes) = self.routes.read() else {
+            return Default::default();
+        };
+        routes
+            .iter()
+            .flat_map(|r| r.by_pool.iter())
+            .map(|(pool, routes)| {
+                (
+                    pool.clone(),
+                    routes.iter().map(|r| r.replica.clone()).collect(),
+                )
+            })
+            .collect()
+    }
+
+    /// Reads every presence record into the routing table (one `SCAN` sweep and one `MGET`):
+    /// run by the sync thread, so requests never wait for Redis.
+    pub fn refresh_routes(&self) {
+        let wanted = self.routes.read().map(|r| r.is_some()).unwrap_or(false);
+        if !wanted {
+            return;
+        }
+        let me = self
+            .presence
+            .lock()
+            .map(|p| p.replica.clone())
+            .unwrap_or_default();
+        let Ok(records) = self.with_conn(read_presence) else {
+            return;
+        };
+        let mut table = Routes::default();
+        for (pool, replica, address) in records {
+            if replica != me && !address.is_empty() {
+                table
+                    .by_pool
+                    .entry(pool)
+                    .or_default()
+                    .push(Route { replica, address });
+            }
+        }
+        for routes in table.by_pool.values_mut() {
+            routes.sort_by(|a, b| a.replica.cmp(&b.replica));
+        }
+        if let Ok(mut routes) = self.routes.write() {
+            *routes = Some(table);
+        }
+    }
+
     /// Writes this replica's presence records: new and refreshed ones with their expiry, and
     /// removes those of pools it no longer holds (all of them once draining).
     pub fn refresh_presence(&self) {
@@ -217,10 +335,15 @@ impl Shared {
         let now = holding().unwrap_or_default();
         let key = |pool: &str| format!("{PRESENCE}:{pool}:{}", presence.replica);
         let mut pipe = redis::pipe();
+        let value = if presence.address.is_empty() {
+            "1".to_string()
+        } else {
+            presence.address.clone()
+        };
         for pool in &now {
             pipe.cmd("SET")
                 .arg(key(pool))
-                .arg("1")
+                .arg(&value)
                 .arg("PX")
                 .arg(PRESENCE_TTL.as_millis() as u64)
                 .ignore();
@@ -241,6 +364,9 @@ impl Shared {
     ) -> Result<T, SharedError> {
         let mut guard = self.conn.lock().map_err(|_| SharedError::Unreachable)?;
         if guard.is_none() {
+            if self.pausing() {
+                return Err(SharedError::Unreachable);
+            }
             *guard = Some(self.open().map_err(|e| self.failed(&e))?);
         }
         let Some(conn) = guard.as_mut() else {
@@ -266,7 +392,21 @@ impl Shared {
         Ok(conn)
     }
 
+    /// Whether a new connection must wait: after a failure, each replica pauses a random
+    /// 250–1 000 ms, so replicas restarted together do not all dial Redis at once.
+    fn pausing(&self) -> bool {
+        self.retry_at
+            .lock()
+            .map(|at| at.is_some_and(|at| Instant::now() < at))
+            .unwrap_or(false)
+    }
+
     fn failed(&self, error: &redis::RedisError) -> SharedError {
+        if let Ok(mut at) = self.retry_at.lock() {
+            *at = Some(
+                Instant::now() + jitter(Duration::from_millis(250), Duration::from_millis(1000)),
+            );
+        }
         self.reachable.store(false, Ordering::SeqCst);
         if once_a_minute(&self.outage_logged) {
             log::error!(target: "redis",
@@ -354,6 +494,7 @@ impl Shared {
                     shared.sync_once();
                     if tick % PRESENCE_EVERY_POLLS == 0 {
                         shared.refresh_presence();
+                        shared.refresh_routes();
                     }
                 }
             })
@@ -468,8 +609,54 @@ fn subscribe(shared: Weak<Shared>, kick: crossbeam_channel::Sender<()>) {
                 }
             }
         }
-        std::thread::sleep(Duration::from_secs(1));
+        std::thread::sleep(jitter(
+            Duration::from_millis(500),
+            Duration::from_millis(1500),
+        ));
     }
+}
+
+/// Every presence record: (pool, replica, peer address or "1").
+fn read_presence(c: &mut redis::Connection) -> redis::RedisResult<Vec<(String, String, String)>> {
+    let pattern = format!("{PRESENCE}:*");
+    let mut keys: Vec<String> = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query(c)?;
+        keys.extend(batch);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    // A record that lapsed between the sweep and the read comes back as nothing.
+    let values: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query(c)?;
+    let prefix = format!("{PRESENCE}:");
+    Ok(keys
+        .iter()
+        .zip(values)
+        .filter_map(|(key, value)| {
+            let (pool, replica) = key.strip_prefix(&prefix)?.rsplit_once(':')?;
+            Some((pool.to_string(), replica.to_string(), value?))
+        })
+        .collect())
+}
+
+/// A random duration between `low` and `high`.
+pub fn jitter(low: Duration, high: Duration) -> Duration {
+    let mut bytes = [0u8; 8];
+    let random = getrandom::getrandom(&mut bytes).map_or(0, |()| u64::from_le_bytes(bytes));
+    let span = high.saturating_sub(low).as_micros().max(1) as u64;
+    low + Duration::from_micros(random % span)
 }
 
 /// `true` at most once per [`LOG_OUTAGE_EVERY`] for the moment stored in `last`, which it

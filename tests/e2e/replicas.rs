@@ -1,7 +1,10 @@
 //! Several gateways sharing pools and callers through a real `redis-server` (started here on
 //! a private unix socket, no TCP port, stopped by PID): changes on one replica are in force
 //! on the others within a second, by pub/sub or by the polled version alone; a stopped or
-//! killed Redis leaves traffic going and changes refused with 503 until it is back.
+//! killed Redis leaves traffic going and changes refused with 503 until it is back; requests
+//! reaching a replica without an idle stream of their pool are forwarded, signed, over the
+//! peer port to one with streams, and a replica killed under load fails only what was in
+//! flight on it.
 
 use crate::support;
 
@@ -106,6 +109,29 @@ impl Redis {
     }
 }
 
+impl Redis {
+    /// Commands of every kind Redis has served, from `INFO commandstats`.
+    fn total_calls(&self) -> u64 {
+        let output = Command::new("redis-cli")
+            .arg("-s")
+            .arg(self.socket())
+            .args(["INFO", "commandstats"])
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|l| {
+                l.split_once(":calls=")?
+                    .1
+                    .split(',')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
+    }
+}
+
 /// `vcs-gateway` with `args` on the shared Redis; panics with its stderr on failure.
 fn cli(redis: &Redis, args: &[&str]) -> String {
     let output = Command::new(GATEWAY)
@@ -125,10 +151,22 @@ struct Replica {
     proc: Proc,
     agent_addr: String,
     api_addr: String,
+    /// The peer port, when started with one.
+    peer_addr: String,
 }
+
+/// The peer secret of the replicas in these tests.
+const PEER_SECRET: &str = "peer-secret-0123456789abcdef-0123456789";
+
+/// Flags that give a replica a peer port (its secret comes from the environment).
+const PEER: &[&str] = &["--peer-listen", "127.0.0.1:0"];
 
 impl Replica {
     fn start(redis: &Redis, id: &str, extra: &[&str]) -> Replica {
+        Replica::start_with(redis, id, extra, &[])
+    }
+
+    fn start_with(redis: &Redis, id: &str, extra: &[&str], env: &[(&str, &str)]) -> Replica {
         let mut command = Command::new(GATEWAY);
         command
             .args(["serve", "--redis", &redis.url(), "--replica-id", id])
@@ -139,9 +177,17 @@ impl Replica {
                 "127.0.0.1:0",
             ])
             .args(["--admin-token", ADMIN, "--queue-timeout", "5s"])
-            .args(extra);
+            .args(extra)
+            .env("VCS_GATEWAY_PEER_SECRET", PEER_SECRET)
+            .envs(env.iter().copied());
         let proc = Proc::spawn(command);
-        let address = |line: String| line.rsplit(' ').next().unwrap_or_default().to_string();
+        let address = |line: String| {
+            line.split(' ')
+                .skip_while(|w| *w != "on")
+                .nth(1)
+                .unwrap_or_default()
+                .to_string()
+        };
         let agent_addr = address(
             proc.out
                 .wait_for("agent port listening on", Duration::from_secs(10)),
@@ -150,11 +196,54 @@ impl Replica {
             proc.out
                 .wait_for("api port listening on", Duration::from_secs(10)),
         );
+        let peer_addr = if extra.contains(&"--peer-listen") {
+            address(
+                proc.out
+                    .wait_for("peer port listening on", Duration::from_secs(10)),
+            )
+        } else {
+            String::new()
+        };
         Replica {
             proc,
             agent_addr,
             api_addr,
+            peer_addr,
         }
+    }
+
+    /// One tunnel request whose echo names `marker`: (status, echoed target, request id).
+    fn echo(&self, pool: &str, secret: &str, marker: &str) -> (u16, String, String) {
+        self.echo_with(&bare_client(), pool, secret, marker)
+    }
+
+    /// [`Replica::echo`] on `client`'s kept connections.
+    fn echo_with(
+        &self,
+        client: &ureq::Agent,
+        pool: &str,
+        secret: &str,
+        marker: &str,
+    ) -> (u16, String, String) {
+        let response = client
+            .get(format!(
+                "http://{}/private/{pool}/api/v4/projects/group%2Frepo/repository/archive?do=echo&m={marker}",
+                self.api_addr
+            ))
+            .header(CALLER_HEADER, format!("Bearer {secret}"))
+            .call();
+        let Ok(response) = response else {
+            return (0, String::new(), String::new());
+        };
+        let status = response.status().as_u16();
+        let id = header_values(&response, "x-vcs-request-id").join(",");
+        let body = response.into_body().read_to_string().unwrap_or_default();
+        let echoed: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        (
+            status,
+            echoed["target"].as_str().unwrap_or_default().to_string(),
+            id,
+        )
     }
 
     /// An admin API call: (status, JSON body).
@@ -373,9 +462,12 @@ fn a_stopped_or_killed_redis_leaves_traffic_going_and_refuses_changes() {
     let mut redis = Redis::start();
     let secret = caller_secret(&redis);
     let upstream = Upstream::start();
-    let one = Replica::start(&redis, "one", &[]);
-    let three = Replica::start(&redis, "three", &[]);
+    let one = Replica::start(&redis, "one", PEER);
+    let three = Replica::start(&redis, "three", PEER);
     let _agent = pool_alpha_with_agent(&one, &upstream);
+    wait_until(Duration::from_secs(5), "three forwards to one", || {
+        three.get("alpha", &secret) == 200
+    });
 
     assert_eq!(one.health()["replica"]["redis_reachable"], true);
     redis.signal("STOP");
@@ -391,6 +483,8 @@ fn a_stopped_or_killed_redis_leaves_traffic_going_and_refuses_changes() {
         .contains("Redis is unreachable"));
     for _ in 0..20 {
         assert_eq!(one.get("alpha", &secret), 200);
+        // Forwarding goes on with the routing last read.
+        assert_eq!(three.get("alpha", &secret), 200);
     }
     redis.signal("CONT");
     redis.kill();
@@ -491,4 +585,513 @@ fn a_redis_restarted_empty_is_logged_once_a_minute_and_refilled_by_the_next_chan
         "the pools from before the loss are written back"
     );
     assert_eq!(redis.keys("vcs-gateway:pools").len(), 1);
+}
+
+/// The figures of `replica`'s `/healthz` `replica` object.
+fn peer_figures(replica: &Replica) -> (u64, u64, u64) {
+    let health = replica.health();
+    let figure = |name: &str| health["replica"][name].as_u64().unwrap_or(0);
+    (
+        figure("forwarded_in"),
+        figure("forwarded_out"),
+        figure("peer_errors"),
+    )
+}
+
+#[test]
+fn requests_reaching_replicas_without_streams_are_forwarded_to_the_one_with_them() {
+    let redis = Redis::start();
+    let secret = caller_secret(&redis);
+    let upstream = Upstream::start();
+    let one = Replica::start(&redis, "one", PEER);
+    let two = Replica::start(&redis, "two", PEER);
+    let three = Replica::start(&redis, "three", PEER);
+    let _agent = pool_alpha_with_agent(&one, &upstream);
+    assert_eq!((two.streams("alpha"), three.streams("alpha")), (0, 0));
+    // The routing table is read once a second.
+    wait_until(Duration::from_secs(5), "two and three forward", || {
+        two.echo("alpha", &secret, "warm").0 == 200 && three.echo("alpha", &secret, "warm").0 == 200
+    });
+
+    let before = redis.total_calls();
+    let started = std::time::Instant::now();
+    let mut last_id = String::new();
+    for i in 0..200 {
+        let replica = if i % 2 == 0 { &two } else { &three };
+        let marker = format!("r{i}");
+        let (status, target, id) = replica.echo("alpha", &secret, &marker);
+        assert_eq!(status, 200, "request {i}");
+        assert!(target.ends_with(&format!("m={marker}")), "{target}");
+        assert_eq!(id.len(), 26, "one request id: {id}");
+        last_id = id;
+    }
+    let (calls, seconds) = (
+        redis.total_calls() - before,
+        started.elapsed().as_secs_f64(),
+    );
+    // Three replicas poll and refresh presence and routing in the background, a handful of
+    // commands a second each; the 200 forwarded requests add none.
+    assert!(
+        (calls as f64) < 10.0 + 12.0 * seconds,
+        "{calls} Redis commands in {seconds:.1} s for 200 forwarded requests"
+    );
+    println!("{calls} Redis commands in {seconds:.1} s for 200 forwarded requests");
+    // One id, logged by the replica that received the request and the one that served it.
+    let needle = format!("id={last_id}");
+    let received = three.proc.out.wait_for(&needle, Duration::from_secs(5));
+    let served = one.proc.out.wait_for(&needle, Duration::from_secs(5));
+    assert!(received.contains("agent=replica:one"), "{received}");
+    assert!(
+        served.contains("status=200") && served.contains("caller=saas"),
+        "{served}"
+    );
+    let (forwarded_in, _, errors) = peer_figures(&one);
+    assert!(forwarded_in >= 202, "{forwarded_in}");
+    assert_eq!(errors, 0);
+    assert!(peer_figures(&two).1 >= 101 && peer_figures(&three).1 >= 101);
+    assert!(two
+        .metrics()
+        .contains("vcs_gateway_forwarded_out_total{replica=\"two\"}"));
+    // The replica holding streams serves its own requests locally.
+    assert_eq!(one.echo("alpha", &secret, "local").0, 200);
+    assert_eq!(peer_figures(&one).1, 0);
+}
+
+/// A raw HTTP/1.1 request on `addr`: the status code, 0 when the connection yields none.
+fn raw_status(addr: &str, request: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(addr).expect("connect");
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    tcp.write_all(request.as_bytes()).expect("write");
+    let mut answer = String::new();
+    let _ = tcp.read_to_string(&mut answer);
+    // The final status, after any `100 Continue`.
+    let status = answer
+        .trim_start_matches("HTTP/1.1 100 Continue\r\n\r\n")
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, answer)
+}
+
+/// A forwarded request as `from` would sign it with `secret`, `age_ms` old.
+fn peer_request(secret: &str, target: &str, age_ms: u64) -> String {
+    use vcs_agent::gateway::peer::sign;
+    let secret = sign::PeerSecret::new(vcs_agent::token::Secret::new(secret)).expect("secret");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    let signed = sign::Signed {
+        method: "GET",
+        target,
+        id: "01JAAAAAAAAAAAAAAAAAAAAAAA",
+        from: "two",
+        caller: "saas",
+        time_ms: now - age_ms,
+    };
+    let mut request = format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    for (name, value) in sign::headers(&secret, &signed) {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request + "\r\n"
+}
+
+#[test]
+fn the_peer_port_serves_only_signed_forwarded_requests_and_the_api_port_never_them() {
+    let redis = Redis::start();
+    let secret = caller_secret(&redis);
+    let upstream = Upstream::start();
+    let one = Replica::start(&redis, "one", PEER);
+    let _agent = pool_alpha_with_agent(&one, &upstream);
+    let target = "/private/alpha/api/v4/projects/group%2Frepo/repository/archive?do=echo";
+
+    // Signed with the replicas' secret: served.
+    let (status, answer) = raw_status(&one.peer_addr, &peer_request(PEER_SECRET, target, 0));
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.contains("01JAAAAAAAAAAAAAAAAAAAAAAA"), "{answer}");
+    // Unsigned, forged (another secret), too old, or changed after signing: refused.
+    let unsigned = format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
+    let forged = peer_request("another-secret-0123456789abcdef-987654", target, 0);
+    let old = peer_request(PEER_SECRET, target, 60_000);
+    let changed = peer_request(PEER_SECRET, target, 0).replace("do=echo", "do=hang");
+    for (what, request) in [
+        ("unsigned", &unsigned),
+        ("forged", &forged),
+        ("old", &old),
+        ("changed", &changed),
+    ] {
+        let (status, answer) = raw_status(&one.peer_addr, request);
+        assert_eq!(status, 403, "{what}: {answer}");
+        assert!(
+            answer.contains("signed with the peer secret"),
+            "{what}: {answer}"
+        );
+    }
+    one.proc
+        .out
+        .wait_for("does not match", Duration::from_secs(5));
+    assert_eq!(peer_figures(&one).2, 4);
+    // The peer port serves no api, panel or health; the api port takes a signed request as
+    // any other: without a caller's secret it is refused.
+    for path in ["/healthz", "/metrics", "/api/pools", "/"] {
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\n\r\n");
+        assert_eq!(raw_status(&one.peer_addr, &request).0, 403, "{path}");
+    }
+    let (status, answer) = raw_status(&one.api_addr, &peer_request(PEER_SECRET, target, 0));
+    assert_eq!(status, 401, "{answer}");
+    assert_eq!(one.get("alpha", &secret), 200);
+    let secret_seen = one.proc.out.text().contains(PEER_SECRET);
+    assert!(!secret_seen, "the peer secret reached the log");
+}
+
+#[test]
+fn a_replica_with_another_peer_secret_is_refused_and_a_weak_or_missing_secret_exits_2() {
+    let redis = Redis::start();
+    let secret = caller_secret(&redis);
+    let upstream = Upstream::start();
+    let one = Replica::start(&redis, "one", PEER);
+    let _agent = pool_alpha_with_agent(&one, &upstream);
+    let wrong = Replica::start_with(
+        &redis,
+        "wrong",
+        &["--peer-listen", "127.0.0.1:0", "--queue-timeout", "2s"],
+        &[(
+            "VCS_GATEWAY_PEER_SECRET",
+            "not-the-replicas-secret-0123456789abc",
+        )],
+    );
+    // Its forwards are refused (once it has read the routing table): requests wait out
+    // their queue timeout.
+    wait_until(Duration::from_secs(10), "a forward refused", || {
+        assert_eq!(wrong.echo("alpha", &secret, "x").0, 503);
+        peer_figures(&wrong).2 >= 1
+    });
+    one.proc
+        .out
+        .wait_for("signature does not match", Duration::from_secs(5));
+    wrong
+        .proc
+        .out
+        .wait_for("refused a forwarded request (403)", Duration::from_secs(5));
+    assert!(peer_figures(&wrong).2 >= 1);
+
+    for (env, flags, needle) in [
+        ("", vec!["--peer-listen", "127.0.0.1:0"], "--peer-secret"),
+        (
+            "short",
+            vec!["--peer-listen", "127.0.0.1:0"],
+            "--peer-secret",
+        ),
+        (
+            PEER_SECRET,
+            vec!["--peer-listen", "0.0.0.0:0"],
+            "--peer-advertise",
+        ),
+    ] {
+        let output = Command::new(GATEWAY)
+            .args(["serve", "--redis", &redis.url(), "--admin-token", ADMIN])
+            .args([
+                "--agent-listen",
+                "127.0.0.1:0",
+                "--api-listen",
+                "127.0.0.1:0",
+            ])
+            .args(&flags)
+            .env("VCS_GATEWAY_PEER_SECRET", env)
+            .output()
+            .expect("serve");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(needle), "{stderr}");
+        assert!(env.is_empty() || !stderr.contains(env), "{stderr}");
+    }
+}
+
+/// Callers and requests each for the load test with a replica killed midway.
+const CALLERS: usize = 64;
+const REQUESTS_EACH: usize = 2000;
+
+#[test]
+fn a_replica_killed_under_load_fails_only_the_requests_in_flight_on_it() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let redis = Redis::start();
+    let secret = caller_secret(&redis);
+    let upstream = Upstream::start();
+    // Access lines (two per forwarded request) stay out of the captured output.
+    let quiet = [("RUST_LOG", "info,front=warn")];
+    let start = |id: &str| Replica::start_with(&redis, id, PEER, &quiet);
+    let replicas = [start("one"), start("two"), start("three")];
+    let (status, created) = replicas[0].api("POST", "pools", r#"{"name":"alpha"}"#);
+    assert_eq!(status, 201, "{created}");
+    let token = replicas[0].token_here(created["token"].as_str().expect("token"));
+    let others = format!(
+        "ws://{},ws://{}",
+        replicas[1].agent_addr, replicas[2].agent_addr
+    );
+    let _agent = start_agent(&agent_env(
+        &token,
+        &format!("{}/gitlab", upstream.base()),
+        &[
+            ("SPACELIFT_VCS_AGENT_PARALLELISM", "6"),
+            ("SPACELIFT_VCS_AGENT_GATEWAY_URLS", &others),
+            ("RUST_LOG", "warn"),
+        ],
+    ));
+    wait_until(
+        Duration::from_secs(30),
+        "two streams on each replica",
+        || replicas.iter().all(|r| r.streams("alpha") == 2),
+    );
+    // Every replica has read the routing table: it knows the two others hold streams.
+    wait_until(Duration::from_secs(5), "routes on every replica", || {
+        replicas.iter().all(|r| {
+            r.health()["replica"]["routes"]["alpha"]
+                .as_array()
+                .map_or(0, Vec::len)
+                == 2
+        })
+    });
+
+    let (done, killed) = (AtomicUsize::new(0), AtomicBool::new(false));
+    let failures = std::sync::Mutex::new(Vec::new());
+    let victim = 1;
+    std::thread::scope(|scope| {
+        for c in 0..CALLERS {
+            let (replicas, secret, done, killed, failures) =
+                (&replicas, &secret, &done, &killed, &failures);
+            scope.spawn(move || {
+                let client = bare_client();
+                for k in 0..REQUESTS_EACH {
+                    let after_kill = killed.load(Ordering::SeqCst);
+                    let mut index = (c + k) % 3;
+                    if after_kill && index == victim {
+                        index = (index + 1) % 3;
+                    }
+                    let marker = format!("c{c}k{k}");
+                    let (status, target, _) =
+                        replicas[index].echo_with(&client, "alpha", secret, &marker);
+                    if status == 200 {
+                        assert!(
+                            target.ends_with(&format!("m={marker}")),
+                            "{marker}: {target}"
+                        );
+                    } else {
+                        failures
+                            .lock()
+                            .expect("failures")
+                            .push((c, k, index, status, after_kill));
+                    }
+                    done.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        }
+        wait_until(Duration::from_secs(300), "half the requests", || {
+            done.load(Ordering::SeqCst) >= CALLERS * REQUESTS_EACH / 2
+        });
+        replicas[victim].proc.signal("KILL");
+        killed.store(true, Ordering::SeqCst);
+    });
+    let failures = failures.into_inner().expect("failures");
+    println!(
+        "{} of {} requests failed: {failures:?}",
+        failures.len(),
+        CALLERS * REQUESTS_EACH
+    );
+    // Only requests in flight when the replica died: sent to it, or forwarded to it (502).
+    assert!(failures.len() <= CALLERS, "{failures:?}");
+    for (c, k, index, status, after_kill) in &failures {
+        assert!(
+            !after_kill,
+            "caller {c} request {k} started after the kill: {status}"
+        );
+        assert!(
+            *index == victim || *status == 502,
+            "caller {c} request {k} on {index}: {status}"
+        );
+    }
+    // Streams were often all busy on the replica a request reached: others served it.
+    let forwarded = peer_figures(&replicas[0]).1 + peer_figures(&replicas[2]).1;
+    assert!(forwarded > 0, "no request was forwarded");
+    println!("{forwarded} requests forwarded by the survivors");
+    // The agent's slots on the killed replica come back on the others.
+    wait_until(
+        Duration::from_secs(15),
+        "six streams on the survivors",
+        || replicas[0].streams("alpha") + replicas[2].streams("alpha") == 6,
+    );
+}
+
+#[test]
+fn rediss_with_a_private_ca_given_by_redis_ca() {
+    use support::tls::Ca;
+    let dir = TempDir::new("redis-tls");
+    let ca = Ca::new("redis test CA");
+    let (cert, key) = ca.leaf(&["127.0.0.1"]).write(&dir, "redis");
+    let ca_path = ca.write(&dir);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+        .to_string();
+    let mut command = Command::new("redis-server");
+    command
+        .args(["--port", "0", "--bind", "127.0.0.1", "--tls-port", &port])
+        .arg("--tls-cert-file")
+        .arg(&cert)
+        .arg("--tls-key-file")
+        .arg(&key)
+        .args(["--tls-auth-clients", "no", "--save", ""])
+        .arg("--dir")
+        .arg(&dir.0);
+    let _redis = Proc::spawn(command);
+    _redis
+        .out
+        .wait_for("eady to accept connections", Duration::from_secs(10));
+    let url = format!("rediss://127.0.0.1:{port}");
+    let run = |args: &[&str], ca: bool| {
+        let mut command = Command::new(GATEWAY);
+        command.args(args).args(["--redis", &url]);
+        if ca {
+            command.arg("--redis-ca").arg(&ca_path);
+        }
+        command.output().expect("vcs-gateway")
+    };
+    let created = run(&["pool", "create", "--name", "tls"], true);
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let listed = run(&["pool", "list"], true);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("tls"));
+    // Without the CA the server is not trusted: nothing is read, exit 2 naming --redis.
+    let refused = run(&["pool", "list"], false);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--redis"), "{stderr}");
+    // A replica serves over it.
+    let mut command = Command::new(GATEWAY);
+    command
+        .args(["serve", "--redis", &url, "--redis-ca"])
+        .arg(&ca_path)
+        .args([
+            "--agent-listen",
+            "127.0.0.1:0",
+            "--api-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--admin-token", ADMIN]);
+    let replica = Proc::spawn(command);
+    replica
+        .out
+        .wait_for("1 pools loaded", Duration::from_secs(10));
+}
+
+#[test]
+fn a_peer_without_a_free_stream_says_so_and_the_request_waits_for_one() {
+    let redis = Redis::start();
+    let secret = caller_secret(&redis);
+    let upstream = Upstream::start();
+    let one = Replica::start(&redis, "one", PEER);
+    let two = Replica::start(&redis, "two", PEER);
+    let (_, created) = one.api("POST", "pools", r#"{"name":"alpha"}"#);
+    let token = created["token"].as_str().expect("token").to_string();
+    let target = format!("{}/gitlab", upstream.base());
+    let _agent = start_agent(&agent_env(
+        &token,
+        &target,
+        &[("SPACELIFT_VCS_AGENT_PARALLELISM", "1")],
+    ));
+    wait_until(Duration::from_secs(15), "routes on two", || {
+        two.health()["replica"]["routes"]["alpha"] == serde_json::json!(["one"])
+    });
+    // The only stream is busy with a slow request.
+    let (api, bearer) = (one.api_addr.clone(), format!("Bearer {secret}"));
+    let slow = std::thread::spawn(move || {
+        bare_client()
+            .get(format!(
+                "http://{api}/private/alpha/api/v4/projects/group%2Frepo/repository/archive?do=sleep&n=1500"
+            ))
+            .header(CALLER_HEADER, bearer)
+            .call()
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    });
+    wait_until(Duration::from_secs(5), "the stream busy", || {
+        one.health()["pools"]["alpha"]["busy"] == 1
+    });
+    // Two forwards, hears "no free stream" at once, and tries again until it is free.
+    let started = std::time::Instant::now();
+    let (status, target, _) = two.echo("alpha", &secret, "waited");
+    assert_eq!(status, 200);
+    assert!(target.ends_with("m=waited"), "{target}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(slow.join().expect("slow request"), 200);
+    // Only the request that ran counts as forwarded; "no free stream" is no error.
+    assert_eq!(peer_figures(&one).0, 1);
+    assert_eq!(peer_figures(&two), (0, 1, 0));
+}
+
+#[test]
+fn forwarded_bodies_stream_both_ways_at_constant_memory() {
+    use support::upstream::{echo_pattern, Digest, PatternReader};
+    const MIB: u64 = 1024 * 1024;
+    let redis = Redis::start();
+    let secret = caller_secret(&redis);
+    let upstream = Upstream::start();
+    let one = Replica::start(&redis, "one", PEER);
+    let two = Replica::start(&redis, "two", PEER);
+    let _agent = pool_alpha_with_agent(&one, &upstream);
+    wait_until(Duration::from_secs(5), "two forwards", || {
+        two.get("alpha", &secret) == 200
+    });
+    let bearer = format!("Bearer {secret}");
+    let transfer = |len: u64, route: &str| {
+        let url = format!(
+            "http://{}/private/alpha/api/v4/projects/group%2Frepo/repository/archive.tar.gz?do={route}&n={len}",
+            two.api_addr
+        );
+        let response = bare_client()
+            .get(url)
+            .header(CALLER_HEADER, &bearer)
+            .call()
+            .expect("download");
+        assert_eq!(response.status(), 200);
+        let got = Digest::of_reader(response.into_body().into_reader()).expect("body");
+        let want = Digest::of_reader(PatternReader { pos: 0, len }).expect("pattern");
+        assert_eq!((got.0, got.1), (want.0, want.1), "{route} of {len} bytes");
+        let upload = bare_client()
+            .post(format!(
+                "http://{}/private/alpha/api/v4/projects/group%2Frepo/statuses/0123abc?do=echo",
+                two.api_addr
+            ))
+            .header(CALLER_HEADER, &bearer);
+        echo_pattern(upload, len / 4, "upload");
+    };
+    transfer(4 * MIB, "bytes");
+    transfer(4 * MIB, "chunked");
+    let (two_small, one_small) = (two.proc.peak_rss_kib(), one.proc.peak_rss_kib());
+    transfer(200 * MIB, "bytes");
+    transfer(100 * MIB, "chunked");
+    let (two_large, one_large) = (two.proc.peak_rss_kib(), one.proc.peak_rss_kib());
+    println!(
+        "peak RSS KiB: forwarding {two_small} -> {two_large}, serving {one_small} -> {one_large}"
+    );
+    assert!(
+        two_large < two_small + 8 * 1024,
+        "{two_small} -> {two_large} KiB"
+    );
+    assert!(
+        one_large < one_small + 8 * 1024,
+        "{one_small} -> {one_large} KiB"
+    );
+    assert!(peer_figures(&one).0 >= 8);
 }

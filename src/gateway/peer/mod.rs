@@ -1,0 +1,364 @@
+//! Forwarding between replicas (`serve --redis … --peer-listen ADDR --peer-secret …`).
+//!
+//! An agent stream serves the replica it is connected to. A request that reaches a replica
+//! with no idle stream of its pool is forwarded, over the peer port, to another replica that
+//! holds streams of it, the way GitLab's KAS forwards to the replica holding an agent's
+//! tunnel:
+//!
+//! - **Routing** comes from the presence records in Redis (`vcs-gateway:presence:<pool>:<replica>`,
+//!   whose value is the replica's peer address), read by the Redis thread once a second into
+//!   a table in memory ([`crate::gateway::shared::Shared::routes`]): a request never waits
+//!   for Redis (a lookup per request was what overloaded KAS's Redis), and while Redis is
+//!   unreachable the last table is used.
+//! - **One hop.** The receiving replica serves a forwarded request only from its own idle
+//!   streams and never forwards it again. Without a free stream it answers at once with a
+//!   distinct `503` ([`BUSY`]); the first replica then tries the next replica, its own queue,
+//!   and again, until the queue timeout.
+//! - **Never two agents.** The peer answers `100 Continue` once it holds a stream, before
+//!   anything reaches the agent; the first replica re-dispatches a request only when it got
+//!   no `100` (no free stream, peer unreachable or refused), so a request is never run twice.
+//! - **Signed.** Every forwarded request carries an HMAC over its method, target, id, sender,
+//!   caller and time ([`sign`]); the peer port refuses anything else, and it serves nothing
+//!   but forwarded requests, the api port never them.
+//! - **Constant memory.** Bodies go both ways in pieces of at most
+//!   [`crate::protocol::MAX_CHUNK`], on the caller's own thread on one side and the peer
+//!   connection's thread on the other, as for a local request.
+//!
+//! Connections between replicas are kept open (HTTP/1.1 keep-alive) and reused, so a
+//! forwarded request costs one round trip more than a local one, not a TCP handshake.
+
+pub mod client;
+pub mod server;
+pub mod sign;
+
+use crate::gateway::dispatch::{self, Refused, Served};
+use crate::gateway::hub::Hub;
+use crate::gateway::pool::Pool;
+use crate::gateway::request::{Caller, Job};
+use crate::gateway::shared::{Route, Shared};
+use crate::protocol::ErrorKind;
+use std::collections::HashMap;
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The header of the peer's answer saying it had no free stream (and took nothing).
+pub const BUSY: &str = "X-Vcs-Peer-Busy";
+
+/// How long a replica that could not be reached is not tried again.
+const DOWN_FOR: Duration = Duration::from_secs(1);
+
+/// Idle connections kept open to each other replica.
+const IDLE_PER_PEER: usize = 64;
+
+/// An idle connection to a peer is not reused after this (the peer closes its side later).
+const IDLE_REUSE: Duration = Duration::from_secs(30);
+
+/// Counters shown per replica in `/healthz` and `/metrics`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Requests this replica served for others from its own streams.
+    pub forwarded_in: AtomicU64,
+    /// Requests this replica forwarded to others (each try that reached a peer's stream).
+    pub forwarded_out: AtomicU64,
+    /// Peers unreachable, refusing, or lost mid-request; and refused peer requests.
+    pub errors: AtomicU64,
+}
+
+/// This replica's side of forwarding: its name, the shared secret, the routing table (in
+/// [`Shared`]), the connections kept open to the others, and the counters.
+pub struct Peers {
+    pub replica: String,
+    secret: sign::PeerSecret,
+    shared: Arc<Shared>,
+    idle: Mutex<HashMap<String, Vec<(client::PeerConn, Instant)>>>,
+    down: Mutex<HashMap<String, Instant>>,
+    turn: AtomicUsize,
+    pub counters: Counters,
+}
+
+impl std::fmt::Debug for Peers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Peers({})", self.replica)
+    }
+}
+
+impl Peers {
+    /// Forwarding for `replica`, reachable by the others at `address` (recorded in Redis).
+    pub fn new(
+        replica: &str,
+        address: &str,
+        secret: sign::PeerSecret,
+        shared: Arc<Shared>,
+    ) -> Arc<Peers> {
+        shared.keep_routes(address);
+        Arc::new(Peers {
+            replica: replica.to_string(),
+            secret,
+            shared,
+            idle: Mutex::new(HashMap::new()),
+            down: Mutex::new(HashMap::new()),
+            turn: AtomicUsize::new(0),
+            counters: Counters::default(),
+        })
+    }
+
+    /// The replicas to try for `pool`, in turn (each request starts at the next one), those
+    /// found unreachable within the last second left out.
+    pub fn routes(&self, pool: &str) -> Vec<Route> {
+        let mut routes = self.shared.routes(pool);
+        if let Ok(down) = self.down.lock() {
+            let now = Instant::now();
+            routes.retain(|r| down.get(&r.address).is_none_or(|until| *until <= now));
+        }
+        if !routes.is_empty() {
+            let start = self.turn.fetch_add(1, Ordering::Relaxed) % routes.len();
+            routes.rotate_left(start);
+        }
+        routes
+    }
+
+    /// Leaves `address` out of routing for a moment.
+    fn mark_down(&self, address: &str) {
+        if let Ok(mut down) = self.down.lock() {
+            down.insert(address.to_string(), Instant::now() + DOWN_FOR);
+        }
+    }
+
+    /// An idle connection to `address` kept from an earlier request, if any.
+    fn reuse(&self, address: &str) -> Option<client::PeerConn> {
+        let mut idle = self.idle.lock().ok()?;
+        let conns = idle.get_mut(address)?;
+        while let Some((conn, since)) = conns.pop() {
+            if since.elapsed() < IDLE_REUSE {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Keeps `conn` for the next request to `address`.
+    fn keep(&self, address: &str, conn: client::PeerConn) {
+        if let Ok(mut idle) = self.idle.lock() {
+            let conns = idle.entry(address.to_string()).or_default();
+            if conns.len() < IDLE_PER_PEER {
+                conns.push((conn, Instant::now()));
+            }
+        }
+    }
+
+    fn error(&self) {
+        self.counters.errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `(forwarded in, forwarded out, peer errors)`.
+    pub fn figures(&self) -> (u64, u64, u64) {
+        let c = &self.counters;
+        (
+            c.forwarded_in.load(Ordering::Relaxed),
+            c.forwarded_out.load(Ordering::Relaxed),
+            c.errors.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Opens a connection to a peer port (loopback or a private network: a second at most).
+fn connect(address: &str) -> std::io::Result<TcpStream> {
+    use std::net::ToSocketAddrs;
+    let mut last = std::io::Error::other("no address");
+    for addr in address.to_socket_addrs()? {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+            Ok(tcp) => {
+                let _ = tcp.set_nodelay(true);
+                return Ok(tcp);
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// The pause between rounds of tries while no stream anywhere is free, waiting on the local
+/// queue (which wakes the request at once when a stream of its own comes free): it starts at
+/// [`FIRST_PAUSE`] and grows fourfold up to [`MAX_PAUSE`], or, when this replica has streams of the
+/// pool (one of them soon free), up to [`MAX_PAUSE_WITH_STREAMS`], so that requests queued
+/// everywhere do not keep asking each other.
+pub const FIRST_PAUSE: Duration = Duration::from_millis(2);
+pub const MAX_PAUSE: Duration = Duration::from_millis(50);
+pub const MAX_PAUSE_WITH_STREAMS: Duration = Duration::from_millis(250);
+
+/// The pause after `pause` (see [`FIRST_PAUSE`]).
+pub fn next_pause(pause: Duration, local_streams: bool) -> Duration {
+    let ceiling = if local_streams {
+        MAX_PAUSE_WITH_STREAMS
+    } else {
+        MAX_PAUSE
+    };
+    (pause * 4).min(ceiling)
+}
+
+impl Peers {
+    /// Whether another replica is known to hold streams of `pool`.
+    pub fn has_routes(&self, pool: &str) -> bool {
+        !self.shared.routes(pool).is_empty()
+    }
+
+    /// Tries the replicas holding streams of `pool` in turn, each request starting at the
+    /// next; `None` when none took it (nothing reached an agent, the job is untouched).
+    fn forward_to_any(
+        &self,
+        pool: &str,
+        caller_name: &str,
+        job: &mut Job,
+        caller: &mut Caller,
+        settings: &crate::gateway::settings::Settings,
+    ) -> Option<Served> {
+        for route in self.routes(pool) {
+            match client::forward(self, &route, pool, caller_name, job, caller, settings) {
+                client::Forwarded::NotTaken => continue,
+                client::Forwarded::Done { reusable, record } => {
+                    return Some(Served::Exchanged { record, reusable })
+                }
+            }
+        }
+        None
+    }
+}
+
+/// The front's dispatch: an idle stream of this replica's at once, else (on a replica with a
+/// peer port) another replica's, else a short wait on the local queue, and again until the
+/// queue timeout. Without a peer port, or with no other replica holding streams of the pool,
+/// it is [`dispatch::serve_locally`].
+pub fn serve(
+    hub: &Hub,
+    pool: &Pool,
+    caller_name: &str,
+    job: &mut Job,
+    caller: &mut Caller,
+) -> Served {
+    let Some(peers) = hub.peers.get() else {
+        return dispatch::serve_locally(hub, pool, job, caller);
+    };
+    let name = pool.name();
+    let deadline = Instant::now() + hub.settings.queue_timeout;
+    let mut pause = FIRST_PAUSE;
+    loop {
+        if hub.is_draining() {
+            return Served::Refused(Refused::shutting_down());
+        }
+        if let Some(stream) = pool.idle.try_take() {
+            return dispatch::serve_on(hub, pool, stream, job, caller, deadline);
+        }
+        if !peers.has_routes(&name) || pool.is_closed() {
+            return dispatch::serve_until(hub, pool, job, caller, deadline);
+        }
+        if let Some(served) = peers.forward_to_any(&name, caller_name, job, caller, &hub.settings) {
+            return served;
+        }
+        if Instant::now() >= deadline {
+            let message = format!(
+                "all streams of pool \"{name}\", here and on the other replicas, stayed busy for {:?}",
+                hub.settings.queue_timeout
+            );
+            let reusable = job.body.rest.is_none();
+            return Served::Refused(Refused::new(ErrorKind::QueueTimeout, message, reusable));
+        }
+        let until = deadline.min(Instant::now() + pause);
+        pause = next_pause(pause, pool.streams.load(Ordering::SeqCst) > 0);
+        // A drain, or the pool's deletion, shuts the queue and wakes this at once.
+        pool.queued.fetch_add(1, Ordering::SeqCst);
+        let taken = pool.idle.take_until(until);
+        pool.queued.fetch_sub(1, Ordering::SeqCst);
+        if let Some(stream) = taken {
+            if hub.is_draining() {
+                stream.close("the gateway is shutting down");
+                continue;
+            }
+            return dispatch::serve_on(hub, pool, stream, job, caller, deadline);
+        }
+    }
+}
+
+impl Peers {
+    /// The counters for `/healthz`'s `replica` object, and the routing table (which other
+    /// replicas hold streams of which pool, as this one last read it).
+    pub fn health(&self) -> serde_json::Value {
+        let (forwarded_in, forwarded_out, errors) = self.figures();
+        serde_json::json!({
+            "forwarded_in": forwarded_in,
+            "forwarded_out": forwarded_out,
+            "peer_errors": errors,
+            "routes": self.shared.all_routes(),
+        })
+    }
+
+    /// The counters in `/metrics`, labelled with this replica's name.
+    pub fn render(&self, out: &mut crate::observe::prometheus::Exposition) {
+        let (forwarded_in, forwarded_out, errors) = self.figures();
+        let label = [("replica", self.replica.as_str())];
+        let families = [
+            (
+                "vcs_gateway_forwarded_in_total",
+                "Requests this replica served for other replicas from its own streams.",
+                forwarded_in,
+            ),
+            (
+                "vcs_gateway_forwarded_out_total",
+                "Requests this replica forwarded to another replica's streams.",
+                forwarded_out,
+            ),
+            (
+                "vcs_gateway_peer_errors_total",
+                "Other replicas unreachable, refusing or lost mid-request, and refused peer requests.",
+                errors,
+            ),
+        ];
+        for (name, help, value) in families {
+            out.family(name, "counter", help);
+            out.sample(name, &label, value);
+        }
+    }
+}
+
+/// What `serve --peer-listen` was given.
+pub struct PeerOptions {
+    pub listen: String,
+    /// The address other replicas reach this one at; the bound one when `None`.
+    pub advertise: Option<String>,
+    pub secret: sign::PeerSecret,
+}
+
+/// Binds the peer port, records its address with this replica's presence and starts
+/// forwarding; returns the bound address. Needs a replica (`serve --redis`).
+pub fn start(hub: &Arc<Hub>, options: PeerOptions) -> Result<std::net::SocketAddr, String> {
+    let (Some(shared), Some(replica)) = (hub.store.shared(), &hub.settings.replica_id) else {
+        return Err("--peer-listen needs --redis: forwarding is between replicas".into());
+    };
+    let listen = &options.listen;
+    let listener = std::net::TcpListener::bind(listen)
+        .map_err(|e| format!("--peer-listen {listen}: cannot bind: {e}"))?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    let advertise = match options.advertise {
+        Some(address) => {
+            use std::net::ToSocketAddrs;
+            address
+                .to_socket_addrs()
+                .map_err(|e| format!("--peer-advertise {address}: not HOST:PORT ({e})"))?;
+            address
+        }
+        None if bound.ip().is_unspecified() => {
+            return Err(format!(
+                "--peer-advertise is required when --peer-listen binds every address ({bound}): the address other replicas reach this one at"
+            ))
+        }
+        None => bound.to_string(),
+    };
+    let peers = Peers::new(replica, &advertise, options.secret, Arc::clone(shared));
+    hub.peers
+        .set(Arc::clone(&peers))
+        .map_err(|_| "--peer-listen: forwarding is already on".to_string())?;
+    server::serve(listener, Arc::clone(hub), peers)
+        .map_err(|e| format!("cannot start a listener thread: {e}"))?;
+    Ok(bound)
+}

@@ -1,0 +1,249 @@
+//! Signing of replica-to-replica requests: the peer port trusts a request only when it
+//! carries an HMAC-SHA256, made with the secret every replica shares, over its method,
+//! target, request id, sending replica, caller and a timestamp. A request signed more than
+//! [`WINDOW`] away from the receiver's clock is refused, so a captured request cannot be
+//! replayed later; the signature is compared in constant time.
+
+use crate::http1::RequestHead;
+use crate::token::Secret;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::time::Duration;
+use subtle::ConstantTimeEq;
+
+/// How far a request's timestamp may be from the receiver's clock.
+pub const WINDOW: Duration = Duration::from_secs(10);
+
+/// Shortest peer secret accepted: it is the only thing between the peer port and the
+/// agents of every pool.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// The request id (the same as the caller's `X-Vcs-Request-Id`).
+pub const ID: &str = "X-Vcs-Peer-Request-Id";
+/// Milliseconds since the Unix epoch when the request was signed.
+pub const TIME: &str = "X-Vcs-Peer-Time";
+/// The replica that forwarded the request.
+pub const FROM: &str = "X-Vcs-Peer-From";
+/// The caller the forwarding replica authenticated.
+pub const CALLER: &str = "X-Vcs-Peer-Caller";
+/// Hex HMAC-SHA256 over the request's method, target, id, sender, caller and time.
+pub const SIGNATURE: &str = "X-Vcs-Peer-Signature";
+
+/// Every header of the peer protocol starts with this; none of them reaches an agent.
+pub const PREFIX: &str = "x-vcs-peer-";
+
+/// The secret the replicas share; never shown (`Debug` prints `***`).
+#[derive(Debug, Clone)]
+pub struct PeerSecret(Secret);
+
+impl PeerSecret {
+    /// Checks strength; the message names the flag and its variable, never the value.
+    pub fn new(secret: Secret) -> Result<PeerSecret, String> {
+        let text = secret.expose();
+        if text.trim() != text || text.chars().any(char::is_whitespace) {
+            return Err(
+                "--peer-secret (or VCS_GATEWAY_PEER_SECRET) contains white space".to_string(),
+            );
+        }
+        let distinct: std::collections::BTreeSet<char> = text.chars().collect();
+        if text.chars().count() < MIN_SECRET_LEN || distinct.len() < 8 {
+            return Err(format!(
+                "--peer-secret (or VCS_GATEWAY_PEER_SECRET) is too weak: at least {MIN_SECRET_LEN} characters, not a repeated few (try: openssl rand -hex 32)"
+            ));
+        }
+        Ok(PeerSecret(secret))
+    }
+}
+
+/// What a signature covers.
+#[derive(Debug, Clone, Copy)]
+pub struct Signed<'a> {
+    pub method: &'a str,
+    pub target: &'a str,
+    pub id: &'a str,
+    pub from: &'a str,
+    pub caller: &'a str,
+    pub time_ms: u64,
+}
+
+/// Why the peer port refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("the request is not signed (peer headers missing)")]
+    Unsigned,
+    #[error("the signature's time is more than 10 s away from this replica's clock")]
+    Expired,
+    #[error("the signature does not match (another peer secret, or a forged request)")]
+    Forged,
+}
+
+/// The hex signature of `what`.
+pub fn sign(secret: &PeerSecret, what: &Signed) -> String {
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.0.expose().as_bytes()) else {
+        // HMAC takes keys of any length; this cannot happen.
+        return String::new();
+    };
+    let Signed {
+        method,
+        target,
+        id,
+        from,
+        caller,
+        time_ms,
+    } = what;
+    // Header values hold no line breaks, so the fields cannot run into one another.
+    mac.update(format!("{method}\n{target}\n{id}\n{from}\n{caller}\n{time_ms}").as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The signing headers for `what`, to add to the forwarded request.
+pub fn headers(secret: &PeerSecret, what: &Signed) -> Vec<(String, String)> {
+    vec![
+        (ID.into(), what.id.into()),
+        (TIME.into(), what.time_ms.to_string()),
+        (FROM.into(), what.from.into()),
+        (CALLER.into(), what.caller.into()),
+        (SIGNATURE.into(), sign(secret, what)),
+    ]
+}
+
+/// Checks a request that arrived on the peer port; on success returns what was signed.
+pub fn verify<'a>(
+    secret: &PeerSecret,
+    head: &'a RequestHead,
+    now_ms: u64,
+) -> Result<Signed<'a>, Refusal> {
+    let one = |name: &str| {
+        let mut values = head
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name));
+        match (values.next(), values.next()) {
+            (Some((_, value)), None) => Ok(value.as_str()),
+            _ => Err(Refusal::Unsigned),
+        }
+    };
+    let signature = one(SIGNATURE)?;
+    let time_ms: u64 = one(TIME)?.parse().map_err(|_| Refusal::Unsigned)?;
+    let what = Signed {
+        method: &head.method,
+        target: &head.target,
+        id: one(ID)?,
+        from: one(FROM)?,
+        caller: one(CALLER)?,
+        time_ms,
+    };
+    let expected = sign(secret, &what);
+    if !bool::from(expected.as_bytes().ct_eq(signature.as_bytes())) {
+        return Err(Refusal::Forged);
+    }
+    if now_ms.abs_diff(time_ms) > WINDOW.as_millis() as u64 {
+        return Err(Refusal::Expired);
+    }
+    Ok(what)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(text: &str) -> PeerSecret {
+        PeerSecret::new(Secret::new(text)).expect("a strong secret")
+    }
+
+    fn head(method: &str, target: &str, headers: Vec<(String, String)>) -> RequestHead {
+        RequestHead {
+            method: method.into(),
+            target: target.into(),
+            version: 1,
+            headers,
+        }
+    }
+
+    const STRONG: &str = "0123456789abcdef0123456789abcdef";
+
+    fn signed(time_ms: u64) -> Signed<'static> {
+        Signed {
+            method: "GET",
+            target: "/private/alpha/api/v4/projects",
+            id: "01JREQUEST",
+            from: "two",
+            caller: "saas",
+            time_ms,
+        }
+    }
+
+    #[test]
+    fn a_signed_request_passes_within_the_window() {
+        let s = secret(STRONG);
+        let what = signed(1_000_000);
+        let h = head("GET", what.target, headers(&s, &what));
+        assert!(verify(&s, &h, 1_000_000 + 9_000).is_ok());
+        assert!(verify(&s, &h, 1_000_000 - 9_000).is_ok());
+        assert_eq!(
+            verify(&s, &h, 1_000_000 + 11_000).unwrap_err(),
+            Refusal::Expired
+        );
+    }
+
+    #[test]
+    fn any_changed_field_or_secret_is_refused() {
+        let s = secret(STRONG);
+        let what = signed(5_000);
+        let signed_headers = headers(&s, &what);
+        let other_target = head(
+            "GET",
+            "/private/beta/api/v4/projects",
+            signed_headers.clone(),
+        );
+        assert_eq!(
+            verify(&s, &other_target, 5_000).unwrap_err(),
+            Refusal::Forged
+        );
+        let other_method = head("DELETE", what.target, signed_headers.clone());
+        assert_eq!(
+            verify(&s, &other_method, 5_000).unwrap_err(),
+            Refusal::Forged
+        );
+        let mut changed = signed_headers.clone();
+        changed[3].1 = "admin".into();
+        let other_caller = head("GET", what.target, changed);
+        assert_eq!(
+            verify(&s, &other_caller, 5_000).unwrap_err(),
+            Refusal::Forged
+        );
+        let wrong = secret("fedcba9876543210fedcba9876543210");
+        let h = head("GET", what.target, signed_headers);
+        assert_eq!(verify(&wrong, &h, 5_000).unwrap_err(), Refusal::Forged);
+    }
+
+    #[test]
+    fn unsigned_or_doubled_headers_are_refused() {
+        let s = secret(STRONG);
+        let h = head("GET", "/private/alpha/", vec![]);
+        assert_eq!(verify(&s, &h, 0).unwrap_err(), Refusal::Unsigned);
+        let what = signed(7);
+        let mut doubled = headers(&s, &what);
+        doubled.push((SIGNATURE.into(), "00".into()));
+        let h = head("GET", what.target, doubled);
+        assert_eq!(verify(&s, &h, 7).unwrap_err(), Refusal::Unsigned);
+    }
+
+    #[test]
+    fn weak_secrets_are_refused_without_showing_them() {
+        for weak in [
+            "short",
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "0123456789abcdef 0123456789abcdef",
+        ] {
+            let error = PeerSecret::new(Secret::new(weak)).unwrap_err();
+            assert!(error.starts_with("--peer-secret"), "{error}");
+            assert!(!error.contains(weak), "{error}");
+        }
+        assert!(format!("{:?}", secret(STRONG)).contains("***"));
+    }
+}
