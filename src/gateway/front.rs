@@ -19,8 +19,10 @@
 //!
 //! A tunnel request is a `Tunnel`: it admits the request (caller, scope, pool: all decided
 //! from the head), makes its [`Job`] (target, headers, the start of the body) and hands it to
-//! [`dispatch::serve_locally`], the one place a job gets a stream. Whatever ends it (a
-//! refusal, or the exchange's record) leaves one record, logged when the `Tunnel` is dropped.
+//! [`crate::gateway::peer::serve`]: [`dispatch::serve_locally`], the one place a job gets a
+//! stream, or on a replica with a peer port, another replica's stream when none here is idle.
+//! Whatever ends it (a refusal, or the exchange's record) leaves one record, logged when the
+//! `Tunnel` is dropped.
 
 use crate::gateway::callers;
 use crate::gateway::dispatch::{self, Refused, Served};

@@ -712,6 +712,10 @@ fn the_peer_port_serves_only_signed_forwarded_requests_and_the_api_port_never_th
     let (status, answer) = raw_status(&one.peer_addr, &peer_request(PEER_SECRET, target, 0));
     assert_eq!(status, 200, "{answer}");
     assert!(answer.contains("01JAAAAAAAAAAAAAAAAAAAAAAA"), "{answer}");
+    // The same signed request again: refused (each id is served once).
+    let (status, answer) = raw_status(&one.peer_addr, &peer_request(PEER_SECRET, target, 0));
+    assert_eq!(status, 403, "{answer}");
+    assert!(answer.contains("already served"), "{answer}");
     // Unsigned, forged (another secret), too old, or changed after signing: refused.
     let unsigned = format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
     let forged = peer_request("another-secret-0123456789abcdef-987654", target, 0);
@@ -733,7 +737,7 @@ fn the_peer_port_serves_only_signed_forwarded_requests_and_the_api_port_never_th
     one.proc
         .out
         .wait_for("does not match", Duration::from_secs(5));
-    assert_eq!(peer_figures(&one).2, 4);
+    assert_eq!(peer_figures(&one).2, 5);
     // The peer port serves no api, panel or health; the api port takes a signed request as
     // any other: without a caller's secret it is refused.
     for path in ["/healthz", "/metrics", "/api/pools", "/"] {

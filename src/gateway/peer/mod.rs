@@ -75,6 +75,8 @@ pub struct Peers {
     idle: Mutex<HashMap<String, Vec<(client::PeerConn, Instant)>>>,
     down: Mutex<HashMap<String, Instant>>,
     turn: AtomicUsize,
+    /// Request ids the peer port took (each runs once).
+    seen: sign::Seen,
     pub counters: Counters,
 }
 
@@ -100,6 +102,7 @@ impl Peers {
             idle: Mutex::new(HashMap::new()),
             down: Mutex::new(HashMap::new()),
             turn: AtomicUsize::new(0),
+            seen: sign::Seen::default(),
             counters: Counters::default(),
         })
     }

@@ -116,6 +116,20 @@ fn serve_one(head: RequestHead, mut caller: Caller, hub: &Hub, peers: &Peers) ->
     let Some((pool, stream)) = take(hub, &pool_name) else {
         return busy(caller, &peers.replica, &pool_name, &id, framing);
     };
+    if !peers.seen.first(&id, crate::clock::now_millis()) {
+        pool.give_back(stream);
+        peers.error();
+        log::warn!(target: "peer", "refused a request from {} on the peer port: request id {id} was already served (a replay)", caller.peer);
+        let message = "the peer port serves only requests signed with the peer secret, each once: this request id was already served";
+        let _ = write_error(
+            caller.conn.get_mut(),
+            Some(&id),
+            ErrorKind::Forbidden,
+            message,
+            false,
+        );
+        return None;
+    }
     // Taken: from here on the request is this replica's to answer.
     let Some(mut job) = accept(&mut caller, &head, &pool_name, id, framing) else {
         pool.give_back(stream);

@@ -2,12 +2,14 @@
 //! carries an HMAC-SHA256, made with the secret every replica shares, over its method,
 //! target, request id, sending replica, caller and a timestamp. A request signed more than
 //! [`WINDOW`] away from the receiver's clock is refused, so a captured request cannot be
-//! replayed later; the signature is compared in constant time.
+//! replayed later, and a request id is served once ([`Seen`]), so one captured within the
+//! window cannot be replayed either; the signature is compared in constant time.
 
 use crate::http1::RequestHead;
 use crate::token::Secret;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
 use subtle::ConstantTimeEq;
 
@@ -147,6 +149,48 @@ pub fn verify<'a>(
     Ok(what)
 }
 
+/// Request ids a peer port has taken within the last two windows, so a signed request runs
+/// once however often it is sent. Bounded: past [`Seen::MAX`] ids the oldest are forgotten.
+#[derive(Debug, Default)]
+pub struct Seen {
+    ids: std::sync::Mutex<Ids>,
+}
+
+/// The ids, and when each was taken, oldest first.
+#[derive(Debug, Default)]
+struct Ids {
+    set: HashSet<String>,
+    order: VecDeque<(u64, String)>,
+}
+
+impl Seen {
+    /// Ids remembered at most (a few tens of MiB at worst).
+    pub const MAX: usize = 500_000;
+
+    /// `true` the first time `id` is taken; `now_ms` prunes ids older than two windows (the
+    /// signature's time may be a window away from this clock either way).
+    pub fn first(&self, id: &str, now_ms: u64) -> bool {
+        let Ok(mut guard) = self.ids.lock() else {
+            return false;
+        };
+        let Ids { set, order } = &mut *guard;
+        let keep_from = now_ms.saturating_sub(2 * WINDOW.as_millis() as u64);
+        while let Some((at, _)) = order.front() {
+            if *at >= keep_from && order.len() < Self::MAX {
+                break;
+            }
+            if let Some((_, old)) = order.pop_front() {
+                set.remove(&old);
+            }
+        }
+        if !set.insert(id.to_string()) {
+            return false;
+        }
+        order.push_back((now_ms, id.to_string()));
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,6 +275,17 @@ mod tests {
         doubled.push((SIGNATURE.into(), "00".into()));
         let h = head("GET", what.target, doubled);
         assert_eq!(verify(&s, &h, 7).unwrap_err(), Refusal::Unsigned);
+    }
+
+    #[test]
+    fn an_id_is_taken_once_within_two_windows() {
+        let seen = Seen::default();
+        assert!(seen.first("a", 1_000));
+        assert!(!seen.first("a", 5_000));
+        assert!(seen.first("b", 5_000));
+        // Two windows later "a" is forgotten: its signature has long expired.
+        assert!(seen.first("c", 1_000 + 2 * WINDOW.as_millis() as u64 + 1));
+        assert!(seen.first("a", 1_000 + 2 * WINDOW.as_millis() as u64 + 1));
     }
 
     #[test]
