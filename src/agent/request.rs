@@ -14,7 +14,7 @@
 use crate::agent::slot::{Socket, StreamEnd};
 use crate::agent::Shared;
 use crate::agent::{forward, listing, projects, redirect};
-use crate::allowlist::{self, Allowed, BodyVerdict, Decision, Denied, Vendor};
+use crate::allowlist::{self, Allowed, BodyVerdict, Decision, DenialClass, Denied, Vendor};
 use crate::observe::access::Access;
 use crate::observe::metrics::{AgentMetrics, Observation};
 use crate::observe::{redact_headers, redact_target};
@@ -50,6 +50,8 @@ struct Record<'a> {
     bytes_out: u64,
     started: Instant,
     problem: Option<(ErrorKind, String)>,
+    /// What the allowlist's refusal was about, when it refused the request.
+    denial: Option<DenialClass>,
     /// Time until the VCS answered, when the request was forwarded.
     upstream: Option<Duration>,
     metrics: &'a AgentMetrics,
@@ -67,6 +69,7 @@ impl<'a> Record<'a> {
             bytes_out: 0,
             started: Instant::now(),
             problem: None,
+            denial: None,
             upstream: None,
             metrics,
         }
@@ -113,10 +116,7 @@ impl<'a> Record<'a> {
             rule: self.description,
             status: self.status,
             error: kind,
-            denial: match &self.problem {
-                Some((ErrorKind::Denied, reason)) => Some(reason),
-                _ => None,
-            },
+            denial: self.denial,
             bytes_in: self.bytes_in,
             bytes_out: self.bytes_out,
             upstream: self.upstream,
@@ -186,6 +186,12 @@ impl Answer<'_> {
         };
         record.fail(kind, reason);
         self.close_with(record, frame)
+    }
+
+    /// Answers with the allowlist's refusal, counted under its class.
+    fn deny(&mut self, mut record: Record, denied: Denied) -> Result<(), StreamEnd> {
+        record.denial = Some(denied.class);
+        self.refuse(record, ErrorKind::Denied, denied.reason)
     }
 
     /// Breaks off an answer whose head was sent.
@@ -325,7 +331,7 @@ pub fn handle(
             let mut body = RequestBody::new(socket, request.body, idle_limit(shared));
             body.skip_rest().map_err(StreamEnd::Lost)?;
             record.bytes_in = body.bytes;
-            return Answer { socket }.refuse(record, ErrorKind::Denied, denied.reason);
+            return Answer { socket }.deny(record, denied);
         }
     };
     record.description = allowed.description;
@@ -338,9 +344,9 @@ pub fn handle(
             record.inspected(verdict);
             Some(bytes)
         }
-        Inspected::Denied(reason, bytes_in) => {
+        Inspected::Denied(denied, bytes_in) => {
             record.bytes_in = bytes_in;
-            return Answer { socket }.refuse(record, ErrorKind::Denied, reason);
+            return Answer { socket }.deny(record, denied);
         }
     };
     let forwarded = forward_request(shared, socket, &allowed, whole.as_deref(), &mut record)?;
@@ -494,8 +500,8 @@ enum Inspected {
     Stream,
     /// Read whole and allowed: forward these bytes.
     Whole(Vec<u8>, BodyVerdict),
-    /// Denied with this reason; the body was consumed (this many bytes).
-    Denied(String, u64),
+    /// Denied; the body was consumed (this many bytes).
+    Denied(Denied, u64),
 }
 
 /// Reads a body the allowlist must inspect, at most [`allowlist::body::MAX_BODY`] bytes
@@ -515,7 +521,7 @@ fn read_for_inspection(
             // No body, no form to read (a GraphQL request without one is still denied below).
             Ok(Some(allowlist::Inspection::Form)) if !request.body => return Ok(Inspected::Stream),
             Ok(Some(inspection)) => Ok(inspection),
-            Err(denied) => Err(denied.reason),
+            Err(denied) => Err(denied),
         };
     let mut body = RequestBody::new(socket, request.body, idle_limit(shared));
     let mut whole = Vec::new();
@@ -527,14 +533,14 @@ fn read_for_inspection(
     body.skip_rest().map_err(StreamEnd::Lost)?;
     let inspection = match inspection {
         Ok(inspection) => inspection,
-        Err(reason) => return Ok(Inspected::Denied(reason, body.bytes)),
+        Err(denied) => return Ok(Inspected::Denied(denied, body.bytes)),
     };
     if whole.len() > allowlist::body::MAX_BODY {
-        return Ok(Inspected::Denied(inspection.too_large().reason, body.bytes));
+        return Ok(Inspected::Denied(inspection.too_large(), body.bytes));
     }
     Ok(match shared.allowlist.check_body(inspection, &whole) {
         Ok(verdict) => Inspected::Whole(whole, verdict),
-        Err(denied) => Inspected::Denied(denied.reason, body.bytes),
+        Err(denied) => Inspected::Denied(denied, body.bytes),
     })
 }
 
@@ -549,9 +555,9 @@ fn admit(shared: &Shared, request: &Request) -> Result<Allowed, Denied> {
     let mut allowed = match decision {
         Decision::Allowed(allowed) => allowed,
         Decision::ById(mut allowed, id) => {
-            let path = projects::resolve(shared, &id, &request.headers).map_err(Denied::new)?;
+            let path = projects::resolve(shared, &id, &request.headers).map_err(Denied::project)?;
             if !shared.allowlist.allows_project(&path) {
-                return Err(Denied::new(format!(
+                return Err(Denied::project(format!(
                     "project {path} (id {id}) is not allowed"
                 )));
             }
@@ -561,9 +567,9 @@ fn admit(shared: &Shared, request: &Request) -> Result<Allowed, Denied> {
     };
     // Projects a parameter names by id go through the same resolution.
     for (param, id) in std::mem::take(&mut allowed.param_ids) {
-        let path = projects::resolve(shared, &id, &request.headers).map_err(Denied::new)?;
+        let path = projects::resolve(shared, &id, &request.headers).map_err(Denied::project)?;
         if !shared.allowlist.allows_project(&path) {
-            return Err(Denied::new(format!(
+            return Err(Denied::project(format!(
                 "project {path} (id {id}, from {param}) is not allowed"
             )));
         }
@@ -660,6 +666,8 @@ fn answer_listing(
     let mut out = Answer { socket };
     let bytes = match filtered {
         Ok(bytes) => bytes,
+        // A listing that cannot be filtered is refused for what the request asked for.
+        Err((ErrorKind::Denied, reason)) => return out.deny(record, Denied::path(reason)),
         Err((kind, reason)) => return out.refuse(record, kind, reason),
     };
     headers.retain(|(name, _)| {

@@ -26,7 +26,7 @@ pub const MAX_BODY: usize = graphql::MAX_BODY;
 impl Inspection {
     /// The denial for a body over [`MAX_BODY`].
     pub fn too_large(self) -> Denied {
-        Denied::new(match self {
+        Denied::path(match self {
             Inspection::Graphql => format!(
                 "GraphQL body over {} KiB cannot be inspected",
                 MAX_BODY / 1024
@@ -86,7 +86,7 @@ impl Allowlist {
                     .get(..10)
                     .is_some_and(|p| p.eq_ignore_ascii_case("multipart/"))
                 {
-                    return Err(Denied::new("multipart bodies are not allowed"));
+                    return Err(Denied::path("multipart bodies are not allowed"));
                 }
                 form |= media.eq_ignore_ascii_case("application/x-www-form-urlencoded");
             }
@@ -94,7 +94,7 @@ impl Allowlist {
         };
         let encoded = named("content-encoding").any(|v| !v.eq_ignore_ascii_case("identity"));
         if inspection.is_some() && encoded {
-            return Err(Denied::new(
+            return Err(Denied::path(
                 "a body the agent must inspect may not carry a Content-Encoding",
             ));
         }
@@ -107,7 +107,7 @@ impl Allowlist {
             Inspection::Form => {
                 let text = String::from_utf8_lossy(body);
                 if Params::parse(Some(&text)).any_named(METHOD_PARAM) {
-                    return Err(Denied::new(
+                    return Err(Denied::method(
                         "method override parameter _method is not allowed",
                     ));
                 }

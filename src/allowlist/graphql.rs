@@ -252,12 +252,12 @@ impl<'de> serde::Deserialize<'de> for UniqueMap {
 /// Decides on one GraphQL body. `projects` is the project regex, `None` when unrestricted.
 pub fn inspect(body: &[u8], projects: Option<&Regex>) -> Result<Inspected, Denied> {
     let request: Body = serde_json::from_slice(body).map_err(|_| {
-        Denied::new("GraphQL body is not a JSON object with a query string and unique keys")
+        Denied::path("GraphQL body is not a JSON object with a query string and unique keys")
     })?;
     let query = request.query.as_str();
     let variables = request.variables.map(|v| v.0).unwrap_or_default();
     let doc: Doc = parse_query::<String>(query)
-        .map_err(|_| Denied::new("GraphQL document does not parse"))?
+        .map_err(|_| Denied::path("GraphQL document does not parse"))?
         .into_static();
     let fragments: HashMap<&str, &FragmentDefinition<'static, String>> = doc
         .definitions
@@ -330,7 +330,7 @@ impl<'d> Walker<'d> {
                 &m.selection_set,
             ),
             OperationDefinition::Subscription(_) => {
-                return Err(Denied::new("GraphQL subscriptions are not allowed"))
+                return Err(Denied::path("GraphQL subscriptions are not allowed"))
             }
         };
         self.variables = variables(definitions, given);
@@ -352,13 +352,13 @@ impl<'d> Walker<'d> {
     fn mutation(&self, top: &[&Field<'static, String>]) -> Result<(), Denied> {
         for field in top {
             if !MUTATIONS.iter().any(|(name, _)| *name == field.name) {
-                return Err(Denied::new(format!(
+                return Err(Denied::path(format!(
                     "GraphQL mutation {} is not allowed",
                     field.name
                 )));
             }
             if self.projects.is_some() {
-                return Err(Denied::new(format!(
+                return Err(Denied::path(format!(
                     "GraphQL mutation {} addresses its object by global id, which cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS",
                     field.name
                 )));
@@ -374,13 +374,13 @@ impl<'d> Walker<'d> {
         depth: usize,
     ) -> Result<Vec<&'d Field<'static, String>>, Denied> {
         if depth > MAX_DEPTH {
-            return Err(Denied::new("GraphQL fragments nested too deep"));
+            return Err(Denied::path("GraphQL fragments nested too deep"));
         }
         let mut fields = Vec::new();
         for item in &set.items {
             self.visits += 1;
             if self.visits > MAX_VISITS {
-                return Err(Denied::new("GraphQL document expands to too many fields"));
+                return Err(Denied::path("GraphQL document expands to too many fields"));
             }
             match item {
                 Selection::Field(f) => fields.push(f),
@@ -391,7 +391,7 @@ impl<'d> Walker<'d> {
                     let fragment = self
                         .fragments
                         .get(s.fragment_name.as_str())
-                        .ok_or_else(|| Denied::new("GraphQL fragment is not defined"))?;
+                        .ok_or_else(|| Denied::path("GraphQL fragment is not defined"))?;
                     fields.extend(self.top_fields(&fragment.selection_set, depth + 1)?);
                 }
             }
@@ -406,7 +406,7 @@ impl<'d> Walker<'d> {
     }
 
     fn unchecked(&self, field: &Field<'static, String>) -> Denied {
-        Denied::new(format!(
+        Denied::path(format!(
             "GraphQL field {} cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS",
             field.name
         ))
@@ -491,14 +491,14 @@ impl<'d> Walker<'d> {
             (Some(login), Some(name)) => format!("{login}/{name}"),
             _ if self.projects.is_none() => return Ok(None),
             _ => {
-                return Err(Denied::new(
+                return Err(Denied::path(
                     "GraphQL repository without a literal or variable owner and name cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS",
                 ))
             }
         };
         match self.projects {
             Some(re) if !re.is_match(&project) => {
-                Err(Denied::new(format!("project {project} is not allowed")))
+                Err(Denied::project(format!("project {project} is not allowed")))
             }
             _ => Ok(Some(project)),
         }

@@ -280,27 +280,27 @@ impl Canonical {
 /// with its segments; it is never rewritten.
 pub fn canonicalize(target: &str) -> Result<Canonical, Denied> {
     if !target.starts_with('/') {
-        return Err(Denied::new(if has_scheme(target) {
+        return Err(Denied::path(if has_scheme(target) {
             "absolute-form target"
         } else {
             "target does not start with /"
         }));
     }
     if target.contains('#') {
-        return Err(Denied::new("fragment in target"));
+        return Err(Denied::path("fragment in target"));
     }
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (target, None),
     };
     if path.len() > MAX_PATH_LEN {
-        return Err(Denied::new(format!(
+        return Err(Denied::path(format!(
             "path longer than {MAX_PATH_LEN} bytes"
         )));
     }
     if let Some(q) = query {
         if q.len() > MAX_QUERY_LEN {
-            return Err(Denied::new(format!(
+            return Err(Denied::path(format!(
                 "query longer than {MAX_QUERY_LEN} bytes"
             )));
         }
@@ -316,7 +316,7 @@ pub fn canonicalize(target: &str) -> Result<Canonical, Denied> {
     for (i, raw) in parts.into_iter().enumerate() {
         if raw.is_empty() {
             if i != last {
-                return Err(Denied::new("empty segment in path"));
+                return Err(Denied::path("empty segment in path"));
             }
             segments.push(Segment {
                 raw: String::new(),
@@ -377,7 +377,7 @@ fn check_path_bytes(path: &[u8]) -> Result<(), Denied> {
             b if b.is_ascii_alphanumeric() => continue,
             _ => "invalid character in path",
         };
-        return Err(Denied::new(reason));
+        return Err(Denied::path(reason));
     }
     Ok(())
 }
@@ -394,10 +394,10 @@ fn check_query_bytes(query: &[u8]) -> Result<(), Denied> {
             }
             _ => continue,
         };
-        return Err(Denied::new(reason));
+        return Err(Denied::path(reason));
     }
     if std::str::from_utf8(&decode(query)).is_err() {
-        return Err(Denied::new("percent-encoding in query is not UTF-8"));
+        return Err(Denied::path("percent-encoding in query is not UTF-8"));
     }
     Ok(())
 }
@@ -413,11 +413,11 @@ fn check_segment(raw: &str) -> Result<Segment, Denied> {
     while has_escape(&level) {
         depth += 1;
         if depth > MAX_DECODE_DEPTH {
-            return Err(Denied::new("percent-encoding nested too deep in path"));
+            return Err(Denied::path("percent-encoding nested too deep in path"));
         }
         level = decode(&level);
         if count_slashes(&level) > slashes {
-            return Err(Denied::new("double-encoded slash in path"));
+            return Err(Denied::path("double-encoded slash in path"));
         }
         check_level(&level)?;
     }
@@ -438,14 +438,14 @@ fn check_level(bytes: &[u8]) -> Result<(), Denied> {
     // Overlong forms, surrogates and stray continuation bytes are all invalid UTF-8, and a
     // server may read them as `/` or `.`.
     if std::str::from_utf8(bytes).is_err() {
-        return Err(Denied::new("percent-encoding in path is not UTF-8"));
+        return Err(Denied::path("percent-encoding in path is not UTF-8"));
     }
     for piece in bytes.split(|&b| b == b'/') {
         if piece.is_empty() {
-            return Err(Denied::new("empty segment in path"));
+            return Err(Denied::path("empty segment in path"));
         }
         if piece.iter().all(|&b| b == b'.') {
-            return Err(Denied::new("dot segment in path"));
+            return Err(Denied::path("dot segment in path"));
         }
     }
     for &b in bytes {
@@ -455,7 +455,7 @@ fn check_level(bytes: &[u8]) -> Result<(), Denied> {
             b';' => "semicolon in path",
             _ => continue,
         };
-        return Err(Denied::new(reason));
+        return Err(Denied::path(reason));
     }
     Ok(())
 }

@@ -244,17 +244,52 @@ pub enum Decision {
     ById(Allowed, ProjectId),
 }
 
+/// What a denial is about: the class the agent counts it under. Set where the denial is
+/// made, so a reason can be reworded without moving it to another class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DenialClass {
+    /// A project (or a project id) the project regex refuses, or an id that could not be
+    /// resolved to a project.
+    Project,
+    /// No rule of the vendor's table allows the method and path.
+    NoRule,
+    /// A method that is never allowed or not a valid token, or a header or parameter that
+    /// would make the VCS run another method.
+    Method,
+    /// Anything else about the request: its target, a path-override header, its body, a
+    /// GraphQL document, a listing answer that cannot be filtered.
+    Path,
+}
+
 /// A request the allowlist refuses, with a short reason safe to log and to return.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denied {
+    pub class: DenialClass,
     pub reason: String,
 }
 
 impl Denied {
-    pub(crate) fn new(reason: impl Into<String>) -> Denied {
+    pub(crate) fn new(class: DenialClass, reason: impl Into<String>) -> Denied {
         Denied {
+            class,
             reason: reason.into(),
         }
+    }
+
+    pub(crate) fn project(reason: impl Into<String>) -> Denied {
+        Denied::new(DenialClass::Project, reason)
+    }
+
+    pub(crate) fn no_rule(reason: impl Into<String>) -> Denied {
+        Denied::new(DenialClass::NoRule, reason)
+    }
+
+    pub(crate) fn method(reason: impl Into<String>) -> Denied {
+        Denied::new(DenialClass::Method, reason)
+    }
+
+    pub(crate) fn path(reason: impl Into<String>) -> Denied {
+        Denied::new(DenialClass::Path, reason)
     }
 }
 
@@ -335,14 +370,14 @@ impl Allowlist {
         let canonical = self.precheck(method, target)?;
         let params = query::Params::parse(canonical.query());
         if params.any_named(query::METHOD_PARAM) {
-            return Err(Denied::new(
+            return Err(Denied::method(
                 "method override parameter _method is not allowed",
             ));
         }
         for rule in &self.inner.rules {
             if let Some(m) = rule.matches(method, &canonical) {
                 if m.foreign_ref && self.restricted() {
-                    return Err(Denied::new(
+                    return Err(Denied::path(
                         "a ref in another repository (owner:branch) cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS",
                     ));
                 }
@@ -375,21 +410,22 @@ impl Allowlist {
         has_body: bool,
     ) -> Result<Decision, Denied> {
         let overrides = [
-            ("method", &METHOD_OVERRIDE_HEADERS[..]),
-            ("path", &PATH_OVERRIDE_HEADERS[..]),
+            ("method", DenialClass::Method, &METHOD_OVERRIDE_HEADERS[..]),
+            ("path", DenialClass::Path, &PATH_OVERRIDE_HEADERS[..]),
         ];
-        for (what, names) in overrides {
+        for (what, class, names) in overrides {
             if let Some(name) = headers.iter().find_map(|(name, _)| {
                 let lower = name.to_ascii_lowercase();
                 names.iter().find(|h| **h == lower)
             }) {
-                return Err(Denied::new(format!(
-                    "{what} override header {name} is not allowed"
-                )));
+                return Err(Denied::new(
+                    class,
+                    format!("{what} override header {name} is not allowed"),
+                ));
             }
         }
         if has_body && (method == "GET" || method == "HEAD") {
-            return Err(Denied::new(format!(
+            return Err(Denied::path(format!(
                 "a {method} request may not carry a body"
             )));
         }
@@ -413,7 +449,7 @@ impl Allowlist {
             }
         }
         if rule.unscoped && self.inner.projects.is_some() {
-            return Err(Denied::new(format!(
+            return Err(Denied::path(format!(
                 "{} names no repository, so it cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS",
                 rule.description
             )));
@@ -457,7 +493,7 @@ impl Allowlist {
     /// One project against the regex; `param` names the query parameter it came from.
     pub fn project_allowed(&self, project: &str, param: Option<&str>) -> Result<(), Denied> {
         match &self.inner.projects {
-            Some(re) if !re.is_match(project) => Err(Denied::new(match param {
+            Some(re) if !re.is_match(project) => Err(Denied::project(match param {
                 Some(param) => format!("project {project} (from {param}) is not allowed"),
                 None => format!("project {project} is not allowed"),
             })),
@@ -487,10 +523,10 @@ impl Allowlist {
                 .any(|r| r.rule.methods.contains(&Method::Options))
         };
         if NEVER_ALLOWED.contains(&method) || (method == "OPTIONS" && !options_somewhere()) {
-            return Err(Denied::new(format!("method {method} is never allowed")));
+            return Err(Denied::method(format!("method {method} is never allowed")));
         }
         if !is_token(method) {
-            return Err(Denied::new("invalid method"));
+            return Err(Denied::method("invalid method"));
         }
         canonicalize(target)
     }
@@ -500,9 +536,9 @@ impl Allowlist {
             s.encoded_slash && !matcher::encoded_position(&self.inner.rules, canonical, i)
         });
         if stray_slash {
-            return Denied::new("encoded slash outside a project or ref segment");
+            return Denied::path("encoded slash outside a project or ref segment");
         }
-        Denied::new(format!("no rule allows {method} {}", canonical.path()))
+        Denied::no_rule(format!("no rule allows {method} {}", canonical.path()))
     }
 }
 
@@ -511,12 +547,12 @@ fn settle(decision: Decision) -> Result<Allowed, Denied> {
     match decision {
         Decision::Allowed(allowed) if !allowed.param_ids.is_empty() => {
             let (param, id) = &allowed.param_ids[0];
-            Err(Denied::new(format!(
+            Err(Denied::project(format!(
                 "project {id} (from {param}) is not allowed"
             )))
         }
         Decision::Allowed(allowed) => Ok(allowed),
-        Decision::ById(_, id) => Err(Denied::new(format!("project {id} is not allowed"))),
+        Decision::ById(_, id) => Err(Denied::project(format!("project {id} is not allowed"))),
     }
 }
 

@@ -1463,3 +1463,171 @@ fn listings_are_marked() {
         .unwrap();
     assert!(!allowed.listing);
 }
+
+/// Each class, with the denials that belong to it: the reason, and the class set where
+/// the denial is made. A denial moved to another class fails here.
+fn assert_classes(class: DenialClass, denials: Vec<(Result<impl fmt::Debug, Denied>, &str)>) {
+    for (result, reason) in denials {
+        let denied = result.expect_err(reason);
+        assert_eq!(denied.reason, reason);
+        assert_eq!(denied.class, class, "{reason}");
+    }
+}
+
+fn form_check(list: &Allowlist, body: &[u8]) -> Result<BodyVerdict, Denied> {
+    list.check_body(Inspection::Form, body)
+}
+
+#[test]
+fn project_denials_are_classed_project() {
+    let github = restricted(Vendor::GithubEnterprise, "acme/.*");
+    let gitlab = restricted(Vendor::Gitlab, "group/.*");
+    let compare = "/api/v4/projects/group%2Frepo/repository/compare?from=a&to=b&from_project_id=";
+    assert_classes(
+        DenialClass::Project,
+        vec![
+            (
+                github.check("GET", "/api/v3/repos/other/secret"),
+                "project other/secret is not allowed",
+            ),
+            (
+                gitlab.check("GET", "/api/v4/projects/5"),
+                "project 5 is not allowed",
+            ),
+            (
+                gitlab.check("GET", &format!("{compare}other%2Fx")),
+                "project other/x (from from_project_id) is not allowed",
+            ),
+            (
+                gitlab.check("GET", &format!("{compare}6")),
+                "project 6 (from from_project_id) is not allowed",
+            ),
+        ],
+    );
+    let gql = graphql(
+        &github,
+        r#"{ repository(owner: "other", name: "secret") { id } }"#,
+        serde_json::Value::Null,
+    );
+    assert_classes(
+        DenialClass::Project,
+        vec![(gql, "project other/secret is not allowed")],
+    );
+}
+
+#[test]
+fn unmatched_requests_are_classed_no_rule() {
+    let list = open(Vendor::Gitlab);
+    assert_classes(
+        DenialClass::NoRule,
+        vec![
+            (
+                list.check("GET", "/admin/secrets"),
+                "no rule allows GET /admin/secrets",
+            ),
+            (
+                list.check("DELETE", "/api/v4/projects/group%2Frepo"),
+                "no rule allows DELETE /api/v4/projects/group%2Frepo",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn method_denials_and_overrides_are_classed_method() {
+    let list = open(Vendor::Gitlab);
+    let status = "/api/v4/projects/5/statuses/0123456789abcdef0123456789abcdef01234567";
+    let header = [("X-HTTP-Method-Override".to_string(), "DELETE".to_string())];
+    assert_classes(
+        DenialClass::Method,
+        vec![
+            (
+                list.check("TRACE", "/api/v4/projects"),
+                "method TRACE is never allowed",
+            ),
+            (list.check("GE T", "/api/v4/projects"), "invalid method"),
+            (
+                list.check("POST", &format!("{status}?_method=DELETE")),
+                "method override parameter _method is not allowed",
+            ),
+            (
+                list.check_request("POST", status, &header, false),
+                "method override header x-http-method-override is not allowed",
+            ),
+        ],
+    );
+    assert_classes(
+        DenialClass::Method,
+        vec![(
+            form_check(&list, b"state=success&_method=DELETE"),
+            "method override parameter _method is not allowed",
+        )],
+    );
+}
+
+#[test]
+fn target_header_and_body_denials_are_classed_path() {
+    let gitlab = open(Vendor::Gitlab);
+    let github = restricted(Vendor::GithubEnterprise, "acme/.*");
+    let azure = restricted(Vendor::AzureDevops, "acme/.*");
+    let rewrite = [("X-Original-URL".to_string(), "/admin".to_string())];
+    assert_classes(
+        DenialClass::Path,
+        vec![
+            (gitlab.check("GET", "/api/v4/projects/a/../b"), "dot segment in path"),
+            (gitlab.check("GET", "http://x/api"), "absolute-form target"),
+            (
+                gitlab.check("GET", "/api/v4/projects/group%2Frepo/x%2Fy/z"),
+                "encoded slash outside a project or ref segment",
+            ),
+            (
+                gitlab.check_request("GET", "/api/v4/projects", &rewrite, false),
+                "path override header x-original-url is not allowed",
+            ),
+            (
+                gitlab.check_request("GET", "/api/v4/projects", &[], true),
+                "a GET request may not carry a body",
+            ),
+            (
+                github.check("GET", "/api/v3/repos/acme/infra/compare/main...other:main"),
+                "a ref in another repository (owner:branch) cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS",
+            ),
+            (
+                azure.check("GET", "/acme/platform/_apis/git/pullRequests/21"),
+                "Get pull request by id (project-wide) names no repository, so it cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS",
+            ),
+        ],
+    );
+    assert_classes(
+        DenialClass::Path,
+        vec![
+            (
+                graphql(&github, "{ viewer { issues { totalCount } } }", serde_json::Value::Null),
+                "GraphQL field issues cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS",
+            ),
+            (
+                graphql(&github, "subscription { x }", serde_json::Value::Null),
+                "GraphQL subscriptions are not allowed",
+            ),
+        ],
+    );
+    let status = "/api/v4/projects/5/statuses/0123456789abcdef0123456789abcdef01234567";
+    let allowed = gitlab.check("POST", status).unwrap();
+    let multipart = [(
+        "Content-Type".to_string(),
+        "multipart/form-data; boundary=x".to_string(),
+    )];
+    assert_classes(
+        DenialClass::Path,
+        vec![
+            (
+                gitlab.body_inspection("POST", &allowed, &multipart),
+                "multipart bodies are not allowed",
+            ),
+            (
+                Err(Inspection::Graphql.too_large()),
+                "GraphQL body over 256 KiB cannot be inspected",
+            ),
+        ],
+    );
+}

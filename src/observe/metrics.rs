@@ -3,10 +3,12 @@
 //! Recording happens once per request, when its access line is written, and costs a few
 //! relaxed atomic adds plus one short uncontended lock on a small map. Label values are
 //! bounded on purpose: rule descriptions are `&'static str` from the allowlist tables, error
-//! kinds are a fixed enum, and denial reasons (free text that names paths and projects) are
-//! folded into a handful of classes by [`denial_class`].
+//! kinds are a fixed enum, and a denial is counted under its [`DenialClass`] (set by the
+//! allowlist where the denial is made), never by its reason, which is free text naming paths
+//! and projects.
 
 use super::prometheus::{Exposition, LATENCY_BUCKETS};
+use crate::allowlist::DenialClass;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -50,13 +52,13 @@ impl Histogram {
 
 /// What one finished request adds to the counters.
 #[derive(Debug, Clone, Copy)]
-pub struct Observation<'a> {
+pub struct Observation {
     pub rule: &'static str,
     pub status: Option<u16>,
     /// Error kind when the request failed.
     pub error: Option<&'static str>,
-    /// The denial reason, when the allowlist refused it.
-    pub denial: Option<&'a str>,
+    /// What the refusal was about, when the allowlist refused the request.
+    pub denial: Option<DenialClass>,
     pub bytes_in: u64,
     pub bytes_out: u64,
     /// Time until the VCS answered (or failed), when the request reached it.
@@ -88,16 +90,13 @@ fn snapshot<K: Ord + Clone>(map: &Mutex<BTreeMap<K, u64>>) -> Vec<(K, u64)> {
         .unwrap_or_default()
 }
 
-/// Folds a denial reason into a bounded label value.
-pub fn denial_class(reason: &str) -> &'static str {
-    if reason.starts_with("project ") {
-        "project"
-    } else if reason.starts_with("no rule allows") {
-        "no_rule"
-    } else if reason.starts_with("method ") || reason == "invalid method" {
-        "method"
-    } else {
-        "path"
+/// The `reason` label a denial class is counted under.
+pub fn denial_label(class: DenialClass) -> &'static str {
+    match class {
+        DenialClass::Project => "project",
+        DenialClass::NoRule => "no_rule",
+        DenialClass::Method => "method",
+        DenialClass::Path => "path",
     }
 }
 
@@ -107,8 +106,8 @@ impl AgentMetrics {
         if let Some(kind) = o.error {
             bump(&self.errors, kind);
         }
-        if let Some(reason) = o.denial {
-            bump(&self.denials, denial_class(reason));
+        if let Some(class) = o.denial {
+            bump(&self.denials, denial_label(class));
         }
         self.bytes_in.fetch_add(o.bytes_in, Ordering::Relaxed);
         self.bytes_out.fetch_add(o.bytes_out, Ordering::Relaxed);
@@ -247,13 +246,34 @@ fn write_streams(out: &mut Exposition, connected: usize, busy: usize, configured
 mod tests {
     use super::*;
 
+    /// The labels are what dashboards and alerts select on: each class keeps its own.
     #[test]
-    fn denial_reasons_fold_into_few_classes() {
-        assert_eq!(denial_class("project evil/repo is not allowed"), "project");
-        assert_eq!(denial_class("no rule allows GET /admin"), "no_rule");
-        assert_eq!(denial_class("method TRACE is never allowed"), "method");
-        assert_eq!(denial_class("invalid method"), "method");
-        assert_eq!(denial_class("dot segment in path"), "path");
+    fn each_denial_class_is_counted_under_its_label() {
+        let m = AgentMetrics::default();
+        let classes = [
+            (DenialClass::Project, "project", 1),
+            (DenialClass::NoRule, "no_rule", 2),
+            (DenialClass::Method, "method", 3),
+            (DenialClass::Path, "path", 4),
+        ];
+        for (class, _, times) in classes {
+            for _ in 0..times {
+                m.observe(&Observation {
+                    rule: "-",
+                    status: Some(403),
+                    error: Some("denied"),
+                    denial: Some(class),
+                    bytes_in: 0,
+                    bytes_out: 0,
+                    upstream: None,
+                });
+            }
+        }
+        let text = m.render(0, 0, 1);
+        for (_, label, times) in classes {
+            let line = format!("vcs_agent_denials_total{{reason=\"{label}\"}} {times}\n");
+            assert!(text.contains(&line), "missing {line:?} in:\n{text}");
+        }
     }
 
     #[test]
@@ -272,7 +292,7 @@ mod tests {
             rule: "-",
             status: Some(403),
             error: Some("denied"),
-            denial: Some("project evil/x is not allowed"),
+            denial: Some(DenialClass::Project),
             bytes_in: 0,
             bytes_out: 0,
             upstream: None,

@@ -300,3 +300,86 @@ fn resolve(base: &str, reference: &str) -> String {
     }
     format!("{}/{rest}", dir.join("/"))
 }
+
+/// The value of the agent's `/metrics` sample line that starts with `series`.
+fn agent_sample(metrics: &str, series: &str) -> Option<f64> {
+    let scrape = client()
+        .get(metrics)
+        .call()
+        .ok()?
+        .into_body()
+        .read_to_string()
+        .ok()?;
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Denials the agent makes after the allowlist's check (an id that does not resolve, a
+/// listing it cannot filter) are counted under their class like the allowlist's own.
+#[test]
+fn denials_are_counted_by_class() {
+    let Tunnel { agent, gateway, .. } = Tunnel::options("classes")
+        .upstream(Upstream::with_routes(gitlab_projects))
+        .agent_env(&[
+            ("SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS", "group/.*"),
+            ("SPACELIFT_VCS_AGENT_METRICS_ADDR", "127.0.0.1:0"),
+        ])
+        .start();
+    let line = agent.out.wait_for(
+        "health and metrics endpoint listening on",
+        Duration::from_secs(10),
+    );
+    let metrics = format!("http://{}/metrics", line.rsplit(' ').next().unwrap_or(""));
+    let override_header = ("X-HTTP-Method-Override", "DELETE");
+    let requests = [
+        (
+            "/api/v4/projects/7/repository/branches",
+            None,
+            "project id 7 could not be resolved: the VCS answered 404 to the lookup",
+        ),
+        (
+            "/api/v4/projects/6/repository/branches",
+            None,
+            "project other/secret (id 6) is not allowed",
+        ),
+        (
+            "/api/v4/projects?gzip=1",
+            None,
+            "the listing answer is compressed and cannot be filtered",
+        ),
+        (
+            "/api/v4/projects",
+            Some(override_header),
+            "method override header x-http-method-override is not allowed",
+        ),
+        ("/admin/secrets", None, "no rule allows GET /admin/secrets"),
+    ];
+    for (target, header, reason) in requests {
+        let mut call = client().get(gateway.url("classes", target));
+        if let Some((name, value)) = header {
+            call = call.header(name, value);
+        }
+        let (status, kind, error) = error_kind(call.call().unwrap());
+        assert_eq!(
+            (status, kind.as_str(), error.as_str()),
+            (403, "denied", reason)
+        );
+    }
+    let counts = [
+        ("project", 2.0),
+        ("path", 1.0),
+        ("method", 1.0),
+        ("no_rule", 1.0),
+    ];
+    wait_until(
+        Duration::from_secs(10),
+        "the denials counted by class",
+        || {
+            counts.iter().all(|(class, n)| {
+                let series = format!("vcs_agent_denials_total{{reason=\"{class}\"}}");
+                agent_sample(&metrics, &series) == Some(*n)
+            })
+        },
+    );
+}

@@ -57,6 +57,35 @@ fn next_request(agent: &mut tungstenite::WebSocket<TcpStream>) -> String {
     }
 }
 
+/// A fake agent stream of pool `evil` given one caller's request: the stream, the caller
+/// (its answer when joined) and an answer head for that request with `status`, `headers`
+/// and `body`, for the test to send.
+fn forge(
+    gateway: &Gateway,
+    token: &str,
+    status: u16,
+    headers: protocol::Headers,
+    body: bool,
+) -> (
+    tungstenite::WebSocket<TcpStream>,
+    std::thread::JoinHandle<String>,
+    Message,
+) {
+    let mut agent = fake_agent(gateway, token);
+    gateway.wait_streams("evil", 1);
+    let caller = call(gateway);
+    let id = next_request(&mut agent);
+    let head = Control::Response {
+        id,
+        status,
+        headers,
+        body,
+        rule: None,
+        project: None,
+    };
+    (agent, caller, head.to_message())
+}
+
 #[test]
 fn forged_answer_heads_never_reach_the_caller() {
     let gateway = Gateway::start(&[]);
@@ -71,19 +100,8 @@ fn forged_answer_heads_never_reach_the_caller() {
         (700, vec![("X-Evil".into(), "pwned".into())]),
     ];
     for (status, headers) in forged {
-        let mut agent = fake_agent(&gateway, &token);
-        gateway.wait_streams("evil", 1);
-        let caller = call(&gateway);
-        let id = next_request(&mut agent);
-        let head = Control::Response {
-            id,
-            status,
-            headers,
-            body: false,
-            rule: None,
-            project: None,
-        };
-        agent.send(head.to_message()).unwrap();
+        let (mut agent, caller, head) = forge(&gateway, &token, status, headers, false);
+        agent.send(head).unwrap();
         let answer = caller.join().unwrap();
         assert!(
             answer.starts_with("HTTP/1.1 502"),
@@ -97,19 +115,8 @@ fn forged_answer_heads_never_reach_the_caller() {
         gateway.wait_streams("evil", 0);
     }
     // A body for a status that has none (204 claiming a body) is refused, the stream dropped.
-    let mut agent = fake_agent(&gateway, &token);
-    gateway.wait_streams("evil", 1);
-    let caller = call(&gateway);
-    let id = next_request(&mut agent);
-    let head = Control::Response {
-        id,
-        status: 204,
-        headers: vec![],
-        body: true,
-        rule: None,
-        project: None,
-    };
-    agent.write(head.to_message()).unwrap();
+    let (mut agent, caller, head) = forge(&gateway, &token, 204, vec![], true);
+    agent.write(head).unwrap();
     agent
         .send(Message::binary(
             b"HTTP/1.1 200 OK\r\nX-Smuggled: pwned\r\n\r\n".to_vec(),
