@@ -21,6 +21,11 @@ pub use fixture::Tunnel;
 pub const GATEWAY: &str = env!("CARGO_BIN_EXE_vcs-gateway");
 pub const AGENT: &str = env!("CARGO_BIN_EXE_vcs-agent");
 
+/// How long a process may take to start listening, or an agent to connect its streams: the
+/// whole suite runs in one process on a small machine, often beside other builds. Only a
+/// failure waits this long.
+const START: Duration = Duration::from_secs(30);
+
 /// Reads an HTTP head (request or response) from a raw connection, up to its blank line.
 pub fn read_head(reader: &mut impl BufRead) -> String {
     let mut head = String::new();
@@ -307,14 +312,8 @@ impl Gateway {
             .envs(env.iter().copied());
         let proc = Proc::spawn(command);
         let address = |line: String| line.rsplit(' ').next().unwrap_or_default().to_string();
-        let agent_addr = address(
-            proc.out
-                .wait_for("agent port listening on", Duration::from_secs(10)),
-        );
-        let api_addr = address(
-            proc.out
-                .wait_for("api port listening on", Duration::from_secs(10)),
-        );
+        let agent_addr = address(proc.out.wait_for("agent port listening on", START));
+        let api_addr = address(proc.out.wait_for("api port listening on", START));
         let given = extra
             .windows(2)
             .find(|pair| pair[0] == "--admin-token")
@@ -422,11 +421,9 @@ impl Gateway {
     }
 
     pub fn wait_streams(&self, pool: &str, streams: u64) {
-        wait_until(
-            Duration::from_secs(15),
-            &format!("{streams} streams in pool {pool}"),
-            || self.pool_state(pool).1 == streams,
-        );
+        wait_until(START, &format!("{streams} streams in pool {pool}"), || {
+            self.pool_state(pool).1 == streams
+        });
     }
 }
 
