@@ -191,10 +191,18 @@ impl Shared {
         });
         match shared.poll() {
             Ok(_) => Ok(shared),
-            Err(SharedError::Unreachable) => Err(format!(
-                "--redis: cannot reach Redis at {}",
-                shared.url_shown
-            )),
+            Err(SharedError::Unreachable) => {
+                // Why, in one more try: refused, timed out, or (rediss://) not trusted. The
+                // error names the address and the cause, never the password.
+                let why = match shared.open() {
+                    Err(e) => format!(" ({e})"),
+                    Ok(_) => String::new(),
+                };
+                Err(format!(
+                    "--redis: cannot reach Redis at {}{why}",
+                    shared.url_shown
+                ))
+            }
             Err(e) => Err(format!("--redis: {e}")),
         }
     }

@@ -748,6 +748,8 @@ fn the_peer_port_serves_only_signed_forwarded_requests_and_the_api_port_never_th
     let (status, answer) = raw_status(&one.api_addr, &peer_request(PEER_SECRET, target, 0));
     assert_eq!(status, 401, "{answer}");
     assert_eq!(one.get("alpha", &secret), 200);
+    // Refusals of one kind are logged once every 5 s, not once each.
+    assert_eq!(one.proc.out.count("is not signed"), 1);
     let secret_seen = one.proc.out.text().contains(PEER_SECRET);
     assert!(!secret_seen, "the peer secret reached the log");
 }
@@ -976,7 +978,10 @@ fn rediss_with_a_private_ca_given_by_redis_ca() {
     let refused = run(&["pool", "list"], false);
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("--redis"), "{stderr}");
+    assert!(
+        stderr.contains("--redis") && stderr.contains("certificate"),
+        "{stderr}"
+    );
     // A replica serves over it.
     let mut command = Command::new(GATEWAY);
     command

@@ -49,6 +49,9 @@ pub const BUSY: &str = "X-Vcs-Peer-Busy";
 /// How long a replica that could not be reached is not tried again.
 const DOWN_FOR: Duration = Duration::from_secs(1);
 
+/// Refused peer requests of one kind are logged at most this often.
+const LOG_REFUSALS_EVERY: Duration = Duration::from_secs(5);
+
 /// Idle connections kept open to each other replica.
 const IDLE_PER_PEER: usize = 64;
 
@@ -77,6 +80,8 @@ pub struct Peers {
     turn: AtomicUsize,
     /// Request ids the peer port took (each runs once).
     seen: sign::Seen,
+    /// Per kind of refused peer request: when it was last logged, and how many since.
+    refusals: Mutex<HashMap<&'static str, (Option<Instant>, u64)>>,
     pub counters: Counters,
 }
 
@@ -103,6 +108,7 @@ impl Peers {
             down: Mutex::new(HashMap::new()),
             turn: AtomicUsize::new(0),
             seen: sign::Seen::default(),
+            refusals: Mutex::new(HashMap::new()),
             counters: Counters::default(),
         })
     }
@@ -149,6 +155,30 @@ impl Peers {
                 conns.push((conn, Instant::now()));
             }
         }
+    }
+
+    /// Logs a refused peer request: the first of each kind at once, then at most one line per
+    /// kind every [`LOG_REFUSALS_EVERY`] with how many were refused meanwhile, so a flood of
+    /// bad requests cannot flood the log.
+    fn log_refused(&self, kind: &'static str, from: std::net::SocketAddr, why: &str) {
+        let Ok(mut refusals) = self.refusals.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        let entry = refusals.entry(kind).or_insert((None, 0));
+        if entry
+            .0
+            .is_some_and(|last| now.duration_since(last) < LOG_REFUSALS_EVERY)
+        {
+            entry.1 += 1;
+            return;
+        }
+        let more = match std::mem::take(&mut entry.1) {
+            0 => String::new(),
+            n => format!(" ({n} more {kind} ones since the last line)"),
+        };
+        entry.0 = Some(now);
+        log::warn!(target: "peer", "refused a request from {from} on the peer port: {why}{more}");
     }
 
     fn error(&self) {

@@ -81,7 +81,7 @@ fn serve_one(head: RequestHead, mut caller: Caller, hub: &Hub, peers: &Peers) ->
         Ok(signed) => signed,
         Err(refusal) => {
             peers.error();
-            log::warn!(target: "peer", "refused a request from {} on the peer port: {refusal}", caller.peer);
+            peers.log_refused(refusal.kind(), caller.peer, &refusal.to_string());
             let message = format!(
                 "the peer port serves only requests signed with the peer secret: {refusal}"
             );
@@ -119,7 +119,8 @@ fn serve_one(head: RequestHead, mut caller: Caller, hub: &Hub, peers: &Peers) ->
     if !peers.seen.first(&id, crate::clock::now_millis()) {
         pool.give_back(stream);
         peers.error();
-        log::warn!(target: "peer", "refused a request from {} on the peer port: request id {id} was already served (a replay)", caller.peer);
+        let why = format!("request id {id} was already served (a replay)");
+        peers.log_refused("replayed", caller.peer, &why);
         let message = "the peer port serves only requests signed with the peer secret, each once: this request id was already served";
         let _ = write_error(
             caller.conn.get_mut(),

@@ -79,6 +79,17 @@ pub enum Refusal {
     Forged,
 }
 
+impl Refusal {
+    /// A short name, for counting refusals of each kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Refusal::Unsigned => "unsigned",
+            Refusal::Expired => "expired",
+            Refusal::Forged => "forged",
+        }
+    }
+}
+
 /// The hex signature of `what`.
 pub fn sign(secret: &PeerSecret, what: &Signed) -> String {
     let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.0.expose().as_bytes()) else {
