@@ -156,10 +156,17 @@ pub fn probe_path(vendor: Vendor) -> &'static str {
 fn vcs(config: &AgentConfig) -> Outcome {
     let url = config.target.url_for(probe_path(config.vendor));
     let (_, client) = crate::agent::legs(config)?;
-    let builder = forward::build("GET", &url, &Vec::new())?;
     let started = Instant::now();
-    let response = forward::send(&client, builder, None, &config.target.authority)
-        .map_err(|e| format!("GET {url}: {}", e.message))?;
+    let none = forward::Payload::None;
+    let response = forward::send(
+        &client,
+        "GET",
+        &url,
+        &Vec::new(),
+        none,
+        &config.target.authority,
+    )
+    .map_err(|e| format!("GET {url}: {}", e.message))?;
     Ok(format!(
         "GET {url} answered {} in {} ms (reachable; the check sends no credentials, so 401 or 403 is fine)",
         response.status().as_u16(),

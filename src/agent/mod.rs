@@ -14,6 +14,7 @@ pub mod projects;
 pub mod redirect;
 pub mod request;
 pub mod slot;
+pub mod upstream;
 
 use crate::allowlist::Allowlist;
 use crate::config::{AgentConfig, BaseEndpoint};

@@ -165,9 +165,13 @@ pub fn resolve(shared: &Shared, id: &ProjectId, caller: &Headers) -> Result<Stri
     headers.push(("Accept".into(), "application/json".into()));
     let url = shared.config.target.url_for(&id.lookup);
     let authority = &shared.config.target.authority;
-    let builder = forward::build("GET", &url, &headers).map_err(failed)?;
-    let response =
-        forward::send(&shared.http, builder, None, authority).map_err(|e| failed(e.message))?;
+    let none = forward::Payload::None;
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let response = forward::send(&shared.http, "GET", &url, &headers, none, authority)
+        .map_err(|e| failed(e.message))?;
     let status = response.status().as_u16();
     if status != 200 {
         return Err(failed(format!("the VCS answered {status} to the lookup")));
@@ -175,7 +179,6 @@ pub fn resolve(shared: &Shared, id: &ProjectId, caller: &Headers) -> Result<Stri
     let mut text = Vec::new();
     response
         .into_body()
-        .into_reader()
         .take(LOOKUP_LIMIT + 1)
         .read_to_end(&mut text)
         .map_err(|e| failed(forward::classify_read(&e, authority).message))?;

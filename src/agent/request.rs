@@ -5,8 +5,9 @@
 //! leaves on the same socket through an [`Answer`] (head, body pieces, end, or an error or abort
 //! instead). What the access line says is gathered in a [`Record`] that writes the line when it
 //! is dropped, so every way out of [`handle`] (answers, refusals, a gateway that went away, a
-//! panic) writes it exactly once. A request body is pulled from the socket as ureq reads it; the
-//! response body is read from ureq in [`MAX_CHUNK`] pieces, so memory does not grow with it.
+//! panic) writes it exactly once. A request body is pulled from the socket as the upstream
+//! client sends it; the response body is read in [`MAX_CHUNK`] pieces, so memory does not
+//! grow with it.
 //! Cancellation needs no extra thread: when the caller goes away the gateway closes the
 //! WebSocket, the next write here fails, and the upstream connection is dropped with the reader.
 
@@ -24,7 +25,7 @@ use std::io::{self, Read};
 use std::time::{Duration, Instant};
 use tungstenite::{Bytes, Message};
 
-type Response = ureq::http::Response<ureq::Body>;
+use forward::Response;
 
 /// A `request` frame's fields.
 pub struct Request {
@@ -216,7 +217,7 @@ fn cancelled(record: &mut Record, e: tungstenite::Error) -> StreamEnd {
     StreamEnd::Cancelled
 }
 
-/// Pulls the request body out of the socket as ureq reads it.
+/// Pulls the request body out of the socket as the upstream client sends it.
 struct RequestBody<'a> {
     socket: &'a mut Socket,
     piece: Bytes,
@@ -355,7 +356,7 @@ pub fn handle(
     }
 }
 
-/// Sends the request to the VCS; the body streams from the socket while ureq writes it
+/// Sends the request to the VCS; the body streams from the socket while it is written
 /// upstream (or goes as read for inspection, byte for byte). `Err` when the stream broke.
 fn forward_request(
     shared: &Shared,
@@ -370,34 +371,34 @@ fn forward_request(
     } else {
         shared.config.target.url_for(&request.target)
     };
-    let mut headers = protocol::end_to_end(request.headers.iter().cloned());
+    let pairs = request
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()));
+    let mut headers = protocol::end_to_end_refs(pairs);
     if filters(shared, allowed) {
         // A compressed listing could not be read: ask for it plain (see `listing`).
         headers.retain(|(name, _)| !name.eq_ignore_ascii_case("accept-encoding"));
-        headers.push(("Accept-Encoding".into(), "identity".into()));
+        headers.push(("Accept-Encoding", "identity"));
     }
     let streamed = request.body && whole.is_none();
     let mut body = RequestBody::new(socket, streamed, idle_limit(shared));
-    let mut whole_reader = whole;
     let asked = Instant::now();
     let outcome = {
-        let reader: Option<&mut dyn Read> = match whole_reader.as_mut() {
-            Some(bytes) => Some(bytes),
-            None if streamed => Some(&mut body),
-            None => None,
+        let payload = match whole {
+            Some(bytes) => forward::Payload::Bytes(bytes),
+            None if streamed => forward::Payload::Stream(&mut body),
+            None => forward::Payload::None,
         };
-        match forward::build(&request.method, &url, &headers) {
-            Ok(builder) => forward::send(
-                &shared.http,
-                builder,
-                reader,
-                &shared.config.target.authority,
-            ),
-            Err(message) => Err(forward::UpstreamError {
-                kind: ErrorKind::BadRequest,
-                message,
-            }),
-        }
+        let authority = &shared.config.target.authority;
+        forward::send(
+            &shared.http,
+            &request.method,
+            &url,
+            &headers,
+            payload,
+            authority,
+        )
     };
     record.upstream = Some(asked.elapsed());
     // The gateway writes the whole body before it reads an answer: consume it first.
@@ -441,7 +442,7 @@ fn answer(
 
 /// The answer's end-to-end headers, with redirects into the VCS pointed back at the tunnel.
 fn answer_headers(shared: &Shared, request: &Request, status: u16, response: &Response) -> Headers {
-    let mut headers = protocol::end_to_end(forward::response_headers(response.headers()));
+    let mut headers = forward::response_headers(response.headers());
     let bases = [&shared.config.target, shared.codeload_base()];
     redirect::rewrite(status, &mut headers, &request.target, &bases);
     if shared.config.debug_print_all {
@@ -465,10 +466,10 @@ fn stream_body(
 ) -> Result<(), StreamEnd> {
     let length = response
         .headers()
-        .get(ureq::http::header::CONTENT_LENGTH)
+        .get(ureq_proto::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    let mut reader = response.into_body().into_reader();
+    let mut reader = response.into_body();
     loop {
         match reader.read(buffer) {
             Ok(0) => {
@@ -586,9 +587,7 @@ fn filters(shared: &Shared, allowed: &Allowed) -> bool {
 /// VCS connection into something else, and the others only announce one. Whatever reaches
 /// us as the final status is refused here, so the caller gets a `502` that says why and the
 /// stream stays usable (the gateway drops a stream that relays a 1xx).
-fn final_answer(
-    response: ureq::http::Response<ureq::Body>,
-) -> Result<ureq::http::Response<ureq::Body>, forward::UpstreamError> {
+fn final_answer(response: Response) -> Result<Response, forward::UpstreamError> {
     let status = response.status();
     if !status.is_informational() {
         return Ok(response);
@@ -616,7 +615,7 @@ fn response_head(record: &Record, status: u16, headers: Headers, body: bool) -> 
 
 /// A listing answer read whole, at most [`listing::LIMIT`] bytes and not compressed.
 fn read_listing(
-    response: ureq::http::Response<ureq::Body>,
+    response: Response,
     headers: &Headers,
     authority: &str,
 ) -> Result<Vec<u8>, (ErrorKind, String)> {
@@ -630,12 +629,7 @@ fn read_listing(
     }
     let mut bytes = Vec::new();
     let limit = listing::LIMIT as u64;
-    if let Err(e) = response
-        .into_body()
-        .into_reader()
-        .take(limit + 1)
-        .read_to_end(&mut bytes)
-    {
+    if let Err(e) = response.into_body().take(limit + 1).read_to_end(&mut bytes) {
         let error = forward::classify_read(&e, authority);
         return Err((error.kind, error.message));
     }
@@ -711,9 +705,9 @@ mod tests {
     #[test]
     fn informational_statuses_are_not_answers() {
         let answer = |status: u16| {
-            let response = ureq::http::Response::builder()
+            let response = ureq_proto::http::Response::builder()
                 .status(status)
-                .body(ureq::Body::builder().data(""))
+                .body(forward::Body::empty())
                 .expect("response");
             final_answer(response).map(|r| r.status().as_u16())
         };

@@ -138,20 +138,8 @@ pub fn run(shared: &Shared, index: usize) {
                 }
                 match end {
                     StreamEnd::Closed if shared.is_draining() => break,
-                    StreamEnd::Closed => {
-                        warn!("slot {index}: the gateway closed the stream; dialing again")
-                    }
-                    StreamEnd::Lost(reason) => {
-                        warn!("slot {index}: stream lost: {reason}; dialing again")
-                    }
-                    StreamEnd::Cancelled => {
-                        debug!("slot {index}: request cancelled by the gateway; dialing again");
-                        continue;
-                    }
-                    StreamEnd::Retired => {
-                        debug!("slot {index}: stream reached its maximum age; dialing again");
-                        continue;
-                    }
+                    end if redial_at_once(index, &end) => continue,
+                    _ => {}
                 }
             }
             Err(DialError::Unauthorized(reason)) => {
@@ -179,6 +167,23 @@ pub fn run(shared: &Shared, index: usize) {
             break;
         }
     }
+}
+
+/// Logs why a stream ended; `true` when the slot dials again at once (no backoff).
+fn redial_at_once(index: usize, end: &StreamEnd) -> bool {
+    match end {
+        StreamEnd::Closed => warn!("slot {index}: the gateway closed the stream; dialing again"),
+        StreamEnd::Lost(reason) => warn!("slot {index}: stream lost: {reason}; dialing again"),
+        StreamEnd::Cancelled => {
+            debug!("slot {index}: request cancelled by the gateway; dialing again");
+            return true;
+        }
+        StreamEnd::Retired => {
+            debug!("slot {index}: stream reached its maximum age; dialing again");
+            return true;
+        }
+    }
+    false
 }
 
 /// One round over the gateway addresses: slot `index` starts at address `index mod N` (so
@@ -222,19 +227,9 @@ fn serve_until_end(
     buffer: &mut [u8],
     retired: &mut bool,
 ) -> StreamEnd {
-    if let Err(e) = socket.get_ref().set_read_timeout(Some(TICK)) {
-        return StreamEnd::Lost(format!("cannot set a read timeout: {e}"));
+    if let Err(end) = set_timeouts(socket) {
+        return end;
     }
-    // A gateway that stops reading must not pin the slot; it gives up on a stalled caller
-    // after 120 s itself, so wait longer than that.
-    if let Err(e) = socket
-        .get_ref()
-        .tcp()
-        .set_write_timeout(Some(WRITE_TIMEOUT))
-    {
-        return StreamEnd::Lost(format!("cannot set a write timeout: {e}"));
-    }
-    let keepalive = shared.config.keepalive;
     let mut last_ping = Instant::now();
     let mut drain_sent: Option<Instant> = None;
     let retire_at = shared
@@ -247,56 +242,85 @@ fn serve_until_end(
         if let Some(end) = drain(shared, socket, &mut drain_sent, retiring) {
             return end;
         }
-        let frame = match socket.recv() {
-            Ok(frame) => frame,
-            Err(e) => return e.into(),
+        let step = match socket.recv() {
+            Ok(Some(frame)) => on_frame(shared, socket, buffer, frame),
+            Ok(None) => on_quiet(shared, socket, &mut last_ping),
+            Err(e) => Err(e.into()),
         };
-        match frame {
-            Some(Frame::Control(Control::Request {
+        if let Err(end) = step {
+            return end;
+        }
+    }
+}
+
+/// The read tick, and a write timeout: a gateway that stops reading must not pin the slot;
+/// it gives up on a stalled caller after 120 s itself, so wait longer than that.
+fn set_timeouts(socket: &mut Socket) -> Result<(), StreamEnd> {
+    let stream = socket.get_ref();
+    stream
+        .set_read_timeout(Some(TICK))
+        .map_err(|e| StreamEnd::Lost(format!("cannot set a read timeout: {e}")))?;
+    stream
+        .tcp()
+        .set_write_timeout(Some(WRITE_TIMEOUT))
+        .map_err(|e| StreamEnd::Lost(format!("cannot set a write timeout: {e}")))
+}
+
+/// A frame on an idle stream: a request to serve, or the gateway's close.
+fn on_frame(
+    shared: &Shared,
+    socket: &mut Socket,
+    buffer: &mut [u8],
+    frame: Frame,
+) -> Result<(), StreamEnd> {
+    match frame {
+        Frame::Control(Control::Request {
+            id,
+            method,
+            target,
+            headers,
+            body,
+        }) => {
+            let request = Request {
                 id,
                 method,
                 target,
                 headers,
                 body,
-            })) => {
-                let request = Request {
-                    id,
-                    method,
-                    target,
-                    headers,
-                    body,
-                };
-                let outcome = {
-                    let _busy = shared.gauges.busy.raise();
-                    request::handle(shared, socket, request, buffer)
-                };
-                if let Err(end) = outcome {
-                    return end;
-                }
-                socket.heard();
+            };
+            {
+                let _busy = shared.gauges.busy.raise();
+                request::handle(shared, socket, request, buffer)?;
             }
-            Some(Frame::Closed) => return finish_close(socket),
-            Some(other) => {
-                return StreamEnd::Lost(format!(
-                    "protocol violation: {} while idle",
-                    protocol::describe(&other)
-                ))
-            }
-            None if socket.silent_for() > keepalive * 3 => {
-                return StreamEnd::Lost(format!(
-                    "no frame from the gateway for {:?} (3 keepalive intervals)",
-                    socket.silent_for()
-                ));
-            }
-            None if last_ping.elapsed() >= keepalive => {
-                last_ping = Instant::now();
-                if let Err(e) = socket.send_message(Message::Ping(Bytes::new())) {
-                    return e.into();
-                }
-            }
-            None => {}
+            socket.heard();
+            Ok(())
         }
+        Frame::Closed => Err(finish_close(socket)),
+        other => Err(StreamEnd::Lost(format!(
+            "protocol violation: {} while idle",
+            protocol::describe(&other)
+        ))),
     }
+}
+
+/// A read tick without a frame: ping when due, give up on a silent gateway.
+fn on_quiet(
+    shared: &Shared,
+    socket: &mut Socket,
+    last_ping: &mut Instant,
+) -> Result<(), StreamEnd> {
+    let keepalive = shared.config.keepalive;
+    if socket.silent_for() > keepalive * 3 {
+        return Err(StreamEnd::Lost(format!(
+            "no frame from the gateway for {:?} (3 keepalive intervals)",
+            socket.silent_for()
+        )));
+    }
+    if last_ping.elapsed() >= keepalive {
+        *last_ping = Instant::now();
+        socket.send_message(Message::Ping(Bytes::new()))?;
+    }
+    Ok(())
 }
 
 /// Tells the gateway once that this stream drains (the agent drains, or the stream reached

@@ -3,17 +3,15 @@
 //! the pool id and key (see [`crate::protocol`]).
 
 use crate::net::proxy::{self, host_port, ProxyConfig};
-use crate::net::{tls, Stream};
-use crate::protocol::{self, MAX_MESSAGE};
+use crate::net::{tcp, tls, Stream};
+use crate::protocol::{self, agent_websocket_config};
 use crate::token::Token;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 use tungstenite::client::IntoClientRequest;
 use tungstenite::handshake::HandshakeError;
-use tungstenite::protocol::WebSocketConfig;
 use tungstenite::WebSocket;
 
 /// Who is dialing: sent with every upgrade.
@@ -178,34 +176,6 @@ pub fn explicit_port(uri: &ureq::http::Uri) -> Result<Option<u16>, PortOutOfRang
     }
 }
 
-/// WebSocket limits for both sides: no message may be big, since bodies travel in pieces.
-/// The read buffer is 32 KiB instead of tungstenite's 128 KiB: an idle stream then costs the
-/// gateway about 40 KiB, and a 64 KiB body piece still needs only two reads.
-pub fn websocket_config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .max_message_size(Some(MAX_MESSAGE))
-        .max_frame_size(Some(MAX_MESSAGE))
-        .read_buffer_size(32 * 1024)
-}
-
-/// Opens a TCP connection with a timeout on each resolved address, `TCP_NODELAY` set.
-pub fn tcp_connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, String> {
-    let addresses = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?;
-    let mut last = format!("{host} resolved to no address");
-    for address in addresses {
-        match TcpStream::connect_timeout(&address, timeout) {
-            Ok(stream) => {
-                let _ = stream.set_nodelay(true);
-                return Ok(stream);
-            }
-            Err(e) => last = format!("cannot connect to {host}:{port} ({address}): {e}"),
-        }
-    }
-    Err(last)
-}
-
 /// JSON of the metadata tags with non-ASCII escaped, so it is a valid header value.
 fn metadata_header(metadata: &BTreeMap<String, String>) -> String {
     let json = serde_json::to_string(metadata).unwrap_or_else(|_| "{}".into());
@@ -232,35 +202,64 @@ pub fn connect(
     timeout: Duration,
 ) -> Result<WebSocket<Stream>, DialError> {
     let address = GatewayAddress::parse(host_url).map_err(DialError::Failed)?;
-    let route = &identity.route;
-    let use_tls = address.tls && !route.insecure;
-    let target = host_port(&address.host, address.port);
-    let tcp = match route.proxy.for_target(use_tls, &address.host) {
-        Some(proxy) => proxy::connect_tunnel(proxy, &address.host, address.port, timeout)
-            .map_err(|e| DialError::Failed(e.to_string()))?,
-        None => tcp_connect(&address.host, address.port, timeout).map_err(DialError::Failed)?,
-    };
-    // The upgrade itself must not hang on a gateway that accepted TCP and went silent.
-    let _ = tcp.set_read_timeout(Some(timeout));
-    let _ = tcp.set_write_timeout(Some(timeout));
-    let stream = if use_tls {
-        let config = route.tls.clone().ok_or_else(|| {
-            DialError::Failed(format!("{}: no TLS trust configured", address.connect_url))
-        })?;
-        let tls = tls::connect(config, &address.host, tcp, timeout)
-            .map_err(|e| DialError::Failed(e.describe(&format!("the gateway at {target}"))))?;
-        Stream::TlsClient(Box::new(tls))
-    } else {
-        Stream::Plain(tcp)
-    };
+    let use_tls = address.tls && !identity.route.insecure;
+    let stream = transport(&address, &identity.route, use_tls, timeout)?;
     let connect_url = if address.tls && !use_tls {
         address.connect_url.replacen("wss://", "ws://", 1)
     } else {
         address.connect_url.clone()
     };
+    let request = upgrade_request(token, identity, &connect_url)?;
+    match tungstenite::client::client_with_config(request, stream, Some(agent_websocket_config())) {
+        Ok((socket, _response)) => {
+            let _ = socket.get_ref().tcp().set_write_timeout(None);
+            Ok(socket)
+        }
+        Err(HandshakeError::Failure(tungstenite::Error::Http(response))) => Err(refused(&response)),
+        Err(HandshakeError::Failure(e)) => Err(DialError::Failed(format!(
+            "WebSocket upgrade to {connect_url} failed: {e}"
+        ))),
+        Err(HandshakeError::Interrupted(_)) => Err(DialError::Failed(format!(
+            "WebSocket upgrade to {connect_url} timed out"
+        ))),
+    }
+}
 
+/// TCP to the gateway (directly or through the proxy), then TLS when `use_tls`; the upgrade
+/// itself must not hang on a gateway that accepted TCP and went silent either.
+fn transport(
+    address: &GatewayAddress,
+    route: &Route,
+    use_tls: bool,
+    timeout: Duration,
+) -> Result<Stream, DialError> {
+    let tcp = match route.proxy.for_target(use_tls, &address.host) {
+        Some(proxy) => proxy::connect_tunnel(proxy, &address.host, address.port, timeout)
+            .map_err(|e| DialError::Failed(e.to_string()))?,
+        None => tcp::connect(&address.host, address.port, timeout)
+            .map_err(|e| DialError::Failed(e.to_string()))?,
+    };
+    let _ = tcp.set_read_timeout(Some(timeout));
+    let _ = tcp.set_write_timeout(Some(timeout));
+    if !use_tls {
+        return Ok(Stream::Plain(tcp));
+    }
+    let config = route.tls.clone().ok_or_else(|| {
+        DialError::Failed(format!("{}: no TLS trust configured", address.connect_url))
+    })?;
+    let target = host_port(&address.host, address.port);
+    let tls = tls::connect(config, &address.host, tcp, timeout)
+        .map_err(|e| DialError::Failed(e.describe(&format!("the gateway at {target}"))))?;
+    Ok(Stream::TlsClient(Box::new(tls)))
+}
+
+/// The upgrade request with the pool's credentials and this agent's identity.
+fn upgrade_request(
+    token: &Token,
+    identity: &Identity,
+    connect_url: &str,
+) -> Result<tungstenite::handshake::client::Request, DialError> {
     let mut request = connect_url
-        .as_str()
         .into_client_request()
         .map_err(|e| DialError::Failed(format!("bad gateway address: {e}")))?;
     let headers = request.headers_mut();
@@ -283,32 +282,22 @@ pub fn connect(
             .map_err(|_| DialError::Failed(format!("header {name} has an invalid value")))?;
         headers.insert(name, value);
     }
+    Ok(request)
+}
 
-    match tungstenite::client::client_with_config(request, stream, Some(websocket_config())) {
-        Ok((socket, _response)) => {
-            let _ = socket.get_ref().tcp().set_write_timeout(None);
-            Ok(socket)
-        }
-        Err(HandshakeError::Failure(tungstenite::Error::Http(response))) => {
-            let status = response.status().as_u16();
-            let reason = response
-                .body()
-                .as_deref()
-                .map(|b| String::from_utf8_lossy(b).trim().to_string())
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| response.status().to_string());
-            if status == 401 {
-                Err(DialError::Unauthorized(reason))
-            } else {
-                Err(DialError::Refused { status, reason })
-            }
-        }
-        Err(HandshakeError::Failure(e)) => Err(DialError::Failed(format!(
-            "WebSocket upgrade to {connect_url} failed: {e}"
-        ))),
-        Err(HandshakeError::Interrupted(_)) => Err(DialError::Failed(format!(
-            "WebSocket upgrade to {connect_url} timed out"
-        ))),
+/// The gateway's refusal of the upgrade, with the reason its body gives.
+fn refused(response: &tungstenite::http::Response<Option<Vec<u8>>>) -> DialError {
+    let status = response.status().as_u16();
+    let reason = response
+        .body()
+        .as_deref()
+        .map(|b| String::from_utf8_lossy(b).trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| response.status().to_string());
+    if status == 401 {
+        DialError::Unauthorized(reason)
+    } else {
+        DialError::Refused { status, reason }
     }
 }
 

@@ -5,6 +5,7 @@ pub mod dial;
 pub mod listen;
 pub mod proxy;
 pub mod stream;
+pub mod tcp;
 pub mod tls;
 
 pub use stream::Stream;

@@ -8,7 +8,7 @@
 //! gateway leg. Proxy credentials live in a [`Secret`] and every printable form of a proxy
 //! is [`ProxyUrl::redacted`] or goes through [`redact::url`].
 
-use crate::net::dial::tcp_connect;
+use crate::net::tcp;
 use crate::observe::redact;
 use crate::token::Secret;
 use base64::Engine;
@@ -379,7 +379,7 @@ pub fn connect_tunnel(
     timeout: Duration,
 ) -> Result<TcpStream, TunnelError> {
     let target = host_port(host, port);
-    let mut tcp = tcp_connect(&proxy.host, proxy.port, timeout).map_err(|e| {
+    let mut tcp = tcp::connect(&proxy.host, proxy.port, timeout).map_err(|e| {
         TunnelError::Unreachable(format!(
             "proxy {} (from {}) is unreachable: {e}",
             proxy.redacted(),
