@@ -1,6 +1,7 @@
 //! The HTTP/1.1 server side both binaries need (the gateway's front and api, the agent's
 //! metrics port): read a request head with `httparse`, read its body by its framing, write an
-//! answer. Client requests go through `ureq`; this is only the small part ureq does not do.
+//! answer. The agent's requests to the VCS go through `ureq-proto` (`agent::upstream`); this is
+//! only the small part it does not do.
 //!
 //! Request smuggling is refused, not guessed at: a request with both `Content-Length` and
 //! `Transfer-Encoding`, an unknown transfer coding, or more than one `Content-Length` (even

@@ -7,9 +7,9 @@
 //! streams the answer back. No async runtime: OS threads and blocking sockets.
 //!
 //! The map (data flows top to bottom on the way in, and back up on the way out):
-//! - [`gateway`]: the pool store ([`gateway::store`]), live pools and dispatch
-//!   ([`gateway::hub`]), the `private://` front ([`gateway::front`]), one request over one
-//!   agent stream ([`gateway::exchange`]), the agent port ([`gateway::agents`]), and the
+//! - [`gateway`]: the pool store ([`gateway::store`]), live pools ([`gateway::hub`]),
+//!   dispatch ([`gateway::dispatch`]), the `private://` front ([`gateway::front`]), one
+//!   request over one agent stream ([`gateway::exchange`]), the agent port ([`gateway::agents`]), and the
 //!   operator's panel and JSON API ([`gateway::panel`], [`gateway::api`], [`gateway::admin`]).
 //! - [`protocol`]: the frames both sides speak and their order; [`protocol::link`], one
 //!   framed connection that reads, decodes and tracks liveness.

@@ -1,12 +1,11 @@
 //! A pool's idle agent streams: a first-in first-out queue that callers wait on.
 //!
-//! This was a crossbeam channel. Under load (16 callers sharing 4 streams) a waiting receiver
+//! Not a channel: under load (16 callers sharing 4 streams) a waiting crossbeam receiver
 //! spins and calls `sched_yield` several times before it parks; with the caller threads, the
 //! agent, the VCS and the load generator on two cores, those yields and the context switches
-//! they caused were a fifth of the gateway's CPU (`perf`, see the README's performance
-//! section). A mutex and a condvar park a waiting caller at once and wake exactly one waiter
-//! per stream put back. First in, first out, so load spreads across agents by who has been
-//! idle longest.
+//! they cause cost a fifth of the gateway's CPU (`perf`). A mutex and a condvar park a waiting
+//! caller at once and wake exactly one waiter per stream put back. First in, first out, so
+//! load spreads across agents by who has been idle longest.
 //!
 //! A queue is shut when its pool is deleted or the gateway drains: every waiter wakes at once
 //! (no polling for the news), and nothing can be put in any more, so no stream is stranded

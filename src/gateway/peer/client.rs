@@ -335,43 +335,13 @@ fn relay(
         }
     };
     record.status = answer.status;
-    let peer_body = if !crate::protocol::response_has_body(&job.method, answer.status) {
-        PeerBody::Framed(Framing::Empty)
-    } else if answer.has("transfer-encoding", "chunked") {
-        PeerBody::Framed(Framing::Chunked)
-    } else if let Some(n) = answer
-        .header("content-length")
-        .and_then(|v| v.trim().parse::<u64>().ok())
-    {
-        PeerBody::Framed(if n == 0 {
-            Framing::Empty
-        } else {
-            Framing::Length(n)
-        })
-    } else {
-        PeerBody::UntilClose
-    };
+    let peer_body = peer_body(job, &answer);
     // Re-framed for the caller: chunked stays chunked for HTTP/1.1, becomes close-delimited
     // for HTTP/1.0, as a local exchange does.
     let chunked_out = job.version >= 1 && peer_body == PeerBody::Framed(Framing::Chunked);
     let until_close = peer_body == PeerBody::UntilClose
         || (job.version == 0 && peer_body == PeerBody::Framed(Framing::Chunked));
-    let mut headers: Headers = answer
-        .headers
-        .iter()
-        .filter(|(n, _)| {
-            !["transfer-encoding", "connection", "keep-alive"]
-                .iter()
-                .any(|h| n.eq_ignore_ascii_case(h))
-        })
-        .cloned()
-        .collect();
-    if chunked_out {
-        headers.push(("Transfer-Encoding".into(), "chunked".into()));
-    }
-    if !job.keep_alive || until_close {
-        headers.push(("Connection".into(), "close".into()));
-    }
+    let headers = caller_headers(&answer, chunked_out, !job.keep_alive || until_close);
     let mut pending = Vec::with_capacity(1024);
     let _ = http1::write_head(&mut pending, answer.status, &headers);
     let copied = copy_body(
@@ -402,6 +372,46 @@ fn relay(
             false
         }
     }
+}
+
+/// How the peer delimits the answer's body, from its head and the request's method.
+fn peer_body(job: &Job, answer: &ResponseHead) -> PeerBody {
+    if !crate::protocol::response_has_body(&job.method, answer.status) {
+        return PeerBody::Framed(Framing::Empty);
+    }
+    if answer.has("transfer-encoding", "chunked") {
+        return PeerBody::Framed(Framing::Chunked);
+    }
+    match answer
+        .header("content-length")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    {
+        Some(0) => PeerBody::Framed(Framing::Empty),
+        Some(n) => PeerBody::Framed(Framing::Length(n)),
+        None => PeerBody::UntilClose,
+    }
+}
+
+/// The answer's headers as the caller gets them: the peer connection's own framing and
+/// connection headers left out, this connection's put in.
+fn caller_headers(answer: &ResponseHead, chunked: bool, close: bool) -> Headers {
+    let mut headers: Headers = answer
+        .headers
+        .iter()
+        .filter(|(n, _)| {
+            !["transfer-encoding", "connection", "keep-alive"]
+                .iter()
+                .any(|h| n.eq_ignore_ascii_case(h))
+        })
+        .cloned()
+        .collect();
+    if chunked {
+        headers.push(("Transfer-Encoding".into(), "chunked".into()));
+    }
+    if close {
+        headers.push(("Connection".into(), "close".into()));
+    }
+    headers
 }
 
 /// Copies the answer's body from the peer to the caller, in pieces of at most
