@@ -338,6 +338,12 @@ pub fn write_head<W: Write>(
         .unwrap_or("Status");
     let mut head = Vec::with_capacity(256);
     write!(head, "HTTP/1.1 {status} {reason}\r\n")?;
+    end_head(&mut head, headers);
+    out.write_all(&head)
+}
+
+/// Appends header lines and the blank line that ends a head, after its first line.
+pub fn end_head<'a>(head: &mut Vec<u8>, headers: impl IntoIterator<Item = &'a (String, String)>) {
     for (name, value) in headers {
         head.extend_from_slice(name.as_bytes());
         head.extend_from_slice(b": ");
@@ -345,7 +351,6 @@ pub fn write_head<W: Write>(
         head.extend_from_slice(b"\r\n");
     }
     head.extend_from_slice(b"\r\n");
-    out.write_all(&head)
 }
 
 /// Writes one piece of a chunked body; an empty piece is skipped (it would end the body).

@@ -166,13 +166,7 @@ fn request_head(peers: &Peers, pool: &str, caller_name: &str, job: &Job) -> Vec<
         .chain(framing.iter())
         .chain(std::iter::once(&expect))
         .chain(ours.iter());
-    for (name, value) in all {
-        head.extend_from_slice(name.as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(value.as_bytes());
-        head.extend_from_slice(b"\r\n");
-    }
-    head.extend_from_slice(b"\r\n");
+    http1::end_head(&mut head, all);
     head
 }
 
