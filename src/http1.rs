@@ -332,23 +332,42 @@ pub fn write_head<W: Write>(
     status: u16,
     headers: &[(String, String)],
 ) -> io::Result<()> {
+    let mut head = Vec::with_capacity(256);
+    status_line(&mut head, status);
+    end_head(&mut head, headers);
+    out.write_all(&head)
+}
+
+/// Appends the status line of an answer, `HTTP/1.1 <status> <reason>`.
+pub fn status_line(head: &mut Vec<u8>, status: u16) {
     let reason = ureq::http::StatusCode::from_u16(status)
         .ok()
         .and_then(|s| s.canonical_reason())
         .unwrap_or("Status");
-    let mut head = Vec::with_capacity(256);
-    write!(head, "HTTP/1.1 {status} {reason}\r\n")?;
-    end_head(&mut head, headers);
-    out.write_all(&head)
+    head.extend_from_slice(b"HTTP/1.1 ");
+    if (100..1000).contains(&status) {
+        let digit = |n: u16| b'0' + (n % 10) as u8;
+        head.extend_from_slice(&[digit(status / 100), digit(status / 10), digit(status)]);
+    } else {
+        head.extend_from_slice(status.to_string().as_bytes());
+    }
+    head.push(b' ');
+    head.extend_from_slice(reason.as_bytes());
+    head.extend_from_slice(b"\r\n");
+}
+
+/// Appends one header line.
+pub fn header_line(head: &mut Vec<u8>, name: &str, value: &str) {
+    head.extend_from_slice(name.as_bytes());
+    head.extend_from_slice(b": ");
+    head.extend_from_slice(value.as_bytes());
+    head.extend_from_slice(b"\r\n");
 }
 
 /// Appends header lines and the blank line that ends a head, after its first line.
 pub fn end_head<'a>(head: &mut Vec<u8>, headers: impl IntoIterator<Item = &'a (String, String)>) {
     for (name, value) in headers {
-        head.extend_from_slice(name.as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(value.as_bytes());
-        head.extend_from_slice(b"\r\n");
+        header_line(head, name, value);
     }
     head.extend_from_slice(b"\r\n");
 }

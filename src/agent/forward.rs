@@ -16,7 +16,8 @@ use crate::config::AgentConfig;
 use crate::net::proxy::{NoProxy, ProxyUrl, TunnelError};
 use crate::net::tcp::ConnectError;
 use crate::net::tls::{self, HandshakeError, Roots};
-use crate::protocol::{self, ErrorKind, Headers};
+use crate::protocol::{self, ErrorKind, HeaderPairs};
+use std::borrow::Cow;
 use std::io;
 use std::sync::Arc;
 use ureq_proto::http;
@@ -216,8 +217,9 @@ pub fn send(
 }
 
 /// The answer's end-to-end headers as a list, repeated values kept in order (hop-by-hop
-/// ones left out in the same pass, see [`protocol::end_to_end`]).
-pub fn response_headers(headers: &http::HeaderMap) -> Headers {
+/// ones left out in the same pass, see [`protocol::end_to_end`]), borrowed from the answer:
+/// a value is copied only when it is not UTF-8 (its invalid bytes replaced).
+pub fn response_headers(headers: &http::HeaderMap) -> HeaderPairs<'_> {
     let named = protocol::connection_tokens(
         headers
             .get_all(http::header::CONNECTION)
@@ -225,16 +227,17 @@ pub fn response_headers(headers: &http::HeaderMap) -> Headers {
             .filter_map(|v| v.to_str().ok())
             .map(|v| ("connection", v)),
     );
-    headers
-        .iter()
-        .filter(|(name, _)| protocol::is_end_to_end(name.as_str(), &named))
-        .map(|(name, value)| {
-            (
-                name.as_str().to_string(),
-                String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            )
-        })
-        .collect()
+    let mut pairs = Vec::with_capacity(headers.len());
+    pairs.extend(
+        headers
+            .iter()
+            .filter(|(name, _)| protocol::is_end_to_end(name.as_str(), &named))
+            .map(|(name, value)| {
+                let value = String::from_utf8_lossy(value.as_bytes());
+                (Cow::Borrowed(name.as_str()), value)
+            }),
+    );
+    pairs
 }
 
 #[cfg(test)]
