@@ -162,7 +162,7 @@ fn vcs(config: &AgentConfig) -> Outcome {
     let response = forward::send(
         &client,
         "GET",
-        &url,
+        url.clone(),
         &Vec::new(),
         none,
         &config.target.authority,

@@ -178,11 +178,12 @@ pub fn classify_read(error: &io::Error, authority: &str) -> UpstreamError {
 }
 
 /// Sends `method url` with `headers` and the body in `payload`, directly or through the
-/// proxy as `NO_PROXY` decides for the request's host, and reads the answer's head.
+/// proxy as `NO_PROXY` decides for the request's host, and reads the answer's head. The URL
+/// is taken as it is (not copied) into the request.
 pub fn send(
     client: &Client,
     method: &str,
-    url: &str,
+    url: String,
     headers: &[(&str, &str)],
     payload: Payload,
     authority: &str,
@@ -193,21 +194,18 @@ pub fn send(
             "the request could not be expressed as a valid HTTP request".to_string(),
         )
     };
-    let uri: http::Uri = url.parse().map_err(|_| invalid())?;
+    let uri = http::Uri::try_from(url).map_err(|_| invalid())?;
     let tls = uri.scheme_str() == Some("https");
-    let host = uri.host().ok_or_else(invalid)?.to_string();
+    let host = uri.host().ok_or_else(invalid)?;
     let target = Target {
         tls,
-        host: host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string(),
+        host: host.trim_start_matches('[').trim_end_matches(']').into(),
         port: uri.port_u16().unwrap_or(if tls { 443 } else { 80 }),
     };
-    let proxy = client.route(&host);
+    let proxy = client.route(host);
     let outgoing = Outgoing {
         method,
-        uri,
+        uri: &uri,
         headers,
     };
     client
@@ -233,7 +231,10 @@ pub fn response_headers(headers: &http::HeaderMap) -> HeaderPairs<'_> {
             .iter()
             .filter(|(name, _)| protocol::is_end_to_end(name.as_str(), &named))
             .map(|(name, value)| {
-                let value = String::from_utf8_lossy(value.as_bytes());
+                let value = match value.to_str() {
+                    Ok(text) => Cow::Borrowed(text),
+                    Err(_) => String::from_utf8_lossy(value.as_bytes()),
+                };
                 (Cow::Borrowed(name.as_str()), value)
             }),
     );

@@ -169,7 +169,7 @@ pub fn resolve(
     let url = shared.config.target.url_for(&id.lookup);
     let authority = &shared.config.target.authority;
     let none = forward::Payload::None;
-    let response = forward::send(&shared.http, "GET", &url, &headers, none, authority)
+    let response = forward::send(&shared.http, "GET", url, &headers, none, authority)
         .map_err(|e| failed(e.message))?;
     let status = response.status().as_u16();
     if status != 200 {

@@ -400,7 +400,7 @@ fn forward_request(
         forward::send(
             &shared.http,
             &request.method,
-            &url,
+            url,
             &headers,
             payload,
             authority,
