@@ -48,6 +48,9 @@ enum BodyMode {
     UntilClose,
 }
 
+/// The most room an idle stream keeps for the caller's framing bytes: a head of many headers.
+const PENDING_KEPT: usize = 16 * 1024;
+
 /// The JSON body of every error answer. `error` and `kind` are ours; `message` is where
 /// GitLab, GitHub and Azure DevOps clients look for a reason (python-gitlab, PyGithub, the
 /// Azure SDK), `errors[0].message` where Bitbucket's do (atlassian-python-api prints
@@ -135,7 +138,8 @@ pub fn run(
     if let Err(e) = stream.link.send(&request_head(job)) {
         return Exchanged::NotStarted(format!("request head could not be sent: {e}"));
     }
-    let (state, reusable) = relay(&mut stream.link, job, caller, settings, &mut tally);
+    let pending = &mut stream.pending;
+    let (state, reusable) = relay(&mut stream.link, pending, job, caller, settings, &mut tally);
     tally.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     if let StreamState::Broken(reason) = &state {
         warn!(target: "front", "id={} agent={} agent_addr={} stream ended: {reason}", job.id, stream.instance, stream.peer);
@@ -163,9 +167,11 @@ fn request_head(job: &Job) -> Control<'_> {
 }
 
 /// The body, then the answer; the socket's read timeout (a keepalive tick) is set once per
-/// stream.
+/// stream. `pending` is the stream's buffer for the caller's framing bytes, emptied first
+/// (and given back down to [`PENDING_KEPT`] after an answer with a huge head).
 fn relay(
     link: &mut Link<Stream>,
+    pending: &mut Vec<u8>,
     job: &mut Job,
     caller: &mut Caller,
     settings: &Settings,
@@ -176,11 +182,13 @@ fn relay(
             return body_failed(failure, caller.conn.get_mut(), tally);
         }
     }
+    pending.clear();
+    pending.shrink_to(PENDING_KEPT);
     Answer {
         link,
         to: ToCaller {
             out: caller.conn.get_mut(),
-            pending: Vec::with_capacity(1024),
+            pending,
             mode: BodyMode::None,
             version: job.version,
             keep_alive: job.keep_alive,
@@ -509,7 +517,7 @@ fn usable(draining: bool) -> StreamState {
 /// system call.
 struct ToCaller<'a> {
     out: &'a mut Stream,
-    pending: Vec<u8>,
+    pending: &'a mut Vec<u8>,
     mode: BodyMode,
     /// HTTP minor version of the caller, and whether it wants keep-alive.
     version: u8,
@@ -542,17 +550,17 @@ impl ToCaller<'_> {
         };
         // A length this side does not frame the body by does not go on.
         let framed_here = matches!(self.mode, BodyMode::Chunked | BodyMode::UntilClose);
-        http1::status_line(&mut self.pending, status);
+        http1::status_line(self.pending, status);
         for (name, value) in kept().filter(|(n, _)| !(framed_here && is_length(n))) {
-            http1::header_line(&mut self.pending, name, value);
+            http1::header_line(self.pending, name, value);
         }
         if self.mode == BodyMode::Chunked {
-            http1::header_line(&mut self.pending, "Transfer-Encoding", "chunked");
+            http1::header_line(self.pending, "Transfer-Encoding", "chunked");
         }
         if !self.keep_alive || self.mode == BodyMode::UntilClose {
-            http1::header_line(&mut self.pending, "Connection", "close");
+            http1::header_line(self.pending, "Connection", "close");
         }
-        http1::header_line(&mut self.pending, "X-Vcs-Request-Id", id);
+        http1::header_line(self.pending, "X-Vcs-Request-Id", id);
         self.pending.extend_from_slice(b"\r\n");
         if self.mode == BodyMode::None {
             return self.send(&[]);
@@ -596,7 +604,7 @@ impl ToCaller<'_> {
 
     /// Writes the pending framing bytes and `data` together, then empties `pending`.
     fn send(&mut self, data: &[u8]) -> std::io::Result<()> {
-        crate::net::stream::write_both(self.out, &self.pending, data)?;
+        crate::net::stream::write_both(self.out, self.pending, data)?;
         self.pending.clear();
         self.out.flush()
     }

@@ -73,6 +73,9 @@ pub struct AgentStream {
     pool: Arc<dyn Membership>,
     pub instance: String,
     pub peer: SocketAddr,
+    /// The framing bytes an exchange writes to its caller ([`crate::gateway::exchange`]):
+    /// one buffer for every exchange on this stream, not one per request.
+    pub pending: Vec<u8>,
     last_ping: Instant,
     /// Why it ended, for the log line written when it is dropped.
     end: String,
@@ -91,6 +94,7 @@ impl AgentStream {
             pool,
             instance,
             peer,
+            pending: Vec::new(),
             last_ping: Instant::now(),
             end: String::from("closed"),
         }
