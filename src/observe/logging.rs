@@ -3,8 +3,10 @@
 //! Both formats go to stdout (supervisord and container runtimes collect it). JSON lines have
 //! stable field names: `ts`, `level`, `target`, `msg`, plus the structured fields of an access
 //! line ([`super::access`]). Those fields travel from the access line to the formatter in a
-//! thread-local, because `env_logger` formats on the thread that logs: no allocation or
-//! parsing happens unless the JSON format is on and the line is enabled.
+//! thread-local, because a line is formatted on the thread that logs: no allocation or
+//! parsing happens unless the JSON format is on and the line is enabled. `env_logger` parses
+//! the level and `RUST_LOG` filters; the lines are written by [`Lines`], a whole line per
+//! `write` call without a lock.
 //!
 //! Dependencies log what passes through them at debug and trace: tungstenite the upgrade
 //! request (with the pool key) and every frame (tunnelled credentials, in clear and in hex),
@@ -18,6 +20,7 @@ use std::fmt;
 use std::io::Write;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::PoisonError;
 
 /// How log lines look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -90,39 +93,93 @@ pub fn init(format: LogFormat, level: Option<&str>, default_filter: &str) {
             env_logger::Env::default().default_filter_or(default_filter),
         ),
     };
-    builder.target(env_logger::Target::Stdout);
     JSON.store(format == LogFormat::Json, Ordering::Relaxed);
-    match format {
-        LogFormat::Text => builder.format(|buf, record| {
-            writeln!(
-                buf,
-                "{} {:<5} {}: {}",
-                humantime::format_rfc3339_millis(std::time::SystemTime::now()),
-                record.level(),
-                short_target(record.target()),
-                record.args()
-            )
-        }),
-        LogFormat::Json => builder.format(|buf, record| {
-            let fields = FIELDS.with(|f| f.borrow_mut().take()).unwrap_or_default();
-            writeln!(
-                buf,
-                "{}",
-                json_line(
-                    &humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
-                    record.level(),
-                    record.target(),
-                    &record.args().to_string(),
-                    &fields,
-                )
-            )
-        }),
+    let filter = builder.build();
+    let max = filter.filter();
+    let logger = Capped {
+        filter,
+        format,
+        out: Lines::stdout(),
     };
-    let logger = builder.build();
-    let max = logger.filter();
-    if log::set_boxed_logger(Box::new(Capped(logger))).is_ok() {
+    if log::set_boxed_logger(Box::new(logger)).is_ok() {
         log::set_max_level(max);
     }
+}
+
+/// Writes `record` as one line in `format` to `line` (emptied first).
+fn format_line(line: &mut String, format: LogFormat, record: &log::Record) {
+    use std::fmt::Write as _;
+    line.clear();
+    let now = humantime::format_rfc3339_millis(std::time::SystemTime::now());
+    let written = match format {
+        LogFormat::Text => writeln!(
+            line,
+            "{now} {:<5} {}: {}",
+            record.level(),
+            short_target(record.target()),
+            record.args()
+        ),
+        LogFormat::Json => {
+            let fields = FIELDS.with(|f| f.borrow_mut().take()).unwrap_or_default();
+            let msg = record.args().to_string();
+            let json = json_line(&now.to_string(), record.level(), record.target(), &msg, &fields);
+            writeln!(line, "{json}")
+        }
+    };
+    // Writing to a String fails only when a Display impl does; keep what was written.
+    let _ = written;
+}
+
+/// The process's stdout, written a whole line per `write` call and without a lock.
+///
+/// `env_logger` writes through `Stdout`, whose lock is held across the `write` system call:
+/// the agent's four slots and the gateway's callers, each logging an access line per request,
+/// queued on that lock and woke each other (1.4 `futex` calls per request in the agent,
+/// `strace -c`), which costs more than the write. A line of at most `PIPE_BUF` bytes written
+/// in one call is never interleaved with another on a pipe (supervisord) and lands whole in a
+/// file; a longer line takes the write side of a lock, which every short line holds shared.
+struct Lines {
+    file: Option<std::fs::File>,
+    long: std::sync::RwLock<()>,
+}
+
+/// The largest write POSIX keeps whole on a pipe.
+const PIPE_BUF: usize = 4096;
+
+impl Lines {
+    fn stdout() -> Lines {
+        use std::os::fd::AsFd;
+        // A descriptor of our own on stdout (`dup`); without one, lines go through `Stdout`.
+        let file = std::io::stdout()
+            .as_fd()
+            .try_clone_to_owned()
+            .ok()
+            .map(std::fs::File::from);
+        Lines {
+            file,
+            long: std::sync::RwLock::new(()),
+        }
+    }
+
+    fn write(&self, line: &[u8]) {
+        let Some(mut file) = self.file.as_ref() else {
+            let _ = std::io::stdout().lock().write_all(line);
+            return;
+        };
+        // A log line that cannot be written has nowhere to be reported; it is dropped.
+        let _ = if line.len() <= PIPE_BUF {
+            let _shared = self.long.read().unwrap_or_else(PoisonError::into_inner);
+            file.write_all(line)
+        } else {
+            let _alone = self.long.write().unwrap_or_else(PoisonError::into_inner);
+            file.write_all(line)
+        };
+    }
+}
+
+thread_local! {
+    /// Each thread's line buffer, reused so a line costs no allocation of its own.
+    static LINE: RefCell<String> = RefCell::new(String::with_capacity(256));
 }
 
 /// The most detailed level a dependency's record may have to be written.
@@ -143,23 +200,41 @@ fn admitted(metadata: &log::Metadata) -> bool {
     metadata.level() <= DEPENDENCY_CEILING || is_ours(metadata.target())
 }
 
-/// The configured logger with dependency records capped at [`DEPENDENCY_CEILING`].
-struct Capped(env_logger::Logger);
+/// The configured filter with dependency records capped at [`DEPENDENCY_CEILING`], writing
+/// through [`Lines`].
+struct Capped {
+    filter: env_logger::Logger,
+    format: LogFormat,
+    out: Lines,
+}
 
 impl log::Log for Capped {
     fn enabled(&self, metadata: &log::Metadata) -> bool {
-        admitted(metadata) && self.0.enabled(metadata)
+        admitted(metadata) && self.filter.enabled(metadata)
     }
 
     fn log(&self, record: &log::Record) {
-        if admitted(record.metadata()) {
-            self.0.log(record);
+        if !admitted(record.metadata()) || !self.filter.matches(record) {
+            return;
         }
+        LINE.with(|line| match line.try_borrow_mut() {
+            Ok(mut line) => {
+                format_line(&mut line, self.format, record);
+                self.out.write(line.as_bytes());
+                if line.capacity() > 16 * 1024 {
+                    *line = String::with_capacity(256); // a rare long line keeps no memory
+                }
+            }
+            // A record logged while formatting another (a Display impl that logs).
+            Err(_) => {
+                let mut own = String::new();
+                format_line(&mut own, self.format, record);
+                self.out.write(own.as_bytes());
+            }
+        });
     }
 
-    fn flush(&self) {
-        self.0.flush();
-    }
+    fn flush(&self) {}
 }
 
 /// `vcs_agent::agent::slot` → `slot`; a `target:` given by hand stays as it is.
