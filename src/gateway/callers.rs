@@ -174,12 +174,14 @@ impl Callers {
         REMEMBERED.with(|r| {
             let r = r.try_borrow().ok()?;
             let r = r.as_ref().filter(|r| r.generation == generation)?;
-            let same = r.secret.expose().as_bytes().ct_eq(secret.expose().as_bytes());
+            let same = r
+                .secret
+                .expose()
+                .as_bytes()
+                .ct_eq(secret.expose().as_bytes());
             bool::from(same).then(|| Arc::clone(&r.caller))
         })
     }
-
-
 
     /// Looks at the store for changes made by another process (a caller deleted or rotated
     /// there stops working within [`LOOK_EVERY_MS`]); `true` when it was due and looked.

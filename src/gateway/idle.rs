@@ -229,7 +229,11 @@ mod tests {
             waiting: 1,
             shut: false,
         };
-        assert_eq!(state.spare(), Some(1), "more items than waiters: one is spare");
+        assert_eq!(
+            state.spare(),
+            Some(1),
+            "more items than waiters: one is spare"
+        );
         assert_eq!(state.spare(), None, "the last item is the waiter's");
 
         let queue = Arc::new(IdleQueue::default());
