@@ -220,10 +220,16 @@ impl BaseEndpoint {
 
     /// The URL a request for `target` (path and query) is sent to.
     pub fn url_for(&self, target: &str) -> String {
-        format!(
-            "{}://{}{}{}",
-            self.scheme, self.authority, self.path, target
-        )
+        let parts = [
+            self.scheme.as_str(),
+            "://",
+            &self.authority,
+            &self.path,
+            target,
+        ];
+        let mut url = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+        parts.iter().for_each(|part| url.push_str(part));
+        url
     }
 }
 

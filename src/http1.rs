@@ -139,7 +139,9 @@ pub enum FramingError {
     Length(String),
 }
 
-/// Reads one request head, consuming exactly its bytes from `reader`.
+/// Reads one request head, consuming exactly its bytes from `reader`. A head that arrived
+/// whole (the usual case) is parsed in the reader's buffer; one that comes in pieces is
+/// gathered first.
 pub fn read_request_head<R: BufRead>(reader: &mut R) -> Result<RequestHead, HeadError> {
     let mut collected: Vec<u8> = Vec::new();
     loop {
@@ -157,47 +159,57 @@ pub fn read_request_head<R: BufRead>(reader: &mut R) -> Result<RequestHead, Head
         }
         let before = collected.len();
         let take = available.len().min(MAX_HEAD + 1 - before);
-        collected.extend_from_slice(&available[..take]);
-        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut request = httparse::Request::new(&mut storage);
-        match request.parse(&collected) {
-            Ok(httparse::Status::Complete(used)) => {
+        let parsed = if before == 0 {
+            parse_head(&available[..take])?
+        } else {
+            collected.extend_from_slice(&available[..take]);
+            parse_head(&collected)?
+        };
+        match parsed {
+            Some((used, head)) => {
                 reader.consume(used - before);
-                let head = RequestHead {
-                    method: request.method.unwrap_or_default().to_string(),
-                    target: request.path.unwrap_or_default().to_string(),
-                    version: request.version.unwrap_or(1),
-                    headers: request
-                        .headers
-                        .iter()
-                        .map(|h| {
-                            std::str::from_utf8(h.value)
-                                .map(|v| (h.name.to_string(), v.to_string()))
-                                .map_err(|_| {
-                                    HeadError::Malformed(format!(
-                                        "header {} is not valid UTF-8",
-                                        h.name
-                                    ))
-                                })
-                        })
-                        .collect::<Result<_, _>>()?,
-                };
                 return Ok(head);
             }
-            Ok(httparse::Status::Partial) => {
+            None => {
+                if before == 0 {
+                    collected.extend_from_slice(&available[..take]);
+                }
                 reader.consume(take);
                 if collected.len() > MAX_HEAD {
                     return Err(HeadError::TooLarge);
                 }
             }
-            Err(httparse::Error::TooManyHeaders) => {
-                return Err(HeadError::Malformed(format!(
-                    "more than {MAX_HEADERS} headers"
-                )))
-            }
-            Err(e) => return Err(HeadError::Malformed(e.to_string())),
         }
     }
+}
+
+/// The head at the start of `bytes` and its length, `None` when it is not complete yet.
+fn parse_head(bytes: &[u8]) -> Result<Option<(usize, RequestHead)>, HeadError> {
+    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut storage);
+    let used = match request.parse(bytes) {
+        Ok(httparse::Status::Complete(used)) => used,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(HeadError::Malformed(format!(
+                "more than {MAX_HEADERS} headers"
+            )))
+        }
+        Err(e) => return Err(HeadError::Malformed(e.to_string())),
+    };
+    let mut headers = Vec::with_capacity(request.headers.len());
+    for h in request.headers.iter() {
+        let value = std::str::from_utf8(h.value)
+            .map_err(|_| HeadError::Malformed(format!("header {} is not valid UTF-8", h.name)))?;
+        headers.push((h.name.to_string(), value.to_string()));
+    }
+    let head = RequestHead {
+        method: request.method.unwrap_or_default().to_string(),
+        target: request.path.unwrap_or_default().to_string(),
+        version: request.version.unwrap_or(1),
+        headers,
+    };
+    Ok(Some((used, head)))
 }
 
 /// A request body as a `Read`, bounded by its framing; leaves the connection positioned at
@@ -332,23 +344,42 @@ pub fn write_head<W: Write>(
     status: u16,
     headers: &[(String, String)],
 ) -> io::Result<()> {
+    let mut head = Vec::with_capacity(256);
+    status_line(&mut head, status);
+    end_head(&mut head, headers);
+    out.write_all(&head)
+}
+
+/// Appends the status line of an answer, `HTTP/1.1 <status> <reason>`.
+pub fn status_line(head: &mut Vec<u8>, status: u16) {
     let reason = ureq::http::StatusCode::from_u16(status)
         .ok()
         .and_then(|s| s.canonical_reason())
         .unwrap_or("Status");
-    let mut head = Vec::with_capacity(256);
-    write!(head, "HTTP/1.1 {status} {reason}\r\n")?;
-    end_head(&mut head, headers);
-    out.write_all(&head)
+    head.extend_from_slice(b"HTTP/1.1 ");
+    if (100..1000).contains(&status) {
+        let digit = |n: u16| b'0' + (n % 10) as u8;
+        head.extend_from_slice(&[digit(status / 100), digit(status / 10), digit(status)]);
+    } else {
+        head.extend_from_slice(status.to_string().as_bytes());
+    }
+    head.push(b' ');
+    head.extend_from_slice(reason.as_bytes());
+    head.extend_from_slice(b"\r\n");
+}
+
+/// Appends one header line.
+pub fn header_line(head: &mut Vec<u8>, name: &str, value: &str) {
+    head.extend_from_slice(name.as_bytes());
+    head.extend_from_slice(b": ");
+    head.extend_from_slice(value.as_bytes());
+    head.extend_from_slice(b"\r\n");
 }
 
 /// Appends header lines and the blank line that ends a head, after its first line.
 pub fn end_head<'a>(head: &mut Vec<u8>, headers: impl IntoIterator<Item = &'a (String, String)>) {
     for (name, value) in headers {
-        head.extend_from_slice(name.as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(value.as_bytes());
-        head.extend_from_slice(b"\r\n");
+        header_line(head, name, value);
     }
     head.extend_from_slice(b"\r\n");
 }
@@ -539,6 +570,47 @@ mod tests {
         ));
         let huge = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(MAX_HEAD));
         assert!(matches!(parse(&huge), Err(HeadError::TooLarge)));
+        // Also when the whole of it is at hand at once.
+        let mut whole = huge.as_bytes();
+        assert!(matches!(
+            read_request_head(&mut whole),
+            Err(HeadError::TooLarge)
+        ));
+        let mut whole = &b"GET / HTTP/1.1\r\nX: \xff\r\n\r\n"[..];
+        assert!(matches!(
+            read_request_head(&mut whole),
+            Err(HeadError::Malformed(m)) if m.contains("UTF-8")
+        ));
+    }
+
+    #[test]
+    fn a_head_at_hand_is_read_where_it_lies() {
+        let mut input = &b"PUT /x HTTP/1.0\r\nA: 1\r\nA: 2\r\n\r\nbody"[..];
+        let head = read_request_head(&mut input).unwrap();
+        assert_eq!((head.method.as_str(), head.target.as_str()), ("PUT", "/x"));
+        assert_eq!(head.version, 0);
+        assert_eq!(
+            head.headers,
+            vec![("A".into(), "1".into()), ("A".into(), "2".into())]
+        );
+        assert_eq!(input, b"body", "exactly the head was consumed");
+    }
+
+    #[test]
+    fn status_lines_and_heads() {
+        let mut out = Vec::new();
+        write_head(&mut out, 404, &[("X".into(), "y".into())]).unwrap();
+        assert_eq!(out, b"HTTP/1.1 404 Not Found\r\nX: y\r\n\r\n");
+        for (status, line) in [
+            (200, "HTTP/1.1 200 OK\r\n"),
+            (101, "HTTP/1.1 101 Switching Protocols\r\n"),
+            (599, "HTTP/1.1 599 Status\r\n"),
+            (42, "HTTP/1.1 42 Status\r\n"),
+        ] {
+            let mut out = Vec::new();
+            status_line(&mut out, status);
+            assert_eq!(String::from_utf8(out).unwrap(), line);
+        }
     }
 
     #[test]

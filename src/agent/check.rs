@@ -18,7 +18,7 @@ use crate::agent::forward;
 use crate::allowlist::Vendor;
 use crate::config::AgentConfig;
 use crate::net::dial::{self, GatewayAddress, Identity};
-use crate::protocol::link::{Link, LinkError};
+use crate::protocol::link::Link;
 use crate::protocol::{Control, ErrorKind, Frame};
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -112,18 +112,19 @@ fn gateway(config: &AgentConfig, host: &str) -> Outcome {
     let mut closing = false;
     loop {
         match link.recv() {
-            Ok(Some(Frame::Control(Control::Request { id, .. }))) => {
-                // Dispatched before the gateway saw the drain notice: refuse, never forward.
-                let refusal = Control::Error {
-                    id,
-                    kind: ErrorKind::NoAgent,
-                    message: "the stream was a preflight check (vcs-agent check); retry".into(),
-                    rule: None,
-                    project: None,
-                };
-                let _ = link.send(&refusal);
+            Ok(Some(received)) => {
+                if let Ok(Frame::Control(Control::Request { id, .. })) = received.frame() {
+                    // Dispatched before the gateway saw the drain notice: refuse, never forward.
+                    let refusal = Control::Error {
+                        id,
+                        kind: ErrorKind::NoAgent,
+                        message: "the stream was a preflight check (vcs-agent check); retry".into(),
+                        rule: None,
+                        project: None,
+                    };
+                    let _ = link.send(&refusal);
+                }
             }
-            Ok(Some(_)) | Err(LinkError::Protocol(_)) => {}
             Ok(None) if Instant::now() > deadline && !closing => {
                 // The gateway did not close: close from this side.
                 closing = true;
@@ -161,7 +162,7 @@ fn vcs(config: &AgentConfig) -> Outcome {
     let response = forward::send(
         &client,
         "GET",
-        &url,
+        url.clone(),
         &Vec::new(),
         none,
         &config.target.authority,

@@ -16,7 +16,8 @@ use crate::config::AgentConfig;
 use crate::net::proxy::{NoProxy, ProxyUrl, TunnelError};
 use crate::net::tcp::ConnectError;
 use crate::net::tls::{self, HandshakeError, Roots};
-use crate::protocol::{self, ErrorKind, Headers};
+use crate::protocol::{self, ErrorKind, HeaderPairs};
+use std::borrow::Cow;
 use std::io;
 use std::sync::Arc;
 use ureq_proto::http;
@@ -177,11 +178,12 @@ pub fn classify_read(error: &io::Error, authority: &str) -> UpstreamError {
 }
 
 /// Sends `method url` with `headers` and the body in `payload`, directly or through the
-/// proxy as `NO_PROXY` decides for the request's host, and reads the answer's head.
+/// proxy as `NO_PROXY` decides for the request's host, and reads the answer's head. The URL
+/// is taken as it is (not copied) into the request.
 pub fn send(
     client: &Client,
     method: &str,
-    url: &str,
+    url: String,
     headers: &[(&str, &str)],
     payload: Payload,
     authority: &str,
@@ -192,21 +194,18 @@ pub fn send(
             "the request could not be expressed as a valid HTTP request".to_string(),
         )
     };
-    let uri: http::Uri = url.parse().map_err(|_| invalid())?;
+    let uri = http::Uri::try_from(url).map_err(|_| invalid())?;
     let tls = uri.scheme_str() == Some("https");
-    let host = uri.host().ok_or_else(invalid)?.to_string();
+    let host = uri.host().ok_or_else(invalid)?;
     let target = Target {
         tls,
-        host: host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string(),
+        host: host.trim_start_matches('[').trim_end_matches(']').into(),
         port: uri.port_u16().unwrap_or(if tls { 443 } else { 80 }),
     };
-    let proxy = client.route(&host);
+    let proxy = client.route(host);
     let outgoing = Outgoing {
         method,
-        uri,
+        uri: &uri,
         headers,
     };
     client
@@ -216,8 +215,9 @@ pub fn send(
 }
 
 /// The answer's end-to-end headers as a list, repeated values kept in order (hop-by-hop
-/// ones left out in the same pass, see [`protocol::end_to_end`]).
-pub fn response_headers(headers: &http::HeaderMap) -> Headers {
+/// ones left out in the same pass, see [`protocol::end_to_end`]), borrowed from the answer:
+/// a value is copied only when it is not UTF-8 (its invalid bytes replaced).
+pub fn response_headers(headers: &http::HeaderMap) -> HeaderPairs<'_> {
     let named = protocol::connection_tokens(
         headers
             .get_all(http::header::CONNECTION)
@@ -225,16 +225,20 @@ pub fn response_headers(headers: &http::HeaderMap) -> Headers {
             .filter_map(|v| v.to_str().ok())
             .map(|v| ("connection", v)),
     );
-    headers
-        .iter()
-        .filter(|(name, _)| protocol::is_end_to_end(name.as_str(), &named))
-        .map(|(name, value)| {
-            (
-                name.as_str().to_string(),
-                String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            )
-        })
-        .collect()
+    let mut pairs = Vec::with_capacity(headers.len());
+    pairs.extend(
+        headers
+            .iter()
+            .filter(|(name, _)| protocol::is_end_to_end(name.as_str(), &named))
+            .map(|(name, value)| {
+                let value = match value.to_str() {
+                    Ok(text) => Cow::Borrowed(text),
+                    Err(_) => String::from_utf8_lossy(value.as_bytes()),
+                };
+                (Cow::Borrowed(name.as_str()), value)
+            }),
+    );
+    pairs
 }
 
 #[cfg(test)]

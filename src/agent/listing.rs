@@ -25,6 +25,7 @@
 
 use crate::agent::projects;
 use crate::allowlist::Vendor;
+use crate::protocol::HeaderPairs;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -44,8 +45,8 @@ const TOTAL_HEADERS: [&str; 3] = ["x-total", "x-total-pages", "content-length"];
 
 /// Removes the headers that would tell how large the unfiltered listing is; the caller sets
 /// the filtered `Content-Length`.
-pub fn strip_totals(headers: &mut Vec<(String, String)>) {
-    headers.retain(|(name, _)| !TOTAL_HEADERS.contains(&name.to_ascii_lowercase().as_str()));
+pub fn strip_totals(headers: &mut HeaderPairs) {
+    headers.retain(|(name, _)| !TOTAL_HEADERS.iter().any(|t| name.eq_ignore_ascii_case(t)));
 }
 
 /// Why a listing could not be filtered.

@@ -32,7 +32,6 @@
 use crate::agent::forward;
 use crate::agent::Shared;
 use crate::allowlist::{ProjectId, Vendor};
-use crate::protocol::Headers;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::Read;
@@ -152,25 +151,25 @@ fn is_about(entry: &Value, id: &str) -> bool {
 
 /// The path `id` names: from the cache, or else from one lookup to the VCS with the caller's
 /// credential headers. `Err` is the reason to deny with.
-pub fn resolve(shared: &Shared, id: &ProjectId, caller: &Headers) -> Result<String, String> {
+pub fn resolve(
+    shared: &Shared,
+    id: &ProjectId,
+    caller: &[(impl AsRef<str>, impl AsRef<str>)],
+) -> Result<String, String> {
     if let Some(path) = shared.ids.get(&id.scope, &id.id) {
         return Ok(path);
     }
     let failed = |why: String| format!("project id {id} could not be resolved: {why}");
-    let mut headers: Headers = caller
+    let mut headers: Vec<(&str, &str)> = caller
         .iter()
-        .filter(|(name, _)| CREDENTIALS.contains(&name.to_ascii_lowercase().as_str()))
-        .cloned()
+        .map(|(name, value)| (name.as_ref(), value.as_ref()))
+        .filter(|(name, _)| CREDENTIALS.iter().any(|c| name.eq_ignore_ascii_case(c)))
         .collect();
-    headers.push(("Accept".into(), "application/json".into()));
+    headers.push(("Accept", "application/json"));
     let url = shared.config.target.url_for(&id.lookup);
     let authority = &shared.config.target.authority;
     let none = forward::Payload::None;
-    let headers: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
-    let response = forward::send(&shared.http, "GET", &url, &headers, none, authority)
+    let response = forward::send(&shared.http, "GET", url, &headers, none, authority)
         .map_err(|e| failed(e.message))?;
     let status = response.status().as_u16();
     if status != 200 {

@@ -16,17 +16,17 @@
 //! says `Location: ../../../../../../o/r/legacy.tar.gz/refs/heads/main`.
 
 use crate::config::BaseEndpoint;
-use crate::protocol::Headers;
+use crate::protocol::HeaderPairs;
 
 /// Rewrites the `Location` of a 3xx answer to `target` when it points into one of `bases`.
-pub fn rewrite(status: u16, headers: &mut Headers, target: &str, bases: &[&BaseEndpoint]) {
+pub fn rewrite(status: u16, headers: &mut HeaderPairs, target: &str, bases: &[&BaseEndpoint]) {
     if !(300..400).contains(&status) {
         return;
     }
     for (name, value) in headers.iter_mut() {
         if name.eq_ignore_ascii_case("location") {
             if let Some(inside) = bases.iter().find_map(|base| inside(value, base)) {
-                *value = relative(target, &inside);
+                *value = relative(target, &inside).into();
             }
         }
     }
@@ -88,9 +88,9 @@ mod tests {
     }
 
     fn location(status: u16, value: &str, target: &str, bases: &[&BaseEndpoint]) -> String {
-        let mut headers = vec![("Location".to_string(), value.to_string())];
+        let mut headers = vec![("Location".into(), value.into())];
         rewrite(status, &mut headers, target, bases);
-        headers[0].1.clone()
+        headers[0].1.to_string()
     }
 
     #[test]

@@ -19,27 +19,28 @@ use crate::observe::access::Access;
 use crate::observe::metrics::{AgentMetrics, Observation};
 use crate::observe::{redact_headers, redact_target};
 use crate::protocol::link::LinkError;
-use crate::protocol::{self, Control, ErrorKind, Frame, Headers, MAX_CHUNK};
+use crate::protocol::{self, Control, ErrorKind, Frame, HeaderPairs, MAX_CHUNK};
 use log::info;
+use std::borrow::Cow;
 use std::io::{self, Read};
 use std::time::{Duration, Instant};
 use tungstenite::{Bytes, Message};
 
 use forward::Response;
 
-/// A `request` frame's fields.
-pub struct Request {
-    pub id: String,
-    pub method: String,
-    pub target: String,
-    pub headers: Headers,
+/// A `request` frame's fields, borrowed from the frame.
+pub struct Request<'a> {
+    pub id: Cow<'a, str>,
+    pub method: Cow<'a, str>,
+    pub target: Cow<'a, str>,
+    pub headers: HeaderPairs<'a>,
     pub body: bool,
 }
 
 /// What the access line says about one request; the line is written (and the request counted)
 /// when the record is dropped.
 struct Record<'a> {
-    request: &'a Request,
+    request: &'a Request<'a>,
     description: &'static str,
     /// What an inspected body says the request was for (`GraphQL query …`), in place of
     /// the rule's description on the access line.
@@ -58,7 +59,7 @@ struct Record<'a> {
 }
 
 impl<'a> Record<'a> {
-    fn new(request: &'a Request, metrics: &'a AgentMetrics) -> Record<'a> {
+    fn new(request: &'a Request<'a>, metrics: &'a AgentMetrics) -> Record<'a> {
         Record {
             request,
             description: "-",
@@ -142,7 +143,7 @@ struct Answer<'s> {
 impl Answer<'_> {
     /// With a body to follow, the head waits in tungstenite's buffer and leaves with the first
     /// piece in one write.
-    fn head(&mut self, head: Control, body_follows: bool) -> tungstenite::Result<()> {
+    fn head(&mut self, head: Control<'_>, body_follows: bool) -> tungstenite::Result<()> {
         if body_follows {
             self.socket.queue(head.to_message())
         } else {
@@ -165,7 +166,7 @@ impl Answer<'_> {
     }
 
     /// An `error` or `abort` frame; the record is logged before it leaves.
-    fn close_with(&mut self, record: Record, frame: Control) -> Result<(), StreamEnd> {
+    fn close_with(&mut self, record: Record, frame: Control<'_>) -> Result<(), StreamEnd> {
         drop(record);
         self.socket.send(&frame).map_err(StreamEnd::from)
     }
@@ -177,12 +178,13 @@ impl Answer<'_> {
         kind: ErrorKind,
         reason: String,
     ) -> Result<(), StreamEnd> {
+        let request = record.request;
         let frame = Control::Error {
-            id: record.request.id.clone(),
+            id: Cow::Borrowed(&request.id),
             kind,
-            message: reason.clone(),
-            rule: (record.description != "-").then(|| record.rule_text().to_string()),
-            project: record.project.clone(),
+            message: Cow::Owned(reason.clone()),
+            rule: (record.description != "-").then(|| record.rule_text().to_string().into()),
+            project: record.project.clone().map(Cow::Owned),
         };
         record.fail(kind, reason);
         self.close_with(record, frame)
@@ -200,10 +202,11 @@ impl Answer<'_> {
         mut record: Record,
         error: forward::UpstreamError,
     ) -> Result<(), StreamEnd> {
+        let request = record.request;
         let frame = Control::Abort {
-            id: record.request.id.clone(),
+            id: Cow::Borrowed(&request.id),
             kind: error.kind,
-            message: error.message.clone(),
+            message: Cow::Owned(error.message.clone()),
         };
         record.problem = Some((error.kind, error.message));
         self.close_with(record, frame)
@@ -243,7 +246,14 @@ impl<'a> RequestBody<'a> {
     }
 
     fn next_piece(&mut self) -> Result<(), String> {
-        match self.socket.recv_timeout(self.idle_limit) {
+        let received = match self.socket.recv_timeout(self.idle_limit) {
+            Ok(received) => received,
+            Err(LinkError::Timeout(_)) => return Err("the request body stalled".into()),
+            Err(LinkError::Socket(e)) => {
+                return Err(format!("gateway connection lost in a request body: {e}"))
+            }
+        };
+        match received.frame() {
             Ok(Frame::Data(data)) => {
                 self.bytes += data.len() as u64;
                 self.piece = data;
@@ -258,11 +268,7 @@ impl<'a> RequestBody<'a> {
                 "protocol violation: {} inside a request body",
                 protocol::describe(&other)
             )),
-            Err(LinkError::Timeout(_)) => Err("the request body stalled".into()),
-            Err(LinkError::Protocol(e)) => Err(e.to_string()),
-            Err(LinkError::Socket(e)) => {
-                Err(format!("gateway connection lost in a request body: {e}"))
-            }
+            Err(e) => Err(e.to_string()),
         }
     }
 
@@ -374,7 +380,7 @@ fn forward_request(
     let pairs = request
         .headers
         .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()));
+        .map(|(n, v)| (n.as_ref(), v.as_ref()));
     let mut headers = protocol::end_to_end_refs(pairs);
     if filters(shared, allowed) {
         // A compressed listing could not be read: ask for it plain (see `listing`).
@@ -394,7 +400,7 @@ fn forward_request(
         forward::send(
             &shared.http,
             &request.method,
-            &url,
+            url,
             &headers,
             payload,
             authority,
@@ -423,6 +429,8 @@ fn answer(
     if filters(shared, allowed) && (200..300).contains(&status) {
         listing::strip_totals(&mut headers);
         if has_body {
+            // The listing is read whole, past the response its headers borrow from.
+            let headers = owned(headers);
             let body = read_listing(response, &headers, &shared.config.target.authority);
             return answer_listing(shared, socket, record, headers, body);
         }
@@ -440,8 +448,14 @@ fn answer(
     stream_body(shared, out, record, response, buffer)
 }
 
-/// The answer's end-to-end headers, with redirects into the VCS pointed back at the tunnel.
-fn answer_headers(shared: &Shared, request: &Request, status: u16, response: &Response) -> Headers {
+/// The answer's end-to-end headers, borrowed from the VCS's answer, with redirects into the
+/// VCS pointed back at the tunnel.
+fn answer_headers<'r>(
+    shared: &Shared,
+    request: &Request,
+    status: u16,
+    response: &'r Response,
+) -> HeaderPairs<'r> {
     let mut headers = forward::response_headers(response.headers());
     let bases = [&shared.config.target, shared.codeload_base()];
     redirect::rewrite(status, &mut headers, &request.target, &bases);
@@ -602,21 +616,35 @@ fn final_answer(response: Response) -> Result<Response, forward::UpstreamError> 
     })
 }
 
-fn response_head(record: &Record, status: u16, headers: Headers, body: bool) -> Control {
+/// The `response` frame, borrowing from the record and the VCS's answer.
+fn response_head<'r>(
+    record: &'r Record,
+    status: u16,
+    headers: HeaderPairs<'r>,
+    body: bool,
+) -> Control<'r> {
     Control::Response {
-        id: record.request.id.clone(),
+        id: Cow::Borrowed(&record.request.id),
         status,
         headers,
         body,
-        rule: Some(record.rule_text().to_string()),
-        project: record.project.clone(),
+        rule: Some(Cow::Borrowed(record.rule_text())),
+        project: record.project.as_deref().map(Cow::Borrowed),
     }
+}
+
+/// Headers that no longer borrow from the answer.
+fn owned(headers: HeaderPairs) -> HeaderPairs<'static> {
+    headers
+        .into_iter()
+        .map(|(n, v)| (Cow::Owned(n.into_owned()), Cow::Owned(v.into_owned())))
+        .collect()
 }
 
 /// A listing answer read whole, at most [`listing::LIMIT`] bytes and not compressed.
 fn read_listing(
     response: Response,
-    headers: &Headers,
+    headers: &HeaderPairs,
     authority: &str,
 ) -> Result<Vec<u8>, (ErrorKind, String)> {
     let encoded = headers.iter().any(|(name, value)| {
@@ -649,7 +677,7 @@ fn answer_listing(
     shared: &Shared,
     socket: &mut Socket,
     mut record: Record,
-    mut headers: Headers,
+    mut headers: HeaderPairs,
     body: Result<Vec<u8>, (ErrorKind, String)>,
 ) -> Result<(), StreamEnd> {
     let vendor = shared.allowlist.vendor();
@@ -674,7 +702,7 @@ fn answer_listing(
         !name.eq_ignore_ascii_case("content-length")
             && !name.eq_ignore_ascii_case("transfer-encoding")
     });
-    headers.push(("Content-Length".into(), bytes.len().to_string()));
+    headers.push(("Content-Length".into(), bytes.len().to_string().into()));
     let status = record.status.unwrap_or(200);
     let head = response_head(&record, status, headers, true);
     let mut sent = out.head(head, true);

@@ -12,7 +12,7 @@ use crate::agent::Shared;
 use crate::net::dial::{self, DialError};
 use crate::net::Stream;
 use crate::protocol::link::{Link, LinkError};
-use crate::protocol::{self, Control, Frame, MAX_CHUNK};
+use crate::protocol::{self, Control, Frame, Received, MAX_CHUNK};
 use log::{debug, error, info, warn};
 use std::time::{Duration, Instant};
 use tungstenite::{Bytes, Message, WebSocket};
@@ -243,7 +243,7 @@ fn serve_until_end(
             return end;
         }
         let step = match socket.recv() {
-            Ok(Some(frame)) => on_frame(shared, socket, buffer, frame),
+            Ok(Some(received)) => on_frame(shared, socket, buffer, &received),
             Ok(None) => on_quiet(shared, socket, &mut last_ping),
             Err(e) => Err(e.into()),
         };
@@ -266,13 +266,17 @@ fn set_timeouts(socket: &mut Socket) -> Result<(), StreamEnd> {
         .map_err(|e| StreamEnd::Lost(format!("cannot set a write timeout: {e}")))
 }
 
-/// A frame on an idle stream: a request to serve, or the gateway's close.
+/// A frame on an idle stream: a request to serve (its strings borrowed from `received`), or
+/// the gateway's close.
 fn on_frame(
     shared: &Shared,
     socket: &mut Socket,
     buffer: &mut [u8],
-    frame: Frame,
+    received: &Received,
 ) -> Result<(), StreamEnd> {
+    let frame = received
+        .frame()
+        .map_err(|e| StreamEnd::Lost(e.to_string()))?;
     match frame {
         Frame::Control(Control::Request {
             id,
@@ -354,9 +358,8 @@ fn drain(
 /// After the gateway's close frame: let tungstenite send its reply and see the end.
 fn finish_close(socket: &mut Socket) -> StreamEnd {
     for _ in 0..8 {
-        match socket.recv() {
-            Ok(_) | Err(LinkError::Protocol(_)) => continue,
-            Err(_) => break,
+        if socket.recv().is_err() {
+            break;
         }
     }
     StreamEnd::Closed

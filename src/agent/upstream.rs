@@ -18,6 +18,7 @@ use crate::net::proxy::{self, ProxyUrl, TunnelError};
 use crate::net::stream::is_timeout;
 use crate::net::{tcp, tls, Stream};
 use rustls::ClientConfig;
+use std::borrow::Cow;
 use std::io::{self, Read, Write};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -104,7 +105,7 @@ pub enum Payload<'a> {
 /// A request as the tunnel has it: built into `http` types for each attempt.
 pub struct Outgoing<'a> {
     pub method: &'a str,
-    pub uri: http::Uri,
+    pub uri: &'a http::Uri,
     pub headers: &'a [(&'a str, &'a str)],
 }
 
@@ -126,11 +127,12 @@ impl Outgoing<'_> {
     }
 }
 
-/// Where a connection goes: the key of the pool.
+/// Where a connection goes: the key of the pool. A request's borrows its host from the
+/// request's URL; a connection keeps its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+pub struct Target<'a> {
     pub tls: bool,
-    pub host: String,
+    pub host: Cow<'a, str>,
     pub port: u16,
 }
 
@@ -146,7 +148,7 @@ pub struct Settings {
 /// One connection to the VCS with its buffers.
 struct Connection {
     stream: Stream,
-    target: Target,
+    target: Target<'static>,
     proxied: bool,
     input: Input,
     output: Vec<u8>,
@@ -301,7 +303,10 @@ impl Pool {
         stream.tcp().set_write_timeout(read)?;
         Ok(Connection {
             stream,
-            target: target.clone(),
+            target: Target {
+                host: Cow::Owned(target.host.to_string()),
+                ..*target
+            },
             proxied: proxy.is_some(),
             input: Input::new(),
             output: vec![0; OUTPUT],
@@ -663,7 +668,7 @@ mod tests {
 
     /// A VCS on loopback answering `ok` to each request; with `close`, it closes each
     /// connection after one answer without saying so. Counts the connections it accepted.
-    fn vcs(close: bool) -> (Target, Arc<AtomicUsize>) {
+    fn vcs(close: bool) -> (Target<'static>, Arc<AtomicUsize>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let accepted = Arc::new(AtomicUsize::new(0));
@@ -715,7 +720,7 @@ mod tests {
     fn get(pool: &Arc<Pool>, target: &Target) -> String {
         let outgoing = Outgoing {
             method: "GET",
-            uri: format!("http://127.0.0.1:{}/x", target.port)
+            uri: &format!("http://127.0.0.1:{}/x", target.port)
                 .parse()
                 .unwrap(),
             headers: &[("Accept", "*/*")],
@@ -752,7 +757,7 @@ mod tests {
         let pool = pool();
         let outgoing = Outgoing {
             method: "GET",
-            uri: format!("http://127.0.0.1:{}/x", target.port)
+            uri: &format!("http://127.0.0.1:{}/x", target.port)
                 .parse()
                 .unwrap(),
             headers: &[],

@@ -62,13 +62,13 @@ impl Allowlist {
         &self,
         method: &str,
         allowed: &Allowed,
-        headers: &[(String, String)],
+        headers: &[(impl AsRef<str>, impl AsRef<str>)],
     ) -> Result<Option<Inspection>, Denied> {
         let named = |name: &'static str| {
             headers
                 .iter()
-                .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.trim())
+                .filter(move |(n, _)| n.as_ref().eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_ref().trim())
         };
         let inspection = if allowed.body == BodyCheck::Graphql {
             Some(Inspection::Graphql)

@@ -394,7 +394,7 @@ impl Allowlist {
         &self,
         method: &str,
         target: &str,
-        headers: &[(String, String)],
+        headers: &[(impl AsRef<str>, impl AsRef<str>)],
         has_body: bool,
     ) -> Result<Allowed, Denied> {
         settle(self.decide_request(method, target, headers, has_body)?)
@@ -406,7 +406,7 @@ impl Allowlist {
         &self,
         method: &str,
         target: &str,
-        headers: &[(String, String)],
+        headers: &[(impl AsRef<str>, impl AsRef<str>)],
         has_body: bool,
     ) -> Result<Decision, Denied> {
         let overrides = [
@@ -415,8 +415,8 @@ impl Allowlist {
         ];
         for (what, class, names) in overrides {
             if let Some(name) = headers.iter().find_map(|(name, _)| {
-                let lower = name.to_ascii_lowercase();
-                names.iter().find(|h| **h == lower)
+                let name = name.as_ref();
+                names.iter().find(|h| name.eq_ignore_ascii_case(h))
             }) {
                 return Err(Denied::new(
                     class,

@@ -2,6 +2,7 @@ use super::matcher::CompiledRule;
 use super::*;
 
 const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+const NO_HEADERS: &[(&str, &str)] = &[];
 
 fn open(vendor: Vendor) -> Allowlist {
     Allowlist::new(vendor, None)
@@ -971,7 +972,7 @@ fn path_overrides_are_denied() {
             )
         );
     }
-    assert!(list.check_request("GET", target, &[], false).is_ok());
+    assert!(list.check_request("GET", target, NO_HEADERS, false).is_ok());
 }
 
 #[test]
@@ -979,7 +980,7 @@ fn method_overrides_are_denied() {
     let list = open(Vendor::Gitlab);
     let target = "/api/v4/projects/5/statuses/0123456789abcdef0123456789abcdef01234567";
     let header = |name: &str| vec![(name.to_string(), "DELETE".to_string())];
-    assert!(list.check_request("POST", target, &[], true).is_ok());
+    assert!(list.check_request("POST", target, NO_HEADERS, true).is_ok());
     for name in [
         "X-HTTP-Method-Override",
         "x-http-method",
@@ -1010,7 +1011,7 @@ fn method_overrides_are_denied() {
     }
     // A GET carries no body: its parameters would reach the VCS unchecked.
     assert_eq!(
-        list.check_request("GET", "/api/v4/user", &[], true)
+        list.check_request("GET", "/api/v4/user", NO_HEADERS, true)
             .unwrap_err()
             .reason,
         "a GET request may not carry a body"
@@ -1061,7 +1062,7 @@ fn graphql(
 ) -> Result<BodyVerdict, Denied> {
     let allowed = list.check("POST", "/api/graphql").unwrap();
     let inspection = list
-        .body_inspection("POST", &allowed, &[])
+        .body_inspection("POST", &allowed, NO_HEADERS)
         .unwrap()
         .unwrap();
     let body = serde_json::json!({ "query": query, "variables": variables }).to_string();
@@ -1263,14 +1264,14 @@ fn form_bodies_are_inspected_for_method_overrides() {
     let form = |ct: &str| vec![("Content-Type".to_string(), ct.to_string())];
     // Rack reads a body without a Content-Type as a form too.
     assert_eq!(
-        list.body_inspection("POST", &allowed, &[]).unwrap(),
+        list.body_inspection("POST", &allowed, NO_HEADERS).unwrap(),
         Some(Inspection::Form)
     );
     // Only for POST (`Rack::MethodOverride` looks at nothing else).
     let put = list
         .check("PUT", "/api/v4/projects/5/deployments/12")
         .unwrap();
-    assert_eq!(list.body_inspection("PUT", &put, &[]).unwrap(), None);
+    assert_eq!(list.body_inspection("PUT", &put, NO_HEADERS).unwrap(), None);
     assert_eq!(
         list.body_inspection("POST", &allowed, &form("application/json"))
             .unwrap(),
@@ -1585,7 +1586,7 @@ fn target_header_and_body_denials_are_classed_path() {
                 "path override header x-original-url is not allowed",
             ),
             (
-                gitlab.check_request("GET", "/api/v4/projects", &[], true),
+                gitlab.check_request("GET", "/api/v4/projects", NO_HEADERS, true),
                 "a GET request may not carry a body",
             ),
             (

@@ -24,8 +24,9 @@ use crate::gateway::stream::AgentStream;
 use crate::http1::{self, BodyProgress, BodyReader, Framing};
 use crate::net::Stream;
 use crate::protocol::link::{Link, LinkError};
-use crate::protocol::{self, AnswerState, Control, ErrorKind, Frame, Headers, MAX_CHUNK};
+use crate::protocol::{self, AnswerState, Control, ErrorKind, Frame, HeaderPairs, MAX_CHUNK};
 use log::warn;
+use std::borrow::Cow;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 use tungstenite::{Bytes, Message};
@@ -131,14 +132,7 @@ pub fn run(
         agent: Some(stream.instance.clone()),
         ..RequestRecord::default()
     };
-    let head = Control::Request {
-        id: job.id.clone(),
-        method: job.method.clone(),
-        target: job.target.clone(),
-        headers: job.headers.clone(),
-        body: job.framing != Framing::Empty,
-    };
-    if let Err(e) = stream.link.send(&head) {
+    if let Err(e) = stream.link.send(&request_head(job)) {
         return Exchanged::NotStarted(format!("request head could not be sent: {e}"));
     }
     let (state, reusable) = relay(&mut stream.link, job, caller, settings, &mut tally);
@@ -150,6 +144,21 @@ pub fn run(
         state,
         reusable,
         record: Box::new(tally),
+    }
+}
+
+/// The `request` frame of `job`, borrowing its strings.
+fn request_head(job: &Job) -> Control<'_> {
+    Control::Request {
+        id: job.id.as_str().into(),
+        method: job.method.as_str().into(),
+        target: job.target.as_str().into(),
+        headers: job
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str().into(), v.as_str().into()))
+            .collect(),
+        body: job.framing != Framing::Empty,
     }
 }
 
@@ -336,12 +345,16 @@ struct Answer<'a> {
 impl Answer<'_> {
     fn run(mut self) -> Ending {
         loop {
-            let frame = match self.link.recv_while_heard(self.timeout) {
-                Ok(frame) => frame,
+            let received = match self.link.recv_while_heard(self.timeout) {
+                Ok(received) => received,
                 Err(LinkError::Timeout(silent)) => {
                     return self.lost(format!("no answer from the agent for {silent:?}"))
                 }
                 Err(LinkError::Socket(e)) => return self.lost(format!("connection lost: {e}")),
+            };
+            // The frame borrows from `received`: a head's headers are never copied here.
+            let frame = match received.frame() {
+                Ok(frame) => frame,
                 Err(e) => return self.lost(e.to_string()),
             };
             let next = match self.state.next(&frame) {
@@ -360,7 +373,7 @@ impl Answer<'_> {
     }
 
     /// Handles one frame; `Some` when the exchange ends with it before its natural end.
-    fn take(&mut self, frame: Frame) -> Option<Ending> {
+    fn take(&mut self, frame: Frame<'_>) -> Option<Ending> {
         match frame {
             Frame::Control(Control::Draining) => {
                 self.draining = true;
@@ -374,9 +387,9 @@ impl Answer<'_> {
                 rule,
                 project,
             }) => {
-                self.tally.rule = rule;
-                self.tally.project = project;
-                self.head(id, status, headers, body)
+                self.tally.rule = rule.map(Cow::into_owned);
+                self.tally.project = project.map(Cow::into_owned);
+                self.head(&id, status, &headers, body)
             }
             Frame::Control(Control::Error {
                 kind,
@@ -387,9 +400,9 @@ impl Answer<'_> {
             }) => {
                 self.tally.status = kind.status();
                 self.tally.error = Some(kind);
-                self.tally.reason = Some(message.clone());
-                self.tally.rule = rule;
-                self.tally.project = project;
+                self.tally.reason = Some(message.to_string());
+                self.tally.rule = rule.map(Cow::into_owned);
+                self.tally.project = project.map(Cow::into_owned);
                 let written = self.to.error(&self.tally.id, kind, &message);
                 written.err().map(|e| self.cancelled(e))
             }
@@ -407,7 +420,7 @@ impl Answer<'_> {
     }
 
     /// The agent's response head; nothing it sends reaches the caller unchecked.
-    fn head(&mut self, id: String, status: u16, headers: Headers, body: bool) -> Option<Ending> {
+    fn head(&mut self, id: &str, status: u16, headers: &HeaderPairs, body: bool) -> Option<Ending> {
         if id != self.tally.id {
             let reason = format!("answer for {id} while serving {}", self.tally.id);
             return Some(self.lost(reason));
@@ -505,30 +518,42 @@ struct ToCaller<'a> {
 
 impl ToCaller<'_> {
     /// The response head, framed for the caller: a known length stays, an unknown one goes
-    /// chunked (or until close to an HTTP/1.0 caller). Without a body it leaves at once.
-    fn head(&mut self, id: &str, status: u16, headers: Headers, body: bool) -> std::io::Result<()> {
-        let mut headers = protocol::end_to_end(headers);
-        let length = headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+    /// chunked (or until close to an HTTP/1.0 caller). Without a body it leaves at once. The
+    /// agent's end-to-end headers are written straight from the frame into `pending`.
+    fn head(
+        &mut self,
+        id: &str,
+        status: u16,
+        headers: &HeaderPairs,
+        body: bool,
+    ) -> std::io::Result<()> {
+        let pairs = || headers.iter().map(|(n, v)| (n.as_ref(), v.as_ref()));
+        let named = protocol::connection_tokens(pairs());
+        let kept = || pairs().filter(|(n, _)| protocol::is_end_to_end(n, &named));
+        let is_length = |name: &str| name.eq_ignore_ascii_case("content-length");
+        let length = kept()
+            .find(|(n, _)| is_length(n))
             .and_then(|(_, v)| v.trim().parse::<u64>().ok());
-        self.mode = if !body {
-            BodyMode::None
-        } else if let Some(n) = length {
-            BodyMode::Length(n)
-        } else if self.version >= 1 {
-            headers.retain(|(n, _)| !n.eq_ignore_ascii_case("content-length"));
-            headers.push(("Transfer-Encoding".into(), "chunked".into()));
-            BodyMode::Chunked
-        } else {
-            headers.retain(|(n, _)| !n.eq_ignore_ascii_case("content-length"));
-            BodyMode::UntilClose
+        self.mode = match length {
+            _ if !body => BodyMode::None,
+            Some(n) => BodyMode::Length(n),
+            None if self.version >= 1 => BodyMode::Chunked,
+            None => BodyMode::UntilClose,
         };
-        if !self.keep_alive || self.mode == BodyMode::UntilClose {
-            headers.push(("Connection".into(), "close".into()));
+        // A length this side does not frame the body by does not go on.
+        let framed_here = matches!(self.mode, BodyMode::Chunked | BodyMode::UntilClose);
+        http1::status_line(&mut self.pending, status);
+        for (name, value) in kept().filter(|(n, _)| !(framed_here && is_length(n))) {
+            http1::header_line(&mut self.pending, name, value);
         }
-        headers.push(("X-Vcs-Request-Id".into(), id.to_string()));
-        let _ = http1::write_head(&mut self.pending, status, &headers);
+        if self.mode == BodyMode::Chunked {
+            http1::header_line(&mut self.pending, "Transfer-Encoding", "chunked");
+        }
+        if !self.keep_alive || self.mode == BodyMode::UntilClose {
+            http1::header_line(&mut self.pending, "Connection", "close");
+        }
+        http1::header_line(&mut self.pending, "X-Vcs-Request-Id", id);
+        self.pending.extend_from_slice(b"\r\n");
         if self.mode == BodyMode::None {
             return self.send(&[]);
         }

@@ -478,7 +478,7 @@ impl<'h> Tunnel<'h> {
         })?;
         Ok(Job {
             id: self.id.clone(),
-            headers: forwarded_headers(&head),
+            headers: forwarded_headers(head.headers),
             method: head.method,
             target,
             framing,
@@ -530,15 +530,11 @@ pub(crate) fn tunnel_target(full: &str, pool_name: &str) -> Option<String> {
 /// The request headers that go on to the VCS. `Expect: 100-continue` is answered here,
 /// where the body is read; the agent gets the body without having to ask again. The caller
 /// secret is the gateway's, never the VCS's: it goes no further.
-fn forwarded_headers(head: &RequestHead) -> crate::protocol::Headers {
-    protocol::end_to_end(
-        head.headers
-            .iter()
-            .filter(|(name, _)| {
-                !name.eq_ignore_ascii_case("expect") && !name.eq_ignore_ascii_case(callers::HEADER)
-            })
-            .cloned(),
-    )
+fn forwarded_headers(mut headers: crate::protocol::Headers) -> crate::protocol::Headers {
+    headers.retain(|(name, _)| {
+        !name.eq_ignore_ascii_case("expect") && !name.eq_ignore_ascii_case(callers::HEADER)
+    });
+    protocol::end_to_end(headers)
 }
 
 /// What a caller hears for a pool it may not use, the same whether the pool exists or not.

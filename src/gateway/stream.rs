@@ -8,7 +8,7 @@
 
 use crate::net::Stream;
 use crate::protocol::link::{Link, LinkError};
-use crate::protocol::{self, Control, Frame};
+use crate::protocol::{self, Control, Frame, ProtocolError};
 use log::info;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -48,6 +48,8 @@ pub enum StreamEnd {
     Lost(tungstenite::Error),
     #[error(transparent)]
     Link(LinkError),
+    #[error(transparent)]
+    Protocol(ProtocolError),
     #[error("no frame from the agent for {0:?}")]
     Silent(Duration),
     #[error("ping failed: {0}")]
@@ -150,17 +152,21 @@ impl AgentStream {
         // A bounded number of messages per look: a chatty agent cannot hold the housekeeper.
         let seen = self.link.recv_waiting(64);
         let _ = self.link.get_ref().set_nonblocking(false);
-        match seen {
-            Ok(None) => Ok(()),
-            Ok(Some(Frame::Control(Control::Draining))) => {
+        let received = match seen {
+            Ok(None) => return Ok(()),
+            Ok(Some(received)) => received,
+            Err(LinkError::Socket(e)) => return Err(StreamEnd::Lost(e)),
+            Err(e) => return Err(StreamEnd::Link(e)),
+        };
+        match received.frame() {
+            Ok(Frame::Control(Control::Draining)) => {
                 // Acknowledge: the agent waits for our close to finish its drain.
                 self.say_goodbye();
                 Err(StreamEnd::Draining)
             }
-            Ok(Some(Frame::Closed)) => Err(StreamEnd::Closed),
-            Ok(Some(other)) => Err(StreamEnd::Violation(protocol::describe(&other))),
-            Err(LinkError::Socket(e)) => Err(StreamEnd::Lost(e)),
-            Err(e) => Err(StreamEnd::Link(e)),
+            Ok(Frame::Closed) => Err(StreamEnd::Closed),
+            Ok(other) => Err(StreamEnd::Violation(protocol::describe(&other))),
+            Err(e) => Err(StreamEnd::Protocol(e)),
         }
     }
 }

@@ -1,14 +1,18 @@
 //! [`Link`]: one framed connection between gateway and agent, a WebSocket that speaks in
-//! [`Frame`]s.
+//! [`Frame`](super::Frame)s.
 //!
-//! Every loop that waits for the peer needs the same four things: read one message, decode it,
-//! tell a read timeout (the socket's short tick) from a broken connection, and remember when
+//! Every loop that waits for the peer needs the same four things: read one message, keep
+//! pings and pongs out of its way, tell a read timeout (the socket's short tick) from a broken connection, and remember when
 //! the peer was last heard from (a ping or pong counts: tungstenite answers pings itself). The
 //! link owns them, so a caller only says what it waits for: [`Link::recv`] for one tick,
 //! [`Link::recv_timeout`] for a frame within a limit. The tick is the socket's read timeout,
 //! set by whoever made the socket.
+//!
+//! A message comes back [`Received`], not decoded: its caller decodes it with
+//! [`Received::frame`] into a frame that borrows from it (the headers of a head are not
+//! copied), and keeps it as long as it uses the frame.
 
-use super::{decode, Control, Frame, ProtocolError};
+use super::{Control, Received};
 use crate::net::stream::is_timeout;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -20,9 +24,6 @@ pub enum LinkError {
     /// Nothing but pings and pongs within the limit given to [`Link::recv_timeout`].
     #[error("no frame within {0:?}")]
     Timeout(Duration),
-    /// The peer broke the protocol.
-    #[error(transparent)]
-    Protocol(#[from] ProtocolError),
     /// The WebSocket is closed or broken.
     #[error(transparent)]
     Socket(#[from] tungstenite::Error),
@@ -42,20 +43,20 @@ impl<S: Read + Write> Link<S> {
         }
     }
 
-    /// Waits one tick: `Ok(None)` when the tick passed with no frame (or only a ping or pong).
-    pub fn recv(&mut self) -> Result<Option<Frame>, LinkError> {
+    /// Waits one tick: `Ok(None)` when the tick passed with no message (or only a ping or pong).
+    pub fn recv(&mut self) -> Result<Option<Received>, LinkError> {
         match self.socket.read() {
             Ok(message) => {
                 self.last_heard = Instant::now();
-                Ok(decode(message)?)
+                Ok(Received::new(message))
             }
             Err(tungstenite::Error::Io(e)) if is_timeout(&e) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
 
-    /// Waits for a frame, at most about `limit` (checked at each tick).
-    pub fn recv_timeout(&mut self, limit: Duration) -> Result<Frame, LinkError> {
+    /// Waits for a message, at most about `limit` (checked at each tick).
+    pub fn recv_timeout(&mut self, limit: Duration) -> Result<Received, LinkError> {
         let since = Instant::now();
         loop {
             if let Some(frame) = self.recv()? {
@@ -67,10 +68,10 @@ impl<S: Read + Write> Link<S> {
         }
     }
 
-    /// Waits for a frame for as long as the peer keeps talking: gives up once it has been
+    /// Waits for a message for as long as the peer keeps talking: gives up once it has been
     /// silent for `limit`, counted from this call or from the last thing it sent (a ping
     /// included), whichever is later. `Timeout` carries how long it was silent.
-    pub fn recv_while_heard(&mut self, limit: Duration) -> Result<Frame, LinkError> {
+    pub fn recv_while_heard(&mut self, limit: Duration) -> Result<Received, LinkError> {
         let since = Instant::now();
         loop {
             if let Some(frame) = self.recv()? {
@@ -83,16 +84,16 @@ impl<S: Read + Write> Link<S> {
         }
     }
 
-    /// Reads what already arrived, for a socket in non-blocking mode: the first frame among
-    /// at most `max` messages, `None` when nothing (or only pings and pongs) was waiting.
+    /// Reads what already arrived, for a socket in non-blocking mode: the first message
+    /// among at most `max`, `None` when nothing (or only pings and pongs) was waiting.
     /// Bounded, so a chatty peer cannot hold the reader.
-    pub fn recv_waiting(&mut self, max: usize) -> Result<Option<Frame>, LinkError> {
+    pub fn recv_waiting(&mut self, max: usize) -> Result<Option<Received>, LinkError> {
         for _ in 0..max {
             match self.socket.read() {
                 Ok(message) => {
                     self.last_heard = Instant::now();
-                    if let Some(frame) = decode(message)? {
-                        return Ok(Some(frame));
+                    if let Some(received) = Received::new(message) {
+                        return Ok(Some(received));
                     }
                 }
                 Err(tungstenite::Error::Io(e)) if is_timeout(&e) => return Ok(None),
@@ -113,7 +114,7 @@ impl<S: Read + Write> Link<S> {
     }
 
     /// Sends a control frame at once.
-    pub fn send(&mut self, control: &Control) -> tungstenite::Result<()> {
+    pub fn send(&mut self, control: &Control<'_>) -> tungstenite::Result<()> {
         self.socket.send(control.to_message())
     }
 
@@ -145,6 +146,7 @@ impl<S: Read + Write> Link<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::Frame;
     use std::net::{TcpListener, TcpStream};
     use tungstenite::protocol::Role;
 
@@ -170,16 +172,12 @@ mod tests {
         ));
         far.send(Message::Ping(Default::default())).expect("ping");
         far.send(Control::End.to_message()).expect("end");
-        assert!(matches!(
-            link.recv_timeout(Duration::from_secs(10)),
-            Ok(Frame::Control(Control::End))
-        ));
+        let received = link.recv_timeout(Duration::from_secs(10)).expect("end");
+        assert!(matches!(received.frame(), Ok(Frame::Control(Control::End))));
         assert!(link.silent_for() < Duration::from_secs(10));
         far.send(Message::text("not a frame")).expect("text");
-        assert!(matches!(
-            link.recv_timeout(Duration::from_secs(10)),
-            Err(LinkError::Protocol(_))
-        ));
+        let received = link.recv_timeout(Duration::from_secs(10)).expect("text");
+        assert!(received.frame().is_err(), "a protocol violation");
         drop(far);
         assert!(matches!(
             link.recv_timeout(Duration::from_secs(10)),
@@ -205,10 +203,8 @@ mod tests {
             far
         });
         let since = Instant::now();
-        assert!(matches!(
-            link.recv_while_heard(limit),
-            Ok(Frame::Control(Control::End))
-        ));
+        let received = link.recv_while_heard(limit).expect("end");
+        assert!(matches!(received.frame(), Ok(Frame::Control(Control::End))));
         assert!(since.elapsed() > limit, "pings extended the wait");
         drop(talker.join().expect("talker"));
     }
@@ -220,22 +216,23 @@ mod tests {
         far.send(Message::Ping(Default::default())).expect("ping");
         far.send(Control::Draining.to_message()).expect("draining");
         far.send(Control::End.to_message()).expect("end");
-        let first = wait_for_frame(&mut link);
-        assert!(matches!(first, Frame::Control(Control::Draining)));
+        let first = wait_for_message(&mut link);
         assert!(matches!(
-            link.recv_waiting(8),
-            Ok(Some(Frame::Control(Control::End)))
+            first.frame(),
+            Ok(Frame::Control(Control::Draining))
         ));
+        let next = link.recv_waiting(8).expect("read").expect("end waiting");
+        assert!(matches!(next.frame(), Ok(Frame::Control(Control::End))));
         drop(far);
         assert!(matches!(link.recv_waiting(8), Err(LinkError::Socket(_))));
     }
 
     /// The peer's messages may take a moment to arrive on loopback.
-    fn wait_for_frame(link: &mut Link<TcpStream>) -> Frame {
+    fn wait_for_message(link: &mut Link<TcpStream>) -> Received {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if let Some(frame) = link.recv_waiting(8).expect("read") {
-                return frame;
+            if let Some(received) = link.recv_waiting(8).expect("read") {
+                return received;
             }
         }
         panic!("no frame within 10 s");

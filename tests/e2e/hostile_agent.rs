@@ -50,8 +50,9 @@ fn call(gateway: &Gateway) -> std::thread::JoinHandle<String> {
 
 fn next_request(agent: &mut tungstenite::WebSocket<TcpStream>) -> String {
     loop {
-        match protocol::decode(agent.read().unwrap()).unwrap() {
-            Some(Frame::Control(Control::Request { id, .. })) => return id,
+        let message = agent.read().unwrap();
+        match protocol::decode(&message).unwrap() {
+            Some(Frame::Control(Control::Request { id, .. })) => return id.into_owned(),
             Some(_) | None => continue,
         }
     }
@@ -64,7 +65,7 @@ fn forge(
     gateway: &Gateway,
     token: &str,
     status: u16,
-    headers: protocol::Headers,
+    headers: protocol::HeaderPairs<'static>,
     body: bool,
 ) -> (
     tungstenite::WebSocket<TcpStream>,
@@ -76,7 +77,7 @@ fn forge(
     let caller = call(gateway);
     let id = next_request(&mut agent);
     let head = Control::Response {
-        id,
+        id: id.into(),
         status,
         headers,
         body,
@@ -90,7 +91,7 @@ fn forge(
 fn forged_answer_heads_never_reach_the_caller() {
     let gateway = Gateway::start(&[]);
     let token = gateway.create_pool("evil");
-    let forged: Vec<(u16, protocol::Headers)> = vec![
+    let forged: Vec<(u16, protocol::HeaderPairs)> = vec![
         (
             200,
             vec![("X-Evil".into(), "a\r\nSet-Cookie: pwned=1".into())],
