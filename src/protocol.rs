@@ -39,12 +39,13 @@
 
 pub mod link;
 
+use bytes::{BufMut, BytesMut};
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::fmt;
 use tungstenite::protocol::WebSocketConfig;
-use tungstenite::Message;
+use tungstenite::{Message, Utf8Bytes};
 
 /// Version of this wire protocol, sent at the upgrade.
 pub const PROTOCOL_VERSION: &str = "1";
@@ -188,16 +189,26 @@ pub enum Control<'a> {
 }
 
 impl Control<'_> {
-    /// The frame as a text message, written into one allocation sized for it (serde_json
-    /// would start small and grow it, copying, for a head with many headers).
+    /// The frame as a text message.
     pub fn to_message(&self) -> Message {
-        let mut json = Vec::with_capacity(self.encoded_size_hint());
+        self.encode_into(&mut BytesMut::new())
+    }
+
+    /// The frame as a text message written into `buffer`'s room, grown to the frame's size
+    /// at once (serde_json would start small and grow it, copying, for a head with many
+    /// headers). The message shares the allocation: once it was sent and dropped, the next
+    /// frame written into the same buffer takes it back, so a link that keeps its buffer
+    /// allocates nothing per frame.
+    pub fn encode_into(&self, buffer: &mut BytesMut) -> Message {
+        buffer.clear();
+        buffer.reserve(self.encoded_size_hint());
+        let written = serde_json::to_writer((&mut *buffer).writer(), self);
+        let json = buffer.split().freeze();
         // Serialising these plain structs cannot fail; fall back to an empty object anyway.
-        let text = match serde_json::to_writer(&mut json, self) {
-            Ok(()) => String::from_utf8(json).unwrap_or_else(|_| String::from("{}")),
-            Err(_) => String::from("{}"),
-        };
-        Message::text(text)
+        match written.ok().and_then(|()| Utf8Bytes::try_from(json).ok()) {
+            Some(text) => Message::Text(text),
+            None => Message::text("{}"),
+        }
     }
 
     /// About the length of the frame's JSON: its strings plus room for the field names and
@@ -709,6 +720,32 @@ mod tests {
         let text = r#"{"type":"request","id":"q","method":"GET","target":"/api/v4/user","headers":[],"body":false}"#;
         assert_eq!(request.to_message().to_text().unwrap(), text);
         assert_eq!(control(&Message::text(text)), request);
+    }
+
+    #[test]
+    fn frames_written_into_one_buffer_stay_whole_and_share_its_allocation() {
+        let mut buffer = BytesMut::new();
+        let head = Control::Request {
+            id: "r".into(),
+            method: "GET".into(),
+            target: "/a".repeat(100).into(),
+            headers: pairs(&[("Accept", "*/*")]),
+            body: false,
+        };
+        let first = head.encode_into(&mut buffer);
+        let start = first.to_text().unwrap().as_ptr() as usize;
+        let room = first.len() + buffer.capacity();
+        assert_eq!(first, head.to_message());
+        drop(first);
+        // Sent and dropped: the next frame is written in the same allocation.
+        let next = Control::Draining.encode_into(&mut buffer);
+        assert_eq!(next, Control::Draining.to_message());
+        let at = next.to_text().unwrap().as_ptr() as usize;
+        // A frame written while an earlier one is still held leaves that one untouched.
+        let held = Control::End.encode_into(&mut buffer);
+        assert_eq!(next, Control::Draining.to_message());
+        assert_eq!(held, Control::End.to_message());
+        assert!((start..start + room).contains(&at), "a new allocation");
     }
 
     #[test]

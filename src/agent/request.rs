@@ -145,7 +145,7 @@ impl Answer<'_> {
     /// piece in one write.
     fn head(&mut self, head: Control<'_>, body_follows: bool) -> tungstenite::Result<()> {
         if body_follows {
-            self.socket.queue(head.to_message())
+            self.socket.queue_control(&head)
         } else {
             self.socket.send(&head)
         }

@@ -14,6 +14,7 @@
 
 use super::{Control, Received};
 use crate::net::stream::is_timeout;
+use bytes::BytesMut;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 use tungstenite::{Message, WebSocket};
@@ -33,6 +34,8 @@ pub enum LinkError {
 pub struct Link<S> {
     socket: WebSocket<S>,
     last_heard: Instant,
+    /// Where control frames are written ([`Control::encode_into`]): reused frame after frame.
+    json: BytesMut,
 }
 
 impl<S: Read + Write> Link<S> {
@@ -40,6 +43,7 @@ impl<S: Read + Write> Link<S> {
         Link {
             socket,
             last_heard: Instant::now(),
+            json: BytesMut::new(),
         }
     }
 
@@ -115,7 +119,14 @@ impl<S: Read + Write> Link<S> {
 
     /// Sends a control frame at once.
     pub fn send(&mut self, control: &Control<'_>) -> tungstenite::Result<()> {
-        self.socket.send(control.to_message())
+        let message = control.encode_into(&mut self.json);
+        self.socket.send(message)
+    }
+
+    /// Puts a control frame in the write buffer; it leaves with the next [`Link::send`].
+    pub fn queue_control(&mut self, control: &Control<'_>) -> tungstenite::Result<()> {
+        let message = control.encode_into(&mut self.json);
+        self.socket.write(message)
     }
 
     /// Sends a message at once (flushing whatever [`Link::queue`] left in the buffer).
