@@ -110,7 +110,8 @@ pid $WORK/$1.pid;
 error_log $WORK/$1-error.log;
 events { worker_connections 1024; }
 http {
-    access_log off;
+    # One access line per request, as nginx writes by default and as agent and gateway do.
+    access_log $WORK/$1-access.log;
     tcp_nodelay on;
     keepalive_requests 1000000;
     client_body_temp_path $WORK/nginx-tmp;

@@ -28,6 +28,12 @@ fn help() -> String {
 }
 
 fn main() -> ExitCode {
+    let code = dispatch();
+    vcs_agent::observe::logging::flush();
+    code
+}
+
+fn dispatch() -> ExitCode {
     let mut args = std::env::args().skip(1);
     match args.next().as_deref() {
         None => run(),

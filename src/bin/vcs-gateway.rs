@@ -123,7 +123,7 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    match Command::parse(Args(lexopt::Parser::from_env())) {
+    let code = match Command::parse(Args(lexopt::Parser::from_env())) {
         Ok(command) => command.run().unwrap_or_else(fail),
         Err(Stop::Help(command)) => {
             print!("{}", help(command));
@@ -134,7 +134,9 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(Stop::Fail(message)) => fail(message),
-    }
+    };
+    vcs_agent::observe::logging::flush();
+    code
 }
 
 /// Why the command line was not turned into a [`Command`]: `--help`, `--version`, or a

@@ -19,6 +19,7 @@
 use crate::gateway::store::{CallerRecord, Scope, Stamp, Store, StoreError};
 use crate::token::Secret;
 use sha2::{Digest, Sha256};
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use subtle::ConstantTimeEq;
@@ -76,6 +77,22 @@ impl Refusal {
 struct Cached {
     stamp: Option<Stamp>,
     callers: Vec<Arc<Caller>>,
+    /// Unique to this load of the table, across every [`Callers`] of the process.
+    generation: u64,
+}
+
+/// The source of [`Cached::generation`].
+static GENERATIONS: AtomicU64 = AtomicU64::new(1);
+
+/// The last secret this thread authenticated, with the table generation that knew it.
+struct Remembered {
+    generation: u64,
+    secret: Secret,
+    caller: Arc<Caller>,
+}
+
+thread_local! {
+    static REMEMBERED: RefCell<Option<Remembered>> = const { RefCell::new(None) };
 }
 
 /// The live callers.
@@ -106,7 +123,12 @@ impl Callers {
             .cached
             .write()
             .map_err(|_| StoreError::Poisoned("caller table"))?;
-        *cached = Cached { stamp, callers };
+        let generation = GENERATIONS.fetch_add(1, Ordering::Relaxed);
+        *cached = Cached {
+            stamp,
+            callers,
+            generation,
+        };
         Ok(())
     }
 
@@ -124,16 +146,41 @@ impl Callers {
             (Some(value), None) => bearer(value).ok_or(Refusal::Missing)?,
             _ => return Err(Refusal::Missing),
         };
-        let hash: [u8; 32] = Sha256::digest(secret.expose().as_bytes()).into();
         let due = self.look_if_due();
-        if let Some(caller) = self.find(&hash) {
+        if let Some(caller) = self.remembered(&secret) {
             return Ok(caller);
         }
-        if !due {
-            // Maybe created by another process a moment ago.
-            self.refresh();
-        }
-        self.find(&hash).ok_or(Refusal::Wrong)
+        let hash: [u8; 32] = Sha256::digest(secret.expose().as_bytes()).into();
+        let found = self.find(&hash).or_else(|| {
+            if !due {
+                // Maybe created by another process a moment ago.
+                self.refresh();
+            }
+            self.find(&hash)
+        });
+        let (caller, generation) = found.ok_or(Refusal::Wrong)?;
+        remember(generation, secret, &caller);
+        Ok(caller)
+    }
+
+    fn generation(&self) -> Option<u64> {
+        self.cached.read().ok().map(|c| c.generation)
+    }
+
+    /// The caller this thread last authenticated, if `secret` is its secret and the table
+    /// was not reloaded since.
+    fn remembered(&self, secret: &Secret) -> Option<Arc<Caller>> {
+        let generation = self.generation()?;
+        REMEMBERED.with(|r| {
+            let r = r.try_borrow().ok()?;
+            let r = r.as_ref().filter(|r| r.generation == generation)?;
+            let same = r
+                .secret
+                .expose()
+                .as_bytes()
+                .ct_eq(secret.expose().as_bytes());
+            bool::from(same).then(|| Arc::clone(&r.caller))
+        })
     }
 
     /// Looks at the store for changes made by another process (a caller deleted or rotated
@@ -177,8 +224,9 @@ impl Callers {
         })
     }
 
-    /// Compares with every caller, in constant time each, without stopping early.
-    fn find(&self, hash: &[u8; 32]) -> Option<Arc<Caller>> {
+    /// Compares with every caller, in constant time each, without stopping early; the
+    /// caller with the generation of the table it was found in.
+    fn find(&self, hash: &[u8; 32]) -> Option<(Arc<Caller>, u64)> {
         let cached = self.cached.read().ok()?;
         let mut found = None;
         for caller in &cached.callers {
@@ -186,8 +234,21 @@ impl Callers {
                 found = Some(Arc::clone(caller));
             }
         }
-        found
+        found.map(|caller| (caller, cached.generation))
     }
+}
+
+/// Makes `caller` this thread's remembered one, as found in table `generation`.
+fn remember(generation: u64, secret: Secret, caller: &Arc<Caller>) {
+    REMEMBERED.with(|r| {
+        if let Ok(mut r) = r.try_borrow_mut() {
+            *r = Some(Remembered {
+                generation,
+                secret,
+                caller: Arc::clone(caller),
+            });
+        }
+    });
 }
 
 /// A stored record as a live caller; a record with a damaged hash matches nothing.
@@ -275,5 +336,30 @@ mod tests {
             .authenticate([header(&second).as_str()].into_iter())
             .is_ok());
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_remembered_secret_counts_only_for_its_table_and_until_a_reload() {
+        let (store, dir) = temp_store("remembered");
+        let (_, secret) = store.create_caller("saas", &Scope::All, None).unwrap();
+        let header = format!("Bearer {}", secret.expose());
+        let callers = Callers::new(store.clone()).unwrap();
+        assert!(callers.authenticate([header.as_str()].into_iter()).is_ok());
+        assert!(callers.authenticate([header.as_str()].into_iter()).is_ok());
+
+        // Another gateway's table (another data directory) never knew this secret.
+        let (other_store, other_dir) = temp_store("remembered-other");
+        let other = Callers::new(other_store).unwrap();
+        let refused = other.authenticate([header.as_str()].into_iter()).err();
+        assert_eq!(refused, Some(Refusal::Wrong));
+
+        // Deleted and reloaded: the same thread's next request with it is refused.
+        assert!(callers.authenticate([header.as_str()].into_iter()).is_ok());
+        assert!(store.delete_caller("saas").unwrap());
+        callers.reload().unwrap();
+        let refused = callers.authenticate([header.as_str()].into_iter()).err();
+        assert_eq!(refused, Some(Refusal::Wrong));
+        std::fs::remove_dir_all(dir).unwrap();
+        std::fs::remove_dir_all(other_dir).unwrap();
     }
 }
