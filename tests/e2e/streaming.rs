@@ -79,5 +79,8 @@ fn memory_does_not_grow_with_body_size() {
         gateway_large < gateway_small + 8 * 1024,
         "gateway grew from {gateway_small} to {gateway_large} KiB"
     );
+    // The operator's bound: an agent stays under 16 MiB while a gigabyte goes through it
+    // (release builds hold about 6; an allocator committing its arenas up front held 22).
+    assert!(agent_large < 16 * 1024, "agent peaked at {agent_large} KiB");
     let _ = Duration::ZERO;
 }
