@@ -131,6 +131,7 @@ EOF
 }
 
 # --- gateway + agent ---
+# Both write their log to a pipe, as under supervisord (a reader wakes for what they write).
 # start_tunnel <tls:0|1>: sets GW_PID, AGENT_PID, API, AGENT_START_MS
 start_tunnel() {
     local tls=$1 data="$WORK/gw-$1" agent_port api_port scheme=ws extra=() agent_env=()
@@ -150,7 +151,7 @@ start_tunnel() {
         agent_env=(SPACELIFT_VCS_AGENT_CA_CERT_FILE="$data/ca.pem")
     fi
     "$BIN/vcs-gateway" serve --data-dir "$data" --agent-listen "127.0.0.1:$agent_port" \
-        --api-listen "127.0.0.1:$api_port" "${extra[@]}" >"$data/gateway.log" 2>&1 &
+        --api-listen "127.0.0.1:$api_port" "${extra[@]}" > >(cat >"$data/gateway.log") 2>&1 &
     GW_PID=$!; PIDS+=("$GW_PID")
     API="127.0.0.1:$api_port"
     for _ in $(seq 200); do curl -fsS "http://$API/healthz" >/dev/null 2>&1 && break; sleep 0.05; done
@@ -165,7 +166,7 @@ start_tunnel() {
         SPACELIFT_VCS_AGENT_POOL_TOKEN="$token" \
         SPACELIFT_VCS_AGENT_TARGET_BASE_ENDPOINT="http://127.0.0.1:$NGINX_PORT" \
         SPACELIFT_VCS_AGENT_VENDOR=gitlab SPACELIFT_VCS_AGENT_PARALLELISM=4 \
-        "$BIN/vcs-agent" >"$data/agent.log" 2>&1 &
+        "$BIN/vcs-agent" > >(cat >"$data/agent.log") 2>&1 &
     AGENT_PID=$!; PIDS+=("$AGENT_PID")
     for _ in $(seq 2000); do
         curl -fsS "${ADMIN[@]}" "http://$API/healthz" 2>/dev/null | grep -q '"streams":4' && break
@@ -291,6 +292,7 @@ BIG_PATH=/api/v4/projects/group%2Frepo/repository/archive.tar.gz
 
 measure() { # measure <prefix> <base-url> [small-only]
     local p=$1 small="$2/api/v4/user" name
+    sync # the log files of the phase before go to disk now, not in the middle of this one
     say "$p: latency at 1 connection"
     settle
     with_rss "$p-lat" wrk_run "$small" 1
