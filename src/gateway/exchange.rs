@@ -140,6 +140,9 @@ pub fn run(
     }
     let pending = &mut stream.pending;
     let (state, reusable) = relay(&mut stream.link, pending, job, caller, settings, &mut tally);
+    // An answer with a huge head leaves no huge buffer on the idle stream.
+    pending.clear();
+    pending.shrink_to(PENDING_KEPT);
     tally.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     if let StreamState::Broken(reason) = &state {
         warn!(target: "front", "id={} agent={} agent_addr={} stream ended: {reason}", job.id, stream.instance, stream.peer);
@@ -168,7 +171,7 @@ fn request_head(job: &Job) -> Control<'_> {
 
 /// The body, then the answer; the socket's read timeout (a keepalive tick) is set once per
 /// stream. `pending` is the stream's buffer for the caller's framing bytes, emptied first
-/// (and given back down to [`PENDING_KEPT`] after an answer with a huge head).
+/// (and given back down to [`PENDING_KEPT`] by [`run`] after the answer).
 fn relay(
     link: &mut Link<Stream>,
     pending: &mut Vec<u8>,
@@ -183,7 +186,6 @@ fn relay(
         }
     }
     pending.clear();
-    pending.shrink_to(PENDING_KEPT);
     Answer {
         link,
         to: ToCaller {

@@ -111,7 +111,8 @@ fn format_line(line: &mut String, format: LogFormat, record: &log::Record) {
     use std::fmt::Write as _;
     line.clear();
     let now = humantime::format_rfc3339_millis(std::time::SystemTime::now());
-    let written = match format {
+    // Writing to a String fails only when a Display impl does; what was written is kept.
+    let _ = match format {
         LogFormat::Text => writeln!(
             line,
             "{now} {:<5} {}: {}",
@@ -132,8 +133,6 @@ fn format_line(line: &mut String, format: LogFormat, record: &log::Record) {
             writeln!(line, "{json}")
         }
     };
-    // Writing to a String fails only when a Display impl does; keep what was written.
-    let _ = written;
 }
 
 /// Log lines on their way to stdout: collected in memory and written in batches.

@@ -30,6 +30,9 @@ pub enum LinkError {
     Socket(#[from] tungstenite::Error),
 }
 
+/// The most a link keeps allocated for writing control frames between them.
+const JSON_KEPT: usize = 16 * 1024;
+
 /// A WebSocket read and written in frames.
 pub struct Link<S> {
     socket: WebSocket<S>,
@@ -119,14 +122,25 @@ impl<S: Read + Write> Link<S> {
 
     /// Sends a control frame at once.
     pub fn send(&mut self, control: &Control<'_>) -> tungstenite::Result<()> {
-        let message = control.encode_into(&mut self.json);
+        let message = self.encode(control);
         self.socket.send(message)
     }
 
     /// Puts a control frame in the write buffer; it leaves with the next [`Link::send`].
     pub fn queue_control(&mut self, control: &Control<'_>) -> tungstenite::Result<()> {
-        let message = control.encode_into(&mut self.json);
+        let message = self.encode(control);
         self.socket.write(message)
+    }
+
+    /// Encodes into the kept buffer; after a frame larger than [`JSON_KEPT`] (a head with
+    /// many or long headers) the buffer starts afresh, so an idle link never holds one.
+    fn encode(&mut self, control: &Control<'_>) -> Message {
+        let message = control.encode_into(&mut self.json);
+        if message.len() > JSON_KEPT {
+            // The buffer would take the frame's allocation back once the frame is sent.
+            self.json = BytesMut::new();
+        }
+        message
     }
 
     /// Sends a message at once (flushing whatever [`Link::queue`] left in the buffer).
@@ -218,6 +232,32 @@ mod tests {
         assert!(matches!(received.frame(), Ok(Frame::Control(Control::End))));
         assert!(since.elapsed() > limit, "pings extended the wait");
         drop(talker.join().expect("talker"));
+    }
+
+    #[test]
+    fn a_huge_control_frame_leaves_no_huge_buffer_on_the_link() {
+        let (mut link, mut far) = pair();
+        let long = "v".repeat(200 * 1024);
+        let head = Control::Error {
+            id: "r".into(),
+            kind: crate::protocol::ErrorKind::Denied,
+            message: long.as_str().into(),
+            rule: None,
+            project: None,
+        };
+        link.send(&head).expect("huge head");
+        let Message::Text(text) = far.read().expect("read") else {
+            panic!("not a text frame")
+        };
+        assert!(text.as_str().len() > 200 * 1024, "the frame went whole");
+        // The next frame would reclaim the whole allocation of the huge one, were it kept.
+        link.send(&Control::End).expect("end");
+        assert!(matches!(far.read().expect("read"), Message::Text(_)));
+        assert!(
+            link.json.capacity() <= JSON_KEPT,
+            "{}",
+            link.json.capacity()
+        );
     }
 
     #[test]
