@@ -443,6 +443,15 @@ impl Answer<'_> {
             let name: String = name.chars().take(40).collect();
             return Some(self.lost(format!("answer with invalid header {name:?}")));
         }
+        let mut lengths = headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            .map(|(_, v)| v.trim());
+        if let Some(first) = lengths.next() {
+            if lengths.any(|other| other != first) {
+                return Some(self.lost("answer with conflicting Content-Length values".into()));
+            }
+        }
         let body = body && protocol::response_has_body(self.method, status);
         let written = self.to.head(&self.tally.id, status, headers, body);
         written.err().map(|e| self.cancelled(e))

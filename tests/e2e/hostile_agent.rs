@@ -99,6 +99,14 @@ fn forged_answer_heads_never_reach_the_caller() {
         (200, vec![("Bad Name".into(), "pwned".into())]),
         (101, vec![("Upgrade".into(), "pwned".into())]),
         (700, vec![("X-Evil".into(), "pwned".into())]),
+        (
+            200,
+            vec![
+                ("Content-Length".into(), "5".into()),
+                ("Content-Length".into(), "500".into()),
+                ("X-Evil".into(), "pwned".into()),
+            ],
+        ),
     ];
     for (status, headers) in forged {
         let (mut agent, caller, head) = forge(&gateway, &token, status, headers, false);
@@ -130,4 +138,37 @@ fn forged_answer_heads_never_reach_the_caller() {
         .proc
         .out
         .wait_for("body for an answer without one", Duration::from_secs(5));
+}
+
+#[test]
+fn hop_by_hop_headers_from_an_agent_never_reach_the_caller() {
+    let gateway = Gateway::start(&[]);
+    let token = gateway.create_pool("evil");
+    let headers: protocol::HeaderPairs = vec![
+        ("Transfer-Encoding".into(), "chunked".into()),
+        ("Content-Length".into(), "3".into()),
+        ("Connection".into(), "x-leak".into()),
+        ("X-Leak".into(), "pwned".into()),
+        ("Keep-Alive".into(), "pwned".into()),
+        ("Proxy-Authenticate".into(), "pwned".into()),
+        ("X-Kept".into(), "yes".into()),
+    ];
+    let (mut agent, caller, head) = forge(&gateway, &token, 200, headers, true);
+    agent.write(head).unwrap();
+    agent.write(Message::binary(b"abc".to_vec())).unwrap();
+    agent.send(Control::End.to_message()).unwrap();
+    let answer = caller.join().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    let head = head.to_ascii_lowercase();
+    assert!(
+        !head.contains("pwned") && !head.contains("x-leak"),
+        "{head}"
+    );
+    assert!(!head.contains("transfer-encoding"), "{head}");
+    assert!(
+        head.contains("content-length: 3") && head.contains("x-kept: yes"),
+        "{head}"
+    );
+    assert_eq!(body, "abc");
 }
