@@ -7,7 +7,7 @@
 //! through [`Membership`], so this module needs nothing above it) and logs why it ended.
 
 use crate::net::Stream;
-use crate::protocol::link::{Link, LinkError};
+use crate::protocol::link::Link;
 use crate::protocol::{self, Control, Frame, ProtocolError};
 use log::info;
 use serde::Serialize;
@@ -46,8 +46,6 @@ pub enum StreamEnd {
     Violation(&'static str),
     #[error("connection lost: {0}")]
     Lost(tungstenite::Error),
-    #[error(transparent)]
-    Link(LinkError),
     #[error(transparent)]
     Protocol(ProtocolError),
     #[error("no frame from the agent for {0:?}")]
@@ -159,8 +157,7 @@ impl AgentStream {
         let received = match seen {
             Ok(None) => return Ok(()),
             Ok(Some(received)) => received,
-            Err(LinkError::Socket(e)) => return Err(StreamEnd::Lost(e)),
-            Err(e) => return Err(StreamEnd::Link(e)),
+            Err(e) => return Err(StreamEnd::Lost(e)),
         };
         match received.frame() {
             Ok(Frame::Control(Control::Draining)) => {
