@@ -1,26 +1,32 @@
 //! The agent's keep-alive connections to the VCS, driven by `ureq-proto`, the sans-IO HTTP/1.1
 //! core that ureq itself is built on: the same request writing, response parsing, body framing
 //! and connection rules (`Connection: close`, HTTP/1.0, 1xx, `Expect: 100-continue`) as ureq,
-//! without ureq's per-request machinery around them (timeout bookkeeping on every read, a
-//! socket liveness probe on every reuse, building a request twice).
+//! without ureq's per-request machinery around them (timeout bookkeeping on every read,
+//! building a request twice).
 //!
-//! A [`Pool`] keeps the connections whose last answer was read to the end, keyed by scheme,
-//! host, port and proxy. A connection is probed before reuse only when it has been idle for
-//! [`PROBE_AFTER`] (a server closes idle keep-alive connections after seconds, not
-//! milliseconds), and one idle longer than [`MAX_IDLE`] is dropped, as ureq does. Should a
-//! reused connection turn out dead anyway, before a single byte of the answer, a request whose
-//! body can be sent again goes once more on a new connection.
+//! A [`Pool`] keeps the connections whose last answer was read to exactly where its framing
+//! ended, keyed by scheme, host, port and proxy, in a [`keepalive::Pool`]: it is what holds the
+//! rule that one caller never reads another's answer. An answer is read only up to its framing
+//! (its length, the chunked end, nothing for `HEAD`, `1xx`, `204` and `304`), a connection
+//! that read a byte past that end is closed, and every reuse first looks at the socket: bytes
+//! waiting there (the VCS sent more than it framed, or a second answer) close the connection
+//! before anything is sent on it. One idle longer than [`MAX_IDLE`] is dropped, as ureq does.
+//! Should a reused connection turn out closed anyway (the VCS closed it as it was taken),
+//! before a single byte of the answer, a request whose body can be sent again goes once more
+//! on a new connection.
 //!
 //! Timeouts are set once per connection on its socket: connect, then an idle read and write
 //! timeout; the answer's head must also arrive within the read timeout in total.
 
+use crate::net::keepalive::{self, Probe, Reusable};
 use crate::net::proxy::{self, ProxyUrl, TunnelError};
 use crate::net::stream::is_timeout;
 use crate::net::{tcp, tls, Stream};
 use rustls::ClientConfig;
 use std::borrow::Cow;
+use std::fmt;
 use std::io::{self, Read, Write};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use ureq_proto::client::state::{RecvBody, RecvResponse, SendBody, SendRequest};
 use ureq_proto::client::{
@@ -29,8 +35,6 @@ use ureq_proto::client::{
 use ureq_proto::http::{self, header, Request, Response};
 use ureq_proto::BodyMode;
 
-/// An idle connection older than this is probed before it is reused.
-pub const PROBE_AFTER: Duration = Duration::from_secs(1);
 /// An idle connection older than this is closed instead of reused (ureq's default).
 pub const MAX_IDLE: Duration = Duration::from_secs(15);
 /// Largest response head read (ureq's default).
@@ -136,6 +140,42 @@ pub struct Target<'a> {
     pub port: u16,
 }
 
+impl fmt::Display for Target<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.tls { "https" } else { "http" };
+        write!(f, "{scheme}://{}:{}", self.host, self.port)
+    }
+}
+
+/// What a pooled connection is looked up by: where it goes, and whether through the proxy.
+#[derive(Debug, PartialEq, Eq)]
+struct Key {
+    target: Target<'static>,
+    proxied: bool,
+}
+
+/// The key a request looks for, borrowed from the request.
+struct Wanted<'a, 'b> {
+    target: &'a Target<'b>,
+    proxied: bool,
+}
+
+impl PartialEq<Wanted<'_, '_>> for Key {
+    fn eq(&self, wanted: &Wanted) -> bool {
+        self.proxied == wanted.proxied && self.target == *wanted.target
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.target.fmt(f)?;
+        if self.proxied {
+            f.write_str(" (through the proxy)")?;
+        }
+        Ok(())
+    }
+}
+
 /// The settings of every connection.
 pub struct Settings {
     pub tls: Arc<ClientConfig>,
@@ -148,30 +188,45 @@ pub struct Settings {
 /// One connection to the VCS with its buffers.
 struct Connection {
     stream: Stream,
-    target: Target<'static>,
-    proxied: bool,
+    key: Key,
     input: Input,
     output: Vec<u8>,
-    /// Taken from the pool without a probe.
-    unchecked: bool,
+    /// Taken from the pool: it carried an answer before.
+    reused: bool,
 }
 
-struct Idle {
-    connection: Connection,
-    since: Instant,
+impl Reusable for Connection {
+    type Key = Key;
+
+    fn key(&self) -> &Key {
+        &self.key
+    }
+
+    fn leftover(&self) -> usize {
+        self.input.len()
+    }
+
+    fn probe(&mut self) -> Probe {
+        self.stream.probe()
+    }
 }
 
 /// The idle keep-alive connections, shared by every slot.
 pub struct Pool {
     settings: Settings,
-    idle: Mutex<Vec<Idle>>,
+    idle: keepalive::Pool<Connection>,
 }
 
 impl Pool {
     pub fn new(settings: Settings) -> Arc<Pool> {
+        let limits = keepalive::Limits {
+            max_age: MAX_IDLE,
+            per_key: settings.max_idle,
+            total: settings.max_idle,
+        };
         Arc::new(Pool {
             settings,
-            idle: Mutex::new(Vec::new()),
+            idle: keepalive::Pool::new("VCS", limits),
         })
     }
 
@@ -191,7 +246,7 @@ impl Pool {
                 Ok((response, call)) => return Ok(self.respond(response, call, connection)),
                 // The keep-alive race: the VCS closed the idle connection as we reused it.
                 Err((failure, Heard::Nothing))
-                    if connection.unchecked
+                    if connection.reused
                         && !matches!(payload, Payload::Stream(_))
                         && failure.is_closed_connection() =>
                 {
@@ -234,53 +289,27 @@ impl Pool {
         )
     }
 
-    /// A pooled connection to `target`, or a new one.
+    /// A pooled connection to `target` that passed the look at its socket, or a new one.
     fn checkout(&self, target: &Target, proxy: Option<&ProxyUrl>) -> Result<Connection, Failure> {
-        let proxied = proxy.is_some();
-        loop {
-            let found = {
-                let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-                idle.iter()
-                    .rposition(|i| {
-                        i.connection.target == *target && i.connection.proxied == proxied
-                    })
-                    .map(|at| idle.swap_remove(at))
-            };
-            let Some(Idle {
-                mut connection,
-                since,
-            }) = found
-            else {
-                return self.open(target, proxy);
-            };
-            let idle_for = since.elapsed();
-            if idle_for > MAX_IDLE {
-                continue;
+        let wanted = Wanted {
+            target,
+            proxied: proxy.is_some(),
+        };
+        match self.idle.checkout(&wanted) {
+            Some(mut connection) => {
+                connection.reused = true;
+                Ok(connection)
             }
-            if idle_for < PROBE_AFTER {
-                connection.unchecked = true;
-                return Ok(connection);
-            }
-            if connection.alive() {
-                connection.unchecked = false;
-                return Ok(connection);
-            }
+            None => self.open(target, proxy),
         }
     }
 
-    /// A connection whose answer was read to the end goes back, unless it must close.
+    /// A connection whose answer was read to the end goes back, unless it must close (the
+    /// keep-alive pool refuses one that read past the answer).
     fn checkin(&self, connection: Connection, must_close: bool) {
-        if must_close || !connection.input.is_empty() {
-            return;
+        if !must_close {
+            self.idle.checkin(connection);
         }
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() >= self.settings.max_idle {
-            idle.remove(0);
-        }
-        idle.push(Idle {
-            connection,
-            since: Instant::now(),
-        });
     }
 
     /// Opens a new connection: TCP (or a proxy's `CONNECT` tunnel), then TLS for https.
@@ -301,16 +330,19 @@ impl Pool {
         let read = Some(self.settings.read_timeout);
         stream.set_read_timeout(read)?;
         stream.tcp().set_write_timeout(read)?;
+        let target = Target {
+            host: Cow::Owned(target.host.to_string()),
+            ..*target
+        };
         Ok(Connection {
             stream,
-            target: Target {
-                host: Cow::Owned(target.host.to_string()),
-                ..*target
+            key: Key {
+                target,
+                proxied: proxy.is_some(),
             },
-            proxied: proxy.is_some(),
             input: Input::new(),
             output: vec![0; OUTPUT],
-            unchecked: false,
+            reused: false,
         })
     }
 }
@@ -641,20 +673,6 @@ impl Input {
                 Err(e) => return Err(e),
             }
         }
-    }
-}
-
-impl Connection {
-    /// Whether an idle connection can still be used: nothing to read (neither data nor the
-    /// end of the stream) without waiting.
-    fn alive(&self) -> bool {
-        let tcp = self.stream.tcp();
-        if tcp.set_nonblocking(true).is_err() {
-            return false;
-        }
-        let mut byte = [0u8; 1];
-        let idle = matches!(tcp.peek(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
-        tcp.set_nonblocking(false).is_ok() && idle
     }
 }
 

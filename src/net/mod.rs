@@ -2,6 +2,7 @@
 //! agent dials the gateway, and how the gateway accepts and bounds connections.
 pub mod deadline;
 pub mod dial;
+pub mod keepalive;
 pub mod listen;
 pub mod proxy;
 pub mod stream;

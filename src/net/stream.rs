@@ -4,7 +4,8 @@
 //! plain case should not pay for it. Timeouts and shutdown always act on the TCP socket
 //! underneath, so the read-tick and keepalive logic is the same with and without TLS.
 
-use rustls::{ClientConnection, ServerConnection, StreamOwned};
+use super::keepalive::{probe_tcp, Probe};
+use rustls::{ClientConnection, ConnectionCommon, ServerConnection, StreamOwned};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
@@ -31,6 +32,19 @@ impl Stream {
 
     pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
         self.tcp().set_nonblocking(nonblocking)
+    }
+
+    /// Looks at an idle connection without waiting: whether it is closed, quiet, or holds
+    /// bytes no request asked for. Over TLS, what waits on the socket is taken in: a
+    /// `close_notify` is a close, application data is unsolicited, and anything else (a
+    /// session ticket, a record only partly arrived) counts as closed too, since the rest of
+    /// a partial record cannot be told from the start of an answer.
+    pub fn probe(&mut self) -> Probe {
+        match self {
+            Stream::Plain(tcp) => probe_tcp(tcp),
+            Stream::TlsClient(s) => probe_tls(&mut s.conn, &s.sock),
+            Stream::TlsServer(s) => probe_tls(&mut s.conn, &s.sock),
+        }
     }
 
     /// Ends a connection without losing what was last written to it. Closing a socket that
@@ -66,6 +80,37 @@ impl Stream {
                 Ok(n) => dropped += n,
             }
         }
+    }
+}
+
+/// [`Stream::probe`] over TLS: what rustls holds decrypted, then what waits on the socket,
+/// read without waiting and decrypted.
+fn probe_tls<D>(conn: &mut ConnectionCommon<D>, sock: &TcpStream) -> Probe {
+    let Ok(state) = conn.process_new_packets() else {
+        return Probe::Closed;
+    };
+    if state.plaintext_bytes_to_read() > 0 {
+        return Probe::Unsolicited;
+    }
+    if state.peer_has_closed() {
+        return Probe::Closed;
+    }
+    match probe_tcp(sock) {
+        Probe::Unsolicited => {}
+        other => return other,
+    }
+    if sock.set_nonblocking(true).is_err() {
+        return Probe::Closed;
+    }
+    let mut reader = sock;
+    let read = conn.read_tls(&mut reader);
+    if sock.set_nonblocking(false).is_err() {
+        return Probe::Closed;
+    }
+    match (read, conn.process_new_packets()) {
+        (Ok(0), _) | (Err(_), _) | (_, Err(_)) => Probe::Closed,
+        (Ok(_), Ok(state)) if state.plaintext_bytes_to_read() > 0 => Probe::Unsolicited,
+        (Ok(_), Ok(_)) => Probe::Closed,
     }
 }
 

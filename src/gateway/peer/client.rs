@@ -14,6 +14,7 @@ use crate::gateway::request::{Caller, Job};
 use crate::gateway::settings::Settings;
 use crate::gateway::shared::Route;
 use crate::http1::{self, BodyReader, Framing};
+use crate::net::keepalive::{self, Probe, Reusable};
 use crate::protocol::{ErrorKind, Headers, MAX_CHUNK};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -25,12 +26,31 @@ const START_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A kept-open connection to a peer port.
 pub struct PeerConn {
+    /// The peer port's address: what the connection is kept by.
+    address: String,
     reader: BufReader<TcpStream>,
 }
 
+impl Reusable for PeerConn {
+    type Key = String;
+
+    fn key(&self) -> &String {
+        &self.address
+    }
+
+    fn leftover(&self) -> usize {
+        self.reader.buffer().len()
+    }
+
+    fn probe(&mut self) -> Probe {
+        keepalive::probe_tcp(self.reader.get_ref())
+    }
+}
+
 impl PeerConn {
-    fn new(tcp: TcpStream) -> PeerConn {
+    fn new(address: &str, tcp: TcpStream) -> PeerConn {
         PeerConn {
+            address: address.to_string(),
             reader: BufReader::with_capacity(16 * 1024, tcp),
         }
     }
@@ -131,7 +151,7 @@ pub fn forward(
             peers.error();
             lost(caller, &mut record, reason)
         }
-        Ok(()) => relay(peers, route, conn, job, caller, &mut record),
+        Ok(()) => relay(peers, conn, job, caller, &mut record),
     };
     record.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     Forwarded::Done {
@@ -190,7 +210,7 @@ fn start(peers: &Peers, route: &Route, head: &[u8]) -> Start {
         }
     }
     let conn = match super::connect(&route.address) {
-        Ok(tcp) => PeerConn::new(tcp),
+        Ok(tcp) => PeerConn::new(&route.address, tcp),
         Err(e) => {
             peers.error();
             peers.mark_down(&route.address);
@@ -225,7 +245,7 @@ fn try_start(peers: &Peers, route: &Route, mut conn: PeerConn, head: &[u8]) -> i
         .unwrap_or(0);
     if answer.header(super::BUSY).is_some() {
         if length == 0 && !answer.has("connection", "close") {
-            peers.keep(&route.address, conn);
+            peers.keep(conn);
         }
         return Ok(Start::NotTaken);
     }
@@ -308,7 +328,6 @@ enum PeerBody {
 /// can carry another request. Returns whether the caller's connection can.
 fn relay(
     peers: &Peers,
-    route: &Route,
     mut conn: PeerConn,
     job: &Job,
     caller: &mut Caller,
@@ -349,7 +368,7 @@ fn relay(
     match copied {
         Ok(()) => {
             if !answer.has("connection", "close") && peer_body != PeerBody::UntilClose {
-                peers.keep(&route.address, conn);
+                peers.keep(conn);
             }
             job.keep_alive && !until_close
         }

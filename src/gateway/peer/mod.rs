@@ -36,6 +36,7 @@ use crate::gateway::hub::Hub;
 use crate::gateway::pool::Pool;
 use crate::gateway::request::{Caller, Job};
 use crate::gateway::shared::{Route, Shared};
+use crate::net::keepalive;
 use crate::protocol::ErrorKind;
 use std::collections::HashMap;
 use std::net::TcpStream;
@@ -54,6 +55,8 @@ const LOG_REFUSALS_EVERY: Duration = Duration::from_secs(5);
 
 /// Idle connections kept open to each other replica.
 const IDLE_PER_PEER: usize = 64;
+/// Most idle connections kept to all peers together.
+const IDLE_IN_ALL: usize = 1024;
 
 /// An idle connection to a peer is not reused after this (the peer closes its side later).
 const IDLE_REUSE: Duration = Duration::from_secs(30);
@@ -75,7 +78,7 @@ pub struct Peers {
     pub replica: String,
     secret: sign::PeerSecret,
     shared: Arc<Shared>,
-    idle: Mutex<HashMap<String, Vec<(client::PeerConn, Instant)>>>,
+    idle: keepalive::Pool<client::PeerConn>,
     down: Mutex<HashMap<String, Instant>>,
     turn: AtomicUsize,
     /// Request ids the peer port took (each runs once).
@@ -104,7 +107,14 @@ impl Peers {
             replica: replica.to_string(),
             secret,
             shared,
-            idle: Mutex::new(HashMap::new()),
+            idle: keepalive::Pool::new(
+                "replica",
+                keepalive::Limits {
+                    max_age: IDLE_REUSE,
+                    per_key: IDLE_PER_PEER,
+                    total: IDLE_IN_ALL,
+                },
+            ),
             down: Mutex::new(HashMap::new()),
             turn: AtomicUsize::new(0),
             seen: sign::Seen::default(),
@@ -135,26 +145,15 @@ impl Peers {
         }
     }
 
-    /// An idle connection to `address` kept from an earlier request, if any.
+    /// An idle connection to `address` kept from an earlier request that passed the look at
+    /// its socket ([`keepalive`]), if any.
     fn reuse(&self, address: &str) -> Option<client::PeerConn> {
-        let mut idle = self.idle.lock().ok()?;
-        let conns = idle.get_mut(address)?;
-        while let Some((conn, since)) = conns.pop() {
-            if since.elapsed() < IDLE_REUSE {
-                return Some(conn);
-            }
-        }
-        None
+        self.idle.checkout(address)
     }
 
-    /// Keeps `conn` for the next request to `address`.
-    fn keep(&self, address: &str, conn: client::PeerConn) {
-        if let Ok(mut idle) = self.idle.lock() {
-            let conns = idle.entry(address.to_string()).or_default();
-            if conns.len() < IDLE_PER_PEER {
-                conns.push((conn, Instant::now()));
-            }
-        }
+    /// Keeps `conn`, whose answer was read to its end, for the next request to its replica.
+    fn keep(&self, conn: client::PeerConn) {
+        self.idle.checkin(conn);
     }
 
     /// Logs a refused peer request: the first of each kind at once, then at most one line per
