@@ -677,6 +677,9 @@ impl Input {
 }
 
 #[cfg(test)]
+mod framing_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::net::tls::{CustomCas, Roots};
