@@ -5,12 +5,15 @@
 //! building a request twice).
 //!
 //! A [`Pool`] keeps the connections whose last answer was read to exactly where its framing
-//! ended, keyed by scheme, host, port and proxy, in a [`keepalive::Pool`]: it is what holds the
-//! rule that one caller never reads another's answer. An answer is read only up to its framing
+//! ended, keyed by scheme, host, port, proxy and the request's [`Credentials`], in a
+//! [`keepalive::Pool`]: together they hold the rule that one caller never reads another's
+//! answer. An answer is read only up to its framing
 //! (its length, the chunked end, nothing for `HEAD`, `1xx`, `204` and `304`), a connection
 //! that read a byte past that end is closed, and every reuse first looks at the socket: bytes
 //! waiting there (the VCS sent more than it framed, or a second answer) close the connection
-//! before anything is sent on it. One idle longer than [`MAX_IDLE`] is dropped, as ureq does.
+//! before anything is sent on it. Bytes still on their way at that look cannot be seen by
+//! anyone; since a connection only carries requests with the same credentials, they can only
+//! reach a request the VCS would have answered alike. One idle longer than [`MAX_IDLE`] is dropped, as ureq does.
 //! Should a reused connection turn out closed anyway (the VCS closed it as it was taken),
 //! before a single byte of the answer, a request whose body can be sent again goes once more
 //! on a new connection.
@@ -147,22 +150,76 @@ impl fmt::Display for Target<'_> {
     }
 }
 
-/// What a pooled connection is looked up by: where it goes, and whether through the proxy.
+/// What a pooled connection is looked up by: where it goes, whether through the proxy, and
+/// whose credentials its requests carried.
 #[derive(Debug, PartialEq, Eq)]
 struct Key {
     target: Target<'static>,
     proxied: bool,
+    credentials: Credentials,
 }
 
 /// The key a request looks for, borrowed from the request.
 struct Wanted<'a, 'b> {
     target: &'a Target<'b>,
     proxied: bool,
+    credentials: Credentials,
 }
 
 impl PartialEq<Wanted<'_, '_>> for Key {
     fn eq(&self, wanted: &Wanted) -> bool {
-        self.proxied == wanted.proxied && self.target == *wanted.target
+        self.credentials == wanted.credentials
+            && self.proxied == wanted.proxied
+            && self.target == *wanted.target
+    }
+}
+
+/// The SHA-256 of the credentials a request carries: the headers that say who is asking
+/// (`Authorization`, GitLab's `Private-Token`, `Job-Token` and `Deploy-Token`, `Cookie`) and
+/// query parameters named `…token` (GitLab's `private_token`, `access_token`, `job_token`).
+///
+/// A connection only ever carries requests with the same credentials. The probe before each
+/// reuse catches bytes a VCS sent too many, but not bytes still on their way when it looks;
+/// those can only be read by the next request on that connection, so the next request on it
+/// is always one the VCS would have given that answer to anyway. A digest, not the values:
+/// idle connections keep no secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Credentials([u8; 32]);
+
+/// Request headers that carry a caller's identity to the VCS.
+const CREDENTIAL_HEADERS: [&str; 5] = [
+    "authorization",
+    "private-token",
+    "job-token",
+    "deploy-token",
+    "cookie",
+];
+
+impl Credentials {
+    fn of(outgoing: &Outgoing) -> Credentials {
+        use sha2::{Digest, Sha256};
+        let mut digest = Sha256::new();
+        let mut add = |name: &str, value: &str| {
+            for part in [name.as_bytes(), b"\0", value.as_bytes(), b"\0"] {
+                digest.update(part);
+            }
+        };
+        for &(name, value) in outgoing.headers {
+            if CREDENTIAL_HEADERS
+                .iter()
+                .any(|c| name.eq_ignore_ascii_case(c))
+            {
+                add(&name.to_ascii_lowercase(), value);
+            }
+        }
+        let query = outgoing.uri.query().unwrap_or("");
+        for pair in query.split('&') {
+            let name = pair.split('=').next().unwrap_or("");
+            if name.to_ascii_lowercase().ends_with("token") {
+                add("?", pair);
+            }
+        }
+        Credentials(digest.finalize().into())
     }
 }
 
@@ -239,7 +296,8 @@ impl Pool {
         proxy: Option<&ProxyUrl>,
         mut payload: Payload,
     ) -> Result<Response<Body>, Failure> {
-        let mut connection = self.checkout(target, proxy)?;
+        let credentials = Credentials::of(outgoing);
+        let mut connection = self.checkout(target, proxy, credentials)?;
         loop {
             let call = Call::new(outgoing.request()?)?;
             match exchange(&mut connection, call, &mut payload, &self.settings) {
@@ -250,7 +308,7 @@ impl Pool {
                         && !matches!(payload, Payload::Stream(_))
                         && failure.is_closed_connection() =>
                 {
-                    connection = self.open(target, proxy)?;
+                    connection = self.open(target, proxy, credentials)?;
                 }
                 Err((failure, _)) => return Err(failure),
             }
@@ -290,17 +348,23 @@ impl Pool {
     }
 
     /// A pooled connection to `target` that passed the look at its socket, or a new one.
-    fn checkout(&self, target: &Target, proxy: Option<&ProxyUrl>) -> Result<Connection, Failure> {
+    fn checkout(
+        &self,
+        target: &Target,
+        proxy: Option<&ProxyUrl>,
+        credentials: Credentials,
+    ) -> Result<Connection, Failure> {
         let wanted = Wanted {
             target,
             proxied: proxy.is_some(),
+            credentials,
         };
         match self.idle.checkout(&wanted) {
             Some(mut connection) => {
                 connection.reused = true;
                 Ok(connection)
             }
-            None => self.open(target, proxy),
+            None => self.open(target, proxy, credentials),
         }
     }
 
@@ -313,7 +377,12 @@ impl Pool {
     }
 
     /// Opens a new connection: TCP (or a proxy's `CONNECT` tunnel), then TLS for https.
-    fn open(&self, target: &Target, proxy: Option<&ProxyUrl>) -> Result<Connection, Failure> {
+    fn open(
+        &self,
+        target: &Target,
+        proxy: Option<&ProxyUrl>,
+        credentials: Credentials,
+    ) -> Result<Connection, Failure> {
         let timeout = self.settings.connect_timeout;
         let tcp = match proxy {
             Some(proxy) => proxy::connect_tunnel(proxy, &target.host, target.port, timeout)
@@ -339,6 +408,7 @@ impl Pool {
             key: Key {
                 target,
                 proxied: proxy.is_some(),
+                credentials,
             },
             input: Input::new(),
             output: vec![0; OUTPUT],

@@ -18,8 +18,12 @@
 //!    the idle time.
 //!
 //! A connection that fails any of these is closed, never reused, and a warning names the far
-//! end's fault once. The request then goes on a fresh connection. Bytes that arrive after the
-//! probe can only be the answer to the request just sent, as far as anyone can tell.
+//! end's fault once. The request then goes on a fresh connection.
+//!
+//! Bytes still on their way when the probe looks cannot be told from the answer to the
+//! request sent next. So a pool is keyed by more than where a connection goes when callers
+//! differ: the agent's key holds a digest of the request's credentials, so such bytes can
+//! only reach a request of the same caller.
 
 use std::fmt::Display;
 use std::io;

@@ -208,18 +208,23 @@ fn serve_script(tcp: TcpStream, script: &[Exchange], progress: &Progress) {
 
 /// The `X-Seq` of the next request's head, or `None` when the connection ends.
 fn read_seq(reader: &mut impl BufRead) -> Option<usize> {
-    let mut seq = None;
+    read_header(reader, "x-seq")?.parse().ok()
+}
+
+/// Header `wanted` of the next request's head, or `None` when the connection ends.
+fn read_header(reader: &mut impl BufRead, wanted: &str) -> Option<String> {
+    let mut found = None;
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).ok()? == 0 {
             return None;
         }
         if line == "\r\n" {
-            return seq;
+            return found;
         }
         if let Some((name, value)) = line.split_once(':') {
-            if name.eq_ignore_ascii_case("x-seq") {
-                seq = value.trim().parse().ok();
+            if name.eq_ignore_ascii_case(wanted) {
+                found = Some(value.trim().to_string());
             }
         }
     }
@@ -312,4 +317,91 @@ fn a_second_answer_that_arrives_late_is_never_read_by_the_next_request() {
         request(&pool, port, 1, false),
         Some(("1".into(), b"bbbbb".to_vec()))
     );
+}
+
+/// A VCS whose every answer goes out twice, the copy only when the next request on the same
+/// connection arrives: bytes that come too late for any look at the socket to see them.
+fn answering_twice_too_late() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut writer = tcp.try_clone().unwrap();
+                let mut reader = BufReader::new(tcp);
+                let mut copy: Option<Vec<u8>> = None;
+                while let Some(who) = read_header(&mut reader, "authorization") {
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\nX-Who: {who}\r\nContent-Length: {}\r\n\r\n{who}",
+                        who.len()
+                    );
+                    let late = copy
+                        .replace(answer.clone().into_bytes())
+                        .unwrap_or_default();
+                    if writer
+                        .write_all(&[late, answer.into_bytes()].concat())
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn an_answer_too_late_to_be_seen_reaches_only_a_request_with_the_same_credentials(
+        callers in proptest::collection::vec(0usize..3, 2..10)
+    ) {
+        let port = answering_twice_too_late();
+        let pool = pool();
+        let target = Target { tls: false, host: "127.0.0.1".into(), port };
+        let uri: http::Uri = format!("http://127.0.0.1:{port}/x").parse().unwrap();
+        for caller in callers {
+            let who = ["Bearer alice", "Bearer bob", "Bearer carol"][caller];
+            let outgoing = Outgoing { method: "GET", uri: &uri, headers: &[("Authorization", who)] };
+            let Ok(response) = pool.send(&outgoing, &target, None, Payload::None) else {
+                continue;
+            };
+            let answered = response.headers().get("x-who").map(|v| v.to_str().unwrap().to_string());
+            prop_assert_eq!(answered.as_deref(), Some(who), "a request got another caller's answer");
+            let mut body = String::new();
+            if response.into_body().read_to_string(&mut body).is_ok() {
+                prop_assert_eq!(body.as_str(), who);
+            }
+        }
+    }
+}
+
+#[test]
+fn credentials_are_told_apart_by_header_and_token_parameter() {
+    let uri: http::Uri = "http://vcs/x?private_token=a&page=2".parse().unwrap();
+    let other: http::Uri = "http://vcs/x?private_token=b&page=2".parse().unwrap();
+    let plain: http::Uri = "http://vcs/x?page=3".parse().unwrap();
+    let of = |uri: &http::Uri, headers: &[(&str, &str)]| {
+        Credentials::of(&Outgoing {
+            method: "GET",
+            uri,
+            headers,
+        })
+    };
+    assert_ne!(of(&uri, &[]), of(&other, &[]));
+    assert_eq!(
+        of(&plain, &[("Accept", "a")]),
+        of(&plain, &[("Accept", "b")])
+    );
+    assert_ne!(
+        of(&plain, &[("PRIVATE-TOKEN", "a")]),
+        of(&plain, &[("private-token", "b")])
+    );
+    assert_eq!(
+        of(&plain, &[("PRIVATE-TOKEN", "a")]),
+        of(&plain, &[("private-token", "a")])
+    );
+    assert_ne!(of(&plain, &[("Authorization", "a")]), of(&plain, &[]));
 }
