@@ -29,3 +29,4 @@ mod streaming;
 mod supervisord;
 mod tls;
 mod tunnel;
+mod vcs_framing;
