@@ -705,7 +705,7 @@ fn pool_list(store: StoreFlags) -> Result<(), CliError> {
             pool.name,
             pool.ulid,
             format_time(pool.created),
-            pool.description
+            vcs_agent::observe::escape::text(&pool.description)
         );
     }
     Ok(())

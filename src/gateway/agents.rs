@@ -177,6 +177,7 @@ pub fn housekeeper(hub: Arc<Hub>) {
     loop {
         std::thread::sleep(TICK);
         hub.logins.flush();
+        hub.refusals.flush();
         for pool in hub.live_pools() {
             // One at a time, so callers can take the others meanwhile.
             for _ in 0..pool.idle.len() {

@@ -321,7 +321,7 @@ fn tunnel(
 ) -> Option<Caller> {
     let _open = hub.request_opened();
     let who = authenticate(&head, hub, certificate);
-    let mut tunnel = Tunnel::new(hub, &head, pool_name, &who);
+    let mut tunnel = Tunnel::new(hub, &head, pool_name, &who, caller.peer.ip());
     let (who, pool, framing) = match tunnel.admit(&head, who) {
         Ok(admitted) => admitted,
         Err(refused) => return tunnel.fail(caller, refused),
@@ -345,9 +345,16 @@ fn tunnel(
 
 /// One tunnel request from its head to its answer. It ends through [`Tunnel::fail`] or
 /// [`Tunnel::served`], which both consume it, and its record is written when it is dropped:
-/// exactly once, into its pool's log and figures once the pool is known, else into the log.
+/// exactly once. A served request's record goes to its pool's log line and figures; a
+/// refused one (the gateway answered, no agent was involved) into the pool's figures once
+/// the pool is known, and into the summary of refusals ([`Hub::refusals`]) instead of a line
+/// of its own, so refusals cannot flood the log.
 struct Tunnel<'h> {
     hub: &'h Hub,
+    /// The caller's address, for the summary of refusals.
+    address: std::net::IpAddr,
+    /// Whether the record is a refusal ([`Tunnel::fail`]).
+    refused: bool,
     id: String,
     started: Instant,
     method: String,
@@ -362,11 +369,25 @@ struct Tunnel<'h> {
 
 impl Drop for Tunnel<'_> {
     fn drop(&mut self) {
-        if let Some(record) = self.record.take() {
+        let Some(record) = self.record.take() else {
+            return;
+        };
+        if !self.refused {
             match &self.pool {
                 Some(pool) => pool.remember(record),
                 None => record.log(&self.pool_name),
             }
+            return;
+        }
+        let reason = record.error.map_or("refused", |kind| kind.as_str());
+        self.hub.refusals.count(crate::observe::tally::Event {
+            reason,
+            address: self.address,
+            pool: &self.pool_name,
+            example: &|| format!("{} {} ({})", record.method, record.path, record.status),
+        });
+        if let Some(pool) = &self.pool {
+            pool.count(record);
         }
     }
 }
@@ -377,9 +398,12 @@ impl<'h> Tunnel<'h> {
         head: &RequestHead,
         pool_name: &str,
         who: &Result<Arc<callers::Caller>, callers::Refusal>,
+        address: std::net::IpAddr,
     ) -> Tunnel<'h> {
         Tunnel {
             hub,
+            address,
+            refused: false,
             id: ulid::Ulid::new().to_string(),
             started: Instant::now(),
             method: head.method.clone(),
@@ -490,6 +514,7 @@ impl<'h> Tunnel<'h> {
 
     /// Answers an error the gateway itself decided; its record is logged first.
     fn fail(mut self, mut caller: Caller, refused: Refused) -> Option<Caller> {
+        self.refused = true;
         self.record = Some(RequestRecord {
             id: self.id.clone(),
             time_ms: crate::clock::now_millis(),

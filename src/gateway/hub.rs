@@ -44,6 +44,8 @@ pub struct Hub {
     pub callers: crate::gateway::callers::Callers,
     /// Refused agent logins: counted, summed up in the log, slowed down.
     pub logins: crate::gateway::logins::Logins,
+    /// Tunnel requests the gateway refused itself: counted, summed up in the log.
+    pub refusals: crate::observe::tally::Tally,
     pub settings: Settings,
     /// Set on SIGTERM: no new request is dispatched and idle agent streams are closed.
     draining: AtomicBool,
@@ -65,6 +67,10 @@ impl Hub {
         let hub = Hub {
             callers: crate::gateway::callers::Callers::new(store.clone())?,
             logins: Default::default(),
+            refusals: crate::observe::tally::Tally::new(
+                "front",
+                "tunnel requests refused by the gateway",
+            ),
             store,
             settings,
             draining: AtomicBool::new(false),

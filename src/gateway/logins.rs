@@ -8,13 +8,13 @@
 //! connection's own handshake place (and one address holds at most
 //! [`MAX_HANDSHAKES_PER_ADDRESS`] of them), agents elsewhere log in as fast as before.
 
+use crate::observe::tally::Counts;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-/// How often the summary of refusals is logged, at most.
-pub const SUMMARY_EVERY: Duration = Duration::from_secs(5);
+pub use crate::observe::tally::SUMMARY_EVERY;
 
 /// Handshakes one address may run at once on the agent port.
 pub const MAX_HANDSHAKES_PER_ADDRESS: usize = 64;
@@ -32,9 +32,6 @@ const MAX_DELAY: Duration = Duration::from_secs(5);
 /// Addresses remembered at most (a flood from many addresses forgets the oldest).
 const MAX_ADDRESSES: usize = 4096;
 
-/// Lines of pools and addresses named in one summary, at most.
-const SUMMARY_NAMES: usize = 5;
-
 #[derive(Default)]
 pub struct Logins {
     state: Mutex<State>,
@@ -43,8 +40,8 @@ pub struct Logins {
 #[derive(Default)]
 struct State {
     /// Refusals since the last summary, by pool (id, or why there is none) and by address.
-    by_pool: HashMap<String, u64>,
-    by_address: HashMap<IpAddr, u64>,
+    by_pool: Counts<String>,
+    by_address: Counts<IpAddr>,
     last_summary: Option<Instant>,
     /// Recent failures per address, for the delay.
     failures: HashMap<IpAddr, (u32, Instant)>,
@@ -60,8 +57,8 @@ impl Logins {
     pub fn refused(&self, pool: &str, peer: IpAddr) -> Duration {
         let mut state = self.lock();
         let label: String = pool.chars().take(40).collect();
-        *state.by_pool.entry(label).or_insert(0) += 1;
-        *state.by_address.entry(peer).or_insert(0) += 1;
+        state.by_pool.add(label);
+        state.by_address.add(peer);
         if state.failures.len() >= MAX_ADDRESSES && !state.failures.contains_key(&peer) {
             state
                 .failures
@@ -96,9 +93,9 @@ impl Logins {
             return;
         }
         state.last_summary = Some(Instant::now());
-        let total: u64 = state.by_pool.values().sum();
-        let pools = top(std::mem::take(&mut state.by_pool));
-        let addresses = top(std::mem::take(&mut state.by_address));
+        let total = state.by_pool.total();
+        let pools = state.by_pool.take_top();
+        let addresses = state.by_address.take_top();
         log::warn!(
             target: "agents",
             "agent logins refused: {total} since the last summary (at most one every {:?}); by pool: {pools}; by address: {addresses}",
@@ -114,23 +111,6 @@ fn delay(n: u32) -> Duration {
     }
     let doublings = (n - FREE_FAILURES - 1).min(16);
     FIRST_DELAY.saturating_mul(1 << doublings).min(MAX_DELAY)
-}
-
-/// `a=3, b=1 (+2 more)`: the largest counts first.
-fn top<K: std::fmt::Display>(counts: HashMap<K, u64>) -> String {
-    let mut counts: Vec<(K, u64)> = counts.into_iter().collect();
-    counts.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
-    let more = counts.len().saturating_sub(SUMMARY_NAMES);
-    let mut text = counts
-        .iter()
-        .take(SUMMARY_NAMES)
-        .map(|(k, n)| format!("{k}={n}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    if more > 0 {
-        text.push_str(&format!(" (+{more} more)"));
-    }
-    text
 }
 
 #[cfg(test)]
@@ -155,14 +135,5 @@ mod tests {
         assert_eq!(logins.refused("pool", b), Duration::ZERO);
         logins.admitted(a);
         assert_eq!(logins.refused("pool", a), Duration::ZERO);
-    }
-
-    #[test]
-    fn the_summary_names_the_largest_counts() {
-        let mut counts = HashMap::new();
-        for (i, name) in ["a", "b", "c", "d", "e", "f", "g"].iter().enumerate() {
-            counts.insert(*name, i as u64);
-        }
-        assert_eq!(top(counts), "g=6, f=5, e=4, d=3, c=2 (+2 more)");
     }
 }

@@ -209,6 +209,12 @@ impl Pool {
     /// Logs a finished request and keeps it among the recent ones.
     pub fn remember(&self, record: RequestRecord) {
         record.log(&self.name());
+        self.count(record);
+    }
+
+    /// Counts `record` in the pool's figures and recent requests, without a log line (a
+    /// refusal, summed up in the log with the others).
+    pub fn count(&self, record: RequestRecord) {
         self.stats.observe(&record);
         if let Ok(mut traffic) = self.traffic.lock() {
             traffic.record(&record);

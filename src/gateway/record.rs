@@ -37,7 +37,7 @@ impl RequestRecord {
             self.method,
             self.path,
             self.rule.as_deref().unwrap_or("-"),
-            self.project.as_deref().unwrap_or("-"),
+            crate::observe::escape::value(self.project.as_deref().unwrap_or("-")),
             self.status,
             self.bytes_in,
             self.bytes_out,

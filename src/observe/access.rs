@@ -57,7 +57,7 @@ impl Access<'_> {
             self.method,
             self.path,
             self.rule,
-            self.project.unwrap_or("-"),
+            super::escape::value(self.project.unwrap_or("-")),
             self.status
                 .map_or_else(|| "-".to_string(), |s| s.to_string()),
             self.bytes_in,

@@ -106,33 +106,40 @@ pub fn init(format: LogFormat, level: Option<&str>, default_filter: &str) {
     }
 }
 
-/// Writes `record` as one line in `format` to `line` (emptied first).
+/// Writes `record` as one line in `format` to `line` (emptied first), escaped and bounded
+/// ([`super::escape::line`]) whatever it holds.
 fn format_line(line: &mut String, format: LogFormat, record: &log::Record) {
+    use super::escape::{self, Style};
     use std::fmt::Write as _;
     line.clear();
     let now = humantime::format_rfc3339_millis(std::time::SystemTime::now());
     // Writing to a String fails only when a Display impl does; what was written is kept.
-    let _ = match format {
-        LogFormat::Text => writeln!(
-            line,
-            "{now} {:<5} {}: {}",
-            record.level(),
-            short_target(record.target()),
-            record.args()
-        ),
+    match format {
+        LogFormat::Text => {
+            let _ = write!(
+                line,
+                "{now} {:<5} {}: {}",
+                record.level(),
+                short_target(record.target()),
+                record.args()
+            );
+            escape::line(line, Style::Text);
+        }
         LogFormat::Json => {
             let fields = FIELDS.with(|f| f.borrow_mut().take()).unwrap_or_default();
             let msg = record.args().to_string();
-            let json = json_line(
+            let msg = escape::bounded(&msg, escape::MAX_LINE);
+            *line = json_line(
                 &now.to_string(),
                 record.level(),
                 record.target(),
                 &msg,
                 &fields,
             );
-            writeln!(line, "{json}")
+            escape::line(line, Style::Json);
         }
-    };
+    }
+    line.push('\n');
 }
 
 /// Log lines on their way to stdout: collected in memory and written in batches.

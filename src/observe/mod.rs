@@ -10,11 +10,13 @@
 
 pub mod access;
 pub mod endpoint;
+pub mod escape;
 pub mod gauge;
 pub mod logging;
 pub mod metrics;
 pub mod prometheus;
 pub mod redact;
+pub mod tally;
 
 pub use logging::LogFormat;
 

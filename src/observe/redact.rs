@@ -71,14 +71,18 @@ pub fn query(query: &str) -> String {
 }
 
 /// A request target (`/path?query#fragment`) fit for a log: the path as it is, secret query
-/// and fragment parameters masked.
+/// and fragment parameters masked, cut to [`super::escape::MAX_VALUE`] bytes with a marker.
 pub fn target(target: &str) -> String {
-    match target.split_once('?') {
+    let masked = match target.split_once('?') {
         Some((path, rest)) => format!("{path}?{}", query_and_fragment(rest)),
         None => match target.split_once('#') {
             Some((path, fragment)) => format!("{path}#{}", query(fragment)),
             None => target.to_string(),
         },
+    };
+    match super::escape::value(&masked) {
+        std::borrow::Cow::Owned(cut) => cut,
+        std::borrow::Cow::Borrowed(_) => masked,
     }
 }
 
