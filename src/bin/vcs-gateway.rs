@@ -63,6 +63,7 @@ const USAGE: &[(&str, &str)] = &[
         --keepalive DUR         ping idle agent streams; drop after 3 silent intervals [20s]
         --exchange-timeout DUR  longest silence from an agent inside one request [120s]
         --drain-timeout DUR     on SIGTERM/SIGINT, how long requests in flight may finish [30s]
+        --log-format FORMAT     text or json (one object a line, the agent's fields) [text]
         --max-callers N         tunnel requests served at once (a connection and thread
                                 each); idle connections are closed to admit new ones [1024]
         --min-upload-rate BYTES a request body holding an agent stream must average this many
@@ -574,6 +575,7 @@ struct ServeFlags {
     replica_id: Option<String>,
     poll_only: bool,
     peer: PeerFlags,
+    log_format: vcs_agent::observe::LogFormat,
 }
 
 /// `--peer-listen`, `--peer-advertise`, `--peer-secret`.
@@ -627,6 +629,7 @@ impl Default for ServeFlags {
             replica_id: None,
             poll_only: false,
             peer: PeerFlags::default(),
+            log_format: vcs_agent::observe::LogFormat::Text,
         }
     }
 }
@@ -642,6 +645,12 @@ impl Flags for ServeFlags {
             "--keepalive" => settings.keepalive = args.duration(flag)?,
             "--exchange-timeout" => settings.exchange_timeout = args.duration(flag)?,
             "--drain-timeout" => self.drain_timeout = args.duration(flag)?,
+            "--log-format" => {
+                self.log_format = args
+                    .text()?
+                    .parse()
+                    .map_err(|e: vcs_agent::observe::logging::UnknownLogFormat| invalid(flag, e))?
+            }
             "--upload-grace" => settings.upload_grace = args.duration(flag)?,
             "--max-callers" => settings.max_callers = args.connections(flag)?,
             "--max-callers-per-address" => settings.max_per_address = args.connections(flag)?,
@@ -943,7 +952,7 @@ fn serve(flags: ServeFlags) -> Result<(), CliError> {
         settings.replica_id = Some(id);
         settings.poll_only = flags.poll_only;
     }
-    vcs_agent::observe::init_logging("info");
+    vcs_agent::observe::logging::init(flags.log_format, None, "info");
     let shutdown = Shutdown::install()?;
     let where_token = admin_token.describe();
     settings.admin_token = Some(admin_token.secret());

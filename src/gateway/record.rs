@@ -29,8 +29,24 @@ pub struct RequestRecord {
 }
 
 impl RequestRecord {
-    /// The gateway's log line: joinable with the agent's access line by `id`.
+    /// The gateway's log line: joinable with the agent's access line by `id`. In the JSON
+    /// format the facts are fields (the agent's names, plus `pool`, `agent` and `caller`),
+    /// every key on every line.
     pub fn log(&self, pool: &str) {
+        let level = match self.error {
+            Some(_) => log::Level::Warn,
+            None => log::Level::Info,
+        };
+        if crate::observe::logging::is_json() {
+            if log::log_enabled!(target: "front", level) {
+                let fields = self.fields(pool);
+                crate::observe::logging::with_fields(
+                    fields,
+                    || log::log!(target: "front", level, "request"),
+                );
+            }
+            return;
+        }
         let line = format!(
             "id={} pool={pool} method={} path={} for=\"{}\" project={} status={} bytes_in={} bytes_out={} elapsed_ms={:.1} agent={} caller={}",
             self.id,
@@ -52,5 +68,30 @@ impl RequestRecord {
             (Some(kind), None) => log::warn!(target: "front", "{line} error={kind}"),
             _ => log::info!(target: "front", "{line}"),
         }
+    }
+
+    fn fields(&self, pool: &str) -> crate::observe::logging::Fields {
+        use crate::observe::escape;
+        use serde_json::Value;
+        let text = |v: Option<&str>| v.map_or(Value::Null, Value::from);
+        vec![
+            ("id", Value::from(self.id.as_str())),
+            ("pool", Value::from(pool)),
+            ("method", Value::from(self.method.as_str())),
+            ("path", Value::from(self.path.as_str())),
+            ("for", text(self.rule.as_deref())),
+            (
+                "project",
+                text(self.project.as_deref().map(escape::value).as_deref()),
+            ),
+            ("status", Value::from(self.status)),
+            ("bytes_in", Value::from(self.bytes_in)),
+            ("bytes_out", Value::from(self.bytes_out)),
+            ("elapsed_ms", Value::from(self.elapsed_ms)),
+            ("agent", text(self.agent.as_deref())),
+            ("caller", text(self.caller.as_deref())),
+            ("error", text(self.error.map(|e| e.as_str()))),
+            ("reason", text(self.reason.as_deref())),
+        ]
     }
 }
