@@ -259,6 +259,8 @@ pub enum DenialClass {
     /// Anything else about the request: its target, a path-override header, its body, a
     /// GraphQL document, a listing answer that cannot be filtered.
     Path,
+    /// A rule of the operator's blocklist ([`crate::blocklist`]) matched the allowed request.
+    Blocked,
 }
 
 /// A request the allowlist refuses, with a short reason safe to log and to return.
@@ -290,6 +292,11 @@ impl Denied {
 
     pub(crate) fn path(reason: impl Into<String>) -> Denied {
         Denied::new(DenialClass::Path, reason)
+    }
+
+    /// Denied by the blocklist rule named `rule`.
+    pub(crate) fn blocked(rule: &str) -> Denied {
+        Denied::new(DenialClass::Blocked, format!("blocked by rule \"{rule}\""))
     }
 }
 
