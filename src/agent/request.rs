@@ -197,9 +197,16 @@ impl Answer<'_> {
         self.close_with(record, frame)
     }
 
-    /// Answers with the allowlist's refusal, counted under its class.
+    /// Answers with the allowlist's refusal, counted under its class; the line names the
+    /// rule that matched and the project judged, when the denial knows them.
     fn deny(&mut self, mut record: Record, denied: Denied) -> Result<(), StreamEnd> {
         record.denial = Some(denied.class);
+        if let Some(rule) = denied.rule {
+            record.description = rule;
+        }
+        if denied.project.is_some() {
+            record.project = denied.project;
+        }
         self.refuse(record, ErrorKind::Denied, denied.reason)
     }
 
@@ -602,11 +609,13 @@ fn admit(shared: &Shared, request: &Request) -> Result<Allowed, Denied> {
     let mut allowed = match decision {
         Decision::Allowed(allowed) => allowed,
         Decision::ById(mut allowed, id) => {
-            let path = projects::resolve(shared, &id, &request.headers).map_err(Denied::project)?;
+            let about = |d: Denied| d.about(allowed.description, Some(id.to_string()));
+            let path = projects::resolve(shared, &id, &request.headers)
+                .map_err(|reason| about(Denied::project(reason)))?;
             if !shared.allowlist.allows_project(&path) {
-                return Err(Denied::project(format!(
-                    "project {path} (id {id}) is not allowed"
-                )));
+                let reason = format!("project {path} (id {id}) is not allowed");
+                let judged = Some(format!("{path} (id {id})"));
+                return Err(Denied::project(reason).about(allowed.description, judged));
             }
             allowed.project = Some(format!("{path} (id {id})"));
             allowed

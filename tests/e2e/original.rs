@@ -308,3 +308,23 @@ fn each_invalid_blocklist_stops_the_agent_naming_the_rule() {
         "{out}"
     );
 }
+
+#[test]
+fn a_project_denial_names_the_rule_and_the_project_it_judged() {
+    let only_other = [("SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS", "other/.*")];
+    let tunnel = Tunnel::start("judged", &only_other);
+    let url = tunnel.gateway.url("judged", &format!("{ARCHIVE}?do=echo"));
+    let (status, kind, message) = error_kind(client().get(url).call().unwrap());
+    assert_eq!((status, kind.as_str()), (403, "denied"), "{message}");
+    let line = tunnel
+        .agent
+        .out
+        .wait_for("error=denied", Duration::from_secs(5));
+    assert!(line.contains(" project=group/repo "), "{line}");
+    assert!(!line.contains("for=\"-\""), "{line}");
+    assert!(
+        line.contains("reason=\"project group/repo is not allowed\""),
+        "{line}"
+    );
+    assert!(tunnel.upstream.requests().is_empty());
+}
