@@ -5,6 +5,7 @@
 //! binary prints it and exits with code 2. Secrets are held in [`Secret`](crate::token::Secret) and never printed.
 
 use crate::allowlist::{self, Vendor};
+use crate::blocklist::Blocklist;
 use crate::duration;
 use crate::net::dial::GatewayAddress;
 use crate::net::proxy::{self, ProxyConfig};
@@ -35,125 +36,288 @@ pub const METRICS_ADDR: &str = "SPACELIFT_VCS_AGENT_METRICS_ADDR";
 pub const LOG_FORMAT: &str = "SPACELIFT_VCS_AGENT_LOG_FORMAT";
 pub const LOG_LEVEL: &str = "SPACELIFT_VCS_AGENT_LOG_LEVEL";
 
-/// Every variable the agent reads, with its default, for `--help` and the README.
-pub const VARIABLES: &[(&str, &str, &str)] = &[
-    (
+pub const BLOCKLIST_PATH: &str = "SPACELIFT_VCS_AGENT_BLOCKLIST_PATH";
+pub const HTTP_DISABLE_RESPONSE_COMPRESSION: &str =
+    "SPACELIFT_VCS_AGENT_HTTP_DISABLE_RESPONSE_COMPRESSION";
+pub const BUGSNAG_API_KEY: &str = "SPACELIFT_VCS_AGENT_BUGSNAG_API_KEY";
+pub const BUGSNAG_DISABLE: &str = "SPACELIFT_VCS_AGENT_BUGSNAG_DISABLE";
+pub const USE_ALLOWLIST: &str = "SPACELIFT_VCS_AGENT_USE_ALLOWLIST";
+/// The prefix of the agent's own variables: a name with it that no [`Setting`] has is
+/// warned about at start.
+pub const AGENT_PREFIX: &str = "SPACELIFT_VCS_AGENT_";
+
+/// How a setting's value is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A value: `--flag VALUE` or `--flag=VALUE`.
+    Value,
+    /// A boolean: `--flag` alone means true, `--flag=false` false.
+    Switch,
+    /// Accepted for the original agent's sake and ignored, with a warning at start that
+    /// says why (the reason).
+    Ignored(&'static str),
+    /// An ignored boolean (`--flag` alone is accepted).
+    IgnoredSwitch(&'static str),
+}
+
+impl Kind {
+    fn is_switch(self) -> bool {
+        matches!(self, Kind::Switch | Kind::IgnoredSwitch(_))
+    }
+
+    fn ignored(self) -> Option<&'static str> {
+        match self {
+            Kind::Ignored(why) | Kind::IgnoredSwitch(why) => Some(why),
+            Kind::Value | Kind::Switch => None,
+        }
+    }
+}
+
+/// One input of the agent: its variable, the flags that set it too (a flag wins over the
+/// variable), its default and what it means. [`SETTINGS`] is the one list of them: `--help`
+/// is made from it and a test holds the README's table to it.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    pub env: &'static str,
+    /// Ours (the variable's name after `SPACELIFT_VCS_AGENT_`, lower case, `-` for `_`) and
+    /// the original agent's spelling where it differs; none for variables that are not the
+    /// agent's own (proxies, `RUST_LOG`).
+    pub flags: &'static [&'static str],
+    pub default: &'static str,
+    pub meaning: &'static str,
+    pub kind: Kind,
+}
+
+const fn setting(
+    env: &'static str,
+    flags: &'static [&'static str],
+    default: &'static str,
+    meaning: &'static str,
+) -> Setting {
+    Setting {
+        env,
+        flags,
+        default,
+        meaning,
+        kind: Kind::Value,
+    }
+}
+
+const fn switch(
+    env: &'static str,
+    flags: &'static [&'static str],
+    meaning: &'static str,
+) -> Setting {
+    Setting {
+        env,
+        flags,
+        default: "false",
+        meaning,
+        kind: Kind::Switch,
+    }
+}
+
+const BUGSNAG: &str = "error reporting to Bugsnag is not part of this agent";
+
+/// Every input the agent reads.
+pub const SETTINGS: &[Setting] = &[
+    setting(
         POOL_TOKEN,
+        &["--token", "--pool-token"],
         "required",
-        "pool token printed by `vcs-gateway pool create`",
+        "pool token printed by `vcs-gateway pool create` (or the original's); its host is a ws:// or wss:// URL, or host:port dialed as wss://",
     ),
-    (
+    setting(
         TARGET_BASE_ENDPOINT,
+        &["--target-base-endpoint"],
         "required",
         "internal VCS base URL: scheme, host, optional port and sub-path (no credentials, query or fragment)",
     ),
-    (
+    setting(
         VENDOR,
+        &["--vendor"],
         "required",
         "gitlab | bitbucket_datacenter | github_enterprise | azure_devops",
     ),
-    (
+    setting(
         ALLOWED_PROJECTS,
+        &["--allowed-projects"],
         "unset",
         "regex matched against the whole project (e.g. group/repo); unset allows every project",
     ),
-    (
+    setting(
         PARALLELISM,
+        &["--parallelism"],
         "4",
         "streams to the gateway (1-256); each serves one request at a time",
     ),
-    (
+    setting(
+        BLOCKLIST_PATH,
+        &["--blocklist-path"],
+        "none",
+        "YAML file of rules (name, method and path regexes) that deny requests the allowlist would let through",
+    ),
+    setting(
         "SPACELIFT_METADATA_<name>",
+        &[],
         "none",
         "tags shown on the gateway for this agent",
     ),
-    (
+    setting(
         KEEPALIVE_INTERVAL,
+        &["--keepalive-interval"],
         "20s",
         "ping idle streams this often (at least 1s); drop after 3 silent intervals",
     ),
-    (
+    setting(
         UPSTREAM_CONNECT_TIMEOUT,
+        &["--upstream-connect-timeout"],
         "10s",
         "connect timeout to the VCS",
     ),
-    (
+    setting(
         UPSTREAM_READ_TIMEOUT,
+        &["--upstream-read-timeout"],
         "60s",
         "longest silence while reading from the VCS (no total cap)",
     ),
-    (
+    setting(
         DRAIN_TIMEOUT,
+        &["--drain-timeout"],
         "30s",
-        "on SIGTERM/SIGINT, how long in-flight requests may finish",
+        "on SIGTERM/SIGINT/SIGHUP, how long in-flight requests may finish",
     ),
-    (
+    switch(
         DEBUG_PRINT_ALL,
-        "false",
+        &["--debug-print-all"],
         "log full request and response heads, secrets redacted",
     ),
-    (
+    switch(
+        HTTP_DISABLE_RESPONSE_COMPRESSION,
+        &["--http-disable-response-compression"],
+        "ask the VCS for uncompressed answers (Accept-Encoding: identity)",
+    ),
+    setting(
         CA_CERT,
+        &["--ca-cert"],
         "none",
         "base64-encoded PEM bundle of extra CAs, trusted for the gateway and the VCS",
     ),
-    (
+    setting(
         CA_CERT_FILE,
+        &["--ca-cert-file"],
         "none",
         "path of a PEM bundle of extra CAs, trusted for the gateway and the VCS",
     ),
-    (
+    setting(
         GATEWAY_URLS,
+        &["--gateway-urls"],
         "none",
         "further ws:// or wss:// gateway addresses of the pool, comma-separated; slot i dials address i mod N first",
     ),
-    (
+    setting(
         MAX_STREAM_AGE,
+        &["--max-stream-age"],
         "off",
         "an idle stream older than this (±10%) is handed back and dialed again, so streams rebalance over the gateways",
     ),
-    (
+    switch(
         DIAL_INSECURE,
-        "false",
-        "dial the gateway without TLS (a wss:// token host is dialed as ws://)",
+        &["--dial-insecure"],
+        "dial the gateway without TLS (a wss:// or host:port token host is dialed as ws://)",
     ),
-    (
+    setting(
         "HTTPS_PROXY",
+        &[],
         "none",
         "http://[user:password@]host:port proxy for https:// and wss:// targets (https_proxy too)",
     ),
-    (
+    setting(
         "HTTP_PROXY",
+        &[],
         "none",
         "proxy for http:// and ws:// targets (http_proxy too)",
     ),
-    (
+    setting(
         "ALL_PROXY",
+        &[],
         "none",
         "proxy for both when the specific one is unset (all_proxy too)",
     ),
-    (
+    setting(
         "NO_PROXY",
+        &[],
         "none",
         "hosts reached directly: names, .domain suffixes, IPs, CIDR ranges, *",
     ),
-    (
+    setting(
+        "SSL_CERT_FILE",
+        &[],
+        "system store",
+        "PEM file the system CA store is read from",
+    ),
+    setting(
+        "SSL_CERT_DIR",
+        &[],
+        "system store",
+        "directory the system CA store is read from",
+    ),
+    setting(
         METRICS_ADDR,
+        &["--metrics-addr"],
         "off",
         "serve /healthz and /metrics (Prometheus) on this address, e.g. 127.0.0.1:9090",
     ),
-    (LOG_FORMAT, "text", "log line format: text | json"),
-    (
+    setting(
+        LOG_FORMAT,
+        &["--log-format"],
+        "text",
+        "log line format: text | json",
+    ),
+    setting(
         LOG_LEVEL,
+        &["--log-level"],
         "info",
         "error | warn | info | debug | trace; wins over RUST_LOG",
     ),
-    (
+    setting(
         "RUST_LOG",
+        &[],
         "info",
         "log filter (env_logger syntax), used when LOG_LEVEL is not set",
     ),
+    Setting {
+        env: BUGSNAG_API_KEY,
+        flags: &["--bugsnag-api-key"],
+        default: "ignored",
+        meaning: "accepted and ignored (warned about at start): error reporting to Bugsnag is not part of this agent",
+        kind: Kind::Ignored(BUGSNAG),
+    },
+    Setting {
+        env: BUGSNAG_DISABLE,
+        flags: &["--disable-bugsnag", "--bugsnag-disable"],
+        default: "ignored",
+        meaning: "accepted and ignored (warned about at start): there is no Bugsnag reporting to disable",
+        kind: Kind::IgnoredSwitch(BUGSNAG),
+    },
+    Setting {
+        env: USE_ALLOWLIST,
+        flags: &["--use-allowlist"],
+        default: "ignored",
+        meaning: "accepted and ignored (warned about at start): the vendor allowlist is always on",
+        kind: Kind::IgnoredSwitch("the vendor allowlist is always on"),
+    },
 ];
+
+/// The setting a flag (`--token`) sets.
+pub fn setting_for_flag(flag: &str) -> Option<&'static Setting> {
+    SETTINGS.iter().find(|s| s.flags.contains(&flag))
+}
+
+/// Whether a setting given by flag takes no value (`--dial-insecure` alone means true).
+pub fn is_switch(setting: &Setting) -> bool {
+    setting.kind.is_switch()
+}
 
 /// The VCS base endpoint split into what a forwarded URL is made of.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -257,6 +421,14 @@ pub struct AgentConfig {
     pub upstream_read_timeout: Duration,
     pub drain_timeout: Duration,
     pub debug_print_all: bool,
+    /// `SPACELIFT_VCS_AGENT_HTTP_DISABLE_RESPONSE_COMPRESSION`: every request asks the VCS
+    /// for `Accept-Encoding: identity`, whatever the caller sent.
+    pub disable_response_compression: bool,
+    /// `SPACELIFT_VCS_AGENT_BLOCKLIST_PATH`: the operator's rules, checked after the allowlist.
+    pub blocklist: Blocklist,
+    /// Lines to log as warnings once logging is up (ignored or unknown settings, a GitLab
+    /// over plain HTTP).
+    pub warnings: Vec<String>,
     /// CAs from `SPACELIFT_VCS_AGENT_CA_CERT` and `..._CA_CERT_FILE`, for both legs.
     pub custom_cas: CustomCas,
     pub dial_insecure: bool,
@@ -291,9 +463,31 @@ fn error(variable: &str, problem: impl fmt::Display) -> ConfigError {
     }
 }
 
+/// Settings given on the command line, in order: the setting's variable, the flag as it was
+/// typed, the value (`true` for a switch given alone).
+#[derive(Debug, Clone, Default)]
+pub struct Flags(pub Vec<(&'static str, String, String)>);
+
 impl AgentConfig {
-    /// Reads the process environment.
-    pub fn from_env() -> Result<AgentConfig, ConfigError> {
+    /// Reads the process environment, then `flags` on top (a flag wins over its variable).
+    /// An error about a value given by flag names the flag and its variable.
+    pub fn load(flags: &Flags) -> Result<AgentConfig, ConfigError> {
+        let mut vars = env_vars()?;
+        for (env, _, value) in &flags.0 {
+            vars.insert(env.to_string(), value.clone());
+        }
+        AgentConfig::from_vars(&vars).map_err(|mut e| {
+            if let Some((_, flag, _)) = flags.0.iter().rev().find(|(env, ..)| *env == e.variable) {
+                e.variable = format!("{flag} ({})", e.variable);
+            }
+            e
+        })
+    }
+}
+
+/// The variables the agent reads from the process environment: `SPACELIFT_*` and proxies.
+fn env_vars() -> Result<BTreeMap<String, String>, ConfigError> {
+    {
         let mut vars = BTreeMap::new();
         for (name, value) in std::env::vars_os() {
             let Some(name) = name.to_str().map(str::to_string) else {
@@ -307,9 +501,11 @@ impl AgentConfig {
                 .map_err(|_| error(&name, "value is not valid UTF-8"))?;
             vars.insert(name, value);
         }
-        AgentConfig::from_vars(&vars)
+        Ok(vars)
     }
+}
 
+impl AgentConfig {
     /// Builds the configuration from a set of variables (the environment, or a test's map).
     /// The first problem found is the one reported.
     pub fn from_vars(vars: &BTreeMap<String, String>) -> Result<AgentConfig, ConfigError> {
@@ -332,7 +528,15 @@ impl AgentConfig {
             .collect();
         let custom_cas = custom_cas(&v)?;
         let proxy = ProxyConfig::from_vars(vars).map_err(|(name, e)| error(name, e))?;
+        let blocklist = match v.get(BLOCKLIST_PATH) {
+            None => Blocklist::default(),
+            Some(path) => Blocklist::load(path).map_err(|e| error(BLOCKLIST_PATH, e))?,
+        };
+        let warnings = start_warnings(vars, vendor, &target);
         Ok(AgentConfig {
+            blocklist,
+            warnings,
+            disable_response_compression: v.flag(HTTP_DISABLE_RESPONSE_COMPRESSION)?,
             token,
             gateways,
             target,
@@ -383,16 +587,51 @@ impl Vars<'_> {
         }
     }
 
+    /// A boolean, spelled as Go's `strconv.ParseBool` reads it (`1`, `t`, `T`, `TRUE`,
+    /// `true`, `True` and the same for false) or as `yes`/`no`, `on`/`off`, in any case.
     fn flag(&self, name: &str) -> Result<bool, ConfigError> {
         match self.get(name).map(str::to_ascii_lowercase).as_deref() {
-            None | Some("false" | "0" | "no" | "off") => Ok(false),
-            Some("true" | "1" | "yes" | "on") => Ok(true),
-            Some(other) => Err(error(
+            None | Some("false" | "f" | "0" | "no" | "off") => Ok(false),
+            Some("true" | "t" | "1" | "yes" | "on") => Ok(true),
+            Some(_) => Err(error(
                 name,
-                format!("expected true or false, got \"{other}\""),
+                format!(
+                    "expected true or false (or 1/0, t/f, yes/no, on/off), got \"{}\"",
+                    self.get(name).unwrap_or_default()
+                ),
             )),
         }
     }
+}
+
+/// One warning naming every variable that is set and ignored: those the original agent
+/// reads that mean nothing here, and `SPACELIFT_VCS_AGENT_*` names no setting has (a typo
+/// would otherwise go unnoticed); and one for a GitLab over plain `http://`.
+fn start_warnings(
+    vars: &BTreeMap<String, String>,
+    vendor: Vendor,
+    target: &BaseEndpoint,
+) -> Vec<String> {
+    let mut ignored = Vec::new();
+    for (name, value) in vars.iter().filter(|(n, _)| n.starts_with(AGENT_PREFIX)) {
+        match SETTINGS.iter().find(|s| s.env == name) {
+            Some(s) => match s.kind.ignored() {
+                Some(why) if !value.trim().is_empty() => ignored.push(format!("{name} ({why})")),
+                _ => {}
+            },
+            None => ignored.push(format!("{name} (not a setting of this agent)")),
+        }
+    }
+    let mut warnings = Vec::new();
+    if !ignored.is_empty() {
+        warnings.push(format!("ignored settings: {}", ignored.join(", ")));
+    }
+    if vendor == Vendor::Gitlab && target.scheme == "http" {
+        warnings.push(format!(
+            "{TARGET_BASE_ENDPOINT} is plain http://: the SaaS's GitLab tokens cross the network in clear, and GitLab may not work correctly over HTTP; use https://"
+        ));
+    }
+    warnings
 }
 
 /// The anchored project regex; set but blank is refused rather than read as "every project".
@@ -742,9 +981,163 @@ mod tests {
         }
         for name in [METRICS_ADDR, LOG_FORMAT, LOG_LEVEL] {
             assert!(
-                VARIABLES.iter().any(|(n, _, _)| *n == name),
+                SETTINGS.iter().any(|s| s.env == name),
                 "{name} not in --help"
             );
+        }
+    }
+
+    #[test]
+    fn booleans_read_gos_spellings_and_ours() {
+        for (value, expected) in [
+            ("1", true),
+            ("t", true),
+            ("T", true),
+            ("TRUE", true),
+            ("true", true),
+            ("True", true),
+            ("yes", true),
+            ("on", true),
+            ("0", false),
+            ("f", false),
+            ("F", false),
+            ("FALSE", false),
+            ("false", false),
+            ("False", false),
+            ("no", false),
+            ("off", false),
+            ("", false),
+        ] {
+            let c = AgentConfig::from_vars(&vars(&[(DIAL_INSECURE, value)])).unwrap();
+            assert_eq!(c.dial_insecure, expected, "{value:?}");
+        }
+        let e = AgentConfig::from_vars(&vars(&[(DEBUG_PRINT_ALL, "tru")])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "SPACELIFT_VCS_AGENT_DEBUG_PRINT_ALL: expected true or false (or 1/0, t/f, yes/no, on/off), got \"tru\""
+        );
+    }
+
+    #[test]
+    fn ignored_and_unknown_agent_variables_make_one_warning() {
+        let c = AgentConfig::from_vars(&vars(&[])).unwrap();
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let c = AgentConfig::from_vars(&vars(&[
+            (BUGSNAG_API_KEY, "b5g-s3cr3t"),
+            (USE_ALLOWLIST, "true"),
+            ("SPACELIFT_VCS_AGENT_PARALELISM", "8"),
+            ("SPACELIFT_METADATA_site", "eu"),
+            (BUGSNAG_DISABLE, ""),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.warnings,
+            ["ignored settings: SPACELIFT_VCS_AGENT_BUGSNAG_API_KEY (error reporting to Bugsnag is not part of this agent), SPACELIFT_VCS_AGENT_PARALELISM (not a setting of this agent), SPACELIFT_VCS_AGENT_USE_ALLOWLIST (the vendor allowlist is always on)"]
+        );
+        assert!(!format!("{:?}", c.warnings).contains("s3cr3t"));
+    }
+
+    #[test]
+    fn a_gitlab_over_plain_http_is_warned_about() {
+        let plain = AgentConfig::from_vars(&vars(&[(TARGET_BASE_ENDPOINT, "http://git:80")]));
+        let warnings = plain.unwrap().warnings;
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("plain http://"), "{warnings:?}");
+        let github = [
+            (TARGET_BASE_ENDPOINT, "http://git"),
+            (VENDOR, "github_enterprise"),
+        ];
+        assert!(AgentConfig::from_vars(&vars(&github))
+            .unwrap()
+            .warnings
+            .is_empty());
+    }
+
+    #[test]
+    fn response_compression_and_blocklist_settings() {
+        let c = AgentConfig::from_vars(&vars(&[])).unwrap();
+        assert!(!c.disable_response_compression && c.blocklist.is_empty());
+        let c = AgentConfig::from_vars(&vars(&[(HTTP_DISABLE_RESPONSE_COMPRESSION, "t")]));
+        assert!(c.unwrap().disable_response_compression);
+        let e = AgentConfig::from_vars(&vars(&[(BLOCKLIST_PATH, "/nonexistent.yaml")]));
+        let e = e.unwrap_err().to_string();
+        assert!(
+            e.starts_with("SPACELIFT_VCS_AGENT_BLOCKLIST_PATH: cannot read \"/nonexistent.yaml\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn every_agent_variable_has_our_flag_and_one_entry() {
+        for (i, s) in SETTINGS.iter().enumerate() {
+            assert!(
+                SETTINGS[..i].iter().all(|o| o.env != s.env),
+                "{} twice",
+                s.env
+            );
+            for flag in s.flags {
+                assert_eq!(setting_for_flag(flag).map(|o| o.env), Some(s.env), "{flag}");
+            }
+            let Some(rest) = s.env.strip_prefix(AGENT_PREFIX) else {
+                assert!(s.flags.is_empty(), "{}", s.env);
+                continue;
+            };
+            let ours = format!("--{}", rest.to_ascii_lowercase().replace('_', "-"));
+            assert!(s.flags.contains(&ours.as_str()), "{} lacks {ours}", s.env);
+        }
+        for original in [
+            "--token",
+            "--target-base-endpoint",
+            "--vendor",
+            "--allowed-projects",
+            "--parallelism",
+            "--bugsnag-api-key",
+            "--disable-bugsnag",
+            "--use-allowlist",
+            "--blocklist-path",
+            "--debug-print-all",
+            "--http-disable-response-compression",
+            "--ca-cert",
+            "--dial-insecure",
+        ] {
+            assert!(setting_for_flag(original).is_some(), "{original}");
+        }
+    }
+
+    /// The README's table of agent settings names exactly the settings of [`SETTINGS`], with
+    /// their flags and defaults: the two cannot drift apart.
+    #[test]
+    fn the_readme_table_is_the_settings_table() {
+        let readme = include_str!("../README.md");
+        let start = readme
+            .find("| variable | flags | default | meaning |")
+            .expect("the agent settings table");
+        let quoted = |cell: &str| -> Vec<String> {
+            cell.split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_string)
+                .collect()
+        };
+        let mut seen = Vec::new();
+        for row in readme[start..].lines().skip(2) {
+            let Some(row) = row.strip_prefix('|') else {
+                break;
+            };
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            let names = quoted(cells[0]);
+            for name in &names {
+                let s = SETTINGS.iter().find(|s| s.env == name);
+                let s = s.unwrap_or_else(|| panic!("README lists {name}, no setting has it"));
+                let flags: Vec<&str> = s.flags.to_vec();
+                assert_eq!(quoted(cells[1]), flags, "flags of {name}");
+                let default = cells[2].trim_matches('`');
+                assert_eq!(default, s.default, "default of {name}");
+                seen.push(s.env);
+            }
+        }
+        for s in SETTINGS {
+            assert!(seen.contains(&s.env), "README's table lacks {}", s.env);
         }
     }
 

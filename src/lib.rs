@@ -16,14 +16,15 @@
 //! - [`agent`]: slot threads, one WebSocket each ([`agent::slot`]), one request on it
 //!   ([`agent::request`]), the HTTP leg to the VCS ([`agent::forward`]), the preflight
 //!   ([`agent::check`]).
-//! - [`allowlist`]: canonical paths and per-vendor rules, failing closed.
+//! - [`allowlist`]: canonical paths and per-vendor rules, failing closed; [`blocklist`]: the
+//!   operator's rules that deny what the allowlist would allow.
 //! - [`config`] and [`token`]: the agent's environment and the pool token; [`clock`]: wall-clock
 //!   time as both programs record and show it; [`duration`]: durations as operators write
 //!   them, for both programs.
 //! - [`net`]: one stream type for plain and TLS sockets, dialing through proxies, trust
 //!   stores, the accept loop; [`http1`]: the small HTTP/1.1 server side.
 //! - [`observe`]: logs (text or JSON), access lines, redaction, metrics and health.
-//! - [`shutdown`]: SIGTERM/SIGINT for both programs: drain, or exit at a second signal.
+//! - [`shutdown`]: SIGTERM/SIGINT/SIGHUP for both programs: drain, or exit at a second signal.
 //!
 //! Choices worth knowing, each explained where it lives: the caller's thread borrows
 //! an idle agent stream and writes answers straight to the caller's socket, no thread per
@@ -47,6 +48,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod agent;
 pub mod allowlist;
+pub mod blocklist;
 pub mod clock;
 pub mod config;
 pub mod duration;

@@ -1,10 +1,10 @@
-//! SIGTERM/SIGINT for both programs: the first signal starts a graceful drain, a second one
-//! exits at once.
+//! SIGTERM/SIGINT/SIGHUP for both programs: the first signal starts a graceful drain, a
+//! second one exits at once.
 //!
 //! supervisord, systemd and Kubernetes stop a process with SIGTERM and, after their own grace
-//! period, SIGKILL; an operator at a terminal presses Ctrl-C. Either way the requests in flight
-//! should finish while nothing new is taken, so the first signal only starts a drain and the
-//! program waits for it (bounded by its drain timeout). An operator who does not want to wait
+//! period, SIGKILL; an operator at a terminal presses Ctrl-C, or closes it (SIGHUP, on which
+//! the original agent stops too). Either way the requests in flight should finish while
+//! nothing new is taken, so the first signal only starts a drain and the program waits for it (bounded by its drain timeout). An operator who does not want to wait
 //! sends the signal again: the process then exits with 130 without waiting for anything.
 //!
 //! The handlers are installed before the program starts serving, so a signal that arrives
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 #[error("cannot install signal handlers: {0}")]
 pub struct SignalError(#[from] std::io::Error);
 
-/// Installed SIGTERM/SIGINT handlers; [`Shutdown::wait`] waits for the first signal.
+/// Installed SIGTERM/SIGINT/SIGHUP handlers; [`Shutdown::wait`] waits for the first signal.
 pub struct Shutdown {
     first: Receiver<i32>,
 }
@@ -30,6 +30,7 @@ impl Shutdown {
         let mut signals = signal_hook::iterator::Signals::new([
             signal_hook::consts::SIGTERM,
             signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGHUP,
         ])?;
         let (first, first_signal) = crossbeam_channel::bounded(1);
         std::thread::Builder::new()

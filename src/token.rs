@@ -37,7 +37,9 @@ impl fmt::Display for Secret {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Token {
-    /// The gateway's agent URL, `ws://…` or `wss://…`.
+    /// The gateway's agent URL, `ws://…` or `wss://…`. A token whose host is the original
+    /// system's dial target, `host:port` without a scheme, is read as `wss://host:port`
+    /// (dialed as `ws://` with `SPACELIFT_VCS_AGENT_DIAL_INSECURE`, as the original does).
     pub host: String,
     pub key: Secret,
     pub pool_ulid: String,
@@ -57,7 +59,7 @@ pub enum TokenError {
     Missing(&'static str),
     #[error("field \"{0}\" is not a non-empty string")]
     NotAString(&'static str),
-    #[error("field \"host\" must start with ws:// or wss://, got \"{0}\"")]
+    #[error("field \"host\" must start with ws:// or wss://, or be host:port, got \"{0}\"")]
     Scheme(String),
 }
 
@@ -82,10 +84,10 @@ impl Token {
             key: Secret(field("key")?),
             pool_ulid: field("pool_ulid")?,
         };
-        if !(token.host.starts_with("ws://") || token.host.starts_with("wss://")) {
-            return Err(TokenError::Scheme(token.host));
-        }
-        Ok(token)
+        Ok(Token {
+            host: dial_url(&token.host).ok_or(TokenError::Scheme(token.host.clone()))?,
+            ..token
+        })
     }
 
     pub fn encode(&self) -> String {
@@ -96,6 +98,17 @@ impl Token {
         });
         base64::engine::general_purpose::STANDARD.encode(json.to_string())
     }
+}
+
+/// A token's `host` as the URL to dial: `ws://…` and `wss://…` as they are, a bare
+/// `host[:port]` (no scheme, path, credentials, query or fragment) as `wss://host[:port]`;
+/// `None` for anything else.
+fn dial_url(host: &str) -> Option<String> {
+    if host.starts_with("ws://") || host.starts_with("wss://") {
+        return Some(host.to_string());
+    }
+    let bare = !host.is_empty() && !host.contains(['/', '@', '?', '#', ' ']);
+    bare.then(|| format!("wss://{host}"))
 }
 
 /// What the gateway stores instead of a key: its SHA-256, hex.
@@ -178,6 +191,14 @@ mod tests {
                 "ws://",
             ),
             (
+                b64(r#"{"host":"dns:///gw:443","key":"s3cr3t","pool_ulid":"p"}"#),
+                "or be host:port",
+            ),
+            (
+                b64(r#"{"host":"gw:443/agent","key":"s3cr3t","pool_ulid":"p"}"#),
+                "or be host:port",
+            ),
+            (
                 b64(r#"{"host":"ws://h","key":7,"pool_ulid":"p"}"#),
                 "\"key\" is not",
             ),
@@ -186,6 +207,21 @@ mod tests {
             let err = Token::decode(&token).unwrap_err().to_string();
             assert!(err.contains(expected), "{err:?} should mention {expected}");
             assert!(!err.contains("s3cr3t"), "{err:?} leaks the key");
+        }
+    }
+
+    #[test]
+    fn the_original_systems_host_port_is_dialed_over_tls() {
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        for (host, url) in [
+            ("gw.example:443", "wss://gw.example:443"),
+            ("10.0.0.7:1984", "wss://10.0.0.7:1984"),
+            ("[::1]:1984", "wss://[::1]:1984"),
+            ("gw.example", "wss://gw.example"),
+            ("ws://gw:80", "ws://gw:80"),
+        ] {
+            let json = format!(r#"{{"host":"{host}","key":"k","pool_ulid":"p"}}"#);
+            assert_eq!(Token::decode(&b64(&json)).unwrap().host, url, "{host}");
         }
     }
 

@@ -155,6 +155,10 @@ impl Agent {
             info!("{}", identity.route.describe(host));
         }
         info!("{}", http.describe(&config.target.host));
+        if !config.blocklist.is_empty() {
+            let rules = config.blocklist.len();
+            info!("blocklist: {rules} rules deny requests the allowlist allows, first match");
+        }
         let mut codeload = config.target.clone();
         codeload.authority = format!("codeload.{}", codeload.authority);
         codeload.host = format!("codeload.{}", codeload.host);

@@ -55,11 +55,14 @@ struct Record<'a> {
     denial: Option<DenialClass>,
     /// Time until the VCS answered, when the request was forwarded.
     upstream: Option<Duration>,
+    /// The blocklist rule that denied the request.
+    blocked_by: Option<String>,
+    pool_id: &'a str,
     metrics: &'a AgentMetrics,
 }
 
 impl<'a> Record<'a> {
-    fn new(request: &'a Request<'a>, metrics: &'a AgentMetrics) -> Record<'a> {
+    fn new(request: &'a Request<'a>, shared: &'a Shared) -> Record<'a> {
         Record {
             request,
             description: "-",
@@ -72,7 +75,9 @@ impl<'a> Record<'a> {
             problem: None,
             denial: None,
             upstream: None,
-            metrics,
+            blocked_by: None,
+            pool_id: &shared.config.token.pool_ulid,
+            metrics: &shared.metrics,
         }
     }
 
@@ -101,6 +106,7 @@ impl<'a> Record<'a> {
         let kind = self.problem.as_ref().map(|(kind, _)| kind.as_str());
         Access {
             id: &self.request.id,
+            pool_id: self.pool_id,
             method: &self.request.method,
             path: &path,
             rule: self.rule_text(),
@@ -111,6 +117,7 @@ impl<'a> Record<'a> {
             elapsed_ms: self.started.elapsed().as_secs_f64() * 1000.0,
             error: kind,
             reason: self.problem.as_ref().map(|(_, reason)| reason.as_str()),
+            blocked_by: self.blocked_by.as_deref(),
         }
         .emit();
         self.metrics.observe(&Observation {
@@ -190,9 +197,16 @@ impl Answer<'_> {
         self.close_with(record, frame)
     }
 
-    /// Answers with the allowlist's refusal, counted under its class.
+    /// Answers with the allowlist's refusal, counted under its class; the line names the
+    /// rule that matched and the project judged, when the denial knows them.
     fn deny(&mut self, mut record: Record, denied: Denied) -> Result<(), StreamEnd> {
         record.denial = Some(denied.class);
+        if let Some(rule) = denied.rule {
+            record.description = rule;
+        }
+        if denied.project.is_some() {
+            record.project = denied.project;
+        }
         self.refuse(record, ErrorKind::Denied, denied.reason)
     }
 
@@ -320,7 +334,7 @@ pub fn handle(
     request: Request,
     buffer: &mut [u8],
 ) -> Result<(), StreamEnd> {
-    let mut record = Record::new(&request, &shared.metrics);
+    let mut record = Record::new(&request, shared);
     if shared.config.debug_print_all {
         info!(
             target: "debug",
@@ -333,15 +347,13 @@ pub fn handle(
     }
     let allowed = match admit(shared, &request) {
         Ok(allowed) => allowed,
-        Err(denied) => {
-            let mut body = RequestBody::new(socket, request.body, idle_limit(shared));
-            body.skip_rest().map_err(StreamEnd::Lost)?;
-            record.bytes_in = body.bytes;
-            return Answer { socket }.deny(record, denied);
-        }
+        Err(denied) => return deny_unread(shared, socket, record, denied),
     };
     record.description = allowed.description;
     record.project = allowed.project.clone();
+    if let Some(denied) = blocked(shared, &request, &mut record) {
+        return deny_unread(shared, socket, record, denied);
+    }
 
     // Bodies the allowlist must see are read whole (bounded) before anything is forwarded.
     let whole = match read_for_inspection(shared, socket, &request, &allowed)? {
@@ -360,6 +372,33 @@ pub fn handle(
         Ok(response) => answer(shared, socket, record, &allowed, response, buffer),
         Err(error) => Answer { socket }.refuse(record, error.kind, error.message),
     }
+}
+
+/// Denies a request whose body was not read yet: the body is consumed first, so the stream
+/// is positioned after it.
+fn deny_unread(
+    shared: &Shared,
+    socket: &mut Socket,
+    mut record: Record,
+    denied: Denied,
+) -> Result<(), StreamEnd> {
+    let mut body = RequestBody::new(socket, record.request.body, idle_limit(shared));
+    body.skip_rest().map_err(StreamEnd::Lost)?;
+    record.bytes_in = body.bytes;
+    Answer { socket }.deny(record, denied)
+}
+
+/// The operator's blocklist, after the allowlist allowed the request: the denial of the
+/// first rule that matches (named on the access line), if one does.
+fn blocked(shared: &Shared, request: &Request, record: &mut Record) -> Option<Denied> {
+    let blocklist = &shared.config.blocklist;
+    if blocklist.is_empty() {
+        return None;
+    }
+    let path = crate::blocklist::decoded_path(&shared.config.target.path, &request.target);
+    let rule = blocklist.blocking(&request.method, &path)?;
+    record.blocked_by = Some(rule.to_string());
+    Some(Denied::blocked(rule))
 }
 
 /// Sends the request to the VCS; the body streams from the socket while it is written
@@ -382,8 +421,9 @@ fn forward_request(
         .iter()
         .map(|(n, v)| (n.as_ref(), v.as_ref()));
     let mut headers = protocol::end_to_end_refs(pairs);
-    if filters(shared, allowed) {
-        // A compressed listing could not be read: ask for it plain (see `listing`).
+    if filters(shared, allowed) || shared.config.disable_response_compression {
+        // A compressed listing could not be read: ask for it plain (see `listing`); the
+        // operator may ask for every answer plain.
         headers.retain(|(name, _)| !name.eq_ignore_ascii_case("accept-encoding"));
         headers.push(("Accept-Encoding", "identity"));
     }
@@ -569,11 +609,13 @@ fn admit(shared: &Shared, request: &Request) -> Result<Allowed, Denied> {
     let mut allowed = match decision {
         Decision::Allowed(allowed) => allowed,
         Decision::ById(mut allowed, id) => {
-            let path = projects::resolve(shared, &id, &request.headers).map_err(Denied::project)?;
+            let about = |d: Denied| d.about(allowed.description, Some(id.to_string()));
+            let path = projects::resolve(shared, &id, &request.headers)
+                .map_err(|reason| about(Denied::project(reason)))?;
             if !shared.allowlist.allows_project(&path) {
-                return Err(Denied::project(format!(
-                    "project {path} (id {id}) is not allowed"
-                )));
+                let reason = format!("project {path} (id {id}) is not allowed");
+                let judged = Some(format!("{path} (id {id})"));
+                return Err(Denied::project(reason).about(allowed.description, judged));
             }
             allowed.project = Some(format!("{path} (id {id})"));
             allowed

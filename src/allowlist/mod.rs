@@ -259,6 +259,8 @@ pub enum DenialClass {
     /// Anything else about the request: its target, a path-override header, its body, a
     /// GraphQL document, a listing answer that cannot be filtered.
     Path,
+    /// A rule of the operator's blocklist ([`crate::blocklist`]) matched the allowed request.
+    Blocked,
 }
 
 /// A request the allowlist refuses, with a short reason safe to log and to return.
@@ -266,6 +268,11 @@ pub enum DenialClass {
 pub struct Denied {
     pub class: DenialClass,
     pub reason: String,
+    /// The description of the rule that matched the method and path, when one did and the
+    /// denial came after it (a project the regex refuses): the access line names it.
+    pub rule: Option<&'static str>,
+    /// The project that was judged, when there was one.
+    pub project: Option<String>,
 }
 
 impl Denied {
@@ -273,6 +280,17 @@ impl Denied {
         Denied {
             class,
             reason: reason.into(),
+            rule: None,
+            project: None,
+        }
+    }
+
+    /// The denial, naming the rule that matched and the project it judged.
+    pub(crate) fn about(self, rule: &'static str, project: Option<String>) -> Denied {
+        Denied {
+            rule: Some(rule),
+            project,
+            ..self
         }
     }
 
@@ -290,6 +308,11 @@ impl Denied {
 
     pub(crate) fn path(reason: impl Into<String>) -> Denied {
         Denied::new(DenialClass::Path, reason)
+    }
+
+    /// Denied by the blocklist rule named `rule`.
+    pub(crate) fn blocked(rule: &str) -> Denied {
+        Denied::new(DenialClass::Blocked, format!("blocked by rule \"{rule}\""))
     }
 }
 
@@ -381,7 +404,10 @@ impl Allowlist {
                         "a ref in another repository (owner:branch) cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS",
                     ));
                 }
-                return self.verdict(rule.rule, m.project, &params, &canonical);
+                let project = m.project.clone();
+                return self
+                    .verdict(rule.rule, m.project, &params, &canonical)
+                    .map_err(|denied| denied.about(rule.rule.description, project));
             }
         }
         Err(self.no_match_reason(method, &canonical))

@@ -62,7 +62,7 @@ const USAGE: &[(&str, &str)] = &[
         --queue-timeout DUR     how long a request waits for an idle stream [30s]
         --keepalive DUR         ping idle agent streams; drop after 3 silent intervals [20s]
         --exchange-timeout DUR  longest silence from an agent inside one request [120s]
-        --drain-timeout DUR     on SIGTERM/SIGINT, how long requests in flight may finish [30s]
+        --drain-timeout DUR     on SIGTERM/SIGINT/SIGHUP, how long requests in flight may finish [30s]
         --log-format FORMAT     text or json (one object a line, the agent's fields) [text]
         --max-callers N         tunnel requests served at once (a connection and thread
                                 each); idle connections are closed to admit new ones [1024]
@@ -928,7 +928,7 @@ impl AdminToken {
     }
 }
 
-/// `serve`: checks every flag, then serves until SIGTERM/SIGINT and drains.
+/// `serve`: checks every flag, then serves until SIGTERM/SIGINT/SIGHUP and drains.
 fn serve(flags: ServeFlags) -> Result<(), CliError> {
     let tls = flags.tls.configs()?;
     if let Some(url) = &flags.public_url {

@@ -341,6 +341,18 @@ fn short_target(target: &str) -> &str {
     target.rsplit("::").next().unwrap_or(target)
 }
 
+/// A level as JSON lines name it: `warning` for warnings, as the original agent's lines do;
+/// the others in lower case.
+fn json_level(level: log::Level) -> &'static str {
+    match level {
+        log::Level::Error => "error",
+        log::Level::Warn => "warning",
+        log::Level::Info => "info",
+        log::Level::Debug => "debug",
+        log::Level::Trace => "trace",
+    }
+}
+
 /// One JSON line: `ts`, `level`, `target`, `msg`, then `fields` in their order.
 pub fn json_line(ts: &str, level: log::Level, target: &str, msg: &str, fields: &Fields) -> String {
     let mut line = String::with_capacity(128 + msg.len());
@@ -354,10 +366,7 @@ pub fn json_line(ts: &str, level: log::Level, target: &str, msg: &str, fields: &
         line.push_str(&value.to_string());
     };
     push("ts", &Value::from(ts));
-    push(
-        "level",
-        &Value::from(level.as_str().to_ascii_lowercase().as_str()),
-    );
+    push("level", &Value::from(json_level(level)));
     push("target", &Value::from(short_target(target)));
     push("msg", &Value::from(msg));
     for (name, value) in fields {
@@ -410,7 +419,7 @@ mod tests {
         );
         assert_eq!(
             line,
-            r#"{"ts":"2024-01-01T00:00:00.000Z","level":"warn","target":"slot","msg":"say \"hi\"\n","status":403,"project":null}"#
+            r#"{"ts":"2024-01-01T00:00:00.000Z","level":"warning","target":"slot","msg":"say \"hi\"\n","status":403,"project":null}"#
         );
         let back: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(back["status"], 403);

@@ -97,6 +97,7 @@ pub fn denial_label(class: DenialClass) -> &'static str {
         DenialClass::NoRule => "no_rule",
         DenialClass::Method => "method",
         DenialClass::Path => "path",
+        DenialClass::Blocked => "blocked",
     }
 }
 

@@ -250,12 +250,16 @@ fn help_lists_every_variable_and_both_binaries_print_versions() {
     assert!(help.status.success());
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(help.contains("vcs-agent check"), "{help}");
-    for (name, default, _) in vcs_agent::config::VARIABLES {
-        assert!(help.contains(name), "{name} not in --help");
+    for setting in vcs_agent::config::SETTINGS {
+        assert!(help.contains(setting.env), "{} not in --help", setting.env);
         assert!(
-            help.contains(&format!("[{default}]")),
-            "default of {name} not in --help"
+            help.contains(&format!("[{}] {}", setting.default, setting.meaning)),
+            "default and meaning of {} not in --help",
+            setting.env
         );
+        for flag in setting.flags {
+            assert!(help.contains(flag), "{flag} not in --help");
+        }
     }
     let version = format!("{}\n", env!("CARGO_PKG_VERSION"));
     for (binary, name) in [(AGENT, "vcs-agent"), (GATEWAY, "vcs-gateway")] {

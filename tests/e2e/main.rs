@@ -19,6 +19,7 @@ mod check;
 mod cli;
 mod hostile_agent;
 mod metrics;
+mod original;
 mod panel_browser;
 mod proxy;
 mod real_clients;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use support::upstream::Upstream;
 use support::*;
 use vcs_agent::allowlist::{Allowlist, Vendor};
+use vcs_agent::token::Token;
 
 /// An allowlisted GitLab path (archive download) whose upstream answers `n` pattern bytes.
 const ARCHIVE: &str = "/api/v4/projects/group%2Frepo/repository/archive?do=bytes&n=1000";
@@ -246,10 +247,21 @@ fn json_logs_have_stable_fields_and_the_level_knob_wins() {
     assert_eq!(served["level"], "info");
     assert_eq!(served["method"], "GET");
     assert_eq!(
-        served["path"],
-        "/api/v4/projects/group%2Frepo/repository/archive?do=bytes&n=1000&private_token=***"
+        served["raw_path"],
+        "/api/v4/projects/group%2Frepo/repository/archive"
     );
+    assert_eq!(
+        served["path"],
+        "/api/v4/projects/group/repo/repository/archive"
+    );
+    assert_eq!(served["query"], "do=bytes&n=1000&private_token=***");
     assert_eq!(served["for"], rule_of(ARCHIVE));
+    // The original agent's names for the same facts.
+    assert_eq!(served["name"], served["for"]);
+    assert_eq!(served["status_code"], 200);
+    assert!(served["elapsed"].as_str().is_some_and(|e| e.ends_with('s')));
+    let pool = Token::decode(&json_token).unwrap().pool_ulid;
+    assert_eq!(served["pool_id"], pool.as_str());
     assert_eq!(served["project"], "group/repo");
     assert_eq!(served["bytes_in"], 0);
     assert_eq!(served["bytes_out"], 1000);
@@ -257,7 +269,7 @@ fn json_logs_have_stable_fields_and_the_level_knob_wins() {
     assert!(served["id"].as_str().is_some_and(|id| id.len() == 26));
     assert!(served["error"].is_null() && served["reason"].is_null());
     let denied = access.iter().find(|l| l["status"] == 403).expect("denied");
-    assert_eq!(denied["level"], "warn");
+    assert_eq!(denied["level"], "warning");
     assert_eq!(denied["error"], "denied");
     assert_eq!(denied["for"], "-");
     assert!(denied["project"].is_null());

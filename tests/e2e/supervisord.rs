@@ -119,8 +119,8 @@ impl Drop for Supervisor {
 
 #[test]
 fn env_example_names_every_variable() {
-    for (name, _, _) in vcs_agent::config::VARIABLES {
-        let name = name.split('<').next().unwrap_or(name);
+    for setting in vcs_agent::config::SETTINGS {
+        let name = setting.env.split('<').next().unwrap_or(setting.env);
         assert!(
             ENV_EXAMPLE.contains(&format!("#{name}")),
             "{name} is not in scripts/supervisord/vcs-agent.env.example"

@@ -446,8 +446,14 @@ pub fn agent_env(token: &str, target: &str, extra: &[(&str, &str)]) -> BTreeMap<
 }
 
 pub fn start_agent(env: &BTreeMap<String, String>) -> Proc {
+    start_agent_with_args(env, &[])
+}
+
+/// An agent with `env` as its whole environment (and `PATH`) and `args` on its command line.
+pub fn start_agent_with_args(env: &BTreeMap<String, String>, args: &[&str]) -> Proc {
     let mut command = Command::new(AGENT);
     command
+        .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(env);
