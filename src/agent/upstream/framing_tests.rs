@@ -261,7 +261,7 @@ fn request(pool: &Arc<Pool>, port: u16, k: usize, head: bool) -> Option<(String,
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 96, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn no_request_ever_reads_bytes_sent_after_the_previous_answer(
@@ -352,7 +352,7 @@ fn answering_twice_too_late() -> u16 {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn an_answer_too_late_to_be_seen_reaches_only_a_request_with_the_same_credentials(
