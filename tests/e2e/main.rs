@@ -9,6 +9,7 @@
 
 mod support;
 
+mod abuse;
 mod allowlist_answers;
 mod allowlist_rules;
 mod allowlist_tunnel;

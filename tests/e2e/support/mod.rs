@@ -311,7 +311,13 @@ impl Gateway {
             .args(extra)
             .envs(env.iter().copied());
         let proc = Proc::spawn(command);
-        let address = |line: String| line.rsplit(' ').next().unwrap_or_default().to_string();
+        // The last word of the message, in text or JSON lines (`--log-format json`).
+        let address = |line: String| {
+            let json: Option<serde_json::Value> = serde_json::from_str(&line).ok();
+            let msg = json.and_then(|j| j["msg"].as_str().map(str::to_string));
+            let msg = msg.unwrap_or(line);
+            msg.rsplit(' ').next().unwrap_or_default().to_string()
+        };
         let agent_addr = address(proc.out.wait_for("agent port listening on", START));
         let api_addr = address(proc.out.wait_for("api port listening on", START));
         let given = extra
