@@ -9,7 +9,9 @@
 //! the connection idle longest to admit the new one, as nginx reuses idle keep-alive
 //! connections when it runs out; only when every connection is working does it stop
 //! accepting until one ends, leaving further peers in the kernel's accept backlog. One peer
-//! address may hold at most [`Limits::per_peer`] connections; more are closed at once.
+//! address may hold at most [`Limits::per_peer`] connections: at that ceiling its own
+//! connection idle longest is closed to admit the new one, and only when all of them work is
+//! the new one closed at once.
 //! Reaching either limit is logged at most once a minute.
 
 use std::collections::HashMap;
@@ -135,6 +137,26 @@ struct Entry {
 }
 
 impl State {
+    /// Closes the connection idle longest among those `which` picks; whether there was one.
+    /// Working connections are never closed.
+    fn evict_idlest(&mut self, which: impl Fn(&Entry) -> bool) -> bool {
+        let oldest = self
+            .open
+            .iter()
+            .filter(|(_, e)| e.socket.is_some() && which(e))
+            .filter_map(|(id, e)| e.idle_since.map(|since| (since, *id)))
+            .min();
+        let Some((_, id)) = oldest else {
+            return false;
+        };
+        if let Some(socket) = self.open.get(&id).and_then(|e| e.socket.as_ref()) {
+            // Its thread's next read fails at once and the thread ends.
+            let _ = socket.shutdown(Shutdown::Both);
+        }
+        self.remove(id);
+        true
+    }
+
     fn remove(&mut self, id: u64) {
         if let Some(entry) = self.open.remove(&id) {
             if let Some(n) = self.per_peer.get_mut(&entry.peer) {
@@ -165,18 +187,7 @@ impl Table {
     fn make_room(&self, max: usize, port: &str) {
         let mut state = self.lock();
         while state.open.len() >= max {
-            let oldest = state
-                .open
-                .iter()
-                .filter(|(_, e)| e.socket.is_some())
-                .filter_map(|(id, e)| e.idle_since.map(|since| (since, *id)))
-                .min();
-            if let Some((_, id)) = oldest {
-                if let Some(socket) = state.open.get(&id).and_then(|e| e.socket.as_ref()) {
-                    // Its thread's next read fails at once and the thread ends.
-                    let _ = socket.shutdown(Shutdown::Both);
-                }
-                state.remove(id);
+            if state.evict_idlest(|_| true) {
                 continue;
             }
             if due(&mut state.ceiling_logged) {
@@ -203,10 +214,12 @@ impl Table {
     ) -> Option<Presence> {
         let mut state = self.lock();
         let held = state.per_peer.get(&peer).copied().unwrap_or(0);
-        if held >= per_peer {
+        // At its own ceiling an address's idlest connection makes room, as at the port's:
+        // idle sockets from one address (every client behind one NAT) never lock it out.
+        if held >= per_peer && !state.evict_idlest(|e| e.peer == peer) {
             if due(&mut state.peer_logged) {
                 log::warn!(
-                    "{port}: {peer} holds {held} connections, the most one address may; more are closed at once (logged at most once a minute)"
+                    "{port}: {peer} holds {held} connections, all working, the most one address may; more are closed at once (logged at most once a minute)"
                 );
             }
             return None;

@@ -1,5 +1,6 @@
 //! Limits an attacker cannot exhaust: connections that never send a request head are closed
-//! to admit new ones, one address holds only its share, a slow upload loses its agent stream,
+//! to admit new ones, one address holds only its share and its idle connections make room
+//! for its new ones, a slow upload loses its agent stream,
 //! and a flood of wrong agent keys is slowed down and summed up in the log.
 
 use crate::support;
@@ -47,22 +48,69 @@ fn idle_connections_beyond_the_ceiling_do_not_keep_a_caller_out() {
 }
 
 #[test]
-fn one_address_cannot_hold_more_than_its_share() {
-    let gateway = Gateway::start(&["--max-callers-per-address", "3"]);
-    let held: Vec<TcpStream> = (0..3)
+fn idle_connections_of_one_address_make_room_for_its_callers_and_its_operator() {
+    let Tunnel {
+        agent: _agent,
+        gateway,
+        upstream: _upstream,
+    } = Tunnel::start("nat", &[]);
+    // Everyone behind one NAT: 256 idle sockets (the per-address ceiling) from 127.0.0.1.
+    let idle: Vec<TcpStream> = (0..256)
         .map(|_| TcpStream::connect(&gateway.api_addr).unwrap())
         .collect();
-    let mut fourth = TcpStream::connect(&gateway.api_addr).unwrap();
-    fourth
+    let quick = |request: ureq::RequestBuilder<ureq::typestate::WithoutBody>| {
+        request
+            .config()
+            .timeout_global(Some(Duration::from_secs(1)))
+            .build()
+            .call()
+    };
+    let caller = quick(client().get(gateway.url("nat", ARCHIVE))).expect("the caller answered");
+    assert_eq!(caller.status(), 200);
+    let (name, value) = gateway.admin_header();
+    let health = format!("http://{}/healthz", gateway.api_addr);
+    let operator = quick(client().get(&health).header(name, value)).expect("the operator answered");
+    assert_eq!(operator.status(), 200);
+    // The oldest idle ones were closed to make room.
+    let mut first = &idle[0];
+    first
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     let mut byte = [0u8; 1];
-    assert!(matches!(fourth.read(&mut byte), Ok(0) | Err(_)));
-    gateway
-        .proc
-        .out
-        .wait_for("the most one address may", Duration::from_secs(5));
-    drop(held);
+    assert!(matches!(first.read(&mut byte), Ok(0) | Err(_)));
+}
+
+#[test]
+fn an_address_whose_connections_all_work_gets_no_more() {
+    let Tunnel {
+        agent: _agent,
+        gateway,
+        upstream,
+    } = Tunnel::options("held")
+        .gateway_args(&["--max-callers-per-address", "2"])
+        .start();
+    let held = "/api/v4/projects/group%2Frepo/repository/archive?do=held";
+    std::thread::scope(|scope| {
+        let working: Vec<_> = (0..2)
+            .map(|_| scope.spawn(|| client().get(gateway.url("held", held)).call()))
+            .collect();
+        // (Not through /healthz: that would be a third connection from this address.)
+        upstream.wait_for_requests(2, Duration::from_secs(10));
+        let mut third = TcpStream::connect(&gateway.api_addr).unwrap();
+        third
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        assert!(matches!(third.read(&mut byte), Ok(0) | Err(_)));
+        gateway.proc.out.wait_for(
+            "all working, the most one address may",
+            Duration::from_secs(5),
+        );
+        upstream.release_held();
+        for request in working {
+            assert_eq!(request.join().unwrap().unwrap().status(), 200);
+        }
+    });
 }
 
 #[test]
