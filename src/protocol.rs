@@ -106,6 +106,9 @@ pub enum ErrorKind {
     Unauthorized,
     /// The gateway's front: a pool this caller may not use (or one that does not exist).
     Forbidden,
+    /// The gateway's front: the caller took the answer slower than the minimum download
+    /// rate, or nothing of it for the write timeout.
+    CallerTooSlow,
 }
 
 impl ErrorKind {
@@ -121,6 +124,7 @@ impl ErrorKind {
             ErrorKind::BadRequest => "bad_request",
             ErrorKind::Unauthorized => "unauthorized",
             ErrorKind::Forbidden => "forbidden",
+            ErrorKind::CallerTooSlow => "caller_too_slow",
         }
     }
 
@@ -134,6 +138,7 @@ impl ErrorKind {
             ErrorKind::UpstreamUnreachable | ErrorKind::AgentLost => 502,
             ErrorKind::UpstreamTimeout => 504,
             ErrorKind::BadRequest => 400,
+            ErrorKind::CallerTooSlow => 408,
         }
     }
 }

@@ -66,9 +66,15 @@ const USAGE: &[(&str, &str)] = &[
         --log-format FORMAT     text or json (one object a line, the agent's fields) [text]
         --max-callers N         tunnel requests served at once (a connection and thread
                                 each); idle connections are closed to admit new ones [1024]
-        --min-upload-rate BYTES a request body holding an agent stream must average this many
-                                bytes/s after the grace, else 408 [240; 0 = off]
+        --min-upload-rate BYTES a request body holding an agent stream must bring this many
+                                bytes/s in every 5 s window after the grace, else 408 [240; 0 = off]
         --upload-grace DUR      how long before the upload rate is enforced [5s]
+        --min-download-rate BYTES
+                                a caller must take an answer that holds an agent stream at
+                                this many bytes/s in every 5 s it keeps the gateway waiting,
+                                after the grace, else it is cut off [1024; 0 = off]
+        --download-grace DUR    waiting for the caller before the download rate counts [10s]
+        --download-stall DUR    longest a write to a caller may take nothing, rate or not [30s]
         --max-callers-per-address N
                                 connections one peer address may hold on the api port [256]
         --tls-cert PEM --tls-key PEM
@@ -347,6 +353,13 @@ impl Args {
 
     fn duration(&mut self, flag: &str) -> Result<Duration, CliError> {
         vcs_agent::duration::parse(&self.text()?).map_err(|e| invalid(flag, e))
+    }
+
+    /// Bytes per second for `flag` (0 turns the check off).
+    fn rate(&mut self, flag: &str) -> Result<u64, CliError> {
+        self.text()?
+            .parse::<u64>()
+            .map_err(|_| invalid(flag, "expected bytes per second (0 turns it off)"))
     }
 
     /// A number of connections for `flag`: 1 to 65536.
@@ -654,11 +667,14 @@ impl Flags for ServeFlags {
             "--upload-grace" => settings.upload_grace = args.duration(flag)?,
             "--max-callers" => settings.max_callers = args.connections(flag)?,
             "--max-callers-per-address" => settings.max_per_address = args.connections(flag)?,
-            "--min-upload-rate" => {
-                settings.min_upload_rate = args
-                    .text()?
-                    .parse::<u64>()
-                    .map_err(|_| invalid(flag, "expected bytes per second (0 turns it off)"))?
+            "--min-upload-rate" => settings.min_upload_rate = args.rate(flag)?,
+            "--min-download-rate" => settings.min_download_rate = args.rate(flag)?,
+            "--download-grace" => settings.download_grace = args.duration(flag)?,
+            "--download-stall" => {
+                settings.download_stall = args.duration(flag)?;
+                if settings.download_stall.is_zero() {
+                    return Err(invalid(flag, "expected a duration of more than 0"));
+                }
             }
             "--public-url" => self.public_url = Some(args.text()?),
             "--admin-token" => self.admin_token = Some(args.text()?),

@@ -22,6 +22,7 @@ use crate::gateway::request::{BodyStart, Caller, Job};
 use crate::gateway::settings::Settings;
 use crate::gateway::stream::AgentStream;
 use crate::http1::{self, BodyProgress, BodyReader, Framing};
+use crate::net::rate::{Meter, TooSlow};
 use crate::net::Stream;
 use crate::protocol::link::{Link, LinkError};
 use crate::protocol::{self, AnswerState, Control, ErrorKind, Frame, HeaderPairs, MAX_CHUNK};
@@ -194,6 +195,7 @@ fn relay(
             mode: BodyMode::None,
             version: job.version,
             keep_alive: job.keep_alive,
+            pace: Pace::new(settings),
         },
         method: &job.method,
         tally,
@@ -210,18 +212,6 @@ enum BodyFailure {
     Caller(String),
     /// The caller sent its body slower than the minimum upload rate.
     TooSlow(String),
-}
-
-/// Until when the body must have gone on past `received` bytes, counted from `since` (when
-/// the stream was taken): the minimum rate averaged since then, after the grace period.
-/// `None` when no minimum rate is set.
-fn upload_deadline(since: Instant, received: u64, settings: &Settings) -> Option<Instant> {
-    let rate = settings.min_upload_rate;
-    if rate == 0 {
-        return None;
-    }
-    let earned = Duration::from_secs_f64(received as f64 / rate as f64);
-    Some(since + earned.max(settings.upload_grace))
 }
 
 fn agent_lost(what: &str, e: tungstenite::Error) -> BodyFailure {
@@ -262,8 +252,9 @@ fn send_body(
 }
 
 /// The rest of a large body, read from the caller while the stream is held. It must keep
-/// coming at the minimum rate: a read that would end past the rate's deadline is cut off
-/// there (reading side only, so the caller still hears why).
+/// coming at the minimum rate in every window ([`crate::net::rate`]): a read that would end
+/// past the current window's deadline is cut off there (reading side only, so the caller
+/// still hears why).
 fn send_rest(
     link: &mut Link<Stream>,
     caller: &mut Caller,
@@ -272,26 +263,28 @@ fn send_rest(
     settings: &Settings,
     tally: &mut RequestRecord,
 ) -> Result<(), BodyFailure> {
-    let (since, mut received) = (Instant::now(), 0u64);
+    let mut meter = Meter::start(settings.upload_rate(), Instant::now());
     let watchable = &caller.watchable;
     let mut reader = BodyReader::resume(&mut caller.conn, rest);
     buffer.resize(MAX_CHUNK, 0);
+    let too_slow = |e: TooSlow| {
+        BodyFailure::TooSlow(format!(
+            "the request body arrived with {e} while it held an agent stream"
+        ))
+    };
     loop {
-        let deadline = upload_deadline(since, received, settings);
+        let deadline = meter.as_ref().map(Meter::deadline);
         let watch =
             deadline.map(|at| watchable.watch_reads(at.saturating_duration_since(Instant::now())));
         let read = reader.read(&mut buffer);
         drop(watch);
-        if deadline.is_some_and(|at| Instant::now() >= at) {
-            return Err(BodyFailure::TooSlow(format!(
-                "the request body arrived slower than {} bytes/s (after a {:?} grace) while it held an agent stream",
-                settings.min_upload_rate, settings.upload_grace
-            )));
+        if let Some(meter) = &mut meter {
+            let taken = *read.as_ref().unwrap_or(&0);
+            meter.moved(taken, Instant::now()).map_err(too_slow)?;
         }
         match read {
             Ok(0) => return Ok(()),
             Ok(n) => {
-                received += n as u64;
                 tally.bytes_in += n as u64;
                 link.send_message(Message::Binary(Bytes::copy_from_slice(&buffer[..n])))
                     .map_err(|e| agent_lost("request body", e))?;
@@ -504,9 +497,18 @@ impl Answer<'_> {
         (StreamState::Broken(reason), false)
     }
 
-    /// The caller went away: closing the agent stream is the cancellation signal.
+    /// The caller went away, or took the answer too slowly: closing the agent stream is the
+    /// cancellation signal, and the stream is released at once.
     fn cancelled(&mut self, error: std::io::Error) -> Ending {
         let _ = self.link.get_ref().tcp().shutdown(std::net::Shutdown::Both);
+        if too_slow(&error) {
+            let reason =
+                format!("the caller took the answer too slowly ({error}); request cancelled");
+            self.tally.error = Some(ErrorKind::CallerTooSlow);
+            self.tally.reason = Some(reason.clone());
+            let _ = self.to.out.tcp().shutdown(std::net::Shutdown::Both);
+            return (StreamState::Broken(reason), false);
+        }
         (
             StreamState::Broken(format!("caller went away ({error}); request cancelled")),
             false,
@@ -533,6 +535,57 @@ struct ToCaller<'a> {
     /// HTTP minor version of the caller, and whether it wants keep-alive.
     version: u8,
     keep_alive: bool,
+    pace: Pace,
+}
+
+/// How fast the caller takes the answer, measured on a clock that runs only while the
+/// gateway waits for the caller's socket (a slow agent or VCS is never the caller's fault),
+/// against the minimum download rate ([`crate::net::rate`]).
+struct Pace {
+    meter: Option<Meter>,
+    /// Where the clock started, and how long writes to the caller have blocked since.
+    base: Instant,
+    blocked: Duration,
+}
+
+impl Pace {
+    fn new(settings: &Settings) -> Pace {
+        let base = Instant::now();
+        Pace {
+            meter: Meter::start(settings.download_rate(), base),
+            base,
+            blocked: Duration::ZERO,
+        }
+    }
+
+    /// Counts `n` bytes taken by the caller, `during` into the current write.
+    fn taken(&mut self, n: usize, during: Duration) -> std::io::Result<()> {
+        let now = self.base + self.blocked + during;
+        match &mut self.meter {
+            Some(meter) => meter.moved(n, now).map_err(std::io::Error::other),
+            None => Ok(()),
+        }
+    }
+
+    /// The write took `took` in all.
+    fn wrote(&mut self, took: Duration) -> std::io::Result<()> {
+        self.blocked += took;
+        match &self.meter {
+            Some(meter) => meter
+                .check(self.base + self.blocked)
+                .map_err(std::io::Error::other),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Whether a failed write to the caller means the caller was too slow (below the minimum
+/// download rate, or nothing taken for the socket's write timeout), not gone.
+fn too_slow(error: &std::io::Error) -> bool {
+    crate::net::stream::is_timeout(error)
+        || error
+            .get_ref()
+            .is_some_and(|inner| inner.downcast_ref::<TooSlow>().is_some())
 }
 
 impl ToCaller<'_> {
@@ -613,10 +666,16 @@ impl ToCaller<'_> {
         let _ = self.send(&[]);
     }
 
-    /// Writes the pending framing bytes and `data` together, then empties `pending`.
+    /// Writes the pending framing bytes and `data` together, then empties `pending`; the
+    /// caller must take them at the minimum download rate ([`Pace`]).
     fn send(&mut self, data: &[u8]) -> std::io::Result<()> {
-        crate::net::stream::write_both(self.out, self.pending, data)?;
+        let started = Instant::now();
+        let pace = &mut self.pace;
+        crate::net::stream::write_both_with(self.out, self.pending, data, |n| {
+            pace.taken(n, started.elapsed())
+        })?;
         self.pending.clear();
-        self.out.flush()
+        self.out.flush()?;
+        self.pace.wrote(started.elapsed())
     }
 }

@@ -70,7 +70,8 @@ pub(crate) fn handle_connection(
     hub: &Hub,
     tls: Option<Arc<rustls::ServerConfig>>,
 ) {
-    let Some((mut caller, certificate)) = open(tcp, tls) else {
+    let Some((mut caller, certificate)) = open(tcp, tls, hub.settings.caller_write_timeout())
+    else {
         return;
     };
     let mut limit = FIRST_HEAD_LIMIT;
@@ -105,11 +106,13 @@ pub(crate) fn handle_connection(
 fn open(
     tcp: TcpStream,
     tls: Option<Arc<rustls::ServerConfig>>,
+    write_timeout: Duration,
 ) -> Option<(Caller, Option<Vec<u8>>)> {
     let peer = tcp.peer_addr().ok()?;
     let _ = tcp.set_nodelay(true);
     let _ = tcp.set_read_timeout(Some(IDLE_TIMEOUT));
-    let _ = tcp.set_write_timeout(Some(Duration::from_secs(120)));
+    // A caller that takes nothing of what is written for this long is cut off.
+    let _ = tcp.set_write_timeout(Some(write_timeout));
     let watchable = Watchable::of(&tcp);
     let handshake = tls.is_some().then(|| watchable.watch(TLS_HANDSHAKE_LIMIT));
     let stream = match tls {

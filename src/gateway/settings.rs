@@ -1,6 +1,7 @@
 //! The gateway's settings: timings, limits and what the panel and its API need, set once at
 //! start by `vcs-gateway serve` (each from a flag, see the README) and read by every part.
 
+use crate::net::rate::MinRate;
 use crate::token;
 use std::time::Duration;
 
@@ -26,10 +27,47 @@ pub struct Settings {
     pub poll_only: bool,
     /// Connections one peer address may hold on the api port.
     pub max_per_address: usize,
-    /// Bytes per second a request body must average while it holds an agent stream, after
-    /// [`Settings::upload_grace`]; 0 turns the check off.
+    /// Bytes per second a request body must deliver in every [`RATE_WINDOW`] while it holds
+    /// an agent stream, after [`Settings::upload_grace`]; 0 turns the check off.
     pub min_upload_rate: u64,
     pub upload_grace: Duration,
+    /// Bytes per second a caller must take of an answer in every [`RATE_WINDOW`] while it
+    /// holds an agent stream, after [`Settings::download_grace`]; 0 turns the check off.
+    pub min_download_rate: u64,
+    pub download_grace: Duration,
+    /// Longest one write to a caller may make no progress (the caller reads nothing), with
+    /// or without a minimum download rate.
+    pub download_stall: Duration,
+}
+
+/// The window both minimum rates are measured over ([`crate::net::rate`]).
+pub const RATE_WINDOW: Duration = Duration::from_secs(5);
+
+impl Settings {
+    pub fn upload_rate(&self) -> MinRate {
+        MinRate {
+            bytes_per_sec: self.min_upload_rate,
+            grace: self.upload_grace,
+            window: RATE_WINDOW,
+        }
+    }
+
+    pub fn download_rate(&self) -> MinRate {
+        MinRate {
+            bytes_per_sec: self.min_download_rate,
+            grace: self.download_grace,
+            window: RATE_WINDOW,
+        }
+    }
+
+    /// The write timeout of a caller's socket: a write that makes no progress for this long
+    /// fails. With a minimum download rate, no longer than one rate window.
+    pub fn caller_write_timeout(&self) -> Duration {
+        match self.min_download_rate {
+            0 => self.download_stall,
+            _ => self.download_stall.min(RATE_WINDOW),
+        }
+    }
 }
 
 impl Default for Settings {
@@ -46,6 +84,9 @@ impl Default for Settings {
             max_per_address: 256,
             min_upload_rate: 240,
             upload_grace: Duration::from_secs(5),
+            min_download_rate: 1024,
+            download_grace: Duration::from_secs(10),
+            download_stall: Duration::from_secs(30),
         }
     }
 }

@@ -64,7 +64,9 @@ pub fn classify(record: &RequestRecord) -> Counts {
         // reach a pool, and would count here too).
         Some(ErrorKind::Denied | ErrorKind::Forbidden | ErrorKind::Unauthorized) => (true, false),
         // The caller's own mistake: neither refused nor a failure of the pool.
-        Some(ErrorKind::BadRequest | ErrorKind::UnknownPool) => (false, false),
+        Some(ErrorKind::BadRequest | ErrorKind::UnknownPool | ErrorKind::CallerTooSlow) => {
+            (false, false)
+        }
         Some(
             ErrorKind::NoAgent
             | ErrorKind::QueueTimeout

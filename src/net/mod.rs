@@ -5,6 +5,7 @@ pub mod dial;
 pub mod keepalive;
 pub mod listen;
 pub mod proxy;
+pub mod rate;
 pub mod stream;
 pub mod tcp;
 pub mod tls;

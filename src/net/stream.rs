@@ -154,13 +154,27 @@ impl Write for Stream {
 /// Writes `first` then `second` with as few system calls as the stream allows (one, for a
 /// plain socket): a small answer's head and body leave in one packet.
 pub fn write_both<W: Write>(out: &mut W, first: &[u8], second: &[u8]) -> io::Result<()> {
+    write_both_with(out, first, second, |_| Ok(()))
+}
+
+/// [`write_both`], telling `progress` how many bytes each system call took; an error it
+/// returns ends the write.
+pub fn write_both_with<W: Write>(
+    out: &mut W,
+    first: &[u8],
+    second: &[u8],
+    mut progress: impl FnMut(usize) -> io::Result<()>,
+) -> io::Result<()> {
     let mut slices = [io::IoSlice::new(first), io::IoSlice::new(second)];
     let mut remaining: &mut [io::IoSlice<'_>] = &mut slices;
     io::IoSlice::advance_slices(&mut remaining, 0);
     while !remaining.is_empty() {
         match out.write_vectored(remaining) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => io::IoSlice::advance_slices(&mut remaining, n),
+            Ok(n) => {
+                progress(n)?;
+                io::IoSlice::advance_slices(&mut remaining, n)
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }

@@ -3,6 +3,8 @@
 
 use crate::support;
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 use support::*;
 
@@ -166,4 +168,121 @@ fn pool_list_escapes_what_a_description_holds() {
         text.contains("line\\nfake \\x1b[31mred\\u{9b} \\u{202e}txt"),
         "{text}"
     );
+}
+
+const ARCHIVE: &str = "/api/v4/projects/group%2Frepo/repository/archive";
+
+/// A raw tunnel request head for `path` on `pool`, with `extra` header lines.
+fn raw_head(gateway: &Gateway, method: &str, path: &str, extra: &str) -> String {
+    format!(
+        "{method} /private/{path} HTTP/1.1\r\nHost: x\r\n{}{extra}\r\n",
+        gateway.auth_line()
+    )
+}
+
+#[test]
+fn a_front_loaded_upload_buys_no_time() {
+    let Tunnel {
+        agent: _agent,
+        gateway,
+        upstream: _upstream,
+    } = Tunnel::options("burst")
+        .gateway_args(&["--upload-grace", "1s"])
+        .agent_env(&[("SPACELIFT_VCS_AGENT_PARALLELISM", "1")])
+        .start();
+    let mut raw = TcpStream::connect(&gateway.api_addr).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let head = raw_head(
+        &gateway,
+        "POST",
+        "burst/group/repo.git/git-upload-pack",
+        "Content-Type: application/x-git-upload-pack-request\r\nContent-Length: 100000000\r\n",
+    );
+    raw.write_all(head.as_bytes()).unwrap();
+    // 300 KB at once would have bought 20 minutes at 240 bytes/s averaged; then a byte every 3 s.
+    raw.write_all(&vec![b'0'; 300_000]).unwrap();
+    let started = Instant::now();
+    let mut trickle = raw.try_clone().unwrap();
+    let dribbler = std::thread::spawn(move || {
+        while started.elapsed() < Duration::from_secs(40) && trickle.write_all(b"0").is_ok() {
+            std::thread::sleep(Duration::from_secs(3));
+        }
+    });
+    let mut answer = String::new();
+    let _ = (&raw).read_to_string(&mut answer);
+    let took = started.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(took < Duration::from_secs(16), "cut off after {took:?}");
+    wait_until(Duration::from_secs(10), "the stream back", || {
+        gateway.pool_state("burst") == (1, 1, 0)
+    });
+    drop(raw);
+    dribbler.join().unwrap();
+}
+
+/// Reads a response head from `raw` and returns it.
+fn read_response_head(raw: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            raw.read(&mut byte).expect("the head"),
+            1,
+            "closed before the head"
+        );
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// A caller asks for a 64 MiB answer and then reads it as `read` says; its stream must be
+/// released within `within`, with a warning naming the caller as too slow.
+fn slow_reader(pool: &str, args: &[&str], within: Duration, read: impl Fn(&mut TcpStream) -> bool) {
+    let Tunnel {
+        agent: _agent,
+        gateway,
+        upstream: _upstream,
+    } = Tunnel::options(pool)
+        .gateway_args(args)
+        .agent_env(&[("SPACELIFT_VCS_AGENT_PARALLELISM", "1")])
+        .start();
+    let mut raw = TcpStream::connect(&gateway.api_addr).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let path = format!("{pool}{ARCHIVE}?do=bytes&n={}", 64 * 1024 * 1024);
+    raw.write_all(raw_head(&gateway, "GET", &path, "").as_bytes())
+        .unwrap();
+    let head = read_response_head(&mut raw);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let started = Instant::now();
+    wait_until(within, "the stream released", || {
+        if !read(&mut raw) {
+            return gateway.pool_state(pool).2 == 0;
+        }
+        gateway.pool_state(pool).2 == 0
+    });
+    eprintln!("released after {:?}", started.elapsed());
+    let line = gateway
+        .proc
+        .out
+        .wait_for("error=caller_too_slow", Duration::from_secs(5));
+    assert!(line.contains(" WARN "), "{line}");
+    assert!(line.contains("status=200"), "the head had gone: {line}");
+}
+
+#[test]
+fn a_caller_that_stops_reading_releases_its_stream() {
+    // Nothing read: the first write the caller's socket cannot take fails after the window.
+    slow_reader("stopped", &[], Duration::from_secs(20), |_| false);
+}
+
+#[test]
+fn a_caller_that_reads_too_slowly_releases_its_stream() {
+    let args = ["--min-download-rate", "1000000", "--download-grace", "1s"];
+    slow_reader("dribble", &args, Duration::from_secs(30), |raw| {
+        // 16 KiB every 200 ms: 80 KB/s, below the 1 MB/s asked for.
+        let mut buf = vec![0u8; 16 * 1024];
+        let _ = raw.read(&mut buf);
+        std::thread::sleep(Duration::from_millis(200));
+        true
+    });
 }
