@@ -14,7 +14,7 @@
 use crate::agent::slot::{Socket, StreamEnd};
 use crate::agent::Shared;
 use crate::agent::{forward, listing, projects, redirect};
-use crate::allowlist::{self, Allowed, BodyVerdict, Decision, DenialClass, Denied, Vendor};
+use crate::allowlist::{self, Allowed, BodyVerdict, Decision, DenialClass, Denied};
 use crate::observe::access::Access;
 use crate::observe::metrics::{AgentMetrics, Observation};
 use crate::observe::{redact_headers, redact_target};
@@ -681,10 +681,7 @@ fn answer_listing(
     body: Result<Vec<u8>, (ErrorKind, String)>,
 ) -> Result<(), StreamEnd> {
     let vendor = shared.allowlist.vendor();
-    let org = match vendor {
-        Vendor::AzureDevops => first_segment(&record.request.target),
-        _ => String::new(),
-    };
+    let org = shared.allowlist.organisation(&record.request.target);
     let filtered = body.and_then(|bytes| {
         let keep = |path: &str| shared.allowlist.allows_project(path);
         let mut learn = |id: &str, path: &str| shared.ids.learn(&org, id, path);
@@ -715,15 +712,6 @@ fn answer_listing(
     // The gateway hung up: the caller went away.
     sent.and_then(|()| out.end())
         .map_err(|e| cancelled(&mut record, e))
-}
-
-/// The first segment of a target's path, percent-decoded (an Azure DevOps organisation).
-fn first_segment(target: &str) -> String {
-    let path = target.split('?').next().unwrap_or(target);
-    let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
-    percent_encoding::percent_decode_str(first)
-        .decode_utf8_lossy()
-        .into_owned()
 }
 
 #[cfg(test)]

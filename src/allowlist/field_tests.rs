@@ -1,0 +1,265 @@
+//! What the real client libraries and servers send, decided on purpose: the CI/CD operations
+//! a SaaS needs pass in both modes, Azure DevOps is read as its servers read it.
+
+use super::*;
+
+fn open(vendor: Vendor) -> Allowlist {
+    Allowlist::new(vendor, None)
+}
+
+fn restricted(vendor: Vendor, re: &str) -> Allowlist {
+    Allowlist::new(vendor, Some(project_pattern(re).unwrap()))
+}
+
+/// The operations the client libraries send for CI/CD work, each with the project it is
+/// about: allowed with no project regex, and with one that names just that project.
+const CI_CD: &[(Vendor, &str, &str, &str)] = &[
+    // python-gitlab: env.save(), mr.discussions.create(), mr.approval_state.get(),
+    // commit.refs(), project.repository_blob().
+    (Vendor::Gitlab, "PUT", "/api/v4/projects/group%2Frepo/environments/8", "group/repo"),
+    (Vendor::Gitlab, "POST", "/api/v4/projects/group%2Frepo/merge_requests/3/discussions", "group/repo"),
+    (Vendor::Gitlab, "GET", "/api/v4/projects/group%2Frepo/merge_requests/3/discussions", "group/repo"),
+    (Vendor::Gitlab, "PUT", "/api/v4/projects/group%2Frepo/merge_requests/3/discussions/6a9c1750b37d513a43987b574953fceb50b03ce7", "group/repo"),
+    (Vendor::Gitlab, "GET", "/api/v4/projects/group%2Frepo/merge_requests/3/approval_state", "group/repo"),
+    (Vendor::Gitlab, "GET", "/api/v4/projects/group%2Frepo/repository/commits/0123abcd/refs?type=all", "group/repo"),
+    (Vendor::Gitlab, "GET", "/api/v4/projects/group%2Frepo/repository/blobs/0123456789abcdef0123456789abcdef01234567", "group/repo"),
+    // PyGithub and go-github.
+    (Vendor::GithubEnterprise, "GET", "/api/v3/repos/o/r/statuses/0123456789abcdef0123456789abcdef01234567", "o/r"),
+    (Vendor::GithubEnterprise, "POST", "/api/v3/repos/o/r/statuses/abc123", "o/r"),
+    (Vendor::GithubEnterprise, "POST", "/repos/o/r/statuses/main", "o/r"),
+    (Vendor::GithubEnterprise, "PUT", "/api/v3/repos/o/r/environments/production", "o/r"),
+    (Vendor::GithubEnterprise, "GET", "/api/v3/repos/o/r/commits/0123abc/check-suites", "o/r"),
+    (Vendor::GithubEnterprise, "GET", "/api/v3/repos/o/r/check-suites/5", "o/r"),
+    (Vendor::GithubEnterprise, "GET", "/api/v3/repos/o/r/pulls/4/comments", "o/r"),
+    (Vendor::GithubEnterprise, "POST", "/api/v3/repos/o/r/pulls/4/comments", "o/r"),
+    (Vendor::GithubEnterprise, "PATCH", "/api/v3/repos/o/r/pulls/comments/9", "o/r"),
+    (Vendor::GithubEnterprise, "GET", "/api/v3/repos/o/r/commits/feature/x", "o/r"),
+    (Vendor::GithubEnterprise, "GET", "/api/v3/repos/o/r/commits/0123abc/branches-where-head", "o/r"),
+    (Vendor::GithubEnterprise, "GET", "/api/v3/repos/o/r/commits/0123abc/comments", "o/r"),
+    // atlassian-python-api.
+    (Vendor::BitbucketDatacenter, "GET", "/rest/api/1.0/users/~jdoe/repos/tools", "~jdoe/tools"),
+    (Vendor::BitbucketDatacenter, "GET", "/rest/api/1.0/users/~jdoe/repos/tools/branches", "~jdoe/tools"),
+    (Vendor::BitbucketDatacenter, "GET", "/rest/api/1.0/projects/PLAT/repos/infra/commits/0123abcd/changes", "PLAT/infra"),
+    (Vendor::BitbucketDatacenter, "GET", "/rest/api/1.0/projects/PLAT/repos/infra/compare/diff/stacks/main.tf?from=a&to=b", "PLAT/infra"),
+    (Vendor::BitbucketDatacenter, "GET", "/rest/api/1.0/projects/PLAT/repos/infra/commits/refs%2Fheads%2Fmain", "PLAT/infra"),
+    // azure-devops (the SDK), with the REST reference's casing and the server's.
+    (Vendor::AzureDevops, "GET", "/acme/platform/_apis/git/repositories/infra/pullRequests/4/commits", "acme/platform/infra"),
+    (Vendor::AzureDevops, "PATCH", "/acme/platform/_apis/git/repositories/infra/pullRequests/4/threads/2", "acme/platform/infra"),
+    (Vendor::AzureDevops, "GET", "/acme/platform/_apis/git/repositories/infra/pullrequests/1", "acme/platform/infra"),
+    (Vendor::AzureDevops, "GET", "/acme/platform/_apis/Git/Repositories/infra/Commits?api-version=7.1", "acme/platform/infra"),
+];
+
+#[test]
+fn ci_cd_operations_pass_in_both_modes() {
+    for &(vendor, method, target, project) in CI_CD {
+        for list in [open(vendor), restricted(vendor, &regex::escape(project))] {
+            let allowed = list
+                .check(method, target)
+                .unwrap_or_else(|d| panic!("{vendor} {method} {target}: {d}"));
+            assert_eq!(allowed.project.as_deref(), Some(project), "{target}");
+        }
+        let other = restricted(vendor, "elsewhere/x|a/b/c");
+        let d = other.check(method, target).unwrap_err();
+        assert_eq!(d.class, DenialClass::Project, "{target}: {}", d.reason);
+    }
+}
+
+/// Reads and calls that are not about one repository: allowed, with no project.
+#[test]
+fn account_level_reads_pass_without_a_project() {
+    for (vendor, method, target) in [
+        (Vendor::GithubEnterprise, "GET", "/api/v3/orgs/acme"),
+        (Vendor::AzureDevops, "GET", "/acme/_apis/ConnectionData"),
+        (Vendor::AzureDevops, "GET", "/acme/_apis/resourceAreas"),
+        (Vendor::AzureDevops, "OPTIONS", "/acme/_apis"),
+    ] {
+        let allowed = restricted(vendor, "acme/infra")
+            .check(method, target)
+            .unwrap_or_else(|d| panic!("{target}: {d}"));
+        assert_eq!(allowed.project, None, "{target}");
+    }
+}
+
+#[test]
+fn azure_project_names_are_compared_as_the_server_does() {
+    let list = restricted(Vendor::AzureDevops, "acme/platform/infra");
+    for target in [
+        "/ACME/Platform/_apis/git/repositories/INFRA/items?path=/x",
+        "/acme/platform/_APIS/GIT/REPOSITORIES/infra/refs",
+        "/Acme/platform/_git/Infra/info/refs?service=git-upload-pack",
+    ] {
+        let method = "GET";
+        assert!(list.check(method, target).is_ok(), "{target}");
+    }
+    // Case folds literals, never the rest of the rules: a query is still exact.
+    assert!(list
+        .check(
+            "GET",
+            "/acme/platform/_git/infra/info/refs?service=GIT-RECEIVE-PACK"
+        )
+        .is_err());
+    // Other vendors' literals keep their case.
+    assert!(open(Vendor::Gitlab)
+        .check("GET", "/API/v4/projects/5")
+        .is_err());
+}
+
+const GUID: &str = "3411ebc1-d5aa-464f-9615-0b527bc66719";
+const PROJECT_GUID: &str = "5e0c5b2a-9a53-4a8e-9e0d-0d7b2c1e6f00";
+
+fn by_id(list: &Allowlist, method: &str, target: &str) -> ProjectId {
+    match list.decide(method, target) {
+        Ok(Decision::ById(_, id)) => id,
+        other => panic!("{target}: {other:?}"),
+    }
+}
+
+#[test]
+fn azure_guids_are_always_resolved_never_matched_as_text() {
+    let list = restricted(Vendor::AzureDevops, "acme/platform/.*");
+    let target = format!("/acme/platform/_apis/git/repositories/{GUID}/items");
+    let id = by_id(&list, "GET", &target);
+    assert_eq!((id.id.as_str(), id.scope.as_str()), (GUID, "acme"));
+    // The repository by GUID without its project.
+    let id = by_id(
+        &list,
+        "GET",
+        &format!("/ACME/_apis/git/repositories/{GUID}"),
+    );
+    assert_eq!(
+        id.scope, "acme",
+        "one canonical scope whatever the caller's casing"
+    );
+    assert_eq!(
+        id.lookup,
+        format!("/ACME/_apis/git/repositories/{GUID}?api-version=5.0")
+    );
+    // ... and by name without its project: nothing to check it against.
+    let d = list
+        .check("GET", "/acme/_apis/git/repositories/infra")
+        .unwrap_err();
+    assert_eq!(d.class, DenialClass::Project, "{}", d.reason);
+    // Without a project regex nothing needs resolving.
+    assert!(matches!(
+        open(Vendor::AzureDevops).decide("GET", &target),
+        Ok(Decision::Allowed(_))
+    ));
+}
+
+#[test]
+fn azure_policy_evaluations_are_held_to_the_pull_request_they_name() {
+    let list = restricted(Vendor::AzureDevops, "acme/platform/infra");
+    let artifact = format!("vstfs:///CodeReview/CodeReviewId/{PROJECT_GUID}/21");
+    let target = format!("/acme/other/_apis/policy/evaluations?artifactId={artifact}");
+    let Ok(Decision::Allowed(allowed)) = list.decide("GET", &target) else {
+        panic!("{target}");
+    };
+    let (param, id) = &allowed.param_ids[0];
+    assert_eq!(*param, "artifactId");
+    assert_eq!(id.id, format!("{PROJECT_GUID}/21"));
+    assert_eq!(
+        id.kind,
+        IdKind::PullRequest {
+            within: "other".into()
+        }
+    );
+    assert_eq!(
+        id.lookup,
+        format!("/acme/{PROJECT_GUID}/_apis/git/pullRequests/21?api-version=5.0")
+    );
+    // Never forwarded unresolved, and nothing project-wide while restricted.
+    assert!(list.check("GET", &target).is_err());
+    for target in [
+        "/acme/platform/_apis/policy/evaluations".to_string(),
+        "/acme/platform/_apis/policy/evaluations?artifactId=vstfs:///Git/x".to_string(),
+        format!("/acme/platform/_apis/policy/evaluations?artifactId=vstfs:///CodeReview/CodeReviewId/{PROJECT_GUID}/x"),
+    ] {
+        let d = list.check("GET", &target).unwrap_err();
+        assert_eq!(d.class, DenialClass::Project, "{target}: {}", d.reason);
+    }
+    assert!(open(Vendor::AzureDevops)
+        .check("GET", "/acme/platform/_apis/policy/evaluations")
+        .is_ok());
+}
+
+#[test]
+fn azure_devops_server_collections_in_every_spelling() {
+    let re = "DefaultCollection/platform/infra";
+    // At the host's root, with or without the `tfs` virtual directory.
+    let root = restricted(Vendor::AzureDevops, re);
+    for target in [
+        "/tfs/DefaultCollection/platform/_apis/git/repositories/infra/commits",
+        "/DefaultCollection/platform/_apis/git/repositories/infra/commits",
+        "/TFS/defaultcollection/Platform/_apis/git/repositories/infra/commits",
+        "/tfs/DefaultCollection/platform/_git/infra/git-upload-pack",
+    ] {
+        let method = if target.ends_with("pack") {
+            "POST"
+        } else {
+            "GET"
+        };
+        let allowed = root
+            .check(method, target)
+            .unwrap_or_else(|d| panic!("{target}: {d}"));
+        assert!(allowed.project.is_some(), "{target}");
+    }
+    let id = by_id(
+        &root,
+        "GET",
+        &format!("/tfs/DefaultCollection/platform/_apis/git/repositories/{GUID}"),
+    );
+    assert_eq!(id.scope, "defaultcollection");
+    assert_eq!(
+        id.lookup,
+        format!("/tfs/DefaultCollection/platform/_apis/git/repositories/{GUID}?api-version=5.0")
+    );
+    // A base endpoint that ends in the collection: targets start at the project.
+    let projects = Some(project_pattern(re).unwrap());
+    for (host, path) in [
+        ("tfs.corp", "/tfs/DefaultCollection"),
+        ("tfs.corp", "/DefaultCollection"),
+    ] {
+        let list = Allowlist::for_base(Vendor::AzureDevops, projects.clone(), host, path);
+        let target = "/platform/_apis/git/repositories/infra/pullRequests/3";
+        let allowed = list
+            .check("GET", target)
+            .unwrap_or_else(|d| panic!("{path}{target}: {d}"));
+        assert_eq!(
+            allowed.project.as_deref(),
+            Some("DefaultCollection/platform/infra")
+        );
+        assert!(list.check("GET", "/_apis/connectionData").is_ok());
+        assert!(list.check("OPTIONS", "/_apis").is_ok());
+        assert_eq!(
+            list.organisation("/platform/_apis/git/repositories"),
+            "defaultcollection"
+        );
+        let id = by_id(&list, "GET", &format!("/_apis/git/repositories/{GUID}"));
+        assert_eq!(
+            id.lookup,
+            format!("/_apis/git/repositories/{GUID}?api-version=5.0")
+        );
+    }
+    // The cloud: the organisation in the base endpoint's path or host.
+    for (host, path) in [("dev.azure.com", "/acme"), ("acme.visualstudio.com", "")] {
+        let list = Allowlist::for_base(
+            Vendor::AzureDevops,
+            Some(project_pattern("acme/platform/infra").unwrap()),
+            host,
+            path,
+        );
+        assert!(list
+            .check("GET", "/platform/_apis/git/repositories/infra")
+            .is_ok());
+    }
+    // On the cloud service `tfs` is an organisation like any other.
+    let cloud = Allowlist::for_base(
+        Vendor::AzureDevops,
+        Some(project_pattern("tfs/platform/infra").unwrap()),
+        "dev.azure.com",
+        "",
+    );
+    assert!(cloud
+        .check("GET", "/tfs/platform/_apis/git/repositories/infra")
+        .is_ok());
+}
