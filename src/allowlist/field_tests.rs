@@ -263,3 +263,241 @@ fn azure_devops_server_collections_in_every_spelling() {
         .check("GET", "/tfs/platform/_apis/git/repositories/infra")
         .is_ok());
 }
+
+/// What we make of one of the original agent's own test vectors.
+#[derive(Debug, Clone, Copy)]
+enum Verdict {
+    /// Allowed, about this project (`None`: a request without one).
+    Allowed(Option<&'static str>),
+    /// Refused on purpose, for this reason.
+    Refused(&'static str),
+}
+
+use Verdict::{Allowed as Pass, Refused};
+
+/// The test vectors of the original agent (spacelift-io/vcs-agent,
+/// `privatevcs/validation/allowlist/azure_devops_test.go` and `github_enterprise_test.go`):
+/// method, path, the original's rule name, and what we decide. The original has no vectors
+/// for GitLab or Bitbucket Data Center.
+const ORIGINAL_AZURE: &[(&str, &str, &str, Verdict)] = &[
+    ("GET", "/spacelift-development/backend/_apis/git/repositories/infra/diffs/commits?api-version=7.1-preview.1", "Get Commit Diff", Pass(Some("spacelift-development/backend/infra"))),
+    ("POST", "/spacelift-development/backend/_apis/git/repositories/infra/pullRequests/12345/threads?api-version=7.1-preview.1", "Create Pull Request Thread", Pass(Some("spacelift-development/backend/infra"))),
+    ("GET", "/spacelift-development/backend/_apis/git/repositories/infra/stats/branches?api-version=7.1-preview.1", "List Branch Stats", Pass(Some("spacelift-development/backend/infra"))),
+    ("GET", "/spacelift-development/backend/_apis/git/repositories/infra/items?path=%2FREADME.md&api-version=7.1-preview.1", "Get Item", Pass(Some("spacelift-development/backend/infra"))),
+    ("POST", "/spacelift-development/backend/_apis/git/repositories/infra/commits/a171eaa2c3790cbff77ec96f429e7aee5a3e724c/statuses?api-version=7.1-preview.1", "Create Commit Status", Pass(Some("spacelift-development/backend/infra"))),
+    ("GET", "/spacelift-development/backend/_apis/git/repositories/infra/pullRequests?api-version=7.1-preview.1", "List Pull Requests", Pass(Some("spacelift-development/backend/infra"))),
+    ("GET", "/spacelift-development/backend/_apis/git/repositories/infra/pullRequests/1234?api-version=7.1-preview.1", "Get Pull Request", Pass(Some("spacelift-development/backend/infra"))),
+    ("GET", "/spacelift-development/backend/_apis/git/repositories/infra/pullRequests/1234/labels?api-version=7.1-preview.1", "List Pull Request Labels", Pass(Some("spacelift-development/backend/infra"))),
+    ("GET", "/spacelift-development/backend/_apis/git/repositories?api-version=7.1-preview.1", "List Repositories", Pass(None)),
+    ("GET", "/spacelift-development/_apis/git/repositories?api-version=7.1-preview.1", "List Repositories", Pass(None)),
+    ("GET", "/spacelift-development/backend/_apis/git/repositories/infra/commits/a171eaa2c3790cbff77ec96f429e7aee5a3e724c?api-version=7.1-preview.1", "Get Commit", Pass(Some("spacelift-development/backend/infra"))),
+    ("OPTIONS", "/spacelift-development/_apis", "List Resource Locations", Pass(None)),
+    ("GET", "/spacelift-development/_apis/ResourceAreas", "List Resource Areas", Pass(None)),
+    // Allowed with no project regex; while projects are restricted it needs an artifactId
+    // naming a pull request of an allowed repository (it is project-wide otherwise).
+    ("GET", "/spacelift-development/backend/_apis/policy/evaluations", "List Policy Evaluations", Pass(None)),
+    ("GET", "/spacelift-development/_apis/UnknownResource", "Unknown Request", Refused("the original's catch-all lets every unmatched request through; an allowlist that fails closed denies what no rule names")),
+    ("GET", "/spacelift-development/backend/_apis/git/repositories/spacelift-dev-stack/pullRequests/123/threads/1", "Get Pull Request Thread", Pass(Some("spacelift-development/backend/spacelift-dev-stack"))),
+    ("PATCH", "/spacelift-development/backend/_apis/git/repositories/spacelift-dev-stack/pullRequests/123/threads/1/comments/1", "Update Pull Request Comment", Pass(Some("spacelift-development/backend/spacelift-dev-stack"))),
+];
+
+const ORIGINAL_GITHUB: &[(&str, &str, &str, Verdict)] = &[
+    (
+        "GET",
+        "/api/v3/repos/octocats/infra/compare/abc...123",
+        "Compare Trees",
+        Pass(Some("octocats/infra")),
+    ),
+    (
+        "GET",
+        "/repos/octocats/infra/compare/abc...123",
+        "Compare Trees",
+        Pass(Some("octocats/infra")),
+    ),
+    (
+        "POST",
+        "/api/v3/repos/octocats/infra/statuses/abc123",
+        "Create Commit Status",
+        Pass(Some("octocats/infra")),
+    ),
+    (
+        "POST",
+        "/repos/octocats/infra/statuses/abc123",
+        "Create Commit Status",
+        Pass(Some("octocats/infra")),
+    ),
+    (
+        "POST",
+        "/api/v3/repos/octocats/infra/check-runs",
+        "Create Check Run",
+        Pass(Some("octocats/infra")),
+    ),
+    (
+        "POST",
+        "/repos/octocats/infra/check-runs",
+        "Create Check Run",
+        Pass(Some("octocats/infra")),
+    ),
+    (
+        "POST",
+        "/api/v3/repos/octocats/infra/deployments",
+        "Create Deployment",
+        Pass(Some("octocats/infra")),
+    ),
+    (
+        "POST",
+        "/repos/octocats/infra/deployments",
+        "Create Deployment",
+        Pass(Some("octocats/infra")),
+    ),
+    (
+        "POST",
+        "/api/v3/repos/octocats/infra/deployments/123456/statuses",
+        "Create Deployment Status",
+        Pass(Some("octocats/infra")),
+    ),
+    (
+        "POST",
+        "/repos/octocats/infra/deployments/123456/statuses",
+        "Create Deployment Status",
+        Pass(Some("octocats/infra")),
+    ),
+    (
+        "DELETE",
+        "/api/v3/repos/octocats/infra/deployments/123456",
+        "Delete Deployment",
+        Pass(Some("octocats/infra")),
+    ),
+    (
+        "DELETE",
+        "/repos/octocats/infra/deployments/123456",
+        "Delete Deployment",
+        Pass(Some("octocats/infra")),
+    ),
+    (
+        "GET",
+        "/api/v3/repos/octocats/infra/commits/565958b65e14a5e06c1c467a66b446f2afcf87ef",
+        "Get Individual Commit Details",
+        Pass(Some("octocats/infra")),
+    ),
+    (
+        "GET",
+        "/repos/octocats/infra/commits/565958b65e14a5e06c1c467a66b446f2afcf87ef",
+        "Get Individual Commit Details",
+        Pass(Some("octocats/infra")),
+    ),
+    (
+        "GET",
+        "/_codeload/octocats/infra/legacy.tar.gz/565958b65e14a5e06c1c467a66b446f2afcf87ef",
+        "Get Repository Tarball",
+        Pass(Some("octocats/infra")),
+    ),
+    (
+        "GET",
+        "/codeload/octocats/infra/legacy.tar.gz/565958b65e14a5e06c1c467a66b446f2afcf87ef",
+        "Get Repository Tarball",
+        Pass(Some("octocats/infra")),
+    ),
+    (
+        "GET",
+        "/octocats/infra/legacy.tar.gz/565958b65e14a5e06c1c467a66b446f2afcf87ef",
+        "Get Repository Tarball",
+        Pass(Some("octocats/infra")),
+    ),
+    ("POST", "/api/graphql", "GraphQL Endpoint", Pass(None)),
+    (
+        "GET",
+        "/api/v3/repos/octocats/infra/deployments",
+        "List Deployments",
+        Pass(Some("octocats/infra")),
+    ),
+    (
+        "GET",
+        "/repos/octocats/infra/deployments",
+        "List Deployments",
+        Pass(Some("octocats/infra")),
+    ),
+    (
+        "GET",
+        "/api/v3/repos/octocats/infra/pulls/123/files",
+        "List Pull Request Files",
+        Pass(Some("octocats/infra")),
+    ),
+    (
+        "GET",
+        "/repos/octocats/infra/pulls/123/files",
+        "List Pull Request Files",
+        Pass(Some("octocats/infra")),
+    ),
+    (
+        "GET",
+        "/api/v3/repos/octocats/infra/pulls/123",
+        "Get Pull Request",
+        Pass(Some("octocats/infra")),
+    ),
+    (
+        "GET",
+        "/repos/octocats/infra/pulls/123",
+        "Get Pull Request",
+        Pass(Some("octocats/infra")),
+    ),
+    (
+        "POST",
+        "/api/v3/app/installations/29/access_tokens",
+        "Refresh Access Token",
+        Pass(None),
+    ),
+    (
+        "POST",
+        "/app/installations/29/access_tokens",
+        "Refresh Access Token",
+        Pass(None),
+    ),
+    (
+        "GET",
+        "/api/v3/app/installations",
+        "List Installations",
+        Pass(None),
+    ),
+    (
+        "GET",
+        "/app/installations",
+        "List Installations",
+        Pass(None),
+    ),
+    ("GET", "/api/v3/app", "Get app details", Pass(None)),
+    ("GET", "/app", "Get app details", Pass(None)),
+    (
+        "GET",
+        "/api/v3/users/spacelift",
+        "Get user details",
+        Pass(None),
+    ),
+];
+
+fn judge(list: &Allowlist, method: &str, target: &str, name: &str, verdict: Verdict) {
+    match (verdict, list.check(method, target)) {
+        (Pass(project), Ok(allowed)) => {
+            assert_eq!(allowed.project.as_deref(), project, "{name}: {target}")
+        }
+        (Refused(why), Err(_)) => assert!(!why.is_empty()),
+        (verdict, result) => panic!("{name}: {method} {target}: {result:?}, want {verdict:?}"),
+    }
+}
+
+#[test]
+fn the_original_agents_own_test_vectors() {
+    let github = open(Vendor::GithubEnterprise);
+    for &(method, target, name, verdict) in ORIGINAL_GITHUB {
+        judge(&github, method, target, name, verdict);
+    }
+    // The original runs every Azure DevOps vector it allows again under `/tfs` (Azure
+    // DevOps Server at the host's root); the project then starts at the collection.
+    let azure = open(Vendor::AzureDevops);
+    for &(method, target, name, verdict) in ORIGINAL_AZURE {
+        judge(&azure, method, target, name, verdict);
+        if let Pass(_) = verdict {
+            judge(&azure, method, &format!("/tfs{target}"), name, verdict);
+        }
+    }
+}
