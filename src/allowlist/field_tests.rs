@@ -501,3 +501,55 @@ fn the_original_agents_own_test_vectors() {
         }
     }
 }
+
+fn graphql_body(list: &Allowlist, headers: &[(&str, &str)], body: &str) -> Result<(), Denied> {
+    let allowed = list.check("POST", "/api/graphql")?;
+    let inspection = list
+        .body_inspection("POST", &allowed, headers)?
+        .ok_or_else(|| Denied::path("not inspected"))?;
+    list.check_body(inspection, body.as_bytes()).map(|_| ())
+}
+
+#[test]
+fn graphql_bodies_are_json_and_nothing_else() {
+    let list = restricted(Vendor::GithubEnterprise, "acme/infra");
+    let body = r#"{"query":"{ repository(owner: \"acme\", name: \"infra\") { id } }"}"#;
+    for headers in [
+        &[][..],
+        &[("Content-Type", "application/json")][..],
+        &[("content-type", "Application/JSON; charset=utf-8")][..],
+    ] {
+        assert!(graphql_body(&list, headers, body).is_ok(), "{headers:?}");
+    }
+    for headers in [
+        &[("Content-Type", "application/x-www-form-urlencoded")][..],
+        &[("Content-Type", "text/plain")][..],
+        &[("Content-Type", "multipart/form-data; boundary=x")][..],
+        &[
+            ("Content-Type", "application/json"),
+            ("Content-Type", "text/plain"),
+        ][..],
+        &[("Content-Type", "application/json, text/plain")][..],
+    ] {
+        let d = graphql_body(&list, headers, body).unwrap_err();
+        assert_eq!(d.class, DenialClass::Path, "{headers:?}");
+    }
+}
+
+#[test]
+fn graphql_documents_the_specification_calls_invalid_are_denied() {
+    let repo = r#"repository(owner: \"acme\", name: \"infra\") { id }"#;
+    for (document, why) in [
+        (format!("query A {{ {repo} }} query A {{ {repo} }}"), "two operations with one name"),
+        (format!("{{ {repo} }} query B {{ {repo} }}"), "an anonymous operation beside others"),
+        (format!("query {{ ...F }} fragment F on Query {{ {repo} }} fragment F on Query {{ viewer {{ login }} }}"), "two fragments with one name"),
+        (r#"{ repository(owner: \"acme\", name: \"infra\", name: \"secret\") { id } }"#.to_string(), "an argument given twice"),
+        (format!("query Q($o: String, $o: String) {{ {repo} }}"), "a variable defined twice"),
+    ] {
+        let body = format!(r#"{{"query":"{document}"}}"#);
+        for list in [open(Vendor::GithubEnterprise), restricted(Vendor::GithubEnterprise, "acme/infra")] {
+            let d = graphql_body(&list, &[], &body).unwrap_err();
+            assert_eq!(d.reason, format!("GraphQL document is invalid: {why}"), "{document}");
+        }
+    }
+}
