@@ -426,7 +426,7 @@ fn answer(
     record.status = Some(status);
     let has_body = protocol::response_has_body(&record.request.method, status);
     let mut headers = answer_headers(shared, record.request, status, &response);
-    if filters(shared, allowed) && (200..300).contains(&status) {
+    if filters(shared, allowed) {
         listing::strip_totals(&mut headers);
         if has_body {
             // The listing is read whole, past the response its headers borrow from.
@@ -685,8 +685,11 @@ fn answer_listing(
     let filtered = body.and_then(|bytes| {
         let keep = |path: &str| shared.allowlist.allows_project(path);
         let mut learn = |id: &str, path: &str| shared.ids.learn(&org, id, path);
-        listing::filter(vendor, &org, &bytes, &keep, &mut learn)
-            .map_err(|e| (ErrorKind::Denied, e.0))
+        listing::filter(vendor, &org, &bytes, &keep, &mut learn).map_err(|e| {
+            let status = record.status.unwrap_or_default();
+            let reason = format!("{} (the VCS answered {status})", e.0);
+            (ErrorKind::Denied, reason)
+        })
     });
     let mut out = Answer { socket };
     let bytes = match filtered {

@@ -37,6 +37,18 @@ fn gitlab_projects(r: &Recorded) -> Option<Reply> {
             vec![("Content-Encoding".into(), "gzip".into())],
             support::upstream::GZIP_HELLO.to_vec(),
         )),
+        ("GET", t) if t.starts_with("/api/v4/projects?") && t.contains("status=") => {
+            let status = if t.contains("status=203") { 203 } else { 404 };
+            let body = match status {
+                203 => LISTING.to_string(),
+                _ => r#"{"message":"404 Project Not Found"}"#.to_string(),
+            };
+            Some((
+                status,
+                vec![("Link".into(), "<http://x/?page=9>; rel=\"last\"".into())],
+                body.into_bytes(),
+            ))
+        }
         ("GET", t) if t.starts_with("/api/v4/projects?") && t.contains("chunked=1") => Some((
             200,
             vec![("Transfer-Encoding".into(), "chunked".into())],
@@ -226,6 +238,38 @@ fn listings_show_only_allowed_projects_and_teach_their_ids() {
     assert_eq!((status, kind.as_str()), (403, "denied"));
     assert!(error.contains("over 8 MiB"), "{error}");
     agent.out.wait_for("over 8 MiB", Duration::from_secs(5));
+}
+
+#[test]
+fn listings_are_filtered_whatever_the_status() {
+    let Tunnel {
+        agent: _agent,
+        gateway,
+        upstream: _upstream,
+    } = strict_gitlab("statuses");
+    let c = client();
+    let r = c
+        .get(gateway.url("statuses", "/api/v4/projects?status=203"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 203);
+    assert!(
+        header_values(&r, "link").is_empty(),
+        "rel=last tells the size"
+    );
+    let body = r.into_body().read_to_string().unwrap();
+    assert!(
+        body.contains("group/listed") && !body.contains("other/secret"),
+        "{body}"
+    );
+    // An answer that is not a listing cannot be filtered: denied, naming the VCS's status.
+    let (status, kind, error) = error_kind(
+        c.get(gateway.url("statuses", "/api/v4/projects?status=404"))
+            .call()
+            .unwrap(),
+    );
+    assert_eq!((status, kind.as_str()), (403, "denied"));
+    assert!(error.ends_with("(the VCS answered 404)"), "{error}");
 }
 
 #[test]
