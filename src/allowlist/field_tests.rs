@@ -553,3 +553,39 @@ fn graphql_documents_the_specification_calls_invalid_are_denied() {
         }
     }
 }
+
+#[test]
+fn look_alike_dots_and_slashes_are_denied_in_path_segments() {
+    let list = open(Vendor::Gitlab);
+    for alike in [
+        "%E2%80%A4",       // ONE DOT LEADER
+        "%EF%BC%8E",       // FULLWIDTH FULL STOP
+        "%EF%B9%92",       // SMALL FULL STOP
+        "%E2%80%A5",       // TWO DOT LEADER
+        "%EF%BC%8F",       // FULLWIDTH SOLIDUS
+        "%EF%BC%BC",       // FULLWIDTH REVERSE SOLIDUS
+        "%E2%88%95",       // DIVISION SLASH
+        "%E3%80%82",       // IDEOGRAPHIC FULL STOP
+        "%25E2%2580%25A4", // ONE DOT LEADER, encoded twice
+    ] {
+        for target in [
+            format!("/api/v4/projects/group%2F{alike}{alike}%2Frepo"),
+            format!("/api/v4/projects/5/repository/files/a%2F{alike}{alike}%2Fb/raw"),
+            format!("/api/v4/projects/5/repository/branches/x{alike}y"),
+        ] {
+            let d = list.check("GET", &target).unwrap_err();
+            assert!(
+                d.reason.starts_with("a look-alike of a dot or slash"),
+                "{target}: {}",
+                d.reason
+            );
+        }
+    }
+    // Other Unicode in a segment is left to the rules.
+    assert!(list
+        .check(
+            "GET",
+            "/api/v4/projects/5/repository/files/caf%C3%A9.md/raw"
+        )
+        .is_ok());
+}

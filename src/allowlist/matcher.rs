@@ -478,7 +478,48 @@ fn check_level(bytes: &[u8]) -> Result<(), Denied> {
         };
         return Err(Denied::path(reason));
     }
+    if String::from_utf8_lossy(bytes)
+        .chars()
+        .any(looks_like_dot_or_slash)
+    {
+        return Err(Denied::path(
+            "a look-alike of a dot or slash in path (Unicode that normalises to . / or \\)",
+        ));
+    }
     Ok(())
+}
+
+/// Characters whose compatibility normalisation (NFKC, Unicode 14) holds a `.`, `/` or `\`
+/// (one dot leader, fullwidth full stop and solidus, `℀`, `⒈`, …), and those URL and IDNA
+/// processing maps to a dot or that pass for a slash (ideographic full stops, division and
+/// fraction slashes, big solidi, set minus). A lenient server may read any of them as the
+/// ASCII character, so a segment holding one is denied.
+const LOOK_ALIKES: &[(char, char)] = &[
+    ('\u{2024}', '\u{2026}'),
+    ('\u{2044}', '\u{2044}'),
+    ('\u{2100}', '\u{2101}'),
+    ('\u{2105}', '\u{2106}'),
+    ('\u{2215}', '\u{2216}'),
+    ('\u{2488}', '\u{249b}'),
+    ('\u{29f8}', '\u{29f9}'),
+    ('\u{3002}', '\u{3002}'),
+    ('\u{33c2}', '\u{33c2}'),
+    ('\u{33c7}', '\u{33c7}'),
+    ('\u{33d8}', '\u{33d8}'),
+    ('\u{fe19}', '\u{fe19}'),
+    ('\u{fe30}', '\u{fe30}'),
+    ('\u{fe52}', '\u{fe52}'),
+    ('\u{fe68}', '\u{fe68}'),
+    ('\u{ff0e}', '\u{ff0f}'),
+    ('\u{ff3c}', '\u{ff3c}'),
+    ('\u{ff61}', '\u{ff61}'),
+    ('\u{1f100}', '\u{1f100}'),
+];
+
+fn looks_like_dot_or_slash(c: char) -> bool {
+    LOOK_ALIKES
+        .iter()
+        .any(|&(low, high)| (low..=high).contains(&c))
 }
 
 // ---------------------------------------------------------------------------------------

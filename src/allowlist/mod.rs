@@ -46,7 +46,10 @@
 //!    be valid UTF-8 (`percent-encoding in path is not UTF-8`): overlong forms (`%C0%AE`
 //!    for `.`, `%C0%AF` for `/`), encoded surrogates (`%ED%A0%80`) and stray continuation
 //!    bytes (`%80`) are refused, since a lenient server may read them as dots or slashes.
-//!    Encoding nested deeper than 4 levels is denied.
+//!    Encoding nested deeper than 4 levels is denied. So is, at every level, a character
+//!    that compatibility normalisation or URL processing turns into a dot or slash (one dot
+//!    leader `%E2%80%A4`, fullwidth full stop `%EF%BC%8E`, fullwidth solidus, division
+//!    slash, …: `a look-alike of a dot or slash in path`).
 //! 9. An encoded slash (`%2F`/`%2f`) at the first decoding level is recorded on the
 //!    segment, and the pieces between the slashes must themselves be non-empty and not
 //!    dot segments. Only pattern parameters spelled `{encoded_project}`,
