@@ -188,7 +188,7 @@ fn within(id: &ProjectId, path: &str) -> Result<(), String> {
         return Ok(());
     }
     Err(format!(
-        "the pull request {id} is in {path}, not in the project {within} the path names"
+        "{id} is in {path}, not in the project {within} the path names"
     ))
 }
 
