@@ -33,6 +33,7 @@ const CI_CD: &[(Vendor, &str, &str, &str)] = &[
     (Vendor::GithubEnterprise, "GET", "/api/v3/repos/o/r/pulls/4/comments", "o/r"),
     (Vendor::GithubEnterprise, "POST", "/api/v3/repos/o/r/pulls/4/comments", "o/r"),
     (Vendor::GithubEnterprise, "PATCH", "/api/v3/repos/o/r/pulls/comments/9", "o/r"),
+    (Vendor::GithubEnterprise, "POST", "/api/v3/repos/o/r/pulls/4/comments/9/replies", "o/r"),
     (Vendor::GithubEnterprise, "GET", "/api/v3/repos/o/r/commits/feature/x", "o/r"),
     (Vendor::GithubEnterprise, "GET", "/api/v3/repos/o/r/commits/0123abc/branches-where-head", "o/r"),
     (Vendor::GithubEnterprise, "GET", "/api/v3/repos/o/r/commits/0123abc/comments", "o/r"),

@@ -258,6 +258,12 @@ pub(super) const RULES: &[Rule] = &[
         "/api/v3/repos/acme/infra/pulls/8/comments",
     )
     .source("https://docs.github.com/en/enterprise-server@latest/rest/pulls/comments"),
+    Rule::post(
+        "/[api/v3]/repos/{project}/{project}/pulls/{n}/comments/{n}/replies",
+        "Reply to pull request review comment",
+        "/api/v3/repos/acme/infra/pulls/8/comments/77/replies",
+    )
+    .source("https://docs.github.com/en/enterprise-server@latest/rest/pulls/comments#create-a-reply-for-a-review-comment"),
     Rule::new(
         GET_PATCH,
         "/[api/v3]/repos/{project}/{project}/pulls/comments/{n}",

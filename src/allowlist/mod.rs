@@ -784,25 +784,31 @@ fn project_id(vendor: Vendor, project: &str, place: Place) -> Option<ProjectId> 
 /// name in a project named by its GUID (`{org}/{project GUID}/…/repositories/{name}`, id
 /// `{project GUID}/{name}`); the lookup asks for the repository as the path spells it. The
 /// scope is the organisation in lower case: the server does not tell `ACME` from `acme`.
-fn azure_id(project: &str, raw: &[&str], base: &str) -> Option<ProjectId> {
+fn azure_id<'a>(project: &str, raw: &[&'a str], base: &str) -> Option<ProjectId> {
     let pieces: Vec<&str> = project.splitn(3, '/').collect();
+    // The repository segment after `_apis/git/repositories/` or `_git/`, whatever its case.
+    let repository = |rest: &[&'a str]| -> Option<&'a str> {
+        let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+        match rest {
+            [apis, git, repos, repo, ..]
+                if same(apis, "_apis") && same(git, "git") && same(repos, "repositories") =>
+            {
+                Some(repo)
+            }
+            [git, repo, ..] if same(git, "_git") => Some(repo),
+            _ => None,
+        }
+    };
     let (id, lookup) = match (pieces.as_slice(), raw.get(1..)) {
-        ([_, repo], Some(["_apis", "git", "repositories", repo_raw, ..])) if is_guid(repo) => (
+        ([_, repo], Some(rest)) if is_guid(repo) => (
             repo.to_ascii_lowercase(),
-            format!("{base}/_apis/git/repositories/{repo_raw}?api-version=5.0"),
+            format!(
+                "{base}/_apis/git/repositories/{}?api-version=5.0",
+                repository(rest)?
+            ),
         ),
         ([_, proj, repo], Some([proj_raw, rest @ ..])) => {
-            let repo_raw = match rest {
-                [apis, git, repos, repo, ..]
-                    if apis.eq_ignore_ascii_case("_apis")
-                        && git.eq_ignore_ascii_case("git")
-                        && repos.eq_ignore_ascii_case("repositories") =>
-                {
-                    repo
-                }
-                [git, repo, ..] if git.eq_ignore_ascii_case("_git") => repo,
-                _ => return None,
-            };
+            let repo_raw = repository(rest)?;
             let id = match (is_guid(proj), is_guid(repo)) {
                 (_, true) => repo.to_ascii_lowercase(),
                 (true, false) => format!("{}/{repo}", proj.to_ascii_lowercase()),
