@@ -17,12 +17,18 @@
 //! project regex and is denied while projects are restricted.
 //!
 //! Project: `org/project/repo`, where `repo` is the repository name or id exactly as it
-//! appears in the path; a repository GUID the regex does not match is resolved by the agent
-//! to the repository's project and name (`crate::agent::projects`). On Azure DevOps Server
-//! the collection plays the part of `org`. The organisation- and project-level listings
-//! (repositories, policy evaluations, resource areas, connection data) have no repository
-//! and hence no project: they are allowed whatever the project regex, and the repository
-//! listings are filtered by the agent (`crate::agent::listing`).
+//! appears in the path; while projects are restricted a repository GUID (or a project GUID)
+//! is always resolved by the agent to the repository's project and name
+//! (`crate::agent::projects`), never matched as text. On Azure DevOps Server the collection
+//! plays the part of `org`, under `/tfs/{collection}/…` or `/{collection}/…`, or named by the
+//! base endpoint itself (see `Frame` in the parent module). Literals are matched and the
+//! project regex applied without regard to case, as the servers do. The organisation- and
+//! project-level reads (repository listings, resource areas, connection data) have no
+//! repository and hence no project: they are allowed whatever the project regex, and the
+//! repository listings are filtered by the agent (`crate::agent::listing`). Policy
+//! evaluations are project-wide: while projects are restricted their `artifactId` must name
+//! a pull request, which the agent resolves to its repository and holds to the regex and to
+//! the path's project.
 //!
 //! Archives: `…/items?path=/&$format=zip&download=true` (a query on the items rule).
 
