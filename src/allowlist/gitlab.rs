@@ -142,7 +142,7 @@ pub(super) const RULES: &[Rule] = &[
     )
     .source("https://docs.gitlab.com/api/repositories/#get-a-blob-from-repository"),
     Rule::post(
-        "/api/v4/projects/{encoded_project}/statuses/{commit}",
+        "/api/v4/projects/{encoded_project}/statuses/{sha}",
         "Set commit status",
         "/api/v4/projects/group%2Frepo/statuses/0123456789abcdef0123456789abcdef01234567",
     )
