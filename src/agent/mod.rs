@@ -163,7 +163,12 @@ impl Agent {
         codeload.authority = format!("codeload.{}", codeload.authority);
         codeload.host = format!("codeload.{}", codeload.host);
         let shared = Arc::new(Shared {
-            allowlist: Allowlist::new(config.vendor, config.allowed_projects.clone()),
+            allowlist: Allowlist::for_base(
+                config.vendor,
+                config.allowed_projects.clone(),
+                &config.target.host,
+                &config.target.path,
+            ),
             http,
             identity,
             gauges: StreamGauges::default(),

@@ -31,7 +31,7 @@
 
 use crate::agent::forward;
 use crate::agent::Shared;
-use crate::allowlist::{ProjectId, Vendor};
+use crate::allowlist::{IdKind, ProjectId, Vendor};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::Read;
@@ -122,6 +122,7 @@ pub fn path_of(vendor: Vendor, org: &str, entry: &Value) -> Option<String> {
         }
         Vendor::AzureDevops => {
             let project = text(entry.get("project")?, "name")?;
+            let org = org.to_ascii_lowercase();
             Some(format!("{org}/{project}/{}", text(entry, "name")?))
         }
     }
@@ -137,16 +138,58 @@ pub fn id_of(entry: &Value) -> Option<String> {
 }
 
 /// Whether a lookup answer describes `id`: its own id, or for `{project GUID}/{name}` (Azure
-/// DevOps) its project's id.
-fn is_about(entry: &Value, id: &str) -> bool {
+/// DevOps) its project's id; for a pull request, its id and its repository's project's id.
+fn is_about(entry: &Value, id: &ProjectId) -> bool {
+    if let IdKind::PullRequest { .. } = id.kind {
+        let Some((project, number)) = id.id.split_once('/') else {
+            return false;
+        };
+        let same_number = entry
+            .get("pullRequestId")
+            .and_then(Value::as_u64)
+            .is_some_and(|n| n.to_string() == number);
+        return same_number && is_about_project(entry.get("repository"), project);
+    }
+    let id = id.id.as_str();
     match id.split_once('/') {
-        Some((project, _)) => entry
-            .get("project")
-            .and_then(|p| p.get("id"))
-            .and_then(Value::as_str)
-            .is_some_and(|p| p.eq_ignore_ascii_case(project)),
+        Some((project, _)) => is_about_project(Some(entry), project),
         None => id_of(entry).as_deref() == Some(id),
     }
+}
+
+/// Whether a repository's JSON is in the project with the GUID `project`.
+fn is_about_project(repository: Option<&Value>, project: &str) -> bool {
+    repository
+        .and_then(|r| r.get("project"))
+        .and_then(|p| p.get("id"))
+        .and_then(Value::as_str)
+        .is_some_and(|p| p.eq_ignore_ascii_case(project))
+}
+
+/// The path a lookup answer for `id` describes: a project's JSON, or a pull request's
+/// repository.
+fn path_for(vendor: Vendor, id: &ProjectId, entry: &Value) -> Option<String> {
+    match id.kind {
+        IdKind::Project => path_of(vendor, &id.scope, entry),
+        IdKind::PullRequest { .. } => path_of(vendor, &id.scope, entry.get("repository")?),
+    }
+}
+
+/// A pull request's repository must sit in the project the path names (by name, or by the
+/// GUID the `artifactId` gives): a policy evaluation under one project must not read
+/// another's.
+fn within(id: &ProjectId, path: &str) -> Result<(), String> {
+    let IdKind::PullRequest { within } = &id.kind else {
+        return Ok(());
+    };
+    let project = path.split('/').nth(1).unwrap_or_default();
+    let guid = id.id.split('/').next().unwrap_or_default();
+    if project.eq_ignore_ascii_case(within) || guid.eq_ignore_ascii_case(within) {
+        return Ok(());
+    }
+    Err(format!(
+        "{id} is in {path}, not in the project {within} the path names"
+    ))
 }
 
 /// The path `id` names: from the cache, or else from one lookup to the VCS with the caller's
@@ -156,7 +199,8 @@ pub fn resolve(
     id: &ProjectId,
     caller: &[(impl AsRef<str>, impl AsRef<str>)],
 ) -> Result<String, String> {
-    if let Some(path) = shared.ids.get(&id.scope, &id.id) {
+    if let Some(path) = shared.ids.get(&id.scope, &cache_key(id)) {
+        within(id, &path)?;
         return Ok(path);
     }
     let failed = |why: String| format!("project id {id} could not be resolved: {why}");
@@ -186,14 +230,23 @@ pub fn resolve(
     }
     let entry: Value = serde_json::from_slice(&text)
         .map_err(|_| failed("the lookup answer is not JSON".into()))?;
-    let path = path_of(shared.allowlist.vendor(), &id.scope, &entry)
+    let path = path_for(shared.allowlist.vendor(), id, &entry)
         .ok_or_else(|| failed("the lookup answer names no project".into()))?;
-    if !is_about(&entry, &id.id) {
+    if !is_about(&entry, id) {
         return Err(failed("the lookup answer is about another id".into()));
     }
     log::debug!("project id {id} is {path} (looked up)");
-    shared.ids.learn(&id.scope, &id.id, &path);
+    shared.ids.learn(&id.scope, &cache_key(id), &path);
+    within(id, &path)?;
     Ok(path)
+}
+
+/// The cache key of an id: pull requests apart from repositories.
+fn cache_key(id: &ProjectId) -> String {
+    match id.kind {
+        IdKind::Project => id.id.clone(),
+        IdKind::PullRequest { .. } => format!("pull request {}", id.id),
+    }
 }
 
 #[cfg(test)]
@@ -249,6 +302,48 @@ mod tests {
         assert_eq!(
             path_of(Vendor::AzureDevops, "a", &json!({"name": "x"})),
             None
+        );
+    }
+
+    fn pull_request(within: &str) -> ProjectId {
+        ProjectId {
+            id: "5e0c-guid/21".into(),
+            scope: "acme".into(),
+            lookup: "/acme/5e0c-guid/_apis/git/pullRequests/21?api-version=5.0".into(),
+            kind: IdKind::PullRequest {
+                within: within.into(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_pull_request_resolves_to_its_repository_within_the_path_project() {
+        let answer = json!({"pullRequestId": 21, "repository": {
+            "id": "AB", "name": "infra", "project": {"id": "5E0C-GUID", "name": "platform"}}});
+        let id = pull_request("Platform");
+        assert!(is_about(&answer, &id));
+        let path = path_for(Vendor::AzureDevops, &id, &answer).unwrap();
+        assert_eq!(path, "acme/platform/infra");
+        assert_eq!(within(&id, &path), Ok(()));
+        assert_eq!(within(&pull_request("5e0c-GUID"), &path), Ok(()));
+        // Under another project's path, the evaluation is refused.
+        assert!(within(&pull_request("other"), &path).is_err());
+        // An answer about another pull request, or another project's, is no answer.
+        let other = json!({"pullRequestId": 22, "repository": answer["repository"]});
+        assert!(!is_about(&other, &id));
+        let moved = json!({"pullRequestId": 21, "repository": {
+            "name": "infra", "project": {"id": "FFFF", "name": "platform"}}});
+        assert!(!is_about(&moved, &id));
+        // Pull requests and repositories never share a cache entry.
+        assert_ne!(cache_key(&id), id.id);
+    }
+
+    #[test]
+    fn azure_paths_are_stored_with_the_organisation_in_lower_case() {
+        let azure = json!({"id": "AB", "name": "infra", "project": {"name": "platform"}});
+        assert_eq!(
+            path_of(Vendor::AzureDevops, "ACME", &azure).as_deref(),
+            Some("acme/platform/infra")
         );
     }
 }

@@ -14,7 +14,7 @@
 use crate::agent::slot::{Socket, StreamEnd};
 use crate::agent::Shared;
 use crate::agent::{forward, listing, projects, redirect};
-use crate::allowlist::{self, Allowed, BodyVerdict, Decision, DenialClass, Denied, Vendor};
+use crate::allowlist::{self, Allowed, BodyVerdict, Decision, DenialClass, Denied};
 use crate::observe::access::Access;
 use crate::observe::metrics::{AgentMetrics, Observation};
 use crate::observe::{redact_headers, redact_target};
@@ -466,7 +466,7 @@ fn answer(
     record.status = Some(status);
     let has_body = protocol::response_has_body(&record.request.method, status);
     let mut headers = answer_headers(shared, record.request, status, &response);
-    if filters(shared, allowed) && (200..300).contains(&status) {
+    if filters(shared, allowed) {
         listing::strip_totals(&mut headers);
         if has_body {
             // The listing is read whole, past the response its headers borrow from.
@@ -723,15 +723,15 @@ fn answer_listing(
     body: Result<Vec<u8>, (ErrorKind, String)>,
 ) -> Result<(), StreamEnd> {
     let vendor = shared.allowlist.vendor();
-    let org = match vendor {
-        Vendor::AzureDevops => first_segment(&record.request.target),
-        _ => String::new(),
-    };
+    let org = shared.allowlist.organisation(&record.request.target);
     let filtered = body.and_then(|bytes| {
         let keep = |path: &str| shared.allowlist.allows_project(path);
         let mut learn = |id: &str, path: &str| shared.ids.learn(&org, id, path);
-        listing::filter(vendor, &org, &bytes, &keep, &mut learn)
-            .map_err(|e| (ErrorKind::Denied, e.0))
+        listing::filter(vendor, &org, &bytes, &keep, &mut learn).map_err(|e| {
+            let status = record.status.unwrap_or_default();
+            let reason = format!("{} (the VCS answered {status})", e.0);
+            (ErrorKind::Denied, reason)
+        })
     });
     let mut out = Answer { socket };
     let bytes = match filtered {
@@ -757,15 +757,6 @@ fn answer_listing(
     // The gateway hung up: the caller went away.
     sent.and_then(|()| out.end())
         .map_err(|e| cancelled(&mut record, e))
-}
-
-/// The first segment of a target's path, percent-decoded (an Azure DevOps organisation).
-fn first_segment(target: &str) -> String {
-    let path = target.split('?').next().unwrap_or(target);
-    let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
-    percent_encoding::percent_decode_str(first)
-        .decode_utf8_lossy()
-        .into_owned()
 }
 
 #[cfg(test)]

@@ -17,18 +17,25 @@
 //! project regex and is denied while projects are restricted.
 //!
 //! Project: `org/project/repo`, where `repo` is the repository name or id exactly as it
-//! appears in the path; a repository GUID the regex does not match is resolved by the agent
-//! to the repository's project and name (`crate::agent::projects`). On Azure DevOps Server
-//! the collection plays the part of `org`. The organisation- and project-level listings
-//! (repositories, policy evaluations, resource areas, connection data) have no repository
-//! and hence no project: they are allowed whatever the project regex, and the repository
-//! listings are filtered by the agent (`crate::agent::listing`).
+//! appears in the path; while projects are restricted a repository GUID (or a project GUID)
+//! is always resolved by the agent to the repository's project and name
+//! (`crate::agent::projects`), never matched as text. On Azure DevOps Server the collection
+//! plays the part of `org`, under `/tfs/{collection}/…` or `/{collection}/…`, or named by the
+//! base endpoint itself (see `Frame` in the parent module). Literals are matched and the
+//! project regex applied without regard to case, as the servers do. The organisation- and
+//! project-level reads (repository listings, resource areas, connection data) have no
+//! repository and hence no project: they are allowed whatever the project regex, and the
+//! repository listings are filtered by the agent (`crate::agent::listing`). Policy
+//! evaluations are project-wide: while projects are restricted their `artifactId` must name
+//! a pull request, which the agent resolves to its repository and holds to the regex and to
+//! the path's project.
 //!
 //! Archives: `…/items?path=/&$format=zip&download=true` (a query on the items rule).
 
 use super::matcher::{Method, Rule};
 
 const GET_POST: &[Method] = &[Method::Get, Method::Post];
+const GET_PATCH: &[Method] = &[Method::Get, Method::Patch];
 
 pub(super) const RULES: &[Rule] = &[
     Rule::get(
@@ -63,8 +70,9 @@ pub(super) const RULES: &[Rule] = &[
     Rule::get(
         "/{org}/{proj}/_apis/policy/evaluations",
         "List policy evaluations",
-        "/acme/platform/_apis/policy/evaluations?artifactId=vstfs:///CodeReview/CodeReviewId/1/2",
+        "/acme/platform/_apis/policy/evaluations?artifactId=vstfs:///CodeReview/CodeReviewId/5e0c5b2a-9a53-4a8e-9e0d-0d7b2c1e6f00/21",
     )
+    .project_params(&["artifactId"])
     .source("https://learn.microsoft.com/en-us/rest/api/azure/devops/policy/evaluations/list"),
     Rule::get(
         "/{org}/{proj}/_apis/git/pullRequests/{n}",
@@ -73,6 +81,12 @@ pub(super) const RULES: &[Rule] = &[
     )
     .unscoped()
     .source("https://learn.microsoft.com/en-us/rest/api/azure/devops/git/pull-requests"),
+    Rule::get(
+        "/{project}/_apis/git/repositories/{project}",
+        "Get repository by GUID (without its project)",
+        "/acme/_apis/git/repositories/3411ebc1-d5aa-464f-9615-0b527bc66719",
+    )
+    .source("https://learn.microsoft.com/en-us/rest/api/azure/devops/git/repositories/get-repository (project is optional)"),
     Rule::get(
         "/{project}/{project}/_apis/git/repositories/{project}",
         "Get repository",
@@ -170,6 +184,12 @@ pub(super) const RULES: &[Rule] = &[
         "/acme/platform/_apis/git/repositories/infra/pullRequests/21/iterations/2/changes",
     )
     .source("https://learn.microsoft.com/en-us/rest/api/azure/devops/git/pull-request-iteration-changes/get"),
+    Rule::get(
+        "/{project}/{project}/_apis/git/repositories/{project}/pullRequests/{n}/commits",
+        "List pull request commits",
+        "/acme/platform/_apis/git/repositories/infra/pullRequests/21/commits",
+    )
+    .source("https://learn.microsoft.com/en-us/rest/api/azure/devops/git/pull-request-commits/get-pull-request-commits"),
     Rule::new(
         GET_POST,
         "/{project}/{project}/_apis/git/repositories/{project}/pullRequests/{n}/statuses",
@@ -184,9 +204,10 @@ pub(super) const RULES: &[Rule] = &[
         "/acme/platform/_apis/git/repositories/infra/pullRequests/21/threads",
     )
     .source("https://learn.microsoft.com/en-us/rest/api/azure/devops/git/pull-request-threads"),
-    Rule::get(
+    Rule::new(
+        GET_PATCH,
         "/{project}/{project}/_apis/git/repositories/{project}/pullRequests/{n}/threads/{n}",
-        "Get pull request thread",
+        "Get or update (resolve) pull request thread",
         "/acme/platform/_apis/git/repositories/infra/pullRequests/21/threads/3",
     )
     .source("https://learn.microsoft.com/en-us/rest/api/azure/devops/git/pull-request-threads"),

@@ -100,11 +100,17 @@ pub(super) const RULES: &[Rule] = &[
     )
     .source("https://developer.atlassian.com/server/bitbucket/rest/v905/api-group-repository/"),
     Rule::get(
-        "/rest/api/1.0|latest/{project_key}/repos/{project}/commits/{commit}",
+        "/rest/api/1.0|latest/{project_key}/repos/{project}/commits/{ref}",
         "Get commit",
-        "/rest/api/1.0/projects/PLAT/repos/infra/commits/0123456789abcdef0123456789abcdef01234567",
+        "/rest/api/1.0/projects/PLAT/repos/infra/commits/refs%2Fheads%2Fmain",
     )
-    .source("https://developer.atlassian.com/server/bitbucket/rest/v905/api-group-repository/"),
+    .source("https://developer.atlassian.com/server/bitbucket/rest/v905/api-group-repository/ (commitId may be a ref, refs%2Fheads%2Fmain)"),
+    Rule::get(
+        "/rest/api/1.0|latest/{project_key}/repos/{project}/commits/{ref}/changes",
+        "List changes of a commit",
+        "/rest/api/1.0/projects/PLAT/repos/infra/commits/0123456789abcdef0123456789abcdef01234567/changes",
+    )
+    .source("https://developer.atlassian.com/server/bitbucket/rest/v905/api-group-repository/#api-api-latest-projects-projectkey-repos-repositoryslug-commits-commitid-changes-get"),
     Rule::get(
         "/rest/api/1.0|latest/{project_key}/repos/{project}/commits/{commit}/pull-requests",
         "List pull requests of a commit",
@@ -152,6 +158,13 @@ pub(super) const RULES: &[Rule] = &[
     )
     .project_params(&["fromRepo"])
     .source("https://developer.atlassian.com/server/bitbucket/rest/v905/api-group-repository/#api-api-latest-projects-projectkey-repos-repositoryslug-compare-changes-get"),
+    Rule::get(
+        "/rest/api/1.0|latest/{project_key}/repos/{project}/compare/diff/{*path}",
+        "Compare a file",
+        "/rest/api/1.0/projects/PLAT/repos/infra/compare/diff/stacks/main.tf?from=a1b2c3d&to=d4e5f6a",
+    )
+    .project_params(&["fromRepo"])
+    .source("https://developer.atlassian.com/server/bitbucket/rest/v905/api-group-repository/#api-api-latest-projects-projectkey-repos-repositoryslug-compare-diff-path-get"),
     Rule::get(
         "/rest/api/1.0|latest/{project_key}/repos/{project}/archive",
         "Download repository archive",

@@ -4,7 +4,9 @@
 //! are read whole first (at most [`MAX_BODY`] bytes; larger is denied), inspected, and then
 //! forwarded byte for byte as they arrived:
 //!
-//! * GitHub GraphQL documents, on the rules marked [`BodyCheck::Graphql`] ([`graphql`]).
+//! * GitHub GraphQL documents, on the rules marked [`BodyCheck::Graphql`] ([`graphql`]),
+//!   labelled `application/json` or not labelled at all; any other `Content-Type` (a form,
+//!   which the server would read as parameters) is denied.
 //! * `application/x-www-form-urlencoded` bodies, on every rule: Rails' `Rack::MethodOverride`
 //!   (GitLab) runs a `POST` whose form carries `_method=DELETE` as a `DELETE`, so such a
 //!   field is denied like the query parameter and the override headers. Rack also reads a
@@ -71,6 +73,22 @@ impl Allowlist {
                 .map(|(_, v)| v.as_ref().trim())
         };
         let inspection = if allowed.body == BodyCheck::Graphql {
+            // GitHub reads a form-encoded or multipart body as parameters too: only a JSON
+            // body is what the inspection parses.
+            let mut types = named("content-type");
+            let json = |v: &str| {
+                let media = v.split(';').next().unwrap_or_default().trim();
+                media.eq_ignore_ascii_case("application/json")
+            };
+            match (types.next(), types.next()) {
+                (None, _) => {}
+                (Some(v), None) if json(v) => {}
+                _ => {
+                    return Err(Denied::path(
+                        "a GraphQL body must be application/json (or carry no Content-Type)",
+                    ))
+                }
+            }
             Some(Inspection::Graphql)
         } else {
             // Rack's media type ends at `;` or `,`; an empty one is no type at all, and

@@ -29,6 +29,7 @@ use super::matcher::{Method, Rule};
 
 const GET_POST: &[Method] = &[Method::Get, Method::Post];
 const GET_PATCH: &[Method] = &[Method::Get, Method::Patch];
+const GET_PUT: &[Method] = &[Method::Get, Method::Put];
 
 pub(super) const RULES: &[Rule] = &[
     Rule::get("/[api/v3]/user", "Get authenticated user", "/api/v3/user")
@@ -84,6 +85,8 @@ pub(super) const RULES: &[Rule] = &[
     .source("https://docs.github.com/en/enterprise-server@latest/graphql"),
     Rule::post("/graphql", "GraphQL (API base endpoint)", "/graphql").graphql()
     .source("https://docs.github.com/en/enterprise-server@latest/graphql"),
+    Rule::get("/[api/v3]/orgs/{org}", "Get organisation", "/api/v3/orgs/acme")
+    .source("https://docs.github.com/en/enterprise-server@latest/rest/orgs/orgs#get-an-organization (PyGithub get_organization)"),
     Rule::get(
         "/[api/v3]/repos/{project}/{project}",
         "Get repository",
@@ -145,12 +148,6 @@ pub(super) const RULES: &[Rule] = &[
     )
     .source("https://docs.github.com/en/enterprise-server@latest/rest/commits/commits"),
     Rule::get(
-        "/[api/v3]/repos/{project}/{project}/commits/{ref}",
-        "Get commit",
-        "/api/v3/repos/acme/infra/commits/feature%2Fx",
-    )
-    .source("https://docs.github.com/en/enterprise-server@latest/rest/commits/commits"),
-    Rule::get(
         "/[api/v3]/repos/{project}/{project}/commits/{ref}/pulls",
         "List pull requests of a commit",
         "/api/v3/repos/acme/infra/commits/0123abc/pulls",
@@ -175,6 +172,24 @@ pub(super) const RULES: &[Rule] = &[
     )
     .source("https://docs.github.com/en/enterprise-server@latest/rest/checks/runs"),
     Rule::get(
+        "/[api/v3]/repos/{project}/{project}/commits/{ref}/check-suites",
+        "List check suites of a commit",
+        "/api/v3/repos/acme/infra/commits/0123abc/check-suites",
+    )
+    .source("https://docs.github.com/en/enterprise-server@latest/rest/checks/suites#list-check-suites-for-a-git-reference"),
+    Rule::get(
+        "/[api/v3]/repos/{project}/{project}/commits/{*ref}",
+        "Get commit (or a read below it)",
+        "/api/v3/repos/acme/infra/commits/feature/x",
+    )
+    .source("https://docs.github.com/en/enterprise-server@latest/rest/commits/commits#get-a-commit (the ref may hold raw slashes, as go-github sends it; every route below commits/ that answers GET is a read of the repository)"),
+    Rule::get(
+        "/[api/v3]/repos/{project}/{project}/check-suites/{n}",
+        "Get check suite",
+        "/api/v3/repos/acme/infra/check-suites/5",
+    )
+    .source("https://docs.github.com/en/enterprise-server@latest/rest/checks/suites#get-a-check-suite"),
+    Rule::get(
         "/[api/v3]/repos/{project}/{project}/compare/{*basehead}",
         "Compare commits",
         "/api/v3/repos/acme/infra/compare/main...feature/x",
@@ -192,9 +207,10 @@ pub(super) const RULES: &[Rule] = &[
         "/api/v3/repos/acme/infra/contents/stacks/prod/main.tf?ref=main",
     )
     .source("https://docs.github.com/en/enterprise-server@latest/rest/repos/contents#get-repository-content"),
-    Rule::post(
-        "/[api/v3]/repos/{project}/{project}/statuses/{sha}",
-        "Create commit status",
+    Rule::new(
+        GET_POST,
+        "/[api/v3]/repos/{project}/{project}/statuses/{commit}",
+        "List or create commit statuses",
         "/api/v3/repos/acme/infra/statuses/0123456789abcdef0123456789abcdef01234567",
     )
     .source("https://docs.github.com/en/enterprise-server@latest/rest/commits/statuses"),
@@ -235,6 +251,26 @@ pub(super) const RULES: &[Rule] = &[
         "/api/v3/repos/acme/infra/pulls/8/commits",
     )
     .source("https://docs.github.com/en/enterprise-server@latest/rest/pulls/pulls"),
+    Rule::new(
+        GET_POST,
+        "/[api/v3]/repos/{project}/{project}/pulls/{n}/comments",
+        "List or create pull request review comments",
+        "/api/v3/repos/acme/infra/pulls/8/comments",
+    )
+    .source("https://docs.github.com/en/enterprise-server@latest/rest/pulls/comments"),
+    Rule::post(
+        "/[api/v3]/repos/{project}/{project}/pulls/{n}/comments/{n}/replies",
+        "Reply to pull request review comment",
+        "/api/v3/repos/acme/infra/pulls/8/comments/77/replies",
+    )
+    .source("https://docs.github.com/en/enterprise-server@latest/rest/pulls/comments#create-a-reply-for-a-review-comment"),
+    Rule::new(
+        GET_PATCH,
+        "/[api/v3]/repos/{project}/{project}/pulls/comments/{n}",
+        "Get or update pull request review comment",
+        "/api/v3/repos/acme/infra/pulls/comments/77",
+    )
+    .source("https://docs.github.com/en/enterprise-server@latest/rest/pulls/comments"),
     Rule::new(
         GET_POST,
         "/[api/v3]/repos/{project}/{project}/pulls/{n}/reviews",
@@ -288,9 +324,10 @@ pub(super) const RULES: &[Rule] = &[
         "/api/v3/repos/acme/infra/environments",
     )
     .source("https://docs.github.com/en/enterprise-server@latest/rest/deployments/environments"),
-    Rule::get(
+    Rule::new(
+        GET_PUT,
         "/[api/v3]/repos/{project}/{project}/environments/{name}",
-        "Get environment",
+        "Get, create or update environment",
         "/api/v3/repos/acme/infra/environments/production",
     )
     .source("https://docs.github.com/en/enterprise-server@latest/rest/deployments/environments"),

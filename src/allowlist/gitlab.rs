@@ -22,6 +22,7 @@
 use super::matcher::{Method, Rule};
 
 const GET_POST: &[Method] = &[Method::Get, Method::Post];
+const GET_PUT: &[Method] = &[Method::Get, Method::Put];
 
 pub(super) const RULES: &[Rule] = &[
     Rule::get("/api/v4/", "Get API root (rate limit headers)", "/api/v4/")
@@ -73,6 +74,12 @@ pub(super) const RULES: &[Rule] = &[
         "/api/v4/projects/group%2Frepo/repository/commits/0123abc/statuses",
     )
     .source("https://docs.gitlab.com/api/commits/#commit-status"),
+    Rule::get(
+        "/api/v4/projects/{encoded_project}/repository/commits/{ref}/refs",
+        "List refs a commit is pushed to",
+        "/api/v4/projects/group%2Frepo/repository/commits/0123abc/refs?type=all",
+    )
+    .source("https://docs.gitlab.com/api/commits/#get-references-a-commit-is-pushed-to"),
     Rule::get(
         "/api/v4/projects/{encoded_project}/repository/commits/{ref}/diff",
         "Get commit diff",
@@ -128,6 +135,12 @@ pub(super) const RULES: &[Rule] = &[
         "/api/v4/projects/group%2Frepo/repository/blobs/0123456789abcdef0123456789abcdef01234567/raw",
     )
     .source("https://docs.gitlab.com/api/repositories/"),
+    Rule::get(
+        "/api/v4/projects/{encoded_project}/repository/blobs/{sha}",
+        "Get blob",
+        "/api/v4/projects/group%2Frepo/repository/blobs/0123456789abcdef0123456789abcdef01234567",
+    )
+    .source("https://docs.gitlab.com/api/repositories/#get-a-blob-from-repository"),
     Rule::post(
         "/api/v4/projects/{encoded_project}/statuses/{sha}",
         "Set commit status",
@@ -152,6 +165,12 @@ pub(super) const RULES: &[Rule] = &[
         "/api/v4/projects/group%2Frepo/environments/7",
     )
     .source("https://docs.gitlab.com/api/environments/"),
+    Rule::put(
+        "/api/v4/projects/{encoded_project}/environments/{n}",
+        "Update environment",
+        "/api/v4/projects/5/environments/8",
+    )
+    .source("https://docs.gitlab.com/api/environments/#update-an-existing-environment"),
     Rule::delete(
         "/api/v4/projects/{encoded_project}/environments/{n}",
         "Delete environment",
@@ -202,6 +221,12 @@ pub(super) const RULES: &[Rule] = &[
     )
     .source("https://docs.gitlab.com/api/merge_requests/"),
     Rule::get(
+        "/api/v4/projects/{encoded_project}/merge_requests/{n}/approval_state",
+        "Get merge request approval state",
+        "/api/v4/projects/group%2Frepo/merge_requests/5/approval_state",
+    )
+    .source("https://docs.gitlab.com/api/merge_request_approvals/#get-the-approval-state-of-merge-requests"),
+    Rule::get(
         "/api/v4/projects/{encoded_project}/merge_requests/{n}/diffs",
         "List merge request diffs",
         "/api/v4/projects/group%2Frepo/merge_requests/5/diffs",
@@ -250,6 +275,32 @@ pub(super) const RULES: &[Rule] = &[
         "/api/v4/projects/group%2Frepo/merge_requests/5/notes/99",
     )
     .source("https://docs.gitlab.com/api/notes/#merge-requests"),
+    Rule::new(
+        GET_POST,
+        "/api/v4/projects/{encoded_project}/merge_requests/{n}/discussions",
+        "List or start merge request discussions (line comments)",
+        "/api/v4/projects/group%2Frepo/merge_requests/5/discussions",
+    )
+    .source("https://docs.gitlab.com/api/discussions/#merge-requests"),
+    Rule::new(
+        GET_PUT,
+        "/api/v4/projects/{encoded_project}/merge_requests/{n}/discussions/{discussion}",
+        "Get or resolve merge request discussion",
+        "/api/v4/projects/group%2Frepo/merge_requests/5/discussions/6a9c1750b37d513a43987b574953fceb50b03ce7",
+    )
+    .source("https://docs.gitlab.com/api/discussions/#merge-requests"),
+    Rule::post(
+        "/api/v4/projects/{encoded_project}/merge_requests/{n}/discussions/{discussion}/notes",
+        "Reply to merge request discussion",
+        "/api/v4/projects/group%2Frepo/merge_requests/5/discussions/6a9c1750b37d513a43987b574953fceb50b03ce7/notes",
+    )
+    .source("https://docs.gitlab.com/api/discussions/#add-note-to-existing-merge-request-thread"),
+    Rule::put(
+        "/api/v4/projects/{encoded_project}/merge_requests/{n}/discussions/{discussion}/notes/{n}",
+        "Update merge request discussion note",
+        "/api/v4/projects/group%2Frepo/merge_requests/5/discussions/6a9c1750b37d513a43987b574953fceb50b03ce7/notes/99",
+    )
+    .source("https://docs.gitlab.com/api/discussions/#modify-an-existing-merge-request-thread-note"),
     Rule::get(
         "/{*project}.git/info/refs",
         "Git fetch: advertise refs",

@@ -44,6 +44,7 @@ use std::collections::HashMap;
 use table::{Gives, Type};
 
 mod table;
+mod valid;
 
 /// Largest GraphQL body inspected; larger is denied.
 pub const MAX_BODY: usize = 256 * 1024;
@@ -139,6 +140,7 @@ pub fn inspect(body: &[u8], projects: Option<&Regex>) -> Result<Inspected, Denie
     let doc: Doc = parse_query::<String>(query)
         .map_err(|_| Denied::path("GraphQL document does not parse"))?
         .into_static();
+    valid::check(&doc)?;
     let fragments: HashMap<&str, &FragmentDefinition<'static, String>> = doc
         .definitions
         .iter()

@@ -273,6 +273,27 @@ impl Canonical {
     pub fn segments(&self) -> &[Segment] {
         &self.segments
     }
+
+    /// The same target as a rule table reads it behind a prefix: the first `skip` segments
+    /// left out (Azure DevOps Server's `tfs` virtual directory), and `org` put in front (the
+    /// collection or organisation the base endpoint already names). What is forwarded and
+    /// quoted in reasons stays the target itself.
+    pub(crate) fn reframed(&self, skip: usize, org: Option<&str>) -> Canonical {
+        let mut segments: Vec<Segment> = org
+            .map(|org| Segment {
+                raw: org.to_owned(),
+                decoded: decode(org.as_bytes()),
+                encoded_slash: false,
+            })
+            .into_iter()
+            .collect();
+        segments.extend(self.segments.iter().skip(skip).cloned());
+        Canonical {
+            target: self.target.clone(),
+            path_len: self.path_len,
+            segments,
+        }
+    }
 }
 
 /// Check a request target against the canonicalisation rules listed in the module
@@ -457,7 +478,48 @@ fn check_level(bytes: &[u8]) -> Result<(), Denied> {
         };
         return Err(Denied::path(reason));
     }
+    if String::from_utf8_lossy(bytes)
+        .chars()
+        .any(looks_like_dot_or_slash)
+    {
+        return Err(Denied::path(
+            "a look-alike of a dot or slash in path (Unicode that normalises to . / or \\)",
+        ));
+    }
     Ok(())
+}
+
+/// Characters whose compatibility normalisation (NFKC, Unicode 14) holds a `.`, `/` or `\`
+/// (one dot leader, fullwidth full stop and solidus, `℀`, `⒈`, …), and those URL and IDNA
+/// processing maps to a dot or that pass for a slash (ideographic full stops, division and
+/// fraction slashes, big solidi, set minus). A lenient server may read any of them as the
+/// ASCII character, so a segment holding one is denied.
+const LOOK_ALIKES: &[(char, char)] = &[
+    ('\u{2024}', '\u{2026}'),
+    ('\u{2044}', '\u{2044}'),
+    ('\u{2100}', '\u{2101}'),
+    ('\u{2105}', '\u{2106}'),
+    ('\u{2215}', '\u{2216}'),
+    ('\u{2488}', '\u{249b}'),
+    ('\u{29f8}', '\u{29f9}'),
+    ('\u{3002}', '\u{3002}'),
+    ('\u{33c2}', '\u{33c2}'),
+    ('\u{33c7}', '\u{33c7}'),
+    ('\u{33d8}', '\u{33d8}'),
+    ('\u{fe19}', '\u{fe19}'),
+    ('\u{fe30}', '\u{fe30}'),
+    ('\u{fe52}', '\u{fe52}'),
+    ('\u{fe68}', '\u{fe68}'),
+    ('\u{ff0e}', '\u{ff0f}'),
+    ('\u{ff3c}', '\u{ff3c}'),
+    ('\u{ff61}', '\u{ff61}'),
+    ('\u{1f100}', '\u{1f100}'),
+];
+
+fn looks_like_dot_or_slash(c: char) -> bool {
+    LOOK_ALIKES
+        .iter()
+        .any(|&(low, high)| (low..=high).contains(&c))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -535,6 +597,9 @@ pub(crate) struct CompiledRule {
     pub(crate) index: usize,
     pub(crate) rule: &'static Rule,
     segs: Vec<Seg>,
+    /// Literals compared without regard to ASCII case (Azure DevOps, whose servers route
+    /// `_apis/Git/Repositories` like `_apis/git/repositories`).
+    fold_case: bool,
 }
 
 /// The outcome of a rule matching (project regex not yet applied).
@@ -665,7 +730,14 @@ impl CompiledRule {
             index,
             rule,
             segs: parse_pattern(rule.pattern)?,
+            fold_case: false,
         })
+    }
+
+    /// Literals of this rule match whatever their ASCII case.
+    pub(crate) fn folding_case(mut self) -> CompiledRule {
+        self.fold_case = true;
+        self
     }
 
     /// Method, query and path; `None` when the rule does not apply.
@@ -679,7 +751,7 @@ impl CompiledRule {
             _ => {}
         }
         let mut caps = Vec::new();
-        if !match_segs(&self.segs, target.segments(), &mut caps) {
+        if !match_segs(&self.segs, target.segments(), self.fold_case, &mut caps) {
             return None;
         }
         let foreign_ref = caps.iter().any(|c| c == FOREIGN_REF);
@@ -695,23 +767,28 @@ impl CompiledRule {
     }
 }
 
-fn match_segs(segs: &[Seg], targets: &[Segment], caps: &mut Vec<String>) -> bool {
+fn match_segs(segs: &[Seg], targets: &[Segment], fold: bool, caps: &mut Vec<String>) -> bool {
+    let same = |t: &Segment, lit: &str| match fold {
+        true => t.raw.eq_ignore_ascii_case(lit),
+        false => t.raw == lit,
+    };
     let Some((seg, rest)) = segs.split_first() else {
         return targets.is_empty();
     };
     match seg {
         Seg::Literal(lit) => {
-            matches!(targets.first(), Some(t) if t.raw == *lit)
-                && match_segs(rest, &targets[1..], caps)
+            matches!(targets.first(), Some(t) if same(t, lit))
+                && match_segs(rest, &targets[1..], fold, caps)
         }
         Seg::OneOf(lits) => {
-            matches!(targets.first(), Some(t) if lits.contains(&t.raw.as_str()))
-                && match_segs(rest, &targets[1..], caps)
+            matches!(targets.first(), Some(t) if lits.iter().any(|l| same(t, l)))
+                && match_segs(rest, &targets[1..], fold, caps)
         }
         Seg::Optional(lits) => {
             let n = lits.len();
-            let present = targets.len() >= n && lits.iter().zip(targets).all(|(l, t)| t.raw == *l);
-            (present && match_segs(rest, &targets[n..], caps)) || match_segs(rest, targets, caps)
+            let present = targets.len() >= n && lits.iter().zip(targets).all(|(l, t)| same(t, l));
+            (present && match_segs(rest, &targets[n..], fold, caps))
+                || match_segs(rest, targets, fold, caps)
         }
         Seg::Param {
             kind: Kind::ProjectKey,
@@ -720,7 +797,7 @@ fn match_segs(segs: &[Seg], targets: &[Segment], caps: &mut Vec<String>) -> bool
             let mark = caps.len();
             if targets.len() >= 2
                 && take_owner(&targets[0], &targets[1], caps)
-                && match_segs(rest, &targets[2..], caps)
+                && match_segs(rest, &targets[2..], fold, caps)
             {
                 return true;
             }
@@ -731,7 +808,7 @@ fn match_segs(segs: &[Seg], targets: &[Segment], caps: &mut Vec<String>) -> bool
             for k in 1..=targets.len() {
                 let mark = caps.len();
                 if take_multi(*kind, suffix, &targets[..k], caps)
-                    && match_segs(rest, &targets[k..], caps)
+                    && match_segs(rest, &targets[k..], fold, caps)
                 {
                     return true;
                 }
@@ -744,7 +821,7 @@ fn match_segs(segs: &[Seg], targets: &[Segment], caps: &mut Vec<String>) -> bool
                 return false;
             };
             let mark = caps.len();
-            if take_single(*kind, suffix, t, caps) && match_segs(rest, &targets[1..], caps) {
+            if take_single(*kind, suffix, t, caps) && match_segs(rest, &targets[1..], fold, caps) {
                 return true;
             }
             caps.truncate(mark);
@@ -809,8 +886,10 @@ fn take_owner(kind: &Segment, name: &Segment, caps: &mut Vec<String>) -> bool {
     };
     match kind.raw.as_str() {
         "projects" => caps.push(value),
-        // `users/~jdoe` would name `~~jdoe`: no such user slug exists.
-        "users" if !value.starts_with('~') => caps.push(format!("~{value}")),
+        // atlassian-python-api spells a personal repository `users/~jdoe/repos/…`, the same
+        // owner as `users/jdoe`.
+        "users" if value.starts_with('~') => caps.push(value),
+        "users" => caps.push(format!("~{value}")),
         _ => return false,
     }
     true

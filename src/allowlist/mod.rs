@@ -46,7 +46,10 @@
 //!    be valid UTF-8 (`percent-encoding in path is not UTF-8`): overlong forms (`%C0%AE`
 //!    for `.`, `%C0%AF` for `/`), encoded surrogates (`%ED%A0%80`) and stray continuation
 //!    bytes (`%80`) are refused, since a lenient server may read them as dots or slashes.
-//!    Encoding nested deeper than 4 levels is denied.
+//!    Encoding nested deeper than 4 levels is denied. So is, at every level, a character
+//!    that compatibility normalisation or URL processing turns into a dot or slash (one dot
+//!    leader `%E2%80%A4`, fullwidth full stop `%EF%BC%8E`, fullwidth solidus, division
+//!    slash, …: `a look-alike of a dot or slash in path`).
 //! 9. An encoded slash (`%2F`/`%2f`) at the first decoding level is recorded on the
 //!    segment, and the pieces between the slashes must themselves be non-empty and not
 //!    dot segments. Only pattern parameters spelled `{encoded_project}`,
@@ -227,11 +230,27 @@ pub struct ProjectId {
     pub scope: String,
     /// The `GET` target whose answer describes this project.
     pub lookup: String,
+    /// What the id is of, and so how its lookup answer names the project.
+    pub kind: IdKind,
+}
+
+/// What a [`ProjectId`] names.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum IdKind {
+    /// A project (a repository) itself.
+    Project,
+    /// An Azure DevOps pull request, `{project GUID}/{pull request id}`, named by a policy
+    /// evaluation's `artifactId`: its project is the repository the pull request belongs to,
+    /// which must sit in the project `within` (the path's project, as the path spells it).
+    PullRequest { within: String },
 }
 
 impl fmt::Display for ProjectId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.id)
+        match self.kind {
+            IdKind::Project => f.write_str(&self.id),
+            IdKind::PullRequest { .. } => write!(f, "pull-request:{}", self.id),
+        }
     }
 }
 
@@ -335,6 +354,58 @@ struct Inner {
     vendor: Vendor,
     rules: Vec<matcher::CompiledRule>,
     projects: Option<regex::Regex>,
+    frame: Frame,
+}
+
+/// Where an Azure DevOps target names its organisation (on Azure DevOps Server, the
+/// collection), given the base endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Frame {
+    /// The base endpoint already names it (`https://host/tfs/DefaultCollection`,
+    /// `https://dev.azure.com/acme`, `https://acme.visualstudio.com`): targets start at the
+    /// project, and the rules read them as if it stood in front.
+    org: Option<String>,
+    /// A leading `tfs` segment is Azure DevOps Server's virtual directory
+    /// (`/tfs/{collection}/…`), not an organisation: a server at the host's root.
+    tfs: bool,
+}
+
+impl Frame {
+    fn of(vendor: Vendor, host: &str, base_path: &str) -> Frame {
+        if vendor != Vendor::AzureDevops {
+            return Frame::default();
+        }
+        let host = host.to_ascii_lowercase();
+        let last = base_path.rsplit('/').next().filter(|s| !s.is_empty());
+        let org = match last {
+            Some(last) if last.eq_ignore_ascii_case("tfs") => None,
+            Some(last) => Some(last.to_string()),
+            None => host
+                .strip_suffix(".visualstudio.com")
+                .filter(|org| !org.is_empty() && !org.contains('.'))
+                .map(str::to_string),
+        };
+        let cloud = host == "dev.azure.com" || host.ends_with(".visualstudio.com");
+        let tfs = org.is_none() && base_path.is_empty() && !cloud;
+        Frame { org, tfs }
+    }
+
+    /// The target as the rules read it, and the target's own beginning up to and including
+    /// the organisation segment the rules see (see [`Place`]).
+    fn view(&self, target: &Canonical) -> (Canonical, String) {
+        let segments = target.segments();
+        let skip = usize::from(
+            self.tfs && segments.len() > 2 && segments[0].raw.eq_ignore_ascii_case("tfs"),
+        );
+        let base = match &self.org {
+            Some(_) => String::new(),
+            None => segments[..(skip + 1).min(segments.len())]
+                .iter()
+                .map(|s| format!("/{}", s.raw))
+                .collect(),
+        };
+        (target.reframed(skip, self.org.as_deref()), base)
+    }
 }
 
 /// Methods denied whatever the table says.
@@ -353,11 +424,33 @@ pub const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
 pub const PATH_OVERRIDE_HEADERS: [&str; 2] = ["x-original-url", "x-rewrite-url"];
 
 impl Allowlist {
-    /// `projects: None` allows every project.
+    /// `projects: None` allows every project. For a VCS at the root of its host.
     pub fn new(vendor: Vendor, projects: Option<regex::Regex>) -> Allowlist {
+        Allowlist::for_base(vendor, projects, "", "")
+    }
+
+    /// Like [`new`](Self::new), for the VCS at the base endpoint `host` + `base_path`
+    /// (`""` or `/tfs/DefaultCollection`, no trailing slash). Only Azure DevOps looks at
+    /// it: its organisation (collection) may be part of the base endpoint, and its paths and
+    /// names are compared without regard to case, as its servers do.
+    pub fn for_base(
+        vendor: Vendor,
+        projects: Option<regex::Regex>,
+        host: &str,
+        base_path: &str,
+    ) -> Allowlist {
+        let fold = vendor == Vendor::AzureDevops;
+        let projects = projects.map(|re| match fold {
+            true => regex::RegexBuilder::new(re.as_str())
+                .case_insensitive(true)
+                .build()
+                .unwrap_or(re),
+            false => re,
+        });
         let mut rules = Vec::with_capacity(vendor.rules().len());
         for (index, rule) in vendor.rules().iter().enumerate() {
             match matcher::CompiledRule::compile(index, rule) {
+                Ok(compiled) if fold => rules.push(compiled.folding_case()),
                 Ok(compiled) => rules.push(compiled),
                 // A broken row in a static table is a bug caught by the unit tests; if
                 // one ever slips through, that rule simply allows nothing.
@@ -372,6 +465,7 @@ impl Allowlist {
                 vendor,
                 rules,
                 projects,
+                frame: Frame::of(vendor, host, base_path),
             }),
         }
     }
@@ -390,7 +484,7 @@ impl Allowlist {
     /// Like [`check`](Self::check), but a project given by an id that the project regex
     /// does not match is left for the caller to resolve ([`Decision::ById`]).
     pub fn decide(&self, method: &str, target: &str) -> Result<Decision, Denied> {
-        let canonical = self.precheck(method, target)?;
+        let (canonical, base) = self.inner.frame.view(&self.precheck(method, target)?);
         let params = query::Params::parse(canonical.query());
         if params.any_named(query::METHOD_PARAM) {
             return Err(Denied::method(
@@ -405,8 +499,12 @@ impl Allowlist {
                     ));
                 }
                 let project = m.project.clone();
+                let place = Place {
+                    target: &canonical,
+                    base: &base,
+                };
                 return self
-                    .verdict(rule.rule, m.project, &params, &canonical)
+                    .verdict(rule.rule, m.project, &params, place)
                     .map_err(|denied| denied.about(rule.rule.description, project));
             }
         }
@@ -466,31 +564,19 @@ impl Allowlist {
         rule: &'static Rule,
         project: Option<String>,
         params: &query::Params,
-        canonical: &Canonical,
+        place: Place,
     ) -> Result<Decision, Denied> {
-        let mut id = None;
-        if let Some(project) = &project {
-            if let Err(denied) = self.project_allowed(project, None) {
-                id = Some(project_id(self.inner.vendor, project, canonical).ok_or(denied)?);
-            }
-        }
+        let id = match &project {
+            Some(project) => self.path_project(project, place)?,
+            None => None,
+        };
         if rule.unscoped && self.inner.projects.is_some() {
             return Err(Denied::path(format!(
                 "{} names no repository, so it cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS",
                 rule.description
             )));
         }
-        let (mut other_projects, mut param_ids) = (Vec::new(), Vec::new());
-        for &name in rule.project_params {
-            for value in params.values(name) {
-                match self.project_allowed(&value, Some(name)) {
-                    Ok(()) => other_projects.push(value),
-                    Err(denied) => {
-                        param_ids.push((name, param_id(self.inner.vendor, &value).ok_or(denied)?))
-                    }
-                }
-            }
-        }
+        let (other_projects, param_ids) = self.param_projects(rule, params, place)?;
         let allowed = Allowed {
             description: rule.description,
             project,
@@ -504,6 +590,90 @@ impl Allowlist {
             Some(id) => Decision::ById(allowed, id),
             None => Decision::Allowed(allowed),
         })
+    }
+
+    /// A path's project: allowed by the regex as it stands, or an id to resolve. While
+    /// projects are restricted an Azure DevOps GUID is always resolved, never matched as
+    /// text (`acme/platform/.*` says nothing of which repository a GUID is).
+    fn path_project(&self, project: &str, place: Place) -> Result<Option<ProjectId>, Denied> {
+        let id = project_id(self.inner.vendor, project, place);
+        if self.inner.vendor != Vendor::AzureDevops {
+            return match self.project_allowed(project, None) {
+                Ok(()) => Ok(None),
+                Err(denied) => id.map(Some).ok_or(denied),
+            };
+        }
+        if !self.restricted() {
+            return Ok(None);
+        }
+        if id.is_none() && project.split('/').count() == 2 {
+            return Err(Denied::project(format!(
+                "repository {project} is named without its project: only a repository GUID can be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS there"
+            )));
+        }
+        match id {
+            Some(id) => Ok(Some(id)),
+            None => self.project_allowed(project, None).map(|()| None),
+        }
+    }
+
+    /// The projects a rule's parameters name: allowed by the regex, or ids to resolve. For
+    /// Azure DevOps the parameter is a policy evaluation's `artifactId`, always resolved (to
+    /// the pull request's repository) while projects are restricted, and then required.
+    #[allow(clippy::type_complexity)]
+    fn param_projects(
+        &self,
+        rule: &'static Rule,
+        params: &query::Params,
+        place: Place,
+    ) -> Result<(Vec<String>, Vec<(&'static str, ProjectId)>), Denied> {
+        let (mut other_projects, mut param_ids) = (Vec::new(), Vec::new());
+        let azure = self.inner.vendor == Vendor::AzureDevops && self.restricted();
+        for &name in rule.project_params {
+            let values = params.values(name);
+            if azure && values.is_empty() {
+                return Err(Denied::project(format!(
+                    "{} without {name} is project-wide, so it cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS",
+                    rule.description
+                )));
+            }
+            for value in values {
+                if azure {
+                    let id = azure_artifact(&value, place).ok_or_else(|| {
+                        Denied::project(format!(
+                            "{name} names no pull request (vstfs:///CodeReview/CodeReviewId/{{project GUID}}/{{id}}), so it cannot be checked against SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS"
+                        ))
+                    })?;
+                    param_ids.push((name, id));
+                    continue;
+                }
+                match self.project_allowed(&value, Some(name)) {
+                    Ok(()) => other_projects.push(value),
+                    Err(denied) => {
+                        param_ids.push((name, param_id(self.inner.vendor, &value).ok_or(denied)?))
+                    }
+                }
+            }
+        }
+        Ok((other_projects, param_ids))
+    }
+
+    /// The organisation (collection) an Azure DevOps target is in, in lower case, wherever
+    /// the base endpoint and the target put it; empty for other vendors or a target that
+    /// does not canonicalise.
+    pub fn organisation(&self, target: &str) -> String {
+        if self.inner.vendor != Vendor::AzureDevops {
+            return String::new();
+        }
+        let Ok(canonical) = canonicalize(target) else {
+            return String::new();
+        };
+        let (view, _) = self.inner.frame.view(&canonical);
+        view.segments()
+            .first()
+            .and_then(|s| String::from_utf8(s.decoded.clone()).ok())
+            .unwrap_or_default()
+            .to_ascii_lowercase()
     }
 
     /// Whether `project` (a path, `group/repo`) matches the project regex.
@@ -531,7 +701,7 @@ impl Allowlist {
     /// match, ignoring the project regex. [`check`](Self::check) uses the first of them;
     /// this exists so tests and operators can see why a request matched.
     pub fn matching_rules(&self, method: &str, target: &str) -> Result<Vec<usize>, Denied> {
-        let canonical = self.precheck(method, target)?;
+        let (canonical, _) = self.inner.frame.view(&self.precheck(method, target)?);
         Ok(self
             .inner
             .rules
@@ -590,63 +760,122 @@ fn param_id(vendor: Vendor, value: &str) -> Option<ProjectId> {
         id: value.to_string(),
         scope: String::new(),
         lookup: format!("/api/v4/projects/{value}"),
+        kind: IdKind::Project,
     })
+}
+
+/// Where a matched target sits: as the rules read it, and the target's own beginning up to
+/// and including the organisation segment the rules see (`/tfs/coll`, `/acme`, or empty when
+/// the base endpoint names it), from which lookups are built.
+#[derive(Clone, Copy)]
+struct Place<'a> {
+    target: &'a Canonical,
+    base: &'a str,
 }
 
 /// The id a matched route names its project by, when it is one: GitLab `/api/v4/projects/5/…`,
 /// GitHub `/repositories/5`, Azure DevOps `/{org}/{project}/_apis/git/repositories/{GUID}/…`
-/// (and `_git/{GUID}`).
-fn project_id(vendor: Vendor, project: &str, target: &Canonical) -> Option<ProjectId> {
-    let raw: Vec<&str> = target.segments().iter().map(|s| s.raw.as_str()).collect();
+/// (and `_git/{GUID}`, and `/{org}/_apis/git/repositories/{GUID}`).
+fn project_id(vendor: Vendor, project: &str, place: Place) -> Option<ProjectId> {
+    let raw: Vec<&str> = place
+        .target
+        .segments()
+        .iter()
+        .map(|s| s.raw.as_str())
+        .collect();
     let numeric =
         !project.is_empty() && project.len() <= 20 && project.bytes().all(|b| b.is_ascii_digit());
-    let id = |scope: &str, lookup: String| ProjectId {
-        id: project
-            .rsplit('/')
-            .next()
-            .unwrap_or(project)
-            .to_ascii_lowercase(),
-        scope: scope.to_string(),
+    let id = |lookup: String| ProjectId {
+        id: project.to_string(),
+        scope: String::new(),
         lookup,
+        kind: IdKind::Project,
     };
     match vendor {
         Vendor::Gitlab if numeric && raw.starts_with(&["api", "v4", "projects"]) => {
-            Some(id("", format!("/api/v4/projects/{project}")))
+            Some(id(format!("/api/v4/projects/{project}")))
         }
         Vendor::GithubEnterprise if numeric && raw.starts_with(&["api", "v3", "repositories"]) => {
-            Some(id("", format!("/api/v3/repositories/{project}")))
+            Some(id(format!("/api/v3/repositories/{project}")))
         }
         Vendor::GithubEnterprise if numeric && raw.starts_with(&["repositories"]) => {
-            Some(id("", format!("/repositories/{project}")))
+            Some(id(format!("/repositories/{project}")))
         }
-        Vendor::AzureDevops => azure_id(project, &raw),
+        Vendor::AzureDevops => azure_id(project, &raw, place.base),
         _ => None,
     }
 }
 
-/// An Azure DevOps repository named by its GUID, or by its name in a project named by its
-/// GUID (`{org}/{project GUID}/…/repositories/{name}`, id `{project GUID}/{name}`); the lookup
-/// asks for the repository as the path spells it.
-fn azure_id(project: &str, raw: &[&str]) -> Option<ProjectId> {
-    let mut pieces = project.splitn(3, '/');
-    let (org, proj, repo) = (pieces.next()?, pieces.next()?, pieces.next()?);
-    let repo_raw = match raw.get(2..) {
-        Some(["_apis", "git", "repositories", repo, ..]) => repo,
-        Some(["_git", repo, ..]) => repo,
-        _ => return None,
+/// An Azure DevOps repository named by its GUID (with or without its project), or by its
+/// name in a project named by its GUID (`{org}/{project GUID}/…/repositories/{name}`, id
+/// `{project GUID}/{name}`); the lookup asks for the repository as the path spells it. The
+/// scope is the organisation in lower case: the server does not tell `ACME` from `acme`.
+fn azure_id<'a>(project: &str, raw: &[&'a str], base: &str) -> Option<ProjectId> {
+    let pieces: Vec<&str> = project.splitn(3, '/').collect();
+    // The repository segment after `_apis/git/repositories/` or `_git/`, whatever its case.
+    let repository = |rest: &[&'a str]| -> Option<&'a str> {
+        let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+        match rest {
+            [apis, git, repos, repo, ..]
+                if same(apis, "_apis") && same(git, "git") && same(repos, "repositories") =>
+            {
+                Some(repo)
+            }
+            [git, repo, ..] if same(git, "_git") => Some(repo),
+            _ => None,
+        }
     };
-    let id = match (is_guid(proj), is_guid(repo)) {
-        (_, true) => repo.to_ascii_lowercase(),
-        (true, false) => format!("{}/{repo}", proj.to_ascii_lowercase()),
-        (false, false) => return None,
+    let (id, lookup) = match (pieces.as_slice(), raw.get(1..)) {
+        ([_, repo], Some(rest)) if is_guid(repo) => (
+            repo.to_ascii_lowercase(),
+            format!(
+                "{base}/_apis/git/repositories/{}?api-version=5.0",
+                repository(rest)?
+            ),
+        ),
+        ([_, proj, repo], Some([proj_raw, rest @ ..])) => {
+            let repo_raw = repository(rest)?;
+            let id = match (is_guid(proj), is_guid(repo)) {
+                (_, true) => repo.to_ascii_lowercase(),
+                (true, false) => format!("{}/{repo}", proj.to_ascii_lowercase()),
+                (false, false) => return None,
+            };
+            let lookup =
+                format!("{base}/{proj_raw}/_apis/git/repositories/{repo_raw}?api-version=5.0");
+            (id, lookup)
+        }
+        _ => return None,
     };
     Some(ProjectId {
         id,
-        scope: org.to_string(),
+        scope: pieces[0].to_ascii_lowercase(),
+        lookup,
+        kind: IdKind::Project,
+    })
+}
+
+/// The pull request a policy evaluation's `artifactId` names
+/// (`vstfs:///CodeReview/CodeReviewId/{project GUID}/{pull request id}`), to be resolved to
+/// its repository within the path's project.
+fn azure_artifact(value: &str, place: Place) -> Option<ProjectId> {
+    const ARTIFACT: &str = "vstfs:///CodeReview/CodeReviewId/";
+    let head = value.get(..ARTIFACT.len())?;
+    let rest = value.get(ARTIFACT.len()..)?;
+    let (project, pr) = rest.split_once('/')?;
+    let digits = !pr.is_empty() && pr.len() <= 10 && pr.bytes().all(|b| b.is_ascii_digit());
+    if !head.eq_ignore_ascii_case(ARTIFACT) || !is_guid(project) || !digits {
+        return None;
+    }
+    let text = |i: usize| String::from_utf8(place.target.segments().get(i)?.decoded.clone()).ok();
+    let project = project.to_ascii_lowercase();
+    Some(ProjectId {
+        id: format!("{project}/{pr}"),
+        scope: text(0)?.to_ascii_lowercase(),
         lookup: format!(
-            "/{}/{}/_apis/git/repositories/{repo_raw}?api-version=5.0",
-            raw[0], raw[1]
+            "{}/{project}/_apis/git/pullRequests/{pr}?api-version=5.0",
+            place.base
         ),
+        kind: IdKind::PullRequest { within: text(1)? },
     })
 }
 
@@ -669,5 +898,7 @@ fn is_token(method: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
+#[cfg(test)]
+mod field_tests;
 #[cfg(test)]
 mod tests;

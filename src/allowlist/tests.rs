@@ -168,8 +168,24 @@ fn project_regex_applies_to_rules_with_a_project() {
             let method = rule.methods[0].as_str();
             let allowed = open_list.check(method, rule.example).unwrap();
             match (&allowed.project, closed.check(method, rule.example)) {
-                (Some(p), Err(d)) => assert_eq!(d.reason, format!("project {p} is not allowed")),
+                (Some(p), Err(d)) if d.class == DenialClass::Project => {
+                    // A project named by an id is denied as that id.
+                    let id = p.rsplit('/').next().unwrap_or_default();
+                    let shown = [
+                        format!("project {p} is not allowed"),
+                        format!("project {id} is not allowed"),
+                    ];
+                    assert!(
+                        shown.contains(&d.reason),
+                        "{vendor} {}: {}",
+                        rule.example,
+                        d.reason
+                    )
+                }
                 (None, Ok(a)) => assert_eq!(a, allowed),
+                (None, Err(d)) if !rule.project_params.is_empty() => {
+                    assert_eq!(d.class, DenialClass::Project, "{}", d.reason);
+                }
                 (None, Err(d)) if rule.unscoped => {
                     assert!(
                         d.reason.ends_with(
@@ -660,6 +676,16 @@ fn refs_with_slashes_pass_where_a_rule_declares_a_ref() {
         (
             Vendor::GithubEnterprise,
             "/api/v3/repos/o/r/commits/feature%2Fx",
+            "Get commit (or a read below it)",
+        ),
+        (
+            Vendor::GithubEnterprise,
+            "/api/v3/repos/o/r/commits/feature/x",
+            "Get commit (or a read below it)",
+        ),
+        (
+            Vendor::BitbucketDatacenter,
+            "/rest/api/1.0/projects/K/repos/r/commits/refs%2Fheads%2Fmain",
             "Get commit",
         ),
         (
@@ -726,8 +752,11 @@ fn every_piece_of_a_ref_is_still_checked() {
     assert!(open(Vendor::BitbucketDatacenter)
         .check(
             "GET",
-            "/rest/api/1.0/projects/K/repos/r/commits/feature%2Fx"
+            "/rest/api/1.0/projects/K/repos/r/commits/refs%2F..%2Fx"
         )
+        .is_err());
+    assert!(open(Vendor::BitbucketDatacenter)
+        .check("GET", "/rest/api/1.0/projects/K/repos/r/branches%2Fx")
         .is_err());
 }
 
@@ -887,9 +916,16 @@ fn bitbucket_personal_repositories_in_both_spellings_are_one_project() {
             .reason,
         "project ~eve/tools is not allowed"
     );
-    assert!(open(Vendor::BitbucketDatacenter)
-        .check("GET", "/rest/api/1.0/users/~jdoe/repos/tools")
-        .is_err());
+    // atlassian-python-api's spelling, `users/~jdoe`, is the same owner.
+    for target in [
+        "/rest/api/1.0/users/~jdoe/repos/tools",
+        "/rest/api/1.0/users/~jdoe/repos/tools/commits?until=main",
+    ] {
+        let a = list
+            .check("GET", target)
+            .unwrap_or_else(|d| panic!("{target}: {d}"));
+        assert_eq!(a.project.as_deref(), Some("~jdoe/tools"));
+    }
 }
 
 #[test]
@@ -1387,7 +1423,7 @@ fn ids_the_regex_cannot_judge_are_left_to_resolve() {
     );
     match azure.decide("GET", &target).unwrap() {
         Decision::ById(_, id) => {
-            assert_eq!((id.id.as_str(), id.scope.as_str()), (guid, "Acme"));
+            assert_eq!((id.id.as_str(), id.scope.as_str()), (guid, "acme"));
             assert_eq!(
                 id.lookup,
                 format!(

@@ -1,10 +1,16 @@
 """Drives the real client libraries a CI/CD SaaS uses through gateway + agent.
 
-    python drive.py VENDOR FRONT
+    python drive.py VENDOR FRONT MODE
 
 VENDOR is gitlab, github_enterprise, bitbucket_datacenter or azure_devops; FRONT is the
-pool's front URL, http://<api>/private/<pool>. tests/e2e/real_clients.rs runs this against a
-vendor stub behind the agent and checks, on the stub's side, what arrived.
+pool's front URL, http://<api>/private/<pool>; MODE is `restricted` (the agent runs with
+SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS, and the steps reaching other projects must be denied)
+or `open` (without it: those steps are not run). tests/e2e/real_clients.rs runs this against
+a vendor stub behind the agent and checks, on the stub's side, what arrived.
+
+For Azure DevOps, VCS_TEST_AZURE_ORG is the path from FRONT to the organisation or
+collection the SDK is given (`acme`, `tfs/DefaultCollection`, or empty when the agent's base
+endpoint ends in the collection), VCS_TEST_AZURE_COLLECTION its name.
 
 Every request of every library carries `Vcs-Gateway-Authorization: <value>` when the
 environment variable VCS_TEST_GATEWAY_AUTHORIZATION is set (the gateway's caller
@@ -39,6 +45,9 @@ SHA = "0123456789abcdef0123456789abcdef01234567"
 AZURE_REPO = "3411ebc1-d5aa-464f-9615-0b527bc66719"
 AZURE_OTHER = "9c4f29fb-0d6e-4b3e-a1b3-6f1f2d4b8a77"
 AZURE_PROJECT = "5e0c5b2a-9a53-4a8e-9e0d-0d7b2c1e6f00"
+AZURE_HR_PROJECT = "7a7a7a7a-2222-4a8e-9e0d-0d7b2c1e6f00"
+DISCUSSION = "6a9c1750b37d513a43987b574953fceb50b03ce7"
+RESTRICTED = len(sys.argv) > 3 and sys.argv[3] == "restricted"
 failures = 0
 
 
@@ -60,6 +69,11 @@ def passes(step, call, check=lambda result: True):
     return result
 
 
+def listed(allowed, others):
+    """What a listing shows: the allowed entries, and the others too when unrestricted."""
+    return allowed if RESTRICTED else allowed + others
+
+
 def status_of(error):
     for attribute in ("response_code", "status", "status_code"):
         value = getattr(error, attribute, None)
@@ -70,7 +84,15 @@ def status_of(error):
 
 
 def denied(step, call, reason):
-    """The call must fail with the agent's 403, and the library must show `reason`."""
+    """The call must fail with the agent's 403, and the library must show `reason`. Only
+    while projects are restricted: a step that reaches another project passes otherwise."""
+    if not RESTRICTED:
+        return
+    return refused(step, call, reason)
+
+
+def refused(step, call, reason):
+    """The call must fail with the agent's 403 in either mode, the library showing `reason`."""
     try:
         result = call()
     except Exception as e:
@@ -108,15 +130,31 @@ def gitlab(front):
     mr = passes("merge request", lambda: project.mergerequests.get(1), lambda m: m.iid == 1)
     if mr is not None:
         passes("merge request comment", lambda: mr.notes.create({"body": "plan: 1 to add"}), lambda n: n.id == 3)
+        passes(
+            "merge request line comment (discussion)",
+            lambda: mr.discussions.create({"body": "typo", "position": {"new_line": 3}}),
+            lambda d: d.id == DISCUSSION,
+        )
+        passes("merge request approval state", lambda: mr.approval_state.get(), lambda a: a.approval_rules_overwritten is False)
+    env = passes("environment", lambda: project.environments.get(8), lambda e: e.id == 8)
+    if env is not None:
+        env.external_url = "https://ci.example/8"
+        passes("environment update", env.save)
+    passes(
+        "refs of a commit",
+        lambda: project.commits.get(SHA, lazy=True).refs(),
+        lambda refs: refs[0]["name"] == "main",
+    )
+    passes("blob", lambda: project.repository_blob(SHA), lambda b: b["sha"] == SHA)
     passes(
         "archive",
         lambda: project.repository_archive(sha=SHA, format="tar.gz"),
         lambda data: data == b"tarball-bytes",
     )
     passes(
-        "project listing shows allowed projects only",
+        "project listing (filtered while restricted)",
         lambda: gl.projects.list(search="e", get_all=False),
-        lambda ps: [p.path_with_namespace for p in ps] == ["group/repo"],
+        lambda ps: [p.path_with_namespace for p in ps] == listed(["group/repo"], ["other/secret"]),
     )
     denied("other project by path", lambda: gl.projects.get("other/secret"), "project other/secret is not allowed")
     denied(
@@ -124,7 +162,7 @@ def gitlab(front):
         lambda: gl.projects.get(6, lazy=True).branches.list(get_all=False),
         "project other/secret (id 6) is not allowed",
     )
-    denied(
+    refused(
         "method override header",
         lambda: gl.http_request(
             "post",
@@ -164,10 +202,38 @@ def github(front):
     )
     if commit is not None:
         passes("commit status", lambda: commit.create_status("success", context="ci"), lambda s: s.state == "success")
+        passes("commit statuses", lambda: list(commit.get_statuses()), lambda s: s[0].state == "success")
+        passes("check suites of a commit", lambda: list(commit.get_check_suites()), lambda s: s[0].id == 5)
+    passes(
+        "commit by a ref with raw slashes (go-github's spelling)",
+        lambda: g.requester.requestJsonAndCheck("GET", f"{front}/api/v3/repos/acme/infra/commits/feature/x")[1],
+        lambda c: c["sha"] == SHA,
+    )
+    passes(
+        "status on a ref",
+        lambda: g.requester.requestJsonAndCheck(
+            "POST", f"{front}/api/v3/repos/acme/infra/statuses/main", input={"state": "pending"}
+        )[1],
+        lambda s: s["state"] == "pending",
+    )
+    passes(
+        "environment",
+        lambda: repo.create_environment("production"),
+        lambda e: e.name == "production",
+    )
+    passes("organisation", lambda: g.get_organization("acme").login, lambda login: login == "acme")
     passes("check run", lambda: repo.create_check_run(name="plan", head_sha=SHA), lambda c: c.id == 4)
     pull = passes("pull request", lambda: repo.get_pull(8), lambda p: p.number == 8)
     if pull is not None:
         passes("pull request comment", lambda: pull.create_issue_comment("plan: 1 to add"), lambda c: c.id == 9)
+        passes("review comments", lambda: list(pull.get_review_comments()), lambda c: c[0].id == 77)
+        if commit is not None:
+            passes(
+                "review comment on a line",
+                lambda: pull.create_review_comment("typo", commit, "main.tf", line=3),
+                lambda c: c.id == 78,
+            )
+        passes("review comment reply", lambda: pull.create_review_comment_reply(77, "fixed"), lambda c: c.id == 79)
     link = passes("archive link", lambda: repo.get_archive_link("tarball", "main"), lambda l: l.startswith("../"))
     if link is not None:
         # Following it as any HTTP client does: relative to the URL asked for.
@@ -179,9 +245,9 @@ def github(front):
         )
     passes("repository by id", lambda: g.get_repo(7).full_name, lambda name: name == "acme/infra")
     passes(
-        "repository listing shows allowed repositories only",
+        "repository listing (filtered while restricted)",
         lambda: [r.full_name for r in g.get_user().get_repos()],
-        lambda names: names == ["acme/infra"],
+        lambda names: names == listed(["acme/infra"], ["other/secret"]),
     )
     passes(
         "GraphQL query",
@@ -192,7 +258,7 @@ def github(front):
     )
     denied("other repository", lambda: g.get_repo("other/secret"), "project other/secret is not allowed")
     denied("other repository by id", lambda: g.get_repo(6), "project other/secret (id 6) is not allowed")
-    denied(
+    refused(
         "GraphQL mutation writing a ref",
         lambda: g.requester.graphql_query(
             'mutation { deleteRef(input: {refId: "REF_1"}) { clientMutationId } }', {}
@@ -204,7 +270,7 @@ def github(front):
         lambda: g.requester.graphql_query('query { repository(owner: "other", name: "secret") { id } }', {}),
         "other/secret",
     )
-    denied(
+    refused(
         "method override header",
         lambda: g.requester.requestJsonAndCheck(
             "POST",
@@ -228,6 +294,22 @@ def bitbucket(front):
     )
     passes("commit", lambda: bb.get_commit_info("PLAT", "infra", SHA), lambda c: c["id"] == SHA)
     passes(
+        "commit by a ref",
+        lambda: bb.get_commit_info("PLAT", "infra", "refs%2Fheads%2Fmain"),
+        lambda c: c["id"] == SHA,
+    )
+    passes(
+        "changes of a commit",
+        lambda: bb.get_commit_changes("PLAT", "infra", commit_id=SHA),
+        lambda c: c["values"][0]["path"]["toString"] == "stacks/main.tf",
+    )
+    passes(
+        "diff of a file",
+        lambda: bb.get_diff("PLAT", "infra", "stacks/main.tf", "a1b2c3d", SHA),
+        lambda d: d == [],
+    )
+    passes("personal repository (users/~jdoe)", lambda: bb.get_repo("~jdoe", "tools"), lambda r: r["slug"] == "tools")
+    passes(
         "raw file",
         lambda: bb.get_content_of_file("PLAT", "infra", "stacks/main.tf", at="main"),
         lambda raw: raw == b"terraform {}\n",
@@ -245,12 +327,12 @@ def bitbucket(front):
         lambda c: c["id"] == 3,
     )
     passes(
-        "repository listing shows allowed repositories only",
+        "repository listing (filtered while restricted)",
         lambda: [r["slug"] for r in bb.repo_list("PLAT")],
-        lambda slugs: slugs == ["infra"],
+        lambda slugs: slugs == listed(["infra"], ["secret"]),
     )
     denied("other repository", lambda: bb.get_repo("HR", "secret"), "project HR/secret is not allowed")
-    denied(
+    refused(
         "method override header",
         lambda: bb.post(
             f"rest/api/latest/projects/PLAT/repos/infra/commits/{SHA}/builds",
@@ -266,14 +348,23 @@ def azure(front):
     from azure.devops.v7_1.git.models import Comment, GitPullRequestCommentThread, GitStatus
     from msrest.authentication import BasicAuthentication
 
-    connection = Connection(base_url=f"{front}/acme", creds=BasicAuthentication("", "ado-ci-secret"))
+    org = os.environ.get("VCS_TEST_AZURE_ORG", "acme")
+    collection = os.environ.get("VCS_TEST_AZURE_COLLECTION", "acme")
+    base_url = f"{front}/{org}" if org else front
+    connection = Connection(base_url=base_url, creds=BasicAuthentication("", "ado-ci-secret"))
     git = passes("git client (resource discovery)", connection.clients_v7_1.get_git_client)
     if git is None:
         return
+    location = connection.clients_v7_1.get_location_client()
     passes(
-        "repository listing shows allowed repositories only",
+        "connection data (the current user)",
+        location.get_connection_data,
+        lambda c: c.authenticated_user.id == "c0ffee00-0000-4000-8000-000000000001",
+    )
+    passes(
+        "repository listing (filtered while restricted)",
         lambda: [r.name for r in git.get_repositories("platform")],
-        lambda names: names == ["infra"],
+        lambda names: names == listed(["infra"], ["legacy"]),
     )
     passes("repository", lambda: git.get_repository("infra", project="platform"), lambda r: r.id == AZURE_REPO)
     passes(
@@ -301,7 +392,39 @@ def azure(front):
         ),
         lambda t: t.id == 3,
     )
+    passes(
+        "pull request commits",
+        lambda: git.get_pull_request_commits("infra", 21, project="platform"),
+        lambda cs: cs[0].commit_id == SHA,
+    )
+    passes(
+        "resolve a thread",
+        lambda: git.update_thread(GitPullRequestCommentThread(status="fixed"), "infra", 21, 3, project="platform"),
+        lambda t: t.id == 3,
+    )
+    passes(
+        "repository by GUID without its project",
+        lambda: git.get_repository(AZURE_REPO),
+        lambda r: r.name == "infra",
+    )
+    policy = connection.clients_v7_1.get_policy_client()
+    artifact = f"vstfs:///CodeReview/CodeReviewId/{AZURE_PROJECT}/21"
+    passes(
+        "policy evaluations of a pull request",
+        lambda: policy.get_policy_evaluations("platform", artifact),
+        lambda e: e[0].status == "approved",
+    )
     denied(
+        "policy evaluations under another project",
+        lambda: policy.get_policy_evaluations("hr", artifact),
+        "not in the project hr the path names",
+    )
+    denied(
+        "policy evaluations of another project's pull request",
+        lambda: policy.get_policy_evaluations("platform", f"vstfs:///CodeReview/CodeReviewId/{AZURE_HR_PROJECT}/7"),
+        f"is in {collection.lower()}/hr/secret, not in the project platform",
+    )
+    refused(
         "method override header",
         lambda: git._send(
             http_method="POST",
@@ -316,12 +439,12 @@ def azure(front):
     denied(
         "other repository",
         lambda: git.get_repository("secret", project="hr"),
-        "project acme/hr/secret is not allowed",
+        f"project {collection}/hr/secret is not allowed",
     )
     denied(
         "other repository by GUID",
         lambda: git.get_commit(SHA, AZURE_OTHER, project="platform"),
-        f"project acme/hr/secret (id {AZURE_OTHER}) is not allowed",
+        f"project {collection.lower()}/hr/secret (id {AZURE_OTHER}) is not allowed",
     )
 
 

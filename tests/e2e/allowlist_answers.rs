@@ -37,6 +37,18 @@ fn gitlab_projects(r: &Recorded) -> Option<Reply> {
             vec![("Content-Encoding".into(), "gzip".into())],
             support::upstream::GZIP_HELLO.to_vec(),
         )),
+        ("GET", t) if t.starts_with("/api/v4/projects?") && t.contains("status=") => {
+            let status = if t.contains("status=203") { 203 } else { 404 };
+            let body = match status {
+                203 => LISTING.to_string(),
+                _ => r#"{"message":"404 Project Not Found"}"#.to_string(),
+            };
+            Some((
+                status,
+                vec![("Link".into(), "<http://x/?page=9>; rel=\"last\"".into())],
+                body.into_bytes(),
+            ))
+        }
         ("GET", t) if t.starts_with("/api/v4/projects?") && t.contains("chunked=1") => Some((
             200,
             vec![("Transfer-Encoding".into(), "chunked".into())],
@@ -229,6 +241,38 @@ fn listings_show_only_allowed_projects_and_teach_their_ids() {
 }
 
 #[test]
+fn listings_are_filtered_whatever_the_status() {
+    let Tunnel {
+        agent: _agent,
+        gateway,
+        upstream: _upstream,
+    } = strict_gitlab("statuses");
+    let c = client();
+    let r = c
+        .get(gateway.url("statuses", "/api/v4/projects?status=203"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 203);
+    assert!(
+        header_values(&r, "link").is_empty(),
+        "rel=last tells the size"
+    );
+    let body = r.into_body().read_to_string().unwrap();
+    assert!(
+        body.contains("group/listed") && !body.contains("other/secret"),
+        "{body}"
+    );
+    // An answer that is not a listing cannot be filtered: denied, naming the VCS's status.
+    let (status, kind, error) = error_kind(
+        c.get(gateway.url("statuses", "/api/v4/projects?status=404"))
+            .call()
+            .unwrap(),
+    );
+    assert_eq!((status, kind.as_str()), (403, "denied"));
+    assert!(error.ends_with("(the VCS answered 404)"), "{error}");
+}
+
+#[test]
 fn listings_pass_untouched_when_projects_are_not_restricted() {
     let Tunnel {
         agent: _agent,
@@ -382,4 +426,99 @@ fn denials_are_counted_by_class() {
             })
         },
     );
+}
+
+const REPO_OK: &str = "3411ebc1-d5aa-464f-9615-0b527bc66719";
+const REPO_HR: &str = "9b1f0c2e-1111-4a8e-9e0d-0d7b2c1e6f00";
+const PROJECT_PLATFORM: &str = "5e0c5b2a-9a53-4a8e-9e0d-0d7b2c1e6f00";
+const PROJECT_HR: &str = "7a7a7a7a-2222-4a8e-9e0d-0d7b2c1e6f00";
+
+/// An Azure DevOps organisation `acme` with `platform/infra` and `hr/payroll`, answering
+/// lookups whatever the casing of the path, as its servers do.
+fn azure_projects(r: &Recorded) -> Option<Reply> {
+    let repo = |id: &str, name: &str, project: &str, project_name: &str| json!({"id": id, "name": name, "project": {"id": project, "name": project_name}});
+    let target = r.target.to_ascii_lowercase();
+    let pr = |n: u64, repository: Value| json!({"pullRequestId": n, "repository": repository});
+    let infra = repo(REPO_OK, "infra", PROJECT_PLATFORM, "platform");
+    let payroll = repo(REPO_HR, "payroll", PROJECT_HR, "hr");
+    match target.split('?').next()? {
+        t if t.ends_with(&format!("/_apis/git/repositories/{REPO_OK}")) => json_reply(&infra),
+        t if t.ends_with(&format!("/_apis/git/repositories/{REPO_HR}")) => json_reply(&payroll),
+        t if t == format!("/acme/{PROJECT_PLATFORM}/_apis/git/pullrequests/21") => {
+            json_reply(&pr(21, infra))
+        }
+        t if t == format!("/acme/{PROJECT_HR}/_apis/git/pullrequests/7") => {
+            json_reply(&pr(7, payroll))
+        }
+        _ => None,
+    }
+}
+
+#[test]
+fn azure_guids_and_policy_evaluations_are_judged_by_what_they_name() {
+    let Tunnel {
+        agent: _agent,
+        gateway,
+        upstream,
+    } = Tunnel::options("ado-ids")
+        .upstream(Upstream::with_routes(azure_projects))
+        .agent_env(&[
+            ("SPACELIFT_VCS_AGENT_VENDOR", "azure_devops"),
+            ("SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS", "acme/platform/.*"),
+        ])
+        .start();
+    let c = client();
+    let get = |path: &str| c.get(gateway.url("ado-ids", path)).call().unwrap();
+    // A GUID under the allowed project is resolved, not matched as text: this one is hr's.
+    let (status, _, error) = error_kind(get(&format!(
+        "/acme/platform/_apis/git/repositories/{REPO_HR}/items?path=/x"
+    )));
+    assert_eq!(
+        (status, error.as_str()),
+        (
+            403,
+            format!("project acme/hr/payroll (id {REPO_HR}) is not allowed").as_str()
+        )
+    );
+    // One caller's casing of the organisation serves every other caller's.
+    let before = upstream.requests().len();
+    for org in ["ACME", "acme", "Acme"] {
+        let path =
+            format!("/{org}/platform/_apis/git/repositories/{REPO_OK}/items?path=/x&do=echo");
+        assert_eq!(get(&path).status(), 200, "{path}");
+    }
+    let lookups = upstream.requests()[before..]
+        .iter()
+        .filter(|r| r.target.contains("api-version=5.0"))
+        .count();
+    assert_eq!(lookups, 1, "{:?}", targets(&upstream));
+
+    // Policy evaluations: the pull request the artifactId names decides.
+    let evaluations = |project: &str, artifact_project: &str, n: u32| {
+        format!("/acme/{project}/_apis/policy/evaluations?artifactId=vstfs:///CodeReview/CodeReviewId/{artifact_project}/{n}")
+    };
+    for (path, reason) in [
+        (
+            evaluations("other", PROJECT_PLATFORM, 21),
+            "not in the project other",
+        ),
+        (evaluations("platform", PROJECT_HR, 7), "acme/hr/payroll"),
+        (
+            "/acme/platform/_apis/policy/evaluations".to_string(),
+            "without artifactId",
+        ),
+    ] {
+        let before = upstream.requests().len();
+        let (status, _, error) = error_kind(get(&path));
+        assert_eq!(status, 403, "{path}");
+        assert!(error.contains(reason), "{path}: {error}");
+        let reached = &upstream.requests()[before..];
+        assert!(
+            reached.iter().all(|r| !r.target.contains("/policy/")),
+            "{path} reached the VCS"
+        );
+    }
+    let path = evaluations("platform", PROJECT_PLATFORM, 21) + "&do=echo";
+    assert_eq!(get(&path).status(), 200);
+    assert_eq!(targets(&upstream).last(), Some(&path));
 }
