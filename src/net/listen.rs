@@ -359,29 +359,55 @@ mod tests {
         );
     }
 
-    #[test]
-    fn one_address_holds_at_most_its_share() {
+    /// A port where each connection is greeted, then idle (or working when `busy`) until its
+    /// peer closes.
+    fn one_per_address(busy: bool) -> std::net::SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let limits = Limits {
             open: 10,
             per_peer: 1,
         };
-        spawn_with(listener, "test-port", "test-conn", limits, |mut tcp, _| {
-            let _ = tcp.write_all(b"+");
-            let mut byte = [0u8; 1];
-            while matches!(tcp.read(&mut byte), Ok(n) if n > 0) {}
-        })
+        spawn_with(
+            listener,
+            "test-port",
+            "test-conn",
+            limits,
+            move |mut tcp, presence| {
+                if busy {
+                    presence.busy();
+                }
+                let _ = tcp.write_all(b"+");
+                let mut byte = [0u8; 1];
+                while matches!(tcp.read(&mut byte), Ok(n) if n > 0) {}
+            },
+        )
         .unwrap();
+        addr
+    }
+
+    fn closed(tcp: &mut TcpStream) -> bool {
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut byte = [0u8; 1];
+        matches!(tcp.read(&mut byte), Ok(0) | Err(_))
+    }
+
+    #[test]
+    fn one_address_whose_connections_work_holds_at_most_its_share() {
+        let addr = one_per_address(true);
         let _first = greeted(addr);
         let mut second = TcpStream::connect(addr).unwrap();
-        second
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let mut byte = [0u8; 1];
         assert!(
-            matches!(second.read(&mut byte), Ok(0) | Err(_)),
+            closed(&mut second),
             "a second connection from the same address was served"
         );
+    }
+
+    #[test]
+    fn an_idle_connection_of_the_address_makes_room_for_its_new_one() {
+        let addr = one_per_address(false);
+        let mut first = greeted(addr);
+        let _second = greeted(addr);
+        assert!(closed(&mut first), "the idle one stayed open");
     }
 }

@@ -58,9 +58,9 @@ impl Meter {
         self.window_start + self.rate.window
     }
 
-    /// Counts `n` bytes moved at `now`.
+    /// Counts `n` bytes moved at `now`: a window that got its share ends there and the next
+    /// one starts; one that ended short of it fails the transfer.
     pub fn moved(&mut self, n: usize, now: Instant) -> Result<(), TooSlow> {
-        self.check(now)?;
         if now < self.window_start {
             return Ok(()); // The grace: nothing is counted, nothing is owed.
         }
@@ -68,8 +68,9 @@ impl Meter {
         if self.moved >= self.share() {
             self.window_start = now;
             self.moved = 0;
+            return Ok(());
         }
-        Ok(())
+        self.check(now)
     }
 
     /// Whether the transfer is still within its rate at `now`.
