@@ -487,12 +487,14 @@ impl<'h> Tunnel<'h> {
             return Err(Refused::shutting_down());
         }
         let deadline = Instant::now() + self.hub.settings.queue_timeout;
-        let elsewhere = self
-            .hub
-            .peers
-            .get()
-            .is_some_and(|p| p.has_routes(&self.pool_name));
-        if dispatch::waiting_limit(pool, deadline).is_none() && !elsewhere {
+        // Asked only when no stream here can serve it (it may ask Redis).
+        let elsewhere = || {
+            self.hub
+                .peers
+                .get()
+                .is_some_and(|p| p.has_routes(&self.pool_name))
+        };
+        if dispatch::waiting_limit(pool, deadline).is_none() && !elsewhere() {
             let message = dispatch::no_agent_message(&self.pool_name);
             return Err(Refused::new(ErrorKind::NoAgent, message, no_body));
         }

@@ -49,6 +49,8 @@ const ADMIN_TOKEN: &str = "vcs-gateway:admin-token-sha256";
 /// Presence keys: `vcs-gateway:presence:<pool>:<replica>`, one per pool a replica holds
 /// streams of, each expiring unless refreshed.
 const PRESENCE: &str = "vcs-gateway:presence";
+/// `<prefix>:<request id>`: a forwarded request some replica has taken.
+const PEER_TAKEN: &str = "vcs-gateway:peer-taken";
 
 /// How long a presence record lives unless refreshed: a crashed replica's lapse after this.
 pub const PRESENCE_TTL: Duration = Duration::from_secs(5);
@@ -241,6 +243,46 @@ impl Shared {
                 .query(c)
         })?;
         Ok(stored.is_none_or(|s| s == hash))
+    }
+
+    /// `true` for the first replica to take forwarded request `id` (one `SET NX` that lapses
+    /// after `keep`): a captured request replayed to another replica is refused there.
+    pub fn claim_request(&self, id: &str, keep: Duration) -> Result<bool, SharedError> {
+        let key = format!("{PEER_TAKEN}:{id}");
+        let set: Option<String> = self.with_conn(|c| {
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(1)
+                .arg("NX")
+                .arg("PX")
+                .arg(keep.as_millis() as u64)
+                .query(c)
+        })?;
+        Ok(set.is_some())
+    }
+
+    /// The other replicas holding streams of `pool`, read from Redis now (one `SCAN` of that
+    /// pool's presence records and one `MGET`), and learnt into the routing table: for a
+    /// request that found no holder in the table, which is up to a second old.
+    pub fn look_up_routes(&self, pool: &str) -> Result<Vec<Route>, SharedError> {
+        let me = self
+            .presence
+            .lock()
+            .map(|p| p.replica.clone())
+            .unwrap_or_default();
+        let records = self.with_conn(|c| read_presence_of(c, &format!("{PRESENCE}:{pool}:*")))?;
+        let mut found: Vec<Route> = records
+            .into_iter()
+            .filter(|(of, replica, address)| of == pool && *replica != me && !address.is_empty())
+            .map(|(_, replica, address)| Route { replica, address })
+            .collect();
+        found.sort_by(|a, b| a.replica.cmp(&b.replica));
+        if let (false, Ok(mut routes)) = (found.is_empty(), self.routes.write()) {
+            if let Some(table) = routes.as_mut() {
+                table.by_pool.insert(pool.to_string(), found.clone());
+            }
+        }
+        Ok(found)
     }
 
     /// Records, per pool, that `replica` holds streams of it: `holding` says which pools
@@ -626,14 +668,21 @@ fn subscribe(shared: Weak<Shared>, kick: crossbeam_channel::Sender<()>) {
 
 /// Every presence record: (pool, replica, peer address or "1").
 fn read_presence(c: &mut redis::Connection) -> redis::RedisResult<Vec<(String, String, String)>> {
-    let pattern = format!("{PRESENCE}:*");
+    read_presence_of(c, &format!("{PRESENCE}:*"))
+}
+
+/// The presence records whose keys match `pattern`.
+fn read_presence_of(
+    c: &mut redis::Connection,
+    pattern: &str,
+) -> redis::RedisResult<Vec<(String, String, String)>> {
     let mut keys: Vec<String> = Vec::new();
     let mut cursor: u64 = 0;
     loop {
         let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
             .arg(cursor)
             .arg("MATCH")
-            .arg(&pattern)
+            .arg(pattern)
             .arg("COUNT")
             .arg(1000)
             .query(c)?;

@@ -630,9 +630,10 @@ fn requests_reaching_replicas_without_streams_are_forwarded_to_the_one_with_them
         started.elapsed().as_secs_f64(),
     );
     // Three replicas poll and refresh presence and routing in the background, a handful of
-    // commands a second each; the 200 forwarded requests add none.
+    // commands a second each; each of the 200 forwarded requests adds one `SET NX` (its id,
+    // served once across all replicas), and nothing else.
     assert!(
-        (calls as f64) < 10.0 + 12.0 * seconds,
+        (calls as f64) < 10.0 + 12.0 * seconds + 200.0,
         "{calls} Redis commands in {seconds:.1} s for 200 forwarded requests"
     );
     println!("{calls} Redis commands in {seconds:.1} s for 200 forwarded requests");
@@ -678,25 +679,97 @@ fn raw_status(addr: &str, request: &str) -> (u16, String) {
 
 /// A forwarded request as `from` would sign it with `secret`, `age_ms` old.
 fn peer_request(secret: &str, target: &str, age_ms: u64) -> String {
+    peer_request_with(secret, "GET", target, age_ms, &[], b"")
+}
+
+/// A signed forwarded request with `headers` (after `Host` and `Connection`) and a body.
+fn peer_request_with(
+    secret: &str,
+    method: &str,
+    target: &str,
+    age_ms: u64,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> String {
     use vcs_agent::gateway::peer::sign;
     let secret = sign::PeerSecret::new(vcs_agent::token::Secret::new(secret)).expect("secret");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_millis() as u64;
+    let length = body.len().to_string();
+    let mut sent = vec![("Host", "x"), ("Connection", "close")];
+    sent.extend_from_slice(headers);
+    if !body.is_empty() {
+        sent.push(("Content-Length", &length));
+    }
     let signed = sign::Signed {
-        method: "GET",
+        method,
         target,
         id: "01JAAAAAAAAAAAAAAAAAAAAAAA",
         from: "two",
         caller: "saas",
         time_ms: now - age_ms,
+        headers: sign::headers_digest(sent.iter().copied()),
+        body: sign::body_digest(body),
     };
-    let mut request = format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    let mut request = format!("{method} {target} HTTP/1.1\r\n");
+    for (name, value) in sent {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
     for (name, value) in sign::headers(&secret, &signed) {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
-    request + "\r\n"
+    request + "\r\n" + &String::from_utf8_lossy(body)
+}
+
+#[test]
+fn a_captured_peer_request_is_served_once_across_replicas_and_only_as_signed() {
+    let redis = Redis::start();
+    let _secret = caller_secret(&redis);
+    let upstream = Upstream::start();
+    let one = Replica::start(&redis, "one", PEER);
+    let three = Replica::start(&redis, "three", PEER);
+    let (_, created) = one.api("POST", "pools", r#"{"name":"alpha"}"#);
+    let token = created["token"].as_str().expect("token").to_string();
+    let vcs = format!("{}/gitlab", upstream.base());
+    let _agents = [&one, &three].map(|r| start_agent(&agent_env(&r.token_here(&token), &vcs, &[])));
+    wait_until(Duration::from_secs(30), "streams on both replicas", || {
+        one.streams("alpha") == 2 && three.streams("alpha") == 2
+    });
+    let target = "/private/alpha/api/v4/projects/group%2Frepo/statuses/0123456789abcdef0123456789abcdef01234567?do=echo";
+    let body = br#"{"state":"success"}"#;
+    let json = [("Content-Type", "application/json")];
+    let captured = peer_request_with(PEER_SECRET, "POST", target, 0, &json, body);
+    let (status, answer) = raw_status(&one.peer_addr, &captured);
+    assert_eq!(status, 200, "{answer}");
+    // Replayed to another replica: it was served already, somewhere.
+    let (status, answer) = raw_status(&three.peer_addr, &captured);
+    assert_eq!(status, 403, "{answer}");
+    assert!(answer.contains("already served"), "{answer}");
+    // With a header added, or another body of the same length: the signature does not hold.
+    let with_token = captured.replacen(
+        "Content-Type: application/json\r\n",
+        "Content-Type: application/json\r\nPRIVATE-TOKEN: glpat-swapped\r\n",
+        1,
+    );
+    let swapped_body = captured.replace(r#"{"state":"success"}"#, r#"{"state":"failure"}"#);
+    for (what, request) in [("header", with_token), ("body", swapped_body)] {
+        let fresh = request.replace("01JAAAAAAAAAAAAAAAAAAAAAAA", "01JBBBBBBBBBBBBBBBBBBBBBBB");
+        for replica in [&one, &three] {
+            let (status, answer) = raw_status(&replica.peer_addr, &fresh);
+            assert_eq!(status, 403, "{what}: {answer}");
+            assert!(
+                answer.contains("signed with the peer secret"),
+                "{what}: {answer}"
+            );
+        }
+    }
+    assert_eq!(
+        upstream.requests().len(),
+        1,
+        "only the request as signed reached the VCS"
+    );
 }
 
 #[test]
@@ -1107,4 +1180,27 @@ fn forwarded_bodies_stream_both_ways_at_constant_memory() {
         "{one_small} -> {one_large} KiB"
     );
     assert!(peer_figures(&one).0 >= 8);
+}
+
+#[test]
+fn a_replica_asks_redis_before_saying_no_agent_so_failover_has_no_gap() {
+    let redis = Redis::start();
+    let secret = caller_secret(&redis);
+    let upstream = Upstream::start();
+    let one = Replica::start(&redis, "one", PEER);
+    let two = Replica::start(&redis, "two", PEER);
+    let (_, created) = two.api("POST", "pools", r#"{"name":"alpha"}"#);
+    let token = created["token"].as_str().expect("token").to_string();
+    wait_until(Duration::from_secs(10), "the pool on replica one", || {
+        one.has_pool("alpha")
+    });
+    // Before any agent: no holder anywhere, a clear 503.
+    assert_eq!(one.get("alpha", &secret), 503);
+    let vcs = format!("{}/gitlab", upstream.base());
+    let _agent = start_agent(&agent_env(&two.token_here(&token), &vcs, &[]));
+    wait_until(Duration::from_secs(15), "two's presence in Redis", || {
+        !redis.keys("vcs-gateway:presence:alpha:two").is_empty()
+    });
+    // At once, before replica one's routing table (read once a second) can know it.
+    assert_eq!(one.get("alpha", &secret), 200);
 }

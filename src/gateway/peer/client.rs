@@ -160,9 +160,22 @@ pub fn forward(
     }
 }
 
-/// The peer request's head: the caller's end-to-end headers and framing, signed.
+/// The peer request's head: the caller's end-to-end headers and framing, signed with them
+/// and with the start of the body ([`sign`]).
 fn request_head(peers: &Peers, pool: &str, caller_name: &str, job: &Job) -> Vec<u8> {
     let target = format!("/private/{pool}{}", job.target);
+    let framing = match job.framing {
+        Framing::Chunked => Some(("Transfer-Encoding".to_string(), "chunked".to_string())),
+        _ => None,
+    };
+    let expect = ("Expect".to_string(), "100-continue".to_string());
+    let sent: Vec<&(String, String)> = job
+        .headers
+        .iter()
+        .filter(|(n, _)| !n.to_ascii_lowercase().starts_with(sign::PREFIX))
+        .chain(framing.iter())
+        .chain(std::iter::once(&expect))
+        .collect();
     let signed = sign::Signed {
         method: &job.method,
         target: &target,
@@ -170,23 +183,13 @@ fn request_head(peers: &Peers, pool: &str, caller_name: &str, job: &Job) -> Vec<
         from: &peers.replica,
         caller: caller_name,
         time_ms: crate::clock::now_millis(),
+        headers: sign::headers_digest(sent.iter().map(|(n, v)| (n.as_str(), v.as_str()))),
+        body: sign::body_digest(&job.body.bytes),
     };
     let mut head = Vec::with_capacity(512);
     head.extend_from_slice(format!("{} {target} HTTP/1.1\r\n", job.method).as_bytes());
-    let framing = match job.framing {
-        Framing::Chunked => Some(("Transfer-Encoding".to_string(), "chunked".to_string())),
-        _ => None,
-    };
-    let expect = ("Expect".to_string(), "100-continue".to_string());
     let ours = sign::headers(&peers.secret, &signed);
-    let all = job
-        .headers
-        .iter()
-        .filter(|(n, _)| !n.to_ascii_lowercase().starts_with(sign::PREFIX))
-        .chain(framing.iter())
-        .chain(std::iter::once(&expect))
-        .chain(ours.iter());
-    http1::end_head(&mut head, all);
+    http1::end_head(&mut head, sent.into_iter().chain(ours.iter()));
     head
 }
 

@@ -35,7 +35,7 @@ use crate::gateway::dispatch::{self, Refused, Served};
 use crate::gateway::hub::Hub;
 use crate::gateway::pool::Pool;
 use crate::gateway::request::{Caller, Job};
-use crate::gateway::shared::{Route, Shared};
+use crate::gateway::shared::{Route, Shared, SharedError};
 use crate::net::keepalive;
 use crate::protocol::ErrorKind;
 use std::collections::HashMap;
@@ -55,6 +55,11 @@ const LOG_REFUSALS_EVERY: Duration = Duration::from_secs(5);
 
 /// Idle connections kept open to each other replica.
 const IDLE_PER_PEER: usize = 64;
+/// How long a pool found held by no replica is not looked up in Redis again.
+const MISS_KEPT: Duration = Duration::from_secs(1);
+/// Pools remembered as found nowhere, at most.
+const MISSES_AT_MOST: usize = 4096;
+
 /// Most idle connections kept to all peers together.
 const IDLE_IN_ALL: usize = 1024;
 
@@ -80,6 +85,8 @@ pub struct Peers {
     shared: Arc<Shared>,
     idle: keepalive::Pool<client::PeerConn>,
     down: Mutex<HashMap<String, Instant>>,
+    /// Pools looked up in Redis and found held by no replica, and when.
+    misses: Mutex<HashMap<String, Instant>>,
     turn: AtomicUsize,
     /// Request ids the peer port took (each runs once).
     seen: sign::Seen,
@@ -116,6 +123,7 @@ impl Peers {
                 },
             ),
             down: Mutex::new(HashMap::new()),
+            misses: Mutex::new(HashMap::new()),
             turn: AtomicUsize::new(0),
             seen: sign::Seen::default(),
             refusals: Mutex::new(HashMap::new()),
@@ -233,7 +241,51 @@ pub fn next_pause(pause: Duration, local_streams: bool) -> Duration {
 impl Peers {
     /// Whether another replica is known to hold streams of `pool`.
     pub fn has_routes(&self, pool: &str) -> bool {
-        !self.shared.routes(pool).is_empty()
+        !self.shared.routes(pool).is_empty() || self.look_up(pool)
+    }
+
+    /// For a pool the routing table (up to a second old) says no other replica holds: asks
+    /// Redis once, so a request right after the pool's agent connected elsewhere finds it.
+    /// A pool found nowhere is not asked about again for [`MISS_KEPT`], so a flood of
+    /// requests for a pool without agents costs Redis nothing.
+    fn look_up(&self, pool: &str) -> bool {
+        let now = Instant::now();
+        if let Ok(mut misses) = self.misses.lock() {
+            if misses
+                .get(pool)
+                .is_some_and(|at| now.duration_since(*at) < MISS_KEPT)
+            {
+                return false;
+            }
+            if misses.len() >= MISSES_AT_MOST {
+                misses.retain(|_, at| now.duration_since(*at) < MISS_KEPT);
+            }
+        }
+        let found = self
+            .shared
+            .look_up_routes(pool)
+            .is_ok_and(|routes| !routes.is_empty());
+        if !found {
+            if let Ok(mut misses) = self.misses.lock() {
+                misses.insert(pool.to_string(), now);
+            }
+        }
+        found
+    }
+
+    /// `true` the first time any replica takes forwarded request `id`: once here ([`Seen`]),
+    /// and once across all replicas (one `SET NX` in Redis). While Redis cannot say, this
+    /// replica's own memory decides, so forwarding goes on through an outage (a replay to a
+    /// third replica then needs a capture and the outage within the same 10 s).
+    ///
+    /// [`Seen`]: sign::Seen
+    fn claim(&self, id: &str) -> bool {
+        self.seen.first(id, crate::clock::now_millis())
+            && match self.shared.claim_request(id, 2 * sign::WINDOW) {
+                Ok(first) => first,
+                Err(SharedError::Unreachable) => true,
+                Err(_) => false,
+            }
     }
 
     /// Tries the replicas holding streams of `pool` in turn, each request starting at the

@@ -95,10 +95,11 @@ fn serve_one(head: RequestHead, mut caller: Caller, hub: &Hub, peers: &Peers) ->
             return None;
         }
     };
-    let (id, from, who) = (
+    let (id, from, who, body_sha) = (
         signed.id.to_string(),
         signed.from.to_string(),
         signed.caller.to_string(),
+        signed.body.clone(),
     );
     let Some((pool_name, framing)) = forwarded_pool(&head) else {
         peers.error();
@@ -116,7 +117,7 @@ fn serve_one(head: RequestHead, mut caller: Caller, hub: &Hub, peers: &Peers) ->
     let Some((pool, stream)) = take(hub, &pool_name) else {
         return busy(caller, &peers.replica, &pool_name, &id, framing);
     };
-    if !peers.seen.first(&id, crate::clock::now_millis()) {
+    if !peers.claim(&id) {
         pool.give_back(stream);
         peers.error();
         let why = format!("request id {id} was already served (a replay)");
@@ -136,6 +137,25 @@ fn serve_one(head: RequestHead, mut caller: Caller, hub: &Hub, peers: &Peers) ->
         pool.give_back(stream);
         return None;
     };
+    // Nothing has reached the agent yet: a body start other than the signed one goes nowhere.
+    if !sign::body_matches(&body_sha, &job.body.bytes) {
+        pool.give_back(stream);
+        peers.error();
+        let why = format!(
+            "request id {} came with another body than it was signed with",
+            job.id
+        );
+        peers.log_refused("forged", caller.peer, &why);
+        let message = "the peer port serves only requests signed with the peer secret: the body is not the one signed";
+        let _ = write_error(
+            caller.conn.get_mut(),
+            Some(&job.id),
+            ErrorKind::Forbidden,
+            message,
+            false,
+        );
+        return None;
+    }
     peers.counters.forwarded_in.fetch_add(1, Ordering::Relaxed);
     log::debug!(target: "peer", "id={} pool={pool_name} forwarded by replica {from}", job.id);
     run(hub, &pool, stream, &mut job, caller, &who)

@@ -1,9 +1,18 @@
 //! Signing of replica-to-replica requests: the peer port trusts a request only when it
 //! carries an HMAC-SHA256, made with the secret every replica shares, over its method,
-//! target, request id, sending replica, caller and a timestamp. A request signed more than
-//! [`WINDOW`] away from the receiver's clock is refused, so a captured request cannot be
-//! replayed later, and a request id is served once ([`Seen`]), so one captured within the
-//! window cannot be replayed either; the signature is compared in constant time.
+//! target, request id, sending replica, caller, a timestamp, **every other header** (a
+//! SHA-256 of them in order) and **the start of its body** (a SHA-256 of the first piece,
+//! all of a body up to 64 KiB, which both sides read the same way before anything reaches
+//! an agent; [`BODY`]). A request signed more than [`WINDOW`] away from the receiver's clock
+//! is refused, so a captured request cannot be replayed later; a request id is served once
+//! ([`Seen`] on each replica, and once across all replicas through Redis, see
+//! [`super::Peers::claim`]), so one captured within the window cannot be replayed at a third
+//! replica either; swapping a header, a token or a small body breaks the signature. The
+//! signature is compared in constant time.
+//!
+//! The signature of this version travels in [`SIGNATURE_2`]; the older one (method to time
+//! only) still goes in [`SIGNATURE`] so replicas of the version before keep taking requests
+//! from this one during a rolling upgrade. This version takes only [`SIGNATURE_2`].
 
 use crate::http1::RequestHead;
 use crate::token::Secret;
@@ -28,8 +37,13 @@ pub const TIME: &str = "X-Vcs-Peer-Time";
 pub const FROM: &str = "X-Vcs-Peer-From";
 /// The caller the forwarding replica authenticated.
 pub const CALLER: &str = "X-Vcs-Peer-Caller";
-/// Hex HMAC-SHA256 over the request's method, target, id, sender, caller and time.
+/// Hex HMAC-SHA256 over the request's method, target, id, sender, caller and time (what
+/// the version before this one checks).
 pub const SIGNATURE: &str = "X-Vcs-Peer-Signature";
+/// Hex HMAC-SHA256 over all of [`SIGNATURE`]'s fields, the other headers and [`BODY`].
+pub const SIGNATURE_2: &str = "X-Vcs-Peer-Signature-2";
+/// Hex SHA-256 of the start of the body (its first piece, or all of a small one).
+pub const BODY: &str = "X-Vcs-Peer-Body-Sha256";
 
 /// Every header of the peer protocol starts with this; none of them reaches an agent.
 pub const PREFIX: &str = "x-vcs-peer-";
@@ -58,7 +72,7 @@ impl PeerSecret {
 }
 
 /// What a signature covers.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Signed<'a> {
     pub method: &'a str,
     pub target: &'a str,
@@ -66,6 +80,39 @@ pub struct Signed<'a> {
     pub from: &'a str,
     pub caller: &'a str,
     pub time_ms: u64,
+    /// Hex SHA-256 of the other headers ([`headers_digest`]).
+    pub headers: String,
+    /// Hex SHA-256 of the body's start ([`body_digest`]).
+    pub body: String,
+}
+
+/// Hex SHA-256 of the request's headers other than the peer protocol's own, in order, each
+/// as `lowercase-name:value` and a line break.
+pub fn headers_digest<'h>(headers: impl Iterator<Item = (&'h str, &'h str)>) -> String {
+    use sha2::Digest;
+    let mut digest = Sha256::new();
+    for (name, value) in headers {
+        let name = name.to_ascii_lowercase();
+        if !name.starts_with(PREFIX) {
+            digest.update(format!("{name}:{value}\n").as_bytes());
+        }
+    }
+    hex(&digest.finalize())
+}
+
+/// Hex SHA-256 of the start of a body.
+pub fn body_digest(start: &[u8]) -> String {
+    use sha2::Digest;
+    hex(&Sha256::digest(start))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether the start of the body the receiver read is the one that was signed.
+pub fn body_matches(signed: &str, start: &[u8]) -> bool {
+    bool::from(body_digest(start).as_bytes().ct_eq(signed.as_bytes()))
 }
 
 /// Why the peer port refused a request.
@@ -90,8 +137,9 @@ impl Refusal {
     }
 }
 
-/// The hex signature of `what`.
-pub fn sign(secret: &PeerSecret, what: &Signed) -> String {
+/// The hex signature of `what`: of its head fields only ([`SIGNATURE`]), or of all of it
+/// ([`SIGNATURE_2`]).
+fn sign(secret: &PeerSecret, what: &Signed, all: bool) -> String {
     let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.0.expose().as_bytes()) else {
         // HMAC takes keys of any length; this cannot happen.
         return String::new();
@@ -103,14 +151,15 @@ pub fn sign(secret: &PeerSecret, what: &Signed) -> String {
         from,
         caller,
         time_ms,
+        headers,
+        body,
     } = what;
     // Header values hold no line breaks, so the fields cannot run into one another.
     mac.update(format!("{method}\n{target}\n{id}\n{from}\n{caller}\n{time_ms}").as_bytes());
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    if all {
+        mac.update(format!("\n{headers}\n{body}\nv2").as_bytes());
+    }
+    hex(&mac.finalize().into_bytes())
 }
 
 /// The signing headers for `what`, to add to the forwarded request.
@@ -120,7 +169,9 @@ pub fn headers(secret: &PeerSecret, what: &Signed) -> Vec<(String, String)> {
         (TIME.into(), what.time_ms.to_string()),
         (FROM.into(), what.from.into()),
         (CALLER.into(), what.caller.into()),
-        (SIGNATURE.into(), sign(secret, what)),
+        (BODY.into(), what.body.clone()),
+        (SIGNATURE.into(), sign(secret, what, false)),
+        (SIGNATURE_2.into(), sign(secret, what, true)),
     ]
 }
 
@@ -140,8 +191,9 @@ pub fn verify<'a>(
             _ => Err(Refusal::Unsigned),
         }
     };
-    let signature = one(SIGNATURE)?;
+    let signature = one(SIGNATURE_2)?;
     let time_ms: u64 = one(TIME)?.parse().map_err(|_| Refusal::Unsigned)?;
+    let pairs = head.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()));
     let what = Signed {
         method: &head.method,
         target: &head.target,
@@ -149,8 +201,10 @@ pub fn verify<'a>(
         from: one(FROM)?,
         caller: one(CALLER)?,
         time_ms,
+        headers: headers_digest(pairs),
+        body: one(BODY)?.to_string(),
     };
-    let expected = sign(secret, &what);
+    let expected = sign(secret, &what, true);
     if !bool::from(expected.as_bytes().ct_eq(signature.as_bytes())) {
         return Err(Refusal::Forged);
     }
@@ -229,6 +283,8 @@ mod tests {
             from: "two",
             caller: "saas",
             time_ms,
+            headers: headers_digest(std::iter::empty()),
+            body: body_digest(b""),
         }
     }
 
@@ -283,9 +339,38 @@ mod tests {
         assert_eq!(verify(&s, &h, 0).unwrap_err(), Refusal::Unsigned);
         let what = signed(7);
         let mut doubled = headers(&s, &what);
-        doubled.push((SIGNATURE.into(), "00".into()));
+        doubled.push((SIGNATURE_2.into(), "00".into()));
         let h = head("GET", what.target, doubled);
         assert_eq!(verify(&s, &h, 7).unwrap_err(), Refusal::Unsigned);
+    }
+
+    #[test]
+    fn another_header_or_body_breaks_the_signature() {
+        let s = secret(STRONG);
+        let what = signed(5_000);
+        let mut sent = headers(&s, &what);
+        assert!(verify(&s, &head("GET", what.target, sent.clone()), 5_000).is_ok());
+        sent.push(("PRIVATE-TOKEN".into(), "glpat-swapped".into()));
+        let swapped = head("GET", what.target, sent);
+        assert_eq!(verify(&s, &swapped, 5_000).unwrap_err(), Refusal::Forged);
+        let mut other_body = headers(&s, &what);
+        other_body[4].1 = body_digest(b"another body");
+        let h = head("GET", what.target, other_body);
+        assert_eq!(verify(&s, &h, 5_000).unwrap_err(), Refusal::Forged);
+        assert!(body_matches(&what.body, b""));
+        assert!(!body_matches(&what.body, b"x"));
+    }
+
+    #[test]
+    fn only_the_older_signature_is_not_enough() {
+        let s = secret(STRONG);
+        let what = signed(5_000);
+        let old: Vec<_> = headers(&s, &what)
+            .into_iter()
+            .filter(|(n, _)| n != SIGNATURE_2)
+            .collect();
+        let h = head("GET", what.target, old);
+        assert_eq!(verify(&s, &h, 5_000).unwrap_err(), Refusal::Unsigned);
     }
 
     #[test]
