@@ -18,7 +18,7 @@ fn help() -> String {
          one `ok`/`FAIL` line per check, exit 0 only when all pass\n    \
          vcs-agent --help     print this help\n    vcs-agent --version  print the version\n\n\
          ENVIRONMENT (default in brackets):\n",
-        env!("CARGO_PKG_VERSION")
+        vcs_agent::BUILD
     );
     for (name, default, meaning) in config::VARIABLES {
         text.push_str(&format!("    {name}\n        [{default}] {meaning}\n"));
@@ -42,7 +42,7 @@ fn dispatch() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some("--version" | "-V") => {
-            println!("vcs-agent {}", env!("CARGO_PKG_VERSION"));
+            println!("vcs-agent {}", vcs_agent::BUILD);
             ExitCode::SUCCESS
         }
         Some("check") => check(),
