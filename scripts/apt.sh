@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced, not run: `source scripts/apt.sh`, then `apt_get update -qq`, `apt_get install -y
 # -qq --no-install-recommends PKG...`. apt-get that waits for the package manager's locks
 # instead of failing at once: on a fresh cloud machine unattended upgrades hold them for the
