@@ -30,3 +30,11 @@ apt_get() {
         return "$status"
     done
 }
+
+# apt_install PKG...: installs the packages quietly, without recommends; a fresh image may have
+# no package lists yet, so when the install fails the lists are updated once and it is tried
+# again. Fails when the packages cannot be installed.
+apt_install() {
+    apt_get install -y -q --no-install-recommends "$@" >/dev/null ||
+        { apt_get update -q >/dev/null && apt_get install -y -q --no-install-recommends "$@" >/dev/null; }
+}

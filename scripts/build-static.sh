@@ -52,10 +52,7 @@ apt_package() {
     command -v "$1" >/dev/null && return 0
     command -v apt-get >/dev/null || die "$1 is missing and apt-get is not available: install $2"
     info "installing $2 ($1) with apt-get"
-    # Package lists may be missing on a fresh image: update once if the install fails.
-    apt_get install -y -q --no-install-recommends "$2" >/dev/null ||
-        { apt_get update -q >/dev/null && apt_get install -y -q --no-install-recommends "$2" >/dev/null; } ||
-        die "apt-get install $2 failed"
+    apt_install "$2" || die "apt-get install $2 failed"
     command -v "$1" >/dev/null || die "$2 is installed but $1 is not on PATH"
 }
 
@@ -65,8 +62,7 @@ zig_toolchain() {
     if [[ ! -x "$venv/bin/cargo-zigbuild" || "$(cat "$venv/pins" 2>/dev/null)" != "$want" ]]; then
         python3 -c 'import venv, ensurepip' 2>/dev/null || {
             info "installing python3-venv with apt-get"
-            { apt_get install -y -q --no-install-recommends python3-venv >/dev/null ||
-                { apt_get update -q >/dev/null && apt_get install -y -q --no-install-recommends python3-venv >/dev/null; }; } ||
+            apt_install python3-venv ||
                 die "python3 cannot make a virtual environment and apt-get install python3-venv failed"
         }
         info "installing ${ZIG_PACKAGES[*]} from PyPI into $venv"
@@ -76,8 +72,11 @@ zig_toolchain() {
             die "pip install ${ZIG_PACKAGES[*]} failed"
         echo "$want" >"$venv/pins"
     fi
-    # cargo-zigbuild runs `python3 -m ziglang` when no `zig` is on PATH: the venv's python3.
     export PATH="$venv/bin:$PATH"
+    # The pinned zig, not one that may be on PATH.
+    CARGO_ZIGBUILD_ZIG_PATH="$("$venv/bin/python" -c 'import os, ziglang
+print(os.path.join(os.path.dirname(ziglang.__file__), "zig"))')" || die "the zig of $venv is missing"
+    export CARGO_ZIGBUILD_ZIG_PATH
 }
 
 # -- 1. toolchain -----------------------------------------------------------------------------
@@ -103,7 +102,7 @@ else
     apt_package "qemu-$ARCH-static" qemu-user-static
     BUILD=(cargo zigbuild)
     RUN=("qemu-$ARCH-static")
-    info "rustc $(rustc --version | cut -d' ' -f2), $(cargo-zigbuild --version), zig $(python3 -m ziglang version)"
+    info "rustc $(rustc --version | cut -d' ' -f2), $(cargo-zigbuild --version), zig $("$CARGO_ZIGBUILD_ZIG_PATH" version)"
     info "the binaries run under $("qemu-$ARCH-static" --version | head -n 1)"
 fi
 

@@ -68,9 +68,7 @@ trap cleanup EXIT
 if [[ -n "$KEY$THROWAWAY" ]] && ! command -v gpg >/dev/null; then
     command -v apt-get >/dev/null || die "gpg is missing and apt-get is not available: install gnupg"
     info "installing gnupg (gpg) with apt-get"
-    { apt_get install -y -q --no-install-recommends gnupg >/dev/null ||
-        { apt_get update -q >/dev/null && apt_get install -y -q --no-install-recommends gnupg >/dev/null; }; } ||
-        die "apt-get install gnupg failed"
+    apt_install gnupg || die "apt-get install gnupg failed"
 fi
 if [[ -n "$THROWAWAY" ]]; then
     export GNUPGHOME="$TMP/signer"
