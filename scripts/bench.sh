@@ -16,10 +16,12 @@
 #   BENCH_TARGET=x86_64-unknown-linux-musl bash scripts/bench.sh   # the static binaries
 #   BENCH_BIN=/tmp/old bash scripts/bench.sh  # vcs-agent and vcs-gateway from that directory
 #
-# Needs Debian's nginx and wrk (installed when missing), openssl, curl, python3.
+# Needs Debian's nginx and wrk (installed when missing, waiting for the package manager's
+# lock: scripts/apt.sh), openssl, curl, python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+source scripts/apt.sh
 SECONDS_PER_RUN=${BENCH_SECONDS:-5}
 BIG_BYTES=$((1024 * 1024 * 1024))
 
@@ -31,9 +33,8 @@ need() {
     for tool in "$@"; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
     if ((${#missing[@]})); then
         say "installing ${missing[*]}"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq >/dev/null
-        apt-get install -y -qq --no-install-recommends nginx-light wrk openssl curl >/dev/null
+        apt_get update -qq >/dev/null
+        apt_get install -y -qq --no-install-recommends nginx-light wrk openssl curl >/dev/null
     fi
 }
 need nginx wrk openssl curl python3
@@ -409,7 +410,7 @@ echo "(16 requests in flight; the tunnel at parallelism 4 has at most 4)."
 # (4 streams each, SPACELIFT_VCS_AGENT_GATEWAY_URLS) under 16 connections each at once.
 command -v redis-server >/dev/null 2>&1 || {
     say "installing redis-server"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+    apt_get install -y -qq --no-install-recommends redis-server >/dev/null
 }
 say "replicas: starting Redis"
 RB="$WORK/replicas"; mkdir -p "$RB"

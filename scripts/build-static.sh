@@ -1,25 +1,36 @@
 #!/usr/bin/env bash
-# Builds static (musl) release binaries of vcs-agent and vcs-gateway, proves they are static
-# and small enough, then runs them end to end on loopback: gateway, pool, fake GitLab, agent,
-# one allowlisted request through the tunnel, a graceful stop.
+# Builds static (musl) release binaries of vcs-agent and vcs-gateway for one target, proves
+# they are static and small enough, then runs them end to end on loopback: --version, --help,
+# gateway, pool, fake GitLab, `vcs-agent check`, the agent, one allowlisted request through
+# the tunnel, a graceful stop. A target of another architecture than this machine's runs
+# under Debian's qemu-user-static, the whole smoke test included.
 #
 # Why static: the agent runs on bastion hosts and minimal images we do not control; a binary
-# with no program interpreter and no shared libraries runs on any x86-64 Linux kernel.
+# with no program interpreter and no shared libraries runs on any Linux kernel of its
+# architecture.
 #
-# Usage: bash scripts/build-static.sh      (from anywhere; needs cargo/rustup, python3, git)
+# Usage: bash scripts/build-static.sh [TARGET]   (from anywhere; needs cargo/rustup, python3, git)
+#        TARGET  x86_64-unknown-linux-musl (default) or aarch64-unknown-linux-musl
 # Env:   MAX_AGENT_BYTES   size limit for vcs-agent [4194304 = 4 MiB]
 #        KEEP_TMP=1        keep the smoke test's temporary directory (logs)
 #        CARGO_TARGET_DIR  honoured, as cargo does
-# Installs what is missing: the rustup target x86_64-unknown-linux-musl, and Debian's
-# musl-tools (musl-gcc, which ring's C code needs) with apt-get when run as root.
+#        APT_LOCK_WAIT     seconds to wait for the package manager's lock [300] (scripts/apt.sh)
+# Installs what is missing: the rustup target; for this machine's architecture Debian's
+# musl-tools (musl-gcc, which ring's and mimalloc's C code need); for another, zig and
+# cargo-zigbuild from PyPI into <target dir>/zig-toolchain (zig brings a C compiler and musl
+# for every architecture), Debian's python3-venv for that, and Debian's qemu-user-static to
+# run the result. Debian packages are installed with apt-get when run as root (or with sudo).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+source scripts/apt.sh
 
-TARGET=x86_64-unknown-linux-musl
+TARGET="${1:-x86_64-unknown-linux-musl}"
 MAX_AGENT_BYTES="${MAX_AGENT_BYTES:-4194304}"
 WAIT_SECONDS=20
+# Pinned: the cross toolchain of every release build.
+ZIG_PACKAGES=(ziglang==0.17.0 cargo-zigbuild==0.24.0)
 
 step() { printf '\n==> %s\n' "$*"; }
 info() { printf '    %s\n' "$*"; }
@@ -28,33 +39,76 @@ die() {
     exit 1
 }
 
+ARCH="${TARGET%%-*}"
+case "$TARGET" in
+x86_64-unknown-linux-musl | aarch64-unknown-linux-musl) ;;
+*) die "unsupported target $TARGET: x86_64-unknown-linux-musl or aarch64-unknown-linux-musl" ;;
+esac
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+[[ "$TARGET_DIR" == /* ]] || TARGET_DIR="$ROOT/$TARGET_DIR"
+
+# apt_package COMMAND PACKAGE: installs the Debian package that brings COMMAND when missing.
+apt_package() {
+    command -v "$1" >/dev/null && return 0
+    command -v apt-get >/dev/null || die "$1 is missing and apt-get is not available: install $2"
+    info "installing $2 ($1) with apt-get"
+    apt_install "$2" || die "apt-get install $2 failed"
+    command -v "$1" >/dev/null || die "$2 is installed but $1 is not on PATH"
+}
+
+# zig and cargo-zigbuild in a virtual environment of their own, made again when the pins move.
+zig_toolchain() {
+    local venv="$TARGET_DIR/zig-toolchain" want="${ZIG_PACKAGES[*]}"
+    if [[ ! -x "$venv/bin/cargo-zigbuild" || "$(cat "$venv/pins" 2>/dev/null)" != "$want" ]]; then
+        python3 -c 'import venv, ensurepip' 2>/dev/null || {
+            info "installing python3-venv with apt-get"
+            apt_install python3-venv ||
+                die "python3 cannot make a virtual environment and apt-get install python3-venv failed"
+        }
+        info "installing ${ZIG_PACKAGES[*]} from PyPI into $venv"
+        rm -rf "$venv"
+        python3 -m venv "$venv" || die "python3 -m venv $venv failed"
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${ZIG_PACKAGES[@]}" ||
+            die "pip install ${ZIG_PACKAGES[*]} failed"
+        echo "$want" >"$venv/pins"
+    fi
+    export PATH="$venv/bin:$PATH"
+    # The pinned zig, not one that may be on PATH.
+    CARGO_ZIGBUILD_ZIG_PATH="$("$venv/bin/python" -c 'import os, ziglang
+print(os.path.join(os.path.dirname(ziglang.__file__), "zig"))')" || die "the zig of $venv is missing"
+    export CARGO_ZIGBUILD_ZIG_PATH
+}
+
 # -- 1. toolchain -----------------------------------------------------------------------------
 step "Toolchain for $TARGET"
 command -v cargo >/dev/null || die "cargo is required but not on PATH"
+command -v python3 >/dev/null || die "python3 is required but not on PATH"
 if ! rustup target list --installed 2>/dev/null | grep -qx "$TARGET"; then
     info "adding the rustup target $TARGET"
     rustup target add "$TARGET" || die "rustup target add $TARGET failed"
 fi
-if ! command -v musl-gcc >/dev/null; then
-    command -v apt-get >/dev/null || die "musl-gcc is missing and apt-get is not available: install musl-tools"
-    SUDO=()
-    [[ "$(id -u)" -eq 0 ]] || SUDO=(sudo)
-    info "installing musl-tools (musl-gcc) with apt-get"
-    export DEBIAN_FRONTEND=noninteractive
-    # Package lists may be missing on a fresh image: update once if the install fails.
-    "${SUDO[@]}" apt-get install -y -q musl-tools ||
-        { "${SUDO[@]}" apt-get update -q && "${SUDO[@]}" apt-get install -y -q musl-tools; } ||
-        die "apt-get install musl-tools failed"
+apt_package readelf binutils
+apt_package file file
+BUILD=(cargo build)
+RUN=()
+if [[ "$ARCH" == "$(uname -m)" ]]; then
+    apt_package musl-gcc musl-tools
+    # ring's and mimalloc's build scripts compile C (and assembly): point them at the musl wrapper.
+    export CC_x86_64_unknown_linux_musl="${CC_x86_64_unknown_linux_musl:-musl-gcc}"
+    export CC_aarch64_unknown_linux_musl="${CC_aarch64_unknown_linux_musl:-musl-gcc}"
+    info "rustc $(rustc --version | cut -d' ' -f2), C compiler musl-gcc"
+else
+    zig_toolchain
+    apt_package "qemu-$ARCH-static" qemu-user-static
+    BUILD=(cargo zigbuild)
+    RUN=("qemu-$ARCH-static")
+    info "rustc $(rustc --version | cut -d' ' -f2), $(cargo-zigbuild --version), zig $("$CARGO_ZIGBUILD_ZIG_PATH" version)"
+    info "the binaries run under $("qemu-$ARCH-static" --version | head -n 1)"
 fi
-# ring's build script compiles C and assembly: point it at the musl wrapper.
-export CC_x86_64_unknown_linux_musl="${CC_x86_64_unknown_linux_musl:-musl-gcc}"
-info "rustc $(rustc --version | cut -d' ' -f2), C compiler $CC_x86_64_unknown_linux_musl"
 
 # -- 2. build ---------------------------------------------------------------------------------
-step "cargo build --release --locked --target $TARGET --bins"
-cargo build --release --locked --target "$TARGET" --bins || die "cargo build failed"
-TARGET_DIR="${CARGO_TARGET_DIR:-target}"
-[[ "$TARGET_DIR" == /* ]] || TARGET_DIR="$ROOT/$TARGET_DIR"
+step "${BUILD[*]} --release --locked --target $TARGET --bins"
+"${BUILD[@]}" --release --locked --target "$TARGET" --bins || die "${BUILD[*]} failed"
 OUT="$TARGET_DIR/$TARGET/release"
 AGENT_BIN="$OUT/vcs-agent"
 GATEWAY_BIN="$OUT/vcs-gateway"
@@ -66,10 +120,13 @@ for bin in "$AGENT_BIN" "$GATEWAY_BIN"; do
     if readelf -lW "$bin" | grep -q 'INTERP'; then
         die "$(basename "$bin") has a program interpreter: $(readelf -lW "$bin" | grep -A1 INTERP | tail -n 1)"
     fi
-    ldd_says="$(ldd "$bin" 2>&1 || true)"
-    grep -Eq 'not a dynamic executable|statically linked' <<<"$ldd_says" ||
-        die "$(basename "$bin") is not static; ldd says: $ldd_says"
-    info "$(basename "$bin"): no INTERP; ldd: $(head -n 1 <<<"$ldd_says" | sed 's/^[[:space:]]*//')"
+    if readelf -dW "$bin" | grep -q '(NEEDED)'; then
+        die "$(basename "$bin") needs shared libraries: $(readelf -dW "$bin" | grep '(NEEDED)' | tr -s ' ')"
+    fi
+    file_says="$(file -b "$bin")"
+    grep -Eq 'statically linked|static-pie linked' <<<"$file_says" ||
+        die "$(basename "$bin") is not static; file says: $file_says"
+    info "$(basename "$bin"): no INTERP, no NEEDED; file: $file_says"
 done
 
 step "Sizes"
@@ -81,8 +138,20 @@ info "vcs-agent    $AGENT_BYTES bytes ($(mib "$AGENT_BYTES"))   $AGENT_BIN"
 info "vcs-gateway  $GATEWAY_BYTES bytes ($(mib "$GATEWAY_BYTES"))   $GATEWAY_BIN"
 ((AGENT_BYTES <= MAX_AGENT_BYTES)) ||
     die "vcs-agent is $AGENT_BYTES bytes, over the limit of $MAX_AGENT_BYTES ($(mib "$MAX_AGENT_BYTES"))"
-"$AGENT_BIN" --version >/dev/null || die "vcs-agent --version failed"
-"$GATEWAY_BIN" --version >/dev/null || die "vcs-gateway --version failed"
+
+step "--version, --help and the allocator's setting"
+for bin in "$AGENT_BIN" "$GATEWAY_BIN"; do
+    name="$(basename "$bin")"
+    version="$("${RUN[@]}" "$bin" --version)" || die "$name --version failed"
+    [[ "$version" =~ ^$name\ [0-9]+\.[0-9]+\.[0-9]+ ]] || die "$name --version printed: $version"
+    help="$("${RUN[@]}" "$bin" --help)" || die "$name --help failed"
+    grep -q "USAGE:" <<<"$help" || die "$name --help printed no usage: $help"
+    # .cargo/config.toml's CFLAGS define must reach mimalloc in every build, cross ones too.
+    options="$(MIMALLOC_VERBOSE=1 "${RUN[@]}" "$bin" --version 2>&1)" || die "$name --version failed"
+    grep -q "option 'arena_eager_commit': 0" <<<"$options" ||
+        die "$name: mimalloc commits its arena eagerly (the CFLAGS define of .cargo/config.toml did not reach it)"
+    info "$version; --help ok; mimalloc arena_eager_commit 0"
+done
 
 # -- 4. smoke test ----------------------------------------------------------------------------
 step "Smoke test of the static binaries on loopback"
@@ -158,7 +227,7 @@ python3 "$ROOT/scripts/git-http-server.py" --root "$TMP/repos" --listen 127.0.0.
 UPSTREAM_PID=$!
 PIDS+=("$UPSTREAM_PID")
 
-"$GATEWAY_BIN" serve --data-dir "$TMP/gateway-data" \
+"${RUN[@]}" "$GATEWAY_BIN" serve --data-dir "$TMP/gateway-data" \
     --agent-listen 127.0.0.1:0 --api-listen 127.0.0.1:0 >"$TMP/gateway.log" 2>&1 &
 GATEWAY_PID=$!
 PIDS+=("$GATEWAY_PID")
@@ -177,9 +246,9 @@ done
 VCS="127.0.0.1:$(cat "$TMP/git-server.port")"
 info "gateway: agent port $AGENT_PORT, api port $API; fake GitLab at $VCS"
 
-TOKEN="$("$GATEWAY_BIN" pool create --data-dir "$TMP/gateway-data" --name smoke \
+TOKEN="$("${RUN[@]}" "$GATEWAY_BIN" pool create --data-dir "$TMP/gateway-data" --name smoke \
     --public-url "ws://$AGENT_PORT")" || die "vcs-gateway pool create failed"
-SECRET="$("$GATEWAY_BIN" caller create --data-dir "$TMP/gateway-data" --name smoke-saas \
+SECRET="$("${RUN[@]}" "$GATEWAY_BIN" caller create --data-dir "$TMP/gateway-data" --name smoke-saas \
     --pools smoke | tail -n 1)" || die "vcs-gateway caller create failed"
 CALLER="Vcs-Gateway-Authorization: Bearer $SECRET"
 OPERATOR="Authorization: Bearer $(cat "$TMP/gateway-data/admin-token")" ||
@@ -195,12 +264,12 @@ AGENT_ENV=(
     SPACELIFT_VCS_AGENT_METRICS_ADDR=127.0.0.1:0
 )
 
-"${AGENT_ENV[@]}" "$AGENT_BIN" check >"$TMP/check.out" 2>&1 ||
+"${AGENT_ENV[@]}" "${RUN[@]}" "$AGENT_BIN" check >"$TMP/check.out" 2>&1 ||
     die "vcs-agent check failed: $(cat "$TMP/check.out")"
 [[ "$(grep -c '^ok   ' "$TMP/check.out")" == 4 ]] || die "vcs-agent check: $(cat "$TMP/check.out")"
 info "vcs-agent check: 4 checks ok"
 
-"${AGENT_ENV[@]}" "$AGENT_BIN" >"$TMP/agent.log" 2>&1 &
+"${AGENT_ENV[@]}" "${RUN[@]}" "$AGENT_BIN" >"$TMP/agent.log" 2>&1 &
 AGENT_PID=$!
 PIDS+=("$AGENT_PID")
 
@@ -254,5 +323,5 @@ done
 [[ "$agent_status" == 0 ]] || die "the agent did not drain and exit 0 after SIGTERM (status '${agent_status:-still running}')"
 info "SIGTERM: the agent drained and exited 0"
 
-printf '\nbuild-static: ok: vcs-agent %s bytes, vcs-gateway %s bytes, static, smoke test passed\n' \
-    "$AGENT_BYTES" "$GATEWAY_BYTES"
+printf '\nbuild-static: ok: %s: vcs-agent %s bytes, vcs-gateway %s bytes, static, smoke test passed\n' \
+    "$TARGET" "$AGENT_BYTES" "$GATEWAY_BYTES"

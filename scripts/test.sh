@@ -8,7 +8,8 @@
 #
 # A fresh Debian machine needs no set-up first: the system packages the tests use are checked
 # before anything is built. When some are missing and the script runs as root with apt-get, it
-# installs them quietly; otherwise it stops with one line naming the packages and the command
+# installs them quietly (waiting for the package manager's lock while unattended upgrades hold
+# it: scripts/apt.sh); otherwise it stops with one line naming the packages and the command
 # that installs them. Tests never skip a missing tool: they fail saying what is missing.
 # (No test needs musl-tools: scripts/build-static.sh installs it for the static build.)
 #
@@ -21,6 +22,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+source scripts/apt.sh
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 REQUIREMENTS=tests/clients/requirements.txt
 
@@ -59,11 +61,10 @@ ensure_packages() {
         printf '==> installing system packages the tests use: %s\n' "$missing" >&2
         local apt_log
         apt_log=$(mktemp)
-        export DEBIAN_FRONTEND=noninteractive
         # Quiet unless it fails: then apt-get's own words say why.
         # shellcheck disable=SC2086 # one word per package
-        if apt-get update -qq >"$apt_log" 2>&1 &&
-            apt-get install -y -qq --no-install-recommends $missing >>"$apt_log" 2>&1; then
+        if apt_get update -qq >"$apt_log" 2>&1 &&
+            apt_get install -y -qq --no-install-recommends $missing >>"$apt_log" 2>&1; then
             missing=$(missing_packages | tr '\n' ' ' | sed 's/ $//')
         else
             cat "$apt_log" >&2

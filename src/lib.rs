@@ -46,6 +46,12 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// What was built: the crate version and, when it was built from a git checkout, the commit
+/// (`0.1.0+1a2b3c4d5e6f`, `-dirty` when its sources had changes; src/build.rs). Both programs'
+/// `--version` print it and the agent sends it in its connect headers, so the gateway's panel
+/// tells builds apart.
+pub const BUILD: &str = env!("VCS_AGENT_BUILD");
+
 pub mod agent;
 pub mod allowlist;
 pub mod blocklist;

@@ -19,7 +19,7 @@ fn help() -> String {
          one `ok`/`FAIL` line per check, exit 0 only when all pass\n    \
          vcs-agent --help           print this help\n    vcs-agent --version        print the version\n\n\
          SETTINGS (variable, then the flags that set it too and win over it; default in brackets):\n",
-        env!("CARGO_PKG_VERSION")
+        vcs_agent::BUILD
     );
     for setting in config::SETTINGS {
         text.push_str(&format!("    {}\n", setting.env));
@@ -133,7 +133,7 @@ fn dispatch() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Invocation::Version) => {
-            println!("vcs-agent {}", env!("CARGO_PKG_VERSION"));
+            println!("vcs-agent {}", vcs_agent::BUILD);
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -90,7 +90,7 @@ fn gateway(config: &AgentConfig, host: &str) -> Outcome {
     let identity = Identity {
         metadata: config.metadata.clone(),
         instance: format!("check-{}", ulid::Ulid::new()),
-        version: env!("CARGO_PKG_VERSION"),
+        version: crate::BUILD,
         route,
     };
     let started = Instant::now();

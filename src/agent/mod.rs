@@ -148,7 +148,7 @@ impl Agent {
         let identity = Identity {
             metadata: config.metadata.clone(),
             instance,
-            version: env!("CARGO_PKG_VERSION"),
+            version: crate::BUILD,
             route,
         };
         for host in &config.gateways {

@@ -137,7 +137,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(Stop::Version) => {
-            println!("vcs-gateway {}", env!("CARGO_PKG_VERSION"));
+            println!("vcs-gateway {}", vcs_agent::BUILD);
             ExitCode::SUCCESS
         }
         Err(Stop::Fail(message)) => fail(message),

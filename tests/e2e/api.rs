@@ -239,6 +239,8 @@ fn an_api_pool_serves_at_once_and_a_rotated_key_refuses_old_agents() {
     let agent = &agents["agents"][0];
     assert_eq!(agent["metadata"]["team"], "infra", "{agents}");
     assert_eq!(agent["streams"], 2);
+    // The build, commit and all, so the panel's mixed-versions warning names builds.
+    assert_eq!(agent["version"], vcs_agent::BUILD, "{agents}");
     assert!(agent["remote"].as_str().unwrap().starts_with("127.0.0.1:"));
 
     // One allowed request and one denied, both in the pool's log and hourly counts.

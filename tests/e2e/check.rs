@@ -261,7 +261,7 @@ fn help_lists_every_variable_and_both_binaries_print_versions() {
             assert!(help.contains(flag), "{flag} not in --help");
         }
     }
-    let version = format!("{}\n", env!("CARGO_PKG_VERSION"));
+    let version = format!("{}\n", expected_build());
     for (binary, name) in [(AGENT, "vcs-agent"), (GATEWAY, "vcs-gateway")] {
         let out = Command::new(binary)
             .arg("--version")
@@ -304,4 +304,38 @@ fn every_gateway_address_is_checked() {
     assert!(gateways[0].starts_with("ok   gateway:"), "{text}");
     assert!(gateways[1].starts_with("FAIL gateway:"), "{text}");
     assert!(gateways[1].contains(&dead), "{text}");
+}
+
+/// What `--version` should name, found here without src/build.rs: the crate version, and in a
+/// git checkout (as this one is in CI) `+` the commit, `-dirty` when a file the binaries are
+/// built from differs from it.
+fn expected_build() -> String {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let git = |args: &[&str]| -> Option<String> {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(root)
+            .args(args)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    let version = env!("CARGO_PKG_VERSION");
+    // Sources unpacked inside another repository are not a checkout of their own.
+    let top = git(&["rev-parse", "--show-toplevel"]).map(std::path::PathBuf::from);
+    let ours =
+        top.and_then(|t| t.canonicalize().ok()) == std::path::Path::new(root).canonicalize().ok();
+    let commit = git(&["rev-parse", "--short=12", "HEAD"]).filter(|_| ours);
+    let Some(commit) = commit else {
+        return version.to_string();
+    };
+    assert_eq!(commit.len(), 12, "{commit}");
+    let sources = ["src", "Cargo.toml", "Cargo.lock", ".cargo"];
+    let mut status = vec!["status", "--porcelain", "--untracked-files=no", "--"];
+    status.extend(sources);
+    let changes = git(&status).expect("git status");
+    let dirty = if changes.is_empty() { "" } else { "-dirty" };
+    format!("{version}+{commit}{dirty}")
 }
