@@ -103,6 +103,38 @@ pub fn write_error_status(
     )
 }
 
+/// The agent's own error answer for a git client: `text/plain`, which git prints to the
+/// user as `remote: …`, naming the reason (a JSON body would only show as an HTTP status).
+fn write_git_error(
+    out: &mut impl Write,
+    id: &str,
+    kind: ErrorKind,
+    message: &str,
+    keep_alive: bool,
+) -> std::io::Result<()> {
+    let body = format!("{kind}: {message}\n");
+    let extra = [("X-Vcs-Request-Id".to_string(), id.to_string())];
+    let status = kind.status();
+    http1::write_simple_with(
+        out,
+        status,
+        "text/plain; charset=utf-8",
+        body.as_bytes(),
+        keep_alive,
+        &extra,
+    )
+}
+
+/// Whether a request is git's smart HTTP (clone, fetch, push): its errors go as text.
+fn is_git_request(job: &Job) -> bool {
+    let path = job.target.split('?').next().unwrap_or("");
+    let smart = ["/info/refs", "/git-upload-pack", "/git-receive-pack"];
+    let agent = job.headers.iter().any(|(n, v)| {
+        n.eq_ignore_ascii_case("user-agent") && v.to_ascii_lowercase().starts_with("git/")
+    });
+    agent || smart.iter().any(|end| path.ends_with(end))
+}
+
 /// How an exchange ended.
 pub enum Exchanged {
     /// The request head could not be sent: no agent saw it, another stream may take it.
@@ -195,6 +227,7 @@ fn relay(
             mode: BodyMode::None,
             version: job.version,
             keep_alive: job.keep_alive,
+            git: is_git_request(job),
             pace: Pace::new(settings),
         },
         method: &job.method,
@@ -535,6 +568,8 @@ struct ToCaller<'a> {
     /// HTTP minor version of the caller, and whether it wants keep-alive.
     version: u8,
     keep_alive: bool,
+    /// A git client: the agent's error answers go as text ([`write_git_error`]).
+    git: bool,
     pace: Pace,
 }
 
@@ -634,6 +669,9 @@ impl ToCaller<'_> {
 
     /// The agent's own error answer, instead of a head.
     fn error(&mut self, id: &str, kind: ErrorKind, message: &str) -> std::io::Result<()> {
+        if self.git {
+            return write_git_error(self.out, id, kind, message, self.keep_alive);
+        }
         write_error(self.out, Some(id), kind, message, self.keep_alive)
     }
 

@@ -305,6 +305,9 @@ fn clone_and_push(vendor: &str, repo_path: &str, url_path: &str) {
     git_ok(&clone, &["commit", "-q", "-m", "attempt"]);
     let push = git(&clone, &["push", "-q", "origin", "HEAD:main"]);
     assert!(!push.status.success(), "git push went through the tunnel");
+    // The refusal reaches the user as git prints a text answer: `remote: denied: …`.
+    let said = String::from_utf8_lossy(&push.stderr);
+    assert!(said.contains("remote: denied: "), "git printed: {said}");
     let line = agent.out.wait_for("receive-pack", Duration::from_secs(5));
     assert!(line.contains("error=denied"), "{line}");
     let served = std::fs::read_to_string(&server.log).unwrap();

@@ -310,6 +310,7 @@ fn every_gateway_address_is_checked() {
 /// git checkout (as this one is in CI) `+` the commit, `-dirty` when a file the binaries are
 /// built from differs from it.
 fn expected_build() -> String {
+    let build = vcs_agent::BUILD.to_string();
     let root = env!("CARGO_MANIFEST_DIR");
     let git = |args: &[&str]| -> Option<String> {
         let out = Command::new("git")
@@ -327,15 +328,21 @@ fn expected_build() -> String {
     let top = git(&["rev-parse", "--show-toplevel"]).map(std::path::PathBuf::from);
     let ours =
         top.and_then(|t| t.canonicalize().ok()) == std::path::Path::new(root).canonicalize().ok();
-    let commit = git(&["rev-parse", "--short=12", "HEAD"]).filter(|_| ours);
-    let Some(commit) = commit else {
-        return version.to_string();
-    };
-    assert_eq!(commit.len(), 12, "{commit}");
-    let sources = ["src", "Cargo.toml", "Cargo.lock", ".cargo"];
-    let mut status = vec!["status", "--porcelain", "--untracked-files=no", "--"];
-    status.extend(sources);
-    let changes = git(&status).expect("git status");
-    let dirty = if changes.is_empty() { "" } else { "-dirty" };
-    format!("{version}+{commit}{dirty}")
+    if !ours {
+        assert_eq!(build, version);
+        return build;
+    }
+    // Built from this checkout: the version, the commit built (HEAD then, HEAD or before it
+    // now: a commit may land while the tests run), and `-dirty` when sources had changes.
+    let rest = build
+        .strip_prefix(&format!("{version}+"))
+        .expect("a commit in the build");
+    let commit = rest.strip_suffix("-dirty").unwrap_or(rest);
+    assert!(
+        commit.len() == 12 && commit.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{build}"
+    );
+    let ancestor = ["merge-base", "--is-ancestor", commit, "HEAD"];
+    assert!(git(&ancestor).is_some(), "{build} is not this checkout's");
+    build
 }
