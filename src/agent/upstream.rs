@@ -799,7 +799,8 @@ mod tests {
         }
     }
 
-    fn pool() -> Arc<Pool> {
+    /// A pool for tests: no custom CA, 5 s timeouts, 4 idle connections.
+    pub(super) fn pool() -> Arc<Pool> {
         Pool::new(Settings {
             tls: Roots::load(&CustomCas(Vec::new())).client_config().unwrap(),
             connect_timeout: Duration::from_secs(5),

@@ -7,8 +7,8 @@
 //! Whatever the order of bytes, every answer a request gets must be its own: its head says its
 //! own sequence number and its body is exactly the one sent for it, or the request fails.
 
+use super::tests::pool;
 use super::*;
-use crate::net::tls::{CustomCas, Roots};
 use proptest::prelude::*;
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
@@ -228,15 +228,6 @@ fn read_header(reader: &mut impl BufRead, wanted: &str) -> Option<String> {
             }
         }
     }
-}
-
-fn pool() -> Arc<Pool> {
-    Pool::new(Settings {
-        tls: Roots::load(&CustomCas(Vec::new())).client_config().unwrap(),
-        connect_timeout: Duration::from_secs(5),
-        read_timeout: Duration::from_secs(5),
-        max_idle: 4,
-    })
 }
 
 /// Request `k`: its answer's sequence number and body, or `None` when it failed.
