@@ -33,7 +33,7 @@ pub fn rewrite(status: u16, headers: &mut HeaderPairs, target: &str, bases: &[&B
 }
 
 /// The target (`/path?query`) a `Location` names below `base`, if it names one.
-fn inside(location: &str, base: &BaseEndpoint) -> Option<String> {
+pub(crate) fn inside(location: &str, base: &BaseEndpoint) -> Option<String> {
     let rest = if let Some(after) = location.strip_prefix("//") {
         same_origin(&format!("{}://{after}", base.scheme), base)?
     } else if location.starts_with('/') {

@@ -178,7 +178,10 @@ fn request_head(peers: &Peers, pool: &str, caller_name: &str, job: &Job) -> Vec<
         _ => None,
     };
     let expect = ("Expect".to_string(), "100-continue".to_string());
-    let ours = sign::headers(&peers.secret, &signed);
+    let mut ours = sign::headers(&peers.secret, &signed);
+    if let Some(front) = &job.front {
+        ours.push((sign::FRONT.to_string(), front.clone()));
+    }
     let all = job
         .headers
         .iter()

@@ -31,6 +31,11 @@ pub const CALLER: &str = "X-Vcs-Peer-Caller";
 /// Hex HMAC-SHA256 over the request's method, target, id, sender, caller and time.
 pub const SIGNATURE: &str = "X-Vcs-Peer-Signature";
 
+/// The base URL the caller used ([`crate::gateway::request::Job::front`]), when the
+/// forwarding replica knows it. Not signed, like the caller's own headers: a replica that
+/// does not know it ignores it, and one that gets none answers with the VCS's own URLs.
+pub const FRONT: &str = "X-Vcs-Peer-Front";
+
 /// Every header of the peer protocol starts with this; none of them reaches an agent.
 pub const PREFIX: &str = "x-vcs-peer-";
 
