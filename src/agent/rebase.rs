@@ -17,8 +17,9 @@
 //!   that is such a URL. The body is rewritten as it passes ([`BodyRewriter`]): only a
 //!   string that starts like a URL on the VCS is held, at most [`HELD_MAX`] bytes (a longer
 //!   one passes as it is), so memory stays constant whatever the body's size and a URL
-//!   split across two pieces is still found. The answer's `Content-Length` is dropped
-//!   (the gateway sends it chunked).
+//!   split across two pieces is still found. An answer of known length up to
+//!   [`WHOLE_MAX`] is read whole and leaves with its new `Content-Length`; a larger one, or
+//!   one of unknown length, streams through the rewrite and the gateway sends it chunked.
 //!
 //! API URLs are the paths under the vendor's API prefixes and git's smart-HTTP paths
 //! ([`api_path`]). Web-UI URLs (`html_url`, `web_url`, `_links.web.href`, pages a person
@@ -39,6 +40,11 @@ use std::borrow::Cow;
 /// The longest string value held to see whether it is a URL to rewrite; a longer one passes
 /// as it is (no API URL is this long).
 pub const HELD_MAX: usize = 8 * 1024;
+
+/// The largest JSON answer of known length read whole, so that it leaves with its new
+/// `Content-Length`; a larger one, or one of unknown length, is rewritten as it streams and
+/// sent chunked.
+pub const WHOLE_MAX: usize = 1024 * 1024;
 
 /// Where answers point back to: the front, the VCS's bases and the vendor.
 pub struct Rebase<'a> {
@@ -247,6 +253,15 @@ impl<'a> BodyRewriter<'a> {
                 State::Held { escaped, matched } => self.holding(input, escaped, matched, out),
             };
         }
+    }
+
+    /// A whole body, rewritten.
+    pub fn whole(&mut self, body: &[u8]) -> Vec<u8> {
+        let (mut all, mut rest) = (Vec::new(), Vec::new());
+        self.piece(body, &mut all);
+        self.finish(&mut rest);
+        all.append(&mut rest);
+        all
     }
 
     /// What is left held at the end of the body (a string never closed), as it came.

@@ -501,10 +501,20 @@ fn answer(
             return answer_listing(shared, socket, record, headers, body, rewriter);
         }
     }
-    if rewriter.is_some() {
-        // The body's length changes: the gateway sends it chunked.
-        headers.retain(|(name, _)| !name.eq_ignore_ascii_case("content-length"));
-    }
+    let known = content_length(&response).filter(|&n| n <= rebase::WHOLE_MAX as u64);
+    let rewriter = match (rewriter, known) {
+        // Not large: read whole, and sent with its new length.
+        (Some(rewriter), Some(length)) => {
+            let headers = owned(headers);
+            return answer_whole(shared, socket, record, headers, response, length, rewriter);
+        }
+        // The body's length changes as it passes: the gateway sends it chunked.
+        (Some(rewriter), None) => {
+            headers.retain(|(name, _)| !name.eq_ignore_ascii_case("content-length"));
+            Some(rewriter)
+        }
+        (None, _) => None,
+    };
     let head = response_head(&record, status, headers, has_body);
     let mut out = Answer { socket };
     if let Err(e) = out.head(head, has_body) {
@@ -519,6 +529,36 @@ fn answer(
         Some(rewriter) => stream_rewritten(shared, out, record, response, buffer, rewriter),
         None => stream_body(shared, out, record, response, buffer),
     }
+}
+
+/// A JSON answer of known `length` (at most [`rebase::WHOLE_MAX`]) read whole, its URLs
+/// pointed back at the front, and sent with its new `Content-Length`.
+fn answer_whole(
+    shared: &Shared,
+    socket: &mut Socket,
+    mut record: Record,
+    headers: HeaderPairs,
+    response: Response,
+    length: u64,
+    mut rewriter: BodyRewriter,
+) -> Result<(), StreamEnd> {
+    let mut bytes = Vec::with_capacity(length as usize);
+    if let Err(e) = response.into_body().take(length).read_to_end(&mut bytes) {
+        let error = forward::classify_read(&e, &shared.config.target.authority);
+        return Answer { socket }.refuse(record, error.kind, error.message);
+    }
+    let bytes = rewriter.whole(&bytes);
+    record.rewritten += rewriter.rewritten;
+    send_whole(socket, record, headers, bytes)
+}
+
+/// The `Content-Length` of an answer, when it has one.
+fn content_length(response: &Response) -> Option<u64> {
+    response
+        .headers()
+        .get(ureq_proto::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
 }
 
 /// Where answers to `request` point back to, when the gateway said where the caller stands
@@ -570,11 +610,7 @@ fn stream_body(
     response: Response,
     buffer: &mut [u8],
 ) -> Result<(), StreamEnd> {
-    let length = response
-        .headers()
-        .get(ureq_proto::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let length = content_length(&response);
     let mut reader = response.into_body();
     loop {
         match reader.read(buffer) {
@@ -809,7 +845,7 @@ fn answer_listing(
     shared: &Shared,
     socket: &mut Socket,
     mut record: Record,
-    mut headers: HeaderPairs,
+    headers: HeaderPairs,
     body: Result<Vec<u8>, (ErrorKind, String)>,
     rewriter: Option<BodyRewriter>,
 ) -> Result<(), StreamEnd> {
@@ -828,12 +864,9 @@ fn answer_listing(
     let bytes = match filtered {
         Ok(bytes) => match rewriter {
             Some(mut rewriter) => {
-                let (mut all, mut rest) = (Vec::new(), Vec::new());
-                rewriter.piece(&bytes, &mut all);
-                rewriter.finish(&mut rest);
-                all.append(&mut rest);
+                let bytes = rewriter.whole(&bytes);
                 record.rewritten += rewriter.rewritten;
-                all
+                bytes
             }
             None => bytes,
         },
@@ -841,6 +874,16 @@ fn answer_listing(
         Err((ErrorKind::Denied, reason)) => return out.deny(record, Denied::path(reason)),
         Err((kind, reason)) => return out.refuse(record, kind, reason),
     };
+    send_whole(out.socket, record, headers, bytes)
+}
+
+/// Sends an answer's body read whole (and changed), with its `Content-Length` recomputed.
+fn send_whole(
+    socket: &mut Socket,
+    mut record: Record,
+    mut headers: HeaderPairs,
+    bytes: Vec<u8>,
+) -> Result<(), StreamEnd> {
     headers.retain(|(name, _)| {
         !name.eq_ignore_ascii_case("content-length")
             && !name.eq_ignore_ascii_case("transfer-encoding")
@@ -848,6 +891,7 @@ fn answer_listing(
     headers.push(("Content-Length".into(), bytes.len().to_string().into()));
     let status = record.status.unwrap_or(200);
     let head = response_head(&record, status, headers, true);
+    let mut out = Answer { socket };
     let mut sent = out.head(head, true);
     for piece in bytes.chunks(MAX_CHUNK) {
         sent = sent.and_then(|()| out.data(piece, false));

@@ -168,9 +168,9 @@ def github(front):
     pull = passes("pull request", lambda: repo.get_pull(8), lambda p: p.number == 8)
     if pull is not None:
         passes("pull request comment", lambda: pull.create_issue_comment("plan: 1 to add"), lambda c: c.id == 9)
-    link = passes("archive link", lambda: repo.get_archive_link("tarball", "main"), lambda l: l.startswith("../"))
+    link = passes("archive link", lambda: repo.get_archive_link("tarball", "main"), lambda l: l.startswith(f"{front}/_codeload/"))
     if link is not None:
-        # Following it as any HTTP client does: relative to the URL asked for.
+        # Following it as any HTTP client does: resolved against the URL asked for.
         asked = f"{front}/api/v3/repos/acme/infra/tarball/main"
         passes(
             "archive download through the redirect",

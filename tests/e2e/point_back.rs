@@ -180,6 +180,10 @@ fn get(tunnel: &Tunnel, pool: &str, path: &str) -> (u16, ureq::http::HeaderMap, 
     let (status, headers) = (r.status().as_u16(), r.headers().clone());
     let text = r.into_body().read_to_string().unwrap();
     let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    // A length, when there is one, is the rewritten body's.
+    for length in all(&headers, "content-length") {
+        assert_eq!(length, text.len().to_string(), "{path}");
+    }
     (status, headers, body)
 }
 
@@ -208,9 +212,8 @@ fn links_and_api_urls_point_at_the_front_and_web_urls_stay() {
         page[0]["commit"]["url"],
         format!("{front}{REPO}/commits/0123456789abcdef0123456789abcdef01234567")
     );
-    // The length changed: the answer is chunked, and whole.
-    assert_eq!(all(&headers, "content-length"), Vec::<String>::new());
-    assert_eq!(all(&headers, "transfer-encoding"), ["chunked"]);
+    // The length changed: a small answer leaves with its new one (checked by `get`).
+    assert_eq!(all(&headers, "content-length").len(), 1);
     // The second page, fetched where the first one's Link points: through the front.
     let next = format!("{REPO}/branches?page=2");
     let (_, headers, second) = get(&tunnel, "ghe-links", &next);
@@ -401,7 +404,7 @@ fn a_large_json_answer_streams_through_at_constant_agent_memory() {
         let size = if r.target.contains("large") {
             100 * MIB
         } else {
-            MIB
+            MIB / 2
         };
         Some((
             200,
@@ -419,6 +422,9 @@ fn a_large_json_answer_streams_through_at_constant_agent_memory() {
             .gateway
             .url("ghe-large", &format!("{REPO}/commits?{which}=1"));
         let r = client().get(url).call().unwrap();
+        // Over the size read whole: it streams, chunked.
+        let chunked = header_values(&r, "transfer-encoding") == ["chunked"];
+        assert_eq!(chunked, which == "large", "{which}");
         let mut reader = r.into_body().into_reader();
         let (mut seen, mut urls, mut tail) = (0usize, 0usize, Vec::new());
         let mut buffer = vec![0u8; 64 * 1024];
@@ -439,15 +445,12 @@ fn a_large_json_answer_streams_through_at_constant_agent_memory() {
         (seen, urls)
     };
     let (_, small_urls) = fetch("small");
-    assert!(small_urls > 1000, "{small_urls}");
+    assert!(small_urls > 500, "{small_urls}");
     let small = tunnel.agent.peak_rss_kib();
     let (seen, urls) = fetch("large");
     let large = tunnel.agent.peak_rss_kib();
     eprintln!("rewrote {urls} URLs in {seen} bytes; agent peak RSS {small} -> {large} KiB");
-    assert!(
-        seen > 100 * MIB && urls > 100 * small_urls / 2,
-        "{seen} {urls}"
-    );
+    assert!(seen > 100 * MIB && urls > 100 * small_urls, "{seen} {urls}");
     assert!(
         large < small + 8 * 1024,
         "agent grew from {small} to {large} KiB"
