@@ -437,6 +437,7 @@ LISTING=/api/v4/projects
 for mode in rewritten untouched; do
     AGENT_EXTRA=$([[ $mode == untouched ]] && echo SPACELIFT_VCS_AGENT_DISABLE_URL_REWRITE=true || true)
     say "listing ($mode): requests/s at 4 connections"
+    rm -rf "$WORK/gw-0"   # a fresh gateway (the plain phase above used the same directory)
     start_tunnel 0
     WATCH=("agent $AGENT_PID" "gw $GW_PID")
     curl -fsS "${AUTH[@]}" "http://$API/private/bench$LISTING" -o "$WORK/listing-$mode.json"
@@ -450,7 +451,7 @@ AGENT_EXTRA=
 grep -q "$NGINX_PORT" "$WORK/listing-untouched.json" || die "the untouched listing lost the VCS's URLs"
 grep -q "127.0.0.1:$NGINX_PORT/api/v4" "$WORK/listing-rewritten.json" && die "the rewritten listing kept an API URL of the VCS"
 echo
-echo "A listing with the VCS's own URLs: $(stat -c %s "$WORK/projects.json") bytes, 100 projects, 900 API and git URLs"
+echo "A listing with the VCS's own URLs: $(stat -c %s "$WORK/www/projects.json") bytes, 100 projects, 900 API and git URLs"
 echo
 printf '| %-36s | %10s | %10s |\n' "figure" "rewritten" "untouched" "----" "---:" "---:"
 printf '| %-36s | %10s | %10s |\n' "requests/s at 4 conns" "${R[list-rewritten-rps]:-}" "${R[list-untouched-rps]:-}" \

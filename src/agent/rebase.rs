@@ -53,6 +53,8 @@ pub struct Rebase<'a> {
     main: &'a BaseEndpoint,
     codeload: &'a BaseEndpoint,
     vendor: Vendor,
+    /// `scheme://authority/path` of the base endpoint and of its codeload host.
+    origins: (String, String),
 }
 
 impl<'a> Rebase<'a> {
@@ -62,7 +64,9 @@ impl<'a> Rebase<'a> {
         codeload: &'a BaseEndpoint,
         vendor: Vendor,
     ) -> Rebase<'a> {
+        let origin = |b: &BaseEndpoint| format!("{}://{}{}", b.scheme, b.authority, b.path);
         Rebase {
+            origins: (origin(main), origin(codeload)),
             front: front.trim_end_matches('/'),
             main,
             codeload,
@@ -72,23 +76,47 @@ impl<'a> Rebase<'a> {
 
     /// The front URL for `url` when it is an absolute API URL on the VCS.
     pub fn url(&self, url: &str) -> Option<String> {
+        let target = self.target(url)?;
+        Some(format!("{}{target}", self.front))
+    }
+
+    /// The target (path and query) below the front of `url`, when it is an absolute API
+    /// URL on the VCS.
+    fn target<'u>(&self, url: &'u str) -> Option<Cow<'u, str>> {
         if !url.contains("://") {
             return None;
         }
-        self.below(url, false)
+        // The usual case, the base endpoint as configured, without copies.
+        for (origin, codeload) in [(&self.origins.0, false), (&self.origins.1, true)] {
+            let Some(head) = url.get(..origin.len()) else {
+                continue;
+            };
+            let rest = &url[origin.len()..];
+            if head.eq_ignore_ascii_case(origin) && rest.starts_with('/') {
+                let api = codeload || api_path(self.vendor, rest);
+                return api.then_some(Cow::Borrowed(rest));
+            }
+        }
+        self.inside(url, false).map(Cow::Owned)
     }
 
     /// The front URL for a reference into the VCS (an absolute URL, or an absolute path);
     /// `any_path` takes every path, not only API ones.
     fn below(&self, reference: &str, any_path: bool) -> Option<String> {
-        let target = if let Some(t) = super::redirect::inside(reference, self.main) {
-            (any_path || api_path(self.vendor, &t)).then_some(t)?
-        } else if self.codeload.host != self.main.host {
-            super::redirect::inside(reference, self.codeload)?
-        } else {
-            return None;
-        };
+        let target = self.inside(reference, any_path)?;
         Some(format!("{}{target}", self.front))
+    }
+
+    /// The target a reference into the VCS names ([`super::redirect::inside`]), when it is
+    /// one to rewrite.
+    fn inside(&self, reference: &str, any_path: bool) -> Option<String> {
+        if let Some(t) = super::redirect::inside(reference, self.main) {
+            (any_path || api_path(self.vendor, &t)).then_some(t)
+        } else if self.codeload.host != self.main.host {
+            super::redirect::inside(reference, self.codeload)
+        } else {
+            None
+        }
     }
 
     /// Rewrites `Link`, `Location` and `Content-Location`; the number of URLs rewritten.
@@ -280,26 +308,38 @@ impl<'a> BodyRewriter<'a> {
             Some(at) => {
                 out.extend_from_slice(&input[..=at]);
                 self.held.clear();
-                self.state = State::Held {
-                    escaped: false,
-                    matched: false,
+                let rest = &input[at + 1..];
+                // Most strings are told apart by their first byte: they pass at once.
+                let first = rest.first().map(u8::to_ascii_lowercase);
+                let may_be = |first: u8| self.prefixes.iter().any(|p| p.first() == Some(&first));
+                self.state = match (first, starts_like(rest, &self.prefixes)) {
+                    (Some(first), _) if !may_be(first) => State::Passing { escaped: false },
+                    (_, Some(false)) => State::Passing { escaped: false },
+                    (_, matched) => State::Held {
+                        escaped: false,
+                        matched: matched == Some(true),
+                    },
                 };
-                &input[at + 1..]
+                rest
             }
         }
     }
 
     fn passing<'i>(&mut self, input: &'i [u8], escaped: bool, out: &mut Vec<u8>) -> &'i [u8] {
-        let mut escaped = escaped;
-        for (at, &b) in input.iter().enumerate() {
+        let (mut at, mut escaped) = (0, escaped);
+        while at < input.len() {
             if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                out.extend_from_slice(&input[..=at]);
-                self.state = State::Outside;
-                return &input[at + 1..];
+                (at, escaped) = (at + 1, false);
+                continue;
+            }
+            match input[at..].iter().position(|&b| b == b'"' || b == b'\\') {
+                None => at = input.len(),
+                Some(p) if input[at + p] == b'"' => {
+                    out.extend_from_slice(&input[..=at + p]);
+                    self.state = State::Outside;
+                    return &input[at + p + 1..];
+                }
+                Some(p) => (at, escaped) = (at + p + 1, true),
             }
         }
         out.extend_from_slice(input);
@@ -314,23 +354,34 @@ impl<'a> BodyRewriter<'a> {
         mut matched: bool,
         out: &mut Vec<u8>,
     ) -> &'i [u8] {
-        for (at, &b) in input.iter().enumerate() {
+        let mut at = 0;
+        while at < input.len() {
+            if matched && !escaped {
+                // A URL on the VCS so far: up to the next quote or escape at once.
+                let rest = &input[at..];
+                let run = rest.iter().position(|&b| b == b'"' || b == b'\\');
+                let run = run.unwrap_or(rest.len());
+                self.held.extend_from_slice(&rest[..run]);
+                at += run;
+            }
+            if self.held.len() > HELD_MAX {
+                self.state = State::Passing { escaped };
+                out.append(&mut self.held);
+                return &input[at..];
+            }
+            let Some(&b) = input.get(at) else { break };
+            at += 1;
             if !escaped && b == b'"' {
                 self.close(out);
-                return &input[at + 1..];
+                return &input[at..];
             }
             self.held.push(b);
             escaped = !escaped && b == b'\\';
             if !matched && !escaped {
                 match self.candidate() {
                     Some(whole) => matched = whole,
-                    None => return self.release(&input[at + 1..], out),
+                    None => return self.release(&input[at..], out),
                 }
-            }
-            if self.held.len() > HELD_MAX {
-                self.state = State::Passing { escaped };
-                out.append(&mut self.held);
-                return &input[at + 1..];
             }
         }
         self.state = State::Held { escaped, matched };
@@ -348,6 +399,9 @@ impl<'a> BodyRewriter<'a> {
     /// prefix is there, `Some(false)` while it is the start of one, `None` when it is not.
     /// JSON's `\/` counts as `/`; any other escape before the host ends the match.
     fn candidate(&self) -> Option<bool> {
+        if !self.held.contains(&b'\\') {
+            return prefix_state(&self.held, &self.prefixes);
+        }
         let mut seen = Vec::with_capacity(self.held.len());
         let mut bytes = self.held.iter();
         while let Some(&b) = bytes.next() {
@@ -358,43 +412,89 @@ impl<'a> BodyRewriter<'a> {
                     None => break,
                 }
             } else {
-                seen.push(b.to_ascii_lowercase());
+                seen.push(b);
             }
         }
-        let mut partial = false;
-        for prefix in &self.prefixes {
-            if seen.len() >= prefix.len() {
-                if seen.starts_with(prefix) {
-                    return Some(true);
-                }
-            } else if prefix.starts_with(&seen) {
-                partial = true;
-            }
-        }
-        partial.then_some(false)
+        prefix_state(&seen, &self.prefixes)
     }
 
-    /// The held string ended: written back rewritten when it is an API URL on the VCS.
+    /// The held string ended: written back rewritten when it is an API URL on the VCS. One
+    /// without escapes is its own text (the usual case, no decoding or encoding needed).
     fn close(&mut self, out: &mut Vec<u8>) {
-        let mut quoted = Vec::with_capacity(self.held.len() + 2);
-        quoted.push(b'"');
-        quoted.extend_from_slice(&self.held);
-        quoted.push(b'"');
-        let new = serde_json::from_slice::<String>(&quoted)
-            .ok()
-            .and_then(|url| self.rebase.url(&url))
-            .and_then(|url| serde_json::to_vec(&url).ok());
-        match new {
-            // The opening quote is out already.
-            Some(new) => {
-                out.extend_from_slice(&new[1..]);
-                self.rewritten += 1;
+        let plain = !self.held.contains(&b'\\');
+        let url: Option<Cow<str>> = if plain {
+            std::str::from_utf8(&self.held).ok().map(Cow::Borrowed)
+        } else {
+            let mut quoted = Vec::with_capacity(self.held.len() + 2);
+            quoted.push(b'"');
+            quoted.extend_from_slice(&self.held);
+            quoted.push(b'"');
+            serde_json::from_slice::<String>(&quoted)
+                .ok()
+                .map(Cow::Owned)
+        };
+        let escape = |b: u8| b == b'"' || b == b'\\' || b < 0x20;
+        let front = self.rebase.front;
+        let written = match url.as_deref().and_then(|url| self.rebase.target(url)) {
+            Some(target) if plain && !front.bytes().any(escape) => {
+                out.extend_from_slice(front.as_bytes());
+                out.extend_from_slice(target.as_bytes());
+                out.push(b'"');
+                true
             }
-            None => out.extend_from_slice(&quoted[1..]),
+            // The opening quote is out already.
+            Some(target) => match serde_json::to_vec(&format!("{front}{target}")) {
+                Ok(encoded) => {
+                    out.extend_from_slice(&encoded[1..]);
+                    true
+                }
+                Err(_) => false,
+            },
+            None => false,
+        };
+        if written {
+            self.rewritten += 1;
+        } else {
+            out.extend_from_slice(&self.held);
+            out.push(b'"');
         }
         self.held.clear();
         self.state = State::Outside;
     }
+}
+
+/// Whether a string whose text starts with `rest` is a URL on the VCS, told from the piece
+/// at hand: `Some(true)` when a whole prefix is there, `Some(false)` when none can be, `None`
+/// when the piece ends (or an escape comes) before that is clear.
+fn starts_like(rest: &[u8], prefixes: &[Vec<u8>]) -> Option<bool> {
+    let mut undecided = false;
+    for prefix in prefixes {
+        match rest.get(..prefix.len()) {
+            Some(head) if !head.contains(&b'\\') => {
+                if head.eq_ignore_ascii_case(prefix) {
+                    return Some(true);
+                }
+            }
+            _ => undecided = true,
+        }
+    }
+    (!undecided).then_some(false)
+}
+
+/// Whether `seen` (a string's start, decoded) may still be one of `prefixes` (lower case):
+/// `Some(true)` once it holds a whole one, `Some(false)` while it is the start of one.
+fn prefix_state(seen: &[u8], prefixes: &[Vec<u8>]) -> Option<bool> {
+    let mut partial = false;
+    for prefix in prefixes {
+        let n = seen.len().min(prefix.len());
+        if seen[..n].eq_ignore_ascii_case(&prefix[..n]) {
+            if seen.len() >= prefix.len() {
+                return Some(true);
+            }
+            partial = true;
+        }
+    }
+    partial.then_some(false)
 }
 
 #[cfg(test)]
