@@ -543,7 +543,10 @@ fn answer_whole(
     mut rewriter: BodyRewriter,
 ) -> Result<(), StreamEnd> {
     let mut bytes = Vec::with_capacity(length as usize);
-    if let Err(e) = response.into_body().take(length).read_to_end(&mut bytes) {
+    // Read to the body's own end (its framing is `length`), so that the connection goes
+    // back to the pool; the bound only guards against a reader that would not stop.
+    let bound = rebase::WHOLE_MAX as u64 + 1;
+    if let Err(e) = response.into_body().take(bound).read_to_end(&mut bytes) {
         let error = forward::classify_read(&e, &shared.config.target.authority);
         return Answer { socket }.refuse(record, error.kind, error.message);
     }
