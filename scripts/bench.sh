@@ -78,6 +78,30 @@ printf '{"id":1,"username":"bench","name":"Bench User","state":"active"}\n' >"$W
 BIG_FILE="$WORK/www/api/v4/projects/group/repo/repository/archive.tar.gz"
 dd if=/dev/zero of="$BIG_FILE" bs=1M count=$((BIG_BYTES / 1048576)) status=none
 cat "$BIG_FILE" >/dev/null
+# A listing of realistic size whose entries name the VCS by its own URLs, as GitLab's do:
+# 100 projects, each with its `_links` (API URLs, rewritten to the front) and web URLs (left).
+python3 - "http://127.0.0.1:$NGINX_PORT" >"$WORK/www/projects.json" <<'PY'
+import json, sys
+vcs = sys.argv[1]
+def project(i):
+    api = f"{vcs}/api/v4/projects/{i}"
+    return {
+        "id": i, "name": f"repo-{i}", "path_with_namespace": f"group/repo-{i}",
+        "description": "A project of the benchmark, with a description of a usual length.",
+        "default_branch": "main", "visibility": "private",
+        "created_at": "2026-01-01T00:00:00.000Z", "last_activity_at": "2026-11-01T00:00:00.000Z",
+        "web_url": f"{vcs}/group/repo-{i}", "avatar_url": None,
+        "http_url_to_repo": f"{vcs}/group/repo-{i}.git", "ssh_url_to_repo": f"git@git:group/repo-{i}.git",
+        "readme_url": f"{vcs}/group/repo-{i}/-/blob/main/README.md",
+        "namespace": {"id": 3, "name": "group", "path": "group", "kind": "group", "full_path": "group",
+                      "web_url": f"{vcs}/groups/group"},
+        "_links": {"self": api, "issues": f"{api}/issues", "merge_requests": f"{api}/merge_requests",
+                   "repo_branches": f"{api}/repository/branches", "labels": f"{api}/labels",
+                   "events": f"{api}/events", "members": f"{api}/members", "cluster_agents": f"{api}/cluster_agents"},
+        "star_count": 0, "forks_count": 0, "open_issues_count": 3, "topics": [],
+    }
+json.dump([project(i) for i in range(1, 101)], sys.stdout)
+PY
 chmod -R a+rX "$WORK"   # nginx workers run as an unprivileged user
 cat >"$WORK/nginx.conf" <<EOF
 worker_processes 1;
@@ -95,7 +119,11 @@ http {
     fastcgi_temp_path $WORK/nginx-tmp;
     uwsgi_temp_path $WORK/nginx-tmp;
     scgi_temp_path $WORK/nginx-tmp;
-    server { listen 127.0.0.1:$NGINX_PORT; root $WORK/www; }
+    server {
+        listen 127.0.0.1:$NGINX_PORT; root $WORK/www;
+        # The listing of the rewrite phase (GitLab's "List projects").
+        location = /api/v4/projects { try_files /projects.json =404; }
+    }
 }
 EOF
 "$NGINX" -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log" 2>/dev/null || "$NGINX" -c "$WORK/nginx.conf"
@@ -163,7 +191,7 @@ start_tunnel() {
     AUTH=(-H "Vcs-Gateway-Authorization: Bearer $secret")
     ADMIN=(-H "Authorization: Bearer $(cat "$data/admin-token")")
     local start_ns; start_ns=$(date +%s%N)
-    env -i PATH="$PATH" "${agent_env[@]}" \
+    env -i PATH="$PATH" "${agent_env[@]}" ${AGENT_EXTRA:+"$AGENT_EXTRA"} \
         SPACELIFT_VCS_AGENT_POOL_TOKEN="$token" \
         SPACELIFT_VCS_AGENT_TARGET_BASE_ENDPOINT="http://127.0.0.1:$NGINX_PORT" \
         SPACELIFT_VCS_AGENT_VENDOR=gitlab SPACELIFT_VCS_AGENT_PARALLELISM=4 \
@@ -401,6 +429,36 @@ echo "agent and gateway CPU per request each <= 25 us or <= 1.5x one nginx hop, 
 echo "1 GiB >= 0.9x direct; agent peak RSS <= 16 MiB during the 1 GiB download and <= 8 MiB idle."
 echo "The 2 nginx hops column adds the tunnel's two loopback hops with two nginx reverse proxies"
 echo "(16 requests in flight; the tunnel at parallelism 4 has at most 4)."
+
+# --- a listing whose URLs point back through the pool, rewritten (the default) and not ---
+# The 100-project listing above (its size printed below) at 4 connections through the plain
+# tunnel: the agent rewriting its API URLs to the front, then an agent started with
+# SPACELIFT_VCS_AGENT_DISABLE_URL_REWRITE=true passing it as the VCS wrote it.
+LISTING=/api/v4/projects
+for mode in rewritten untouched; do
+    AGENT_EXTRA=$([[ $mode == untouched ]] && echo SPACELIFT_VCS_AGENT_DISABLE_URL_REWRITE=true || true)
+    say "listing ($mode): requests/s at 4 connections"
+    rm -rf "$WORK/gw-0"   # a fresh gateway (the plain phase above used the same directory)
+    start_tunnel 0
+    WATCH=("agent $AGENT_PID" "gw $GW_PID")
+    curl -fsS "${AUTH[@]}" "http://$API/private/bench$LISTING" -o "$WORK/listing-$mode.json"
+    settle
+    with_rss "list-$mode" wrk_run "http://$API/private/bench$LISTING" 4
+    R[list-$mode-rps]=$RPS; R[list-$mode-p50]=$(to_ms "$P50")
+    R[list-$mode-cpu]=${CPU[agent]:-}
+    stop_tunnel
+done
+AGENT_EXTRA=
+grep -q "$NGINX_PORT" "$WORK/listing-untouched.json" || die "the untouched listing lost the VCS's URLs"
+grep -q "127.0.0.1:$NGINX_PORT/api/v4" "$WORK/listing-rewritten.json" && die "the rewritten listing kept an API URL of the VCS"
+echo
+echo "A listing with the VCS's own URLs: $(stat -c %s "$WORK/www/projects.json") bytes, 100 projects, 900 API and git URLs"
+echo
+printf '| %-36s | %10s | %10s |\n' "figure" "rewritten" "untouched" "----" "---:" "---:"
+printf '| %-36s | %10s | %10s |\n' "requests/s at 4 conns" "${R[list-rewritten-rps]:-}" "${R[list-untouched-rps]:-}" \
+    "latency p50 at 4 conns (ms)" "${R[list-rewritten-p50]:-}" "${R[list-untouched-p50]:-}" \
+    "agent CPU per request (µs)" "${R[list-rewritten-cpu]:-}" "${R[list-untouched-cpu]:-}" \
+    "agent peak RSS (MiB)" "$(ratio "${RSS_AGENT[list-rewritten]:-}" 1024)" "$(ratio "${RSS_AGENT[list-untouched]:-}" 1024)"
 
 # --- replicas: a forwarded request against a local one, three replicas against one ---
 # Self-contained: its own Redis (unix socket), replicas, agents and table. A replica holding

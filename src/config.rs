@@ -39,6 +39,7 @@ pub const LOG_LEVEL: &str = "SPACELIFT_VCS_AGENT_LOG_LEVEL";
 pub const BLOCKLIST_PATH: &str = "SPACELIFT_VCS_AGENT_BLOCKLIST_PATH";
 pub const HTTP_DISABLE_RESPONSE_COMPRESSION: &str =
     "SPACELIFT_VCS_AGENT_HTTP_DISABLE_RESPONSE_COMPRESSION";
+pub const DISABLE_URL_REWRITE: &str = "SPACELIFT_VCS_AGENT_DISABLE_URL_REWRITE";
 pub const BUGSNAG_API_KEY: &str = "SPACELIFT_VCS_AGENT_BUGSNAG_API_KEY";
 pub const BUGSNAG_DISABLE: &str = "SPACELIFT_VCS_AGENT_BUGSNAG_DISABLE";
 pub const USE_ALLOWLIST: &str = "SPACELIFT_VCS_AGENT_USE_ALLOWLIST";
@@ -196,6 +197,11 @@ pub const SETTINGS: &[Setting] = &[
         HTTP_DISABLE_RESPONSE_COMPRESSION,
         &["--http-disable-response-compression"],
         "ask the VCS for uncompressed answers (Accept-Encoding: identity)",
+    ),
+    switch(
+        DISABLE_URL_REWRITE,
+        &["--disable-url-rewrite"],
+        "leave the VCS's own API URLs in answers instead of pointing them back through the gateway",
     ),
     setting(
         CA_CERT,
@@ -424,6 +430,9 @@ pub struct AgentConfig {
     /// `SPACELIFT_VCS_AGENT_HTTP_DISABLE_RESPONSE_COMPRESSION`: every request asks the VCS
     /// for `Accept-Encoding: identity`, whatever the caller sent.
     pub disable_response_compression: bool,
+    /// `SPACELIFT_VCS_AGENT_DISABLE_URL_REWRITE`: answers keep the VCS's own API URLs
+    /// ([`crate::agent::rebase`]).
+    pub disable_url_rewrite: bool,
     /// `SPACELIFT_VCS_AGENT_BLOCKLIST_PATH`: the operator's rules, checked after the allowlist.
     pub blocklist: Blocklist,
     /// Lines to log as warnings once logging is up (ignored or unknown settings, a GitLab
@@ -537,6 +546,7 @@ impl AgentConfig {
             blocklist,
             warnings,
             disable_response_compression: v.flag(HTTP_DISABLE_RESPONSE_COMPRESSION)?,
+            disable_url_rewrite: v.flag(DISABLE_URL_REWRITE)?,
             token,
             gateways,
             target,
@@ -1059,6 +1069,10 @@ mod tests {
         assert!(!c.disable_response_compression && c.blocklist.is_empty());
         let c = AgentConfig::from_vars(&vars(&[(HTTP_DISABLE_RESPONSE_COMPRESSION, "t")]));
         assert!(c.unwrap().disable_response_compression);
+        let c = AgentConfig::from_vars(&vars(&[]));
+        assert!(!c.unwrap().disable_url_rewrite, "on by default");
+        let c = AgentConfig::from_vars(&vars(&[(DISABLE_URL_REWRITE, "true")]));
+        assert!(c.unwrap().disable_url_rewrite);
         let e = AgentConfig::from_vars(&vars(&[(BLOCKLIST_PATH, "/nonexistent.yaml")]));
         let e = e.unwrap_err().to_string();
         assert!(

@@ -20,7 +20,7 @@
 //! [`MAX_CHUNK`] each. One exchange is:
 //!
 //! ```text
-//! gateway → agent   request{id, method, target, headers, body}   [binary … end]   (body part only if body=true)
+//! gateway → agent   request{id, method, target, headers, body, front?}   [binary … end]   (body part only if body=true)
 //! agent → gateway   response{id, status, headers, body, rule?, project?}  [binary … end]   (body part only if body=true)
 //!               or  error{id, kind, message, rule?, project?}     (instead of a response: nothing was answered)
 //!               or  response … binary … abort{id, kind, message} (the answer broke off: the caller must see a failure)
@@ -162,6 +162,12 @@ pub enum Control<'a> {
         target: Cow<'a, str>,
         headers: HeaderPairs<'a>,
         body: bool,
+        /// The base URL the caller used for the pool (`https://<host>/private/<pool>`), so
+        /// the agent can point URLs in answers back through it. Optional: a gateway that
+        /// does not send it gets answers as the VCS wrote them, and an agent that does not
+        /// know it ignores it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        front: Option<Cow<'a, str>>,
     },
     Response {
         id: Cow<'a, str>,
@@ -229,8 +235,9 @@ impl Control<'_> {
                 method,
                 target,
                 headers,
+                front,
                 ..
-            } => id.len() + method.len() + target.len() + list(headers),
+            } => id.len() + method.len() + target.len() + list(headers) + len(front),
             Control::Response {
                 id,
                 headers,
@@ -341,6 +348,8 @@ struct FlatControl<'a> {
     rule: Option<Text<'a>>,
     #[serde(borrow)]
     project: Option<Text<'a>>,
+    #[serde(borrow)]
+    front: Option<Text<'a>>,
     kind: Option<ErrorKind>,
     #[serde(borrow)]
     message: Option<Text<'a>>,
@@ -423,6 +432,7 @@ impl<'a> FlatControl<'a> {
                 target: need(text(self.target), "target")?,
                 headers: need(self.headers, "headers")?.0,
                 body: need(self.body, "body")?,
+                front: text(self.front),
             },
             FrameType::Response => Control::Response {
                 id: need(text(self.id), "id")?,
@@ -628,6 +638,7 @@ mod tests {
             target: "/x?y=1".into(),
             headers: pairs(&[("Link", "a"), ("Link", "b")]),
             body: false,
+            front: None,
         };
         let text = serde_json::to_string(&c).unwrap();
         assert!(text.starts_with(r#"{"type":"request","#), "{text}");
@@ -721,10 +732,37 @@ mod tests {
             target: "/api/v4/user".into(),
             headers: vec![],
             body: false,
+            front: None,
         };
         let text = r#"{"type":"request","id":"q","method":"GET","target":"/api/v4/user","headers":[],"body":false}"#;
         assert_eq!(request.to_message().to_text().unwrap(), text);
         assert_eq!(control(&Message::text(text)), request);
+    }
+
+    #[test]
+    fn the_front_is_optional_on_the_request_frame_both_ways() {
+        // A gateway that knows nothing of the front writes what every version wrote, and
+        // the request decodes without one: the agent answers as the VCS wrote it.
+        let old =
+            r#"{"type":"request","id":"q","method":"GET","target":"/","headers":[],"body":false}"#;
+        assert!(matches!(
+            control(&Message::text(old)),
+            Control::Request { front: None, .. }
+        ));
+        // A gateway that knows it sends it as one more field...
+        let request = Control::Request {
+            id: "q".into(),
+            method: "GET".into(),
+            target: "/".into(),
+            headers: vec![],
+            body: false,
+            front: Some("https://gw.example/private/p".into()),
+        };
+        let text = r#"{"type":"request","id":"q","method":"GET","target":"/","headers":[],"body":false,"front":"https://gw.example/private/p"}"#;
+        assert_eq!(request.to_message().to_text().unwrap(), text);
+        assert_eq!(control(&Message::text(text)), request);
+        // An agent of an earlier version decodes frames like this one without the field:
+        // it skips fields it does not know (`borrowed_decoding_keeps_the_rules_of_the_frame`).
     }
 
     #[test]
@@ -736,6 +774,7 @@ mod tests {
             target: "/a".repeat(100).into(),
             headers: pairs(&[("Accept", "*/*")]),
             body: false,
+            front: None,
         };
         let first = head.encode_into(&mut buffer);
         let start = first.to_text().unwrap().as_ptr() as usize;
@@ -830,6 +869,7 @@ mod tests {
                 target: "/".into(),
                 headers: pairs(&[("A", "1")]),
                 body: false,
+                front: None,
             }
         );
     }

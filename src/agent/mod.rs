@@ -11,6 +11,7 @@ pub mod check;
 pub mod forward;
 pub mod listing;
 pub mod projects;
+pub mod rebase;
 pub mod redirect;
 pub mod request;
 pub mod slot;

@@ -57,6 +57,16 @@ pub fn rewrite(status: u16, headers: &mut HeaderPairs, target: &str, bases: &[&B
     });
 }
 
+/// The target (`/path?query`) that an absolute URL or an absolute path names below `base`,
+/// its dot segments resolved first, if it names one: what [`super::rebase`] points back
+/// through the front.
+pub(crate) fn inside(reference: &str, base: &BaseEndpoint) -> Option<String> {
+    if !(has_scheme(reference) || reference.starts_with('/')) {
+        return None;
+    }
+    resolve(reference, base, "/")?.below(base)
+}
+
 /// A `Location` resolved to an absolute URL, its path without dot segments.
 #[derive(Debug, PartialEq, Eq)]
 struct Url {

@@ -11,6 +11,7 @@
 //! Cancellation needs no extra thread: when the caller goes away the gateway closes the
 //! WebSocket, the next write here fails, and the upstream connection is dropped with the reader.
 
+use crate::agent::rebase::{self, BodyRewriter, Rebase};
 use crate::agent::slot::{Socket, StreamEnd};
 use crate::agent::Shared;
 use crate::agent::{forward, listing, projects, redirect};
@@ -35,6 +36,8 @@ pub struct Request<'a> {
     pub target: Cow<'a, str>,
     pub headers: HeaderPairs<'a>,
     pub body: bool,
+    /// The base URL the caller used, when the gateway sends it ([`rebase`]).
+    pub front: Option<Cow<'a, str>>,
 }
 
 /// What the access line says about one request; the line is written (and the request counted)
@@ -57,6 +60,10 @@ struct Record<'a> {
     upstream: Option<Duration>,
     /// The blocklist rule that denied the request.
     blocked_by: Option<String>,
+    /// URLs of the answer pointed back through the gateway ([`rebase`]).
+    rewritten: u64,
+    /// Why a JSON answer's body was left as the VCS wrote it.
+    not_rewritten: Option<&'static str>,
     pool_id: &'a str,
     metrics: &'a AgentMetrics,
 }
@@ -76,6 +83,8 @@ impl<'a> Record<'a> {
             denial: None,
             upstream: None,
             blocked_by: None,
+            rewritten: 0,
+            not_rewritten: None,
             pool_id: &shared.config.token.pool_ulid,
             metrics: &shared.metrics,
         }
@@ -118,6 +127,8 @@ impl<'a> Record<'a> {
             error: kind,
             reason: self.problem.as_ref().map(|(_, reason)| reason.as_str()),
             blocked_by: self.blocked_by.as_deref(),
+            rewritten: (self.rewritten > 0).then_some(self.rewritten),
+            not_rewritten: self.not_rewritten,
         }
         .emit();
         self.metrics.observe(&Observation {
@@ -421,9 +432,11 @@ fn forward_request(
         .iter()
         .map(|(n, v)| (n.as_ref(), v.as_ref()));
     let mut headers = protocol::end_to_end_refs(pairs);
-    if filters(shared, allowed) || shared.config.disable_response_compression {
-        // A compressed listing could not be read: ask for it plain (see `listing`); the
-        // operator may ask for every answer plain.
+    let rewrites = rebasing(shared, request).is_some() && rebase::asks_identity(&request.target);
+    if filters(shared, allowed) || shared.config.disable_response_compression || rewrites {
+        // A compressed listing could not be read: ask for it plain (see `listing`), and so
+        // an answer whose URLs are rewritten (see `rebase`); the operator may ask for every
+        // answer plain.
         headers.retain(|(name, _)| !name.eq_ignore_ascii_case("accept-encoding"));
         headers.push(("Accept-Encoding", "identity"));
     }
@@ -465,16 +478,43 @@ fn answer(
     let status = response.status().as_u16();
     record.status = Some(status);
     let has_body = protocol::response_has_body(&record.request.method, status);
-    let mut headers = answer_headers(shared, record.request, status, &response);
+    let rebase = rebasing(shared, record.request);
+    let mut headers = answer_headers(shared, &mut record, rebase.as_ref(), status, &response);
+    let rewriter = match rebase
+        .as_ref()
+        .filter(|_| has_body)
+        .map(|_| rebase::json_body(&headers))
+    {
+        Some(Ok(true)) => rebase.as_ref().map(BodyRewriter::new),
+        Some(Err(why)) => {
+            record.not_rewritten = Some(why);
+            None
+        }
+        _ => None,
+    };
     if filters(shared, allowed) {
         listing::strip_totals(&mut headers);
         if has_body {
             // The listing is read whole, past the response its headers borrow from.
             let headers = owned(headers);
             let body = read_listing(response, &headers, &shared.config.target.authority);
-            return answer_listing(shared, socket, record, headers, body);
+            return answer_listing(shared, socket, record, headers, body, rewriter);
         }
     }
+    let known = content_length(&response).filter(|&n| n <= rebase::WHOLE_MAX as u64);
+    let rewriter = match (rewriter, known) {
+        // Not large: read whole, and sent with its new length.
+        (Some(rewriter), Some(length)) => {
+            let headers = owned(headers);
+            return answer_whole(shared, socket, record, headers, response, length, rewriter);
+        }
+        // The body's length changes as it passes: the gateway sends it chunked.
+        (Some(rewriter), None) => {
+            headers.retain(|(name, _)| !name.eq_ignore_ascii_case("content-length"));
+            Some(rewriter)
+        }
+        (None, _) => None,
+    };
     let head = response_head(&record, status, headers, has_body);
     let mut out = Answer { socket };
     if let Err(e) = out.head(head, has_body) {
@@ -485,18 +525,74 @@ fn answer(
     if !has_body {
         return Ok(());
     }
-    stream_body(shared, out, record, response, buffer)
+    match rewriter {
+        Some(rewriter) => stream_rewritten(shared, out, record, response, buffer, rewriter),
+        None => stream_body(shared, out, record, response, buffer),
+    }
 }
 
-/// The answer's end-to-end headers, borrowed from the VCS's answer, with redirects into the
-/// VCS pointed back at the tunnel.
+/// A JSON answer of known `length` (at most [`rebase::WHOLE_MAX`]) read whole, its URLs
+/// pointed back at the front, and sent with its new `Content-Length`.
+fn answer_whole(
+    shared: &Shared,
+    socket: &mut Socket,
+    mut record: Record,
+    headers: HeaderPairs,
+    response: Response,
+    length: u64,
+    mut rewriter: BodyRewriter,
+) -> Result<(), StreamEnd> {
+    let mut bytes = Vec::with_capacity(length as usize);
+    // Read to the body's own end (its framing is `length`), so that the connection goes
+    // back to the pool; the bound only guards against a reader that would not stop.
+    let bound = rebase::WHOLE_MAX as u64 + 1;
+    if let Err(e) = response.into_body().take(bound).read_to_end(&mut bytes) {
+        let error = forward::classify_read(&e, &shared.config.target.authority);
+        return Answer { socket }.refuse(record, error.kind, error.message);
+    }
+    let bytes = rewriter.whole(&bytes);
+    record.rewritten += rewriter.rewritten;
+    send_whole(socket, record, headers, bytes)
+}
+
+/// The `Content-Length` of an answer, when it has one.
+fn content_length(response: &Response) -> Option<u64> {
+    response
+        .headers()
+        .get(ureq_proto::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+}
+
+/// Where answers to `request` point back to, when the gateway said where the caller stands
+/// and the operator did not turn the rewrite off.
+fn rebasing<'s>(shared: &'s Shared, request: &'s Request) -> Option<Rebase<'s>> {
+    let front = request.front.as_deref()?;
+    let config = &shared.config;
+    (!config.disable_url_rewrite).then(|| {
+        let vendor = shared.allowlist.vendor();
+        Rebase::new(front, &config.target, shared.codeload_base(), vendor)
+    })
+}
+
+/// The answer's end-to-end headers, borrowed from the VCS's answer, with URLs into the VCS
+/// pointed back at the front ([`rebase`]), or without a front, redirects into the VCS
+/// pointed back at the tunnel ([`redirect`]).
 fn answer_headers<'r>(
     shared: &Shared,
-    request: &Request,
+    record: &mut Record,
+    rebase: Option<&Rebase>,
     status: u16,
     response: &'r Response,
 ) -> HeaderPairs<'r> {
+    let request = record.request;
     let mut headers = forward::response_headers(response.headers());
+    if let Some(rebase) = rebase {
+        record.rewritten += rebase.headers(status, &mut headers);
+    }
+    // What the front rewrite left (all of it without a front): a `Location` into the VCS
+    // climbs back to the tunnel root, one outside it is made absolute on the VCS, one that
+    // cannot be read for sure is removed.
     let bases = [&shared.config.target, shared.codeload_base()];
     redirect::rewrite(status, &mut headers, &request.target, &bases);
     if shared.config.debug_print_all {
@@ -518,11 +614,7 @@ fn stream_body(
     response: Response,
     buffer: &mut [u8],
 ) -> Result<(), StreamEnd> {
-    let length = response
-        .headers()
-        .get(ureq_proto::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let length = content_length(&response);
     let mut reader = response.into_body();
     loop {
         match reader.read(buffer) {
@@ -544,6 +636,44 @@ fn stream_body(
                 let error = forward::classify_read(&e, &shared.config.target.authority);
                 return out.abort(record, error);
             }
+        }
+    }
+}
+
+/// Relays the VCS's JSON body with its URLs into the VCS pointed back at the front, in
+/// pieces of at most [`MAX_CHUNK`], then `end`; a read error aborts the answer.
+fn stream_rewritten(
+    shared: &Shared,
+    mut out: Answer,
+    mut record: Record,
+    response: Response,
+    buffer: &mut [u8],
+    mut rewriter: BodyRewriter,
+) -> Result<(), StreamEnd> {
+    let mut reader = response.into_body();
+    let mut rewritten = Vec::new();
+    loop {
+        let n = match reader.read(buffer) {
+            Ok(n) => n,
+            Err(e) => {
+                let error = forward::classify_read(&e, &shared.config.target.authority);
+                record.rewritten += rewriter.rewritten;
+                return out.abort(record, error);
+            }
+        };
+        if n == 0 {
+            rewriter.finish(&mut rewritten);
+        } else {
+            rewriter.piece(&buffer[..n], &mut rewritten);
+        }
+        for piece in rewritten.chunks(MAX_CHUNK) {
+            out.data(piece, false)
+                .map_err(|e| cancelled(&mut record, e))?;
+            record.bytes_out += piece.len() as u64;
+        }
+        if n == 0 {
+            record.rewritten += rewriter.rewritten;
+            return out.end().map_err(|e| cancelled(&mut record, e));
         }
     }
 }
@@ -719,8 +849,9 @@ fn answer_listing(
     shared: &Shared,
     socket: &mut Socket,
     mut record: Record,
-    mut headers: HeaderPairs,
+    headers: HeaderPairs,
     body: Result<Vec<u8>, (ErrorKind, String)>,
+    rewriter: Option<BodyRewriter>,
 ) -> Result<(), StreamEnd> {
     let vendor = shared.allowlist.vendor();
     let org = shared.allowlist.organisation(&record.request.target);
@@ -735,11 +866,28 @@ fn answer_listing(
     });
     let mut out = Answer { socket };
     let bytes = match filtered {
-        Ok(bytes) => bytes,
+        Ok(bytes) => match rewriter {
+            Some(mut rewriter) => {
+                let bytes = rewriter.whole(&bytes);
+                record.rewritten += rewriter.rewritten;
+                bytes
+            }
+            None => bytes,
+        },
         // A listing that cannot be filtered is refused for what the request asked for.
         Err((ErrorKind::Denied, reason)) => return out.deny(record, Denied::path(reason)),
         Err((kind, reason)) => return out.refuse(record, kind, reason),
     };
+    send_whole(out.socket, record, headers, bytes)
+}
+
+/// Sends an answer's body read whole (and changed), with its `Content-Length` recomputed.
+fn send_whole(
+    socket: &mut Socket,
+    mut record: Record,
+    mut headers: HeaderPairs,
+    bytes: Vec<u8>,
+) -> Result<(), StreamEnd> {
     headers.retain(|(name, _)| {
         !name.eq_ignore_ascii_case("content-length")
             && !name.eq_ignore_ascii_case("transfer-encoding")
@@ -747,6 +895,7 @@ fn answer_listing(
     headers.push(("Content-Length".into(), bytes.len().to_string().into()));
     let status = record.status.unwrap_or(200);
     let head = response_head(&record, status, headers, true);
+    let mut out = Answer { socket };
     let mut sent = out.head(head, true);
     for piece in bytes.chunks(MAX_CHUNK) {
         sent = sent.and_then(|()| out.data(piece, false));

@@ -284,6 +284,7 @@ fn on_frame(
             target,
             headers,
             body,
+            front,
         }) => {
             let request = Request {
                 id,
@@ -291,6 +292,7 @@ fn on_frame(
                 target,
                 headers,
                 body,
+                front,
             };
             {
                 let _busy = shared.gauges.busy.raise();

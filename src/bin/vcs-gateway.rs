@@ -85,6 +85,10 @@ const USAGE: &[(&str, &str)] = &[
                                 registered with `caller create --client-cert` identifies its
                                 caller without the secret header (needs --api-tls-cert) [off]
         --public-url URL        agent URL put in tokens the panel/API creates [ws://<agent port>]
+        --front-url URL         the URL callers reach the api port at, behind a reverse
+                                proxy (http(s)://host[:port][/prefix]); answers point their
+                                VCS URLs back at URL/private/<pool>/... [the api port's
+                                scheme and the caller's Host]
         --admin-token TOKEN     protects the panel (/), the API (/api/...), /metrics and the
                                 figures of /healthz, at least 16 characters; prefer env
                                 VCS_GATEWAY_ADMIN_TOKEN (not in `ps`). Without it one is made
@@ -677,6 +681,7 @@ impl Flags for ServeFlags {
                 }
             }
             "--public-url" => self.public_url = Some(args.text()?),
+            "--front-url" => settings.front_url = Some(front_url(&args.text()?)?),
             "--admin-token" => self.admin_token = Some(args.text()?),
             "--replica-id" => self.replica_id = Some(args.text()?),
             // For tests: changes reach this replica by the polled version alone.
@@ -749,6 +754,29 @@ fn check_public_url(url: &str) -> Result<(), CliError> {
     vcs_agent::net::dial::GatewayAddress::parse(url)
         .map(|_| ())
         .map_err(|e| invalid("--public-url", e))
+}
+
+/// `--front-url`: an `http` or `https` URL with a host, maybe a path prefix, no query or
+/// fragment; kept without its trailing `/`.
+fn front_url(url: &str) -> Result<String, CliError> {
+    let bad = |why: &str| invalid("--front-url", why.to_string());
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| bad("expected http://HOST[:PORT][/PREFIX] or https://..."))?;
+    let host = rest.split('/').next().unwrap_or("");
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b".-_:[]".contains(&b);
+    if host.is_empty() || !host.bytes().all(plain) {
+        return Err(bad("expected a host (and port) after the scheme"));
+    }
+    if rest.contains(['?', '#'])
+        || rest
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    {
+        return Err(bad("a query, fragment or space has no place in it"));
+    }
+    Ok(url.trim_end_matches('/').to_string())
 }
 
 /// Prints a pool token, alone on its line (its only copy: the store keeps a hash).

@@ -199,6 +199,7 @@ fn request_head(job: &Job) -> Control<'_> {
             .map(|(n, v)| (n.as_str().into(), v.as_str().into()))
             .collect(),
         body: job.framing != Framing::Empty,
+        front: job.front.as_deref().map(Cow::Borrowed),
     }
 }
 

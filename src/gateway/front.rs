@@ -31,6 +31,7 @@ use crate::gateway::hub::Hub;
 use crate::gateway::pool::Pool;
 use crate::gateway::record::RequestRecord;
 use crate::gateway::request::{BodyStart, Caller, Job};
+use crate::gateway::settings::Settings;
 use crate::gateway::store::Scope;
 use crate::http1::{self, Framing, HeadError, RequestHead};
 use crate::net::deadline::Watchable;
@@ -115,6 +116,7 @@ fn open(
     let _ = tcp.set_write_timeout(Some(write_timeout));
     let watchable = Watchable::of(&tcp);
     let handshake = tls.is_some().then(|| watchable.watch(TLS_HANDSHAKE_LIMIT));
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let stream = match tls {
         None => Stream::Plain(tcp),
         Some(config) => match crate::net::tls::accept(config, tcp, TLS_HANDSHAKE_LIMIT) {
@@ -138,6 +140,7 @@ fn open(
         conn: BufReader::with_capacity(16 * 1024, stream),
         peer,
         watchable,
+        scheme,
     };
     Some((caller, certificate))
 }
@@ -505,8 +508,10 @@ impl<'h> Tunnel<'h> {
             let message = format!("bad request: the request body broke off: {e}");
             Refused::new(ErrorKind::BadRequest, message, false)
         })?;
+        let front = front_base(&self.hub.settings, caller.scheme, &head, &self.pool_name);
         Ok(Job {
             id: self.id.clone(),
+            front,
             headers: forwarded_headers(head.headers),
             method: head.method,
             target,
@@ -555,6 +560,22 @@ pub(crate) fn tunnel_target(full: &str, pool_name: &str) -> Option<String> {
         t => t.to_string(),
     };
     target.starts_with('/').then_some(target)
+}
+
+/// The base URL the caller used for `pool`, for the agent to point URLs in answers back
+/// through: `--front-url` when it is set (a gateway behind a reverse proxy), else the api
+/// port's scheme and the caller's `Host`. Never `X-Forwarded-*`: a caller could name any
+/// host in them. `None` when the `Host` is missing or not a plain `host[:port]`; the answer
+/// then keeps the VCS's own URLs.
+fn front_base(settings: &Settings, scheme: &str, head: &RequestHead, pool: &str) -> Option<String> {
+    if let Some(url) = &settings.front_url {
+        return Some(format!("{url}/private/{pool}"));
+    }
+    let host = head.header("host")?.trim();
+    let plain =
+        |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'[' | b']');
+    (!host.is_empty() && host.bytes().all(plain))
+        .then(|| format!("{scheme}://{host}/private/{pool}"))
 }
 
 /// The request headers that go on to the VCS. `Expect: 100-continue` is answered here,

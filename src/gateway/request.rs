@@ -19,6 +19,8 @@ pub struct Caller {
     pub peer: SocketAddr,
     /// For total deadlines on reading a request head or body start.
     pub watchable: crate::net::deadline::Watchable,
+    /// `https` on an api port with TLS, else `http`: the scheme of the caller's URLs.
+    pub scheme: &'static str,
 }
 
 /// How long a closing caller connection may keep sending before it is cut off.
@@ -44,6 +46,9 @@ pub struct Job {
     pub version: u8,
     pub keep_alive: bool,
     pub body: BodyStart,
+    /// The base URL the caller used for the pool, passed to the agent so that URLs in
+    /// answers point back through it ([`crate::protocol::Control::Request`]'s `front`).
+    pub front: Option<String>,
 }
 
 /// The start of a request body, read before an agent stream is taken: all of a body up to

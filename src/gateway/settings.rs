@@ -19,6 +19,10 @@ pub struct Settings {
     pub admin_token: Option<token::Secret>,
     /// Agent URL written into tokens the API creates; `None` means `ws://<agent port>`.
     pub public_url: Option<String>,
+    /// `--front-url`: the URL callers reach the api port at (a gateway behind a reverse
+    /// proxy), without a trailing `/`; `None` takes the api port's scheme and the caller's
+    /// `Host`.
+    pub front_url: Option<String>,
     /// Tunnel requests served at once (a connection and thread each).
     pub max_callers: usize,
     /// This replica's name, when pools and callers are in Redis (`serve --redis`).
@@ -78,6 +82,7 @@ impl Default for Settings {
             exchange_timeout: Duration::from_secs(120),
             admin_token: None,
             public_url: None,
+            front_url: None,
             max_callers: 1024,
             replica_id: None,
             poll_only: false,

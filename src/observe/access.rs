@@ -35,6 +35,10 @@ pub struct Access<'a> {
     pub reason: Option<&'a str>,
     /// The blocklist rule that denied the request.
     pub blocked_by: Option<&'a str>,
+    /// How many VCS URLs of the answer were pointed back through the gateway.
+    pub rewritten: Option<u64>,
+    /// Why the body of a JSON answer was left as the VCS wrote it (`compressed`).
+    pub not_rewritten: Option<&'a str>,
 }
 
 impl Access<'_> {
@@ -73,6 +77,12 @@ impl Access<'_> {
             self.bytes_out,
             self.elapsed_ms,
         );
+        if let Some(count) = self.rewritten {
+            line.push_str(&format!(" rewritten={count}"));
+        }
+        if let Some(why) = self.not_rewritten {
+            line.push_str(&format!(" not_rewritten={why}"));
+        }
         if let Some(error) = self.error {
             line.push_str(&format!(" error={error}"));
             if let Some(reason) = self.reason {
@@ -114,6 +124,8 @@ impl Access<'_> {
             ("error", text(self.error)),
             ("reason", text(self.reason)),
             ("blocked_by", text(self.blocked_by)),
+            ("rewritten", self.rewritten.map_or(Value::Null, Value::from)),
+            ("not_rewritten", text(self.not_rewritten)),
         ]
     }
 }
@@ -165,6 +177,8 @@ mod tests {
             error: Some("denied"),
             reason: Some("no rule allows GET /admin"),
             blocked_by: None,
+            rewritten: None,
+            not_rewritten: None,
         }
     }
 
@@ -200,7 +214,9 @@ mod tests {
                 "elapsed",
                 "error",
                 "reason",
-                "blocked_by"
+                "blocked_by",
+                "rewritten",
+                "not_rewritten"
             ]
         );
         let get = |name: &str| {
@@ -217,6 +233,27 @@ mod tests {
         assert_eq!(get("raw_path"), Some(Value::from("/admin")));
         assert_eq!(get("query"), Some(Value::from("private_token=***")));
         assert_eq!(get("name"), Some(Value::from("-")));
+    }
+
+    #[test]
+    fn the_line_says_when_an_answer_was_rewritten() {
+        let served = Access {
+            status: Some(200),
+            error: None,
+            reason: None,
+            rewritten: Some(3),
+            ..denied()
+        };
+        assert!(served.text().ends_with(" rewritten=3"), "{}", served.text());
+        let fields = served.fields();
+        assert!(fields.contains(&("rewritten", Value::from(3))));
+        let compressed = Access {
+            not_rewritten: Some("compressed"),
+            ..served
+        };
+        assert!(compressed
+            .text()
+            .ends_with(" rewritten=3 not_rewritten=compressed"));
     }
 
     #[test]

@@ -385,3 +385,23 @@ fn pool_create_refuses_a_public_url_agents_cannot_dial_before_writing() {
         "no pool was written for a refused URL"
     );
 }
+
+#[test]
+fn serve_refuses_a_front_url_that_is_not_a_plain_http_url() {
+    let dir = TempDir::new("cli-front");
+    let data = dir.0.to_str().unwrap();
+    for url in [
+        "gw.example.com",
+        "ftp://gw.example.com",
+        "https://",
+        "https://gw example.com",
+        "https://gw.example.com/x?y=1",
+        "https://u@gw.example.com",
+    ] {
+        let out = gateway(&["serve", "--data-dir", data, "--front-url", url]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{url}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("--front-url"), "{stderr}");
+    }
+}

@@ -172,3 +172,37 @@ fn hop_by_hop_headers_from_an_agent_never_reach_the_caller() {
     );
     assert_eq!(body, "abc");
 }
+
+/// The request frame's `front` is one more field: the gateway names the base URL the caller
+/// used (the api port's scheme and the caller's `Host`), and an agent of an earlier version,
+/// which reads only the fields it knows, is served as before.
+#[test]
+fn an_agent_that_knows_nothing_of_the_front_is_served_as_before() {
+    let gateway = Gateway::start(&[]);
+    let token = gateway.create_pool("evil");
+    let mut agent = fake_agent(&gateway, &token);
+    gateway.wait_streams("evil", 1);
+    let caller = call(&gateway);
+    let text = loop {
+        if let Message::Text(text) = agent.read().unwrap() {
+            break text.to_string();
+        }
+    };
+    let frame: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(frame["front"], "http://x/private/evil", "{text}");
+    for field in ["type", "id", "method", "target", "headers", "body"] {
+        assert!(frame.get(field).is_some(), "{field} in {text}");
+    }
+    let head = serde_json::json!({
+        "type": "response", "id": frame["id"], "status": 200, "body": true,
+        "headers": [["Content-Type", "application/json"], ["Content-Length", "2"]],
+    });
+    agent.send(Message::text(head.to_string())).unwrap();
+    agent.send(Message::binary(b"{}".to_vec())).unwrap();
+    agent.send(Message::text(r#"{"type":"end"}"#)).unwrap();
+    let answer = caller.join().unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with("{}"),
+        "{answer}"
+    );
+}

@@ -22,6 +22,7 @@ mod hostile_agent;
 mod metrics;
 mod original;
 mod panel_browser;
+mod point_back;
 mod proxy;
 mod real_clients;
 mod redaction;

@@ -712,6 +712,7 @@ fn peer_request_with(
         time_ms: now - age_ms,
         headers: sign::headers_digest(sent.iter().copied()),
         body: sign::body_digest(body),
+        front: "",
     };
     let mut request = format!("{method} {target} HTTP/1.1\r\n");
     for (name, value) in sent {
@@ -1203,4 +1204,49 @@ fn a_replica_asks_redis_before_saying_no_agent_so_failover_has_no_gap() {
     });
     // At once, before replica one's routing table (read once a second) can know it.
     assert_eq!(one.get("alpha", &secret), 200);
+}
+
+/// A request forwarded to the replica with the streams is answered with URLs on the front
+/// the caller used, the receiving replica's: the peer request carries it.
+#[test]
+fn a_forwarded_request_is_answered_with_the_callers_front() {
+    let redis = Redis::start();
+    let secret = caller_secret(&redis);
+    let upstream = Upstream::with_routes(|r| {
+        let vcs = format!("http://{}/gitlab", r.header("host").unwrap_or(""));
+        let own = format!("{vcs}/api/v4/projects/1");
+        r.target.contains("do=self").then(|| {
+            let headers = vec![
+                ("Content-Type".to_string(), "application/json".to_string()),
+                ("Link".to_string(), format!("<{own}?page=2>; rel=\"next\"")),
+            ];
+            (
+                200,
+                headers,
+                serde_json::json!({ "self": own }).to_string().into_bytes(),
+            )
+        })
+    });
+    let one = Replica::start(&redis, "one", PEER);
+    let two = Replica::start(&redis, "two", PEER);
+    let _agent = pool_alpha_with_agent(&one, &upstream);
+    wait_until(Duration::from_secs(5), "two forwards", || {
+        two.echo("alpha", &secret, "warm").0 == 200
+    });
+    let front = format!("http://{}/private/alpha", two.api_addr);
+    let response = bare_client()
+        .get(format!(
+            "{front}/api/v4/projects/group%2Frepo/repository/archive?do=self"
+        ))
+        .header(CALLER_HEADER, format!("Bearer {secret}"))
+        .call()
+        .unwrap();
+    assert_eq!(
+        header_values(&response, "link"),
+        [format!("<{front}/api/v4/projects/1?page=2>; rel=\"next\"")]
+    );
+    let body: serde_json::Value =
+        serde_json::from_str(&response.into_body().read_to_string().unwrap()).unwrap();
+    assert_eq!(body["self"], format!("{front}/api/v4/projects/1"));
+    assert!(peer_figures(&one).0 >= 2, "served by replica one");
 }

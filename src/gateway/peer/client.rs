@@ -185,10 +185,14 @@ fn request_head(peers: &Peers, pool: &str, caller_name: &str, job: &Job) -> Vec<
         time_ms: crate::clock::now_millis(),
         headers: sign::headers_digest(sent.iter().map(|(n, v)| (n.as_str(), v.as_str()))),
         body: sign::body_digest(&job.body.bytes),
+        front: job.front.as_deref().unwrap_or(""),
     };
     let mut head = Vec::with_capacity(512);
     head.extend_from_slice(format!("{} {target} HTTP/1.1\r\n", job.method).as_bytes());
-    let ours = sign::headers(&peers.secret, &signed);
+    let mut ours = sign::headers(&peers.secret, &signed);
+    if let Some(front) = &job.front {
+        ours.push((sign::FRONT.to_string(), front.clone()));
+    }
     http1::end_head(&mut head, sent.into_iter().chain(ours.iter()));
     head
 }

@@ -50,6 +50,7 @@ fn connection(tcp: TcpStream, hub: &Hub, peers: &Peers) {
         conn: BufReader::with_capacity(16 * 1024, Stream::Plain(tcp)),
         peer,
         watchable,
+        scheme: "http",
     };
     loop {
         let head = match http1::read_request_head(&mut caller.conn) {
@@ -195,8 +196,10 @@ fn accept(
             })
             .cloned(),
     );
+    let front = head.header(sign::FRONT).map(str::to_string);
     Some(Job {
         id,
+        front,
         method: head.method.clone(),
         target,
         headers,

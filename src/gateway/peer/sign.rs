@@ -45,6 +45,11 @@ pub const SIGNATURE_2: &str = "X-Vcs-Peer-Signature-2";
 /// Hex SHA-256 of the start of the body (its first piece, or all of a small one).
 pub const BODY: &str = "X-Vcs-Peer-Body-Sha256";
 
+/// The base URL the caller used ([`crate::gateway::request::Job::front`]), when the
+/// forwarding replica knows it. Not signed, like the caller's own headers: a replica that
+/// does not know it ignores it, and one that gets none answers with the VCS's own URLs.
+pub const FRONT: &str = "X-Vcs-Peer-Front";
+
 /// Every header of the peer protocol starts with this; none of them reaches an agent.
 pub const PREFIX: &str = "x-vcs-peer-";
 
@@ -84,6 +89,8 @@ pub struct Signed<'a> {
     pub headers: String,
     /// Hex SHA-256 of the body's start ([`body_digest`]).
     pub body: String,
+    /// The front the caller used ([`FRONT`]; empty without one): answers point there.
+    pub front: &'a str,
 }
 
 /// Hex SHA-256 of the request's headers other than the peer protocol's own, in order, each
@@ -153,11 +160,12 @@ fn sign(secret: &PeerSecret, what: &Signed, all: bool) -> String {
         time_ms,
         headers,
         body,
+        front,
     } = what;
     // Header values hold no line breaks, so the fields cannot run into one another.
     mac.update(format!("{method}\n{target}\n{id}\n{from}\n{caller}\n{time_ms}").as_bytes());
     if all {
-        mac.update(format!("\n{headers}\n{body}\nv2").as_bytes());
+        mac.update(format!("\n{headers}\n{body}\n{front}\nv2").as_bytes());
     }
     hex(&mac.finalize().into_bytes())
 }
@@ -203,6 +211,18 @@ pub fn verify<'a>(
         time_ms,
         headers: headers_digest(pairs),
         body: one(BODY)?.to_string(),
+        front: match one(FRONT) {
+            Ok(front) => front,
+            Err(_)
+                if !head
+                    .headers
+                    .iter()
+                    .any(|(n, _)| n.eq_ignore_ascii_case(FRONT)) =>
+            {
+                ""
+            }
+            Err(refusal) => return Err(refusal),
+        },
     };
     let expected = sign(secret, &what, true);
     if !bool::from(expected.as_bytes().ct_eq(signature.as_bytes())) {
@@ -285,6 +305,7 @@ mod tests {
             time_ms,
             headers: headers_digest(std::iter::empty()),
             body: body_digest(b""),
+            front: "",
         }
     }
 
@@ -356,6 +377,13 @@ mod tests {
         let mut other_body = headers(&s, &what);
         other_body[4].1 = body_digest(b"another body");
         let h = head("GET", what.target, other_body);
+        assert_eq!(verify(&s, &h, 5_000).unwrap_err(), Refusal::Forged);
+        let mut other_front = headers(&s, &what);
+        other_front.push((
+            FRONT.into(),
+            "https://attacker.example/private/alpha".into(),
+        ));
+        let h = head("GET", what.target, other_front);
         assert_eq!(verify(&s, &h, 5_000).unwrap_err(), Refusal::Forged);
         assert!(body_matches(&what.body, b""));
         assert!(!body_matches(&what.body, b"x"));
