@@ -215,7 +215,9 @@ impl Credentials {
         let query = outgoing.uri.query().unwrap_or("");
         for pair in query.split('&') {
             let name = pair.split('=').next().unwrap_or("");
-            if name.to_ascii_lowercase().ends_with("token") {
+            let name = name.as_bytes();
+            let suffix = &name[name.len().saturating_sub(5)..];
+            if suffix.eq_ignore_ascii_case(b"token") {
                 add("?", pair);
             }
         }
