@@ -10,326 +10,19 @@ use crate::support;
 
 use std::process::Command;
 use std::time::Duration;
+use support::replicas::*;
 use support::upstream::Upstream;
 use support::*;
 use vcs_agent::token::Token;
 
-const ADMIN: &str = "replicas-admin-token-0123456789";
-
-/// A `redis-server` on a unix socket in its own directory, with an append-only file so it
-/// comes back with its data after SIGKILL.
-struct Redis {
-    proc: Option<Proc>,
-    dir: TempDir,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let dir = TempDir::new("redis");
-        let mut redis = Redis { proc: None, dir };
-        redis.run();
-        redis
-    }
-
-    fn run(&mut self) {
-        let mut command = Command::new("redis-server");
-        command
-            .args(["--port", "0", "--unixsocket"])
-            .arg(self.socket())
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
-            .arg("--dir")
-            .arg(&self.dir.0);
-        let proc = Proc::spawn(command);
-        proc.out
-            .wait_for("ready to accept connections", Duration::from_secs(10));
-        self.proc = Some(proc);
-    }
-
-    fn socket(&self) -> std::path::PathBuf {
-        self.dir.0.join("redis.sock")
-    }
-
-    fn url(&self) -> String {
-        format!("unix://{}", self.socket().display())
-    }
-
-    fn signal(&self, signal: &str) {
-        if let Some(proc) = &self.proc {
-            proc.signal(signal);
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut proc) = self.proc.take() {
-            proc.signal("KILL");
-            proc.wait_exit(Duration::from_secs(10));
-        }
-        let _ = std::fs::remove_file(self.socket());
-    }
-
-    /// Keys matching `pattern`, sorted.
-    fn keys(&self, pattern: &str) -> Vec<String> {
-        let output = Command::new("redis-cli")
-            .arg("-s")
-            .arg(self.socket())
-            .args(["--raw", "KEYS", pattern])
-            .output()
-            .expect("redis-cli");
-        let mut keys: Vec<String> = String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(String::from)
-            .collect();
-        keys.sort();
-        keys
-    }
-
-    /// Calls of `command` Redis has served, from `INFO commandstats`.
-    fn calls(&self, command: &str) -> u64 {
-        let output = Command::new("redis-cli")
-            .arg("-s")
-            .arg(self.socket())
-            .args(["INFO", "commandstats"])
-            .output()
-            .expect("redis-cli");
-        let text = String::from_utf8_lossy(&output.stdout).to_string();
-        let prefix = format!("cmdstat_{command}:calls=");
-        text.lines()
-            .find_map(|l| l.strip_prefix(prefix.as_str()))
-            .and_then(|rest| rest.split(',').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    }
-}
-
-impl Redis {
-    /// Commands of every kind Redis has served, from `INFO commandstats`.
-    fn total_calls(&self) -> u64 {
-        let output = Command::new("redis-cli")
-            .arg("-s")
-            .arg(self.socket())
-            .args(["INFO", "commandstats"])
-            .output()
-            .expect("redis-cli");
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter_map(|l| {
-                l.split_once(":calls=")?
-                    .1
-                    .split(',')
-                    .next()?
-                    .parse::<u64>()
-                    .ok()
-            })
-            .sum()
-    }
-}
-
-/// `vcs-gateway` with `args` on the shared Redis; panics with its stderr on failure.
-fn cli(redis: &Redis, args: &[&str]) -> String {
-    let output = Command::new(GATEWAY)
-        .args(args)
-        .args(["--redis", &redis.url()])
-        .output()
-        .expect("vcs-gateway");
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("utf8")
-}
-
-struct Replica {
-    proc: Proc,
-    agent_addr: String,
-    api_addr: String,
-    /// The peer port, when started with one.
-    peer_addr: String,
-}
-
-/// The peer secret of the replicas in these tests.
-const PEER_SECRET: &str = "peer-secret-0123456789abcdef-0123456789";
-
-/// Flags that give a replica a peer port (its secret comes from the environment).
-const PEER: &[&str] = &["--peer-listen", "127.0.0.1:0"];
-
-impl Replica {
-    fn start(redis: &Redis, id: &str, extra: &[&str]) -> Replica {
-        Replica::start_with(redis, id, extra, &[])
-    }
-
-    fn start_with(redis: &Redis, id: &str, extra: &[&str], env: &[(&str, &str)]) -> Replica {
-        let mut command = Command::new(GATEWAY);
-        command
-            .args(["serve", "--redis", &redis.url(), "--replica-id", id])
-            .args([
-                "--agent-listen",
-                "127.0.0.1:0",
-                "--api-listen",
-                "127.0.0.1:0",
-            ])
-            .args(["--admin-token", ADMIN, "--queue-timeout", "5s"])
-            .args(extra)
-            .env("VCS_GATEWAY_PEER_SECRET", PEER_SECRET)
-            .envs(env.iter().copied());
-        let proc = Proc::spawn(command);
-        let address = |line: String| {
-            line.split(' ')
-                .skip_while(|w| *w != "on")
-                .nth(1)
-                .unwrap_or_default()
-                .to_string()
-        };
-        let agent_addr = address(
-            proc.out
-                .wait_for("agent port listening on", Duration::from_secs(10)),
-        );
-        let api_addr = address(
-            proc.out
-                .wait_for("api port listening on", Duration::from_secs(10)),
-        );
-        let peer_addr = if extra.contains(&"--peer-listen") {
-            address(
-                proc.out
-                    .wait_for("peer port listening on", Duration::from_secs(10)),
-            )
-        } else {
-            String::new()
-        };
-        Replica {
-            proc,
-            agent_addr,
-            api_addr,
-            peer_addr,
-        }
-    }
-
-    /// One tunnel request whose echo names `marker`: (status, echoed target, request id).
-    fn echo(&self, pool: &str, secret: &str, marker: &str) -> (u16, String, String) {
-        self.echo_with(&bare_client(), pool, secret, marker)
-    }
-
-    /// [`Replica::echo`] on `client`'s kept connections.
-    fn echo_with(
-        &self,
-        client: &ureq::Agent,
-        pool: &str,
-        secret: &str,
-        marker: &str,
-    ) -> (u16, String, String) {
-        let response = client
-            .get(format!(
-                "http://{}/private/{pool}/api/v4/projects/group%2Frepo/repository/archive?do=echo&m={marker}",
-                self.api_addr
-            ))
-            .header(CALLER_HEADER, format!("Bearer {secret}"))
-            .call();
-        let Ok(response) = response else {
-            return (0, String::new(), String::new());
-        };
-        let status = response.status().as_u16();
-        let id = header_values(&response, "x-vcs-request-id").join(",");
-        let body = response.into_body().read_to_string().unwrap_or_default();
-        let echoed: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        (
-            status,
-            echoed["target"].as_str().unwrap_or_default().to_string(),
-            id,
-        )
-    }
-
-    /// An admin API call: (status, JSON body).
-    fn api(&self, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
-        let url = format!("http://{}/api/{path}", self.api_addr);
-        let request = ureq::http::Request::builder()
-            .method(method)
-            .uri(url)
-            .header("Authorization", format!("Bearer {ADMIN}"))
-            .header("Content-Type", "application/json")
-            .body(body.to_string())
-            .expect("request");
-        let response = client().run(request).expect("api call");
-        let status = response.status().as_u16();
-        let text = response.into_body().read_to_string().unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or_default())
-    }
-
-    fn health(&self) -> serde_json::Value {
-        let response = client()
-            .get(format!("http://{}/healthz", self.api_addr))
-            .header("Authorization", format!("Bearer {ADMIN}"))
-            .call()
-            .expect("healthz");
-        serde_json::from_str(&response.into_body().read_to_string().unwrap_or_default())
-            .unwrap_or_default()
-    }
-
-    fn metrics(&self) -> String {
-        let response = client()
-            .get(format!("http://{}/metrics", self.api_addr))
-            .header("Authorization", format!("Bearer {ADMIN}"))
-            .call()
-            .expect("metrics");
-        response.into_body().read_to_string().unwrap_or_default()
-    }
-
-    fn has_pool(&self, pool: &str) -> bool {
-        self.health()["pools"].get(pool).is_some()
-    }
-
-    fn streams(&self, pool: &str) -> u64 {
-        self.health()["pools"][pool]["streams"]
-            .as_u64()
-            .unwrap_or(0)
-    }
-
-    /// A token for `token`'s pool that sends its agent to this replica.
-    fn token_here(&self, token: &str) -> String {
-        let mut token = Token::decode(token).expect("token");
-        token.host = format!("ws://{}", self.agent_addr);
-        token.encode()
-    }
-
-    /// One tunnel request as `secret`: its status.
-    fn get(&self, pool: &str, secret: &str) -> u16 {
-        client()
-            .get(format!(
-                "http://{}/private/{pool}/api/v4/projects/group%2Frepo/repository/archive?do=echo",
-                self.api_addr
-            ))
-            .header(CALLER_HEADER, format!("Bearer {secret}"))
-            .call()
-            .map(|r| r.status().as_u16())
-            .unwrap_or(0)
-    }
-}
-
-fn caller_secret(redis: &Redis) -> String {
-    let out = cli(
-        redis,
-        &["caller", "create", "--name", "saas", "--all-pools"],
-    );
-    out.trim_end()
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .to_string()
-}
-
 /// A pool made through one replica's API appears on another and takes its agents; its key
 /// rotated through a third closes the old streams; all within a second.
 fn changes_reach_every_replica(extra: &[&str]) {
-    let redis = Redis::start();
-    let secret = caller_secret(&redis);
-    let upstream = Upstream::start();
+    let Cluster {
+        redis,
+        secret,
+        upstream,
+    } = Cluster::start();
     let one = Replica::start(&redis, "one", extra);
     let two = Replica::start(&redis, "two", extra);
     let three = Replica::start(&redis, "three", extra);
@@ -427,26 +120,13 @@ fn the_cli_changes_pools_and_callers_in_redis() {
     assert!(!cli(&redis, &["pool", "list"]).contains("beta"));
 }
 
-/// Pool `alpha`, created through `replica`'s API, with an agent of 2 streams connected to it.
-fn pool_alpha_with_agent(replica: &Replica, upstream: &Upstream) -> Proc {
-    let (_, created) = replica.api("POST", "pools", r#"{"name":"alpha"}"#);
-    let token = created["token"].as_str().expect("token").to_string();
-    let agent = start_agent(&agent_env(
-        &token,
-        &format!("{}/gitlab", upstream.base()),
-        &[],
-    ));
-    wait_until(Duration::from_secs(15), "agent streams", || {
-        replica.streams("alpha") == 2
-    });
-    agent
-}
-
 #[test]
 fn requests_do_not_touch_redis() {
-    let redis = Redis::start();
-    let secret = caller_secret(&redis);
-    let upstream = Upstream::start();
+    let Cluster {
+        redis,
+        secret,
+        upstream,
+    } = Cluster::start();
     let one = Replica::start(&redis, "one", &[]);
     let _agent = pool_alpha_with_agent(&one, &upstream);
     let before = redis.calls("mget");
@@ -459,9 +139,11 @@ fn requests_do_not_touch_redis() {
 
 #[test]
 fn a_stopped_or_killed_redis_leaves_traffic_going_and_refuses_changes() {
-    let mut redis = Redis::start();
-    let secret = caller_secret(&redis);
-    let upstream = Upstream::start();
+    let Cluster {
+        mut redis,
+        secret,
+        upstream,
+    } = Cluster::start();
     let one = Replica::start(&redis, "one", PEER);
     let three = Replica::start(&redis, "three", PEER);
     let _agent = pool_alpha_with_agent(&one, &upstream);
@@ -600,9 +282,11 @@ fn peer_figures(replica: &Replica) -> (u64, u64, u64) {
 
 #[test]
 fn requests_reaching_replicas_without_streams_are_forwarded_to_the_one_with_them() {
-    let redis = Redis::start();
-    let secret = caller_secret(&redis);
-    let upstream = Upstream::start();
+    let Cluster {
+        redis,
+        secret,
+        upstream,
+    } = Cluster::start();
     let one = Replica::start(&redis, "one", PEER);
     let two = Replica::start(&redis, "two", PEER);
     let three = Replica::start(&redis, "three", PEER);
@@ -726,9 +410,9 @@ fn peer_request_with(
 
 #[test]
 fn a_captured_peer_request_is_served_once_across_replicas_and_only_as_signed() {
-    let redis = Redis::start();
-    let _secret = caller_secret(&redis);
-    let upstream = Upstream::start();
+    let Cluster {
+        redis, upstream, ..
+    } = Cluster::start();
     let one = Replica::start(&redis, "one", PEER);
     let three = Replica::start(&redis, "three", PEER);
     let (_, created) = one.api("POST", "pools", r#"{"name":"alpha"}"#);
@@ -775,9 +459,11 @@ fn a_captured_peer_request_is_served_once_across_replicas_and_only_as_signed() {
 
 #[test]
 fn the_peer_port_serves_only_signed_forwarded_requests_and_the_api_port_never_them() {
-    let redis = Redis::start();
-    let secret = caller_secret(&redis);
-    let upstream = Upstream::start();
+    let Cluster {
+        redis,
+        secret,
+        upstream,
+    } = Cluster::start();
     let one = Replica::start(&redis, "one", PEER);
     let _agent = pool_alpha_with_agent(&one, &upstream);
     let target = "/private/alpha/api/v4/projects/group%2Frepo/repository/archive?do=echo";
@@ -830,9 +516,11 @@ fn the_peer_port_serves_only_signed_forwarded_requests_and_the_api_port_never_th
 
 #[test]
 fn a_replica_with_another_peer_secret_is_refused_and_a_weak_or_missing_secret_exits_2() {
-    let redis = Redis::start();
-    let secret = caller_secret(&redis);
-    let upstream = Upstream::start();
+    let Cluster {
+        redis,
+        secret,
+        upstream,
+    } = Cluster::start();
     let one = Replica::start(&redis, "one", PEER);
     let _agent = pool_alpha_with_agent(&one, &upstream);
     let wrong = Replica::start_with(
@@ -898,9 +586,11 @@ const REQUESTS_EACH: usize = 2000;
 #[test]
 fn a_replica_killed_under_load_fails_only_the_requests_in_flight_on_it() {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    let redis = Redis::start();
-    let secret = caller_secret(&redis);
-    let upstream = Upstream::start();
+    let Cluster {
+        redis,
+        secret,
+        upstream,
+    } = Cluster::start();
     // Access lines (two per forwarded request) stay out of the captured output.
     let quiet = [("RUST_LOG", "info,front=warn")];
     // 64 callers share six streams, two of them redialling after the kill: on a loaded
@@ -1080,9 +770,11 @@ fn rediss_with_a_private_ca_given_by_redis_ca() {
 
 #[test]
 fn a_peer_without_a_free_stream_says_so_and_the_request_waits_for_one() {
-    let redis = Redis::start();
-    let secret = caller_secret(&redis);
-    let upstream = Upstream::start();
+    let Cluster {
+        redis,
+        secret,
+        upstream,
+    } = Cluster::start();
     let one = Replica::start(&redis, "one", PEER);
     let two = Replica::start(&redis, "two", PEER);
     let (_, created) = one.api("POST", "pools", r#"{"name":"alpha"}"#);
@@ -1131,9 +823,11 @@ fn a_peer_without_a_free_stream_says_so_and_the_request_waits_for_one() {
 fn forwarded_bodies_stream_both_ways_at_constant_memory() {
     use support::upstream::{echo_pattern, Digest, PatternReader};
     const MIB: u64 = 1024 * 1024;
-    let redis = Redis::start();
-    let secret = caller_secret(&redis);
-    let upstream = Upstream::start();
+    let Cluster {
+        redis,
+        secret,
+        upstream,
+    } = Cluster::start();
     let one = Replica::start(&redis, "one", PEER);
     let two = Replica::start(&redis, "two", PEER);
     let _agent = pool_alpha_with_agent(&one, &upstream);
@@ -1185,9 +879,11 @@ fn forwarded_bodies_stream_both_ways_at_constant_memory() {
 
 #[test]
 fn a_replica_asks_redis_before_saying_no_agent_so_failover_has_no_gap() {
-    let redis = Redis::start();
-    let secret = caller_secret(&redis);
-    let upstream = Upstream::start();
+    let Cluster {
+        redis,
+        secret,
+        upstream,
+    } = Cluster::start();
     let one = Replica::start(&redis, "one", PEER);
     let two = Replica::start(&redis, "two", PEER);
     let (_, created) = two.api("POST", "pools", r#"{"name":"alpha"}"#);

@@ -6,6 +6,7 @@ mod fixture;
 pub mod hostile_paths;
 pub mod proxy;
 pub mod relay;
+pub mod replicas;
 pub mod tls;
 pub mod upstream;
 
