@@ -28,6 +28,7 @@ mod real_clients;
 mod redaction;
 mod reliability;
 mod replicas;
+mod rules;
 mod streaming;
 mod supervisord;
 mod tls;
