@@ -24,6 +24,7 @@ mod original;
 mod panel_browser;
 mod point_back;
 mod proxy;
+mod readme;
 mod real_clients;
 mod redaction;
 mod reliability;
