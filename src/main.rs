@@ -3,10 +3,13 @@
 
 #![forbid(unsafe_code)]
 
+use lexopt::ValueExt;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 use vcs_agent::agent::Agent;
+use vcs_agent::allowlist::print::{self, Format};
+use vcs_agent::allowlist::Vendor;
 use vcs_agent::config::{self, AgentConfig, Flags};
 use vcs_agent::shutdown::{Shutdown, SignalError};
 
@@ -17,6 +20,9 @@ fn help() -> String {
          USAGE:\n    vcs-agent [serve] [FLAGS]  run (`serve` is optional, as the original agent's image passes it)\n    \
          vcs-agent check [FLAGS]    preflight: token, gateway login, VCS reachability, project regex;\n                               \
          one `ok`/`FAIL` line per check, exit 0 only when all pass\n    \
+         vcs-agent rules [--vendor V] [--format text|json]\n                               \
+         print the allowlist: method, path, what it is for, source (V: gitlab,\n                               \
+         github-enterprise, bitbucket-datacenter, azure-devops; all without it)\n    \
          vcs-agent --help           print this help\n    vcs-agent --version        print the version\n\n\
          SETTINGS (variable, then the flags that set it too and win over it; default in brackets):\n",
         vcs_agent::BUILD
@@ -60,6 +66,7 @@ enum Invocation {
     Version,
     Serve(Flags),
     Check(Flags),
+    Rules(Vec<Vendor>, Format),
 }
 
 /// Why the command line was refused: one line, exit 2.
@@ -73,6 +80,10 @@ enum CliError {
     NotUtf8(String),
     #[error("{0}")]
     Args(#[from] lexopt::Error),
+    #[error(transparent)]
+    Vendor(#[from] print::VendorError),
+    #[error(transparent)]
+    Format(#[from] print::FormatError),
 }
 
 /// `-token` (Go's single-dash spelling of a long flag, which the original agent accepts) is
@@ -99,6 +110,7 @@ fn parse(args: Vec<std::ffi::OsString>) -> Result<Invocation, CliError> {
             Short('V') | Long("version") => return Ok(Invocation::Version),
             Value(word) if command.is_none() => match word.to_str() {
                 Some("help") => return Ok(Invocation::Help),
+                Some("rules") => return parse_rules(parser),
                 Some(w @ ("serve" | "check")) => command = Some(w == "check"),
                 _ => return Err(CliError::Unknown(word.to_string_lossy().into_owned())),
             },
@@ -124,10 +136,29 @@ fn parse(args: Vec<std::ffi::OsString>) -> Result<Invocation, CliError> {
     })
 }
 
+/// The rest of `vcs-agent rules`: `--vendor V` (repeatable) and `--format text|json`.
+fn parse_rules(mut parser: lexopt::Parser) -> Result<Invocation, CliError> {
+    use lexopt::Arg::{Long, Short};
+    let (mut vendors, mut format) = (Vec::new(), Format::default());
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Invocation::Help),
+            Long("vendor") => vendors.push(print::vendor_named(&parser.value()?.string()?)?),
+            Long("format") => format = parser.value()?.string()?.parse()?,
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    Ok(Invocation::Rules(vendors, format))
+}
+
 fn dispatch() -> ExitCode {
     match parse(long_flags(std::env::args_os().skip(1))) {
         Ok(Invocation::Serve(flags)) => run(&flags),
         Ok(Invocation::Check(flags)) => check(&flags),
+        Ok(Invocation::Rules(vendors, format)) => {
+            print!("{}", print::render(&vendors, format));
+            ExitCode::SUCCESS
+        }
         Ok(Invocation::Help) => {
             print!("{}", help());
             ExitCode::SUCCESS

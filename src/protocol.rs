@@ -326,7 +326,7 @@ pub fn decode(message: &Message) -> Result<Option<Frame<'_>>, ProtocolError> {
 /// Every control frame's fields in one flat struct, for decoding the same JSON in one pass.
 /// Serde reads an internally tagged enum (`Control`) by first copying the whole frame into a
 /// tree of its own and then matching the tag; on the gateway that was a tenth of the CPU per
-/// request (`perf`, see the README). Unknown fields are ignored; a known field must have its
+/// request (measured with `perf record`). Unknown fields are ignored; a known field must have its
 /// type whatever the frame (`{"type":"end","id":1}` is refused), which every frame either
 /// side writes satisfies. Strings borrow from the frame's text unless JSON escapes in them
 /// force a copy.

@@ -31,6 +31,12 @@
 //! uncompressed answers ([`asks_identity`]), so this happens only with a VCS that
 //! compresses anyway. `SPACELIFT_VCS_AGENT_DISABLE_URL_REWRITE` turns all of it off;
 //! without a front (an older gateway) answers are as the VCS wrote them.
+//!
+//! The cost is per URL: a 130 KiB GitLab listing of 100 projects with 1 200 URLs on the VCS
+//! costs the agent about 0.9 ms of CPU to rewrite (about 0.5 µs per URL; the same bytes with
+//! no URL on the VCS are scanned in about 0.12 ms), and memory does not move. A SaaS that
+//! pages through listings pays it once per page; an operator who would rather not turns the
+//! rewrite off, and the SaaS then cannot follow the VCS's URLs.
 
 use crate::allowlist::Vendor;
 use crate::config::BaseEndpoint;

@@ -31,6 +31,15 @@
 //! the path's project.
 //!
 //! Archives: `…/items?path=/&$format=zip&download=true` (a query on the items rule).
+//!
+//! Checked against the published REST descriptions (MicrosoftDocs/vsts-rest-api-specs at
+//! commit `adb28786`, May 2026): Git 7.1 (`specification/git/7.1/git.json`), Policy 7.1 and
+//! Azure DevOps Server 7.1 (`specification/git/azure-devops-server-7.1/git-onprem.json`);
+//! every rule under a project appears there with its methods. The organisation-level forms (a
+//! repository by GUID without its project, the organisation's repository listing) follow the
+//! SDK's route templates, in which the project is optional; resource discovery and
+//! `ConnectionData` follow the SDK. The original agent's own test vectors for this table (also
+//! under `/tfs`) are in `field_tests.rs`: all pass but its catch-all.
 
 use super::matcher::{Method, Rule};
 

@@ -15,7 +15,7 @@
 //!
 //! The project-level reads `GET /projects/{KEY}` and `GET /projects/{KEY}/repos` name no
 //! repository and have no project; the listing is filtered to the allowed repositories
-//! while projects are restricted (see the README).
+//! while projects are restricted (`crate::agent::listing`).
 //!
 //! `compare/changes` and `compare/commits` take `fromRepo`, another repository (a fork) to
 //! compare from: its value is checked like the path's project, so only a `KEY/slug` the

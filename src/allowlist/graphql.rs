@@ -43,7 +43,7 @@ use serde_json::Map;
 use std::collections::HashMap;
 use table::{Gives, Type};
 
-mod table;
+pub(super) mod table;
 mod valid;
 
 /// Largest GraphQL body inspected; larger is denied.

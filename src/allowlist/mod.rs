@@ -118,6 +118,7 @@ mod github_enterprise;
 mod gitlab;
 pub mod graphql;
 pub mod matcher;
+pub mod print;
 mod query;
 
 use std::fmt;
