@@ -237,6 +237,7 @@ fn pool_json(pool: &Pool) -> Value {
         "name": record.name,
         "description": record.description,
         "id": record.ulid,
+        "webhook_url": record.webhook_url,
         "created": record.created,
         "created_at": format_time(record.created),
         "agents": pool.agents().len(),

@@ -126,8 +126,14 @@ pub fn rule(vendor: Vendor, name: &str) -> Option<&'static EventRule> {
     rules(vendor).iter().find(|r| r.name == name)
 }
 
-/// The project the payload names, spelled like the request allowlist's projects.
-pub fn project_of(vendor: Vendor, body: &Value, allowlist: &Allowlist) -> Option<String> {
+/// The project the payload names, spelled like the request allowlist's projects;
+/// `base_path` is the path of the agent's base endpoint (Azure DevOps Server's `/tfs`).
+pub fn project_of(
+    vendor: Vendor,
+    body: &Value,
+    allowlist: &Allowlist,
+    base_path: &str,
+) -> Option<String> {
     let text = |v: &Value, pointer: &str| {
         v.pointer(pointer)
             .and_then(Value::as_str)
@@ -153,7 +159,14 @@ pub fn project_of(vendor: Vendor, body: &Value, allowlist: &Allowlist) -> Option
             let name = text(repository, "/name")?;
             let remote = text(repository, "/remoteUrl")?;
             let path = remote.parse::<ureq::http::Uri>().ok()?.path().to_string();
-            let org = allowlist.organisation(&path);
+            let base = base_path.trim_end_matches('/');
+            let relative = match path.get(..base.len()) {
+                Some(head) if !base.is_empty() && head.eq_ignore_ascii_case(base) => {
+                    &path[base.len()..]
+                }
+                _ => path.as_str(),
+            };
+            let org = allowlist.organisation(relative);
             (!org.is_empty()).then(|| format!("{org}/{project}/{name}"))
         }
     }
@@ -198,7 +211,7 @@ mod tests {
     #[test]
     fn projects_are_read_where_each_vendor_puts_them() {
         let gitlab = json!({"project": {"path_with_namespace": "group/sub/repo"}});
-        let project = |v, body: &Value| project_of(v, body, &open(v, "/"));
+        let project = |v, body: &Value| project_of(v, body, &open(v, "/"), "/");
         assert_eq!(
             project(Vendor::Gitlab, &gitlab).as_deref(),
             Some("group/sub/repo")
@@ -230,6 +243,7 @@ mod tests {
             Vendor::AzureDevops,
             &server,
             &open(Vendor::AzureDevops, "/tfs"),
+            "/tfs",
         );
         assert_eq!(tfs.as_deref(), Some("defaultcollection/Fiber/api"));
         for (vendor, body) in [

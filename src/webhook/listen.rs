@@ -72,9 +72,8 @@ pub fn start(shared: &Arc<Shared>) -> std::io::Result<Option<SocketAddr>> {
     let listener = TcpListener::bind(config.listen)?;
     let address = listener.local_addr()?;
     info!(
-        "webhook listener listening on {} ({}, vendor {}, bodies up to {} bytes, {} at once) on {address}",
+        "webhook listener ({}, vendor {}, bodies up to {} bytes, {} at once) listening on {address}",
         if tls.is_some() { "https" } else { "http" },
-        address,
         shared.config.vendor.as_str(),
         config.max_body,
         config.concurrency,
@@ -293,14 +292,15 @@ fn checked(
             }
         }
     };
-    let project = match events::project_of(vendor, &json, &shared.allowlist) {
-        Some(project) => project,
-        None if rule.ping => String::new(),
-        None => {
-            return Handled::refused(403, "the payload names no project")
-                .about(rule.name, Some(rule))
-        }
-    };
+    let project =
+        match events::project_of(vendor, &json, &shared.allowlist, &shared.config.target.path) {
+            Some(project) => project,
+            None if rule.ping => String::new(),
+            None => {
+                return Handled::refused(403, "the payload names no project")
+                    .about(rule.name, Some(rule))
+            }
+        };
     drop(json);
     if !project.is_empty() {
         if let Err(denied) = shared.allowlist.project_allowed(&project, None) {

@@ -33,3 +33,4 @@ mod supervisord;
 mod tls;
 mod tunnel;
 mod vcs_framing;
+mod webhooks;
