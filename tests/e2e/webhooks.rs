@@ -475,3 +475,69 @@ fn a_gateway_that_does_not_relay_is_a_502() {
     let text = response.into_body().read_to_string().unwrap_or_default();
     assert!(text.contains("does not relay webhooks"), "{text}");
 }
+
+#[test]
+fn the_api_and_the_cli_set_and_clear_a_pools_webhook_url() {
+    let gateway = Gateway::start(&[]);
+    gateway.create_pool("api-hooks");
+    let (name, value) = gateway.admin_header();
+    let patch = |pool: &str, body: &str| {
+        let response = client()
+            .patch(format!("http://{}/api/pools/{pool}", gateway.api_addr))
+            .header(name, &value)
+            .header("Content-Type", "application/json")
+            .send(body)
+            .expect("api");
+        let status = response.status().as_u16();
+        let text = response.into_body().read_to_string().unwrap_or_default();
+        (
+            status,
+            serde_json::from_str::<serde_json::Value>(&text).unwrap_or_default(),
+        )
+    };
+    let (status, first) = patch(
+        "api-hooks",
+        r#"{"webhook_url": "https://saas.example/hooks"}"#,
+    );
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["pool"]["webhook_url"], "https://saas.example/hooks");
+    assert!(first["webhook_secret"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("vgw_")));
+    let (status, again) = patch(
+        "api-hooks",
+        r#"{"webhook_url": "https://saas.example/other"}"#,
+    );
+    assert_eq!(status, 200);
+    assert!(again.get("webhook_secret").is_none(), "shown once: {again}");
+    let (status, bad) = patch("api-hooks", r#"{"webhook_url": "ftp://saas.example/"}"#);
+    assert_eq!(status, 400, "{bad}");
+    assert_eq!(patch("nope", r#"{"webhook_url": null}"#).0, 404);
+    let (status, cleared) = patch("api-hooks", r#"{"webhook_url": null}"#);
+    assert_eq!(status, 200);
+    assert!(cleared["pool"]["webhook_url"].is_null(), "{cleared}");
+    // The command line: a bad URL exits 2 naming the flag; clearing works on a stopped store too.
+    let output = Command::new(GATEWAY)
+        .args(["pool", "update", "--data-dir"])
+        .arg(&gateway.dir.0)
+        .args(["--name", "api-hooks", "--webhook-url", "not a url"])
+        .output()
+        .expect("pool update");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--webhook-url"));
+    let secret = set_webhook(&gateway, "api-hooks", "https://saas.example/hooks");
+    assert_ne!(
+        Some(secret.as_str()),
+        first["webhook_secret"].as_str(),
+        "a new secret after clearing"
+    );
+    let output = Command::new(GATEWAY)
+        .args(["pool", "update", "--data-dir"])
+        .arg(&gateway.dir.0)
+        .args(["--name", "api-hooks", "--no-webhook-url"])
+        .output()
+        .expect("pool update");
+    assert!(output.status.success());
+    let store = std::fs::read_to_string(gateway.dir.0.join("pools.json")).expect("store");
+    assert!(!store.contains("vgw_"), "{store}");
+}
