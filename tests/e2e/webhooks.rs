@@ -119,6 +119,20 @@ impl Hooks {
         )
     }
 
+    /// Waits for `line` in the gateway's `/metrics`.
+    fn metric(&self, line: &str) {
+        let (name, value) = self.gateway.admin_header();
+        wait_until(START, line, || {
+            client()
+                .get(format!("http://{}/metrics", self.gateway.api_addr))
+                .header(name, &value)
+                .call()
+                .ok()
+                .and_then(|r| r.into_body().read_to_string().ok())
+                .is_some_and(|t| t.lines().any(|l| l == line))
+        });
+    }
+
     /// The one delivery the SaaS got, checked for the gateway's signature.
     fn delivered(&self, body: &[u8]) -> Recorded {
         let got = self.saas.wait_for_requests(1, START);
@@ -218,6 +232,9 @@ fn a_gitlab_push_reaches_the_saas_with_its_token_and_the_gateways_signature() {
         .proc
         .out
         .wait_for("webhook side=gateway pool=hooks event=\"Push Hook\"", START);
+    hooks.metric(
+        "vcs_gateway_webhooks_total{pool=\"hooks\",event=\"Push Hook\",outcome=\"delivered\"} 1",
+    );
     // The pool's streams still carry requests beside the relays.
     client()
         .get(
@@ -429,6 +446,15 @@ fn a_saas_that_is_down_or_slow_is_a_failed_delivery_within_the_vcs_timeout() {
     let failing = Hooks::start("gitlab", "mike/.*", "/status/500");
     let (status, text) = failing.post(&gitlab_headers("Push Hook"), &gitlab_push("mike/diaspora"));
     assert_eq!((status, text.trim()), (502, "the SaaS answered 500"));
+    failing.metric(
+        "vcs_gateway_webhooks_total{pool=\"hooks\",event=\"Push Hook\",outcome=\"saas_error\"} 1",
+    );
+    slow.metric(
+        "vcs_gateway_webhooks_total{pool=\"hooks\",event=\"Push Hook\",outcome=\"timeout\"} 1",
+    );
+    hooks.metric(
+        "vcs_gateway_webhooks_total{pool=\"hooks\",event=\"Push Hook\",outcome=\"undelivered\"} 1",
+    );
 }
 
 /// A gateway from before webhooks: it takes every upgrade for a stream and never confirms.

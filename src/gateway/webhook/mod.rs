@@ -14,12 +14,15 @@ pub mod sign;
 use crate::gateway::hub::Hub;
 use crate::gateway::pool::Pool;
 use crate::net::Stream;
+use crate::observe::prometheus::Exposition;
 use crate::webhook::frames::{
     Event, Outcome, GATEWAY_MAX_BODY, HEADER_RELAY, MAX_EVENT_MESSAGE, RELAY_ASKED, RELAY_CONFIRMED,
 };
 use crate::webhook::AccessLine;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tungstenite::handshake::server::{Request, Response};
 use tungstenite::{Message, WebSocket};
@@ -30,6 +33,47 @@ pub const IN_FLIGHT_BUDGET: u64 = 256 * 1024 * 1024;
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 static IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
+
+/// Relays by pool, event and outcome, for `/metrics`. Event names come from agents: past
+/// [`MAX_SERIES`] series, new ones are counted under the event `(others)`.
+static COUNTS: Mutex<BTreeMap<(String, String, &'static str), u64>> = Mutex::new(BTreeMap::new());
+const MAX_SERIES: usize = 1024;
+
+/// The outcome label of a relay.
+fn outcome_label(outcome: &Outcome) -> &'static str {
+    match (outcome.status, outcome.saas_status) {
+        (200..=299, _) => "delivered",
+        (_, Some(_)) => "saas_error",
+        (504, None) => "timeout",
+        (502, None) => "undelivered",
+        _ => "refused",
+    }
+}
+
+fn count(pool: &str, event: &str, outcome: &Outcome) {
+    let mut counts = COUNTS.lock().unwrap_or_else(PoisonError::into_inner);
+    let label = outcome_label(outcome);
+    let mut key = (pool.to_string(), event.chars().take(64).collect(), label);
+    if counts.len() >= MAX_SERIES && !counts.contains_key(&key) {
+        key.1 = "(others)".into();
+    }
+    *counts.entry(key).or_insert(0) += 1;
+}
+
+/// The `vcs_gateway_webhooks_total` family.
+pub fn metrics(out: &mut Exposition) {
+    let name = "vcs_gateway_webhooks_total";
+    out.family(name, "counter", "Webhooks relayed by agents, by pool, event and outcome (delivered, saas_error, undelivered, timeout, refused).");
+    let counts = COUNTS.lock().unwrap_or_else(PoisonError::into_inner);
+    for ((pool, event, outcome), n) in counts.iter() {
+        let labels = [
+            ("pool", pool.as_str()),
+            ("event", event.as_str()),
+            ("outcome", *outcome),
+        ];
+        out.sample(name, &labels, n);
+    }
+}
 
 /// Body bytes reserved in [`IN_FLIGHT`] until dropped.
 struct Reserved(u64);
@@ -96,11 +140,13 @@ pub fn serve(mut socket: WebSocket<Stream>, pool: &Pool, hub: &Hub, peer: Socket
                 "webhook relay from {peer} for pool {name} refused: {:?}",
                 outcome.reason
             );
+            count(&name, "(unread)", &outcome);
             let _ = answer(&mut socket, &outcome);
             return;
         }
     };
     let _ = answer(&mut socket, &outcome);
+    count(&name, &event.event, &outcome);
     AccessLine {
         side: "gateway",
         pool: &name,
