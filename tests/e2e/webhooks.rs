@@ -567,3 +567,66 @@ fn the_api_and_the_cli_set_and_clear_a_pools_webhook_url() {
     let store = std::fs::read_to_string(gateway.dir.0.join("pools.json")).expect("store");
     assert!(!store.contains("vgw_"), "{store}");
 }
+
+/// A VCS that insists on HTTPS: the listener serves the operator's certificate.
+#[test]
+fn the_listener_speaks_https_with_the_operators_certificate() {
+    use ureq::tls::{Certificate, RootCerts, TlsConfig};
+    let ca = support::tls::Ca::new("webhook ca");
+    let dir = TempDir::new("hook-tls");
+    let (cert, key) = ca.leaf(&["127.0.0.1"]).write(&dir, "listener");
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let saas =
+        Upstream::with_routes(|r| (r.path() == "/hooks").then(|| (200, vec![], b"ok".to_vec())));
+    let url = format!("{}/hooks", saas.base());
+    let extra = [
+        ("SPACELIFT_VCS_AGENT_WEBHOOK_TLS_CERT", cert.as_str()),
+        ("SPACELIFT_VCS_AGENT_WEBHOOK_TLS_KEY", key.as_str()),
+    ];
+    let hooks = Hooks::start_with("gitlab", "mike/.*", &url, saas, &extra);
+    let root = Certificate::from_pem(ca.pem().as_bytes()).expect("ca");
+    let tls = TlsConfig::builder()
+        .root_certs(RootCerts::new_with_certs(&[root]))
+        .build();
+    let https: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .tls_config(tls)
+        .build()
+        .into();
+    let mut request = https.post(format!("https://{}/", hooks.listen));
+    for (name, value) in gitlab_headers("Push Hook") {
+        request = request.header(name, value);
+    }
+    let body = gitlab_push("mike/diaspora");
+    let response = request.send(&body[..]).expect("https answer");
+    assert_eq!(response.status().as_u16(), 200);
+    hooks.delivered(&body);
+}
+
+/// Every worker busy and the hand-over queue full: a further webhook is answered 503 at once.
+#[test]
+fn a_flood_beyond_the_concurrency_cap_is_answered_503() {
+    let saas = Upstream::start();
+    let url = format!("{}/hooks", saas.base());
+    let extra = [("SPACELIFT_VCS_AGENT_WEBHOOK_CONCURRENCY", "1")];
+    let hooks = Hooks::start_with("gitlab", "mike/.*", &url, saas, &extra);
+    // Connections that send nothing hold the one worker and the one queue place; at most
+    // two are held, so by the third at least one is refused.
+    let mut held = Vec::new();
+    let mut refused = false;
+    for _ in 0..3 {
+        let tcp = TcpStream::connect(&hooks.listen).expect("connect");
+        tcp.set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        held.push(tcp);
+    }
+    for tcp in &held {
+        let mut line = String::new();
+        if BufReader::new(tcp).read_line(&mut line).is_ok() && line.starts_with("HTTP/1.1 503") {
+            refused = true;
+        }
+    }
+    assert!(refused, "one of three connections is answered 503");
+    hooks.agent.out.wait_for("too many webhooks at once", START);
+}
