@@ -239,6 +239,7 @@ fn pool_json(pool: &Pool) -> Value {
         "description": record.description,
         "id": record.ulid,
         "webhook_url": record.webhook_url,
+        "webhooks": pool.webhooks.failures_first(),
         "created": record.created,
         "created_at": format_time(record.created),
         "agents": pool.agents().len(),

@@ -235,6 +235,22 @@ fn a_gitlab_push_reaches_the_saas_with_its_token_and_the_gateways_signature() {
     hooks.metric(
         "vcs_gateway_webhooks_total{pool=\"hooks\",event=\"Push Hook\",outcome=\"delivered\"} 1",
     );
+    let (name, value) = hooks.gateway.admin_header();
+    let pool: serde_json::Value = client()
+        .get(format!("http://{}/api/pools/hooks", hooks.gateway.api_addr))
+        .header(name, &value)
+        .call()
+        .ok()
+        .and_then(|r| r.into_body().read_to_string().ok())
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    let last = &pool["pool"]["webhooks"][0];
+    assert_eq!(
+        (last["event"].as_str(), last["status"].as_u64()),
+        (Some("Push Hook"), Some(200)),
+        "{pool}"
+    );
+    assert_eq!(last["project"], "mike/diaspora");
     // The pool's streams still carry requests beside the relays.
     client()
         .get(

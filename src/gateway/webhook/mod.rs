@@ -9,6 +9,7 @@
 //! they last.
 
 pub mod deliver;
+pub mod recent;
 pub mod sign;
 
 use crate::gateway::hub::Hub;
@@ -147,6 +148,9 @@ pub fn serve(mut socket: WebSocket<Stream>, pool: &Pool, hub: &Hub, peer: Socket
     };
     let _ = answer(&mut socket, &outcome);
     count(&name, &event.event, &outcome);
+    let time_ms = crate::clock::now_millis().saturating_sub(started.elapsed().as_millis() as u64);
+    pool.webhooks
+        .remember(recent::WebhookRecord::new(time_ms, &event, &outcome));
     AccessLine {
         side: "gateway",
         pool: &name,
