@@ -646,3 +646,65 @@ fn a_flood_beyond_the_concurrency_cap_is_answered_503() {
     assert!(refused, "one of three connections is answered 503");
     hooks.agent.out.wait_for("too many webhooks at once", START);
 }
+
+/// What a relay asks of the gateway is held to the same bounds whoever sends it: headers
+/// outside the kept list and bodies over the gateway's cap are refused, nothing delivered.
+#[test]
+fn the_gateway_refuses_relays_outside_its_bounds() {
+    use tungstenite::client::IntoClientRequest;
+    use vcs_agent::protocol;
+    use vcs_agent::webhook::frames::{self, Event, Outcome};
+    let saas = Upstream::start();
+    let gateway = Gateway::start(&["--allow-http-webhooks"]);
+    let token = gateway.create_pool("bounds");
+    set_webhook(&gateway, "bounds", &format!("{}/hooks", saas.base()));
+    let token = vcs_agent::token::Token::decode(&token).expect("token");
+    let relay = |event: &Event| -> Outcome {
+        let url = format!("ws://{}{}", gateway.agent_addr, protocol::CONNECT_PATH);
+        let mut request = url.into_client_request().expect("request");
+        let headers = request.headers_mut();
+        for (name, value) in [
+            (protocol::HEADER_POOL_ULID, token.pool_ulid.as_str()),
+            (protocol::HEADER_KEY, token.key.expose()),
+            (protocol::HEADER_PROTOCOL, protocol::PROTOCOL_VERSION),
+            (frames::HEADER_RELAY, frames::RELAY_ASKED),
+        ] {
+            headers.insert(name, value.parse().expect("value"));
+        }
+        let (mut socket, response) = tungstenite::connect(request).expect("upgrade");
+        assert_eq!(
+            response
+                .headers()
+                .get(frames::HEADER_RELAY)
+                .and_then(|v| v.to_str().ok()),
+            Some(frames::RELAY_CONFIRMED)
+        );
+        let text = serde_json::to_string(event).expect("json");
+        socket
+            .send(tungstenite::Message::text(text))
+            .expect("event");
+        loop {
+            if let tungstenite::Message::Text(text) = socket.read().expect("outcome") {
+                return serde_json::from_str(text.as_str()).expect("an outcome");
+            }
+        }
+    };
+    let event = |headers: Vec<(String, String)>, length: u64| Event {
+        vendor: "gitlab".into(),
+        event: "Push Hook".into(),
+        rule: "push to a branch".into(),
+        project: "group/repo".into(),
+        headers,
+        length,
+    };
+    let smuggled = relay(&event(vec![("Authorization".into(), "Bearer x".into())], 2));
+    assert_eq!(smuggled.status, 502, "{smuggled:?}");
+    let spoofed = relay(&event(
+        vec![("X-Vcs-Signature-256".into(), "sha256=00".into())],
+        2,
+    ));
+    assert_eq!(spoofed.status, 502, "{spoofed:?}");
+    let huge = relay(&event(vec![], frames::GATEWAY_MAX_BODY + 1));
+    assert_eq!(huge.status, 413, "{huge:?}");
+    assert!(saas.requests().is_empty());
+}
