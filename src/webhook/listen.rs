@@ -65,11 +65,14 @@ pub fn start(shared: &Arc<Shared>) -> std::io::Result<Option<SocketAddr>> {
     };
     let tls = match &config.tls {
         None => None,
-        Some((cert, key)) => {
-            Some(crate::net::tls::server_config(cert, key).map_err(std::io::Error::other)?)
-        }
+        Some((cert, key)) => Some(crate::net::tls::server_config(cert, key).map_err(|e| {
+            std::io::Error::other(format!("{}: {e}", crate::config::WEBHOOK_TLS_CERT))
+        })?),
     };
-    let listener = TcpListener::bind(config.listen)?;
+    let listener = TcpListener::bind(config.listen).map_err(|e| {
+        let (variable, address) = (crate::config::WEBHOOK_LISTEN, config.listen);
+        std::io::Error::other(format!("{variable}: cannot listen on {address}: {e}"))
+    })?;
     let address = listener.local_addr()?;
     info!(
         "webhook listener ({}, vendor {}, bodies up to {} bytes, {} at once) listening on {address}",

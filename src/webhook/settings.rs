@@ -56,6 +56,10 @@ pub fn from_vars(vars: &BTreeMap<String, String>) -> Result<Option<WebhookConfig
         (Some(_), None) => return Err(error(WEBHOOK_TLS_KEY, "is required with a certificate")),
         (None, Some(_)) => return Err(error(WEBHOOK_TLS_CERT, "is required with a key")),
     };
+    // Read once here, so an unusable certificate or key is a misconfiguration at start.
+    if let Some((cert, key)) = &tls {
+        crate::net::tls::server_config(cert, key).map_err(|e| error(WEBHOOK_TLS_CERT, e))?;
+    }
     let max_body = match get(WEBHOOK_MAX_BODY) {
         None => DEFAULT_MAX_BODY,
         Some(text) => size(text).ok_or_else(|| {

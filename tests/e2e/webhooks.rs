@@ -708,3 +708,48 @@ fn the_gateway_refuses_relays_outside_its_bounds() {
     assert_eq!(huge.status, 413, "{huge:?}");
     assert!(saas.requests().is_empty());
 }
+
+/// A listener that cannot start stops the agent with one line naming the variable: a port
+/// in use exits 1 (like the metrics port), an unusable setting exits 2.
+#[test]
+fn a_webhook_listener_that_cannot_listen_names_its_variable() {
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = taken.local_addr().expect("addr").to_string();
+    let upstream = Upstream::start();
+    let token = vcs_agent::token::Token {
+        host: "ws://127.0.0.1:9".into(),
+        key: vcs_agent::token::Secret::new("k".repeat(43)),
+        pool_ulid: ulid::Ulid::new().to_string(),
+    };
+    let mut env = agent_env(&token.encode(), &upstream.base(), &[]);
+    env.insert("SPACELIFT_VCS_AGENT_WEBHOOK_LISTEN".into(), address);
+    let mut agent = start_agent(&env);
+    assert_eq!(agent.wait_exit(START).code(), Some(1));
+    agent.out.wait_for(
+        "SPACELIFT_VCS_AGENT_WEBHOOK_LISTEN: cannot listen on",
+        START,
+    );
+    env.insert(
+        "SPACELIFT_VCS_AGENT_WEBHOOK_LISTEN".into(),
+        "127.0.0.1:0".into(),
+    );
+    env.insert(
+        "SPACELIFT_VCS_AGENT_WEBHOOK_TLS_CERT".into(),
+        "/nonexistent/cert.pem".into(),
+    );
+    let mut agent = start_agent(&env);
+    assert_eq!(agent.wait_exit(START).code(), Some(2));
+    agent
+        .out
+        .wait_for("SPACELIFT_VCS_AGENT_WEBHOOK_TLS_KEY: is required", START);
+    env.insert(
+        "SPACELIFT_VCS_AGENT_WEBHOOK_TLS_KEY".into(),
+        "/nonexistent/key.pem".into(),
+    );
+    let mut agent = start_agent(&env);
+    assert_eq!(agent.wait_exit(START).code(), Some(2));
+    agent
+        .out
+        .wait_for("SPACELIFT_VCS_AGENT_WEBHOOK_TLS_CERT: ", START);
+    drop(taken);
+}
