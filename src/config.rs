@@ -43,6 +43,11 @@ pub const DISABLE_URL_REWRITE: &str = "SPACELIFT_VCS_AGENT_DISABLE_URL_REWRITE";
 pub const BUGSNAG_API_KEY: &str = "SPACELIFT_VCS_AGENT_BUGSNAG_API_KEY";
 pub const BUGSNAG_DISABLE: &str = "SPACELIFT_VCS_AGENT_BUGSNAG_DISABLE";
 pub const USE_ALLOWLIST: &str = "SPACELIFT_VCS_AGENT_USE_ALLOWLIST";
+pub const WEBHOOK_LISTEN: &str = "SPACELIFT_VCS_AGENT_WEBHOOK_LISTEN";
+pub const WEBHOOK_TLS_CERT: &str = "SPACELIFT_VCS_AGENT_WEBHOOK_TLS_CERT";
+pub const WEBHOOK_TLS_KEY: &str = "SPACELIFT_VCS_AGENT_WEBHOOK_TLS_KEY";
+pub const WEBHOOK_MAX_BODY: &str = "SPACELIFT_VCS_AGENT_WEBHOOK_MAX_BODY";
+pub const WEBHOOK_CONCURRENCY: &str = "SPACELIFT_VCS_AGENT_WEBHOOK_CONCURRENCY";
 /// The prefix of the agent's own variables: a name with it that no [`Setting`] has is
 /// warned about at start.
 pub const AGENT_PREFIX: &str = "SPACELIFT_VCS_AGENT_";
@@ -292,6 +297,37 @@ pub const SETTINGS: &[Setting] = &[
         "info",
         "log filter (env_logger syntax), used when LOG_LEVEL is not set",
     ),
+    // The webhook listener (crate::webhook).
+    setting(
+        WEBHOOK_LISTEN,
+        &["--webhook-listen"],
+        "off",
+        "receive the VCS's webhooks on this address (e.g. 0.0.0.0:8080) and relay the allowed ones through the pool to its webhook URL",
+    ),
+    setting(
+        WEBHOOK_TLS_CERT,
+        &["--webhook-tls-cert"],
+        "unset",
+        "PEM certificate (chain) file: the webhook listener speaks HTTPS (with WEBHOOK_TLS_KEY)",
+    ),
+    setting(
+        WEBHOOK_TLS_KEY,
+        &["--webhook-tls-key"],
+        "unset",
+        "PEM private key file of WEBHOOK_TLS_CERT",
+    ),
+    setting(
+        WEBHOOK_MAX_BODY,
+        &["--webhook-max-body"],
+        "25MiB",
+        "largest webhook body (bytes, KiB or MiB, at most 64MiB); a larger one is answered 413 unread",
+    ),
+    setting(
+        WEBHOOK_CONCURRENCY,
+        &["--webhook-concurrency"],
+        "8",
+        "webhooks handled at once (1-256); more are answered 503; memory is bounded by this times WEBHOOK_MAX_BODY",
+    ),
     Setting {
         env: BUGSNAG_API_KEY,
         flags: &["--bugsnag-api-key"],
@@ -448,6 +484,8 @@ pub struct AgentConfig {
     pub log_format: crate::observe::LogFormat,
     /// One of [`crate::observe::logging::LEVELS`]; `None` leaves it to `RUST_LOG`.
     pub log_level: Option<String>,
+    /// The webhook listener ([`crate::webhook`]); `None` when off.
+    pub webhook: Option<crate::webhook::settings::WebhookConfig>,
 }
 
 /// One line naming the variable and the problem.
@@ -573,6 +611,7 @@ impl AgentConfig {
                 Some(text) => text.parse().map_err(|e| error(LOG_FORMAT, e))?,
             },
             log_level: log_level(&v)?,
+            webhook: crate::webhook::settings::from_vars(vars)?,
         })
     }
 }

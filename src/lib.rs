@@ -83,3 +83,4 @@ pub mod observe;
 pub mod protocol;
 pub mod shutdown;
 pub mod token;
+pub mod webhook;

@@ -189,6 +189,7 @@ impl Agent {
             shared.config.target,
             shared.config.vendor.as_str()
         );
+        crate::webhook::listen::start(&shared)?;
         let mut slots = Vec::with_capacity(shared.config.parallelism);
         let (alive, all_ended) = crossbeam_channel::bounded::<()>(0);
         for index in 0..shared.config.parallelism {

@@ -27,9 +27,16 @@ const ABOUT: &str = "vcs-gateway: the gateway side of VCS Agent Pools.\n\nUSAGE:
 
 /// Each subcommand's words and its part of `--help`, in the order `--help` lists them.
 const USAGE: &[(&str, &str)] = &[
-    ("pool create", "    vcs-gateway pool create --data-dir DIR --name NAME [--description TEXT] [--public-url URL]
+    ("pool create", "    vcs-gateway pool create --data-dir DIR --name NAME [--description TEXT] [--public-url URL] [--webhook-url URL]
         Create a pool and print its token (one line) on stdout. NAME: 1-63 of a-z 0-9 -.
         --public-url is the agent URL put in the token [ws://127.0.0.1:1984].
+        --webhook-url: where the gateway delivers the webhooks the pool's agents relay; the
+        pool's webhook secret is then printed once on stderr.
+"),
+    ("pool update", "    vcs-gateway pool update --data-dir DIR --name NAME (--webhook-url URL | --no-webhook-url)
+        Set or clear a pool's webhook URL (https://). A pool's first URL gets a webhook secret,
+        printed once, alone on stdout; the gateway signs deliveries with it (X-Vcs-Signature-256).
+        Clearing the URL drops the secret.
 "),
     ("pool list", "    vcs-gateway pool list --data-dir DIR
         List pools (name, id, created, description); keys are never shown or stored.
@@ -89,6 +96,7 @@ const USAGE: &[(&str, &str)] = &[
                                 proxy (http(s)://host[:port][/prefix]); answers point their
                                 VCS URLs back at URL/private/<pool>/... [the api port's
                                 scheme and the caller's Host]
+        --allow-http-webhooks   also deliver webhooks to http:// URLs (tests) [https:// only]
         --admin-token TOKEN     protects the panel (/), the API (/api/...), /metrics and the
                                 figures of /healthz, at least 16 characters; prefer env
                                 VCS_GATEWAY_ADMIN_TOKEN (not in `ps`). Without it one is made
@@ -165,7 +173,7 @@ impl<E: Into<CliError>> From<E> for Stop {
 }
 
 /// The subcommands, for a line that asks for one.
-const COMMANDS: &str = "pool create, pool list, caller create, caller list, caller rotate, caller delete or serve (see --help)";
+const COMMANDS: &str = "pool create, pool list, pool update, caller create, caller list, caller rotate, caller delete or serve (see --help)";
 
 /// Why a command failed: one line on stderr, exit 2.
 #[derive(Debug, thiserror::Error)]
@@ -240,6 +248,7 @@ enum Command {
     PoolList(StoreFlags),
     PoolRotate(PoolRotate),
     PoolDelete(Named),
+    PoolUpdate(PoolUpdate),
     CallerCreate(CallerCreate),
     CallerList(StoreFlags),
     CallerRotate(Named),
@@ -256,6 +265,7 @@ impl Command {
             "pool list" => Command::PoolList(args.flags(words)?),
             "pool rotate" => Command::PoolRotate(args.flags(words)?),
             "pool delete" => Command::PoolDelete(args.flags(words)?),
+            "pool update" => Command::PoolUpdate(args.flags(words)?),
             "caller create" => Command::CallerCreate(args.flags(words)?),
             "caller list" => Command::CallerList(args.flags(words)?),
             "caller rotate" => Command::CallerRotate(args.flags(words)?),
@@ -271,6 +281,7 @@ impl Command {
             Command::PoolList(store) => pool_list(store),
             Command::PoolRotate(flags) => pool_rotate(flags),
             Command::PoolDelete(flags) => pool_delete(flags),
+            Command::PoolUpdate(flags) => pool_update(flags),
             Command::CallerCreate(flags) => caller_create(flags),
             Command::CallerList(store) => caller_list(store),
             Command::CallerRotate(flags) => caller_rotate(flags),
@@ -481,17 +492,19 @@ impl Flags for PoolRotate {
     }
 }
 
-/// `pool create`: as `pool rotate`, with a description.
+/// `pool create`: as `pool rotate`, with a description and maybe a webhook URL.
 #[derive(Default)]
 struct PoolCreate {
     pool: PoolRotate,
     description: String,
+    webhook_url: Option<String>,
 }
 
 impl Flags for PoolCreate {
     fn take(&mut self, flag: &str, args: &mut Args) -> Result<bool, CliError> {
         match flag {
             "--description" => self.description = args.text()?,
+            "--webhook-url" => self.webhook_url = Some(webhook_url(args.text()?)?),
             _ => return self.pool.take(flag, args),
         }
         Ok(true)
@@ -682,6 +695,7 @@ impl Flags for ServeFlags {
             }
             "--public-url" => self.public_url = Some(args.text()?),
             "--front-url" => settings.front_url = Some(front_url(&args.text()?)?),
+            "--allow-http-webhooks" => settings.allow_http_webhooks = true,
             "--admin-token" => self.admin_token = Some(args.text()?),
             "--replica-id" => self.replica_id = Some(args.text()?),
             // For tests: changes reach this replica by the polled version alone.
@@ -696,12 +710,69 @@ impl Flags for ServeFlags {
 }
 
 fn pool_create(flags: PoolCreate) -> Result<(), CliError> {
-    let PoolCreate { pool, description } = flags;
+    let PoolCreate {
+        pool,
+        description,
+        webhook_url,
+    } = flags;
     let name = pool.named.name()?;
     let public_url = token_host(pool.public_url)?;
-    let (record, key) = pool.named.store.open()?.create(&name, &description)?;
+    let store = pool.named.store.open()?;
+    let (record, key) = store.create(&name, &description)?;
+    if let Some(url) = webhook_url {
+        if let Some((_, Some(secret))) = store.set_webhook(&name, Some(&url))? {
+            eprintln!(
+                "webhook secret of pool {name} (shown once): {}",
+                secret.expose()
+            );
+        }
+    }
     print_token(public_url, key, record.ulid);
     Ok(())
+}
+
+/// `pool update`: a pool's webhook URL, set or cleared.
+#[derive(Default)]
+struct PoolUpdate {
+    named: Named,
+    webhook_url: Option<Option<String>>,
+}
+
+impl Flags for PoolUpdate {
+    fn take(&mut self, flag: &str, args: &mut Args) -> Result<bool, CliError> {
+        match flag {
+            "--webhook-url" => self.webhook_url = Some(Some(webhook_url(args.text()?)?)),
+            "--no-webhook-url" => self.webhook_url = Some(None),
+            _ => return self.named.take(flag, args),
+        }
+        Ok(true)
+    }
+}
+
+fn pool_update(flags: PoolUpdate) -> Result<(), CliError> {
+    let name = flags.named.name()?;
+    let url = flags
+        .webhook_url
+        .ok_or(CliError::Required("--webhook-url or --no-webhook-url"))?;
+    let (_, secret) = flags
+        .named
+        .store
+        .open()?
+        .set_webhook(&name, url.as_deref())?
+        .ok_or(CliError::NoSuch { kind: "pool", name })?;
+    match (url, secret) {
+        (Some(_), Some(secret)) => println!("{}", secret.expose()),
+        (Some(_), None) => eprintln!("webhook URL set; the pool keeps its webhook secret"),
+        (None, _) => eprintln!("webhook URL cleared"),
+    }
+    Ok(())
+}
+
+/// `--webhook-url`: an http(s) URL with a host (only https:// is delivered unless the
+/// serving gateway allows http://).
+fn webhook_url(url: String) -> Result<String, CliError> {
+    vcs_agent::gateway::webhook::check_url(&url).map_err(|e| invalid("--webhook-url", e))?;
+    Ok(url)
 }
 
 fn pool_rotate(flags: PoolRotate) -> Result<(), CliError> {

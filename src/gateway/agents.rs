@@ -63,8 +63,10 @@ pub(crate) fn accept(tcp: TcpStream, hub: &Hub, tls: Option<Arc<rustls::ServerCo
         },
     };
     let mut admitted: Option<(Arc<Pool>, AgentInfo)> = None;
-    let callback = |request: &Request, response: Response| {
+    let mut relay = false;
+    let callback = |request: &Request, mut response: Response| {
         admitted = Some(admit(hub, peer, request)?);
+        relay = crate::gateway::webhook::confirm(request, &mut response);
         Ok(response)
     };
     let socket =
@@ -79,6 +81,9 @@ pub(crate) fn accept(tcp: TcpStream, hub: &Hub, tls: Option<Arc<rustls::ServerCo
     let Some((pool, info)) = admitted else {
         return;
     };
+    if relay {
+        return crate::gateway::webhook::serve(socket, &pool, hub, peer);
+    }
     if let Err(e) = set_timeouts(&socket, &hub.settings) {
         debug!("agent stream from {peer}: socket error: {e}");
         return;

@@ -160,6 +160,7 @@ fn answer(head: &RequestHead, body: &[u8], hub: &Hub) -> Reply {
             Reply::ok(200, json!({ "pool": pool_json(pool) }))
         }),
         ("DELETE", ["pools", name]) => delete(hub, name),
+        ("PATCH", ["pools", name]) => update_webhook(hub, name, body),
         ("POST", ["pools", name, "rotate"]) => rotate(hub, name),
         ("GET", ["pools", name, "agents"]) => with_pool(hub, name, |pool| {
             Reply::ok(
@@ -237,6 +238,8 @@ fn pool_json(pool: &Pool) -> Value {
         "name": record.name,
         "description": record.description,
         "id": record.ulid,
+        "webhook_url": record.webhook_url,
+        "webhooks": pool.webhooks.failures_first(),
         "created": record.created,
         "created_at": format_time(record.created),
         "agents": pool.agents().len(),
@@ -557,6 +560,40 @@ fn rotate(hub: &Hub, name: &str) -> Reply {
         Ok(None) => Reply::error(404, format!("no pool named \"{name}\"")),
         Err(e) => failed(hub, e),
     }
+}
+
+/// `PATCH /api/pools/NAME` with `{"webhook_url": URL | null}`: sets or clears the pool's
+/// webhook URL; a pool's first URL comes back with its `webhook_secret`, shown this once.
+fn update_webhook(hub: &Hub, name: &str, body: &[u8]) -> Reply {
+    const SHAPE: &str = "the body must be a JSON object {\"webhook_url\": URL or null}";
+    let value: Value = match serde_json::from_slice(body) {
+        Ok(value) => value,
+        Err(e) => return Reply::error(400, format!("{SHAPE}: {e}")),
+    };
+    let url = match value.as_object().map(|o| (o.len(), o.get("webhook_url"))) {
+        Some((1, Some(Value::String(url)))) => Some(url.as_str()),
+        Some((1, Some(Value::Null))) => None,
+        _ => return Reply::field_error(400, "webhook_url", SHAPE),
+    };
+    let secret = match hub.store.set_webhook(name, url) {
+        Ok(Some((_, secret))) => secret,
+        Ok(None) => return Reply::error(404, format!("no pool named \"{name}\"")),
+        Err(e @ StoreError::WebhookUrl(_)) => {
+            return Reply::field_error(400, "webhook_url", e.to_string())
+        }
+        Err(e) => return failed(hub, e),
+    };
+    if let Err(e) = hub.reload() {
+        return internal(e);
+    }
+    log::info!(target: "api", "pool {name}: webhook URL {}", if url.is_some() { "set" } else { "cleared" });
+    with_pool(hub, name, |pool| {
+        let mut answer = json!({ "pool": pool_json(pool) });
+        if let Some(secret) = secret {
+            answer["webhook_secret"] = Value::from(secret.expose());
+        }
+        Reply::ok(200, answer)
+    })
 }
 
 /// Applies a store change to the live pools and answers with the pool and its new token.

@@ -62,6 +62,7 @@ pub fn render(hub: &Hub) -> String {
     per_pool(&mut out, &named, "gauge", &GAUGES);
     requests(&mut out, &named);
     per_pool(&mut out, &named, "counter", &BYTES);
+    crate::gateway::webhook::metrics(&mut out);
     out.finish()
 }
 

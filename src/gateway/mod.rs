@@ -37,6 +37,7 @@ pub mod shared;
 pub mod stats;
 pub mod store;
 pub mod stream;
+pub mod webhook;
 
 use hub::Hub;
 pub use settings::Settings;

@@ -53,6 +53,8 @@ pub struct Pool {
     traffic: Mutex<Traffic>,
     /// Set when the pool is deleted: its streams close.
     pub closed: AtomicBool,
+    /// Its last relayed webhooks (`crate::gateway::webhook`).
+    pub webhooks: crate::gateway::webhook::recent::Recent,
 }
 
 impl Pool {
@@ -70,6 +72,7 @@ impl Pool {
             stats: Default::default(),
             traffic: Mutex::new(Traffic::default()),
             closed: AtomicBool::new(false),
+            webhooks: Default::default(),
         }
     }
 

@@ -42,6 +42,8 @@ pub struct Settings {
     /// Longest one write to a caller may make no progress (the caller reads nothing), with
     /// or without a minimum download rate.
     pub download_stall: Duration,
+    /// `serve --allow-http-webhooks`: webhooks are also delivered to `http://` URLs (tests).
+    pub allow_http_webhooks: bool,
 }
 
 /// The window both minimum rates are measured over ([`crate::net::rate`]).
@@ -92,6 +94,7 @@ impl Default for Settings {
             min_download_rate: 1024,
             download_grace: Duration::from_secs(10),
             download_stall: Duration::from_secs(30),
+            allow_http_webhooks: false,
         }
     }
 }

@@ -30,6 +30,8 @@ pub enum StoreError {
     NameCharacters { what: &'static str, name: String },
     #[error("{what} name \"{name}\" must not start or end with '-'")]
     NameDash { what: &'static str, name: String },
+    #[error("webhook URL {0}")]
+    WebhookUrl(String),
     #[error("description must be at most 1024 bytes")]
     DescriptionTooLong,
     /// A pool or caller of that name exists already.
@@ -95,6 +97,12 @@ pub struct PoolRecord {
     pub key_sha256: String,
     /// Seconds since the Unix epoch.
     pub created: u64,
+    /// Where the gateway delivers the pool's webhooks (`crate::gateway::webhook`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
+    /// What it signs them with: kept, since the gateway signs with it (never logged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<crate::gateway::webhook::sign::WebhookSecret>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -388,6 +396,8 @@ impl Store {
             ulid: ulid::Ulid::new().to_string(),
             key_sha256: token::key_hash(key.expose()),
             created: now_seconds(),
+            webhook_url: None,
+            webhook_secret: None,
         };
         let stored = record.clone();
         self.update(move |pools| {
@@ -437,6 +447,36 @@ impl Store {
             }))
         })?;
         Ok(record.map(|r| (r, key)))
+    }
+
+    /// Sets (or with `None` clears) a pool's webhook URL. A pool given its first URL gets a
+    /// webhook secret, returned to be shown once; clearing drops it. `None`: no such pool.
+    pub fn set_webhook(
+        &self,
+        name: &str,
+        url: Option<&str>,
+    ) -> Result<Option<(PoolRecord, Option<Secret>)>, StoreError> {
+        use crate::gateway::webhook::sign::WebhookSecret;
+        if let Some(url) = url {
+            crate::gateway::webhook::check_url(url).map_err(StoreError::WebhookUrl)?;
+        }
+        let fresh = WebhookSecret::new()?;
+        self.update(|pools| {
+            let Some(pool) = pools.iter_mut().find(|p| p.name == name) else {
+                return Ok(None);
+            };
+            let mut shown = None;
+            pool.webhook_url = url.map(str::to_string);
+            match url {
+                None => pool.webhook_secret = None,
+                Some(_) if pool.webhook_secret.is_none() => {
+                    pool.webhook_secret = Some(fresh.clone());
+                    shown = Some(Secret::new(fresh.expose()));
+                }
+                Some(_) => {}
+            }
+            Ok(Some((pool.clone(), shown)))
+        })
     }
 }
 

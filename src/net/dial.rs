@@ -201,6 +201,18 @@ pub fn connect(
     identity: &Identity,
     timeout: Duration,
 ) -> Result<WebSocket<Stream>, DialError> {
+    connect_with(token, host_url, identity, timeout, &[]).map(|(socket, _)| socket)
+}
+
+/// [`connect`] with `extra` headers on the upgrade; returns the gateway's upgrade answer too
+/// (a webhook relay reads the gateway's confirmation from it).
+pub fn connect_with(
+    token: &Token,
+    host_url: &str,
+    identity: &Identity,
+    timeout: Duration,
+    extra: &[(&'static str, &str)],
+) -> Result<(WebSocket<Stream>, tungstenite::handshake::client::Response), DialError> {
     let address = GatewayAddress::parse(host_url).map_err(DialError::Failed)?;
     let use_tls = address.tls && !identity.route.insecure;
     let stream = transport(&address, &identity.route, use_tls, timeout)?;
@@ -209,11 +221,16 @@ pub fn connect(
     } else {
         address.connect_url.clone()
     };
-    let request = upgrade_request(token, identity, &connect_url)?;
+    let mut request = upgrade_request(token, identity, &connect_url)?;
+    for (name, value) in extra {
+        let value = tungstenite::http::HeaderValue::from_str(value)
+            .map_err(|_| DialError::Failed(format!("header {name} has an invalid value")))?;
+        request.headers_mut().insert(*name, value);
+    }
     match tungstenite::client::client_with_config(request, stream, Some(agent_websocket_config())) {
-        Ok((socket, _response)) => {
+        Ok((socket, response)) => {
             let _ = socket.get_ref().tcp().set_write_timeout(None);
-            Ok(socket)
+            Ok((socket, response))
         }
         Err(HandshakeError::Failure(tungstenite::Error::Http(response))) => Err(refused(&response)),
         Err(HandshakeError::Failure(e)) => Err(DialError::Failed(format!(

@@ -35,3 +35,4 @@ mod supervisord;
 mod tls;
 mod tunnel;
 mod vcs_framing;
+mod webhooks;

@@ -946,3 +946,78 @@ fn a_forwarded_request_is_answered_with_the_callers_front() {
     assert_eq!(body["self"], format!("{front}/api/v4/projects/1"));
     assert!(peer_figures(&one).0 >= 2, "served by replica one");
 }
+
+/// A webhook relayed by an agent reaches the SaaS through the replica the agent dialled, with
+/// the webhook URL and secret set on another replica's command line (both in Redis).
+#[test]
+fn a_webhook_is_delivered_by_the_replica_the_agent_reached() {
+    let redis = Redis::start();
+    let one = Replica::start(&redis, "one", &["--allow-http-webhooks"]);
+    let two = Replica::start(&redis, "two", &["--allow-http-webhooks"]);
+    let saas = Upstream::start();
+    let url = format!("{}/status/202", saas.base());
+    let public = format!("ws://{}", two.agent_addr);
+    let token = cli(
+        &redis,
+        &[
+            "pool",
+            "create",
+            "--name",
+            "hooked",
+            "--public-url",
+            &public,
+        ],
+    );
+    let secret = cli(
+        &redis,
+        &["pool", "update", "--name", "hooked", "--webhook-url", &url],
+    );
+    let secret = secret.trim().to_string();
+    wait_until(Duration::from_secs(10), "replica two sees the URL", || {
+        bare_client()
+            .get(format!("http://{}/api/pools/hooked", two.api_addr))
+            .header("Authorization", format!("Bearer {ADMIN}"))
+            .call()
+            .ok()
+            .and_then(|r| r.into_body().read_to_string().ok())
+            .is_some_and(|t| t.contains(&url))
+    });
+    let upstream = Upstream::start();
+    let mut env = agent_env(token.trim(), &upstream.base(), &[]);
+    env.insert(
+        "SPACELIFT_VCS_AGENT_WEBHOOK_LISTEN".into(),
+        "127.0.0.1:0".into(),
+    );
+    let agent = start_agent(&env);
+    let line = agent
+        .out
+        .wait_for("webhook listener (", Duration::from_secs(10));
+    let listen = line
+        .rsplit(' ')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let body = br#"{"object_kind":"push","ref":"refs/heads/main","project":{"path_with_namespace":"group/repo"}}"#;
+    let response = bare_client()
+        .post(format!("http://{listen}/"))
+        .header("Content-Type", "application/json")
+        .header("X-Gitlab-Event", "Push Hook")
+        .send(&body[..])
+        .expect("the agent answers");
+    assert_eq!(response.status().as_u16(), 200);
+    let got = saas.wait_for_requests(1, Duration::from_secs(10));
+    assert_eq!(got[0].body, body);
+    assert_eq!(got[0].header("X-Vcs-Pool"), Some("hooked"));
+    let timestamp = got[0].header("X-Vcs-Timestamp").unwrap_or_default();
+    let signature =
+        vcs_agent::gateway::webhook::sign::signature(&secret, timestamp.parse().unwrap_or(0), body);
+    assert_eq!(
+        got[0].header("X-Vcs-Signature-256"),
+        Some(signature.as_str())
+    );
+    two.proc
+        .out
+        .wait_for("webhook side=gateway pool=hooked", Duration::from_secs(10));
+    assert_eq!(one.proc.out.count("webhook side=gateway"), 0);
+}

@@ -304,6 +304,10 @@
       ["Created", dateTime(pool.created * 1000) + " (" + ago(pool.created) + ")"],
       ["Last hour", pool.requests_last_hour + " requests, " + pool.denials_last_hour + " denied, " +
         pool.errors_last_hour + " failed"],
+      ["Webhook URL", pool.webhook_url || "none (vcs-gateway pool update --webhook-url)"],
+      ["Last webhooks", (pool.webhooks || []).length === 0 ? "none" : el("ul", {}, ...pool.webhooks.slice(0, 10).map((w) =>
+        el("li", { class: w.status < 300 ? "" : "bad" }, clock(w.time_ms) + " " + w.event + " " + (w.project || "-") +
+          " → " + w.status + (w.reason ? " (" + w.reason + ")" : "")))) ],
     ];
     $("pool-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
     $("pool-chart").replaceChildren(chart(pool.minutes, true), el("p", { class: "legend" },
