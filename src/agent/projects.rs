@@ -23,86 +23,23 @@
 //! never parsed: they stream through in bounded pieces, and real servers compress them for
 //! clients that accept gzip (every Python client does), so learning from them would mean
 //! buffering and decompressing answers the agent otherwise never looks at. One lookup per
-//! id per [`TTL`] costs less.
+//! id per [`TTL`](super::ids::TTL) costs less.
 //!
-//! The cache holds at most [`CAPACITY`] ids; an entry lives [`TTL`], so a project renamed or
+//! The cache ([`super::ids`]) holds at most [`CAPACITY`](super::ids::CAPACITY) ids; an entry
+//! lives [`TTL`](super::ids::TTL), so a project renamed or
 //! transferred to another group is judged by its new path at most that long afterwards.
 //! When the cache is full, expired entries go first, then the oldest.
 
 use crate::agent::forward;
-use crate::agent::Shared;
+use crate::agent::shared::Shared;
 use crate::allowlist::{IdKind, ProjectId, Vendor};
 use serde_json::Value;
-use std::collections::HashMap;
 use std::io::Read;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
-/// Most ids remembered at once.
-pub const CAPACITY: usize = 10_000;
-/// How long an id is trusted to name the same path.
-pub const TTL: Duration = Duration::from_secs(300);
 /// Largest lookup answer read (a project's JSON is a few KiB).
 const LOOKUP_LIMIT: u64 = 1 << 20;
 /// Request headers that carry the caller's credentials, sent along with a lookup.
 const CREDENTIALS: [&str; 4] = ["authorization", "private-token", "job-token", "cookie"];
-
-/// A bounded map from `(scope, id)` to the project path, with an age per entry.
-pub struct Ids {
-    entries: Mutex<HashMap<(String, String), (String, Instant)>>,
-    capacity: usize,
-    ttl: Duration,
-}
-
-impl Ids {
-    pub fn new(capacity: usize, ttl: Duration) -> Ids {
-        Ids {
-            entries: Mutex::new(HashMap::new()),
-            capacity: capacity.max(1),
-            ttl,
-        }
-    }
-
-    fn key(scope: &str, id: &str) -> (String, String) {
-        (scope.to_ascii_lowercase(), id.to_ascii_lowercase())
-    }
-
-    /// The path `id` names, if learned less than the TTL ago.
-    pub fn get(&self, scope: &str, id: &str) -> Option<String> {
-        let entries = self.entries.lock().ok()?;
-        entries
-            .get(&Ids::key(scope, id))
-            .filter(|(_, at)| at.elapsed() < self.ttl)
-            .map(|(path, _)| path.clone())
-    }
-
-    /// Remembers that `id` names `path`.
-    pub fn learn(&self, scope: &str, id: &str, path: &str) {
-        let Ok(mut entries) = self.entries.lock() else {
-            return;
-        };
-        let key = Ids::key(scope, id);
-        if entries.len() >= self.capacity && !entries.contains_key(&key) {
-            let ttl = self.ttl;
-            entries.retain(|_, (_, at)| at.elapsed() < ttl);
-            if entries.len() >= self.capacity {
-                let oldest = entries.iter().min_by_key(|(_, (_, at))| *at);
-                if let Some(oldest) = oldest.map(|(k, _)| k.clone()) {
-                    entries.remove(&oldest);
-                }
-            }
-        }
-        entries.insert(key, (path.to_string(), Instant::now()));
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.lock().map(|e| e.len()).unwrap_or(0)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
 
 /// The path a project's JSON (a lookup answer or a listing entry) describes, for `vendor`;
 /// `org` is the Azure DevOps organisation the answer came from.
@@ -253,26 +190,6 @@ fn cache_key(id: &ProjectId) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn the_cache_stays_bounded() {
-        let ids = Ids::new(2, TTL);
-        ids.learn("", "5", "group/repo");
-        assert_eq!(ids.get("", "5").as_deref(), Some("group/repo"));
-        ids.learn("Acme", "ABC", "acme/p/r");
-        assert_eq!(ids.get("acme", "abc").as_deref(), Some("acme/p/r"));
-        ids.learn("", "6", "group/other");
-        assert_eq!(ids.len(), 2, "the oldest entry made room");
-        assert_eq!(ids.get("", "5"), None);
-        assert_eq!(ids.get("", "6").as_deref(), Some("group/other"));
-    }
-
-    #[test]
-    fn entries_expire() {
-        let ids = Ids::new(10, Duration::ZERO);
-        ids.learn("", "5", "group/repo");
-        assert_eq!(ids.get("", "5"), None, "older than the TTL");
-    }
 
     #[test]
     fn paths_per_vendor() {

@@ -12,8 +12,8 @@
 //! WebSocket, the next write here fails, and the upstream connection is dropped with the reader.
 
 use crate::agent::rebase::{self, BodyRewriter, Rebase};
-use crate::agent::slot::{Socket, StreamEnd};
-use crate::agent::Shared;
+use crate::agent::shared::Shared;
+use crate::agent::socket::{Socket, StreamEnd};
 use crate::agent::{forward, listing, projects, redirect};
 use crate::allowlist::{self, Allowed, BodyVerdict, Decision, DenialClass, Denied};
 use crate::observe::access::Access;

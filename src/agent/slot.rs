@@ -8,17 +8,15 @@
 //! panics in a request (and is started again) leaves them right.
 
 use crate::agent::request::{self, Request};
-use crate::agent::Shared;
+use crate::agent::shared::Shared;
+use crate::agent::socket::{Socket, StreamEnd};
 use crate::net::dial::{self, DialError};
 use crate::net::Stream;
-use crate::protocol::link::{Link, LinkError};
+use crate::protocol::link::Link;
 use crate::protocol::{self, Control, Frame, Received, MAX_CHUNK};
 use log::{debug, error, info, warn};
 use std::time::{Duration, Instant};
 use tungstenite::{Bytes, Message, WebSocket};
-
-/// One stream's connection to the gateway.
-pub type Socket = Link<Stream>;
 
 /// How often an idle slot wakes up to look at drain and keepalive.
 const TICK: Duration = Duration::from_millis(250);
@@ -26,39 +24,6 @@ const TICK: Duration = Duration::from_millis(250);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(180);
 /// A connection that lasted this long resets the backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(60);
-
-/// Why a stream ended.
-#[derive(Debug)]
-pub enum StreamEnd {
-    /// The gateway closed it (after our drain notice, or its own shutdown).
-    Closed,
-    /// The connection broke or the peer broke the protocol.
-    Lost(String),
-    /// The gateway closed the stream to cancel a request: not a failure, dial again at once.
-    Cancelled,
-    /// The stream reached its maximum age and was handed back: dial again at once.
-    Retired,
-}
-
-impl From<LinkError> for StreamEnd {
-    fn from(e: LinkError) -> StreamEnd {
-        match e {
-            LinkError::Socket(e) => e.into(),
-            other => StreamEnd::Lost(other.to_string()),
-        }
-    }
-}
-
-impl From<tungstenite::Error> for StreamEnd {
-    fn from(e: tungstenite::Error) -> StreamEnd {
-        match e {
-            tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => {
-                StreamEnd::Closed
-            }
-            other => StreamEnd::Lost(other.to_string()),
-        }
-    }
-}
 
 /// Exponential backoff with full jitter: the next wait is uniform in `[floor, min(cap, base·2ⁿ)]`.
 #[derive(Debug)]
