@@ -18,9 +18,12 @@
 //! An inspected body with a `Content-Encoding` is denied: its bytes are not what the
 //! server would parse.
 
+use super::denied::Denied;
 use super::graphql;
+use super::list::Allowlist;
+use super::matcher::BodyCheck;
 use super::query::{Params, METHOD_PARAM};
-use super::{Allowed, Allowlist, BodyCheck, Denied};
+use super::verdict::Allowed;
 
 /// Largest body read whole for inspection.
 pub const MAX_BODY: usize = graphql::MAX_BODY;
@@ -132,7 +135,7 @@ impl Allowlist {
                 Ok(BodyVerdict::default())
             }
             Inspection::Graphql => {
-                let inspected = graphql::inspect(body, self.inner.projects.as_ref())?;
+                let inspected = graphql::inspect(body, self.projects())?;
                 Ok(BodyVerdict {
                     description: Some(format!("GraphQL {}", inspected.summary)),
                     projects: inspected.projects,

@@ -33,7 +33,7 @@
 //! than 50 brackets (its own recursion limit), so a hostile document cannot exhaust the
 //! stack; fragment expansion is bounded here ([`MAX_DEPTH`], [`MAX_VISITS`]).
 
-use super::Denied;
+use super::denied::Denied;
 use graphql_parser::query::{
     parse_query, Definition, Document, Field, FragmentDefinition, OperationDefinition, Selection,
     SelectionSet, TypeCondition, Value, VariableDefinition,

@@ -33,7 +33,7 @@
 //! empty trailing segment. The project of a match is the decoded values of its project
 //! parameters, in order, joined by `/`; a rule without project parameters has none.
 
-use super::Denied;
+use super::denied::Denied;
 
 /// Longest path (bytes, before the `?`) accepted.
 pub const MAX_PATH_LEN: usize = 8192;

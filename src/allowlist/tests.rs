@@ -1,5 +1,7 @@
 use super::matcher::CompiledRule;
 use super::*;
+use std::fmt;
+use std::sync::Arc;
 
 const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 const NO_HEADERS: &[(&str, &str)] = &[];
