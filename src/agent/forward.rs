@@ -15,7 +15,7 @@ use crate::agent::upstream::{Failure, Outgoing, Pool, Settings, Target};
 use crate::config::AgentConfig;
 use crate::net::proxy::{NoProxy, ProxyUrl, TunnelError};
 use crate::net::tcp::ConnectError;
-use crate::net::tls::{self, HandshakeError, Roots};
+use crate::net::tls::{self, HandshakeError, Roots, TlsError};
 use crate::protocol::{self, ErrorKind, HeaderPairs};
 use std::borrow::Cow;
 use std::io;
@@ -54,7 +54,7 @@ impl Client {
 }
 
 /// Builds the client every slot shares, trusting `roots`.
-pub fn client(config: &AgentConfig, roots: &Roots) -> Result<Client, String> {
+pub fn client(config: &AgentConfig, roots: &Roots) -> Result<Client, TlsError> {
     let proxy = match config.target.scheme.as_str() {
         "https" => config.proxy.https.clone(),
         _ => config.proxy.http.clone(),

@@ -22,7 +22,7 @@ pub mod upstream;
 
 use crate::config::AgentConfig;
 use crate::net::dial::{Identity, Route};
-use crate::net::tls::Roots;
+use crate::net::tls::{Roots, TlsError};
 use log::{error, info, warn};
 use shared::Shared;
 use std::sync::Arc;
@@ -40,7 +40,7 @@ pub struct Agent {
 
 /// The two legs' transport, built once from the configuration: how the gateway is dialed
 /// (TLS trust, proxies) and the HTTP client for the VCS. Shared by the agent and `check`.
-pub fn legs(config: &AgentConfig) -> Result<(Route, forward::Client), String> {
+pub fn legs(config: &AgentConfig) -> Result<(Route, forward::Client), TlsError> {
     let roots = Roots::load(&config.custom_cas);
     info!("TLS trusts {}", roots.source);
     let route = Route {

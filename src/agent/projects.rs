@@ -41,6 +41,39 @@ const LOOKUP_LIMIT: u64 = 1 << 20;
 /// Request headers that carry the caller's credentials, sent along with a lookup.
 const CREDENTIALS: [&str; 4] = ["authorization", "private-token", "job-token", "cookie"];
 
+/// Why an id could not be held to the project pattern: the reason the request is denied with.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// A pull request whose repository is outside the project its path names.
+    #[error("{id} is in {path}, not in the project {within} the path names")]
+    Outside {
+        /// The id as the request gave it.
+        id: String,
+        path: String,
+        within: String,
+    },
+    #[error("project id {id} could not be resolved: {why}")]
+    Unresolved { id: String, why: Lookup },
+}
+
+/// What went wrong with the lookup of an id.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Lookup {
+    /// The upstream failure's message.
+    #[error("{0}")]
+    Upstream(String),
+    #[error("the VCS answered {0} to the lookup")]
+    Status(u16),
+    #[error("the lookup answer is over 1 MiB")]
+    TooLarge,
+    #[error("the lookup answer is not JSON")]
+    NotJson,
+    #[error("the lookup answer names no project")]
+    NoProject,
+    #[error("the lookup answer is about another id")]
+    OtherId,
+}
+
 /// The path a project's JSON (a lookup answer or a listing entry) describes, for `vendor`;
 /// `org` is the Azure DevOps organisation the answer came from.
 pub fn path_of(vendor: Vendor, org: &str, entry: &Value) -> Option<String> {
@@ -115,7 +148,7 @@ fn path_for(vendor: Vendor, id: &ProjectId, entry: &Value) -> Option<String> {
 /// A pull request's repository must sit in the project the path names (by name, or by the
 /// GUID the `artifactId` gives): a policy evaluation under one project must not read
 /// another's.
-fn within(id: &ProjectId, path: &str) -> Result<(), String> {
+fn within(id: &ProjectId, path: &str) -> Result<(), ResolveError> {
     let IdKind::PullRequest { within } = &id.kind else {
         return Ok(());
     };
@@ -124,9 +157,11 @@ fn within(id: &ProjectId, path: &str) -> Result<(), String> {
     if project.eq_ignore_ascii_case(within) || guid.eq_ignore_ascii_case(within) {
         return Ok(());
     }
-    Err(format!(
-        "{id} is in {path}, not in the project {within} the path names"
-    ))
+    Err(ResolveError::Outside {
+        id: id.to_string(),
+        path: path.to_string(),
+        within: within.clone(),
+    })
 }
 
 /// The path `id` names: from the cache, or else from one lookup to the VCS with the caller's
@@ -135,12 +170,15 @@ pub fn resolve(
     shared: &Shared,
     id: &ProjectId,
     caller: &[(impl AsRef<str>, impl AsRef<str>)],
-) -> Result<String, String> {
+) -> Result<String, ResolveError> {
     if let Some(path) = shared.ids.get(&id.scope, &cache_key(id)) {
         within(id, &path)?;
         return Ok(path);
     }
-    let failed = |why: String| format!("project id {id} could not be resolved: {why}");
+    let failed = |why: Lookup| ResolveError::Unresolved {
+        id: id.to_string(),
+        why,
+    };
     let mut headers: Vec<(&str, &str)> = caller
         .iter()
         .map(|(name, value)| (name.as_ref(), value.as_ref()))
@@ -151,26 +189,29 @@ pub fn resolve(
     let authority = &shared.config.target.authority;
     let none = forward::Payload::None;
     let response = forward::send(&shared.http, "GET", url, &headers, none, authority)
-        .map_err(|e| failed(e.message))?;
+        .map_err(|e| failed(Lookup::Upstream(e.message)))?;
     let status = response.status().as_u16();
     if status != 200 {
-        return Err(failed(format!("the VCS answered {status} to the lookup")));
+        return Err(failed(Lookup::Status(status)));
     }
     let mut text = Vec::new();
     response
         .into_body()
         .take(LOOKUP_LIMIT + 1)
         .read_to_end(&mut text)
-        .map_err(|e| failed(forward::classify_read(&e, authority).message))?;
+        .map_err(|e| {
+            failed(Lookup::Upstream(
+                forward::classify_read(&e, authority).message,
+            ))
+        })?;
     if text.len() as u64 > LOOKUP_LIMIT {
-        return Err(failed("the lookup answer is over 1 MiB".into()));
+        return Err(failed(Lookup::TooLarge));
     }
-    let entry: Value = serde_json::from_slice(&text)
-        .map_err(|_| failed("the lookup answer is not JSON".into()))?;
-    let path = path_for(shared.allowlist.vendor(), id, &entry)
-        .ok_or_else(|| failed("the lookup answer names no project".into()))?;
+    let entry: Value = serde_json::from_slice(&text).map_err(|_| failed(Lookup::NotJson))?;
+    let path =
+        path_for(shared.allowlist.vendor(), id, &entry).ok_or_else(|| failed(Lookup::NoProject))?;
     if !is_about(&entry, id) {
-        return Err(failed("the lookup answer is about another id".into()));
+        return Err(failed(Lookup::OtherId));
     }
     log::debug!("project id {id} is {path} (looked up)");
     shared.ids.learn(&id.scope, &cache_key(id), &path);

@@ -80,6 +80,8 @@ pub enum DialError {
     Refused { status: u16, reason: String },
     /// The gateway could not be reached or the upgrade broke off.
     Failed(String),
+    /// The token names no address that can be dialed.
+    Address(AddressError),
 }
 
 impl fmt::Display for DialError {
@@ -93,6 +95,7 @@ impl fmt::Display for DialError {
                 write!(f, "the gateway refused the connection with {status}: {reason}")
             }
             DialError::Failed(reason) => f.write_str(reason),
+            DialError::Address(error) => error.fmt(f),
         }
     }
 }
@@ -107,34 +110,48 @@ pub struct GatewayAddress {
     pub connect_url: String,
 }
 
+/// Why a gateway address was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    /// The address and what the URL parser said.
+    #[error("gateway address \"{url}\" is not a URL ({reason})")]
+    NotUrl { url: String, reason: String },
+    #[error("gateway address \"{0}\" must start with ws:// or wss://")]
+    Scheme(String),
+    #[error("gateway address \"{0}\" has no host")]
+    NoHost(String),
+    #[error("gateway address \"{0}\" has a port outside 1 to 65535")]
+    Port(String),
+    /// The address, redacted.
+    #[error("gateway address \"{0}\" must not have credentials, a query or a fragment")]
+    Extras(String),
+}
+
 impl GatewayAddress {
-    pub fn parse(host_url: &str) -> Result<GatewayAddress, String> {
-        let uri: ureq::http::Uri = host_url
-            .parse()
-            .map_err(|e| format!("gateway address \"{host_url}\" is not a URL ({e})"))?;
+    pub fn parse(host_url: &str) -> Result<GatewayAddress, AddressError> {
+        let uri: ureq::http::Uri =
+            host_url
+                .parse()
+                .map_err(|e: ureq::http::uri::InvalidUri| AddressError::NotUrl {
+                    url: host_url.to_string(),
+                    reason: e.to_string(),
+                })?;
         let tls = match uri.scheme_str() {
             Some("ws") => false,
             Some("wss") => true,
-            _ => {
-                return Err(format!(
-                    "gateway address \"{host_url}\" must start with ws:// or wss://"
-                ))
-            }
+            _ => return Err(AddressError::Scheme(host_url.to_string())),
         };
         let host = uri
             .host()
-            .ok_or_else(|| format!("gateway address \"{host_url}\" has no host"))?
+            .ok_or_else(|| AddressError::NoHost(host_url.to_string()))?
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_string();
         let port = explicit_port(&uri)
-            .map_err(|_| format!("gateway address \"{host_url}\" has a port outside 1 to 65535"))?
+            .map_err(|_| AddressError::Port(host_url.to_string()))?
             .unwrap_or(if tls { 443 } else { 80 });
         if uri.query().is_some() || host_url.contains(['#', '@']) {
-            return Err(format!(
-                "gateway address \"{}\" must not have credentials, a query or a fragment",
-                crate::observe::redact::url(host_url)
-            ));
+            return Err(AddressError::Extras(crate::observe::redact::url(host_url)));
         }
         let authority = uri.authority().map(|a| a.as_str()).unwrap_or_default();
         let prefix = uri.path().trim_end_matches('/');
@@ -201,7 +218,7 @@ pub fn connect(
     identity: &Identity,
     timeout: Duration,
 ) -> Result<WebSocket<Stream>, DialError> {
-    let address = GatewayAddress::parse(host_url).map_err(DialError::Failed)?;
+    let address = GatewayAddress::parse(host_url).map_err(DialError::Address)?;
     let use_tls = address.tls && !identity.route.insecure;
     let stream = transport(&address, &identity.route, use_tls, timeout)?;
     let connect_url = if address.tls && !use_tls {
@@ -324,7 +341,7 @@ mod tests {
             "ws://u:pw@gw",
             "ws://gw/#x",
         ] {
-            let err = GatewayAddress::parse(bad).unwrap_err();
+            let err = GatewayAddress::parse(bad).unwrap_err().to_string();
             assert!(err.starts_with("gateway address \""), "{bad}: {err}");
             assert!(!err.contains("pw"), "{err}");
         }

@@ -41,18 +41,30 @@ pub struct ProxyUrl {
     pub credentials: Option<(String, Secret)>,
 }
 
+/// Why a proxy variable's value was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProxyError {
+    #[error("proxy scheme \"{0}\" is not supported: use an http:// proxy (CONNECT is used for TLS targets)")]
+    Scheme(String),
+    #[error("proxy credentials are not valid UTF-8 once decoded")]
+    Credentials,
+    /// The value, redacted.
+    #[error("expected a proxy URL such as http://proxy.corp:3128, got \"{0}\"")]
+    Shape(String),
+    #[error("\"{0}\" is not an address range such as 10.0.0.0/8")]
+    NotRange(String),
+    #[error("\"{raw}\": the prefix length must be from 0 to {max}")]
+    Prefix { raw: String, max: u8 },
+}
+
 impl ProxyUrl {
     /// Parses `[http://][user[:password]@]host[:port][/]`; only plain-HTTP proxies are supported.
-    pub fn parse(variable: &'static str, text: &str) -> Result<ProxyUrl, String> {
+    pub fn parse(variable: &'static str, text: &str) -> Result<ProxyUrl, ProxyError> {
         let text = text.trim();
         let rest = match text.split_once("://") {
             None => text,
             Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
-            Some((scheme, _)) => {
-                return Err(format!(
-                    "proxy scheme \"{scheme}\" is not supported: use an http:// proxy (CONNECT is used for TLS targets)"
-                ))
-            }
+            Some((scheme, _)) => return Err(ProxyError::Scheme(scheme.to_string())),
         };
         let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
         let (userinfo, hostport) = match authority.rsplit_once('@') {
@@ -67,19 +79,13 @@ impl ProxyUrl {
                     percent_encoding::percent_decode_str(part)
                         .decode_utf8()
                         .map(|s| s.into_owned())
-                        .map_err(|_| {
-                            "proxy credentials are not valid UTF-8 once decoded".to_string()
-                        })
+                        .map_err(|_| ProxyError::Credentials)
                 };
                 Some((decode(user)?, Secret::new(decode(password)?)))
             }
         };
-        let (host, port) = split_host_port(hostport).ok_or_else(|| {
-            format!(
-                "expected a proxy URL such as http://proxy.corp:3128, got \"{}\"",
-                redact::url(text)
-            )
-        })?;
+        let (host, port) =
+            split_host_port(hostport).ok_or_else(|| ProxyError::Shape(redact::url(text)))?;
         Ok(ProxyUrl {
             variable,
             host,
@@ -166,7 +172,7 @@ impl NoProxy {
     /// Parses a comma- (or space-) separated list. An address range whose prefix length
     /// does not fit its address (`10.0.0.0/33`) is an error: skipping it would send traffic
     /// meant to stay inside through the proxy.
-    pub fn parse(text: &str) -> Result<NoProxy, String> {
+    pub fn parse(text: &str) -> Result<NoProxy, ProxyError> {
         let mut entries = Vec::new();
         for raw in text.split([',', ' ', '\t']).map(str::trim) {
             if raw.is_empty() {
@@ -227,17 +233,18 @@ impl NoProxy {
 }
 
 /// One `address/prefix` entry of `NO_PROXY`.
-fn cidr(raw: &str, addr: &str, bits: &str) -> Result<Bypass, String> {
+fn cidr(raw: &str, addr: &str, bits: &str) -> Result<Bypass, ProxyError> {
     let addr = addr.trim_start_matches('[').trim_end_matches(']');
     let ip: IpAddr = addr
         .parse()
-        .map_err(|_| format!("\"{raw}\" is not an address range such as 10.0.0.0/8"))?;
+        .map_err(|_| ProxyError::NotRange(raw.to_string()))?;
     let max = if ip.is_ipv4() { 32 } else { 128 };
     match bits.parse::<u8>() {
         Ok(bits) if bits <= max => Ok(Bypass::Cidr(ip, bits)),
-        _ => Err(format!(
-            "\"{raw}\": the prefix length must be from 0 to {max}"
-        )),
+        _ => Err(ProxyError::Prefix {
+            raw: raw.to_string(),
+            max,
+        }),
     }
 }
 
@@ -282,7 +289,7 @@ impl ProxyConfig {
     /// value counts as unset. `Err` is `(variable, problem)`.
     pub fn from_vars(
         vars: &BTreeMap<String, String>,
-    ) -> Result<ProxyConfig, (&'static str, String)> {
+    ) -> Result<ProxyConfig, (&'static str, ProxyError)> {
         let pick = |names: [&'static str; 2]| -> Option<(&'static str, &str)> {
             names.iter().find_map(|name| {
                 vars.get(*name)
@@ -291,14 +298,15 @@ impl ProxyConfig {
                     .map(|v| (*name, v))
             })
         };
-        let parse = |names: [&'static str; 2]| -> Result<Option<ProxyUrl>, (&'static str, String)> {
-            match pick(names) {
-                None => Ok(None),
-                Some((name, value)) => ProxyUrl::parse(name, value)
-                    .map(Some)
-                    .map_err(|e| (name, e)),
-            }
-        };
+        let parse =
+            |names: [&'static str; 2]| -> Result<Option<ProxyUrl>, (&'static str, ProxyError)> {
+                match pick(names) {
+                    None => Ok(None),
+                    Some((name, value)) => ProxyUrl::parse(name, value)
+                        .map(Some)
+                        .map_err(|e| (name, e)),
+                }
+            };
         let all = parse(["all_proxy", "ALL_PROXY"])?;
         let https = parse(["https_proxy", "HTTPS_PROXY"])?.or_else(|| all.clone());
         let http = parse(["http_proxy", "HTTP_PROXY"])?.or(all);
@@ -482,7 +490,10 @@ mod tests {
             "http://u:secret@proxy:99999",
         ] {
             let err = ProxyUrl::parse("HTTPS_PROXY", bad).unwrap_err();
-            assert!(!err.contains("secret"), "{err} leaks the password");
+            assert!(
+                !err.to_string().contains("secret"),
+                "{err} leaks the password"
+            );
         }
     }
 
@@ -567,7 +578,7 @@ mod tests {
         ] {
             let err = NoProxy::parse(&format!("localhost,{text}")).unwrap_err();
             assert_eq!(
-                err,
+                err.to_string(),
                 format!("\"{text}\": the prefix length must be from 0 to {max}")
             );
         }
