@@ -28,11 +28,11 @@ use std::time::{Duration, Instant};
 const CLOSE_WAIT: Duration = Duration::from_secs(3);
 
 /// One check's result: a detail when it passed, a reason when it failed.
-pub type Outcome = Result<String, CheckError>;
+pub(crate) type Outcome = Result<String, CheckError>;
 
 /// Why a check failed, as its line says it.
 #[derive(Debug, thiserror::Error)]
-pub enum CheckError {
+pub(crate) enum CheckError {
     #[error(transparent)]
     Address(#[from] AddressError),
     #[error(transparent)]
@@ -46,7 +46,7 @@ pub enum CheckError {
 }
 
 /// The line printed for one check.
-pub fn line(name: &str, outcome: &Outcome) -> String {
+pub(crate) fn line(name: &str, outcome: &Outcome) -> String {
     match outcome {
         Ok(detail) => format!("ok   {name}: {detail}"),
         Err(reason) => format!("FAIL {name}: {reason}"),
@@ -162,7 +162,7 @@ fn gateway(config: &AgentConfig, host: &str) -> Outcome {
 }
 
 /// An unauthenticated endpoint of each vendor, under the base endpoint.
-pub fn probe_path(vendor: Vendor) -> &'static str {
+pub(crate) fn probe_path(vendor: Vendor) -> &'static str {
     match vendor {
         Vendor::Gitlab => "/api/v4/version",
         Vendor::BitbucketDatacenter => "/rest/api/1.0/application-properties",

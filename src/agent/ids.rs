@@ -5,18 +5,18 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Most ids remembered at once.
-pub const CAPACITY: usize = 10_000;
+pub(crate) const CAPACITY: usize = 10_000;
 /// How long an id is trusted to name the same path.
-pub const TTL: Duration = Duration::from_secs(300);
+pub(crate) const TTL: Duration = Duration::from_secs(300);
 /// A bounded map from `(scope, id)` to the project path, with an age per entry.
-pub struct Ids {
+pub(crate) struct Ids {
     entries: Mutex<HashMap<(String, String), (String, Instant)>>,
     capacity: usize,
     ttl: Duration,
 }
 
 impl Ids {
-    pub fn new(capacity: usize, ttl: Duration) -> Ids {
+    pub(crate) fn new(capacity: usize, ttl: Duration) -> Ids {
         Ids {
             entries: Mutex::new(HashMap::new()),
             capacity: capacity.max(1),
@@ -29,7 +29,7 @@ impl Ids {
     }
 
     /// The path `id` names, if learned less than the TTL ago.
-    pub fn get(&self, scope: &str, id: &str) -> Option<String> {
+    pub(crate) fn get(&self, scope: &str, id: &str) -> Option<String> {
         let entries = self.entries.lock().ok()?;
         entries
             .get(&Ids::key(scope, id))
@@ -38,7 +38,7 @@ impl Ids {
     }
 
     /// Remembers that `id` names `path`.
-    pub fn learn(&self, scope: &str, id: &str, path: &str) {
+    pub(crate) fn learn(&self, scope: &str, id: &str, path: &str) {
         let Ok(mut entries) = self.entries.lock() else {
             return;
         };
@@ -56,12 +56,9 @@ impl Ids {
         entries.insert(key, (path.to_string(), Instant::now()));
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.entries.lock().map(|e| e.len()).unwrap_or(0)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

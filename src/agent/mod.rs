@@ -8,17 +8,17 @@
 //! logged and started again; the others never notice.
 
 pub mod check;
-pub mod forward;
-pub mod ids;
-pub mod listing;
-pub mod projects;
-pub mod rebase;
-pub mod redirect;
-pub mod request;
-pub mod shared;
-pub mod slot;
-pub mod socket;
-pub mod upstream;
+pub(crate) mod forward;
+pub(crate) mod ids;
+pub(crate) mod listing;
+pub(crate) mod projects;
+pub(crate) mod rebase;
+pub(crate) mod redirect;
+pub(crate) mod request;
+pub(crate) mod shared;
+pub(crate) mod slot;
+pub(crate) mod socket;
+pub(crate) mod upstream;
 
 use crate::config::AgentConfig;
 use crate::net::dial::{Identity, Route};
@@ -40,7 +40,7 @@ pub struct Agent {
 
 /// The two legs' transport, built once from the configuration: how the gateway is dialed
 /// (TLS trust, proxies) and the HTTP client for the VCS. Shared by the agent and `check`.
-pub fn legs(config: &AgentConfig) -> Result<(Route, forward::Client), TlsError> {
+pub(crate) fn legs(config: &AgentConfig) -> Result<(Route, forward::Client), TlsError> {
     let roots = Roots::load(&config.custom_cas);
     info!("TLS trusts {}", roots.source);
     let route = Route {

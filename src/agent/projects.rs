@@ -43,7 +43,7 @@ const CREDENTIALS: [&str; 4] = ["authorization", "private-token", "job-token", "
 
 /// Why an id could not be held to the project pattern: the reason the request is denied with.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ResolveError {
+pub(crate) enum ResolveError {
     /// A pull request whose repository is outside the project its path names.
     #[error("{id} is in {path}, not in the project {within} the path names")]
     Outside {
@@ -58,7 +58,7 @@ pub enum ResolveError {
 
 /// What went wrong with the lookup of an id.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum Lookup {
+pub(crate) enum Lookup {
     /// The upstream failure's message.
     #[error("{0}")]
     Upstream(String),
@@ -76,7 +76,7 @@ pub enum Lookup {
 
 /// The path a project's JSON (a lookup answer or a listing entry) describes, for `vendor`;
 /// `org` is the Azure DevOps organisation the answer came from.
-pub fn path_of(vendor: Vendor, org: &str, entry: &Value) -> Option<String> {
+pub(crate) fn path_of(vendor: Vendor, org: &str, entry: &Value) -> Option<String> {
     let text = |v: &Value, field: &str| {
         v.get(field)
             .and_then(Value::as_str)
@@ -99,7 +99,7 @@ pub fn path_of(vendor: Vendor, org: &str, entry: &Value) -> Option<String> {
 }
 
 /// The id of a project's JSON as a path would spell it (a number, or a GUID in lower case).
-pub fn id_of(entry: &Value) -> Option<String> {
+pub(crate) fn id_of(entry: &Value) -> Option<String> {
     match entry.get("id")? {
         Value::Number(n) => n.as_u64().map(|n| n.to_string()),
         Value::String(s) if !s.is_empty() => Some(s.to_ascii_lowercase()),
@@ -166,7 +166,7 @@ fn within(id: &ProjectId, path: &str) -> Result<(), ResolveError> {
 
 /// The path `id` names: from the cache, or else from one lookup to the VCS with the caller's
 /// credential headers. `Err` is the reason to deny with.
-pub fn resolve(
+pub(crate) fn resolve(
     shared: &Shared,
     id: &ProjectId,
     caller: &[(impl AsRef<str>, impl AsRef<str>)],

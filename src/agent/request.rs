@@ -30,14 +30,14 @@ use tungstenite::{Bytes, Message};
 use forward::Response;
 
 /// A `request` frame's fields, borrowed from the frame.
-pub struct Request<'a> {
-    pub id: Cow<'a, str>,
-    pub method: Cow<'a, str>,
-    pub target: Cow<'a, str>,
-    pub headers: HeaderPairs<'a>,
-    pub body: bool,
+pub(crate) struct Request<'a> {
+    pub(crate) id: Cow<'a, str>,
+    pub(crate) method: Cow<'a, str>,
+    pub(crate) target: Cow<'a, str>,
+    pub(crate) headers: HeaderPairs<'a>,
+    pub(crate) body: bool,
     /// The base URL the caller used, when the gateway sends it ([`rebase`]).
-    pub front: Option<Cow<'a, str>>,
+    pub(crate) front: Option<Cow<'a, str>>,
 }
 
 /// What the access line says about one request; the line is written (and the request counted)
@@ -349,7 +349,7 @@ fn idle_limit(shared: &Shared) -> Duration {
 }
 
 /// Serves one request. `Err` means the stream is unusable and must be dropped.
-pub fn handle(
+pub(crate) fn handle(
     shared: &Shared,
     socket: &mut Socket,
     request: Request,
@@ -743,7 +743,7 @@ fn read_for_inspection(
 
 /// The allowlist's verdict, with a project given by an id resolved to its path.
 fn admit(shared: &Shared, request: &Request) -> Result<Allowed, Denied> {
-    let decision = shared.allowlist.decide_request(
+    let decision = shared.allowlist.decide(
         &request.method,
         &request.target,
         &request.headers,

@@ -15,16 +15,16 @@ use std::time::Duration;
 
 /// State every slot reads; counters the health endpoint reports.
 pub struct Shared {
-    pub config: AgentConfig,
-    pub allowlist: Allowlist,
-    pub http: forward::Client,
-    pub identity: Identity,
+    pub(crate) config: AgentConfig,
+    pub(crate) allowlist: Allowlist,
+    pub(crate) http: forward::Client,
+    pub(crate) identity: Identity,
     /// Streams connected and streams busy right now.
-    pub gauges: StreamGauges,
+    pub(crate) gauges: StreamGauges,
     /// Counters for `/metrics`.
-    pub metrics: AgentMetrics,
+    pub(crate) metrics: AgentMetrics,
     /// Which project paths the ids in request paths name.
-    pub ids: Ids,
+    pub(crate) ids: Ids,
     draining: AtomicBool,
     alarm: Alarm,
     codeload: BaseEndpoint,
@@ -56,7 +56,7 @@ impl Alarm {
 
 impl Shared {
     /// The state of an agent about to start its slots.
-    pub fn new(config: AgentConfig, http: forward::Client, identity: Identity) -> Shared {
+    pub(crate) fn new(config: AgentConfig, http: forward::Client, identity: Identity) -> Shared {
         let mut codeload = config.target.clone();
         codeload.authority = format!("codeload.{}", codeload.authority);
         codeload.host = format!("codeload.{}", codeload.host);
@@ -80,18 +80,18 @@ impl Shared {
     }
 
     /// Nothing new is taken from now on; slots sleeping in a backoff wake up.
-    pub fn start_draining(&self) {
+    pub(crate) fn start_draining(&self) {
         self.draining.store(true, Ordering::SeqCst);
         self.alarm.ring();
     }
 
-    pub fn is_draining(&self) -> bool {
+    pub(crate) fn is_draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
     }
 
     /// Sleeps for `delay`, or less when the agent starts draining or another slot reached
     /// the gateway; returns `true` when draining.
-    pub fn sleep_unless_draining(&self, delay: Duration) -> bool {
+    pub(crate) fn sleep_unless_draining(&self, delay: Duration) -> bool {
         if self.is_draining() {
             return true;
         }
@@ -100,12 +100,12 @@ impl Shared {
     }
 
     /// Called by a slot that connected after failures: the others stop waiting.
-    pub fn gateway_is_back(&self) {
+    pub(crate) fn gateway_is_back(&self) {
         self.alarm.ring();
     }
 
     /// The base endpoint on the `codeload.` subdomain (GitHub Enterprise subdomain isolation).
-    pub fn codeload_base(&self) -> &BaseEndpoint {
+    pub(crate) fn codeload_base(&self) -> &BaseEndpoint {
         &self.codeload
     }
 }

@@ -27,10 +27,10 @@ const STABLE_AFTER: Duration = Duration::from_secs(60);
 
 /// Exponential backoff with full jitter: the next wait is uniform in `[floor, min(cap, base·2ⁿ)]`.
 #[derive(Debug)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     attempt: u32,
-    pub base: Duration,
-    pub cap: Duration,
+    pub(crate) base: Duration,
+    pub(crate) cap: Duration,
 }
 
 impl Default for Backoff {
@@ -44,7 +44,7 @@ impl Default for Backoff {
 }
 
 impl Backoff {
-    pub fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         let ceiling = self
             .base
             .saturating_mul(1u32 << self.attempt.min(16))
@@ -55,11 +55,11 @@ impl Backoff {
     }
 
     /// Jumps straight to the cap (a refused token will not fix itself soon).
-    pub fn to_cap(&mut self) {
+    pub(crate) fn jump_to_cap(&mut self) {
         self.attempt = 16;
     }
 
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.attempt = 0;
     }
 }
@@ -73,7 +73,7 @@ fn random_unit() -> f64 {
 }
 
 /// Runs one slot until the agent drains.
-pub fn run(shared: &Shared, index: usize) {
+pub(crate) fn run(shared: &Shared, index: usize) {
     let mut backoff = Backoff::default();
     let mut buffer = vec![0u8; MAX_CHUNK];
     let mut failures_in_a_row = 0u32;
@@ -110,7 +110,7 @@ pub fn run(shared: &Shared, index: usize) {
             Err(DialError::Unauthorized(reason)) => {
                 failures_in_a_row += 1;
                 shared.metrics.dial_failed();
-                backoff.to_cap();
+                backoff.jump_to_cap();
                 error!("slot {index}: {}", DialError::Unauthorized(reason));
             }
             Err(e) => {
@@ -352,7 +352,7 @@ mod tests {
         assert!(draws.iter().any(|d| *d != draws[0]));
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(500));
-        b.to_cap();
+        b.jump_to_cap();
         let capped: Vec<Duration> = (0..50).map(|_| b.next_delay()).collect();
         assert!(capped.iter().any(|d| *d > Duration::from_secs(5)));
     }

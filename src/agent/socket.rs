@@ -5,11 +5,11 @@ use crate::net::Stream;
 use crate::protocol::link::{Link, LinkError};
 
 /// One stream's connection to the gateway.
-pub type Socket = Link<Stream>;
+pub(crate) type Socket = Link<Stream>;
 
 /// Why a stream ended.
 #[derive(Debug)]
-pub enum StreamEnd {
+pub(crate) enum StreamEnd {
     /// The gateway closed it (after our drain notice, or its own shutdown).
     Closed,
     /// The connection broke or the peer broke the protocol.

@@ -24,13 +24,13 @@ pub enum DenialClass {
 /// A request the allowlist refuses, with a short reason safe to log and to return.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denied {
-    pub class: DenialClass,
+    pub(crate) class: DenialClass,
     pub reason: String,
     /// The description of the rule that matched the method and path, when one did and the
     /// denial came after it (a project the regex refuses): the access line names it.
-    pub rule: Option<&'static str>,
+    pub(crate) rule: Option<&'static str>,
     /// The project that was judged, when there was one.
-    pub project: Option<String>,
+    pub(crate) project: Option<String>,
 }
 
 impl Denied {

@@ -103,7 +103,7 @@ impl Allowlist {
     /// (`""` or `/tfs/DefaultCollection`, no trailing slash). Only Azure DevOps looks at
     /// it: its organisation (collection) may be part of the base endpoint, and its paths and
     /// names are compared without regard to case, as its servers do.
-    pub fn for_base(
+    pub(crate) fn for_base(
         vendor: Vendor,
         projects: Option<regex::Regex>,
         host: &str,
@@ -144,16 +144,10 @@ impl Allowlist {
         self.inner.vendor
     }
 
-    /// Decide on one request. `target` is path plus optional `?query`, relative to the
-    /// VCS base endpoint, exactly as it will be forwarded. A project given by an id the
-    /// regex does not match is denied here; [`decide`](Self::decide) says which id.
-    pub fn check(&self, method: &str, target: &str) -> Result<Allowed, Denied> {
-        settle(self.decide(method, target)?)
-    }
-
-    /// Like [`check`](Self::check), but a project given by an id that the project regex
-    /// does not match is left for the caller to resolve ([`Decision::ById`]).
-    pub fn decide(&self, method: &str, target: &str) -> Result<Decision, Denied> {
+    /// The path and query part of [`decide`](Self::decide): a project given by an id that
+    /// the project regex does not match is left for the caller to resolve
+    /// ([`Decision::ById`]).
+    fn decide_target(&self, method: &str, target: &str) -> Result<Decision, Denied> {
         let (canonical, base) = self.inner.frame.view(&self.precheck(method, target)?);
         let params = query::Params::parse(canonical.query());
         if params.any_named(query::METHOD_PARAM) {
@@ -181,22 +175,14 @@ impl Allowlist {
         Err(self.no_match_reason(method, &canonical))
     }
 
-    /// [`check`](Self::check) plus what only the whole request shows: method-override
+    /// Decides on one request, the allowlist's one entry point. `target` is path plus
+    /// optional `?query`, relative to the VCS base endpoint, exactly as it will be forwarded;
+    /// `headers` and `has_body` show what only the whole request shows: method-override
     /// headers, and a body on a `GET` or `HEAD` (where its parameters would reach the VCS
-    /// unchecked: Rails and Grape read form and JSON bodies of any method).
-    pub fn check_request(
-        &self,
-        method: &str,
-        target: &str,
-        headers: &[(impl AsRef<str>, impl AsRef<str>)],
-        has_body: bool,
-    ) -> Result<Allowed, Denied> {
-        settle(self.decide_request(method, target, headers, has_body)?)
-    }
-
-    /// [`check_request`](Self::check_request) with ids left to resolve, like
-    /// [`decide`](Self::decide).
-    pub fn decide_request(
+    /// unchecked: Rails and Grape read form and JSON bodies of any method). A project given
+    /// by an id the project regex does not match is left for the caller to resolve
+    /// ([`Decision::ById`]); [`Decision::settle`] denies it instead.
+    pub fn decide(
         &self,
         method: &str,
         target: &str,
@@ -223,7 +209,7 @@ impl Allowlist {
                 "a {method} request may not carry a body"
             )));
         }
-        self.decide(method, target)
+        self.decide_target(method, target)
     }
 
     /// The matching rule's verdict: the path's project and every project a parameter
@@ -331,7 +317,7 @@ impl Allowlist {
     /// The organisation (collection) an Azure DevOps target is in, in lower case, wherever
     /// the base endpoint and the target put it; empty for other vendors or a target that
     /// does not canonicalise.
-    pub fn organisation(&self, target: &str) -> String {
+    pub(crate) fn organisation(&self, target: &str) -> String {
         if self.inner.vendor != Vendor::AzureDevops {
             return String::new();
         }
@@ -347,17 +333,17 @@ impl Allowlist {
     }
 
     /// Whether `project` (a path, `group/repo`) matches the project regex.
-    pub fn allows_project(&self, project: &str) -> bool {
+    pub(crate) fn allows_project(&self, project: &str) -> bool {
         self.project_allowed(project, None).is_ok()
     }
 
     /// Whether projects are restricted (`SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS` is set).
-    pub fn restricted(&self) -> bool {
+    pub(crate) fn restricted(&self) -> bool {
         self.inner.projects.is_some()
     }
 
     /// One project against the regex; `param` names the query parameter it came from.
-    pub fn project_allowed(&self, project: &str, param: Option<&str>) -> Result<(), Denied> {
+    pub(crate) fn project_allowed(&self, project: &str, param: Option<&str>) -> Result<(), Denied> {
         match &self.inner.projects {
             Some(re) if !re.is_match(project) => Err(Denied::project(match param {
                 Some(param) => format!("project {project} (from {param}) is not allowed"),
@@ -405,20 +391,6 @@ impl Allowlist {
             return Denied::path("encoded slash outside a project or ref segment");
         }
         Denied::no_rule(format!("no rule allows {method} {}", canonical.path()))
-    }
-}
-
-/// An allowed request, or the denial of a project id nobody resolved.
-fn settle(decision: Decision) -> Result<Allowed, Denied> {
-    match decision {
-        Decision::Allowed(allowed) if !allowed.param_ids.is_empty() => {
-            let (param, id) = &allowed.param_ids[0];
-            Err(Denied::project(format!(
-                "project {id} (from {param}) is not allowed"
-            )))
-        }
-        Decision::Allowed(allowed) => Ok(allowed),
-        Decision::ById(_, id) => Err(Denied::project(format!("project {id} is not allowed"))),
     }
 }
 

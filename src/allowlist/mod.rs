@@ -113,13 +113,13 @@
 
 mod azure_devops;
 mod bitbucket_datacenter;
-pub mod body;
+pub(crate) mod body;
 mod denied;
 mod github_enterprise;
 mod gitlab;
-pub mod graphql;
+pub(crate) mod graphql;
 mod list;
-pub mod matcher;
+pub(crate) mod matcher;
 mod query;
 mod vendor;
 mod verdict;

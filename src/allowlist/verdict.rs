@@ -1,6 +1,7 @@
 //! What the allowlist answers when it allows a request: what the agent still has to do, and
 //! project ids it must resolve first.
 
+use super::denied::Denied;
 use super::matcher::BodyCheck;
 use std::fmt;
 
@@ -16,16 +17,16 @@ pub struct Allowed {
     pub codeload: bool,
     /// Projects named by query parameters (`from_project_id=99` → `99`), each already
     /// checked against the project regex like [`project`](Self::project).
-    pub other_projects: Vec<String>,
+    pub(crate) other_projects: Vec<String>,
     /// Projects named by a query parameter as an id the regex does not match (GitLab
     /// `from_project_id=99`): allowed only once each resolves, like a path's id
     /// ([`Decision::ById`]), to a path the regex allows.
-    pub param_ids: Vec<(&'static str, ProjectId)>,
+    pub(crate) param_ids: Vec<(&'static str, ProjectId)>,
     /// What the agent must do with the body before forwarding it.
-    pub body: BodyCheck,
+    pub(crate) body: BodyCheck,
     /// The answer lists projects across the VCS, so the agent filters it while projects are
     /// restricted.
-    pub listing: bool,
+    pub(crate) listing: bool,
 }
 
 /// A project named by an id (GitLab's numeric project id, GitHub's repository id, an Azure
@@ -35,14 +36,14 @@ pub struct Allowed {
 pub struct ProjectId {
     /// The id as the path spells it (`5`, a GUID in lower case; for an Azure DevOps project
     /// given by its GUID, `{project GUID}/{repository name}`).
-    pub id: String,
+    pub(crate) id: String,
     /// Where the id is unique: empty, or the Azure DevOps organisation (as the path spells
     /// it, compared without regard to case).
-    pub scope: String,
+    pub(crate) scope: String,
     /// The `GET` target whose answer describes this project.
-    pub lookup: String,
+    pub(crate) lookup: String,
     /// What the id is of, and so how its lookup answer names the project.
-    pub kind: IdKind,
+    pub(crate) kind: IdKind,
 }
 
 /// What a [`ProjectId`] names.
@@ -72,4 +73,20 @@ pub enum Decision {
     Allowed(Allowed),
     /// Allowed only if the project `ProjectId` names passes [`Allowlist::allows_project`].
     ById(Allowed, ProjectId),
+}
+
+impl Decision {
+    /// An allowed request, or the denial of a project id nobody resolved.
+    pub fn settle(self) -> Result<Allowed, Denied> {
+        match self {
+            Decision::Allowed(allowed) if !allowed.param_ids.is_empty() => {
+                let (param, id) = &allowed.param_ids[0];
+                Err(Denied::project(format!(
+                    "project {id} (from {param}) is not allowed"
+                )))
+            }
+            Decision::Allowed(allowed) => Ok(allowed),
+            Decision::ById(_, id) => Err(Denied::project(format!("project {id} is not allowed"))),
+        }
+    }
 }

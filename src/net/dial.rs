@@ -16,28 +16,28 @@ use tungstenite::WebSocket;
 
 /// Who is dialing: sent with every upgrade.
 #[derive(Debug, Clone)]
-pub struct Identity {
-    pub metadata: BTreeMap<String, String>,
+pub(crate) struct Identity {
+    pub(crate) metadata: BTreeMap<String, String>,
     /// Shared by every stream of one agent process.
-    pub instance: String,
-    pub version: &'static str,
+    pub(crate) instance: String,
+    pub(crate) version: &'static str,
     /// How to get there: TLS trust, proxies, plaintext override.
-    pub route: Route,
+    pub(crate) route: Route,
 }
 
 /// The transport settings of a dial, shared by every stream of one agent process.
 #[derive(Clone, Default)]
-pub struct Route {
+pub(crate) struct Route {
     /// Trust for `wss://` gateways; `None` refuses `wss://` (only tests build it so).
-    pub tls: Option<Arc<rustls::ClientConfig>>,
-    pub proxy: ProxyConfig,
+    pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
+    pub(crate) proxy: ProxyConfig,
     /// `SPACELIFT_VCS_AGENT_DIAL_INSECURE`: a `wss://` gateway is dialed as plain `ws://`.
-    pub insecure: bool,
+    pub(crate) insecure: bool,
 }
 
 impl Route {
     /// A line for the start-up log: how `host_url` is reached (no secret in it).
-    pub fn describe(&self, host_url: &str) -> String {
+    pub(crate) fn describe(&self, host_url: &str) -> String {
         let Ok(address) = GatewayAddress::parse(host_url) else {
             return format!("gateway address \"{host_url}\" is not usable");
         };
@@ -73,7 +73,7 @@ impl fmt::Debug for Route {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DialError {
+pub(crate) enum DialError {
     /// 401: the pool id or key was refused.
     Unauthorized(String),
     /// Any other refusal by the gateway, with its status.
@@ -103,11 +103,11 @@ impl fmt::Display for DialError {
 /// The parts of the token's `host` URL a dial needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayAddress {
-    pub tls: bool,
-    pub host: String,
-    pub port: u16,
+    pub(crate) tls: bool,
+    pub(crate) host: String,
+    pub(crate) port: u16,
     /// `ws[s]://host:port/prefix/agent/v1/connect`.
-    pub connect_url: String,
+    pub(crate) connect_url: String,
 }
 
 /// Why a gateway address was refused.
@@ -170,11 +170,11 @@ impl GatewayAddress {
 
 /// A URL's port that is not a number from 1 to 65535.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PortOutOfRange;
+pub(crate) struct PortOutOfRange;
 
 /// The port written in a URL's authority: `Ok(None)` when there is none, `Err` when it is
 /// not a number from 1 to 65535 (`Uri::port` reads 70000 as no port at all).
-pub fn explicit_port(uri: &ureq::http::Uri) -> Result<Option<u16>, PortOutOfRange> {
+pub(crate) fn explicit_port(uri: &ureq::http::Uri) -> Result<Option<u16>, PortOutOfRange> {
     let Some(authority) = uri.authority() else {
         return Ok(None);
     };
@@ -212,7 +212,7 @@ fn metadata_header(metadata: &BTreeMap<String, String>) -> String {
 
 /// Dials the gateway at `host_url` (the token's host or another address of the same pool)
 /// and upgrades to an authenticated WebSocket.
-pub fn connect(
+pub(crate) fn connect(
     token: &Token,
     host_url: &str,
     identity: &Identity,

@@ -25,17 +25,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The variables that add CAs, named in every "not trusted" message.
-pub const CA_HINT: &str =
+pub(crate) const CA_HINT: &str =
     "add its CA with SPACELIFT_VCS_AGENT_CA_CERT or SPACELIFT_VCS_AGENT_CA_CERT_FILE";
 
 /// The one crypto provider this program uses.
-pub fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
 /// Extra CAs from the operator; `Debug` shows only how many.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct CustomCas(pub Vec<CertificateDer<'static>>);
+pub(crate) struct CustomCas(pub Vec<CertificateDer<'static>>);
 
 impl fmt::Debug for CustomCas {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -96,7 +96,7 @@ pub enum TlsError {
 }
 
 /// Every certificate in a PEM bundle; an error when there is none or one is malformed.
-pub fn parse_pem_bundle(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub(crate) fn parse_pem_bundle(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(TlsError::Bundle)?;
@@ -107,7 +107,7 @@ pub fn parse_pem_bundle(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsE
 }
 
 /// `SPACELIFT_VCS_AGENT_CA_CERT`: a base64-encoded PEM bundle (line breaks allowed).
-pub fn decode_base64_bundle(text: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub(crate) fn decode_base64_bundle(text: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     use base64::Engine;
     let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
     let pem = base64::engine::general_purpose::STANDARD
@@ -117,7 +117,7 @@ pub fn decode_base64_bundle(text: &str) -> Result<Vec<CertificateDer<'static>>, 
 }
 
 /// `SPACELIFT_VCS_AGENT_CA_CERT_FILE`: a PEM bundle on disk.
-pub fn read_bundle_file(path: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub(crate) fn read_bundle_file(path: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let pem = std::fs::read(path).map_err(|source| TlsError::ReadBundle {
         path: path.to_string(),
         source,
@@ -130,15 +130,15 @@ pub fn read_bundle_file(path: &str) -> Result<Vec<CertificateDer<'static>>, TlsE
 
 /// The CAs the agent trusts, for both legs.
 #[derive(Clone)]
-pub struct Roots {
-    pub certs: Arc<Vec<CertificateDer<'static>>>,
+pub(crate) struct Roots {
+    pub(crate) certs: Arc<Vec<CertificateDer<'static>>>,
     /// Where they came from, for the start-up log line.
-    pub source: String,
+    pub(crate) source: String,
 }
 
 impl Roots {
     /// The system store (or the bundled Mozilla roots when it is empty) plus `custom`.
-    pub fn load(custom: &CustomCas) -> Roots {
+    pub(crate) fn load(custom: &CustomCas) -> Roots {
         let native = rustls_native_certs::load_native_certs();
         for error in native.errors.iter().take(3) {
             log::debug!("system CA store: {error}");
@@ -165,7 +165,7 @@ impl Roots {
     }
 
     /// A rustls client configuration trusting these roots.
-    pub fn client_config(&self) -> Result<Arc<ClientConfig>, TlsError> {
+    pub(crate) fn client_config(&self) -> Result<Arc<ClientConfig>, TlsError> {
         let mut store = RootCertStore::empty();
         let (added, _ignored) = store.add_parsable_certificates(self.certs.iter().cloned());
         if added == 0 {
@@ -268,7 +268,7 @@ pub enum HandshakeError {
 
 impl HandshakeError {
     /// One sentence about a handshake with `peer` (e.g. "the gateway at gw:443").
-    pub fn describe(&self, peer: &str) -> String {
+    pub(crate) fn describe(&self, peer: &str) -> String {
         match self {
             HandshakeError::Tls(e) => describe_tls_error(e, peer),
             HandshakeError::Io(e) => format!("TLS handshake with {peer} failed: {e}"),
@@ -281,7 +281,7 @@ impl HandshakeError {
 }
 
 /// The certificate problem in `error`, if that is what it is, in words that say what to do.
-pub fn describe_tls_error(error: &rustls::Error, peer: &str) -> String {
+pub(crate) fn describe_tls_error(error: &rustls::Error, peer: &str) -> String {
     match error {
         rustls::Error::InvalidCertificate(cert) => match cert {
             CertificateError::UnknownIssuer => {
@@ -317,7 +317,7 @@ pub fn describe_tls_error(error: &rustls::Error, peer: &str) -> String {
 }
 
 /// Finds a rustls error carried inside an I/O error (how rustls streams report them).
-pub fn rustls_error_in(error: &io::Error) -> Option<&rustls::Error> {
+pub(crate) fn rustls_error_in(error: &io::Error) -> Option<&rustls::Error> {
     error
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
@@ -378,7 +378,7 @@ fn io_error(e: io::Error) -> HandshakeError {
 }
 
 /// Client side: TLS to `host` over `tcp`, the handshake finished before returning.
-pub fn connect(
+pub(crate) fn connect(
     config: Arc<ClientConfig>,
     host: &str,
     mut tcp: TcpStream,

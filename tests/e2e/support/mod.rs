@@ -15,8 +15,21 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+use vcs_agent::allowlist::{Allowed, Allowlist, Decision, Denied};
 
 pub use fixture::Tunnel;
+
+/// The allowlist's verdict on a path alone, ids settled: what most rule tests ask.
+pub trait CheckTarget {
+    fn check(&self, method: &str, target: &str) -> Result<Allowed, Denied>;
+}
+
+impl CheckTarget for Allowlist {
+    fn check(&self, method: &str, target: &str) -> Result<Allowed, Denied> {
+        self.decide(method, target, &[] as &[(&str, &str)], false)
+            .and_then(Decision::settle)
+    }
+}
 
 pub const GATEWAY: &str = env!("CARGO_BIN_EXE_vcs-gateway");
 pub const AGENT: &str = env!("CARGO_BIN_EXE_vcs-agent");
