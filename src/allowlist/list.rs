@@ -125,6 +125,7 @@ impl Allowlist {
                 // A broken row in a static table is a bug caught by the unit tests; if
                 // one ever slips through, that rule simply allows nothing.
                 Err(e) => log::error!(
+                    target: "allowlist",
                     "allowlist rule {index} of {vendor} ({}) is invalid and disabled: {e}",
                     rule.description
                 ),
