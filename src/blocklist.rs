@@ -28,7 +28,7 @@ use std::fmt;
 
 /// The rules of a blocklist file; empty when no file is configured.
 #[derive(Debug, Clone, Default)]
-pub struct Blocklist {
+pub(crate) struct Blocklist {
     rules: Vec<Rule>,
 }
 
@@ -64,7 +64,7 @@ struct FileRule {
 
 /// Why a blocklist file was refused; one line, naming the rule where there is one.
 #[derive(Debug, thiserror::Error)]
-pub enum BlocklistError {
+pub(crate) enum BlocklistError {
     #[error("cannot read \"{path}\": {error}")]
     Read { path: String, error: std::io::Error },
     #[error("\"{path}\" is not a blocklist file: {problem}")]
@@ -84,7 +84,7 @@ pub enum BlocklistError {
 
 impl Blocklist {
     /// Reads and checks the file at `path`.
-    pub fn load(path: &str) -> Result<Blocklist, BlocklistError> {
+    pub(crate) fn load(path: &str) -> Result<Blocklist, BlocklistError> {
         let text = std::fs::read_to_string(path).map_err(|error| BlocklistError::Read {
             path: path.to_string(),
             error,
@@ -93,7 +93,7 @@ impl Blocklist {
     }
 
     /// Checks the text of a file; `path` is only for the messages.
-    pub fn parse(path: &str, text: &str) -> Result<Blocklist, BlocklistError> {
+    pub(crate) fn parse(path: &str, text: &str) -> Result<Blocklist, BlocklistError> {
         let one_line = |e: &dyn fmt::Display| e.to_string().replace('\n', " ");
         let file: File = yaml_serde::from_str(text).map_err(|e| BlocklistError::Parse {
             path: path.to_string(),
@@ -129,16 +129,16 @@ impl Blocklist {
         Ok(Blocklist { rules })
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.rules.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
 
     /// The name of the first rule that blocks `method` on `decoded_path`.
-    pub fn blocking(&self, method: &str, decoded_path: &str) -> Option<&str> {
+    pub(crate) fn blocking(&self, method: &str, decoded_path: &str) -> Option<&str> {
         self.rules
             .iter()
             .find(|r| r.method.is_match(method) && r.path.is_match(decoded_path))
@@ -148,7 +148,7 @@ impl Blocklist {
 
 /// The path of a request target (`/a%2Fb/c?x=1`) below `base_path`, percent-decoded, without
 /// its query: what the rules' `path` is matched against.
-pub fn decoded_path(base_path: &str, target: &str) -> String {
+pub(crate) fn decoded_path(base_path: &str, target: &str) -> String {
     let path = target.split('?').next().unwrap_or(target);
     let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
     format!("{base_path}{decoded}")

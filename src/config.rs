@@ -16,45 +16,45 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-pub const POOL_TOKEN: &str = "SPACELIFT_VCS_AGENT_POOL_TOKEN";
-pub const TARGET_BASE_ENDPOINT: &str = "SPACELIFT_VCS_AGENT_TARGET_BASE_ENDPOINT";
-pub const VENDOR: &str = "SPACELIFT_VCS_AGENT_VENDOR";
-pub const ALLOWED_PROJECTS: &str = "SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS";
-pub const PARALLELISM: &str = "SPACELIFT_VCS_AGENT_PARALLELISM";
-pub const METADATA_PREFIX: &str = "SPACELIFT_METADATA_";
-pub const KEEPALIVE_INTERVAL: &str = "SPACELIFT_VCS_AGENT_KEEPALIVE_INTERVAL";
-pub const UPSTREAM_CONNECT_TIMEOUT: &str = "SPACELIFT_VCS_AGENT_UPSTREAM_CONNECT_TIMEOUT";
-pub const UPSTREAM_READ_TIMEOUT: &str = "SPACELIFT_VCS_AGENT_UPSTREAM_READ_TIMEOUT";
-pub const DRAIN_TIMEOUT: &str = "SPACELIFT_VCS_AGENT_DRAIN_TIMEOUT";
-pub const DEBUG_PRINT_ALL: &str = "SPACELIFT_VCS_AGENT_DEBUG_PRINT_ALL";
-pub const CA_CERT: &str = "SPACELIFT_VCS_AGENT_CA_CERT";
-pub const CA_CERT_FILE: &str = "SPACELIFT_VCS_AGENT_CA_CERT_FILE";
-pub const DIAL_INSECURE: &str = "SPACELIFT_VCS_AGENT_DIAL_INSECURE";
-pub const GATEWAY_URLS: &str = "SPACELIFT_VCS_AGENT_GATEWAY_URLS";
-pub const MAX_STREAM_AGE: &str = "SPACELIFT_VCS_AGENT_MAX_STREAM_AGE";
+pub(crate) const POOL_TOKEN: &str = "SPACELIFT_VCS_AGENT_POOL_TOKEN";
+pub(crate) const TARGET_BASE_ENDPOINT: &str = "SPACELIFT_VCS_AGENT_TARGET_BASE_ENDPOINT";
+pub(crate) const VENDOR: &str = "SPACELIFT_VCS_AGENT_VENDOR";
+pub(crate) const ALLOWED_PROJECTS: &str = "SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS";
+pub(crate) const PARALLELISM: &str = "SPACELIFT_VCS_AGENT_PARALLELISM";
+pub(crate) const METADATA_PREFIX: &str = "SPACELIFT_METADATA_";
+pub(crate) const KEEPALIVE_INTERVAL: &str = "SPACELIFT_VCS_AGENT_KEEPALIVE_INTERVAL";
+pub(crate) const UPSTREAM_CONNECT_TIMEOUT: &str = "SPACELIFT_VCS_AGENT_UPSTREAM_CONNECT_TIMEOUT";
+pub(crate) const UPSTREAM_READ_TIMEOUT: &str = "SPACELIFT_VCS_AGENT_UPSTREAM_READ_TIMEOUT";
+pub(crate) const DRAIN_TIMEOUT: &str = "SPACELIFT_VCS_AGENT_DRAIN_TIMEOUT";
+pub(crate) const DEBUG_PRINT_ALL: &str = "SPACELIFT_VCS_AGENT_DEBUG_PRINT_ALL";
+pub(crate) const CA_CERT: &str = "SPACELIFT_VCS_AGENT_CA_CERT";
+pub(crate) const CA_CERT_FILE: &str = "SPACELIFT_VCS_AGENT_CA_CERT_FILE";
+pub(crate) const DIAL_INSECURE: &str = "SPACELIFT_VCS_AGENT_DIAL_INSECURE";
+pub(crate) const GATEWAY_URLS: &str = "SPACELIFT_VCS_AGENT_GATEWAY_URLS";
+pub(crate) const MAX_STREAM_AGE: &str = "SPACELIFT_VCS_AGENT_MAX_STREAM_AGE";
 pub const METRICS_ADDR: &str = "SPACELIFT_VCS_AGENT_METRICS_ADDR";
-pub const LOG_FORMAT: &str = "SPACELIFT_VCS_AGENT_LOG_FORMAT";
-pub const LOG_LEVEL: &str = "SPACELIFT_VCS_AGENT_LOG_LEVEL";
+pub(crate) const LOG_FORMAT: &str = "SPACELIFT_VCS_AGENT_LOG_FORMAT";
+pub(crate) const LOG_LEVEL: &str = "SPACELIFT_VCS_AGENT_LOG_LEVEL";
 
-pub const BLOCKLIST_PATH: &str = "SPACELIFT_VCS_AGENT_BLOCKLIST_PATH";
-pub const HTTP_DISABLE_RESPONSE_COMPRESSION: &str =
+pub(crate) const BLOCKLIST_PATH: &str = "SPACELIFT_VCS_AGENT_BLOCKLIST_PATH";
+pub(crate) const HTTP_DISABLE_RESPONSE_COMPRESSION: &str =
     "SPACELIFT_VCS_AGENT_HTTP_DISABLE_RESPONSE_COMPRESSION";
-pub const DISABLE_URL_REWRITE: &str = "SPACELIFT_VCS_AGENT_DISABLE_URL_REWRITE";
-pub const BUGSNAG_API_KEY: &str = "SPACELIFT_VCS_AGENT_BUGSNAG_API_KEY";
-pub const BUGSNAG_DISABLE: &str = "SPACELIFT_VCS_AGENT_BUGSNAG_DISABLE";
-pub const USE_ALLOWLIST: &str = "SPACELIFT_VCS_AGENT_USE_ALLOWLIST";
-pub const WEBHOOK_LISTEN: &str = "SPACELIFT_VCS_AGENT_WEBHOOK_LISTEN";
-pub const WEBHOOK_TLS_CERT: &str = "SPACELIFT_VCS_AGENT_WEBHOOK_TLS_CERT";
-pub const WEBHOOK_TLS_KEY: &str = "SPACELIFT_VCS_AGENT_WEBHOOK_TLS_KEY";
-pub const WEBHOOK_MAX_BODY: &str = "SPACELIFT_VCS_AGENT_WEBHOOK_MAX_BODY";
-pub const WEBHOOK_CONCURRENCY: &str = "SPACELIFT_VCS_AGENT_WEBHOOK_CONCURRENCY";
+pub(crate) const DISABLE_URL_REWRITE: &str = "SPACELIFT_VCS_AGENT_DISABLE_URL_REWRITE";
+pub(crate) const BUGSNAG_API_KEY: &str = "SPACELIFT_VCS_AGENT_BUGSNAG_API_KEY";
+pub(crate) const BUGSNAG_DISABLE: &str = "SPACELIFT_VCS_AGENT_BUGSNAG_DISABLE";
+pub(crate) const USE_ALLOWLIST: &str = "SPACELIFT_VCS_AGENT_USE_ALLOWLIST";
+pub(crate) const WEBHOOK_LISTEN: &str = "SPACELIFT_VCS_AGENT_WEBHOOK_LISTEN";
+pub(crate) const WEBHOOK_TLS_CERT: &str = "SPACELIFT_VCS_AGENT_WEBHOOK_TLS_CERT";
+pub(crate) const WEBHOOK_TLS_KEY: &str = "SPACELIFT_VCS_AGENT_WEBHOOK_TLS_KEY";
+pub(crate) const WEBHOOK_MAX_BODY: &str = "SPACELIFT_VCS_AGENT_WEBHOOK_MAX_BODY";
+pub(crate) const WEBHOOK_CONCURRENCY: &str = "SPACELIFT_VCS_AGENT_WEBHOOK_CONCURRENCY";
 /// The prefix of the agent's own variables: a name with it that no [`Setting`] has is
 /// warned about at start.
-pub const AGENT_PREFIX: &str = "SPACELIFT_VCS_AGENT_";
+pub(crate) const AGENT_PREFIX: &str = "SPACELIFT_VCS_AGENT_";
 
 /// How a setting's value is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// A value: `--flag VALUE` or `--flag=VALUE`.
     Value,
     /// A boolean: `--flag` alone means true, `--flag=false` false.
@@ -91,7 +91,7 @@ pub struct Setting {
     pub flags: &'static [&'static str],
     pub default: &'static str,
     pub meaning: &'static str,
-    pub kind: Kind,
+    pub(crate) kind: Kind,
 }
 
 const fn setting(
@@ -363,20 +363,20 @@ pub fn is_switch(setting: &Setting) -> bool {
 
 /// The VCS base endpoint split into what a forwarded URL is made of.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BaseEndpoint {
+pub(crate) struct BaseEndpoint {
     /// `http` or `https`.
-    pub scheme: String,
+    pub(crate) scheme: String,
     /// `host[:port]`.
-    pub authority: String,
-    pub host: String,
+    pub(crate) authority: String,
+    pub(crate) host: String,
     /// Sub-path without trailing slash (`""` or `/gitlab`).
-    pub path: String,
+    pub(crate) path: String,
 }
 
 /// Why `SPACELIFT_VCS_AGENT_TARGET_BASE_ENDPOINT` was refused; each message quotes the URL
 /// with any credentials masked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EndpointError {
+pub(crate) enum EndpointError {
     #[error("not a URL ({problem}), got \"{shown}\"")]
     NotAUrl { problem: String, shown: String },
     #[error("expected an http:// or https:// URL, got \"{0}\"")]
@@ -392,7 +392,7 @@ pub enum EndpointError {
 }
 
 impl BaseEndpoint {
-    pub fn parse(text: &str) -> Result<BaseEndpoint, EndpointError> {
+    pub(crate) fn parse(text: &str) -> Result<BaseEndpoint, EndpointError> {
         let shown = || redact::url(text);
         let uri: ureq::http::Uri =
             text.parse()
@@ -425,7 +425,7 @@ impl BaseEndpoint {
     }
 
     /// The URL a request for `target` (path and query) is sent to.
-    pub fn url_for(&self, target: &str) -> String {
+    pub(crate) fn url_for(&self, target: &str) -> String {
         let parts = [
             self.scheme.as_str(),
             "://",
@@ -447,38 +447,38 @@ impl fmt::Display for BaseEndpoint {
 
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
-    pub token: Token,
+    pub(crate) token: Token,
     /// Gateway addresses to dial: the token's host first, then `SPACELIFT_VCS_AGENT_GATEWAY_URLS`.
-    pub gateways: Vec<String>,
+    pub(crate) gateways: Vec<String>,
     /// `SPACELIFT_VCS_AGENT_MAX_STREAM_AGE`: an idle stream older than this is dialed again.
-    pub max_stream_age: Option<Duration>,
-    pub target: BaseEndpoint,
-    pub vendor: Vendor,
+    pub(crate) max_stream_age: Option<Duration>,
+    pub(crate) target: BaseEndpoint,
+    pub(crate) vendor: Vendor,
     /// The anchored project regex, `None` when every project is allowed.
-    pub allowed_projects: Option<regex::Regex>,
-    pub parallelism: usize,
-    pub metadata: BTreeMap<String, String>,
-    pub keepalive: Duration,
-    pub upstream_connect_timeout: Duration,
-    pub upstream_read_timeout: Duration,
+    pub(crate) allowed_projects: Option<regex::Regex>,
+    pub(crate) parallelism: usize,
+    pub(crate) metadata: BTreeMap<String, String>,
+    pub(crate) keepalive: Duration,
+    pub(crate) upstream_connect_timeout: Duration,
+    pub(crate) upstream_read_timeout: Duration,
     pub drain_timeout: Duration,
-    pub debug_print_all: bool,
+    pub(crate) debug_print_all: bool,
     /// `SPACELIFT_VCS_AGENT_HTTP_DISABLE_RESPONSE_COMPRESSION`: every request asks the VCS
     /// for `Accept-Encoding: identity`, whatever the caller sent.
-    pub disable_response_compression: bool,
+    pub(crate) disable_response_compression: bool,
     /// `SPACELIFT_VCS_AGENT_DISABLE_URL_REWRITE`: answers keep the VCS's own API URLs
     /// ([`crate::agent::rebase`]).
-    pub disable_url_rewrite: bool,
+    pub(crate) disable_url_rewrite: bool,
     /// `SPACELIFT_VCS_AGENT_BLOCKLIST_PATH`: the operator's rules, checked after the allowlist.
-    pub blocklist: Blocklist,
+    pub(crate) blocklist: Blocklist,
     /// Lines to log as warnings once logging is up (ignored or unknown settings, a GitLab
     /// over plain HTTP).
     pub warnings: Vec<String>,
     /// CAs from `SPACELIFT_VCS_AGENT_CA_CERT` and `..._CA_CERT_FILE`, for both legs.
-    pub custom_cas: CustomCas,
-    pub dial_insecure: bool,
+    pub(crate) custom_cas: CustomCas,
+    pub(crate) dial_insecure: bool,
     /// From `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY` (either case).
-    pub proxy: ProxyConfig,
+    pub(crate) proxy: ProxyConfig,
     /// Where `/healthz` and `/metrics` are served; `None` when off.
     pub metrics_addr: Option<std::net::SocketAddr>,
     pub log_format: crate::observe::LogFormat,
@@ -491,8 +491,8 @@ pub struct AgentConfig {
 /// One line naming the variable and the problem.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
-    pub variable: String,
-    pub problem: String,
+    pub(crate) variable: String,
+    pub(crate) problem: String,
 }
 
 impl fmt::Display for ConfigError {
@@ -555,7 +555,7 @@ fn env_vars() -> Result<BTreeMap<String, String>, ConfigError> {
 impl AgentConfig {
     /// Builds the configuration from a set of variables (the environment, or a test's map).
     /// The first problem found is the one reported.
-    pub fn from_vars(vars: &BTreeMap<String, String>) -> Result<AgentConfig, ConfigError> {
+    pub(crate) fn from_vars(vars: &BTreeMap<String, String>) -> Result<AgentConfig, ConfigError> {
         let v = Vars(vars);
         let token = Token::decode(v.required(POOL_TOKEN)?).map_err(|e| error(POOL_TOKEN, e))?;
         GatewayAddress::parse(&token.host)

@@ -11,7 +11,7 @@ use crate::protocol::Headers;
 use std::io::{self, BufRead, Read, Write};
 
 /// Largest request head accepted (request line and headers).
-pub const MAX_HEAD: usize = 64 * 1024;
+pub(crate) const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 128;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,7 +19,7 @@ pub struct RequestHead {
     pub method: String,
     pub target: String,
     /// Minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
-    pub version: u8,
+    pub(crate) version: u8,
     pub headers: Headers,
 }
 
@@ -69,7 +69,7 @@ impl RequestHead {
 
     /// Whether the caller waits for `100 Continue` before it sends the body (RFC 9110 §10.1.1;
     /// curl does for larger uploads). HTTP/1.0 callers cannot ask for it.
-    pub fn expects_continue(&self) -> bool {
+    pub(crate) fn expects_continue(&self) -> bool {
         self.version >= 1 && self.header_has_token("expect", "100-continue")
     }
 
@@ -243,7 +243,7 @@ impl<'a, R: BufRead> BodyReader<'a, R> {
     }
 
     /// Goes on where [`BodyReader::pause`] stopped.
-    pub fn resume(inner: &'a mut R, progress: BodyProgress) -> BodyReader<'a, R> {
+    pub(crate) fn resume(inner: &'a mut R, progress: BodyProgress) -> BodyReader<'a, R> {
         BodyReader {
             inner,
             state: progress.0,
@@ -251,7 +251,7 @@ impl<'a, R: BufRead> BodyReader<'a, R> {
     }
 
     /// Stops here, keeping the place; `None` when the whole body was read.
-    pub fn pause(self) -> Option<BodyProgress> {
+    pub(crate) fn pause(self) -> Option<BodyProgress> {
         match self.state {
             BodyState::Done | BodyState::Length(0) => None,
             state => Some(BodyProgress(state)),
@@ -275,7 +275,7 @@ fn bad_data(message: &str) -> io::Error {
 impl<R: BufRead> BodyReader<'_, R> {
     /// Reads framing (the CRLF after a chunk, the next size line, the trailers after the
     /// last chunk) up to the next data byte or the end of the body, consuming no data.
-    pub fn settle(&mut self) -> io::Result<()> {
+    pub(crate) fn settle(&mut self) -> io::Result<()> {
         loop {
             match self.state {
                 BodyState::Length(0) => self.state = BodyState::Done,
@@ -351,7 +351,7 @@ pub fn write_head<W: Write>(
 }
 
 /// Appends the status line of an answer, `HTTP/1.1 <status> <reason>`.
-pub fn status_line(head: &mut Vec<u8>, status: u16) {
+pub(crate) fn status_line(head: &mut Vec<u8>, status: u16) {
     let reason = ureq::http::StatusCode::from_u16(status)
         .ok()
         .and_then(|s| s.canonical_reason())
@@ -369,7 +369,7 @@ pub fn status_line(head: &mut Vec<u8>, status: u16) {
 }
 
 /// Appends one header line.
-pub fn header_line(head: &mut Vec<u8>, name: &str, value: &str) {
+pub(crate) fn header_line(head: &mut Vec<u8>, name: &str, value: &str) {
     head.extend_from_slice(name.as_bytes());
     head.extend_from_slice(b": ");
     head.extend_from_slice(value.as_bytes());
@@ -377,7 +377,10 @@ pub fn header_line(head: &mut Vec<u8>, name: &str, value: &str) {
 }
 
 /// Appends header lines and the blank line that ends a head, after its first line.
-pub fn end_head<'a>(head: &mut Vec<u8>, headers: impl IntoIterator<Item = &'a (String, String)>) {
+pub(crate) fn end_head<'a>(
+    head: &mut Vec<u8>,
+    headers: impl IntoIterator<Item = &'a (String, String)>,
+) {
     for (name, value) in headers {
         header_line(head, name, value);
     }
@@ -401,7 +404,7 @@ pub fn write_last_chunk<W: Write>(out: &mut W) -> io::Result<()> {
 }
 
 /// A complete small answer with a body (errors, health, API replies), in one write.
-pub fn write_simple<W: Write>(
+pub(crate) fn write_simple<W: Write>(
     out: &mut W,
     status: u16,
     content_type: &str,
@@ -412,7 +415,7 @@ pub fn write_simple<W: Write>(
 }
 
 /// The same with `extra` headers.
-pub fn write_simple_with<W: Write>(
+pub(crate) fn write_simple_with<W: Write>(
     out: &mut W,
     status: u16,
     content_type: &str,

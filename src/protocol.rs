@@ -37,7 +37,7 @@
 //! channel. That saves a copy and two thread hops
 //! per request and gives the same backpressure (a slow caller slows the agent's socket).
 
-pub mod link;
+pub(crate) mod link;
 
 use bytes::{BufMut, BytesMut};
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
@@ -52,9 +52,9 @@ pub const PROTOCOL_VERSION: &str = "1";
 /// The path of the agent upgrade on the gateway's agent port.
 pub const CONNECT_PATH: &str = "/agent/v1/connect";
 /// Largest body piece in one binary message.
-pub const MAX_CHUNK: usize = 64 * 1024;
+pub(crate) const MAX_CHUNK: usize = 64 * 1024;
 /// Largest WebSocket message either side accepts: a control frame with many headers, never a body.
-pub const MAX_MESSAGE: usize = 1024 * 1024;
+pub(crate) const MAX_MESSAGE: usize = 1024 * 1024;
 
 /// WebSocket limits for both sides: no message may be big, since bodies travel in pieces.
 ///
@@ -63,7 +63,7 @@ pub const MAX_MESSAGE: usize = 1024 * 1024;
 /// instructions per small request on each side (callgrind). The gateway reads with 16 KiB
 /// (an idle stream costs it less than 32 KiB; a 64 KiB answer piece takes four reads), the
 /// agent, whose only large reads are uploads, with 8 KiB ([`agent_websocket_config`]).
-pub fn websocket_config() -> WebSocketConfig {
+pub(crate) fn websocket_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE))
         .max_frame_size(Some(MAX_MESSAGE))
@@ -129,7 +129,7 @@ impl ErrorKind {
     }
 
     /// The HTTP status the caller sees for this kind.
-    pub fn status(self) -> u16 {
+    pub(crate) fn status(self) -> u16 {
         match self {
             ErrorKind::UnknownPool => 404,
             ErrorKind::NoAgent | ErrorKind::QueueTimeout => 503,
@@ -210,7 +210,7 @@ impl Control<'_> {
     /// headers). The message shares the allocation: once it was sent and dropped, the next
     /// frame written into the same buffer takes it back, so a link that keeps its buffer
     /// allocates nothing per frame.
-    pub fn encode_into(&self, buffer: &mut BytesMut) -> Message {
+    pub(crate) fn encode_into(&self, buffer: &mut BytesMut) -> Message {
         buffer.clear();
         buffer.reserve(self.encoded_size_hint());
         let written = serde_json::to_writer((&mut *buffer).writer(), self);
@@ -271,11 +271,11 @@ pub enum Frame<'a> {
 /// A message as it was read, not a ping or pong (tungstenite answers those): decoding it
 /// gives a [`Frame`] whose strings borrow from it, so it is kept for as long as they are used.
 #[derive(Debug)]
-pub struct Received(Message);
+pub(crate) struct Received(Message);
 
 impl Received {
     /// `None` for a ping or pong.
-    pub fn new(message: Message) -> Option<Received> {
+    pub(crate) fn new(message: Message) -> Option<Received> {
         match message {
             Message::Ping(_) | Message::Pong(_) => None,
             message => Some(Received(message)),
@@ -283,7 +283,7 @@ impl Received {
     }
 
     /// Decodes the message; `Err` when the peer broke the protocol.
-    pub fn frame(&self) -> Result<Frame<'_>, ProtocolError> {
+    pub(crate) fn frame(&self) -> Result<Frame<'_>, ProtocolError> {
         decode(&self.0)?.ok_or_else(|| ProtocolError("ping or pong taken for a frame".into()))
     }
 }
@@ -461,7 +461,7 @@ impl<'a> FlatControl<'a> {
 }
 
 /// Names a frame for error messages without printing its content (which may be secret).
-pub fn describe(frame: &Frame) -> &'static str {
+pub(crate) fn describe(frame: &Frame) -> &'static str {
     match frame {
         Frame::Control(Control::Request { .. }) => "request",
         Frame::Control(Control::Response { .. }) => "response",
@@ -477,7 +477,7 @@ pub fn describe(frame: &Frame) -> &'static str {
 /// Where an answer stands, as the gateway sees it: the order `response (binary* end)? | error`,
 /// then `abort` allowed only once the head was sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AnswerState {
+pub(crate) enum AnswerState {
     AwaitingHead,
     Body,
     Done,
@@ -485,7 +485,7 @@ pub enum AnswerState {
 
 impl AnswerState {
     /// Checks that `frame` may come now and returns the next state.
-    pub fn next(self, frame: &Frame) -> Result<AnswerState, ProtocolError> {
+    pub(crate) fn next(self, frame: &Frame) -> Result<AnswerState, ProtocolError> {
         use AnswerState::*;
         match (self, frame) {
             (AwaitingHead, Frame::Control(Control::Response { body: true, .. })) => Ok(Body),
@@ -525,7 +525,7 @@ const HOP_BY_HOP: &[&str] = &[
 
 /// Keeps the end-to-end headers: drops hop-by-hop ones, those `Connection` names, and
 /// `X-Forwarded-*`.
-pub fn end_to_end(headers: impl IntoIterator<Item = (String, String)>) -> Headers {
+pub(crate) fn end_to_end(headers: impl IntoIterator<Item = (String, String)>) -> Headers {
     let mut headers: Headers = headers.into_iter().collect();
     let named = connection_tokens(headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
     let named: Vec<String> = named.into_iter().map(str::to_string).collect();
@@ -534,7 +534,7 @@ pub fn end_to_end(headers: impl IntoIterator<Item = (String, String)>) -> Header
 }
 
 /// [`end_to_end`] over borrowed pairs: nothing is copied.
-pub fn end_to_end_refs<'a, I>(headers: I) -> Vec<(&'a str, &'a str)>
+pub(crate) fn end_to_end_refs<'a, I>(headers: I) -> Vec<(&'a str, &'a str)>
 where
     I: IntoIterator<Item = (&'a str, &'a str)>,
     I::IntoIter: Clone,
@@ -548,7 +548,9 @@ where
 
 /// The header names the `Connection` headers list that would otherwise be forwarded: none,
 /// and no allocation, in the usual case (`keep-alive`, `close`, `upgrade` are dropped anyway).
-pub fn connection_tokens<'a>(headers: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<&'a str> {
+pub(crate) fn connection_tokens<'a>(
+    headers: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Vec<&'a str> {
     headers
         .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
         .flat_map(|(_, v)| v.split(',').map(str::trim))
@@ -558,7 +560,7 @@ pub fn connection_tokens<'a>(headers: impl Iterator<Item = (&'a str, &'a str)>) 
 
 /// Whether `name` is forwarded: not hop-by-hop, not `Proxy-*` or `X-Forwarded-*`, not one
 /// of the `named` tokens of `Connection` (compared without regard to case, without copies).
-pub fn is_end_to_end<T: AsRef<str>>(name: &str, named: &[T]) -> bool {
+pub(crate) fn is_end_to_end<T: AsRef<str>>(name: &str, named: &[T]) -> bool {
     let starts = |prefix: &str| {
         name.len() >= prefix.len()
             && name.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
@@ -572,7 +574,7 @@ pub fn is_end_to_end<T: AsRef<str>>(name: &str, named: &[T]) -> bool {
 /// Whether a header may be written on an HTTP/1.1 connection: the name a token (RFC 9110
 /// §5.1), the value free of CR, LF and NUL. A peer that sends anything else is broken or
 /// hostile, and its bytes must never reach a caller's connection.
-pub fn valid_header(name: &str, value: &str) -> bool {
+pub(crate) fn valid_header(name: &str, value: &str) -> bool {
     !name.is_empty()
         && name.bytes().all(is_token_byte)
         && !value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
@@ -601,7 +603,7 @@ fn is_token_byte(b: u8) -> bool {
 }
 
 /// Whether a response to `method` with `status` carries a body at all (RFC 9110 §6.4.1).
-pub fn response_has_body(method: &str, status: u16) -> bool {
+pub(crate) fn response_has_body(method: &str, status: u16) -> bool {
     !(method.eq_ignore_ascii_case("HEAD")
         || (100..200).contains(&status)
         || status == 204

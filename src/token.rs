@@ -118,7 +118,7 @@ pub fn key_hash(key: &str) -> String {
 }
 
 /// Compares a presented key with a stored hash in constant time.
-pub fn key_matches(key: &str, stored_hash: &str) -> bool {
+pub(crate) fn key_matches(key: &str, stored_hash: &str) -> bool {
     use subtle::ConstantTimeEq;
     key_hash(key)
         .as_bytes()
@@ -132,7 +132,7 @@ pub fn key_matches(key: &str, stored_hash: &str) -> bool {
 pub struct NoRandomness(getrandom::Error);
 
 /// A fresh key: 256 random bits, base64url without padding.
-pub fn new_key() -> Result<Secret, NoRandomness> {
+pub(crate) fn new_key() -> Result<Secret, NoRandomness> {
     let mut bytes = [0u8; 32];
     getrandom::getrandom(&mut bytes).map_err(NoRandomness)?;
     Ok(Secret(

@@ -17,7 +17,8 @@
 use crate::agent::forward;
 use crate::allowlist::Vendor;
 use crate::config::AgentConfig;
-use crate::net::dial::{self, GatewayAddress, Identity};
+use crate::net::dial::{self, AddressError, DialError, GatewayAddress, Identity};
+use crate::net::tls::TlsError;
 use crate::protocol::link::Link;
 use crate::protocol::{Control, ErrorKind, Frame};
 use std::io::Write;
@@ -27,10 +28,25 @@ use std::time::{Duration, Instant};
 const CLOSE_WAIT: Duration = Duration::from_secs(3);
 
 /// One check's result: a detail when it passed, a reason when it failed.
-pub type Outcome = Result<String, String>;
+pub(crate) type Outcome = Result<String, CheckError>;
+
+/// Why a check failed, as its line says it.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CheckError {
+    #[error(transparent)]
+    Address(#[from] AddressError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("{url}: {reason}")]
+    Login { url: String, reason: DialError },
+    #[error("logged in, then the connection broke: {0}")]
+    Broke(tungstenite::Error),
+    #[error("GET {url}: {message}")]
+    Probe { url: String, message: String },
+}
 
 /// The line printed for one check.
-pub fn line(name: &str, outcome: &Outcome) -> String {
+pub(crate) fn line(name: &str, outcome: &Outcome) -> String {
     match outcome {
         Ok(detail) => format!("ok   {name}: {detail}"),
         Err(reason) => format!("FAIL {name}: {reason}"),
@@ -100,11 +116,13 @@ fn gateway(config: &AgentConfig, host: &str) -> Outcome {
         &identity,
         config.upstream_connect_timeout,
     )
-    .map_err(|e| format!("{}: {e}", address.connect_url))?;
+    .map_err(|reason| CheckError::Login {
+        url: address.connect_url.clone(),
+        reason,
+    })?;
     let took = started.elapsed();
     let mut link = Link::new(socket);
-    link.send(&Control::Draining)
-        .map_err(|e| format!("logged in, then the connection broke: {e}"))?;
+    link.send(&Control::Draining).map_err(CheckError::Broke)?;
     let _ = link
         .get_ref()
         .set_read_timeout(Some(Duration::from_millis(100)));
@@ -144,7 +162,7 @@ fn gateway(config: &AgentConfig, host: &str) -> Outcome {
 }
 
 /// An unauthenticated endpoint of each vendor, under the base endpoint.
-pub fn probe_path(vendor: Vendor) -> &'static str {
+pub(crate) fn probe_path(vendor: Vendor) -> &'static str {
     match vendor {
         Vendor::Gitlab => "/api/v4/version",
         Vendor::BitbucketDatacenter => "/rest/api/1.0/application-properties",
@@ -167,7 +185,10 @@ fn vcs(config: &AgentConfig) -> Outcome {
         none,
         &config.target.authority,
     )
-    .map_err(|e| format!("GET {url}: {}", e.message))?;
+    .map_err(|e| CheckError::Probe {
+        url: url.to_string(),
+        message: e.message,
+    })?;
     Ok(format!(
         "GET {url} answered {} in {} ms (reachable; the check sends no credentials, so 401 or 403 is fine)",
         response.status().as_u16(),
@@ -182,7 +203,11 @@ mod tests {
     #[test]
     fn lines_start_with_a_fixed_width_verdict() {
         assert_eq!(line("vcs", &Ok("fine".into())), "ok   vcs: fine");
-        assert_eq!(line("vcs", &Err("down".into())), "FAIL vcs: down");
+        let down = CheckError::Probe {
+            url: "https://vcs/".into(),
+            message: "down".into(),
+        };
+        assert_eq!(line("vcs", &Err(down)), "FAIL vcs: GET https://vcs/: down");
     }
 
     #[test]

@@ -15,20 +15,20 @@ use crate::agent::upstream::{Failure, Outgoing, Pool, Settings, Target};
 use crate::config::AgentConfig;
 use crate::net::proxy::{NoProxy, ProxyUrl, TunnelError};
 use crate::net::tcp::ConnectError;
-use crate::net::tls::{self, HandshakeError, Roots};
+use crate::net::tls::{self, HandshakeError, Roots, TlsError};
 use crate::protocol::{self, ErrorKind, HeaderPairs};
 use std::borrow::Cow;
 use std::io;
 use std::sync::Arc;
 use ureq_proto::http;
 
-pub use crate::agent::upstream::{Body, Payload};
+pub(crate) use crate::agent::upstream::{Body, Payload};
 
 /// An answer of the VCS: its head, and its body to read.
-pub type Response = http::Response<Body>;
+pub(crate) type Response = http::Response<Body>;
 
 /// The upstream client: the connection pool and the proxy for the VCS scheme, if any.
-pub struct Client {
+pub(crate) struct Client {
     pool: Arc<Pool>,
     proxy: Option<ProxyUrl>,
     no_proxy: NoProxy,
@@ -41,7 +41,7 @@ impl Client {
     }
 
     /// A line for the start-up log: how requests to `host` are sent (no secret in it).
-    pub fn describe(&self, host: &str) -> String {
+    pub(crate) fn describe(&self, host: &str) -> String {
         match self.route(host) {
             Some(p) => format!(
                 "VCS {host} is reached through the proxy {} (from {})",
@@ -54,7 +54,7 @@ impl Client {
 }
 
 /// Builds the client every slot shares, trusting `roots`.
-pub fn client(config: &AgentConfig, roots: &Roots) -> Result<Client, String> {
+pub(crate) fn client(config: &AgentConfig, roots: &Roots) -> Result<Client, TlsError> {
     let proxy = match config.target.scheme.as_str() {
         "https" => config.proxy.https.clone(),
         _ => config.proxy.http.clone(),
@@ -76,9 +76,9 @@ pub fn client(config: &AgentConfig, roots: &Roots) -> Result<Client, String> {
 
 /// Why the upstream gave no (complete) answer.
 #[derive(Debug)]
-pub struct UpstreamError {
-    pub kind: ErrorKind,
-    pub message: String,
+pub(crate) struct UpstreamError {
+    pub(crate) kind: ErrorKind,
+    pub(crate) message: String,
 }
 
 impl UpstreamError {
@@ -160,7 +160,7 @@ fn classify_proxy(error: TunnelError, peer: &str, proxy: Option<&ProxyUrl>) -> U
 }
 
 /// The same for an error while reading the response body.
-pub fn classify_read(error: &io::Error, authority: &str) -> UpstreamError {
+pub(crate) fn classify_read(error: &io::Error, authority: &str) -> UpstreamError {
     if crate::net::stream::is_timeout(error) {
         UpstreamError::new(
             ErrorKind::UpstreamTimeout,
@@ -180,7 +180,7 @@ pub fn classify_read(error: &io::Error, authority: &str) -> UpstreamError {
 /// Sends `method url` with `headers` and the body in `payload`, directly or through the
 /// proxy as `NO_PROXY` decides for the request's host, and reads the answer's head. The URL
 /// is taken as it is (not copied) into the request.
-pub fn send(
+pub(crate) fn send(
     client: &Client,
     method: &str,
     url: String,
@@ -217,7 +217,7 @@ pub fn send(
 /// The answer's end-to-end headers as a list, repeated values kept in order (hop-by-hop
 /// ones left out in the same pass, see [`protocol::end_to_end`]), borrowed from the answer:
 /// a value is copied only when it is not UTF-8 (its invalid bytes replaced).
-pub fn response_headers(headers: &http::HeaderMap) -> HeaderPairs<'_> {
+pub(crate) fn response_headers(headers: &http::HeaderMap) -> HeaderPairs<'_> {
     let named = protocol::connection_tokens(
         headers
             .get_all(http::header::CONNECTION)

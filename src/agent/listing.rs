@@ -36,7 +36,7 @@ use serde_json::value::RawValue;
 use std::fmt;
 
 /// Largest listing answer read for filtering.
-pub const LIMIT: usize = 8 << 20;
+pub(crate) const LIMIT: usize = 8 << 20;
 /// Where the entries sit in the vendors' wrapped answers (GitHub installation, Bitbucket,
 /// Azure DevOps); GitLab and the other GitHub listings answer a bare array.
 const ENTRY_FIELDS: [&str; 3] = ["repositories", "values", "value"];
@@ -48,7 +48,7 @@ const TOTAL_FIELDS: [&str; 1] = ["total_count"];
 /// Removes the headers that would tell how large the unfiltered listing is (`X-Total…`, the
 /// unfiltered `Content-Length`), and the `rel="last"` entry of `Link`; the caller sets the
 /// filtered `Content-Length`.
-pub fn strip_totals(headers: &mut HeaderPairs) {
+pub(crate) fn strip_totals(headers: &mut HeaderPairs) {
     headers.retain(|(name, _)| {
         let name = name.to_ascii_lowercase();
         !name.starts_with("x-total") && name != "content-length"
@@ -96,7 +96,7 @@ fn rels(entry: &str) -> impl Iterator<Item = &str> {
 
 /// Why a listing could not be filtered.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unfilterable(pub String);
+pub(crate) struct Unfilterable(pub String);
 
 /// A JSON object's fields in their order, values untouched.
 struct Fields(Vec<(String, Box<RawValue>)>);
@@ -123,7 +123,7 @@ impl<'de> Deserialize<'de> for Fields {
 
 /// The entries of `body` whose project `keep` accepts, in the same shape. `org` is the Azure
 /// DevOps organisation of the request; `learn(id, path)` is told every entry's id.
-pub fn filter(
+pub(crate) fn filter(
     vendor: Vendor,
     org: &str,
     body: &[u8],

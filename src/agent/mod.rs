@@ -8,112 +8,26 @@
 //! logged and started again; the others never notice.
 
 pub mod check;
-pub mod forward;
-pub mod listing;
-pub mod projects;
-pub mod rebase;
-pub mod redirect;
-pub mod request;
-pub mod slot;
-pub mod upstream;
+pub(crate) mod forward;
+pub(crate) mod ids;
+pub(crate) mod listing;
+pub(crate) mod projects;
+pub(crate) mod rebase;
+pub(crate) mod redirect;
+pub(crate) mod request;
+pub(crate) mod shared;
+pub(crate) mod slot;
+pub(crate) mod socket;
+pub(crate) mod upstream;
 
-use crate::allowlist::Allowlist;
-use crate::config::{AgentConfig, BaseEndpoint};
+use crate::config::AgentConfig;
 use crate::net::dial::{Identity, Route};
-use crate::net::tls::Roots;
-use crate::observe::endpoint::Health;
-use crate::observe::gauge::StreamGauges;
-use crate::observe::metrics::AgentMetrics;
+use crate::net::tls::{Roots, TlsError};
 use log::{error, info, warn};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use shared::Shared;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
-
-/// State every slot reads; counters the health endpoint reports.
-pub struct Shared {
-    pub config: AgentConfig,
-    pub allowlist: Allowlist,
-    pub http: forward::Client,
-    pub identity: Identity,
-    /// Streams connected and streams busy right now.
-    pub gauges: StreamGauges,
-    /// Counters for `/metrics`.
-    pub metrics: AgentMetrics,
-    /// Which project paths the ids in request paths name.
-    pub ids: projects::Ids,
-    draining: AtomicBool,
-    alarm: Alarm,
-    codeload: BaseEndpoint,
-}
-
-/// Wakes slots sleeping in a backoff: at drain, and when one slot finds the gateway back
-/// after an outage (so the others reconnect at once instead of waiting out their backoff).
-#[derive(Default)]
-struct Alarm {
-    rings: Mutex<u64>,
-    bell: Condvar,
-}
-
-impl Alarm {
-    fn ring(&self) {
-        if let Ok(mut rings) = self.rings.lock() {
-            *rings += 1;
-        }
-        self.bell.notify_all();
-    }
-
-    /// Waits for `delay` or the next ring, whichever comes first.
-    fn nap(&self, delay: Duration) {
-        let Ok(rings) = self.rings.lock() else { return };
-        let seen = *rings;
-        let _ = self.bell.wait_timeout_while(rings, delay, |r| *r == seen);
-    }
-}
-
-impl Shared {
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::SeqCst)
-    }
-
-    /// Sleeps for `delay`, or less when the agent starts draining or another slot reached
-    /// the gateway; returns `true` when draining.
-    pub fn sleep_unless_draining(&self, delay: Duration) -> bool {
-        if self.is_draining() {
-            return true;
-        }
-        self.alarm.nap(delay);
-        self.is_draining()
-    }
-
-    /// Called by a slot that connected after failures: the others stop waiting.
-    pub fn gateway_is_back(&self) {
-        self.alarm.ring();
-    }
-
-    /// The base endpoint on the `codeload.` subdomain (GitHub Enterprise subdomain isolation).
-    pub fn codeload_base(&self) -> &BaseEndpoint {
-        &self.codeload
-    }
-}
-
-impl Health for Shared {
-    fn gauges(&self) -> &StreamGauges {
-        &self.gauges
-    }
-
-    fn configured(&self) -> usize {
-        self.config.parallelism
-    }
-
-    fn draining(&self) -> bool {
-        self.is_draining()
-    }
-
-    fn metrics(&self) -> &AgentMetrics {
-        &self.metrics
-    }
-}
 
 /// A running agent.
 pub struct Agent {
@@ -126,7 +40,7 @@ pub struct Agent {
 
 /// The two legs' transport, built once from the configuration: how the gateway is dialed
 /// (TLS trust, proxies) and the HTTP client for the VCS. Shared by the agent and `check`.
-pub fn legs(config: &AgentConfig) -> Result<(Route, forward::Client), String> {
+pub(crate) fn legs(config: &AgentConfig) -> Result<(Route, forward::Client), TlsError> {
     let roots = Roots::load(&config.custom_cas);
     info!("TLS trusts {}", roots.source);
     let route = Route {
@@ -160,26 +74,7 @@ impl Agent {
             let rules = config.blocklist.len();
             info!("blocklist: {rules} rules deny requests the allowlist allows, first match");
         }
-        let mut codeload = config.target.clone();
-        codeload.authority = format!("codeload.{}", codeload.authority);
-        codeload.host = format!("codeload.{}", codeload.host);
-        let shared = Arc::new(Shared {
-            allowlist: Allowlist::for_base(
-                config.vendor,
-                config.allowed_projects.clone(),
-                &config.target.host,
-                &config.target.path,
-            ),
-            http,
-            identity,
-            gauges: StreamGauges::default(),
-            metrics: Default::default(),
-            ids: projects::Ids::new(projects::CAPACITY, projects::TTL),
-            draining: AtomicBool::new(false),
-            alarm: Alarm::default(),
-            codeload,
-            config,
-        });
+        let shared = Arc::new(Shared::new(config, http, identity));
         info!(
             "agent {} starting {} streams to {} for {} at {} (vendor {})",
             shared.identity.instance,
@@ -216,8 +111,7 @@ impl Agent {
 
     /// Starts a graceful drain: nothing new is taken, requests in flight finish.
     pub fn drain(&self) {
-        self.shared.draining.store(true, Ordering::SeqCst);
-        self.shared.alarm.ring();
+        self.shared.start_draining();
     }
 
     /// Waits for every slot to end, at most `timeout`; `true` when all ended.
@@ -269,8 +163,7 @@ fn restart_on_panic(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicU32;
-    use std::time::Instant;
+    use std::sync::atomic::{AtomicU32, Ordering};
 
     #[test]
     fn a_panicking_slot_is_started_again() {
@@ -295,24 +188,5 @@ mod tests {
             panic!("boom");
         });
         assert_eq!(runs.load(Ordering::SeqCst), 1);
-    }
-
-    #[test]
-    fn the_alarm_cuts_a_nap_short() {
-        let alarm = Arc::new(Alarm::default());
-        let done = Arc::new(AtomicBool::new(false));
-        let (ringer, stop) = (Arc::clone(&alarm), Arc::clone(&done));
-        let started = Instant::now();
-        let handle = std::thread::spawn(move || {
-            // Ring until the napper has certainly started waiting and woke up.
-            while !stop.load(Ordering::SeqCst) {
-                ringer.ring();
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        });
-        alarm.nap(Duration::from_secs(30));
-        assert!(started.elapsed() < Duration::from_secs(5));
-        done.store(true, Ordering::SeqCst);
-        handle.join().unwrap();
     }
 }

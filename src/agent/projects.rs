@@ -23,90 +23,60 @@
 //! never parsed: they stream through in bounded pieces, and real servers compress them for
 //! clients that accept gzip (every Python client does), so learning from them would mean
 //! buffering and decompressing answers the agent otherwise never looks at. One lookup per
-//! id per [`TTL`] costs less.
+//! id per [`TTL`](super::ids::TTL) costs less.
 //!
-//! The cache holds at most [`CAPACITY`] ids; an entry lives [`TTL`], so a project renamed or
+//! The cache ([`super::ids`]) holds at most [`CAPACITY`](super::ids::CAPACITY) ids; an entry
+//! lives [`TTL`](super::ids::TTL), so a project renamed or
 //! transferred to another group is judged by its new path at most that long afterwards.
 //! When the cache is full, expired entries go first, then the oldest.
 
 use crate::agent::forward;
-use crate::agent::Shared;
+use crate::agent::shared::Shared;
 use crate::allowlist::{IdKind, ProjectId, Vendor};
 use serde_json::Value;
-use std::collections::HashMap;
 use std::io::Read;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
-/// Most ids remembered at once.
-pub const CAPACITY: usize = 10_000;
-/// How long an id is trusted to name the same path.
-pub const TTL: Duration = Duration::from_secs(300);
 /// Largest lookup answer read (a project's JSON is a few KiB).
 const LOOKUP_LIMIT: u64 = 1 << 20;
 /// Request headers that carry the caller's credentials, sent along with a lookup.
 const CREDENTIALS: [&str; 4] = ["authorization", "private-token", "job-token", "cookie"];
 
-/// A bounded map from `(scope, id)` to the project path, with an age per entry.
-pub struct Ids {
-    entries: Mutex<HashMap<(String, String), (String, Instant)>>,
-    capacity: usize,
-    ttl: Duration,
+/// Why an id could not be held to the project pattern: the reason the request is denied with.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ResolveError {
+    /// A pull request whose repository is outside the project its path names.
+    #[error("{id} is in {path}, not in the project {within} the path names")]
+    Outside {
+        /// The id as the request gave it.
+        id: String,
+        path: String,
+        within: String,
+    },
+    #[error("project id {id} could not be resolved: {why}")]
+    Unresolved { id: String, why: Lookup },
 }
 
-impl Ids {
-    pub fn new(capacity: usize, ttl: Duration) -> Ids {
-        Ids {
-            entries: Mutex::new(HashMap::new()),
-            capacity: capacity.max(1),
-            ttl,
-        }
-    }
-
-    fn key(scope: &str, id: &str) -> (String, String) {
-        (scope.to_ascii_lowercase(), id.to_ascii_lowercase())
-    }
-
-    /// The path `id` names, if learned less than the TTL ago.
-    pub fn get(&self, scope: &str, id: &str) -> Option<String> {
-        let entries = self.entries.lock().ok()?;
-        entries
-            .get(&Ids::key(scope, id))
-            .filter(|(_, at)| at.elapsed() < self.ttl)
-            .map(|(path, _)| path.clone())
-    }
-
-    /// Remembers that `id` names `path`.
-    pub fn learn(&self, scope: &str, id: &str, path: &str) {
-        let Ok(mut entries) = self.entries.lock() else {
-            return;
-        };
-        let key = Ids::key(scope, id);
-        if entries.len() >= self.capacity && !entries.contains_key(&key) {
-            let ttl = self.ttl;
-            entries.retain(|_, (_, at)| at.elapsed() < ttl);
-            if entries.len() >= self.capacity {
-                let oldest = entries.iter().min_by_key(|(_, (_, at))| *at);
-                if let Some(oldest) = oldest.map(|(k, _)| k.clone()) {
-                    entries.remove(&oldest);
-                }
-            }
-        }
-        entries.insert(key, (path.to_string(), Instant::now()));
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.lock().map(|e| e.len()).unwrap_or(0)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
+/// What went wrong with the lookup of an id.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Lookup {
+    /// The upstream failure's message.
+    #[error("{0}")]
+    Upstream(String),
+    #[error("the VCS answered {0} to the lookup")]
+    Status(u16),
+    #[error("the lookup answer is over 1 MiB")]
+    TooLarge,
+    #[error("the lookup answer is not JSON")]
+    NotJson,
+    #[error("the lookup answer names no project")]
+    NoProject,
+    #[error("the lookup answer is about another id")]
+    OtherId,
 }
 
 /// The path a project's JSON (a lookup answer or a listing entry) describes, for `vendor`;
 /// `org` is the Azure DevOps organisation the answer came from.
-pub fn path_of(vendor: Vendor, org: &str, entry: &Value) -> Option<String> {
+pub(crate) fn path_of(vendor: Vendor, org: &str, entry: &Value) -> Option<String> {
     let text = |v: &Value, field: &str| {
         v.get(field)
             .and_then(Value::as_str)
@@ -129,7 +99,7 @@ pub fn path_of(vendor: Vendor, org: &str, entry: &Value) -> Option<String> {
 }
 
 /// The id of a project's JSON as a path would spell it (a number, or a GUID in lower case).
-pub fn id_of(entry: &Value) -> Option<String> {
+pub(crate) fn id_of(entry: &Value) -> Option<String> {
     match entry.get("id")? {
         Value::Number(n) => n.as_u64().map(|n| n.to_string()),
         Value::String(s) if !s.is_empty() => Some(s.to_ascii_lowercase()),
@@ -178,7 +148,7 @@ fn path_for(vendor: Vendor, id: &ProjectId, entry: &Value) -> Option<String> {
 /// A pull request's repository must sit in the project the path names (by name, or by the
 /// GUID the `artifactId` gives): a policy evaluation under one project must not read
 /// another's.
-fn within(id: &ProjectId, path: &str) -> Result<(), String> {
+fn within(id: &ProjectId, path: &str) -> Result<(), ResolveError> {
     let IdKind::PullRequest { within } = &id.kind else {
         return Ok(());
     };
@@ -187,23 +157,28 @@ fn within(id: &ProjectId, path: &str) -> Result<(), String> {
     if project.eq_ignore_ascii_case(within) || guid.eq_ignore_ascii_case(within) {
         return Ok(());
     }
-    Err(format!(
-        "{id} is in {path}, not in the project {within} the path names"
-    ))
+    Err(ResolveError::Outside {
+        id: id.to_string(),
+        path: path.to_string(),
+        within: within.clone(),
+    })
 }
 
 /// The path `id` names: from the cache, or else from one lookup to the VCS with the caller's
 /// credential headers. `Err` is the reason to deny with.
-pub fn resolve(
+pub(crate) fn resolve(
     shared: &Shared,
     id: &ProjectId,
     caller: &[(impl AsRef<str>, impl AsRef<str>)],
-) -> Result<String, String> {
+) -> Result<String, ResolveError> {
     if let Some(path) = shared.ids.get(&id.scope, &cache_key(id)) {
         within(id, &path)?;
         return Ok(path);
     }
-    let failed = |why: String| format!("project id {id} could not be resolved: {why}");
+    let failed = |why: Lookup| ResolveError::Unresolved {
+        id: id.to_string(),
+        why,
+    };
     let mut headers: Vec<(&str, &str)> = caller
         .iter()
         .map(|(name, value)| (name.as_ref(), value.as_ref()))
@@ -214,26 +189,29 @@ pub fn resolve(
     let authority = &shared.config.target.authority;
     let none = forward::Payload::None;
     let response = forward::send(&shared.http, "GET", url, &headers, none, authority)
-        .map_err(|e| failed(e.message))?;
+        .map_err(|e| failed(Lookup::Upstream(e.message)))?;
     let status = response.status().as_u16();
     if status != 200 {
-        return Err(failed(format!("the VCS answered {status} to the lookup")));
+        return Err(failed(Lookup::Status(status)));
     }
     let mut text = Vec::new();
     response
         .into_body()
         .take(LOOKUP_LIMIT + 1)
         .read_to_end(&mut text)
-        .map_err(|e| failed(forward::classify_read(&e, authority).message))?;
+        .map_err(|e| {
+            failed(Lookup::Upstream(
+                forward::classify_read(&e, authority).message,
+            ))
+        })?;
     if text.len() as u64 > LOOKUP_LIMIT {
-        return Err(failed("the lookup answer is over 1 MiB".into()));
+        return Err(failed(Lookup::TooLarge));
     }
-    let entry: Value = serde_json::from_slice(&text)
-        .map_err(|_| failed("the lookup answer is not JSON".into()))?;
-    let path = path_for(shared.allowlist.vendor(), id, &entry)
-        .ok_or_else(|| failed("the lookup answer names no project".into()))?;
+    let entry: Value = serde_json::from_slice(&text).map_err(|_| failed(Lookup::NotJson))?;
+    let path =
+        path_for(shared.allowlist.vendor(), id, &entry).ok_or_else(|| failed(Lookup::NoProject))?;
     if !is_about(&entry, id) {
-        return Err(failed("the lookup answer is about another id".into()));
+        return Err(failed(Lookup::OtherId));
     }
     log::debug!("project id {id} is {path} (looked up)");
     shared.ids.learn(&id.scope, &cache_key(id), &path);
@@ -253,26 +231,6 @@ fn cache_key(id: &ProjectId) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn the_cache_stays_bounded() {
-        let ids = Ids::new(2, TTL);
-        ids.learn("", "5", "group/repo");
-        assert_eq!(ids.get("", "5").as_deref(), Some("group/repo"));
-        ids.learn("Acme", "ABC", "acme/p/r");
-        assert_eq!(ids.get("acme", "abc").as_deref(), Some("acme/p/r"));
-        ids.learn("", "6", "group/other");
-        assert_eq!(ids.len(), 2, "the oldest entry made room");
-        assert_eq!(ids.get("", "5"), None);
-        assert_eq!(ids.get("", "6").as_deref(), Some("group/other"));
-    }
-
-    #[test]
-    fn entries_expire() {
-        let ids = Ids::new(10, Duration::ZERO);
-        ids.learn("", "5", "group/repo");
-        assert_eq!(ids.get("", "5"), None, "older than the TTL");
-    }
 
     #[test]
     fn paths_per_vendor() {

@@ -45,15 +45,15 @@ use std::borrow::Cow;
 
 /// The longest string value held to see whether it is a URL to rewrite; a longer one passes
 /// as it is (no API URL is this long).
-pub const HELD_MAX: usize = 8 * 1024;
+pub(crate) const HELD_MAX: usize = 8 * 1024;
 
 /// The largest JSON answer of known length read whole, so that it leaves with its new
 /// `Content-Length`; a larger one, or one of unknown length, is rewritten as it streams and
 /// sent chunked.
-pub const WHOLE_MAX: usize = 1024 * 1024;
+pub(crate) const WHOLE_MAX: usize = 1024 * 1024;
 
 /// Where answers point back to: the front, the VCS's bases and the vendor.
-pub struct Rebase<'a> {
+pub(crate) struct Rebase<'a> {
     /// The caller's base URL for the pool, without a trailing `/`.
     front: &'a str,
     main: &'a BaseEndpoint,
@@ -72,7 +72,7 @@ fn has_dots(rest: &str) -> bool {
 }
 
 impl<'a> Rebase<'a> {
-    pub fn new(
+    pub(crate) fn new(
         front: &'a str,
         main: &'a BaseEndpoint,
         codeload: &'a BaseEndpoint,
@@ -89,7 +89,7 @@ impl<'a> Rebase<'a> {
     }
 
     /// The front URL for `url` when it is an absolute API URL on the VCS.
-    pub fn url(&self, url: &str) -> Option<String> {
+    pub(crate) fn url(&self, url: &str) -> Option<String> {
         let target = self.target(url)?;
         Some(format!("{}{target}", self.front))
     }
@@ -134,7 +134,7 @@ impl<'a> Rebase<'a> {
     }
 
     /// Rewrites `Link`, `Location` and `Content-Location`; the number of URLs rewritten.
-    pub fn headers(&self, status: u16, headers: &mut HeaderPairs) -> u64 {
+    pub(crate) fn headers(&self, status: u16, headers: &mut HeaderPairs) -> u64 {
         let mut count = 0;
         for (name, value) in headers.iter_mut() {
             let new = if name.eq_ignore_ascii_case("link") {
@@ -196,7 +196,7 @@ impl<'a> Rebase<'a> {
 
 /// Whether `target` (a path below the base endpoint, with its query) is one of the
 /// vendor's API or git paths rather than a page of its web UI.
-pub fn api_path(vendor: Vendor, target: &str) -> bool {
+pub(crate) fn api_path(vendor: Vendor, target: &str) -> bool {
     let path = target.split(['?', '#']).next().unwrap_or(target);
     let under = |prefix: &str| {
         path.strip_prefix(prefix)
@@ -222,7 +222,7 @@ pub fn api_path(vendor: Vendor, target: &str) -> bool {
 
 /// Whether the body of an answer with these headers is JSON to rewrite: its type JSON,
 /// its encoding none. `Err` names why a JSON body is left as it is.
-pub fn json_body(headers: &HeaderPairs) -> Result<bool, &'static str> {
+pub(crate) fn json_body(headers: &HeaderPairs) -> Result<bool, &'static str> {
     let value = |wanted: &str| {
         headers
             .iter()
@@ -242,7 +242,7 @@ pub fn json_body(headers: &HeaderPairs) -> Result<bool, &'static str> {
 
 /// Whether the agent asks the VCS for an uncompressed answer to `target` while rewriting:
 /// every request but git's smart-HTTP ones, whose answers are never JSON.
-pub fn asks_identity(target: &str) -> bool {
+pub(crate) fn asks_identity(target: &str) -> bool {
     let path = target.split('?').next().unwrap_or(target);
     !(path.ends_with("/info/refs")
         || path.ends_with("/git-upload-pack")
@@ -263,17 +263,17 @@ enum State {
 /// Rewrites the string values of a JSON body that are API URLs on the VCS, piece by piece.
 /// A body that is not valid JSON is scanned all the same: only whole strings that decode to
 /// such a URL change.
-pub struct BodyRewriter<'a> {
+pub(crate) struct BodyRewriter<'a> {
     rebase: &'a Rebase<'a>,
     prefixes: Vec<Vec<u8>>,
     state: State,
     held: Vec<u8>,
     /// URLs rewritten so far.
-    pub rewritten: u64,
+    pub(crate) rewritten: u64,
 }
 
 impl<'a> BodyRewriter<'a> {
-    pub fn new(rebase: &'a Rebase<'a>) -> BodyRewriter<'a> {
+    pub(crate) fn new(rebase: &'a Rebase<'a>) -> BodyRewriter<'a> {
         BodyRewriter {
             prefixes: rebase.prefixes(),
             rebase,
@@ -285,7 +285,7 @@ impl<'a> BodyRewriter<'a> {
 
     /// Rewrites one piece into `out` (cleared first); what may be a URL split across the
     /// end of the piece is held for the next.
-    pub fn piece(&mut self, mut input: &[u8], out: &mut Vec<u8>) {
+    pub(crate) fn piece(&mut self, mut input: &[u8], out: &mut Vec<u8>) {
         out.clear();
         out.reserve(input.len() + input.len() / 8);
         while !input.is_empty() {
@@ -298,7 +298,7 @@ impl<'a> BodyRewriter<'a> {
     }
 
     /// A whole body, rewritten.
-    pub fn whole(&mut self, body: &[u8]) -> Vec<u8> {
+    pub(crate) fn whole(&mut self, body: &[u8]) -> Vec<u8> {
         let (mut all, mut rest) = (Vec::new(), Vec::new());
         self.piece(body, &mut all);
         self.finish(&mut rest);
@@ -307,7 +307,7 @@ impl<'a> BodyRewriter<'a> {
     }
 
     /// What is left held at the end of the body (a string never closed), as it came.
-    pub fn finish(&mut self, out: &mut Vec<u8>) {
+    pub(crate) fn finish(&mut self, out: &mut Vec<u8>) {
         out.clear();
         out.append(&mut self.held);
         self.state = State::Outside;

@@ -33,7 +33,12 @@ use crate::protocol::HeaderPairs;
 
 /// Rewrites the `Location` of a 3xx answer to `target` (relative to `bases[0]`) when it
 /// points into one of `bases`; see the module documentation for the others.
-pub fn rewrite(status: u16, headers: &mut HeaderPairs, target: &str, bases: &[&BaseEndpoint]) {
+pub(crate) fn rewrite(
+    status: u16,
+    headers: &mut HeaderPairs,
+    target: &str,
+    bases: &[&BaseEndpoint],
+) {
     let Some(main) = bases.first() else {
         return;
     };

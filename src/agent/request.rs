@@ -12,15 +12,15 @@
 //! WebSocket, the next write here fails, and the upstream connection is dropped with the reader.
 
 use crate::agent::rebase::{self, BodyRewriter, Rebase};
-use crate::agent::slot::{Socket, StreamEnd};
-use crate::agent::Shared;
+use crate::agent::shared::Shared;
+use crate::agent::socket::{Socket, StreamEnd};
 use crate::agent::{forward, listing, projects, redirect};
 use crate::allowlist::{self, Allowed, BodyVerdict, Decision, DenialClass, Denied};
 use crate::observe::access::Access;
 use crate::observe::metrics::{AgentMetrics, Observation};
 use crate::observe::{redact_headers, redact_target};
 use crate::protocol::link::LinkError;
-use crate::protocol::{self, Control, ErrorKind, Frame, HeaderPairs, MAX_CHUNK};
+use crate::protocol::{self, Control, ErrorKind, Frame, HeaderPairs, ProtocolError, MAX_CHUNK};
 use log::info;
 use std::borrow::Cow;
 use std::io::{self, Read};
@@ -30,14 +30,14 @@ use tungstenite::{Bytes, Message};
 use forward::Response;
 
 /// A `request` frame's fields, borrowed from the frame.
-pub struct Request<'a> {
-    pub id: Cow<'a, str>,
-    pub method: Cow<'a, str>,
-    pub target: Cow<'a, str>,
-    pub headers: HeaderPairs<'a>,
-    pub body: bool,
+pub(crate) struct Request<'a> {
+    pub(crate) id: Cow<'a, str>,
+    pub(crate) method: Cow<'a, str>,
+    pub(crate) target: Cow<'a, str>,
+    pub(crate) headers: HeaderPairs<'a>,
+    pub(crate) body: bool,
     /// The base URL the caller used, when the gateway sends it ([`rebase`]).
-    pub front: Option<Cow<'a, str>>,
+    pub(crate) front: Option<Cow<'a, str>>,
 }
 
 /// What the access line says about one request; the line is written (and the request counted)
@@ -253,8 +253,23 @@ struct RequestBody<'a> {
     done: bool,
     bytes: u64,
     /// Set when the gateway side broke: the stream cannot go on.
-    broken: Option<String>,
+    broken: Option<BodyError>,
     idle_limit: Duration,
+}
+
+/// Why a request body could not be read from the gateway to its end.
+#[derive(Debug, Clone, thiserror::Error)]
+enum BodyError {
+    #[error("the request body stalled")]
+    Stalled,
+    /// What the WebSocket said.
+    #[error("gateway connection lost in a request body: {0}")]
+    Lost(String),
+    /// The frame that came instead of body data.
+    #[error("protocol violation: {0} inside a request body")]
+    Unexpected(&'static str),
+    #[error(transparent)]
+    Frame(ProtocolError),
 }
 
 impl<'a> RequestBody<'a> {
@@ -270,13 +285,11 @@ impl<'a> RequestBody<'a> {
         }
     }
 
-    fn next_piece(&mut self) -> Result<(), String> {
+    fn next_piece(&mut self) -> Result<(), BodyError> {
         let received = match self.socket.recv_timeout(self.idle_limit) {
             Ok(received) => received,
-            Err(LinkError::Timeout(_)) => return Err("the request body stalled".into()),
-            Err(LinkError::Socket(e)) => {
-                return Err(format!("gateway connection lost in a request body: {e}"))
-            }
+            Err(LinkError::Timeout(_)) => return Err(BodyError::Stalled),
+            Err(LinkError::Socket(e)) => return Err(BodyError::Lost(e.to_string())),
         };
         match received.frame() {
             Ok(Frame::Data(data)) => {
@@ -289,16 +302,13 @@ impl<'a> RequestBody<'a> {
                 self.done = true;
                 Ok(())
             }
-            Ok(other) => Err(format!(
-                "protocol violation: {} inside a request body",
-                protocol::describe(&other)
-            )),
-            Err(e) => Err(e.to_string()),
+            Ok(other) => Err(BodyError::Unexpected(protocol::describe(&other))),
+            Err(e) => Err(BodyError::Frame(e)),
         }
     }
 
     /// Reads and drops what is left, so the socket is positioned after the body.
-    fn skip_rest(&mut self) -> Result<(), String> {
+    fn skip_rest(&mut self) -> Result<(), BodyError> {
         if let Some(reason) = &self.broken {
             return Err(reason.clone());
         }
@@ -339,7 +349,7 @@ fn idle_limit(shared: &Shared) -> Duration {
 }
 
 /// Serves one request. `Err` means the stream is unusable and must be dropped.
-pub fn handle(
+pub(crate) fn handle(
     shared: &Shared,
     socket: &mut Socket,
     request: Request,
@@ -394,7 +404,8 @@ fn deny_unread(
     denied: Denied,
 ) -> Result<(), StreamEnd> {
     let mut body = RequestBody::new(socket, record.request.body, idle_limit(shared));
-    body.skip_rest().map_err(StreamEnd::Lost)?;
+    body.skip_rest()
+        .map_err(|e| StreamEnd::Lost(e.to_string()))?;
     record.bytes_in = body.bytes;
     Answer { socket }.deny(record, denied)
 }
@@ -461,7 +472,8 @@ fn forward_request(
     };
     record.upstream = Some(asked.elapsed());
     // The gateway writes the whole body before it reads an answer: consume it first.
-    body.skip_rest().map_err(StreamEnd::Lost)?;
+    body.skip_rest()
+        .map_err(|e| StreamEnd::Lost(e.to_string()))?;
     record.bytes_in = body.bytes + whole.map_or(0, |w| w.len() as u64);
     Ok(outcome)
 }
@@ -714,7 +726,8 @@ fn read_for_inspection(
         // A read error is kept in `body` and returned by `skip_rest` below.
         let _ = (&mut body).take(limit).read_to_end(&mut whole);
     }
-    body.skip_rest().map_err(StreamEnd::Lost)?;
+    body.skip_rest()
+        .map_err(|e| StreamEnd::Lost(e.to_string()))?;
     let inspection = match inspection {
         Ok(inspection) => inspection,
         Err(denied) => return Ok(Inspected::Denied(denied, body.bytes)),
@@ -730,7 +743,7 @@ fn read_for_inspection(
 
 /// The allowlist's verdict, with a project given by an id resolved to its path.
 fn admit(shared: &Shared, request: &Request) -> Result<Allowed, Denied> {
-    let decision = shared.allowlist.decide_request(
+    let decision = shared.allowlist.decide(
         &request.method,
         &request.target,
         &request.headers,
@@ -741,7 +754,7 @@ fn admit(shared: &Shared, request: &Request) -> Result<Allowed, Denied> {
         Decision::ById(mut allowed, id) => {
             let about = |d: Denied| d.about(allowed.description, Some(id.to_string()));
             let path = projects::resolve(shared, &id, &request.headers)
-                .map_err(|reason| about(Denied::project(reason)))?;
+                .map_err(|reason| about(Denied::project(reason.to_string())))?;
             if !shared.allowlist.allows_project(&path) {
                 let reason = format!("project {path} (id {id}) is not allowed");
                 let judged = Some(format!("{path} (id {id})"));
@@ -753,7 +766,8 @@ fn admit(shared: &Shared, request: &Request) -> Result<Allowed, Denied> {
     };
     // Projects a parameter names by id go through the same resolution.
     for (param, id) in std::mem::take(&mut allowed.param_ids) {
-        let path = projects::resolve(shared, &id, &request.headers).map_err(Denied::project)?;
+        let path = projects::resolve(shared, &id, &request.headers)
+            .map_err(|reason| Denied::project(reason.to_string()))?;
         if !shared.allowlist.allows_project(&path) {
             return Err(Denied::project(format!(
                 "project {path} (id {id}, from {param}) is not allowed"

@@ -8,17 +8,15 @@
 //! panics in a request (and is started again) leaves them right.
 
 use crate::agent::request::{self, Request};
-use crate::agent::Shared;
+use crate::agent::shared::Shared;
+use crate::agent::socket::{Socket, StreamEnd};
 use crate::net::dial::{self, DialError};
 use crate::net::Stream;
-use crate::protocol::link::{Link, LinkError};
+use crate::protocol::link::Link;
 use crate::protocol::{self, Control, Frame, Received, MAX_CHUNK};
 use log::{debug, error, info, warn};
 use std::time::{Duration, Instant};
 use tungstenite::{Bytes, Message, WebSocket};
-
-/// One stream's connection to the gateway.
-pub type Socket = Link<Stream>;
 
 /// How often an idle slot wakes up to look at drain and keepalive.
 const TICK: Duration = Duration::from_millis(250);
@@ -27,45 +25,12 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(180);
 /// A connection that lasted this long resets the backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(60);
 
-/// Why a stream ended.
-#[derive(Debug)]
-pub enum StreamEnd {
-    /// The gateway closed it (after our drain notice, or its own shutdown).
-    Closed,
-    /// The connection broke or the peer broke the protocol.
-    Lost(String),
-    /// The gateway closed the stream to cancel a request: not a failure, dial again at once.
-    Cancelled,
-    /// The stream reached its maximum age and was handed back: dial again at once.
-    Retired,
-}
-
-impl From<LinkError> for StreamEnd {
-    fn from(e: LinkError) -> StreamEnd {
-        match e {
-            LinkError::Socket(e) => e.into(),
-            other => StreamEnd::Lost(other.to_string()),
-        }
-    }
-}
-
-impl From<tungstenite::Error> for StreamEnd {
-    fn from(e: tungstenite::Error) -> StreamEnd {
-        match e {
-            tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => {
-                StreamEnd::Closed
-            }
-            other => StreamEnd::Lost(other.to_string()),
-        }
-    }
-}
-
 /// Exponential backoff with full jitter: the next wait is uniform in `[floor, min(cap, base·2ⁿ)]`.
 #[derive(Debug)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     attempt: u32,
-    pub base: Duration,
-    pub cap: Duration,
+    pub(crate) base: Duration,
+    pub(crate) cap: Duration,
 }
 
 impl Default for Backoff {
@@ -79,7 +44,7 @@ impl Default for Backoff {
 }
 
 impl Backoff {
-    pub fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         let ceiling = self
             .base
             .saturating_mul(1u32 << self.attempt.min(16))
@@ -90,11 +55,11 @@ impl Backoff {
     }
 
     /// Jumps straight to the cap (a refused token will not fix itself soon).
-    pub fn to_cap(&mut self) {
+    pub(crate) fn jump_to_cap(&mut self) {
         self.attempt = 16;
     }
 
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.attempt = 0;
     }
 }
@@ -108,7 +73,7 @@ fn random_unit() -> f64 {
 }
 
 /// Runs one slot until the agent drains.
-pub fn run(shared: &Shared, index: usize) {
+pub(crate) fn run(shared: &Shared, index: usize) {
     let mut backoff = Backoff::default();
     let mut buffer = vec![0u8; MAX_CHUNK];
     let mut failures_in_a_row = 0u32;
@@ -145,7 +110,7 @@ pub fn run(shared: &Shared, index: usize) {
             Err(DialError::Unauthorized(reason)) => {
                 failures_in_a_row += 1;
                 shared.metrics.dial_failed();
-                backoff.to_cap();
+                backoff.jump_to_cap();
                 error!("slot {index}: {}", DialError::Unauthorized(reason));
             }
             Err(e) => {
@@ -387,7 +352,7 @@ mod tests {
         assert!(draws.iter().any(|d| *d != draws[0]));
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(500));
-        b.to_cap();
+        b.jump_to_cap();
         let capped: Vec<Duration> = (0..50).map(|_| b.next_delay()).collect();
         assert!(capped.iter().any(|d| *d > Duration::from_secs(5)));
     }

@@ -39,7 +39,7 @@ use ureq_proto::http::{self, header, Request, Response};
 use ureq_proto::BodyMode;
 
 /// An idle connection older than this is closed instead of reused (ureq's default).
-pub const MAX_IDLE: Duration = Duration::from_secs(15);
+pub(crate) const MAX_IDLE: Duration = Duration::from_secs(15);
 /// Largest response head read (ureq's default).
 const MAX_HEAD: usize = 64 * 1024;
 /// Each connection's read buffer: one read can fill a whole body piece.
@@ -51,7 +51,7 @@ const AWAIT_100: Duration = Duration::from_secs(1);
 
 /// Why a request got no (complete) answer, by type.
 #[derive(Debug)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// No TCP connection to the VCS.
     Connect(tcp::ConnectError),
     /// The proxy gave no tunnel.
@@ -101,7 +101,7 @@ impl From<ureq_proto::Error> for Failure {
 }
 
 /// What a request sends as its body.
-pub enum Payload<'a> {
+pub(crate) enum Payload<'a> {
     None,
     /// Bytes at hand: sent again as they are if a reused connection was dead.
     Bytes(&'a [u8]),
@@ -110,10 +110,10 @@ pub enum Payload<'a> {
 }
 
 /// A request as the tunnel has it: built into `http` types for each attempt.
-pub struct Outgoing<'a> {
-    pub method: &'a str,
-    pub uri: &'a http::Uri,
-    pub headers: &'a [(&'a str, &'a str)],
+pub(crate) struct Outgoing<'a> {
+    pub(crate) method: &'a str,
+    pub(crate) uri: &'a http::Uri,
+    pub(crate) headers: &'a [(&'a str, &'a str)],
 }
 
 impl Outgoing<'_> {
@@ -137,10 +137,10 @@ impl Outgoing<'_> {
 /// Where a connection goes: the key of the pool. A request's borrows its host from the
 /// request's URL; a connection keeps its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target<'a> {
-    pub tls: bool,
-    pub host: Cow<'a, str>,
-    pub port: u16,
+pub(crate) struct Target<'a> {
+    pub(crate) tls: bool,
+    pub(crate) host: Cow<'a, str>,
+    pub(crate) port: u16,
 }
 
 impl fmt::Display for Target<'_> {
@@ -236,12 +236,12 @@ impl fmt::Display for Key {
 }
 
 /// The settings of every connection.
-pub struct Settings {
-    pub tls: Arc<ClientConfig>,
-    pub connect_timeout: Duration,
+pub(crate) struct Settings {
+    pub(crate) tls: Arc<ClientConfig>,
+    pub(crate) connect_timeout: Duration,
     /// Idle read and write timeout, and the total for an answer's head.
-    pub read_timeout: Duration,
-    pub max_idle: usize,
+    pub(crate) read_timeout: Duration,
+    pub(crate) max_idle: usize,
 }
 
 /// One connection to the VCS with its buffers.
@@ -271,13 +271,13 @@ impl Reusable for Connection {
 }
 
 /// The idle keep-alive connections, shared by every slot.
-pub struct Pool {
+pub(crate) struct Pool {
     settings: Settings,
     idle: keepalive::Pool<Connection>,
 }
 
 impl Pool {
-    pub fn new(settings: Settings) -> Arc<Pool> {
+    pub(crate) fn new(settings: Settings) -> Arc<Pool> {
         let limits = keepalive::Limits {
             max_age: MAX_IDLE,
             per_key: settings.max_idle,
@@ -291,7 +291,7 @@ impl Pool {
 
     /// Sends the request to `target` (through `proxy`, if any) and reads the answer's head;
     /// the body is read from the returned response.
-    pub fn send(
+    pub(crate) fn send(
         self: &Arc<Pool>,
         outgoing: &Outgoing,
         target: &Target,
@@ -599,14 +599,15 @@ struct Reading {
 
 /// The answer's body. Read to the end, its connection goes back to the pool; dropped before
 /// that, the connection is closed.
-pub struct Body {
+pub(crate) struct Body {
     state: Option<Reading>,
     pool: Option<Arc<Pool>>,
 }
 
 impl Body {
     /// A body with nothing in it.
-    pub fn empty() -> Body {
+    #[cfg(test)]
+    pub(crate) fn empty() -> Body {
         Body {
             state: None,
             pool: None,

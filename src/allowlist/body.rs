@@ -18,16 +18,19 @@
 //! An inspected body with a `Content-Encoding` is denied: its bytes are not what the
 //! server would parse.
 
+use super::denied::Denied;
 use super::graphql;
+use super::list::Allowlist;
+use super::matcher::BodyCheck;
 use super::query::{Params, METHOD_PARAM};
-use super::{Allowed, Allowlist, BodyCheck, Denied};
+use super::verdict::Allowed;
 
 /// Largest body read whole for inspection.
-pub const MAX_BODY: usize = graphql::MAX_BODY;
+pub(crate) const MAX_BODY: usize = graphql::MAX_BODY;
 
 impl Inspection {
     /// The denial for a body over [`MAX_BODY`].
-    pub fn too_large(self) -> Denied {
+    pub(crate) fn too_large(self) -> Denied {
         Denied::path(match self {
             Inspection::Graphql => format!(
                 "GraphQL body over {} KiB cannot be inspected",
@@ -52,15 +55,15 @@ pub enum Inspection {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BodyVerdict {
     /// What the request was for, in more words than the rule (`GraphQL query Name: repository`).
-    pub description: Option<String>,
+    pub(crate) description: Option<String>,
     /// Projects the body names.
-    pub projects: Vec<String>,
+    pub(crate) projects: Vec<String>,
 }
 
 impl Allowlist {
     /// Whether the agent must read the body whole and call [`check_body`](Self::check_body)
     /// before forwarding; a multipart body is denied here.
-    pub fn body_inspection(
+    pub(crate) fn body_inspection(
         &self,
         method: &str,
         allowed: &Allowed,
@@ -120,7 +123,11 @@ impl Allowlist {
     }
 
     /// Decides on a body read whole (at most [`MAX_BODY`] bytes).
-    pub fn check_body(&self, inspection: Inspection, body: &[u8]) -> Result<BodyVerdict, Denied> {
+    pub(crate) fn check_body(
+        &self,
+        inspection: Inspection,
+        body: &[u8],
+    ) -> Result<BodyVerdict, Denied> {
         match inspection {
             Inspection::Form => {
                 let text = String::from_utf8_lossy(body);
@@ -132,7 +139,7 @@ impl Allowlist {
                 Ok(BodyVerdict::default())
             }
             Inspection::Graphql => {
-                let inspected = graphql::inspect(body, self.inner.projects.as_ref())?;
+                let inspected = graphql::inspect(body, self.projects())?;
                 Ok(BodyVerdict {
                     description: Some(format!("GraphQL {}", inspected.summary)),
                     projects: inspected.projects,

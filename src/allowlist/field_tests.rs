@@ -1,6 +1,7 @@
 //! What the real client libraries and servers send, decided on purpose: the CI/CD operations
 //! a SaaS needs pass in both modes, Azure DevOps is read as its servers read it.
 
+use super::tests::Entry;
 use super::*;
 
 fn open(vendor: Vendor) -> Allowlist {
@@ -109,7 +110,7 @@ const GUID: &str = "3411ebc1-d5aa-464f-9615-0b527bc66719";
 const PROJECT_GUID: &str = "5e0c5b2a-9a53-4a8e-9e0d-0d7b2c1e6f00";
 
 fn by_id(list: &Allowlist, method: &str, target: &str) -> ProjectId {
-    match list.decide(method, target) {
+    match list.decide_target(method, target) {
         Ok(Decision::ById(_, id)) => id,
         other => panic!("{target}: {other:?}"),
     }
@@ -142,7 +143,7 @@ fn azure_guids_are_always_resolved_never_matched_as_text() {
     assert_eq!(d.class, DenialClass::Project, "{}", d.reason);
     // Without a project regex nothing needs resolving.
     assert!(matches!(
-        open(Vendor::AzureDevops).decide("GET", &target),
+        open(Vendor::AzureDevops).decide_target("GET", &target),
         Ok(Decision::Allowed(_))
     ));
 }
@@ -152,7 +153,7 @@ fn azure_policy_evaluations_are_held_to_the_pull_request_they_name() {
     let list = restricted(Vendor::AzureDevops, "acme/platform/infra");
     let artifact = format!("vstfs:///CodeReview/CodeReviewId/{PROJECT_GUID}/21");
     let target = format!("/acme/other/_apis/policy/evaluations?artifactId={artifact}");
-    let Ok(Decision::Allowed(allowed)) = list.decide("GET", &target) else {
+    let Ok(Decision::Allowed(allowed)) = list.decide_target("GET", &target) else {
         panic!("{target}");
     };
     let (param, id) = &allowed.param_ids[0];

@@ -33,7 +33,7 @@
 //! than 50 brackets (its own recursion limit), so a hostile document cannot exhaust the
 //! stack; fragment expansion is bounded here ([`MAX_DEPTH`], [`MAX_VISITS`]).
 
-use super::Denied;
+use super::denied::Denied;
 use graphql_parser::query::{
     parse_query, Definition, Document, Field, FragmentDefinition, OperationDefinition, Selection,
     SelectionSet, TypeCondition, Value, VariableDefinition,
@@ -47,11 +47,11 @@ pub(super) mod table;
 mod valid;
 
 /// Largest GraphQL body inspected; larger is denied.
-pub const MAX_BODY: usize = 256 * 1024;
+pub(crate) const MAX_BODY: usize = 256 * 1024;
 /// Deepest nesting of fragments in fragments.
-pub const MAX_DEPTH: usize = 64;
+pub(crate) const MAX_DEPTH: usize = 64;
 /// Most fields visited, fragments expanded (a bound on fragment fan-out).
-pub const MAX_VISITS: usize = 20_000;
+pub(crate) const MAX_VISITS: usize = 20_000;
 
 /// The mutations a CI/CD platform needs, and why. Nothing here writes code, refs,
 /// settings or permissions.
@@ -83,11 +83,11 @@ pub const MUTATIONS: &[(&str, &str)] = &[
 
 /// What the access line says, and the projects the document names.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Inspected {
+pub(crate) struct Inspected {
     /// `query Name: repository, viewer` (one entry per operation, `; `-separated).
-    pub summary: String,
+    pub(crate) summary: String,
     /// Every `owner/name` the document names, in order, without repeats.
-    pub projects: Vec<String>,
+    pub(crate) projects: Vec<String>,
 }
 
 type Doc = Document<'static, String>;
@@ -131,7 +131,7 @@ impl<'de> serde::Deserialize<'de> for UniqueMap {
 }
 
 /// Decides on one GraphQL body. `projects` is the project regex, `None` when unrestricted.
-pub fn inspect(body: &[u8], projects: Option<&Regex>) -> Result<Inspected, Denied> {
+pub(crate) fn inspect(body: &[u8], projects: Option<&Regex>) -> Result<Inspected, Denied> {
     let request: Body = serde_json::from_slice(body).map_err(|_| {
         Denied::path("GraphQL body is not a JSON object with a query string and unique keys")
     })?;

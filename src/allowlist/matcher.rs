@@ -33,18 +33,18 @@
 //! empty trailing segment. The project of a match is the decoded values of its project
 //! parameters, in order, joined by `/`; a rule without project parameters has none.
 
-use super::Denied;
+use super::denied::Denied;
 
 /// Longest path (bytes, before the `?`) accepted.
-pub const MAX_PATH_LEN: usize = 8192;
+pub(crate) const MAX_PATH_LEN: usize = 8192;
 /// Longest query (bytes, after the `?`) accepted.
-pub const MAX_QUERY_LEN: usize = 8192;
+pub(crate) const MAX_QUERY_LEN: usize = 8192;
 /// Percent-decoding levels looked through (`%25252e` is three levels).
 const MAX_DECODE_DEPTH: usize = 4;
 /// Segments a raw-rest ref (`{*branch}`) never contains: GitHub routes
 /// `branches/{branch}/protection…` to the branch protection settings, so a ref spelled
 /// across segments must not reach them.
-pub const REF_STOP: &[&str] = &["protection"];
+pub(crate) const REF_STOP: &[&str] = &["protection"];
 
 /// HTTP methods a rule may allow. `HEAD` is implied by `Get`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +71,7 @@ impl Method {
     }
 
     /// Exact, case-sensitive comparison; `HEAD` counts as `GET`.
-    pub fn allows(self, method: &str) -> bool {
+    pub(crate) fn allows(self, method: &str) -> bool {
         method == self.as_str() || (self == Method::Get && method == "HEAD")
     }
 }
@@ -103,28 +103,28 @@ pub enum BodyCheck {
 pub struct Rule {
     pub methods: &'static [Method],
     pub pattern: &'static str,
-    pub query: Query,
+    pub(crate) query: Query,
     pub description: &'static str,
     /// GitHub Enterprise codeload archive (see [`super::Allowed::codeload`]).
     pub codeload: bool,
     /// The answer lists projects across the VCS (see [`super::Allowed::listing`]).
-    pub listing: bool,
+    pub(crate) listing: bool,
     /// A target this rule allows (with the first of `methods`); the tests check it.
     pub example: &'static str,
     /// Why the rule is there: the vendor's API reference for the endpoint.
     pub source: &'static str,
     /// Query parameters that name another project; each is checked like the path's
     /// project (see [`super::Allowlist::check`]).
-    pub project_params: &'static [&'static str],
+    pub(crate) project_params: &'static [&'static str],
     /// How the body is checked.
-    pub body: BodyCheck,
+    pub(crate) body: BodyCheck,
     /// The endpoint reaches repositories its path does not name (a project-wide pull
     /// request id): denied while `SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS` is set.
-    pub unscoped: bool,
+    pub(crate) unscoped: bool,
 }
 
 impl Rule {
-    pub const fn new(
+    pub(crate) const fn new(
         methods: &'static [Method],
         pattern: &'static str,
         description: &'static str,
@@ -145,7 +145,7 @@ impl Rule {
         }
     }
 
-    pub const fn get(
+    pub(crate) const fn get(
         pattern: &'static str,
         description: &'static str,
         example: &'static str,
@@ -153,7 +153,7 @@ impl Rule {
         Rule::new(&[Method::Get], pattern, description, example)
     }
 
-    pub const fn post(
+    pub(crate) const fn post(
         pattern: &'static str,
         description: &'static str,
         example: &'static str,
@@ -161,7 +161,7 @@ impl Rule {
         Rule::new(&[Method::Post], pattern, description, example)
     }
 
-    pub const fn put(
+    pub(crate) const fn put(
         pattern: &'static str,
         description: &'static str,
         example: &'static str,
@@ -169,7 +169,7 @@ impl Rule {
         Rule::new(&[Method::Put], pattern, description, example)
     }
 
-    pub const fn patch(
+    pub(crate) const fn patch(
         pattern: &'static str,
         description: &'static str,
         example: &'static str,
@@ -177,7 +177,7 @@ impl Rule {
         Rule::new(&[Method::Patch], pattern, description, example)
     }
 
-    pub const fn delete(
+    pub(crate) const fn delete(
         pattern: &'static str,
         description: &'static str,
         example: &'static str,
@@ -186,45 +186,45 @@ impl Rule {
     }
 
     /// Require the query to be exactly `query`.
-    pub const fn with_query(mut self, query: &'static str) -> Rule {
+    pub(crate) const fn with_query(mut self, query: &'static str) -> Rule {
         self.query = Query::Exactly(query);
         self
     }
 
     /// Mark as a codeload archive.
-    pub const fn codeload(mut self) -> Rule {
+    pub(crate) const fn codeload(mut self) -> Rule {
         self.codeload = true;
         self
     }
 
     /// Mark as a listing of projects across the VCS.
-    pub const fn listing(mut self) -> Rule {
+    pub(crate) const fn listing(mut self) -> Rule {
         self.listing = true;
         self
     }
 
     /// The vendor documentation the rule comes from.
-    pub const fn source(mut self, source: &'static str) -> Rule {
+    pub(crate) const fn source(mut self, source: &'static str) -> Rule {
         self.source = source;
         self
     }
 
     /// Query parameters naming another project.
-    pub const fn project_params(mut self, params: &'static [&'static str]) -> Rule {
+    pub(crate) const fn project_params(mut self, params: &'static [&'static str]) -> Rule {
         self.project_params = params;
         self
     }
 
     /// The body is a GraphQL document to inspect, and the target has no query (Rails would
     /// merge its parameters with the body's).
-    pub const fn graphql(mut self) -> Rule {
+    pub(crate) const fn graphql(mut self) -> Rule {
         self.body = BodyCheck::Graphql;
         self.query = Query::Absent;
         self
     }
 
     /// Denied while projects are restricted.
-    pub const fn unscoped(mut self) -> Rule {
+    pub(crate) const fn unscoped(mut self) -> Rule {
         self.unscoped = true;
         self
     }
@@ -236,13 +236,13 @@ impl Rule {
 
 /// One path segment of a canonical target.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Segment {
+pub(crate) struct Segment {
     /// As sent (still percent-encoded).
-    pub raw: String,
+    pub(crate) raw: String,
     /// Percent-decoded once, the way the server will read it.
-    pub decoded: Vec<u8>,
+    pub(crate) decoded: Vec<u8>,
     /// The segment contains an encoded slash (`%2F`).
-    pub encoded_slash: bool,
+    pub(crate) encoded_slash: bool,
 }
 
 /// A target that passed every canonicalisation rule. It is the input, unchanged, plus
@@ -261,16 +261,16 @@ impl Canonical {
     }
 
     /// The path (before `?`).
-    pub fn path(&self) -> &str {
+    pub(crate) fn path(&self) -> &str {
         &self.target[..self.path_len]
     }
 
     /// The query (after `?`), if there is a `?`.
-    pub fn query(&self) -> Option<&str> {
+    pub(crate) fn query(&self) -> Option<&str> {
         self.target.get(self.path_len + 1..)
     }
 
-    pub fn segments(&self) -> &[Segment] {
+    pub(crate) fn segments(&self) -> &[Segment] {
         &self.segments
     }
 

@@ -10,16 +10,16 @@
 //! occurrence of a repeated parameter is returned.
 
 /// The method-override parameter of Rails' `Rack::MethodOverride` and others.
-pub const METHOD_PARAM: &str = "_method";
+pub(crate) const METHOD_PARAM: &str = "_method";
 
 /// Decoded `(name, value)` pairs of a query or a form body, in order.
-pub struct Params {
+pub(crate) struct Params {
     pairs: Vec<(String, String)>,
 }
 
 impl Params {
     /// `query` is what follows `?` (or a whole form body); `None` has no parameters.
-    pub fn parse(query: Option<&str>) -> Params {
+    pub(crate) fn parse(query: Option<&str>) -> Params {
         let pairs = query
             .unwrap_or_default()
             .split(['&', ';'])
@@ -33,12 +33,12 @@ impl Params {
     }
 
     /// Whether some parameter is called `name` (after decoding; `name[]` counts).
-    pub fn any_named(&self, name: &str) -> bool {
+    pub(crate) fn any_named(&self, name: &str) -> bool {
         self.pairs.iter().any(|(n, _)| n == name)
     }
 
     /// Every value of `name`, decoded.
-    pub fn values(&self, name: &str) -> Vec<String> {
+    pub(crate) fn values(&self, name: &str) -> Vec<String> {
         self.pairs
             .iter()
             .filter(|(n, _)| n == name)

@@ -1,6 +1,43 @@
 use super::matcher::CompiledRule;
 use super::*;
 
+/// The ways the tests ask: the path alone, or a whole request, with ids settled or left.
+pub(super) trait Entry {
+    fn check(&self, method: &str, target: &str) -> Result<Allowed, Denied>;
+    fn decide_target(&self, method: &str, target: &str) -> Result<Decision, Denied>;
+    fn check_request(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(impl AsRef<str>, impl AsRef<str>)],
+        has_body: bool,
+    ) -> Result<Allowed, Denied>;
+}
+
+impl Entry for Allowlist {
+    fn check(&self, method: &str, target: &str) -> Result<Allowed, Denied> {
+        self.decide_target(method, target)
+            .and_then(Decision::settle)
+    }
+
+    fn decide_target(&self, method: &str, target: &str) -> Result<Decision, Denied> {
+        self.decide(method, target, &[] as &[(&str, &str)], false)
+    }
+
+    fn check_request(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(impl AsRef<str>, impl AsRef<str>)],
+        has_body: bool,
+    ) -> Result<Allowed, Denied> {
+        self.decide(method, target, headers, has_body)
+            .and_then(Decision::settle)
+    }
+}
+use std::fmt;
+use std::sync::Arc;
+
 const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 const NO_HEADERS: &[(&str, &str)] = &[];
 
@@ -1376,7 +1413,7 @@ fn form_bodies_are_inspected_for_method_overrides() {
 fn ids_the_regex_cannot_judge_are_left_to_resolve() {
     let gitlab = restricted(Vendor::Gitlab, "group/.*");
     let target = "/api/v4/projects/5/repository/branches";
-    match gitlab.decide("GET", target).unwrap() {
+    match gitlab.decide_target("GET", target).unwrap() {
         Decision::ById(allowed, id) => {
             assert_eq!(allowed.description, "List branches");
             assert_eq!((id.id.as_str(), id.scope.as_str()), ("5", ""));
@@ -1392,13 +1429,15 @@ fn ids_the_regex_cannot_judge_are_left_to_resolve() {
     // An id the regex lists needs no lookup; a path is judged by the regex alone.
     let listed = restricted(Vendor::Gitlab, "group/.*|5");
     assert!(matches!(
-        listed.decide("GET", target),
+        listed.decide_target("GET", target),
         Ok(Decision::Allowed(_))
     ));
-    assert!(gitlab.decide("GET", "/api/v4/projects/other%2Fx").is_err());
+    assert!(gitlab
+        .decide_target("GET", "/api/v4/projects/other%2Fx")
+        .is_err());
     // A digit-only project outside the API is a path, not an id.
     assert!(gitlab
-        .decide("GET", "/5.git/info/refs?service=git-upload-pack")
+        .decide_target("GET", "/5.git/info/refs?service=git-upload-pack")
         .is_err());
 
     let github = restricted(Vendor::GithubEnterprise, "acme/.*");
@@ -1409,7 +1448,7 @@ fn ids_the_regex_cannot_judge_are_left_to_resolve() {
         ),
         ("/repositories/1296269", "/repositories/1296269"),
     ] {
-        match github.decide("GET", target).unwrap() {
+        match github.decide_target("GET", target).unwrap() {
             Decision::ById(_, id) => assert_eq!(id.lookup, lookup),
             other => panic!("{other:?}"),
         }
@@ -1421,7 +1460,7 @@ fn ids_the_regex_cannot_judge_are_left_to_resolve() {
         "/Acme/platform/_apis/git/repositories/{}/commits",
         guid.to_uppercase()
     );
-    match azure.decide("GET", &target).unwrap() {
+    match azure.decide_target("GET", &target).unwrap() {
         Decision::ById(_, id) => {
             assert_eq!((id.id.as_str(), id.scope.as_str()), (guid, "acme"));
             assert_eq!(
@@ -1435,7 +1474,7 @@ fn ids_the_regex_cannot_judge_are_left_to_resolve() {
         other => panic!("{other:?}"),
     }
     assert!(azure
-        .decide("GET", "/acme/hr/_apis/git/repositories/infra")
+        .decide_target("GET", "/acme/hr/_apis/git/repositories/infra")
         .is_err());
     // A project given by its GUID: the repository is resolved by name within it.
     let project_guid = "5E0C5B2A-9A53-4A8E-9E0D-0D7B2C1E6F00";
@@ -1449,7 +1488,7 @@ fn ids_the_regex_cannot_judge_are_left_to_resolve() {
             "infra",
         ),
     ] {
-        match azure.decide("GET", &target).unwrap() {
+        match azure.decide_target("GET", &target).unwrap() {
             Decision::ById(_, id) => {
                 let repo = if lookup_repo == "infra" {
                     "infra"
@@ -1470,7 +1509,7 @@ fn ids_the_regex_cannot_judge_are_left_to_resolve() {
 
     let bitbucket = restricted(Vendor::BitbucketDatacenter, "PLAT/.*");
     assert!(bitbucket
-        .decide("GET", "/rest/api/1.0/projects/5/repos/5")
+        .decide_target("GET", "/rest/api/1.0/projects/5/repos/5")
         .is_err());
 }
 

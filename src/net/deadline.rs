@@ -35,18 +35,18 @@ fn reaper() -> &'static Arc<Reaper> {
 pub struct Watchable(Option<Arc<TcpStream>>);
 
 impl Watchable {
-    pub fn of(tcp: &TcpStream) -> Watchable {
+    pub(crate) fn of(tcp: &TcpStream) -> Watchable {
         Watchable(tcp.try_clone().ok().map(Arc::new))
     }
 
     /// Shuts the socket down if the returned watch still lives after `limit`.
-    pub fn watch(&self, limit: Duration) -> Watch {
+    pub(crate) fn watch(&self, limit: Duration) -> Watch {
         self.watch_to(limit, Shutdown::Both)
     }
 
     /// Shuts the socket's reading side down (a blocked read returns at once; an answer can
     /// still be written) if the returned watch still lives after `limit`.
-    pub fn watch_reads(&self, limit: Duration) -> Watch {
+    pub(crate) fn watch_reads(&self, limit: Duration) -> Watch {
         self.watch_to(limit, Shutdown::Read)
     }
 
@@ -73,7 +73,7 @@ struct Watched {
 }
 
 /// A socket being watched; dropping it ends the watch.
-pub struct Watch {
+pub(crate) struct Watch {
     key: Option<(Instant, u64)>,
 }
 

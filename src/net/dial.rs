@@ -16,28 +16,28 @@ use tungstenite::WebSocket;
 
 /// Who is dialing: sent with every upgrade.
 #[derive(Debug, Clone)]
-pub struct Identity {
-    pub metadata: BTreeMap<String, String>,
+pub(crate) struct Identity {
+    pub(crate) metadata: BTreeMap<String, String>,
     /// Shared by every stream of one agent process.
-    pub instance: String,
-    pub version: &'static str,
+    pub(crate) instance: String,
+    pub(crate) version: &'static str,
     /// How to get there: TLS trust, proxies, plaintext override.
-    pub route: Route,
+    pub(crate) route: Route,
 }
 
 /// The transport settings of a dial, shared by every stream of one agent process.
 #[derive(Clone, Default)]
-pub struct Route {
+pub(crate) struct Route {
     /// Trust for `wss://` gateways; `None` refuses `wss://` (only tests build it so).
-    pub tls: Option<Arc<rustls::ClientConfig>>,
-    pub proxy: ProxyConfig,
+    pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
+    pub(crate) proxy: ProxyConfig,
     /// `SPACELIFT_VCS_AGENT_DIAL_INSECURE`: a `wss://` gateway is dialed as plain `ws://`.
-    pub insecure: bool,
+    pub(crate) insecure: bool,
 }
 
 impl Route {
     /// A line for the start-up log: how `host_url` is reached (no secret in it).
-    pub fn describe(&self, host_url: &str) -> String {
+    pub(crate) fn describe(&self, host_url: &str) -> String {
         let Ok(address) = GatewayAddress::parse(host_url) else {
             return format!("gateway address \"{host_url}\" is not usable");
         };
@@ -73,13 +73,15 @@ impl fmt::Debug for Route {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DialError {
+pub(crate) enum DialError {
     /// 401: the pool id or key was refused.
     Unauthorized(String),
     /// Any other refusal by the gateway, with its status.
     Refused { status: u16, reason: String },
     /// The gateway could not be reached or the upgrade broke off.
     Failed(String),
+    /// The token names no address that can be dialed.
+    Address(AddressError),
 }
 
 impl fmt::Display for DialError {
@@ -93,6 +95,7 @@ impl fmt::Display for DialError {
                 write!(f, "the gateway refused the connection with {status}: {reason}")
             }
             DialError::Failed(reason) => f.write_str(reason),
+            DialError::Address(error) => error.fmt(f),
         }
     }
 }
@@ -100,41 +103,55 @@ impl fmt::Display for DialError {
 /// The parts of the token's `host` URL a dial needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayAddress {
-    pub tls: bool,
-    pub host: String,
-    pub port: u16,
+    pub(crate) tls: bool,
+    pub(crate) host: String,
+    pub(crate) port: u16,
     /// `ws[s]://host:port/prefix/agent/v1/connect`.
-    pub connect_url: String,
+    pub(crate) connect_url: String,
+}
+
+/// Why a gateway address was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    /// The address and what the URL parser said.
+    #[error("gateway address \"{url}\" is not a URL ({reason})")]
+    NotUrl { url: String, reason: String },
+    #[error("gateway address \"{0}\" must start with ws:// or wss://")]
+    Scheme(String),
+    #[error("gateway address \"{0}\" has no host")]
+    NoHost(String),
+    #[error("gateway address \"{0}\" has a port outside 1 to 65535")]
+    Port(String),
+    /// The address, redacted.
+    #[error("gateway address \"{0}\" must not have credentials, a query or a fragment")]
+    Extras(String),
 }
 
 impl GatewayAddress {
-    pub fn parse(host_url: &str) -> Result<GatewayAddress, String> {
-        let uri: ureq::http::Uri = host_url
-            .parse()
-            .map_err(|e| format!("gateway address \"{host_url}\" is not a URL ({e})"))?;
+    pub fn parse(host_url: &str) -> Result<GatewayAddress, AddressError> {
+        let uri: ureq::http::Uri =
+            host_url
+                .parse()
+                .map_err(|e: ureq::http::uri::InvalidUri| AddressError::NotUrl {
+                    url: host_url.to_string(),
+                    reason: e.to_string(),
+                })?;
         let tls = match uri.scheme_str() {
             Some("ws") => false,
             Some("wss") => true,
-            _ => {
-                return Err(format!(
-                    "gateway address \"{host_url}\" must start with ws:// or wss://"
-                ))
-            }
+            _ => return Err(AddressError::Scheme(host_url.to_string())),
         };
         let host = uri
             .host()
-            .ok_or_else(|| format!("gateway address \"{host_url}\" has no host"))?
+            .ok_or_else(|| AddressError::NoHost(host_url.to_string()))?
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_string();
         let port = explicit_port(&uri)
-            .map_err(|_| format!("gateway address \"{host_url}\" has a port outside 1 to 65535"))?
+            .map_err(|_| AddressError::Port(host_url.to_string()))?
             .unwrap_or(if tls { 443 } else { 80 });
         if uri.query().is_some() || host_url.contains(['#', '@']) {
-            return Err(format!(
-                "gateway address \"{}\" must not have credentials, a query or a fragment",
-                crate::observe::redact::url(host_url)
-            ));
+            return Err(AddressError::Extras(crate::observe::redact::url(host_url)));
         }
         let authority = uri.authority().map(|a| a.as_str()).unwrap_or_default();
         let prefix = uri.path().trim_end_matches('/');
@@ -153,11 +170,11 @@ impl GatewayAddress {
 
 /// A URL's port that is not a number from 1 to 65535.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PortOutOfRange;
+pub(crate) struct PortOutOfRange;
 
 /// The port written in a URL's authority: `Ok(None)` when there is none, `Err` when it is
 /// not a number from 1 to 65535 (`Uri::port` reads 70000 as no port at all).
-pub fn explicit_port(uri: &ureq::http::Uri) -> Result<Option<u16>, PortOutOfRange> {
+pub(crate) fn explicit_port(uri: &ureq::http::Uri) -> Result<Option<u16>, PortOutOfRange> {
     let Some(authority) = uri.authority() else {
         return Ok(None);
     };
@@ -195,7 +212,7 @@ fn metadata_header(metadata: &BTreeMap<String, String>) -> String {
 
 /// Dials the gateway at `host_url` (the token's host or another address of the same pool)
 /// and upgrades to an authenticated WebSocket.
-pub fn connect(
+pub(crate) fn connect(
     token: &Token,
     host_url: &str,
     identity: &Identity,
@@ -206,14 +223,14 @@ pub fn connect(
 
 /// [`connect`] with `extra` headers on the upgrade; returns the gateway's upgrade answer too
 /// (a webhook relay reads the gateway's confirmation from it).
-pub fn connect_with(
+pub(crate) fn connect_with(
     token: &Token,
     host_url: &str,
     identity: &Identity,
     timeout: Duration,
     extra: &[(&'static str, &str)],
 ) -> Result<(WebSocket<Stream>, tungstenite::handshake::client::Response), DialError> {
-    let address = GatewayAddress::parse(host_url).map_err(DialError::Failed)?;
+    let address = GatewayAddress::parse(host_url).map_err(DialError::Address)?;
     let use_tls = address.tls && !identity.route.insecure;
     let stream = transport(&address, &identity.route, use_tls, timeout)?;
     let connect_url = if address.tls && !use_tls {
@@ -341,7 +358,7 @@ mod tests {
             "ws://u:pw@gw",
             "ws://gw/#x",
         ] {
-            let err = GatewayAddress::parse(bad).unwrap_err();
+            let err = GatewayAddress::parse(bad).unwrap_err().to_string();
             assert!(err.starts_with("gateway address \""), "{bad}: {err}");
             assert!(!err.contains("pw"), "{err}");
         }

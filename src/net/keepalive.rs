@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 /// What a look at an idle connection's socket found, without waiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Probe {
+pub(crate) enum Probe {
     /// Nothing to read and not closed: the connection may carry a request.
     Quiet,
     /// The far end closed (or reset) it: the usual end of an idle keep-alive connection.
@@ -44,7 +44,7 @@ pub enum Probe {
 }
 
 /// A connection a [`Pool`] can keep.
-pub trait Reusable {
+pub(crate) trait Reusable {
     /// Where the connection goes: what a request looks it up by.
     type Key: Display;
     fn key(&self) -> &Self::Key;
@@ -56,7 +56,7 @@ pub trait Reusable {
 
 /// Looks at a TCP socket without waiting and without taking anything off it: one
 /// `recv(MSG_PEEK | MSG_DONTWAIT)`.
-pub fn probe_tcp(tcp: &TcpStream) -> Probe {
+pub(crate) fn probe_tcp(tcp: &TcpStream) -> Probe {
     let mut byte = [MaybeUninit::<u8>::uninit(); 1];
     let flags = libc::MSG_PEEK | libc::MSG_DONTWAIT;
     match socket2::SockRef::from(tcp).recv_with_flags(&mut byte, flags) {
@@ -70,13 +70,13 @@ pub fn probe_tcp(tcp: &TcpStream) -> Probe {
 
 /// How many connections a pool keeps, and for how long.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// An idle connection older than this is closed instead of reused.
-    pub max_age: Duration,
+    pub(crate) max_age: Duration,
     /// Most idle connections kept for one key (the oldest goes first).
-    pub per_key: usize,
+    pub(crate) per_key: usize,
     /// Most idle connections kept in all.
-    pub total: usize,
+    pub(crate) total: usize,
 }
 
 struct Idle<C> {
@@ -85,7 +85,7 @@ struct Idle<C> {
 }
 
 /// Idle connections by where they go, shared by every thread.
-pub struct Pool<C> {
+pub(crate) struct Pool<C> {
     /// Who is at the far end, for the warning: "VCS", "replica".
     peer: &'static str,
     limits: Limits,
@@ -96,7 +96,7 @@ impl<C: Reusable> Pool<C>
 where
     C::Key: PartialEq,
 {
-    pub fn new(peer: &'static str, limits: Limits) -> Pool<C> {
+    pub(crate) fn new(peer: &'static str, limits: Limits) -> Pool<C> {
         Pool {
             peer,
             limits,
@@ -106,7 +106,7 @@ where
 
     /// The most recently kept connection to `key` that passes the probe; connections that
     /// fail it, or are too old, are closed on the way.
-    pub fn checkout<Q: ?Sized>(&self, key: &Q) -> Option<C>
+    pub(crate) fn checkout<Q: ?Sized>(&self, key: &Q) -> Option<C>
     where
         C::Key: PartialEq<Q>,
     {
@@ -131,7 +131,7 @@ where
 
     /// Keeps `connection`, whose answer was read to exactly where its framing ended, for the
     /// next request to where it goes; one holding bytes past that end is closed instead.
-    pub fn checkin(&self, connection: C) {
+    pub(crate) fn checkin(&self, connection: C) {
         let leftover = connection.leftover();
         if leftover > 0 {
             log::warn!(target: "keepalive",

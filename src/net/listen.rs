@@ -21,15 +21,15 @@ use std::time::{Duration, Instant};
 
 /// How many connections a port serves at once, and how many of them one peer address may hold.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub open: usize,
-    pub per_peer: usize,
+pub(crate) struct Limits {
+    pub(crate) open: usize,
+    pub(crate) per_peer: usize,
 }
 
 /// Serves `listener` on a background thread named `port`; each connection runs `handle` on a
 /// thread of its own named `connection`, at most `max_open` at once, none of them ever
 /// counted idle (for ports whose connections do not say).
-pub fn spawn(
+pub(crate) fn spawn(
     listener: TcpListener,
     port: &str,
     connection: &str,
@@ -46,7 +46,7 @@ pub fn spawn(
 }
 
 /// [`spawn`] with a limit per peer address; connections never count idle.
-pub fn spawn_limited(
+pub(crate) fn spawn_limited(
     listener: TcpListener,
     port: &str,
     connection: &str,
@@ -59,7 +59,7 @@ pub fn spawn_limited(
 }
 
 /// [`spawn`] for connections that say when they are idle, with a limit per peer address.
-pub fn spawn_with(
+pub(crate) fn spawn_with(
     listener: TcpListener,
     port: &str,
     connection: &str,
@@ -242,19 +242,19 @@ impl Table {
 
 /// One open connection, counted until its thread ends (even by a panic), or until the thread
 /// could not start and it is dropped unused, or until it is evicted.
-pub struct Presence {
+pub(crate) struct Presence {
     table: Arc<Table>,
     id: u64,
 }
 
 impl Presence {
     /// Waiting for a request head: may be closed to admit a new connection.
-    pub fn idle(&self) {
+    pub(crate) fn idle(&self) {
         self.set_idle(Some(Instant::now()));
     }
 
     /// Serving a request: never closed to admit another.
-    pub fn busy(&self) {
+    pub(crate) fn busy(&self) {
         self.set_idle(None);
     }
 

@@ -19,7 +19,7 @@ use std::net::{IpAddr, TcpStream};
 use std::time::Duration;
 
 /// Every variable [`ProxyConfig::from_vars`] reads, lower-case spelling first as curl does.
-pub const VARIABLES: &[&str] = &[
+pub(crate) const VARIABLES: &[&str] = &[
     "https_proxy",
     "HTTPS_PROXY",
     "http_proxy",
@@ -32,27 +32,39 @@ pub const VARIABLES: &[&str] = &[
 
 /// One proxy: where it is, which variable named it, and its optional Basic credentials.
 #[derive(Clone)]
-pub struct ProxyUrl {
+pub(crate) struct ProxyUrl {
     /// The variable it came from, for messages that say what to change.
-    pub variable: &'static str,
-    pub host: String,
-    pub port: u16,
+    pub(crate) variable: &'static str,
+    pub(crate) host: String,
+    pub(crate) port: u16,
     /// Percent-decoded user name and password.
-    pub credentials: Option<(String, Secret)>,
+    pub(crate) credentials: Option<(String, Secret)>,
+}
+
+/// Why a proxy variable's value was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ProxyError {
+    #[error("proxy scheme \"{0}\" is not supported: use an http:// proxy (CONNECT is used for TLS targets)")]
+    Scheme(String),
+    #[error("proxy credentials are not valid UTF-8 once decoded")]
+    Credentials,
+    /// The value, redacted.
+    #[error("expected a proxy URL such as http://proxy.corp:3128, got \"{0}\"")]
+    Shape(String),
+    #[error("\"{0}\" is not an address range such as 10.0.0.0/8")]
+    NotRange(String),
+    #[error("\"{raw}\": the prefix length must be from 0 to {max}")]
+    Prefix { raw: String, max: u8 },
 }
 
 impl ProxyUrl {
     /// Parses `[http://][user[:password]@]host[:port][/]`; only plain-HTTP proxies are supported.
-    pub fn parse(variable: &'static str, text: &str) -> Result<ProxyUrl, String> {
+    pub(crate) fn parse(variable: &'static str, text: &str) -> Result<ProxyUrl, ProxyError> {
         let text = text.trim();
         let rest = match text.split_once("://") {
             None => text,
             Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
-            Some((scheme, _)) => {
-                return Err(format!(
-                    "proxy scheme \"{scheme}\" is not supported: use an http:// proxy (CONNECT is used for TLS targets)"
-                ))
-            }
+            Some((scheme, _)) => return Err(ProxyError::Scheme(scheme.to_string())),
         };
         let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
         let (userinfo, hostport) = match authority.rsplit_once('@') {
@@ -67,19 +79,13 @@ impl ProxyUrl {
                     percent_encoding::percent_decode_str(part)
                         .decode_utf8()
                         .map(|s| s.into_owned())
-                        .map_err(|_| {
-                            "proxy credentials are not valid UTF-8 once decoded".to_string()
-                        })
+                        .map_err(|_| ProxyError::Credentials)
                 };
                 Some((decode(user)?, Secret::new(decode(password)?)))
             }
         };
-        let (host, port) = split_host_port(hostport).ok_or_else(|| {
-            format!(
-                "expected a proxy URL such as http://proxy.corp:3128, got \"{}\"",
-                redact::url(text)
-            )
-        })?;
+        let (host, port) =
+            split_host_port(hostport).ok_or_else(|| ProxyError::Shape(redact::url(text)))?;
         Ok(ProxyUrl {
             variable,
             host,
@@ -89,7 +95,7 @@ impl ProxyUrl {
     }
 
     /// `http://[***@]host:port`, safe for logs.
-    pub fn redacted(&self) -> String {
+    pub(crate) fn redacted(&self) -> String {
         let host = host_port(&self.host, self.port);
         match self.credentials {
             Some(_) => format!("http://{}@{host}", redact::MASK),
@@ -98,7 +104,7 @@ impl ProxyUrl {
     }
 
     /// The `Proxy-Authorization` value, when the URL carried credentials.
-    pub fn authorization(&self) -> Option<String> {
+    pub(crate) fn authorization(&self) -> Option<String> {
         self.credentials.as_ref().map(|(user, password)| {
             let pair = format!("{user}:{}", password.expose());
             format!(
@@ -116,7 +122,7 @@ impl fmt::Debug for ProxyUrl {
 }
 
 /// `host:port` with brackets around an IPv6 address.
-pub fn host_port(host: &str, port: u16) -> String {
+pub(crate) fn host_port(host: &str, port: u16) -> String {
     if host.contains(':') {
         format!("[{host}]:{port}")
     } else {
@@ -160,13 +166,13 @@ enum Bypass {
 
 /// The `NO_PROXY` list: hosts that are reached directly.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NoProxy(Vec<Bypass>);
+pub(crate) struct NoProxy(Vec<Bypass>);
 
 impl NoProxy {
     /// Parses a comma- (or space-) separated list. An address range whose prefix length
     /// does not fit its address (`10.0.0.0/33`) is an error: skipping it would send traffic
     /// meant to stay inside through the proxy.
-    pub fn parse(text: &str) -> Result<NoProxy, String> {
+    pub(crate) fn parse(text: &str) -> Result<NoProxy, ProxyError> {
         let mut entries = Vec::new();
         for raw in text.split([',', ' ', '\t']).map(str::trim) {
             if raw.is_empty() {
@@ -201,7 +207,7 @@ impl NoProxy {
     }
 
     /// Whether `host` (a name or an IP address, brackets allowed) bypasses the proxy.
-    pub fn matches(&self, host: &str) -> bool {
+    pub(crate) fn matches(&self, host: &str) -> bool {
         let host = host
             .trim_start_matches('[')
             .trim_end_matches(']')
@@ -221,23 +227,25 @@ impl NoProxy {
         })
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 }
 
 /// One `address/prefix` entry of `NO_PROXY`.
-fn cidr(raw: &str, addr: &str, bits: &str) -> Result<Bypass, String> {
+fn cidr(raw: &str, addr: &str, bits: &str) -> Result<Bypass, ProxyError> {
     let addr = addr.trim_start_matches('[').trim_end_matches(']');
     let ip: IpAddr = addr
         .parse()
-        .map_err(|_| format!("\"{raw}\" is not an address range such as 10.0.0.0/8"))?;
+        .map_err(|_| ProxyError::NotRange(raw.to_string()))?;
     let max = if ip.is_ipv4() { 32 } else { 128 };
     match bits.parse::<u8>() {
         Ok(bits) if bits <= max => Ok(Bypass::Cidr(ip, bits)),
-        _ => Err(format!(
-            "\"{raw}\": the prefix length must be from 0 to {max}"
-        )),
+        _ => Err(ProxyError::Prefix {
+            raw: raw.to_string(),
+            max,
+        }),
     }
 }
 
@@ -268,21 +276,21 @@ fn in_cidr(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
 
 /// The proxies in force for this process, and the hosts that bypass them.
 #[derive(Debug, Clone, Default)]
-pub struct ProxyConfig {
+pub(crate) struct ProxyConfig {
     /// For `https://` and `wss://` targets.
-    pub https: Option<ProxyUrl>,
+    pub(crate) https: Option<ProxyUrl>,
     /// For `http://` and `ws://` targets.
-    pub http: Option<ProxyUrl>,
-    pub no_proxy: NoProxy,
+    pub(crate) http: Option<ProxyUrl>,
+    pub(crate) no_proxy: NoProxy,
 }
 
 impl ProxyConfig {
     /// Reads `https_proxy`/`HTTPS_PROXY`, `http_proxy`/`HTTP_PROXY`, `all_proxy`/`ALL_PROXY`
     /// and `no_proxy`/`NO_PROXY` (lower case wins when both are set, as in curl). An empty
     /// value counts as unset. `Err` is `(variable, problem)`.
-    pub fn from_vars(
+    pub(crate) fn from_vars(
         vars: &BTreeMap<String, String>,
-    ) -> Result<ProxyConfig, (&'static str, String)> {
+    ) -> Result<ProxyConfig, (&'static str, ProxyError)> {
         let pick = |names: [&'static str; 2]| -> Option<(&'static str, &str)> {
             names.iter().find_map(|name| {
                 vars.get(*name)
@@ -291,14 +299,15 @@ impl ProxyConfig {
                     .map(|v| (*name, v))
             })
         };
-        let parse = |names: [&'static str; 2]| -> Result<Option<ProxyUrl>, (&'static str, String)> {
-            match pick(names) {
-                None => Ok(None),
-                Some((name, value)) => ProxyUrl::parse(name, value)
-                    .map(Some)
-                    .map_err(|e| (name, e)),
-            }
-        };
+        let parse =
+            |names: [&'static str; 2]| -> Result<Option<ProxyUrl>, (&'static str, ProxyError)> {
+                match pick(names) {
+                    None => Ok(None),
+                    Some((name, value)) => ProxyUrl::parse(name, value)
+                        .map(Some)
+                        .map_err(|e| (name, e)),
+                }
+            };
         let all = parse(["all_proxy", "ALL_PROXY"])?;
         let https = parse(["https_proxy", "HTTPS_PROXY"])?.or_else(|| all.clone());
         let http = parse(["http_proxy", "HTTP_PROXY"])?.or(all);
@@ -314,7 +323,7 @@ impl ProxyConfig {
     }
 
     /// The proxy for a target: `tls` is true for `https://`/`wss://`. `None` means direct.
-    pub fn for_target(&self, tls: bool, host: &str) -> Option<&ProxyUrl> {
+    pub(crate) fn for_target(&self, tls: bool, host: &str) -> Option<&ProxyUrl> {
         let proxy = if tls { &self.https } else { &self.http };
         proxy.as_ref().filter(|_| !self.no_proxy.matches(host))
     }
@@ -322,7 +331,7 @@ impl ProxyConfig {
 
 /// Why a `CONNECT` tunnel could not be opened; each says what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TunnelError {
+pub(crate) enum TunnelError {
     /// The proxy itself could not be reached.
     Unreachable(String),
     /// 407: credentials missing or wrong.
@@ -342,7 +351,7 @@ impl fmt::Display for TunnelError {
 }
 
 /// The sentence for a proxy that answered `CONNECT` with `status`.
-pub fn refusal(proxy: &ProxyUrl, target: &str, status: u16, reason: &str) -> TunnelError {
+pub(crate) fn refusal(proxy: &ProxyUrl, target: &str, status: u16, reason: &str) -> TunnelError {
     if status == 407 {
         let (what, fix) = if proxy.credentials.is_some() {
             ("refused the credentials", "check the user:password@ in")
@@ -372,7 +381,7 @@ pub fn refusal(proxy: &ProxyUrl, target: &str, status: u16, reason: &str) -> Tun
 
 /// Opens a TCP connection to `proxy` and asks it for a tunnel to `host:port`. The returned
 /// socket carries the target's bytes (TLS or WebSocket) from here on.
-pub fn connect_tunnel(
+pub(crate) fn connect_tunnel(
     proxy: &ProxyUrl,
     host: &str,
     port: u16,
@@ -482,7 +491,10 @@ mod tests {
             "http://u:secret@proxy:99999",
         ] {
             let err = ProxyUrl::parse("HTTPS_PROXY", bad).unwrap_err();
-            assert!(!err.contains("secret"), "{err} leaks the password");
+            assert!(
+                !err.to_string().contains("secret"),
+                "{err} leaks the password"
+            );
         }
     }
 
@@ -567,7 +579,7 @@ mod tests {
         ] {
             let err = NoProxy::parse(&format!("localhost,{text}")).unwrap_err();
             assert_eq!(
-                err,
+                err.to_string(),
                 format!("\"{text}\": the prefix length must be from 0 to {max}")
             );
         }

@@ -14,23 +14,23 @@ use std::time::{Duration, Instant};
 /// A minimum rate: `bytes_per_sec` over each `window`, after `grace`; 0 turns it off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MinRate {
-    pub bytes_per_sec: u64,
-    pub grace: Duration,
-    pub window: Duration,
+    pub(crate) bytes_per_sec: u64,
+    pub(crate) grace: Duration,
+    pub(crate) window: Duration,
 }
 
 /// The transfer fell below its minimum rate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("fewer than {bytes_per_sec} bytes/s in a {window:?} window (after a {grace:?} grace)")]
-pub struct TooSlow {
-    pub bytes_per_sec: u64,
-    pub window: Duration,
-    pub grace: Duration,
+pub(crate) struct TooSlow {
+    pub(crate) bytes_per_sec: u64,
+    pub(crate) window: Duration,
+    pub(crate) grace: Duration,
 }
 
 /// One transfer measured against a [`MinRate`].
 #[derive(Debug, Clone)]
-pub struct Meter {
+pub(crate) struct Meter {
     rate: MinRate,
     /// When the current window started (at first, when the grace ends).
     window_start: Instant,
@@ -40,7 +40,7 @@ pub struct Meter {
 
 impl Meter {
     /// A meter for a transfer starting `now`; `None` when the rate is off.
-    pub fn start(rate: MinRate, now: Instant) -> Option<Meter> {
+    pub(crate) fn start(rate: MinRate, now: Instant) -> Option<Meter> {
         (rate.bytes_per_sec > 0 && !rate.window.is_zero()).then(|| Meter {
             rate,
             window_start: now + rate.grace,
@@ -54,13 +54,13 @@ impl Meter {
     }
 
     /// When the current window ends: the transfer must have moved its share by then.
-    pub fn deadline(&self) -> Instant {
+    pub(crate) fn deadline(&self) -> Instant {
         self.window_start + self.rate.window
     }
 
     /// Counts `n` bytes moved at `now`: a window that got its share ends there and the next
     /// one starts; one that ended short of it fails the transfer.
-    pub fn moved(&mut self, n: usize, now: Instant) -> Result<(), TooSlow> {
+    pub(crate) fn moved(&mut self, n: usize, now: Instant) -> Result<(), TooSlow> {
         if now < self.window_start {
             return Ok(()); // The grace: nothing is counted, nothing is owed.
         }

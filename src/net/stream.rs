@@ -18,7 +18,7 @@ pub enum Stream {
 
 impl Stream {
     /// The TCP socket underneath, for timeouts and shutdown.
-    pub fn tcp(&self) -> &TcpStream {
+    pub(crate) fn tcp(&self) -> &TcpStream {
         match self {
             Stream::Plain(s) => s,
             Stream::TlsClient(s) => &s.sock,
@@ -26,11 +26,11 @@ impl Stream {
         }
     }
 
-    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+    pub(crate) fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         self.tcp().set_read_timeout(timeout)
     }
 
-    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+    pub(crate) fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
         self.tcp().set_nonblocking(nonblocking)
     }
 
@@ -39,7 +39,7 @@ impl Stream {
     /// `close_notify` is a close, application data is unsolicited, and anything else (a
     /// session ticket, a record only partly arrived) counts as closed too, since the rest of
     /// a partial record cannot be told from the start of an answer.
-    pub fn probe(&mut self) -> Probe {
+    pub(crate) fn probe(&mut self) -> Probe {
         match self {
             Stream::Plain(tcp) => probe_tcp(tcp),
             Stream::TlsClient(s) => probe_tls(&mut s.conn, &s.sock),
@@ -53,7 +53,7 @@ impl Stream {
     /// not read yet. So this says goodbye first (TLS `close_notify`, then FIN), then reads and
     /// drops whatever the peer still sends until it closes, for at most `linger` and
     /// [`LINGER_BYTES`]: the same "lingering close" web servers do.
-    pub fn close_lingering(&mut self, linger: Duration) {
+    pub(crate) fn close_lingering(&mut self, linger: Duration) {
         match self {
             Stream::Plain(_) => {}
             Stream::TlsClient(s) => s.conn.send_close_notify(),
@@ -115,7 +115,7 @@ fn probe_tls<D>(conn: &mut ConnectionCommon<D>, sock: &TcpStream) -> Probe {
 }
 
 /// Most bytes [`Stream::close_lingering`] reads and drops before it closes anyway.
-pub const LINGER_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const LINGER_BYTES: usize = 16 * 1024 * 1024;
 
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -153,13 +153,13 @@ impl Write for Stream {
 
 /// Writes `first` then `second` with as few system calls as the stream allows (one, for a
 /// plain socket): a small answer's head and body leave in one packet.
-pub fn write_both<W: Write>(out: &mut W, first: &[u8], second: &[u8]) -> io::Result<()> {
+pub(crate) fn write_both<W: Write>(out: &mut W, first: &[u8], second: &[u8]) -> io::Result<()> {
     write_both_with(out, first, second, |_| Ok(()))
 }
 
 /// [`write_both`], telling `progress` how many bytes each system call took; an error it
 /// returns ends the write.
-pub fn write_both_with<W: Write>(
+pub(crate) fn write_both_with<W: Write>(
     out: &mut W,
     first: &[u8],
     second: &[u8],
@@ -183,7 +183,7 @@ pub fn write_both_with<W: Write>(
 }
 
 /// Whether an I/O error only means "nothing arrived in time".
-pub fn is_timeout(e: &io::Error) -> bool {
+pub(crate) fn is_timeout(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut

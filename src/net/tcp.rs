@@ -11,7 +11,7 @@ use std::time::Duration;
 
 /// Why no TCP connection could be opened.
 #[derive(Debug)]
-pub enum ConnectError {
+pub(crate) enum ConnectError {
     /// The name did not resolve.
     Resolve { host: String, error: io::Error },
     /// It resolved to no address at all.
@@ -27,7 +27,7 @@ pub enum ConnectError {
 
 impl ConnectError {
     /// Whether the last attempt ran out of time rather than being refused.
-    pub fn is_timeout(&self) -> bool {
+    pub(crate) fn is_timeout(&self) -> bool {
         matches!(self, ConnectError::Connect { error, .. } if crate::net::stream::is_timeout(error))
     }
 }
@@ -50,7 +50,7 @@ impl fmt::Display for ConnectError {
 impl std::error::Error for ConnectError {}
 
 /// Opens a TCP connection with a timeout on each resolved address, `TCP_NODELAY` set.
-pub fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, ConnectError> {
+pub(crate) fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, ConnectError> {
     let addresses = (host, port)
         .to_socket_addrs()
         .map_err(|error| ConnectError::Resolve {

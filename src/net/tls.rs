@@ -20,22 +20,22 @@ use rustls::{
 use std::fmt;
 use std::io;
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The variables that add CAs, named in every "not trusted" message.
-pub const CA_HINT: &str =
+pub(crate) const CA_HINT: &str =
     "add its CA with SPACELIFT_VCS_AGENT_CA_CERT or SPACELIFT_VCS_AGENT_CA_CERT_FILE";
 
 /// The one crypto provider this program uses.
-pub fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
 /// Extra CAs from the operator; `Debug` shows only how many.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct CustomCas(pub Vec<CertificateDer<'static>>);
+pub(crate) struct CustomCas(pub Vec<CertificateDer<'static>>);
 
 impl fmt::Debug for CustomCas {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -43,46 +43,102 @@ impl fmt::Debug for CustomCas {
     }
 }
 
+/// Why a certificate, key or TLS configuration could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("not a valid PEM certificate bundle ({0})")]
+    Bundle(rustls::pki_types::pem::Error),
+    #[error("no certificate (-----BEGIN CERTIFICATE-----) in the PEM bundle")]
+    EmptyBundle,
+    #[error("not valid base64: expected a base64-encoded PEM bundle (base64 -w0 ca.pem)")]
+    NotBase64,
+    #[error("cannot read \"{path}\": {source}")]
+    ReadBundle { path: String, source: io::Error },
+    #[error("\"{path}\": {source}")]
+    InBundle { path: String, source: Box<TlsError> },
+    #[error("no usable CA certificate to trust")]
+    NoUsableCa,
+    #[error("TLS setup failed: {0}")]
+    Setup(rustls::Error),
+    #[error("{}: not a readable PEM certificate ({source})", .path.display())]
+    Certificate {
+        path: PathBuf,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("{}: not a readable PEM certificate chain ({source})", .path.display())]
+    Chain {
+        path: PathBuf,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("{}: no certificate in the file", .0.display())]
+    NoCertificate(PathBuf),
+    #[error("{}: not a readable PEM private key ({source})", .path.display())]
+    Key {
+        path: PathBuf,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("{}: not a usable CA certificate ({source})", .path.display())]
+    ClientCa {
+        path: PathBuf,
+        source: rustls::Error,
+    },
+    #[error("{}: {source}", .path.display())]
+    ClientVerifier {
+        path: PathBuf,
+        source: rustls::server::VerifierBuilderError,
+    },
+    #[error("{} and {} do not form a usable certificate and key: {source}", .cert.display(), .key.display())]
+    Pair {
+        cert: PathBuf,
+        key: PathBuf,
+        source: rustls::Error,
+    },
+}
+
 /// Every certificate in a PEM bundle; an error when there is none or one is malformed.
-pub fn parse_pem_bundle(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+pub(crate) fn parse_pem_bundle(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("not a valid PEM certificate bundle ({e})"))?;
+        .map_err(TlsError::Bundle)?;
     if certs.is_empty() {
-        return Err("no certificate (-----BEGIN CERTIFICATE-----) in the PEM bundle".into());
+        return Err(TlsError::EmptyBundle);
     }
     Ok(certs)
 }
 
 /// `SPACELIFT_VCS_AGENT_CA_CERT`: a base64-encoded PEM bundle (line breaks allowed).
-pub fn decode_base64_bundle(text: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+pub(crate) fn decode_base64_bundle(text: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     use base64::Engine;
     let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
     let pem = base64::engine::general_purpose::STANDARD
         .decode(compact.as_bytes())
-        .map_err(|_| {
-            "not valid base64: expected a base64-encoded PEM bundle (base64 -w0 ca.pem)".to_string()
-        })?;
+        .map_err(|_| TlsError::NotBase64)?;
     parse_pem_bundle(&pem)
 }
 
 /// `SPACELIFT_VCS_AGENT_CA_CERT_FILE`: a PEM bundle on disk.
-pub fn read_bundle_file(path: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read \"{path}\": {e}"))?;
-    parse_pem_bundle(&pem).map_err(|e| format!("\"{path}\": {e}"))
+pub(crate) fn read_bundle_file(path: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = std::fs::read(path).map_err(|source| TlsError::ReadBundle {
+        path: path.to_string(),
+        source,
+    })?;
+    parse_pem_bundle(&pem).map_err(|source| TlsError::InBundle {
+        path: path.to_string(),
+        source: Box::new(source),
+    })
 }
 
 /// The CAs the agent trusts, for both legs.
 #[derive(Clone)]
-pub struct Roots {
-    pub certs: Arc<Vec<CertificateDer<'static>>>,
+pub(crate) struct Roots {
+    pub(crate) certs: Arc<Vec<CertificateDer<'static>>>,
     /// Where they came from, for the start-up log line.
-    pub source: String,
+    pub(crate) source: String,
 }
 
 impl Roots {
     /// The system store (or the bundled Mozilla roots when it is empty) plus `custom`.
-    pub fn load(custom: &CustomCas) -> Roots {
+    pub(crate) fn load(custom: &CustomCas) -> Roots {
         let native = rustls_native_certs::load_native_certs();
         for error in native.errors.iter().take(3) {
             log::debug!("system CA store: {error}");
@@ -109,15 +165,15 @@ impl Roots {
     }
 
     /// A rustls client configuration trusting these roots.
-    pub fn client_config(&self) -> Result<Arc<ClientConfig>, String> {
+    pub(crate) fn client_config(&self) -> Result<Arc<ClientConfig>, TlsError> {
         let mut store = RootCertStore::empty();
         let (added, _ignored) = store.add_parsable_certificates(self.certs.iter().cloned());
         if added == 0 {
-            return Err("no usable CA certificate to trust".into());
+            return Err(TlsError::NoUsableCa);
         }
         let config = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS setup failed: {e}"))?
+            .map_err(TlsError::Setup)?
             .with_root_certificates(store)
             .with_no_client_auth();
         Ok(Arc::new(config))
@@ -125,17 +181,20 @@ impl Roots {
 }
 
 /// The gateway's certificate chain and key, from PEM files.
-pub fn server_config(cert_path: &Path, key_path: &Path) -> Result<Arc<ServerConfig>, String> {
+pub fn server_config(cert_path: &Path, key_path: &Path) -> Result<Arc<ServerConfig>, TlsError> {
     server_config_for_clients(cert_path, key_path, None)
 }
 
 /// The certificates of a PEM file, at least one.
-pub fn pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+pub fn pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("{}: not a readable PEM certificate ({e})", path.display()))?;
+        .map_err(|source| TlsError::Certificate {
+            path: path.to_path_buf(),
+            source,
+        })?;
     if certs.is_empty() {
-        return Err(format!("{}: no certificate in the file", path.display()));
+        return Err(TlsError::NoCertificate(path.to_path_buf()));
     }
     Ok(certs)
 }
@@ -147,38 +206,32 @@ pub fn server_config_for_clients(
     cert_path: &Path,
     key_path: &Path,
     client_ca: Option<&Path>,
-) -> Result<Arc<ServerConfig>, String> {
+) -> Result<Arc<ServerConfig>, TlsError> {
     let certs = CertificateDer::pem_file_iter(cert_path)
         .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| {
-            format!(
-                "{}: not a readable PEM certificate chain ({e})",
-                cert_path.display()
-            )
+        .map_err(|source| TlsError::Chain {
+            path: cert_path.to_path_buf(),
+            source,
         })?;
     if certs.is_empty() {
-        return Err(format!(
-            "{}: no certificate in the file",
-            cert_path.display()
-        ));
+        return Err(TlsError::NoCertificate(cert_path.to_path_buf()));
     }
-    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| {
-        format!(
-            "{}: not a readable PEM private key ({e})",
-            key_path.display()
-        )
+    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|source| TlsError::Key {
+        path: key_path.to_path_buf(),
+        source,
     })?;
     let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup failed: {e}"))?;
+        .map_err(TlsError::Setup)?;
     let builder = match client_ca {
         None => builder.with_no_client_auth(),
         Some(ca) => {
             let mut roots = RootCertStore::empty();
             for cert in pem_certificates(ca)? {
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("{}: not a usable CA certificate ({e})", ca.display()))?;
+                roots.add(cert).map_err(|source| TlsError::ClientCa {
+                    path: ca.to_path_buf(),
+                    source,
+                })?;
             }
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
                 Arc::new(roots),
@@ -186,17 +239,20 @@ pub fn server_config_for_clients(
             )
             .allow_unauthenticated()
             .build()
-            .map_err(|e| format!("{}: {e}", ca.display()))?;
+            .map_err(|source| TlsError::ClientVerifier {
+                path: ca.to_path_buf(),
+                source,
+            })?;
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let config = builder.with_single_cert(certs, key).map_err(|e| {
-        format!(
-            "{} and {} do not form a usable certificate and key: {e}",
-            cert_path.display(),
-            key_path.display()
-        )
-    })?;
+    let config = builder
+        .with_single_cert(certs, key)
+        .map_err(|source| TlsError::Pair {
+            cert: cert_path.to_path_buf(),
+            key: key_path.to_path_buf(),
+            source,
+        })?;
     Ok(Arc::new(config))
 }
 
@@ -212,7 +268,7 @@ pub enum HandshakeError {
 
 impl HandshakeError {
     /// One sentence about a handshake with `peer` (e.g. "the gateway at gw:443").
-    pub fn describe(&self, peer: &str) -> String {
+    pub(crate) fn describe(&self, peer: &str) -> String {
         match self {
             HandshakeError::Tls(e) => describe_tls_error(e, peer),
             HandshakeError::Io(e) => format!("TLS handshake with {peer} failed: {e}"),
@@ -225,7 +281,7 @@ impl HandshakeError {
 }
 
 /// The certificate problem in `error`, if that is what it is, in words that say what to do.
-pub fn describe_tls_error(error: &rustls::Error, peer: &str) -> String {
+pub(crate) fn describe_tls_error(error: &rustls::Error, peer: &str) -> String {
     match error {
         rustls::Error::InvalidCertificate(cert) => match cert {
             CertificateError::UnknownIssuer => {
@@ -261,7 +317,7 @@ pub fn describe_tls_error(error: &rustls::Error, peer: &str) -> String {
 }
 
 /// Finds a rustls error carried inside an I/O error (how rustls streams report them).
-pub fn rustls_error_in(error: &io::Error) -> Option<&rustls::Error> {
+pub(crate) fn rustls_error_in(error: &io::Error) -> Option<&rustls::Error> {
     error
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
@@ -322,7 +378,7 @@ fn io_error(e: io::Error) -> HandshakeError {
 }
 
 /// Client side: TLS to `host` over `tcp`, the handshake finished before returning.
-pub fn connect(
+pub(crate) fn connect(
     config: Arc<ClientConfig>,
     host: &str,
     mut tcp: TcpStream,
@@ -356,15 +412,21 @@ mod tests {
 
     #[test]
     fn bad_ca_inputs_are_refused() {
-        assert!(decode_base64_bundle("!!!").unwrap_err().contains("base64"));
+        assert!(matches!(
+            decode_base64_bundle("!!!"),
+            Err(TlsError::NotBase64)
+        ));
         use base64::Engine;
         let no_cert = base64::engine::general_purpose::STANDARD.encode("hello");
-        assert!(decode_base64_bundle(&no_cert)
-            .unwrap_err()
-            .contains("no certificate"));
-        assert!(read_bundle_file("/nonexistent/ca.pem")
-            .unwrap_err()
-            .contains("cannot read"));
+        assert!(matches!(
+            decode_base64_bundle(&no_cert),
+            Err(TlsError::EmptyBundle)
+        ));
+        let missing = read_bundle_file("/nonexistent/ca.pem").unwrap_err();
+        assert!(matches!(missing, TlsError::ReadBundle { .. }));
+        assert!(missing
+            .to_string()
+            .starts_with("cannot read \"/nonexistent/ca.pem\": "));
     }
 
     fn self_signed(dir: &Path) -> (Arc<ServerConfig>, CertificateDer<'static>) {

@@ -16,34 +16,34 @@ use std::time::Duration;
 
 /// The facts of one finished request.
 #[derive(Debug, Clone)]
-pub struct Access<'a> {
-    pub id: &'a str,
+pub(crate) struct Access<'a> {
+    pub(crate) id: &'a str,
     /// The pool this agent serves.
-    pub pool_id: &'a str,
-    pub method: &'a str,
+    pub(crate) pool_id: &'a str,
+    pub(crate) method: &'a str,
     /// Redacted path and query.
-    pub path: &'a str,
+    pub(crate) path: &'a str,
     /// What the request was for: the allowlist rule's description, `-` when none matched.
-    pub rule: &'a str,
-    pub project: Option<&'a str>,
-    pub status: Option<u16>,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    pub elapsed_ms: f64,
+    pub(crate) rule: &'a str,
+    pub(crate) project: Option<&'a str>,
+    pub(crate) status: Option<u16>,
+    pub(crate) bytes_in: u64,
+    pub(crate) bytes_out: u64,
+    pub(crate) elapsed_ms: f64,
     /// Error kind (`denied`, `upstream_timeout`, ...) when the request failed.
-    pub error: Option<&'a str>,
-    pub reason: Option<&'a str>,
+    pub(crate) error: Option<&'a str>,
+    pub(crate) reason: Option<&'a str>,
     /// The blocklist rule that denied the request.
-    pub blocked_by: Option<&'a str>,
+    pub(crate) blocked_by: Option<&'a str>,
     /// How many VCS URLs of the answer were pointed back through the gateway.
-    pub rewritten: Option<u64>,
+    pub(crate) rewritten: Option<u64>,
     /// Why the body of a JSON answer was left as the VCS wrote it (`compressed`).
-    pub not_rewritten: Option<&'a str>,
+    pub(crate) not_rewritten: Option<&'a str>,
 }
 
 impl Access<'_> {
     /// Writes the line: `info` when served, `warn` when it failed.
-    pub fn emit(&self) {
+    pub(crate) fn emit(&self) {
         let level = if self.error.is_some() {
             log::Level::Warn
         } else {
@@ -63,7 +63,7 @@ impl Access<'_> {
     }
 
     /// The text form.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         let mut line = format!(
             "id={} method={} path={} for=\"{}\" project={} status={} bytes_in={} bytes_out={} elapsed_ms={:.1}",
             self.id,
@@ -93,7 +93,7 @@ impl Access<'_> {
     }
 
     /// The JSON fields, in a fixed order.
-    pub fn fields(&self) -> Fields {
+    pub(crate) fn fields(&self) -> Fields {
         let text = |v: Option<&str>| v.map_or(Value::Null, Value::from);
         let (raw_path, query) = match self.path.split_once('?') {
             Some((path, query)) => (path, Some(query)),
@@ -132,7 +132,7 @@ impl Access<'_> {
 
 /// A duration as Go's `time.Duration` prints it: `0s`, `850ns`, `1.5µs`, `12.345ms`,
 /// `3.2s`, `1m3.2s`, `2h0m5s`.
-pub fn go_duration(d: Duration) -> String {
+pub(crate) fn go_duration(d: Duration) -> String {
     let ns = d.as_nanos();
     let with_fraction = |value: u128, unit: u128, suffix: &str| {
         let digits = unit.ilog10() as usize;

@@ -41,7 +41,7 @@ pub fn start(addr: SocketAddr, shared: Arc<dyn Health>) -> std::io::Result<Socke
 }
 
 /// What the endpoint answers for `method` and `path`: status, content type, body.
-pub fn reply(shared: &dyn Health, method: &str, path: &str) -> (u16, &'static str, String) {
+pub(crate) fn reply(shared: &dyn Health, method: &str, path: &str) -> (u16, &'static str, String) {
     if method != "GET" {
         return (405, "text/plain", "only GET is served here\n".into());
     }

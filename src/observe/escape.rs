@@ -18,13 +18,13 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 
 /// The most bytes of one value from outside a log line shows ([`bounded`]).
-pub const MAX_VALUE: usize = 1024;
+pub(crate) const MAX_VALUE: usize = 1024;
 /// The most bytes of one text log line (the message, before its newline).
-pub const MAX_LINE: usize = 8 * 1024;
+pub(crate) const MAX_LINE: usize = 8 * 1024;
 
 /// Whether `c` is written as an escape: a control character (C0, DEL, C1) or one that
 /// changes the direction text is shown in.
-pub fn is_unsafe(c: char) -> bool {
+pub(crate) fn is_unsafe(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
@@ -34,7 +34,7 @@ pub fn is_unsafe(c: char) -> bool {
 
 /// How an escaped character is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Style {
+pub(crate) enum Style {
     /// `\n`, `\x1b`, `\u{9b}`: for text lines and terminals.
     Text,
     /// `\u000a`: inside a JSON string.
@@ -61,7 +61,7 @@ fn push_escaped(out: &mut String, c: char, style: Style) {
 }
 
 /// `s` with every unsafe character escaped in `style`.
-pub fn escaped(s: &str, style: Style) -> Cow<'_, str> {
+pub(crate) fn escaped(s: &str, style: Style) -> Cow<'_, str> {
     if !may_need_escaping(s) || !s.chars().any(is_unsafe) {
         return Cow::Borrowed(s);
     }
@@ -83,7 +83,7 @@ pub fn text(s: &str) -> Cow<'_, str> {
 
 /// `s` cut to at most `max` bytes (at a character boundary), with a visible marker saying
 /// how much was left out.
-pub fn bounded(s: &str, max: usize) -> Cow<'_, str> {
+pub(crate) fn bounded(s: &str, max: usize) -> Cow<'_, str> {
     if s.len() <= max {
         return Cow::Borrowed(s);
     }
@@ -96,7 +96,7 @@ pub fn bounded(s: &str, max: usize) -> Cow<'_, str> {
 
 /// A value from outside for a log line: cut to [`MAX_VALUE`] bytes. (The line it goes into
 /// is escaped by [`line`].)
-pub fn value(s: &str) -> Cow<'_, str> {
+pub(crate) fn value(s: &str) -> Cow<'_, str> {
     bounded(s, MAX_VALUE)
 }
 
@@ -104,7 +104,7 @@ pub fn value(s: &str) -> Cow<'_, str> {
 /// Text lines are escaped and cut at [`MAX_LINE`]; JSON lines (whose C0 controls serde_json
 /// already escaped) get DEL, C1 and direction controls escaped inside their strings and are
 /// never cut, which would break them.
-pub fn line(line: &mut String, style: Style) {
+pub(crate) fn line(line: &mut String, style: Style) {
     if let Cow::Owned(safe) = escaped(line, style) {
         *line = safe;
     }

@@ -9,16 +9,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A count of things in progress.
 #[derive(Debug, Default)]
-pub struct Gauge(AtomicUsize);
+pub(crate) struct Gauge(AtomicUsize);
 
 impl Gauge {
     /// Counts one more until the returned guard is dropped.
-    pub fn raise(&self) -> Raised<'_> {
+    pub(crate) fn raise(&self) -> Raised<'_> {
         self.0.fetch_add(1, Ordering::SeqCst);
         Raised(self)
     }
 
-    pub fn get(&self) -> usize {
+    pub(crate) fn get(&self) -> usize {
         self.0.load(Ordering::SeqCst)
     }
 }
@@ -26,7 +26,7 @@ impl Gauge {
 /// One count on a [`Gauge`], taken back on drop.
 #[must_use = "the gauge is lowered as soon as the guard is dropped"]
 #[derive(Debug)]
-pub struct Raised<'a>(&'a Gauge);
+pub(crate) struct Raised<'a>(&'a Gauge);
 
 impl Drop for Raised<'_> {
     fn drop(&mut self) {
@@ -38,9 +38,9 @@ impl Drop for Raised<'_> {
 #[derive(Debug, Default)]
 pub struct StreamGauges {
     /// Streams connected to the gateway right now.
-    pub connected: Gauge,
+    pub(crate) connected: Gauge,
     /// Streams serving a request right now.
-    pub busy: Gauge,
+    pub(crate) busy: Gauge,
 }
 
 #[cfg(test)]

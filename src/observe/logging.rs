@@ -57,24 +57,24 @@ impl fmt::Display for LogFormat {
 }
 
 /// The levels `SPACELIFT_VCS_AGENT_LOG_LEVEL` accepts.
-pub const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+pub(crate) const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
 
 static JSON: AtomicBool = AtomicBool::new(false);
 
 /// Whether the JSON format is on (the access line builds its fields only then).
-pub fn is_json() -> bool {
+pub(crate) fn is_json() -> bool {
     JSON.load(Ordering::Relaxed)
 }
 
 /// Structured fields of a line, in output order.
-pub type Fields = Vec<(&'static str, Value)>;
+pub(crate) type Fields = Vec<(&'static str, Value)>;
 
 thread_local! {
     static FIELDS: RefCell<Option<Fields>> = const { RefCell::new(None) };
 }
 
 /// Runs `log` (one logging macro call) with `fields` attached to the JSON line it produces.
-pub fn with_fields(fields: Fields, log: impl FnOnce()) {
+pub(crate) fn with_fields(fields: Fields, log: impl FnOnce()) {
     FIELDS.with(|f| *f.borrow_mut() = Some(fields));
     log();
     FIELDS.with(|f| f.borrow_mut().take());
@@ -168,7 +168,7 @@ struct Pending {
 }
 
 /// The longest an access line waits in memory.
-pub const FLUSH_AFTER: Duration = Duration::from_millis(50);
+pub(crate) const FLUSH_AFTER: Duration = Duration::from_millis(50);
 /// A batch this large is written at once.
 const FLUSH_AT: usize = 32 * 1024;
 
@@ -272,7 +272,7 @@ thread_local! {
 }
 
 /// The most detailed level a dependency's record may have to be written.
-pub const DEPENDENCY_CEILING: log::Level = log::Level::Info;
+pub(crate) const DEPENDENCY_CEILING: log::Level = log::Level::Info;
 
 /// Whether a record's target is this crate's code: module paths of the library and of the
 /// gateway binary, and the names given by hand with `target:` (access lines, API events).
@@ -354,7 +354,13 @@ fn json_level(level: log::Level) -> &'static str {
 }
 
 /// One JSON line: `ts`, `level`, `target`, `msg`, then `fields` in their order.
-pub fn json_line(ts: &str, level: log::Level, target: &str, msg: &str, fields: &Fields) -> String {
+pub(crate) fn json_line(
+    ts: &str,
+    level: log::Level,
+    target: &str,
+    msg: &str,
+    fields: &Fields,
+) -> String {
     let mut line = String::with_capacity(128 + msg.len());
     line.push('{');
     let mut push = |name: &str, value: &Value| {

@@ -16,14 +16,14 @@ use std::time::Duration;
 
 /// A latency histogram over [`LATENCY_BUCKETS`] plus one overflow bucket.
 #[derive(Default)]
-pub struct Histogram {
+pub(crate) struct Histogram {
     buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
     sum_micros: AtomicU64,
     count: AtomicU64,
 }
 
 impl Histogram {
-    pub fn observe(&self, elapsed: Duration) {
+    pub(crate) fn observe(&self, elapsed: Duration) {
         let seconds = elapsed.as_secs_f64();
         let index = LATENCY_BUCKETS
             .iter()
@@ -52,17 +52,17 @@ impl Histogram {
 
 /// What one finished request adds to the counters.
 #[derive(Debug, Clone, Copy)]
-pub struct Observation {
-    pub rule: &'static str,
-    pub status: Option<u16>,
+pub(crate) struct Observation {
+    pub(crate) rule: &'static str,
+    pub(crate) status: Option<u16>,
     /// Error kind when the request failed.
-    pub error: Option<&'static str>,
+    pub(crate) error: Option<&'static str>,
     /// What the refusal was about, when the allowlist refused the request.
-    pub denial: Option<DenialClass>,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
+    pub(crate) denial: Option<DenialClass>,
+    pub(crate) bytes_in: u64,
+    pub(crate) bytes_out: u64,
     /// Time until the VCS answered (or failed), when the request reached it.
-    pub upstream: Option<Duration>,
+    pub(crate) upstream: Option<Duration>,
 }
 
 /// Every counter of one agent process.
@@ -91,7 +91,7 @@ fn snapshot<K: Ord + Clone>(map: &Mutex<BTreeMap<K, u64>>) -> Vec<(K, u64)> {
 }
 
 /// The `reason` label a denial class is counted under.
-pub fn denial_label(class: DenialClass) -> &'static str {
+pub(crate) fn denial_label(class: DenialClass) -> &'static str {
     match class {
         DenialClass::Project => "project",
         DenialClass::NoRule => "no_rule",
@@ -102,7 +102,7 @@ pub fn denial_label(class: DenialClass) -> &'static str {
 }
 
 impl AgentMetrics {
-    pub fn observe(&self, o: &Observation) {
+    pub(crate) fn observe(&self, o: &Observation) {
         bump(&self.requests, (o.rule, o.status.unwrap_or(0)));
         if let Some(kind) = o.error {
             bump(&self.errors, kind);
@@ -118,16 +118,16 @@ impl AgentMetrics {
     }
 
     /// A stream connected again after it had been connected, or after a failed dial.
-    pub fn reconnected(&self) {
+    pub(crate) fn reconnected(&self) {
         self.reconnects.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn dial_failed(&self) {
+    pub(crate) fn dial_failed(&self) {
         self.dial_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The scrape text, with the live stream gauges passed in.
-    pub fn render(&self, connected: usize, busy: usize, configured: usize) -> String {
+    pub(crate) fn render(&self, connected: usize, busy: usize, configured: usize) -> String {
         let mut out = Exposition::default();
         write_streams(&mut out, connected, busy, configured);
         self.write_outcomes(&mut out);

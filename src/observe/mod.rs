@@ -8,22 +8,17 @@
 //! configured URLs are only printed through [`redact`], the one place that decides what is a
 //! secret.
 
-pub mod access;
+pub(crate) mod access;
 pub mod endpoint;
 pub mod escape;
-pub mod gauge;
+pub(crate) mod gauge;
 pub mod logging;
-pub mod metrics;
-pub mod prometheus;
-pub mod redact;
-pub mod tally;
+pub(crate) mod metrics;
+pub(crate) mod prometheus;
+pub(crate) mod redact;
+pub(crate) mod tally;
 
 pub use logging::LogFormat;
 
-/// Starts text logging on stdout with `default_filter` unless `RUST_LOG` says otherwise.
-pub fn init_logging(default_filter: &str) {
-    logging::init(LogFormat::Text, None, default_filter);
-}
-
 // Short names for the two redactions every log line uses.
-pub use redact::{headers as redact_headers, target as redact_target};
+pub(crate) use redact::{headers as redact_headers, target as redact_target};

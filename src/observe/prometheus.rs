@@ -6,10 +6,10 @@
 use std::fmt::{Display, Write};
 
 /// The `Content-Type` of a scrape answer.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Upper bounds (seconds) of the latency histogram buckets; `+Inf` is implied.
-pub const LATENCY_BUCKETS: [f64; 13] = [
+pub(crate) const LATENCY_BUCKETS: [f64; 13] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
@@ -21,13 +21,13 @@ pub struct Exposition {
 
 impl Exposition {
     /// Starts a metric family: its `# HELP` and `# TYPE` lines.
-    pub fn family(&mut self, name: &str, kind: &str, help: &str) {
+    pub(crate) fn family(&mut self, name: &str, kind: &str, help: &str) {
         let _ = writeln!(self.out, "# HELP {name} {}", help.replace('\n', " "));
         let _ = writeln!(self.out, "# TYPE {name} {kind}");
     }
 
     /// One sample line: `name{label="value",...} value`.
-    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Display) {
+    pub(crate) fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Display) {
         self.out.push_str(name);
         if !labels.is_empty() {
             self.out.push('{');
@@ -44,7 +44,7 @@ impl Exposition {
 
     /// A histogram from per-bucket (not cumulative) counts over [`LATENCY_BUCKETS`] plus one
     /// overflow bucket, the sum in seconds and the total count.
-    pub fn histogram(&mut self, name: &str, buckets: &[u64], sum_seconds: f64, count: u64) {
+    pub(crate) fn histogram(&mut self, name: &str, buckets: &[u64], sum_seconds: f64, count: u64) {
         let mut cumulative = 0u64;
         for (bound, n) in LATENCY_BUCKETS.iter().zip(buckets) {
             cumulative += n;
@@ -59,7 +59,7 @@ impl Exposition {
         self.sample(&format!("{name}_count"), &[], count);
     }
 
-    pub fn finish(self) -> String {
+    pub(crate) fn finish(self) -> String {
         self.out
     }
 }

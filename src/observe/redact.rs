@@ -11,7 +11,7 @@
 //! `user:password@` becomes `***@`.
 
 /// What a secret is replaced with.
-pub const MASK: &str = "***";
+pub(crate) const MASK: &str = "***";
 
 /// Exact names (lower case) of query parameters whose values are secrets, besides those
 /// matched by [`SECRET_WORDS`].
@@ -34,7 +34,7 @@ const SECRET_WORDS: &[&str] = &[
 const SECRET_HEADERS: &[&str] = &["cookie", "set-cookie"];
 
 /// Whether a query parameter or header called `name` holds a secret.
-pub fn is_secret_name(name: &str) -> bool {
+pub(crate) fn is_secret_name(name: &str) -> bool {
     let once = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
     let twice = percent_encoding::percent_decode_str(&once).decode_utf8_lossy();
     let name = twice.replace('+', " ").trim().to_ascii_lowercase();
@@ -50,7 +50,7 @@ pub fn is_secret_name(name: &str) -> bool {
 
 /// A query (what follows `?`, without it) with the values of secret parameters masked;
 /// separators (`&`, `;`) and everything else stay as they were.
-pub fn query(query: &str) -> String {
+pub(crate) fn query(query: &str) -> String {
     let mut out = String::with_capacity(query.len());
     for piece in query.split_inclusive(['&', ';']) {
         let (pair, separator) = match piece.strip_suffix(['&', ';']) {
@@ -72,7 +72,7 @@ pub fn query(query: &str) -> String {
 
 /// A request target (`/path?query#fragment`) fit for a log: the path as it is, secret query
 /// and fragment parameters masked, cut to [`super::escape::MAX_VALUE`] bytes with a marker.
-pub fn target(target: &str) -> String {
+pub(crate) fn target(target: &str) -> String {
     let masked = match target.split_once('?') {
         Some((path, rest)) => format!("{path}?{}", query_and_fragment(rest)),
         None => match target.split_once('#') {
@@ -95,7 +95,7 @@ fn query_and_fragment(rest: &str) -> String {
 
 /// A header value fit for a log: `***` for a secret header, else the value with the query
 /// of any URL in it redacted (`Referer`, `Location`, `Link`).
-pub fn header(name: &str, value: &str) -> String {
+pub(crate) fn header(name: &str, value: &str) -> String {
     if is_secret_name(name) {
         return MASK.to_string();
     }
@@ -119,7 +119,7 @@ pub fn header(name: &str, value: &str) -> String {
 }
 
 /// A header list for a debug dump, secrets masked.
-pub fn headers(headers: &[(impl AsRef<str>, impl AsRef<str>)]) -> String {
+pub(crate) fn headers(headers: &[(impl AsRef<str>, impl AsRef<str>)]) -> String {
     headers
         .iter()
         .map(|(n, v)| (n.as_ref(), v.as_ref()))
@@ -131,7 +131,7 @@ pub fn headers(headers: &[(impl AsRef<str>, impl AsRef<str>)]) -> String {
 /// A URL an operator configured, fit for an error message or a log: `user:password@`
 /// becomes `***@` and secret query parameters are masked. Any `@` before the query counts
 /// as the end of credentials, so a password with a stray `@` or `/` is masked whole.
-pub fn url(text: &str) -> String {
+pub(crate) fn url(text: &str) -> String {
     let query_at = text.find(['?', '#']).unwrap_or(text.len());
     let (before, after) = text.split_at(query_at);
     let before = match before.rfind('@') {

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 pub const SUMMARY_EVERY: Duration = Duration::from_secs(5);
 
 /// Names counted apart per summary; further ones are counted as `(others)`.
-pub const MAX_KEYS: usize = 1024;
+pub(crate) const MAX_KEYS: usize = 1024;
 
 /// Names shown per count in one summary, at most.
 const SUMMARY_NAMES: usize = 5;
@@ -29,7 +29,7 @@ const EXAMPLES: usize = 3;
 
 /// Counts by name; past [`MAX_KEYS`] names, new ones go to one bucket.
 #[derive(Debug)]
-pub struct Counts<K> {
+pub(crate) struct Counts<K> {
     counts: HashMap<K, u64>,
     others: u64,
 }
@@ -44,7 +44,7 @@ impl<K> Default for Counts<K> {
 }
 
 impl<K: Hash + Eq + Display> Counts<K> {
-    pub fn add(&mut self, key: K) {
+    pub(crate) fn add(&mut self, key: K) {
         if let Some(n) = self.counts.get_mut(&key) {
             *n += 1;
         } else if self.counts.len() < MAX_KEYS {
@@ -54,16 +54,16 @@ impl<K: Hash + Eq + Display> Counts<K> {
         }
     }
 
-    pub fn total(&self) -> u64 {
+    pub(crate) fn total(&self) -> u64 {
         self.counts.values().sum::<u64>() + self.others
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.counts.is_empty() && self.others == 0
     }
 
     /// `a=3, b=1 (+2 more)`, the largest counts first; empties the counts.
-    pub fn take_top(&mut self) -> String {
+    pub(crate) fn take_top(&mut self) -> String {
         let mut counts: Vec<(K, u64)> = std::mem::take(&mut self.counts).into_iter().collect();
         counts.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
         let more = counts.len().saturating_sub(SUMMARY_NAMES);
@@ -85,12 +85,12 @@ impl<K: Hash + Eq + Display> Counts<K> {
 }
 
 /// One event of a flood: why, from where, for which pool, and what it looked like.
-pub struct Event<'a> {
-    pub reason: &'a str,
-    pub address: IpAddr,
-    pub pool: &'a str,
+pub(crate) struct Event<'a> {
+    pub(crate) reason: &'a str,
+    pub(crate) address: IpAddr,
+    pub(crate) pool: &'a str,
     /// Made only when the example is kept.
-    pub example: &'a dyn Fn() -> String,
+    pub(crate) example: &'a dyn Fn() -> String,
 }
 
 #[derive(Default)]
@@ -111,7 +111,7 @@ pub struct Tally {
 }
 
 impl Tally {
-    pub fn new(target: &'static str, what: &'static str) -> Tally {
+    pub(crate) fn new(target: &'static str, what: &'static str) -> Tally {
         Tally {
             what,
             target,
@@ -119,7 +119,7 @@ impl Tally {
         }
     }
 
-    pub fn count(&self, event: Event) {
+    pub(crate) fn count(&self, event: Event) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.by_reason.add(event.reason.chars().take(40).collect());
         state.by_address.add(event.address);

@@ -21,7 +21,7 @@ use tungstenite::{Message, WebSocket};
 
 /// Why no frame came.
 #[derive(Debug, thiserror::Error)]
-pub enum LinkError {
+pub(crate) enum LinkError {
     /// Nothing but pings and pongs within the limit given to [`Link::recv_timeout`].
     #[error("no frame within {0:?}")]
     Timeout(Duration),
@@ -42,7 +42,7 @@ pub struct Link<S> {
 }
 
 impl<S: Read + Write> Link<S> {
-    pub fn new(socket: WebSocket<S>) -> Link<S> {
+    pub(crate) fn new(socket: WebSocket<S>) -> Link<S> {
         Link {
             socket,
             last_heard: Instant::now(),
@@ -51,7 +51,7 @@ impl<S: Read + Write> Link<S> {
     }
 
     /// Waits one tick: `Ok(None)` when the tick passed with no message (or only a ping or pong).
-    pub fn recv(&mut self) -> Result<Option<Received>, LinkError> {
+    pub(crate) fn recv(&mut self) -> Result<Option<Received>, LinkError> {
         match self.socket.read() {
             Ok(message) => {
                 self.last_heard = Instant::now();
@@ -63,7 +63,7 @@ impl<S: Read + Write> Link<S> {
     }
 
     /// Waits for a message, at most about `limit` (checked at each tick).
-    pub fn recv_timeout(&mut self, limit: Duration) -> Result<Received, LinkError> {
+    pub(crate) fn recv_timeout(&mut self, limit: Duration) -> Result<Received, LinkError> {
         let since = Instant::now();
         loop {
             if let Some(frame) = self.recv()? {
@@ -78,7 +78,7 @@ impl<S: Read + Write> Link<S> {
     /// Waits for a message for as long as the peer keeps talking: gives up once it has been
     /// silent for `limit`, counted from this call or from the last thing it sent (a ping
     /// included), whichever is later. `Timeout` carries how long it was silent.
-    pub fn recv_while_heard(&mut self, limit: Duration) -> Result<Received, LinkError> {
+    pub(crate) fn recv_while_heard(&mut self, limit: Duration) -> Result<Received, LinkError> {
         let since = Instant::now();
         loop {
             if let Some(frame) = self.recv()? {
@@ -94,7 +94,10 @@ impl<S: Read + Write> Link<S> {
     /// Reads what already arrived, for a socket in non-blocking mode: the first message
     /// among at most `max`, `None` when nothing (or only pings and pongs) was waiting.
     /// Bounded, so a chatty peer cannot hold the reader.
-    pub fn recv_waiting(&mut self, max: usize) -> Result<Option<Received>, tungstenite::Error> {
+    pub(crate) fn recv_waiting(
+        &mut self,
+        max: usize,
+    ) -> Result<Option<Received>, tungstenite::Error> {
         for _ in 0..max {
             match self.socket.read() {
                 Ok(message) => {
@@ -111,23 +114,23 @@ impl<S: Read + Write> Link<S> {
     }
 
     /// How long since the peer sent anything at all.
-    pub fn silent_for(&self) -> Duration {
+    pub(crate) fn silent_for(&self) -> Duration {
         self.last_heard.elapsed()
     }
 
     /// Counts the peer as heard from now (the caller just finished an exchange with it).
-    pub fn heard(&mut self) {
+    pub(crate) fn heard(&mut self) {
         self.last_heard = Instant::now();
     }
 
     /// Sends a control frame at once.
-    pub fn send(&mut self, control: &Control<'_>) -> tungstenite::Result<()> {
+    pub(crate) fn send(&mut self, control: &Control<'_>) -> tungstenite::Result<()> {
         let message = self.encode(control);
         self.socket.send(message)
     }
 
     /// Puts a control frame in the write buffer; it leaves with the next [`Link::send`].
-    pub fn queue_control(&mut self, control: &Control<'_>) -> tungstenite::Result<()> {
+    pub(crate) fn queue_control(&mut self, control: &Control<'_>) -> tungstenite::Result<()> {
         let message = self.encode(control);
         self.socket.write(message)
     }
@@ -144,17 +147,17 @@ impl<S: Read + Write> Link<S> {
     }
 
     /// Sends a message at once (flushing whatever [`Link::queue`] left in the buffer).
-    pub fn send_message(&mut self, message: Message) -> tungstenite::Result<()> {
+    pub(crate) fn send_message(&mut self, message: Message) -> tungstenite::Result<()> {
         self.socket.send(message)
     }
 
     /// Puts a message in the write buffer; it leaves with the next [`Link::send`].
-    pub fn queue(&mut self, message: Message) -> tungstenite::Result<()> {
+    pub(crate) fn queue(&mut self, message: Message) -> tungstenite::Result<()> {
         self.socket.write(message)
     }
 
     /// Starts the closing handshake.
-    pub fn close(&mut self) -> tungstenite::Result<()> {
+    pub(crate) fn close(&mut self) -> tungstenite::Result<()> {
         self.socket.close(None)
     }
 
@@ -163,7 +166,7 @@ impl<S: Read + Write> Link<S> {
         self.socket.flush()
     }
 
-    pub fn get_ref(&self) -> &S {
+    pub(crate) fn get_ref(&self) -> &S {
         self.socket.get_ref()
     }
 }

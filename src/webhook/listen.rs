@@ -14,7 +14,7 @@ use super::events::{self, EventRule};
 use super::frames::{self, Event, Outcome};
 use super::settings::WebhookConfig;
 use super::AccessLine;
-use crate::agent::Shared;
+use crate::agent::shared::Shared;
 use crate::http1::{self, Framing, RequestHead};
 use crate::net::Stream;
 use crate::observe::tally::{self, Tally};

@@ -3,7 +3,7 @@
 //! patience runs out.
 
 use super::frames::{self, Event, Outcome, HEADER_RELAY, RELAY_ASKED, RELAY_CONFIRMED};
-use crate::agent::Shared;
+use crate::agent::shared::Shared;
 use crate::net::dial;
 use crate::net::Stream;
 use std::time::{Duration, Instant};

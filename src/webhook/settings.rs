@@ -58,7 +58,8 @@ pub fn from_vars(vars: &BTreeMap<String, String>) -> Result<Option<WebhookConfig
     };
     // Read once here, so an unusable certificate or key is a misconfiguration at start.
     if let Some((cert, key)) = &tls {
-        crate::net::tls::server_config(cert, key).map_err(|e| error(WEBHOOK_TLS_CERT, e))?;
+        crate::net::tls::server_config(cert, key)
+            .map_err(|e| error(WEBHOOK_TLS_CERT, e.to_string()))?;
     }
     let max_body = match get(WEBHOOK_MAX_BODY) {
         None => DEFAULT_MAX_BODY,

@@ -12,34 +12,20 @@ For Azure DevOps, VCS_TEST_AZURE_ORG is the path from FRONT to the organisation 
 collection the SDK is given (`acme`, `tfs/DefaultCollection`, or empty when the agent's base
 endpoint ends in the collection), VCS_TEST_AZURE_COLLECTION its name.
 
-Every request of every library carries `Vcs-Gateway-Authorization: <value>` when the
-environment variable VCS_TEST_GATEWAY_AUTHORIZATION is set (the gateway's caller
-authentication): the header is set on each requests.Session the libraries create.
-
-Prints one JSON object per step, {"step", "ok", "detail"}: a step expected to pass must
+Every request of every library carries the caller credential, and each step prints one JSON
+line (see steps.py): a step expected to pass must
 return what the stub answers; a step expected to be denied must fail with the agent's 403,
 and the library must show the agent's reason. Exit status 0 when every step went as
 expected, 1 otherwise.
 """
 
-import json
 import os
 import sys
 import urllib.parse
 
 import requests
 
-AUTH = os.environ.get("VCS_TEST_GATEWAY_AUTHORIZATION")
-_session_init = requests.Session.__init__
-
-
-def _session_with_gateway_auth(self, *args, **kwargs):
-    _session_init(self, *args, **kwargs)
-    if AUTH:
-        self.headers["Vcs-Gateway-Authorization"] = AUTH
-
-
-requests.Session.__init__ = _session_with_gateway_auth
+from steps import exit_status, passes, report  # before the client libraries: it patches requests
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 AZURE_REPO = "3411ebc1-d5aa-464f-9615-0b527bc66719"
@@ -48,26 +34,6 @@ AZURE_PROJECT = "5e0c5b2a-9a53-4a8e-9e0d-0d7b2c1e6f00"
 AZURE_HR_PROJECT = "7a7a7a7a-2222-4a8e-9e0d-0d7b2c1e6f00"
 DISCUSSION = "6a9c1750b37d513a43987b574953fceb50b03ce7"
 RESTRICTED = len(sys.argv) > 3 and sys.argv[3] == "restricted"
-failures = 0
-
-
-def report(step, ok, detail=""):
-    global failures
-    if not ok:
-        failures += 1
-    print(json.dumps({"step": step, "ok": ok, "detail": str(detail)[:400]}), flush=True)
-
-
-def passes(step, call, check=lambda result: True):
-    try:
-        result = call()
-    except Exception as e:  # the library's own error, reported as the step's failure
-        report(step, False, f"{type(e).__name__}: {e}")
-        return None
-    ok = check(result)
-    report(step, bool(ok), "" if ok else f"unexpected result: {result!r}")
-    return result
-
 
 def listed(allowed, others):
     """What a listing shows: the allowed entries, and the others too when unrestricted."""
@@ -453,7 +419,7 @@ def main():
     {"gitlab": gitlab, "github_enterprise": github, "bitbucket_datacenter": bitbucket, "azure_devops": azure}[vendor](
         front
     )
-    sys.exit(1 if failures else 0)
+    sys.exit(exit_status())
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 
 use crate::support::hostile_paths;
 
+use crate::support::CheckTarget;
 use hostile_paths::HOSTILE_PATHS;
 use proptest::prelude::*;
 use vcs_agent::allowlist::{canonicalize, project_pattern, Allowlist, Vendor};

@@ -19,6 +19,7 @@ mod ceilings;
 mod check;
 mod cli;
 mod hostile_agent;
+mod layout;
 mod metrics;
 mod original;
 mod panel_browser;

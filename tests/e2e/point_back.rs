@@ -10,7 +10,6 @@ use crate::support;
 
 use serde_json::{json, Value};
 use std::io::Read;
-use std::process::Command;
 use std::time::Duration;
 use support::upstream::{Recorded, Reply, Upstream};
 use support::*;
@@ -117,35 +116,14 @@ fn ghe_tunnel(pool: &str, agent_env: &[(&str, &str)], gateway_args: &[&str]) -> 
 
 #[test]
 fn pygithub_follows_the_urls_a_ghe_answers_with() {
-    let python = std::env::var("VCS_TEST_PYTHON").unwrap_or_else(|_| {
-        panic!("VCS_TEST_PYTHON is not set: run the tests with `bash scripts/test.sh`")
-    });
     let tunnel = ghe_tunnel("ghe-follow", &[], &[]);
     let front = tunnel.gateway.url("ghe-follow", "");
-    let home = TempDir::new("follow");
-    let mut command = Command::new(python);
-    command
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/clients/follow.py"
-        ))
-        .arg(&front)
-        .env(
-            "VCS_TEST_GATEWAY_AUTHORIZATION",
-            tunnel.gateway.caller_header().1,
-        )
-        .env("HOME", &home.0)
-        .env("NO_PROXY", "*")
-        .env_remove("HTTP_PROXY")
-        .env_remove("http_proxy");
-    let mut driver = Proc::spawn(command);
-    let status = driver.wait_exit(Duration::from_secs(120));
-    let steps: Vec<Value> = driver
-        .out
-        .lines()
-        .iter()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let authorization = tunnel.gateway.caller_header().1;
+    let Client {
+        status,
+        driver,
+        steps,
+    } = run_client("follow.py", &[&front], &authorization, &[]);
     assert!(
         status.success() && steps.len() == 8,
         "the driver failed:\n{}\n\nagent:\n{}",

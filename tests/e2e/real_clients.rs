@@ -12,7 +12,6 @@
 use crate::support;
 
 use serde_json::{json, Value};
-use std::process::Command;
 use std::time::Duration;
 use support::upstream::{Recorded, Reply, Upstream};
 use support::*;
@@ -23,12 +22,6 @@ const AZURE_REPO: &str = "3411ebc1-d5aa-464f-9615-0b527bc66719";
 const AZURE_OTHER: &str = "9c4f29fb-0d6e-4b3e-a1b3-6f1f2d4b8a77";
 const AZURE_PROJECT: &str = "5e0c5b2a-9a53-4a8e-9e0d-0d7b2c1e6f00";
 const AZURE_HR_PROJECT: &str = "7a7a7a7a-2222-4a8e-9e0d-0d7b2c1e6f00";
-
-fn python() -> String {
-    std::env::var("VCS_TEST_PYTHON").unwrap_or_else(|_| {
-        panic!("VCS_TEST_PYTHON is not set: run the tests with `bash scripts/test.sh`, which installs tests/clients/requirements.txt into a virtual environment and sets it")
-    })
-}
 
 fn reply(status: u16, content_type: &str, body: &[u8]) -> Option<Reply> {
     Some((
@@ -113,7 +106,6 @@ fn drive_with(
     setup: &Setup,
     stub: impl Fn(&Recorded, &str) -> Option<Reply> + Send + Sync + 'static,
 ) -> Run {
-    let python = python();
     let gateway = Gateway::start(&[]);
     let pool = vendor.replace('_', "-");
     // Where answers' own URLs point: the front (PyGithub follows them).
@@ -129,31 +121,13 @@ fn drive_with(
         Some(_) => "restricted",
         None => "open",
     };
-    let home = TempDir::new("clients");
-    let mut command = Command::new(&python);
-    command
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/clients/drive.py"
-        ))
-        .arg(vendor)
-        .arg(gateway.url(&pool, ""))
-        .arg(mode)
-        .envs(setup.env.iter().copied())
-        .env("VCS_TEST_GATEWAY_AUTHORIZATION", gateway.caller_header().1)
-        .env("HOME", &home.0)
-        .env("AZURE_DEVOPS_CACHE_DIR", home.0.join("azure"))
-        .env("NO_PROXY", "*")
-        .env_remove("HTTP_PROXY")
-        .env_remove("http_proxy");
-    let mut driver = Proc::spawn(command);
-    let status = driver.wait_exit(Duration::from_secs(120));
-    let steps: Vec<Value> = driver
-        .out
-        .lines()
-        .iter()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let url = gateway.url(&pool, "");
+    let authorization = gateway.caller_header().1;
+    let Client {
+        status,
+        driver,
+        steps,
+    } = run_client("drive.py", &[vendor, &url, mode], &authorization, setup.env);
     assert!(
         status.success() && !steps.is_empty(),
         "{vendor}: the driver failed:\n{}\n\nagent:\n{}",

@@ -31,7 +31,7 @@
 
 /// What a listed field gives.
 #[derive(Clone, Copy)]
-pub enum Gives {
+pub(crate) enum Gives {
     /// A scalar or enum: no selection below it.
     Leaf,
     /// An object (or a list of them) of this type.
@@ -53,18 +53,18 @@ pub enum Gives {
 }
 
 /// The fields of one type, and the types a fragment may narrow it to.
-pub struct Type {
+pub(crate) struct Type {
     /// The type's name in GitHub's schema, as a fragment's `on` spells it.
-    pub name: &'static str,
-    pub leaves: &'static [&'static str],
-    pub objects: &'static [(&'static str, Gives)],
+    pub(crate) name: &'static str,
+    pub(crate) leaves: &'static [&'static str],
+    pub(crate) objects: &'static [(&'static str, Gives)],
     /// Tables for `... on X` below this type (besides itself and `Node`).
-    pub narrows: &'static [&'static Type],
+    pub(crate) narrows: &'static [&'static Type],
 }
 
 impl Type {
     /// What the field `name` gives here, `None` when it is not listed.
-    pub fn field(&self, name: &str) -> Option<Gives> {
+    pub(crate) fn field(&self, name: &str) -> Option<Gives> {
         if name == "__typename" || self.leaves.contains(&name) {
             return Some(Gives::Leaf);
         }
@@ -75,7 +75,7 @@ impl Type {
     }
 
     /// The table for a fragment `on condition` here.
-    pub fn narrow(&'static self, condition: &str) -> Option<&'static Type> {
+    pub(crate) fn narrow(&'static self, condition: &str) -> Option<&'static Type> {
         if condition == self.name {
             return Some(self);
         }
@@ -87,7 +87,7 @@ impl Type {
 }
 
 /// What may be asked of a repository followed to by [`Gives::Identity`].
-pub const IDENTITY: &[&str] = &[
+pub(crate) const IDENTITY: &[&str] = &[
     "__typename",
     "id",
     "databaseId",
@@ -101,11 +101,11 @@ pub const IDENTITY: &[&str] = &[
 ];
 
 /// Fields of a connection besides `nodes` and `edges`.
-pub const CONNECTION_LEAVES: &[&str] = &["totalCount"];
+pub(crate) const CONNECTION_LEAVES: &[&str] = &["totalCount"];
 /// Fields of a connection's edge besides `node`.
-pub const EDGE_LEAVES: &[&str] = &["cursor"];
+pub(crate) const EDGE_LEAVES: &[&str] = &["cursor"];
 
-pub static QUERY: Type = Type {
+pub(crate) static QUERY: Type = Type {
     name: "Query",
     leaves: &[],
     objects: &[
@@ -122,7 +122,7 @@ pub static QUERY: Type = Type {
     narrows: &[],
 };
 
-pub static PAGE_INFO: Type = Type {
+pub(crate) static PAGE_INFO: Type = Type {
     name: "PageInfo",
     leaves: &["hasNextPage", "hasPreviousPage", "startCursor", "endCursor"],
     objects: &[],
@@ -214,7 +214,7 @@ static REQUESTED_REVIEWER: Type = Type {
     narrows: &[&USER, &BOT, &MANNEQUIN, &TEAM],
 };
 
-pub static REPOSITORY: Type = Type {
+pub(crate) static REPOSITORY: Type = Type {
     name: "Repository",
     leaves: &[
         "id",

@@ -4,7 +4,7 @@
 //! anyway pick one of the copies their own way: the checked copy and the run one could
 //! differ, so such a document is denied before anything is walked.
 
-use super::super::Denied;
+use super::super::denied::Denied;
 use graphql_parser::query::{
     Definition, Directive, Document, OperationDefinition, Selection, SelectionSet, Value,
 };

@@ -16,8 +16,21 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+use vcs_agent::allowlist::{Allowed, Allowlist, Decision, Denied};
 
 pub use fixture::Tunnel;
+
+/// The allowlist's verdict on a path alone, ids settled: what most rule tests ask.
+pub trait CheckTarget {
+    fn check(&self, method: &str, target: &str) -> Result<Allowed, Denied>;
+}
+
+impl CheckTarget for Allowlist {
+    fn check(&self, method: &str, target: &str) -> Result<Allowed, Denied> {
+        self.decide(method, target, &[] as &[(&str, &str)], false)
+            .and_then(Decision::settle)
+    }
+}
 
 pub const GATEWAY: &str = env!("CARGO_BIN_EXE_vcs-gateway");
 pub const AGENT: &str = env!("CARGO_BIN_EXE_vcs-agent");
@@ -525,4 +538,53 @@ pub fn error_kind(response: ureq::http::Response<ureq::Body>) -> (u16, String, S
         body["kind"].as_str().unwrap_or("").to_string(),
         body["error"].as_str().unwrap_or("").to_string(),
     )
+}
+
+/// A client script of `tests/clients` run to its end (at most 120 s) with the test venv's
+/// Python, in a HOME of its own, with no proxy, the pool's caller credential in
+/// `VCS_TEST_GATEWAY_AUTHORIZATION` and `env` added.
+pub struct Client {
+    pub status: std::process::ExitStatus,
+    pub driver: Proc,
+    /// The JSON lines the script printed, one per step.
+    pub steps: Vec<serde_json::Value>,
+}
+
+pub fn run_client(
+    script: &str,
+    args: &[&str],
+    authorization: &str,
+    env: &[(&str, &str)],
+) -> Client {
+    let python = std::env::var("VCS_TEST_PYTHON").unwrap_or_else(|_| {
+        panic!("VCS_TEST_PYTHON is not set: run the tests with `bash scripts/test.sh`, which installs tests/clients/requirements.txt into a virtual environment and sets it")
+    });
+    let home = TempDir::new("clients");
+    let mut command = Command::new(python);
+    command
+        .arg(format!(
+            "{}/tests/clients/{script}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .args(args)
+        .envs(env.iter().copied())
+        .env("VCS_TEST_GATEWAY_AUTHORIZATION", authorization)
+        .env("HOME", &home.0)
+        .env("AZURE_DEVOPS_CACHE_DIR", home.0.join("azure"))
+        .env("NO_PROXY", "*")
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy");
+    let mut driver = Proc::spawn(command);
+    let status = driver.wait_exit(Duration::from_secs(120));
+    let steps = driver
+        .out
+        .lines()
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    Client {
+        status,
+        driver,
+        steps,
+    }
 }
