@@ -12,6 +12,10 @@ use crate::net::proxy::{self, ProxyConfig};
 use crate::net::tls::{self, CustomCas};
 use crate::observe::redact;
 use crate::token::Token;
+use crate::webhook::settings::{
+    SettingError, WebhookConfig, WEBHOOK_CONCURRENCY, WEBHOOK_LISTEN, WEBHOOK_MAX_BODY,
+    WEBHOOK_TLS_CERT, WEBHOOK_TLS_KEY,
+};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
@@ -43,11 +47,6 @@ pub(crate) const DISABLE_URL_REWRITE: &str = "SPACELIFT_VCS_AGENT_DISABLE_URL_RE
 pub(crate) const BUGSNAG_API_KEY: &str = "SPACELIFT_VCS_AGENT_BUGSNAG_API_KEY";
 pub(crate) const BUGSNAG_DISABLE: &str = "SPACELIFT_VCS_AGENT_BUGSNAG_DISABLE";
 pub(crate) const USE_ALLOWLIST: &str = "SPACELIFT_VCS_AGENT_USE_ALLOWLIST";
-pub(crate) const WEBHOOK_LISTEN: &str = "SPACELIFT_VCS_AGENT_WEBHOOK_LISTEN";
-pub(crate) const WEBHOOK_TLS_CERT: &str = "SPACELIFT_VCS_AGENT_WEBHOOK_TLS_CERT";
-pub(crate) const WEBHOOK_TLS_KEY: &str = "SPACELIFT_VCS_AGENT_WEBHOOK_TLS_KEY";
-pub(crate) const WEBHOOK_MAX_BODY: &str = "SPACELIFT_VCS_AGENT_WEBHOOK_MAX_BODY";
-pub(crate) const WEBHOOK_CONCURRENCY: &str = "SPACELIFT_VCS_AGENT_WEBHOOK_CONCURRENCY";
 /// The prefix of the agent's own variables: a name with it that no [`Setting`] has is
 /// warned about at start.
 pub(crate) const AGENT_PREFIX: &str = "SPACELIFT_VCS_AGENT_";
@@ -485,7 +484,7 @@ pub struct AgentConfig {
     /// One of [`crate::observe::logging::LEVELS`]; `None` leaves it to `RUST_LOG`.
     pub log_level: Option<String>,
     /// The webhook listener ([`crate::webhook`]); `None` when off.
-    pub webhook: Option<crate::webhook::settings::WebhookConfig>,
+    pub webhook: Option<WebhookConfig>,
 }
 
 /// One line naming the variable and the problem.
@@ -502,6 +501,15 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+impl From<SettingError> for ConfigError {
+    fn from(e: SettingError) -> ConfigError {
+        ConfigError {
+            variable: e.variable.to_string(),
+            problem: e.problem,
+        }
+    }
+}
 
 fn error(variable: &str, problem: impl fmt::Display) -> ConfigError {
     ConfigError {

@@ -66,11 +66,11 @@ pub fn start(shared: &Arc<Shared>) -> std::io::Result<Option<SocketAddr>> {
     let tls = match &config.tls {
         None => None,
         Some((cert, key)) => Some(crate::net::tls::server_config(cert, key).map_err(|e| {
-            std::io::Error::other(format!("{}: {e}", crate::config::WEBHOOK_TLS_CERT))
+            std::io::Error::other(format!("{}: {e}", super::settings::WEBHOOK_TLS_CERT))
         })?),
     };
     let listener = TcpListener::bind(config.listen).map_err(|e| {
-        let (variable, address) = (crate::config::WEBHOOK_LISTEN, config.listen);
+        let (variable, address) = (super::settings::WEBHOOK_LISTEN, config.listen);
         std::io::Error::other(format!("{variable}: cannot listen on {address}: {e}"))
     })?;
     let address = listener.local_addr()?;

@@ -1,13 +1,15 @@
 //! The webhook listener's settings, read with the agent's other variables
 //! ([`crate::config::SETTINGS`] lists them, `--help` and the README show them).
 
-use crate::config::{
-    ConfigError, WEBHOOK_CONCURRENCY, WEBHOOK_LISTEN, WEBHOOK_MAX_BODY, WEBHOOK_TLS_CERT,
-    WEBHOOK_TLS_KEY,
-};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+
+pub const WEBHOOK_LISTEN: &str = "SPACELIFT_VCS_AGENT_WEBHOOK_LISTEN";
+pub const WEBHOOK_TLS_CERT: &str = "SPACELIFT_VCS_AGENT_WEBHOOK_TLS_CERT";
+pub const WEBHOOK_TLS_KEY: &str = "SPACELIFT_VCS_AGENT_WEBHOOK_TLS_KEY";
+pub const WEBHOOK_MAX_BODY: &str = "SPACELIFT_VCS_AGENT_WEBHOOK_MAX_BODY";
+pub const WEBHOOK_CONCURRENCY: &str = "SPACELIFT_VCS_AGENT_WEBHOOK_CONCURRENCY";
 
 /// The default body cap: GitHub's own payload cap, 25 MiB.
 pub const DEFAULT_MAX_BODY: u64 = 25 * 1024 * 1024;
@@ -26,15 +28,23 @@ pub struct WebhookConfig {
     pub concurrency: usize,
 }
 
-fn error(variable: &str, problem: impl Into<String>) -> ConfigError {
-    ConfigError {
-        variable: variable.to_string(),
+/// A webhook setting the listener cannot run with: the variable and the problem (the agent's
+/// configuration turns it into its one line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+fn error(variable: &'static str, problem: impl Into<String>) -> SettingError {
+    SettingError {
+        variable,
         problem: problem.into(),
     }
 }
 
 /// The listener's settings; `None` when `SPACELIFT_VCS_AGENT_WEBHOOK_LISTEN` is unset (off).
-pub fn from_vars(vars: &BTreeMap<String, String>) -> Result<Option<WebhookConfig>, ConfigError> {
+pub fn from_vars(vars: &BTreeMap<String, String>) -> Result<Option<WebhookConfig>, SettingError> {
     let get = |name: &str| vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
     let Some(listen) = get(WEBHOOK_LISTEN) else {
         for name in [WEBHOOK_TLS_CERT, WEBHOOK_TLS_KEY] {
@@ -156,7 +166,7 @@ mod tests {
             ),
         ] {
             let e = from_vars(&vars(&pairs)).unwrap_err();
-            assert_eq!(e.variable, variable, "{pairs:?}: {e}");
+            assert_eq!(e.variable, variable, "{pairs:?}: {e:?}");
         }
     }
 }
