@@ -13,11 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 use vcs_agent::clock::format_time;
-use vcs_agent::gateway::admin;
-use vcs_agent::gateway::peer::sign::PeerSecret;
-use vcs_agent::gateway::peer::PeerOptions;
-use vcs_agent::gateway::settings::Settings;
-use vcs_agent::gateway::shared::Shared;
+use vcs_agent::gateway::operator::admin;
+use vcs_agent::gateway::replicas::signing::PeerSecret;
+use vcs_agent::gateway::replicas::PeerOptions;
+use vcs_agent::gateway::state::settings::Settings;
+use vcs_agent::gateway::store::redis::Shared;
 use vcs_agent::gateway::store::{validate_caller_name, validate_name, Scope, Store, StoreError};
 use vcs_agent::gateway::{Gateway, GatewayTls, StartError};
 use vcs_agent::shutdown::{Shutdown, SignalError};
@@ -1002,7 +1002,7 @@ fn serve(flags: ServeFlags) -> Result<(), CliError> {
     settings.admin_token = Some(admin_token.secret());
     let gateway = start(store, &flags.ports, settings, tls)?;
     if let Some(options) = peers {
-        let addr = vcs_agent::gateway::peer::start(&gateway.hub, options)?;
+        let addr = vcs_agent::gateway::replicas::start(&gateway.hub, options)?;
         log::info!("peer port listening on {addr} (requests forwarded by other replicas, signed with the peer secret)");
     }
     log::info!("{where_token}");

@@ -16,30 +16,16 @@
 //! one housekeeping thread keeps them alive. A gateway holding 1 024 agent streams runs six
 //! threads; see the README for figures.
 
-pub mod admin;
-pub mod agents;
-pub mod api;
-pub mod callers;
-pub mod dispatch;
+pub mod agent_port;
 pub mod exchange;
 pub mod front;
-pub mod hub;
-pub mod idle;
-pub mod logins;
-pub mod metrics;
-pub mod panel;
-pub mod peer;
-pub mod pool;
-pub mod record;
-pub mod request;
-pub mod settings;
-pub mod shared;
-pub mod stats;
+pub mod operator;
+pub mod replicas;
+pub mod state;
 pub mod store;
-pub mod stream;
 
-use hub::Hub;
-pub use settings::Settings;
+use state::hub::Hub;
+pub use state::settings::Settings;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::sync::Arc;
@@ -225,19 +211,19 @@ fn spawn_threads(
     let h = Arc::clone(hub);
     std::thread::Builder::new()
         .name("housekeeper".into())
-        .spawn(move || agents::housekeeper(h))
+        .spawn(move || agent_port::housekeeper(h))
         .map_err(cannot)?;
     let (h, agent_tls) = (Arc::clone(hub), tls.agent);
     let handshakes = crate::net::listen::Limits {
-        open: agents::MAX_HANDSHAKES,
-        per_peer: logins::MAX_HANDSHAKES_PER_ADDRESS,
+        open: agent_port::MAX_HANDSHAKES,
+        per_peer: state::logins::MAX_HANDSHAKES_PER_ADDRESS,
     };
     crate::net::listen::spawn_limited(
         agent_listener,
         "agent-port",
         "agent-stream",
         handshakes,
-        move |tcp| agents::accept(tcp, &h, agent_tls.clone()),
+        move |tcp| agent_port::accept(tcp, &h, agent_tls.clone()),
     )
     .map_err(cannot)?;
     let (h, api_tls) = (Arc::clone(hub), tls.api);

@@ -1,8 +1,8 @@
 //! One authenticated agent stream as the gateway holds it, and the agent process behind it.
 //!
-//! Idle, a stream waits in its pool's queue ([`crate::gateway::pool`]); a caller's thread
+//! Idle, a stream waits in its pool's queue ([`crate::gateway::state::pool`]); a caller's thread
 //! takes it for one exchange and gives it back, and the housekeeper
-//! ([`crate::gateway::agents::housekeeper`]) keeps it alive meanwhile. Dropping an
+//! ([`crate::gateway::agent_port::housekeeper`]) keeps it alive meanwhile. Dropping an
 //! [`AgentStream`] closes the connection, counts it out of whatever it belongs to (its pool,
 //! through [`Membership`], so this module needs nothing above it) and logs why it ended.
 

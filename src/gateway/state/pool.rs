@@ -7,11 +7,11 @@
 //! that must follow a stream's life (streams, busy) are kept by guards and `Drop`s, so a
 //! panicking exchange never leaves them raised.
 
-use crate::gateway::idle::IdleQueue;
-use crate::gateway::record::RequestRecord;
-use crate::gateway::stats::Traffic;
+use crate::gateway::state::idle::IdleQueue;
+use crate::gateway::state::record::RequestRecord;
+use crate::gateway::state::stats::Traffic;
+use crate::gateway::state::stream::{AgentInfo, AgentStream};
 use crate::gateway::store::PoolRecord;
-use crate::gateway::stream::{AgentInfo, AgentStream};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock};
@@ -237,7 +237,8 @@ impl Pool {
 
     /// Requests and denials in the last hour: `(requests, denials)`.
     pub fn last_hour(&self) -> (u64, u64) {
-        let counts = self.traffic(|t, now| t.sum(now, crate::gateway::stats::MINUTES as u64));
+        let counts =
+            self.traffic(|t, now| t.sum(now, crate::gateway::state::stats::MINUTES as u64));
         (counts.requests, counts.denied)
     }
 
@@ -258,7 +259,7 @@ impl Pool {
     }
 }
 
-/// Counters of one pool, for `/metrics` ([`crate::gateway::metrics`]).
+/// Counters of one pool, for `/metrics` ([`crate::gateway::operator::metrics`]).
 #[derive(Default)]
 pub struct PoolStats {
     by_status: Mutex<BTreeMap<u16, u64>>,
@@ -309,7 +310,7 @@ impl PoolStats {
     }
 }
 
-impl crate::gateway::stream::Membership for Pool {
+impl crate::gateway::state::stream::Membership for Pool {
     fn name(&self) -> String {
         Pool::name(self)
     }

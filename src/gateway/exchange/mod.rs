@@ -17,10 +17,13 @@
 //! another request. The request's record is filled on the way and returned, for the front to
 //! log once.
 
-use crate::gateway::record::RequestRecord;
-use crate::gateway::request::{BodyStart, Caller, Job};
-use crate::gateway::settings::Settings;
-use crate::gateway::stream::AgentStream;
+pub mod job;
+pub mod local;
+
+use crate::gateway::exchange::job::{BodyStart, Caller, Job};
+use crate::gateway::state::record::RequestRecord;
+use crate::gateway::state::settings::Settings;
+use crate::gateway::state::stream::AgentStream;
 use crate::http1::{self, BodyProgress, BodyReader, Framing};
 use crate::net::rate::{Meter, TooSlow};
 use crate::net::Stream;

@@ -3,7 +3,7 @@
 //!
 //! **The seam.** [`serve_locally`] is the one function that, given a validated request,
 //! obtains a stream and runs the exchange. Today every stream is local: it waits for an idle
-//! stream in the pool's queue ([`crate::gateway::idle`]) up to the queue timeout, drops
+//! stream in the pool's queue ([`crate::gateway::state::idle`]) up to the queue timeout, drops
 //! streams that died while idle and takes the next, runs [`exchange::run`] and gives the
 //! stream back (or closes it). A gateway with replicas adds "no local stream → forward to
 //! another replica" where the front calls it, and a port that serves other replicas calls
@@ -12,12 +12,12 @@
 //! What it cannot serve is a [`Refused`]: the kind and sentence the caller hears, and whether
 //! the connection stays usable. The caller of this module writes the answer and the record.
 
+use crate::gateway::exchange::job::{Caller, Job};
 use crate::gateway::exchange::{self, Exchanged, StreamState};
-use crate::gateway::hub::Hub;
-use crate::gateway::pool::Pool;
-use crate::gateway::record::RequestRecord;
-use crate::gateway::request::{Caller, Job};
-use crate::gateway::stream::AgentStream;
+use crate::gateway::state::hub::Hub;
+use crate::gateway::state::pool::Pool;
+use crate::gateway::state::record::RequestRecord;
+use crate::gateway::state::stream::AgentStream;
 use crate::protocol::ErrorKind;
 use std::sync::atomic::Ordering;
 use std::time::Instant;

@@ -2,12 +2,12 @@
 //!
 //! Live gauges (streams, busy streams, queued requests, agents) are read from the hub at
 //! scrape time; the counters (requests by status, errors by kind, bytes each way) are kept
-//! per pool in [`PoolStats`](crate::gateway::pool::PoolStats), fed by the one place every
+//! per pool in [`PoolStats`](crate::gateway::state::pool::PoolStats), fed by the one place every
 //! finished request passes: [`Pool::remember`]. The text format itself is
 //! [`crate::observe::prometheus`]'s, shared with the agent.
 
-use crate::gateway::hub::Hub;
-use crate::gateway::pool::Pool;
+use crate::gateway::state::hub::Hub;
+use crate::gateway::state::pool::Pool;
 use crate::observe::prometheus::Exposition;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

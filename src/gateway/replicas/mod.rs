@@ -7,7 +7,7 @@
 //!
 //! - **Routing** comes from the presence records in Redis (`vcs-gateway:presence:<pool>:<replica>`,
 //!   whose value is the replica's peer address), read by the Redis thread once a second into
-//!   a table in memory ([`crate::gateway::shared::Shared::routes`]): a request never waits
+//!   a table in memory ([`crate::gateway::store::redis::Shared::routes`]): a request never waits
 //!   for Redis (a lookup per request was what overloaded KAS's Redis), and while Redis is
 //!   unreachable the last table is used.
 //! - **One hop.** The receiving replica serves a forwarded request only from its own idle
@@ -29,13 +29,13 @@
 
 pub mod client;
 pub mod server;
-pub mod sign;
+pub mod signing;
 
-use crate::gateway::dispatch::{self, Refused, Served};
-use crate::gateway::hub::Hub;
-use crate::gateway::pool::Pool;
-use crate::gateway::request::{Caller, Job};
-use crate::gateway::shared::{Route, Shared, SharedError};
+use crate::gateway::exchange::job::{Caller, Job};
+use crate::gateway::exchange::local::{self, Refused, Served};
+use crate::gateway::state::hub::Hub;
+use crate::gateway::state::pool::Pool;
+use crate::gateway::store::redis::{Route, Shared, SharedError};
 use crate::net::keepalive;
 use crate::protocol::ErrorKind;
 use std::collections::HashMap;
@@ -81,7 +81,7 @@ pub struct Counters {
 /// [`Shared`]), the connections kept open to the others, and the counters.
 pub struct Peers {
     pub replica: String,
-    secret: sign::PeerSecret,
+    secret: signing::PeerSecret,
     shared: Arc<Shared>,
     idle: keepalive::Pool<client::PeerConn>,
     down: Mutex<HashMap<String, Instant>>,
@@ -89,7 +89,7 @@ pub struct Peers {
     misses: Mutex<HashMap<String, Instant>>,
     turn: AtomicUsize,
     /// Request ids the peer port took (each runs once).
-    seen: sign::Seen,
+    seen: signing::Seen,
     /// Per kind of refused peer request: when it was last logged, and how many since.
     refusals: Mutex<HashMap<&'static str, (Option<Instant>, u64)>>,
     pub counters: Counters,
@@ -106,7 +106,7 @@ impl Peers {
     pub fn new(
         replica: &str,
         address: &str,
-        secret: sign::PeerSecret,
+        secret: signing::PeerSecret,
         shared: Arc<Shared>,
     ) -> Arc<Peers> {
         shared.keep_routes(address);
@@ -125,7 +125,7 @@ impl Peers {
             down: Mutex::new(HashMap::new()),
             misses: Mutex::new(HashMap::new()),
             turn: AtomicUsize::new(0),
-            seen: sign::Seen::default(),
+            seen: signing::Seen::default(),
             refusals: Mutex::new(HashMap::new()),
             counters: Counters::default(),
         })
@@ -278,10 +278,10 @@ impl Peers {
     /// replica's own memory decides, so forwarding goes on through an outage (a replay to a
     /// third replica then needs a capture and the outage within the same 10 s).
     ///
-    /// [`Seen`]: sign::Seen
+    /// [`Seen`]: signing::Seen
     fn claim(&self, id: &str) -> bool {
         self.seen.first(id, crate::clock::now_millis())
-            && match self.shared.claim_request(id, 2 * sign::WINDOW) {
+            && match self.shared.claim_request(id, 2 * signing::WINDOW) {
                 Ok(first) => first,
                 Err(SharedError::Unreachable) => true,
                 Err(_) => false,
@@ -296,7 +296,7 @@ impl Peers {
         caller_name: &str,
         job: &mut Job,
         caller: &mut Caller,
-        settings: &crate::gateway::settings::Settings,
+        settings: &crate::gateway::state::settings::Settings,
     ) -> Option<Served> {
         for route in self.routes(pool) {
             match client::forward(self, &route, pool, caller_name, job, caller, settings) {
@@ -313,7 +313,7 @@ impl Peers {
 /// The front's dispatch: an idle stream of this replica's at once, else (on a replica with a
 /// peer port) another replica's, else a short wait on the local queue, and again until the
 /// queue timeout. Without a peer port, or with no other replica holding streams of the pool,
-/// it is [`dispatch::serve_locally`].
+/// it is [`local::serve_locally`].
 pub fn serve(
     hub: &Hub,
     pool: &Pool,
@@ -322,7 +322,7 @@ pub fn serve(
     caller: &mut Caller,
 ) -> Served {
     let Some(peers) = hub.peers.get() else {
-        return dispatch::serve_locally(hub, pool, job, caller);
+        return local::serve_locally(hub, pool, job, caller);
     };
     let name = pool.name();
     let deadline = Instant::now() + hub.settings.queue_timeout;
@@ -332,10 +332,10 @@ pub fn serve(
             return Served::Refused(Refused::shutting_down());
         }
         if let Some(stream) = pool.idle.try_take() {
-            return dispatch::serve_on(hub, pool, stream, job, caller, deadline);
+            return local::serve_on(hub, pool, stream, job, caller, deadline);
         }
         if !peers.has_routes(&name) || pool.is_closed() {
-            return dispatch::serve_until(hub, pool, job, caller, deadline);
+            return local::serve_until(hub, pool, job, caller, deadline);
         }
         if let Some(served) = peers.forward_to_any(&name, caller_name, job, caller, &hub.settings) {
             return served;
@@ -359,7 +359,7 @@ pub fn serve(
                 stream.close("the gateway is shutting down");
                 continue;
             }
-            return dispatch::serve_on(hub, pool, stream, job, caller, deadline);
+            return local::serve_on(hub, pool, stream, job, caller, deadline);
         }
     }
 }
@@ -410,7 +410,7 @@ pub struct PeerOptions {
     pub listen: String,
     /// The address other replicas reach this one at; the bound one when `None`.
     pub advertise: Option<String>,
-    pub secret: sign::PeerSecret,
+    pub secret: signing::PeerSecret,
 }
 
 /// Binds the peer port, records its address with this replica's presence and starts

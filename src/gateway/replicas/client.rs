@@ -8,11 +8,11 @@
 //! after it, a lost peer fails the request (`502 agent_lost`, or a visibly cut answer), as a
 //! lost agent does.
 
-use super::{sign, Peers};
-use crate::gateway::record::RequestRecord;
-use crate::gateway::request::{Caller, Job};
-use crate::gateway::settings::Settings;
-use crate::gateway::shared::Route;
+use super::{signing, Peers};
+use crate::gateway::exchange::job::{Caller, Job};
+use crate::gateway::state::record::RequestRecord;
+use crate::gateway::state::settings::Settings;
+use crate::gateway::store::redis::Route;
 use crate::http1::{self, BodyReader, Framing};
 use crate::net::keepalive::{self, Probe, Reusable};
 use crate::protocol::{ErrorKind, Headers, MAX_CHUNK};
@@ -172,26 +172,26 @@ fn request_head(peers: &Peers, pool: &str, caller_name: &str, job: &Job) -> Vec<
     let sent: Vec<&(String, String)> = job
         .headers
         .iter()
-        .filter(|(n, _)| !n.to_ascii_lowercase().starts_with(sign::PREFIX))
+        .filter(|(n, _)| !n.to_ascii_lowercase().starts_with(signing::PREFIX))
         .chain(framing.iter())
         .chain(std::iter::once(&expect))
         .collect();
-    let signed = sign::Signed {
+    let signed = signing::Signed {
         method: &job.method,
         target: &target,
         id: &job.id,
         from: &peers.replica,
         caller: caller_name,
         time_ms: crate::clock::now_millis(),
-        headers: sign::headers_digest(sent.iter().map(|(n, v)| (n.as_str(), v.as_str()))),
-        body: sign::body_digest(&job.body.bytes),
+        headers: signing::headers_digest(sent.iter().map(|(n, v)| (n.as_str(), v.as_str()))),
+        body: signing::body_digest(&job.body.bytes),
         front: job.front.as_deref().unwrap_or(""),
     };
     let mut head = Vec::with_capacity(512);
     head.extend_from_slice(format!("{} {target} HTTP/1.1\r\n", job.method).as_bytes());
-    let mut ours = sign::headers(&peers.secret, &signed);
+    let mut ours = signing::headers(&peers.secret, &signed);
     if let Some(front) = &job.front {
-        ours.push((sign::FRONT.to_string(), front.clone()));
+        ours.push((signing::FRONT.to_string(), front.clone()));
     }
     http1::end_head(&mut head, sent.into_iter().chain(ours.iter()));
     head

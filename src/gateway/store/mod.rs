@@ -10,6 +10,8 @@
 //! rename gives the file a new inode, which is how a gateway notices another process's
 //! change to `callers.json` however coarse file times are.
 
+pub mod redis;
+
 use crate::clock::now_seconds;
 use crate::token::{self, Secret};
 use serde::de::DeserializeOwned;
@@ -158,7 +160,7 @@ pub const CALLER_SECRET_PREFIX: &str = "vgc_";
 #[derive(Debug, Clone)]
 pub struct Store {
     dir: PathBuf,
-    shared: Option<std::sync::Arc<crate::gateway::shared::Shared>>,
+    shared: Option<std::sync::Arc<crate::gateway::store::redis::Shared>>,
 }
 
 /// Pool names: 1–63 of `a-z 0-9 -`, not starting or ending with `-` (they appear in URLs).
@@ -207,8 +209,8 @@ impl Store {
         Ok(Store { dir, shared: None })
     }
 
-    /// The store of a set of replicas, in Redis (see [`crate::gateway::shared`]).
-    pub fn redis(shared: std::sync::Arc<crate::gateway::shared::Shared>) -> Store {
+    /// The store of a set of replicas, in Redis (see [`crate::gateway::store::redis`]).
+    pub fn redis(shared: std::sync::Arc<crate::gateway::store::redis::Shared>) -> Store {
         Store {
             dir: PathBuf::new(),
             shared: Some(shared),
@@ -216,7 +218,7 @@ impl Store {
     }
 
     /// Redis, when this store is a set of replicas'.
-    pub fn shared(&self) -> Option<&std::sync::Arc<crate::gateway::shared::Shared>> {
+    pub fn shared(&self) -> Option<&std::sync::Arc<crate::gateway::store::redis::Shared>> {
         self.shared.as_ref()
     }
 
@@ -504,7 +506,7 @@ impl Store {
 /// Runs `change` in a Redis transaction. Redis's own failures arrive as sentences; the
 /// change's refusal is kept whole, so it reaches the caller typed.
 fn in_shared<T>(
-    shared: &crate::gateway::shared::Shared,
+    shared: &crate::gateway::store::redis::Shared,
     mut change: impl FnMut(&mut Vec<PoolRecord>, &mut Vec<CallerRecord>) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     let mut refused = None;

@@ -7,15 +7,15 @@
 //! request crosses no thread boundary inside the gateway: a thread per agent stream taking
 //! jobs from a channel would cost two thread hand-offs per request, which profiling showed to
 //! be the main cost of such a design. Idle streams are looked after by one housekeeping
-//! thread ([`super::agents::housekeeper`]). Load spreads across agents by who is idle.
+//! thread ([`crate::gateway::agent_port::housekeeper`]). Load spreads across agents by who is idle.
 //!
-//! Pools and their keys live in the store ([`super::store`]), which other processes change
+//! Pools and their keys live in the store ([`crate::gateway::store`]), which other processes change
 //! too (`vcs-gateway pool create`, another replica): [`Hub::reload`] brings the live pools in
 //! line with it, and a miss (an unknown pool name, a key that does not match) reads it again
 //! before it is believed.
 
-use crate::gateway::pool::Pool;
-use crate::gateway::settings::Settings;
+use crate::gateway::state::pool::Pool;
+use crate::gateway::state::settings::Settings;
 use crate::gateway::store::{Store, StoreError};
 use crate::token;
 use std::collections::HashMap;
@@ -41,9 +41,9 @@ pub enum AuthError {
 pub struct Hub {
     pub store: Store,
     /// Who may use the front.
-    pub callers: crate::gateway::callers::Callers,
+    pub callers: crate::gateway::state::callers::Callers,
     /// Refused agent logins: counted, summed up in the log, slowed down.
-    pub logins: crate::gateway::logins::Logins,
+    pub logins: crate::gateway::state::logins::Logins,
     /// Tunnel requests the gateway refused itself: counted, summed up in the log.
     pub refusals: crate::observe::tally::Tally,
     pub settings: Settings,
@@ -59,13 +59,13 @@ pub struct Hub {
     pools: RwLock<HashMap<String, Arc<Pool>>>,
     seen: Mutex<Option<crate::gateway::store::Stamp>>,
     /// Forwarding to other replicas (`serve --peer-listen`), once set up.
-    pub peers: std::sync::OnceLock<Arc<crate::gateway::peer::Peers>>,
+    pub peers: std::sync::OnceLock<Arc<crate::gateway::replicas::Peers>>,
 }
 
 impl Hub {
     pub fn new(store: Store, settings: Settings) -> Result<Hub, StoreError> {
         let hub = Hub {
-            callers: crate::gateway::callers::Callers::new(store.clone())?,
+            callers: crate::gateway::state::callers::Callers::new(store.clone())?,
             logins: Default::default(),
             refusals: crate::observe::tally::Tally::new(
                 "front",

@@ -1,21 +1,21 @@
 //! The peer port: serves requests forwarded by other replicas from this replica's own idle
 //! agent streams, and nothing else.
 //!
-//! Every request must be signed ([`super::sign`]); anything else gets `403` and the
+//! Every request must be signed ([`super::signing`]); anything else gets `403` and the
 //! connection closes. A signed request for a pool with no idle stream here gets `503` with
 //! [`super::BUSY`] at once, before its body is sent, so the forwarding replica can try
 //! elsewhere; with a stream, `100 Continue` tells it the request is taken, and the exchange
 //! runs on this connection's thread exactly as for a caller of the api port. Nothing here is
 //! ever forwarded again.
 
-use super::{sign, Peers};
-use crate::gateway::dispatch::{self, Served};
+use super::{signing, Peers};
+use crate::gateway::exchange::job::{Caller, Job};
+use crate::gateway::exchange::local::{self, Served};
 use crate::gateway::exchange::{self, write_error};
-use crate::gateway::hub::Hub;
-use crate::gateway::pool::Pool;
-use crate::gateway::record::RequestRecord;
-use crate::gateway::request::{Caller, Job};
-use crate::gateway::stream::AgentStream;
+use crate::gateway::state::hub::Hub;
+use crate::gateway::state::pool::Pool;
+use crate::gateway::state::record::RequestRecord;
+use crate::gateway::state::stream::AgentStream;
 use crate::http1::{self, Framing, HeadError, RequestHead};
 use crate::net::deadline::Watchable;
 use crate::net::Stream;
@@ -78,7 +78,7 @@ fn connection(tcp: TcpStream, hub: &Hub, peers: &Peers) {
 
 /// Serves one forwarded request; returns the connection when it can take another.
 fn serve_one(head: RequestHead, mut caller: Caller, hub: &Hub, peers: &Peers) -> Option<Caller> {
-    let signed = match sign::verify(&peers.secret, &head, crate::clock::now_millis()) {
+    let signed = match signing::verify(&peers.secret, &head, crate::clock::now_millis()) {
         Ok(signed) => signed,
         Err(refusal) => {
             peers.error();
@@ -139,7 +139,7 @@ fn serve_one(head: RequestHead, mut caller: Caller, hub: &Hub, peers: &Peers) ->
         return None;
     };
     // Nothing has reached the agent yet: a body start other than the signed one goes nowhere.
-    if !sign::body_matches(&body_sha, &job.body.bytes) {
+    if !signing::body_matches(&body_sha, &job.body.bytes) {
         pool.give_back(stream);
         peers.error();
         let why = format!(
@@ -191,12 +191,12 @@ fn accept(
         head.headers
             .iter()
             .filter(|(name, _)| {
-                !name.to_ascii_lowercase().starts_with(sign::PREFIX)
+                !name.to_ascii_lowercase().starts_with(signing::PREFIX)
                     && !name.eq_ignore_ascii_case("expect")
             })
             .cloned(),
     );
-    let front = head.header(sign::FRONT).map(str::to_string);
+    let front = head.header(signing::FRONT).map(str::to_string);
     Some(Job {
         id,
         front,
@@ -264,7 +264,7 @@ fn run(
     who: &str,
 ) -> Option<Caller> {
     let deadline = Instant::now() + hub.settings.queue_timeout;
-    match dispatch::serve_on(hub, pool, stream, job, &mut caller, deadline) {
+    match local::serve_on(hub, pool, stream, job, &mut caller, deadline) {
         Served::Exchanged {
             mut record,
             reusable,

@@ -1,17 +1,17 @@
 //! The agent port and the life of an agent stream: authenticate it at the WebSocket upgrade,
 //! then put it in its pool's queue of idle streams, where callers' threads take it for one
-//! exchange at a time ([`super::exchange`]) and give it back.
+//! exchange at a time ([`crate::gateway::exchange`]) and give it back.
 //!
 //! Idle streams need no thread of their own: one [`housekeeper`] wakes every tick, reads what
 //! each idle agent sent (pongs, a drain notice, a close) without blocking, pings after a
 //! keepalive interval of silence and drops a stream after three silent intervals, so a
 //! vanished agent stops being handed requests. The stream itself, and what its end does, is
-//! [`crate::gateway::stream`].
+//! [`crate::gateway::state::stream`].
 
-use crate::gateway::hub::{AuthError, Hub};
-use crate::gateway::pool::Pool;
-use crate::gateway::settings::Settings;
-use crate::gateway::stream::{AgentInfo, AgentStream, TICK};
+use crate::gateway::state::hub::{AuthError, Hub};
+use crate::gateway::state::pool::Pool;
+use crate::gateway::state::settings::Settings;
+use crate::gateway::state::stream::{AgentInfo, AgentStream, TICK};
 use crate::net::Stream;
 use crate::protocol;
 use crate::protocol::websocket_config;

@@ -5,7 +5,7 @@
 //! or one [`Store`](crate::gateway::store::Store) change followed by [`Hub::reload`], so a
 //! pool created here takes agents at once and a deleted or re-keyed one drops its streams at
 //! once, without a restart. Callers (`/api/callers…`) work the same way over
-//! [`Hub::callers`](crate::gateway::hub::Hub): a new, rotated or deleted caller takes effect at
+//! [`Hub::callers`](crate::gateway::state::hub::Hub): a new, rotated or deleted caller takes effect at
 //! once.
 //!
 //! Every answer is JSON, errors included (`{"error": "...", "field": "..."}` where a field is
@@ -14,14 +14,14 @@
 //! never reach a log.
 
 use crate::clock::format_time;
-use crate::gateway::admin;
-use crate::gateway::hub::Hub;
-use crate::gateway::pool::{Pool, RECENT_REQUESTS};
-use crate::gateway::record::RequestRecord;
-use crate::gateway::request::Caller;
-use crate::gateway::stats::{Counts, GroupView};
+use crate::gateway::exchange::job::Caller;
+use crate::gateway::operator::admin;
+use crate::gateway::state::hub::Hub;
+use crate::gateway::state::pool::{Pool, RECENT_REQUESTS};
+use crate::gateway::state::record::RequestRecord;
+use crate::gateway::state::stats::{Counts, GroupView};
+use crate::gateway::state::stream::AgentInfo;
 use crate::gateway::store::{validate_caller_name, validate_name, CallerRecord, Scope, StoreError};
-use crate::gateway::stream::AgentInfo;
 use crate::http1::{self, BodyReader, Framing, RequestHead};
 use crate::token::{Secret, Token};
 use serde_json::{json, Value};
@@ -345,7 +345,7 @@ impl LogFilter {
     }
 
     fn matches(&self, record: &RequestRecord) -> bool {
-        let counts = crate::gateway::stats::classify(record);
+        let counts = crate::gateway::state::stats::classify(record);
         let outcome = match self.outcome {
             Outcome::All => true,
             Outcome::Denied => counts.denied == 1,
@@ -768,7 +768,7 @@ fn public_url(hub: &Hub) -> String {
 fn failed(hub: &Hub, error: impl std::fmt::Display) -> Reply {
     if !hub.store.reachable() {
         log::warn!(target: "api", "a change was refused: Redis is unreachable");
-        return Reply::error(503, crate::gateway::shared::UNREACHABLE);
+        return Reply::error(503, crate::gateway::store::redis::UNREACHABLE);
     }
     internal(error)
 }

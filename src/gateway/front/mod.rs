@@ -1,15 +1,15 @@
 //! The api port: `private://<pool>/<path>` arrives as `/private/<pool>/<path>?<query>`, with
-//! a caller's secret ([`super::callers`]), and is handed to an idle stream of that pool;
+//! a caller's secret ([`crate::gateway::state::callers`]), and is handed to an idle stream of that pool;
 //! `/healthz` tells anyone liveness and the operator (admin token) pools and streams;
 //! `/metrics` gives the operator per-pool figures in the Prometheus text format (both also on
 //! `--metrics-listen`, [`serve_metrics`]); the panel (`/`) and its JSON API (`/api/…`) are
-//! served by [`super::panel`] and [`super::api`].
+//! served by [`crate::gateway::operator::panel`] and [`crate::gateway::operator::api`].
 //!
 //! The port is exposed to the SaaS side, so nothing here trusts where a request comes from:
 //! a tunnel request is authenticated before its pool is even looked up, a first request head
 //! has 10 s, the connection counts idle while it waits for a head (closed first when the port
 //! is full, [`crate::net::listen`]), and a request body that holds an agent stream must keep a
-//! minimum rate ([`super::exchange`]).
+//! minimum rate ([`crate::gateway::exchange`]).
 //!
 //! A thread per caller connection reads request heads (keep-alive) and routes them. For a
 //! tunnel request it reads the start of the body (all of a small one), takes an idle agent
@@ -19,19 +19,19 @@
 //!
 //! A tunnel request is a `Tunnel`: it admits the request (caller, scope, pool: all decided
 //! from the head), makes its [`Job`] (target, headers, the start of the body) and hands it to
-//! [`crate::gateway::peer::serve`]: [`dispatch::serve_locally`], the one place a job gets a
+//! [`crate::gateway::replicas::serve`]: [`local::serve_locally`], the one place a job gets a
 //! stream, or on a replica with a peer port, another replica's stream when none here is idle.
 //! Whatever ends it (a refusal, or the exchange's record) leaves one record, logged when the
 //! `Tunnel` is dropped.
 
-use crate::gateway::callers;
-use crate::gateway::dispatch::{self, Refused, Served};
+use crate::gateway::exchange::job::{BodyStart, Caller, Job};
+use crate::gateway::exchange::local::{self, Refused, Served};
 use crate::gateway::exchange::write_error;
-use crate::gateway::hub::Hub;
-use crate::gateway::pool::Pool;
-use crate::gateway::record::RequestRecord;
-use crate::gateway::request::{BodyStart, Caller, Job};
-use crate::gateway::settings::Settings;
+use crate::gateway::state::callers;
+use crate::gateway::state::hub::Hub;
+use crate::gateway::state::pool::Pool;
+use crate::gateway::state::record::RequestRecord;
+use crate::gateway::state::settings::Settings;
 use crate::gateway::store::Scope;
 use crate::http1::{self, Framing, HeadError, RequestHead};
 use crate::net::deadline::Watchable;
@@ -160,7 +160,7 @@ fn route(
         return tunnel(head, caller, hub, &pool, certificate);
     }
     if path == "/api" || path.starts_with("/api/") {
-        return crate::gateway::api::serve(head, caller, hub);
+        return crate::gateway::operator::api::serve(head, caller, hub);
     }
     // A body we do not read would be taken for the next request: such a connection closes.
     let has_body = !matches!(head.framing(), Ok(http1::Framing::Empty));
@@ -182,8 +182,8 @@ fn route(
             &[("WWW-Authenticate".into(), "Bearer realm=\"vcs-gateway\"".into())],
         ),
         ("GET", "/healthz" | "/metrics") => write_monitoring(caller.conn.get_mut(), path, hub, keep_alive),
-        ("GET", _) if crate::gateway::panel::asset(path).is_some() => {
-            crate::gateway::panel::write(caller.conn.get_mut(), path, keep_alive)
+        ("GET", _) if crate::gateway::operator::panel::asset(path).is_some() => {
+            crate::gateway::operator::panel::write(caller.conn.get_mut(), path, keep_alive)
         }
         _ => http1::write_simple(
             caller.conn.get_mut(),
@@ -198,7 +198,7 @@ fn route(
 
 /// Whether the request carries the admin token.
 fn admin(head: &RequestHead, hub: &Hub) -> bool {
-    crate::gateway::admin::authorized(
+    crate::gateway::operator::admin::authorized(
         hub.settings.admin_token.as_ref(),
         head.header("authorization"),
     )
@@ -250,7 +250,7 @@ pub(crate) fn write_monitoring(
     keep_alive: bool,
 ) -> std::io::Result<()> {
     if path == "/metrics" {
-        let text = crate::gateway::metrics::render(hub);
+        let text = crate::gateway::operator::metrics::render(hub);
         let kind = crate::observe::prometheus::CONTENT_TYPE;
         return http1::write_simple(out, 200, kind, text.as_bytes(), keep_alive);
     }
@@ -316,7 +316,7 @@ fn authenticate(
 }
 
 /// A tunnel request: authenticate and validate it, read the start of its body, then have it
-/// served (by this gateway's streams or, on a replica, another's: [`crate::gateway::peer::serve`]);
+/// served (by this gateway's streams or, on a replica, another's: [`crate::gateway::replicas::serve`]);
 /// its record is logged once, when it ends.
 fn tunnel(
     head: RequestHead,
@@ -336,7 +336,7 @@ fn tunnel(
         Ok(job) => job,
         Err(refused) => return tunnel.fail(caller, refused),
     };
-    match crate::gateway::peer::serve(hub, &pool, &who.name, &mut job, &mut caller) {
+    match crate::gateway::replicas::serve(hub, &pool, &who.name, &mut job, &mut caller) {
         Served::Exchanged {
             mut record,
             reusable,
@@ -497,8 +497,8 @@ impl<'h> Tunnel<'h> {
                 .get()
                 .is_some_and(|p| p.has_routes(&self.pool_name))
         };
-        if dispatch::waiting_limit(pool, deadline).is_none() && !elsewhere() {
-            let message = dispatch::no_agent_message(&self.pool_name);
+        if local::waiting_limit(pool, deadline).is_none() && !elsewhere() {
+            let message = local::no_agent_message(&self.pool_name);
             return Err(Refused::new(ErrorKind::NoAgent, message, no_body));
         }
         let reading = (!no_body).then(|| caller.watchable.watch(BODY_START_LIMIT));

@@ -45,7 +45,7 @@ pub const SIGNATURE_2: &str = "X-Vcs-Peer-Signature-2";
 /// Hex SHA-256 of the start of the body (its first piece, or all of a small one).
 pub const BODY: &str = "X-Vcs-Peer-Body-Sha256";
 
-/// The base URL the caller used ([`crate::gateway::request::Job::front`]), when the
+/// The base URL the caller used ([`crate::gateway::exchange::job::Job::front`]), when the
 /// forwarding replica knows it. Not signed, like the caller's own headers: a replica that
 /// does not know it ignores it, and one that gets none answers with the VCS's own URLs.
 pub const FRONT: &str = "X-Vcs-Peer-Front";

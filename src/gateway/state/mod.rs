@@ -1,0 +1,19 @@
+//! What the gateway holds while it runs: the registry of live pools ([`hub`]), each pool's
+//! idle streams and figures ([`pool`], [`idle`], [`stats`]), one agent stream ([`stream`]),
+//! the record every finished request leaves ([`record`]), who may use the front
+//! ([`callers`]), refused agent logins ([`logins`]) and the timings and limits
+//! ([`settings`]).
+//!
+//! Imports point down, to the store ([`crate::gateway::store`]) and the crate's shared
+//! modules: nothing here knows a port, an exchange or the replicas. Within it, `hub` →
+//! `pool` → `stream`/`idle`/`stats` → `record`.
+
+pub mod callers;
+pub mod hub;
+pub mod idle;
+pub mod logins;
+pub mod pool;
+pub mod record;
+pub mod settings;
+pub mod stats;
+pub mod stream;
