@@ -1000,9 +1000,8 @@ fn serve(flags: ServeFlags) -> Result<(), CliError> {
     let shutdown = Shutdown::install()?;
     let where_token = admin_token.describe();
     settings.admin_token = Some(admin_token.secret());
-    let gateway = start(store, &flags.ports, settings, tls)?;
-    if let Some(options) = peers {
-        let addr = vcs_agent::gateway::replicas::start(&gateway.hub, options)?;
+    let gateway = start(store, &flags.ports, settings, tls, peers)?;
+    if let Some(addr) = gateway.peer_addr {
         log::info!("peer port listening on {addr} (requests forwarded by other replicas, signed with the peer secret)");
     }
     log::info!("{where_token}");
@@ -1021,6 +1020,7 @@ fn start(
     ports: &Ports,
     settings: Settings,
     tls: GatewayTls,
+    peers: Option<PeerOptions>,
 ) -> Result<Gateway, CliError> {
     let (agent_tls, api_tls) = (tls.agent.is_some(), tls.api.is_some());
     let poll_only = settings.poll_only;
@@ -1030,8 +1030,15 @@ fn start(
             store.describe()
         );
     }
-    let gateway =
-        Gateway::start_with_store(store, &ports.agent, &ports.api, settings, tls, poll_only)?;
+    let gateway = Gateway::start_with_store(
+        store,
+        &ports.agent,
+        &ports.api,
+        settings,
+        tls,
+        poll_only,
+        peers,
+    )?;
     let scheme = |on: bool| if on { "TLS" } else { "plain, no TLS" };
     log::info!("agent port serves {}", scheme(agent_tls));
     log::info!("api port serves {}", scheme(api_tls));

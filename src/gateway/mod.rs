@@ -27,7 +27,6 @@ pub mod store;
 use state::hub::Hub;
 pub use state::settings::Settings;
 use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
 use std::sync::Arc;
 
 /// Why the gateway could not start. `Display` is the one line the operator sees.
@@ -50,6 +49,8 @@ pub enum StartError {
     /// Redis could not be followed (its own sentence).
     #[error("{0}")]
     Shared(String),
+    #[error(transparent)]
+    Peer(#[from] replicas::PeerError),
 }
 
 /// Binds `address`, the value of `flag`.
@@ -72,41 +73,19 @@ pub struct GatewayTls {
 /// A gateway with both ports bound, serving on background threads.
 pub struct Gateway {
     pub hub: Arc<Hub>,
+    /// Forwarding to other replicas (`serve --peer-listen`), built before the api port
+    /// serves and handed to the front, `/metrics` and `/healthz`.
+    peers: Option<Arc<replicas::Peers>>,
     pub agent_addr: SocketAddr,
     pub api_addr: SocketAddr,
+    /// The peer port's bound address, with `serve --peer-listen`.
+    pub peer_addr: Option<SocketAddr>,
 }
 
 impl Gateway {
-    /// Binds both ports and starts serving.
-    pub fn start(
-        data_dir: &Path,
-        agent_listen: &str,
-        api_listen: &str,
-        settings: Settings,
-    ) -> Result<Gateway, StartError> {
-        Gateway::start_with_tls(
-            data_dir,
-            agent_listen,
-            api_listen,
-            settings,
-            GatewayTls::default(),
-        )
-    }
-
-    /// Binds both ports and starts serving, each over TLS when `tls` says so.
-    pub fn start_with_tls(
-        data_dir: &Path,
-        agent_listen: &str,
-        api_listen: &str,
-        settings: Settings,
-        tls: GatewayTls,
-    ) -> Result<Gateway, StartError> {
-        let store = store::Store::open(data_dir)?;
-        Gateway::start_with_store(store, agent_listen, api_listen, settings, tls, false)
-    }
-
-    /// Binds both ports and starts serving pools and callers from `store`; a Redis store is
-    /// kept current by its own threads (polling alone when `poll_only`).
+    /// Binds both ports (and the peer port when `peer` says so) and starts serving pools and
+    /// callers from `store`; a Redis store is kept current by its own threads (polling alone
+    /// when `poll_only`).
     pub fn start_with_store(
         store: store::Store,
         agent_listen: &str,
@@ -114,6 +93,7 @@ impl Gateway {
         settings: Settings,
         tls: GatewayTls,
         poll_only: bool,
+        peer: Option<replicas::PeerOptions>,
     ) -> Result<Gateway, StartError> {
         let mut hub = Arc::new(Hub::new(store, settings)?);
         let agent_listener = bind("--agent-listen", agent_listen)?;
@@ -126,11 +106,20 @@ impl Gateway {
                 .get_or_insert_with(|| format!("ws://{agent_addr}"));
         }
         follow_shared(&hub, poll_only)?;
-        spawn_threads(&hub, agent_listener, api_listener, tls)?;
+        let started = peer
+            .map(|options| replicas::start(&hub, options))
+            .transpose()?;
+        let (peers, peer_addr) = match started {
+            Some(started) => (Some(started.peers), Some(started.address)),
+            None => (None, None),
+        };
+        spawn_threads(&hub, peers.clone(), agent_listener, api_listener, tls)?;
         Ok(Gateway {
             hub,
+            peers,
             agent_addr,
             api_addr,
+            peer_addr,
         })
     }
 
@@ -139,7 +128,8 @@ impl Gateway {
     pub fn serve_metrics(&self, listen: &str) -> Result<SocketAddr, StartError> {
         let listener = bind("--metrics-listen", listen)?;
         let addr = listener.local_addr()?;
-        front::serve_metrics(listener, Arc::clone(&self.hub)).map_err(StartError::Thread)?;
+        let (hub, peers) = (Arc::clone(&self.hub), self.peers.clone());
+        operator::health::serve_metrics(listener, hub, peers).map_err(StartError::Thread)?;
         Ok(addr)
     }
 
@@ -203,6 +193,7 @@ fn follow_shared(hub: &Arc<Hub>, poll_only: bool) -> Result<(), StartError> {
 /// The housekeeper and the two ports' accept loops.
 fn spawn_threads(
     hub: &Arc<Hub>,
+    peers: Option<Arc<replicas::Peers>>,
     agent_listener: TcpListener,
     api_listener: TcpListener,
     tls: GatewayTls,
@@ -236,7 +227,9 @@ fn spawn_threads(
         "api-port",
         "caller",
         limits,
-        move |tcp, presence| front::handle_connection(tcp, presence, &h, api_tls.clone()),
+        move |tcp, presence| {
+            front::handle_connection(tcp, presence, &h, peers.as_deref(), api_tls.clone())
+        },
     )
     .map_err(cannot)?;
     Ok(())

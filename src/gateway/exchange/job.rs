@@ -1,6 +1,6 @@
 //! One caller and one request on the api port, as the front hands them to an exchange.
 //!
-//! A [`Caller`] is the connection (its own thread serves it from request head to answer) and
+//! A [`Connection`] is the connection (its own thread serves it from request head to answer) and
 //! ends through one `Drop`, which closes it lingering so a last error answer is never turned
 //! into a reset. A [`Job`] is a validated tunnel request, made by the front before an agent
 //! stream is taken; its [`BodyStart`] is the part of the body read by then, so a caller that
@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 /// A caller's connection; its own thread serves it from request head to answer.
-pub struct Caller {
+pub struct Connection {
     pub conn: BufReader<Stream>,
     pub peer: SocketAddr,
     /// For total deadlines on reading a request head or body start.
@@ -26,7 +26,7 @@ pub struct Caller {
 /// How long a closing caller connection may keep sending before it is cut off.
 const CALLER_LINGER: Duration = Duration::from_secs(2);
 
-impl Drop for Caller {
+impl Drop for Connection {
     /// Every way a caller connection ends goes through here, so none of them can turn the
     /// last answer (often an error sent without reading the request body) into a reset.
     fn drop(&mut self) {

@@ -12,7 +12,7 @@
 //! What it cannot serve is a [`Refused`]: the kind and sentence the caller hears, and whether
 //! the connection stays usable. The caller of this module writes the answer and the record.
 
-use crate::gateway::exchange::job::{Caller, Job};
+use crate::gateway::exchange::job::{Connection, Job};
 use crate::gateway::exchange::{self, Exchanged, StreamState};
 use crate::gateway::state::hub::Hub;
 use crate::gateway::state::pool::Pool;
@@ -65,7 +65,7 @@ pub enum Served {
 
 /// Serves `job` from this gateway's own streams of `pool`: takes an idle one (waiting up to
 /// the queue timeout), runs the exchange, gives it back.
-pub fn serve_locally(hub: &Hub, pool: &Pool, job: &mut Job, caller: &mut Caller) -> Served {
+pub fn serve_locally(hub: &Hub, pool: &Pool, job: &mut Job, caller: &mut Connection) -> Served {
     serve_until(
         hub,
         pool,
@@ -80,7 +80,7 @@ pub fn serve_until(
     hub: &Hub,
     pool: &Pool,
     job: &mut Job,
-    caller: &mut Caller,
+    caller: &mut Connection,
     deadline: Instant,
 ) -> Served {
     match take_stream(hub, pool, deadline, job.body.rest.is_none()) {
@@ -97,7 +97,7 @@ pub fn serve_on(
     pool: &Pool,
     mut stream: AgentStream,
     job: &mut Job,
-    caller: &mut Caller,
+    caller: &mut Connection,
     deadline: Instant,
 ) -> Served {
     // With the body read whole (or none), an error answer leaves the connection usable.

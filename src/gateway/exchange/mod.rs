@@ -20,7 +20,7 @@
 pub mod job;
 pub mod local;
 
-use crate::gateway::exchange::job::{BodyStart, Caller, Job};
+use crate::gateway::exchange::job::{BodyStart, Connection, Job};
 use crate::gateway::state::record::RequestRecord;
 use crate::gateway::state::settings::Settings;
 use crate::gateway::state::stream::AgentStream;
@@ -159,7 +159,7 @@ type Ending = (StreamState, bool);
 pub fn run(
     stream: &mut AgentStream,
     job: &mut Job,
-    caller: &mut Caller,
+    caller: &mut Connection,
     settings: &Settings,
 ) -> Exchanged {
     let started = Instant::now();
@@ -213,7 +213,7 @@ fn relay(
     link: &mut Link<Stream>,
     pending: &mut Vec<u8>,
     job: &mut Job,
-    caller: &mut Caller,
+    caller: &mut Connection,
     settings: &Settings,
     tally: &mut RequestRecord,
 ) -> Ending {
@@ -260,7 +260,7 @@ fn agent_lost(what: &str, e: tungstenite::Error) -> BodyFailure {
 /// whole small body leaves together with its `end` in one write.
 fn send_body(
     link: &mut Link<Stream>,
-    caller: &mut Caller,
+    caller: &mut Connection,
     body: &mut BodyStart,
     settings: &Settings,
     tally: &mut RequestRecord,
@@ -294,7 +294,7 @@ fn send_body(
 /// still hears why).
 fn send_rest(
     link: &mut Link<Stream>,
-    caller: &mut Caller,
+    caller: &mut Connection,
     rest: BodyProgress,
     mut buffer: Vec<u8>,
     settings: &Settings,

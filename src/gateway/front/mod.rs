@@ -24,9 +24,13 @@
 //! Whatever ends it (a refusal, or the exchange's record) leaves one record, logged when the
 //! `Tunnel` is dropped.
 
-use crate::gateway::exchange::job::{BodyStart, Caller, Job};
+mod dispatch;
+
+use crate::gateway::exchange::job::{BodyStart, Connection, Job};
 use crate::gateway::exchange::local::{self, Refused, Served};
 use crate::gateway::exchange::write_error;
+use crate::gateway::operator::health;
+use crate::gateway::replicas::Peers;
 use crate::gateway::state::callers;
 use crate::gateway::state::hub::Hub;
 use crate::gateway::state::pool::Pool;
@@ -41,7 +45,6 @@ use crate::protocol::{self, ErrorKind, MAX_CHUNK};
 
 use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -69,6 +72,7 @@ pub(crate) fn handle_connection(
     tcp: TcpStream,
     presence: &Presence,
     hub: &Hub,
+    peers: Option<&Peers>,
     tls: Option<Arc<rustls::ServerConfig>>,
 ) {
     let Some((mut caller, certificate)) = open(tcp, tls, hub.settings.caller_write_timeout())
@@ -95,7 +99,7 @@ pub(crate) fn handle_connection(
                 return;
             }
         };
-        match route(head, caller, hub, certificate.as_deref()) {
+        match route(head, caller, hub, peers, certificate.as_deref()) {
             Some(next) => caller = next,
             None => return,
         }
@@ -108,7 +112,7 @@ fn open(
     tcp: TcpStream,
     tls: Option<Arc<rustls::ServerConfig>>,
     write_timeout: Duration,
-) -> Option<(Caller, Option<Vec<u8>>)> {
+) -> Option<(Connection, Option<Vec<u8>>)> {
     let peer = tcp.peer_addr().ok()?;
     let _ = tcp.set_nodelay(true);
     let _ = tcp.set_read_timeout(Some(IDLE_TIMEOUT));
@@ -136,7 +140,7 @@ fn open(
             .map(|der| der.to_vec()),
         _ => None,
     };
-    let caller = Caller {
+    let caller = Connection {
         conn: BufReader::with_capacity(16 * 1024, stream),
         peer,
         watchable,
@@ -148,16 +152,17 @@ fn open(
 /// Serves one request; returns the connection when it can take another.
 fn route(
     head: RequestHead,
-    mut caller: Caller,
+    mut caller: Connection,
     hub: &Hub,
+    peers: Option<&Peers>,
     certificate: Option<&[u8]>,
-) -> Option<Caller> {
+) -> Option<Connection> {
     let keep_alive = head.keep_alive();
     let path = head.target.split('?').next().unwrap_or("");
     if let Some(rest) = path.strip_prefix("/private/") {
         let (pool, _) = rest.split_once('/').unwrap_or((rest, ""));
         let pool = pool.to_string();
-        return tunnel(head, caller, hub, &pool, certificate);
+        return tunnel(head, caller, hub, peers, &pool, certificate);
     }
     if path == "/api" || path.starts_with("/api/") {
         return crate::gateway::operator::api::serve(head, caller, hub);
@@ -181,7 +186,7 @@ fn route(
             keep_alive,
             &[("WWW-Authenticate".into(), "Bearer realm=\"vcs-gateway\"".into())],
         ),
-        ("GET", "/healthz" | "/metrics") => write_monitoring(caller.conn.get_mut(), path, hub, keep_alive),
+        ("GET", "/healthz" | "/metrics") => health::write_monitoring(caller.conn.get_mut(), path, hub, peers, keep_alive),
         ("GET", _) if crate::gateway::operator::panel::asset(path).is_some() => {
             crate::gateway::operator::panel::write(caller.conn.get_mut(), path, keep_alive)
         }
@@ -202,95 +207,6 @@ fn admin(head: &RequestHead, hub: &Hub) -> bool {
         hub.settings.admin_token.as_ref(),
         head.header("authorization"),
     )
-}
-
-/// Scrapers served at once on the metrics port.
-const MAX_SCRAPERS: usize = 16;
-
-/// Serves `/healthz` and `/metrics` in full, without authentication, on `listener`: a port
-/// meant for a private scrape network (`--metrics-listen`), never for the SaaS side.
-pub fn serve_metrics(listener: std::net::TcpListener, hub: Arc<Hub>) -> std::io::Result<()> {
-    crate::net::listen::spawn(
-        listener,
-        "metrics-port",
-        "scraper",
-        MAX_SCRAPERS,
-        move |tcp| {
-            let _ = tcp.set_read_timeout(Some(Duration::from_secs(5)));
-            let _ = tcp.set_write_timeout(Some(Duration::from_secs(5)));
-            let watch = Watchable::of(&tcp).watch(Duration::from_secs(10));
-            let Ok(writer) = tcp.try_clone() else { return };
-            let mut writer = writer;
-            let head = http1::read_request_head(&mut BufReader::new(tcp));
-            let path = head
-                .as_ref()
-                .map(|h| h.target.split('?').next().unwrap_or(""));
-            let _ = match (head.as_ref().map(|h| h.method.as_str()), path) {
-                (Ok("GET"), Ok(path @ ("/healthz" | "/metrics"))) => {
-                    write_monitoring(&mut writer, path, &hub, false)
-                }
-                _ => http1::write_simple(
-                    &mut writer,
-                    404,
-                    "application/json",
-                    br#"{"error":"only GET /healthz and GET /metrics are served here"}"#,
-                    false,
-                ),
-            };
-            drop(watch);
-        },
-    )
-}
-
-/// The full `/healthz` or `/metrics`, for the operator (admin token, or the metrics port).
-pub(crate) fn write_monitoring(
-    out: &mut impl Write,
-    path: &str,
-    hub: &Hub,
-    keep_alive: bool,
-) -> std::io::Result<()> {
-    if path == "/metrics" {
-        let text = crate::gateway::operator::metrics::render(hub);
-        let kind = crate::observe::prometheus::CONTENT_TYPE;
-        return http1::write_simple(out, 200, kind, text.as_bytes(), keep_alive);
-    }
-    let body = health(hub);
-    http1::write_simple(out, 200, "application/json", body.as_bytes(), keep_alive)
-}
-
-fn health(hub: &Hub) -> String {
-    let pools: serde_json::Map<String, serde_json::Value> = hub
-        .pools()
-        .iter()
-        .map(|pool| {
-            (
-                pool.name(),
-                serde_json::json!({
-                    "agents": pool.agents().len(),
-                    "streams": pool.streams.load(Ordering::SeqCst),
-                    "busy": pool.busy.load(Ordering::SeqCst),
-                    "queued": pool.queued.load(Ordering::SeqCst),
-                    "requests": pool.requests.load(Ordering::Relaxed),
-                }),
-            )
-        })
-        .collect();
-    let mut body = serde_json::json!({ "status": "ok", "pools": pools });
-    if let Some(id) = &hub.settings.replica_id {
-        // A replica: whether it can reach Redis (changes answer 503 while it cannot).
-        body["replica"] = serde_json::json!({
-            "id": id,
-            "redis_reachable": hub.store.reachable(),
-        });
-        if let Some(peers) = hub.peers.get() {
-            if let (Some(replica), serde_json::Value::Object(figures)) =
-                (body["replica"].as_object_mut(), peers.health())
-            {
-                replica.extend(figures);
-            }
-        }
-    }
-    body.to_string()
 }
 
 /// The caller a request's `Vcs-Gateway-Authorization` header names, or without one, the
@@ -320,14 +236,15 @@ fn authenticate(
 /// its record is logged once, when it ends.
 fn tunnel(
     head: RequestHead,
-    mut caller: Caller,
+    mut caller: Connection,
     hub: &Hub,
+    peers: Option<&Peers>,
     pool_name: &str,
     certificate: Option<&[u8]>,
-) -> Option<Caller> {
+) -> Option<Connection> {
     let _open = hub.request_opened();
     let who = authenticate(&head, hub, certificate);
-    let mut tunnel = Tunnel::new(hub, &head, pool_name, &who, caller.peer.ip());
+    let mut tunnel = Tunnel::new(hub, peers, &head, pool_name, &who, caller.peer.ip());
     let (who, pool, framing) = match tunnel.admit(&head, who) {
         Ok(admitted) => admitted,
         Err(refused) => return tunnel.fail(caller, refused),
@@ -336,7 +253,7 @@ fn tunnel(
         Ok(job) => job,
         Err(refused) => return tunnel.fail(caller, refused),
     };
-    match crate::gateway::replicas::serve(hub, &pool, &who.name, &mut job, &mut caller) {
+    match dispatch::serve(hub, peers, &pool, &who.name, &mut job, &mut caller) {
         Served::Exchanged {
             mut record,
             reusable,
@@ -357,6 +274,8 @@ fn tunnel(
 /// of its own, so refusals cannot flood the log.
 struct Tunnel<'h> {
     hub: &'h Hub,
+    /// Forwarding to other replicas, on a replica with a peer port.
+    peers: Option<&'h Peers>,
     /// The caller's address, for the summary of refusals.
     address: std::net::IpAddr,
     /// Whether the record is a refusal ([`Tunnel::fail`]).
@@ -401,6 +320,7 @@ impl Drop for Tunnel<'_> {
 impl<'h> Tunnel<'h> {
     fn new(
         hub: &'h Hub,
+        peers: Option<&'h Peers>,
         head: &RequestHead,
         pool_name: &str,
         who: &Result<Arc<callers::Caller>, callers::Refusal>,
@@ -408,6 +328,7 @@ impl<'h> Tunnel<'h> {
     ) -> Tunnel<'h> {
         Tunnel {
             hub,
+            peers,
             address,
             refused: false,
             id: ulid::Ulid::new().to_string(),
@@ -476,7 +397,7 @@ impl<'h> Tunnel<'h> {
         pool: &Pool,
         head: RequestHead,
         framing: Framing,
-        caller: &mut Caller,
+        caller: &mut Connection,
     ) -> Result<Job, Refused> {
         let no_body = framing == Framing::Empty;
         let target = tunnel_target(&head.target, &self.pool_name).ok_or_else(|| {
@@ -491,12 +412,7 @@ impl<'h> Tunnel<'h> {
         }
         let deadline = Instant::now() + self.hub.settings.queue_timeout;
         // Asked only when no stream here can serve it (it may ask Redis).
-        let elsewhere = || {
-            self.hub
-                .peers
-                .get()
-                .is_some_and(|p| p.has_routes(&self.pool_name))
-        };
+        let elsewhere = || self.peers.is_some_and(|p| p.has_routes(&self.pool_name));
         if local::waiting_limit(pool, deadline).is_none() && !elsewhere() {
             let message = local::no_agent_message(&self.pool_name);
             return Err(Refused::new(ErrorKind::NoAgent, message, no_body));
@@ -523,7 +439,7 @@ impl<'h> Tunnel<'h> {
     }
 
     /// Answers an error the gateway itself decided; its record is logged first.
-    fn fail(mut self, mut caller: Caller, refused: Refused) -> Option<Caller> {
+    fn fail(mut self, mut caller: Connection, refused: Refused) -> Option<Connection> {
         self.refused = true;
         self.record = Some(RequestRecord {
             id: self.id.clone(),
@@ -599,7 +515,7 @@ fn not_for(who: &callers::Caller, pool: &str) -> String {
 /// Reads the first piece of the request body (all of a small one) before a stream is taken;
 /// sends `100 Continue` first when the caller waits for it.
 pub(crate) fn read_body_start(
-    caller: &mut Caller,
+    caller: &mut Connection,
     framing: http1::Framing,
     send_continue: bool,
 ) -> std::io::Result<BodyStart> {

@@ -14,14 +14,16 @@
 //! never reach a log.
 
 use crate::clock::format_time;
-use crate::gateway::exchange::job::Caller;
+use crate::gateway::exchange::job::Connection;
 use crate::gateway::operator::admin;
 use crate::gateway::state::hub::Hub;
 use crate::gateway::state::pool::{Pool, RECENT_REQUESTS};
 use crate::gateway::state::record::RequestRecord;
 use crate::gateway::state::stats::{Counts, GroupView};
 use crate::gateway::state::stream::AgentInfo;
-use crate::gateway::store::{validate_caller_name, validate_name, CallerRecord, Scope, StoreError};
+use crate::gateway::store::{
+    validate_caller_name, validate_name, CallerRecord, Scope, StoreError, MAX_DESCRIPTION,
+};
 use crate::http1::{self, BodyReader, Framing, RequestHead};
 use crate::token::{Secret, Token};
 use serde_json::{json, Value};
@@ -32,9 +34,6 @@ use std::sync::Arc;
 
 /// Largest request body the API reads.
 pub const MAX_BODY: u64 = 64 * 1024;
-
-/// Longest pool description, as the store enforces it.
-const MAX_DESCRIPTION: usize = 1024;
 
 /// Access-log entries returned when `?limit=` is not given.
 const DEFAULT_LOG_LIMIT: usize = 100;
@@ -71,7 +70,7 @@ impl Reply {
 }
 
 /// Serves one `/api/…` request; returns the connection when it can take another.
-pub fn serve(head: RequestHead, mut caller: Caller, hub: &Hub) -> Option<Caller> {
+pub fn serve(head: RequestHead, mut caller: Connection, hub: &Hub) -> Option<Connection> {
     let keep_alive = head.keep_alive();
     let reply = match read_body(&head, &mut caller) {
         Ok(body) => {
@@ -97,7 +96,7 @@ pub fn serve(head: RequestHead, mut caller: Caller, hub: &Hub) -> Option<Caller>
 }
 
 /// Reads the whole body, at most [`MAX_BODY`]. `Err(None)`: the connection broke.
-fn read_body(head: &RequestHead, caller: &mut Caller) -> Result<Vec<u8>, Option<Reply>> {
+fn read_body(head: &RequestHead, caller: &mut Connection) -> Result<Vec<u8>, Option<Reply>> {
     let framing = head
         .framing()
         .map_err(|e| Some(Reply::error(400, format!("bad request: {e}")).closing()))?;

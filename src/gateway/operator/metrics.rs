@@ -6,6 +6,7 @@
 //! finished request passes: [`Pool::remember`]. The text format itself is
 //! [`crate::observe::prometheus`]'s, shared with the agent.
 
+use crate::gateway::replicas::Peers;
 use crate::gateway::state::hub::Hub;
 use crate::gateway::state::pool::Pool;
 use crate::observe::prometheus::Exposition;
@@ -54,10 +55,10 @@ const BYTES: [(&str, &str, Gauge); 2] = [
 ];
 
 /// The scrape text for every pool of `hub`.
-pub fn render(hub: &Hub) -> String {
+pub fn render(hub: &Hub, peers: Option<&Peers>) -> String {
     let pools = hub.pools();
     let mut out = Exposition::default();
-    process(&mut out, hub, pools.len());
+    process(&mut out, hub, peers, pools.len());
     let named: Vec<(&Arc<Pool>, String)> = pools.iter().map(|p| (p, p.name())).collect();
     per_pool(&mut out, &named, "gauge", &GAUGES);
     requests(&mut out, &named);
@@ -66,7 +67,7 @@ pub fn render(hub: &Hub) -> String {
 }
 
 /// Figures of the process itself: its version, Redis (a replica), how many pools.
-fn process(out: &mut Exposition, hub: &Hub, pools: usize) {
+fn process(out: &mut Exposition, hub: &Hub, peers: Option<&Peers>, pools: usize) {
     out.family(
         "vcs_gateway_build_info",
         "gauge",
@@ -88,7 +89,7 @@ fn process(out: &mut Exposition, hub: &Hub, pools: usize) {
             &[("replica", replica)],
             u64::from(hub.store.reachable()),
         );
-        if let Some(peers) = hub.peers.get() {
+        if let Some(peers) = peers {
             peers.render(out);
         }
     }

@@ -9,7 +9,7 @@
 //! lost agent does.
 
 use super::{signing, Peers};
-use crate::gateway::exchange::job::{Caller, Job};
+use crate::gateway::exchange::job::{Connection, Job};
 use crate::gateway::state::record::RequestRecord;
 use crate::gateway::state::settings::Settings;
 use crate::gateway::store::redis::Route;
@@ -111,7 +111,7 @@ pub fn forward(
     pool: &str,
     caller_name: &str,
     job: &mut Job,
-    caller: &mut Caller,
+    caller: &mut Connection,
     settings: &Settings,
 ) -> Forwarded {
     let started = Instant::now();
@@ -279,7 +279,7 @@ enum Failure {
 fn send_body(
     conn: &mut PeerConn,
     job: &mut Job,
-    caller: &mut Caller,
+    caller: &mut Connection,
     record: &mut RequestRecord,
 ) -> Result<(), Failure> {
     if job.framing == Framing::Empty {
@@ -337,7 +337,7 @@ fn relay(
     peers: &Peers,
     mut conn: PeerConn,
     job: &Job,
-    caller: &mut Caller,
+    caller: &mut Connection,
     record: &mut RequestRecord,
 ) -> bool {
     let answer = loop {
@@ -441,7 +441,7 @@ fn copy_body(
     peer_body: PeerBody,
     chunked_out: bool,
     pending: &mut Vec<u8>,
-    caller: &mut Caller,
+    caller: &mut Connection,
     record: &mut RequestRecord,
 ) -> Result<(), Failure> {
     let out = caller.conn.get_mut();
@@ -481,7 +481,7 @@ fn copy_body(
 }
 
 /// The peer went away before its answer's head: `502 agent_lost`, as for a lost agent.
-fn lost(caller: &mut Caller, record: &mut RequestRecord, reason: String) -> bool {
+fn lost(caller: &mut Connection, record: &mut RequestRecord, reason: String) -> bool {
     record.status = ErrorKind::AgentLost.status();
     record.error = Some(ErrorKind::AgentLost);
     let _ = crate::gateway::exchange::write_error(

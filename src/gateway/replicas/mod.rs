@@ -31,13 +31,11 @@ pub mod client;
 pub mod server;
 pub mod signing;
 
-use crate::gateway::exchange::job::{Caller, Job};
-use crate::gateway::exchange::local::{self, Refused, Served};
+use crate::gateway::exchange::job::{Connection, Job};
+use crate::gateway::exchange::local::Served;
 use crate::gateway::state::hub::Hub;
-use crate::gateway::state::pool::Pool;
 use crate::gateway::store::redis::{Route, Shared, SharedError};
 use crate::net::keepalive;
-use crate::protocol::ErrorKind;
 use std::collections::HashMap;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -219,25 +217,6 @@ fn connect(address: &str) -> std::io::Result<TcpStream> {
     Err(last)
 }
 
-/// The pause between rounds of tries while no stream anywhere is free, waiting on the local
-/// queue (which wakes the request at once when a stream of its own comes free): it starts at
-/// [`FIRST_PAUSE`] and grows fourfold up to [`MAX_PAUSE`], or, when this replica has streams of the
-/// pool (one of them soon free), up to [`MAX_PAUSE_WITH_STREAMS`], so that requests queued
-/// everywhere do not keep asking each other.
-pub const FIRST_PAUSE: Duration = Duration::from_millis(2);
-pub const MAX_PAUSE: Duration = Duration::from_millis(50);
-pub const MAX_PAUSE_WITH_STREAMS: Duration = Duration::from_millis(250);
-
-/// The pause after `pause` (see [`FIRST_PAUSE`]).
-pub fn next_pause(pause: Duration, local_streams: bool) -> Duration {
-    let ceiling = if local_streams {
-        MAX_PAUSE_WITH_STREAMS
-    } else {
-        MAX_PAUSE
-    };
-    (pause * 4).min(ceiling)
-}
-
 impl Peers {
     /// Whether another replica is known to hold streams of `pool`.
     pub fn has_routes(&self, pool: &str) -> bool {
@@ -290,12 +269,12 @@ impl Peers {
 
     /// Tries the replicas holding streams of `pool` in turn, each request starting at the
     /// next; `None` when none took it (nothing reached an agent, the job is untouched).
-    fn forward_to_any(
+    pub(crate) fn forward_to_any(
         &self,
         pool: &str,
         caller_name: &str,
         job: &mut Job,
-        caller: &mut Caller,
+        caller: &mut Connection,
         settings: &crate::gateway::state::settings::Settings,
     ) -> Option<Served> {
         for route in self.routes(pool) {
@@ -307,60 +286,6 @@ impl Peers {
             }
         }
         None
-    }
-}
-
-/// The front's dispatch: an idle stream of this replica's at once, else (on a replica with a
-/// peer port) another replica's, else a short wait on the local queue, and again until the
-/// queue timeout. Without a peer port, or with no other replica holding streams of the pool,
-/// it is [`local::serve_locally`].
-pub fn serve(
-    hub: &Hub,
-    pool: &Pool,
-    caller_name: &str,
-    job: &mut Job,
-    caller: &mut Caller,
-) -> Served {
-    let Some(peers) = hub.peers.get() else {
-        return local::serve_locally(hub, pool, job, caller);
-    };
-    let name = pool.name();
-    let deadline = Instant::now() + hub.settings.queue_timeout;
-    let mut pause = FIRST_PAUSE;
-    loop {
-        if hub.is_draining() {
-            return Served::Refused(Refused::shutting_down());
-        }
-        if let Some(stream) = pool.idle.try_take() {
-            return local::serve_on(hub, pool, stream, job, caller, deadline);
-        }
-        if !peers.has_routes(&name) || pool.is_closed() {
-            return local::serve_until(hub, pool, job, caller, deadline);
-        }
-        if let Some(served) = peers.forward_to_any(&name, caller_name, job, caller, &hub.settings) {
-            return served;
-        }
-        if Instant::now() >= deadline {
-            let message = format!(
-                "all streams of pool \"{name}\", here and on the other replicas, stayed busy for {:?}",
-                hub.settings.queue_timeout
-            );
-            let reusable = job.body.rest.is_none();
-            return Served::Refused(Refused::new(ErrorKind::QueueTimeout, message, reusable));
-        }
-        let until = deadline.min(Instant::now() + pause);
-        pause = next_pause(pause, pool.streams.load(Ordering::SeqCst) > 0);
-        // A drain, or the pool's deletion, shuts the queue and wakes this at once.
-        pool.queued.fetch_add(1, Ordering::SeqCst);
-        let taken = pool.idle.take_until(until);
-        pool.queued.fetch_sub(1, Ordering::SeqCst);
-        if let Some(stream) = taken {
-            if hub.is_draining() {
-                stream.close("the gateway is shutting down");
-                continue;
-            }
-            return local::serve_on(hub, pool, stream, job, caller, deadline);
-        }
     }
 }
 
@@ -413,36 +338,65 @@ pub struct PeerOptions {
     pub secret: signing::PeerSecret,
 }
 
+/// Why forwarding between replicas could not start. `Display` is the one line the operator
+/// sees.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("--peer-listen needs --redis: forwarding is between replicas")]
+    NoRedis,
+    #[error("--peer-listen {address}: cannot bind: {source}")]
+    Bind {
+        address: String,
+        source: std::io::Error,
+    },
+    /// A bound port has no address (the system says why).
+    #[error("{0}")]
+    Address(std::io::Error),
+    #[error("--peer-advertise {address}: not HOST:PORT ({source})")]
+    Advertise {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error("--peer-advertise is required when --peer-listen binds every address ({0}): the address other replicas reach this one at")]
+    AdvertiseRequired(std::net::SocketAddr),
+    #[error("cannot start a listener thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// This replica's forwarding: the handle the front, `/metrics` and `/healthz` use, and the
+/// peer port's bound address.
+pub struct Started {
+    pub peers: Arc<Peers>,
+    pub address: std::net::SocketAddr,
+}
+
 /// Binds the peer port, records its address with this replica's presence and starts
-/// forwarding; returns the bound address. Needs a replica (`serve --redis`).
-pub fn start(hub: &Arc<Hub>, options: PeerOptions) -> Result<std::net::SocketAddr, String> {
+/// serving it. Needs a replica (`serve --redis`).
+pub fn start(hub: &Arc<Hub>, options: PeerOptions) -> Result<Started, PeerError> {
     let (Some(shared), Some(replica)) = (hub.store.shared(), &hub.settings.replica_id) else {
-        return Err("--peer-listen needs --redis: forwarding is between replicas".into());
+        return Err(PeerError::NoRedis);
     };
-    let listen = &options.listen;
-    let listener = std::net::TcpListener::bind(listen)
-        .map_err(|e| format!("--peer-listen {listen}: cannot bind: {e}"))?;
-    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    let listener =
+        std::net::TcpListener::bind(&options.listen).map_err(|source| PeerError::Bind {
+            address: options.listen.clone(),
+            source,
+        })?;
+    let bound = listener.local_addr().map_err(PeerError::Address)?;
     let advertise = match options.advertise {
         Some(address) => {
             use std::net::ToSocketAddrs;
-            address
-                .to_socket_addrs()
-                .map_err(|e| format!("--peer-advertise {address}: not HOST:PORT ({e})"))?;
+            if let Err(source) = address.to_socket_addrs() {
+                return Err(PeerError::Advertise { address, source });
+            }
             address
         }
-        None if bound.ip().is_unspecified() => {
-            return Err(format!(
-                "--peer-advertise is required when --peer-listen binds every address ({bound}): the address other replicas reach this one at"
-            ))
-        }
+        None if bound.ip().is_unspecified() => return Err(PeerError::AdvertiseRequired(bound)),
         None => bound.to_string(),
     };
     let peers = Peers::new(replica, &advertise, options.secret, Arc::clone(shared));
-    hub.peers
-        .set(Arc::clone(&peers))
-        .map_err(|_| "--peer-listen: forwarding is already on".to_string())?;
-    server::serve(listener, Arc::clone(hub), peers)
-        .map_err(|e| format!("cannot start a listener thread: {e}"))?;
-    Ok(bound)
+    server::serve(listener, Arc::clone(hub), Arc::clone(&peers)).map_err(PeerError::Thread)?;
+    Ok(Started {
+        peers,
+        address: bound,
+    })
 }

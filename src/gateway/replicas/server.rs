@@ -9,7 +9,7 @@
 //! ever forwarded again.
 
 use super::{signing, Peers};
-use crate::gateway::exchange::job::{Caller, Job};
+use crate::gateway::exchange::job::{Connection, Job};
 use crate::gateway::exchange::local::{self, Served};
 use crate::gateway::exchange::{self, write_error};
 use crate::gateway::state::hub::Hub;
@@ -46,7 +46,7 @@ fn connection(tcp: TcpStream, hub: &Hub, peers: &Peers) {
     let _ = tcp.set_read_timeout(Some(IDLE_TIMEOUT));
     let _ = tcp.set_write_timeout(Some(Duration::from_secs(120)));
     let watchable = Watchable::of(&tcp);
-    let mut caller = Caller {
+    let mut caller = Connection {
         conn: BufReader::with_capacity(16 * 1024, Stream::Plain(tcp)),
         peer,
         watchable,
@@ -77,7 +77,12 @@ fn connection(tcp: TcpStream, hub: &Hub, peers: &Peers) {
 }
 
 /// Serves one forwarded request; returns the connection when it can take another.
-fn serve_one(head: RequestHead, mut caller: Caller, hub: &Hub, peers: &Peers) -> Option<Caller> {
+fn serve_one(
+    head: RequestHead,
+    mut caller: Connection,
+    hub: &Hub,
+    peers: &Peers,
+) -> Option<Connection> {
     let signed = match signing::verify(&peers.secret, &head, crate::clock::now_millis()) {
         Ok(signed) => signed,
         Err(refusal) => {
@@ -175,7 +180,7 @@ fn forwarded_pool(head: &RequestHead) -> Option<(String, Framing)> {
 /// Tells the forwarding replica the request is taken (`100 Continue`), reads the start of
 /// its body, and makes the job as the front would have; `None` when that replica went away.
 fn accept(
-    caller: &mut Caller,
+    caller: &mut Connection,
     head: &RequestHead,
     pool_name: &str,
     id: String,
@@ -229,12 +234,12 @@ fn take(hub: &Hub, pool_name: &str) -> Option<(Arc<Pool>, AgentStream)> {
 /// announced but not sent (it waits for `100`) would be read as the next request: that
 /// connection closes.
 fn busy(
-    mut caller: Caller,
+    mut caller: Connection,
     replica: &str,
     pool: &str,
     id: &str,
     framing: Framing,
-) -> Option<Caller> {
+) -> Option<Connection> {
     let keep = framing == Framing::Empty;
     let message = format!("replica {replica} has no free stream of pool \"{pool}\"");
     let body = exchange::error_body(ErrorKind::NoAgent, &message);
@@ -260,9 +265,9 @@ fn run(
     pool: &Pool,
     stream: AgentStream,
     job: &mut Job,
-    mut caller: Caller,
+    mut caller: Connection,
     who: &str,
-) -> Option<Caller> {
+) -> Option<Connection> {
     let deadline = Instant::now() + hub.settings.queue_timeout;
     match local::serve_on(hub, pool, stream, job, &mut caller, deadline) {
         Served::Exchanged {

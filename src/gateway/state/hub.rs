@@ -58,8 +58,6 @@ pub struct Hub {
     last_forced_reload: AtomicU64,
     pools: RwLock<HashMap<String, Arc<Pool>>>,
     seen: Mutex<Option<crate::gateway::store::Stamp>>,
-    /// Forwarding to other replicas (`serve --peer-listen`), once set up.
-    pub peers: std::sync::OnceLock<Arc<crate::gateway::replicas::Peers>>,
 }
 
 impl Hub {
@@ -79,7 +77,6 @@ impl Hub {
             last_forced_reload: AtomicU64::new(0),
             pools: RwLock::new(HashMap::new()),
             seen: Mutex::new(None),
-            peers: std::sync::OnceLock::new(),
         };
         hub.reload()?;
         Ok(hub)

@@ -10,7 +10,13 @@
 //! rename gives the file a new inode, which is how a gateway notices another process's
 //! change to `callers.json` however coarse file times are.
 
+pub mod records;
 pub mod redis;
+
+pub use records::{
+    validate_caller_name, validate_name, CallerRecord, NameError, PoolRecord, Scope,
+    MAX_DESCRIPTION,
+};
 
 use crate::clock::now_seconds;
 use crate::token::{self, Secret};
@@ -26,12 +32,9 @@ use std::time::SystemTime;
 /// sentence the operator sees (the API answers it, the command line prints it).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{what} name must be 1 to 63 characters, got {len}")]
-    NameLength { what: &'static str, len: usize },
-    #[error("{what} name \"{name}\" may only hold lowercase letters a-z, digits 0-9 and '-'")]
-    NameCharacters { what: &'static str, name: String },
-    #[error("{what} name \"{name}\" must not start or end with '-'")]
-    NameDash { what: &'static str, name: String },
+    /// A pool or caller name that breaks the naming rules.
+    #[error(transparent)]
+    Name(#[from] NameError),
     #[error("description must be at most 1024 bytes")]
     DescriptionTooLong,
     /// A pool or caller of that name exists already.
@@ -88,59 +91,10 @@ pub enum StoreError {
     Poisoned(&'static str),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PoolRecord {
-    pub name: String,
-    pub description: String,
-    pub ulid: String,
-    pub key_sha256: String,
-    /// Seconds since the Unix epoch.
-    pub created: u64,
-}
-
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StoreFile {
     pools: Vec<PoolRecord>,
-}
-
-/// A caller: a named credential of the SaaS side, allowed to use some pools (or all).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CallerRecord {
-    pub name: String,
-    pub id: String,
-    pub secret_sha256: String,
-    /// Every pool, present and future.
-    #[serde(default)]
-    pub all_pools: bool,
-    /// The pools it may use when not `all_pools`.
-    #[serde(default)]
-    pub pools: Vec<String>,
-    /// Seconds since the Unix epoch.
-    pub created: u64,
-    /// SHA-256 (hex) of a client certificate (DER) that identifies this caller on an api
-    /// port with `--api-client-ca`, instead of the secret.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_cert_sha256: Option<String>,
-}
-
-/// Which pools a caller may use.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Scope {
-    All,
-    Pools(Vec<String>),
-}
-
-impl CallerRecord {
-    pub fn scope(&self) -> Scope {
-        if self.all_pools {
-            Scope::All
-        } else {
-            Scope::Pools(self.pools.clone())
-        }
-    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -161,41 +115,6 @@ pub const CALLER_SECRET_PREFIX: &str = "vgc_";
 pub struct Store {
     dir: PathBuf,
     shared: Option<std::sync::Arc<crate::gateway::store::redis::Shared>>,
-}
-
-/// Pool names: 1–63 of `a-z 0-9 -`, not starting or ending with `-` (they appear in URLs).
-pub fn validate_name(name: &str) -> Result<(), StoreError> {
-    validate("pool", name)
-}
-
-/// Caller names follow the pool name rules (they appear in log lines and URLs).
-pub fn validate_caller_name(name: &str) -> Result<(), StoreError> {
-    validate("caller", name)
-}
-
-fn validate(what: &'static str, name: &str) -> Result<(), StoreError> {
-    if name.is_empty() || name.len() > 63 {
-        return Err(StoreError::NameLength {
-            what,
-            len: name.len(),
-        });
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
-        return Err(StoreError::NameCharacters {
-            what,
-            name: name.to_string(),
-        });
-    }
-    if name.starts_with('-') || name.ends_with('-') {
-        return Err(StoreError::NameDash {
-            what,
-            name: name.to_string(),
-        });
-    }
-    Ok(())
 }
 
 impl Store {
@@ -380,7 +299,7 @@ impl Store {
         description: &str,
     ) -> Result<(PoolRecord, Secret), StoreError> {
         validate_name(name)?;
-        if description.len() > 1024 {
+        if description.len() > MAX_DESCRIPTION {
             return Err(StoreError::DescriptionTooLong);
         }
         let key = token::new_key()?;

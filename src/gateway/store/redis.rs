@@ -22,7 +22,7 @@
 //! state is kept and the fault logged (once a minute), rather than every pool being closed,
 //! and the first change made after it writes that last state back together with itself.
 
-use crate::gateway::store::{CallerRecord, PoolRecord};
+use crate::gateway::store::records::{CallerRecord, PoolRecord};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
