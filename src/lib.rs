@@ -7,10 +7,11 @@
 //! streams the answer back. No async runtime: OS threads and blocking sockets.
 //!
 //! The map (data flows top to bottom on the way in, and back up on the way out):
-//! - [`gateway`]: the pool store ([`gateway::store`]), live pools ([`gateway::state::hub`]),
-//!   dispatch ([`gateway::exchange::local`]), the `private://` front ([`gateway::front`]), one
-//!   request over one agent stream ([`gateway::exchange`]), the agent port ([`gateway::agent_port`]), and the
-//!   operator's panel and JSON API ([`gateway::operator::panel`], [`gateway::operator::api`], [`gateway::operator::admin`]).
+//! - [`gateway`]: the pool store ([`gateway::store`]), the running state: live pools and
+//!   their idle streams ([`gateway::state`]), the `private://` front and its dispatch
+//!   ([`gateway::front`]), one request over one agent stream ([`gateway::exchange`]), the agent
+//!   port ([`gateway::agent_port`]), the operator's panel, JSON API and monitoring
+//!   ([`gateway::operator`]), forwarding between replicas ([`gateway::replicas`]).
 //! - [`protocol`]: the frames both sides speak and their order; [`protocol::link`], one
 //!   framed connection that reads, decodes and tracks liveness.
 //! - [`agent`]: slot threads, one WebSocket each ([`agent::slot`]), one request on it

@@ -1,15 +1,14 @@
-//! The gateway: pools and their tokens ([`store`]), the registry of live pools kept in line
-//! with it ([`hub`]), each pool's idle streams and figures ([`pool`]), one agent stream
-//! ([`stream`]), the agent port ([`agents`]) and the api port with the `private://` front
-//! ([`front`]), which turns a caller's connection into a [`request::Job`] and runs one
-//! exchange per request over a borrowed stream ([`exchange`]); every finished request leaves
-//! one [`record`] (the log line, the panel, [`metrics`]). The panel ([`panel`]) and its JSON
-//! API ([`api`]) share the api port behind an admin token ([`admin`]), the tunnel behind
-//! callers' secrets ([`callers`]); refused agent logins are counted and slowed down
-//! ([`logins`]); timings and limits are [`settings`].
+//! The gateway, one folder per port or lifetime: pools and callers as stored ([`store`]), what
+//! the running gateway holds (live pools, their idle streams, figures, records, callers:
+//! [`state`]), the agent port ([`agent_port`]), one request over one agent stream and the
+//! request itself ([`exchange`]), the api port's `private://` front and its dispatch
+//! ([`front`]), the operator's panel, JSON API, `/healthz` and `/metrics` ([`operator`]), and
+//! forwarding between replicas ([`replicas`]). This file wires them up: store → hub →
+//! optional peers → the ports; drain.
 //!
-//! Imports point one way: `front` → `exchange` → `request`/`record`; `agents` → `hub` →
-//! `pool` → `stream`; nothing below knows what is above it.
+//! Imports point one way, down this list, and never back up:
+//! `front` → `operator` → `replicas` → `exchange` → `state` → `store`; `agent_port` →
+//! `state`. Only this file knows every folder; no folder imports it.
 //!
 //! Synchronous throughout: a thread per caller connection, which also runs that caller's
 //! exchanges over a borrowed agent stream; idle agent streams wait in their pool's queue and

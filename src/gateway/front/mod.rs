@@ -19,14 +19,18 @@
 //!
 //! A tunnel request is a `Tunnel`: it admits the request (caller, scope, pool: all decided
 //! from the head), makes its [`Job`] (target, headers, the start of the body) and hands it to
-//! [`crate::gateway::replicas::serve`]: [`local::serve_locally`], the one place a job gets a
+//! [`dispatch::serve`]: [`local::serve_locally`], the one place a job gets a
 //! stream, or on a replica with a peer port, another replica's stream when none here is idle.
 //! Whatever ends it (a refusal, or the exchange's record) leaves one record, logged when the
 //! `Tunnel` is dropped.
+//!
+//! Imports point down: to the operator's pages ([`crate::gateway::operator`]), the
+//! replicas' client side, the exchange, the state and the store; nothing imports the front
+//! but the gateway's wiring.
 
 mod dispatch;
 
-use crate::gateway::exchange::job::{BodyStart, Connection, Job};
+use crate::gateway::exchange::job::{read_body_start, tunnel_target, Connection, Job};
 use crate::gateway::exchange::local::{self, Refused, Served};
 use crate::gateway::exchange::write_error;
 use crate::gateway::operator::health;
@@ -41,9 +45,9 @@ use crate::http1::{self, Framing, HeadError, RequestHead};
 use crate::net::deadline::Watchable;
 use crate::net::listen::Presence;
 use crate::net::Stream;
-use crate::protocol::{self, ErrorKind, MAX_CHUNK};
+use crate::protocol::{self, ErrorKind};
 
-use std::io::{BufReader, Read, Write};
+use std::io::BufReader;
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -232,7 +236,7 @@ fn authenticate(
 }
 
 /// A tunnel request: authenticate and validate it, read the start of its body, then have it
-/// served (by this gateway's streams or, on a replica, another's: [`crate::gateway::replicas::serve`]);
+/// served (by this gateway's streams or, on a replica, another's: [`dispatch::serve`]);
 /// its record is logged once, when it ends.
 fn tunnel(
     head: RequestHead,
@@ -466,18 +470,6 @@ impl<'h> Tunnel<'h> {
     }
 }
 
-/// `/private/<pool>` + target: the target is what follows the pool name, query included;
-/// `None` when that is not a path.
-pub(crate) fn tunnel_target(full: &str, pool_name: &str) -> Option<String> {
-    let prefix_len = "/private/".len() + pool_name.len();
-    let target = match &full[prefix_len..] {
-        "" => "/".to_string(),
-        t if t.starts_with('?') => format!("/{t}"),
-        t => t.to_string(),
-    };
-    target.starts_with('/').then_some(target)
-}
-
 /// The base URL the caller used for `pool`, for the agent to point URLs in answers back
 /// through: `--front-url` when it is set (a gateway behind a reverse proxy), else the api
 /// port's scheme and the caller's `Host`. Never `X-Forwarded-*`: a caller could name any
@@ -510,39 +502,4 @@ fn not_for(who: &callers::Caller, pool: &str) -> String {
         "caller \"{}\" may not use a pool named \"{pool}\" (or there is none)",
         who.name
     )
-}
-
-/// Reads the first piece of the request body (all of a small one) before a stream is taken;
-/// sends `100 Continue` first when the caller waits for it.
-pub(crate) fn read_body_start(
-    caller: &mut Connection,
-    framing: http1::Framing,
-    send_continue: bool,
-) -> std::io::Result<BodyStart> {
-    if framing == http1::Framing::Empty {
-        return Ok(BodyStart::default());
-    }
-    if send_continue {
-        let out = caller.conn.get_mut();
-        out.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
-        out.flush()?;
-    }
-    let capacity = match framing {
-        http1::Framing::Length(n) => usize::try_from(n).unwrap_or(MAX_CHUNK).min(MAX_CHUNK),
-        _ => 8 * 1024,
-    };
-    let mut bytes = Vec::with_capacity(capacity);
-    let mut reader = http1::BodyReader::new(&mut caller.conn, framing);
-    (&mut reader)
-        .take(MAX_CHUNK as u64)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() == MAX_CHUNK {
-        // Exactly one piece so far: a chunked body may still have only its last size line and
-        // trailers to come, which decide whether the body is whole.
-        reader.settle()?;
-    }
-    Ok(BodyStart {
-        bytes,
-        rest: reader.pause(),
-    })
 }

@@ -9,7 +9,7 @@
 //! ever forwarded again.
 
 use super::{signing, Peers};
-use crate::gateway::exchange::job::{Connection, Job};
+use crate::gateway::exchange::job::{self, Connection, Job};
 use crate::gateway::exchange::local::{self, Served};
 use crate::gateway::exchange::{self, write_error};
 use crate::gateway::state::hub::Hub;
@@ -189,8 +189,8 @@ fn accept(
     let out = caller.conn.get_mut();
     out.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").ok()?;
     out.flush().ok()?;
-    let body = crate::gateway::front::read_body_start(caller, framing, false).ok()?;
-    let target = crate::gateway::front::tunnel_target(&head.target, pool_name)?;
+    let body = job::read_body_start(caller, framing, false).ok()?;
+    let target = job::tunnel_target(&head.target, pool_name)?;
     // The forwarding replica sent the headers the front keeps, and the peer protocol's own.
     let headers = protocol::end_to_end(
         head.headers
