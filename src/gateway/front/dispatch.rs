@@ -89,3 +89,115 @@ pub fn serve(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::exchange::job::BodyStart;
+    use crate::gateway::state::settings::Settings;
+    use crate::gateway::store::Store;
+    use crate::net::Stream;
+    use std::io::BufReader;
+    use std::net::{TcpListener, TcpStream};
+
+    fn hub_with_pool(name: &str) -> Hub {
+        let dir = std::env::temp_dir().join(format!("vcs-dispatch-{}", ulid::Ulid::new()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&dir).unwrap();
+        store.create(name, "").unwrap();
+        Hub::new(store, Settings::default()).unwrap()
+    }
+
+    /// A caller connection on loopback (dispatch never reads it when no stream is taken).
+    fn connection() -> (Connection, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (tcp, peer) = listener.accept().unwrap();
+        let watchable = crate::net::deadline::Watchable::of(&tcp);
+        let conn = BufReader::new(Stream::Plain(tcp));
+        let connection = Connection {
+            conn,
+            peer,
+            watchable,
+            scheme: "http",
+        };
+        (connection, client)
+    }
+
+    fn job() -> Job {
+        Job {
+            id: "01job".into(),
+            method: "GET".into(),
+            target: "/api/v4/version".into(),
+            headers: Vec::new(),
+            framing: crate::http1::Framing::Empty,
+            version: 1,
+            keep_alive: true,
+            body: BodyStart::default(),
+            front: None,
+        }
+    }
+
+    fn refused(served: Served) -> Refused {
+        match served {
+            Served::Refused(refused) => refused,
+            Served::Exchanged { .. } => panic!("no stream exists, nothing can be exchanged"),
+        }
+    }
+
+    #[test]
+    fn a_pool_without_streams_is_refused_at_once_as_no_agent() {
+        let hub = hub_with_pool("alpha");
+        let pool = hub.pool("alpha").unwrap();
+        let (mut caller, _client) = connection();
+        let started = Instant::now();
+        let refused = refused(serve(&hub, None, &pool, "saas", &mut job(), &mut caller));
+        assert_eq!(refused.kind, ErrorKind::NoAgent);
+        assert_eq!(refused.message, local::no_agent_message("alpha"));
+        assert!(refused.reusable, "nothing of the request is left unread");
+        assert!(
+            started.elapsed() < hub.settings.queue_timeout,
+            "a pool with no agent waits for none"
+        );
+    }
+
+    #[test]
+    fn a_draining_gateway_dispatches_nothing() {
+        let hub = hub_with_pool("alpha");
+        let pool = hub.pool("alpha").unwrap();
+        hub.start_draining();
+        let (mut caller, _client) = connection();
+        let refused = refused(serve(&hub, None, &pool, "saas", &mut job(), &mut caller));
+        assert_eq!(refused.kind, ErrorKind::NoAgent);
+        assert_eq!(refused.message, local::SHUTTING_DOWN);
+        assert!(!refused.reusable, "the connection closes while draining");
+    }
+
+    #[test]
+    fn a_deleted_pool_says_so() {
+        let hub = hub_with_pool("alpha");
+        let pool = hub.pool("alpha").unwrap();
+        hub.store.delete("alpha").unwrap();
+        hub.reload().unwrap();
+        let (mut caller, _client) = connection();
+        let refused = refused(serve(&hub, None, &pool, "saas", &mut job(), &mut caller));
+        assert_eq!(refused.kind, ErrorKind::NoAgent);
+        assert!(
+            refused.message.contains("was deleted"),
+            "{}",
+            refused.message
+        );
+    }
+
+    #[test]
+    fn pauses_between_rounds_grow_to_their_ceiling() {
+        let mut pause = FIRST_PAUSE;
+        for _ in 0..10 {
+            pause = next_pause(pause, false);
+        }
+        assert_eq!(pause, MAX_PAUSE);
+        assert_eq!(next_pause(MAX_PAUSE, true), MAX_PAUSE * 4);
+        assert_eq!(next_pause(MAX_PAUSE * 4, true), MAX_PAUSE_WITH_STREAMS);
+        assert_eq!(next_pause(FIRST_PAUSE, false), FIRST_PAUSE * 4);
+    }
+}

@@ -276,3 +276,55 @@ impl Hub {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hub_with_pool(name: &str) -> (Hub, Store) {
+        let dir = std::env::temp_dir().join(format!("vcs-hub-{}", ulid::Ulid::new()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&dir).unwrap();
+        store.create(name, "").unwrap();
+        (Hub::new(store.clone(), Settings::default()).unwrap(), store)
+    }
+
+    #[test]
+    fn a_hub_is_built_from_a_file_store_and_follows_it() {
+        let (hub, store) = hub_with_pool("alpha");
+        let pool = hub.pool("alpha").expect("the stored pool is live");
+        assert_eq!((hub.streams(), hub.busy(), hub.open_requests()), (0, 0, 0));
+        assert!(hub.pool("beta").is_none());
+        store.create("beta", "").unwrap();
+        assert!(hub.pool("beta").is_some(), "a miss reads the store again");
+        store.delete("alpha").unwrap();
+        hub.reload().unwrap();
+        assert!(hub.pool("alpha").is_none());
+        assert!(pool.is_closed(), "a deleted pool closes");
+    }
+
+    #[test]
+    fn agents_authenticate_with_their_pool_key_only() {
+        let (hub, store) = hub_with_pool("alpha");
+        let (record, key) = store.create("gamma", "").unwrap();
+        hub.reload().unwrap();
+        let pool = hub.authenticate(&record.ulid, key.expose()).unwrap();
+        assert_eq!(pool.name(), "gamma");
+        let wrong = hub.authenticate(&record.ulid, "not-the-key");
+        assert_eq!(wrong.err(), Some(AuthError::WrongKey));
+        let unknown = hub.authenticate("01nosuchpool", key.expose());
+        assert_eq!(unknown.err(), Some(AuthError::UnknownPool));
+    }
+
+    #[test]
+    fn open_requests_are_counted_while_their_guard_lives() {
+        let (hub, _store) = hub_with_pool("alpha");
+        let guard = hub.request_opened();
+        assert_eq!(hub.open_requests(), 1);
+        drop(guard);
+        assert_eq!(hub.open_requests(), 0);
+        assert!(!hub.is_draining());
+        hub.start_draining();
+        assert!(hub.is_draining());
+    }
+}
