@@ -15,9 +15,9 @@
 //! one housekeeping thread keeps them alive. A gateway holding 1 024 agent streams runs six
 //! threads; see the README for figures.
 
-pub mod agent_port;
-pub mod exchange;
-pub mod front;
+pub(crate) mod agent_port;
+pub(crate) mod exchange;
+pub(crate) mod front;
 pub mod operator;
 pub mod replicas;
 pub mod state;

@@ -6,7 +6,7 @@
 //! ([`crate::gateway::store`]); the front routes here, nothing here knows the front.
 
 pub mod admin;
-pub mod api;
-pub mod health;
-pub mod metrics;
-pub mod panel;
+pub(crate) mod api;
+pub(crate) mod health;
+pub(crate) mod metrics;
+pub(crate) mod panel;

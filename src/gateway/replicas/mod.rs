@@ -27,8 +27,8 @@
 //! Connections between replicas are kept open (HTTP/1.1 keep-alive) and reused, so a
 //! forwarded request costs one round trip more than a local one, not a TCP handshake.
 
-pub mod client;
-pub mod server;
+pub(crate) mod client;
+pub(crate) mod server;
 pub mod signing;
 
 use crate::gateway::exchange::job::{Connection, Job};

@@ -8,12 +8,12 @@
 //! modules: nothing here knows a port, an exchange or the replicas. Within it, `hub` →
 //! `pool` → `stream`/`idle`/`stats` → `record`.
 
-pub mod callers;
-pub mod hub;
-pub mod idle;
-pub mod logins;
-pub mod pool;
-pub mod record;
+pub(crate) mod callers;
+pub(crate) mod hub;
+pub(crate) mod idle;
+pub(crate) mod logins;
+pub(crate) mod pool;
+pub(crate) mod record;
 pub mod settings;
-pub mod stats;
-pub mod stream;
+pub(crate) mod stats;
+pub(crate) mod stream;

@@ -10,7 +10,7 @@
 //! rename gives the file a new inode, which is how a gateway notices another process's
 //! change to `callers.json` however coarse file times are.
 
-pub mod records;
+pub(crate) mod records;
 pub mod redis;
 
 pub use records::{
