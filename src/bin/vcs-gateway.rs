@@ -16,8 +16,8 @@ use vcs_agent::clock::format_time;
 use vcs_agent::gateway::operator::admin;
 use vcs_agent::gateway::replicas::signing::PeerSecret;
 use vcs_agent::gateway::replicas::PeerOptions;
-use vcs_agent::gateway::state::settings::Settings;
-use vcs_agent::gateway::store::redis::Shared;
+use vcs_agent::gateway::state::settings::GatewaySettings;
+use vcs_agent::gateway::store::redis::RedisStore;
 use vcs_agent::gateway::store::{validate_caller_name, validate_name, Scope, Store, StoreError};
 use vcs_agent::gateway::{Gateway, GatewayTls, StartError};
 use vcs_agent::shutdown::{Shutdown, SignalError};
@@ -436,7 +436,9 @@ impl Location {
     fn open(&self) -> Result<Store, CliError> {
         match self {
             Location::Dir(dir) => Ok(Store::open(dir)?),
-            Location::Redis(url, ca) => Ok(Store::redis(Shared::connect_with(url, ca.as_deref())?)),
+            Location::Redis(url, ca) => {
+                Ok(Store::redis(RedisStore::connect_with(url, ca.as_deref())?))
+            }
         }
     }
 }
@@ -584,7 +586,7 @@ struct Ports {
 struct ServeFlags {
     store: StoreFlags,
     ports: Ports,
-    settings: Settings,
+    settings: GatewaySettings,
     drain_timeout: Duration,
     tls: TlsFlags,
     public_url: Option<String>,
@@ -638,7 +640,7 @@ impl Default for ServeFlags {
                 api: "127.0.0.1:1985".into(),
                 metrics: None,
             },
-            settings: Settings::default(),
+            settings: GatewaySettings::default(),
             drain_timeout: Duration::from_secs(30),
             tls: TlsFlags::default(),
             public_url: None,
@@ -1018,7 +1020,7 @@ fn serve(flags: ServeFlags) -> Result<(), CliError> {
 fn start(
     store: Store,
     ports: &Ports,
-    settings: Settings,
+    settings: GatewaySettings,
     tls: GatewayTls,
     peers: Option<PeerOptions>,
 ) -> Result<Gateway, CliError> {

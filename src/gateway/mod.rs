@@ -24,7 +24,7 @@ pub mod state;
 pub mod store;
 
 use state::hub::Hub;
-pub use state::settings::Settings;
+pub use state::settings::GatewaySettings;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
@@ -47,7 +47,7 @@ pub enum StartError {
     Thread(std::io::Error),
     /// Redis could not be followed (its own sentence).
     #[error("{0}")]
-    Shared(String),
+    RedisStore(String),
     #[error(transparent)]
     Peer(#[from] replicas::PeerError),
 }
@@ -89,7 +89,7 @@ impl Gateway {
         store: store::Store,
         agent_listen: &str,
         api_listen: &str,
-        settings: Settings,
+        settings: GatewaySettings,
         tls: GatewayTls,
         poll_only: bool,
         peer: Option<replicas::PeerOptions>,
@@ -186,7 +186,7 @@ fn follow_shared(hub: &Arc<Hub>, poll_only: bool) -> Result<(), StartError> {
             )
         });
     }
-    shared.start_sync(poll_only).map_err(StartError::Shared)
+    shared.start_sync(poll_only).map_err(StartError::RedisStore)
 }
 
 /// The housekeeper and the two ports' accept loops.

@@ -9,8 +9,8 @@
 //! [`crate::gateway::state::stream`].
 
 use crate::gateway::state::hub::{AuthError, Hub};
-use crate::gateway::state::pool::Pool;
-use crate::gateway::state::settings::Settings;
+use crate::gateway::state::pool::LivePool;
+use crate::gateway::state::settings::GatewaySettings;
 use crate::gateway::state::stream::{AgentInfo, AgentStream, TICK};
 use crate::net::Stream;
 use crate::protocol;
@@ -62,7 +62,7 @@ pub(crate) fn accept(tcp: TcpStream, hub: &Hub, tls: Option<Arc<rustls::ServerCo
             }
         },
     };
-    let mut admitted: Option<(Arc<Pool>, AgentInfo)> = None;
+    let mut admitted: Option<(Arc<LivePool>, AgentInfo)> = None;
     let callback = |request: &Request, response: Response| {
         admitted = Some(admit(hub, peer, request)?);
         Ok(response)
@@ -103,7 +103,7 @@ fn admit(
     hub: &Hub,
     peer: SocketAddr,
     request: &Request,
-) -> Result<(Arc<Pool>, AgentInfo), ErrorResponse> {
+) -> Result<(Arc<LivePool>, AgentInfo), ErrorResponse> {
     if request.uri().path() != protocol::CONNECT_PATH {
         return Err(refuse(404, "not an agent endpoint"));
     }
@@ -162,7 +162,7 @@ fn agent_info(request: &Request, peer: SocketAddr) -> AgentInfo {
 
 /// Inside an exchange a read wakes at least every keepalive tick to check the exchange
 /// timeout; writes (request bodies) must not block forever on an agent that stopped reading.
-fn set_timeouts(socket: &WebSocket<Stream>, settings: &Settings) -> std::io::Result<()> {
+fn set_timeouts(socket: &WebSocket<Stream>, settings: &GatewaySettings) -> std::io::Result<()> {
     let tick = settings.keepalive.min(settings.exchange_timeout);
     socket.get_ref().set_read_timeout(Some(tick))?;
     socket

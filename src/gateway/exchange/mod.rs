@@ -22,7 +22,7 @@ pub mod local;
 
 use crate::gateway::exchange::job::{BodyStart, Connection, Job};
 use crate::gateway::state::record::RequestRecord;
-use crate::gateway::state::settings::Settings;
+use crate::gateway::state::settings::GatewaySettings;
 use crate::gateway::state::stream::AgentStream;
 use crate::http1::{self, BodyProgress, BodyReader, Framing};
 use crate::net::rate::{Meter, TooSlow};
@@ -160,7 +160,7 @@ pub fn run(
     stream: &mut AgentStream,
     job: &mut Job,
     caller: &mut Connection,
-    settings: &Settings,
+    settings: &GatewaySettings,
 ) -> Exchanged {
     let started = Instant::now();
     let mut tally = RequestRecord {
@@ -214,7 +214,7 @@ fn relay(
     pending: &mut Vec<u8>,
     job: &mut Job,
     caller: &mut Connection,
-    settings: &Settings,
+    settings: &GatewaySettings,
     tally: &mut RequestRecord,
 ) -> Ending {
     if job.framing != Framing::Empty {
@@ -262,7 +262,7 @@ fn send_body(
     link: &mut Link<Stream>,
     caller: &mut Connection,
     body: &mut BodyStart,
-    settings: &Settings,
+    settings: &GatewaySettings,
     tally: &mut RequestRecord,
 ) -> Result<(), BodyFailure> {
     let rest = body.rest.take();
@@ -297,7 +297,7 @@ fn send_rest(
     caller: &mut Connection,
     rest: BodyProgress,
     mut buffer: Vec<u8>,
-    settings: &Settings,
+    settings: &GatewaySettings,
     tally: &mut RequestRecord,
 ) -> Result<(), BodyFailure> {
     let mut meter = Meter::start(settings.upload_rate(), Instant::now());
@@ -588,7 +588,7 @@ struct Pace {
 }
 
 impl Pace {
-    fn new(settings: &Settings) -> Pace {
+    fn new(settings: &GatewaySettings) -> Pace {
         let base = Instant::now();
         Pace {
             meter: Meter::start(settings.download_rate(), base),

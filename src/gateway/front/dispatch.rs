@@ -11,7 +11,7 @@ use crate::gateway::exchange::job::{Connection, Job};
 use crate::gateway::exchange::local::{self, Refused, Served};
 use crate::gateway::replicas::Peers;
 use crate::gateway::state::hub::Hub;
-use crate::gateway::state::pool::Pool;
+use crate::gateway::state::pool::LivePool;
 use crate::protocol::ErrorKind;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -42,7 +42,7 @@ pub fn next_pause(pause: Duration, local_streams: bool) -> Duration {
 pub fn serve(
     hub: &Hub,
     peers: Option<&Peers>,
-    pool: &Pool,
+    pool: &LivePool,
     caller_name: &str,
     job: &mut Job,
     caller: &mut Connection,
@@ -94,7 +94,7 @@ pub fn serve(
 mod tests {
     use super::*;
     use crate::gateway::exchange::job::BodyStart;
-    use crate::gateway::state::settings::Settings;
+    use crate::gateway::state::settings::GatewaySettings;
     use crate::gateway::store::Store;
     use crate::net::Stream;
     use std::io::BufReader;
@@ -105,7 +105,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let store = Store::open(&dir).unwrap();
         store.create(name, "").unwrap();
-        Hub::new(store, Settings::default()).unwrap()
+        Hub::new(store, GatewaySettings::default()).unwrap()
     }
 
     /// A caller connection on loopback (dispatch never reads it when no stream is taken).

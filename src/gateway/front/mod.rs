@@ -37,9 +37,9 @@ use crate::gateway::operator::health;
 use crate::gateway::replicas::Peers;
 use crate::gateway::state::callers;
 use crate::gateway::state::hub::Hub;
-use crate::gateway::state::pool::Pool;
+use crate::gateway::state::pool::LivePool;
 use crate::gateway::state::record::RequestRecord;
-use crate::gateway::state::settings::Settings;
+use crate::gateway::state::settings::GatewaySettings;
 use crate::gateway::store::Scope;
 use crate::http1::{self, Framing, HeadError, RequestHead};
 use crate::net::deadline::Watchable;
@@ -290,7 +290,7 @@ struct Tunnel<'h> {
     /// The request's target as the log may show it.
     path: String,
     pool_name: String,
-    pool: Option<Arc<Pool>>,
+    pool: Option<Arc<LivePool>>,
     caller: Option<String>,
     keep_alive: bool,
     record: Option<RequestRecord>,
@@ -356,7 +356,7 @@ impl<'h> Tunnel<'h> {
         &mut self,
         head: &RequestHead,
         who: Result<Arc<callers::Caller>, callers::Refusal>,
-    ) -> Result<(Arc<callers::Caller>, Arc<Pool>, Framing), Refused> {
+    ) -> Result<(Arc<callers::Caller>, Arc<LivePool>, Framing), Refused> {
         let (hub, pool_name) = (self.hub, self.pool_name.as_str());
         let framing = head.framing();
         let no_body = framing == Ok(Framing::Empty);
@@ -398,7 +398,7 @@ impl<'h> Tunnel<'h> {
     /// or read.
     fn job(
         &self,
-        pool: &Pool,
+        pool: &LivePool,
         head: RequestHead,
         framing: Framing,
         caller: &mut Connection,
@@ -475,7 +475,12 @@ impl<'h> Tunnel<'h> {
 /// port's scheme and the caller's `Host`. Never `X-Forwarded-*`: a caller could name any
 /// host in them. `None` when the `Host` is missing or not a plain `host[:port]`; the answer
 /// then keeps the VCS's own URLs.
-fn front_base(settings: &Settings, scheme: &str, head: &RequestHead, pool: &str) -> Option<String> {
+fn front_base(
+    settings: &GatewaySettings,
+    scheme: &str,
+    head: &RequestHead,
+    pool: &str,
+) -> Option<String> {
     if let Some(url) = &settings.front_url {
         return Some(format!("{url}/private/{pool}"));
     }

@@ -17,7 +17,7 @@ use crate::clock::format_time;
 use crate::gateway::exchange::job::Connection;
 use crate::gateway::operator::admin;
 use crate::gateway::state::hub::Hub;
-use crate::gateway::state::pool::{Pool, RECENT_REQUESTS};
+use crate::gateway::state::pool::{LivePool, RECENT_REQUESTS};
 use crate::gateway::state::record::RequestRecord;
 use crate::gateway::state::stats::{Counts, GroupView};
 use crate::gateway::state::stream::AgentInfo;
@@ -195,7 +195,7 @@ fn answer(head: &RequestHead, body: &[u8], hub: &Hub) -> Reply {
     }
 }
 
-fn with_pool(hub: &Hub, name: &str, f: impl FnOnce(&Arc<Pool>) -> Reply) -> Reply {
+fn with_pool(hub: &Hub, name: &str, f: impl FnOnce(&Arc<LivePool>) -> Reply) -> Reply {
     match hub.pool(name) {
         Some(pool) => f(&pool),
         None => Reply::error(404, format!("no pool named \"{name}\"")),
@@ -221,7 +221,7 @@ fn log_limit(query: &str) -> Result<usize, Reply> {
     }
 }
 
-fn pool_json(pool: &Pool) -> Value {
+fn pool_json(pool: &LivePool) -> Value {
     let record = pool.record();
     let streams = pool.streams.load(Ordering::SeqCst);
     let busy = pool.busy.load(Ordering::SeqCst);
@@ -253,7 +253,7 @@ fn pool_json(pool: &Pool) -> Value {
     })
 }
 
-fn agents_json(pool: &Pool) -> Vec<Value> {
+fn agents_json(pool: &LivePool) -> Vec<Value> {
     let mut agents = pool.agents();
     agents.sort_by_key(|a| a.connected_since);
     agents
@@ -363,7 +363,7 @@ fn percent_decode(value: &str) -> String {
 }
 
 /// The latest requests of `pool` that pass `filter`, newest first.
-fn log(pool: &Pool, limit: usize, filter: &LogFilter) -> Reply {
+fn log(pool: &LivePool, limit: usize, filter: &LogFilter) -> Reply {
     let requests: Vec<RequestRecord> = pool
         .recent(RECENT_REQUESTS)
         .into_iter()
@@ -374,7 +374,7 @@ fn log(pool: &Pool, limit: usize, filter: &LogFilter) -> Reply {
 }
 
 /// The refused shapes of the last hour over `pools`, the most frequent first.
-fn refused_json(pools: &[Arc<Pool>]) -> Value {
+fn refused_json(pools: &[Arc<LivePool>]) -> Value {
     let mut groups: Vec<(String, GroupView)> = Vec::new();
     let mut dropped = 0;
     for pool in pools {
@@ -402,7 +402,7 @@ fn refused_json(pools: &[Arc<Pool>]) -> Value {
 }
 
 /// Each caller's requests, denials and failures in the last hour, in all and per pool.
-fn traffic_json(pools: &[Arc<Pool>]) -> Value {
+fn traffic_json(pools: &[Arc<LivePool>]) -> Value {
     let mut callers: BTreeMap<String, (Counts, BTreeMap<String, Counts>)> = BTreeMap::new();
     for pool in pools {
         let name = pool.name();

@@ -11,8 +11,8 @@
 use super::{signing, Peers};
 use crate::gateway::exchange::job::{Connection, Job};
 use crate::gateway::state::record::RequestRecord;
-use crate::gateway::state::settings::Settings;
-use crate::gateway::store::redis::Route;
+use crate::gateway::state::settings::GatewaySettings;
+use crate::gateway::store::redis::PeerRoute;
 use crate::http1::{self, BodyReader, Framing};
 use crate::net::keepalive::{self, Probe, Reusable};
 use crate::protocol::{ErrorKind, Headers, MAX_CHUNK};
@@ -107,12 +107,12 @@ impl ResponseHead {
 #[allow(clippy::too_many_arguments)]
 pub fn forward(
     peers: &Peers,
-    route: &Route,
+    route: &PeerRoute,
     pool: &str,
     caller_name: &str,
     job: &mut Job,
     caller: &mut Connection,
-    settings: &Settings,
+    settings: &GatewaySettings,
 ) -> Forwarded {
     let started = Instant::now();
     let head = request_head(peers, pool, caller_name, job);
@@ -141,13 +141,13 @@ pub fn forward(
         .tcp()
         .set_read_timeout(Some(settings.exchange_timeout + START_TIMEOUT));
     let reusable = match send_body(&mut conn, job, caller, &mut record) {
-        Err(Failure::Caller(reason)) => {
+        Err(PeerFailure::Caller(reason)) => {
             // The caller broke off its own request: closing the peer connection cancels it.
             record.error = Some(ErrorKind::BadRequest);
             record.reason = Some(reason);
             false
         }
-        Err(Failure::Peer(reason)) => {
+        Err(PeerFailure::Peer(reason)) => {
             peers.error();
             lost(caller, &mut record, reason)
         }
@@ -199,7 +199,7 @@ fn request_head(peers: &Peers, pool: &str, caller_name: &str, job: &Job) -> Vec<
 
 /// Sends the head on a kept connection (or a new one when it turns out closed) and reads
 /// whether the peer took the request.
-fn start(peers: &Peers, route: &Route, head: &[u8]) -> Start {
+fn start(peers: &Peers, route: &PeerRoute, head: &[u8]) -> Start {
     let silent = |e: io::Error| {
         peers.error();
         Start::Silent(format!(
@@ -237,7 +237,12 @@ fn start(peers: &Peers, route: &Route, head: &[u8]) -> Start {
     }
 }
 
-fn try_start(peers: &Peers, route: &Route, mut conn: PeerConn, head: &[u8]) -> io::Result<Start> {
+fn try_start(
+    peers: &Peers,
+    route: &PeerRoute,
+    mut conn: PeerConn,
+    head: &[u8],
+) -> io::Result<Start> {
     let _ = conn.tcp().set_read_timeout(Some(START_TIMEOUT));
     let _ = conn.tcp().set_write_timeout(Some(Duration::from_secs(30)));
     conn.tcp().write_all(head)?;
@@ -269,7 +274,7 @@ fn try_start(peers: &Peers, route: &Route, mut conn: PeerConn, head: &[u8]) -> i
 }
 
 /// Which side failed while the body was on its way.
-enum Failure {
+enum PeerFailure {
     Caller(String),
     Peer(String),
 }
@@ -281,13 +286,13 @@ fn send_body(
     job: &mut Job,
     caller: &mut Connection,
     record: &mut RequestRecord,
-) -> Result<(), Failure> {
+) -> Result<(), PeerFailure> {
     if job.framing == Framing::Empty {
         return Ok(());
     }
     let chunked = job.framing == Framing::Chunked;
     let peer_lost = |e: io::Error| {
-        Failure::Peer(format!(
+        PeerFailure::Peer(format!(
             "the replica serving the request was lost while the body was sent: {e}"
         ))
     };
@@ -311,7 +316,7 @@ fn send_body(
                     write(conn, &buffer[..n]).map_err(peer_lost)?;
                 }
                 Err(e) => {
-                    return Err(Failure::Caller(format!(
+                    return Err(PeerFailure::Caller(format!(
                         "caller's request body failed: {e}"
                     )))
                 }
@@ -379,14 +384,14 @@ fn relay(
             }
             job.keep_alive && !until_close
         }
-        Err(Failure::Peer(reason)) => {
+        Err(PeerFailure::Peer(reason)) => {
             // Closing the caller short of the body's end makes the cut visible.
             peers.error();
             record.error = Some(ErrorKind::AgentLost);
             record.reason = Some(reason);
             false
         }
-        Err(Failure::Caller(reason)) => {
+        Err(PeerFailure::Caller(reason)) => {
             // Dropping the peer connection is the cancellation signal.
             record.reason = Some(reason);
             false
@@ -443,10 +448,10 @@ fn copy_body(
     pending: &mut Vec<u8>,
     caller: &mut Connection,
     record: &mut RequestRecord,
-) -> Result<(), Failure> {
+) -> Result<(), PeerFailure> {
     let out = caller.conn.get_mut();
     let caller_gone =
-        |e: io::Error| Failure::Caller(format!("caller went away ({e}); request cancelled"));
+        |e: io::Error| PeerFailure::Caller(format!("caller went away ({e}); request cancelled"));
     let mut buffer = vec![0u8; MAX_CHUNK];
     let mut body: Box<dyn Read + '_> = match peer_body {
         PeerBody::Framed(framing) => Box::new(BodyReader::new(&mut conn.reader, framing)),
@@ -457,7 +462,7 @@ fn copy_body(
             Ok(n) => n,
             Err(e) => {
                 let _ = crate::net::stream::write_both(out, pending, &[]);
-                return Err(Failure::Peer(format!("answer broke off: {e}")));
+                return Err(PeerFailure::Peer(format!("answer broke off: {e}")));
             }
         };
         if n == 0 {

@@ -7,7 +7,7 @@
 //!
 //! - **Routing** comes from the presence records in Redis (`vcs-gateway:presence:<pool>:<replica>`,
 //!   whose value is the replica's peer address), read by the Redis thread once a second into
-//!   a table in memory ([`crate::gateway::store::redis::Shared::routes`]): a request never waits
+//!   a table in memory ([`crate::gateway::store::redis::RedisStore::routes`]): a request never waits
 //!   for Redis (a lookup per request was what overloaded KAS's Redis), and while Redis is
 //!   unreachable the last table is used.
 //! - **One hop.** The receiving replica serves a forwarded request only from its own idle
@@ -34,7 +34,7 @@ pub mod signing;
 use crate::gateway::exchange::job::{Connection, Job};
 use crate::gateway::exchange::local::Served;
 use crate::gateway::state::hub::Hub;
-use crate::gateway::store::redis::{Route, Shared, SharedError};
+use crate::gateway::store::redis::{PeerRoute, RedisStore, RedisStoreError};
 use crate::net::keepalive;
 use std::collections::HashMap;
 use std::net::TcpStream;
@@ -76,11 +76,11 @@ pub struct Counters {
 }
 
 /// This replica's side of forwarding: its name, the shared secret, the routing table (in
-/// [`Shared`]), the connections kept open to the others, and the counters.
+/// [`RedisStore`]), the connections kept open to the others, and the counters.
 pub struct Peers {
     pub replica: String,
     secret: signing::PeerSecret,
-    shared: Arc<Shared>,
+    shared: Arc<RedisStore>,
     idle: keepalive::Pool<client::PeerConn>,
     down: Mutex<HashMap<String, Instant>>,
     /// Pools looked up in Redis and found held by no replica, and when.
@@ -105,7 +105,7 @@ impl Peers {
         replica: &str,
         address: &str,
         secret: signing::PeerSecret,
-        shared: Arc<Shared>,
+        shared: Arc<RedisStore>,
     ) -> Arc<Peers> {
         shared.keep_routes(address);
         Arc::new(Peers {
@@ -131,7 +131,7 @@ impl Peers {
 
     /// The replicas to try for `pool`, in turn (each request starts at the next one), those
     /// found unreachable within the last second left out.
-    pub fn routes(&self, pool: &str) -> Vec<Route> {
+    pub fn routes(&self, pool: &str) -> Vec<PeerRoute> {
         let mut routes = self.shared.routes(pool);
         if let Ok(down) = self.down.lock() {
             let now = Instant::now();
@@ -262,7 +262,7 @@ impl Peers {
         self.seen.first(id, crate::clock::now_millis())
             && match self.shared.claim_request(id, 2 * signing::WINDOW) {
                 Ok(first) => first,
-                Err(SharedError::Unreachable) => true,
+                Err(RedisStoreError::Unreachable) => true,
                 Err(_) => false,
             }
     }
@@ -275,7 +275,7 @@ impl Peers {
         caller_name: &str,
         job: &mut Job,
         caller: &mut Connection,
-        settings: &crate::gateway::state::settings::Settings,
+        settings: &crate::gateway::state::settings::GatewaySettings,
     ) -> Option<Served> {
         for route in self.routes(pool) {
             match client::forward(self, &route, pool, caller_name, job, caller, settings) {

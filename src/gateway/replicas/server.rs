@@ -13,7 +13,7 @@ use crate::gateway::exchange::job::{self, Connection, Job};
 use crate::gateway::exchange::local::{self, Served};
 use crate::gateway::exchange::{self, write_error};
 use crate::gateway::state::hub::Hub;
-use crate::gateway::state::pool::Pool;
+use crate::gateway::state::pool::LivePool;
 use crate::gateway::state::record::RequestRecord;
 use crate::gateway::state::stream::AgentStream;
 use crate::http1::{self, Framing, HeadError, RequestHead};
@@ -216,7 +216,7 @@ fn accept(
 }
 
 /// An idle stream of `pool_name` here, at once, or `None`.
-fn take(hub: &Hub, pool_name: &str) -> Option<(Arc<Pool>, AgentStream)> {
+fn take(hub: &Hub, pool_name: &str) -> Option<(Arc<LivePool>, AgentStream)> {
     let pool = hub.pool(pool_name)?;
     loop {
         if hub.is_draining() || pool.is_closed() {
@@ -262,7 +262,7 @@ fn busy(
 /// local request runs, and logs it here too, under the same id.
 fn run(
     hub: &Hub,
-    pool: &Pool,
+    pool: &LivePool,
     stream: AgentStream,
     job: &mut Job,
     mut caller: Connection,

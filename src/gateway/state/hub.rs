@@ -2,7 +2,7 @@
 //! the whole process counts (open tunnel requests, draining).
 //!
 //! Dispatch is a queue of idle streams per pool ([`super::idle`], held by
-//! [`super::pool::Pool`]), shared by every agent of the pool. The caller's own thread takes
+//! [`super::pool::LivePool`]), shared by every agent of the pool. The caller's own thread takes
 //! one (waiting up to the queue timeout), runs the exchange on it and gives it back, so a
 //! request crosses no thread boundary inside the gateway: a thread per agent stream taking
 //! jobs from a channel would cost two thread hand-offs per request, which profiling showed to
@@ -14,8 +14,8 @@
 //! line with it, and a miss (an unknown pool name, a key that does not match) reads it again
 //! before it is believed.
 
-use crate::gateway::state::pool::Pool;
-use crate::gateway::state::settings::Settings;
+use crate::gateway::state::pool::LivePool;
+use crate::gateway::state::settings::GatewaySettings;
 use crate::gateway::store::{Store, StoreError};
 use crate::token;
 use std::collections::HashMap;
@@ -46,7 +46,7 @@ pub struct Hub {
     pub logins: crate::gateway::state::logins::Logins,
     /// Tunnel requests the gateway refused itself: counted, summed up in the log.
     pub refusals: crate::observe::tally::Tally,
-    pub settings: Settings,
+    pub settings: GatewaySettings,
     /// Set on SIGTERM: no new request is dispatched and idle agent streams are closed.
     draining: AtomicBool,
     /// Tunnel requests being handled, waiting for a stream or running: a drain lets each
@@ -56,12 +56,12 @@ pub struct Hub {
     reloading: Mutex<()>,
     /// When the last forced reload ran (ms since the epoch), to rate-limit misses.
     last_forced_reload: AtomicU64,
-    pools: RwLock<HashMap<String, Arc<Pool>>>,
+    pools: RwLock<HashMap<String, Arc<LivePool>>>,
     seen: Mutex<Option<crate::gateway::store::Stamp>>,
 }
 
 impl Hub {
-    pub fn new(store: Store, settings: Settings) -> Result<Hub, StoreError> {
+    pub fn new(store: Store, settings: GatewaySettings) -> Result<Hub, StoreError> {
         let hub = Hub {
             callers: crate::gateway::state::callers::Callers::new(store.clone())?,
             logins: Default::default(),
@@ -119,7 +119,7 @@ impl Hub {
     }
 
     /// The live pools, without looking at the store (for the housekeeper).
-    pub fn live_pools(&self) -> Vec<Arc<Pool>> {
+    pub fn live_pools(&self) -> Vec<Arc<LivePool>> {
         self.pools
             .read()
             .map(|p| p.values().cloned().collect())
@@ -161,7 +161,7 @@ impl Hub {
                     if let Some(old) = pools.get(&record.name) {
                         old.close();
                     }
-                    pools.insert(record.name.clone(), Arc::new(Pool::new(record.clone())));
+                    pools.insert(record.name.clone(), Arc::new(LivePool::new(record.clone())));
                 }
             }
         }
@@ -193,7 +193,7 @@ impl Hub {
         }
     }
 
-    pub fn pool(&self, name: &str) -> Option<Arc<Pool>> {
+    pub fn pool(&self, name: &str) -> Option<Arc<LivePool>> {
         if let Some(pool) = self.lookup(name) {
             return Some(pool);
         }
@@ -224,11 +224,11 @@ impl Hub {
         }
     }
 
-    fn lookup(&self, name: &str) -> Option<Arc<Pool>> {
+    fn lookup(&self, name: &str) -> Option<Arc<LivePool>> {
         self.pools.read().ok()?.get(name).cloned()
     }
 
-    pub fn pools(&self) -> Vec<Arc<Pool>> {
+    pub fn pools(&self) -> Vec<Arc<LivePool>> {
         self.refresh();
         let mut list = self.live_pools();
         list.sort_by_key(|p| p.name());
@@ -239,7 +239,7 @@ impl Hub {
     /// may have been created, or its key rotated, by another process a moment ago. It reads
     /// the store when its file changed, and otherwise at most every 250 ms (file times can be
     /// too coarse to tell), so a flood of wrong keys costs no disk reads.
-    pub fn authenticate(&self, ulid: &str, key: &str) -> Result<Arc<Pool>, AuthError> {
+    pub fn authenticate(&self, ulid: &str, key: &str) -> Result<Arc<LivePool>, AuthError> {
         let first = self.check_key(ulid, key);
         if first.is_ok() {
             return first;
@@ -262,7 +262,7 @@ impl Hub {
                 .is_ok()
     }
 
-    fn check_key(&self, ulid: &str, key: &str) -> Result<Arc<Pool>, AuthError> {
+    fn check_key(&self, ulid: &str, key: &str) -> Result<Arc<LivePool>, AuthError> {
         let pool = self
             .pools
             .read()
@@ -286,7 +286,10 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let store = Store::open(&dir).unwrap();
         store.create(name, "").unwrap();
-        (Hub::new(store.clone(), Settings::default()).unwrap(), store)
+        (
+            Hub::new(store.clone(), GatewaySettings::default()).unwrap(),
+            store,
+        )
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! busy, and what it served (counters for `/metrics`, the recent-request ring and the last
 //! hour for the panel).
 //!
-//! Every finished request passes through [`Pool::remember`], the one place that logs it and
+//! Every finished request passes through [`LivePool::remember`], the one place that logs it and
 //! feeds the counters, so the log, the panel and `/metrics` can never disagree. The figures
 //! that must follow a stream's life (streams, busy) are kept by guards and `Drop`s, so a
 //! panicking exchange never leaves them raised.
@@ -23,9 +23,9 @@ pub const RECONNECT_GRACE: Duration = Duration::from_secs(3);
 /// How many recent requests each pool keeps for the panel.
 pub const RECENT_REQUESTS: usize = 500;
 
-/// A stream counted busy by [`Pool::busy_while`].
+/// A stream counted busy by [`LivePool::busy_while`].
 pub struct Busy<'a> {
-    pool: &'a Pool,
+    pool: &'a LivePool,
     instance: &'a str,
 }
 
@@ -35,7 +35,7 @@ impl Drop for Busy<'_> {
     }
 }
 
-pub struct Pool {
+pub struct LivePool {
     record: RwLock<PoolRecord>,
     /// Idle agent streams of this pool, any agent's: a caller takes one, gives it back.
     pub idle: IdleQueue<AgentStream>,
@@ -55,9 +55,9 @@ pub struct Pool {
     pub closed: AtomicBool,
 }
 
-impl Pool {
-    pub(super) fn new(record: PoolRecord) -> Pool {
-        Pool {
+impl LivePool {
+    pub(super) fn new(record: PoolRecord) -> LivePool {
+        LivePool {
             record: RwLock::new(record),
             idle: IdleQueue::default(),
             streams: AtomicUsize::new(0),
@@ -75,8 +75,8 @@ impl Pool {
 
     /// A pool with a new key replacing `self`: same history, no streams (they authenticated
     /// with the old key and are closed with `self`).
-    pub(super) fn rekeyed(&self, record: PoolRecord) -> Pool {
-        let pool = Pool::new(record);
+    pub(super) fn rekeyed(&self, record: PoolRecord) -> LivePool {
+        let pool = LivePool::new(record);
         pool.requests
             .store(self.requests.load(Ordering::Relaxed), Ordering::Relaxed);
         if let (Ok(mut to), Ok(from)) = (pool.recent.lock(), self.recent.lock()) {
@@ -310,12 +310,12 @@ impl PoolStats {
     }
 }
 
-impl crate::gateway::state::stream::Membership for Pool {
+impl crate::gateway::state::stream::Membership for LivePool {
     fn name(&self) -> String {
-        Pool::name(self)
+        LivePool::name(self)
     }
 
     fn stream_left(&self, instance: &str) {
-        Pool::stream_left(self, instance)
+        LivePool::stream_left(self, instance)
     }
 }

@@ -84,7 +84,7 @@ pub enum StoreError {
     },
     /// Redis refused or failed the change (its own sentence).
     #[error("{0}")]
-    Shared(String),
+    RedisStore(String),
     /// A table of the live state, kept in line with the store, was held by a thread that
     /// panicked.
     #[error("{0} poisoned")]
@@ -114,7 +114,7 @@ pub const CALLER_SECRET_PREFIX: &str = "vgc_";
 #[derive(Debug, Clone)]
 pub struct Store {
     dir: PathBuf,
-    shared: Option<std::sync::Arc<crate::gateway::store::redis::Shared>>,
+    shared: Option<std::sync::Arc<crate::gateway::store::redis::RedisStore>>,
 }
 
 impl Store {
@@ -129,7 +129,7 @@ impl Store {
     }
 
     /// The store of a set of replicas, in Redis (see [`crate::gateway::store::redis`]).
-    pub fn redis(shared: std::sync::Arc<crate::gateway::store::redis::Shared>) -> Store {
+    pub fn redis(shared: std::sync::Arc<crate::gateway::store::redis::RedisStore>) -> Store {
         Store {
             dir: PathBuf::new(),
             shared: Some(shared),
@@ -137,7 +137,7 @@ impl Store {
     }
 
     /// Redis, when this store is a set of replicas'.
-    pub fn shared(&self) -> Option<&std::sync::Arc<crate::gateway::store::redis::Shared>> {
+    pub fn shared(&self) -> Option<&std::sync::Arc<crate::gateway::store::redis::RedisStore>> {
         self.shared.as_ref()
     }
 
@@ -425,7 +425,7 @@ impl Store {
 /// Runs `change` in a Redis transaction. Redis's own failures arrive as sentences; the
 /// change's refusal is kept whole, so it reaches the caller typed.
 fn in_shared<T>(
-    shared: &crate::gateway::store::redis::Shared,
+    shared: &crate::gateway::store::redis::RedisStore,
     mut change: impl FnMut(&mut Vec<PoolRecord>, &mut Vec<CallerRecord>) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     let mut refused = None;
@@ -438,8 +438,8 @@ fn in_shared<T>(
     });
     match outcome {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(message)) => Err(refused.take().unwrap_or(StoreError::Shared(message))),
-        Err(e) => Err(StoreError::Shared(e.to_string())),
+        Ok(Err(message)) => Err(refused.take().unwrap_or(StoreError::RedisStore(message))),
+        Err(e) => Err(StoreError::RedisStore(e.to_string())),
     }
 }
 
