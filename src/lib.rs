@@ -7,10 +7,11 @@
 //! streams the answer back. No async runtime: OS threads and blocking sockets.
 //!
 //! The map (data flows top to bottom on the way in, and back up on the way out):
-//! - [`gateway`]: the pool store ([`gateway::store`]), live pools ([`gateway::hub`]),
-//!   dispatch ([`gateway::dispatch`]), the `private://` front ([`gateway::front`]), one
-//!   request over one agent stream ([`gateway::exchange`]), the agent port ([`gateway::agents`]), and the
-//!   operator's panel and JSON API ([`gateway::panel`], [`gateway::api`], [`gateway::admin`]).
+//! - [`gateway`]: the pool store ([`gateway::store`]), the running state: live pools and
+//!   their idle streams ([`gateway::state`]), the `private://` front and its dispatch
+//!   ([`gateway::front`]), one request over one agent stream ([`gateway::exchange`]), the agent
+//!   port ([`gateway::agent_port`]), the operator's panel, JSON API and monitoring
+//!   ([`gateway::operator`]), forwarding between replicas ([`gateway::replicas`]).
 //! - [`protocol`]: the frames both sides speak and their order; [`protocol::link`], one
 //!   framed connection that reads, decodes and tracks liveness.
 //! - [`agent`]: slot threads, one WebSocket each ([`agent::slot`]), one request on it
@@ -28,13 +29,13 @@
 //!
 //! Choices worth knowing, each explained where it lives: the caller's thread borrows
 //! an idle agent stream and writes answers straight to the caller's socket, no thread per
-//! stream and no per-job channel ([`gateway::hub`], [`protocol`]); idle streams wait in a
+//! stream and no per-job channel ([`gateway::state::hub`], [`protocol`]); idle streams wait in a
 //! mutex + condvar queue rather than a channel, because a channel's spinning receivers cost
-//! CPU on two cores ([`gateway::idle`]); the gateway reads the first piece (64 KiB, so all of
+//! CPU on two cores ([`gateway::state::idle`]); the gateway reads the first piece (64 KiB, so all of
 //! a small body) of a request body before it takes a stream, so a slow caller holds none
 //! ([`gateway::front`]);
 //! a pool that is only reconnecting queues requests instead of answering `no_agent`
-//! ([`gateway::pool::RECONNECT_GRACE`]); agents' slots wake each other when the gateway is
+//! ([`gateway::state::pool::RECONNECT_GRACE`]); agents' slots wake each other when the gateway is
 //! back ([`agent`]).
 //!
 //! # What the design costs

@@ -13,11 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 use vcs_agent::clock::format_time;
-use vcs_agent::gateway::admin;
-use vcs_agent::gateway::peer::sign::PeerSecret;
-use vcs_agent::gateway::peer::PeerOptions;
-use vcs_agent::gateway::settings::Settings;
-use vcs_agent::gateway::shared::Shared;
+use vcs_agent::gateway::operator::admin;
+use vcs_agent::gateway::replicas::signing::PeerSecret;
+use vcs_agent::gateway::replicas::PeerOptions;
+use vcs_agent::gateway::state::settings::GatewaySettings;
+use vcs_agent::gateway::store::redis::RedisStore;
 use vcs_agent::gateway::store::{validate_caller_name, validate_name, Scope, Store, StoreError};
 use vcs_agent::gateway::{Gateway, GatewayTls, StartError};
 use vcs_agent::shutdown::{Shutdown, SignalError};
@@ -447,7 +447,9 @@ impl Location {
     fn open(&self) -> Result<Store, CliError> {
         match self {
             Location::Dir(dir) => Ok(Store::open(dir)?),
-            Location::Redis(url, ca) => Ok(Store::redis(Shared::connect_with(url, ca.as_deref())?)),
+            Location::Redis(url, ca) => {
+                Ok(Store::redis(RedisStore::connect_with(url, ca.as_deref())?))
+            }
         }
     }
 }
@@ -597,7 +599,7 @@ struct Ports {
 struct ServeFlags {
     store: StoreFlags,
     ports: Ports,
-    settings: Settings,
+    settings: GatewaySettings,
     drain_timeout: Duration,
     tls: TlsFlags,
     public_url: Option<String>,
@@ -651,7 +653,7 @@ impl Default for ServeFlags {
                 api: "127.0.0.1:1985".into(),
                 metrics: None,
             },
-            settings: Settings::default(),
+            settings: GatewaySettings::default(),
             drain_timeout: Duration::from_secs(30),
             tls: TlsFlags::default(),
             public_url: None,
@@ -771,7 +773,8 @@ fn pool_update(flags: PoolUpdate) -> Result<(), CliError> {
 /// `--webhook-url`: an http(s) URL with a host (only https:// is delivered unless the
 /// serving gateway allows http://).
 fn webhook_url(url: String) -> Result<String, CliError> {
-    vcs_agent::gateway::webhook::check_url(&url).map_err(|e| invalid("--webhook-url", e))?;
+    vcs_agent::gateway::store::check_webhook_url(&url)
+        .map_err(|e| invalid("--webhook-url", e.to_string()))?;
     Ok(url)
 }
 
@@ -1071,9 +1074,8 @@ fn serve(flags: ServeFlags) -> Result<(), CliError> {
     let shutdown = Shutdown::install()?;
     let where_token = admin_token.describe();
     settings.admin_token = Some(admin_token.secret());
-    let gateway = start(store, &flags.ports, settings, tls)?;
-    if let Some(options) = peers {
-        let addr = vcs_agent::gateway::peer::start(&gateway.hub, options)?;
+    let gateway = start(store, &flags.ports, settings, tls, peers)?;
+    if let Some(addr) = gateway.peer_addr {
         log::info!("peer port listening on {addr} (requests forwarded by other replicas, signed with the peer secret)");
     }
     log::info!("{where_token}");
@@ -1090,8 +1092,9 @@ fn serve(flags: ServeFlags) -> Result<(), CliError> {
 fn start(
     store: Store,
     ports: &Ports,
-    settings: Settings,
+    settings: GatewaySettings,
     tls: GatewayTls,
+    peers: Option<PeerOptions>,
 ) -> Result<Gateway, CliError> {
     let (agent_tls, api_tls) = (tls.agent.is_some(), tls.api.is_some());
     let poll_only = settings.poll_only;
@@ -1101,8 +1104,15 @@ fn start(
             store.describe()
         );
     }
-    let gateway =
-        Gateway::start_with_store(store, &ports.agent, &ports.api, settings, tls, poll_only)?;
+    let gateway = Gateway::start_with_store(
+        store,
+        &ports.agent,
+        &ports.api,
+        settings,
+        tls,
+        poll_only,
+        peers,
+    )?;
     let scheme = |on: bool| if on { "TLS" } else { "plain, no TLS" };
     log::info!("agent port serves {}", scheme(agent_tls));
     log::info!("api port serves {}", scheme(api_tls));

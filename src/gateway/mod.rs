@@ -1,48 +1,32 @@
-//! The gateway: pools and their tokens ([`store`]), the registry of live pools kept in line
-//! with it ([`hub`]), each pool's idle streams and figures ([`pool`]), one agent stream
-//! ([`stream`]), the agent port ([`agents`]) and the api port with the `private://` front
-//! ([`front`]), which turns a caller's connection into a [`request::Job`] and runs one
-//! exchange per request over a borrowed stream ([`exchange`]); every finished request leaves
-//! one [`record`] (the log line, the panel, [`metrics`]). The panel ([`panel`]) and its JSON
-//! API ([`api`]) share the api port behind an admin token ([`admin`]), the tunnel behind
-//! callers' secrets ([`callers`]); refused agent logins are counted and slowed down
-//! ([`logins`]); timings and limits are [`settings`].
+//! The gateway, one folder per port or lifetime: pools and callers as stored ([`store`]), what
+//! the running gateway holds (live pools, their idle streams, figures, records, callers:
+//! [`state`]), the agent port ([`agent_port`]), one request over one agent stream and the
+//! request itself ([`exchange`]), the api port's `private://` front and its dispatch
+//! ([`front`]), the operator's panel, JSON API, `/healthz` and `/metrics` ([`operator`]), and
+//! forwarding between replicas ([`replicas`]). This file wires them up: store → hub →
+//! optional peers → the ports; drain.
 //!
-//! Imports point one way: `front` → `exchange` → `request`/`record`; `agents` → `hub` →
-//! `pool` → `stream`; nothing below knows what is above it.
+//! Imports point one way, down this list, and never back up:
+//! `front` → `operator` → `replicas` → `exchange` → `state` → `store`; `agent_port` →
+//! `state`. Only this file knows every folder; no folder imports it.
 //!
 //! Synchronous throughout: a thread per caller connection, which also runs that caller's
 //! exchanges over a borrowed agent stream; idle agent streams wait in their pool's queue and
 //! one housekeeping thread keeps them alive. A gateway holding 1 024 agent streams runs six
 //! threads; see the README for figures.
 
-pub mod admin;
-pub mod agents;
-pub mod api;
-pub mod callers;
-pub mod dispatch;
-pub mod exchange;
-pub mod front;
-pub mod hub;
-pub mod idle;
-pub mod logins;
-pub mod metrics;
-pub mod panel;
-pub mod peer;
-pub mod pool;
-pub mod record;
-pub mod request;
-pub mod settings;
-pub mod shared;
-pub mod stats;
+pub(crate) mod agent_port;
+pub(crate) mod exchange;
+pub(crate) mod front;
+pub mod operator;
+pub mod replicas;
+pub mod state;
 pub mod store;
-pub mod stream;
 pub mod webhook;
 
-use hub::Hub;
-pub use settings::Settings;
+use state::hub::Hub;
+pub use state::settings::GatewaySettings;
 use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
 use std::sync::Arc;
 
 /// Why the gateway could not start. `Display` is the one line the operator sees.
@@ -64,7 +48,9 @@ pub enum StartError {
     Thread(std::io::Error),
     /// Redis could not be followed (its own sentence).
     #[error("{0}")]
-    Shared(String),
+    RedisStore(String),
+    #[error(transparent)]
+    Peer(#[from] replicas::PeerError),
 }
 
 /// Binds `address`, the value of `flag`.
@@ -87,48 +73,27 @@ pub struct GatewayTls {
 /// A gateway with both ports bound, serving on background threads.
 pub struct Gateway {
     pub hub: Arc<Hub>,
+    /// Forwarding to other replicas (`serve --peer-listen`), built before the api port
+    /// serves and handed to the front, `/metrics` and `/healthz`.
+    peers: Option<Arc<replicas::Peers>>,
     pub agent_addr: SocketAddr,
     pub api_addr: SocketAddr,
+    /// The peer port's bound address, with `serve --peer-listen`.
+    pub peer_addr: Option<SocketAddr>,
 }
 
 impl Gateway {
-    /// Binds both ports and starts serving.
-    pub fn start(
-        data_dir: &Path,
-        agent_listen: &str,
-        api_listen: &str,
-        settings: Settings,
-    ) -> Result<Gateway, StartError> {
-        Gateway::start_with_tls(
-            data_dir,
-            agent_listen,
-            api_listen,
-            settings,
-            GatewayTls::default(),
-        )
-    }
-
-    /// Binds both ports and starts serving, each over TLS when `tls` says so.
-    pub fn start_with_tls(
-        data_dir: &Path,
-        agent_listen: &str,
-        api_listen: &str,
-        settings: Settings,
-        tls: GatewayTls,
-    ) -> Result<Gateway, StartError> {
-        let store = store::Store::open(data_dir)?;
-        Gateway::start_with_store(store, agent_listen, api_listen, settings, tls, false)
-    }
-
-    /// Binds both ports and starts serving pools and callers from `store`; a Redis store is
-    /// kept current by its own threads (polling alone when `poll_only`).
+    /// Binds both ports (and the peer port when `peer` says so) and starts serving pools and
+    /// callers from `store`; a Redis store is kept current by its own threads (polling alone
+    /// when `poll_only`).
     pub fn start_with_store(
         store: store::Store,
         agent_listen: &str,
         api_listen: &str,
-        settings: Settings,
+        settings: GatewaySettings,
         tls: GatewayTls,
         poll_only: bool,
+        peer: Option<replicas::PeerOptions>,
     ) -> Result<Gateway, StartError> {
         let mut hub = Arc::new(Hub::new(store, settings)?);
         let agent_listener = bind("--agent-listen", agent_listen)?;
@@ -141,11 +106,20 @@ impl Gateway {
                 .get_or_insert_with(|| format!("ws://{agent_addr}"));
         }
         follow_shared(&hub, poll_only)?;
-        spawn_threads(&hub, agent_listener, api_listener, tls)?;
+        let started = peer
+            .map(|options| replicas::start(&hub, options))
+            .transpose()?;
+        let (peers, peer_addr) = match started {
+            Some(started) => (Some(started.peers), Some(started.address)),
+            None => (None, None),
+        };
+        spawn_threads(&hub, peers.clone(), agent_listener, api_listener, tls)?;
         Ok(Gateway {
             hub,
+            peers,
             agent_addr,
             api_addr,
+            peer_addr,
         })
     }
 
@@ -154,7 +128,8 @@ impl Gateway {
     pub fn serve_metrics(&self, listen: &str) -> Result<SocketAddr, StartError> {
         let listener = bind("--metrics-listen", listen)?;
         let addr = listener.local_addr()?;
-        front::serve_metrics(listener, Arc::clone(&self.hub)).map_err(StartError::Thread)?;
+        let (hub, peers) = (Arc::clone(&self.hub), self.peers.clone());
+        operator::health::serve_metrics(listener, hub, peers).map_err(StartError::Thread)?;
         Ok(addr)
     }
 
@@ -212,12 +187,13 @@ fn follow_shared(hub: &Arc<Hub>, poll_only: bool) -> Result<(), StartError> {
             )
         });
     }
-    shared.start_sync(poll_only).map_err(StartError::Shared)
+    shared.start_sync(poll_only).map_err(StartError::RedisStore)
 }
 
 /// The housekeeper and the two ports' accept loops.
 fn spawn_threads(
     hub: &Arc<Hub>,
+    peers: Option<Arc<replicas::Peers>>,
     agent_listener: TcpListener,
     api_listener: TcpListener,
     tls: GatewayTls,
@@ -226,19 +202,19 @@ fn spawn_threads(
     let h = Arc::clone(hub);
     std::thread::Builder::new()
         .name("housekeeper".into())
-        .spawn(move || agents::housekeeper(h))
+        .spawn(move || agent_port::housekeeper(h))
         .map_err(cannot)?;
     let (h, agent_tls) = (Arc::clone(hub), tls.agent);
     let handshakes = crate::net::listen::Limits {
-        open: agents::MAX_HANDSHAKES,
-        per_peer: logins::MAX_HANDSHAKES_PER_ADDRESS,
+        open: agent_port::MAX_HANDSHAKES,
+        per_peer: state::logins::MAX_HANDSHAKES_PER_ADDRESS,
     };
     crate::net::listen::spawn_limited(
         agent_listener,
         "agent-port",
         "agent-stream",
         handshakes,
-        move |tcp| agents::accept(tcp, &h, agent_tls.clone()),
+        move |tcp| agent_port::accept(tcp, &h, agent_tls.clone()),
     )
     .map_err(cannot)?;
     let (h, api_tls) = (Arc::clone(hub), tls.api);
@@ -251,7 +227,9 @@ fn spawn_threads(
         "api-port",
         "caller",
         limits,
-        move |tcp, presence| front::handle_connection(tcp, presence, &h, api_tls.clone()),
+        move |tcp, presence| {
+            front::handle_connection(tcp, presence, &h, peers.as_deref(), api_tls.clone())
+        },
     )
     .map_err(cannot)?;
     Ok(())

@@ -375,8 +375,8 @@ fn peer_request_with(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> String {
-    use vcs_agent::gateway::peer::sign;
-    let secret = sign::PeerSecret::new(vcs_agent::token::Secret::new(secret)).expect("secret");
+    use vcs_agent::gateway::replicas::signing;
+    let secret = signing::PeerSecret::new(vcs_agent::token::Secret::new(secret)).expect("secret");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
@@ -387,22 +387,22 @@ fn peer_request_with(
     if !body.is_empty() {
         sent.push(("Content-Length", &length));
     }
-    let signed = sign::Signed {
+    let signed = signing::Signed {
         method,
         target,
         id: "01JAAAAAAAAAAAAAAAAAAAAAAA",
         from: "two",
         caller: "saas",
         time_ms: now - age_ms,
-        headers: sign::headers_digest(sent.iter().copied()),
-        body: sign::body_digest(body),
+        headers: signing::headers_digest(sent.iter().copied()),
+        body: signing::body_digest(body),
         front: "",
     };
     let mut request = format!("{method} {target} HTTP/1.1\r\n");
     for (name, value) in sent {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
-    for (name, value) in sign::headers(&secret, &signed) {
+    for (name, value) in signing::headers(&secret, &signed) {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
     request + "\r\n" + &String::from_utf8_lossy(body)

@@ -5,15 +5,15 @@
 //!
 //! Bounded: a body is at most [`GATEWAY_MAX_BODY`], and the bodies held at once at most
 //! [`IN_FLIGHT_BUDGET`] bytes together (a relay beyond it is answered `503`); relays take
-//! the agent port's handshake places ([`crate::gateway::agents::MAX_HANDSHAKES`]) while
+//! the agent port's handshake places ([`crate::gateway::agent_port::MAX_HANDSHAKES`]) while
 //! they last.
 
-pub mod deliver;
-pub mod recent;
+pub(crate) mod deliver;
 pub mod sign;
 
-use crate::gateway::hub::Hub;
-use crate::gateway::pool::Pool;
+use crate::gateway::state::hub::Hub;
+use crate::gateway::state::pool::LivePool;
+use crate::gateway::state::webhooks::WebhookRecord;
 use crate::net::Stream;
 use crate::observe::prometheus::Exposition;
 use crate::webhook::frames::{
@@ -114,19 +114,8 @@ pub fn confirm(request: &Request, response: &mut Response) -> bool {
     asked
 }
 
-/// A pool's webhook URL as the store takes it: `http` or `https`, a host, no fragment
-/// (whether `http://` is delivered is the serving gateway's choice).
-pub fn check_url(url: &str) -> Result<(), String> {
-    let uri: ureq::http::Uri = url.parse().map_err(|_| format!("\"{url}\" is not a URL"))?;
-    let scheme_ok = matches!(uri.scheme_str(), Some("https" | "http"));
-    if !scheme_ok || uri.host().is_none_or(str::is_empty) || url.contains('#') {
-        return Err(format!("\"{url}\" is not an https:// URL with a host"));
-    }
-    Ok(())
-}
-
 /// One relay, on the agent port connection's thread.
-pub fn serve(mut socket: WebSocket<Stream>, pool: &Pool, hub: &Hub, peer: SocketAddr) {
+pub fn serve(mut socket: WebSocket<Stream>, pool: &LivePool, hub: &Hub, peer: SocketAddr) {
     let started = Instant::now();
     let _ = socket.get_ref().set_read_timeout(Some(READ_TIMEOUT));
     let _ = socket.get_ref().tcp().set_write_timeout(Some(READ_TIMEOUT));
@@ -150,7 +139,7 @@ pub fn serve(mut socket: WebSocket<Stream>, pool: &Pool, hub: &Hub, peer: Socket
     count(&name, &event.event, &outcome);
     let time_ms = crate::clock::now_millis().saturating_sub(started.elapsed().as_millis() as u64);
     pool.webhooks
-        .remember(recent::WebhookRecord::new(time_ms, &event, &outcome));
+        .remember(WebhookRecord::new(time_ms, &event, &outcome));
     AccessLine {
         side: "gateway",
         pool: &name,
@@ -214,7 +203,7 @@ fn receive(socket: &mut WebSocket<Stream>) -> Result<(Event, Vec<u8>, Reserved),
 }
 
 /// Delivers to the pool's webhook URL, when it has one the gateway may deliver to.
-fn send_on(pool: &Pool, hub: &Hub, event: &Event, body: &[u8]) -> Outcome {
+fn send_on(pool: &LivePool, hub: &Hub, event: &Event, body: &[u8]) -> Outcome {
     let record = pool.record();
     let (Some(url), Some(secret)) = (&record.webhook_url, &record.webhook_secret) else {
         let reason = format!("pool {} has no webhook URL", record.name);

@@ -6,39 +6,7 @@
 //! constant time, and refuses timestamps more than a few minutes old (replays).
 
 use hmac::{Hmac, Mac};
-use serde::{Deserialize, Serialize};
 use sha2::Sha256;
-
-/// Prefix of pool webhook secrets, so secret scanners and people recognise one.
-pub const WEBHOOK_SECRET_PREFIX: &str = "vgw_";
-
-/// A pool's webhook secret. The gateway must sign with it, so the store keeps it (the
-/// store's files are `0600`; Redis is the replicas' own); it is shown once when made, and
-/// never logged (`Debug` hides it).
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct WebhookSecret(String);
-
-impl std::fmt::Debug for WebhookSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("WebhookSecret(…)")
-    }
-}
-
-impl WebhookSecret {
-    /// A fresh secret: the prefix and 256 random bits.
-    pub fn new() -> Result<WebhookSecret, crate::token::NoRandomness> {
-        let key = crate::token::new_key()?;
-        Ok(WebhookSecret(format!(
-            "{WEBHOOK_SECRET_PREFIX}{}",
-            key.expose()
-        )))
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
 
 /// `sha256=<hex HMAC-SHA256(secret, timestamp "." body)>`.
 pub fn signature(secret: &str, timestamp: u64, body: &[u8]) -> String {
@@ -78,8 +46,5 @@ mod tests {
         assert_eq!(format!("sha256={hex}"), expected);
         assert_ne!(signature("key", 1, b"a"), signature("key", 2, b"a"));
         assert_ne!(signature("key", 1, b"a"), signature("other", 1, b"a"));
-        let secret = WebhookSecret::new().unwrap();
-        assert!(secret.expose().starts_with(WEBHOOK_SECRET_PREFIX));
-        assert!(!format!("{secret:?}").contains(secret.expose()));
     }
 }

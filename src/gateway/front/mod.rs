@@ -1,15 +1,15 @@
 //! The api port: `private://<pool>/<path>` arrives as `/private/<pool>/<path>?<query>`, with
-//! a caller's secret ([`super::callers`]), and is handed to an idle stream of that pool;
+//! a caller's secret ([`crate::gateway::state::callers`]), and is handed to an idle stream of that pool;
 //! `/healthz` tells anyone liveness and the operator (admin token) pools and streams;
 //! `/metrics` gives the operator per-pool figures in the Prometheus text format (both also on
 //! `--metrics-listen`, [`serve_metrics`]); the panel (`/`) and its JSON API (`/api/…`) are
-//! served by [`super::panel`] and [`super::api`].
+//! served by [`crate::gateway::operator::panel`] and [`crate::gateway::operator::api`].
 //!
 //! The port is exposed to the SaaS side, so nothing here trusts where a request comes from:
 //! a tunnel request is authenticated before its pool is even looked up, a first request head
 //! has 10 s, the connection counts idle while it waits for a head (closed first when the port
 //! is full, [`crate::net::listen`]), and a request body that holds an agent stream must keep a
-//! minimum rate ([`super::exchange`]).
+//! minimum rate ([`crate::gateway::exchange`]).
 //!
 //! A thread per caller connection reads request heads (keep-alive) and routes them. For a
 //! tunnel request it reads the start of the body (all of a small one), takes an idle agent
@@ -19,29 +19,36 @@
 //!
 //! A tunnel request is a `Tunnel`: it admits the request (caller, scope, pool: all decided
 //! from the head), makes its [`Job`] (target, headers, the start of the body) and hands it to
-//! [`crate::gateway::peer::serve`]: [`dispatch::serve_locally`], the one place a job gets a
+//! [`dispatch::serve`]: [`local::serve_locally`], the one place a job gets a
 //! stream, or on a replica with a peer port, another replica's stream when none here is idle.
 //! Whatever ends it (a refusal, or the exchange's record) leaves one record, logged when the
 //! `Tunnel` is dropped.
+//!
+//! Imports point down: to the operator's pages ([`crate::gateway::operator`]), the
+//! replicas' client side, the exchange, the state and the store; nothing imports the front
+//! but the gateway's wiring.
 
-use crate::gateway::callers;
-use crate::gateway::dispatch::{self, Refused, Served};
+mod dispatch;
+
+use crate::gateway::exchange::job::{read_body_start, tunnel_target, Connection, Job};
+use crate::gateway::exchange::local::{self, Refused, Served};
 use crate::gateway::exchange::write_error;
-use crate::gateway::hub::Hub;
-use crate::gateway::pool::Pool;
-use crate::gateway::record::RequestRecord;
-use crate::gateway::request::{BodyStart, Caller, Job};
-use crate::gateway::settings::Settings;
+use crate::gateway::operator::health;
+use crate::gateway::replicas::Peers;
+use crate::gateway::state::callers;
+use crate::gateway::state::hub::Hub;
+use crate::gateway::state::pool::LivePool;
+use crate::gateway::state::record::RequestRecord;
+use crate::gateway::state::settings::GatewaySettings;
 use crate::gateway::store::Scope;
 use crate::http1::{self, Framing, HeadError, RequestHead};
 use crate::net::deadline::Watchable;
 use crate::net::listen::Presence;
 use crate::net::Stream;
-use crate::protocol::{self, ErrorKind, MAX_CHUNK};
+use crate::protocol::{self, ErrorKind};
 
-use std::io::{BufReader, Read, Write};
+use std::io::BufReader;
 use std::net::TcpStream;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -69,6 +76,7 @@ pub(crate) fn handle_connection(
     tcp: TcpStream,
     presence: &Presence,
     hub: &Hub,
+    peers: Option<&Peers>,
     tls: Option<Arc<rustls::ServerConfig>>,
 ) {
     let Some((mut caller, certificate)) = open(tcp, tls, hub.settings.caller_write_timeout())
@@ -95,7 +103,7 @@ pub(crate) fn handle_connection(
                 return;
             }
         };
-        match route(head, caller, hub, certificate.as_deref()) {
+        match route(head, caller, hub, peers, certificate.as_deref()) {
             Some(next) => caller = next,
             None => return,
         }
@@ -108,7 +116,7 @@ fn open(
     tcp: TcpStream,
     tls: Option<Arc<rustls::ServerConfig>>,
     write_timeout: Duration,
-) -> Option<(Caller, Option<Vec<u8>>)> {
+) -> Option<(Connection, Option<Vec<u8>>)> {
     let peer = tcp.peer_addr().ok()?;
     let _ = tcp.set_nodelay(true);
     let _ = tcp.set_read_timeout(Some(IDLE_TIMEOUT));
@@ -136,7 +144,7 @@ fn open(
             .map(|der| der.to_vec()),
         _ => None,
     };
-    let caller = Caller {
+    let caller = Connection {
         conn: BufReader::with_capacity(16 * 1024, stream),
         peer,
         watchable,
@@ -148,19 +156,20 @@ fn open(
 /// Serves one request; returns the connection when it can take another.
 fn route(
     head: RequestHead,
-    mut caller: Caller,
+    mut caller: Connection,
     hub: &Hub,
+    peers: Option<&Peers>,
     certificate: Option<&[u8]>,
-) -> Option<Caller> {
+) -> Option<Connection> {
     let keep_alive = head.keep_alive();
     let path = head.target.split('?').next().unwrap_or("");
     if let Some(rest) = path.strip_prefix("/private/") {
         let (pool, _) = rest.split_once('/').unwrap_or((rest, ""));
         let pool = pool.to_string();
-        return tunnel(head, caller, hub, &pool, certificate);
+        return tunnel(head, caller, hub, peers, &pool, certificate);
     }
     if path == "/api" || path.starts_with("/api/") {
-        return crate::gateway::api::serve(head, caller, hub);
+        return crate::gateway::operator::api::serve(head, caller, hub);
     }
     // A body we do not read would be taken for the next request: such a connection closes.
     let has_body = !matches!(head.framing(), Ok(http1::Framing::Empty));
@@ -181,9 +190,9 @@ fn route(
             keep_alive,
             &[("WWW-Authenticate".into(), "Bearer realm=\"vcs-gateway\"".into())],
         ),
-        ("GET", "/healthz" | "/metrics") => write_monitoring(caller.conn.get_mut(), path, hub, keep_alive),
-        ("GET", _) if crate::gateway::panel::asset(path).is_some() => {
-            crate::gateway::panel::write(caller.conn.get_mut(), path, keep_alive)
+        ("GET", "/healthz" | "/metrics") => health::write_monitoring(caller.conn.get_mut(), path, hub, peers, keep_alive),
+        ("GET", _) if crate::gateway::operator::panel::asset(path).is_some() => {
+            crate::gateway::operator::panel::write(caller.conn.get_mut(), path, keep_alive)
         }
         _ => http1::write_simple(
             caller.conn.get_mut(),
@@ -198,99 +207,10 @@ fn route(
 
 /// Whether the request carries the admin token.
 fn admin(head: &RequestHead, hub: &Hub) -> bool {
-    crate::gateway::admin::authorized(
+    crate::gateway::operator::admin::authorized(
         hub.settings.admin_token.as_ref(),
         head.header("authorization"),
     )
-}
-
-/// Scrapers served at once on the metrics port.
-const MAX_SCRAPERS: usize = 16;
-
-/// Serves `/healthz` and `/metrics` in full, without authentication, on `listener`: a port
-/// meant for a private scrape network (`--metrics-listen`), never for the SaaS side.
-pub fn serve_metrics(listener: std::net::TcpListener, hub: Arc<Hub>) -> std::io::Result<()> {
-    crate::net::listen::spawn(
-        listener,
-        "metrics-port",
-        "scraper",
-        MAX_SCRAPERS,
-        move |tcp| {
-            let _ = tcp.set_read_timeout(Some(Duration::from_secs(5)));
-            let _ = tcp.set_write_timeout(Some(Duration::from_secs(5)));
-            let watch = Watchable::of(&tcp).watch(Duration::from_secs(10));
-            let Ok(writer) = tcp.try_clone() else { return };
-            let mut writer = writer;
-            let head = http1::read_request_head(&mut BufReader::new(tcp));
-            let path = head
-                .as_ref()
-                .map(|h| h.target.split('?').next().unwrap_or(""));
-            let _ = match (head.as_ref().map(|h| h.method.as_str()), path) {
-                (Ok("GET"), Ok(path @ ("/healthz" | "/metrics"))) => {
-                    write_monitoring(&mut writer, path, &hub, false)
-                }
-                _ => http1::write_simple(
-                    &mut writer,
-                    404,
-                    "application/json",
-                    br#"{"error":"only GET /healthz and GET /metrics are served here"}"#,
-                    false,
-                ),
-            };
-            drop(watch);
-        },
-    )
-}
-
-/// The full `/healthz` or `/metrics`, for the operator (admin token, or the metrics port).
-pub(crate) fn write_monitoring(
-    out: &mut impl Write,
-    path: &str,
-    hub: &Hub,
-    keep_alive: bool,
-) -> std::io::Result<()> {
-    if path == "/metrics" {
-        let text = crate::gateway::metrics::render(hub);
-        let kind = crate::observe::prometheus::CONTENT_TYPE;
-        return http1::write_simple(out, 200, kind, text.as_bytes(), keep_alive);
-    }
-    let body = health(hub);
-    http1::write_simple(out, 200, "application/json", body.as_bytes(), keep_alive)
-}
-
-fn health(hub: &Hub) -> String {
-    let pools: serde_json::Map<String, serde_json::Value> = hub
-        .pools()
-        .iter()
-        .map(|pool| {
-            (
-                pool.name(),
-                serde_json::json!({
-                    "agents": pool.agents().len(),
-                    "streams": pool.streams.load(Ordering::SeqCst),
-                    "busy": pool.busy.load(Ordering::SeqCst),
-                    "queued": pool.queued.load(Ordering::SeqCst),
-                    "requests": pool.requests.load(Ordering::Relaxed),
-                }),
-            )
-        })
-        .collect();
-    let mut body = serde_json::json!({ "status": "ok", "pools": pools });
-    if let Some(id) = &hub.settings.replica_id {
-        // A replica: whether it can reach Redis (changes answer 503 while it cannot).
-        body["replica"] = serde_json::json!({
-            "id": id,
-            "redis_reachable": hub.store.reachable(),
-        });
-        if let Some(peers) = hub.peers.get() {
-            if let (Some(replica), serde_json::Value::Object(figures)) =
-                (body["replica"].as_object_mut(), peers.health())
-            {
-                replica.extend(figures);
-            }
-        }
-    }
-    body.to_string()
 }
 
 /// The caller a request's `Vcs-Gateway-Authorization` header names, or without one, the
@@ -316,18 +236,19 @@ fn authenticate(
 }
 
 /// A tunnel request: authenticate and validate it, read the start of its body, then have it
-/// served (by this gateway's streams or, on a replica, another's: [`crate::gateway::peer::serve`]);
+/// served (by this gateway's streams or, on a replica, another's: [`dispatch::serve`]);
 /// its record is logged once, when it ends.
 fn tunnel(
     head: RequestHead,
-    mut caller: Caller,
+    mut caller: Connection,
     hub: &Hub,
+    peers: Option<&Peers>,
     pool_name: &str,
     certificate: Option<&[u8]>,
-) -> Option<Caller> {
+) -> Option<Connection> {
     let _open = hub.request_opened();
     let who = authenticate(&head, hub, certificate);
-    let mut tunnel = Tunnel::new(hub, &head, pool_name, &who, caller.peer.ip());
+    let mut tunnel = Tunnel::new(hub, peers, &head, pool_name, &who, caller.peer.ip());
     let (who, pool, framing) = match tunnel.admit(&head, who) {
         Ok(admitted) => admitted,
         Err(refused) => return tunnel.fail(caller, refused),
@@ -336,7 +257,7 @@ fn tunnel(
         Ok(job) => job,
         Err(refused) => return tunnel.fail(caller, refused),
     };
-    match crate::gateway::peer::serve(hub, &pool, &who.name, &mut job, &mut caller) {
+    match dispatch::serve(hub, peers, &pool, &who.name, &mut job, &mut caller) {
         Served::Exchanged {
             mut record,
             reusable,
@@ -357,6 +278,8 @@ fn tunnel(
 /// of its own, so refusals cannot flood the log.
 struct Tunnel<'h> {
     hub: &'h Hub,
+    /// Forwarding to other replicas, on a replica with a peer port.
+    peers: Option<&'h Peers>,
     /// The caller's address, for the summary of refusals.
     address: std::net::IpAddr,
     /// Whether the record is a refusal ([`Tunnel::fail`]).
@@ -367,7 +290,7 @@ struct Tunnel<'h> {
     /// The request's target as the log may show it.
     path: String,
     pool_name: String,
-    pool: Option<Arc<Pool>>,
+    pool: Option<Arc<LivePool>>,
     caller: Option<String>,
     keep_alive: bool,
     record: Option<RequestRecord>,
@@ -401,6 +324,7 @@ impl Drop for Tunnel<'_> {
 impl<'h> Tunnel<'h> {
     fn new(
         hub: &'h Hub,
+        peers: Option<&'h Peers>,
         head: &RequestHead,
         pool_name: &str,
         who: &Result<Arc<callers::Caller>, callers::Refusal>,
@@ -408,6 +332,7 @@ impl<'h> Tunnel<'h> {
     ) -> Tunnel<'h> {
         Tunnel {
             hub,
+            peers,
             address,
             refused: false,
             id: ulid::Ulid::new().to_string(),
@@ -431,7 +356,7 @@ impl<'h> Tunnel<'h> {
         &mut self,
         head: &RequestHead,
         who: Result<Arc<callers::Caller>, callers::Refusal>,
-    ) -> Result<(Arc<callers::Caller>, Arc<Pool>, Framing), Refused> {
+    ) -> Result<(Arc<callers::Caller>, Arc<LivePool>, Framing), Refused> {
         let (hub, pool_name) = (self.hub, self.pool_name.as_str());
         let framing = head.framing();
         let no_body = framing == Ok(Framing::Empty);
@@ -473,10 +398,10 @@ impl<'h> Tunnel<'h> {
     /// or read.
     fn job(
         &self,
-        pool: &Pool,
+        pool: &LivePool,
         head: RequestHead,
         framing: Framing,
-        caller: &mut Caller,
+        caller: &mut Connection,
     ) -> Result<Job, Refused> {
         let no_body = framing == Framing::Empty;
         let target = tunnel_target(&head.target, &self.pool_name).ok_or_else(|| {
@@ -491,14 +416,9 @@ impl<'h> Tunnel<'h> {
         }
         let deadline = Instant::now() + self.hub.settings.queue_timeout;
         // Asked only when no stream here can serve it (it may ask Redis).
-        let elsewhere = || {
-            self.hub
-                .peers
-                .get()
-                .is_some_and(|p| p.has_routes(&self.pool_name))
-        };
-        if dispatch::waiting_limit(pool, deadline).is_none() && !elsewhere() {
-            let message = dispatch::no_agent_message(&self.pool_name);
+        let elsewhere = || self.peers.is_some_and(|p| p.has_routes(&self.pool_name));
+        if local::waiting_limit(pool, deadline).is_none() && !elsewhere() {
+            let message = local::no_agent_message(&self.pool_name);
             return Err(Refused::new(ErrorKind::NoAgent, message, no_body));
         }
         let reading = (!no_body).then(|| caller.watchable.watch(BODY_START_LIMIT));
@@ -523,7 +443,7 @@ impl<'h> Tunnel<'h> {
     }
 
     /// Answers an error the gateway itself decided; its record is logged first.
-    fn fail(mut self, mut caller: Caller, refused: Refused) -> Option<Caller> {
+    fn fail(mut self, mut caller: Connection, refused: Refused) -> Option<Connection> {
         self.refused = true;
         self.record = Some(RequestRecord {
             id: self.id.clone(),
@@ -550,24 +470,17 @@ impl<'h> Tunnel<'h> {
     }
 }
 
-/// `/private/<pool>` + target: the target is what follows the pool name, query included;
-/// `None` when that is not a path.
-pub(crate) fn tunnel_target(full: &str, pool_name: &str) -> Option<String> {
-    let prefix_len = "/private/".len() + pool_name.len();
-    let target = match &full[prefix_len..] {
-        "" => "/".to_string(),
-        t if t.starts_with('?') => format!("/{t}"),
-        t => t.to_string(),
-    };
-    target.starts_with('/').then_some(target)
-}
-
 /// The base URL the caller used for `pool`, for the agent to point URLs in answers back
 /// through: `--front-url` when it is set (a gateway behind a reverse proxy), else the api
 /// port's scheme and the caller's `Host`. Never `X-Forwarded-*`: a caller could name any
 /// host in them. `None` when the `Host` is missing or not a plain `host[:port]`; the answer
 /// then keeps the VCS's own URLs.
-fn front_base(settings: &Settings, scheme: &str, head: &RequestHead, pool: &str) -> Option<String> {
+fn front_base(
+    settings: &GatewaySettings,
+    scheme: &str,
+    head: &RequestHead,
+    pool: &str,
+) -> Option<String> {
     if let Some(url) = &settings.front_url {
         return Some(format!("{url}/private/{pool}"));
     }
@@ -594,39 +507,4 @@ fn not_for(who: &callers::Caller, pool: &str) -> String {
         "caller \"{}\" may not use a pool named \"{pool}\" (or there is none)",
         who.name
     )
-}
-
-/// Reads the first piece of the request body (all of a small one) before a stream is taken;
-/// sends `100 Continue` first when the caller waits for it.
-pub(crate) fn read_body_start(
-    caller: &mut Caller,
-    framing: http1::Framing,
-    send_continue: bool,
-) -> std::io::Result<BodyStart> {
-    if framing == http1::Framing::Empty {
-        return Ok(BodyStart::default());
-    }
-    if send_continue {
-        let out = caller.conn.get_mut();
-        out.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
-        out.flush()?;
-    }
-    let capacity = match framing {
-        http1::Framing::Length(n) => usize::try_from(n).unwrap_or(MAX_CHUNK).min(MAX_CHUNK),
-        _ => 8 * 1024,
-    };
-    let mut bytes = Vec::with_capacity(capacity);
-    let mut reader = http1::BodyReader::new(&mut caller.conn, framing);
-    (&mut reader)
-        .take(MAX_CHUNK as u64)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() == MAX_CHUNK {
-        // Exactly one piece so far: a chunked body may still have only its last size line and
-        // trailers to come, which decide whether the body is whole.
-        reader.settle()?;
-    }
-    Ok(BodyStart {
-        bytes,
-        rest: reader.pause(),
-    })
 }

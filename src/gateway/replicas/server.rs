@@ -1,21 +1,23 @@
 //! The peer port: serves requests forwarded by other replicas from this replica's own idle
 //! agent streams, and nothing else.
 //!
-//! Every request must be signed ([`super::sign`]); anything else gets `403` and the
+//! Every request must be signed ([`super::signing`]); anything else gets `403` and the
 //! connection closes. A signed request for a pool with no idle stream here gets `503` with
-//! [`super::BUSY`] at once, before its body is sent, so the forwarding replica can try
+//! [`BUSY`] at once, before its body is sent, so the forwarding replica can try
 //! elsewhere; with a stream, `100 Continue` tells it the request is taken, and the exchange
 //! runs on this connection's thread exactly as for a caller of the api port. Nothing here is
 //! ever forwarded again.
 
-use super::{sign, Peers};
-use crate::gateway::dispatch::{self, Served};
+use super::conn::BUSY;
+use super::peers::Peers;
+use super::signing;
+use crate::gateway::exchange::job::{self, Connection, Job};
+use crate::gateway::exchange::local::{self, Served};
 use crate::gateway::exchange::{self, write_error};
-use crate::gateway::hub::Hub;
-use crate::gateway::pool::Pool;
-use crate::gateway::record::RequestRecord;
-use crate::gateway::request::{Caller, Job};
-use crate::gateway::stream::AgentStream;
+use crate::gateway::state::hub::Hub;
+use crate::gateway::state::pool::LivePool;
+use crate::gateway::state::record::RequestRecord;
+use crate::gateway::state::stream::AgentStream;
 use crate::http1::{self, Framing, HeadError, RequestHead};
 use crate::net::deadline::Watchable;
 use crate::net::Stream;
@@ -46,7 +48,7 @@ fn connection(tcp: TcpStream, hub: &Hub, peers: &Peers) {
     let _ = tcp.set_read_timeout(Some(IDLE_TIMEOUT));
     let _ = tcp.set_write_timeout(Some(Duration::from_secs(120)));
     let watchable = Watchable::of(&tcp);
-    let mut caller = Caller {
+    let mut caller = Connection {
         conn: BufReader::with_capacity(16 * 1024, Stream::Plain(tcp)),
         peer,
         watchable,
@@ -77,8 +79,13 @@ fn connection(tcp: TcpStream, hub: &Hub, peers: &Peers) {
 }
 
 /// Serves one forwarded request; returns the connection when it can take another.
-fn serve_one(head: RequestHead, mut caller: Caller, hub: &Hub, peers: &Peers) -> Option<Caller> {
-    let signed = match sign::verify(&peers.secret, &head, crate::clock::now_millis()) {
+fn serve_one(
+    head: RequestHead,
+    mut caller: Connection,
+    hub: &Hub,
+    peers: &Peers,
+) -> Option<Connection> {
+    let signed = match signing::verify(&peers.secret, &head, crate::clock::now_millis()) {
         Ok(signed) => signed,
         Err(refusal) => {
             peers.error();
@@ -139,7 +146,7 @@ fn serve_one(head: RequestHead, mut caller: Caller, hub: &Hub, peers: &Peers) ->
         return None;
     };
     // Nothing has reached the agent yet: a body start other than the signed one goes nowhere.
-    if !sign::body_matches(&body_sha, &job.body.bytes) {
+    if !signing::body_matches(&body_sha, &job.body.bytes) {
         pool.give_back(stream);
         peers.error();
         let why = format!(
@@ -175,7 +182,7 @@ fn forwarded_pool(head: &RequestHead) -> Option<(String, Framing)> {
 /// Tells the forwarding replica the request is taken (`100 Continue`), reads the start of
 /// its body, and makes the job as the front would have; `None` when that replica went away.
 fn accept(
-    caller: &mut Caller,
+    caller: &mut Connection,
     head: &RequestHead,
     pool_name: &str,
     id: String,
@@ -184,19 +191,19 @@ fn accept(
     let out = caller.conn.get_mut();
     out.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").ok()?;
     out.flush().ok()?;
-    let body = crate::gateway::front::read_body_start(caller, framing, false).ok()?;
-    let target = crate::gateway::front::tunnel_target(&head.target, pool_name)?;
+    let body = job::read_body_start(caller, framing, false).ok()?;
+    let target = job::tunnel_target(&head.target, pool_name)?;
     // The forwarding replica sent the headers the front keeps, and the peer protocol's own.
     let headers = protocol::end_to_end(
         head.headers
             .iter()
             .filter(|(name, _)| {
-                !name.to_ascii_lowercase().starts_with(sign::PREFIX)
+                !name.to_ascii_lowercase().starts_with(signing::PREFIX)
                     && !name.eq_ignore_ascii_case("expect")
             })
             .cloned(),
     );
-    let front = head.header(sign::FRONT).map(str::to_string);
+    let front = head.header(signing::FRONT).map(str::to_string);
     Some(Job {
         id,
         front,
@@ -211,7 +218,7 @@ fn accept(
 }
 
 /// An idle stream of `pool_name` here, at once, or `None`.
-fn take(hub: &Hub, pool_name: &str) -> Option<(Arc<Pool>, AgentStream)> {
+fn take(hub: &Hub, pool_name: &str) -> Option<(Arc<LivePool>, AgentStream)> {
     let pool = hub.pool(pool_name)?;
     loop {
         if hub.is_draining() || pool.is_closed() {
@@ -229,17 +236,17 @@ fn take(hub: &Hub, pool_name: &str) -> Option<(Arc<Pool>, AgentStream)> {
 /// announced but not sent (it waits for `100`) would be read as the next request: that
 /// connection closes.
 fn busy(
-    mut caller: Caller,
+    mut caller: Connection,
     replica: &str,
     pool: &str,
     id: &str,
     framing: Framing,
-) -> Option<Caller> {
+) -> Option<Connection> {
     let keep = framing == Framing::Empty;
     let message = format!("replica {replica} has no free stream of pool \"{pool}\"");
     let body = exchange::error_body(ErrorKind::NoAgent, &message);
     let extra = [
-        (super::BUSY.to_string(), "1".to_string()),
+        (BUSY.to_string(), "1".to_string()),
         ("X-Vcs-Request-Id".to_string(), id.to_string()),
     ];
     let written = http1::write_simple_with(
@@ -257,14 +264,14 @@ fn busy(
 /// local request runs, and logs it here too, under the same id.
 fn run(
     hub: &Hub,
-    pool: &Pool,
+    pool: &LivePool,
     stream: AgentStream,
     job: &mut Job,
-    mut caller: Caller,
+    mut caller: Connection,
     who: &str,
-) -> Option<Caller> {
+) -> Option<Connection> {
     let deadline = Instant::now() + hub.settings.queue_timeout;
-    match dispatch::serve_on(hub, pool, stream, job, &mut caller, deadline) {
+    match local::serve_on(hub, pool, stream, job, &mut caller, deadline) {
         Served::Exchanged {
             mut record,
             reusable,

@@ -2,16 +2,16 @@
 //! busy, and what it served (counters for `/metrics`, the recent-request ring and the last
 //! hour for the panel).
 //!
-//! Every finished request passes through [`Pool::remember`], the one place that logs it and
+//! Every finished request passes through [`LivePool::remember`], the one place that logs it and
 //! feeds the counters, so the log, the panel and `/metrics` can never disagree. The figures
 //! that must follow a stream's life (streams, busy) are kept by guards and `Drop`s, so a
 //! panicking exchange never leaves them raised.
 
-use crate::gateway::idle::IdleQueue;
-use crate::gateway::record::RequestRecord;
-use crate::gateway::stats::Traffic;
+use crate::gateway::state::idle::IdleQueue;
+use crate::gateway::state::record::RequestRecord;
+use crate::gateway::state::stats::Traffic;
+use crate::gateway::state::stream::{AgentInfo, AgentStream};
 use crate::gateway::store::PoolRecord;
-use crate::gateway::stream::{AgentInfo, AgentStream};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock};
@@ -23,9 +23,9 @@ pub const RECONNECT_GRACE: Duration = Duration::from_secs(3);
 /// How many recent requests each pool keeps for the panel.
 pub const RECENT_REQUESTS: usize = 500;
 
-/// A stream counted busy by [`Pool::busy_while`].
+/// A stream counted busy by [`LivePool::busy_while`].
 pub struct Busy<'a> {
-    pool: &'a Pool,
+    pool: &'a LivePool,
     instance: &'a str,
 }
 
@@ -35,7 +35,7 @@ impl Drop for Busy<'_> {
     }
 }
 
-pub struct Pool {
+pub struct LivePool {
     record: RwLock<PoolRecord>,
     /// Idle agent streams of this pool, any agent's: a caller takes one, gives it back.
     pub idle: IdleQueue<AgentStream>,
@@ -54,12 +54,12 @@ pub struct Pool {
     /// Set when the pool is deleted: its streams close.
     pub closed: AtomicBool,
     /// Its last relayed webhooks (`crate::gateway::webhook`).
-    pub webhooks: crate::gateway::webhook::recent::Recent,
+    pub webhooks: super::webhooks::Recent,
 }
 
-impl Pool {
-    pub(super) fn new(record: PoolRecord) -> Pool {
-        Pool {
+impl LivePool {
+    pub(super) fn new(record: PoolRecord) -> LivePool {
+        LivePool {
             record: RwLock::new(record),
             idle: IdleQueue::default(),
             streams: AtomicUsize::new(0),
@@ -78,8 +78,8 @@ impl Pool {
 
     /// A pool with a new key replacing `self`: same history, no streams (they authenticated
     /// with the old key and are closed with `self`).
-    pub(super) fn rekeyed(&self, record: PoolRecord) -> Pool {
-        let pool = Pool::new(record);
+    pub(super) fn rekeyed(&self, record: PoolRecord) -> LivePool {
+        let pool = LivePool::new(record);
         pool.requests
             .store(self.requests.load(Ordering::Relaxed), Ordering::Relaxed);
         if let (Ok(mut to), Ok(from)) = (pool.recent.lock(), self.recent.lock()) {
@@ -240,7 +240,8 @@ impl Pool {
 
     /// Requests and denials in the last hour: `(requests, denials)`.
     pub fn last_hour(&self) -> (u64, u64) {
-        let counts = self.traffic(|t, now| t.sum(now, crate::gateway::stats::MINUTES as u64));
+        let counts =
+            self.traffic(|t, now| t.sum(now, crate::gateway::state::stats::MINUTES as u64));
         (counts.requests, counts.denied)
     }
 
@@ -261,7 +262,7 @@ impl Pool {
     }
 }
 
-/// Counters of one pool, for `/metrics` ([`crate::gateway::metrics`]).
+/// Counters of one pool, for `/metrics` ([`crate::gateway::operator::metrics`]).
 #[derive(Default)]
 pub struct PoolStats {
     by_status: Mutex<BTreeMap<u16, u64>>,
@@ -312,12 +313,12 @@ impl PoolStats {
     }
 }
 
-impl crate::gateway::stream::Membership for Pool {
+impl crate::gateway::state::stream::Membership for LivePool {
     fn name(&self) -> String {
-        Pool::name(self)
+        LivePool::name(self)
     }
 
     fn stream_left(&self, instance: &str) {
-        Pool::stream_left(self, instance)
+        LivePool::stream_left(self, instance)
     }
 }

@@ -8,7 +8,7 @@
 //! documents, raises the version and publishes it; a concurrent change makes it start again.
 //!
 //! Requests never touch Redis: the gateway works from a [`Snapshot`] in memory. One thread
-//! ([`Shared::start_sync`]) keeps it current: it reads the version every
+//! ([`RedisStore::start_sync`]) keeps it current: it reads the version every
 //! [`POLL_EVERY`] and whenever the subscriber thread hears an announcement, and reads the
 //! documents again when the version moved. Pub/sub makes changes quick; the polled version
 //! makes them sure, since pub/sub loses what is published while a subscriber is
@@ -22,7 +22,7 @@
 //! state is kept and the fault logged (once a minute), rather than every pool being closed,
 //! and the first change made after it writes that last state back together with itself.
 
-use crate::gateway::store::{CallerRecord, PoolRecord};
+use crate::gateway::store::records::{CallerRecord, PoolRecord};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -95,7 +95,7 @@ struct Presence {
 }
 
 /// A connection to the replicas' Redis and the state last read from it.
-pub struct Shared {
+pub struct RedisStore {
     client: redis::Client,
     url_shown: String,
     conn: Mutex<Option<redis::Connection>>,
@@ -108,7 +108,7 @@ pub struct Shared {
     listeners: Mutex<Vec<Listener>>,
     presence: Mutex<Presence>,
     /// Which replicas hold streams of which pool, as last read; `None` until forwarding is
-    /// turned on ([`Shared::keep_routes`]).
+    /// turned on ([`RedisStore::keep_routes`]).
     routes: RwLock<Option<Routes>>,
     /// No new connection is tried before this (a jittered pause after a failed one).
     retry_at: Mutex<Option<Instant>>,
@@ -116,7 +116,7 @@ pub struct Shared {
 
 /// A replica holding streams of a pool, and where its peer port is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Route {
+pub struct PeerRoute {
     pub replica: String,
     pub address: String,
 }
@@ -124,10 +124,10 @@ pub struct Route {
 /// The routing table read from the presence records.
 #[derive(Debug, Default)]
 struct Routes {
-    by_pool: std::collections::HashMap<String, Vec<Route>>,
+    by_pool: std::collections::HashMap<String, Vec<PeerRoute>>,
 }
 
-impl std::fmt::Debug for Shared {
+impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Shared({})", self.url_shown)
     }
@@ -135,30 +135,33 @@ impl std::fmt::Debug for Shared {
 
 /// Redis failed: a typed error, so callers tell an outage from a refused change.
 #[derive(Debug)]
-pub enum SharedError {
+pub enum RedisStoreError {
     Unreachable,
     Damaged(String),
 }
 
-impl std::fmt::Display for SharedError {
+impl std::fmt::Display for RedisStoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SharedError::Unreachable => f.write_str(UNREACHABLE),
-            SharedError::Damaged(what) => write!(f, "the state in Redis is damaged: {what}"),
+            RedisStoreError::Unreachable => f.write_str(UNREACHABLE),
+            RedisStoreError::Damaged(what) => write!(f, "the state in Redis is damaged: {what}"),
         }
     }
 }
 
-impl Shared {
+impl RedisStore {
     /// Connects and reads the state once; fails (naming `--redis`) when Redis cannot be
     /// reached, so a replica never starts with no pools at all.
-    pub fn connect(url: &str) -> Result<Arc<Shared>, String> {
-        Shared::connect_with(url, None)
+    pub fn connect(url: &str) -> Result<Arc<RedisStore>, String> {
+        RedisStore::connect_with(url, None)
     }
 
-    /// [`Shared::connect`] trusting the CAs of the PEM file `ca` (for `rediss://`) besides
+    /// [`RedisStore::connect`] trusting the CAs of the PEM file `ca` (for `rediss://`) besides
     /// the system's.
-    pub fn connect_with(url: &str, ca: Option<&std::path::Path>) -> Result<Arc<Shared>, String> {
+    pub fn connect_with(
+        url: &str,
+        ca: Option<&std::path::Path>,
+    ) -> Result<Arc<RedisStore>, String> {
         let url_shown = url.split('@').next_back().unwrap_or(url).to_string();
         let client = match ca {
             None => redis::Client::open(url),
@@ -178,7 +181,7 @@ impl Shared {
             }
         }
         .map_err(|e| format!("--redis: not a Redis URL: {e}"))?;
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(RedisStore {
             client,
             url_shown,
             conn: Mutex::new(None),
@@ -193,7 +196,7 @@ impl Shared {
         });
         match shared.poll() {
             Ok(_) => Ok(shared),
-            Err(SharedError::Unreachable) => {
+            Err(RedisStoreError::Unreachable) => {
                 // Why, in one more try: refused, timed out, or (rediss://) not trusted. The
                 // error names the address and the cause, never the password.
                 let why = match shared.open() {
@@ -233,7 +236,7 @@ impl Shared {
 
     /// Whether the admin token hashing to `hash` is the replicas' one: the first replica to
     /// ask stores its hash, later ones must match it.
-    pub fn same_admin_token(&self, hash: &str) -> Result<bool, SharedError> {
+    pub fn same_admin_token(&self, hash: &str) -> Result<bool, RedisStoreError> {
         let stored: Option<String> = self.with_conn(|c| {
             redis::cmd("SET")
                 .arg(ADMIN_TOKEN)
@@ -247,7 +250,7 @@ impl Shared {
 
     /// `true` for the first replica to take forwarded request `id` (one `SET NX` that lapses
     /// after `keep`): a captured request replayed to another replica is refused there.
-    pub fn claim_request(&self, id: &str, keep: Duration) -> Result<bool, SharedError> {
+    pub fn claim_request(&self, id: &str, keep: Duration) -> Result<bool, RedisStoreError> {
         let key = format!("{PEER_TAKEN}:{id}");
         let set: Option<String> = self.with_conn(|c| {
             redis::cmd("SET")
@@ -264,17 +267,17 @@ impl Shared {
     /// The other replicas holding streams of `pool`, read from Redis now (one `SCAN` of that
     /// pool's presence records and one `MGET`), and learnt into the routing table: for a
     /// request that found no holder in the table, which is up to a second old.
-    pub fn look_up_routes(&self, pool: &str) -> Result<Vec<Route>, SharedError> {
+    pub fn look_up_routes(&self, pool: &str) -> Result<Vec<PeerRoute>, RedisStoreError> {
         let me = self
             .presence
             .lock()
             .map(|p| p.replica.clone())
             .unwrap_or_default();
         let records = self.with_conn(|c| read_presence_of(c, &format!("{PRESENCE}:{pool}:*")))?;
-        let mut found: Vec<Route> = records
+        let mut found: Vec<PeerRoute> = records
             .into_iter()
             .filter(|(of, replica, address)| of == pool && *replica != me && !address.is_empty())
-            .map(|(_, replica, address)| Route { replica, address })
+            .map(|(_, replica, address)| PeerRoute { replica, address })
             .collect();
         found.sort_by(|a, b| a.replica.cmp(&b.replica));
         if let (false, Ok(mut routes)) = (found.is_empty(), self.routes.write()) {
@@ -312,7 +315,7 @@ impl Shared {
 
     /// The other replicas holding streams of `pool`, as last read (at most a second old, or
     /// the last known while Redis is unreachable). Never touches Redis.
-    pub fn routes(&self, pool: &str) -> Vec<Route> {
+    pub fn routes(&self, pool: &str) -> Vec<PeerRoute> {
         let Ok(routes) = self.routes.read() else {
             return Vec::new();
         };
@@ -362,7 +365,7 @@ impl Shared {
                     .by_pool
                     .entry(pool)
                     .or_default()
-                    .push(Route { replica, address });
+                    .push(PeerRoute { replica, address });
             }
         }
         for routes in table.by_pool.values_mut() {
@@ -411,16 +414,16 @@ impl Shared {
     fn with_conn<T>(
         &self,
         command: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
-    ) -> Result<T, SharedError> {
-        let mut guard = self.conn.lock().map_err(|_| SharedError::Unreachable)?;
+    ) -> Result<T, RedisStoreError> {
+        let mut guard = self.conn.lock().map_err(|_| RedisStoreError::Unreachable)?;
         if guard.is_none() {
             if self.pausing() {
-                return Err(SharedError::Unreachable);
+                return Err(RedisStoreError::Unreachable);
             }
             *guard = Some(self.open().map_err(|e| self.failed(&e))?);
         }
         let Some(conn) = guard.as_mut() else {
-            return Err(SharedError::Unreachable);
+            return Err(RedisStoreError::Unreachable);
         };
         match command(conn) {
             Ok(value) => {
@@ -431,7 +434,7 @@ impl Shared {
                 *guard = None;
                 Err(self.failed(&e))
             }
-            Err(e) => Err(SharedError::Damaged(e.to_string())),
+            Err(e) => Err(RedisStoreError::Damaged(e.to_string())),
         }
     }
 
@@ -451,7 +454,7 @@ impl Shared {
             .unwrap_or(false)
     }
 
-    fn failed(&self, error: &redis::RedisError) -> SharedError {
+    fn failed(&self, error: &redis::RedisError) -> RedisStoreError {
         if let Ok(mut at) = self.retry_at.lock() {
             *at = Some(
                 Instant::now() + jitter(Duration::from_millis(250), Duration::from_millis(1000)),
@@ -464,7 +467,7 @@ impl Shared {
                 self.url_shown, error.category()
             );
         }
-        SharedError::Unreachable
+        RedisStoreError::Unreachable
     }
 
     fn recovered(&self) {
@@ -477,7 +480,7 @@ impl Shared {
     }
 
     /// Reads the version and, when it moved, the state; `true` when the snapshot changed.
-    pub fn poll(&self) -> Result<bool, SharedError> {
+    pub fn poll(&self) -> Result<bool, RedisStoreError> {
         let version: Option<u64> = self.with_conn(|c| redis::cmd("GET").arg(VERSION).query(c))?;
         let known = self.version();
         match version {
@@ -565,7 +568,7 @@ impl Shared {
     pub fn change<T>(
         &self,
         mut change: impl FnMut(&mut Vec<PoolRecord>, &mut Vec<CallerRecord>) -> Result<T, String>,
-    ) -> Result<Result<T, String>, SharedError> {
+    ) -> Result<Result<T, String>, RedisStoreError> {
         if !self.is_reachable() {
             // Try again at once rather than wait for the next poll to notice it is back.
             self.poll()?;
@@ -621,7 +624,7 @@ fn base(
     callers: Option<String>,
     version: Option<u64>,
     known: &Snapshot,
-) -> Result<(PoolsDoc, CallersDoc), SharedError> {
+) -> Result<(PoolsDoc, CallersDoc), RedisStoreError> {
     if version.is_none() && known.version > 0 {
         let pools = PoolsDoc {
             pools: known.pools.clone(),
@@ -637,16 +640,20 @@ fn base(
     ))
 }
 
-fn parse<T: serde::de::DeserializeOwned + Default>(raw: Option<&str>) -> Result<T, SharedError> {
+fn parse<T: serde::de::DeserializeOwned + Default>(
+    raw: Option<&str>,
+) -> Result<T, RedisStoreError> {
     match raw {
         None => Ok(T::default()),
-        Some(text) => serde_json::from_str(text).map_err(|e| SharedError::Damaged(e.to_string())),
+        Some(text) => {
+            serde_json::from_str(text).map_err(|e| RedisStoreError::Damaged(e.to_string()))
+        }
     }
 }
 
 /// The subscriber: wakes the sync thread on each announcement; reconnects after a second
 /// when the connection is lost (the polled version covers what is missed meanwhile).
-fn subscribe(shared: Weak<Shared>, kick: crossbeam_channel::Sender<()>) {
+fn subscribe(shared: Weak<RedisStore>, kick: crossbeam_channel::Sender<()>) {
     loop {
         let Some(client) = shared.upgrade().map(|s| s.client.clone()) else {
             return;

@@ -14,7 +14,7 @@
 //! `/api/v4/projects/{project}/hooks`. The gateway does not know the vendor, so [`shape`]
 //! knows the places where the four vendors' APIs put names.
 
-use crate::gateway::record::RequestRecord;
+use crate::gateway::state::record::RequestRecord;
 use crate::protocol::ErrorKind;
 use serde::Serialize;
 use std::collections::HashMap;

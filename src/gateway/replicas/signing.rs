@@ -45,7 +45,7 @@ pub const SIGNATURE_2: &str = "X-Vcs-Peer-Signature-2";
 /// Hex SHA-256 of the start of the body (its first piece, or all of a small one).
 pub const BODY: &str = "X-Vcs-Peer-Body-Sha256";
 
-/// The base URL the caller used ([`crate::gateway::request::Job::front`]), when the
+/// The base URL the caller used ([`crate::gateway::exchange::job::Job::front`]), when the
 /// forwarding replica knows it. Not signed, like the caller's own headers: a replica that
 /// does not know it ignores it, and one that gets none answers with the VCS's own URLs.
 pub const FRONT: &str = "X-Vcs-Peer-Front";
@@ -124,7 +124,7 @@ pub fn body_matches(signed: &str, start: &[u8]) -> bool {
 
 /// Why the peer port refused a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
+pub enum SignatureRefusal {
     #[error("the request is not signed (peer headers missing)")]
     Unsigned,
     #[error("the signature's time is more than 10 s away from this replica's clock")]
@@ -133,13 +133,13 @@ pub enum Refusal {
     Forged,
 }
 
-impl Refusal {
+impl SignatureRefusal {
     /// A short name, for counting refusals of each kind.
     pub fn kind(&self) -> &'static str {
         match self {
-            Refusal::Unsigned => "unsigned",
-            Refusal::Expired => "expired",
-            Refusal::Forged => "forged",
+            SignatureRefusal::Unsigned => "unsigned",
+            SignatureRefusal::Expired => "expired",
+            SignatureRefusal::Forged => "forged",
         }
     }
 }
@@ -188,7 +188,7 @@ pub fn verify<'a>(
     secret: &PeerSecret,
     head: &'a RequestHead,
     now_ms: u64,
-) -> Result<Signed<'a>, Refusal> {
+) -> Result<Signed<'a>, SignatureRefusal> {
     let one = |name: &str| {
         let mut values = head
             .headers
@@ -196,11 +196,11 @@ pub fn verify<'a>(
             .filter(|(n, _)| n.eq_ignore_ascii_case(name));
         match (values.next(), values.next()) {
             (Some((_, value)), None) => Ok(value.as_str()),
-            _ => Err(Refusal::Unsigned),
+            _ => Err(SignatureRefusal::Unsigned),
         }
     };
     let signature = one(SIGNATURE_2)?;
-    let time_ms: u64 = one(TIME)?.parse().map_err(|_| Refusal::Unsigned)?;
+    let time_ms: u64 = one(TIME)?.parse().map_err(|_| SignatureRefusal::Unsigned)?;
     let pairs = head.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()));
     let what = Signed {
         method: &head.method,
@@ -226,10 +226,10 @@ pub fn verify<'a>(
     };
     let expected = sign(secret, &what, true);
     if !bool::from(expected.as_bytes().ct_eq(signature.as_bytes())) {
-        return Err(Refusal::Forged);
+        return Err(SignatureRefusal::Forged);
     }
     if now_ms.abs_diff(time_ms) > WINDOW.as_millis() as u64 {
-        return Err(Refusal::Expired);
+        return Err(SignatureRefusal::Expired);
     }
     Ok(what)
 }
@@ -318,7 +318,7 @@ mod tests {
         assert!(verify(&s, &h, 1_000_000 - 9_000).is_ok());
         assert_eq!(
             verify(&s, &h, 1_000_000 + 11_000).unwrap_err(),
-            Refusal::Expired
+            SignatureRefusal::Expired
         );
     }
 
@@ -334,35 +334,38 @@ mod tests {
         );
         assert_eq!(
             verify(&s, &other_target, 5_000).unwrap_err(),
-            Refusal::Forged
+            SignatureRefusal::Forged
         );
         let other_method = head("DELETE", what.target, signed_headers.clone());
         assert_eq!(
             verify(&s, &other_method, 5_000).unwrap_err(),
-            Refusal::Forged
+            SignatureRefusal::Forged
         );
         let mut changed = signed_headers.clone();
         changed[3].1 = "admin".into();
         let other_caller = head("GET", what.target, changed);
         assert_eq!(
             verify(&s, &other_caller, 5_000).unwrap_err(),
-            Refusal::Forged
+            SignatureRefusal::Forged
         );
         let wrong = secret("fedcba9876543210fedcba9876543210");
         let h = head("GET", what.target, signed_headers);
-        assert_eq!(verify(&wrong, &h, 5_000).unwrap_err(), Refusal::Forged);
+        assert_eq!(
+            verify(&wrong, &h, 5_000).unwrap_err(),
+            SignatureRefusal::Forged
+        );
     }
 
     #[test]
     fn unsigned_or_doubled_headers_are_refused() {
         let s = secret(STRONG);
         let h = head("GET", "/private/alpha/", vec![]);
-        assert_eq!(verify(&s, &h, 0).unwrap_err(), Refusal::Unsigned);
+        assert_eq!(verify(&s, &h, 0).unwrap_err(), SignatureRefusal::Unsigned);
         let what = signed(7);
         let mut doubled = headers(&s, &what);
         doubled.push((SIGNATURE_2.into(), "00".into()));
         let h = head("GET", what.target, doubled);
-        assert_eq!(verify(&s, &h, 7).unwrap_err(), Refusal::Unsigned);
+        assert_eq!(verify(&s, &h, 7).unwrap_err(), SignatureRefusal::Unsigned);
     }
 
     #[test]
@@ -373,18 +376,21 @@ mod tests {
         assert!(verify(&s, &head("GET", what.target, sent.clone()), 5_000).is_ok());
         sent.push(("PRIVATE-TOKEN".into(), "glpat-swapped".into()));
         let swapped = head("GET", what.target, sent);
-        assert_eq!(verify(&s, &swapped, 5_000).unwrap_err(), Refusal::Forged);
+        assert_eq!(
+            verify(&s, &swapped, 5_000).unwrap_err(),
+            SignatureRefusal::Forged
+        );
         let mut other_body = headers(&s, &what);
         other_body[4].1 = body_digest(b"another body");
         let h = head("GET", what.target, other_body);
-        assert_eq!(verify(&s, &h, 5_000).unwrap_err(), Refusal::Forged);
+        assert_eq!(verify(&s, &h, 5_000).unwrap_err(), SignatureRefusal::Forged);
         let mut other_front = headers(&s, &what);
         other_front.push((
             FRONT.into(),
             "https://attacker.example/private/alpha".into(),
         ));
         let h = head("GET", what.target, other_front);
-        assert_eq!(verify(&s, &h, 5_000).unwrap_err(), Refusal::Forged);
+        assert_eq!(verify(&s, &h, 5_000).unwrap_err(), SignatureRefusal::Forged);
         assert!(body_matches(&what.body, b""));
         assert!(!body_matches(&what.body, b"x"));
     }
@@ -398,7 +404,10 @@ mod tests {
             .filter(|(n, _)| n != SIGNATURE_2)
             .collect();
         let h = head("GET", what.target, old);
-        assert_eq!(verify(&s, &h, 5_000).unwrap_err(), Refusal::Unsigned);
+        assert_eq!(
+            verify(&s, &h, 5_000).unwrap_err(),
+            SignatureRefusal::Unsigned
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! or one [`Store`](crate::gateway::store::Store) change followed by [`Hub::reload`], so a
 //! pool created here takes agents at once and a deleted or re-keyed one drops its streams at
 //! once, without a restart. Callers (`/api/callers…`) work the same way over
-//! [`Hub::callers`](crate::gateway::hub::Hub): a new, rotated or deleted caller takes effect at
+//! [`Hub::callers`](crate::gateway::state::hub::Hub): a new, rotated or deleted caller takes effect at
 //! once.
 //!
 //! Every answer is JSON, errors included (`{"error": "...", "field": "..."}` where a field is
@@ -14,14 +14,16 @@
 //! never reach a log.
 
 use crate::clock::format_time;
-use crate::gateway::admin;
-use crate::gateway::hub::Hub;
-use crate::gateway::pool::{Pool, RECENT_REQUESTS};
-use crate::gateway::record::RequestRecord;
-use crate::gateway::request::Caller;
-use crate::gateway::stats::{Counts, GroupView};
-use crate::gateway::store::{validate_caller_name, validate_name, CallerRecord, Scope, StoreError};
-use crate::gateway::stream::AgentInfo;
+use crate::gateway::exchange::job::Connection;
+use crate::gateway::operator::admin;
+use crate::gateway::state::hub::Hub;
+use crate::gateway::state::pool::{LivePool, RECENT_REQUESTS};
+use crate::gateway::state::record::RequestRecord;
+use crate::gateway::state::stats::{Counts, GroupView};
+use crate::gateway::state::stream::AgentInfo;
+use crate::gateway::store::{
+    validate_caller_name, validate_name, CallerRecord, Scope, StoreError, MAX_DESCRIPTION,
+};
 use crate::http1::{self, BodyReader, Framing, RequestHead};
 use crate::token::{Secret, Token};
 use serde_json::{json, Value};
@@ -32,9 +34,6 @@ use std::sync::Arc;
 
 /// Largest request body the API reads.
 pub const MAX_BODY: u64 = 64 * 1024;
-
-/// Longest pool description, as the store enforces it.
-const MAX_DESCRIPTION: usize = 1024;
 
 /// Access-log entries returned when `?limit=` is not given.
 const DEFAULT_LOG_LIMIT: usize = 100;
@@ -71,7 +70,7 @@ impl Reply {
 }
 
 /// Serves one `/api/…` request; returns the connection when it can take another.
-pub fn serve(head: RequestHead, mut caller: Caller, hub: &Hub) -> Option<Caller> {
+pub fn serve(head: RequestHead, mut caller: Connection, hub: &Hub) -> Option<Connection> {
     let keep_alive = head.keep_alive();
     let reply = match read_body(&head, &mut caller) {
         Ok(body) => {
@@ -97,7 +96,7 @@ pub fn serve(head: RequestHead, mut caller: Caller, hub: &Hub) -> Option<Caller>
 }
 
 /// Reads the whole body, at most [`MAX_BODY`]. `Err(None)`: the connection broke.
-fn read_body(head: &RequestHead, caller: &mut Caller) -> Result<Vec<u8>, Option<Reply>> {
+fn read_body(head: &RequestHead, caller: &mut Connection) -> Result<Vec<u8>, Option<Reply>> {
     let framing = head
         .framing()
         .map_err(|e| Some(Reply::error(400, format!("bad request: {e}")).closing()))?;
@@ -197,7 +196,7 @@ fn answer(head: &RequestHead, body: &[u8], hub: &Hub) -> Reply {
     }
 }
 
-fn with_pool(hub: &Hub, name: &str, f: impl FnOnce(&Arc<Pool>) -> Reply) -> Reply {
+fn with_pool(hub: &Hub, name: &str, f: impl FnOnce(&Arc<LivePool>) -> Reply) -> Reply {
     match hub.pool(name) {
         Some(pool) => f(&pool),
         None => Reply::error(404, format!("no pool named \"{name}\"")),
@@ -223,7 +222,7 @@ fn log_limit(query: &str) -> Result<usize, Reply> {
     }
 }
 
-fn pool_json(pool: &Pool) -> Value {
+fn pool_json(pool: &LivePool) -> Value {
     let record = pool.record();
     let streams = pool.streams.load(Ordering::SeqCst);
     let busy = pool.busy.load(Ordering::SeqCst);
@@ -257,7 +256,7 @@ fn pool_json(pool: &Pool) -> Value {
     })
 }
 
-fn agents_json(pool: &Pool) -> Vec<Value> {
+fn agents_json(pool: &LivePool) -> Vec<Value> {
     let mut agents = pool.agents();
     agents.sort_by_key(|a| a.connected_since);
     agents
@@ -348,7 +347,7 @@ impl LogFilter {
     }
 
     fn matches(&self, record: &RequestRecord) -> bool {
-        let counts = crate::gateway::stats::classify(record);
+        let counts = crate::gateway::state::stats::classify(record);
         let outcome = match self.outcome {
             Outcome::All => true,
             Outcome::Denied => counts.denied == 1,
@@ -367,7 +366,7 @@ fn percent_decode(value: &str) -> String {
 }
 
 /// The latest requests of `pool` that pass `filter`, newest first.
-fn log(pool: &Pool, limit: usize, filter: &LogFilter) -> Reply {
+fn log(pool: &LivePool, limit: usize, filter: &LogFilter) -> Reply {
     let requests: Vec<RequestRecord> = pool
         .recent(RECENT_REQUESTS)
         .into_iter()
@@ -378,7 +377,7 @@ fn log(pool: &Pool, limit: usize, filter: &LogFilter) -> Reply {
 }
 
 /// The refused shapes of the last hour over `pools`, the most frequent first.
-fn refused_json(pools: &[Arc<Pool>]) -> Value {
+fn refused_json(pools: &[Arc<LivePool>]) -> Value {
     let mut groups: Vec<(String, GroupView)> = Vec::new();
     let mut dropped = 0;
     for pool in pools {
@@ -406,7 +405,7 @@ fn refused_json(pools: &[Arc<Pool>]) -> Value {
 }
 
 /// Each caller's requests, denials and failures in the last hour, in all and per pool.
-fn traffic_json(pools: &[Arc<Pool>]) -> Value {
+fn traffic_json(pools: &[Arc<LivePool>]) -> Value {
     let mut callers: BTreeMap<String, (Counts, BTreeMap<String, Counts>)> = BTreeMap::new();
     for pool in pools {
         let name = pool.name();
@@ -805,7 +804,7 @@ fn public_url(hub: &Hub) -> String {
 fn failed(hub: &Hub, error: impl std::fmt::Display) -> Reply {
     if !hub.store.reachable() {
         log::warn!(target: "api", "a change was refused: Redis is unreachable");
-        return Reply::error(503, crate::gateway::shared::UNREACHABLE);
+        return Reply::error(503, crate::gateway::store::redis::UNREACHABLE);
     }
     internal(error)
 }

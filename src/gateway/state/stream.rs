@@ -1,8 +1,8 @@
 //! One authenticated agent stream as the gateway holds it, and the agent process behind it.
 //!
-//! Idle, a stream waits in its pool's queue ([`crate::gateway::pool`]); a caller's thread
+//! Idle, a stream waits in its pool's queue ([`crate::gateway::state::pool`]); a caller's thread
 //! takes it for one exchange and gives it back, and the housekeeper
-//! ([`crate::gateway::agents::housekeeper`]) keeps it alive meanwhile. Dropping an
+//! ([`crate::gateway::agent_port::housekeeper`]) keeps it alive meanwhile. Dropping an
 //! [`AgentStream`] closes the connection, counts it out of whatever it belongs to (its pool,
 //! through [`Membership`], so this module needs nothing above it) and logs why it ended.
 
@@ -35,7 +35,7 @@ pub struct AgentInfo {
 
 /// Why an idle stream ends: the end of its log line.
 #[derive(Debug, thiserror::Error)]
-pub enum StreamEnd {
+pub enum AgentStreamEnd {
     #[error("socket error: {0}")]
     Socket(std::io::Error),
     #[error("agent is draining")]
@@ -100,7 +100,7 @@ impl AgentStream {
 
     /// Before an exchange: after a pause, reads what arrived meanwhile, so a closed or
     /// draining stream is not given a request. Back-to-back exchanges skip this.
-    pub fn ready(&mut self) -> Result<(), StreamEnd> {
+    pub fn ready(&mut self) -> Result<(), AgentStreamEnd> {
         if self.link.silent_for() > TICK {
             self.poll()?;
         }
@@ -114,17 +114,17 @@ impl AgentStream {
 
     /// Idle housekeeping: take in pongs and drain notices, ping after a keepalive interval
     /// of silence, give up after three.
-    pub fn keep_alive(&mut self, keepalive: Duration) -> Result<(), StreamEnd> {
+    pub fn keep_alive(&mut self, keepalive: Duration) -> Result<(), AgentStreamEnd> {
         self.poll()?;
         let silent = self.link.silent_for();
         if silent > keepalive * 3 {
-            return Err(StreamEnd::Silent(silent));
+            return Err(AgentStreamEnd::Silent(silent));
         }
         if self.last_ping.elapsed() >= keepalive {
             self.last_ping = Instant::now();
             self.link
                 .send_message(Message::Ping(Bytes::new()))
-                .map_err(StreamEnd::Ping)?;
+                .map_err(AgentStreamEnd::Ping)?;
         }
         Ok(())
     }
@@ -147,9 +147,9 @@ impl AgentStream {
     }
 
     /// Reads whatever the agent sent while idle, without blocking. `Err` ends the stream.
-    fn poll(&mut self) -> Result<(), StreamEnd> {
+    fn poll(&mut self) -> Result<(), AgentStreamEnd> {
         if let Err(e) = self.link.get_ref().set_nonblocking(true) {
-            return Err(StreamEnd::Socket(e));
+            return Err(AgentStreamEnd::Socket(e));
         }
         // A bounded number of messages per look: a chatty agent cannot hold the housekeeper.
         let seen = self.link.recv_waiting(64);
@@ -157,17 +157,17 @@ impl AgentStream {
         let received = match seen {
             Ok(None) => return Ok(()),
             Ok(Some(received)) => received,
-            Err(e) => return Err(StreamEnd::Lost(e)),
+            Err(e) => return Err(AgentStreamEnd::Lost(e)),
         };
         match received.frame() {
             Ok(Frame::Control(Control::Draining)) => {
                 // Acknowledge: the agent waits for our close to finish its drain.
                 self.say_goodbye();
-                Err(StreamEnd::Draining)
+                Err(AgentStreamEnd::Draining)
             }
-            Ok(Frame::Closed) => Err(StreamEnd::Closed),
-            Ok(other) => Err(StreamEnd::Violation(protocol::describe(&other))),
-            Err(e) => Err(StreamEnd::Protocol(e)),
+            Ok(Frame::Closed) => Err(AgentStreamEnd::Closed),
+            Ok(other) => Err(AgentStreamEnd::Violation(protocol::describe(&other))),
+            Err(e) => Err(AgentStreamEnd::Protocol(e)),
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// Gateway timings, and what the panel and its API need.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub struct GatewaySettings {
     /// How long a request waits for an idle stream.
     pub queue_timeout: Duration,
     /// Ping idle agent streams this often; drop them after three silent intervals.
@@ -32,11 +32,11 @@ pub struct Settings {
     /// Connections one peer address may hold on the api port.
     pub max_per_address: usize,
     /// Bytes per second a request body must deliver in every [`RATE_WINDOW`] while it holds
-    /// an agent stream, after [`Settings::upload_grace`]; 0 turns the check off.
+    /// an agent stream, after [`GatewaySettings::upload_grace`]; 0 turns the check off.
     pub min_upload_rate: u64,
     pub upload_grace: Duration,
     /// Bytes per second a caller must take of an answer in every [`RATE_WINDOW`] while it
-    /// holds an agent stream, after [`Settings::download_grace`]; 0 turns the check off.
+    /// holds an agent stream, after [`GatewaySettings::download_grace`]; 0 turns the check off.
     pub min_download_rate: u64,
     pub download_grace: Duration,
     /// Longest one write to a caller may make no progress (the caller reads nothing), with
@@ -49,7 +49,7 @@ pub struct Settings {
 /// The window both minimum rates are measured over ([`crate::net::rate`]).
 pub const RATE_WINDOW: Duration = Duration::from_secs(5);
 
-impl Settings {
+impl GatewaySettings {
     pub fn upload_rate(&self) -> MinRate {
         MinRate {
             bytes_per_sec: self.min_upload_rate,
@@ -76,9 +76,9 @@ impl Settings {
     }
 }
 
-impl Default for Settings {
-    fn default() -> Settings {
-        Settings {
+impl Default for GatewaySettings {
+    fn default() -> GatewaySettings {
+        GatewaySettings {
             queue_timeout: Duration::from_secs(30),
             keepalive: Duration::from_secs(20),
             exchange_timeout: Duration::from_secs(120),

@@ -2,18 +2,19 @@
 //!
 //! Live gauges (streams, busy streams, queued requests, agents) are read from the hub at
 //! scrape time; the counters (requests by status, errors by kind, bytes each way) are kept
-//! per pool in [`PoolStats`](crate::gateway::pool::PoolStats), fed by the one place every
-//! finished request passes: [`Pool::remember`]. The text format itself is
+//! per pool in [`PoolStats`](crate::gateway::state::pool::PoolStats), fed by the one place every
+//! finished request passes: [`LivePool::remember`]. The text format itself is
 //! [`crate::observe::prometheus`]'s, shared with the agent.
 
-use crate::gateway::hub::Hub;
-use crate::gateway::pool::Pool;
+use crate::gateway::replicas::Peers;
+use crate::gateway::state::hub::Hub;
+use crate::gateway::state::pool::LivePool;
 use crate::observe::prometheus::Exposition;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// Reads one live figure of a pool.
-type Gauge = fn(&Pool) -> u64;
+type Gauge = fn(&LivePool) -> u64;
 
 /// The live gauges, one family each, one sample per pool.
 const GAUGES: [(&str, &str, Gauge); 4] = [
@@ -54,11 +55,11 @@ const BYTES: [(&str, &str, Gauge); 2] = [
 ];
 
 /// The scrape text for every pool of `hub`.
-pub fn render(hub: &Hub) -> String {
+pub fn render(hub: &Hub, peers: Option<&Peers>) -> String {
     let pools = hub.pools();
     let mut out = Exposition::default();
-    process(&mut out, hub, pools.len());
-    let named: Vec<(&Arc<Pool>, String)> = pools.iter().map(|p| (p, p.name())).collect();
+    process(&mut out, hub, peers, pools.len());
+    let named: Vec<(&Arc<LivePool>, String)> = pools.iter().map(|p| (p, p.name())).collect();
     per_pool(&mut out, &named, "gauge", &GAUGES);
     requests(&mut out, &named);
     per_pool(&mut out, &named, "counter", &BYTES);
@@ -67,7 +68,7 @@ pub fn render(hub: &Hub) -> String {
 }
 
 /// Figures of the process itself: its version, Redis (a replica), how many pools.
-fn process(out: &mut Exposition, hub: &Hub, pools: usize) {
+fn process(out: &mut Exposition, hub: &Hub, peers: Option<&Peers>, pools: usize) {
     out.family(
         "vcs_gateway_build_info",
         "gauge",
@@ -89,7 +90,7 @@ fn process(out: &mut Exposition, hub: &Hub, pools: usize) {
             &[("replica", replica)],
             u64::from(hub.store.reachable()),
         );
-        if let Some(peers) = hub.peers.get() {
+        if let Some(peers) = peers {
             peers.render(out);
         }
     }
@@ -100,7 +101,7 @@ fn process(out: &mut Exposition, hub: &Hub, pools: usize) {
 /// One family per entry of `figures`, each with one sample per pool.
 fn per_pool(
     out: &mut Exposition,
-    pools: &[(&Arc<Pool>, String)],
+    pools: &[(&Arc<LivePool>, String)],
     kind: &str,
     figures: &[(&str, &str, Gauge)],
 ) {
@@ -113,7 +114,7 @@ fn per_pool(
 }
 
 /// Reads one labelled counter of a pool: label value and count.
-type Counts = fn(&Pool) -> Vec<(String, u64)>;
+type Counts = fn(&LivePool) -> Vec<(String, u64)>;
 
 /// The labelled counters: family, help, the label, how to read it.
 const COUNTERS: [(&str, &str, &str, Counts); 2] = [
@@ -139,7 +140,7 @@ fn labelled<K: ToString>(counts: Vec<(K, u64)>) -> Vec<(String, u64)> {
 }
 
 /// Finished requests by status, and failed ones by error kind.
-fn requests(out: &mut Exposition, pools: &[(&Arc<Pool>, String)]) {
+fn requests(out: &mut Exposition, pools: &[(&Arc<LivePool>, String)]) {
     for (name, help, label, counts) in COUNTERS {
         out.family(name, "counter", help);
         for (pool, pool_label) in pools {

@@ -10,6 +10,14 @@
 //! rename gives the file a new inode, which is how a gateway notices another process's
 //! change to `callers.json` however coarse file times are.
 
+pub(crate) mod records;
+pub mod redis;
+
+pub use records::{
+    check_webhook_url, validate_caller_name, validate_name, CallerRecord, NameError, PoolRecord,
+    Scope, WebhookSecret, WebhookUrlError, MAX_DESCRIPTION, WEBHOOK_SECRET_PREFIX,
+};
+
 use crate::clock::now_seconds;
 use crate::token::{self, Secret};
 use serde::de::DeserializeOwned;
@@ -24,14 +32,12 @@ use std::time::SystemTime;
 /// sentence the operator sees (the API answers it, the command line prints it).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{what} name must be 1 to 63 characters, got {len}")]
-    NameLength { what: &'static str, len: usize },
-    #[error("{what} name \"{name}\" may only hold lowercase letters a-z, digits 0-9 and '-'")]
-    NameCharacters { what: &'static str, name: String },
-    #[error("{what} name \"{name}\" must not start or end with '-'")]
-    NameDash { what: &'static str, name: String },
-    #[error("webhook URL {0}")]
-    WebhookUrl(String),
+    /// A pool or caller name that breaks the naming rules.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// A webhook URL the store does not take.
+    #[error(transparent)]
+    WebhookUrl(#[from] WebhookUrlError),
     #[error("description must be at most 1024 bytes")]
     DescriptionTooLong,
     /// A pool or caller of that name exists already.
@@ -81,72 +87,17 @@ pub enum StoreError {
     },
     /// Redis refused or failed the change (its own sentence).
     #[error("{0}")]
-    Shared(String),
+    RedisStore(String),
     /// A table of the live state, kept in line with the store, was held by a thread that
     /// panicked.
     #[error("{0} poisoned")]
     Poisoned(&'static str),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PoolRecord {
-    pub name: String,
-    pub description: String,
-    pub ulid: String,
-    pub key_sha256: String,
-    /// Seconds since the Unix epoch.
-    pub created: u64,
-    /// Where the gateway delivers the pool's webhooks (`crate::gateway::webhook`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub webhook_url: Option<String>,
-    /// What it signs them with: kept, since the gateway signs with it (never logged).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub webhook_secret: Option<crate::gateway::webhook::sign::WebhookSecret>,
-}
-
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StoreFile {
     pools: Vec<PoolRecord>,
-}
-
-/// A caller: a named credential of the SaaS side, allowed to use some pools (or all).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CallerRecord {
-    pub name: String,
-    pub id: String,
-    pub secret_sha256: String,
-    /// Every pool, present and future.
-    #[serde(default)]
-    pub all_pools: bool,
-    /// The pools it may use when not `all_pools`.
-    #[serde(default)]
-    pub pools: Vec<String>,
-    /// Seconds since the Unix epoch.
-    pub created: u64,
-    /// SHA-256 (hex) of a client certificate (DER) that identifies this caller on an api
-    /// port with `--api-client-ca`, instead of the secret.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_cert_sha256: Option<String>,
-}
-
-/// Which pools a caller may use.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Scope {
-    All,
-    Pools(Vec<String>),
-}
-
-impl CallerRecord {
-    pub fn scope(&self) -> Scope {
-        if self.all_pools {
-            Scope::All
-        } else {
-            Scope::Pools(self.pools.clone())
-        }
-    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -166,42 +117,7 @@ pub const CALLER_SECRET_PREFIX: &str = "vgc_";
 #[derive(Debug, Clone)]
 pub struct Store {
     dir: PathBuf,
-    shared: Option<std::sync::Arc<crate::gateway::shared::Shared>>,
-}
-
-/// Pool names: 1–63 of `a-z 0-9 -`, not starting or ending with `-` (they appear in URLs).
-pub fn validate_name(name: &str) -> Result<(), StoreError> {
-    validate("pool", name)
-}
-
-/// Caller names follow the pool name rules (they appear in log lines and URLs).
-pub fn validate_caller_name(name: &str) -> Result<(), StoreError> {
-    validate("caller", name)
-}
-
-fn validate(what: &'static str, name: &str) -> Result<(), StoreError> {
-    if name.is_empty() || name.len() > 63 {
-        return Err(StoreError::NameLength {
-            what,
-            len: name.len(),
-        });
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
-        return Err(StoreError::NameCharacters {
-            what,
-            name: name.to_string(),
-        });
-    }
-    if name.starts_with('-') || name.ends_with('-') {
-        return Err(StoreError::NameDash {
-            what,
-            name: name.to_string(),
-        });
-    }
-    Ok(())
+    shared: Option<std::sync::Arc<crate::gateway::store::redis::RedisStore>>,
 }
 
 impl Store {
@@ -215,8 +131,8 @@ impl Store {
         Ok(Store { dir, shared: None })
     }
 
-    /// The store of a set of replicas, in Redis (see [`crate::gateway::shared`]).
-    pub fn redis(shared: std::sync::Arc<crate::gateway::shared::Shared>) -> Store {
+    /// The store of a set of replicas, in Redis (see [`crate::gateway::store::redis`]).
+    pub fn redis(shared: std::sync::Arc<crate::gateway::store::redis::RedisStore>) -> Store {
         Store {
             dir: PathBuf::new(),
             shared: Some(shared),
@@ -224,7 +140,7 @@ impl Store {
     }
 
     /// Redis, when this store is a set of replicas'.
-    pub fn shared(&self) -> Option<&std::sync::Arc<crate::gateway::shared::Shared>> {
+    pub fn shared(&self) -> Option<&std::sync::Arc<crate::gateway::store::redis::RedisStore>> {
         self.shared.as_ref()
     }
 
@@ -386,7 +302,7 @@ impl Store {
         description: &str,
     ) -> Result<(PoolRecord, Secret), StoreError> {
         validate_name(name)?;
-        if description.len() > 1024 {
+        if description.len() > MAX_DESCRIPTION {
             return Err(StoreError::DescriptionTooLong);
         }
         let key = token::new_key()?;
@@ -456,9 +372,8 @@ impl Store {
         name: &str,
         url: Option<&str>,
     ) -> Result<Option<(PoolRecord, Option<Secret>)>, StoreError> {
-        use crate::gateway::webhook::sign::WebhookSecret;
         if let Some(url) = url {
-            crate::gateway::webhook::check_url(url).map_err(StoreError::WebhookUrl)?;
+            check_webhook_url(url)?;
         }
         let fresh = WebhookSecret::new()?;
         self.update(|pools| {
@@ -544,7 +459,7 @@ impl Store {
 /// Runs `change` in a Redis transaction. Redis's own failures arrive as sentences; the
 /// change's refusal is kept whole, so it reaches the caller typed.
 fn in_shared<T>(
-    shared: &crate::gateway::shared::Shared,
+    shared: &crate::gateway::store::redis::RedisStore,
     mut change: impl FnMut(&mut Vec<PoolRecord>, &mut Vec<CallerRecord>) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     let mut refused = None;
@@ -557,8 +472,8 @@ fn in_shared<T>(
     });
     match outcome {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(message)) => Err(refused.take().unwrap_or(StoreError::Shared(message))),
-        Err(e) => Err(StoreError::Shared(e.to_string())),
+        Ok(Err(message)) => Err(refused.take().unwrap_or(StoreError::RedisStore(message))),
+        Err(e) => Err(StoreError::RedisStore(e.to_string())),
     }
 }
 

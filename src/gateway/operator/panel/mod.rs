@@ -1,7 +1,7 @@
 //! The panel: one HTML page, its stylesheet and its script, compiled into the binary.
 //!
 //! No build step and no files to deploy beside the binary: the page is plain HTML, CSS and
-//! JavaScript that talks to the JSON API ([`super::api`]). The assets hold no data and no
+//! JavaScript that talks to the JSON API ([`crate::gateway::operator::api`]). The assets hold no data and no
 //! secret, so they are served to anyone; everything they show comes from `/api/…`, which asks
 //! for the admin token. The headers keep the page out of frames and forbid any script or
 //! style that is not one of these files.

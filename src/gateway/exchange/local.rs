@@ -3,7 +3,7 @@
 //!
 //! **The seam.** [`serve_locally`] is the one function that, given a validated request,
 //! obtains a stream and runs the exchange. Today every stream is local: it waits for an idle
-//! stream in the pool's queue ([`crate::gateway::idle`]) up to the queue timeout, drops
+//! stream in the pool's queue ([`crate::gateway::state::idle`]) up to the queue timeout, drops
 //! streams that died while idle and takes the next, runs [`exchange::run`] and gives the
 //! stream back (or closes it). A gateway with replicas adds "no local stream → forward to
 //! another replica" where the front calls it, and a port that serves other replicas calls
@@ -12,12 +12,12 @@
 //! What it cannot serve is a [`Refused`]: the kind and sentence the caller hears, and whether
 //! the connection stays usable. The caller of this module writes the answer and the record.
 
+use crate::gateway::exchange::job::{Connection, Job};
 use crate::gateway::exchange::{self, Exchanged, StreamState};
-use crate::gateway::hub::Hub;
-use crate::gateway::pool::Pool;
-use crate::gateway::record::RequestRecord;
-use crate::gateway::request::{Caller, Job};
-use crate::gateway::stream::AgentStream;
+use crate::gateway::state::hub::Hub;
+use crate::gateway::state::pool::LivePool;
+use crate::gateway::state::record::RequestRecord;
+use crate::gateway::state::stream::AgentStream;
 use crate::protocol::ErrorKind;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -65,7 +65,7 @@ pub enum Served {
 
 /// Serves `job` from this gateway's own streams of `pool`: takes an idle one (waiting up to
 /// the queue timeout), runs the exchange, gives it back.
-pub fn serve_locally(hub: &Hub, pool: &Pool, job: &mut Job, caller: &mut Caller) -> Served {
+pub fn serve_locally(hub: &Hub, pool: &LivePool, job: &mut Job, caller: &mut Connection) -> Served {
     serve_until(
         hub,
         pool,
@@ -78,9 +78,9 @@ pub fn serve_locally(hub: &Hub, pool: &Pool, job: &mut Job, caller: &mut Caller)
 /// [`serve_locally`], waiting for a stream until `deadline`.
 pub fn serve_until(
     hub: &Hub,
-    pool: &Pool,
+    pool: &LivePool,
     job: &mut Job,
-    caller: &mut Caller,
+    caller: &mut Connection,
     deadline: Instant,
 ) -> Served {
     match take_stream(hub, pool, deadline, job.body.rest.is_none()) {
@@ -94,10 +94,10 @@ pub fn serve_until(
 /// one, waiting until `deadline`.
 pub fn serve_on(
     hub: &Hub,
-    pool: &Pool,
+    pool: &LivePool,
     mut stream: AgentStream,
     job: &mut Job,
-    caller: &mut Caller,
+    caller: &mut Connection,
     deadline: Instant,
 ) -> Served {
     // With the body read whole (or none), an error answer leaves the connection usable.
@@ -143,7 +143,7 @@ pub fn serve_on(
 /// once.
 fn take_stream(
     hub: &Hub,
-    pool: &Pool,
+    pool: &LivePool,
     deadline: Instant,
     body_read: bool,
 ) -> Result<AgentStream, Refused> {
@@ -164,7 +164,7 @@ fn take_stream(
 }
 
 /// Why no stream came.
-fn none_taken(hub: &Hub, pool: &Pool, body_read: bool) -> Refused {
+fn none_taken(hub: &Hub, pool: &LivePool, body_read: bool) -> Refused {
     let name = pool.name();
     if pool.is_closed() {
         let message =
@@ -182,7 +182,7 @@ fn none_taken(hub: &Hub, pool: &Pool, body_read: bool) -> Refused {
 }
 
 /// After an exchange: a usable stream goes back to the queue, unless the gateway drains.
-fn put_back(hub: &Hub, pool: &Pool, stream: AgentStream, state: StreamState) {
+fn put_back(hub: &Hub, pool: &LivePool, stream: AgentStream, state: StreamState) {
     match state {
         StreamState::Usable if !hub.is_draining() => pool.give_back(stream),
         StreamState::Usable => stream.close("the gateway is shutting down"),
@@ -198,7 +198,7 @@ pub fn no_agent_message(pool: &str) -> String {
 
 /// Until when a request may wait for a stream of `pool`: its `deadline`, or, while the pool
 /// has no stream at all, only as long as it counts as reconnecting; `None`: not at all.
-pub fn waiting_limit(pool: &Pool, deadline: Instant) -> Option<Instant> {
+pub fn waiting_limit(pool: &LivePool, deadline: Instant) -> Option<Instant> {
     if !no_agent(pool) {
         return Some(deadline);
     }
@@ -207,6 +207,6 @@ pub fn waiting_limit(pool: &Pool, deadline: Instant) -> Option<Instant> {
         .map(|until| until.min(deadline))
 }
 
-fn no_agent(pool: &Pool) -> bool {
+fn no_agent(pool: &LivePool) -> bool {
     pool.streams.load(Ordering::SeqCst) == 0
 }

@@ -3,61 +3,47 @@
 //!
 //! The peer request is HTTP/1.1 with the caller's end-to-end headers, the caller's framing
 //! and the signing headers, and always `Expect: 100-continue`: the peer answers `100
-//! Continue` when it holds a stream for it, or at once a `503` with [`super::BUSY`] when it
+//! Continue` when it holds a stream for it, or at once a `503` with [`BUSY`] when it
 //! has none. Until the `100`, nothing has reached an agent and the request may go elsewhere;
 //! after it, a lost peer fails the request (`502 agent_lost`, or a visibly cut answer), as a
 //! lost agent does.
 
-use super::{sign, Peers};
-use crate::gateway::record::RequestRecord;
-use crate::gateway::request::{Caller, Job};
-use crate::gateway::settings::Settings;
-use crate::gateway::shared::Route;
+use super::conn::{self, PeerConn, BUSY};
+use super::peers::Peers;
+use super::signing;
+use crate::gateway::exchange::job::{Connection, Job};
+use crate::gateway::exchange::local::Served;
+use crate::gateway::state::record::RequestRecord;
+use crate::gateway::state::settings::GatewaySettings;
+use crate::gateway::store::redis::PeerRoute;
 use crate::http1::{self, BodyReader, Framing};
-use crate::net::keepalive::{self, Probe, Reusable};
 use crate::protocol::{ErrorKind, Headers, MAX_CHUNK};
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{self, BufRead, Read, Write};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// How long a peer may take to say whether it holds a stream.
 const START_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A kept-open connection to a peer port.
-pub struct PeerConn {
-    /// The peer port's address: what the connection is kept by.
-    address: String,
-    reader: BufReader<TcpStream>,
-}
-
-impl Reusable for PeerConn {
-    type Key = String;
-
-    fn key(&self) -> &String {
-        &self.address
-    }
-
-    fn leftover(&self) -> usize {
-        self.reader.buffer().len()
-    }
-
-    fn probe(&mut self) -> Probe {
-        keepalive::probe_tcp(self.reader.get_ref())
-    }
-}
-
-impl PeerConn {
-    fn new(address: &str, tcp: TcpStream) -> PeerConn {
-        PeerConn {
-            address: address.to_string(),
-            reader: BufReader::with_capacity(16 * 1024, tcp),
+/// Tries the replicas holding streams of `pool` in turn, each request starting at the
+/// next; `None` when none took it (nothing reached an agent, the job is untouched).
+pub(crate) fn forward_to_any(
+    peers: &Peers,
+    pool: &str,
+    caller_name: &str,
+    job: &mut Job,
+    caller: &mut Connection,
+    settings: &crate::gateway::state::settings::GatewaySettings,
+) -> Option<Served> {
+    for route in peers.routes(pool) {
+        match forward(peers, &route, pool, caller_name, job, caller, settings) {
+            Forwarded::NotTaken => continue,
+            Forwarded::Done { reusable, record } => {
+                return Some(Served::Exchanged { record, reusable })
+            }
         }
     }
-
-    fn tcp(&mut self) -> &mut TcpStream {
-        self.reader.get_mut()
-    }
+    None
 }
 
 /// How a forwarding attempt ended.
@@ -107,12 +93,12 @@ impl ResponseHead {
 #[allow(clippy::too_many_arguments)]
 pub fn forward(
     peers: &Peers,
-    route: &Route,
+    route: &PeerRoute,
     pool: &str,
     caller_name: &str,
     job: &mut Job,
-    caller: &mut Caller,
-    settings: &Settings,
+    caller: &mut Connection,
+    settings: &GatewaySettings,
 ) -> Forwarded {
     let started = Instant::now();
     let head = request_head(peers, pool, caller_name, job);
@@ -141,13 +127,13 @@ pub fn forward(
         .tcp()
         .set_read_timeout(Some(settings.exchange_timeout + START_TIMEOUT));
     let reusable = match send_body(&mut conn, job, caller, &mut record) {
-        Err(Failure::Caller(reason)) => {
+        Err(PeerFailure::Caller(reason)) => {
             // The caller broke off its own request: closing the peer connection cancels it.
             record.error = Some(ErrorKind::BadRequest);
             record.reason = Some(reason);
             false
         }
-        Err(Failure::Peer(reason)) => {
+        Err(PeerFailure::Peer(reason)) => {
             peers.error();
             lost(caller, &mut record, reason)
         }
@@ -172,26 +158,26 @@ fn request_head(peers: &Peers, pool: &str, caller_name: &str, job: &Job) -> Vec<
     let sent: Vec<&(String, String)> = job
         .headers
         .iter()
-        .filter(|(n, _)| !n.to_ascii_lowercase().starts_with(sign::PREFIX))
+        .filter(|(n, _)| !n.to_ascii_lowercase().starts_with(signing::PREFIX))
         .chain(framing.iter())
         .chain(std::iter::once(&expect))
         .collect();
-    let signed = sign::Signed {
+    let signed = signing::Signed {
         method: &job.method,
         target: &target,
         id: &job.id,
         from: &peers.replica,
         caller: caller_name,
         time_ms: crate::clock::now_millis(),
-        headers: sign::headers_digest(sent.iter().map(|(n, v)| (n.as_str(), v.as_str()))),
-        body: sign::body_digest(&job.body.bytes),
+        headers: signing::headers_digest(sent.iter().map(|(n, v)| (n.as_str(), v.as_str()))),
+        body: signing::body_digest(&job.body.bytes),
         front: job.front.as_deref().unwrap_or(""),
     };
     let mut head = Vec::with_capacity(512);
     head.extend_from_slice(format!("{} {target} HTTP/1.1\r\n", job.method).as_bytes());
-    let mut ours = sign::headers(&peers.secret, &signed);
+    let mut ours = signing::headers(&peers.secret, &signed);
     if let Some(front) = &job.front {
-        ours.push((sign::FRONT.to_string(), front.clone()));
+        ours.push((signing::FRONT.to_string(), front.clone()));
     }
     http1::end_head(&mut head, sent.into_iter().chain(ours.iter()));
     head
@@ -199,7 +185,7 @@ fn request_head(peers: &Peers, pool: &str, caller_name: &str, job: &Job) -> Vec<
 
 /// Sends the head on a kept connection (or a new one when it turns out closed) and reads
 /// whether the peer took the request.
-fn start(peers: &Peers, route: &Route, head: &[u8]) -> Start {
+fn start(peers: &Peers, route: &PeerRoute, head: &[u8]) -> Start {
     let silent = |e: io::Error| {
         peers.error();
         Start::Silent(format!(
@@ -216,7 +202,7 @@ fn start(peers: &Peers, route: &Route, head: &[u8]) -> Start {
             Err(_) => {}
         }
     }
-    let conn = match super::connect(&route.address) {
+    let conn = match conn::connect(&route.address) {
         Ok(tcp) => PeerConn::new(&route.address, tcp),
         Err(e) => {
             peers.error();
@@ -237,7 +223,12 @@ fn start(peers: &Peers, route: &Route, head: &[u8]) -> Start {
     }
 }
 
-fn try_start(peers: &Peers, route: &Route, mut conn: PeerConn, head: &[u8]) -> io::Result<Start> {
+fn try_start(
+    peers: &Peers,
+    route: &PeerRoute,
+    mut conn: PeerConn,
+    head: &[u8],
+) -> io::Result<Start> {
     let _ = conn.tcp().set_read_timeout(Some(START_TIMEOUT));
     let _ = conn.tcp().set_write_timeout(Some(Duration::from_secs(30)));
     conn.tcp().write_all(head)?;
@@ -250,7 +241,7 @@ fn try_start(peers: &Peers, route: &Route, mut conn: PeerConn, head: &[u8]) -> i
         .header("content-length")
         .and_then(|v| v.trim().parse::<u64>().ok())
         .unwrap_or(0);
-    if answer.header(super::BUSY).is_some() {
+    if answer.header(BUSY).is_some() {
         if length == 0 && !answer.has("connection", "close") {
             peers.keep(conn);
         }
@@ -269,7 +260,7 @@ fn try_start(peers: &Peers, route: &Route, mut conn: PeerConn, head: &[u8]) -> i
 }
 
 /// Which side failed while the body was on its way.
-enum Failure {
+enum PeerFailure {
     Caller(String),
     Peer(String),
 }
@@ -279,15 +270,15 @@ enum Failure {
 fn send_body(
     conn: &mut PeerConn,
     job: &mut Job,
-    caller: &mut Caller,
+    caller: &mut Connection,
     record: &mut RequestRecord,
-) -> Result<(), Failure> {
+) -> Result<(), PeerFailure> {
     if job.framing == Framing::Empty {
         return Ok(());
     }
     let chunked = job.framing == Framing::Chunked;
     let peer_lost = |e: io::Error| {
-        Failure::Peer(format!(
+        PeerFailure::Peer(format!(
             "the replica serving the request was lost while the body was sent: {e}"
         ))
     };
@@ -311,7 +302,7 @@ fn send_body(
                     write(conn, &buffer[..n]).map_err(peer_lost)?;
                 }
                 Err(e) => {
-                    return Err(Failure::Caller(format!(
+                    return Err(PeerFailure::Caller(format!(
                         "caller's request body failed: {e}"
                     )))
                 }
@@ -337,7 +328,7 @@ fn relay(
     peers: &Peers,
     mut conn: PeerConn,
     job: &Job,
-    caller: &mut Caller,
+    caller: &mut Connection,
     record: &mut RequestRecord,
 ) -> bool {
     let answer = loop {
@@ -379,14 +370,14 @@ fn relay(
             }
             job.keep_alive && !until_close
         }
-        Err(Failure::Peer(reason)) => {
+        Err(PeerFailure::Peer(reason)) => {
             // Closing the caller short of the body's end makes the cut visible.
             peers.error();
             record.error = Some(ErrorKind::AgentLost);
             record.reason = Some(reason);
             false
         }
-        Err(Failure::Caller(reason)) => {
+        Err(PeerFailure::Caller(reason)) => {
             // Dropping the peer connection is the cancellation signal.
             record.reason = Some(reason);
             false
@@ -441,12 +432,12 @@ fn copy_body(
     peer_body: PeerBody,
     chunked_out: bool,
     pending: &mut Vec<u8>,
-    caller: &mut Caller,
+    caller: &mut Connection,
     record: &mut RequestRecord,
-) -> Result<(), Failure> {
+) -> Result<(), PeerFailure> {
     let out = caller.conn.get_mut();
     let caller_gone =
-        |e: io::Error| Failure::Caller(format!("caller went away ({e}); request cancelled"));
+        |e: io::Error| PeerFailure::Caller(format!("caller went away ({e}); request cancelled"));
     let mut buffer = vec![0u8; MAX_CHUNK];
     let mut body: Box<dyn Read + '_> = match peer_body {
         PeerBody::Framed(framing) => Box::new(BodyReader::new(&mut conn.reader, framing)),
@@ -457,7 +448,7 @@ fn copy_body(
             Ok(n) => n,
             Err(e) => {
                 let _ = crate::net::stream::write_both(out, pending, &[]);
-                return Err(Failure::Peer(format!("answer broke off: {e}")));
+                return Err(PeerFailure::Peer(format!("answer broke off: {e}")));
             }
         };
         if n == 0 {
@@ -481,7 +472,7 @@ fn copy_body(
 }
 
 /// The peer went away before its answer's head: `502 agent_lost`, as for a lost agent.
-fn lost(caller: &mut Caller, record: &mut RequestRecord, reason: String) -> bool {
+fn lost(caller: &mut Connection, record: &mut RequestRecord, reason: String) -> bool {
     record.status = ErrorKind::AgentLost.status();
     record.error = Some(ErrorKind::AgentLost);
     let _ = crate::gateway::exchange::write_error(
@@ -546,6 +537,7 @@ fn read_response_head<R: BufRead>(reader: &mut R) -> io::Result<ResponseHead> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::BufReader;
 
     #[test]
     fn a_response_head_is_read_without_its_body() {

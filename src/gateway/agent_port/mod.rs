@@ -1,17 +1,17 @@
 //! The agent port and the life of an agent stream: authenticate it at the WebSocket upgrade,
 //! then put it in its pool's queue of idle streams, where callers' threads take it for one
-//! exchange at a time ([`super::exchange`]) and give it back.
+//! exchange at a time ([`crate::gateway::exchange`]) and give it back.
 //!
 //! Idle streams need no thread of their own: one [`housekeeper`] wakes every tick, reads what
 //! each idle agent sent (pongs, a drain notice, a close) without blocking, pings after a
 //! keepalive interval of silence and drops a stream after three silent intervals, so a
 //! vanished agent stops being handed requests. The stream itself, and what its end does, is
-//! [`crate::gateway::stream`].
+//! [`crate::gateway::state::stream`].
 
-use crate::gateway::hub::{AuthError, Hub};
-use crate::gateway::pool::Pool;
-use crate::gateway::settings::Settings;
-use crate::gateway::stream::{AgentInfo, AgentStream, TICK};
+use crate::gateway::state::hub::{AuthError, Hub};
+use crate::gateway::state::pool::LivePool;
+use crate::gateway::state::settings::GatewaySettings;
+use crate::gateway::state::stream::{AgentInfo, AgentStream, TICK};
 use crate::net::Stream;
 use crate::protocol;
 use crate::protocol::websocket_config;
@@ -62,7 +62,7 @@ pub(crate) fn accept(tcp: TcpStream, hub: &Hub, tls: Option<Arc<rustls::ServerCo
             }
         },
     };
-    let mut admitted: Option<(Arc<Pool>, AgentInfo)> = None;
+    let mut admitted: Option<(Arc<LivePool>, AgentInfo)> = None;
     let mut relay = false;
     let callback = |request: &Request, mut response: Response| {
         admitted = Some(admit(hub, peer, request)?);
@@ -108,7 +108,7 @@ fn admit(
     hub: &Hub,
     peer: SocketAddr,
     request: &Request,
-) -> Result<(Arc<Pool>, AgentInfo), ErrorResponse> {
+) -> Result<(Arc<LivePool>, AgentInfo), ErrorResponse> {
     if request.uri().path() != protocol::CONNECT_PATH {
         return Err(refuse(404, "not an agent endpoint"));
     }
@@ -167,7 +167,7 @@ fn agent_info(request: &Request, peer: SocketAddr) -> AgentInfo {
 
 /// Inside an exchange a read wakes at least every keepalive tick to check the exchange
 /// timeout; writes (request bodies) must not block forever on an agent that stopped reading.
-fn set_timeouts(socket: &WebSocket<Stream>, settings: &Settings) -> std::io::Result<()> {
+fn set_timeouts(socket: &WebSocket<Stream>, settings: &GatewaySettings) -> std::io::Result<()> {
     let tick = settings.keepalive.min(settings.exchange_timeout);
     socket.get_ref().set_read_timeout(Some(tick))?;
     socket

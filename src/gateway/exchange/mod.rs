@@ -17,10 +17,13 @@
 //! another request. The request's record is filled on the way and returned, for the front to
 //! log once.
 
-use crate::gateway::record::RequestRecord;
-use crate::gateway::request::{BodyStart, Caller, Job};
-use crate::gateway::settings::Settings;
-use crate::gateway::stream::AgentStream;
+pub mod job;
+pub mod local;
+
+use crate::gateway::exchange::job::{BodyStart, Connection, Job};
+use crate::gateway::state::record::RequestRecord;
+use crate::gateway::state::settings::GatewaySettings;
+use crate::gateway::state::stream::AgentStream;
 use crate::http1::{self, BodyProgress, BodyReader, Framing};
 use crate::net::rate::{Meter, TooSlow};
 use crate::net::Stream;
@@ -156,8 +159,8 @@ type Ending = (StreamState, bool);
 pub fn run(
     stream: &mut AgentStream,
     job: &mut Job,
-    caller: &mut Caller,
-    settings: &Settings,
+    caller: &mut Connection,
+    settings: &GatewaySettings,
 ) -> Exchanged {
     let started = Instant::now();
     let mut tally = RequestRecord {
@@ -210,8 +213,8 @@ fn relay(
     link: &mut Link<Stream>,
     pending: &mut Vec<u8>,
     job: &mut Job,
-    caller: &mut Caller,
-    settings: &Settings,
+    caller: &mut Connection,
+    settings: &GatewaySettings,
     tally: &mut RequestRecord,
 ) -> Ending {
     if job.framing != Framing::Empty {
@@ -257,9 +260,9 @@ fn agent_lost(what: &str, e: tungstenite::Error) -> BodyFailure {
 /// whole small body leaves together with its `end` in one write.
 fn send_body(
     link: &mut Link<Stream>,
-    caller: &mut Caller,
+    caller: &mut Connection,
     body: &mut BodyStart,
-    settings: &Settings,
+    settings: &GatewaySettings,
     tally: &mut RequestRecord,
 ) -> Result<(), BodyFailure> {
     let rest = body.rest.take();
@@ -291,10 +294,10 @@ fn send_body(
 /// still hears why).
 fn send_rest(
     link: &mut Link<Stream>,
-    caller: &mut Caller,
+    caller: &mut Connection,
     rest: BodyProgress,
     mut buffer: Vec<u8>,
-    settings: &Settings,
+    settings: &GatewaySettings,
     tally: &mut RequestRecord,
 ) -> Result<(), BodyFailure> {
     let mut meter = Meter::start(settings.upload_rate(), Instant::now());
@@ -585,7 +588,7 @@ struct Pace {
 }
 
 impl Pace {
-    fn new(settings: &Settings) -> Pace {
+    fn new(settings: &GatewaySettings) -> Pace {
         let base = Instant::now();
         Pace {
             meter: Meter::start(settings.download_rate(), base),

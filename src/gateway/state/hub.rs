@@ -2,20 +2,20 @@
 //! the whole process counts (open tunnel requests, draining).
 //!
 //! Dispatch is a queue of idle streams per pool ([`super::idle`], held by
-//! [`super::pool::Pool`]), shared by every agent of the pool. The caller's own thread takes
+//! [`super::pool::LivePool`]), shared by every agent of the pool. The caller's own thread takes
 //! one (waiting up to the queue timeout), runs the exchange on it and gives it back, so a
 //! request crosses no thread boundary inside the gateway: a thread per agent stream taking
 //! jobs from a channel would cost two thread hand-offs per request, which profiling showed to
 //! be the main cost of such a design. Idle streams are looked after by one housekeeping
-//! thread ([`super::agents::housekeeper`]). Load spreads across agents by who is idle.
+//! thread ([`crate::gateway::agent_port::housekeeper`]). Load spreads across agents by who is idle.
 //!
-//! Pools and their keys live in the store ([`super::store`]), which other processes change
+//! Pools and their keys live in the store ([`crate::gateway::store`]), which other processes change
 //! too (`vcs-gateway pool create`, another replica): [`Hub::reload`] brings the live pools in
 //! line with it, and a miss (an unknown pool name, a key that does not match) reads it again
 //! before it is believed.
 
-use crate::gateway::pool::Pool;
-use crate::gateway::settings::Settings;
+use crate::gateway::state::pool::LivePool;
+use crate::gateway::state::settings::GatewaySettings;
 use crate::gateway::store::{Store, StoreError};
 use crate::token;
 use std::collections::HashMap;
@@ -41,12 +41,12 @@ pub enum AuthError {
 pub struct Hub {
     pub store: Store,
     /// Who may use the front.
-    pub callers: crate::gateway::callers::Callers,
+    pub callers: crate::gateway::state::callers::Callers,
     /// Refused agent logins: counted, summed up in the log, slowed down.
-    pub logins: crate::gateway::logins::Logins,
+    pub logins: crate::gateway::state::logins::Logins,
     /// Tunnel requests the gateway refused itself: counted, summed up in the log.
     pub refusals: crate::observe::tally::Tally,
-    pub settings: Settings,
+    pub settings: GatewaySettings,
     /// Set on SIGTERM: no new request is dispatched and idle agent streams are closed.
     draining: AtomicBool,
     /// Tunnel requests being handled, waiting for a stream or running: a drain lets each
@@ -56,16 +56,14 @@ pub struct Hub {
     reloading: Mutex<()>,
     /// When the last forced reload ran (ms since the epoch), to rate-limit misses.
     last_forced_reload: AtomicU64,
-    pools: RwLock<HashMap<String, Arc<Pool>>>,
+    pools: RwLock<HashMap<String, Arc<LivePool>>>,
     seen: Mutex<Option<crate::gateway::store::Stamp>>,
-    /// Forwarding to other replicas (`serve --peer-listen`), once set up.
-    pub peers: std::sync::OnceLock<Arc<crate::gateway::peer::Peers>>,
 }
 
 impl Hub {
-    pub fn new(store: Store, settings: Settings) -> Result<Hub, StoreError> {
+    pub fn new(store: Store, settings: GatewaySettings) -> Result<Hub, StoreError> {
         let hub = Hub {
-            callers: crate::gateway::callers::Callers::new(store.clone())?,
+            callers: crate::gateway::state::callers::Callers::new(store.clone())?,
             logins: Default::default(),
             refusals: crate::observe::tally::Tally::new(
                 "front",
@@ -79,7 +77,6 @@ impl Hub {
             last_forced_reload: AtomicU64::new(0),
             pools: RwLock::new(HashMap::new()),
             seen: Mutex::new(None),
-            peers: std::sync::OnceLock::new(),
         };
         hub.reload()?;
         Ok(hub)
@@ -122,7 +119,7 @@ impl Hub {
     }
 
     /// The live pools, without looking at the store (for the housekeeper).
-    pub fn live_pools(&self) -> Vec<Arc<Pool>> {
+    pub fn live_pools(&self) -> Vec<Arc<LivePool>> {
         self.pools
             .read()
             .map(|p| p.values().cloned().collect())
@@ -164,7 +161,7 @@ impl Hub {
                     if let Some(old) = pools.get(&record.name) {
                         old.close();
                     }
-                    pools.insert(record.name.clone(), Arc::new(Pool::new(record.clone())));
+                    pools.insert(record.name.clone(), Arc::new(LivePool::new(record.clone())));
                 }
             }
         }
@@ -196,7 +193,7 @@ impl Hub {
         }
     }
 
-    pub fn pool(&self, name: &str) -> Option<Arc<Pool>> {
+    pub fn pool(&self, name: &str) -> Option<Arc<LivePool>> {
         if let Some(pool) = self.lookup(name) {
             return Some(pool);
         }
@@ -227,11 +224,11 @@ impl Hub {
         }
     }
 
-    fn lookup(&self, name: &str) -> Option<Arc<Pool>> {
+    fn lookup(&self, name: &str) -> Option<Arc<LivePool>> {
         self.pools.read().ok()?.get(name).cloned()
     }
 
-    pub fn pools(&self) -> Vec<Arc<Pool>> {
+    pub fn pools(&self) -> Vec<Arc<LivePool>> {
         self.refresh();
         let mut list = self.live_pools();
         list.sort_by_key(|p| p.name());
@@ -242,7 +239,7 @@ impl Hub {
     /// may have been created, or its key rotated, by another process a moment ago. It reads
     /// the store when its file changed, and otherwise at most every 250 ms (file times can be
     /// too coarse to tell), so a flood of wrong keys costs no disk reads.
-    pub fn authenticate(&self, ulid: &str, key: &str) -> Result<Arc<Pool>, AuthError> {
+    pub fn authenticate(&self, ulid: &str, key: &str) -> Result<Arc<LivePool>, AuthError> {
         let first = self.check_key(ulid, key);
         if first.is_ok() {
             return first;
@@ -265,7 +262,7 @@ impl Hub {
                 .is_ok()
     }
 
-    fn check_key(&self, ulid: &str, key: &str) -> Result<Arc<Pool>, AuthError> {
+    fn check_key(&self, ulid: &str, key: &str) -> Result<Arc<LivePool>, AuthError> {
         let pool = self
             .pools
             .read()
@@ -277,5 +274,60 @@ impl Hub {
         } else {
             Err(AuthError::WrongKey)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hub_with_pool(name: &str) -> (Hub, Store) {
+        let dir = std::env::temp_dir().join(format!("vcs-hub-{}", ulid::Ulid::new()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&dir).unwrap();
+        store.create(name, "").unwrap();
+        (
+            Hub::new(store.clone(), GatewaySettings::default()).unwrap(),
+            store,
+        )
+    }
+
+    #[test]
+    fn a_hub_is_built_from_a_file_store_and_follows_it() {
+        let (hub, store) = hub_with_pool("alpha");
+        let pool = hub.pool("alpha").expect("the stored pool is live");
+        assert_eq!((hub.streams(), hub.busy(), hub.open_requests()), (0, 0, 0));
+        assert!(hub.pool("beta").is_none());
+        store.create("beta", "").unwrap();
+        assert!(hub.pool("beta").is_some(), "a miss reads the store again");
+        store.delete("alpha").unwrap();
+        hub.reload().unwrap();
+        assert!(hub.pool("alpha").is_none());
+        assert!(pool.is_closed(), "a deleted pool closes");
+    }
+
+    #[test]
+    fn agents_authenticate_with_their_pool_key_only() {
+        let (hub, store) = hub_with_pool("alpha");
+        let (record, key) = store.create("gamma", "").unwrap();
+        hub.reload().unwrap();
+        let pool = hub.authenticate(&record.ulid, key.expose()).unwrap();
+        assert_eq!(pool.name(), "gamma");
+        let wrong = hub.authenticate(&record.ulid, "not-the-key");
+        assert_eq!(wrong.err(), Some(AuthError::WrongKey));
+        let unknown = hub.authenticate("01nosuchpool", key.expose());
+        assert_eq!(unknown.err(), Some(AuthError::UnknownPool));
+    }
+
+    #[test]
+    fn open_requests_are_counted_while_their_guard_lives() {
+        let (hub, _store) = hub_with_pool("alpha");
+        let guard = hub.request_opened();
+        assert_eq!(hub.open_requests(), 1);
+        drop(guard);
+        assert_eq!(hub.open_requests(), 0);
+        assert!(!hub.is_draining());
+        hub.start_draining();
+        assert!(hub.is_draining());
     }
 }
