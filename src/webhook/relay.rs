@@ -15,7 +15,7 @@ pub fn relay(shared: &Shared, event: &Event, body: &[u8], deadline: Instant) -> 
     let elapsed = || started.elapsed().as_secs_f64() * 1000.0;
     let mut socket = match dial_relay(shared, deadline) {
         Ok(socket) => socket,
-        Err(reason) => return Outcome::failed(502, reason, elapsed()),
+        Err(e) => return Outcome::failed(502, e.to_string(), elapsed()),
     };
     let outcome = exchange(&mut socket, event, body, deadline)
         .unwrap_or_else(|(status, reason)| Outcome::failed(status, reason, elapsed()));
@@ -24,10 +24,21 @@ pub fn relay(shared: &Shared, event: &Event, body: &[u8], deadline: Instant) -> 
     outcome
 }
 
+/// Why no gateway took the relay. `Display` is the reason the VCS is answered with.
+#[derive(Debug, thiserror::Error)]
+enum DialRelayError {
+    #[error("no gateway address")]
+    NoGateway,
+    #[error("the gateway does not relay webhooks (it is older than this agent): upgrade it")]
+    NotConfirmed,
+    #[error("cannot reach the gateway: {0}")]
+    Unreachable(dial::DialError),
+}
+
 /// The first gateway address that takes the relay.
-fn dial_relay(shared: &Shared, deadline: Instant) -> Result<WebSocket<Stream>, String> {
+fn dial_relay(shared: &Shared, deadline: Instant) -> Result<WebSocket<Stream>, DialRelayError> {
     let config = &shared.config;
-    let mut last = "no gateway address".to_string();
+    let mut last = DialRelayError::NoGateway;
     for host in &config.gateways {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -47,11 +58,9 @@ fn dial_relay(shared: &Shared, deadline: Instant) -> Result<WebSocket<Stream>, S
                 }
                 let _ = socket.close(None);
                 let _ = socket.flush();
-                last =
-                    "the gateway does not relay webhooks (it is older than this agent): upgrade it"
-                        .into();
+                last = DialRelayError::NotConfirmed;
             }
-            Err(e) => last = format!("cannot reach the gateway: {e}"),
+            Err(e) => last = DialRelayError::Unreachable(e),
         }
     }
     Err(last)

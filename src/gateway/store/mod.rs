@@ -85,9 +85,9 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
-    /// Redis refused or failed the change (its own sentence).
-    #[error("{0}")]
-    RedisStore(String),
+    /// Redis could not make the change (its own sentence).
+    #[error(transparent)]
+    RedisStore(#[from] redis::RedisStoreError),
     /// A table of the live state, kept in line with the store, was held by a thread that
     /// panicked.
     #[error("{0} poisoned")]
@@ -268,7 +268,7 @@ impl Store {
         mut change: impl FnMut(&mut Vec<PoolRecord>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         if let Some(shared) = &self.shared {
-            return in_shared(shared, |pools, _| change(pools));
+            return shared.change(|pools, _| change(pools));
         }
         self.locked(|| {
             let mut file: StoreFile = self.read("pools.json", "pool store")?;
@@ -284,7 +284,7 @@ impl Store {
         mut change: impl FnMut(&mut Vec<CallerRecord>, &[PoolRecord]) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         if let Some(shared) = &self.shared {
-            return in_shared(shared, |pools, callers| change(callers, pools));
+            return shared.change(|pools, callers| change(callers, pools));
         }
         self.locked(|| {
             let pools = self.load()?;
@@ -453,27 +453,6 @@ impl Store {
             callers.retain(|c| c.name != name);
             Ok(callers.len() != before)
         })
-    }
-}
-
-/// Runs `change` in a Redis transaction. Redis's own failures arrive as sentences; the
-/// change's refusal is kept whole, so it reaches the caller typed.
-fn in_shared<T>(
-    shared: &crate::gateway::store::redis::RedisStore,
-    mut change: impl FnMut(&mut Vec<PoolRecord>, &mut Vec<CallerRecord>) -> Result<T, StoreError>,
-) -> Result<T, StoreError> {
-    let mut refused = None;
-    let outcome = shared.change(|pools, callers| {
-        change(pools, callers).map_err(|e| {
-            let message = e.to_string();
-            refused = Some(e);
-            message
-        })
-    });
-    match outcome {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(message)) => Err(refused.take().unwrap_or(StoreError::RedisStore(message))),
-        Err(e) => Err(StoreError::RedisStore(e.to_string())),
     }
 }
 

@@ -134,19 +134,12 @@ impl std::fmt::Debug for RedisStore {
 }
 
 /// Redis failed: a typed error, so callers tell an outage from a refused change.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum RedisStoreError {
+    #[error("{UNREACHABLE}")]
     Unreachable,
+    #[error("the state in Redis is damaged: {0}")]
     Damaged(String),
-}
-
-impl std::fmt::Display for RedisStoreError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RedisStoreError::Unreachable => f.write_str(UNREACHABLE),
-            RedisStoreError::Damaged(what) => write!(f, "the state in Redis is damaged: {what}"),
-        }
-    }
 }
 
 impl RedisStore {
@@ -565,10 +558,10 @@ impl RedisStore {
     /// Changes the state in one transaction: `change` sees the pools and callers as Redis
     /// has them (it may run again when another replica changed them meanwhile). The new
     /// state is read back before this returns, so the caller's next look sees it.
-    pub fn change<T>(
+    pub fn change<T, E: From<RedisStoreError>>(
         &self,
-        mut change: impl FnMut(&mut Vec<PoolRecord>, &mut Vec<CallerRecord>) -> Result<T, String>,
-    ) -> Result<Result<T, String>, RedisStoreError> {
+        mut change: impl FnMut(&mut Vec<PoolRecord>, &mut Vec<CallerRecord>) -> Result<T, E>,
+    ) -> Result<T, E> {
         if !self.is_reachable() {
             // Try again at once rather than wait for the next poll to notice it is back.
             self.poll()?;
@@ -584,7 +577,7 @@ impl RedisStore {
                         .query(c)?;
                 let (mut p, mut k) = match base(pools, callers, version, &known) {
                     Ok(docs) => docs,
-                    Err(e) => return Ok(Some(Err(e.to_string()))),
+                    Err(e) => return Ok(Some(Err(E::from(e)))),
                 };
                 let next = version.unwrap_or(known.version) + 1;
                 let value = match change(&mut p.pools, &mut k.callers) {
@@ -592,7 +585,8 @@ impl RedisStore {
                     Err(e) => return Ok(Some(Err(e))),
                 };
                 let (Ok(p), Ok(k)) = (serde_json::to_string(&p), serde_json::to_string(&k)) else {
-                    return Ok(Some(Err("cannot encode the state".into())));
+                    let damaged = RedisStoreError::Damaged("cannot encode the state".into());
+                    return Ok(Some(Err(E::from(damaged))));
                 };
                 let done: Option<(u64,)> = pipe
                     .set(POOLS, p)
@@ -611,7 +605,7 @@ impl RedisStore {
         if outcome.is_ok() {
             self.sync_once();
         }
-        Ok(outcome)
+        outcome
     }
 }
 
