@@ -181,7 +181,7 @@ fn follow_shared(hub: &Arc<Hub>, poll_only: bool) -> Result<(), StartError> {
             let pools = hub.live_pools().into_iter();
             Some(
                 pools
-                    .filter(|p| p.streams.load(std::sync::atomic::Ordering::SeqCst) > 0)
+                    .filter(|p| p.streams() > 0)
                     .map(|p| p.name())
                     .collect(),
             )

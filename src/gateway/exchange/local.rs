@@ -19,7 +19,6 @@ use crate::gateway::state::pool::LivePool;
 use crate::gateway::state::record::RequestRecord;
 use crate::gateway::state::stream::AgentStream;
 use crate::protocol::ErrorKind;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 /// What a request hears while the gateway drains.
@@ -131,7 +130,7 @@ pub fn serve_on(
                 record,
             } => {
                 put_back(hub, pool, stream, state);
-                pool.requests.fetch_add(1, Ordering::Relaxed);
+                pool.count_served();
                 return Served::Exchanged { record, reusable };
             }
         }
@@ -151,9 +150,7 @@ fn take_stream(
         return Err(Refused::shutting_down());
     }
     let wait_until = waiting_limit(pool, deadline).unwrap_or_else(Instant::now);
-    pool.queued.fetch_add(1, Ordering::SeqCst);
-    let received = pool.idle.take_until(wait_until);
-    pool.queued.fetch_sub(1, Ordering::SeqCst);
+    let received = pool.take_idle_until(wait_until);
     if hub.is_draining() {
         if let Some(stream) = received {
             stream.close("the gateway is shutting down");
@@ -208,5 +205,5 @@ pub fn waiting_limit(pool: &LivePool, deadline: Instant) -> Option<Instant> {
 }
 
 fn no_agent(pool: &LivePool) -> bool {
-    pool.streams.load(Ordering::SeqCst) == 0
+    pool.streams() == 0
 }

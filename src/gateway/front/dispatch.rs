@@ -13,7 +13,6 @@ use crate::gateway::replicas::Peers;
 use crate::gateway::state::hub::Hub;
 use crate::gateway::state::pool::LivePool;
 use crate::protocol::ErrorKind;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// The pause between rounds of tries while no stream anywhere is free, waiting on the local
@@ -82,11 +81,8 @@ pub fn serve(
             return Served::Refused(Refused::new(ErrorKind::QueueTimeout, message, reusable));
         }
         let until = deadline.min(Instant::now() + pause);
-        pause = next_pause(pause, pool.streams.load(Ordering::SeqCst) > 0);
-        // A drain, or the pool's deletion, shuts the queue and wakes this at once.
-        pool.queued.fetch_add(1, Ordering::SeqCst);
-        let taken = pool.idle.take_until(until);
-        pool.queued.fetch_sub(1, Ordering::SeqCst);
+        pause = next_pause(pause, pool.streams() > 0);
+        let taken = pool.take_idle_until(until);
         if let Some(stream) = taken {
             if hub.is_draining() {
                 stream.close("the gateway is shutting down");

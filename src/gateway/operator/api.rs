@@ -29,7 +29,6 @@ use crate::token::{Secret, Token};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// Largest request body the API reads.
@@ -224,8 +223,8 @@ fn log_limit(query: &str) -> Result<usize, Reply> {
 
 fn pool_json(pool: &LivePool) -> Value {
     let record = pool.record();
-    let streams = pool.streams.load(Ordering::SeqCst);
-    let busy = pool.busy.load(Ordering::SeqCst);
+    let streams = pool.streams();
+    let busy = pool.busy();
     let (requests, denials) = pool.last_hour();
     let agents = pool.agents();
     let (minutes, errors, (state, state_reason)) = pool.traffic(|t, now| {
@@ -247,7 +246,7 @@ fn pool_json(pool: &LivePool) -> Value {
         "idle": streams.saturating_sub(busy),
         "requests_last_hour": requests,
         "denials_last_hour": denials,
-        "requests_total": pool.requests.load(Ordering::Relaxed),
+        "requests_total": pool.requests(),
         "errors_last_hour": errors,
         "state": state,
         "state_reason": state_reason,

@@ -9,7 +9,6 @@ use crate::gateway::state::hub::Hub;
 use crate::http1;
 use crate::net::deadline::Watchable;
 use std::io::{BufReader, Write};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,10 +80,10 @@ fn health(hub: &Hub, peers: Option<&Peers>) -> String {
                 pool.name(),
                 serde_json::json!({
                     "agents": pool.agents().len(),
-                    "streams": pool.streams.load(Ordering::SeqCst),
-                    "busy": pool.busy.load(Ordering::SeqCst),
-                    "queued": pool.queued.load(Ordering::SeqCst),
-                    "requests": pool.requests.load(Ordering::Relaxed),
+                    "streams": pool.streams(),
+                    "busy": pool.busy(),
+                    "queued": pool.queued(),
+                    "requests": pool.requests(),
                 }),
             )
         })

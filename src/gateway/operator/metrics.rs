@@ -10,7 +10,6 @@ use crate::gateway::replicas::Peers;
 use crate::gateway::state::hub::Hub;
 use crate::gateway::state::pool::LivePool;
 use crate::observe::prometheus::Exposition;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// Reads one live figure of a pool.
@@ -21,17 +20,17 @@ const GAUGES: [(&str, &str, Gauge); 4] = [
     (
         "vcs_gateway_pool_streams",
         "Agent streams connected to the pool.",
-        |p| p.streams.load(Ordering::SeqCst) as u64,
+        |p| p.streams() as u64,
     ),
     (
         "vcs_gateway_pool_busy_streams",
         "Agent streams of the pool serving a request.",
-        |p| p.busy.load(Ordering::SeqCst) as u64,
+        |p| p.busy() as u64,
     ),
     (
         "vcs_gateway_pool_queued_requests",
         "Requests waiting for an idle stream of the pool (more agents or parallelism help).",
-        |p| p.queued.load(Ordering::SeqCst) as u64,
+        |p| p.queued() as u64,
     ),
     (
         "vcs_gateway_pool_agents",

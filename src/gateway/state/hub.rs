@@ -114,7 +114,7 @@ impl Hub {
     pub fn streams(&self) -> usize {
         self.pools
             .read()
-            .map(|p| p.values().map(|p| p.streams.load(Ordering::SeqCst)).sum())
+            .map(|p| p.values().map(|p| p.streams()).sum())
             .unwrap_or(0)
     }
 
@@ -130,7 +130,7 @@ impl Hub {
     pub fn busy(&self) -> usize {
         self.pools
             .read()
-            .map(|p| p.values().map(|p| p.busy.load(Ordering::SeqCst)).sum())
+            .map(|p| p.values().map(|p| p.busy()).sum())
             .unwrap_or(0)
     }
 

@@ -6,6 +6,10 @@
 //! feeds the counters, so the log, the panel and `/metrics` can never disagree. The figures
 //! that must follow a stream's life (streams, busy) are kept by guards and `Drop`s, so a
 //! panicking exchange never leaves them raised.
+//!
+//! A pool whose streams are only reconnecting (after a cancellation or a blip) is given up to
+//! [`RECONNECT_GRACE`] before `no_agent`; a pool deleted or re-keyed while a request waited
+//! answers `no_agent`.
 
 use crate::gateway::state::idle::IdleQueue;
 use crate::gateway::state::record::RequestRecord;
@@ -39,11 +43,11 @@ pub struct LivePool {
     record: RwLock<PoolRecord>,
     /// Idle agent streams of this pool, any agent's: a caller takes one, gives it back.
     pub idle: IdleQueue<AgentStream>,
-    pub streams: AtomicUsize,
-    pub busy: AtomicUsize,
+    streams: AtomicUsize,
+    busy: AtomicUsize,
     /// Requests waiting for an idle stream of this pool.
-    pub queued: AtomicUsize,
-    pub requests: AtomicU64,
+    queued: AtomicUsize,
+    requests: AtomicU64,
     agents: Mutex<BTreeMap<String, AgentInfo>>,
     recent: Mutex<VecDeque<RequestRecord>>,
     last_stream_left: Mutex<Option<Instant>>,
@@ -52,7 +56,7 @@ pub struct LivePool {
     /// The last hour minute by minute and its refused requests, for the panel.
     traffic: Mutex<Traffic>,
     /// Set when the pool is deleted: its streams close.
-    pub closed: AtomicBool,
+    closed: AtomicBool,
     /// Its last relayed webhooks (`crate::gateway::webhook`).
     pub webhooks: super::webhooks::Recent,
 }
@@ -110,6 +114,40 @@ impl LivePool {
             Ok(r) => r.name.clone(),
             Err(poisoned) => poisoned.into_inner().name.clone(),
         }
+    }
+
+    /// Streams connected now.
+    pub fn streams(&self) -> usize {
+        self.streams.load(Ordering::SeqCst)
+    }
+
+    /// Streams serving a request now.
+    pub fn busy(&self) -> usize {
+        self.busy.load(Ordering::SeqCst)
+    }
+
+    /// Requests waiting for an idle stream now.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::SeqCst)
+    }
+
+    /// Requests served over this pool's streams since the gateway started.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Counts one request served over a stream of this pool.
+    pub(crate) fn count_served(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Waits for an idle stream until `until`, counted as queued meanwhile. A drain, or the
+    /// pool's deletion, shuts the queue and wakes this at once.
+    pub(crate) fn take_idle_until(&self, until: Instant) -> Option<AgentStream> {
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        let taken = self.idle.take_until(until);
+        self.queued.fetch_sub(1, Ordering::SeqCst);
+        taken
     }
 
     pub fn is_closed(&self) -> bool {
