@@ -7,6 +7,10 @@
 //! keepalive interval of silence and drops a stream after three silent intervals, so a
 //! vanished agent stops being handed requests. The stream itself, and what its end does, is
 //! [`crate::gateway::state::stream`].
+//!
+//! Upgrades are handled at most `MAX_HANDSHAKES` at a time, at most 64 from one address
+//! (`MAX_HANDSHAKES_PER_ADDRESS`), each with 10 s in total for TLS and the upgrade, so slow or
+//! hostile dialers cannot hold the port.
 
 use crate::gateway::state::hub::{AuthError, Hub};
 use crate::gateway::state::pool::LivePool;

@@ -16,6 +16,12 @@
 //! `Ending`: what is left of the agent stream, and whether the caller's connection can take
 //! another request. The request's record is filled on the way and returned, for the front to
 //! log once.
+//!
+//! An agent answering outside the protocol (a header with CR, LF or NUL or a name that is not a
+//! token, a status outside 200–599, two different `Content-Length`s, a body for a status that
+//! has none, more bytes than its `Content-Length`) reaches the caller no further than what was
+//! valid: `502 agent_lost`, or a cut transfer after the head, and the stream is dropped.
+//! Hop-by-hop headers are never passed on; the gateway frames the body itself.
 
 pub mod job;
 pub mod local;

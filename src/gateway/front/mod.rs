@@ -27,6 +27,37 @@
 //! Imports point down: to the operator's pages ([`crate::gateway::operator`]), the
 //! replicas' client side, the exchange, the state and the store; nothing imports the front
 //! but the gateway's wiring.
+//!
+//! **Ceilings.** `--max-callers` tunnel requests run at once, a connection and a thread each;
+//! one more is answered `503 queue_timeout`. The port holds `OPERATOR_RESERVE` connections
+//! beyond that for the panel, the API and health checks, so a flood of tunnel requests cannot
+//! lock the operator out. The idlest connection making room is what nginx does; only when every
+//! connection is working do new ones wait in the kernel's accept backlog. At the
+//! `--max-callers-per-address` ceiling that address's own idlest connection is closed, so idle
+//! sockets cannot lock out everyone behind one NAT; when all of them are working the new one is
+//! closed at once.
+//!
+//! **Total deadlines per phase**, however the bytes trickle in, so an idle or dribbling peer
+//! cannot keep its place: TLS handshake 10 s, a keep-alive head 75 s, the start of a body 75 s;
+//! a request refused `401` closes its connection. The upload rate holds in every 5 s window
+//! after `--upload-grace` (bytes that came earlier buy nothing, as with Kestrel's
+//! `MinRequestBodyDataRate`), else `408` and the stream is released at once.
+//! `--min-download-rate` counts only time spent waiting for the caller's socket, so a slow agent
+//! or VCS never counts against the caller; a caller cut off is logged `caller_too_slow`.
+//!
+//! **Refusals are counted, not narrated.** A tunnel request the gateway answers itself (`401`,
+//! `403`, unknown pool, bad request, a `503`) writes no line of its own: one `WARN` summary by
+//! reason, address and pool, with three examples of at most 200 bytes, at most every 5 s, so a
+//! client without credentials cannot make the log grow faster than that. The panel, `/healthz`
+//! and `/metrics` still count each one. A request refused without reading its body gets its
+//! answer, then a lingering close (FIN, the rest of the upload read and dropped for up to 2 s or
+//! 16 MiB), so the caller reads the answer rather than a reset.
+//!
+//! **The front URL** the agent is told with each request is the api port's scheme and the
+//! caller's `Host`, or `--front-url`; never `X-Forwarded-*`, in which a caller could name any
+//! host. `Expect: 100-continue` is answered here once the pool is found, and not forwarded. Only
+//! a request whose stream proved dead before its head was written is dispatched again: nothing
+//! is retried once an agent may have started it.
 
 mod dispatch;
 

@@ -26,6 +26,17 @@
 //!
 //! Connections between replicas are kept open (HTTP/1.1 keep-alive) and reused, so a
 //! forwarded request costs one round trip more than a local one, not a TCP handshake.
+//!
+//! **Presence.** A replica's record of a pool is refreshed every second with a
+//! `PRESENCE_TTL` (5 s) expiry and removed within a second of its last stream of the pool
+//! leaving; a draining replica removes its own at once. One thread per replica does all
+//! background Redis work.
+//!
+//! **What a request costs Redis.** A request served locally costs nothing. A forwarded one costs
+//! one `SET NX` of its id, so it runs once across replicas. A pool the table says nobody holds is
+//! asked about once before `503 no_agent` (no gap just after an agent moved to another replica),
+//! and not again for a second, so a flood for a pool without agents costs Redis nothing. A
+//! replica that failed is left out for a second; only its in-flight requests fail.
 
 pub(crate) mod client;
 pub(crate) mod conn;

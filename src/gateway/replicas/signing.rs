@@ -13,6 +13,13 @@
 //! The signature of this version travels in [`SIGNATURE_2`]; the older one (method to time
 //! only) still goes in [`SIGNATURE`] so replicas of the version before keep taking requests
 //! from this one during a rolling upgrade. This version takes only [`SIGNATURE_2`].
+//!
+//! Beyond the signed start, the rest of a body is covered by the signed `Content-Length` and
+//! the private network. Each replica also remembers served ids for twice the window, which
+//! stops replays while Redis is away. Mutual TLS between replicas would also do, but operators
+//! would have to run a certificate authority for it. During a rolling upgrade, requests
+//! forwarded by an older replica are refused by the newer ones. Refusals on the peer port are
+//! logged at most once every 5 s per kind.
 
 use crate::http1::RequestHead;
 use crate::token::Secret;

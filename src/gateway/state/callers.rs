@@ -15,6 +15,13 @@
 //! (`vcs-gateway caller …`) are noticed by the file's stamp (every write is a rename, so a
 //! new inode), looked at on every miss and at most every [`LOOK_EVERY_MS`] otherwise: a new
 //! caller works at once, a deleted or rotated one stops within that interval.
+//!
+//! A gateway without callers answers `401` to every tunnel request and says so at start;
+//! authentication cannot be switched off, so there is nothing to forget. A pool outside a
+//! caller's scope is refused `403 forbidden` with the same sentence as a pool that does not
+//! exist, so pool names do not leak between SaaS tenants; only a caller of all pools hears
+//! `404 unknown_pool`. A caller's thread remembers the secret it last authenticated (forgotten
+//! when the table is reloaded), so a keep-alive connection's later requests skip the SHA-256.
 
 use crate::gateway::store::{CallerRecord, Scope, Stamp, Store, StoreError};
 use crate::token::Secret;

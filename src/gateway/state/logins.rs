@@ -7,6 +7,10 @@
 //! second; a valid key is never delayed, and since the delay holds only the refused
 //! connection's own handshake place (and one address holds at most
 //! [`MAX_HANDSHAKES_PER_ADDRESS`] of them), agents elsewhere log in as fast as before.
+//!
+//! The summary line comes at most every `SUMMARY_EVERY` (5 s). A wrong key reads `pools.json` again
+//! only when the file changed, and at most every 250 ms, so a flood costs no disk reads. From the
+//! fourth refusal within a minute an address waits before each `401`: 250 ms, doubling up to 5 s.
 
 use crate::observe::tally::Counts;
 use std::collections::HashMap;

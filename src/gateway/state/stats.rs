@@ -13,6 +13,11 @@
 //! `/api/v4/projects/12/hooks` and `/api/v4/projects/group%2Frepo/hooks` are one row,
 //! `/api/v4/projects/{project}/hooks`. The gateway does not know the vendor, so [`shape`]
 //! knows the places where the four vendors' APIs put names.
+//!
+//! Groups pushed out are counted in `dropped`. A pool's state word covers the last
+//! `STATE_MINUTES` (5) minutes: Refusing when a tenth or more of its requests were denied,
+//! Failing when a tenth or more failed (no agent, queue timeout, VCS unreachable or timing out,
+//! agent lost, a VCS `5xx`): a tenth going wrong is what an operator should look at.
 
 use crate::gateway::state::record::RequestRecord;
 use crate::protocol::ErrorKind;

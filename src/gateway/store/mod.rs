@@ -9,6 +9,9 @@
 //! fsync the directory. A crash leaves the old file or the new one, never a torn one. A
 //! rename gives the file a new inode, which is how a gateway notices another process's
 //! change to `callers.json` however coarse file times are.
+//!
+//! Deleting a pool takes it out of every caller's pools, so a pool created later under the same
+//! name is not theirs.
 
 pub(crate) mod records;
 pub mod redis;

@@ -21,6 +21,10 @@
 //! comes back without its data (no version where there was one) is not believed: the last
 //! state is kept and the fault logged (once a minute), rather than every pool being closed,
 //! and the first change made after it writes that last state back together with itself.
+//!
+//! A change that cannot reach Redis fails within 1 s (`503` to the API). After a lost
+//! connection a replica waits a random 250–1 000 ms before dialling again, so replicas
+//! restarted together do not stampede Redis.
 
 use crate::gateway::store::records::{CallerRecord, PoolRecord};
 use serde::{Deserialize, Serialize};
