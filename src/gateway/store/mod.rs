@@ -1,20 +1,23 @@
-//! The store: two small JSON files in the data directory, `pools.json` (pools: names,
-//! descriptions, ids, SHA-256 hashes of agent keys) and `callers.json` (callers: the SaaS
-//! side's named credentials, the pools each may use, SHA-256 hashes of their secrets). Keys
-//! and secrets themselves are never stored: they are shown once, when made.
+//! The store: pools (names, descriptions, ids, SHA-256 hashes of agent keys, webhook URLs
+//! and their secrets) and callers (the SaaS side's named credentials, the pools each may
+//! use, SHA-256 hashes of their secrets). Keys and caller secrets themselves are never
+//! stored: they are shown once, when made.
 //!
-//! Every change is read-modify-write under an exclusive lock on `pools.lock` (so
-//! `vcs-gateway pool create` and a running gateway can change the store side by side) and
-//! lands atomically: write a temp file (mode `0600`), fsync it, rename it over the old one,
-//! fsync the directory. A crash leaves the old file or the new one, never a torn one. A
-//! rename gives the file a new inode, which is how a gateway notices another process's
-//! change to `callers.json` however coarse file times are.
+//! [`Store`] is one of two backends: the data directory of a gateway that runs alone
+//! ([`FileStore`], `files.rs`) or Redis for replicas ([`redis`]). Both change the records
+//! in one step that may run again (a lock, or a Redis transaction) and take the change's
+//! own error type, so a refusal made inside a change (a name taken, a pool that does not
+//! exist) reaches the caller as it was made. The rules the records follow are in
+//! `records.rs`, a leaf both backends and the operator's API use.
 //!
 //! Deleting a pool takes it out of every caller's pools, so a pool created later under the same
 //! name is not theirs.
 
+pub(crate) mod files;
 pub(crate) mod records;
 pub mod redis;
+
+pub use files::{FileStore, Stamp};
 
 pub use records::{
     check_webhook_url, validate_caller_name, validate_name, CallerRecord, NameError, PoolRecord,
@@ -23,13 +26,9 @@ pub use records::{
 
 use crate::clock::now_seconds;
 use crate::token::{self, Secret};
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use redis::RedisStore;
+use std::path::Path;
+use std::sync::Arc;
 
 /// Why the store refused or failed a change, or could not be read. `Display` is the one
 /// sentence the operator sees (the API answers it, the command line prints it).
@@ -54,40 +53,9 @@ pub enum StoreError {
     PoolTwice(String),
     #[error(transparent)]
     NoRandomness(#[from] token::NoRandomness),
-    #[error("cannot create data directory {}: {source}", path.display())]
-    CreateDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{what} {} is damaged: {source}", path.display())]
-    Damaged {
-        what: &'static str,
-        path: PathBuf,
-        source: serde_json::Error,
-    },
-    #[error("cannot read {what} {}: {source}", path.display())]
-    Read {
-        what: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{0}")]
-    Encode(serde_json::Error),
-    #[error("cannot write {}: {source}", path.display())]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot open {}: {source}", path.display())]
-    OpenLock {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot lock {}: {source}", path.display())]
-    Lock {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    /// The data directory could not be read or written.
+    #[error(transparent)]
+    Files(#[from] files::FileError),
     /// Redis could not make the change (its own sentence).
     #[error(transparent)]
     RedisStore(#[from] redis::RedisStoreError),
@@ -97,205 +65,109 @@ pub enum StoreError {
     Poisoned(&'static str),
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StoreFile {
-    pools: Vec<PoolRecord>,
-}
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CallersFile {
-    callers: Vec<CallerRecord>,
-}
-
-/// What tells a store file's versions apart: inode (every write is a rename), size, time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stamp(u64, u64, Option<SystemTime>);
-
 /// Prefix of caller secrets, so secret scanners and people recognise one.
 pub const CALLER_SECRET_PREFIX: &str = "vgc_";
 
 /// Where pools and callers live: the data directory (one gateway), or Redis (replicas).
 #[derive(Debug, Clone)]
-pub struct Store {
-    dir: PathBuf,
-    shared: Option<std::sync::Arc<crate::gateway::store::redis::RedisStore>>,
+pub enum Store {
+    Files(FileStore),
+    Redis(Arc<RedisStore>),
 }
 
 impl Store {
     /// Opens (and creates if needed) the data directory.
     pub fn open(dir: impl AsRef<Path>) -> Result<Store, StoreError> {
-        let dir = dir.as_ref().to_path_buf();
-        fs::create_dir_all(&dir).map_err(|source| StoreError::CreateDir {
-            path: dir.clone(),
-            source,
-        })?;
-        Ok(Store { dir, shared: None })
+        Ok(Store::Files(FileStore::open(dir.as_ref())?))
     }
 
-    /// The store of a set of replicas, in Redis (see [`crate::gateway::store::redis`]).
-    pub fn redis(shared: std::sync::Arc<crate::gateway::store::redis::RedisStore>) -> Store {
-        Store {
-            dir: PathBuf::new(),
-            shared: Some(shared),
-        }
+    /// The store of a set of replicas, in Redis (see [`redis`]).
+    pub fn redis(shared: Arc<RedisStore>) -> Store {
+        Store::Redis(shared)
     }
 
     /// Redis, when this store is a set of replicas'.
-    pub fn shared(&self) -> Option<&std::sync::Arc<crate::gateway::store::redis::RedisStore>> {
-        self.shared.as_ref()
+    pub fn shared(&self) -> Option<&Arc<RedisStore>> {
+        match self {
+            Store::Files(_) => None,
+            Store::Redis(shared) => Some(shared),
+        }
     }
 
     /// Whether changes can be made now (Redis reachable; always for the data directory).
     pub fn reachable(&self) -> bool {
-        self.shared.as_ref().is_none_or(|s| s.is_reachable())
+        match self {
+            Store::Files(_) => true,
+            Store::Redis(shared) => shared.is_reachable(),
+        }
     }
 
-    pub fn path(&self) -> PathBuf {
-        self.dir.join("pools.json")
+    /// The pools file (`pools.json` in the data directory; a bare `pools.json` for Redis).
+    pub fn path(&self) -> std::path::PathBuf {
+        match self {
+            Store::Files(files) => files.pools_path(),
+            Store::Redis(_) => std::path::PathBuf::from("pools.json"),
+        }
     }
 
     /// Where the pools are, for the log.
     pub fn describe(&self) -> String {
-        match &self.shared {
-            Some(shared) => format!("{shared:?}"),
-            None => self.path().display().to_string(),
+        match self {
+            Store::Files(files) => files.pools_path().display().to_string(),
+            Store::Redis(shared) => format!("{shared:?}"),
         }
     }
 
     /// What identifies the current version of the pools, to notice another process's change.
     pub fn pools_stamp(&self) -> Option<Stamp> {
-        if let Some(shared) = &self.shared {
-            return Some(Stamp(shared.version(), 0, None));
+        match self {
+            Store::Files(files) => files.pools_stamp(),
+            Store::Redis(shared) => Some(Stamp::version(shared.version())),
         }
-        use std::os::unix::fs::MetadataExt;
-        let meta = fs::metadata(self.path()).ok()?;
-        Some(Stamp(meta.ino(), meta.len(), meta.modified().ok()))
+    }
+
+    /// What identifies the current version of the callers (`None`: there are none yet).
+    pub fn callers_stamp(&self) -> Option<Stamp> {
+        match self {
+            Store::Files(files) => files.callers_stamp(),
+            Store::Redis(shared) => Some(Stamp::version(shared.version())),
+        }
     }
 
     pub fn load(&self) -> Result<Vec<PoolRecord>, StoreError> {
-        if let Some(shared) = &self.shared {
-            return Ok(shared.snapshot().pools);
+        match self {
+            Store::Files(files) => Ok(files.load_pools()?),
+            Store::Redis(shared) => Ok(shared.snapshot().pools),
         }
-        Ok(self.read::<StoreFile>("pools.json", "pool store")?.pools)
-    }
-
-    pub fn callers_path(&self) -> PathBuf {
-        self.dir.join("callers.json")
     }
 
     pub fn load_callers(&self) -> Result<Vec<CallerRecord>, StoreError> {
-        if let Some(shared) = &self.shared {
-            return Ok(shared.snapshot().callers);
-        }
-        Ok(self
-            .read::<CallersFile>("callers.json", "caller store")?
-            .callers)
-    }
-
-    /// What identifies the current version of `callers.json` (`None`: there is none).
-    pub fn callers_stamp(&self) -> Option<Stamp> {
-        if let Some(shared) = &self.shared {
-            return Some(Stamp(shared.version(), 0, None));
-        }
-        use std::os::unix::fs::MetadataExt;
-        let meta = fs::metadata(self.callers_path()).ok()?;
-        Some(Stamp(meta.ino(), meta.len(), meta.modified().ok()))
-    }
-
-    fn read<T: DeserializeOwned + Default>(
-        &self,
-        file: &str,
-        what: &'static str,
-    ) -> Result<T, StoreError> {
-        let path = self.dir.join(file);
-        match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| StoreError::Damaged {
-                what,
-                path,
-                source,
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
-            Err(source) => Err(StoreError::Read { what, path, source }),
+        match self {
+            Store::Files(files) => Ok(files.load_callers()?),
+            Store::Redis(shared) => Ok(shared.snapshot().callers),
         }
     }
 
-    fn write<T: Serialize>(&self, file: &str, value: &T) -> Result<(), StoreError> {
-        let path = self.dir.join(file);
-        let temp = self.dir.join(format!(".{file}.{}.tmp", std::process::id()));
-        let json = serde_json::to_vec_pretty(value).map_err(StoreError::Encode)?;
-        let result = (|| -> std::io::Result<()> {
-            // Key hashes: readable by the gateway's user only.
-            let mut out = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&temp)?;
-            out.set_permissions(fs::Permissions::from_mode(0o600))?;
-            out.write_all(&json)?;
-            out.sync_all()?;
-            fs::rename(&temp, &path)?;
-            File::open(&self.dir)?.sync_all()
-        })();
-        result.map_err(|source| {
-            let _ = fs::remove_file(&temp);
-            StoreError::Write { path, source }
-        })
-    }
-
-    /// Runs `change` under the store lock.
-    fn locked<T>(&self, change: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let lock_path = self.dir.join("pools.lock");
-        let lock = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&lock_path)
-            .map_err(|source| StoreError::OpenLock {
-                path: lock_path.clone(),
-                source,
-            })?;
-        lock.lock().map_err(|source| StoreError::Lock {
-            path: lock_path,
-            source,
-        })?;
-        change()
-    }
-
-    /// Runs `change` on the pools under the store lock and saves the result.
+    /// Runs `change` on the pools and saves the result, in one step of either backend.
     fn update<T>(
         &self,
         mut change: impl FnMut(&mut Vec<PoolRecord>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        if let Some(shared) = &self.shared {
-            return shared.change(|pools, _| change(pools));
+        match self {
+            Store::Files(files) => files.change_pools(change),
+            Store::Redis(shared) => shared.change(|pools, _| change(pools)),
         }
-        self.locked(|| {
-            let mut file: StoreFile = self.read("pools.json", "pool store")?;
-            let value = change(&mut file.pools)?;
-            self.write("pools.json", &file)?;
-            Ok(value)
-        })
     }
 
-    /// Runs `change` on the callers (seeing the pools) under the store lock and saves them.
+    /// Runs `change` on the callers (seeing the pools) and saves them.
     fn update_callers<T>(
         &self,
         mut change: impl FnMut(&mut Vec<CallerRecord>, &[PoolRecord]) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        if let Some(shared) = &self.shared {
-            return shared.change(|pools, callers| change(callers, pools));
+        match self {
+            Store::Files(files) => files.change_callers(change),
+            Store::Redis(shared) => shared.change(|pools, callers| change(callers, pools)),
         }
-        self.locked(|| {
-            let pools = self.load()?;
-            let mut file: CallersFile = self.read("callers.json", "caller store")?;
-            let value = change(&mut file.callers, &pools)?;
-            self.write("callers.json", &file)?;
-            Ok(value)
-        })
     }
 
     /// Creates a pool; returns its record and its key (shown once, never stored).
@@ -490,6 +362,8 @@ fn new_caller_secret() -> Result<Secret, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+    use std::path::PathBuf;
 
     fn temp_dir(tag: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("vcs-store-{tag}-{}", ulid::Ulid::new()));
@@ -525,7 +399,7 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("already exists"));
-        let raw = fs::read_to_string(store.path()).unwrap();
+        let raw = fs::read_to_string(dir.join("pools.json")).unwrap();
         assert!(
             !raw.contains(key.expose()),
             "the key itself must not be stored"
@@ -556,10 +430,10 @@ mod tests {
     fn a_damaged_store_is_reported_not_overwritten() {
         let dir = temp_dir("damaged");
         let store = Store::open(&dir).unwrap();
-        fs::write(store.path(), b"{not json").unwrap();
+        fs::write(dir.join("pools.json"), b"{not json").unwrap();
         assert!(store.load().unwrap_err().to_string().contains("damaged"));
         assert!(store.create("x", "").is_err());
-        assert_eq!(fs::read(store.path()).unwrap(), b"{not json");
+        assert_eq!(fs::read(dir.join("pools.json")).unwrap(), b"{not json");
         fs::remove_dir_all(dir).unwrap();
     }
 }
