@@ -983,21 +983,8 @@ fn a_webhook_is_delivered_by_the_replica_the_agent_reached() {
             .is_some_and(|t| t.contains(&url))
     });
     let upstream = Upstream::start();
-    let mut env = agent_env(token.trim(), &upstream.base(), &[]);
-    env.insert(
-        "SPACELIFT_VCS_AGENT_WEBHOOK_LISTEN".into(),
-        "127.0.0.1:0".into(),
-    );
-    let agent = start_agent(&env);
-    let line = agent
-        .out
-        .wait_for("webhook listener (", Duration::from_secs(10));
-    let listen = line
-        .rsplit(' ')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_string();
+    let env = agent_env(token.trim(), &upstream.base(), &[]);
+    let (_agent, listen) = start_webhook_agent(&env);
     let body = br#"{"object_kind":"push","ref":"refs/heads/main","project":{"path_with_namespace":"group/repo"}}"#;
     let response = bare_client()
         .post(format!("http://{listen}/"))

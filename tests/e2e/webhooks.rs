@@ -83,18 +83,7 @@ impl Hooks {
             "SPACELIFT_VCS_AGENT_ALLOWED_PROJECTS".into(),
             projects.into(),
         );
-        env.insert(
-            "SPACELIFT_VCS_AGENT_WEBHOOK_LISTEN".into(),
-            "127.0.0.1:0".into(),
-        );
-        let agent = start_agent(&env);
-        let line = agent.out.wait_for("webhook listener (", START);
-        let listen = line
-            .rsplit(' ')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_string();
+        let (agent, listen) = start_webhook_agent(&env);
         gateway.wait_streams("hooks", 2);
         Hooks {
             gateway,
@@ -493,19 +482,8 @@ fn a_gateway_that_does_not_relay_is_a_502() {
         pool_ulid: ulid::Ulid::new().to_string(),
     };
     let upstream = Upstream::start();
-    let mut env = agent_env(&token.encode(), &upstream.base(), &[]);
-    env.insert(
-        "SPACELIFT_VCS_AGENT_WEBHOOK_LISTEN".into(),
-        "127.0.0.1:0".into(),
-    );
-    let agent = start_agent(&env);
-    let line = agent.out.wait_for("webhook listener (", START);
-    let listen = line
-        .rsplit(' ')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_string();
+    let env = agent_env(&token.encode(), &upstream.base(), &[]);
+    let (_agent, listen) = start_webhook_agent(&env);
     let mut request = bare_client().post(format!("http://{listen}/"));
     for (name, value) in gitlab_headers("Push Hook") {
         request = request.header(name, value);

@@ -469,6 +469,25 @@ pub fn start_agent(env: &BTreeMap<String, String>) -> Proc {
     start_agent_with_args(env, &[])
 }
 
+/// An agent with `env` and its webhook listener on a loopback port: the agent, and the
+/// address the listener logged.
+pub fn start_webhook_agent(env: &BTreeMap<String, String>) -> (Proc, String) {
+    let mut env = env.clone();
+    env.insert(
+        "SPACELIFT_VCS_AGENT_WEBHOOK_LISTEN".into(),
+        "127.0.0.1:0".into(),
+    );
+    let agent = start_agent(&env);
+    let line = agent.out.wait_for("webhook listener (", START);
+    let listen = line
+        .rsplit(' ')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    (agent, listen)
+}
+
 /// An agent with `env` as its whole environment (and `PATH`) and `args` on its command line.
 pub fn start_agent_with_args(env: &BTreeMap<String, String>, args: &[&str]) -> Proc {
     let mut command = Command::new(AGENT);
