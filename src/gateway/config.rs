@@ -196,14 +196,14 @@ pub struct StoreFlags {
 }
 
 /// Where the store is, once the flags and `VCS_GATEWAY_REDIS_URL` are read.
-pub enum Location {
+pub(crate) enum Location {
     Dir(PathBuf),
     /// The URL, and the CAs of `--redis-ca` for `rediss://`.
     Redis(String, Option<PathBuf>),
 }
 
 impl StoreFlags {
-    pub fn location(self) -> Result<Location, ConfigError> {
+    pub(crate) fn location(self) -> Result<Location, ConfigError> {
         let ca = self.redis_ca;
         match (self.data_dir, self.redis) {
             (Some(_), Some(_)) => Err(ConfigError::TwoStores),
@@ -225,7 +225,7 @@ impl StoreFlags {
 }
 
 impl Location {
-    pub fn open(&self) -> Result<Store, ConfigError> {
+    pub(crate) fn open(&self) -> Result<Store, ConfigError> {
         match self {
             Location::Dir(dir) => Ok(Store::open(dir)?),
             Location::Redis(url, ca) => RedisStore::connect_with(url, ca.as_deref())
@@ -238,14 +238,14 @@ impl Location {
 /// TLS for the two ports: `None` serves plain (loopback, or behind a TLS-terminating load
 /// balancer). Handshakes run on each connection's own thread.
 #[derive(Clone, Default)]
-pub struct GatewayTls {
+pub(crate) struct GatewayTls {
     pub agent: Option<Arc<rustls::ServerConfig>>,
     pub api: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// `serve`'s TLS files, each named by its flag.
 #[derive(Debug, Default)]
-pub struct TlsFiles {
+pub(crate) struct TlsFiles {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
     pub api_cert: Option<PathBuf>,
@@ -255,7 +255,7 @@ pub struct TlsFiles {
 
 impl TlsFiles {
     /// The server configurations of both ports; a certificate without its key is refused.
-    pub fn configs(&self) -> Result<GatewayTls, ConfigError> {
+    fn configs(&self) -> Result<GatewayTls, ConfigError> {
         let agent = server_tls(&self.cert, &self.key, "--tls-cert", "--tls-key")?;
         let api = match (&self.api_cert, &self.api_key, &self.api_client_ca) {
             (Some(cert), Some(key), Some(ca)) => Some(
@@ -287,7 +287,7 @@ fn server_tls(
 
 /// `--peer-listen`, `--peer-advertise`, `--peer-secret`.
 #[derive(Debug, Default)]
-pub struct PeerFlags {
+pub(crate) struct PeerFlags {
     pub listen: Option<String>,
     pub advertise: Option<String>,
     pub secret: Option<String>,
@@ -321,7 +321,7 @@ impl PeerFlags {
 }
 
 /// The admin token and where it came from (logged at start, never its value).
-pub enum AdminToken {
+pub(crate) enum AdminToken {
     Given(Secret),
     Made(Secret, PathBuf),
     Kept(Secret, PathBuf),
@@ -373,7 +373,7 @@ impl AdminToken {
     }
 
     /// Where the token came from, for the log.
-    pub fn describe(&self) -> String {
+    fn describe(&self) -> String {
         match self {
             AdminToken::Given(_) => "the admin token is the one given (--admin-token or VCS_GATEWAY_ADMIN_TOKEN)".to_string(),
             AdminToken::Made(_, path) => format!(
@@ -427,7 +427,7 @@ fn front_url(url: &str) -> Result<String, ConfigError> {
 
 /// Where `serve` listens.
 #[derive(Debug)]
-pub struct Ports {
+pub(crate) struct Ports {
     pub agent: String,
     pub api: String,
     pub metrics: Option<String>,
@@ -437,16 +437,16 @@ pub struct Ports {
 /// [`Config::check`] applies the start-up policy.
 pub struct Config {
     pub store: StoreFlags,
-    pub ports: Ports,
-    pub settings: GatewaySettings,
+    pub(crate) ports: Ports,
+    pub(crate) settings: GatewaySettings,
     pub drain_timeout: Duration,
-    pub tls: TlsFiles,
-    pub public_url: Option<String>,
-    pub admin_token: Option<String>,
-    pub replica_id: Option<String>,
-    pub poll_only: bool,
-    pub peer: PeerFlags,
-    pub log_format: LogFormat,
+    pub(crate) tls: TlsFiles,
+    pub(crate) public_url: Option<String>,
+    pub(crate) admin_token: Option<String>,
+    pub(crate) replica_id: Option<String>,
+    pub(crate) poll_only: bool,
+    pub(crate) peer: PeerFlags,
+    pub(crate) log_format: LogFormat,
 }
 
 impl Default for Config {
@@ -544,7 +544,7 @@ impl Config {
     /// The start-up policy, before anything listens: the TLS files load, the public URL is
     /// one an agent can dial, the store opens, the admin token is resolved (and with Redis
     /// the one the other replicas use), the peer port has its secret.
-    pub fn check(self) -> Result<Checked, ConfigError> {
+    pub(crate) fn check(self) -> Result<Checked, ConfigError> {
         let tls = self.tls.configs()?;
         if let Some(url) = &self.public_url {
             check_public_url(url)?;
@@ -581,7 +581,7 @@ impl Config {
 }
 
 /// A [`Config`] that passed [`Config::check`]: the open store and what the ports serve with.
-pub struct Checked {
+pub(crate) struct Checked {
     pub store: Store,
     pub ports: Ports,
     pub settings: GatewaySettings,

@@ -20,16 +20,16 @@ pub(crate) mod agent_port;
 pub mod config;
 pub(crate) mod exchange;
 pub(crate) mod front;
-pub mod operator;
+pub(crate) mod operator;
 pub mod replicas;
-pub mod state;
+pub(crate) mod state;
 pub mod store;
 pub mod webhook;
 
-pub use config::GatewayTls;
+use config::GatewayTls;
 use config::{Checked, Config, ConfigError};
 use state::hub::Hub;
-pub use state::settings::GatewaySettings;
+use state::settings::GatewaySettings;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::sync::Arc;
@@ -71,7 +71,7 @@ fn bind(flag: &'static str, address: &str) -> Result<TcpListener, StartError> {
 
 /// A gateway with both ports bound, serving on background threads.
 pub struct Gateway {
-    pub hub: Arc<Hub>,
+    pub(crate) hub: Arc<Hub>,
     /// Forwarding to other replicas (`serve --peer-listen`), built before the api port
     /// serves and handed to the front, `/metrics` and `/healthz`.
     peers: Option<Arc<replicas::Peers>>,
@@ -210,6 +210,11 @@ impl Gateway {
         let (hub, peers) = (Arc::clone(&self.hub), self.peers.clone());
         operator::health::serve_metrics(listener, hub, peers).map_err(StartError::Thread)?;
         Ok(addr)
+    }
+
+    /// The first signal: nothing new is dispatched; queued requests get their 503 at once.
+    pub fn start_draining(&self) {
+        self.hub.start_draining();
     }
 
     /// Graceful shutdown: nothing new is dispatched, idle agent streams are closed (their

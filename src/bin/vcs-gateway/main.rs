@@ -57,7 +57,7 @@ fn serve(config: Config) -> Result<(), CliError> {
     let drain_timeout = config.drain_timeout;
     let shutdown = Shutdown::install()?;
     let gateway = Gateway::serve(config)?;
-    let drain = shutdown.wait(|| gateway.hub.start_draining());
+    let drain = shutdown.wait(|| gateway.start_draining());
     if drain.finished(gateway.drain(drain_timeout)).is_some() {
         log::info!("drained: no request in flight; exiting");
     }

@@ -11,7 +11,7 @@
 //! change to `callers.json` however coarse file times are.
 
 pub(crate) mod records;
-pub mod redis;
+pub(crate) mod redis;
 
 pub use records::{
     check_webhook_url, validate_caller_name, validate_name, CallerRecord, NameError, PoolRecord,
