@@ -9,7 +9,7 @@
 //!
 //! Imports point one way, down this list, and never back up:
 //! `front` → `operator` → `replicas` → `exchange` → `state` → `store`; `agent_port` →
-//! `state`. Only this file knows every folder; no folder imports it.
+//! `state`. Only this file and [`config`] know every folder; no folder imports either.
 //!
 //! Synchronous throughout: a thread per caller connection, which also runs that caller's
 //! exchanges over a borrowed agent stream; idle agent streams wait in their pool's queue and
