@@ -590,3 +590,49 @@ pub(crate) struct Checked {
     /// Where the admin token came from, for the log.
     pub where_token: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A value each setting accepts, by its value name.
+    fn sample(setting: &Setting) -> &'static str {
+        match setting.value {
+            "DUR" => "1s",
+            "N" | "BYTES" => "1",
+            "FORMAT" => "json",
+            "URL" => "http://127.0.0.1:1",
+            _ => "x",
+        }
+    }
+
+    #[test]
+    fn every_listed_flag_is_one_config_set_takes_and_no_other() {
+        for setting in SETTINGS {
+            for flag in std::iter::once(setting.flag).chain(setting.with) {
+                let mut config = Config::default();
+                let taken = config.set(flag, sample(setting));
+                assert!(matches!(taken, Ok(true)), "{flag}: {taken:?}");
+                assert_eq!(find(flag).map(|s| s.flag), Some(setting.flag));
+            }
+        }
+        assert!(matches!(
+            Config::default().set("--data-dir", "x"),
+            Ok(false)
+        ));
+        assert!(find("--data-dir").is_none());
+    }
+
+    #[test]
+    fn help_lists_pairs_on_one_line_long_heads_alone_and_hidden_flags_nowhere() {
+        let text = help(Shown::Always);
+        assert!(text.contains("\n        --tls-cert PEM --tls-key PEM\n                                serve the agent port over TLS"));
+        assert!(text.contains(
+            "        --queue-timeout DUR     how long a request waits for an idle stream [30s]\n"
+        ));
+        assert!(!text.contains("--replica-id"));
+        assert!(help(Shown::WithRedis).starts_with("        --replica-id ID "));
+        let all = [Shown::Always, Shown::WithRedis].map(super::help).concat();
+        assert!(!all.contains("--redis-poll-only"));
+    }
+}
