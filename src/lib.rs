@@ -11,7 +11,9 @@
 //!   their idle streams ([`gateway::state`]), the `private://` front and its dispatch
 //!   ([`gateway::front`]), one request over one agent stream ([`gateway::exchange`]), the agent
 //!   port ([`gateway::agent_port`]), the operator's panel, JSON API and monitoring
-//!   ([`gateway::operator`]), forwarding between replicas ([`gateway::replicas`]).
+//!   ([`gateway::operator`]), forwarding between replicas ([`gateway::replicas`]), and what
+//!   `vcs-gateway serve` starts with and the start-up policy that checks it
+//!   ([`gateway::config`]).
 //! - [`protocol`]: the frames both sides speak and their order; [`protocol::link`], one
 //!   framed connection that reads, decodes and tracks liveness.
 //! - [`agent`]: slot threads, one WebSocket each ([`agent::slot`]), one request on it

@@ -4,11 +4,12 @@
 //! request itself ([`exchange`]), the api port's `private://` front and its dispatch
 //! ([`front`]), the operator's panel, JSON API, `/healthz` and `/metrics` ([`operator`]), and
 //! forwarding between replicas ([`replicas`]). This file wires them up: store → hub →
-//! optional peers → the ports; drain.
+//! optional peers → the ports; drain. What it starts with, and the start-up policy that
+//! checks it, is [`config`].
 //!
 //! Imports point one way, down this list, and never back up:
 //! `front` → `operator` → `replicas` → `exchange` → `state` → `store`; `agent_port` →
-//! `state`. Only this file knows every folder; no folder imports it.
+//! `state`. Only this file and [`config`] know every folder; no folder imports either.
 //!
 //! Synchronous throughout: a thread per caller connection, which also runs that caller's
 //! exchanges over a borrowed agent stream; idle agent streams wait in their pool's queue and
@@ -16,22 +17,28 @@
 //! threads; see the README for figures.
 
 pub(crate) mod agent_port;
+pub mod config;
 pub(crate) mod exchange;
 pub(crate) mod front;
-pub mod operator;
+pub(crate) mod operator;
 pub mod replicas;
-pub mod state;
+pub(crate) mod state;
 pub mod store;
 pub mod webhook;
 
+use config::GatewayTls;
+use config::{Checked, Config, ConfigError};
 use state::hub::Hub;
-pub use state::settings::GatewaySettings;
+use state::settings::GatewaySettings;
 use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
 use std::sync::Arc;
 
 /// Why the gateway could not start. `Display` is the one line the operator sees.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error(transparent)]
     Store(#[from] store::StoreError),
     /// A port could not be bound; `flag` names the setting.
@@ -62,17 +69,9 @@ fn bind(flag: &'static str, address: &str) -> Result<TcpListener, StartError> {
     })
 }
 
-/// TLS for the two ports: `None` serves plain (loopback, or behind a TLS-terminating load
-/// balancer). Handshakes run on each connection's own thread.
-#[derive(Clone, Default)]
-pub struct GatewayTls {
-    pub agent: Option<Arc<rustls::ServerConfig>>,
-    pub api: Option<Arc<rustls::ServerConfig>>,
-}
-
 /// A gateway with both ports bound, serving on background threads.
 pub struct Gateway {
-    pub hub: Arc<Hub>,
+    pub(crate) hub: Arc<Hub>,
     /// Forwarding to other replicas (`serve --peer-listen`), built before the api port
     /// serves and handed to the front, `/metrics` and `/healthz`.
     peers: Option<Arc<replicas::Peers>>,
@@ -83,10 +82,90 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// `vcs-gateway serve`: checks `config` ([`Config::check`]), starts logging in its
+    /// format, opens the store, binds the ports (and the peer port), and logs where and how it
+    /// listens and what it loaded.
+    pub fn serve(config: Config) -> Result<Gateway, StartError> {
+        let log_format = config.log_format;
+        let checked = config.check()?;
+        crate::observe::logging::init(log_format, None, "info");
+        let where_token = checked.where_token.clone();
+        let gateway = Gateway::start_checked(checked)?;
+        if let Some(addr) = gateway.peer_addr {
+            log::info!("peer port listening on {addr} (requests forwarded by other replicas, signed with the peer secret)");
+        }
+        log::info!("{where_token}");
+        gateway.log_ready();
+        Ok(gateway)
+    }
+
+    /// Starts serving a checked configuration and logs where and how it listens.
+    fn start_checked(checked: Checked) -> Result<Gateway, StartError> {
+        let Checked {
+            store,
+            ports,
+            settings,
+            tls,
+            peers,
+            ..
+        } = checked;
+        let (agent_tls, api_tls) = (tls.agent.is_some(), tls.api.is_some());
+        let poll_only = settings.poll_only;
+        if let Some(id) = &settings.replica_id {
+            log::info!(
+                "replica {id}: pools and callers in Redis at {}",
+                store.describe()
+            );
+        }
+        let gateway = Gateway::start_with_store(
+            store,
+            &ports.agent,
+            &ports.api,
+            settings,
+            tls,
+            poll_only,
+            peers,
+        )?;
+        let scheme = |on: bool| if on { "TLS" } else { "plain, no TLS" };
+        log::info!("agent port serves {}", scheme(agent_tls));
+        log::info!("api port serves {}", scheme(api_tls));
+        log::info!("agent port listening on {}", gateway.agent_addr);
+        log::info!("api port listening on {}", gateway.api_addr);
+        if let Some(listen) = &ports.metrics {
+            let addr = gateway.serve_metrics(listen)?;
+            log::info!("metrics port listening on {addr} (/healthz and /metrics without authentication: keep it on a private scrape network)");
+        }
+        Ok(gateway)
+    }
+
+    /// The panel's address, who may use the front and what was loaded.
+    fn log_ready(&self) {
+        log::info!("panel at http://{}/ (admin token required)", self.api_addr);
+        let store = &self.hub.store;
+        match self.hub.callers.count() {
+            0 => log::warn!(
+                "no caller exists yet: the front refuses every tunnel request until one does (vcs-gateway caller create {} --name NAME --pools POOL)",
+                match store.shared() {
+                    Some(_) => "--redis URL".to_string(),
+                    None => format!(
+                        "--data-dir {}",
+                        store.path().parent().unwrap_or(Path::new("")).display()
+                    ),
+                }
+            ),
+            n => log::info!("{n} callers may use the front"),
+        }
+        log::info!(
+            "{} pools loaded from {}",
+            self.hub.pools().len(),
+            store.describe()
+        );
+    }
+
     /// Binds both ports (and the peer port when `peer` says so) and starts serving pools and
     /// callers from `store`; a Redis store is kept current by its own threads (polling alone
     /// when `poll_only`).
-    pub fn start_with_store(
+    fn start_with_store(
         store: store::Store,
         agent_listen: &str,
         api_listen: &str,
@@ -125,12 +204,17 @@ impl Gateway {
 
     /// Serves `/healthz` and `/metrics` without authentication on `listen` (a private
     /// scrape network); returns the bound address.
-    pub fn serve_metrics(&self, listen: &str) -> Result<SocketAddr, StartError> {
+    fn serve_metrics(&self, listen: &str) -> Result<SocketAddr, StartError> {
         let listener = bind("--metrics-listen", listen)?;
         let addr = listener.local_addr()?;
         let (hub, peers) = (Arc::clone(&self.hub), self.peers.clone());
         operator::health::serve_metrics(listener, hub, peers).map_err(StartError::Thread)?;
         Ok(addr)
+    }
+
+    /// The first signal: nothing new is dispatched; queued requests get their 503 at once.
+    pub fn start_draining(&self) {
+        self.hub.start_draining();
     }
 
     /// Graceful shutdown: nothing new is dispatched, idle agent streams are closed (their

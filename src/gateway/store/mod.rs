@@ -15,7 +15,7 @@
 
 pub(crate) mod files;
 pub(crate) mod records;
-pub mod redis;
+pub(crate) mod redis;
 
 pub use files::{FileStore, Stamp};
 
