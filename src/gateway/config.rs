@@ -159,8 +159,8 @@ pub enum ConfigError {
     )]
     PeerSecretRequired,
     /// The peer secret was refused (its own sentence).
-    #[error("{0}")]
-    PeerSecret(String),
+    #[error(transparent)]
+    PeerSecret(#[from] crate::gateway::replicas::signing::WeakSecret),
     #[error("--api-client-ca needs --api-tls-cert and --api-tls-key")]
     ClientCaAlone,
     #[error("--admin-token (or VCS_GATEWAY_ADMIN_TOKEN) is required with --redis: give every replica the same one")]
@@ -169,9 +169,9 @@ pub enum ConfigError {
     AdminTokenDiffers,
     #[error(transparent)]
     AdminToken(#[from] admin::TokenError),
-    /// Redis could not be reached (its own sentence).
-    #[error("{0}")]
-    Redis(String),
+    /// Redis could not be followed (its own sentence).
+    #[error(transparent)]
+    Redis(Box<crate::gateway::store::redis::ConnectError>),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -230,7 +230,7 @@ impl Location {
             Location::Dir(dir) => Ok(Store::open(dir)?),
             Location::Redis(url, ca) => RedisStore::connect_with(url, ca.as_deref())
                 .map(Store::redis)
-                .map_err(ConfigError::Redis),
+                .map_err(|e| ConfigError::Redis(Box::new(e))),
         }
     }
 }

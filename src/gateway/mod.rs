@@ -54,8 +54,8 @@ pub enum StartError {
     #[error("cannot start a listener thread: {0}")]
     Thread(std::io::Error),
     /// Redis could not be followed (its own sentence).
-    #[error("{0}")]
-    RedisStore(String),
+    #[error(transparent)]
+    RedisStore(store::redis::ConnectError),
     #[error(transparent)]
     Peer(#[from] replicas::PeerError),
 }

@@ -64,20 +64,26 @@ pub const PREFIX: &str = "x-vcs-peer-";
 #[derive(Debug, Clone)]
 pub struct PeerSecret(Secret);
 
+/// A peer secret refused at start; the message names the flag and its variable, never the
+/// value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WeakSecret {
+    #[error("--peer-secret (or VCS_GATEWAY_PEER_SECRET) contains white space")]
+    WhiteSpace,
+    #[error("--peer-secret (or VCS_GATEWAY_PEER_SECRET) is too weak: at least {MIN_SECRET_LEN} characters, not a repeated few (try: openssl rand -hex 32)")]
+    TooWeak,
+}
+
 impl PeerSecret {
-    /// Checks strength; the message names the flag and its variable, never the value.
-    pub fn new(secret: Secret) -> Result<PeerSecret, String> {
+    /// Checks strength.
+    pub fn new(secret: Secret) -> Result<PeerSecret, WeakSecret> {
         let text = secret.expose();
         if text.trim() != text || text.chars().any(char::is_whitespace) {
-            return Err(
-                "--peer-secret (or VCS_GATEWAY_PEER_SECRET) contains white space".to_string(),
-            );
+            return Err(WeakSecret::WhiteSpace);
         }
         let distinct: std::collections::BTreeSet<char> = text.chars().collect();
         if text.chars().count() < MIN_SECRET_LEN || distinct.len() < 8 {
-            return Err(format!(
-                "--peer-secret (or VCS_GATEWAY_PEER_SECRET) is too weak: at least {MIN_SECRET_LEN} characters, not a repeated few (try: openssl rand -hex 32)"
-            ));
+            return Err(WeakSecret::TooWeak);
         }
         Ok(PeerSecret(secret))
     }
@@ -436,6 +442,7 @@ mod tests {
             "0123456789abcdef 0123456789abcdef",
         ] {
             let error = PeerSecret::new(Secret::new(weak)).unwrap_err();
+            let error = error.to_string();
             assert!(error.starts_with("--peer-secret"), "{error}");
             assert!(!error.contains(weak), "{error}");
         }

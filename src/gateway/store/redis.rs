@@ -146,10 +146,39 @@ pub enum RedisStoreError {
     Damaged(String),
 }
 
+/// Why a replica could not follow Redis at start. `Display` is the one line the operator
+/// sees, naming the flag; never the password.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("--redis-ca: cannot read {}: {source}", path.display())]
+    ReadCa {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("--redis-ca {}: {source}", path.display())]
+    BadCa {
+        path: std::path::PathBuf,
+        source: Box<crate::net::tls::TlsError>,
+    },
+    #[error("--redis-ca needs a rediss:// URL")]
+    CaWithoutTls,
+    #[error("--redis: not a Redis URL: {0}")]
+    NotAUrl(Box<redis::RedisError>),
+    /// Unreachable: where, and in `why` the cause of one more try (or nothing).
+    #[error("--redis: cannot reach Redis at {address}{why}")]
+    Unreachable { address: String, why: String },
+    #[error("--redis: {0}")]
+    Store(RedisStoreError),
+    #[error("cannot start the Redis thread: {0}")]
+    Thread(std::io::Error),
+    #[error("cannot start the Redis subscriber: {0}")]
+    Subscriber(std::io::Error),
+}
+
 impl RedisStore {
     /// Connects and reads the state once; fails (naming `--redis`) when Redis cannot be
     /// reached, so a replica never starts with no pools at all.
-    pub fn connect(url: &str) -> Result<Arc<RedisStore>, String> {
+    pub fn connect(url: &str) -> Result<Arc<RedisStore>, ConnectError> {
         RedisStore::connect_with(url, None)
     }
 
@@ -158,17 +187,21 @@ impl RedisStore {
     pub fn connect_with(
         url: &str,
         ca: Option<&std::path::Path>,
-    ) -> Result<Arc<RedisStore>, String> {
+    ) -> Result<Arc<RedisStore>, ConnectError> {
         let url_shown = url.split('@').next_back().unwrap_or(url).to_string();
         let client = match ca {
             None => redis::Client::open(url),
             Some(path) => {
-                let pem = std::fs::read(path)
-                    .map_err(|e| format!("--redis-ca: cannot read {}: {e}", path.display()))?;
-                crate::net::tls::parse_pem_bundle(&pem)
-                    .map_err(|e| format!("--redis-ca {}: {e}", path.display()))?;
+                let pem = std::fs::read(path).map_err(|source| ConnectError::ReadCa {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                crate::net::tls::parse_pem_bundle(&pem).map_err(|source| ConnectError::BadCa {
+                    path: path.to_path_buf(),
+                    source: Box::new(source),
+                })?;
                 if !url.starts_with("rediss://") {
-                    return Err("--redis-ca needs a rediss:// URL".into());
+                    return Err(ConnectError::CaWithoutTls);
                 }
                 let certificates = redis::TlsCertificates {
                     client_tls: None,
@@ -177,7 +210,7 @@ impl RedisStore {
                 redis::Client::build_with_tls(url, certificates)
             }
         }
-        .map_err(|e| format!("--redis: not a Redis URL: {e}"))?;
+        .map_err(|e| ConnectError::NotAUrl(Box::new(e)))?;
         let shared = Arc::new(RedisStore {
             client,
             url_shown,
@@ -200,12 +233,12 @@ impl RedisStore {
                     Err(e) => format!(" ({e})"),
                     Ok(_) => String::new(),
                 };
-                Err(format!(
-                    "--redis: cannot reach Redis at {}{why}",
-                    shared.url_shown
-                ))
+                Err(ConnectError::Unreachable {
+                    address: shared.url_shown.clone(),
+                    why,
+                })
             }
-            Err(e) => Err(format!("--redis: {e}")),
+            Err(e) => Err(ConnectError::Store(e)),
         }
     }
 
@@ -530,7 +563,7 @@ impl RedisStore {
 
     /// Starts the thread keeping the snapshot current and, unless `poll_only`, the
     /// subscriber that wakes it on announcements.
-    pub fn start_sync(self: &Arc<Self>, poll_only: bool) -> Result<(), String> {
+    pub fn start_sync(self: &Arc<Self>, poll_only: bool) -> Result<(), ConnectError> {
         let (kick, kicked) = crossbeam_channel::bounded::<()>(1);
         let weak = Arc::downgrade(self);
         std::thread::Builder::new()
@@ -548,13 +581,13 @@ impl RedisStore {
                     }
                 }
             })
-            .map_err(|e| format!("cannot start the Redis thread: {e}"))?;
+            .map_err(ConnectError::Thread)?;
         if !poll_only {
             let weak = Arc::downgrade(self);
             std::thread::Builder::new()
                 .name("redis-subscriber".into())
                 .spawn(move || subscribe(weak, kick))
-                .map_err(|e| format!("cannot start the Redis subscriber: {e}"))?;
+                .map_err(ConnectError::Subscriber)?;
         }
         Ok(())
     }
