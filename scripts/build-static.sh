@@ -11,7 +11,7 @@
 #
 # Usage: bash scripts/build-static.sh [TARGET]   (from anywhere; needs cargo/rustup, python3, git)
 #        TARGET  x86_64-unknown-linux-musl (default) or aarch64-unknown-linux-musl
-# Env:   MAX_AGENT_BYTES   size limit for vcs-agent [4194304 = 4 MiB]
+# Env:   MAX_AGENT_BYTES   size limit for vcs-agent [4718592 = 4.5 MiB]
 #        KEEP_TMP=1        keep the smoke test's temporary directory (logs)
 #        CARGO_TARGET_DIR  honoured, as cargo does
 #        APT_LOCK_WAIT     seconds to wait for the package manager's lock [300] (scripts/apt.sh)
@@ -27,7 +27,7 @@ cd "$ROOT"
 source scripts/apt.sh
 
 TARGET="${1:-x86_64-unknown-linux-musl}"
-MAX_AGENT_BYTES="${MAX_AGENT_BYTES:-4194304}"
+MAX_AGENT_BYTES="${MAX_AGENT_BYTES:-4718592}"
 WAIT_SECONDS=20
 # Pinned: the cross toolchain of every release build.
 ZIG_PACKAGES=(ziglang==0.17.0 cargo-zigbuild==0.24.0)
