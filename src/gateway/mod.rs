@@ -3,13 +3,14 @@
 //! [`state`]), the agent port ([`agent_port`]), one request over one agent stream and the
 //! request itself ([`exchange`]), the api port's `private://` front and its dispatch
 //! ([`front`]), the operator's panel, JSON API, `/healthz` and `/metrics` ([`operator`]), and
-//! forwarding between replicas ([`replicas`]). This file wires them up: store → hub →
+//! forwarding between replicas ([`replicas`]), and webhooks an agent relays on its way to
+//! the SaaS ([`webhook`]). This file wires them up: store → hub →
 //! optional peers → the ports; drain. What it starts with, and the start-up policy that
 //! checks it, is [`config`].
 //!
 //! Imports point one way, down this list, and never back up:
 //! `front` → `operator` → `replicas` → `exchange` → `state` → `store`; `agent_port` →
-//! `state`. Only this file and [`config`] know every folder; no folder imports either.
+//! `webhook` → `state`, and `operator` → `webhook`. Only this file and [`config`] know every folder; no folder imports either.
 //!
 //! Synchronous throughout: a thread per caller connection, which also runs that caller's
 //! exchanges over a borrowed agent stream; idle agent streams wait in their pool's queue and
